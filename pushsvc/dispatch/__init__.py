@@ -1,0 +1,1 @@
+"""The delivery pipeline: claim, fan out, classify, record."""

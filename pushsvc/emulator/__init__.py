@@ -1,0 +1,1 @@
+"""Local APNs, FCM and Google OAuth emulator over TLS + HTTP/2."""

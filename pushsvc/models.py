@@ -1,0 +1,278 @@
+"""Domain values shared by every layer: tokens, messages, targets, notifications, receipts.
+
+Nothing here imports gRPC, protobuf, httpx or pymongo. The enums mirror the
+proto enums by *name* so the rpc layer can convert by name; their values are
+the strings stored in MongoDB.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+
+class Platform(enum.Enum):
+    """The push provider a token belongs to."""
+
+    APNS = "apns"
+    FCM = "fcm"
+
+
+class ApnsEnvironment(enum.Enum):
+    """Which APNs host serves a token."""
+
+    PRODUCTION = "production"
+    SANDBOX = "sandbox"
+
+
+class Priority(enum.Enum):
+    """Delivery priority; UNSPECIFIED lets the push type decide."""
+
+    UNSPECIFIED = "unspecified"
+    HIGH = "high"
+    NORMAL = "normal"
+
+
+class PushType(enum.Enum):
+    """APNs push types (`apns-push-type`); UNSPECIFIED is inferred from the content."""
+
+    UNSPECIFIED = "unspecified"
+    ALERT = "alert"
+    BACKGROUND = "background"
+    VOIP = "voip"
+    LIVEACTIVITY = "liveactivity"
+    COMPLICATION = "complication"
+    FILEPROVIDER = "fileprovider"
+    MDM = "mdm"
+    LOCATION = "location"
+    PUSHTOTALK = "pushtotalk"
+    WIDGETS = "widgets"
+    CONTROLS = "controls"
+
+
+class NotificationState(enum.Enum):
+    """Lifecycle of a notification."""
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True once no more receipts will be produced."""
+        return self in (
+            NotificationState.COMPLETED,
+            NotificationState.FAILED,
+            NotificationState.CANCELLED,
+        )
+
+
+class DeliveryStatus(enum.Enum):
+    """What became of one target token."""
+
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    TOKEN_INVALID = "token_invalid"
+    EXPIRED = "expired"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TokenRegistration:
+    """A RegisterToken request in domain form."""
+
+    app_id: str
+    token: str
+    platform: Platform
+    user_id: str = ""
+    topics: tuple[str, ...] = ()
+    device_id: str = ""
+    locale: str = ""
+    timezone: str = ""
+    app_version: str = ""
+    apns_environment: ApnsEnvironment = ApnsEnvironment.PRODUCTION
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeviceToken:
+    """A registered token as stored in the registry."""
+
+    app_id: str
+    token: str
+    platform: Platform
+    user_id: str
+    topics: tuple[str, ...]
+    device_id: str
+    locale: str
+    timezone: str
+    app_version: str
+    apns_environment: ApnsEnvironment
+    created_at: datetime
+    last_seen_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Device:
+    """A directly addressed device; it need not be registered."""
+
+    token: str
+    platform: Platform
+    apns_environment: ApnsEnvironment = ApnsEnvironment.PRODUCTION
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    """Exactly one of devices, user_ids, topic or all, plus a platform filter."""
+
+    devices: tuple[Device, ...] = ()
+    user_ids: tuple[str, ...] = ()
+    topic: str = ""
+    all: bool = False
+    platforms: frozenset[Platform] = frozenset()
+
+    @property
+    def kind(self) -> str:
+        """One of "devices", "users", "topic", "all" or "" when nothing is set."""
+        if self.devices:
+            return "devices"
+        if self.user_ids:
+            return "users"
+        if self.topic:
+            return "topic"
+        if self.all:
+            return "all"
+        return ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApnsOptions:
+    """APNs escape hatch: payload merged into the JSON, extra headers, topic override."""
+
+    payload: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    topic: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FcmOptions:
+    """FCM escape hatch: blocks merged into the rendered FCM message."""
+
+    android: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    apns: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    webpush: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    analytics_label: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Message:
+    """A platform-neutral notification; providers render it once per notification."""
+
+    title: str = ""
+    body: str = ""
+    subtitle: str = ""
+    image_url: str = ""
+    sound: str = ""
+    badge: int | None = None
+    data: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    category: str = ""
+    thread_id: str = ""
+    collapse_key: str = ""
+    priority: Priority = Priority.UNSPECIFIED
+    ttl_s: float | None = None
+    push_type: PushType = PushType.UNSPECIFIED
+    content_available: bool = False
+    mutable_content: bool = False
+    apns: ApnsOptions = dataclasses.field(default_factory=ApnsOptions)
+    fcm: FcmOptions = dataclasses.field(default_factory=FcmOptions)
+
+    @property
+    def has_alert(self) -> bool:
+        """True when the message has something a person would see."""
+        return bool(self.title or self.body or self.subtitle)
+
+    def effective_push_type(self) -> PushType:
+        """The push type, inferred from the content when unspecified."""
+        if self.push_type is not PushType.UNSPECIFIED:
+            return self.push_type
+        return PushType.ALERT if self.has_alert or self.sound or self.badge is not None else PushType.BACKGROUND
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendCommand:
+    """A Send request in domain form."""
+
+    app_id: str
+    target: Target
+    message: Message
+    idempotency_key: str = ""
+    validate_only: bool = False
+    send_at: datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendResult:
+    """What Send returns once the notification is durably stored."""
+
+    notification_id: str
+    duplicate: bool
+    targeted: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotificationView:
+    """A notification's state and counters (GetNotification)."""
+
+    notification_id: str
+    app_id: str
+    state: NotificationState
+    targeted: int
+    delivered: int
+    failed: int
+    invalid_tokens: int
+    expired: int
+    created_at: datetime
+    updated_at: datetime
+    send_at: datetime | None = None
+    completed_at: datetime | None = None
+    error: str = ""
+    idempotency_key: str = ""
+
+    @property
+    def pending(self) -> int:
+        """Targets that have no receipt yet."""
+        return max(0, self.targeted - self.delivered - self.failed - self.invalid_tokens - self.expired)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Receipt:
+    """The delivery receipt of one token."""
+
+    cursor: str
+    notification_id: str
+    app_id: str
+    token: str
+    platform: Platform
+    user_id: str
+    status: DeliveryStatus
+    provider_message_id: str
+    provider_status: int
+    reason: str
+    attempts: int
+    token_removed: bool
+    at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PruneCommand:
+    """A Prune request in domain form; stale_after_s None means the configured default."""
+
+    app_id: str
+    stale_after_s: float | None
+    platforms: frozenset[Platform]
+    dry_run: bool
+

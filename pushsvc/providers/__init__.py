@@ -1,0 +1,1 @@
+"""Provider adapters: APNs and FCM behind one small Protocol."""

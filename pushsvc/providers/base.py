@@ -1,0 +1,94 @@
+"""The provider port: send one delivery to APNs or FCM and classify the answer.
+
+Every provider adapter conforms to `Provider`. Adapters never retry on their
+own (except the protocol-mandated cases documented on each adapter, such as
+APNs ExpiredProviderToken): retry policy lives in the dispatcher, which acts
+only on `Outcome`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from pushsvc import models
+
+
+class Outcome(enum.Enum):
+    """How the dispatcher must treat a provider answer."""
+
+    DELIVERED = "delivered"
+    """Accepted by the provider."""
+    RETRYABLE = "retryable"
+    """429, 5xx, connection loss: try again later (honour retry_after_s)."""
+    TOKEN_INVALID = "token_invalid"
+    """The token is dead: remove it from the registry."""
+    CREDENTIALS_REJECTED = "credentials_rejected"
+    """The app's credentials are rejected: fail the whole notification."""
+    PERMANENT = "permanent"
+    """Any other failure: do not retry."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProviderResult:
+    """The classified answer to one delivery attempt."""
+
+    outcome: Outcome
+    provider_status: int = 0
+    """HTTP status; 0 when no response was received."""
+    reason: str = ""
+    """APNs reason, FCM error code, or a short transport error name."""
+    provider_message_id: str = ""
+    """apns-id, or the FCM message name."""
+    retry_after_s: float | None = None
+    """The provider's Retry-After, when it sent one."""
+    invalid_since: datetime | None = None
+    """APNs 410 timestamp: when Apple learned the token was invalid (UTC)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    """A message rendered once per notification for one platform.
+
+    `body` is JSON-compatible and is what gets persisted with the notification,
+    so that any replica can send it without re-rendering.
+    """
+
+    platform: models.Platform
+    body: Mapping[str, Any]
+    """APNs: {"headers": {...}, "payload": "<json text>"}; FCM: the `message` object without a target."""
+    size_bytes: int
+    """The size the provider limits (APNs payload bytes; FCM message bytes)."""
+    limit_bytes: int
+    """The provider's limit for this message."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    """One token's share of a notification."""
+
+    token: str
+    rendered: RenderedMessage
+    apns_environment: models.ApnsEnvironment = models.ApnsEnvironment.PRODUCTION
+    expires_at: datetime | None = None
+    """The notification's expiry; APNs gets it as apns-expiration, FCM as ttl."""
+
+
+class Provider(Protocol):
+    """Sends one delivery to one provider for one app."""
+
+    @property
+    def platform(self) -> models.Platform:
+        """The platform this provider serves."""
+        ...
+
+    async def send(self, delivery: Delivery) -> ProviderResult:
+        """Sends one delivery and classifies the answer. Never raises for provider or network errors."""
+        ...
+
+    async def aclose(self) -> None:
+        """Closes connections; the provider is unusable afterwards."""
+        ...

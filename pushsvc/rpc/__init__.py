@@ -1,0 +1,1 @@
+"""gRPC entrypoint: servicers, conversion, status mapping, server."""

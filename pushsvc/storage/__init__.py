@@ -1,0 +1,1 @@
+"""Token, notification and receipt storage behind small Protocols."""
