@@ -15,10 +15,15 @@ from typing import Any
 
 
 class Platform(enum.Enum):
-    """The push provider a token belongs to."""
+    """The push provider a token belongs to. UNSPECIFIED only ever reaches validation, which rejects it."""
 
+    UNSPECIFIED = "unspecified"
     APNS = "apns"
     FCM = "fcm"
+
+
+PLATFORMS = (Platform.APNS, Platform.FCM)
+"""The real platforms, for iteration."""
 
 
 class ApnsEnvironment(enum.Enum):
@@ -127,26 +132,19 @@ class Device:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Target:
-    """Exactly one of devices, user_ids, topic or all, plus a platform filter."""
+    """Who a notification goes to: `kind` says which of the selectors is set."""
 
+    kind: str
+    """"devices", "users", "topic", "all", or "" when the request set none."""
     devices: tuple[Device, ...] = ()
     user_ids: tuple[str, ...] = ()
     topic: str = ""
     all: bool = False
     platforms: frozenset[Platform] = frozenset()
 
-    @property
-    def kind(self) -> str:
-        """One of "devices", "users", "topic", "all" or "" when nothing is set."""
-        if self.devices:
-            return "devices"
-        if self.user_ids:
-            return "users"
-        if self.topic:
-            return "topic"
-        if self.all:
-            return "all"
-        return ""
+    def selects(self, platform: Platform) -> bool:
+        """True when the platform filter lets this platform through."""
+        return not self.platforms or platform in self.platforms
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,1 +1,31 @@
-"""Local APNs, FCM and Google OAuth emulator over TLS + HTTP/2."""
+"""Local APNs, FCM and Google OAuth emulator over TLS + HTTP/2.
+
+Faithful to ``reference/protocols.md``: real status codes, reason strings,
+headers and bodies. See the module docstrings of :mod:`.apns`, :mod:`.fcm`,
+:mod:`.oauth` and :mod:`.control` for exactly what is checked, the test tokens
+and the emulator-specific choices.
+"""
+
+from __future__ import annotations
+
+from .cli import main
+from .config import ApnsKey, EmulatorConfig, FcmAccount
+from .credentials import DemoCredentials, make_demo_credentials
+from .emulator import Emulator
+from .faults import Faults
+from .inbox import Inbox, InboxEntry
+from .stats import Stats
+
+__all__ = [
+    "ApnsKey",
+    "DemoCredentials",
+    "Emulator",
+    "EmulatorConfig",
+    "Faults",
+    "FcmAccount",
+    "Inbox",
+    "InboxEntry",
+    "Stats",
+    "main",
+    "make_demo_credentials",
+]

@@ -1,0 +1,239 @@
+"""The composition root: Settings in, a running Application out.
+
+Nothing else in pushsvc builds concrete adapters. Every background task
+created here has an owner (`Application`) that stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pushsvc import models
+from pushsvc.apps import AppProfile, Renderer
+from pushsvc.clock import Clock, SystemClock
+from pushsvc.config import AppSettings, Settings
+from pushsvc.dispatch import Dispatcher
+from pushsvc.providers.apns import ApnsProvider, apns_client_tls_context, render_apns
+from pushsvc.providers.apns_jwt import ApnsTokenSigner
+from pushsvc.providers.base import Provider
+from pushsvc.providers.fcm import FcmProvider, render_fcm
+from pushsvc.providers.fcm_auth import FcmAccessTokenSource
+from pushsvc.providers.http_client import make_http_client
+from pushsvc.receipts import ReceiptFeed, ReceiptSignal
+from pushsvc.rpc.server import GrpcServer
+from pushsvc.service import PushService
+from pushsvc.storage import MongoStores, open_stores
+
+log = logging.getLogger("pushsvc")
+
+_HEALTH_INTERVAL_S = 2.0
+_SWEEP_INTERVAL_S = 60.0
+
+
+@dataclasses.dataclass
+class Application:
+    """Everything one replica runs, with start and stop."""
+
+    settings: Settings
+    stores: MongoStores
+    service: PushService
+    server: GrpcServer
+    dispatcher: Dispatcher
+    providers: Mapping[tuple[str, models.Platform], Provider]
+    clock: Clock
+    owns_stores: bool = True
+    """False when the stores were handed in (shared with another Application)."""
+    _tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
+    _store_ok: bool = True
+
+    @property
+    def port(self) -> int:
+        """The bound gRPC port."""
+        return self.server.port
+
+    async def start(self) -> int:
+        """Creates indexes, binds the gRPC port, starts the dispatcher; returns the port.
+
+        The server reports SERVING only once the store has answered.
+        """
+        port = await self.server.start()
+        await self.server.set_serving(False)
+        await self.stores.ensure_indexes()
+        await self.server.set_serving(True)
+        self.dispatcher.start()
+        self._tasks.append(asyncio.create_task(self._watch_store(), name="pushsvc-store-health"))
+        if not self.stores.ttl_supported:
+            log.warning("the store has no TTL indexes; receipts are swept every %.0f s instead", _SWEEP_INTERVAL_S)
+            self._tasks.append(asyncio.create_task(self._sweep(), name="pushsvc-receipt-sweep"))
+        return port
+
+    async def _watch_store(self) -> None:
+        # NOT_SERVING while the store is unreachable, so probes and load
+        # balancers route around this replica.
+        while True:
+            await asyncio.sleep(_HEALTH_INTERVAL_S)
+            ok = await self.stores.ping()
+            if ok != self._store_ok:
+                self._store_ok = ok
+                log.warning("store is %s", "reachable again" if ok else "unreachable")
+                await self.server.set_serving(ok)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(_SWEEP_INTERVAL_S)
+            with contextlib.suppress(Exception):
+                await self.stores.sweep_expired(self.clock.now())
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drains RPCs, stops the dispatcher (releasing its leases), closes providers and the store."""
+        grace = self.settings.grace_s if grace_s is None else grace_s
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.server.stop(grace)
+        await self.dispatcher.stop()
+        for provider in self.providers.values():
+            with contextlib.suppress(Exception):
+                await provider.aclose()
+        if self.owns_stores:
+            self.stores.close()
+
+
+def _read(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def build_app_profiles(settings: Settings) -> dict[str, AppProfile]:
+    """Which platforms each app can send to, and how to render for them."""
+    profiles = {}
+    for app_id, app in settings.apps.items():
+        renderers: dict[models.Platform, Renderer] = {}
+        if app.apns is not None:
+            renderers[models.Platform.APNS] = functools.partial(render_apns, bundle_id=app.apns.bundle_id)
+        if app.fcm is not None:
+            renderers[models.Platform.FCM] = render_fcm
+        profiles[app_id] = AppProfile(app_id=app_id, renderers=renderers)
+    return profiles
+
+
+def build_providers(settings: Settings) -> dict[tuple[str, models.Platform], Provider]:
+    """One provider per app and platform; one JWT signer per APNs signing key."""
+    providers: dict[tuple[str, models.Platform], Provider] = {}
+    signers: dict[tuple[Path, str, str], ApnsTokenSigner] = {}
+    fast = settings.dispatch.fast_transport
+    timeout_s = settings.dispatch.request_timeout_s
+    for app_id, app in settings.apps.items():
+        if app.apns is not None:
+            providers[(app_id, models.Platform.APNS)] = _apns_provider(app, signers, fast=fast, timeout_s=timeout_s)
+        if app.fcm is not None:
+            fcm = app.fcm
+            ca = _read(fcm.ca_file) if fcm.ca_file else None
+            info: dict[str, Any] = json.loads(_read(fcm.service_account_file))
+            providers[(app_id, models.Platform.FCM)] = FcmProvider(
+                client=make_http_client(ca_pem=ca, fast=fast, timeout_s=timeout_s),
+                base_url=fcm.base_url,
+                project_id=fcm.project_id or str(info.get("project_id", "")),
+                token_source=FcmAccessTokenSource.from_service_account_info(info, ca_pem=ca),
+                request_timeout_s=timeout_s,
+            )
+    return providers
+
+
+def _apns_provider(
+    app: AppSettings, signers: dict[tuple[Path, str, str], ApnsTokenSigner], *, fast: bool, timeout_s: float
+) -> ApnsProvider:
+    apns = app.apns
+    assert apns is not None
+    ca = _read(apns.ca_file) if apns.ca_file else None
+    signer = None
+    if apns.key_file is not None:
+        key = (apns.key_file.resolve(), apns.key_id, apns.team_id)
+        if key not in signers:
+            signers[key] = ApnsTokenSigner(_read(apns.key_file), apns.key_id, apns.team_id)
+        signer = signers[key]
+        client = make_http_client(ca_pem=ca, fast=fast, timeout_s=timeout_s)
+    else:
+        assert apns.cert_file is not None
+        password = _read(apns.cert_password_file).strip() if apns.cert_password_file else None
+        ctx = apns_client_tls_context(apns.cert_file, apns.cert_key_file, password, ca)
+        client = make_http_client(ssl_context=ctx, fast=fast, timeout_s=timeout_s)
+    return ApnsProvider(
+        client=client,
+        production_url=apns.production_url,
+        sandbox_url=apns.sandbox_url,
+        signer=signer,
+        request_timeout_s=timeout_s,
+    )
+
+
+def build_application(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    providers: Mapping[tuple[str, models.Platform], Provider] | None = None,
+    owner: str | None = None,
+    stores: MongoStores | None = None,
+) -> Application:
+    """Wires every component from settings. Connects to nothing until `start()`.
+
+    Passing `stores` shares one store between Applications (several replicas
+    in one process, as tests do with the embedded backend); the caller then
+    closes it.
+    """
+    clock = clock or SystemClock()
+    owns_stores = stores is None
+    if stores is None:
+        stores = open_stores(settings.store_url, timeout_ms=settings.store_timeout_ms)
+    signal = ReceiptSignal()
+    feed = ReceiptFeed(
+        stores.receipts,
+        stores.notifications,
+        signal,
+        poll_interval_s=settings.dispatch.poll_interval_s,
+        gap_grace_s=settings.dispatch.receipt_gap_grace_s,
+    )
+    providers = build_providers(settings) if providers is None else providers
+    dispatcher = Dispatcher(
+        tokens=stores.tokens,
+        notifications=stores.notifications,
+        receipts=stores.receipts,
+        providers=providers,
+        clock=clock,
+        settings=settings.dispatch,
+        signal=signal,
+        owner=owner,
+    )
+    service = PushService(
+        tokens=stores.tokens,
+        notifications=stores.notifications,
+        feed=feed,
+        apps=build_app_profiles(settings),
+        clock=clock,
+        dispatch=settings.dispatch,
+        stale_after_days=settings.stale_after_days,
+        on_queued=dispatcher.wake,
+    )
+    server = GrpcServer(
+        service, host=settings.host, port=settings.port, max_connection_age_s=settings.max_connection_age_s
+    )
+    return Application(
+        settings=settings,
+        stores=stores,
+        service=service,
+        server=server,
+        dispatcher=dispatcher,
+        providers=providers,
+        clock=clock,
+        owns_stores=owns_stores,
+    )

@@ -1,0 +1,112 @@
+"""The `pushsvc` command: parses arguments and delegates; no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from pushsvc import config
+
+_DEV_HELP = """\
+pushsvc dev is serving on {addr} (app "{app}", in-memory store: {store})
+  emulator  APNs {apns}  FCM {fcm}
+  inbox     curl -s --http2 --cacert {ca} {apns}/_emulator/inbox
+
+Try it (grpcurl comes with `pip install -e '.[dev]'`):
+
+  grpcurl -plaintext -d '{{"app_id":"{app}","token":"{tok}","platform":"PLATFORM_APNS","user_id":"alice"}}' \\
+    {addr} pushsvc.v1.PushService/RegisterToken
+
+  grpcurl -plaintext -d '{{"app_id":"{app}","target":{{"users":{{"user_ids":["alice"]}}}},"message":{{"title":"Hello","body":"from pushsvc"}}}}' \\
+    {addr} pushsvc.v1.PushService/Send
+
+  grpcurl -plaintext -d '{{"app_id":"{app}","notification_id":"<id from Send>"}}' \\
+    {addr} pushsvc.v1.PushService/StreamReceipts
+
+Ctrl-C stops it.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pushsvc", description="Self-hosted push-notification gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    dev = sub.add_parser("dev", help="in-memory store + built-in APNs/FCM emulator + demo app, no auth")
+    dev.add_argument("--port", type=int, default=50051)
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--store", default="mongomock://localhost/pushsvc", help="mongomock:// (default) or mongodb://HOST:PORT/DB")
+    dev.add_argument("--state-dir", type=Path, default=Path(".pushsvc/dev"), help="where demo credentials are written")
+    serve = sub.add_parser("serve", help="production mode: MongoDB, real providers")
+    serve.add_argument("--config", type=Path, required=True, help="TOML config file")
+    serve.add_argument("--port", type=int, default=None)
+    sub.add_parser("emulator", help="the APNs/FCM emulator on its own (see `pushsvc emulator --help`)", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the `pushsvc` command; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["emulator"]:
+        from pushsvc.emulator import main as emulator_main
+
+        return emulator_main(argv[1:])
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        if args.command == "dev":
+            return asyncio.run(_until_signal(lambda stop: _dev(args, stop)))
+        return asyncio.run(_until_signal(lambda stop: _serve(args, stop)))
+    except config.ConfigError as exc:
+        print(f"pushsvc: config error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"pushsvc: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await run(stop)
+    return 0
+
+
+async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    from pushsvc.devstack import DEMO_APP_ID, start_dev_stack
+
+    stack = await start_dev_stack(state_dir=args.state_dir, port=args.port, host=args.host, store_url=args.store)
+    try:
+        print(
+            _DEV_HELP.format(
+                addr=f"{args.host}:{stack.app.port}",
+                app=DEMO_APP_ID,
+                store=args.store,
+                apns=stack.emulator.apns_url,
+                fcm=stack.emulator.fcm_url,
+                ca=stack.credentials.ca_file,
+                tok="a1" * 32,
+            ),
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        await stack.stop(grace_s=2.0)
+
+
+async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    from pushsvc.bootstrap import build_application
+
+    settings = config.load_settings(args.config, port=args.port)
+    app = build_application(settings)
+    port = await app.start()
+    logging.getLogger("pushsvc").info("serving on %s:%d with %d app(s)", settings.host, port, len(settings.apps))
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()

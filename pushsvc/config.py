@@ -1,0 +1,229 @@
+"""Settings: a TOML file, then `PUSHSVC_*` environment overrides, then CLI flags.
+
+Secrets are never inline: the config names files (a .p8 key, a service-account
+JSON), mounted from Kubernetes Secrets in production.
+
+Environment overrides: `PUSHSVC_<FIELD>` for top-level fields (for example
+`PUSHSVC_STORE_URL`, `PUSHSVC_PORT`, `PUSHSVC_STALE_AFTER_DAYS`) and
+`PUSHSVC_DISPATCH_<FIELD>` for dispatcher fields (`PUSHSVC_DISPATCH_LEASE_S`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+APNS_PRODUCTION_URL = "https://api.push.apple.com"
+APNS_SANDBOX_URL = "https://api.sandbox.push.apple.com"
+FCM_URL = "https://fcm.googleapis.com"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message says where."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ApnsAppSettings:
+    """One app's APNs credentials: token auth (key_file) or certificate auth (cert_file)."""
+
+    bundle_id: str
+    """Default apns-topic; push types add their suffix (".voip", ...)."""
+    key_file: Path | None = None
+    """The .p8 signing key (token auth)."""
+    key_id: str = ""
+    team_id: str = ""
+    cert_file: Path | None = None
+    """PEM or P12 client certificate (certificate auth)."""
+    cert_key_file: Path | None = None
+    """PEM private key when it is not inside cert_file."""
+    cert_password_file: Path | None = None
+    """File holding the P12 or key password."""
+    production_url: str = APNS_PRODUCTION_URL
+    sandbox_url: str = APNS_SANDBOX_URL
+    ca_file: Path | None = None
+    """Extra CA to trust (the emulator's); None means the system store."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FcmAppSettings:
+    """One app's FCM HTTP v1 credentials."""
+
+    service_account_file: Path
+    project_id: str = ""
+    """Defaults to the service account's project_id."""
+    base_url: str = FCM_URL
+    ca_file: Path | None = None
+    """Extra CA to trust for FCM and the OAuth token_uri (the emulator's)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AppSettings:
+    """One tenant app and its provider credentials."""
+
+    app_id: str
+    apns: ApnsAppSettings | None = None
+    fcm: FcmAppSettings | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DispatchSettings:
+    """The delivery pipeline's knobs."""
+
+    workers: int = 2
+    """Partitions this replica works on at once."""
+    lease_s: float = 30.0
+    """How long a claimed partition stays ours without renewal."""
+    batch_size: int = 500
+    """Targets read, sent and checkpointed together; bounds duplicates after a crash."""
+    partition_size: int = 5000
+    """Targets per partition; big fan-outs split so several replicas share them."""
+    max_partitions: int = 64
+    max_in_flight_per_provider: int = 500
+    """Concurrent requests per provider (app and platform)."""
+    max_attempts: int = 5
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 60.0
+    poll_interval_s: float = 0.2
+    """Idle sleep between claim attempts and receipt polls."""
+    max_queue_depth: int = 10000
+    """Unfinished notifications above which Send answers RESOURCE_EXHAUSTED."""
+    receipt_retention_days: float = 7.0
+    orphan_after_s: float = 60.0
+    """A partition whose notification never got stored is dropped after this long."""
+    receipt_gap_grace_s: float = 5.0
+    """How long a receipt reader waits for a missing cursor before skipping it."""
+    request_timeout_s: float = 10.0
+    """Deadline of one provider request."""
+    fast_transport: bool = True
+    """Use the raw-h2 transport instead of httpx's own HTTP/2."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the composition root needs."""
+
+    store_url: str = "mongomock://localhost/pushsvc"
+    host: str = "0.0.0.0"
+    port: int = 50051
+    metrics_port: int = 0
+    """0 disables the Prometheus endpoint."""
+    stale_after_days: float = 60.0
+    """Prune's default staleness threshold."""
+    grace_s: float = 10.0
+    """Shutdown grace period for in-flight RPCs."""
+    max_connection_age_s: float = 300.0
+    """Lets mesh load balancers rebalance long-lived gRPC connections."""
+    store_timeout_ms: int = 2000
+    """Server selection and socket timeout: a down store fails fast with UNAVAILABLE."""
+    apps: Mapping[str, AppSettings] = dataclasses.field(default_factory=dict)
+    dispatch: DispatchSettings = dataclasses.field(default_factory=DispatchSettings)
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Reads a TOML file, applies `PUSHSVC_*` variables, then explicit overrides.
+
+    Raises:
+        ConfigError: with the offending key named.
+    """
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        base_dir = path.parent
+    dispatch_raw = dict(raw.pop("dispatch", {}))
+    apps_raw = raw.pop("apps", {})
+    for f in dataclasses.fields(Settings):
+        key = f"PUSHSVC_{f.name.upper()}"
+        if key in env and f.name not in ("apps", "dispatch"):
+            raw[f.name] = env[key]
+    for f in dataclasses.fields(DispatchSettings):
+        key = f"PUSHSVC_DISPATCH_{f.name.upper()}"
+        if key in env:
+            dispatch_raw[f.name] = env[key]
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    dispatch = _build(DispatchSettings, dispatch_raw, "dispatch", base_dir)
+    apps = {app_id: _build_app(app_id, body, base_dir) for app_id, body in apps_raw.items()}
+    settings = _build(Settings, raw, "", base_dir)
+    return dataclasses.replace(settings, apps=apps, dispatch=dispatch)
+
+
+def _build_app(app_id: str, body: Mapping[str, Any], base_dir: Path) -> AppSettings:
+    if not isinstance(body, Mapping):
+        raise ConfigError(f"apps.{app_id}: expected a table")
+    apns = body.get("apns")
+    fcm = body.get("fcm")
+    unknown = set(body) - {"apns", "fcm"}
+    if unknown:
+        raise ConfigError(f"apps.{app_id}: unknown keys {sorted(unknown)}")
+    app = AppSettings(
+        app_id=app_id,
+        apns=_build(ApnsAppSettings, apns, f"apps.{app_id}.apns", base_dir) if apns else None,
+        fcm=_build(FcmAppSettings, fcm, f"apps.{app_id}.fcm", base_dir) if fcm else None,
+    )
+    if app.apns and not (app.apns.key_file or app.apns.cert_file):
+        raise ConfigError(f"apps.{app_id}.apns: set key_file (token auth) or cert_file (certificate auth)")
+    if app.apns and app.apns.key_file and not (app.apns.key_id and app.apns.team_id):
+        raise ConfigError(f"apps.{app_id}.apns: token auth needs key_id and team_id")
+    return app
+
+
+_T = typing.TypeVar("_T")
+
+
+def _build(cls: type[_T], raw: Mapping[str, Any], where: str, base_dir: Path) -> _T:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(raw) - names
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown keys {sorted(unknown)}")
+    values = {}
+    for name, value in raw.items():
+        try:
+            values[name] = _coerce(hints[name], value, base_dir)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where + '.' if where else ''}{name}: {exc}") from exc
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{where or 'config'}: {exc}") from exc
+
+
+def _coerce(hint: Any, value: Any, base_dir: Path) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or value == "":
+            return None
+        return _coerce(inner[0], value, base_dir)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected a boolean, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ValueError("expected an integer")
+        return int(value)
+    if hint is float:
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {value!r}")
+        return value
+    if hint is Path:
+        p = Path(str(value)).expanduser()
+        return p if p.is_absolute() else base_dir / p
+    raise TypeError(f"unsupported setting type {hint!r}")

@@ -1,0 +1,97 @@
+"""The dev stack: emulator + demo credentials + an Application wired to them.
+
+`pushsvc dev` runs it; integration tests and benchmarks build it too, so they
+exercise exactly what a developer runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+
+from pushsvc.bootstrap import Application, build_application
+from pushsvc.clock import Clock
+from pushsvc.config import ApnsAppSettings, AppSettings, DispatchSettings, FcmAppSettings, Settings
+from pushsvc.emulator import DemoCredentials, Emulator, EmulatorConfig, make_demo_credentials
+from pushsvc.storage import MongoStores
+
+DEMO_APP_ID = "demo"
+
+
+def demo_app_settings(app_id: str, emulator: Emulator, credentials: DemoCredentials) -> AppSettings:
+    """An app whose APNs and FCM credentials point at the emulator."""
+    return AppSettings(
+        app_id=app_id,
+        apns=ApnsAppSettings(
+            bundle_id=credentials.apns_bundle_id,
+            key_file=credentials.apns_key_file,
+            key_id=credentials.apns_key_id,
+            team_id=credentials.apns_team_id,
+            production_url=emulator.apns_url,
+            sandbox_url=emulator.apns_sandbox_url,
+            ca_file=credentials.ca_file,
+        ),
+        fcm=FcmAppSettings(
+            service_account_file=credentials.fcm_service_account_file,
+            project_id=credentials.fcm_project_id,
+            base_url=emulator.fcm_url,
+            ca_file=credentials.ca_file,
+        ),
+    )
+
+
+@dataclasses.dataclass
+class DevStack:
+    """A running emulator and the Application wired to it."""
+
+    emulator: Emulator
+    credentials: DemoCredentials
+    app: Application
+
+    async def stop(self, grace_s: float = 1.0) -> None:
+        """Stops the Application, then the emulator."""
+        try:
+            await self.app.stop(grace_s)
+        finally:
+            await self.emulator.stop()
+
+
+async def start_dev_stack(
+    *,
+    state_dir: Path,
+    port: int = 50051,
+    host: str = "127.0.0.1",
+    store_url: str = "mongomock://localhost/pushsvc",
+    dispatch: DispatchSettings | None = None,
+    clock: Clock | None = None,
+    stores: MongoStores | None = None,
+    emulator_config: EmulatorConfig | None = None,
+) -> DevStack:
+    """Starts the emulator, writes demo credentials into state_dir, starts pushsvc with app "demo"."""
+    emulator = Emulator(emulator_config or EmulatorConfig())
+    await emulator.start()
+    try:
+        credentials, apns_key, fcm_account = make_demo_credentials(
+            state_dir, token_uri=emulator.token_uri, ca_pem=emulator.ca_pem
+        )
+        emulator.add_apns_key(apns_key)
+        emulator.add_fcm_account(fcm_account)
+        settings = Settings(
+            store_url=store_url,
+            host=host,
+            port=port,
+            apps={DEMO_APP_ID: demo_app_settings(DEMO_APP_ID, emulator, credentials)},
+            dispatch=dispatch or DispatchSettings(),
+        )
+        app = build_application(settings, clock=clock, stores=stores)
+        try:
+            await app.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await app.stop(0)
+            raise
+    except BaseException:
+        await emulator.stop()
+        raise
+    return DevStack(emulator=emulator, credentials=credentials, app=app)

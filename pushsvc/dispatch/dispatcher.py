@@ -1,0 +1,340 @@
+"""Dispatcher: claims partitions, fans out in batches, classifies, records.
+
+Every replica runs one. The invariants it keeps:
+
+- A partition is worked on only under a lease, renewed while we work. A lease
+  we lose (renewal or checkpoint says so) makes us stop after the batch in
+  flight, so duplicates after a takeover are bounded by one batch.
+- Targets are read batch by batch from a cursor: memory is bounded by
+  `batch_size` x `workers`, whatever the fan-out size.
+- A batch's receipts are written before its checkpoint; a crash in between
+  resends that batch, and the receipt log's uniqueness keeps one receipt per
+  token all the same.
+- Concurrent requests per provider are bounded by a semaphore.
+- Credential rejection fails the whole notification at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from pushsvc import errors, models
+from pushsvc.clock import Clock
+from pushsvc.config import DispatchSettings
+from pushsvc.dispatch.retry import RetryPolicy
+from pushsvc.providers.base import Delivery, Outcome, Provider, ProviderResult, RenderedMessage
+from pushsvc.receipts import ReceiptSignal
+from pushsvc.storage import (
+    NotificationRecord,
+    NotificationStore,
+    Partition,
+    ReceiptDraft,
+    ReceiptStore,
+    TargetToken,
+    TokenStore,
+)
+
+log = logging.getLogger("pushsvc.dispatch")
+
+_STATUS_COUNTER = {
+    models.DeliveryStatus.DELIVERED: "delivered",
+    models.DeliveryStatus.FAILED: "failed",
+    models.DeliveryStatus.TOKEN_INVALID: "invalid_tokens",
+    models.DeliveryStatus.EXPIRED: "expired",
+}
+_OUTCOME_STATUS = {
+    Outcome.DELIVERED: models.DeliveryStatus.DELIVERED,
+    Outcome.TOKEN_INVALID: models.DeliveryStatus.TOKEN_INVALID,
+    Outcome.PERMANENT: models.DeliveryStatus.FAILED,
+    Outcome.CREDENTIALS_REJECTED: models.DeliveryStatus.FAILED,
+    Outcome.RETRYABLE: models.DeliveryStatus.FAILED,
+}
+
+
+class _LeaseLost(Exception):
+    pass
+
+
+class Dispatcher:
+    """Runs `settings.workers` partition workers until stopped."""
+
+    def __init__(
+        self,
+        *,
+        tokens: TokenStore,
+        notifications: NotificationStore,
+        receipts: ReceiptStore,
+        providers: Mapping[tuple[str, models.Platform], Provider],
+        clock: Clock,
+        settings: DispatchSettings,
+        signal: ReceiptSignal,
+        owner: str | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._tokens = tokens
+        self._notifications = notifications
+        self._receipts = receipts
+        self._providers = providers
+        self._clock = clock
+        self._settings = settings
+        self._signal = signal
+        self.owner = owner or f"dispatcher-{uuid.uuid4().hex[:12]}"
+        self._sleep = sleep
+        self._rand = rand
+        self._retry = RetryPolicy(
+            max_attempts=settings.max_attempts,
+            initial_backoff_s=settings.initial_backoff_s,
+            max_backoff_s=settings.max_backoff_s,
+        )
+        self._limits = {key: asyncio.Semaphore(settings.max_in_flight_per_provider) for key in providers}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def start(self) -> None:
+        """Starts the workers; they run until `stop()`."""
+        self._stopping = False
+        self._tasks = [asyncio.create_task(self._worker(i), name=f"{self.owner}-{i}") for i in range(self._settings.workers)]
+
+    def wake(self) -> None:
+        """Makes idle workers look for work now instead of at the next poll."""
+        self._wake.set()
+
+    async def stop(self, *, release_leases: bool = True) -> None:
+        """Stops the workers, then gives back our leases so another replica resumes at once.
+
+        `release_leases=False` leaves the leases to expire, as a crash would.
+        """
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if release_leases:
+            with contextlib.suppress(errors.StoreUnavailable):
+                await self._notifications.release_all(self.owner, self._clock.now())
+
+    async def _worker(self, index: int) -> None:
+        backoff_s = self._settings.poll_interval_s
+        while not self._stopping:
+            try:
+                worked = await self.run_once()
+                backoff_s = self._settings.poll_interval_s
+            except errors.StoreUnavailable as exc:
+                log.warning("store unavailable, dispatcher %s waits: %s", self.owner, exc)
+                worked = False
+                backoff_s = min(backoff_s * 2, 5.0)
+            except Exception:
+                log.exception("dispatcher %s worker %d failed; continuing", self.owner, index)
+                worked = False
+            if not worked:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), backoff_s)
+
+    async def run_once(self) -> bool:
+        """Claims and works one partition; False when nothing was runnable."""
+        now = self._clock.now()
+        part = await self._notifications.claim(self.owner, now, self._settings.lease_s)
+        if part is None:
+            return False
+        try:
+            await self._run_partition(part)
+        except _LeaseLost:
+            log.warning("lost the lease on %s; another replica resumes it", part.partition_id)
+        except (asyncio.CancelledError, errors.StoreUnavailable):
+            raise
+        except Exception:
+            # Give the partition back a little later rather than hot-looping on it.
+            await self._notifications.release(part.partition_id, self.owner, self._clock.now() + timedelta(seconds=5))
+            raise
+        return True
+
+    async def _run_partition(self, part: Partition) -> None:
+        now = self._clock.now()
+        record = await self._notifications.get(part.app_id, part.notification_id)
+        if record is None:
+            if now - part.created_at > timedelta(seconds=self._settings.orphan_after_s):
+                await self._notifications.drop_partition(part.partition_id)
+            else:
+                # The Send that wrote it may still be storing the notification.
+                await self._notifications.release(part.partition_id, self.owner, now + timedelta(seconds=1))
+            return
+        if record.view.state.finished:
+            await self._notifications.finish_partition(part.partition_id, self.owner, now)
+            return
+        await self._notifications.mark_running(part.notification_id, now)
+        rendered = {
+            models.Platform(k): RenderedMessage(models.Platform(k), json.loads(v), 0, 0) for k, v in record.rendered.items()
+        }
+        lost = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(part, lost))
+        try:
+            await self._fan_out(part, record, rendered, lost)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _renew(self, part: Partition, lost: asyncio.Event) -> None:
+        while True:
+            await asyncio.sleep(self._settings.lease_s / 3)
+            try:
+                if not await self._notifications.renew(part.partition_id, self.owner, self._clock.now(), self._settings.lease_s):
+                    lost.set()
+                    return
+            except errors.StoreUnavailable:
+                continue
+
+    async def _fan_out(
+        self, part: Partition, record: NotificationRecord, rendered: Mapping[models.Platform, RenderedMessage], lost: asyncio.Event
+    ) -> None:
+        checkpoint = part.checkpoint
+        retention = timedelta(days=self._settings.receipt_retention_days)
+        while True:
+            if lost.is_set():
+                raise _LeaseLost()
+            batch, next_checkpoint = await self._next_batch(part, record, checkpoint)
+            if not batch:
+                break
+            credential_error: list[str] = []
+            drafts = await asyncio.gather(
+                *(self._deliver(part.app_id, record, rendered, t, credential_error) for t in batch)
+            )
+            now = self._clock.now()
+            written = await self._receipts.append(
+                part.app_id, part.notification_id, [d for d in drafts if d is not None], now + retention
+            )
+            counts: dict[str, int] = {}
+            for receipt in written:
+                key = _STATUS_COUNTER[receipt.status]
+                counts[key] = counts.get(key, 0) + 1
+            await self._notifications.add_counts(part.notification_id, counts, now)
+            self._signal.notify()
+            if credential_error:
+                await self._notifications.fail(part.notification_id, credential_error[0], now)
+                self._signal.notify()
+                return
+            if not await self._notifications.checkpoint(
+                part.partition_id, self.owner, next_checkpoint, now, self._settings.lease_s
+            ):
+                raise _LeaseLost()
+            checkpoint = next_checkpoint
+            fresh = await self._notifications.get(part.app_id, part.notification_id)
+            if fresh is None or fresh.view.state.finished:
+                # Failed or cancelled elsewhere (another partition saw the credentials rejected).
+                await self._notifications.finish_partition(part.partition_id, self.owner, now)
+                return
+        await self._notifications.finish_partition(part.partition_id, self.owner, self._clock.now())
+        self._signal.notify()
+
+    async def _next_batch(
+        self, part: Partition, record: NotificationRecord, checkpoint: Any
+    ) -> tuple[list[TargetToken], Any]:
+        size = self._settings.batch_size
+        if record.query is not None:
+            batch = await self._tokens.find_targets(part.app_id, record.query, part.buckets, checkpoint, size)
+            return batch, (batch[-1].ref if batch else checkpoint)
+        offset = int(checkpoint or 0)
+        devices = part.devices[offset : offset + size]
+        registered = await self._tokens.lookup(part.app_id, devices)
+        batch = [
+            registered.get(
+                (d.platform, d.token),
+                TargetToken(
+                    ref=None,
+                    token=d.token,
+                    platform=d.platform,
+                    user_id="",
+                    apns_environment=d.apns_environment,
+                    registered=False,
+                    last_seen_at=None,
+                ),
+            )
+            for d in devices
+        ]
+        return batch, offset + len(devices)
+
+    async def _deliver(
+        self,
+        app_id: str,
+        record: NotificationRecord,
+        rendered: Mapping[models.Platform, RenderedMessage],
+        target: TargetToken,
+        credential_error: list[str],
+    ) -> ReceiptDraft | None:
+        provider = self._providers.get((app_id, target.platform))
+        message = rendered.get(target.platform)
+        if provider is None or message is None:
+            return self._draft(target, models.DeliveryStatus.FAILED, ProviderResult(Outcome.PERMANENT, reason="NoCredentials"), 0)
+        delivery = Delivery(
+            token=target.token, rendered=message, apns_environment=target.apns_environment, expires_at=record.expires_at
+        )
+        attempts = 0
+        result = ProviderResult(Outcome.RETRYABLE, reason="NotAttempted")
+        while True:
+            if credential_error:
+                return None
+            if record.expires_at is not None and self._clock.now() >= record.expires_at:
+                return self._draft(target, models.DeliveryStatus.EXPIRED, _expired(result), attempts)
+            attempts += 1
+            async with self._limits[(app_id, target.platform)]:
+                result = await provider.send(delivery)
+            if result.outcome is Outcome.RETRYABLE and attempts < self._retry.max_attempts:
+                delay = self._retry.delay_s(attempts, result.retry_after_s, self._rand)
+                if record.expires_at is not None and self._clock.now() + timedelta(seconds=delay) >= record.expires_at:
+                    return self._draft(target, models.DeliveryStatus.EXPIRED, _expired(result), attempts)
+                await self._sleep(delay)
+                continue
+            break
+        removed = False
+        if result.outcome is Outcome.TOKEN_INVALID and target.registered:
+            removed = await self._tokens.delete_invalid(app_id, target.platform, target.token, result.invalid_since)
+        if result.outcome is Outcome.CREDENTIALS_REJECTED:
+            credential_error.append(
+                f"{target.platform.name} rejected the app's credentials ({result.provider_status} {result.reason})"
+            )
+        return self._draft(target, _OUTCOME_STATUS[result.outcome], result, attempts, removed)
+
+    def _draft(
+        self,
+        target: TargetToken,
+        status: models.DeliveryStatus,
+        result: ProviderResult,
+        attempts: int,
+        removed: bool = False,
+    ) -> ReceiptDraft:
+        return ReceiptDraft(
+            token=target.token,
+            platform=target.platform,
+            user_id=target.user_id,
+            status=status,
+            provider_message_id=result.provider_message_id,
+            provider_status=result.provider_status,
+            reason=result.reason,
+            attempts=attempts,
+            token_removed=removed,
+            at=self._clock.now(),
+        )
+
+
+def _expired(last: ProviderResult) -> ProviderResult:
+    # Keep what the provider last said, if anything; the reason says why we stopped.
+    return ProviderResult(
+        Outcome.PERMANENT,
+        provider_status=last.provider_status if last.reason != "NotAttempted" else 0,
+        reason="TtlExpired",
+        provider_message_id=last.provider_message_id,
+    )
+

@@ -1,0 +1,28 @@
+"""RetryPolicy: exponential backoff with jitter, honouring Retry-After."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to wait before retrying a retryable outcome."""
+
+    max_attempts: int = 5
+    """Attempts per token, the first included."""
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 60.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+    """Each delay is scaled by a random factor in [1 - jitter, 1 + jitter]."""
+
+    def delay_s(self, attempt: int, retry_after_s: float | None, rand: Callable[[], float] = random.random) -> float:
+        """Delay before attempt `attempt + 1`; never shorter than the provider's Retry-After."""
+        base = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** max(0, attempt - 1))
+        delay = base * (1 - self.jitter + 2 * self.jitter * rand())
+        if retry_after_s is not None:
+            delay = max(delay, retry_after_s)
+        return delay

@@ -1,0 +1,454 @@
+"""The fake APNs provider API: ``POST /3/device/<token>`` (protocols.md A.2-A.12).
+
+Checks, in this order (the first failure answers; every error carries
+``content-type: application/json``, ``apns-id`` and ``{"reason": ...}``):
+
+1. ``:method`` POST (``405 MethodNotAllowed``); ``:path`` ``/3/device/<token>``
+   (``400 MissingDeviceToken`` if the token is empty, else ``404 BadPath``).
+2. No header repeated (``400 DuplicateHeaders``); ``apns-id`` a canonical
+   lower-case UUID (``400 BadMessageId``). A valid ``apns-id`` is echoed on
+   every answer, otherwise a fresh UUID is returned.
+3. Authentication. With a TLS client certificate (when the emulator was given
+   a client CA) the ``authorization`` header is ignored. Otherwise
+   ``authorization: bearer <ES256 JWT>`` is required: missing or empty token
+   ``403 MissingProviderToken``; non-bearer scheme, unknown ``kid``, wrong
+   ``alg``, bad signature, ``iss`` not the key's team or ``iat`` not an
+   integer ``403 InvalidProviderToken``; ``iat`` more than 3600 s old (or more
+   than 3600 s ahead) by the injected clock ``403 ExpiredProviderToken``. The
+   first valid token binds its key to the connection; another key id later
+   gives ``403 UnrelatedKeyIdInToken``. A token with a different ``iat`` less
+   than 1200 s after the connection last adopted one gives
+   ``429 TooManyProviderTokenUpdates`` (the previous token keeps working).
+   The first request that passes authentication raises the connection's
+   ``MAX_CONCURRENT_STREAMS`` from the before-auth to the after-auth value.
+4. ``apns-push-type`` one of the A.3 values (``400 InvalidPushType``);
+   ``apns-topic`` present (``400 MissingTopic``; with a certificate it
+   defaults to the certificate's bundle id) and equal to an allowed bundle id
+   plus the suffix the push type requires (``400 BadTopic``; without a push
+   type any suffix of the table is accepted). Certificate connections allow
+   only topics ``<bundle>``, ``<bundle>.voip`` and ``<bundle>.complication``;
+   other push types get ``400 TopicDisallowed``. ``apns-priority`` 10, 5 or 1,
+   and not an explicit 10 for ``background`` (``400 BadPriority``);
+   ``apns-expiration`` decimal digits (``400 BadExpirationDate``);
+   ``apns-collapse-id`` at most 64 bytes (``400 BadCollapseId``).
+5. The device token is hexadecimal (``400 BadDeviceToken``).
+6. Body: empty ``400 PayloadEmpty``; over 4096 bytes, or 5120 for VoIP
+   (push type ``voip``, or no push type and a ``.voip`` topic),
+   ``413 PayloadTooLarge``; not a JSON object with an ``"aps"`` object:
+   ``400 InvalidPayload``. **InvalidPayload is emulator-specific**: Apple
+   documents no reason for malformed JSON.
+7. Fault injection (``Faults.error_rate``): ``503 ServiceUnavailable``.
+8. Test tokens (prefix of the hex token, case-insensitive):
+
+   ======  ===============================================================
+   prefix  answer
+   ======  ===============================================================
+   0410    410 Unregistered, ``timestamp`` = now in epoch milliseconds
+   0400    400 BadDeviceToken
+   0403    403 Forbidden (emulator extra; permanent)
+   0429    429 TooManyRequests on the first attempt for that token, then 200
+   0503    503 ServiceUnavailable on the first attempt, then 200
+   0500    500 InternalServerError on the first attempt, then 200 (extra)
+   ======  ===============================================================
+
+   "First attempt" is remembered per token for the emulator's lifetime, across
+   connections and environments.
+
+Success is ``200`` with ``apns-id`` and an empty body; the sandbox port adds
+``apns-unique-id``. Accepted notifications go to the inbox.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import h2.settings
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from .config import ApnsKey
+from .control import ControlApi
+from .faults import GOAWAY_DEBUG, Faults, plan_faults
+from .http2 import Connection, Request, Response
+from .inbox import Inbox, InboxEntry
+from .stats import Stats
+
+# Topic suffix each push type requires (protocols.md A.3). MDM topics come
+# from an MDM certificate's UID, which the emulator equates with a bundle id.
+PUSH_TYPE_TOPIC_SUFFIX: dict[str, str] = {
+    "alert": "",
+    "background": "",
+    "complication": ".complication",
+    "controls": ".push-type.controls",
+    "fileprovider": ".pushkit.fileprovider",
+    "liveactivity": ".push-type.liveactivity",
+    "location": ".location-query",
+    "mdm": "",
+    "pushtotalk": ".voip-ptt",
+    "voip": ".voip",
+    "widgets": ".push-type.widgets",
+}
+_ALL_SUFFIXES = frozenset(PUSH_TYPE_TOPIC_SUFFIX.values())
+# A certificate covers one app plus its VoIP and complication topics (A.6).
+_CERT_SUFFIXES = frozenset({"", ".voip", ".complication"})
+
+PAYLOAD_LIMIT = 4096
+VOIP_PAYLOAD_LIMIT = 5120
+JWT_MAX_AGE_S = 3600
+JWT_MIN_UPDATE_INTERVAL_S = 1200
+_DEVICE_PATH = "/3/device/"
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_HEX_RE = re.compile(r"[0-9a-fA-F]+")
+_DIGITS_RE = re.compile(r"[0-9]{1,20}")
+# Test-token prefixes answered with an error on the first attempt only.
+_TRANSIENT_TEST_TOKENS: dict[str, tuple[int, str]] = {
+    "0429": (429, "TooManyRequests"),
+    "0503": (503, "ServiceUnavailable"),
+    "0500": (500, "InternalServerError"),
+}
+_CERT_CN_PREFIX_RE = re.compile(r"^.*Push Services: ")
+# Verified JWTs are cached so that ECDSA verification runs once per token,
+# not once per request; the cache is dropped when it reaches this size.
+_JWT_CACHE_LIMIT = 4096
+
+
+class _Reject(Exception):
+    """An APNs error answer, raised from deep inside the checks."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclasses.dataclass(slots=True)
+class ApnsConnectionState:
+    """What APNs remembers about one connection.
+
+    Attributes:
+        environment: ``"production"`` or ``"sandbox"``.
+        cert_bundle_id: Bundle id from the TLS client certificate, if any.
+        key_id: Key bound by the first valid JWT.
+        iat: ``iat`` of the JWT the connection currently uses.
+        token_adopted_at: When that JWT was adopted (emulator clock).
+        authenticated: True once the stream limit has been raised.
+    """
+
+    environment: str
+    cert_bundle_id: str | None = None
+    key_id: str | None = None
+    iat: int | None = None
+    token_adopted_at: float | None = None
+    authenticated: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class _LoadedKey:
+    key: ApnsKey
+    public_key: ec.EllipticCurvePublicKey
+
+
+def bundle_id_from_cert(peer_cert: dict[str, Any]) -> str | None:
+    """Return the bundle id a client certificate speaks for.
+
+    The subject UID (``userId``) wins, as in Apple's push certificates;
+    otherwise the CN, without an ``"Apple ... Push Services: "`` prefix.
+    """
+    uid = cn = None
+    for rdn in peer_cert.get("subject", ()):
+        for name, value in rdn:
+            if name == "userId":
+                uid = value
+            elif name == "commonName":
+                cn = value
+    if uid:
+        return str(uid)
+    if cn:
+        return _CERT_CN_PREFIX_RE.sub("", str(cn))
+    return None
+
+
+class ApnsService:
+    """Validates and answers APNs requests for both environments."""
+
+    def __init__(
+        self,
+        keys: Iterable[ApnsKey],
+        *,
+        inbox: Inbox,
+        faults: Faults,
+        stats: Stats,
+        clock: Callable[[], float],
+        rng: random.Random,
+        streams_before_auth: int,
+        streams_after_auth: int,
+    ) -> None:
+        self._keys: dict[str, _LoadedKey] = {}
+        self._inbox = inbox
+        self._faults = faults
+        self._stats = stats
+        self._clock = clock
+        self._rng = rng
+        self._streams_before_auth = streams_before_auth
+        self._streams_after_auth = streams_after_auth
+        self._verified: dict[str, tuple[_LoadedKey, int]] = {}
+        self._attempted: set[str] = set()
+        for key in keys:
+            self.add_key(key)
+
+    def add_key(self, key: ApnsKey) -> None:
+        """Accept JWTs signed by ``key`` from now on."""
+        public_key = load_pem_public_key(key.public_key_pem)
+        if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
+            public_key.curve, ec.SECP256R1
+        ):
+            raise ValueError("APNs keys must be EC P-256")
+        self._keys[key.key_id] = _LoadedKey(key, public_key)
+        self._verified.clear()
+
+    def connection_made(self, connection: Connection, environment: str) -> dict[int, int]:
+        """Set up per-connection state and return the initial SETTINGS."""
+        state = ApnsConnectionState(environment)
+        if connection.peer_cert:
+            state.cert_bundle_id = bundle_id_from_cert(connection.peer_cert)
+            state.authenticated = state.cert_bundle_id is not None
+        connection.context = state
+        streams = self._streams_after_auth if state.authenticated else self._streams_before_auth
+        return {
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: streams,
+            # Observed on real APNs (protocols.md A.11).
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 8000,
+        }
+
+    def handle(self, request: Request) -> Response | None:
+        """Answer one request to the device API, applying faults."""
+        self._stats.apns_requests += 1
+        plan = plan_faults(self._faults, request.connection, self._rng)
+        if plan.reset:
+            request.connection.abort()
+            return None
+        response = self._answer(request, fail=plan.fail)
+        response.delay_s = plan.delay_s
+        if plan.goaway:
+            response.goaway_debug = GOAWAY_DEBUG
+        return response
+
+    def _answer(self, request: Request, *, fail: bool) -> Response:
+        state: ApnsConnectionState = request.connection.context
+        headers = dict(request.headers)
+        apns_id = headers.get("apns-id")
+        bad_id = apns_id is not None and _UUID_RE.fullmatch(apns_id) is None
+        if apns_id is None or bad_id:
+            apns_id = str(uuid.uuid4())
+        try:
+            if request.method != "POST":
+                raise _Reject(405, "MethodNotAllowed")
+            path = request.path
+            if path in ("/3/device", _DEVICE_PATH):
+                raise _Reject(400, "MissingDeviceToken")
+            if not path.startswith(_DEVICE_PATH):
+                raise _Reject(404, "BadPath")
+            device_token = path[len(_DEVICE_PATH) :]
+            if "/" in device_token or "?" in device_token:
+                raise _Reject(404, "BadPath")
+            if len(headers) != len(request.headers):
+                raise _Reject(400, "DuplicateHeaders")
+            if bad_id:
+                raise _Reject(400, "BadMessageId")
+            bundle_ids = self._authenticate(request.connection, state, headers.get("authorization"))
+            push_type = headers.get("apns-push-type")
+            topic = self._check_headers(state, headers, push_type, bundle_ids)
+            if _HEX_RE.fullmatch(device_token) is None:
+                raise _Reject(400, "BadDeviceToken")
+            payload = self._check_payload(request.body, push_type, topic)
+            if fail:
+                raise _Reject(503, "ServiceUnavailable")
+            self._test_token(device_token.lower())
+        except _Reject as reject:
+            return self._error(reject, apns_id)
+        entry_headers = {k: v for k, v in request.headers if k != "authorization"}
+        entry_headers["apns-id"] = apns_id
+        self._inbox.add(
+            InboxEntry(
+                platform="apns",
+                token=device_token,
+                environment=state.environment,
+                headers=entry_headers,
+                payload=payload,
+                message_id=apns_id,
+                received_at=self._clock(),
+            )
+        )
+        response_headers = [("apns-id", apns_id)]
+        if state.environment == "sandbox":
+            response_headers.append(("apns-unique-id", str(uuid.uuid4())))
+        return Response(200, response_headers)
+
+    def _error(self, reject: _Reject, apns_id: str) -> Response:
+        body: dict[str, Any] = {"reason": reject.reason}
+        if reject.status == 410:
+            body["timestamp"] = int(self._clock() * 1000)
+        return Response.json(reject.status, body, [("apns-id", apns_id)])
+
+    def _authenticate(
+        self, connection: Connection, state: ApnsConnectionState, authorization: str | None
+    ) -> tuple[str, ...]:
+        """Check the provider token; return the bundle ids it may push to."""
+        if state.cert_bundle_id is not None:
+            return (state.cert_bundle_id,)
+        if not authorization:
+            raise _Reject(403, "MissingProviderToken")
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer":
+            raise _Reject(403, "InvalidProviderToken")
+        if not token:
+            raise _Reject(403, "MissingProviderToken")
+        loaded, iat = self._verify_jwt(token)
+        now = self._clock()
+        if now - iat > JWT_MAX_AGE_S or iat - now > JWT_MAX_AGE_S:
+            raise _Reject(403, "ExpiredProviderToken")
+        key_id = loaded.key.key_id
+        if state.key_id is None:
+            state.key_id = key_id
+        elif state.key_id != key_id:
+            raise _Reject(403, "UnrelatedKeyIdInToken")
+        if state.iat != iat:
+            if (
+                state.token_adopted_at is not None
+                and now - state.token_adopted_at < JWT_MIN_UPDATE_INTERVAL_S
+            ):
+                raise _Reject(429, "TooManyProviderTokenUpdates")
+            state.iat = iat
+            state.token_adopted_at = now
+        if not state.authenticated:
+            state.authenticated = True
+            connection.update_max_concurrent_streams(self._streams_after_auth)
+        return loaded.key.bundle_ids
+
+    def _verify_jwt(self, token: str) -> tuple[_LoadedKey, int]:
+        cached = self._verified.get(token)
+        if cached is not None:
+            return cached
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _Reject(403, "InvalidProviderToken") from None
+        loaded = self._keys.get(str(header.get("kid")))
+        if loaded is None or header.get("alg") != "ES256":
+            raise _Reject(403, "InvalidProviderToken")
+        try:
+            claims = jwt.decode(
+                token,
+                key=loaded.public_key,
+                algorithms=["ES256"],
+                options={
+                    "verify_aud": False,
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
+            )
+        except jwt.PyJWTError:
+            raise _Reject(403, "InvalidProviderToken") from None
+        iat = claims.get("iat")
+        if claims.get("iss") != loaded.key.team_id or type(iat) is not int:
+            raise _Reject(403, "InvalidProviderToken")
+        if len(self._verified) >= _JWT_CACHE_LIMIT:
+            self._verified.clear()
+        self._verified[token] = (loaded, iat)
+        return loaded, iat
+
+    def _check_headers(
+        self,
+        state: ApnsConnectionState,
+        headers: dict[str, str],
+        push_type: str | None,
+        bundle_ids: tuple[str, ...],
+    ) -> str:
+        """Validate the apns-* headers; return the effective topic."""
+        if push_type is not None and push_type not in PUSH_TYPE_TOPIC_SUFFIX:
+            raise _Reject(400, "InvalidPushType")
+        topic = headers.get("apns-topic")
+        if topic is None:
+            if state.cert_bundle_id is None:
+                raise _Reject(400, "MissingTopic")
+            topic = state.cert_bundle_id
+        if state.cert_bundle_id is not None:
+            suffixes = _CERT_SUFFIXES
+            if push_type is not None:
+                if PUSH_TYPE_TOPIC_SUFFIX[push_type] not in _CERT_SUFFIXES:
+                    raise _Reject(400, "TopicDisallowed")
+                suffixes = frozenset({PUSH_TYPE_TOPIC_SUFFIX[push_type]})
+        elif push_type is not None:
+            suffixes = frozenset({PUSH_TYPE_TOPIC_SUFFIX[push_type]})
+        else:
+            suffixes = _ALL_SUFFIXES
+        if not any(topic == bundle + suffix for bundle in bundle_ids for suffix in suffixes):
+            raise _Reject(400, "BadTopic")
+        priority = headers.get("apns-priority")
+        if priority is not None:
+            if priority not in ("10", "5", "1"):
+                raise _Reject(400, "BadPriority")
+            if push_type == "background" and priority == "10":
+                raise _Reject(400, "BadPriority")
+        expiration = headers.get("apns-expiration")
+        if expiration is not None and _DIGITS_RE.fullmatch(expiration) is None:
+            raise _Reject(400, "BadExpirationDate")
+        collapse_id = headers.get("apns-collapse-id")
+        if collapse_id is not None and len(collapse_id.encode()) > 64:
+            raise _Reject(400, "BadCollapseId")
+        return topic
+
+    @staticmethod
+    def _check_payload(body: bytes, push_type: str | None, topic: str) -> dict[str, Any]:
+        if not body:
+            raise _Reject(400, "PayloadEmpty")
+        voip = push_type == "voip" or (push_type is None and topic.endswith(".voip"))
+        if len(body) > (VOIP_PAYLOAD_LIMIT if voip else PAYLOAD_LIMIT):
+            raise _Reject(413, "PayloadTooLarge")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise _Reject(400, "InvalidPayload") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("aps"), dict):
+            raise _Reject(400, "InvalidPayload")
+        return payload
+
+    def _test_token(self, token: str) -> None:
+        prefix = token[:4]
+        if prefix == "0410":
+            raise _Reject(410, "Unregistered")
+        if prefix == "0400":
+            raise _Reject(400, "BadDeviceToken")
+        if prefix == "0403":
+            raise _Reject(403, "Forbidden")
+        if prefix in _TRANSIENT_TEST_TOKENS and token not in self._attempted:
+            self._attempted.add(token)
+            raise _Reject(*_TRANSIENT_TEST_TOKENS[prefix])
+
+
+class ApnsSite:
+    """One APNs port (production or sandbox): device API plus control endpoints."""
+
+    def __init__(self, service: ApnsService, control: ControlApi, environment: str) -> None:
+        self._service = service
+        self._control = control
+        self._environment = environment
+
+    def connection_made(self, connection: Connection) -> dict[int, int]:
+        """See :meth:`pushsvc.emulator.http2.Site.connection_made`."""
+        return self._service.connection_made(connection, self._environment)
+
+    def handle(self, request: Request) -> Response | None:
+        """See :meth:`pushsvc.emulator.http2.Site.handle`."""
+        if request.path.startswith(ControlApi.PREFIX):
+            return self._control.handle(request)
+        return self._service.handle(request)

@@ -1,0 +1,86 @@
+"""``pushsvc emulator``: run the emulator until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+
+from .config import EmulatorConfig
+from .credentials import make_demo_credentials
+from .emulator import Emulator
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pushsvc emulator",
+        description="Local fake APNs, FCM and Google OAuth servers (TLS + HTTP/2).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--apns-port", type=int, default=2197, help="APNs production port")
+    parser.add_argument("--apns-sandbox-port", type=int, default=2198, help="APNs sandbox port")
+    parser.add_argument("--fcm-port", type=int, default=8443, help="FCM and OAuth port")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".pushsvc/emulator"),
+        help="where demo credentials and ca.pem are written (default ./.pushsvc/emulator)",
+    )
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> None:
+    config = EmulatorConfig(
+        host=args.host,
+        apns_port=args.apns_port,
+        apns_sandbox_port=args.apns_sandbox_port,
+        fcm_port=args.fcm_port,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with Emulator(config) as emulator:
+            credentials, apns_key, fcm_account = make_demo_credentials(
+                args.state_dir, token_uri=emulator.token_uri, ca_pem=emulator.ca_pem
+            )
+            emulator.add_apns_key(apns_key)
+            emulator.add_fcm_account(fcm_account)
+            lines = [
+                "pushsvc emulator is running (Ctrl-C to stop)",
+                f"  APNs production   {emulator.apns_url}",
+                f"  APNs sandbox      {emulator.apns_sandbox_url}",
+                f"  FCM               {emulator.fcm_url}/v1/projects/"
+                f"{credentials.fcm_project_id}/messages:send",
+                f"  OAuth token_uri   {emulator.token_uri}",
+                f"  CA certificate    {credentials.ca_file}",
+                f"  APNs key          {credentials.apns_key_file} "
+                f"(key id {credentials.apns_key_id}, team id {credentials.apns_team_id}, "
+                f"bundle id {credentials.apns_bundle_id})",
+                f"  FCM account       {credentials.fcm_service_account_file} "
+                f"(project {credentials.fcm_project_id})",
+                f"  inbox             curl --http2 --cacert {credentials.ca_file} "
+                f"{emulator.apns_url}/_emulator/inbox",
+            ]
+            print("\n".join(lines), flush=True)
+            await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``pushsvc emulator``; returns the process exit status.
+
+    Args:
+        argv: Arguments without the program name; defaults to ``sys.argv[1:]``.
+    """
+    args = _parser().parse_args(argv)
+    try:
+        asyncio.run(_run(args))
+    except OSError as exc:
+        print(f"pushsvc emulator: {exc}")
+        return 1
+    return 0

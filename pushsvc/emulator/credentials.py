@@ -1,0 +1,130 @@
+"""Demo credentials: an APNs .p8 key, an FCM service-account JSON and the CA."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import string
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from .config import ApnsKey, FcmAccount
+
+_ID_ALPHABET = string.ascii_uppercase + string.digits
+
+
+@dataclasses.dataclass
+class DemoCredentials:
+    """Files and ids a client needs to talk to the emulator.
+
+    Attributes:
+        apns_key_file: The EC P-256 signing key, PKCS#8 PEM (``apns-auth-key.p8``).
+        apns_key_id: The key id (JWT ``kid``).
+        apns_team_id: The team id (JWT ``iss``).
+        apns_bundle_id: The bundle id the key may push to.
+        fcm_service_account_file: The service-account JSON.
+        fcm_project_id: The Firebase project id.
+        ca_file: PEM of the CA that signed the emulator's server certificates.
+    """
+
+    apns_key_file: Path
+    apns_key_id: str
+    apns_team_id: str
+    apns_bundle_id: str
+    fcm_service_account_file: Path
+    fcm_project_id: str
+    ca_file: Path
+
+
+def _random_id(length: int = 10) -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` readable by the owner only (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+    # An existing file keeps its old mode through O_CREAT; force it.
+    os.chmod(path, 0o600)
+
+
+def make_demo_credentials(
+    directory: Path,
+    *,
+    token_uri: str,
+    ca_pem: bytes,
+    bundle_id: str = "com.example.demo",
+    project_id: str = "pushsvc-demo",
+) -> tuple[DemoCredentials, ApnsKey, FcmAccount]:
+    """Generate fresh demo keys, write them into ``directory`` and describe them.
+
+    Writes ``apns-auth-key.p8``, ``service-account.json`` (with
+    ``token_uri``) and ``ca.pem``, all mode 0600.
+
+    Args:
+        directory: Where to write; created if missing.
+        token_uri: The emulator's OAuth token endpoint (known after start).
+        ca_pem: The emulator's CA (``Emulator.ca_pem``).
+        bundle_id: Bundle id the APNs key may push to.
+        project_id: Project id of the service account.
+
+    Returns:
+        The credentials, plus the :class:`ApnsKey` and :class:`FcmAccount` to
+        register with the emulator (``Emulator.add_apns_key`` /
+        ``Emulator.add_fcm_account``).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    key_id, team_id = _random_id(), _random_id()
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    apns_key_file = directory / "apns-auth-key.p8"
+    _write_private(
+        apns_key_file,
+        ec_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    client_email = f"pushsvc-emulator@{project_id}.iam.gserviceaccount.com"
+    service_account = {
+        "type": "service_account",
+        "project_id": project_id,
+        "private_key_id": secrets.token_hex(20),
+        "private_key": rsa_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode("ascii"),
+        "client_email": client_email,
+        "client_id": str(secrets.randbelow(10**21)),
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": token_uri,
+    }
+    service_account_file = directory / "service-account.json"
+    _write_private(service_account_file, json.dumps(service_account, indent=2).encode())
+    ca_file = directory / "ca.pem"
+    _write_private(ca_file, ca_pem)
+
+    def public_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+        return key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    credentials = DemoCredentials(
+        apns_key_file=apns_key_file,
+        apns_key_id=key_id,
+        apns_team_id=team_id,
+        apns_bundle_id=bundle_id,
+        fcm_service_account_file=service_account_file,
+        fcm_project_id=project_id,
+        ca_file=ca_file,
+    )
+    apns_key = ApnsKey(key_id, team_id, public_pem(ec_key), (bundle_id,))
+    fcm_account = FcmAccount(client_email, public_pem(rsa_key), project_id)
+    return credentials, apns_key, fcm_account

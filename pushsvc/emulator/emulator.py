@@ -1,0 +1,154 @@
+"""The :class:`Emulator`: fake APNs (production and sandbox), FCM and OAuth."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from .apns import ApnsService, ApnsSite
+from .config import ApnsKey, EmulatorConfig, FcmAccount
+from .control import ControlApi
+from .faults import Faults
+from .fcm import FcmService, FcmSite
+from .http2 import Http2Server
+from .inbox import Inbox
+from .oauth import OAuthService
+from .stats import Stats
+from .tls import ServerTls
+
+
+class Emulator:
+    """Local fake push providers over TLS + HTTP/2.
+
+    Three ports: APNs production (:attr:`apns_url`), APNs sandbox
+    (:attr:`apns_sandbox_url`) and FCM with the OAuth token endpoint
+    (:attr:`fcm_url`, :attr:`token_uri`). Every port also serves the
+    ``/_emulator/`` control endpoints. Certificates come from a CA generated
+    per instance (:attr:`ca_pem`).
+
+    Example::
+
+        async with Emulator(EmulatorConfig(apns_keys=[key])) as emulator:
+            ...  # send to emulator.apns_url, trusting emulator.ca_pem
+            entries = await emulator.inbox.wait_for(1, timeout_s=5)
+
+    Args:
+        config: Credentials, ports and limits.
+        clock: Source of "now" (epoch seconds) for JWT ages, token expiry,
+            timestamps and inbox times.
+    """
+
+    def __init__(self, config: EmulatorConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self._config = config
+        self._tls = ServerTls()
+        self.inbox = Inbox(config.inbox_limit)
+        self.faults = Faults()
+        self.stats = Stats()
+        rng = random.Random()
+        control = ControlApi(self.inbox, self.faults, self.stats)
+        self._apns = ApnsService(
+            config.apns_keys,
+            inbox=self.inbox,
+            faults=self.faults,
+            stats=self.stats,
+            clock=clock,
+            rng=rng,
+            streams_before_auth=config.apns_streams_before_auth,
+            streams_after_auth=config.apns_streams_after_auth,
+        )
+        self._oauth = OAuthService(
+            config.fcm_accounts,
+            stats=self.stats,
+            clock=clock,
+            lifetime_s=config.access_token_lifetime_s,
+        )
+        fcm = FcmService(
+            self._oauth, inbox=self.inbox, faults=self.faults, stats=self.stats, clock=clock, rng=rng
+        )
+        apns_context = self._tls.server_context(client_ca_pem=config.apns_client_ca_pem)
+        self._apns_server = Http2Server(ApnsSite(self._apns, control, "production"), apns_context)
+        self._sandbox_server = Http2Server(ApnsSite(self._apns, control, "sandbox"), apns_context)
+        self._fcm_server = Http2Server(
+            FcmSite(fcm, self._oauth, control, config.fcm_max_streams),
+            self._tls.server_context(),
+        )
+        self._started = False
+
+    @property
+    def ca_pem(self) -> bytes:
+        """PEM of the CA that signed the server certificates."""
+        return self._tls.ca_pem
+
+    @property
+    def apns_url(self) -> str:
+        """Base URL of the fake APNs production host."""
+        return self._url(self._apns_server)
+
+    @property
+    def apns_sandbox_url(self) -> str:
+        """Base URL of the fake APNs sandbox (development) host."""
+        return self._url(self._sandbox_server)
+
+    @property
+    def fcm_url(self) -> str:
+        """Base URL of the fake FCM API (``/v1/projects/{id}/messages:send``)."""
+        return self._url(self._fcm_server)
+
+    @property
+    def token_uri(self) -> str:
+        """The fake Google OAuth token endpoint."""
+        return self.fcm_url + "/token"
+
+    def _url(self, server: Http2Server) -> str:
+        if not self._started:
+            raise RuntimeError("emulator not started")
+        host = self._config.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"https://{host}:{server.port}"
+
+    def add_apns_key(self, key: ApnsKey) -> None:
+        """Accept JWTs signed by ``key`` from now on."""
+        self._apns.add_key(key)
+
+    def add_fcm_account(self, account: FcmAccount) -> None:
+        """Accept OAuth assertions signed by ``account`` from now on."""
+        self._oauth.add_account(account)
+
+    async def start(self) -> None:
+        """Bind all three ports; returns once they are listening."""
+        if self._started:
+            return
+        host = self._config.host
+        try:
+            await self._apns_server.start(host, self._config.apns_port)
+            await self._sandbox_server.start(host, self._config.apns_sandbox_port)
+            await self._fcm_server.start(host, self._config.fcm_port)
+        except BaseException:
+            await self._stop_servers()
+            raise
+        self._started = True
+        self._oauth.token_uri = self.token_uri
+
+    async def stop(self) -> None:
+        """Close the listeners and every connection."""
+        await self._stop_servers()
+        self._started = False
+
+    async def _stop_servers(self) -> None:
+        for server in (self._apns_server, self._sandbox_server, self._fcm_server):
+            await server.stop()
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()

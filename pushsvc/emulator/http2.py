@@ -1,0 +1,494 @@
+"""A minimal HTTP/2-over-TLS server built on asyncio and the ``h2`` state machine.
+
+Why not Hypercorn: the fake APNs must control ``SETTINGS_MAX_CONCURRENT_STREAMS``
+per connection (1 before the first valid JWT, 1000 after), send GOAWAY with JSON
+debug data, and drop connections abruptly, and the emulator must not be the
+bottleneck of the gateway's benchmarks. A plain :class:`asyncio.Protocol` around
+:class:`h2.connection.H2Connection` does all of that, and by writing everything
+h2 produced once per ``data_received`` call (or once per event-loop tick for
+delayed answers) it serves several thousand requests per second per core.
+
+The server knows nothing about push providers. A :class:`Site` is told about
+each new connection (and chooses its initial SETTINGS) and is handed each
+complete :class:`Request`; it answers synchronously with a :class:`Response`,
+which may ask to be delayed or to be followed by a GOAWAY, or with ``None``
+after it has aborted the connection itself.
+
+Concurrency limit: h2 treats a HEADERS frame beyond the advertised
+``MAX_CONCURRENT_STREAMS`` as a connection error (``TooManyStreamsError``,
+i.e. GOAWAY and the end of every stream on the connection). RFC 9113 §5.1.2
+allows a stream error instead, which is the kinder, more common behaviour, so
+:class:`_ServerH2Connection` disables h2's check and :class:`Connection`
+refuses the excess stream itself with ``RST_STREAM(REFUSED_STREAM)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import json
+import logging
+import ssl
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+import hpack.hpack
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+_log = logging.getLogger(__name__)
+
+# How long a connection that sent a graceful GOAWAY waits for its in-flight
+# streams before it is closed anyway.
+_GOAWAY_GRACE_S = 5.0
+
+
+@dataclasses.dataclass(slots=True)
+class Request:
+    """One complete HTTP/2 request.
+
+    Attributes:
+        stream_id: The HTTP/2 stream the request arrived on.
+        method: The ``:method`` pseudo-header.
+        path: The ``:path`` pseudo-header, query string included.
+        headers: Regular headers in arrival order, names lower-case, repeats kept.
+        body: The request body.
+        connection: The connection the request arrived on.
+    """
+
+    stream_id: int
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    connection: Connection
+
+    def header(self, name: str) -> str | None:
+        """Return the first value of header ``name`` (lower-case), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+@dataclasses.dataclass(slots=True)
+class Response:
+    """An answer to a :class:`Request`.
+
+    Attributes:
+        status: The HTTP status code.
+        headers: Regular response headers (lower-case names).
+        body: The response body; empty means HEADERS with END_STREAM only.
+        delay_s: Seconds to wait before sending (fault-injected latency).
+        goaway_debug: If not None, a graceful GOAWAY carrying these bytes as
+            debug data is sent right after this response.
+    """
+
+    status: int
+    headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    body: bytes = b""
+    delay_s: float = 0.0
+    goaway_debug: bytes | None = None
+
+    @classmethod
+    def json(
+        cls,
+        status: int,
+        document: Any,
+        headers: Iterable[tuple[str, str]] = (),
+        *,
+        content_type: str = "application/json",
+    ) -> Response:
+        """Build a response whose body is ``document`` as compact JSON."""
+        body = json.dumps(document, separators=(",", ":")).encode()
+        return cls(status, [("content-type", content_type), *headers], body)
+
+
+class Site(Protocol):
+    """What an :class:`Http2Server` serves."""
+
+    def connection_made(self, connection: Connection) -> dict[int, int]:
+        """Prepare per-connection state; return the initial local SETTINGS."""
+        ...
+
+    def handle(self, request: Request) -> Response | None:
+        """Answer a request, or return None after aborting the connection."""
+        ...
+
+
+class _ServerH2Connection(h2.connection.H2Connection):
+    """h2 connection whose own concurrent-stream check is disabled.
+
+    :class:`Connection` enforces the limit per stream instead (module docstring).
+    """
+
+    _checks = 0
+
+    @property
+    def open_inbound_streams(self) -> int:
+        # Reading the parent property also culls closed streams from
+        # ``self.streams`` (memory stays bounded), but it walks every stream,
+        # so do it on every 32nd new stream only.
+        self._checks += 1
+        if self._checks % 32 == 0:
+            super().open_inbound_streams  # noqa: B018
+        return 0
+
+
+def install_huffman_cache() -> None:
+    """Memoise hpack's pure-Python Huffman decoder, process-wide and idempotent.
+
+    Clients send ``authorization`` (a JWT of 200+ bytes) and ``:path`` as
+    literals that are never indexed (Apple asks for exactly that), so every
+    request Huffman-decodes them again, bit by bit in Python: about a quarter
+    of the server's CPU under h2load. The function is pure, so a bounded
+    cache changes nothing but speed, for every hpack user in the process.
+    """
+    current = hpack.hpack.decode_huffman
+    if getattr(current, "_pushsvc_cached", False):
+        return
+    cached = functools.lru_cache(maxsize=4096)(current)
+    cached._pushsvc_cached = True  # type: ignore[attr-defined]
+    hpack.hpack.decode_huffman = cached  # type: ignore[attr-defined]
+
+
+@dataclasses.dataclass(slots=True)
+class _Stream:
+    """Per-stream state while a request is being received or answered."""
+
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytearray
+    timer: asyncio.TimerHandle | None = None
+    # Response body bytes still waiting for flow-control window.
+    pending: bytes = b""
+
+
+class Connection(asyncio.Protocol):
+    """One server-side HTTP/2 connection.
+
+    Attributes:
+        context: Free slot for the :class:`Site`'s per-connection state.
+        peer_cert: The verified TLS client certificate (``getpeercert()`` form),
+            or None.
+        send_requests: Count of provider send requests seen on this connection,
+            maintained by the site for fault injection.
+    """
+
+    def __init__(self, site: Site, registry: set[Connection]) -> None:
+        self._site = site
+        self._registry = registry
+        self._loop = asyncio.get_running_loop()
+        self._h2 = _ServerH2Connection(
+            h2.config.H2Configuration(
+                client_side=False,
+                header_encoding=None,
+                # Per-character validation of every header costs ~10% of
+                # the server's CPU; the sites check what they rely on.
+                validate_inbound_headers=False,
+                normalize_inbound_headers=False,
+                # Sites build well-formed, lower-case response headers.
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
+        )
+        self._transport: asyncio.Transport | None = None
+        self._streams: dict[int, _Stream] = {}
+        self._flush_scheduled = False
+        self._goaway_last_stream: int | None = None
+        self._goaway_timer: asyncio.TimerHandle | None = None
+        self.context: Any = None
+        self.peer_cert: dict[str, Any] | None = None
+        self.send_requests = 0
+
+    # -- asyncio.Protocol -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._registry.add(self)
+        ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
+        if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
+            # Both provider APIs are HTTP/2-only; refuse anything else.
+            transport.abort()
+            return
+        self.peer_cert = ssl_object.getpeercert() or None
+        settings = self._site.connection_made(self)
+        self._h2.local_settings = h2.settings.Settings(client=False, initial_values=settings)
+        self._h2.initiate_connection()
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            # h2 has queued a GOAWAY describing the error; send it and hang up.
+            self._flush()
+            self._close()
+            return
+        for event in events:
+            handler = _EVENT_HANDLERS.get(type(event))
+            if handler is not None:
+                handler(self, event)
+            if self._transport is None:
+                return
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for stream in self._streams.values():
+            if stream.timer is not None:
+                stream.timer.cancel()
+        self._streams.clear()
+        if self._goaway_timer is not None:
+            self._goaway_timer.cancel()
+        self._transport = None
+        self._registry.discard(self)
+
+    # -- for sites ----------------------------------------------------------
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        """The acknowledged local SETTINGS_MAX_CONCURRENT_STREAMS."""
+        return self._h2.local_settings.max_concurrent_streams
+
+    def update_max_concurrent_streams(self, value: int) -> None:
+        """Advertise a new stream limit; it applies once the peer acknowledges it."""
+        self._h2.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: value})
+        self._schedule_flush()
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once, without GOAWAY (a simulated reset)."""
+        if self._transport is not None:
+            self._transport.abort()
+            self.connection_lost(None)
+
+    def close(self) -> None:
+        """Close gracefully: GOAWAY(NO_ERROR), flush, then close the socket."""
+        if self._transport is None:
+            return
+        try:
+            self._h2.close_connection()
+        except h2.exceptions.ProtocolError:
+            pass
+        self._flush()
+        self._close()
+
+    # -- events --------------------------------------------------------------
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        sid = event.stream_id
+        if self._goaway_last_stream is not None and sid > self._goaway_last_stream:
+            # After GOAWAY new streams are ignored by the sender (RFC 9113 §6.8).
+            self._h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+            return
+        if len(self._streams) >= self._h2.local_settings.max_concurrent_streams:
+            self._h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+            return
+        method = path = ""
+        headers: list[tuple[str, str]] = []
+        for raw_name, raw_value in event.headers or ():
+            name = bytes(raw_name).decode("ascii", "replace")
+            value = bytes(raw_value).decode("utf-8", "replace")
+            if name[0] == ":":
+                if name == ":method":
+                    method = value
+                elif name == ":path":
+                    path = value
+            else:
+                headers.append((name, value))
+        self._streams[sid] = _Stream(method, path, headers, bytearray())
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        # Hand the window back at once: bodies are small and buffered whole.
+        if event.flow_controlled_length:
+            self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        stream = self._streams.get(event.stream_id)
+        if stream is not None and event.data:
+            stream.body += event.data
+
+    def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:
+        sid = event.stream_id
+        stream = self._streams.get(sid)
+        if stream is None:
+            return
+        request = Request(sid, stream.method, stream.path, stream.headers, bytes(stream.body), self)
+        try:
+            response = self._site.handle(request)
+        except Exception:
+            _log.exception("emulator handler failed")
+            response = Response.json(500, {"reason": "InternalServerError"})
+        if response is None or self._transport is None:
+            return
+        if response.delay_s > 0:
+            stream.timer = self._loop.call_later(response.delay_s, self._send_delayed, sid, response)
+        else:
+            self._send_response(sid, response)
+
+    def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
+        stream = self._streams.pop(event.stream_id, None)
+        if stream is not None and stream.timer is not None:
+            stream.timer.cancel()
+        self._maybe_finish_goaway()
+
+    def _on_window_updated(self, event: h2.events.WindowUpdated) -> None:
+        targets = (
+            [sid for sid, s in self._streams.items() if s.pending]
+            if event.stream_id == 0
+            else [event.stream_id]
+        )
+        for sid in targets:
+            stream = self._streams.get(sid)
+            if stream is not None and stream.pending:
+                self._send_body(sid, stream)
+
+    def _on_terminated(self, event: h2.events.ConnectionTerminated) -> None:
+        self._flush()
+        self._close()
+
+    # -- sending ---------------------------------------------------------------
+
+    def _send_delayed(self, sid: int, response: Response) -> None:
+        stream = self._streams.get(sid)
+        if stream is None or self._transport is None:
+            return
+        stream.timer = None
+        self._send_response(sid, response)
+        self._schedule_flush()
+
+    def _send_response(self, sid: int, response: Response) -> None:
+        stream = self._streams.get(sid)
+        if stream is None:
+            return
+        headers = [(":status", str(response.status)), *response.headers]
+        try:
+            if response.body:
+                headers.append(("content-length", str(len(response.body))))
+                self._h2.send_headers(sid, headers)
+                stream.pending = response.body
+                self._send_body(sid, stream)
+            else:
+                self._h2.send_headers(sid, headers, end_stream=True)
+                del self._streams[sid]
+        except h2.exceptions.StreamClosedError:
+            # The client reset the stream while we were answering.
+            self._streams.pop(sid, None)
+        if response.goaway_debug is not None:
+            self._send_goaway(response.goaway_debug)
+        self._maybe_finish_goaway()
+
+    def _send_body(self, sid: int, stream: _Stream) -> None:
+        """Send as much of the pending body as flow control allows."""
+        data = stream.pending
+        while data:
+            window = self._h2.local_flow_control_window(sid)
+            size = min(window, self._h2.max_outbound_frame_size, len(data))
+            if size <= 0:
+                break
+            self._h2.send_data(sid, data[:size])
+            data = data[size:]
+        stream.pending = data
+        if not data:
+            self._h2.end_stream(sid)
+            del self._streams[sid]
+
+    def _send_goaway(self, debug: bytes) -> None:
+        """Send a graceful GOAWAY; streams already received are still answered.
+
+        h2's ``close_connection`` moves its state machine to CLOSED, after
+        which it refuses to send anything, so the frame is written directly.
+        """
+        if self._goaway_last_stream is not None or self._transport is None:
+            return
+        last = self._h2.highest_inbound_stream_id
+        self._goaway_last_stream = last
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = last
+        frame.error_code = ErrorCodes.NO_ERROR
+        frame.additional_data = debug
+        self._flush()
+        self._transport.write(frame.serialize())
+        self._goaway_timer = self._loop.call_later(_GOAWAY_GRACE_S, self._close)
+
+    def _maybe_finish_goaway(self) -> None:
+        if self._goaway_last_stream is not None and not self._streams:
+            self._flush()
+            self._close()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._transport is None:
+            return
+        data = self._h2.data_to_send()
+        if data:
+            self._transport.write(data)
+
+    def _close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+_EVENT_HANDLERS: dict[type, Any] = {
+    h2.events.RequestReceived: Connection._on_request,
+    h2.events.DataReceived: Connection._on_data,
+    h2.events.StreamEnded: Connection._on_stream_ended,
+    h2.events.StreamReset: Connection._on_stream_reset,
+    h2.events.WindowUpdated: Connection._on_window_updated,
+    h2.events.ConnectionTerminated: Connection._on_terminated,
+}
+
+
+class Http2Server:
+    """A listening socket serving one :class:`Site` over TLS + HTTP/2."""
+
+    def __init__(self, site: Site, ssl_context: ssl.SSLContext) -> None:
+        self._site = site
+        self._ssl = ssl_context
+        self._server: asyncio.Server | None = None
+        self._connections: set[Connection] = set()
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        if self._server is None:
+            raise RuntimeError("server not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def connections(self) -> int:
+        """Number of open connections."""
+        return len(self._connections)
+
+    async def start(self, host: str, port: int) -> None:
+        """Bind and start accepting connections."""
+        install_huffman_cache()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: Connection(self._site, self._connections),
+            host,
+            port,
+            ssl=self._ssl,
+            reuse_address=True,
+            backlog=256,
+        )
+
+    async def stop(self) -> None:
+        """Stop listening and drop every connection."""
+        if self._server is None:
+            return
+        self._server.close()
+        for connection in list(self._connections):
+            connection.abort()
+        await self._server.wait_closed()
+        self._server = None

@@ -1,0 +1,40 @@
+"""The emulator's throw-away certificate authority and server TLS contexts."""
+
+from __future__ import annotations
+
+import ssl
+
+import trustme
+
+
+class ServerTls:
+    """A fresh self-signed CA and a leaf certificate for 127.0.0.1 / localhost.
+
+    Clients trust :attr:`ca_pem`; nothing is written to disk here.
+    """
+
+    def __init__(self) -> None:
+        self._ca = trustme.CA(organization_name="pushsvc emulator")
+        self._leaf = self._ca.issue_cert("127.0.0.1", "localhost", "::1")
+
+    @property
+    def ca_pem(self) -> bytes:
+        """PEM of the CA that signed the server certificate."""
+        return self._ca.cert_pem.bytes()
+
+    def server_context(self, *, client_ca_pem: bytes | None = None) -> ssl.SSLContext:
+        """Build a TLS 1.2+ server context offering only ALPN ``h2``.
+
+        Args:
+            client_ca_pem: If given, clients may present a certificate signed by
+                this CA (APNs certificate authentication); it stays optional so
+                token-auth clients can use the same port.
+        """
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.set_alpn_protocols(["h2"])
+        self._leaf.configure_cert(context)
+        if client_ca_pem is not None:
+            context.verify_mode = ssl.CERT_OPTIONAL
+            context.load_verify_locations(cadata=client_ca_pem.decode("ascii"))
+        return context

@@ -1,0 +1,349 @@
+"""The FCM HTTP v1 adapter: render once per notification, send per token, classify.
+
+`render_fcm` builds the v1 `message` object without a target; `FcmProvider.send`
+adds the token and the remaining ttl, POSTs to
+`/v1/projects/<id>/messages:send` and classifies the `google.rpc.Status` error
+body (reference/protocols.md §B.4–B.6):
+
+- `FcmError.errorCode` decides when present (`ERROR_CODE_OUTCOMES`);
+- INVALID_ARGUMENT is TOKEN_INVALID only when it concerns the token: an
+  `ApnsError` relaying a dead APNs token (410, BadDeviceToken, Unregistered...)
+  or a message that mentions the registration token;
+- without an FcmError the HTTP status decides: a 401 is an OAuth failure
+  (refresh the access token and retry once, then CREDENTIALS_REJECTED), a 403
+  an IAM failure (CREDENTIALS_REJECTED), 429 and 5xx RETRYABLE;
+- a 404 *without* an FcmError is PERMANENT, not TOKEN_INVALID: it is what a
+  wrong project id or URL produces, and reading it as "token dead" would delete
+  every token of the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import google.auth.exceptions
+import httpx
+
+from pushsvc import models
+from pushsvc.providers import apns, base, failures, fcm_auth, rendering
+
+MESSAGE_LIMIT_BYTES = 4096
+"""FCM's documented payload limit, applied to the whole message object."""
+MAX_TTL_S = 2_419_200
+"""FCM's largest ttl: four weeks."""
+
+FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+APNS_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.ApnsError"
+ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
+
+
+class FcmErrorCode(enum.StrEnum):
+    """Every `FcmError.errorCode` FCM documents (§B.5)."""
+
+    UNSPECIFIED_ERROR = "UNSPECIFIED_ERROR"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    UNREGISTERED = "UNREGISTERED"
+    SENDER_ID_MISMATCH = "SENDER_ID_MISMATCH"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    UNAVAILABLE = "UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+    THIRD_PARTY_AUTH_ERROR = "THIRD_PARTY_AUTH_ERROR"
+    APNS_AUTH_ERROR = "APNS_AUTH_ERROR"
+    """Deprecated name of THIRD_PARTY_AUTH_ERROR; still seen."""
+
+
+_O = base.Outcome
+ERROR_CODE_OUTCOMES: Mapping[str, base.Outcome] = {
+    FcmErrorCode.UNREGISTERED: _O.TOKEN_INVALID,
+    # The token belongs to another Firebase project: it can never work here.
+    FcmErrorCode.SENDER_ID_MISMATCH: _O.TOKEN_INVALID,
+    # Refined by _concerns_token: only a bad token makes it TOKEN_INVALID.
+    FcmErrorCode.INVALID_ARGUMENT: _O.PERMANENT,
+    FcmErrorCode.QUOTA_EXCEEDED: _O.RETRYABLE,
+    FcmErrorCode.UNAVAILABLE: _O.RETRYABLE,
+    FcmErrorCode.INTERNAL: _O.RETRYABLE,
+    # The project's APNs/Web Push credentials are rejected: stop the notification.
+    FcmErrorCode.THIRD_PARTY_AUTH_ERROR: _O.CREDENTIALS_REJECTED,
+    FcmErrorCode.APNS_AUTH_ERROR: _O.CREDENTIALS_REJECTED,
+    FcmErrorCode.UNSPECIFIED_ERROR: _O.PERMANENT,
+}
+"""The outcome of every documented FCM error code."""
+
+DEAD_APNS_TOKEN_REASONS = frozenset(
+    {
+        apns.ApnsReason.BAD_DEVICE_TOKEN,
+        apns.ApnsReason.UNREGISTERED,
+        apns.ApnsReason.EXPIRED_TOKEN,
+        apns.ApnsReason.DEVICE_TOKEN_NOT_FOR_TOPIC,
+    }
+)
+"""APNs reasons relayed in an ApnsError that mean the token is dead."""
+
+_TARGET_KEYS = ("token", "topic", "condition", "fid")
+
+_ANDROID_PRIORITY = {models.Priority.HIGH: "HIGH", models.Priority.NORMAL: "NORMAL"}
+
+
+def render_fcm(message: models.Message) -> base.RenderedMessage:
+    """Renders a message as an FCM v1 `message` object without a target.
+
+    Contains notification {title, body, image}, data, android {priority,
+    collapse_key, notification {sound, tag, click_action}}, apns {headers,
+    payload {aps}}, fcm_options {analytics_label}; then `message.fcm.android`,
+    `.apns` and `.webpush` are deep-merged on top (their keys win). The ttl is
+    not rendered: it is the *remaining* time, computed at send.
+
+    The Android notification `tag` is the collapse key, so a newer notification
+    replaces the displayed one as apns-collapse-id does on iOS.
+    """
+    push_type = message.effective_push_type()
+    body: dict[str, Any] = {}
+
+    notification: dict[str, str] = {}
+    if message.title:
+        notification["title"] = message.title
+    if message.body:
+        notification["body"] = message.body
+    if message.image_url:
+        notification["image"] = message.image_url
+    if notification:
+        body["notification"] = notification
+    if message.data:
+        body["data"] = {str(key): str(value) for key, value in message.data.items()}
+
+    android: dict[str, Any] = {}
+    if message.priority in _ANDROID_PRIORITY:
+        android["priority"] = _ANDROID_PRIORITY[message.priority]
+    if message.collapse_key:
+        android["collapse_key"] = message.collapse_key
+    android_notification: dict[str, str] = {}
+    if message.sound:
+        android_notification["sound"] = message.sound
+    if message.collapse_key:
+        android_notification["tag"] = message.collapse_key
+    if message.category:
+        android_notification["click_action"] = message.category
+    if android_notification:
+        android["notification"] = android_notification
+    if android:
+        body["android"] = android
+
+    apns_headers = {
+        "apns-priority": apns.apns_priority(message.priority, push_type),
+        "apns-push-type": push_type.value,
+    }
+    if message.collapse_key:
+        apns_headers["apns-collapse-id"] = message.collapse_key
+    body["apns"] = {
+        "headers": apns_headers,
+        # FCM builds alert.title/body from `notification`; only the subtitle goes here.
+        "payload": {"aps": apns.aps_dictionary(message, push_type, with_alert=False)},
+    }
+    if message.fcm.analytics_label:
+        body["fcm_options"] = {"analytics_label": message.fcm.analytics_label}
+
+    for block, override in (
+        ("android", message.fcm.android),
+        ("apns", message.fcm.apns),
+        ("webpush", message.fcm.webpush),
+    ):
+        if override:
+            body[block] = rendering.deep_merge(body.get(block, {}), override)
+
+    return base.RenderedMessage(
+        platform=models.Platform.FCM,
+        body=body,
+        size_bytes=rendering.utf8_len(rendering.compact_json(body)),
+        limit_bytes=MESSAGE_LIMIT_BYTES,
+    )
+
+
+def classify_fcm_response(
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    now: float,
+) -> base.ProviderResult:
+    """Maps one FCM response onto a `ProviderResult` (pure; no I/O).
+
+    A 401 without an FcmError comes back as CREDENTIALS_REJECTED with reason
+    UNAUTHENTICATED; `FcmProvider` refreshes its access token and retries once
+    before accepting that.
+    """
+    parsed = _parse_json(body)
+    if status == 200:
+        name = parsed.get("name") if isinstance(parsed, dict) else None
+        return base.ProviderResult(
+            outcome=base.Outcome.DELIVERED,
+            provider_status=200,
+            provider_message_id=name if isinstance(name, str) else "",
+        )
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    error = error if isinstance(error, dict) else {}
+    rpc_status = error.get("status") if isinstance(error.get("status"), str) else ""
+    message = error.get("message") if isinstance(error.get("message"), str) else ""
+    error_code, apns_error, error_info_reason = _details(error.get("details"))
+
+    if error_code:
+        outcome = ERROR_CODE_OUTCOMES.get(error_code)
+        if error_code == FcmErrorCode.INVALID_ARGUMENT and _concerns_token(message, apns_error):
+            outcome = base.Outcome.TOKEN_INVALID
+        if outcome is None:
+            outcome = base.Outcome.RETRYABLE if status >= 500 or status == 429 else base.Outcome.PERMANENT
+        reason = error_code
+    else:
+        reason = rpc_status or error_info_reason or f"HTTP_{status}"
+        if status == 401 or status == 403:
+            # OAuth (401) or IAM (403) failure of our own credentials.
+            outcome = base.Outcome.CREDENTIALS_REJECTED
+        elif status == 429 or status >= 500:
+            outcome = base.Outcome.RETRYABLE
+        elif status == 400 and _concerns_token(message, apns_error):
+            outcome = base.Outcome.TOKEN_INVALID
+        else:
+            outcome = base.Outcome.PERMANENT
+
+    retry_after = None
+    if outcome is base.Outcome.RETRYABLE:
+        retry_after = failures.parse_retry_after(headers.get("retry-after"), now=now)
+    return base.ProviderResult(outcome=outcome, provider_status=status, reason=reason, retry_after_s=retry_after)
+
+
+def _parse_json(body: bytes) -> Any:
+    if not body:
+        return {}
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+
+
+def _details(details: Any) -> tuple[str, dict[str, Any] | None, str]:
+    """Returns (FcmError.errorCode, ApnsError detail, ErrorInfo.reason) from google.rpc.Status details."""
+    error_code = ""
+    apns_error: dict[str, Any] | None = None
+    error_info_reason = ""
+    if not isinstance(details, list):
+        return error_code, apns_error, error_info_reason
+    for detail in details:
+        if not isinstance(detail, dict):
+            continue
+        kind = detail.get("@type")
+        if kind == FCM_ERROR_TYPE and isinstance(detail.get("errorCode"), str):
+            error_code = detail["errorCode"]
+        elif kind == APNS_ERROR_TYPE:
+            apns_error = detail
+        elif kind == ERROR_INFO_TYPE and isinstance(detail.get("reason"), str):
+            error_info_reason = detail["reason"]
+    return error_code, apns_error, error_info_reason
+
+
+def _concerns_token(message: str, apns_error: Mapping[str, Any] | None) -> bool:
+    if apns_error is not None:
+        # camelCase on the wire; the reference page shows snake_case, accept both.
+        code = apns_error.get("statusCode", apns_error.get("status_code"))
+        if code in (410, "410") or apns_error.get("reason") in DEAD_APNS_TOKEN_REASONS:
+            return True
+    return "registration token" in message.lower()
+
+
+class FcmProvider:
+    """Sends deliveries to FCM HTTP v1 over an injected HTTP/2 client.
+
+    Args:
+        client: An HTTP/2 client (see `make_http_client`).
+        base_url: e.g. https://fcm.googleapis.com (or the emulator's URL).
+        project_id: The Firebase project id.
+        token_source: The project's shared access-token cache.
+        request_timeout_s: Deadline for one request (the OAuth retry gets its own).
+        clock: Epoch seconds; used for the remaining ttl and Retry-After dates.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: httpx.AsyncClient,
+        base_url: str,
+        project_id: str,
+        token_source: fcm_auth.FcmAccessTokenSource,
+        request_timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
+        self._token_source = token_source
+        self._timeout_s = request_timeout_s
+        self._clock = clock
+
+    @property
+    def platform(self) -> models.Platform:
+        """Always `Platform.FCM`."""
+        return models.Platform.FCM
+
+    async def send(self, delivery: base.Delivery) -> base.ProviderResult:
+        """Sends one delivery; never raises for provider or network errors.
+
+        Retries once, with a newly fetched access token, on an OAuth 401.
+        """
+        rendered = delivery.rendered
+        if rendered.platform is not models.Platform.FCM:
+            raise ValueError(f"FcmProvider cannot send a message rendered for {rendered.platform.value}")
+        content = json.dumps({"message": self._message(delivery)}, separators=(",", ":"), ensure_ascii=False).encode()
+
+        result, access_token = await self._post(content)
+        if result.provider_status == 401 and result.reason not in ERROR_CODE_OUTCOMES and access_token:
+            # An OAuth 401 (no FcmError): the access token was revoked or expired early.
+            self._token_source.invalidate(rejected=access_token)
+            result, _ = await self._post(content)
+        return result
+
+    def _message(self, delivery: base.Delivery) -> dict[str, Any]:
+        message = {key: value for key, value in delivery.rendered.body.items() if key not in _TARGET_KEYS}
+        message["token"] = delivery.token
+        if delivery.expires_at is not None:
+            remaining = delivery.expires_at.timestamp() - self._clock()
+            ttl_s = min(MAX_TTL_S, max(0, math.ceil(remaining)))
+            message["android"] = {**message.get("android", {}), "ttl": f"{ttl_s}s"}
+            apns_block = dict(message.get("apns", {}))
+            apns_block["headers"] = {
+                **apns_block.get("headers", {}),
+                "apns-expiration": str(max(0, int(delivery.expires_at.timestamp()))),
+            }
+            message["apns"] = apns_block
+        return message
+
+    async def _post(self, content: bytes) -> tuple[base.ProviderResult, str]:
+        try:
+            access_token = await self._token_source.access_token()
+        except google.auth.exceptions.RefreshError as exc:
+            # retryable: the token endpoint was busy (5xx/429); otherwise it
+            # refused the service account itself.
+            outcome = base.Outcome.RETRYABLE if exc.retryable else base.Outcome.CREDENTIALS_REJECTED
+            return base.ProviderResult(outcome=outcome, reason="OAuthRefreshError"), ""
+        except (google.auth.exceptions.TransportError, TimeoutError) as exc:
+            return failures.transport_failure(exc if isinstance(exc, TimeoutError) else OSError()), ""
+        headers = {"authorization": f"Bearer {access_token}", "content-type": "application/json"}
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                response = await self._client.post(self._url, content=content, headers=headers)
+        except failures.TRANSPORT_ERRORS as exc:
+            return failures.transport_failure(exc), access_token
+        result = classify_fcm_response(response.status_code, response.content, response.headers, now=self._clock())
+        return result, access_token
+
+    async def aclose(self) -> None:
+        """Closes the client and its connections (the token source is shared and stays open)."""
+        await self._client.aclose()
+
+    async def __aenter__(self) -> FcmProvider:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

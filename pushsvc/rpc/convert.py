@@ -1,0 +1,232 @@
+"""Protobuf ↔ domain conversion: the only module that knows both worlds.
+
+Conversion never validates beyond what the types force: enum values outside
+the known set become UNSPECIFIED-like values that the service's validation
+rejects with a field violation.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import duration_pb2, json_format, timestamp_pb2
+
+from pushsvc import errors, models
+from pushsvc.errors import FieldViolation
+from pushsvc.v1 import push_pb2 as pb
+
+_PLATFORM_FROM_PB = {pb.PLATFORM_APNS: models.Platform.APNS, pb.PLATFORM_FCM: models.Platform.FCM}
+_PLATFORM_TO_PB = {v: k for k, v in _PLATFORM_FROM_PB.items()}
+_ENV_FROM_PB = {
+    pb.APNS_ENVIRONMENT_UNSPECIFIED: models.ApnsEnvironment.PRODUCTION,
+    pb.APNS_ENVIRONMENT_PRODUCTION: models.ApnsEnvironment.PRODUCTION,
+    pb.APNS_ENVIRONMENT_SANDBOX: models.ApnsEnvironment.SANDBOX,
+}
+_ENV_TO_PB = {models.ApnsEnvironment.PRODUCTION: pb.APNS_ENVIRONMENT_PRODUCTION, models.ApnsEnvironment.SANDBOX: pb.APNS_ENVIRONMENT_SANDBOX}
+_PRIORITY_FROM_PB = {pb.PRIORITY_HIGH: models.Priority.HIGH, pb.PRIORITY_NORMAL: models.Priority.NORMAL}
+_STATE_TO_PB = {
+    models.NotificationState.QUEUED: pb.NOTIFICATION_STATE_QUEUED,
+    models.NotificationState.SCHEDULED: pb.NOTIFICATION_STATE_SCHEDULED,
+    models.NotificationState.RUNNING: pb.NOTIFICATION_STATE_RUNNING,
+    models.NotificationState.COMPLETED: pb.NOTIFICATION_STATE_COMPLETED,
+    models.NotificationState.FAILED: pb.NOTIFICATION_STATE_FAILED,
+    models.NotificationState.CANCELLED: pb.NOTIFICATION_STATE_CANCELLED,
+}
+_STATUS_TO_PB = {
+    models.DeliveryStatus.DELIVERED: pb.DELIVERY_STATUS_DELIVERED,
+    models.DeliveryStatus.FAILED: pb.DELIVERY_STATUS_FAILED,
+    models.DeliveryStatus.TOKEN_INVALID: pb.DELIVERY_STATUS_TOKEN_INVALID,
+    models.DeliveryStatus.EXPIRED: pb.DELIVERY_STATUS_EXPIRED,
+}
+
+
+def platform(value: int) -> models.Platform:
+    """A proto Platform; unknown or unspecified values become Platform.UNSPECIFIED."""
+    return _PLATFORM_FROM_PB.get(value, models.Platform.UNSPECIFIED)
+
+
+def _environment(value: int) -> models.ApnsEnvironment:
+    # Unknown future values fall back to production, the documented default.
+    return _ENV_FROM_PB.get(value, models.ApnsEnvironment.PRODUCTION)
+
+
+def _push_type(value: int) -> models.PushType:
+    name = pb.PushType.Name(value) if value in pb.PushType.values() else "PUSH_TYPE_UNSPECIFIED"
+    return models.PushType[name.removeprefix("PUSH_TYPE_")]
+
+
+def _ts(dt: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if dt is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(dt.astimezone(UTC))
+    return ts
+
+
+def _seconds(d: duration_pb2.Duration, field: str) -> float:
+    # Durations outside timedelta's range would raise deep in the runtime; they
+    # are bad input, not a server error.
+    try:
+        return d.ToTimedelta().total_seconds()
+    except (OverflowError, ValueError):
+        raise errors.InvalidArgument(FieldViolation(field, "is out of range")) from None
+
+
+def _datetime(ts: timestamp_pb2.Timestamp, field: str) -> datetime:
+    try:
+        return ts.ToDatetime(tzinfo=UTC)
+    except (OverflowError, ValueError):
+        raise errors.InvalidArgument(FieldViolation(field, "is out of range")) from None
+
+
+def _struct(msg: Any, field: str) -> dict[str, Any]:
+    if not msg.HasField(field):
+        return {}
+    return json_format.MessageToDict(getattr(msg, field), preserving_proto_field_name=True)
+
+
+def registration(req: pb.RegisterTokenRequest) -> models.TokenRegistration:
+    """RegisterTokenRequest → TokenRegistration."""
+    return models.TokenRegistration(
+        app_id=req.app_id,
+        token=req.token,
+        platform=platform(req.platform),
+        user_id=req.user_id,
+        topics=tuple(req.topics),
+        device_id=req.device_id,
+        locale=req.locale,
+        timezone=req.timezone,
+        app_version=req.app_version,
+        apns_environment=_environment(req.apns_environment),
+    )
+
+
+def token(t: models.DeviceToken) -> pb.Token:
+    """DeviceToken → Token."""
+    return pb.Token(
+        app_id=t.app_id,
+        token=t.token,
+        platform=_PLATFORM_TO_PB[t.platform],
+        user_id=t.user_id,
+        topics=list(t.topics),
+        device_id=t.device_id,
+        locale=t.locale,
+        timezone=t.timezone,
+        app_version=t.app_version,
+        apns_environment=_ENV_TO_PB[t.apns_environment],
+        created_at=_ts(t.created_at),
+        last_seen_at=_ts(t.last_seen_at),
+    )
+
+
+def prune(req: pb.PruneRequest) -> models.PruneCommand:
+    """PruneRequest → PruneCommand."""
+    return models.PruneCommand(
+        app_id=req.app_id,
+        stale_after_s=_seconds(req.stale_after, "stale_after") if req.HasField("stale_after") else None,
+        platforms=frozenset(platform(p) for p in req.platforms),
+        dry_run=req.dry_run,
+    )
+
+
+def _target(t: pb.Target) -> models.Target:
+    kind = t.WhichOneof("kind") or ""
+    return models.Target(
+        kind=kind,
+        devices=tuple(
+            models.Device(token=d.token, platform=platform(d.platform), apns_environment=_environment(d.apns_environment))
+            for d in t.devices.devices
+        ),
+        user_ids=tuple(t.users.user_ids),
+        topic=t.topic,
+        all=t.all,
+        platforms=frozenset(platform(p) for p in t.platforms),
+    )
+
+
+def _message(m: pb.Message) -> models.Message:
+    return models.Message(
+        title=m.title,
+        body=m.body,
+        subtitle=m.subtitle,
+        image_url=m.image_url,
+        sound=m.sound,
+        badge=m.badge if m.HasField("badge") else None,
+        data=dict(m.data),
+        category=m.category,
+        thread_id=m.thread_id,
+        collapse_key=m.collapse_key,
+        priority=_PRIORITY_FROM_PB.get(m.priority, models.Priority.UNSPECIFIED),
+        ttl_s=_seconds(m.ttl, "message.ttl") if m.HasField("ttl") else None,
+        push_type=_push_type(m.push_type),
+        content_available=m.content_available,
+        mutable_content=m.mutable_content,
+        apns=models.ApnsOptions(payload=_struct(m.apns, "payload"), headers=dict(m.apns.headers), topic=m.apns.topic),
+        fcm=models.FcmOptions(
+            android=_struct(m.fcm, "android"),
+            apns=_struct(m.fcm, "apns"),
+            webpush=_struct(m.fcm, "webpush"),
+            analytics_label=m.fcm.analytics_label,
+        ),
+    )
+
+
+def send(req: pb.SendRequest) -> models.SendCommand:
+    """SendRequest → SendCommand."""
+    return models.SendCommand(
+        app_id=req.app_id,
+        target=_target(req.target),
+        message=_message(req.message),
+        idempotency_key=req.idempotency_key,
+        validate_only=req.validate_only,
+        send_at=_datetime(req.send_at, "send_at") if req.HasField("send_at") else None,
+    )
+
+
+def send_result(r: models.SendResult) -> pb.SendResponse:
+    """SendResult → SendResponse."""
+    return pb.SendResponse(notification_id=r.notification_id, duplicate=r.duplicate, targeted=r.targeted)
+
+
+def notification(n: models.NotificationView) -> pb.Notification:
+    """NotificationView → Notification."""
+    return pb.Notification(
+        notification_id=n.notification_id,
+        app_id=n.app_id,
+        state=_STATE_TO_PB[n.state],
+        targeted=n.targeted,
+        delivered=n.delivered,
+        failed=n.failed,
+        invalid_tokens=n.invalid_tokens,
+        pending=n.pending,
+        expired=n.expired,
+        created_at=_ts(n.created_at),
+        send_at=_ts(n.send_at),
+        updated_at=_ts(n.updated_at),
+        completed_at=_ts(n.completed_at),
+        error=n.error,
+        idempotency_key=n.idempotency_key,
+    )
+
+
+def receipt(r: models.Receipt) -> pb.StreamReceiptsResponse:
+    """Receipt → StreamReceiptsResponse."""
+    return pb.StreamReceiptsResponse(
+        receipt=pb.Receipt(
+            cursor=r.cursor,
+            notification_id=r.notification_id,
+            app_id=r.app_id,
+            token=r.token,
+            platform=_PLATFORM_TO_PB[r.platform],
+            user_id=r.user_id,
+            status=_STATUS_TO_PB[r.status],
+            provider_message_id=r.provider_message_id,
+            provider_status=r.provider_status,
+            reason=r.reason,
+            attempts=r.attempts,
+            token_removed=r.token_removed,
+            at=_ts(r.at),
+        )
+    )
+

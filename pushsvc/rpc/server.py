@@ -1,0 +1,78 @@
+"""GrpcServer: grpc.aio server with PushService, health and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from pushsvc.rpc.servicers import PushServicer
+from pushsvc.service import PushService
+from pushsvc.v1 import push_pb2, push_pb2_grpc
+
+log = logging.getLogger("pushsvc.rpc")
+
+SERVICE_NAME = push_pb2.DESCRIPTOR.services_by_name["PushService"].full_name
+
+
+class GrpcServer:
+    """Owns the grpc.aio server. `start()` binds and returns; `stop(grace_s)` drains."""
+
+    def __init__(
+        self,
+        service: PushService,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 50051,
+        max_connection_age_s: float = 300.0,
+    ) -> None:
+        self._draining = asyncio.Event()
+        self.health = HealthServicer()
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.keepalive_time_ms", 60_000),
+                ("grpc.keepalive_timeout_ms", 20_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                # Bounded connection age lets a mesh's load balancer rebalance.
+                ("grpc.max_connection_age_ms", int(max_connection_age_s * 1000)),
+                ("grpc.max_connection_age_grace_ms", 30_000),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        push_pb2_grpc.add_PushServiceServicer_to_server(PushServicer(service, self._draining), self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self._server,
+        )
+        self._address = f"{host}:{port}"
+        self.port = 0
+
+    async def start(self) -> int:
+        """Binds and starts serving; returns the bound port (useful with port 0)."""
+        self.port = self._server.add_insecure_port(self._address)
+        if not self.port:
+            raise OSError(f"cannot bind gRPC port {self._address}")
+        await self._server.start()
+        return self.port
+
+    async def set_serving(self, serving: bool) -> None:
+        """Reports SERVING or NOT_SERVING for the overall server and PushService."""
+        state = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, state)
+
+    async def stop(self, grace_s: float) -> None:
+        """Drains: NOT_SERVING, end streams with UNAVAILABLE, finish in-flight calls within the grace."""
+        await self.health.enter_graceful_shutdown()
+        self._draining.set()
+        await self._server.stop(grace_s)
+
+    async def wait(self) -> None:
+        """Returns when the server has stopped."""
+        await self._server.wait_for_termination()

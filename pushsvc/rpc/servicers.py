@@ -1,0 +1,89 @@
+"""PushServicer: translates protobuf to domain calls and back, nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from pushsvc import errors
+from pushsvc.rpc import convert, status
+from pushsvc.service import PushService
+from pushsvc.v1 import push_pb2 as pb
+from pushsvc.v1 import push_pb2_grpc as pb_grpc
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class PushServicer(pb_grpc.PushServiceServicer):
+    """The pushsvc.v1.PushService gRPC surface."""
+
+    def __init__(self, service: PushService, draining: asyncio.Event) -> None:
+        self._service = service
+        self._draining = draining
+
+    @status.unary
+    async def RegisterToken(self, request: pb.RegisterTokenRequest, context: Ctx) -> pb.RegisterTokenResponse:  # noqa: N802
+        """See push.proto."""
+        token, created = await self._service.register_token(convert.registration(request))
+        return pb.RegisterTokenResponse(token=convert.token(token), created=created)
+
+    @status.unary
+    async def UnregisterToken(self, request: pb.UnregisterTokenRequest, context: Ctx) -> pb.UnregisterTokenResponse:  # noqa: N802
+        """See push.proto."""
+        removed = await self._service.unregister_token(request.app_id, convert.platform(request.platform), request.token)
+        return pb.UnregisterTokenResponse(removed=removed)
+
+    @status.unary
+    async def Prune(self, request: pb.PruneRequest, context: Ctx) -> pb.PruneResponse:  # noqa: N802
+        """See push.proto."""
+        return pb.PruneResponse(removed=await self._service.prune(convert.prune(request)))
+
+    @status.unary
+    async def Send(self, request: pb.SendRequest, context: Ctx) -> pb.SendResponse:  # noqa: N802
+        """See push.proto."""
+        return convert.send_result(await self._service.send(convert.send(request)))
+
+    @status.unary
+    async def GetNotification(self, request: pb.GetNotificationRequest, context: Ctx) -> pb.GetNotificationResponse:  # noqa: N802
+        """See push.proto."""
+        view = await self._service.get_notification(request.app_id, request.notification_id)
+        return pb.GetNotificationResponse(notification=convert.notification(view))
+
+    @status.streaming
+    async def StreamReceipts(  # noqa: N802
+        self, request: pb.StreamReceiptsRequest, context: Ctx
+    ) -> AsyncIterator[pb.StreamReceiptsResponse]:
+        """See push.proto. On drain, ends with UNAVAILABLE so the caller resumes by cursor elsewhere."""
+        receipts = await self._service.stream_receipts(request.app_id, request.notification_id, request.after)
+        async for receipt in _until(receipts, self._draining):
+            yield convert.receipt(receipt)
+
+
+async def _until(items: AsyncIterator[Any], stop: asyncio.Event) -> AsyncIterator[Any]:
+    """Yields from `items` until `stop` is set, then raises ShuttingDown."""
+    stopper = asyncio.ensure_future(stop.wait())
+    nxt: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            nxt = asyncio.ensure_future(anext(items))
+            await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not nxt.done():
+                raise errors.ShuttingDown("server is shutting down; resume with the last cursor")
+            try:
+                item = nxt.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        stopper.cancel()
+        if nxt is not None and not nxt.done():
+            # Let the pending read unwind before closing the generator it runs in.
+            nxt.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await nxt
+        with contextlib.suppress(Exception):
+            await items.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,303 @@
+"""PushService: the transport-neutral use cases every entrypoint calls.
+
+Send's contract: it validates everything that can be known up front (request
+shape, credentials for each targeted platform, rendered payload sizes), then
+stores the notification and its partitions durably and returns. Delivery is
+the dispatcher's job. An oversized payload is rejected here so it can never
+fan out into a million per-token failures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from pushsvc import errors, models, validation
+from pushsvc.apps import AppProfile
+from pushsvc.clock import Clock
+from pushsvc.config import DispatchSettings
+from pushsvc.receipts import ReceiptFeed, parse_cursor
+from pushsvc.storage import BUCKETS, DuplicateKey, NotificationStore, TargetQuery, TokenStore
+
+_DEPTH_CACHE_S = 1.0
+
+
+class PushService:
+    """Register, unregister, prune, send, inspect and stream receipts."""
+
+    def __init__(
+        self,
+        *,
+        tokens: TokenStore,
+        notifications: NotificationStore,
+        feed: ReceiptFeed,
+        apps: Mapping[str, AppProfile],
+        clock: Clock,
+        dispatch: DispatchSettings,
+        stale_after_days: float,
+        limits: validation.Limits | None = None,
+        on_queued: Callable[[], None] = lambda: None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._tokens = tokens
+        self._notifications = notifications
+        self._feed = feed
+        self._apps = apps
+        self._clock = clock
+        self._dispatch = dispatch
+        self._stale_after_s = stale_after_days * 86400
+        self._limits = limits or validation.Limits()
+        self._on_queued = on_queued
+        self._monotonic = monotonic
+        self._depth = 0
+        self._depth_at = -math.inf
+
+    # ------------------------------------------------------------ tokens
+
+    async def register_token(self, reg: models.TokenRegistration) -> tuple[models.DeviceToken, bool]:
+        """Upserts a token; returns it and whether it was new."""
+        validation.validate_registration(reg, self._limits)
+        return await self._tokens.upsert(reg, self._clock.now())
+
+    async def unregister_token(self, app_id: str, platform: models.Platform, token: str) -> bool:
+        """Removes a token; unknown tokens are not an error."""
+        validation.validate_token_ref(app_id, platform, token, self._limits)
+        return await self._tokens.delete(app_id, platform, token)
+
+    async def prune(self, cmd: models.PruneCommand) -> int:
+        """Removes (or counts, with dry_run) tokens not seen for stale_after."""
+        validation.validate_prune(cmd, self._limits)
+        stale_after_s = self._stale_after_s if cmd.stale_after_s is None else cmd.stale_after_s
+        cutoff = self._clock.now() - timedelta(seconds=stale_after_s)
+        return await self._tokens.prune(cmd.app_id, cutoff, cmd.platforms, cmd.dry_run)
+
+    # ------------------------------------------------------------ send
+
+    async def send(self, cmd: models.SendCommand) -> models.SendResult:
+        """Validates, stores durably, and returns; delivery is asynchronous."""
+        now = self._clock.now()
+        ahead_s = (cmd.send_at - now).total_seconds() if cmd.send_at else None
+        validation.validate_send(cmd, ahead_s, self._limits)
+        app = self._apps.get(cmd.app_id)
+        if app is None:
+            raise errors.FailedPrecondition(f"app {cmd.app_id!r} is not configured on this server")
+        target = cmd.target
+        query: TargetQuery | None = None
+        devices: list[models.Device] = []
+        if target.kind == "devices":
+            devices = _unique_devices(d for d in target.devices if target.selects(d.platform))
+            platforms = {d.platform for d in devices}
+            missing = platforms - app.platforms
+        else:
+            query = TargetQuery(
+                kind=target.kind, user_ids=tuple(dict.fromkeys(target.user_ids)), topic=target.topic,
+                platforms=target.platforms,
+            )
+            platforms = set(target.platforms or models.PLATFORMS)
+            missing = set()
+            for p in platforms - app.platforms:
+                # A platform without credentials matters only if it has targets.
+                if await self._tokens.count_targets(cmd.app_id, _restrict(query, p)):
+                    missing.add(p)
+            platforms &= app.platforms
+        if missing:
+            names = ", ".join(sorted(p.name for p in missing))
+            raise errors.FailedPrecondition(f"app {cmd.app_id!r} has no credentials for {names}")
+        rendered = self._render(app, cmd.message, platforms)
+        if query is not None:
+            if platforms != set(models.PLATFORMS) and not target.platforms:
+                query = TargetQuery(query.kind, query.user_ids, query.topic, frozenset(platforms))
+            targeted = await self._tokens.count_targets(cmd.app_id, query) if platforms else 0
+        else:
+            targeted = len(devices)
+        if cmd.validate_only:
+            return models.SendResult(notification_id="", duplicate=False, targeted=targeted)
+        if cmd.idempotency_key:
+            existing = await self._notifications.find_by_idempotency_key(cmd.app_id, cmd.idempotency_key)
+            if existing is not None:
+                return models.SendResult(existing.notification_id, True, existing.targeted)
+        await self._check_queue_depth()
+        return await self._store(cmd, now, query, devices, platforms, rendered, targeted)
+
+    def _render(
+        self, app: AppProfile, message: models.Message, platforms: set[models.Platform]
+    ) -> dict[str, str]:
+        v = validation.Violations()
+        rendered: dict[str, str] = {}
+        for platform in sorted(platforms, key=lambda p: p.value):
+            r = app.renderers[platform](message)
+            if r.size_bytes > r.limit_bytes:
+                v.add("message", f"the {platform.name} payload is {r.size_bytes} bytes; the limit is {r.limit_bytes}")
+            # Stored as JSON text: data keys may hold characters BSON field names may not.
+            rendered[platform.value] = json.dumps(r.body, separators=(",", ":"))
+        v.raise_if_any()
+        return rendered
+
+    async def _check_queue_depth(self) -> None:
+        mono = self._monotonic()
+        if mono - self._depth_at > _DEPTH_CACHE_S:
+            self._depth = await self._notifications.queue_depth()
+            self._depth_at = mono
+        if self._depth >= self._dispatch.max_queue_depth:
+            raise errors.ResourceExhausted(
+                f"{self._depth} notifications are queued (limit {self._dispatch.max_queue_depth}); retry later"
+            )
+        self._depth += 1
+
+    async def _store(
+        self,
+        cmd: models.SendCommand,
+        now: datetime,
+        query: TargetQuery | None,
+        devices: list[models.Device],
+        platforms: set[models.Platform],
+        rendered: dict[str, str],
+        targeted: int,
+    ) -> models.SendResult:
+        nid = uuid.uuid4().hex
+        scheduled = cmd.send_at is not None and cmd.send_at > now
+        start = cmd.send_at if scheduled and cmd.send_at else now
+        expires_at = start + timedelta(seconds=cmd.message.ttl_s) if cmd.message.ttl_s is not None else None
+        partitions = self._plan(nid, cmd.app_id, now, start, query, devices, targeted) if platforms else []
+        state = models.NotificationState.SCHEDULED if scheduled else models.NotificationState.QUEUED
+        doc: dict[str, Any] = {
+            "_id": nid,
+            "app_id": cmd.app_id,
+            "state": state.value if partitions else models.NotificationState.COMPLETED.value,
+            "created_at": now,
+            "updated_at": now,
+            "send_at": cmd.send_at,
+            "expires_at": expires_at,
+            "targeted": targeted,
+            "delivered": 0,
+            "failed": 0,
+            "invalid_tokens": 0,
+            "expired": 0,
+            "partitions_total": len(partitions),
+            "partitions_done": 0,
+            "receipt_seq": 0,
+            "rendered": rendered,
+            "target_kind": cmd.target.kind,
+            "query": None
+            if query is None
+            else {
+                "kind": query.kind,
+                "user_ids": list(query.user_ids),
+                "topic": query.topic,
+                "platforms": sorted(p.value for p in query.platforms),
+            },
+            "error": "",
+        }
+        if not partitions:
+            doc["completed_at"] = now
+        if cmd.idempotency_key:
+            doc["idempotency_key"] = cmd.idempotency_key
+        try:
+            view = await self._notifications.create(doc, partitions)
+        except DuplicateKey as dup:
+            return models.SendResult(dup.notification_id, True, targeted)
+        self._on_queued()
+        return models.SendResult(view.notification_id, False, targeted)
+
+    def _plan(
+        self,
+        nid: str,
+        app_id: str,
+        now: datetime,
+        start: datetime,
+        query: TargetQuery | None,
+        devices: list[models.Device],
+        targeted: int,
+    ) -> list[dict[str, Any]]:
+        size = self._dispatch.partition_size
+        base = {
+            "notification_id": nid,
+            "app_id": app_id,
+            "done": False,
+            "owner": None,
+            "lease_expires_at": start,
+            "created_at": now,
+            "claims": 0,
+        }
+        if query is None:
+            return [
+                {
+                    **base,
+                    "_id": f"{nid}:{i:04d}",
+                    "index": i,
+                    "bucket_lo": 0,
+                    "bucket_hi": 0,
+                    "checkpoint": 0,
+                    "devices": [
+                        {"token": d.token, "platform": d.platform.value, "apns_environment": d.apns_environment.value}
+                        for d in devices[lo : lo + size]
+                    ],
+                }
+                for i, lo in enumerate(range(0, len(devices), size))
+            ]
+        count = max(1, min(self._dispatch.max_partitions, math.ceil(targeted / size)))
+        edges = [BUCKETS * i // count for i in range(count + 1)]
+        return [
+            {
+                **base,
+                "_id": f"{nid}:{i:04d}",
+                "index": i,
+                "bucket_lo": edges[i],
+                "bucket_hi": edges[i + 1],
+                "checkpoint": None,
+                "devices": [],
+            }
+            for i in range(count)
+        ]
+
+    # ------------------------------------------------------------ inspect
+
+    async def get_notification(self, app_id: str, notification_id: str) -> models.NotificationView:
+        """Returns a notification's state and counters."""
+        self._check_ids(app_id, notification_id)
+        record = await self._notifications.get(app_id, notification_id)
+        if record is None:
+            raise errors.NotFound(f"notification {notification_id!r} not found for app {app_id!r}")
+        return record.view
+
+    async def stream_receipts(
+        self, app_id: str, notification_id: str, after: str
+    ) -> AsyncIterator[models.Receipt]:
+        """Receipts of one notification (ends by itself), or the app's live feed (endless)."""
+        self._check_ids(app_id, notification_id)
+        seq, nseq = parse_cursor(after) if after else (None, 0)
+        if notification_id:
+            if await self._notifications.get(app_id, notification_id) is None:
+                raise errors.NotFound(f"notification {notification_id!r} not found for app {app_id!r}")
+            return self._feed.follow_notification(app_id, notification_id, nseq)
+        return self._feed.follow_app(app_id, seq)
+
+    def _check_ids(self, app_id: str, notification_id: str) -> None:
+        v = validation.Violations()
+        validation.check_app_id(v, app_id, self._limits)
+        if len(notification_id) > self._limits.max_id_chars:
+            v.add("notification_id", f"must be at most {self._limits.max_id_chars} characters")
+        v.raise_if_any()
+
+
+def _unique_devices(devices: Any) -> list[models.Device]:
+    seen: set[tuple[models.Platform, str]] = set()
+    out = []
+    for d in devices:
+        key = (d.platform, d.token)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+def _restrict(query: TargetQuery, platform: models.Platform) -> TargetQuery:
+    return TargetQuery(query.kind, query.user_ids, query.topic, frozenset({platform}))
+
+
+__all__ = ["PushService"]

@@ -1,0 +1,262 @@
+"""Storage ports: the token registry, the notification queue and the receipt log.
+
+These Protocols are the contract that `tests/storage/` enforces against every
+backend. The guarantees callers rely on:
+
+- Token registry: (app_id, platform, token) is unique; `upsert` is idempotent and
+  keeps `created_at`; a device_id holding another token of the same app and
+  platform loses that token; prune and target queries are index-backed.
+- Notification queue: a partition is leased to at most one owner at a time
+  (`claim` is a single atomic find-and-modify); a lease that is not renewed
+  expires, and the partition resumes from its last checkpoint; finishing a
+  partition is counted exactly once.
+- Receipt log: one receipt per (notification, platform, token), however often
+  a batch is retried; every receipt gets a dense per-app sequence number and a
+  dense per-notification sequence number, so readers resume by cursor without
+  loss or repetition.
+
+All methods raise `pushsvc.errors.StoreUnavailable` when the store cannot be
+reached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from pushsvc import models
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TargetToken:
+    """A token as the dispatcher needs it."""
+
+    ref: Any
+    """Opaque, ordered position of the token in its partition (its store id)."""
+    token: str
+    platform: models.Platform
+    user_id: str
+    apns_environment: models.ApnsEnvironment
+    registered: bool
+    last_seen_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TargetQuery:
+    """A stored-token selector: users, a topic or the whole app, plus a platform filter."""
+
+    kind: str
+    """"users", "topic" or "all"."""
+    user_ids: tuple[str, ...] = ()
+    topic: str = ""
+    platforms: frozenset[models.Platform] = frozenset()
+
+
+class TokenStore(Protocol):
+    """The device-token registry."""
+
+    async def upsert(self, reg: models.TokenRegistration, now: datetime) -> tuple[models.DeviceToken, bool]:
+        """Inserts or refreshes a token; returns it and whether it was created."""
+        ...
+
+    async def delete(self, app_id: str, platform: models.Platform, token: str) -> bool:
+        """Removes a token; returns whether it existed."""
+        ...
+
+    async def delete_invalid(
+        self, app_id: str, platform: models.Platform, token: str, invalid_since: datetime | None
+    ) -> bool:
+        """Removes a token the provider called dead.
+
+        With `invalid_since` (an APNs 410 timestamp), a token re-registered after
+        that moment is kept.
+        """
+        ...
+
+    async def get(self, app_id: str, platform: models.Platform, token: str) -> models.DeviceToken | None:
+        """Returns one token, or None."""
+        ...
+
+    async def prune(
+        self, app_id: str, stale_before: datetime, platforms: frozenset[models.Platform], dry_run: bool
+    ) -> int:
+        """Removes (or with dry_run counts) tokens last seen before `stale_before`."""
+        ...
+
+    async def count_targets(self, app_id: str, query: TargetQuery) -> int:
+        """Counts the tokens a query selects."""
+        ...
+
+    async def find_targets(
+        self, app_id: str, query: TargetQuery, buckets: tuple[int, int], after: Any, limit: int
+    ) -> list[TargetToken]:
+        """Returns up to `limit` selected tokens in bucket range [lo, hi), ordered by ref, after `after`."""
+        ...
+
+    async def lookup(self, app_id: str, devices: Sequence[models.Device]) -> dict[tuple[models.Platform, str], TargetToken]:
+        """Returns the registered ones among directly addressed devices."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Partition:
+    """A leased slice of a notification's fan-out."""
+
+    partition_id: str
+    notification_id: str
+    app_id: str
+    index: int
+    buckets: tuple[int, int]
+    devices: tuple[models.Device, ...]
+    """Directly addressed devices (target kind "devices"); empty for stored-token queries."""
+    checkpoint: Any
+    """Last completed ref (queries) or count of devices done (device lists)."""
+    created_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    """A stored notification: what to send, to whom, and how far it got."""
+
+    view: models.NotificationView
+    query: TargetQuery | None
+    """None when the target is a device list."""
+    rendered: Mapping[str, Mapping[str, Any]]
+    """Platform value ("apns"/"fcm") → the provider's rendered body."""
+    expires_at: datetime | None
+    receipt_seq: int
+    """Per-notification receipt numbers allocated so far."""
+
+
+class NotificationStore(Protocol):
+    """The durable queue of notifications and their partitions."""
+
+    async def find_by_idempotency_key(self, app_id: str, key: str) -> models.NotificationView | None:
+        """Returns the notification stored under this key, if any."""
+        ...
+
+    async def create(self, doc: Mapping[str, Any], partitions: Sequence[Mapping[str, Any]]) -> models.NotificationView:
+        """Stores partitions, then the notification.
+
+        Raises:
+            DuplicateKey: another notification holds the idempotency key; the
+                partitions just written are removed again.
+        """
+        ...
+
+    async def get(self, app_id: str, notification_id: str) -> NotificationRecord | None:
+        """Returns one notification of this app, or None."""
+        ...
+
+    async def queue_depth(self) -> int:
+        """Counts unfinished, runnable-or-scheduled notifications."""
+        ...
+
+    async def claim(self, owner: str, now: datetime, lease_s: float) -> Partition | None:
+        """Atomically leases one runnable partition whose lease is free or expired."""
+        ...
+
+    async def renew(self, partition_id: str, owner: str, now: datetime, lease_s: float) -> bool:
+        """Extends our lease; False means we lost it and must stop."""
+        ...
+
+    async def checkpoint(self, partition_id: str, owner: str, checkpoint: Any, now: datetime, lease_s: float) -> bool:
+        """Records progress and renews the lease; False means we lost the lease."""
+        ...
+
+    async def release(self, partition_id: str, owner: str, retry_at: datetime) -> None:
+        """Gives a partition back; it becomes claimable at `retry_at`."""
+        ...
+
+    async def release_all(self, owner: str, now: datetime) -> int:
+        """Gives back every lease we hold (graceful shutdown)."""
+        ...
+
+    async def finish_partition(self, partition_id: str, owner: str, now: datetime) -> models.NotificationView | None:
+        """Marks a partition done exactly once; completes the notification with the last one.
+
+        Returns the notification after the update, or None when the partition was
+        already done or not ours.
+        """
+        ...
+
+    async def drop_partition(self, partition_id: str) -> None:
+        """Deletes an orphaned partition."""
+        ...
+
+    async def mark_running(self, notification_id: str, now: datetime) -> None:
+        """Moves a queued or scheduled notification to running."""
+        ...
+
+    async def fail(self, notification_id: str, error: str, now: datetime) -> None:
+        """Fails the whole notification and retires its partitions."""
+        ...
+
+    async def add_counts(self, notification_id: str, counts: Mapping[str, int], now: datetime) -> None:
+        """Adds to the delivery counters with $inc."""
+        ...
+
+
+class DuplicateKey(Exception):
+    """An idempotency key is already taken; `notification_id` is its holder."""
+
+    def __init__(self, notification_id: str) -> None:
+        super().__init__(notification_id)
+        self.notification_id = notification_id
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReceiptDraft:
+    """A receipt before the log numbers it."""
+
+    token: str
+    platform: models.Platform
+    user_id: str
+    status: models.DeliveryStatus
+    provider_message_id: str
+    provider_status: int
+    reason: str
+    attempts: int
+    token_removed: bool
+    at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogEntry:
+    """A numbered entry of the receipt log; `receipt` is None for a gap filler."""
+
+    seq: int
+    nseq: int
+    receipt: models.Receipt | None
+
+
+class ReceiptStore(Protocol):
+    """The append-only, numbered receipt log."""
+
+    async def append(
+        self, app_id: str, notification_id: str, drafts: Sequence[ReceiptDraft], expires_at: datetime
+    ) -> list[models.Receipt]:
+        """Numbers and stores receipts; returns only those that were new."""
+        ...
+
+    async def read_app(self, app_id: str, after_seq: int, limit: int) -> list[LogEntry]:
+        """Entries of the app's log with seq > after_seq, in order."""
+        ...
+
+    async def read_notification(self, app_id: str, notification_id: str, after_nseq: int, limit: int) -> list[LogEntry]:
+        """Entries of one notification with nseq > after_nseq, in order."""
+        ...
+
+    async def last_seq(self, app_id: str) -> int:
+        """The app's newest allocated sequence number (0 when none)."""
+        ...
+
+
+class HealthCheck(Protocol):
+    """Tells whether the store answers."""
+
+    async def ping(self) -> bool:
+        """True when the store answered a ping."""
+        ...

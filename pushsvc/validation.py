@@ -1,0 +1,220 @@
+"""Request limits and the checks that enforce them, on domain commands.
+
+Each check returns every violation it finds, so a caller fixes a request in
+one round trip. Field names are the request's protobuf field paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import string
+from pushsvc import models
+from pushsvc.errors import FieldViolation, InvalidArgument
+
+_HEX = frozenset(string.hexdigits)
+_APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+_FCM_RESERVED_PREFIXES = ("google.", "gcm.")
+_FCM_RESERVED_KEYS = frozenset({"from", "message_type", "notification", "collapse_key", "priority", "ttl"})
+FCM_MAX_TTL_S = 2_419_200
+"""FCM accepts a ttl of 0 to 28 days."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Size limits on requests. Generous, but bounded so no input can exhaust a replica."""
+
+    max_id_chars: int = 128
+    """app_id, user_id, device_id, notification_id."""
+    apns_token_min_hex: int = 64
+    """APNs tokens are 32 bytes today; Apple says not to assume a size, so we allow longer."""
+    apns_token_max_hex: int = 200
+    max_token_chars: int = 4096
+    max_topic_chars: int = 256
+    max_topics_per_token: int = 100
+    max_attr_chars: int = 64
+    """locale, timezone, app_version."""
+    max_devices_per_send: int = 10_000
+    max_users_per_send: int = 1_000
+    max_data_entries: int = 100
+    max_text_chars: int = 4096
+    max_idempotency_key_chars: int = 256
+    max_apns_headers: int = 16
+    max_collapse_key_bytes: int = 64
+    """APNs rejects longer apns-collapse-id values."""
+    max_schedule_ahead_s: float = 30 * 86400
+
+
+class Violations:
+    """Collects field violations; `raise_if_any()` turns them into InvalidArgument."""
+
+    def __init__(self) -> None:
+        self.items: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        """Records one bad field."""
+        self.items.append(FieldViolation(field, description))
+
+    def raise_if_any(self) -> None:
+        """Raises InvalidArgument naming every recorded field."""
+        if self.items:
+            raise InvalidArgument(self.items)
+
+
+def _text(v: Violations, field: str, value: str, max_chars: int, *, required: bool = False) -> None:
+    if required and not value:
+        v.add(field, "must not be empty")
+    elif len(value) > max_chars:
+        v.add(field, f"must be at most {max_chars} characters (got {len(value)})")
+
+
+def check_app_id(v: Violations, app_id: str, limits: Limits, field: str = "app_id") -> None:
+    """app_id: required, short, and made of URL-safe characters."""
+    _text(v, field, app_id, limits.max_id_chars, required=True)
+    if app_id and len(app_id) <= limits.max_id_chars and not _APP_ID.match(app_id):
+        v.add(field, "may contain only letters, digits and . _ : - and must start with a letter or digit")
+
+
+def check_platform(v: Violations, platform: models.Platform, field: str) -> None:
+    """A concrete platform is required."""
+    if platform is models.Platform.UNSPECIFIED:
+        v.add(field, "must be PLATFORM_APNS or PLATFORM_FCM")
+
+
+def check_token(v: Violations, token: str, platform: models.Platform, limits: Limits, field: str) -> None:
+    """Tokens: required; APNs tokens are hex of a plausible length; FCM tokens are printable."""
+    if not token:
+        v.add(field, "must not be empty")
+        return
+    if platform is models.Platform.APNS:
+        if not set(token) <= _HEX:
+            v.add(field, "an APNs device token must be hexadecimal")
+        elif not (limits.apns_token_min_hex <= len(token) <= limits.apns_token_max_hex) or len(token) % 2:
+            v.add(
+                field,
+                f"an APNs device token must be an even number of {limits.apns_token_min_hex} to "
+                f"{limits.apns_token_max_hex} hex digits (got {len(token)})",
+            )
+    elif len(token) > limits.max_token_chars:
+        v.add(field, f"must be at most {limits.max_token_chars} characters (got {len(token)})")
+    elif not token.isprintable() or any(c.isspace() for c in token):
+        v.add(field, "must be printable and contain no whitespace")
+
+
+def validate_registration(reg: models.TokenRegistration, limits: Limits) -> None:
+    """Validates a RegisterToken request; raises InvalidArgument."""
+    v = Violations()
+    check_app_id(v, reg.app_id, limits)
+    check_platform(v, reg.platform, "platform")
+    check_token(v, reg.token, reg.platform, limits, "token")
+    _text(v, "user_id", reg.user_id, limits.max_id_chars)
+    _text(v, "device_id", reg.device_id, limits.max_id_chars)
+    _text(v, "locale", reg.locale, limits.max_attr_chars)
+    _text(v, "timezone", reg.timezone, limits.max_attr_chars)
+    _text(v, "app_version", reg.app_version, limits.max_attr_chars)
+    if len(reg.topics) > limits.max_topics_per_token:
+        v.add("topics", f"at most {limits.max_topics_per_token} topics per token (got {len(reg.topics)})")
+    else:
+        for i, topic in enumerate(reg.topics):
+            _text(v, f"topics[{i}]", topic, limits.max_topic_chars, required=True)
+    v.raise_if_any()
+
+
+def validate_token_ref(app_id: str, platform: models.Platform, token: str, limits: Limits) -> None:
+    """Validates an UnregisterToken request; raises InvalidArgument."""
+    v = Violations()
+    check_app_id(v, app_id, limits)
+    check_platform(v, platform, "platform")
+    check_token(v, token, platform, limits, "token")
+    v.raise_if_any()
+
+
+def validate_prune(cmd: models.PruneCommand, limits: Limits) -> None:
+    """Validates a Prune request; raises InvalidArgument."""
+    v = Violations()
+    check_app_id(v, cmd.app_id, limits)
+    if cmd.stale_after_s is not None and cmd.stale_after_s <= 0:
+        v.add("stale_after", "must be a positive duration")
+    if models.Platform.UNSPECIFIED in cmd.platforms:
+        v.add("platforms", "must contain only PLATFORM_APNS or PLATFORM_FCM")
+    v.raise_if_any()
+
+
+def validate_send(cmd: models.SendCommand, send_at_ahead_s: float | None, limits: Limits) -> None:
+    """Validates a Send request's structure (payload sizes are checked after rendering)."""
+    v = Violations()
+    check_app_id(v, cmd.app_id, limits)
+    _text(v, "idempotency_key", cmd.idempotency_key, limits.max_idempotency_key_chars)
+    _check_target(v, cmd.target, limits)
+    _check_message(v, cmd.message, limits)
+    if send_at_ahead_s is not None and send_at_ahead_s > limits.max_schedule_ahead_s:
+        v.add("send_at", f"must be at most {limits.max_schedule_ahead_s / 86400:.0f} days ahead")
+    v.raise_if_any()
+
+
+def _check_target(v: Violations, target: models.Target, limits: Limits) -> None:
+    if models.Platform.UNSPECIFIED in target.platforms:
+        v.add("target.platforms", "must contain only PLATFORM_APNS or PLATFORM_FCM")
+    kind = target.kind
+    if not kind:
+        v.add("target", "set one of devices, users, topic or all")
+    elif kind == "devices":
+        if not target.devices:
+            v.add("target.devices.devices", "must list at least one device")
+        elif len(target.devices) > limits.max_devices_per_send:
+            v.add(
+                "target.devices.devices",
+                f"at most {limits.max_devices_per_send} devices per request (got {len(target.devices)})",
+            )
+            return
+        for i, device in enumerate(target.devices):
+            check_platform(v, device.platform, f"target.devices.devices[{i}].platform")
+            check_token(v, device.token, device.platform, limits, f"target.devices.devices[{i}].token")
+            if len(v.items) > 100:
+                return
+    elif kind == "users":
+        if not target.user_ids:
+            v.add("target.users.user_ids", "must list at least one user id")
+        elif len(target.user_ids) > limits.max_users_per_send:
+            v.add(
+                "target.users.user_ids",
+                f"at most {limits.max_users_per_send} users per request (got {len(target.user_ids)})",
+            )
+            return
+        for i, uid in enumerate(target.user_ids):
+            _text(v, f"target.users.user_ids[{i}]", uid, limits.max_id_chars, required=True)
+    elif kind == "topic":
+        _text(v, "target.topic", target.topic, limits.max_topic_chars, required=True)
+    elif kind == "all" and not target.all:
+        v.add("target.all", "must be true when set")
+
+
+def _check_message(v: Violations, m: models.Message, limits: Limits) -> None:
+    for name in ("title", "body", "subtitle", "image_url", "sound", "category", "thread_id"):
+        _text(v, f"message.{name}", getattr(m, name), limits.max_text_chars)
+    if len(m.collapse_key.encode()) > limits.max_collapse_key_bytes:
+        v.add("message.collapse_key", f"must be at most {limits.max_collapse_key_bytes} bytes")
+    if m.ttl_s is not None:
+        if m.ttl_s < 0:
+            v.add("message.ttl", "must not be negative")
+        elif m.ttl_s > FCM_MAX_TTL_S:
+            v.add("message.ttl", f"must be at most {FCM_MAX_TTL_S} seconds (28 days)")
+    if len(m.data) > limits.max_data_entries:
+        v.add("message.data", f"at most {limits.max_data_entries} entries (got {len(m.data)})")
+    for key in m.data:
+        if not key:
+            v.add("message.data", "keys must not be empty")
+        elif key in _FCM_RESERVED_KEYS or key.startswith(_FCM_RESERVED_PREFIXES):
+            v.add(f"message.data[{key[:64]}]", "is a key reserved by FCM")
+        elif key == "aps":
+            v.add("message.data[aps]", "is the APNs payload's own key; use message fields or apns.payload")
+    if len(m.apns.headers) > limits.max_apns_headers:
+        v.add("message.apns.headers", f"at most {limits.max_apns_headers} headers")
+    for name in m.apns.headers:
+        if not name.lower().startswith("apns-"):
+            v.add(f"message.apns.headers[{name[:64]}]", "only apns-* headers may be set")
+    if m.badge is not None and m.badge < 0:
+        v.add("message.badge", "must not be negative")
+    if not (m.has_alert or m.data or m.badge is not None or m.sound or m.content_available or m.apns.payload
+            or m.fcm.android or m.fcm.apns or m.fcm.webpush):
+        v.add("message", "is empty: set a title, body, data, badge, sound, content_available or a custom payload")
