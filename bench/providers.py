@@ -52,10 +52,16 @@ class Row:
     sends: int
     seconds: float
     delivered: int
+    client_cpu_s: float
+    """CPU time of the client process: its cost, independent of other load on the machine."""
 
     @property
     def rate(self) -> float:
         return self.sends / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us_per_send(self) -> float:
+        return 1e6 * self.client_cpu_s / self.sends if self.sends else 0.0
 
 
 # --- the emulator subprocess ----------------------------------------------------
@@ -143,7 +149,7 @@ def _providers(info: dict[str, Any], fast: bool) -> dict[str, tuple[Provider, De
     }
 
 
-async def _drive(provider: Provider, delivery: Delivery, sends: int, concurrency: int) -> tuple[float, int]:
+async def _drive(provider: Provider, delivery: Delivery, sends: int, concurrency: int) -> tuple[float, float, int]:
     remaining = sends
     delivered = 0
 
@@ -154,9 +160,9 @@ async def _drive(provider: Provider, delivery: Delivery, sends: int, concurrency
             result = await provider.send(delivery)
             delivered += result.outcome is Outcome.DELIVERED
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - started, delivered
+    return time.perf_counter() - started, time.process_time() - cpu_started, delivered
 
 
 async def _run_clients(info: dict[str, Any], args: argparse.Namespace) -> list[Row]:
@@ -169,9 +175,12 @@ async def _run_clients(info: dict[str, Any], args: argparse.Namespace) -> list[R
                 # Warm up: connection, JWT / access token, the raised stream limit.
                 await _drive(provider, delivery, min(500, args.sends), 50)
                 for concurrency in args.concurrency:
-                    seconds, delivered = await _drive(provider, delivery, args.sends, concurrency)
-                    row = Row(name, client, concurrency, args.sends, seconds, delivered)
-                    print(f"  {name:5} {client:6} c={concurrency:<5} {row.rate:9,.0f} req/s  ({delivered}/{args.sends} delivered)")
+                    seconds, cpu_s, delivered = await _drive(provider, delivery, args.sends, concurrency)
+                    row = Row(name, client, concurrency, args.sends, seconds, delivered, cpu_s)
+                    print(
+                        f"  {name:5} {client:6} c={concurrency:<5} {row.rate:9,.0f} req/s "
+                        f"{row.cpu_us_per_send:6,.0f} us CPU/send  ({delivered}/{args.sends} delivered)"
+                    )
                     rows.append(row)
         finally:
             for provider, _, credential in providers.values():
@@ -271,9 +280,12 @@ def main() -> int:
     print()
     print(f"Provider send throughput ({args.sends} sends per row; emulator in a separate process)")
     print(f"machine: nproc={machine['nproc']}, CPU {machine['cpu']}")
-    print(f"{'provider':8} {'client':7} {'concurrency':>11} {'req/s':>9} {'delivered':>10}")
+    print(f"{'provider':8} {'client':7} {'concurrency':>11} {'req/s':>9} {'client CPU/send':>16} {'delivered':>10}")
     for row in rows:
-        print(f"{row.provider:8} {row.client:7} {row.concurrency:>11} {row.rate:>9,.0f} {row.delivered:>10}")
+        print(
+            f"{row.provider:8} {row.client:7} {row.concurrency:>11} {row.rate:>9,.0f} "
+            f"{row.cpu_us_per_send:>13,.0f} us {row.delivered:>10}"
+        )
     for name, ceiling in ceilings.items():
         shown = f"{ceiling:,.0f}" if ceiling is not None else "n/a"
         print(f"{name:8} {'h2load':7} {max(args.concurrency):>11} {shown:>9}   (emulator ceiling, -c 1 -m {min(max(args.concurrency), 1000)})")
@@ -285,7 +297,10 @@ def main() -> int:
             {
                 "machine": machine,
                 "sends": args.sends,
-                "rows": [dataclasses.asdict(row) | {"req_per_s": row.rate} for row in rows],
+                "rows": [
+                    dataclasses.asdict(row) | {"req_per_s": row.rate, "client_cpu_us_per_send": row.cpu_us_per_send}
+                    for row in rows
+                ],
                 "h2load_ceiling": ceilings,
                 "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             },

@@ -43,6 +43,8 @@ class Limits:
     max_collapse_key_bytes: int = 64
     """APNs rejects longer apns-collapse-id values."""
     max_schedule_ahead_s: float = 30 * 86400
+    max_stale_after_s: float = 10 * 365 * 86400
+    """Prune's stale_after beyond ten years is a mistake, and beyond ~2000 years a date overflow."""
 
 
 class Violations:
@@ -135,6 +137,8 @@ def validate_prune(cmd: models.PruneCommand, limits: Limits) -> None:
     check_app_id(v, cmd.app_id, limits)
     if cmd.stale_after_s is not None and cmd.stale_after_s <= 0:
         v.add("stale_after", "must be a positive duration")
+    elif cmd.stale_after_s is not None and cmd.stale_after_s > limits.max_stale_after_s:
+        v.add("stale_after", f"must be at most {limits.max_stale_after_s / 86400:.0f} days")
     if models.Platform.UNSPECIFIED in cmd.platforms:
         v.add("platforms", "must contain only PLATFORM_APNS or PLATFORM_FCM")
     v.raise_if_any()

@@ -70,6 +70,7 @@ from typing import Any
 
 import h2.settings
 import jwt
+from hpack import NeverIndexedHeaderTuple
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -286,16 +287,18 @@ class ApnsService:
                 received_at=self._clock(),
             )
         )
-        response_headers = [("apns-id", apns_id)]
+        # Unique per response, so keep them out of the HPACK dynamic table:
+        # indexing them would only evict useful entries and cost CPU.
+        response_headers: list[tuple[str, str]] = [NeverIndexedHeaderTuple("apns-id", apns_id)]
         if state.environment == "sandbox":
-            response_headers.append(("apns-unique-id", str(uuid.uuid4())))
+            response_headers.append(NeverIndexedHeaderTuple("apns-unique-id", str(uuid.uuid4())))
         return Response(200, response_headers)
 
     def _error(self, reject: _Reject, apns_id: str) -> Response:
         body: dict[str, Any] = {"reason": reject.reason}
         if reject.status == 410:
             body["timestamp"] = int(self._clock() * 1000)
-        return Response.json(reject.status, body, [("apns-id", apns_id)])
+        return Response.json(reject.status, body, [NeverIndexedHeaderTuple("apns-id", apns_id)])
 
     def _authenticate(
         self, connection: Connection, state: ApnsConnectionState, authorization: str | None

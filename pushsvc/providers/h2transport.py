@@ -32,12 +32,16 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 import httpx
 
 _CONNECTION_WINDOW = 16 * 1024 * 1024
 _STREAM_WINDOW = 1024 * 1024
 _DEFAULT_WINDOW = 65_535
 _HOP_BY_HOP = frozenset({b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
+_NEVER_INDEXED = frozenset({b":path", b"authorization", b"apns-id", b"apns-expiration"})
+"""Headers kept out of the HPACK dynamic table: Apple's advice (protocols.md §A.2),
+and values that change per request only churn the table and slow every lookup."""
 _MAX_CONNECTION_ATTEMPTS = 3
 """A request moves to another connection at most this often (it is never sent twice)."""
 
@@ -178,15 +182,17 @@ class _H2Connection(asyncio.Protocol):
             raise _ConnectionUnusable from None
         body = request.content
         url = request.url
-        headers: list[tuple[bytes, bytes]] = [
+        headers: list[tuple[bytes, bytes] | hpack.HeaderTuple] = [
             (b":method", request.method.encode()),
             (b":scheme", b"https"),
             (b":authority", url.netloc),
-            (b":path", url.raw_path),
+            hpack.NeverIndexedHeaderTuple(b":path", url.raw_path),
         ]
         for name, value in request.headers.raw:
             lowered = name.lower()
-            if lowered not in _HOP_BY_HOP and not (lowered == b"te" and value.lower() != b"trailers"):
+            if lowered in _NEVER_INDEXED:
+                headers.append(hpack.NeverIndexedHeaderTuple(lowered, value))
+            elif lowered not in _HOP_BY_HOP and not (lowered == b"te" and value.lower() != b"trailers"):
                 headers.append((lowered, value))
         stream = _Stream(self._loop.create_future())
         self._streams[stream_id] = stream

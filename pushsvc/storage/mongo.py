@@ -18,6 +18,11 @@ leases via `find_one_and_update`, unique indexes, upserts with
   in its own collection (`idempotency`, `_id` = app and key), which gives the
   same guarantee on every backend.
 - Datetimes come back naive from some backends; `_aware()` normalises to UTC.
+- FerretDB 1.24 (SQLite): no TTL indexes (`sweep_expired()` runs instead), no
+  partial indexes, no projection in findAndModify, and concurrent updates are
+  not atomic (racing findAndModify calls all succeed; concurrent $inc lose
+  updates). Calls to FerretDB are therefore serialised within a process; it
+  stands in for MongoDB in tests, not for a multi-replica production store.
 """
 
 from __future__ import annotations
@@ -80,8 +85,19 @@ class MongoRunner:
     def __init__(self, db: Database[Any], *, threads: int) -> None:
         self.db = db
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pushsvc-store")
+        self._serial: asyncio.Lock | None = None
+
+    def serialize(self) -> None:
+        """Runs one call at a time from now on (for servers whose updates are not atomic)."""
+        self._serial = asyncio.Lock()
 
     async def __call__(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        if self._serial is None:
+            return await self._call(fn, *args, **kwargs)
+        async with self._serial:
+            return await self._call(fn, *args, **kwargs)
+
+    async def _call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
@@ -111,11 +127,20 @@ class MongoStores:
     runner: MongoRunner
     client: Any
 
+    embedded: bool = False
+    """True for mongomock (already one call at a time; has no buildInfo)."""
     ttl_supported: bool = True
     """False when the server has no TTL indexes; then `sweep_expired()` must run periodically."""
 
     async def ensure_indexes(self) -> None:
-        """Creates every index DESIGN.md lists (idempotent)."""
+        """Creates every index DESIGN.md lists (idempotent) and adapts to the server's gaps."""
+        info = {} if self.embedded else await self.runner(self.runner.db.client.admin.command, "buildInfo")
+        if "ferretdbVersion" in info:
+            # FerretDB 1.x applies concurrent updates non-atomically: racing
+            # findAndModify calls all "win" and concurrent $inc lose updates
+            # (tests/storage/README.md). One call at a time restores MongoDB's
+            # per-document atomicity within this process.
+            self.runner.serialize()
         self.ttl_supported = await self.runner(_ensure_indexes, self.runner.db)
 
     async def sweep_expired(self, now: datetime) -> int:
@@ -168,6 +193,7 @@ def open_stores(url: str, *, timeout_ms: int = 2000, database: str | None = None
         receipts=MongoReceiptStore(runner),
         runner=runner,
         client=client,
+        embedded=parts.scheme == "mongomock",
     )
 
 

@@ -1,0 +1,142 @@
+"""Contract: the token registry (TokenStore), on every backend."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from pushsvc import models
+from pushsvc.clock import ManualClock
+from pushsvc.storage import BUCKETS, MongoStores, TargetQuery
+
+APNS, FCM = models.Platform.APNS, models.Platform.FCM
+
+
+def reg(token: str, platform: models.Platform = APNS, app: str = "app", **kw: object) -> models.TokenRegistration:
+    return models.TokenRegistration(app_id=app, token=token, platform=platform, **kw)  # type: ignore[arg-type]
+
+
+def hextoken(i: int) -> str:
+    return f"{i:064x}"
+
+
+async def test_register_creates_then_refreshes_keeping_created_at(stores: MongoStores, clock: ManualClock) -> None:
+    t0 = clock.now()
+    first, created = await stores.tokens.upsert(reg(hextoken(1), user_id="u1", topics=("a",), locale="en"), t0)
+    assert created and first.created_at == t0 and first.last_seen_at == t0
+    clock.advance(3600)
+    again, created = await stores.tokens.upsert(reg(hextoken(1), user_id="u2", topics=("b", "c")), clock.now())
+    assert not created
+    assert again.created_at == t0
+    assert again.last_seen_at == clock.now() > t0
+    stored = await stores.tokens.get("app", APNS, hextoken(1))
+    assert stored is not None
+    assert (stored.user_id, stored.topics, stored.locale) == ("u2", ("b", "c"), "")
+    assert stored.created_at == t0 and stored.last_seen_at == clock.now()
+
+
+async def test_same_token_string_is_distinct_per_app_and_platform(stores: MongoStores, clock: ManualClock) -> None:
+    for app, platform in [("a1", APNS), ("a2", APNS), ("a1", FCM)]:
+        _, created = await stores.tokens.upsert(reg("ab" * 32, platform, app=app), clock.now())
+        assert created
+
+
+async def test_concurrent_first_registrations_create_exactly_once(stores: MongoStores, clock: ManualClock) -> None:
+    results = await asyncio.gather(*(stores.tokens.upsert(reg(hextoken(7)), clock.now()) for _ in range(8)))
+    assert sum(created for _, created in results) == 1
+
+
+async def test_device_rotation_removes_the_old_token_of_same_platform_only(stores: MongoStores, clock: ManualClock) -> None:
+    await stores.tokens.upsert(reg(hextoken(1), device_id="phone"), clock.now())
+    await stores.tokens.upsert(reg("fcm-old", FCM, device_id="phone"), clock.now())
+    await stores.tokens.upsert(reg(hextoken(2), device_id="phone"), clock.now())
+    assert await stores.tokens.get("app", APNS, hextoken(1)) is None
+    assert await stores.tokens.get("app", APNS, hextoken(2)) is not None
+    assert await stores.tokens.get("app", FCM, "fcm-old") is not None
+
+
+async def test_delete_reports_whether_it_removed(stores: MongoStores, clock: ManualClock) -> None:
+    await stores.tokens.upsert(reg(hextoken(1)), clock.now())
+    assert await stores.tokens.delete("app", APNS, hextoken(1)) is True
+    assert await stores.tokens.delete("app", APNS, hextoken(1)) is False
+    assert await stores.tokens.delete("other", FCM, "never-seen") is False
+
+
+async def test_delete_invalid_keeps_a_token_registered_after_the_invalidation(stores: MongoStores, clock: ManualClock) -> None:
+    invalidated_at = clock.now()
+    clock.advance(60)
+    await stores.tokens.upsert(reg(hextoken(1)), clock.now())  # re-registered after Apple's timestamp
+    assert await stores.tokens.delete_invalid("app", APNS, hextoken(1), invalidated_at) is False
+    assert await stores.tokens.get("app", APNS, hextoken(1)) is not None
+    clock.advance(60)
+    assert await stores.tokens.delete_invalid("app", APNS, hextoken(1), clock.now()) is True
+    await stores.tokens.upsert(reg(hextoken(2)), clock.now())
+    assert await stores.tokens.delete_invalid("app", APNS, hextoken(2), None) is True
+
+
+async def test_prune_removes_only_stale_tokens_and_honours_filters(stores: MongoStores, clock: ManualClock) -> None:
+    await stores.tokens.upsert(reg(hextoken(1)), clock.now())
+    await stores.tokens.upsert(reg("old-fcm", FCM), clock.now())
+    await stores.tokens.upsert(reg(hextoken(9), app="other"), clock.now())
+    clock.advance(61 * 86400)
+    await stores.tokens.upsert(reg(hextoken(2)), clock.now())
+    cutoff = clock.now() - timedelta(days=60)
+    assert await stores.tokens.prune("app", cutoff, frozenset(), dry_run=True) == 2
+    assert await stores.tokens.get("app", APNS, hextoken(1)) is not None
+    assert await stores.tokens.prune("app", cutoff, frozenset({FCM}), dry_run=False) == 1
+    assert await stores.tokens.get("app", FCM, "old-fcm") is None
+    assert await stores.tokens.prune("app", cutoff, frozenset(), dry_run=False) == 1
+    assert await stores.tokens.get("app", APNS, hextoken(2)) is not None
+    assert await stores.tokens.get("other", APNS, hextoken(9)) is not None
+
+
+async def test_indexes_of_design_exist(stores: MongoStores) -> None:
+    info = await stores.runner(stores.runner.db["tokens"].index_information)
+    keys = {tuple(k for k, _ in v["key"]): v for v in info.values()}
+    assert keys[("app_id", "platform", "token")].get("unique") is True
+    for wanted in [("app_id", "user_id"), ("app_id", "topics"), ("app_id", "last_seen_at"), ("app_id", "device_id")]:
+        assert wanted in keys
+    receipts = await stores.runner(stores.runner.db["receipts"].index_information)
+    assert {tuple(k for k, _ in v["key"]) for v in receipts.values()} >= {("app_id", "seq"), ("expires_at",)}
+
+
+async def test_target_queries_select_by_user_topic_all_and_platform(stores: MongoStores, clock: ManualClock) -> None:
+    await stores.tokens.upsert(reg(hextoken(1), user_id="u1", topics=("news",)), clock.now())
+    await stores.tokens.upsert(reg("f1", FCM, user_id="u1"), clock.now())
+    await stores.tokens.upsert(reg(hextoken(2), user_id="u2", topics=("news", "sport")), clock.now())
+    await stores.tokens.upsert(reg(hextoken(3), app="other", user_id="u1"), clock.now())
+    count = stores.tokens.count_targets
+    assert await count("app", TargetQuery("users", user_ids=("u1",))) == 2
+    assert await count("app", TargetQuery("users", user_ids=("u1",), platforms=frozenset({FCM}))) == 1
+    assert await count("app", TargetQuery("topic", topic="news")) == 2
+    assert await count("app", TargetQuery("topic", topic="sport")) == 1
+    assert await count("app", TargetQuery("all")) == 3
+    found = await stores.tokens.find_targets("app", TargetQuery("users", user_ids=("u1",)), (0, BUCKETS), None, 10)
+    assert {(t.platform, t.token, t.user_id, t.registered) for t in found} == {(APNS, hextoken(1), "u1", True), (FCM, "f1", "u1", True)}
+
+
+async def test_find_targets_pages_by_ref_and_bucket_ranges_cover_everything_once(stores: MongoStores, clock: ManualClock) -> None:
+    tokens = {hextoken(i) for i in range(60)}
+    for t in tokens:
+        await stores.tokens.upsert(reg(t), clock.now())
+    seen: list[str] = []
+    edges = [0, 100, 500, 1000, BUCKETS]
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        after = None
+        while True:
+            page = await stores.tokens.find_targets("app", TargetQuery("all"), (lo, hi), after, 7)
+            if not page:
+                break
+            assert [t.ref for t in page] == sorted(t.ref for t in page)
+            seen += [t.token for t in page]
+            after = page[-1].ref
+    assert sorted(seen) == sorted(tokens)
+
+
+async def test_lookup_returns_only_registered_devices(stores: MongoStores, clock: ManualClock) -> None:
+    await stores.tokens.upsert(reg(hextoken(1), user_id="u"), clock.now())
+    found = await stores.tokens.lookup(
+        "app", [models.Device(hextoken(1), APNS), models.Device(hextoken(2), APNS), models.Device(hextoken(1), FCM)]
+    )
+    assert set(found) == {(APNS, hextoken(1))}
+    assert found[(APNS, hextoken(1))].user_id == "u"
