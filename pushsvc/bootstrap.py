@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ class Application:
     dispatcher: Dispatcher
     providers: Mapping[tuple[str, models.Platform], Provider]
     clock: Clock
+    closers: list[Callable[[], None]] = dataclasses.field(default_factory=list)
+    """Release what providers share (OAuth token sources) after they are closed."""
     owns_stores: bool = True
     """False when the stores were handed in (shared with another Application)."""
     _tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
@@ -106,6 +108,9 @@ class Application:
         for provider in self.providers.values():
             with contextlib.suppress(Exception):
                 await provider.aclose()
+        for close in self.closers:
+            with contextlib.suppress(Exception):
+                close()
         if self.owns_stores:
             self.stores.close()
 
@@ -127,9 +132,15 @@ def build_app_profiles(settings: Settings) -> dict[str, AppProfile]:
     return profiles
 
 
-def build_providers(settings: Settings) -> dict[tuple[str, models.Platform], Provider]:
-    """One provider per app and platform; one JWT signer per APNs signing key."""
+def build_providers(
+    settings: Settings,
+) -> tuple[dict[tuple[str, models.Platform], Provider], list[Callable[[], None]]]:
+    """One provider per app and platform; one JWT signer per APNs signing key.
+
+    Returns the providers and the closers of what they share (OAuth token sources).
+    """
     providers: dict[tuple[str, models.Platform], Provider] = {}
+    closers: list[Callable[[], None]] = []
     signers: dict[tuple[Path, str, str], ApnsTokenSigner] = {}
     fast = settings.dispatch.fast_transport
     timeout_s = settings.dispatch.request_timeout_s
@@ -140,14 +151,16 @@ def build_providers(settings: Settings) -> dict[tuple[str, models.Platform], Pro
             fcm = app.fcm
             ca = _read(fcm.ca_file) if fcm.ca_file else None
             info: dict[str, Any] = json.loads(_read(fcm.service_account_file))
+            token_source = FcmAccessTokenSource.from_service_account_info(info, ca_pem=ca)
+            closers.append(token_source.close)
             providers[(app_id, models.Platform.FCM)] = FcmProvider(
                 client=make_http_client(ca_pem=ca, fast=fast, timeout_s=timeout_s),
                 base_url=fcm.base_url,
                 project_id=fcm.project_id or str(info.get("project_id", "")),
-                token_source=FcmAccessTokenSource.from_service_account_info(info, ca_pem=ca),
+                token_source=token_source,
                 request_timeout_s=timeout_s,
             )
-    return providers
+    return providers, closers
 
 
 def _apns_provider(
@@ -203,7 +216,9 @@ def build_application(
         poll_interval_s=settings.dispatch.poll_interval_s,
         gap_grace_s=settings.dispatch.receipt_gap_grace_s,
     )
-    providers = build_providers(settings) if providers is None else providers
+    closers: list[Callable[[], None]] = []
+    if providers is None:
+        providers, closers = build_providers(settings)
     dispatcher = Dispatcher(
         tokens=stores.tokens,
         notifications=stores.notifications,
@@ -236,4 +251,5 @@ def build_application(
         providers=providers,
         clock=clock,
         owns_stores=owns_stores,
+        closers=closers,
     )

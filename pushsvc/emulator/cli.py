@@ -22,6 +22,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--apns-sandbox-port", type=int, default=2198, help="APNs sandbox port")
     parser.add_argument("--fcm-port", type=int, default=8443, help="FCM and OAuth port")
     parser.add_argument(
+        "--apns-streams-before-auth",
+        type=int,
+        default=1,
+        help="MAX_CONCURRENT_STREAMS of a new APNs connection before a valid JWT (APNs: 1); "
+        "load generators that open streams before reading SETTINGS want 1000 here",
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         default=Path(".pushsvc/emulator"),
@@ -36,6 +43,7 @@ async def _run(args: argparse.Namespace) -> None:
         apns_port=args.apns_port,
         apns_sandbox_port=args.apns_sandbox_port,
         fcm_port=args.fcm_port,
+        apns_streams_before_auth=args.apns_streams_before_auth,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

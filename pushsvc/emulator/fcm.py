@@ -70,7 +70,6 @@ import itertools
 import json
 import random
 import re
-import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -340,7 +339,9 @@ class FcmService:
                 self._attempted.add(token)
                 raise reject
         now = self._clock()
-        message_id = f"0:{int(now * 1_000_000)}%{next(self._sequence):08x}{secrets.token_hex(4)}"
+        # Shaped like Google's "0:1500415314455276%31bd1c9631bd1c96"; the
+        # sequence number keeps ids unique, the random part keeps them opaque.
+        message_id = f"0:{int(now * 1_000_000)}%{next(self._sequence):08x}{self._rng.getrandbits(32):08x}"
         response = _name(project_id, message_id)
         self._inbox.add(
             InboxEntry(

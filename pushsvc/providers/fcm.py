@@ -327,8 +327,10 @@ class FcmProvider:
             # refused the service account itself.
             outcome = base.Outcome.RETRYABLE if exc.retryable else base.Outcome.CREDENTIALS_REJECTED
             return base.ProviderResult(outcome=outcome, reason="OAuthRefreshError"), ""
-        except (google.auth.exceptions.TransportError, TimeoutError) as exc:
-            return failures.transport_failure(exc if isinstance(exc, TimeoutError) else OSError()), ""
+        except google.auth.exceptions.TransportError:
+            return base.ProviderResult(outcome=base.Outcome.RETRYABLE, reason="OAuthTransportError"), ""
+        except TimeoutError:
+            return base.ProviderResult(outcome=base.Outcome.RETRYABLE, reason="OAuthTimeout"), ""
         headers = {"authorization": f"Bearer {access_token}", "content-type": "application/json"}
         try:
             async with asyncio.timeout(self._timeout_s):

@@ -61,6 +61,10 @@ class TokenStore(Protocol):
         """Inserts or refreshes a token; returns it and whether it was created."""
         ...
 
+    async def insert_new(self, regs: Sequence[models.TokenRegistration], now: datetime) -> int:
+        """Bulk import: inserts the tokens not registered yet, leaves the others alone; returns how many were new."""
+        ...
+
     async def delete(self, app_id: str, platform: models.Platform, token: str) -> bool:
         """Removes a token; returns whether it existed."""
         ...

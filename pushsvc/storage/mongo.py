@@ -18,6 +18,11 @@ leases via `find_one_and_update`, unique indexes, upserts with
   in its own collection (`idempotency`, `_id` = app and key), which gives the
   same guarantee on every backend.
 - Datetimes come back naive from some backends; `_aware()` normalises to UTC.
+- mongomock emulates TTL indexes by scanning the collection on every
+  operation; the embedded backend uses the periodic sweep instead.
+- mongomock has no real indexes (every filter is a scan, unique indexes are
+  checked by scanning), so the registry's uniqueness is carried by `_id`, which
+  is a dictionary key there and a primary key everywhere.
 - FerretDB 1.24 (SQLite): no TTL indexes (`sweep_expired()` runs instead), no
   partial indexes, no projection in findAndModify, and concurrent updates are
   not atomic (racing findAndModify calls all succeed; concurrent $inc lose
@@ -31,6 +36,8 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import functools
+import math
+import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -62,6 +69,11 @@ BUCKETS = 1024
 _T = TypeVar("_T")
 
 
+def token_key(app_id: str, platform: models.Platform, token: str) -> str:
+    """The registry `_id`: unique per (app_id, platform, token), ordered by app first."""
+    return f"{app_id}\x00{platform.value}\x00{token}"
+
+
 def token_bucket(token: str) -> int:
     """The stable bucket of a token, used to split fan-outs into partitions."""
     return zlib.crc32(token.encode()) % BUCKETS
@@ -82,20 +94,56 @@ def _must(dt: datetime | None) -> datetime:
 class MongoRunner:
     """Runs blocking pymongo calls off the event loop and maps driver errors."""
 
-    def __init__(self, db: Database[Any], *, threads: int) -> None:
+    def __init__(
+        self,
+        db: Database[Any],
+        *,
+        threads: int,
+        retry_after_failure_s: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.db = db
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pushsvc-store")
         self._serial: asyncio.Lock | None = None
+        self._retry_after_failure_s = retry_after_failure_s
+        self._monotonic = monotonic
+        self._down_until = -math.inf
 
     def serialize(self) -> None:
         """Runs one call at a time from now on (for servers whose updates are not atomic)."""
         self._serial = asyncio.Lock()
 
     async def __call__(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Runs `fn` on the executor; fails fast while the store is known to be down."""
+        return await self._guarded(False, fn, *args, **kwargs)
+
+    async def probe(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Like a call, but always reaches the server: the health check uses it to notice recovery."""
+        return await self._guarded(True, fn, *args, **kwargs)
+
+    async def _guarded(self, probe: bool, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        # A circuit breaker: after a failure, calls fail at once for a moment
+        # instead of each waiting out the server-selection timeout (and, when
+        # serialised, queueing behind each other past the caller's deadline).
+        self._check_breaker(probe)
         if self._serial is None:
-            return await self._call(fn, *args, **kwargs)
+            return await self._tracked(fn, *args, **kwargs)
         async with self._serial:
-            return await self._call(fn, *args, **kwargs)
+            self._check_breaker(probe)
+            return await self._tracked(fn, *args, **kwargs)
+
+    def _check_breaker(self, probe: bool) -> None:
+        if not probe and self._monotonic() < self._down_until:
+            raise errors.StoreUnavailable("store unreachable (recent failure; retrying shortly)")
+
+    async def _tracked(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        try:
+            result = await self._call(fn, *args, **kwargs)
+        except errors.StoreUnavailable:
+            self._down_until = self._monotonic() + self._retry_after_failure_s
+            raise
+        self._down_until = -math.inf
+        return result
 
     async def _call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         loop = asyncio.get_running_loop()
@@ -141,7 +189,9 @@ class MongoStores:
             # (tests/storage/README.md). One call at a time restores MongoDB's
             # per-document atomicity within this process.
             self.runner.serialize()
-        self.ttl_supported = await self.runner(_ensure_indexes, self.runner.db)
+        # mongomock emulates TTL by scanning the whole collection on every
+        # operation, which makes receipt writes quadratic; the sweep is cheaper.
+        self.ttl_supported = await self.runner(_ensure_indexes, self.runner.db, ttl=not self.embedded)
 
     async def sweep_expired(self, now: datetime) -> int:
         """Deletes receipts past retention, for servers without TTL indexes."""
@@ -151,7 +201,7 @@ class MongoStores:
     async def ping(self) -> bool:
         """True when the server answers a ping."""
         try:
-            await self.runner(self.runner.db.command, "ping")
+            await self.runner.probe(self.runner.db.command, "ping")
         except (errors.StoreUnavailable, pymongo.errors.PyMongoError):
             return False
         return True
@@ -197,9 +247,10 @@ def open_stores(url: str, *, timeout_ms: int = 2000, database: str | None = None
     )
 
 
-def _ensure_indexes(db: Database[Any]) -> bool:
+def _ensure_indexes(db: Database[Any], *, ttl: bool = True) -> bool:
     tokens = db["tokens"]
-    tokens.create_index([("app_id", 1), ("platform", 1), ("token", 1)], unique=True, name="token_key")
+    # (app_id, platform, token) is unique through `_id` itself (see token_key()),
+    # which makes upserts, lookups and deletes primary-key operations.
     tokens.create_index([("app_id", 1), ("user_id", 1)], name="by_user")
     tokens.create_index([("app_id", 1), ("topics", 1)], name="by_topic")
     tokens.create_index([("app_id", 1), ("last_seen_at", 1)], name="by_last_seen")
@@ -213,8 +264,13 @@ def _ensure_indexes(db: Database[Any]) -> bool:
     db["partitions"].create_index([("done", 1), ("lease_expires_at", 1)], name="claimable")
     db["partitions"].create_index([("notification_id", 1)], name="by_notification")
     receipts = db["receipts"]
-    receipts.create_index([("app_id", 1), ("seq", 1)], unique=True, name="app_log")
-    receipts.create_index([("notification_id", 1), ("nseq", 1)], unique=True, name="notification_log")
+    # Not unique: the numbers come from atomic counters, and one receipt per
+    # token is enforced by `_id`. (A unique index would add a check on every insert.)
+    receipts.create_index([("app_id", 1), ("seq", 1)], name="app_log")
+    receipts.create_index([("notification_id", 1), ("nseq", 1)], name="notification_log")
+    if not ttl:
+        receipts.create_index([("expires_at", 1)], name="retention")
+        return False
     try:
         receipts.create_index([("expires_at", 1)], expireAfterSeconds=0, name="retention")
     except pymongo.errors.OperationFailure as exc:
@@ -286,7 +342,7 @@ class MongoTokenStore:
         return await self._run(self._upsert, reg, now)
 
     def _upsert(self, reg: models.TokenRegistration, now: datetime) -> tuple[models.DeviceToken, bool]:
-        key = {"app_id": reg.app_id, "platform": reg.platform.value, "token": reg.token}
+        key = {"_id": token_key(reg.app_id, reg.platform, reg.token)}
         update = {
             "$set": {
                 "user_id": reg.user_id,
@@ -298,7 +354,13 @@ class MongoTokenStore:
                 "apns_environment": reg.apns_environment.value,
                 "last_seen_at": now,
             },
-            "$setOnInsert": {"created_at": now, "bucket": token_bucket(reg.token)},
+            "$setOnInsert": {
+                "app_id": reg.app_id,
+                "platform": reg.platform.value,
+                "token": reg.token,
+                "created_at": now,
+                "bucket": token_bucket(reg.token),
+            },
         }
         for attempt in range(2):
             try:
@@ -337,16 +399,49 @@ class MongoTokenStore:
         )
         return token, before is None
 
+    async def insert_new(self, regs: Sequence[models.TokenRegistration], now: datetime) -> int:
+        """See `TokenStore.insert_new`. One insert_many; duplicates are skipped by the unique index."""
+        if not regs:
+            return 0
+        docs = [
+            {
+                "_id": token_key(r.app_id, r.platform, r.token),
+                "app_id": r.app_id,
+                "platform": r.platform.value,
+                "token": r.token,
+                "user_id": r.user_id,
+                "topics": list(r.topics),
+                "device_id": r.device_id,
+                "locale": r.locale,
+                "timezone": r.timezone,
+                "app_version": r.app_version,
+                "apns_environment": r.apns_environment.value,
+                "created_at": now,
+                "last_seen_at": now,
+                "bucket": token_bucket(r.token),
+            }
+            for r in regs
+        ]
+        return await self._run(self._insert_new, docs)
+
+    def _insert_new(self, docs: list[dict[str, Any]]) -> int:
+        try:
+            return len(self._tokens.insert_many(docs, ordered=False).inserted_ids)
+        except pymongo.errors.BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+            return int(exc.details.get("nInserted", 0))
+
     async def delete(self, app_id: str, platform: models.Platform, token: str) -> bool:
         """See `TokenStore.delete`."""
-        result = await self._run(self._tokens.delete_one, {"app_id": app_id, "platform": platform.value, "token": token})
+        result = await self._run(self._tokens.delete_one, {"_id": token_key(app_id, platform, token)})
         return bool(result.deleted_count)
 
     async def delete_invalid(
         self, app_id: str, platform: models.Platform, token: str, invalid_since: datetime | None
     ) -> bool:
         """See `TokenStore.delete_invalid`."""
-        flt: dict[str, Any] = {"app_id": app_id, "platform": platform.value, "token": token}
+        flt: dict[str, Any] = {"_id": token_key(app_id, platform, token)}
         if invalid_since is not None:
             flt["last_seen_at"] = {"$lt": invalid_since}
         result = await self._run(self._tokens.delete_one, flt)
@@ -354,7 +449,7 @@ class MongoTokenStore:
 
     async def get(self, app_id: str, platform: models.Platform, token: str) -> models.DeviceToken | None:
         """See `TokenStore.get`."""
-        doc = await self._run(self._tokens.find_one, {"app_id": app_id, "platform": platform.value, "token": token})
+        doc = await self._run(self._tokens.find_one, {"_id": token_key(app_id, platform, token)})
         return None if doc is None else _token_from_doc(doc)
 
     async def prune(
@@ -390,7 +485,7 @@ class MongoTokenStore:
         """See `TokenStore.lookup`."""
         if not devices:
             return {}
-        flt = {"app_id": app_id, "token": {"$in": sorted({d.token for d in devices})}}
+        flt = {"_id": {"$in": sorted({token_key(app_id, d.platform, d.token) for d in devices})}}
         docs = await self._run(lambda: list(self._tokens.find(flt)))
         return {(models.Platform(d["platform"]), d["token"]): _target_from_doc(d) for d in docs}
 
@@ -581,7 +676,7 @@ class MongoNotificationStore:
     def _finish_partition(self, partition_id: str, owner: str, now: datetime) -> models.NotificationView | None:
         part = self._partitions.find_one_and_update(
             {"_id": partition_id, "owner": owner, "done": False},
-            {"$set": {"done": True, "owner": None, "finished_at": now}},
+            {"$set": {"done": True, "owner": None, "finished_at": now, "finished_by": owner}},
         )
         if part is None:
             return None

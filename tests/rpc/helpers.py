@@ -22,7 +22,9 @@ async def violations(call: Awaitable[object]) -> dict[str, str]:
     for detail in status.details:
         bad = error_details_pb2.BadRequest()
         if detail.Unpack(bad):
-            out.update({v.field: v.description for v in bad.field_violations})
+            for v in bad.field_violations:
+                # A field may be named more than once (e.g. message: one per platform).
+                out[v.field] = f"{out[v.field]}; {v.description}" if v.field in out else v.description
     assert out, "INVALID_ARGUMENT must carry a BadRequest with field violations"
     return out
 

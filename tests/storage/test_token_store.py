@@ -93,7 +93,8 @@ async def test_prune_removes_only_stale_tokens_and_honours_filters(stores: Mongo
 async def test_indexes_of_design_exist(stores: MongoStores) -> None:
     info = await stores.runner(stores.runner.db["tokens"].index_information)
     keys = {tuple(k for k, _ in v["key"]): v for v in info.values()}
-    assert keys[("app_id", "platform", "token")].get("unique") is True
+    # (app_id, platform, token) uniqueness is the _id itself: see the
+    # concurrent-registration and insert_new tests for the behaviour.
     for wanted in [("app_id", "user_id"), ("app_id", "topics"), ("app_id", "last_seen_at"), ("app_id", "device_id")]:
         assert wanted in keys
     receipts = await stores.runner(stores.runner.db["receipts"].index_information)
@@ -140,3 +141,15 @@ async def test_lookup_returns_only_registered_devices(stores: MongoStores, clock
     )
     assert set(found) == {(APNS, hextoken(1))}
     assert found[(APNS, hextoken(1))].user_id == "u"
+
+
+async def test_insert_new_skips_registered_tokens(stores: MongoStores, clock: ManualClock) -> None:
+    t0 = clock.now()
+    await stores.tokens.upsert(reg(hextoken(1), user_id="keep"), t0)
+    clock.advance(10)
+    added = await stores.tokens.insert_new([reg(hextoken(i), user_id="bulk") for i in range(1, 6)], clock.now())
+    assert added == 4
+    kept = await stores.tokens.get("app", APNS, hextoken(1))
+    assert kept is not None and kept.user_id == "keep" and kept.last_seen_at == t0
+    assert await stores.tokens.count_targets("app", TargetQuery("users", user_ids=("bulk",))) == 4
+    assert await stores.tokens.insert_new([], clock.now()) == 0
