@@ -215,7 +215,9 @@ async def test_oauth_endpoint_failures_do_not_raise(clock) -> None:
         (google.auth.exceptions.RefreshError("busy", retryable=True), Outcome.RETRYABLE),
         (google.auth.exceptions.TransportError("down"), Outcome.RETRYABLE),
     ]
-    for exc, outcome in cases:
+    reasons = ["OAuthRefreshError", "OAuthRefreshError", "OAuthTransportError"]
+    for (exc, outcome), reason in zip(cases, reasons):
         source = FcmAccessTokenSource(Refusing(exc), request=object(), clock=clock)  # type: ignore[arg-type]
         async with _provider(lambda request: httpx.Response(200), source, clock) as provider:
-            assert (await provider.send(_delivery())).outcome is outcome
+            result = await provider.send(_delivery())
+            assert (result.outcome, result.reason, result.provider_status) == (outcome, reason, 0)

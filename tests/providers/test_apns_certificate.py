@@ -1,0 +1,80 @@
+"""Certificate auth: apns_client_tls_context (PEM and PKCS#12) against the emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from pushsvc import models
+from pushsvc.emulator import Emulator, EmulatorConfig
+from pushsvc.providers.apns import ApnsProvider, apns_client_tls_context, render_apns
+from pushsvc.providers.base import Delivery, Outcome
+from pushsvc.providers.http_client import make_http_client
+
+BUNDLE = "com.example.certapp"
+
+
+@pytest.fixture(scope="module")
+def client_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def client_cert(client_ca: trustme.CA) -> trustme.LeafCert:
+    return client_ca.issue_cert("client.example", common_name=f"Apple Push Services: {BUNDLE}")
+
+
+def _write_pem(directory: Path, cert: trustme.LeafCert) -> Path:
+    path = directory / "client.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(path))
+    return path
+
+
+def _write_p12(directory: Path, cert: trustme.LeafCert, password: bytes) -> Path:
+    key = serialization.load_pem_private_key(cert.private_key_pem.bytes(), password=None)
+    certificate = x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes())
+    data = pkcs12.serialize_key_and_certificates(
+        b"apns", key, certificate, None, serialization.BestAvailableEncryption(password)  # type: ignore[arg-type]
+    )
+    path = directory / "client.p12"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["pem", "p12"])
+async def test_certificate_auth_delivers_without_authorization(kind, client_ca, client_cert, tmp_path, fast) -> None:
+    config = EmulatorConfig(apns_client_ca_pem=client_ca.cert_pem.bytes())
+    async with Emulator(config) as emulator:
+        if kind == "pem":
+            context = apns_client_tls_context(_write_pem(tmp_path, client_cert), ca_pem=emulator.ca_pem)
+        else:
+            context = apns_client_tls_context(_write_p12(tmp_path, client_cert, b"secret"), password=b"secret", ca_pem=emulator.ca_pem)
+        # The temporary PEM holding the decrypted key is gone again.
+        assert sorted(p.name for p in tmp_path.iterdir()) == [f"client.{kind}"]
+        provider = ApnsProvider(
+            client=make_http_client(ssl_context=context, fast=fast),
+            production_url=emulator.apns_url,
+            sandbox_url=emulator.apns_sandbox_url,
+            signer=None,
+        )
+        async with provider:
+            rendered = render_apns(models.Message(title="cert"), bundle_id=BUNDLE)
+            result = await provider.send(Delivery(token="ab" * 32, rendered=rendered))
+        assert result.outcome is Outcome.DELIVERED, result
+        [entry] = emulator.inbox.entries(platform="apns")
+        assert "authorization" not in entry.headers and entry.headers["apns-topic"] == BUNDLE
+
+
+def test_p12_without_a_key_is_refused(client_cert, tmp_path) -> None:
+    certificate = x509.load_pem_x509_certificate(client_cert.cert_chain_pems[0].bytes())
+    data = pkcs12.serialize_key_and_certificates(b"x", None, certificate, None, serialization.NoEncryption())
+    path = tmp_path / "nokey.p12"
+    path.write_bytes(data)
+    with pytest.raises(ValueError):
+        apns_client_tls_context(path)
+
