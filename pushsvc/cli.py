@@ -44,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, required=True, help="TOML config file")
     serve.add_argument("--port", type=int, default=None)
     sub.add_parser("emulator", help="the APNs/FCM emulator on its own (see `pushsvc emulator --help`)", add_help=False)
+    deliver = sub.add_parser(
+        "deliver", help="send one notification straight through the APNs/FCM adapters to a running `pushsvc emulator`"
+    )
+    deliver.add_argument("--manifest", type=Path, default=Path(".pushsvc/emulator/emulator.json"))
+    deliver.add_argument("--apns-token", default="", help="hex APNs device token")
+    deliver.add_argument("--fcm-token", default="", help="FCM registration token")
+    deliver.add_argument("--title", default="Hello from pushsvc")
+    deliver.add_argument("--body", default="delivered through the provider adapters")
     return parser
 
 
@@ -59,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "dev":
             return asyncio.run(_until_signal(lambda stop: _dev(args, stop)))
+        if args.command == "deliver":
+            return asyncio.run(_deliver(args))
         return asyncio.run(_until_signal(lambda stop: _serve(args, stop)))
     except config.ConfigError as exc:
         print(f"pushsvc: config error: {exc}", file=sys.stderr)
@@ -110,3 +120,25 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         await app.stop()
+
+
+async def _deliver(args: argparse.Namespace) -> int:
+    from pushsvc import models
+    from pushsvc.devstack import deliver_once
+
+    tokens = {}
+    if args.apns_token:
+        tokens[models.Platform.APNS] = args.apns_token
+    if args.fcm_token:
+        tokens[models.Platform.FCM] = args.fcm_token
+    if not tokens:
+        print("pushsvc deliver: give --apns-token and/or --fcm-token", file=sys.stderr)
+        return 2
+    message = models.Message(title=args.title, body=args.body)
+    results = await deliver_once(args.manifest, message, tokens)
+    for platform, result in results.items():
+        print(
+            f"{platform.name}: {result.outcome.value} status={result.provider_status} "
+            f"reason={result.reason or '-'} id={result.provider_message_id or '-'}"
+        )
+    return 0 if all(r.outcome.value == "delivered" for r in results.values()) else 1

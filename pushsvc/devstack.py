@@ -8,19 +8,29 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 
-from pushsvc.bootstrap import Application, build_application
+from pushsvc import models
+from pushsvc.bootstrap import Application, build_app_profiles, build_application, build_providers
 from pushsvc.clock import Clock
 from pushsvc.config import ApnsAppSettings, AppSettings, DispatchSettings, FcmAppSettings, Settings
 from pushsvc.emulator import DemoCredentials, Emulator, EmulatorConfig, make_demo_credentials
+from pushsvc.emulator.credentials import read_manifest, write_manifest
+from pushsvc.providers.base import Delivery, ProviderResult
 from pushsvc.storage import MongoStores
 
 DEMO_APP_ID = "demo"
 
 
 def demo_app_settings(app_id: str, emulator: Emulator, credentials: DemoCredentials) -> AppSettings:
-    """An app whose APNs and FCM credentials point at the emulator."""
+    """An app whose APNs and FCM credentials point at a running emulator."""
+    urls = {"apns_url": emulator.apns_url, "apns_sandbox_url": emulator.apns_sandbox_url, "fcm_url": emulator.fcm_url}
+    return app_settings_for(app_id, urls, credentials)
+
+
+def app_settings_for(app_id: str, urls: Mapping[str, str], credentials: DemoCredentials) -> AppSettings:
+    """An app using the emulator's demo credentials, at the given emulator URLs."""
     return AppSettings(
         app_id=app_id,
         apns=ApnsAppSettings(
@@ -28,17 +38,42 @@ def demo_app_settings(app_id: str, emulator: Emulator, credentials: DemoCredenti
             key_file=credentials.apns_key_file,
             key_id=credentials.apns_key_id,
             team_id=credentials.apns_team_id,
-            production_url=emulator.apns_url,
-            sandbox_url=emulator.apns_sandbox_url,
+            production_url=urls["apns_url"],
+            sandbox_url=urls["apns_sandbox_url"],
             ca_file=credentials.ca_file,
         ),
         fcm=FcmAppSettings(
             service_account_file=credentials.fcm_service_account_file,
             project_id=credentials.fcm_project_id,
-            base_url=emulator.fcm_url,
+            base_url=urls["fcm_url"],
             ca_file=credentials.ca_file,
         ),
     )
+
+
+async def deliver_once(
+    manifest: Path, message: models.Message, tokens: Mapping[models.Platform, str]
+) -> dict[models.Platform, ProviderResult]:
+    """Sends one message per platform straight through the provider adapters (no gateway, no store).
+
+    `manifest` is the emulator.json a running `pushsvc emulator` wrote.
+    """
+    urls, credentials = read_manifest(manifest)
+    app = app_settings_for(DEMO_APP_ID, urls, credentials)
+    settings = Settings(apps={DEMO_APP_ID: app})
+    providers, closers = build_providers(settings)
+    renderers = build_app_profiles(settings)[DEMO_APP_ID].renderers
+    results = {}
+    try:
+        for platform, token in tokens.items():
+            delivery = Delivery(token=token, rendered=renderers[platform](message))
+            results[platform] = await providers[(DEMO_APP_ID, platform)].send(delivery)
+    finally:
+        for provider in providers.values():
+            await provider.aclose()
+        for close in closers:
+            close()
+    return results
 
 
 @dataclasses.dataclass
@@ -77,6 +112,7 @@ async def start_dev_stack(
         )
         emulator.add_apns_key(apns_key)
         emulator.add_fcm_account(fcm_account)
+        write_manifest(state_dir, emulator, credentials)
         settings = Settings(
             store_url=store_url,
             host=host,

@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 from .config import EmulatorConfig
-from .credentials import make_demo_credentials
+from .credentials import MANIFEST, make_demo_credentials, write_manifest
 from .emulator import Emulator
 
 
@@ -56,6 +56,7 @@ async def _run(args: argparse.Namespace) -> None:
             )
             emulator.add_apns_key(apns_key)
             emulator.add_fcm_account(fcm_account)
+            write_manifest(args.state_dir, emulator, credentials)
             lines = [
                 "pushsvc emulator is running (Ctrl-C to stop)",
                 f"  APNs production   {emulator.apns_url}",
@@ -71,6 +72,7 @@ async def _run(args: argparse.Namespace) -> None:
                 f"(project {credentials.fcm_project_id})",
                 f"  inbox             curl --http2 --cacert {credentials.ca_file} "
                 f"{emulator.apns_url}/_emulator/inbox",
+                f"  manifest          {args.state_dir / MANIFEST}  (used by `pushsvc deliver`)",
             ]
             print("\n".join(lines), flush=True)
             await stop.wait()

@@ -8,6 +8,7 @@ import os
 import secrets
 import string
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -128,3 +129,47 @@ def make_demo_credentials(
     apns_key = ApnsKey(key_id, team_id, public_pem(ec_key), (bundle_id,))
     fcm_account = FcmAccount(client_email, public_pem(rsa_key), project_id)
     return credentials, apns_key, fcm_account
+
+
+MANIFEST = "emulator.json"
+"""File name of the manifest `write_manifest` puts beside the credentials."""
+
+
+def write_manifest(directory: Path, emulator: Any, credentials: DemoCredentials) -> Path:
+    """Writes emulator.json: where the emulator listens and which demo credentials it accepts.
+
+    Clients (`pushsvc deliver`) read it to talk to a running `pushsvc emulator`.
+    It names the credential files; it holds no secret itself.
+    """
+    manifest = {
+        "apns_url": emulator.apns_url,
+        "apns_sandbox_url": emulator.apns_sandbox_url,
+        "fcm_url": emulator.fcm_url,
+        "token_uri": emulator.token_uri,
+        "apns_key_file": str(credentials.apns_key_file),
+        "apns_key_id": credentials.apns_key_id,
+        "apns_team_id": credentials.apns_team_id,
+        "apns_bundle_id": credentials.apns_bundle_id,
+        "fcm_service_account_file": str(credentials.fcm_service_account_file),
+        "fcm_project_id": credentials.fcm_project_id,
+        "ca_file": str(credentials.ca_file),
+    }
+    path = directory / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
+def read_manifest(path: Path) -> tuple[dict[str, str], DemoCredentials]:
+    """Reads a manifest written by `write_manifest`: the URLs, and the credentials."""
+    data = json.loads(path.read_text())
+    credentials = DemoCredentials(
+        apns_key_file=Path(data["apns_key_file"]),
+        apns_key_id=data["apns_key_id"],
+        apns_team_id=data["apns_team_id"],
+        apns_bundle_id=data["apns_bundle_id"],
+        fcm_service_account_file=Path(data["fcm_service_account_file"]),
+        fcm_project_id=data["fcm_project_id"],
+        ca_file=Path(data["ca_file"]),
+    )
+    urls = {k: data[k] for k in ("apns_url", "apns_sandbox_url", "fcm_url", "token_uri")}
+    return urls, credentials

