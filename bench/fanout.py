@@ -1,0 +1,175 @@
+"""End-to-end fan-out: Send to N registered tokens (half APNs, half FCM) until every receipt is in.
+
+The emulator runs as `pushsvc emulator` in a separate process. pushsvc itself
+(store, dispatcher, providers) runs in this process, as one replica does. The
+run also measures the emulator's own ceiling with h2load, for the same APNs
+request, so the table shows how close the gateway gets to its endpoint.
+
+Usage:
+    python bench/fanout.py [-n 20000] [--store mongomock://localhost/bench]
+                           [--batch 500] [--in-flight 500] [--out results.json]
+
+Prints one table and writes the results as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pushsvc import models
+from pushsvc.bootstrap import build_application
+from pushsvc.config import DispatchSettings, Settings
+from pushsvc.devstack import DEMO_APP_ID, app_settings_for
+from pushsvc.emulator.credentials import read_manifest
+from pushsvc.providers.apns import render_apns
+from pushsvc.providers.apns_jwt import ApnsTokenSigner
+
+STARTUP_TIMEOUT_S = 30.0
+RUN_TIMEOUT_S = 1800.0
+
+
+def machine() -> dict[str, Any]:
+    """CPU count and model, for the table header."""
+    model = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version()}
+
+
+def start_emulator(state: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """`pushsvc emulator` on free ports; returns the process and its manifest."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pushsvc", "emulator", "--apns-port", "0", "--apns-sandbox-port", "0",
+         "--fcm-port", "0", "--state-dir", str(state)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    manifest = state / "emulator.json"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not manifest.exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise RuntimeError("the emulator did not start")
+        time.sleep(0.05)
+    return proc, manifest
+
+
+def h2load_ceiling(manifest: Path, sends: int, streams: int, workdir: Path) -> float | None:
+    """The emulator's APNs req/s under h2load (one connection, `streams` in flight)."""
+    if not shutil.which("h2load"):
+        return None
+    urls, creds = read_manifest(manifest)
+    signer = ApnsTokenSigner(creds.apns_key_file.read_bytes(), creds.apns_key_id, creds.apns_team_id)
+    rendered = render_apns(models.Message(title="bench"), bundle_id=creds.apns_bundle_id)
+    body = workdir / "h2load-body"
+    body.write_text(rendered.body["payload"])
+    command = ["h2load", "-n", str(sends), "-c", "1", "-m", str(streams), "-d", str(body),
+               "-H", f"authorization: {signer.authorization()}"]
+    for name, value in rendered.body["headers"].items():
+        command += ["-H", f"{name}: {value}"]
+    command.append(f"{urls['apns_url']}/3/device/{'ab' * 32}")
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False).stdout
+    for line in out.splitlines():
+        if line.startswith("finished in"):
+            return float(line.split(",")[1].split()[0])
+    return None
+
+
+async def fan_out(manifest: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Seeds N tokens, sends to all, waits for completion; returns timings."""
+    urls, creds = read_manifest(manifest)
+    dispatch = DispatchSettings(batch_size=args.batch, max_in_flight_per_provider=args.in_flight, lease_s=60)
+    settings = Settings(store_url=args.store, host="127.0.0.1", port=0,
+                        apps={DEMO_APP_ID: app_settings_for(DEMO_APP_ID, urls, creds)}, dispatch=dispatch)
+    app = build_application(settings)
+    await app.start()
+    try:
+        half = args.tokens // 2
+        regs = [models.TokenRegistration(DEMO_APP_ID, f"{i:064x}", models.Platform.APNS) for i in range(half)]
+        regs += [models.TokenRegistration(DEMO_APP_ID, f"bench-{i}", models.Platform.FCM) for i in range(args.tokens - half)]
+        for i in range(0, len(regs), 5000):
+            await app.stores.tokens.insert_new(regs[i : i + 5000], app.clock.now())
+        del regs
+        started = time.perf_counter()
+        cpu_started = time.process_time()
+        sent = await app.service.send(
+            models.SendCommand(DEMO_APP_ID, models.Target(kind="all", all=True), models.Message(title="bench", body="fan-out"))
+        )
+        accepted_s = time.perf_counter() - started
+        deadline = started + RUN_TIMEOUT_S
+        while True:
+            view = await app.service.get_notification(DEMO_APP_ID, sent.notification_id)
+            if view.state.finished or time.perf_counter() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        elapsed = time.perf_counter() - started
+        return {
+            "targeted": sent.targeted,
+            "delivered": view.delivered,
+            "state": view.state.value,
+            "accept_ms": accepted_s * 1000,
+            "seconds": elapsed,
+            "rate": view.delivered / elapsed if elapsed else 0.0,
+            "gateway_cpu_s": time.process_time() - cpu_started,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    finally:
+        await app.stop(0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", "--tokens", type=int, default=20_000)
+    parser.add_argument("--store", default="mongomock://localhost/bench")
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--in-flight", type=int, default=500, help="max concurrent requests per provider")
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pushsvc-bench-fanout.json")
+    args = parser.parse_args()
+    info = machine()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, manifest = start_emulator(Path(tmp) / "emulator")
+        try:
+            result = asyncio.run(fan_out(manifest, args))
+            ceiling = h2load_ceiling(manifest, max(args.tokens, 20_000), args.in_flight, Path(tmp))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(15)
+    print(f"Fan-out: Send to {args.tokens:,} registered tokens (50% APNs, 50% FCM), emulator in a separate process")
+    print(f"machine: nproc={info['nproc']}, CPU {info['cpu']}, Python {info['python']}; store {args.store}")
+    print(f"concurrency: {args.in_flight} requests in flight per provider, batches of {args.batch}")
+    print(f"{'what':34} {'value':>12}")
+    print(f"{'Send accepted in':34} {result['accept_ms']:>9,.1f} ms")
+    print(f"{'all receipts written after':34} {result['seconds']:>10,.2f} s")
+    print(f"{'delivered':34} {result['delivered']:>12,} ({result['state']})")
+    print(f"{'gateway throughput':34} {result['rate']:>8,.0f} /s")
+    print(f"{'gateway CPU per delivery':34} {1e6 * result['gateway_cpu_s'] / max(1, result['delivered']):>9,.0f} us")
+    print(f"{'gateway peak RSS':34} {result['peak_rss_mib']:>8,.0f} MiB")
+    shown = f"{ceiling:,.0f} /s" if ceiling else "n/a (h2load not installed)"
+    print(f"{'emulator ceiling (h2load, APNs)':34} {shown:>12}")
+    args.out.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
+                                    "result": result, "emulator_ceiling": ceiling}, indent=2))
+    print(f"results: {args.out}")
+    return 0 if result["delivered"] == args.tokens else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
