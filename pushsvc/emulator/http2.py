@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
 import logging
 import ssl
@@ -38,7 +37,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-import hpack.hpack
+import hpack
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
@@ -47,6 +46,11 @@ _log = logging.getLogger(__name__)
 # How long a connection that sent a graceful GOAWAY waits for its in-flight
 # streams before it is closed anyway.
 _GOAWAY_GRACE_S = 5.0
+# After GOAWAY and the last answer, the socket stays open this long (RFC 9113
+# §6.8: wait before closing) so that a request already on the wire is refused
+# with REFUSED_STREAM, which clients retry elsewhere, rather than hitting a
+# closed socket.
+_GOAWAY_LINGER_S = 0.5
 
 
 @dataclasses.dataclass(slots=True)
@@ -141,21 +145,19 @@ class _ServerH2Connection(h2.connection.H2Connection):
         return 0
 
 
-def install_huffman_cache() -> None:
-    """Memoise hpack's pure-Python Huffman decoder, process-wide and idempotent.
+class _PlainEncoder(hpack.Encoder):
+    """HPACK encoder that never Huffman-codes (RFC 7541 lets the sender choose).
 
-    Clients send ``authorization`` (a JWT of 200+ bytes) and ``:path`` as
-    literals that are never indexed (Apple asks for exactly that), so every
-    request Huffman-decodes them again, bit by bit in Python: about a quarter
-    of the server's CPU under h2load. The function is pure, so a bounded
-    cache changes nothing but speed, for every hpack user in the process.
+    hpack's Huffman encoder is pure Python and costs ~15 µs per unique value
+    such as a fresh ``apns-id``; on loopback a few more header bytes are free.
     """
-    current = hpack.hpack.decode_huffman
-    if getattr(current, "_pushsvc_cached", False):
-        return
-    cached = functools.lru_cache(maxsize=4096)(current)
-    cached._pushsvc_cached = True  # type: ignore[attr-defined]
-    hpack.hpack.decode_huffman = cached  # type: ignore[attr-defined]
+
+    def encode(
+        self,
+        headers: Any,
+        huffman: bool = True,
+    ) -> bytes:
+        return super().encode(headers, huffman=False)
 
 
 @dataclasses.dataclass(slots=True)
@@ -199,11 +201,13 @@ class Connection(asyncio.Protocol):
                 normalize_outbound_headers=False,
             )
         )
+        self._h2.encoder = _PlainEncoder()
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, _Stream] = {}
         self._flush_scheduled = False
         self._goaway_last_stream: int | None = None
         self._goaway_timer: asyncio.TimerHandle | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
         self.context: Any = None
         self.peer_cert: dict[str, Any] | None = None
         self.send_requests = 0
@@ -246,8 +250,9 @@ class Connection(asyncio.Protocol):
             if stream.timer is not None:
                 stream.timer.cancel()
         self._streams.clear()
-        if self._goaway_timer is not None:
-            self._goaway_timer.cancel()
+        for timer in (self._goaway_timer, self._linger_timer):
+            if timer is not None:
+                timer.cancel()
         self._transport = None
         self._registry.discard(self)
 
@@ -284,19 +289,20 @@ class Connection(asyncio.Protocol):
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         sid = event.stream_id
-        if self._goaway_last_stream is not None and sid > self._goaway_last_stream:
-            # After GOAWAY new streams are ignored by the sender (RFC 9113 §6.8).
-            self._h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
-            return
-        if len(self._streams) >= self._h2.local_settings.max_concurrent_streams:
-            self._h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+        if (self._goaway_last_stream is not None and sid > self._goaway_last_stream) or len(
+            self._streams
+        ) >= self._h2.local_settings.max_concurrent_streams:
+            # Above our GOAWAY's last stream id, or over the acknowledged limit:
+            # refuse without processing, so the client may send it again
+            # (RFC 9113 §8.7).
+            self._refuse(sid)
             return
         method = path = ""
         headers: list[tuple[str, str]] = []
         for raw_name, raw_value in event.headers or ():
             name = bytes(raw_name).decode("ascii", "replace")
             value = bytes(raw_value).decode("utf-8", "replace")
-            if name[0] == ":":
+            if name.startswith(":"):
                 if name == ":method":
                     method = value
                 elif name == ":path":
@@ -304,6 +310,14 @@ class Connection(asyncio.Protocol):
             else:
                 headers.append((name, value))
         self._streams[sid] = _Stream(method, path, headers, bytearray())
+
+    def _refuse(self, sid: int) -> None:
+        try:
+            self._h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+        except h2.exceptions.ProtocolError:
+            # The client's GOAWAY arrived in the same read: h2 is closed and
+            # sends nothing more; the stream is not processed either way.
+            pass
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         # Hand the window back at once: bodies are small and buffered whole.
@@ -376,8 +390,9 @@ class Connection(asyncio.Protocol):
             else:
                 self._h2.send_headers(sid, headers, end_stream=True)
                 del self._streams[sid]
-        except h2.exceptions.StreamClosedError:
-            # The client reset the stream while we were answering.
+        except h2.exceptions.ProtocolError:
+            # The client reset the stream, or ended the connection, while the
+            # answer was being prepared; there is nobody left to answer.
             self._streams.pop(sid, None)
         if response.goaway_debug is not None:
             self._send_goaway(response.goaway_debug)
@@ -386,17 +401,20 @@ class Connection(asyncio.Protocol):
     def _send_body(self, sid: int, stream: _Stream) -> None:
         """Send as much of the pending body as flow control allows."""
         data = stream.pending
-        while data:
-            window = self._h2.local_flow_control_window(sid)
-            size = min(window, self._h2.max_outbound_frame_size, len(data))
-            if size <= 0:
-                break
-            self._h2.send_data(sid, data[:size])
-            data = data[size:]
-        stream.pending = data
-        if not data:
-            self._h2.end_stream(sid)
-            del self._streams[sid]
+        try:
+            while data:
+                window = self._h2.local_flow_control_window(sid)
+                size = min(window, self._h2.max_outbound_frame_size, len(data))
+                if size <= 0:
+                    break
+                # END_STREAM rides on the last DATA frame: one frame less.
+                self._h2.send_data(sid, data[:size], end_stream=size == len(data))
+                data = data[size:]
+            stream.pending = data
+            if not data:
+                del self._streams[sid]
+        except h2.exceptions.ProtocolError:
+            self._streams.pop(sid, None)
 
     def _send_goaway(self, debug: bytes) -> None:
         """Send a graceful GOAWAY; streams already received are still answered.
@@ -417,9 +435,8 @@ class Connection(asyncio.Protocol):
         self._goaway_timer = self._loop.call_later(_GOAWAY_GRACE_S, self._close)
 
     def _maybe_finish_goaway(self) -> None:
-        if self._goaway_last_stream is not None and not self._streams:
-            self._flush()
-            self._close()
+        if self._goaway_last_stream is not None and not self._streams and self._linger_timer is None:
+            self._linger_timer = self._loop.call_later(_GOAWAY_LINGER_S, self._close)
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -436,6 +453,7 @@ class Connection(asyncio.Protocol):
 
     def _close(self) -> None:
         if self._transport is not None:
+            self._flush()
             self._transport.close()
 
 
@@ -472,7 +490,6 @@ class Http2Server:
 
     async def start(self, host: str, port: int) -> None:
         """Bind and start accepting connections."""
-        install_huffman_cache()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: Connection(self._site, self._connections),

@@ -7,15 +7,33 @@ HTTP/2 work directly:
 
 - one (or a few) long-lived TLS connections per origin, ALPN h2 only;
 - one future per stream, resolved from `asyncio.Protocol.data_received`;
-- the server's SETTINGS_MAX_CONCURRENT_STREAMS is honoured by waiting: the
-  first request waits for the server's SETTINGS (APNs allows one stream until a
-  valid JWT), later changes resize the slot count and wake waiters, never poll;
+- the server's SETTINGS_MAX_CONCURRENT_STREAMS is honoured by waiting: a new
+  connection takes no request before the server's first SETTINGS arrives and
+  assumes one stream until then (APNs allows one stream until a valid JWT);
+  later changes resize the slot count and wake waiters, never poll;
+- connections are opened single-flight: every request that needs a connection
+  while one is being opened awaits that same attempt, and all of them resume in
+  the same event-loop iteration. (They used to queue on a lock and leave it one
+  per iteration: on a busy loop a burst of hundreds spent its whole deadline
+  there, and the last ones were cancelled just after reaching the server, which
+  had processed them; a duplicate.)
+- a request the server provably did not process (RST_STREAM(REFUSED_STREAM),
+  or a stream above a GOAWAY's last_stream_id, RFC 9113 §8.7) is sent again
+  transparently, on the same or a new connection, at most
+  `_MAX_ATTEMPTS` times in all;
 - writes are coalesced: h2's output is flushed once per event-loop tick;
 - a 16 MiB connection receive window, request bodies sent under flow control;
 - every await has a deadline (httpx's timeouts, else `default_timeout_s`);
-- GOAWAY: streams above last_stream_id fail with `httpx.RemoteProtocolError`
-  (the adapters read it as RETRYABLE), streams below finish, and new requests
-  go to a new connection; a lost connection fails its streams the same way.
+- GOAWAY: new requests go to a new connection; a lost connection fails its
+  streams with `httpx.RemoteProtocolError` (the adapters read it as RETRYABLE),
+  since the server may have processed them.
+
+Known limit: h2 4.x closes its state machine on receiving GOAWAY and raises
+ProtocolError for any later frame, so responses to streams *below*
+last_stream_id that arrive after the GOAWAY cannot be read either; those
+streams fail as RETRYABLE too (a possible duplicate, which at-least-once
+delivery allows). httpx's own HTTP/2 stack, built on the same h2, behaves the
+same way.
 """
 
 from __future__ import annotations
@@ -23,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import ssl
 from typing import Any
 
@@ -39,15 +58,27 @@ _CONNECTION_WINDOW = 16 * 1024 * 1024
 _STREAM_WINDOW = 1024 * 1024
 _DEFAULT_WINDOW = 65_535
 _HOP_BY_HOP = frozenset({b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
-_NEVER_INDEXED = frozenset({b":path", b"authorization", b"apns-id", b"apns-expiration"})
-"""Headers kept out of the HPACK dynamic table: Apple's advice (protocols.md §A.2),
-and values that change per request only churn the table and slow every lookup."""
-_MAX_CONNECTION_ATTEMPTS = 3
-"""A request moves to another connection at most this often (it is never sent twice)."""
+_NEVER_INDEXED = frozenset({b":path", b"apns-id", b"apns-expiration"})
+"""Headers kept out of the HPACK dynamic table, as Apple advises (protocols.md §A.2):
+their values change per request, so indexing them only churns the table and
+slows every lookup. `authorization` deviates from Apple's advice on purpose: the
+JWT is the same for 50 minutes, and indexing it spares Huffman-coding ~250
+bytes per request, which doubled the encoder's cost in measurements."""
+_MAX_ATTEMPTS = 3
+"""How often one request is tried in all. A request is only tried again when the
+server provably did not process it (`_Unprocessed`), so it never arrives twice."""
 
 
-class _ConnectionUnusable(Exception):
+class _Unprocessed(Exception):
+    """The server did not process this request (RFC 9113 §8.7); it may be sent again."""
+
+
+class _ConnectionUnusable(_Unprocessed):
     """The connection closed or went away before this request was sent; try another."""
+
+
+class _StreamRefused(_Unprocessed):
+    """The server refused the stream: RST_STREAM(REFUSED_STREAM), or above GOAWAY's last_stream_id."""
 
 
 class _Stream:
@@ -142,7 +173,12 @@ class _H2Connection(asyncio.Protocol):
             elif isinstance(event, h2.events.StreamEnded):
                 self._finish(event.stream_id, None)
             elif isinstance(event, h2.events.StreamReset):
-                self._finish(event.stream_id, httpx.RemoteProtocolError(f"stream reset by server ({event.error_code!r})"))
+                error: Exception
+                if event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM:
+                    error = _StreamRefused("stream refused by server (REFUSED_STREAM)")
+                else:
+                    error = httpx.RemoteProtocolError(f"stream reset by server ({event.error_code!r})")
+                self._finish(event.stream_id, error)
             elif isinstance(event, h2.events.RemoteSettingsChanged):
                 self._on_settings()
             elif isinstance(event, h2.events.WindowUpdated):
@@ -168,11 +204,16 @@ class _H2Connection(asyncio.Protocol):
 
         Raises:
             _ConnectionUnusable: The connection went away before the request was sent.
+            _StreamRefused: The server refused the stream without processing it.
             httpx.PoolTimeout: No stream slot became free in time.
             httpx.ReadTimeout: The response did not complete in time.
             httpx.RemoteProtocolError: The stream or the connection failed.
         """
         await self._acquire_slot(pool_timeout_s)
+        if not self.usable:
+            # A GOAWAY or a lost connection came between the wake-up and now.
+            self._release_slot()
+            raise _ConnectionUnusable
         try:
             stream_id = self._h2.get_next_available_stream_id()
         except h2.exceptions.NoAvailableStreamIDError:
@@ -303,7 +344,8 @@ class _H2Connection(asyncio.Protocol):
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
         self._going_away = True
         last = event.last_stream_id if event.last_stream_id is not None else 0
-        error = httpx.RemoteProtocolError(f"GOAWAY ({event.error_code!r})")
+        # Streams above last_stream_id were not processed (RFC 9113 §6.8).
+        error = _StreamRefused(f"stream above GOAWAY's last_stream_id ({event.error_code!r})")
         for stream_id in [sid for sid in self._streams if sid > last]:
             self._finish(stream_id, error)
         self._fail_waiters()
@@ -313,7 +355,12 @@ class _H2Connection(asyncio.Protocol):
         stream = self._streams.pop(stream_id, None)
         if stream is None:
             return
-        self._pending_bodies.pop(stream_id, None)
+        if self._pending_bodies.pop(stream_id, None) is not None and not self._closed:
+            # The server answered before reading the whole body (a 413, say):
+            # close our half too, or h2 keeps counting the stream as open.
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+            self._schedule_flush()
         if not stream.future.done():
             if error is None:
                 stream.future.set_result(None)
@@ -408,7 +455,8 @@ class H2Transport(httpx.AsyncBaseTransport):
         self._max_streams = max_streams_per_connection
         self._default_timeout_s = default_timeout_s
         self._pools: dict[tuple[str, int], list[_H2Connection]] = {}
-        self._connect_locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._connecting: dict[tuple[str, int], asyncio.Future[_H2Connection]] = {}
+        """The connection being opened per origin, awaited by every request that needs it."""
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -423,17 +471,22 @@ class H2Transport(httpx.AsyncBaseTransport):
         read_s = self._timeout(timeouts, "read")
         await request.aread()
         origin = (request.url.host, request.url.port or 443)
-        for _ in range(_MAX_CONNECTION_ATTEMPTS):
+        unprocessed: _Unprocessed | None = None
+        for _ in range(_MAX_ATTEMPTS):
             connection = await self._connection(origin, connect_s)
             try:
                 return await connection.request(request, pool_timeout_s=pool_s, read_timeout_s=read_s)
-            except _ConnectionUnusable:
-                continue
+            except _Unprocessed as exc:
+                unprocessed = exc
+        if isinstance(unprocessed, _StreamRefused):
+            raise httpx.RemoteProtocolError(str(unprocessed))
         raise httpx.ConnectError("no usable HTTP/2 connection")
 
     async def aclose(self) -> None:
         """Closes every connection; in-flight requests fail."""
         self._closed = True
+        for attempt in list(self._connecting.values()):
+            attempt.cancel()
         for connections in self._pools.values():
             for connection in connections:
                 connection.close()
@@ -447,16 +500,42 @@ class H2Transport(httpx.AsyncBaseTransport):
         best = self._pick(origin)
         if best is not None and (best.free_slots > 0 or len(self._pools[origin]) >= self._connections_per_origin):
             return best
-        lock = self._connect_locks.setdefault(origin, asyncio.Lock())
-        async with asyncio.timeout(connect_timeout_s):
-            async with lock:
-                # Someone may have connected while this task waited for the lock.
-                best = self._pick(origin)
-                if best is not None and (
-                    best.free_slots > 0 or len(self._pools[origin]) >= self._connections_per_origin
-                ):
-                    return best
-                connection = await self._open(origin, connect_timeout_s)
+        # Single flight: the first request starts the attempt, and every request
+        # arriving before it completes awaits the same one (module docstring).
+        attempt = self._connecting.get(origin)
+        if attempt is None:
+            attempt = asyncio.ensure_future(self._open_pooled(origin, connect_timeout_s))
+            self._connecting[origin] = attempt
+            attempt.add_done_callback(functools.partial(self._attempt_done, origin))
+        try:
+            async with asyncio.timeout(connect_timeout_s):
+                # Shielded: a waiter that gives up must not cancel the others' attempt.
+                return await asyncio.shield(attempt)
+        except TimeoutError:
+            host, port = origin
+            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+        except httpx.TransportError as exc:
+            # The attempt's exception is shared by its waiters; give each its own.
+            raise type(exc)(str(exc)) from exc
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if attempt.cancelled() and task is not None and not task.cancelling():
+                # aclose() stopped the attempt; this task itself was not cancelled.
+                raise httpx.ConnectError("transport is closed") from None
+            raise
+
+    def _attempt_done(self, origin: tuple[str, int], attempt: asyncio.Future[_H2Connection]) -> None:
+        if self._connecting.get(origin) is attempt:
+            del self._connecting[origin]
+        if not attempt.cancelled():
+            attempt.exception()  # retrieved: every waiter got it already (or gave up)
+
+    async def _open_pooled(self, origin: tuple[str, int], timeout_s: float) -> _H2Connection:
+        """Opens a connection and adds it to the pool (even if every waiter gave up)."""
+        connection = await self._open(origin, timeout_s)
+        if self._closed:
+            connection.close()
+            raise httpx.ConnectError("transport is closed")
         self._pools.setdefault(origin, []).append(connection)
         return connection
 
