@@ -312,12 +312,17 @@ class Connection(asyncio.Protocol):
         self._streams[sid] = _Stream(method, path, headers, bytearray())
 
     def _refuse(self, sid: int) -> None:
+        self.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+
+    def reset_stream(self, stream_id: int, code: ErrorCodes) -> None:
+        """Ends a stream with RST_STREAM instead of a response (a site returns None after calling it)."""
         try:
-            self._h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+            self._h2.reset_stream(stream_id, code)
         except h2.exceptions.ProtocolError:
             # The client's GOAWAY arrived in the same read: h2 is closed and
             # sends nothing more; the stream is not processed either way.
-            pass
+            return
+        self._schedule_flush()
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         # Hand the window back at once: bodies are small and buffered whole.

@@ -30,8 +30,7 @@ class _ResettingSite:
         self.seen.append((id(request.connection), request.stream_id))
         if self.resets > 0:
             self.resets -= 1
-            # The server's h2 is private to the emulator; a test may reach in.
-            request.connection._h2.reset_stream(request.stream_id, self.code)  # noqa: SLF001
+            request.connection.reset_stream(request.stream_id, self.code)
             return None
         return Response(200, body=request.body)
 
