@@ -123,3 +123,23 @@ async def stack_stub(stack: DevStack) -> AsyncIterator[push_pb2_grpc.PushService
     """The generated stub, connected to the dev stack."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.app.port}") as channel:
         yield push_pb2_grpc.PushServiceStub(channel)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Prints how many tests passed, failed and were skipped on each storage backend."""
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            for backend in BACKENDS:
+                if f"[{backend}" in nodeid or f"-{backend}]" in nodeid:
+                    counts.setdefault(backend, {}).setdefault(outcome, 0)
+                    counts[backend][outcome] += 1
+    if counts:
+        terminalreporter.section("storage backends")
+        for backend in BACKENDS:
+            c = counts.get(backend, {})
+            terminalreporter.write_line(
+                f"{backend}: {c.get('passed', 0)} passed, {c.get('failed', 0) + c.get('error', 0)} failed, "
+                f"{c.get('skipped', 0)} skipped"
+            )
