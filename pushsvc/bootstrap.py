@@ -68,7 +68,11 @@ class Application:
         """
         port = await self.server.start()
         await self.server.set_serving(False)
-        await self.stores.ensure_indexes()
+        try:
+            await self.stores.ensure_indexes()
+        except BaseException:
+            await self.server.stop(0)
+            raise
         await self.server.set_serving(True)
         self.dispatcher.start()
         self._tasks.append(asyncio.create_task(self._watch_store(), name="pushsvc-store-health"))

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pushsvc import config
+from pushsvc import config, errors
 
 _DEV_HELP = """\
 pushsvc dev is serving on {addr} (app "{app}", in-memory store: {store})
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"pushsvc: config error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except (OSError, errors.PushError) as exc:
         print(f"pushsvc: {exc}", file=sys.stderr)
         return 1
 
