@@ -2,7 +2,6 @@
 
 from pushsvc.storage.base import (
     DuplicateKey,
-    HealthCheck,
     LogEntry,
     NotificationRecord,
     NotificationStore,
@@ -18,7 +17,6 @@ from pushsvc.storage.mongo import BUCKETS, MongoStores, open_stores, token_bucke
 __all__ = [
     "BUCKETS",
     "DuplicateKey",
-    "HealthCheck",
     "LogEntry",
     "MongoStores",
     "NotificationRecord",

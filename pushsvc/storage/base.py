@@ -257,10 +257,3 @@ class ReceiptStore(Protocol):
         """The app's newest allocated sequence number (0 when none)."""
         ...
 
-
-class HealthCheck(Protocol):
-    """Tells whether the store answers."""
-
-    async def ping(self) -> bool:
-        """True when the store answered a ping."""
-        ...

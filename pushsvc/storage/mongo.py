@@ -614,11 +614,6 @@ class MongoNotificationStore:
         doc = await self._run(self._notifications.find_one, {"_id": notification_id, "app_id": app_id})
         return None if doc is None else _record_from_doc(doc)
 
-    async def get_by_id(self, notification_id: str) -> NotificationRecord | None:
-        """Returns a notification whatever its app (dispatcher use)."""
-        doc = await self._run(self._notifications.find_one, {"_id": notification_id})
-        return None if doc is None else _record_from_doc(doc)
-
     async def queue_depth(self) -> int:
         """See `NotificationStore.queue_depth`."""
         return int(await self._run(self._notifications.count_documents, {"state": {"$in": _UNFINISHED}}))
