@@ -1,4 +1,11 @@
-"""Clocks: the system one, and a manual one for tests and simulations."""
+"""Clocks: the system one, and a manual one for tests and simulations.
+
+There is one clock per process, injected everywhere (service, dispatcher,
+receipt feed, providers and their credentials). It answers three questions:
+`now()` for business decisions stored with data, `time()` for the same wall
+time as epoch seconds (JWT iat, OAuth expiry, Retry-After dates), and
+`monotonic()` for measuring intervals that must not jump with the wall clock.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,18 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    """Wall-clock time for business decisions (leases, schedules, ttl, staleness)."""
+    """Wall-clock and monotonic time, injected wherever time matters."""
 
     def now(self) -> datetime:
         """Current UTC time, timezone-aware, truncated to milliseconds (MongoDB's precision)."""
+        ...
+
+    def time(self) -> float:
+        """The same wall time as `now()`, as seconds since the epoch (not truncated)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes backwards; only differences mean anything."""
         ...
 
 
@@ -27,24 +42,40 @@ class SystemClock:
         return _ms(datetime.now(UTC))
 
     def time(self) -> float:
-        """Seconds since the epoch, for code that wants a float clock."""
+        """See `Clock.time`."""
         return time.time()
+
+    def monotonic(self) -> float:
+        """See `Clock.monotonic`."""
+        return time.monotonic()
 
 
 class ManualClock:
-    """A clock that moves only when told to; starts at the real time unless given one."""
+    """A clock that moves only when told to; starts at the real time unless given one.
+
+    Wall and monotonic time advance together, so code that mixes them sees a
+    consistent world.
+    """
 
     def __init__(self, start: datetime | None = None) -> None:
         self._now = _ms(start or datetime.now(UTC))
+        self._monotonic = 0.0
 
     def now(self) -> datetime:
         """See `Clock.now`."""
         return self._now
 
     def time(self) -> float:
-        """Seconds since the epoch."""
+        """See `Clock.time`."""
         return self._now.timestamp()
+
+    def monotonic(self) -> float:
+        """See `Clock.monotonic`."""
+        return self._monotonic
 
     def advance(self, seconds: float) -> None:
         """Moves the clock forward."""
+        if seconds < 0:
+            raise ValueError("a clock cannot be moved backwards")
         self._now = _ms(self._now + timedelta(seconds=seconds))
+        self._monotonic += seconds
