@@ -19,14 +19,14 @@ from typing import Any
 from pushsvc import models
 from pushsvc.apps import AppProfile, Renderer
 from pushsvc.clock import Clock, SystemClock
-from pushsvc.config import AppSettings, Settings
+from pushsvc.config import AppSettings, DispatchSettings, Settings
 from pushsvc.dispatch import Dispatcher
-from pushsvc.providers.apns import ApnsProvider, apns_client_tls_context, render_apns
+from pushsvc.providers.apns import ApnsProvider, apns_client_tls, render_apns
 from pushsvc.providers.apns_jwt import ApnsTokenSigner
 from pushsvc.providers.base import Provider
 from pushsvc.providers.fcm import FcmProvider, render_fcm
 from pushsvc.providers.fcm_auth import FcmAccessTokenSource
-from pushsvc.providers.http_client import make_http_client
+from pushsvc.providers.transport import Http2Transport, TlsConfig
 from pushsvc.receipts import ReceiptFeed, ReceiptSignal
 from pushsvc.rpc.server import GrpcServer
 from pushsvc.service import PushService
@@ -137,38 +137,48 @@ def build_app_profiles(settings: Settings) -> dict[str, AppProfile]:
 
 
 def build_providers(
-    settings: Settings,
+    settings: Settings, clock: Clock | None = None
 ) -> tuple[dict[tuple[str, models.Platform], Provider], list[Callable[[], None]]]:
-    """One provider per app and platform; one JWT signer per APNs signing key.
+    """One provider per app and platform, each with its own HTTP/2 transport; one JWT signer per APNs key.
 
     Returns the providers and the closers of what they share (OAuth token sources).
+    `clock` is the process clock (the system clock when omitted).
     """
+    clock = clock or SystemClock()
     providers: dict[tuple[str, models.Platform], Provider] = {}
     closers: list[Callable[[], None]] = []
     signers: dict[tuple[Path, str, str], ApnsTokenSigner] = {}
-    fast = settings.dispatch.fast_transport
-    timeout_s = settings.dispatch.request_timeout_s
     for app_id, app in settings.apps.items():
         if app.apns is not None:
-            providers[(app_id, models.Platform.APNS)] = _apns_provider(app, signers, fast=fast, timeout_s=timeout_s)
+            providers[(app_id, models.Platform.APNS)] = _apns_provider(app, signers, settings.dispatch, clock)
         if app.fcm is not None:
             fcm = app.fcm
             ca = _read(fcm.ca_file) if fcm.ca_file else None
             info: dict[str, Any] = json.loads(_read(fcm.service_account_file))
-            token_source = FcmAccessTokenSource.from_service_account_info(info, ca_pem=ca)
+            token_source = FcmAccessTokenSource.from_service_account_info(info, ca_pem=ca, clock=clock.time)
             closers.append(token_source.close)
             providers[(app_id, models.Platform.FCM)] = FcmProvider(
-                client=make_http_client(ca_pem=ca, fast=fast, timeout_s=timeout_s),
+                transport=_transport(TlsConfig(ca_pem=ca), settings.dispatch, clock),
                 base_url=fcm.base_url,
                 project_id=fcm.project_id or str(info.get("project_id", "")),
                 token_source=token_source,
-                request_timeout_s=timeout_s,
+                clock=clock,
             )
     return providers, closers
 
 
+def _transport(tls: TlsConfig, dispatch: DispatchSettings, clock: Clock) -> Http2Transport:
+    return Http2Transport(
+        tls=tls,
+        clock=clock,
+        connections_per_origin=dispatch.connections_per_provider,
+        request_timeout_s=dispatch.request_timeout_s,
+        connect_timeout_s=dispatch.connect_timeout_s,
+    )
+
+
 def _apns_provider(
-    app: AppSettings, signers: dict[tuple[Path, str, str], ApnsTokenSigner], *, fast: bool, timeout_s: float
+    app: AppSettings, signers: dict[tuple[Path, str, str], ApnsTokenSigner], dispatch: DispatchSettings, clock: Clock
 ) -> ApnsProvider:
     apns = app.apns
     assert apns is not None
@@ -177,20 +187,19 @@ def _apns_provider(
     if apns.key_file is not None:
         key = (apns.key_file.resolve(), apns.key_id, apns.team_id)
         if key not in signers:
-            signers[key] = ApnsTokenSigner(_read(apns.key_file), apns.key_id, apns.team_id)
+            signers[key] = ApnsTokenSigner(_read(apns.key_file), apns.key_id, apns.team_id, clock=clock.time)
         signer = signers[key]
-        client = make_http_client(ca_pem=ca, fast=fast, timeout_s=timeout_s)
+        tls = TlsConfig(ca_pem=ca)
     else:
         assert apns.cert_file is not None
         password = _read(apns.cert_password_file).strip() if apns.cert_password_file else None
-        ctx = apns_client_tls_context(apns.cert_file, apns.cert_key_file, password, ca)
-        client = make_http_client(ssl_context=ctx, fast=fast, timeout_s=timeout_s)
+        tls = apns_client_tls(apns.cert_file, apns.cert_key_file, password, ca)
     return ApnsProvider(
-        client=client,
+        transport=_transport(tls, dispatch, clock),
         production_url=apns.production_url,
         sandbox_url=apns.sandbox_url,
         signer=signer,
-        request_timeout_s=timeout_s,
+        clock=clock,
     )
 
 
@@ -222,7 +231,7 @@ def build_application(
     )
     closers: list[Callable[[], None]] = []
     if providers is None:
-        providers, closers = build_providers(settings)
+        providers, closers = build_providers(settings, clock)
     dispatcher = Dispatcher(
         tokens=stores.tokens,
         notifications=stores.notifications,

@@ -99,9 +99,12 @@ class DispatchSettings:
     receipt_gap_grace_s: float = 5.0
     """How long a receipt reader waits for a missing cursor before skipping it."""
     request_timeout_s: float = 10.0
-    """Deadline of one provider request."""
-    fast_transport: bool = True
-    """Use the raw-h2 transport instead of httpx's own HTTP/2."""
+    """Deadline of one provider request, queueing for a stream included."""
+    connect_timeout_s: float = 5.0
+    """Deadline of one provider connection set-up (TCP and TLS)."""
+    connections_per_provider: int = 1
+    """HTTP/2 connections per app, platform and provider host; each carries up to
+    the server's stream limit (about 1000 on APNs), so one is usually enough."""
 
 
 @dataclasses.dataclass(frozen=True)

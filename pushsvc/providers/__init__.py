@@ -2,17 +2,18 @@
 
 `base` defines the port (`Provider`, `Outcome`, `ProviderResult`,
 `RenderedMessage`, `Delivery`); `apns` and `fcm` render messages and send them;
-`apns_jwt` and `fcm_auth` hold the shared credentials; `http_client` and
-`h2transport` build the HTTP/2 client the adapters send through.
+`aps` is Apple's vocabulary both renderers share; `apns_jwt` and `fcm_auth`
+hold the shared credentials and `credentials` the refresh-once step;
+`transport` is the one HTTP/2 transport (libcurl through pycurl) the adapters
+send through.
 """
 
-from pushsvc.providers.apns import ApnsProvider, apns_client_tls_context, render_apns
+from pushsvc.providers.apns import ApnsProvider, apns_client_tls, render_apns
 from pushsvc.providers.apns_jwt import ApnsTokenSigner
 from pushsvc.providers.base import Delivery, Outcome, Provider, ProviderResult, RenderedMessage
 from pushsvc.providers.fcm import FcmProvider, render_fcm
 from pushsvc.providers.fcm_auth import FcmAccessTokenSource
-from pushsvc.providers.h2transport import H2Transport
-from pushsvc.providers.http_client import make_http_client
+from pushsvc.providers.transport import Http2Transport, TlsConfig, Transport
 
 __all__ = [
     "ApnsProvider",
@@ -20,13 +21,14 @@ __all__ = [
     "Delivery",
     "FcmAccessTokenSource",
     "FcmProvider",
-    "H2Transport",
+    "Http2Transport",
     "Outcome",
     "Provider",
     "ProviderResult",
     "RenderedMessage",
-    "apns_client_tls_context",
-    "make_http_client",
+    "TlsConfig",
+    "Transport",
+    "apns_client_tls",
     "render_apns",
     "render_fcm",
 ]

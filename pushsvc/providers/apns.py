@@ -23,27 +23,37 @@ Decisions the table encodes, beyond Apple's own words:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import enum
 import json
-import os
-import ssl
-import tempfile
-import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from pushsvc import models
-from pushsvc.providers import apns_jwt, base, failures, rendering
+from pushsvc.clock import Clock
+from pushsvc.providers import apns_jwt, base, credentials, failures, rendering
+from pushsvc.providers.aps import ApnsReason, aps_dictionary, apns_priority
+from pushsvc.providers.transport import TlsConfig, Transport, TransportError
+
+__all__ = [
+    "PAYLOAD_LIMIT_BYTES",
+    "REASON_OUTCOMES",
+    "TOPIC_SUFFIXES",
+    "VOIP_PAYLOAD_LIMIT_BYTES",
+    "ApnsProvider",
+    "ApnsReason",
+    "apns_client_tls",
+    "apns_priority",
+    "aps_dictionary",
+    "classify_apns_response",
+    "render_apns",
+]
 
 PAYLOAD_LIMIT_BYTES = 4096
 """APNs payload limit for every push type except VoIP."""
@@ -62,44 +72,8 @@ TOPIC_SUFFIXES: Mapping[models.PushType, str] = {
 }
 """`apns-topic` suffix appended to the bundle id per push type (§A.3); others use the bare bundle id."""
 
-
-class ApnsReason(enum.StrEnum):
-    """Every `reason` string APNs documents for the device-push API (§A.9)."""
-
-    BAD_COLLAPSE_ID = "BadCollapseId"
-    BAD_DEVICE_TOKEN = "BadDeviceToken"
-    BAD_EXPIRATION_DATE = "BadExpirationDate"
-    BAD_MESSAGE_ID = "BadMessageId"
-    BAD_PRIORITY = "BadPriority"
-    BAD_TOPIC = "BadTopic"
-    DEVICE_TOKEN_NOT_FOR_TOPIC = "DeviceTokenNotForTopic"
-    DUPLICATE_HEADERS = "DuplicateHeaders"
-    IDLE_TIMEOUT = "IdleTimeout"
-    INVALID_PUSH_TYPE = "InvalidPushType"
-    MISSING_DEVICE_TOKEN = "MissingDeviceToken"
-    MISSING_TOPIC = "MissingTopic"
-    PAYLOAD_EMPTY = "PayloadEmpty"
-    TOPIC_DISALLOWED = "TopicDisallowed"
-    BAD_CERTIFICATE = "BadCertificate"
-    BAD_CERTIFICATE_ENVIRONMENT = "BadCertificateEnvironment"
-    EXPIRED_PROVIDER_TOKEN = "ExpiredProviderToken"
-    FORBIDDEN = "Forbidden"
-    INVALID_PROVIDER_TOKEN = "InvalidProviderToken"
-    MISSING_PROVIDER_TOKEN = "MissingProviderToken"
-    UNRELATED_KEY_ID_IN_TOKEN = "UnrelatedKeyIdInToken"
-    BAD_ENVIRONMENT_KEY_ID_IN_TOKEN = "BadEnvironmentKeyIdInToken"
-    BAD_ENVIRONMENT_KEY_IN_TOKEN = "BadEnvironmentKeyInToken"
-    """The spelling seen relayed through FCM; Apple's page says ...KeyIdInToken."""
-    BAD_PATH = "BadPath"
-    METHOD_NOT_ALLOWED = "MethodNotAllowed"
-    EXPIRED_TOKEN = "ExpiredToken"
-    UNREGISTERED = "Unregistered"
-    PAYLOAD_TOO_LARGE = "PayloadTooLarge"
-    TOO_MANY_PROVIDER_TOKEN_UPDATES = "TooManyProviderTokenUpdates"
-    TOO_MANY_REQUESTS = "TooManyRequests"
-    INTERNAL_SERVER_ERROR = "InternalServerError"
-    SERVICE_UNAVAILABLE = "ServiceUnavailable"
-    SHUTDOWN = "Shutdown"
+_RENDER_CACHE_SIZE = 64
+"""Rendered messages whose encoded headers are kept: far more than the notifications in flight at once."""
 
 
 _O = base.Outcome
@@ -199,49 +173,6 @@ def render_apns(message: models.Message, *, bundle_id: str) -> base.RenderedMess
     )
 
 
-def apns_priority(priority: models.Priority, push_type: models.PushType) -> str:
-    """The apns-priority header value: "10" or "5"; background pushes are always "5"."""
-    if push_type is models.PushType.BACKGROUND:
-        return "5"
-    if priority is models.Priority.NORMAL:
-        return "5"
-    return "10"
-
-
-def aps_dictionary(message: models.Message, push_type: models.PushType, *, with_alert: bool = True) -> dict[str, Any]:
-    """The `aps` dictionary of a message, shared with the FCM renderer's apns block.
-
-    Args:
-        message: The message.
-        push_type: Its effective push type.
-        with_alert: Include title and body in `alert` (FCM fills those from its
-            own `notification` block, so it passes False and keeps the subtitle).
-    """
-    aps: dict[str, Any] = {}
-    alert: dict[str, str] = {}
-    if with_alert and message.title:
-        alert["title"] = message.title
-    if message.subtitle:
-        alert["subtitle"] = message.subtitle
-    if with_alert and message.body:
-        alert["body"] = message.body
-    if alert:
-        aps["alert"] = alert
-    if message.badge is not None:
-        aps["badge"] = message.badge
-    if message.sound:
-        aps["sound"] = message.sound
-    if message.category:
-        aps["category"] = message.category
-    if message.thread_id:
-        aps["thread-id"] = message.thread_id
-    if message.content_available or push_type is models.PushType.BACKGROUND:
-        aps["content-available"] = 1
-    if message.mutable_content:
-        aps["mutable-content"] = 1
-    return aps
-
-
 def classify_apns_response(
     status: int,
     body: bytes,
@@ -287,6 +218,7 @@ def classify_apns_response(
         provider_message_id=message_id,
         retry_after_s=retry_after,
         invalid_since=invalid_since,
+        credential_stale=reason == ApnsReason.EXPIRED_PROVIDER_TOKEN,
     )
 
 
@@ -305,42 +237,40 @@ def _parse_error_body(body: bytes) -> tuple[str, int | None]:
 
 
 class ApnsProvider:
-    """Sends deliveries to APNs over an injected HTTP/2 client.
+    """Sends deliveries to APNs over an injected HTTP/2 transport.
 
     One instance serves one app (one signing key or one client certificate).
-    Give each instance its own `httpx.AsyncClient`: APNs binds a connection to
-    the team and key of its first push (UnrelatedKeyIdInToken otherwise), and a
-    certificate lives in the client's TLS context.
+    Give each instance its own transport: APNs binds a connection to the team
+    and key of its first push (UnrelatedKeyIdInToken otherwise), and a
+    certificate lives in the transport's TLS settings.
 
     Args:
-        client: An HTTP/2 client (see `make_http_client`); for certificate
-            auth it must have been built with `apns_client_tls_context`.
+        transport: The HTTP/2 transport (`Http2Transport`); for certificate
+            auth its `TlsConfig` carries the certificate (`apns_client_tls`).
         production_url: Base URL for production tokens, e.g. https://api.push.apple.com.
         sandbox_url: Base URL for sandbox tokens.
         signer: The key's shared JWT signer, or None for certificate auth.
-        request_timeout_s: Deadline for one request, including its one
-            ExpiredProviderToken retry each.
-        clock: Epoch seconds; used for Retry-After dates.
+        clock: The process clock; Retry-After dates are read against it.
     """
 
     def __init__(
         self,
         *,
-        client: httpx.AsyncClient,
+        transport: Transport,
         production_url: str,
         sandbox_url: str,
         signer: apns_jwt.ApnsTokenSigner | None,
-        request_timeout_s: float = 10.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock,
     ) -> None:
-        self._client = client
+        self._transport = transport
         self._urls = {
-            models.ApnsEnvironment.PRODUCTION: production_url.rstrip("/"),
-            models.ApnsEnvironment.SANDBOX: sandbox_url.rstrip("/"),
+            models.ApnsEnvironment.PRODUCTION: production_url.rstrip("/") + "/3/device/",
+            models.ApnsEnvironment.SANDBOX: sandbox_url.rstrip("/") + "/3/device/",
         }
         self._signer = signer
-        self._timeout_s = request_timeout_s
         self._clock = clock
+        self._rendered: dict[int, tuple[Mapping[str, Any], list[str], bytes]] = {}
+        """Header lines and payload bytes per rendered message, keyed by id() and checked by identity."""
 
     @property
     def platform(self) -> models.Platform:
@@ -355,45 +285,50 @@ class ApnsProvider:
         rendered = delivery.rendered
         if rendered.platform is not models.Platform.APNS:
             raise ValueError(f"ApnsProvider cannot send a message rendered for {rendered.platform.value}")
+        static_headers, payload = self._static(rendered)
         apns_id = str(uuid.uuid4())
-        headers = dict(rendered.body["headers"])
-        headers["apns-id"] = apns_id
+        headers = [*static_headers, "apns-id: " + apns_id]
         if delivery.expires_at is not None:
-            headers["apns-expiration"] = str(max(0, int(delivery.expires_at.timestamp())))
-        payload = str(rendered.body["payload"]).encode("utf-8")
-        url = f"{self._urls[delivery.apns_environment]}/3/device/{urllib.parse.quote(delivery.token, safe='')}"
+            headers.append(f"apns-expiration: {max(0, int(delivery.expires_at.timestamp()))}")
+        url = self._urls[delivery.apns_environment] + urllib.parse.quote(delivery.token, safe="")
 
-        authorization = self._signer.authorization() if self._signer is not None else None
-        result = await self._post(url, headers, payload, authorization, apns_id)
-        if result.reason == ApnsReason.EXPIRED_PROVIDER_TOKEN and self._signer is not None:
-            # Apple: regenerate the token and resend. Other tasks that got the
+        async def send(authorization: str | None) -> base.ProviderResult:
+            lines = headers if authorization is None else [*headers, "authorization: " + authorization]
+            try:
+                response = await self._transport.post(url, lines, payload)
+            except TransportError as exc:
+                return failures.transport_failure(exc)
+            return classify_apns_response(
+                response.status, response.body, response.headers, now=self._clock.time(), apns_id=apns_id
+            )
+
+        return await credentials.send_authorized(send, self._authorize, self._reject)
+
+    async def _authorize(self) -> str | None:
+        return self._signer.authorization() if self._signer is not None else None
+
+    def _reject(self, authorization: str) -> None:
+        if self._signer is not None:
+            # Apple: regenerate the token and resend. Other sends that got the
             # same 403 reuse the token minted by the first one.
-            authorization = self._signer.force_refresh(rejected=authorization)
-            result = await self._post(url, headers, payload, authorization, apns_id)
-        return result
+            self._signer.force_refresh(rejected=authorization)
 
-    async def _post(
-        self,
-        url: str,
-        headers: dict[str, str],
-        payload: bytes,
-        authorization: str | None,
-        apns_id: str,
-    ) -> base.ProviderResult:
-        if authorization is not None:
-            headers = {**headers, "authorization": authorization}
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                response = await self._client.post(url, content=payload, headers=headers)
-        except failures.TRANSPORT_ERRORS as exc:
-            return failures.transport_failure(exc)
-        return classify_apns_response(
-            response.status_code, response.content, response.headers, now=self._clock(), apns_id=apns_id
-        )
+    def _static(self, rendered: base.RenderedMessage) -> tuple[list[str], bytes]:
+        # A notification's rendered message is shared by all its deliveries:
+        # format its headers and encode its payload once, not per token.
+        cached = self._rendered.get(id(rendered.body))
+        if cached is not None and cached[0] is rendered.body:
+            return cached[1], cached[2]
+        lines = [f"{name}: {value}" for name, value in rendered.body["headers"].items()]
+        payload = str(rendered.body["payload"]).encode("utf-8")
+        if len(self._rendered) >= _RENDER_CACHE_SIZE:
+            self._rendered.pop(next(iter(self._rendered)))
+        self._rendered[id(rendered.body)] = (rendered.body, lines, payload)
+        return lines, payload
 
     async def aclose(self) -> None:
-        """Closes the client and its connections."""
-        await self._client.aclose()
+        """Closes the transport and its connections."""
+        await self._transport.aclose()
 
     async def __aenter__(self) -> ApnsProvider:
         return self
@@ -402,13 +337,13 @@ class ApnsProvider:
         await self.aclose()
 
 
-def apns_client_tls_context(
+def apns_client_tls(
     cert_file: Path,
     key_file: Path | None = None,
     password: bytes | None = None,
     ca_pem: bytes | None = None,
-) -> ssl.SSLContext:
-    """Builds a client TLS context for APNs certificate auth (PEM or PKCS#12).
+) -> TlsConfig:
+    """Reads a client certificate for APNs certificate auth (PEM or PKCS#12) into a `TlsConfig`.
 
     Args:
         cert_file: The client certificate: PEM (optionally with its key) or a
@@ -419,34 +354,27 @@ def apns_client_tls_context(
             emulator's CA in tests and development).
 
     Returns:
-        A context that verifies the server, presents the certificate and offers ALPN h2.
+        TLS settings holding the certificate chain and the decrypted key in memory.
+
+    Raises:
+        ValueError: The files hold no usable key and certificate.
     """
-    context = ssl.create_default_context(cadata=ca_pem.decode("ascii") if ca_pem is not None else None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_alpn_protocols(["h2"])
     data = cert_file.read_bytes()
     if b"-----BEGIN" in data:
-        context.load_cert_chain(str(cert_file), str(key_file) if key_file else None, password=password)
-        return context
-    key, cert, extra = pkcs12.load_key_and_certificates(data, password)
-    if key is None or cert is None:
-        raise ValueError(f"{cert_file} holds no private key and certificate")
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ) + b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [cert, *(extra or [])])
-    # ssl can only load a chain from a file; the unencrypted key lives in a
-    # private (0600) temporary file for the duration of this call only.
-    with _private_temp_file(pem) as path:
-        context.load_cert_chain(path)
-    return context
-
-
-@contextlib.contextmanager
-def _private_temp_file(content: bytes) -> Iterator[str]:
-    fd, path = tempfile.mkstemp(suffix=".pem")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        yield path
-    finally:
-        os.unlink(path)
+        certs = x509.load_pem_x509_certificates(data)
+        key_data = key_file.read_bytes() if key_file is not None else data
+        key = serialization.load_pem_private_key(key_data, password)
+    else:
+        loaded_key, cert, extra = pkcs12.load_key_and_certificates(data, password)
+        if loaded_key is None or cert is None:
+            raise ValueError(f"{cert_file} holds no private key and certificate")
+        key, certs = loaded_key, [cert, *(extra or [])]
+    if not certs:
+        raise ValueError(f"{cert_file} holds no certificate")
+    return TlsConfig(
+        ca_pem=ca_pem,
+        client_cert_pem=b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs),
+        client_key_pem=key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )

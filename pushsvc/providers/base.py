@@ -47,6 +47,9 @@ class ProviderResult:
     """The provider's Retry-After, when it sent one."""
     invalid_since: datetime | None = None
     """APNs 410 timestamp: when Apple learned the token was invalid (UTC)."""
+    credential_stale: bool = False
+    """The provider rejected the credential as stale (APNs ExpiredProviderToken,
+    an FCM OAuth 401): one refresh and resend may succeed (`credentials.send_authorized`)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """Turning transport failures and Retry-After headers into provider results.
 
-Both adapters promise never to raise for provider or network errors; this is
-the one place that decides which exceptions count as such.
+Both adapters promise never to raise for provider or network errors; the
+transport maps every library error to a `TransportError`, and this module
+turns that into a RETRYABLE result.
 """
 
 from __future__ import annotations
@@ -9,41 +10,19 @@ from __future__ import annotations
 import datetime
 import email.utils
 import math
-import ssl
-
-import h2.exceptions
-import httpx
 
 from pushsvc.providers import base
-
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    httpx.TransportError,
-    httpx.TimeoutException,
-    TimeoutError,
-    OSError,
-    ssl.SSLError,
-    h2.exceptions.H2Error,
-    EOFError,
-)
-"""Exceptions that mean "no usable answer from the provider": retry later."""
+from pushsvc.providers.transport import TransportError
 
 
-def transport_failure(exc: BaseException) -> base.ProviderResult:
-    """Classifies an exception raised while talking to a provider as RETRYABLE.
+def transport_failure(exc: TransportError) -> base.ProviderResult:
+    """Classifies a request that got no HTTP answer as RETRYABLE.
 
-    The reason is a short, secret-free name ("Timeout", "ConnectError",
-    "RemoteProtocolError", ...), never the exception text, which may quote URLs
-    or headers.
+    The reason is the transport's short, secret-free name ("ConnectFailed",
+    "ConnectionLost (outcome unknown)", "Timeout (outcome unknown)", ...), never
+    the exception text, which may quote hosts or paths (and so tokens).
     """
-    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
-        reason = "Timeout"
-    elif isinstance(exc, httpx.HTTPError):
-        reason = type(exc).__name__
-    elif isinstance(exc, h2.exceptions.H2Error):
-        reason = "ProtocolError"
-    else:
-        reason = "ConnectionError"
-    return base.ProviderResult(outcome=base.Outcome.RETRYABLE, provider_status=0, reason=reason)
+    return base.ProviderResult(outcome=base.Outcome.RETRYABLE, provider_status=0, reason=exc.reason)
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:

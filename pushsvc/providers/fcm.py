@@ -19,19 +19,18 @@ body (reference/protocols.md §B.4–B.6):
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import json
 import math
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import google.auth.exceptions
-import httpx
 
 from pushsvc import models
-from pushsvc.providers import apns, base, failures, fcm_auth, rendering
+from pushsvc.clock import Clock
+from pushsvc.providers import aps, base, credentials, failures, fcm_auth, rendering
+from pushsvc.providers.transport import Transport, TransportError
 
 MESSAGE_LIMIT_BYTES = 4096
 """FCM's documented payload limit, applied to the whole message object."""
@@ -75,14 +74,7 @@ ERROR_CODE_OUTCOMES: Mapping[str, base.Outcome] = {
 }
 """The outcome of every documented FCM error code."""
 
-DEAD_APNS_TOKEN_REASONS = frozenset(
-    {
-        apns.ApnsReason.BAD_DEVICE_TOKEN,
-        apns.ApnsReason.UNREGISTERED,
-        apns.ApnsReason.EXPIRED_TOKEN,
-        apns.ApnsReason.DEVICE_TOKEN_NOT_FOR_TOPIC,
-    }
-)
+DEAD_APNS_TOKEN_REASONS = aps.DEAD_TOKEN_REASONS
 """APNs reasons relayed in an ApnsError that mean the token is dead."""
 
 _TARGET_KEYS = ("token", "topic", "condition", "fid")
@@ -135,7 +127,7 @@ def render_fcm(message: models.Message) -> base.RenderedMessage:
         body["android"] = android
 
     apns_headers = {
-        "apns-priority": apns.apns_priority(message.priority, push_type),
+        "apns-priority": aps.apns_priority(message.priority, push_type),
         "apns-push-type": push_type.value,
     }
     if message.collapse_key:
@@ -143,7 +135,7 @@ def render_fcm(message: models.Message) -> base.RenderedMessage:
     body["apns"] = {
         "headers": apns_headers,
         # FCM builds alert.title/body from `notification`; only the subtitle goes here.
-        "payload": {"aps": apns.aps_dictionary(message, push_type, with_alert=False)},
+        "payload": {"aps": aps.aps_dictionary(message, push_type, with_alert=False)},
     }
     if message.fcm.analytics_label:
         body["fcm_options"] = {"analytics_label": message.fcm.analytics_label}
@@ -201,7 +193,8 @@ def classify_fcm_response(
     else:
         reason = rpc_status or error_info_reason or f"HTTP_{status}"
         if status == 401 or status == 403:
-            # OAuth (401) or IAM (403) failure of our own credentials.
+            # OAuth (401) or IAM (403) failure of our own credentials; an OAuth
+            # 401 may just be an access token revoked or expired early.
             outcome = base.Outcome.CREDENTIALS_REJECTED
         elif status == 429 or status >= 500:
             outcome = base.Outcome.RETRYABLE
@@ -213,7 +206,13 @@ def classify_fcm_response(
     retry_after = None
     if outcome is base.Outcome.RETRYABLE:
         retry_after = failures.parse_retry_after(headers.get("retry-after"), now=now)
-    return base.ProviderResult(outcome=outcome, provider_status=status, reason=reason, retry_after_s=retry_after)
+    return base.ProviderResult(
+        outcome=outcome,
+        provider_status=status,
+        reason=reason,
+        retry_after_s=retry_after,
+        credential_stale=status == 401 and not error_code,
+    )
 
 
 def _parse_json(body: bytes) -> Any:
@@ -255,31 +254,28 @@ def _concerns_token(message: str, apns_error: Mapping[str, Any] | None) -> bool:
 
 
 class FcmProvider:
-    """Sends deliveries to FCM HTTP v1 over an injected HTTP/2 client.
+    """Sends deliveries to FCM HTTP v1 over an injected HTTP/2 transport.
 
     Args:
-        client: An HTTP/2 client (see `make_http_client`).
+        transport: The HTTP/2 transport (`Http2Transport`).
         base_url: e.g. https://fcm.googleapis.com (or the emulator's URL).
         project_id: The Firebase project id.
         token_source: The project's shared access-token cache.
-        request_timeout_s: Deadline for one request (the OAuth retry gets its own).
-        clock: Epoch seconds; used for the remaining ttl and Retry-After dates.
+        clock: The process clock; it drives the remaining ttl and Retry-After dates.
     """
 
     def __init__(
         self,
         *,
-        client: httpx.AsyncClient,
+        transport: Transport,
         base_url: str,
         project_id: str,
         token_source: fcm_auth.FcmAccessTokenSource,
-        request_timeout_s: float = 10.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock,
     ) -> None:
-        self._client = client
+        self._transport = transport
         self._url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
         self._token_source = token_source
-        self._timeout_s = request_timeout_s
         self._clock = clock
 
     @property
@@ -297,18 +293,41 @@ class FcmProvider:
             raise ValueError(f"FcmProvider cannot send a message rendered for {rendered.platform.value}")
         content = json.dumps({"message": self._message(delivery)}, separators=(",", ":"), ensure_ascii=False).encode()
 
-        result, access_token = await self._post(content)
-        if result.provider_status == 401 and result.reason not in ERROR_CODE_OUTCOMES and access_token:
-            # An OAuth 401 (no FcmError): the access token was revoked or expired early.
-            self._token_source.invalidate(rejected=access_token)
-            result, _ = await self._post(content)
-        return result
+        async def send(access_token: str | None) -> base.ProviderResult:
+            headers = ["content-type: application/json", f"authorization: Bearer {access_token}"]
+            try:
+                response = await self._transport.post(self._url, headers, content)
+            except TransportError as exc:
+                return failures.transport_failure(exc)
+            return classify_fcm_response(response.status, response.body, response.headers, now=self._clock.time())
+
+        return await credentials.send_authorized(send, self._authorize, self._reject)
+
+    async def _authorize(self) -> str:
+        try:
+            return await self._token_source.access_token()
+        except google.auth.exceptions.RefreshError as exc:
+            # retryable: the token endpoint was busy (5xx/429); otherwise it
+            # refused the service account itself.
+            outcome = base.Outcome.RETRYABLE if exc.retryable else base.Outcome.CREDENTIALS_REJECTED
+            raise credentials.CredentialUnavailable(base.ProviderResult(outcome=outcome, reason="OAuthRefreshError")) from None
+        except google.auth.exceptions.TransportError:
+            raise credentials.CredentialUnavailable(
+                base.ProviderResult(outcome=base.Outcome.RETRYABLE, reason="OAuthTransportError")
+            ) from None
+        except TimeoutError:
+            raise credentials.CredentialUnavailable(
+                base.ProviderResult(outcome=base.Outcome.RETRYABLE, reason="OAuthTimeout")
+            ) from None
+
+    def _reject(self, access_token: str) -> None:
+        self._token_source.invalidate(rejected=access_token)
 
     def _message(self, delivery: base.Delivery) -> dict[str, Any]:
         message = {key: value for key, value in delivery.rendered.body.items() if key not in _TARGET_KEYS}
         message["token"] = delivery.token
         if delivery.expires_at is not None:
-            remaining = delivery.expires_at.timestamp() - self._clock()
+            remaining = delivery.expires_at.timestamp() - self._clock.time()
             ttl_s = min(MAX_TTL_S, max(0, math.ceil(remaining)))
             message["android"] = {**message.get("android", {}), "ttl": f"{ttl_s}s"}
             apns_block = dict(message.get("apns", {}))
@@ -319,30 +338,9 @@ class FcmProvider:
             message["apns"] = apns_block
         return message
 
-    async def _post(self, content: bytes) -> tuple[base.ProviderResult, str]:
-        try:
-            access_token = await self._token_source.access_token()
-        except google.auth.exceptions.RefreshError as exc:
-            # retryable: the token endpoint was busy (5xx/429); otherwise it
-            # refused the service account itself.
-            outcome = base.Outcome.RETRYABLE if exc.retryable else base.Outcome.CREDENTIALS_REJECTED
-            return base.ProviderResult(outcome=outcome, reason="OAuthRefreshError"), ""
-        except google.auth.exceptions.TransportError:
-            return base.ProviderResult(outcome=base.Outcome.RETRYABLE, reason="OAuthTransportError"), ""
-        except TimeoutError:
-            return base.ProviderResult(outcome=base.Outcome.RETRYABLE, reason="OAuthTimeout"), ""
-        headers = {"authorization": f"Bearer {access_token}", "content-type": "application/json"}
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                response = await self._client.post(self._url, content=content, headers=headers)
-        except failures.TRANSPORT_ERRORS as exc:
-            return failures.transport_failure(exc), access_token
-        result = classify_fcm_response(response.status_code, response.content, response.headers, now=self._clock())
-        return result, access_token
-
     async def aclose(self) -> None:
-        """Closes the client and its connections (the token source is shared and stays open)."""
-        await self._client.aclose()
+        """Closes the transport and its connections (the token source is shared and stays open)."""
+        await self._transport.aclose()
 
     async def __aenter__(self) -> FcmProvider:
         return self

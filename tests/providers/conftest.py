@@ -12,18 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-
-@dataclasses.dataclass
-class FakeClock:
-    """A settable epoch clock."""
-
-    now: float = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from .fakes import FakeClock
 
 
 @pytest.fixture
@@ -103,12 +92,6 @@ def demo(emulator: Emulator, tmp_path: Path):
     emulator.add_apns_key(apns_key)
     emulator.add_fcm_account(fcm_account)
     return credentials
-
-
-@pytest.fixture(params=["httpx", "fast"])
-def fast(request: pytest.FixtureRequest) -> bool:
-    """Both HTTP/2 stacks: httpx's own, and H2Transport."""
-    return request.param == "fast"
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Certificate auth: apns_client_tls_context (PEM and PKCS#12) against the emulator."""
+"""Certificate auth: apns_client_tls (PEM and PKCS#12) against the emulator."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from pushsvc import models
+from pushsvc.clock import SystemClock
 from pushsvc.emulator import Emulator, EmulatorConfig
-from pushsvc.providers.apns import ApnsProvider, apns_client_tls_context, render_apns
+from pushsvc.providers.apns import ApnsProvider, apns_client_tls, render_apns
 from pushsvc.providers.base import Delivery, Outcome
-from pushsvc.providers.http_client import make_http_client
+from pushsvc.providers.transport import Http2Transport
 
 BUNDLE = "com.example.certapp"
 
@@ -47,20 +48,21 @@ def _write_p12(directory: Path, cert: trustme.LeafCert, password: bytes) -> Path
 
 
 @pytest.mark.parametrize("kind", ["pem", "p12"])
-async def test_certificate_auth_delivers_without_authorization(kind, client_ca, client_cert, tmp_path, fast) -> None:
+async def test_certificate_auth_delivers_without_authorization(kind, client_ca, client_cert, tmp_path) -> None:
     config = EmulatorConfig(apns_client_ca_pem=client_ca.cert_pem.bytes())
     async with Emulator(config) as emulator:
         if kind == "pem":
-            context = apns_client_tls_context(_write_pem(tmp_path, client_cert), ca_pem=emulator.ca_pem)
+            tls = apns_client_tls(_write_pem(tmp_path, client_cert), ca_pem=emulator.ca_pem)
         else:
-            context = apns_client_tls_context(_write_p12(tmp_path, client_cert, b"secret"), password=b"secret", ca_pem=emulator.ca_pem)
-        # The temporary PEM holding the decrypted key is gone again.
+            tls = apns_client_tls(_write_p12(tmp_path, client_cert, b"secret"), password=b"secret", ca_pem=emulator.ca_pem)
+        # The decrypted key stays in memory: nothing beside the input file was written.
         assert sorted(p.name for p in tmp_path.iterdir()) == [f"client.{kind}"]
         provider = ApnsProvider(
-            client=make_http_client(ssl_context=context, fast=fast),
+            transport=Http2Transport(tls=tls),
             production_url=emulator.apns_url,
             sandbox_url=emulator.apns_sandbox_url,
             signer=None,
+            clock=SystemClock(),
         )
         async with provider:
             rendered = render_apns(models.Message(title="cert"), bundle_id=BUNDLE)
@@ -76,5 +78,5 @@ def test_p12_without_a_key_is_refused(client_cert, tmp_path) -> None:
     path = tmp_path / "nokey.p12"
     path.write_bytes(data)
     with pytest.raises(ValueError):
-        apns_client_tls_context(path)
+        apns_client_tls(path)
 

@@ -20,7 +20,8 @@ from pushsvc import models
 from pushsvc.providers.apns import ApnsProvider, render_apns
 from pushsvc.providers.apns_jwt import ApnsTokenSigner
 from pushsvc.providers.base import Delivery, Outcome
-from pushsvc.providers.http_client import make_http_client
+from pushsvc.clock import SystemClock
+from pushsvc.providers.transport import Http2Transport, TlsConfig
 
 BURST = 400
 ITERATION_COST_S = 0.01
@@ -67,11 +68,11 @@ async def test_burst_on_a_fresh_connection_is_delivered_once_each_on_the_first_a
     emulator, demo, signer
 ) -> None:
     provider = ApnsProvider(
-        client=make_http_client(ca_pem=emulator.ca_pem, fast=True, timeout_s=DEADLINE_S),
+        transport=Http2Transport(tls=TlsConfig(ca_pem=emulator.ca_pem), request_timeout_s=DEADLINE_S),
         production_url=emulator.apns_url,
         sandbox_url=emulator.apns_sandbox_url,
         signer=signer,
-        request_timeout_s=DEADLINE_S,
+        clock=SystemClock(),
     )
     message = models.Message(title="burst")
     tokens = [f"{i:064x}" for i in range(1, BURST + 1)]

@@ -1,4 +1,4 @@
-"""FcmProvider against httpx.MockTransport: request shape and every error shape and code."""
+"""FcmProvider against an in-memory transport: request shape and every error shape and code."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from pushsvc import models
 from pushsvc.providers.base import Delivery, Outcome
 from pushsvc.providers.fcm import FcmProvider, render_fcm
 from pushsvc.providers.fcm_auth import FcmAccessTokenSource
+from pushsvc.providers.transport import ConnectFailed, ConnectionLost, DeadlineExceeded
+
+from .fakes import FakeTransport
 
 FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 APNS_ERROR = "type.googleapis.com/google.firebase.fcm.v1.ApnsError"
@@ -33,8 +36,9 @@ def token_source(clock, CountingCredentials) -> FcmAccessTokenSource:
 
 
 def _provider(handler, token_source, clock) -> FcmProvider:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return FcmProvider(client=client, base_url="https://fcm.test/", project_id="demo", token_source=token_source, clock=clock)
+    return FcmProvider(
+        transport=FakeTransport(handler), base_url="https://fcm.test/", project_id="demo", token_source=token_source, clock=clock
+    )
 
 
 def _delivery(**kwargs) -> Delivery:
@@ -186,8 +190,8 @@ async def test_many_sends_share_one_access_token(token_source, clock) -> None:
 
 @pytest.mark.parametrize(
     ("exc", "reason"),
-    [(httpx.ConnectError("x"), "ConnectError"), (httpx.RemoteProtocolError("x"), "RemoteProtocolError"),
-     (httpx.ReadTimeout("x"), "Timeout")],
+    [(ConnectFailed("x"), "ConnectFailed"), (ConnectionLost("x"), "ConnectionLost (outcome unknown)"),
+     (DeadlineExceeded("x"), "Timeout (outcome unknown)")],
 )
 async def test_network_errors_are_retryable(exc, reason, token_source, clock) -> None:
     def handler(request: httpx.Request) -> httpx.Response:

@@ -1,0 +1,54 @@
+"""The credential step both adapters share: authorize, send, and refresh once if told the credential is stale.
+
+APNs (a JWT signed with the app's key) and FCM (an OAuth access token) differ
+in how a credential is made, not in how a stale one is handled: when the
+provider answers that the credential has expired, mint or fetch a new one and
+resend once; a second rejection stands, and the dispatcher fails the whole
+notification on it. Concurrent sends that hit the same rejection share one
+refresh, because each credential source refreshes once per rejected value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from pushsvc.providers import base
+
+
+class CredentialUnavailable(Exception):
+    """No credential could be obtained; `result` is the outcome to report instead of sending."""
+
+    def __init__(self, result: base.ProviderResult) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
+async def send_authorized(
+    send: Callable[[str | None], Awaitable[base.ProviderResult]],
+    authorize: Callable[[], Awaitable[str | None]],
+    reject: Callable[[str], None],
+) -> base.ProviderResult:
+    """Sends with the current credential; on a stale-credential answer, refreshes once and resends.
+
+    Args:
+        send: Sends one request with the given authorization header value (None: none).
+        authorize: Returns the current authorization value; raises
+            `CredentialUnavailable` when none can be had.
+        reject: Tells the credential source that a value was rejected as stale.
+
+    Returns:
+        The last answer.
+    """
+    try:
+        credential = await authorize()
+    except CredentialUnavailable as exc:
+        return exc.result
+    result = await send(credential)
+    if not result.credential_stale or credential is None:
+        return result
+    reject(credential)
+    try:
+        credential = await authorize()
+    except CredentialUnavailable as exc:
+        return exc.result
+    return await send(credential)

@@ -1,0 +1,506 @@
+"""The HTTP/2 transport every provider sends through: libcurl's multi interface on asyncio.
+
+Why libcurl (through pycurl): the transport is the gateway's hottest code, and
+libcurl multiplexing over nghttp2 costs about 25-30 µs of client CPU per
+request, against ~235 µs for a raw-h2 asyncio client and ~900 µs for httpx's
+HTTP/2 stack (reference/tooling.md §8.1; re-measured by bench/providers.py).
+It is also correct where pure-Python h2 is not: nghttp2 keeps reading the
+responses to streams at or below a GOAWAY's last_stream_id, and libcurl
+re-sends streams the server refused (RST_STREAM(REFUSED_STREAM), or above
+last_stream_id) on a fresh connection without reporting them as failures.
+
+This module owns the asyncio glue and nothing else:
+
+- one `pycurl.CurlMulti` per transport, driven by the event loop through
+  libcurl's socket and timer callbacks (`loop.add_reader`/`add_writer`,
+  `loop.call_later`): no thread, no polling;
+- `connections_per_origin` HTTP/2 connections per host (libcurl queues further
+  requests for a free stream instead of opening more; PIPEWAIT makes requests
+  that arrive while the first connection is being set up wait for it, so a
+  burst opens one connection, not hundreds);
+- stream limits: the server's SETTINGS_MAX_CONCURRENT_STREAMS, capped by
+  `max_streams_per_connection`; APNs allows one stream until the first valid
+  JWT and then about 1000, and libcurl follows every change;
+- a deadline per request (libcurl's TIMEOUT_MS, counted from the moment the
+  request is queued, so queueing for a stream counts against it);
+- cancellation (an `asyncio.CancelledError` in the caller removes the request
+  from libcurl, which resets its stream) and shutdown (`aclose`);
+- every libcurl error mapped to one of this module's `TransportError`s, so the
+  providers never see a library exception.
+
+What the errors mean for delivery (DESIGN.md "Correct under churn"): a
+`ConnectFailed` request was never sent; an `OutcomeUnknown` request may or may
+not have reached the provider (a lost connection, a reset stream, a deadline),
+so it is retried, at-least-once, and must never be reported as a failure the
+provider decided.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import pycurl
+
+from pushsvc.clock import Clock
+
+log = logging.getLogger("pushsvc.providers.transport")
+
+_E_HTTP2_STREAM = 92
+"""CURLE_HTTP2_STREAM: a stream was reset; pycurl has no name for it."""
+
+_CONNECT_ERRORS = frozenset(
+    {
+        pycurl.E_COULDNT_RESOLVE_HOST,
+        pycurl.E_COULDNT_CONNECT,
+        pycurl.E_SSL_CONNECT_ERROR,
+        pycurl.E_PEER_FAILED_VERIFICATION,
+        pycurl.E_SSL_CERTPROBLEM,
+        pycurl.E_SSL_CACERT_BADFILE,
+        pycurl.E_UNSUPPORTED_PROTOCOL,
+    }
+)
+"""Errors that happen before any byte of the request can have been sent."""
+_LOST_ERRORS = frozenset(
+    {
+        pycurl.E_HTTP2,
+        _E_HTTP2_STREAM,
+        pycurl.E_RECV_ERROR,
+        pycurl.E_SEND_ERROR,
+        pycurl.E_GOT_NOTHING,
+        pycurl.E_PARTIAL_FILE,
+    }
+)
+"""Errors after the request may have been sent: the connection or the stream died."""
+
+
+class TransportError(Exception):
+    """A request got no HTTP response. `reason` is a short, secret-free name for receipts and logs."""
+
+    reason = "TransportError"
+    sent_maybe = True
+    """False only when the request provably never left this process."""
+
+
+class ConnectFailed(TransportError):
+    """No connection could be made (DNS, TCP, TLS or certificate failure); nothing was sent."""
+
+    reason = "ConnectFailed"
+    sent_maybe = False
+
+
+class OutcomeUnknown(TransportError):
+    """The request may have reached the provider, but no answer came back."""
+
+    reason = "OutcomeUnknown"
+
+
+class ConnectionLost(OutcomeUnknown):
+    """The connection or the stream died after the request may have been sent."""
+
+    reason = "ConnectionLost (outcome unknown)"
+
+
+class DeadlineExceeded(OutcomeUnknown):
+    """No complete answer within the request's deadline."""
+
+    reason = "Timeout (outcome unknown)"
+
+
+class TransportClosed(TransportError):
+    """The transport was closed; the request was dropped (it may have been in flight)."""
+
+    reason = "TransportClosed"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """What TLS trusts and presents, as PEM bytes (libcurl takes them as in-memory blobs).
+
+    Attributes:
+        ca_pem: Certificates to trust instead of the system store (the
+            emulator's CA in development and tests).
+        client_cert_pem: A client certificate chain (APNs certificate auth).
+        client_key_pem: The unencrypted private key of `client_cert_pem`.
+    """
+
+    ca_pem: bytes | None = None
+    client_cert_pem: bytes | None = None
+    client_key_pem: bytes | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class Response:
+    """One HTTP response: status, headers (lower-case names) and body."""
+
+    status: int
+    raw_headers: Sequence[bytes]
+    """The header lines as libcurl delivered them, status line included."""
+    body: bytes
+    _headers: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers by lower-case name (the last value wins); parsed on first use."""
+        if self._headers is None:
+            parsed: dict[str, str] = {}
+            for line in self.raw_headers:
+                name, sep, value = line.partition(b":")
+                if sep and not name.startswith(b"HTTP/"):
+                    parsed[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+            self._headers = parsed
+        return self._headers
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TransportStats:
+    """Counters for metrics and tests."""
+
+    requests: int
+    """Requests started."""
+    in_flight: int
+    """Requests queued in libcurl or on the wire right now."""
+    connections_opened: int
+    """New connections libcurl made (reconnects after GOAWAY or loss included)."""
+    outcome_unknown: int
+    """Requests that ended without an answer after they may have been sent."""
+
+
+class Transport(Protocol):
+    """What a provider adapter needs from HTTP: POST and get the answer, or a `TransportError`."""
+
+    async def post(self, url: str, headers: Iterable[str], body: bytes) -> Response:
+        """POSTs `body` to `url`; returns any HTTP response; raises only `TransportError`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Closes every connection."""
+        ...
+
+
+class _Transfer:
+    __slots__ = ("future", "chunks", "header_lines")
+
+    def __init__(self, future: asyncio.Future[Response]) -> None:
+        self.future = future
+        self.chunks: list[bytes] = []
+        self.header_lines: list[bytes] = []
+
+
+class Http2Transport:
+    """HTTP/2 over TLS to provider hosts, multiplexed, on the running event loop.
+
+    One instance per set of credentials (APNs binds a connection to the key or
+    certificate of its first request). Create it anywhere; it attaches to the
+    event loop on the first request and must be closed with `aclose()` on that
+    loop.
+
+    Args:
+        tls: What to trust and present.
+        clock: The process clock (kept for the metrics that time requests).
+        connections_per_origin: HTTP/2 connections per host before requests
+            queue for stream slots instead.
+        max_streams_per_connection: A cap on concurrent streams per connection
+            even when the server allows more.
+        request_timeout_s: Deadline of one request, queueing included.
+        connect_timeout_s: Deadline of connection set-up (TCP + TLS).
+        user_agent: The user-agent header.
+    """
+
+    def __init__(
+        self,
+        *,
+        tls: TlsConfig | None = None,
+        clock: Clock | None = None,
+        connections_per_origin: int = 1,
+        max_streams_per_connection: int = 1000,
+        request_timeout_s: float = 10.0,
+        connect_timeout_s: float = 5.0,
+        user_agent: str = "pushsvc",
+    ) -> None:
+        if connections_per_origin < 1:
+            raise ValueError("connections_per_origin must be at least 1")
+        if max_streams_per_connection < 1:
+            raise ValueError("max_streams_per_connection must be at least 1")
+        if request_timeout_s <= 0 or connect_timeout_s <= 0:
+            raise ValueError("timeouts must be positive")
+        self._tls = tls or TlsConfig()
+        self._clock = clock
+        self._connections_per_origin = connections_per_origin
+        self._max_streams = max_streams_per_connection
+        self._timeout_ms = max(1, int(request_timeout_s * 1000))
+        self._connect_timeout_ms = max(1, int(connect_timeout_s * 1000))
+        self._user_agent = user_agent
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._multi: pycurl.CurlMulti | None = None
+        self._free: list[pycurl.Curl] = []
+        self._active: dict[pycurl.Curl, _Transfer] = {}
+        self._fds: dict[int, int] = {}
+        """libcurl's wanted events per socket (POLL_IN/OUT/INOUT)."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._primed: set[str] = set()
+        """Origins (scheme://host:port) that have answered a request on the current connection."""
+        self._probes: dict[str, asyncio.Future[None]] = {}
+        """The one request in flight to an origin that has not been primed yet."""
+        self._closed = False
+        self._requests = 0
+        self._connections = 0
+        self._unknown = 0
+
+    # --- public ----------------------------------------------------------
+
+    async def post(self, url: str, headers: Iterable[str], body: bytes) -> Response:
+        """POSTs `body` to `url` over HTTP/2 and returns the response, whatever its status.
+
+        Args:
+            url: An absolute https URL.
+            headers: "name: value" lines; libcurl adds :method, :path, :scheme,
+                :authority and content-length itself.
+            body: The request body.
+
+        Raises:
+            ConnectFailed: No connection could be made; nothing was sent.
+            ConnectionLost: The connection or stream died; the outcome is unknown.
+            DeadlineExceeded: No answer in time; the outcome is unknown.
+            TransportClosed: The transport is (being) closed.
+            TransportError: Any other libcurl failure.
+        """
+        if self._closed:
+            raise TransportClosed("transport is closed")
+        origin = url[: url.find("/", 8)]
+        if origin in self._primed:
+            return await self._send(url, headers, body, origin)
+        return await self._send_priming(url, headers, body, origin)
+
+    async def _send_priming(self, url: str, headers: Iterable[str], body: bytes, origin: str) -> Response:
+        # Until one request to an origin has been answered, requests go one at
+        # a time: libcurl assumes 100 streams on a new connection until the
+        # server's SETTINGS arrive, and APNs allows 1 until a valid JWT
+        # succeeds (and may drop a connection that overruns it). Once an
+        # answer came back, libcurl knows the real limit and follows it.
+        try:
+            async with asyncio.timeout(self._timeout_ms / 1000):
+                while origin not in self._primed:
+                    probe = self._probes.get(origin)
+                    if probe is None:
+                        break
+                    await asyncio.shield(probe)
+        except TimeoutError:
+            raise ConnectFailed("no connection to the provider became ready in time") from None
+        if origin in self._primed:
+            return await self._send(url, headers, body, origin)
+        probe = asyncio.get_running_loop().create_future()
+        self._probes[origin] = probe
+        try:
+            response = await self._send(url, headers, body, origin)
+        finally:
+            del self._probes[origin]
+            probe.set_result(None)
+        self._primed.add(origin)
+        return response
+
+    async def _send(self, url: str, headers: Iterable[str], body: bytes, origin: str) -> Response:
+        if self._closed:
+            raise TransportClosed("transport is closed")
+        multi = self._multi if self._multi is not None else self._attach()
+        handle = self._free.pop() if self._free else self._new_handle()
+        assert self._loop is not None
+        transfer = _Transfer(self._loop.create_future())
+        handle.setopt(pycurl.URL, url)
+        handle.setopt(pycurl.HTTPHEADER, [*headers, "Accept:", "Expect:"])
+        handle.setopt(pycurl.POSTFIELDS, body)
+        handle.setopt(pycurl.WRITEFUNCTION, transfer.chunks.append)
+        handle.setopt(pycurl.HEADERFUNCTION, transfer.header_lines.append)
+        self._active[handle] = transfer
+        self._requests += 1
+        multi.add_handle(handle)
+        try:
+            return await transfer.future
+        except (ConnectFailed, ConnectionLost):
+            # The next request opens a new connection: prime it again.
+            self._primed.discard(origin)
+            raise
+        finally:
+            if handle in self._active:
+                # Cancelled by the caller: take the request back from libcurl,
+                # which resets its stream; the handle is not reused.
+                del self._active[handle]
+                self._remove(handle, reuse=False)
+
+    def stats(self) -> TransportStats:
+        """Counters since the transport was made."""
+        return TransportStats(
+            requests=self._requests,
+            in_flight=len(self._active),
+            connections_opened=self._connections,
+            outcome_unknown=self._unknown,
+        )
+
+    async def aclose(self) -> None:
+        """Closes every connection; requests still in flight fail with `TransportClosed`."""
+        if self._closed:
+            return
+        self._closed = True
+        for handle, transfer in list(self._active.items()):
+            del self._active[handle]
+            self._remove(handle, reuse=False)
+            if not transfer.future.done():
+                transfer.future.set_exception(TransportClosed("transport closed"))
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._loop is not None:
+            for fd in list(self._fds):
+                self._unwatch(fd)
+        for handle in self._free:
+            handle.close()
+        self._free.clear()
+        if self._multi is not None:
+            self._multi.close()
+            self._multi = None
+
+    # --- libcurl set-up --------------------------------------------------
+
+    def _attach(self) -> pycurl.CurlMulti:
+        self._loop = asyncio.get_running_loop()
+        multi = pycurl.CurlMulti()
+        multi.setopt(pycurl.M_PIPELINING, pycurl.PIPE_MULTIPLEX)
+        multi.setopt(pycurl.M_MAX_HOST_CONNECTIONS, self._connections_per_origin)
+        multi.setopt(pycurl.M_MAX_CONCURRENT_STREAMS, self._max_streams)
+        multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
+        multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
+        self._multi = multi
+        return multi
+
+    def _new_handle(self) -> pycurl.Curl:
+        handle = pycurl.Curl()
+        handle.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)
+        handle.setopt(pycurl.PIPEWAIT, 1)
+        handle.setopt(pycurl.NOSIGNAL, 1)
+        handle.setopt(pycurl.TCP_KEEPALIVE, 1)
+        handle.setopt(pycurl.TIMEOUT_MS, self._timeout_ms)
+        handle.setopt(pycurl.CONNECTTIMEOUT_MS, self._connect_timeout_ms)
+        handle.setopt(pycurl.USERAGENT, self._user_agent)
+        # No redirects, no proxies from the environment: providers are called directly.
+        handle.setopt(pycurl.FOLLOWLOCATION, 0)
+        handle.setopt(pycurl.PROXY, "")
+        if self._tls.ca_pem is not None:
+            handle.setopt(pycurl.CAINFO_BLOB, self._tls.ca_pem)
+        if self._tls.client_cert_pem is not None:
+            handle.setopt(pycurl.SSLCERTTYPE, "PEM")
+            handle.setopt(pycurl.SSLCERT_BLOB, self._tls.client_cert_pem)
+            if self._tls.client_key_pem is not None:
+                handle.setopt(pycurl.SSLKEYTYPE, "PEM")
+                handle.setopt(pycurl.SSLKEY_BLOB, self._tls.client_key_pem)
+        return handle
+
+    # --- libcurl callbacks -----------------------------------------------
+
+    def _on_socket(self, what: int, fd: int, multi: object, socketp: object) -> None:
+        if what == pycurl.POLL_REMOVE:
+            self._unwatch(fd)
+            return
+        if self._fds.get(fd) == what:
+            return
+        self._unwatch(fd)
+        assert self._loop is not None
+        if what & pycurl.POLL_IN:
+            self._loop.add_reader(fd, self._on_ready, fd, pycurl.CSELECT_IN)
+        if what & pycurl.POLL_OUT:
+            self._loop.add_writer(fd, self._on_ready, fd, pycurl.CSELECT_OUT)
+        self._fds[fd] = what
+
+    def _unwatch(self, fd: int) -> None:
+        what = self._fds.pop(fd, 0)
+        assert self._loop is not None
+        if what & pycurl.POLL_IN:
+            self._loop.remove_reader(fd)
+        if what & pycurl.POLL_OUT:
+            self._loop.remove_writer(fd)
+
+    def _on_timer(self, timeout_ms: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if timeout_ms < 0 or self._loop is None:
+            return
+        if timeout_ms == 0:
+            self._timer = self._loop.call_soon(self._on_timeout)  # type: ignore[assignment]
+        else:
+            self._timer = self._loop.call_later(timeout_ms / 1000, self._on_timeout)
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        self._drive(pycurl.SOCKET_TIMEOUT, 0)
+
+    def _on_ready(self, fd: int, event: int) -> None:
+        self._drive(fd, event)
+
+    def _drive(self, fd: int, event: int) -> None:
+        multi = self._multi
+        if multi is None:
+            return
+        try:
+            multi.socket_action(fd, event)
+        except pycurl.error as exc:  # a libcurl multi error: a bug, not a network event
+            log.error("libcurl multi error: %s", exc.args[0] if exc.args else exc)
+            return
+        while True:
+            queued, done, failed = multi.info_read()
+            for handle in done:
+                self._complete(handle, None, "")
+            for handle, code, message in failed:
+                self._complete(handle, code, message)
+            if not queued:
+                break
+
+    # --- completion ------------------------------------------------------
+
+    def _complete(self, handle: pycurl.Curl, code: int | None, message: str) -> None:
+        transfer = self._active.pop(handle, None)
+        if transfer is None:
+            return
+        self._connections += handle.getinfo(pycurl.NUM_CONNECTS)
+        if code is None:
+            status = handle.getinfo(pycurl.RESPONSE_CODE)
+            result: Response | TransportError = Response(
+                status, transfer.header_lines, b"".join(transfer.chunks)
+            )
+        else:
+            result = _error(code, message)
+            if isinstance(result, OutcomeUnknown):
+                self._unknown += 1
+        self._remove(handle, reuse=True)
+        if transfer.future.done():
+            return
+        if isinstance(result, Response):
+            transfer.future.set_result(result)
+        else:
+            transfer.future.set_exception(result)
+
+    def _remove(self, handle: pycurl.Curl, *, reuse: bool) -> None:
+        if self._multi is not None:
+            self._multi.remove_handle(handle)
+        if reuse and not self._closed and len(self._free) < self._max_streams * self._connections_per_origin:
+            # Drop the per-request references (body, callbacks) before parking it.
+            handle.setopt(pycurl.POSTFIELDS, b"")
+            handle.unsetopt(pycurl.WRITEFUNCTION)
+            handle.unsetopt(pycurl.HEADERFUNCTION)
+            self._free.append(handle)
+        else:
+            handle.close()
+
+
+def _error(code: int, message: str) -> TransportError:
+    """Maps a libcurl error code to this module's failure types (the message is for logs only)."""
+    if code in _CONNECT_ERRORS:
+        return ConnectFailed(f"curl error {code}: {message}")
+    if code == pycurl.E_OPERATION_TIMEDOUT:
+        return DeadlineExceeded(f"curl error {code}: {message}")
+    if code in _LOST_ERRORS:
+        return ConnectionLost(f"curl error {code}: {message}")
+    error = OutcomeUnknown(f"curl error {code}: {message}")
+    return error

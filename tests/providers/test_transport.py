@@ -1,0 +1,266 @@
+"""Http2Transport's contract, over real TLS + HTTP/2 to a scriptable server.
+
+The server is the emulator's own HTTP/2 stack (`Http2Server`) with a small
+site per test, so each test controls exactly what the wire does: refused
+streams, resets, GOAWAY, stream limits, silence, dropped connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+
+import h2.errors
+import h2.settings
+import pytest
+
+from pushsvc.emulator.http2 import Connection, Http2Server, Request, Response
+from pushsvc.emulator.tls import ServerTls
+from pushsvc.providers.transport import (
+    ConnectFailed,
+    ConnectionLost,
+    DeadlineExceeded,
+    Http2Transport,
+    OutcomeUnknown,
+    TlsConfig,
+    TransportClosed,
+    TransportError,
+)
+
+Behaviour = Callable[[Request, int], "Response | None"]
+
+
+class _Site:
+    """Answers every request through `behaviour(request, n)`, n counting from 1; records what arrived."""
+
+    def __init__(self, behaviour: Behaviour | None = None, *, max_streams: int = 100) -> None:
+        self.behaviour = behaviour or (lambda request, n: Response(200, [("x-n", str(n))], request.body))
+        self.max_streams = max_streams
+        self.seen: list[tuple[int, int, bytes]] = []
+        """(connection id, stream id, body) per request received."""
+        self.arrivals: list[float] = []
+
+    def connection_made(self, connection: Connection) -> dict[int, int]:
+        return {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams}
+
+    def handle(self, request: Request) -> Response | None:
+        self.seen.append((id(request.connection), request.stream_id, request.body))
+        self.arrivals.append(asyncio.get_running_loop().time())
+        return self.behaviour(request, len(self.seen))
+
+
+@pytest.fixture(scope="module")
+def tls() -> ServerTls:
+    return ServerTls()
+
+
+@pytest.fixture
+async def serve(tls: ServerTls) -> AsyncIterator[Callable[..., object]]:
+    """serve(site, **transport_kwargs) -> (server, transport), both stopped after the test."""
+    opened: list[tuple[Http2Server, Http2Transport]] = []
+
+    async def start(site: _Site, **kwargs: object) -> tuple[Http2Server, Http2Transport]:
+        server = Http2Server(site, tls.server_context())
+        await server.start("127.0.0.1", 0)
+        kwargs.setdefault("request_timeout_s", 5.0)
+        transport = Http2Transport(tls=TlsConfig(ca_pem=tls.ca_pem), **kwargs)  # type: ignore[arg-type]
+        opened.append((server, transport))
+        return server, transport
+
+    yield start
+    for server, transport in opened:
+        await transport.aclose()
+        await server.stop()
+
+
+def _url(server: Http2Server, path: str = "/x") -> str:
+    return f"https://localhost:{server.port}{path}"
+
+
+async def test_status_headers_and_body_come_back(serve) -> None:
+    def behaviour(request: Request, n: int) -> Response:
+        return Response.json(400, {"reason": "BadDeviceToken", "echo": request.header("apns-topic")}, [("apns-id", "id-1")])
+
+    server, transport = await serve(_Site(behaviour))
+    response = await transport.post(_url(server, "/3/device/abc"), ["apns-topic: com.example", "apns-priority: 10"], b"{}")
+    assert response.status == 400
+    assert response.headers["apns-id"] == "id-1"
+    assert response.headers["content-type"] == "application/json"
+    assert response.body == b'{"reason":"BadDeviceToken","echo":"com.example"}'
+
+
+async def test_request_headers_and_body_arrive_as_sent(serve) -> None:
+    got: list[Request] = []
+
+    def behaviour(request: Request, n: int) -> Response:
+        got.append(request)
+        return Response(200)
+
+    server, transport = await serve(_Site(behaviour))
+    body = b"x" * 100_000  # larger than the initial flow-control window
+    await transport.post(_url(server, "/v1/projects/p/messages:send"), ["authorization: Bearer t", "x-a: 1"], body)
+    [request] = got
+    assert (request.method, request.path, request.body) == ("POST", "/v1/projects/p/messages:send", body)
+    assert request.header("authorization") == "Bearer t"
+    assert request.header("x-a") == "1"
+    # libcurl's defaults that a provider does not want on every request are gone.
+    assert request.header("accept") is None and request.header("expect") is None
+    assert request.header("user-agent") == "pushsvc"
+
+
+async def test_many_concurrent_requests_share_one_connection(serve) -> None:
+    site = _Site()
+    server, transport = await serve(site)
+    results = await asyncio.gather(*(transport.post(_url(server), [], str(i).encode()) for i in range(300)))
+    assert sorted(int(r.body) for r in results) == list(range(300))
+    assert len({conn for conn, _, _ in site.seen}) == 1
+    assert transport.stats().connections_opened == 1
+    assert transport.stats().in_flight == 0
+
+
+async def test_the_servers_stream_limit_is_honoured(serve) -> None:
+    delay_s = 0.05
+    site = _Site(lambda request, n: Response(200, delay_s=delay_s), max_streams=5)
+    server, transport = await serve(site)
+    results = await asyncio.gather(*(transport.post(_url(server), [], b"") for _ in range(40)))
+    assert [r.status for r in results] == [200] * 40
+    # Each response leaves delay_s after its request arrived; a new stream can
+    # only start after one ended, so no more than 5 arrivals fall in any window.
+    peak = max(sum(1 for b in site.arrivals if a - delay_s < b <= a) for a in site.arrivals)
+    assert peak <= 5
+    assert len(site.seen) == 40  # nothing was refused and re-sent
+
+
+async def test_a_refused_stream_is_sent_again_transparently(serve) -> None:
+    def behaviour(request: Request, n: int) -> Response | None:
+        if n == 1:
+            request.connection.reset_stream(request.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            return None
+        return Response(200, body=b"second")
+
+    site = _Site(behaviour)
+    server, transport = await serve(site)
+    response = await transport.post(_url(server), [], b"payload")
+    assert (response.status, response.body) == (200, b"second")
+    assert [body for _, _, body in site.seen] == [b"payload", b"payload"]
+
+
+async def test_refusals_are_retried_a_bounded_number_of_times(serve) -> None:
+    def behaviour(request: Request, n: int) -> None:
+        request.connection.reset_stream(request.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+        return None
+
+    site = _Site(behaviour)
+    server, transport = await serve(site)
+    with pytest.raises(TransportError):
+        await transport.post(_url(server), [], b"payload")
+    assert 2 <= len(site.seen) <= 10
+
+
+async def test_another_reset_is_an_unknown_outcome_and_not_sent_again(serve) -> None:
+    # The server may have acted on the request before INTERNAL_ERROR.
+    def behaviour(request: Request, n: int) -> None:
+        request.connection.reset_stream(request.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        return None
+
+    site = _Site(behaviour)
+    server, transport = await serve(site)
+    with pytest.raises(OutcomeUnknown):
+        await transport.post(_url(server), [], b"payload")
+    assert len(site.seen) == 1
+    assert transport.stats().outcome_unknown == 1
+
+
+async def test_graceful_goaway_loses_nothing_and_sends_nothing_twice(serve) -> None:
+    # The 10th request's answer carries a GOAWAY while ~40 others are in flight:
+    # those at or below last_stream_id get their real answers; later ones are
+    # refused by the server and go out again on a new connection.
+    def behaviour(request: Request, n: int) -> Response:
+        return Response(
+            200, body=request.body, delay_s=0.03, goaway_debug=b'{"reason":"Shutdown"}' if n % 10 == 0 else None
+        )
+
+    site = _Site(behaviour)
+    server, transport = await serve(site)
+    results = await asyncio.gather(*(transport.post(_url(server), [], str(i).encode()) for i in range(200)))
+    assert sorted(int(r.body) for r in results) == list(range(200))
+    bodies = [body for _, _, body in site.seen]
+    assert len(bodies) == len(set(bodies)) == 200  # each request processed exactly once
+    assert len({conn for conn, _, _ in site.seen}) > 1
+
+
+async def test_a_dropped_connection_is_an_unknown_outcome_and_the_next_request_reconnects(serve) -> None:
+    def behaviour(request: Request, n: int) -> Response | None:
+        if n == 1:
+            request.connection.abort()
+            return None
+        return Response(200)
+
+    site = _Site(behaviour)
+    server, transport = await serve(site)
+    with pytest.raises(ConnectionLost) as caught:
+        await transport.post(_url(server), [], b"a")
+    assert "outcome unknown" in caught.value.reason
+    assert (await transport.post(_url(server), [], b"b")).status == 200
+    assert transport.stats().connections_opened == 2
+
+
+async def test_no_answer_in_time_is_a_deadline(serve) -> None:
+    site = _Site(lambda request, n: Response(200, delay_s=30))
+    server, transport = await serve(site, request_timeout_s=0.3)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(DeadlineExceeded):
+        await transport.post(_url(server), [], b"")
+    assert asyncio.get_running_loop().time() - started < 2.0
+
+
+async def test_nothing_listening_is_connect_failed() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    transport = Http2Transport(request_timeout_s=2.0, connect_timeout_s=1.0)
+    try:
+        with pytest.raises(ConnectFailed) as caught:
+            await transport.post(f"https://127.0.0.1:{port}/x", [], b"")
+        assert caught.value.sent_maybe is False
+    finally:
+        await transport.aclose()
+
+
+async def test_an_untrusted_certificate_is_connect_failed(tls) -> None:
+    server = Http2Server(_Site(), tls.server_context())
+    await server.start("127.0.0.1", 0)
+    transport = Http2Transport(tls=TlsConfig(ca_pem=ServerTls().ca_pem), request_timeout_s=2.0)
+    try:
+        with pytest.raises(ConnectFailed):
+            await transport.post(_url(server), [], b"")
+    finally:
+        await transport.aclose()
+        await server.stop()
+
+
+async def test_a_cancelled_request_is_withdrawn_and_the_transport_stays_usable(serve) -> None:
+    site = _Site(lambda request, n: Response(200, delay_s=30) if n == 1 else Response(200))
+    server, transport = await serve(site)
+    slow = asyncio.create_task(transport.post(_url(server), [], b"slow"))
+    while not site.seen:
+        await asyncio.sleep(0.01)
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+    assert transport.stats().in_flight == 0
+    assert (await transport.post(_url(server), [], b"next")).status == 200
+
+
+async def test_close_fails_requests_in_flight_and_refuses_new_ones(serve) -> None:
+    site = _Site(lambda request, n: Response(200, delay_s=30))
+    server, transport = await serve(site)
+    pending = asyncio.create_task(transport.post(_url(server), [], b""))
+    while not site.seen:
+        await asyncio.sleep(0.01)
+    await transport.aclose()
+    with pytest.raises(TransportClosed):
+        await pending
+    with pytest.raises(TransportClosed):
+        await transport.post(_url(server), [], b"")
