@@ -324,9 +324,10 @@ class Http2Transport:
             self._primed.discard(origin)
             raise
         finally:
-            if handle in self._active:
-                # Cancelled by the caller: take the request back from libcurl,
-                # which resets its stream; the handle is not reused.
+            # Still ours only if the caller was cancelled: take the request
+            # back from libcurl, which resets its stream, and retire the handle.
+            # (A completed handle may already carry someone else's request.)
+            if self._active.get(handle) is transfer:
                 del self._active[handle]
                 self._remove(handle, reuse=False)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import h2.errors
 import h2.settings
@@ -117,6 +118,40 @@ async def test_many_concurrent_requests_share_one_connection(serve) -> None:
     assert len({conn for conn, _, _ in site.seen}) == 1
     assert transport.stats().connections_opened == 1
     assert transport.stats().in_flight == 0
+
+
+@pytest.fixture
+def threaded_server(tls: ServerTls) -> Iterator[Http2Server]:
+    """A server on its own event loop in another thread, so its answers race the client's tasks as a remote one's do."""
+    loop = asyncio.new_event_loop()
+    server = Http2Server(_Site(), tls.server_context())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(10)
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+async def test_requests_in_waves_reuse_handles_and_none_is_lost(threaded_server, tls) -> None:
+    # A bounded number in flight, many in all: a handle freed by one request
+    # may carry the next one before the first caller has even resumed.
+    transport = Http2Transport(tls=TlsConfig(ca_pem=tls.ca_pem), request_timeout_s=5.0)
+    limit = asyncio.Semaphore(10)
+
+    async def one(i: int) -> bytes:
+        async with limit:
+            return (await asyncio.wait_for(transport.post(_url(threaded_server), [], str(i).encode()), 10)).body
+
+    try:
+        bodies = await asyncio.gather(*(one(i) for i in range(3000)))
+    finally:
+        await transport.aclose()
+    assert sorted(int(b) for b in bodies) == list(range(3000))
 
 
 async def test_the_servers_stream_limit_is_honoured(serve) -> None:
