@@ -54,7 +54,7 @@ class ManualClock:
     """A clock that moves only when told to; starts at the real time unless given one.
 
     Wall and monotonic time advance together, so code that mixes them sees a
-    consistent world.
+    consistent world; a jump back moves wall time only, as on a real machine.
     """
 
     def __init__(self, start: datetime | None = None) -> None:
@@ -74,8 +74,6 @@ class ManualClock:
         return self._monotonic
 
     def advance(self, seconds: float) -> None:
-        """Moves the clock forward."""
-        if seconds < 0:
-            raise ValueError("a clock cannot be moved backwards")
+        """Moves wall time by `seconds` (negative: a wall-clock jump back); monotonic time only ever forward."""
         self._now = _ms(self._now + timedelta(seconds=seconds))
-        self._monotonic += seconds
+        self._monotonic += max(0.0, seconds)

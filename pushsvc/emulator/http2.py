@@ -269,10 +269,21 @@ class Connection(asyncio.Protocol):
         self._schedule_flush()
 
     def abort(self) -> None:
-        """Drop the TCP connection at once, without GOAWAY (a simulated reset)."""
+        """Drop the TCP connection at once, without GOAWAY (a simulated reset).
+
+        Answers already given go out first: a request that was answered got
+        its answer, and only what is still open loses it. (Without this, the
+        answers to every request read in the same batch would vanish with the
+        connection although the inbox had recorded them.)
+        """
         if self._transport is not None:
-            self._transport.abort()
+            self._flush()
+            transport = self._transport
+            # Forget the open streams now, so nothing read in the same batch is
+            # processed; then close after what was written (a reset would make
+            # the client's kernel discard answers it already holds).
             self.connection_lost(None)
+            transport.close()
 
     def close(self) -> None:
         """Close gracefully: GOAWAY(NO_ERROR), flush, then close the socket."""

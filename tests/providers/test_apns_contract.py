@@ -217,16 +217,18 @@ async def test_goaway_is_retryable_then_recovers_on_a_new_connection(provider, d
     assert (await provider.send(_delivery(demo))).outcome is Outcome.DELIVERED
 
 
-async def test_a_dropped_idle_connection_is_replaced_and_nothing_is_lost_or_doubled(provider, demo, emulator) -> None:
-    # The emulator drops the TCP connection when the 3rd request arrives,
-    # before processing it. The transport sends it again on a new connection
-    # (a reused connection that died before any answer byte); it is delivered
-    # once. (Losses the server may have processed: tests/providers/test_transport.py.)
+async def test_connection_reset_is_retryable_then_recovers(provider, demo, emulator) -> None:
+    # The emulator drops the connection when the 3rd request arrives, without
+    # processing it: an unknown outcome for the client, retryable; the next
+    # request goes out on a new connection.
     emulator.faults.reset_after = 2
     tokens = [_hex("ab", i) for i in range(4)]
     outcomes = [(await provider.send(_delivery(demo, token))) for token in tokens]
-    assert [r.outcome for r in outcomes] == [Outcome.DELIVERED] * 4
-    assert sorted(entry.token for entry in emulator.inbox.entries(platform="apns")) == sorted(tokens)
+    assert [r.outcome for r in outcomes[:2]] == [Outcome.DELIVERED] * 2
+    assert outcomes[2].outcome is Outcome.RETRYABLE and outcomes[2].provider_status == 0
+    assert outcomes[2].reason == "ConnectionLost (outcome unknown)"
+    assert outcomes[3].outcome is Outcome.DELIVERED  # a new connection
+    assert sorted(entry.token for entry in emulator.inbox.entries(platform="apns")) == sorted(tokens[:2] + tokens[3:])
 
 
 async def test_latency_beyond_the_deadline_is_retryable(emulator, signer, demo) -> None:

