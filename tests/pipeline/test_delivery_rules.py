@@ -86,14 +86,17 @@ async def test_apns_410_keeps_a_token_re_registered_after_apples_timestamp(
 ) -> None:
     # The emulator stamps the 410 with the real time; pushsvc's clock says when the
     # token was last registered: an hour after (kept) or an hour before (removed).
+    # The clock is back at the real time before the send, because it also signs
+    # the APNs JWT, which the emulator checks against the real time.
     clock = ManualClock()
-    clock.advance(registered_offset_s)
     dev = await start_dev_stack(state_dir=tmp_path, port=0, store_url=store_url, dispatch=FAST_DISPATCH, clock=clock)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{dev.app.port}") as channel:
             stub = push_pb2_grpc.PushServiceStub(channel)
             dead = apns(1, "0410")
+            clock.advance(registered_offset_s)
             await register(stub, dead, A, user_id="u")
+            clock.advance(-registered_offset_s)
             sent = await stub.Send(pb.SendRequest(app_id=APP, target=pb.Target(users=pb.UserList(user_ids=["u"])), message=HELLO))
             (r,) = await receipts(stub, sent.notification_id)
             assert (r.status, r.provider_status, r.reason) == (pb.DELIVERY_STATUS_TOKEN_INVALID, 410, "Unregistered")
