@@ -80,6 +80,10 @@ class Spec:
     sends: int
     concurrency: int
     timeout_s: float
+    loop: str = "asyncio"
+    """"asyncio", or "uvloop" (if installed) for every client alike."""
+    cpu: int | None = None
+    """Pin this process to one CPU (`--pin`)."""
 
     def to_json(self) -> str:
         """The spec as the JSON argument of this module."""
@@ -401,10 +405,11 @@ async def measure(spec: Spec) -> dict[str, Any]:
     await client.open()
     try:
         warmup: Counter[str] = Counter()
-        await asyncio.wait_for(
-            _drive(client, max(client.batch_size, min(WARMUP_SENDS, spec.sends)), spec.concurrency, warmup),
-            spec.timeout_s,
-        )
+        warmup_sends = max(client.batch_size, min(WARMUP_SENDS, spec.sends))
+        try:
+            await asyncio.wait_for(_drive(client, warmup_sends, spec.concurrency, warmup), spec.timeout_s)
+        except TimeoutError:
+            raise RuntimeError(f"the warm-up ({warmup_sends} sends) did not finish within {spec.timeout_s:g} s") from None
         tally: Counter[str] = Counter()
         endpoint_started = _cpu_s(spec.target.endpoint_pids)
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -439,7 +444,14 @@ async def measure(spec: Spec) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     """Runs the spec in argv[0]; prints the result as one JSON line on stdout."""
     spec = Spec.from_json(argv[0])
-    result = asyncio.run(measure(spec))
+    if spec.cpu is not None:
+        os.sched_setaffinity(0, {spec.cpu})
+    if spec.loop == "uvloop":
+        import uvloop  # optional: pip install uvloop
+
+        result = uvloop.run(measure(spec))
+    else:
+        result = asyncio.run(measure(spec))
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shutil
 import subprocess
@@ -49,6 +50,7 @@ def measure(
     connections: int = 4,
     streams: int = 100,
     timeout_s: float = TIMEOUT_S,
+    cpu: int | None = None,
 ) -> Ceiling:
     """POSTs `body` to `url` with `headers` ("name: value"), `requests` times."""
     options = ["-n", str(requests), "-c", str(connections), "-m", str(streams)]
@@ -62,7 +64,14 @@ def measure(
             command += ["-H", header]
         command.append(url)
         try:
-            output = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False).stdout
+            output = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+                preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu}),
+            ).stdout
         except subprocess.TimeoutExpired:
             return Ceiling(None, requests, 0, 0, shown, f"timed out after {timeout_s:.0f} s")
     rate = re.search(r"^finished in [^,]+, ([\d.]+) req/s", output, re.M)

@@ -178,7 +178,7 @@ class NginxEndpoint:
         self._dir = Path(tempfile.mkdtemp(prefix="pushsvc-bench-nginx-"))
         try:
             self._write_certificates()
-            for attempt in range(_START_ATTEMPTS):
+            for _ in range(_START_ATTEMPTS):
                 if self._start():
                     return self
             raise NginxError(f"nginx did not start after {_START_ATTEMPTS} attempts: {self._error_log()}")
@@ -241,8 +241,11 @@ class NginxEndpoint:
         return ""
 
     def _stop(self) -> None:
+        if self._process is None:
+            return
+        workers = self.worker_pids()
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process.poll() is not None:
             return
         # SIGTERM is nginx's fast shutdown: the master stops its workers first.
         process.send_signal(signal.SIGTERM)
@@ -251,6 +254,10 @@ class NginxEndpoint:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=STOP_TIMEOUT_S)
+            # A killed master leaves its workers behind; they are ours to end.
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def _cleanup(self) -> None:
         self._stop()

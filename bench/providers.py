@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import importlib.util
 import json
 import os
 import resource
@@ -46,6 +47,9 @@ ENDPOINTS = ("emulator", "nginx")
 RESULTS_DIR = REPO / "bench" / "results"
 CHILD_GRACE_S = 60.0
 """Allowed for a client process's start-up and warm-up beyond its send timeout."""
+
+CLIENT_CPU, ENDPOINT_CPU = 0, 1
+"""With --pin: the client (and h2load) on CPU 0, the endpoint on CPU 1."""
 
 GOAL_CPU_US = 40.0
 GOAL_NGINX_RATIO = 5.0
@@ -72,6 +76,11 @@ class Row:
     warmup_errors: dict[str, int]
     notes: list[str]
     repeat: int = 0
+
+    @property
+    def clean(self) -> bool:
+        """Every request was sent and verified OK."""
+        return self.ok == self.sends and not self.errors and self.seconds > 0
 
     @property
     def error_count(self) -> int:
@@ -188,8 +197,11 @@ def _child_env(client: str, target: Target) -> dict[str, str]:
     return env
 
 
-def _run_client(client: str, target: Target, sends: int, concurrency: int, timeout_s: float) -> Row:
-    spec = Spec(client=client, target=target, sends=sends, concurrency=concurrency, timeout_s=timeout_s)
+def _run_client(client: str, target: Target, args: argparse.Namespace, concurrency: int) -> Row:
+    timeout_s = args.timeout_s
+    spec = Spec(client=client, target=target, sends=args.sends, concurrency=concurrency, timeout_s=timeout_s,
+                loop=args.loop, cpu=CLIENT_CPU if args.pin else None)
+    sends = args.sends
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         done = subprocess.run(
@@ -201,9 +213,12 @@ def _run_client(client: str, target: Target, sends: int, concurrency: int, timeo
             timeout=timeout_s + CHILD_GRACE_S,
             check=False,
         )
-        output, failure = done.stdout, "" if done.returncode == 0 else f"exit {done.returncode}: {done.stderr[-1500:]}"
+        output, failure, detail = done.stdout, "", done.stderr[-1500:]
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            failure = f"exit {done.returncode}: {last[:200]}"
     except subprocess.TimeoutExpired:
-        output, failure = "", f"the client process did not finish within {timeout_s + CHILD_GRACE_S:.0f} s"
+        output, failure, detail = "", f"the client process did not finish within {timeout_s + CHILD_GRACE_S:.0f} s", ""
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     child_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     effective = effective_concurrency(client, concurrency)
@@ -211,9 +226,9 @@ def _run_client(client: str, target: Target, sends: int, concurrency: int, timeo
     if failure or not lines:
         # A client that could not run is a row with every request an error, never a missing row.
         reason = failure or "no result printed"
-        print(f"    {client} failed: {reason}", file=sys.stderr)
-        return Row(target.endpoint, client, PLATFORM[client], effective, sends, 0, {reason.splitlines()[0][:120]: sends},
-                   0.0, 0.0, None, child_cpu, {}, [f"{client} on {target.endpoint} failed: {reason[-600:]}"])
+        print(f"    {client} failed: {reason}\n{detail}", file=sys.stderr)
+        return Row(target.endpoint, client, PLATFORM[client], effective, sends, 0, {reason: sends},
+                   0.0, 0.0, None, child_cpu, {}, [f"{client} on {target.endpoint} failed: {reason}"])
     result: dict[str, Any] = json.loads(lines[-1])
     return Row(
         endpoint=target.endpoint,
@@ -266,24 +281,34 @@ def _ratio(rows: list[Row], row: Row) -> float | None:
 
 
 def _goals(rows: list[Row]) -> list[dict[str, Any]]:
-    """DESIGN.md "Performance" 2, checked against this run's rows."""
-    goals = []
+    """DESIGN.md "Performance" 2, checked against this run's rows.
+
+    A row with errors (or its peer's, for a ratio) meets no goal: its figures
+    are not those of a client that did the job.
+    """
+    goals: list[dict[str, Any]] = []
+
+    def add(goal: str, where: str, value: float | None, unit: str, met: bool) -> None:
+        goals.append({"goal": goal, "where": where, "value": value, "unit": unit, "met": value is not None and met})
+
     for row in rows:
         if not row.client.startswith("pushsvc-"):
             continue
         where = f"{row.endpoint} c={row.concurrency} {row.client}"
-        goals.append({"goal": f"client CPU per request <= {GOAL_CPU_US:.0f} us", "where": where,
-                      "value": row.cpu_us_per_req, "unit": "us", "met": row.cpu_us_per_req <= GOAL_CPU_US})
-        ratio = _ratio(rows, row)
-        if ratio is None:
+        cpu = row.cpu_us_per_req if row.clean else None
+        add(f"client CPU per request <= {GOAL_CPU_US:.0f} us", where, cpu, "us", cpu is not None and cpu <= GOAL_CPU_US)
+        peer = _peer_row(rows, row)
+        if peer is None:
             continue
-        peer = PEER[row.client]
         if row.endpoint == "nginx":
-            goals.append({"goal": f"req/s >= {GOAL_NGINX_RATIO:.0f}x {peer} (nginx)", "where": where,
-                          "value": ratio, "unit": "x", "met": ratio >= GOAL_NGINX_RATIO})
+            target = GOAL_NGINX_RATIO
         elif row.endpoint == "emulator" and row.provider == "apns":
-            goals.append({"goal": f"req/s >= {GOAL_EMULATOR_APNS_RATIO:.1f}x {peer} (emulator)", "where": where,
-                          "value": ratio, "unit": "x", "met": ratio >= GOAL_EMULATOR_APNS_RATIO})
+            target = GOAL_EMULATOR_APNS_RATIO
+        else:
+            continue
+        ratio = _ratio(rows, row) if row.clean and peer.clean else None
+        add(f"req/s >= {target:g}x {peer.client} ({row.endpoint})", where, ratio, "x",
+            ratio is not None and ratio >= target)
     return goals
 
 
@@ -299,7 +324,10 @@ def _table(rows: list[Row], ceilings: dict[tuple[str, str], h2load.Ceiling]) -> 
         ratio = _ratio(rows, row)
         body.append([
             row.endpoint, row.client, row.provider.upper(), str(row.concurrency), str(row.sends), str(row.ok),
-            str(row.error_count), _fmt(row.req_per_s), _fmt(row.cpu_us_per_req), _fmt(row.endpoint_cpu_us_per_req),
+            str(row.error_count),
+            _fmt(row.req_per_s if row.seconds else None),
+            _fmt(row.cpu_us_per_req if row.seconds else None),
+            _fmt(row.endpoint_cpu_us_per_req),
             "-" if ratio is None else f"{ratio:.2f}x",
             ceilings[(row.endpoint, row.provider)].shown if (row.endpoint, row.provider) in ceilings else "n/a",
         ])
@@ -330,10 +358,18 @@ def main() -> int:
                         help="runs per row, alternating clients; the table shows the median run (default 1)")
     parser.add_argument("--h2load-n", type=int, default=50_000, help="requests for each h2load ceiling")
     parser.add_argument("--timeout-s", type=float, default=300.0, help="send-phase limit of one client run")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
+                        help="event loop of every client process (uvloop must be installed)")
+    parser.add_argument("--pin", action="store_true",
+                        help=f"pin clients and h2load to CPU {CLIENT_CPU}, the endpoint to CPU {ENDPOINT_CPU}")
     parser.add_argument("--out", type=Path, help="JSON results (default bench/results/providers-<UTC>.json)")
     args = parser.parse_args()
     if args.sends < 1 or args.repeat < 1 or min(args.concurrency) < 1:
         parser.error("-n, -c and --repeat must be positive")
+    if args.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        parser.error("--loop uvloop: uvloop is not installed (pip install uvloop)")
+    if args.pin and not {CLIENT_CPU, ENDPOINT_CPU} <= os.sched_getaffinity(0):
+        parser.error(f"--pin needs CPUs {CLIENT_CPU} and {ENDPOINT_CPU}")
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     out: Path = args.out or RESULTS_DIR / f"providers-{stamp}.json"
 
@@ -343,7 +379,8 @@ def main() -> int:
     )
     print(context.header)
     print(f"N={args.sends} per row, concurrency {' '.join(map(str, args.concurrency))}, repeat {args.repeat}; "
-          f"endpoints {' '.join(args.endpoints)}")
+          f"endpoints {' '.join(args.endpoints)}; loop {args.loop}; "
+          + (f"pinned: clients CPU {CLIENT_CPU}, endpoint CPU {ENDPOINT_CPU}" if args.pin else "not pinned"))
 
     rows: list[Row] = []
     ceilings: dict[tuple[str, str], h2load.Ceiling] = {}
@@ -351,6 +388,9 @@ def main() -> int:
     for endpoint in args.endpoints:
         with (_emulator() if endpoint == "emulator" else _nginx()) as (target, description):
             descriptions[endpoint] = description
+            if args.pin:
+                for pid in target.endpoint_pids:
+                    os.sched_setaffinity(pid, {ENDPOINT_CPU})
             print(f"\n{endpoint}: {target.apns_url} ({description})")
             for repeat in range(args.repeat):
                 measured: set[tuple[str, int]] = set()
@@ -362,7 +402,7 @@ def main() -> int:
                         if (client, effective_concurrency(client, concurrency)) in measured:
                             continue
                         measured.add((client, effective_concurrency(client, concurrency)))
-                        row = _run_client(client, target, args.sends, concurrency, args.timeout_s)
+                        row = _run_client(client, target, args, concurrency)
                         row.repeat = repeat
                         rows.append(row)
                         print(f"  {client:15} c={row.concurrency:<5} {row.req_per_s:>9,.0f} req/s "
@@ -371,7 +411,8 @@ def main() -> int:
             for provider in sorted({PLATFORM[client] for client in args.clients}):
                 request = _apns_h2load_request if provider == "apns" else _fcm_h2load_request
                 url, headers, body = request(target)
-                ceiling = h2load.measure(url, headers, body, requests=args.h2load_n)
+                ceiling = h2load.measure(url, headers, body, requests=args.h2load_n,
+                                         cpu=CLIENT_CPU if args.pin else None)
                 ceilings[(endpoint, provider)] = ceiling
                 print(f"  h2load ceiling, {provider.upper()}: {ceiling.shown} req/s ({ceiling.command}; "
                       f"{ceiling.ok_2xx}/{ceiling.requests} 2xx)" + (f" {ceiling.error}" if ceiling.error else ""))
@@ -385,7 +426,9 @@ def main() -> int:
     print(f"Provider clients vs peers, one run (median of {args.repeat} per row)")
     print(context.header)
     print(f"N={args.sends} sends per row; concurrency {' '.join(map(str, args.concurrency))} "
-          "(firebase-admin: batches of 500 via send_each_async, whole batches in flight)")
+          "(firebase-admin: batches of 500 via send_each_async, whole batches in flight); "
+          f"loop {args.loop}; " + (f"clients and h2load on CPU {CLIENT_CPU}, endpoint on CPU {ENDPOINT_CPU}"
+                                   if args.pin else "not pinned"))
     print()
     print(_table(shown, ceilings))
     print()
@@ -411,7 +454,10 @@ def main() -> int:
     print()
     print("Goals (DESIGN.md, Performance 2):")
     for goal in goals:
-        value = f"{goal['value']:,.0f} us" if goal["unit"] == "us" else f"{goal['value']:.2f}x"
+        if goal["value"] is None:
+            value = "not measured: errors in the row (or its peer's)"
+        else:
+            value = f"{goal['value']:,.0f} us" if goal["unit"] == "us" else f"{goal['value']:.2f}x"
         print(f"  {'met    ' if goal['met'] else 'NOT met'}  {goal['goal']:<40} {goal['where']}: {value}")
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -421,6 +467,8 @@ def main() -> int:
         "sends": args.sends,
         "concurrency": args.concurrency,
         "repeat": args.repeat,
+        "loop": args.loop,
+        "pinned": {"clients_cpu": CLIENT_CPU, "endpoint_cpu": ENDPOINT_CPU} if args.pin else None,
         "endpoints": {
             name: {
                 "description": descriptions[name],
