@@ -21,7 +21,6 @@ Clients:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import os
@@ -29,12 +28,17 @@ import ssl
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from pushsvc import models
+from pushsvc.bootstrap import build_providers
+from pushsvc.config import ApnsAppSettings, AppSettings, FcmAppSettings, Settings
+from pushsvc.providers.apns import render_apns
+from pushsvc.providers.base import Delivery, Outcome, Provider
+from pushsvc.providers.fcm import render_fcm
 
 APP_ID = "bench"
 APNS_TOKEN = "ab" * 32
@@ -133,17 +137,10 @@ class PushsvcClient:
         self.platform = platform
         self.notes: list[str] = []
         self._target = target
-        self._provider: Any = None
+        self._provider: Provider | None = None
         self._closers: list[Callable[[], None]] = []
 
     async def open(self) -> None:
-        # Each client process imports only the library it measures.
-        from pushsvc.bootstrap import build_providers
-        from pushsvc.config import ApnsAppSettings, AppSettings, FcmAppSettings, Settings
-        from pushsvc.providers.base import Delivery
-        from pushsvc.providers.apns import render_apns
-        from pushsvc.providers.fcm import render_fcm
-
         t = self._target
         ca = Path(t.ca_file)
         if self.platform == "apns":
@@ -178,8 +175,9 @@ class PushsvcClient:
         self._name_prefix = f"projects/{t.fcm_project_id}/messages/"
 
     async def send(self, count: int) -> list[str | None]:
+        assert self._provider is not None
         result = await self._provider.send(self._delivery)
-        if result.provider_status != 200 or result.outcome.value != "delivered":
+        if result.provider_status != 200 or result.outcome is not Outcome.DELIVERED:
             return [f"{result.provider_status} {result.reason or result.outcome.value}"]
         if not result.provider_message_id:
             return ["200 without a message id"]
@@ -209,6 +207,7 @@ class AioapnsClient:
         self._client: Any = None
 
     async def open(self) -> None:
+        # The peers come with the bench extra; only their own process imports them.
         import aioapns
         import aioapns.connection
 
@@ -220,7 +219,7 @@ class AioapnsClient:
         context = ssl.create_default_context(cafile=t.ca_file)
         # aioapns does not offer ALPN itself; APNs (and the emulator) want h2.
         context.set_alpn_protocols(["h2"])
-        payload = json.loads(_apns_rendered(t)["payload"])
+        payload = json.loads(render_apns(MESSAGE, bundle_id=t.apns_bundle_id).body["payload"])
         self._payload = payload
         self._client = aioapns.APNs(
             key=Path(t.apns_key_file).read_text(),
@@ -250,12 +249,6 @@ class AioapnsClient:
     async def close(self) -> None:
         if self._client is not None:
             self._client.pool.close()
-
-
-def _apns_rendered(target: Target) -> dict[str, Any]:
-    from pushsvc.providers.apns import render_apns
-
-    return dict(render_apns(MESSAGE, bundle_id=target.apns_bundle_id).body)
 
 
 # --- firebase-admin -------------------------------------------------------------
@@ -290,7 +283,7 @@ class FirebaseAdminClient:
         self._messaging = messaging
         self._name_prefix = f"projects/{t.fcm_project_id}/messages/"
         self._prefetch_token_if_needed()
-        fcm_body = _fcm_rendered()
+        fcm_body = render_fcm(MESSAGE).body
         self._message = messaging.Message(
             token=FCM_TOKEN,
             notification=messaging.Notification(title=MESSAGE.title, body=MESSAGE.body),
@@ -340,12 +333,6 @@ class FirebaseAdminClient:
             # inside this loop; close its httpx client here and let the
             # process exit release the rest.
             await self._messaging._get_messaging_service(self._app)._async_client.aclose()
-
-
-def _fcm_rendered() -> dict[str, Any]:
-    from pushsvc.providers.fcm import render_fcm
-
-    return dict(render_fcm(MESSAGE).body)
 
 
 # --- the measurement ------------------------------------------------------------

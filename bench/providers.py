@@ -10,7 +10,7 @@ and the endpoint's h2load ceiling for the same APNs request, measured in the
 same run.
 
 Usage (from the repository root):
-    python -m bench.providers [-n 10000] [-c 100 500] [--endpoints emulator nginx]
+    python -m bench.providers [-n 5000] [-c 100 500] [--endpoints emulator nginx]
                               [--clients pushsvc-apns pushsvc-fcm aioapns firebase-admin]
                               [--repeat 1] [--out bench/results/providers-<UTC>.json]
 
@@ -349,14 +349,15 @@ def _table(rows: list[Row], ceilings: dict[tuple[str, str], h2load.Ceiling]) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", "--sends", type=int, default=10_000, help="measured sends per row (default 10000)")
+    parser.add_argument("-n", "--sends", type=int, default=5_000, help="measured sends per row (default 5000)")
     parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[100],
                         help="requests in flight; several values make several rows (default 100)")
     parser.add_argument("--endpoints", nargs="+", default=list(ENDPOINTS), choices=ENDPOINTS)
     parser.add_argument("--clients", nargs="+", default=list(CLIENTS), choices=list(CLIENTS))
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs per row, alternating clients; the table shows the median run (default 1)")
-    parser.add_argument("--h2load-n", type=int, default=50_000, help="requests for each h2load ceiling")
+    parser.add_argument("--h2load-n", type=int, default=20_000,
+                        help="requests for each h2load ceiling (default 20000)")
     parser.add_argument("--timeout-s", type=float, default=300.0, help="send-phase limit of one client run")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
                         help="event loop of every client process (uvloop must be installed)")
@@ -370,6 +371,7 @@ def main() -> int:
         parser.error("--loop uvloop: uvloop is not installed (pip install uvloop)")
     if args.pin and not {CLIENT_CPU, ENDPOINT_CPU} <= os.sched_getaffinity(0):
         parser.error(f"--pin needs CPUs {CLIENT_CPU} and {ENDPOINT_CPU}")
+    run_started = time.monotonic()
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     out: Path = args.out or RESULTS_DIR / f"providers-{stamp}.json"
 
@@ -480,7 +482,7 @@ def main() -> int:
         "all_runs": [_row_json(row, [r for r in rows if r.repeat == row.repeat]) for row in rows],
         "goals": goals,
     }, indent=2) + "\n")
-    print(f"\nresults written to {out}")
+    print(f"\nresults written to {out} (the run took {time.monotonic() - run_started:.0f} s)")
     return 0
 
 
