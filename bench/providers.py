@@ -37,6 +37,10 @@ from typing import Any
 
 import jwt
 
+if not __package__:
+    # Run as a file, bench/ would be on sys.path instead of the repository root.
+    sys.exit("run it from the repository root as: python -m bench.providers")
+
 from bench import h2load
 from bench.clients import APNS_TOKEN, CLIENTS, FCM_TOKEN, MESSAGE, PEER, PLATFORM, Spec, Target, effective_concurrency
 from bench.machine import REPO, run_context
