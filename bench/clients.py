@@ -27,6 +27,7 @@ import os
 import ssl
 import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -283,8 +284,15 @@ class FirebaseAdminClient:
         self._messaging = messaging
         self._name_prefix = f"projects/{t.fcm_project_id}/messages/"
         self._prefetch_token_if_needed()
+        # `token`, like pushsvc sends; firebase-admin 7.7 deprecates it for `fid`,
+        # which the FCM API also accepts. The message is built once, before the run.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self._message = self._build_message(messaging)
+
+    def _build_message(self, messaging: Any) -> Any:
         fcm_body = render_fcm(MESSAGE).body
-        self._message = messaging.Message(
+        return messaging.Message(
             token=FCM_TOKEN,
             notification=messaging.Notification(title=MESSAGE.title, body=MESSAGE.body),
             data=dict(MESSAGE.data),
