@@ -1,314 +1,503 @@
-"""Provider throughput: ApnsProvider.send and FcmProvider.send against the emulator.
+"""Provider clients against their peers: pushsvc vs aioapns (APNs) and firebase-admin (FCM), in one run.
 
-Starts the emulator in a subprocess (so client and server don't share one
-event loop), then, for each provider, transport (httpx's HTTP/2 stack and
-H2Transport) and concurrency, drives N sends and reports sends/s. When h2load
-is installed it also measures the emulator's own ceiling for the same requests.
+For each endpoint (the pushsvc emulator, and a static nginx HTTP/2 endpoint the
+bench configures and starts on loopback), each client and each concurrency, a
+fresh subprocess (bench/clients.py) sets the client up, warms it up, then
+sends N requests and verifies every answer. The table shows req/s, the
+client's CPU per request (its own process_time() over the send window only),
+the endpoint's CPU per request, the ratio of each pushsvc client to its peer,
+and the endpoint's h2load ceiling for the same APNs request, measured in the
+same run.
 
-Usage:
-    python bench/providers.py [-n 20000] [-c 100 500] [--transports httpx fast]
-                              [--providers apns fcm] [--out results.json]
+Usage (from the repository root):
+    python -m bench.providers [-n 5000] [-c 100 500] [--endpoints emulator nginx]
+                              [--clients pushsvc-apns pushsvc-fcm aioapns firebase-admin]
+                              [--repeat 1] [--out bench/results/providers-<UTC>.json]
 
-Prints one table (machine, concurrency, req/s) and writes the results as JSON.
+Needs the bench extra (`pip install -e '.[bench]'`) and Debian's nginx-light
+and nghttp2-client (h2load).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import dataclasses
+import datetime
+import importlib.util
 import json
 import os
-import platform
-import shutil
-import signal
-import socket
+import resource
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pushsvc import models
-from pushsvc.providers.apns import ApnsProvider, render_apns
-from pushsvc.providers.apns_jwt import ApnsTokenSigner
-from pushsvc.providers.base import Delivery, Outcome, Provider
-from pushsvc.providers.fcm import FcmProvider, render_fcm
-from pushsvc.providers.fcm_auth import FcmAccessTokenSource
-from pushsvc.providers.http_client import make_http_client
+import jwt
 
-APNS_TOKEN = "ab" * 32
-FCM_TOKEN = "bench-device"
-STARTUP_TIMEOUT_S = 30.0
-H2LOAD_TIMEOUT_S = 120.0
+if not __package__:
+    # Run as a file, bench/ would be on sys.path instead of the repository root.
+    sys.exit("run it from the repository root as: python -m bench.providers")
+
+from bench import h2load
+from bench.clients import APNS_TOKEN, CLIENTS, FCM_TOKEN, MESSAGE, PEER, PLATFORM, Spec, Target, effective_concurrency
+from bench.machine import REPO, run_context
+from bench.nginx import NginxEndpoint
+from bench.oauth import fetch_access_token
+
+ENDPOINTS = ("emulator", "nginx")
+RESULTS_DIR = REPO / "bench" / "results"
+CHILD_GRACE_S = 60.0
+"""Allowed for a client process's start-up and warm-up beyond its send timeout."""
+
+CLIENT_CPU, ENDPOINT_CPU = 0, 1
+"""With --pin: the client (and h2load) on CPU 0, the endpoint on CPU 1."""
+
+GOAL_CPU_US = 40.0
+GOAL_NGINX_RATIO = 5.0
+GOAL_EMULATOR_APNS_RATIO = 1.0
 
 
 @dataclasses.dataclass
 class Row:
-    provider: str
+    """One client's measurement at one endpoint and concurrency."""
+
+    endpoint: str
     client: str
+    provider: str
     concurrency: int
+    """Requests in flight (firebase-admin: whole batches of 500)."""
     sends: int
+    ok: int
+    errors: dict[str, int]
     seconds: float
-    delivered: int
     client_cpu_s: float
-    """CPU time of the client process: its cost, independent of other load on the machine."""
+    endpoint_cpu_s: float | None
+    child_total_cpu_s: float
+    """The client process's whole CPU, start-up and warm-up included (rusage of the child)."""
+    warmup_errors: dict[str, int]
+    notes: list[str]
+    repeat: int = 0
 
     @property
-    def rate(self) -> float:
-        return self.sends / self.seconds if self.seconds else 0.0
+    def clean(self) -> bool:
+        """Every request was sent and verified OK."""
+        return self.ok == self.sends and not self.errors and self.seconds > 0
 
     @property
-    def cpu_us_per_send(self) -> float:
+    def error_count(self) -> int:
+        """Requests not verified OK."""
+        return sum(self.errors.values())
+
+    @property
+    def req_per_s(self) -> float:
+        """Verified OK answers per second of the send window."""
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us_per_req(self) -> float:
+        """Client CPU per request sent, µs."""
         return 1e6 * self.client_cpu_s / self.sends if self.sends else 0.0
 
+    @property
+    def endpoint_cpu_us_per_req(self) -> float | None:
+        """Endpoint CPU per request sent, µs."""
+        return 1e6 * self.endpoint_cpu_s / self.sends if self.endpoint_cpu_s is not None and self.sends else None
 
-# --- the emulator subprocess ----------------------------------------------------
+
+# --- endpoints ------------------------------------------------------------------
 
 
-async def _serve(info_file: Path) -> None:
-    """Runs the emulator until SIGTERM; writes URLs and credentials to info_file."""
-    from pushsvc.emulator import Emulator, EmulatorConfig, make_demo_credentials
+@contextlib.contextmanager
+def _emulator() -> Iterator[tuple[Target, str]]:
+    from bench.emulator import EmulatorEndpoint
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    # A small inbox: the benchmark checks outcomes, not what was stored.
-    async with Emulator(EmulatorConfig(inbox_limit=1000)) as emulator:
-        credentials, apns_key, fcm_account = make_demo_credentials(
-            info_file.parent / "credentials", token_uri=emulator.token_uri, ca_pem=emulator.ca_pem
+    with EmulatorEndpoint() as emulator:
+        creds = emulator.credentials
+        assert creds is not None
+        yield (
+            Target(
+                endpoint="emulator",
+                apns_url=emulator.urls["apns_url"],
+                fcm_url=emulator.urls["fcm_url"],
+                token_uri=emulator.urls["token_uri"],
+                ca_file=str(creds.ca_file),
+                apns_key_file=str(creds.apns_key_file),
+                apns_key_id=creds.apns_key_id,
+                apns_team_id=creds.apns_team_id,
+                apns_bundle_id=creds.apns_bundle_id,
+                fcm_service_account_file=str(creds.fcm_service_account_file),
+                fcm_project_id=creds.fcm_project_id,
+                endpoint_pids=(emulator.pid,),
+            ),
+            "pushsvc emulator (one process)",
         )
-        emulator.add_apns_key(apns_key)
-        emulator.add_fcm_account(fcm_account)
-        info = {
-            "apns_url": emulator.apns_url,
-            "apns_sandbox_url": emulator.apns_sandbox_url,
-            "fcm_url": emulator.fcm_url,
-            "ca_file": str(credentials.ca_file),
-            "apns_key_file": str(credentials.apns_key_file),
-            "apns_key_id": credentials.apns_key_id,
-            "apns_team_id": credentials.apns_team_id,
-            "apns_bundle_id": credentials.apns_bundle_id,
-            "fcm_service_account_file": str(credentials.fcm_service_account_file),
-            "fcm_project_id": credentials.fcm_project_id,
-        }
-        partial = info_file.with_suffix(".partial")
-        partial.write_text(json.dumps(info))
-        partial.rename(info_file)
-        await stop.wait()
 
 
-def _start_emulator(workdir: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    info_file = workdir / "emulator.json"
-    process = subprocess.Popen([sys.executable, __file__, "--serve-emulator", str(info_file)])
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while not info_file.exists():
-        if process.poll() is not None:
-            raise RuntimeError(f"emulator exited with {process.returncode}")
-        if time.monotonic() > deadline:
-            process.terminate()
-            raise RuntimeError("emulator did not start in time")
-        time.sleep(0.05)
-    return process, json.loads(info_file.read_text())
+@contextlib.contextmanager
+def _nginx() -> Iterator[tuple[Target, str]]:
+    from pushsvc.emulator.credentials import make_demo_credentials
+
+    with NginxEndpoint() as nginx:
+        # Credentials of the right shape; nginx checks none of them.
+        creds, _, _ = make_demo_credentials(nginx.directory / "credentials", token_uri=nginx.token_uri,
+                                            ca_pem=nginx.ca_pem)
+        yield (
+            Target(
+                endpoint="nginx",
+                apns_url=nginx.base_url,
+                fcm_url=nginx.base_url,
+                token_uri=nginx.token_uri,
+                ca_file=str(nginx.ca_file),
+                apns_key_file=str(creds.apns_key_file),
+                apns_key_id=creds.apns_key_id,
+                apns_team_id=creds.apns_team_id,
+                apns_bundle_id=creds.apns_bundle_id,
+                fcm_service_account_file=str(creds.fcm_service_account_file),
+                fcm_project_id=creds.fcm_project_id,
+                endpoint_pids=tuple(nginx.worker_pids()),
+            ),
+            "nginx-light, 1 worker, static answers",
+        )
 
 
-def _stop_emulator(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
+def _apns_h2load_request(target: Target) -> tuple[str, list[str], bytes]:
+    """The APNs request the clients send, with a JWT the emulator accepts."""
+    from pushsvc.providers.apns import render_apns
 
-
-# --- the client side ------------------------------------------------------------
-
-
-def _providers(info: dict[str, Any], fast: bool) -> dict[str, tuple[Provider, Delivery, Any]]:
-    ca_pem = Path(info["ca_file"]).read_bytes()
-    signer = ApnsTokenSigner(Path(info["apns_key_file"]).read_bytes(), info["apns_key_id"], info["apns_team_id"])
-    apns = ApnsProvider(
-        client=make_http_client(ca_pem=ca_pem, fast=fast),
-        production_url=info["apns_url"],
-        sandbox_url=info["apns_sandbox_url"],
-        signer=signer,
+    rendered = render_apns(MESSAGE, bundle_id=target.apns_bundle_id).body
+    token = jwt.encode(
+        {"iss": target.apns_team_id, "iat": int(time.time())},
+        Path(target.apns_key_file).read_bytes(),
+        algorithm="ES256",
+        headers={"kid": target.apns_key_id},
     )
-    source = FcmAccessTokenSource.from_service_account_file(Path(info["fcm_service_account_file"]), ca_pem=ca_pem)
-    fcm = FcmProvider(
-        client=make_http_client(ca_pem=ca_pem, fast=fast),
-        base_url=info["fcm_url"],
-        project_id=info["fcm_project_id"],
-        token_source=source,
-    )
-    message = models.Message(title="Benchmark", body="Hello from pushsvc", data={"n": "1"})
-    return {
-        "apns": (apns, Delivery(APNS_TOKEN, render_apns(message, bundle_id=info["apns_bundle_id"])), signer),
-        "fcm": (fcm, Delivery(FCM_TOKEN, render_fcm(message)), source),
-    }
+    headers = [f"{name}: {value}" for name, value in rendered["headers"].items()]
+    headers.append(f"authorization: bearer {token}")
+    return f"{target.apns_url}/3/device/{APNS_TOKEN}", headers, rendered["payload"].encode()
 
 
-async def _drive(provider: Provider, delivery: Delivery, sends: int, concurrency: int) -> tuple[float, float, int]:
-    remaining = sends
-    delivered = 0
+def _fcm_h2load_request(target: Target) -> tuple[str, list[str], bytes]:
+    """The FCM request the clients send, with an access token from the endpoint's OAuth route."""
+    from pushsvc.providers.fcm import render_fcm
 
-    async def worker() -> None:
-        nonlocal remaining, delivered
-        while remaining > 0:
-            remaining -= 1
-            result = await provider.send(delivery)
-            delivered += result.outcome is Outcome.DELIVERED
-
-    started, cpu_started = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - started, time.process_time() - cpu_started, delivered
+    token = fetch_access_token(Path(target.fcm_service_account_file), Path(target.ca_file))
+    body = json.dumps({"message": {**render_fcm(MESSAGE).body, "token": FCM_TOKEN}}).encode()
+    headers = [f"authorization: Bearer {token}", "content-type: application/json"]
+    return f"{target.fcm_url}/v1/projects/{target.fcm_project_id}/messages:send", headers, body
 
 
-async def _run_clients(info: dict[str, Any], args: argparse.Namespace) -> list[Row]:
-    rows: list[Row] = []
-    for client in args.transports:
-        providers = _providers(info, fast=client == "fast")
-        try:
-            for name in args.providers:
-                provider, delivery, _ = providers[name]
-                # Warm up: connection, JWT / access token, the raised stream limit.
-                await _drive(provider, delivery, min(500, args.sends), 50)
-                for concurrency in args.concurrency:
-                    seconds, cpu_s, delivered = await _drive(provider, delivery, args.sends, concurrency)
-                    row = Row(name, client, concurrency, args.sends, seconds, delivered, cpu_s)
-                    print(
-                        f"  {name:5} {client:6} c={concurrency:<5} {row.rate:9,.0f} req/s "
-                        f"{row.cpu_us_per_send:6,.0f} us CPU/send  ({delivered}/{args.sends} delivered)"
-                    )
-                    rows.append(row)
-        finally:
-            for provider, _, credential in providers.values():
-                await provider.aclose()
-                if isinstance(credential, FcmAccessTokenSource):
-                    credential.close()
-    return rows
+# --- running one client ---------------------------------------------------------
 
 
-async def _h2load_inputs(info: dict[str, Any]) -> dict[str, tuple[str, list[str], bytes]]:
-    ca_pem = Path(info["ca_file"]).read_bytes()
-    signer = ApnsTokenSigner(Path(info["apns_key_file"]).read_bytes(), info["apns_key_id"], info["apns_team_id"])
-    source = FcmAccessTokenSource.from_service_account_file(Path(info["fcm_service_account_file"]), ca_pem=ca_pem)
-    access_token = await source.access_token()
-    source.close()
-    message = models.Message(title="Benchmark", body="Hello from pushsvc", data={"n": "1"})
-    apns_rendered = render_apns(message, bundle_id=info["apns_bundle_id"])
-    apns_headers = [f"{k}: {v}" for k, v in apns_rendered.body["headers"].items()]
-    apns_headers.append(f"authorization: {signer.authorization()}")
-    fcm_body = json.dumps({"message": {**render_fcm(message).body, "token": FCM_TOKEN}}).encode()
-    return {
-        "apns": (f"{info['apns_url']}/3/device/{APNS_TOKEN}", apns_headers, apns_rendered.body["payload"].encode()),
-        "fcm": (
-            f"{info['fcm_url']}/v1/projects/{info['fcm_project_id']}/messages:send",
-            [f"authorization: Bearer {access_token}", "content-type: application/json"],
-            fcm_body,
-        ),
-    }
+def _child_env(client: str, target: Target) -> dict[str, str]:
+    env = dict(os.environ)
+    if client == "firebase-admin":
+        # TLS trust for firebase-admin's httpx client and google-auth's requests.
+        env["SSL_CERT_FILE"] = target.ca_file
+        env["REQUESTS_CA_BUNDLE"] = target.ca_file
+    return env
 
 
-def _h2load(url: str, headers: list[str], body: bytes, sends: int, concurrency: int, workdir: Path) -> float | None:
-    body_file = workdir / "h2load-body"
-    body_file.write_bytes(body)
-    command = ["h2load", "-n", str(sends), "-c", "1", "-m", str(min(concurrency, 1000)), "-d", str(body_file)]
-    for header in headers:
-        command += ["-H", header]
-    command.append(url)
+def _run_client(client: str, target: Target, args: argparse.Namespace, concurrency: int) -> Row:
+    timeout_s = args.timeout_s
+    spec = Spec(client=client, target=target, sends=args.sends, concurrency=concurrency, timeout_s=timeout_s,
+                loop=args.loop, cpu=CLIENT_CPU if args.pin else None)
+    sends = args.sends
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        output = subprocess.run(command, capture_output=True, text=True, timeout=H2LOAD_TIMEOUT_S, check=False).stdout
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.clients", spec.to_json()],
+            cwd=REPO,
+            env=_child_env(client, target),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s + CHILD_GRACE_S,
+            check=False,
+        )
+        output, failure, detail = done.stdout, "", done.stderr[-1500:]
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            failure = f"exit {done.returncode}: {last[:200]}"
     except subprocess.TimeoutExpired:
+        output, failure, detail = "", f"the client process did not finish within {timeout_s + CHILD_GRACE_S:.0f} s", ""
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    effective = effective_concurrency(client, concurrency)
+    lines = output.strip().splitlines()
+    if failure or not lines:
+        # A client that could not run is a row with every request an error, never a missing row.
+        reason = failure or "no result printed"
+        print(f"    {client} failed: {reason}\n{detail}", file=sys.stderr)
+        return Row(target.endpoint, client, PLATFORM[client], effective, sends, 0, {reason: sends},
+                   0.0, 0.0, None, child_cpu, {}, [f"{client} on {target.endpoint} failed: {reason}"])
+    result: dict[str, Any] = json.loads(lines[-1])
+    return Row(
+        endpoint=target.endpoint,
+        client=client,
+        provider=PLATFORM[client],
+        concurrency=effective,
+        sends=result["sends"],
+        ok=result["ok"],
+        errors=result["errors"],
+        seconds=result["seconds"],
+        client_cpu_s=result["client_cpu_s"],
+        endpoint_cpu_s=result["endpoint_cpu_s"],
+        child_total_cpu_s=child_cpu,
+        warmup_errors=result["warmup_errors"],
+        notes=result["notes"],
+    )
+
+
+# --- the run ----------------------------------------------------------------------
+
+
+def _median_rows(rows: list[Row]) -> list[Row]:
+    """Per (endpoint, client, concurrency): the run with the median req/s."""
+    groups: dict[tuple[str, str, int], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.endpoint, row.client, row.concurrency), []).append(row)
+    chosen = []
+    for group in groups.values():
+        ordered = sorted(group, key=lambda r: r.req_per_s)
+        chosen.append(ordered[(len(ordered) - 1) // 2])
+    return chosen
+
+
+def _peer_row(rows: list[Row], row: Row) -> Row | None:
+    peer = PEER.get(row.client)
+    if peer is None:
         return None
-    for line in output.splitlines():
-        if line.startswith("finished in"):
-            # "finished in 1.23s, 16260.16 req/s, ..."
-            return float(line.split(",")[1].split()[0])
+    wanted = effective_concurrency(peer, row.concurrency)
+    for other in rows:
+        if other.endpoint == row.endpoint and other.client == peer and other.concurrency == wanted:
+            return other
     return None
 
 
-def _machine() -> dict[str, Any]:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version()}
+def _ratio(rows: list[Row], row: Row) -> float | None:
+    peer = _peer_row(rows, row)
+    if peer is None or not peer.req_per_s:
+        return None
+    return row.req_per_s / peer.req_per_s
 
 
-def _free_ports_are_loopback() -> None:
-    # The emulator binds 127.0.0.1 only; fail early if loopback is unusable.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+def _goals(rows: list[Row]) -> list[dict[str, Any]]:
+    """DESIGN.md "Performance" 2, checked against this run's rows.
+
+    A row with errors (or its peer's, for a ratio) meets no goal: its figures
+    are not those of a client that did the job.
+    """
+    goals: list[dict[str, Any]] = []
+
+    def add(goal: str, where: str, value: float | None, unit: str, met: bool) -> None:
+        goals.append({"goal": goal, "where": where, "value": value, "unit": unit, "met": value is not None and met})
+
+    for row in rows:
+        if not row.client.startswith("pushsvc-"):
+            continue
+        where = f"{row.endpoint} c={row.concurrency} {row.client}"
+        cpu = row.cpu_us_per_req if row.clean else None
+        add(f"client CPU per request <= {GOAL_CPU_US:.0f} us", where, cpu, "us", cpu is not None and cpu <= GOAL_CPU_US)
+        peer = _peer_row(rows, row)
+        if peer is None:
+            continue
+        if row.endpoint == "nginx":
+            target = GOAL_NGINX_RATIO
+        elif row.endpoint == "emulator" and row.provider == "apns":
+            target = GOAL_EMULATOR_APNS_RATIO
+        else:
+            continue
+        ratio = _ratio(rows, row) if row.clean and peer.clean else None
+        add(f"req/s >= {target:g}x {peer.client} ({row.endpoint})", where, ratio, "x",
+            ratio is not None and ratio >= target)
+    return goals
+
+
+def _fmt(value: float | None, spec: str = ",.0f", missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def _table(rows: list[Row], ceilings: dict[tuple[str, str], h2load.Ceiling]) -> str:
+    columns = ["endpoint", "client", "provider", "conc", "sends", "ok", "errors", "req/s", "CPU us/req",
+               "endpoint us/req", "vs peer", "ceiling req/s"]
+    body = []
+    for row in rows:
+        ratio = _ratio(rows, row)
+        body.append([
+            row.endpoint, row.client, row.provider.upper(), str(row.concurrency), str(row.sends), str(row.ok),
+            str(row.error_count),
+            _fmt(row.req_per_s if row.seconds else None),
+            _fmt(row.cpu_us_per_req if row.seconds else None),
+            _fmt(row.endpoint_cpu_us_per_req),
+            "-" if ratio is None else f"{ratio:.2f}x",
+            ceilings[(row.endpoint, row.provider)].shown if (row.endpoint, row.provider) in ceilings else "n/a",
+        ])
+    widths = [max(len(c), *(len(r[i]) for r in body)) if body else len(c) for i, c in enumerate(columns)]
+    left = {0, 1, 2}
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    out = [line(columns), line(["-" * w for w in widths])]
+    previous = None
+    for row, cells in zip(rows, body):
+        if previous is not None and row.endpoint != previous:
+            out.append("")
+        previous = row.endpoint
+        out.append(line(cells))
+    return "\n".join(out)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", "--sends", type=int, default=20_000, help="sends per measurement")
-    parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[100, 500])
-    parser.add_argument("--transports", nargs="+", default=["httpx", "fast"], choices=["httpx", "fast"])
-    parser.add_argument("--providers", nargs="+", default=["apns", "fcm"], choices=["apns", "fcm"])
-    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pushsvc-bench-providers.json")
-    parser.add_argument("--serve-emulator", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("-n", "--sends", type=int, default=5_000, help="measured sends per row (default 5000)")
+    parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[100],
+                        help="requests in flight; several values make several rows (default 100)")
+    parser.add_argument("--endpoints", nargs="+", default=list(ENDPOINTS), choices=ENDPOINTS)
+    parser.add_argument("--clients", nargs="+", default=list(CLIENTS), choices=list(CLIENTS))
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per row, alternating clients; the table shows the median run (default 1)")
+    parser.add_argument("--h2load-n", type=int, default=20_000,
+                        help="requests for each h2load ceiling (default 20000)")
+    parser.add_argument("--timeout-s", type=float, default=300.0, help="send-phase limit of one client run")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
+                        help="event loop of every client process (uvloop must be installed)")
+    parser.add_argument("--pin", action="store_true",
+                        help=f"pin clients and h2load to CPU {CLIENT_CPU}, the endpoint to CPU {ENDPOINT_CPU}")
+    parser.add_argument("--out", type=Path, help="JSON results (default bench/results/providers-<UTC>.json)")
     args = parser.parse_args()
-    if args.serve_emulator:
-        asyncio.run(_serve(args.serve_emulator))
-        return 0
+    if args.sends < 1 or args.repeat < 1 or min(args.concurrency) < 1:
+        parser.error("-n, -c and --repeat must be positive")
+    if args.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        parser.error("--loop uvloop: uvloop is not installed (pip install uvloop)")
+    if args.pin and not {CLIENT_CPU, ENDPOINT_CPU} <= os.sched_getaffinity(0):
+        parser.error(f"--pin needs CPUs {CLIENT_CPU} and {ENDPOINT_CPU}")
+    run_started = time.monotonic()
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out: Path = args.out or RESULTS_DIR / f"providers-{stamp}.json"
 
-    _free_ports_are_loopback()
-    machine = _machine()
-    print(f"machine: {machine['nproc']} x {machine['cpu']}, Python {machine['python']}")
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        process, info = _start_emulator(workdir)
-        try:
-            rows = asyncio.run(_run_clients(info, args))
-            ceilings: dict[str, float | None] = {}
-            if shutil.which("h2load"):
-                inputs = asyncio.run(_h2load_inputs(info))
-                for name in args.providers:
-                    url, headers, body = inputs[name]
-                    ceilings[name] = _h2load(url, headers, body, args.sends, max(args.concurrency), workdir)
-        finally:
-            _stop_emulator(process)
+    context = run_context(
+        ("pushsvc", "aioapns", "firebase-admin", "httpx", "h2", "google-auth"),
+        {"nginx": ["/usr/sbin/nginx", "-v"], "h2load": ["h2load", "--version"]},
+    )
+    print(context.header)
+    print(f"N={args.sends} per row, concurrency {' '.join(map(str, args.concurrency))}, repeat {args.repeat}; "
+          f"endpoints {' '.join(args.endpoints)}; loop {args.loop}; "
+          + (f"pinned: clients CPU {CLIENT_CPU}, endpoint CPU {ENDPOINT_CPU}" if args.pin else "not pinned"))
+
+    rows: list[Row] = []
+    ceilings: dict[tuple[str, str], h2load.Ceiling] = {}
+    descriptions: dict[str, str] = {}
+    for endpoint in args.endpoints:
+        with (_emulator() if endpoint == "emulator" else _nginx()) as (target, description):
+            descriptions[endpoint] = description
+            if args.pin:
+                for pid in target.endpoint_pids:
+                    os.sched_setaffinity(pid, {ENDPOINT_CPU})
+            print(f"\n{endpoint}: {target.apns_url} ({description})")
+            for repeat in range(args.repeat):
+                measured: set[tuple[str, int]] = set()
+                for concurrency in args.concurrency:
+                    # Alternate clients within each repeat so drift in machine load hits all of them alike.
+                    order = args.clients if repeat % 2 == 0 else list(reversed(args.clients))
+                    for client in order:
+                        # firebase-admin at c=100 and c=500 is the same run: one batch of 500 in flight.
+                        if (client, effective_concurrency(client, concurrency)) in measured:
+                            continue
+                        measured.add((client, effective_concurrency(client, concurrency)))
+                        row = _run_client(client, target, args, concurrency)
+                        row.repeat = repeat
+                        rows.append(row)
+                        print(f"  {client:15} c={row.concurrency:<5} {row.req_per_s:>9,.0f} req/s "
+                              f"{row.cpu_us_per_req:>7,.0f} us CPU/req  {row.ok}/{row.sends} ok"
+                              + (f"  errors: {row.errors}" if row.errors else ""))
+            for provider in sorted({PLATFORM[client] for client in args.clients}):
+                request = _apns_h2load_request if provider == "apns" else _fcm_h2load_request
+                url, headers, body = request(target)
+                ceiling = h2load.measure(url, headers, body, requests=args.h2load_n,
+                                         cpu=CLIENT_CPU if args.pin else None)
+                ceilings[(endpoint, provider)] = ceiling
+                print(f"  h2load ceiling, {provider.upper()}: {ceiling.shown} req/s ({ceiling.command}; "
+                      f"{ceiling.ok_2xx}/{ceiling.requests} 2xx)" + (f" {ceiling.error}" if ceiling.error else ""))
+
+    shown = _median_rows(rows)
+    order = {name: i for i, name in enumerate(CLIENTS)}
+    shown.sort(key=lambda r: (args.endpoints.index(r.endpoint), r.provider, r.concurrency, order[r.client]))
+    goals = _goals(shown)
 
     print()
-    print(f"Provider send throughput ({args.sends} sends per row; emulator in a separate process)")
-    print(f"machine: nproc={machine['nproc']}, CPU {machine['cpu']}")
-    print(f"{'provider':8} {'client':7} {'concurrency':>11} {'req/s':>9} {'client CPU/send':>16} {'delivered':>10}")
-    for row in rows:
-        print(
-            f"{row.provider:8} {row.client:7} {row.concurrency:>11} {row.rate:>9,.0f} "
-            f"{row.cpu_us_per_send:>13,.0f} us {row.delivered:>10}"
-        )
-    for name, ceiling in ceilings.items():
-        shown = f"{ceiling:,.0f}" if ceiling is not None else "n/a"
-        print(f"{name:8} {'h2load':7} {max(args.concurrency):>11} {shown:>9}   (emulator ceiling, -c 1 -m {min(max(args.concurrency), 1000)})")
-    if not ceilings:
-        print("h2load not found: emulator ceiling not measured")
+    print(f"Provider clients vs peers, one run (median of {args.repeat} per row)")
+    print(context.header)
+    print(f"N={args.sends} sends per row; concurrency {' '.join(map(str, args.concurrency))} "
+          "(firebase-admin: batches of 500 via send_each_async, whole batches in flight); "
+          f"loop {args.loop}; " + (f"clients and h2load on CPU {CLIENT_CPU}, endpoint on CPU {ENDPOINT_CPU}"
+                                   if args.pin else "not pinned"))
+    print()
+    print(_table(shown, ceilings))
+    print()
+    print("CPU us/req: the client process's own CPU (all threads) over the send window, per request sent.")
+    print("endpoint us/req: the endpoint's CPU over the same window (emulator process; nginx worker).")
+    print("vs peer: pushsvc req/s / the peer's req/s at the same endpoint and concurrency "
+          "(aioapns for APNs, firebase-admin for FCM).")
+    for (endpoint, provider), ceiling in ceilings.items():
+        note = f"; {ceiling.error}" if ceiling.error else ""
+        partial = "" if ceiling.ok_2xx == ceiling.requests else f"; only {ceiling.ok_2xx} of {ceiling.requests} got 2xx (!)"
+        credential = "a bearer JWT" if provider == "apns" else "an OAuth access token"
+        print(f"ceiling ({endpoint}, {provider.upper()}): {ceiling.command}, the clients' {provider.upper()} request "
+              f"with {credential}{partial}{note}")
+    for row in shown:
+        if row.errors:
+            print(f"errors ({row.endpoint} {row.client} c={row.concurrency}): "
+                  + ", ".join(f"{n} x {reason}" for reason, n in row.errors.items()))
+        if row.warmup_errors:
+            print(f"warm-up errors ({row.endpoint} {row.client}): "
+                  + ", ".join(f"{n} x {reason}" for reason, n in row.warmup_errors.items()))
+    for note in sorted({note for row in rows for note in row.notes}):
+        print(f"note: {note}")
+    print()
+    print("Goals (DESIGN.md, Performance 2):")
+    for goal in goals:
+        if goal["value"] is None:
+            value = "not measured: errors in the row (or its peer's)"
+        else:
+            value = f"{goal['value']:,.0f} us" if goal["unit"] == "us" else f"{goal['value']:.2f}x"
+        print(f"  {'met    ' if goal['met'] else 'NOT met'}  {goal['goal']:<40} {goal['where']}: {value}")
 
-    args.out.write_text(
-        json.dumps(
-            {
-                "machine": machine,
-                "sends": args.sends,
-                "rows": [
-                    dataclasses.asdict(row) | {"req_per_s": row.rate, "client_cpu_us_per_send": row.cpu_us_per_send}
-                    for row in rows
-                ],
-                "h2load_ceiling": ceilings,
-                "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            },
-            indent=2,
-        )
-    )
-    print(f"results written to {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "benchmark": "providers",
+        "context": dataclasses.asdict(context),
+        "sends": args.sends,
+        "concurrency": args.concurrency,
+        "repeat": args.repeat,
+        "loop": args.loop,
+        "pinned": {"clients_cpu": CLIENT_CPU, "endpoint_cpu": ENDPOINT_CPU} if args.pin else None,
+        "endpoints": {
+            name: {
+                "description": descriptions[name],
+                "ceilings": {p: dataclasses.asdict(c) for (e, p), c in ceilings.items() if e == name},
+            }
+            for name in descriptions
+        },
+        "rows": [_row_json(row, shown) for row in shown],
+        "all_runs": [_row_json(row, [r for r in rows if r.repeat == row.repeat]) for row in rows],
+        "goals": goals,
+    }, indent=2) + "\n")
+    print(f"\nresults written to {out} (the run took {time.monotonic() - run_started:.0f} s)")
     return 0
+
+
+def _row_json(row: Row, rows: list[Row]) -> dict[str, Any]:
+    return dataclasses.asdict(row) | {
+        "errors_total": row.error_count,
+        "req_per_s": row.req_per_s,
+        "client_cpu_us_per_req": row.cpu_us_per_req,
+        "endpoint_cpu_us_per_req": row.endpoint_cpu_us_per_req,
+        "ratio_vs_peer": _ratio(rows, row) if row.client.startswith("pushsvc-") else None,
+    }
 
 
 if __name__ == "__main__":

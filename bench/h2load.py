@@ -1,0 +1,88 @@
+"""An endpoint's ceiling: h2load (Debian `nghttp2-client`) sending the same request the clients send."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+TIMEOUT_S = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Ceiling:
+    """What h2load reached, and how it was asked."""
+
+    req_per_s: float | None
+    """None when h2load is missing, failed or timed out."""
+    requests: int
+    ok_2xx: int
+    failed: int
+    command: str
+    """The h2load options (without headers or URL), for the table's footnote."""
+    error: str = ""
+
+    @property
+    def shown(self) -> str:
+        """The figure for a table cell."""
+        if self.req_per_s is None:
+            return "n/a"
+        suffix = "" if self.ok_2xx == self.requests else "!"
+        return f"{self.req_per_s:,.0f}{suffix}"
+
+
+def available() -> bool:
+    """Whether h2load is installed."""
+    return shutil.which("h2load") is not None
+
+
+def measure(
+    url: str,
+    headers: Sequence[str],
+    body: bytes,
+    *,
+    requests: int = 50_000,
+    connections: int = 4,
+    streams: int = 100,
+    timeout_s: float = TIMEOUT_S,
+    cpu: int | None = None,
+) -> Ceiling:
+    """POSTs `body` to `url` with `headers` ("name: value"), `requests` times."""
+    options = ["-n", str(requests), "-c", str(connections), "-m", str(streams)]
+    shown = "h2load " + " ".join(options)
+    if not available():
+        return Ceiling(None, requests, 0, 0, shown, "h2load not installed (apt-get install nghttp2-client)")
+    with tempfile.NamedTemporaryFile(prefix="pushsvc-bench-h2load-", suffix=".json") as body_file:
+        Path(body_file.name).write_bytes(body)
+        command = ["h2load", *options, "-d", body_file.name]
+        for header in headers:
+            command += ["-H", header]
+        command.append(url)
+        try:
+            output = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+                preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu}),
+            ).stdout
+        except subprocess.TimeoutExpired:
+            return Ceiling(None, requests, 0, 0, shown, f"timed out after {timeout_s:.0f} s")
+    rate = re.search(r"^finished in [^,]+, ([\d.]+) req/s", output, re.M)
+    status = re.search(r"^status codes: (\d+) 2xx", output, re.M)
+    failed = re.search(r"^requests: .*?(\d+) failed", output, re.M)
+    if rate is None:
+        return Ceiling(None, requests, 0, 0, shown, output.strip()[-500:])
+    return Ceiling(
+        float(rate.group(1)),
+        requests,
+        int(status.group(1)) if status else 0,
+        int(failed.group(1)) if failed else 0,
+        shown,
+    )
