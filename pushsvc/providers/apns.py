@@ -290,7 +290,10 @@ class ApnsProvider:
         headers = [*static_headers, "apns-id: " + apns_id]
         if delivery.expires_at is not None:
             headers.append(f"apns-expiration: {max(0, int(delivery.expires_at.timestamp()))}")
-        url = self._urls[delivery.apns_environment] + urllib.parse.quote(delivery.token, safe="")
+        token = delivery.token
+        # Registered APNs tokens are hex; only a stateless send may need escaping.
+        path_token = token if token.isascii() and token.isalnum() else urllib.parse.quote(token, safe="")
+        url = self._urls[delivery.apns_environment] + path_token
 
         async def send(authorization: str | None) -> base.ProviderResult:
             lines = headers if authorization is None else [*headers, "authorization: " + authorization]
@@ -298,13 +301,16 @@ class ApnsProvider:
                 response = await self._transport.post(url, lines, payload)
             except TransportError as exc:
                 return failures.transport_failure(exc)
+            if response.status == 200:
+                message_id = response.header("apns-id") or apns_id
+                return base.ProviderResult(base.Outcome.DELIVERED, 200, provider_message_id=message_id)
             return classify_apns_response(
                 response.status, response.body, response.headers, now=self._clock.time(), apns_id=apns_id
             )
 
         return await credentials.send_authorized(send, self._authorize, self._reject)
 
-    async def _authorize(self) -> str | None:
+    def _authorize(self) -> str | None:
         return self._signer.authorization() if self._signer is not None else None
 
     def _reject(self, authorization: str) -> None:

@@ -103,8 +103,13 @@ class ApnsTokenSigner:
         Mints a token only when there is none or the current one is at least
         `refresh_after_s` old.
         """
+        now = self._clock()
+        header = self._header
+        if header and -60 <= now - self._issued_at < self._refresh_after_s:
+            # The common case, without the lock: a header and its iat are
+            # replaced together under it, and either pair is a valid token.
+            return header
         with self._lock:
-            now = self._clock()
             age = now - self._issued_at
             # A clock that jumped backwards past iat would make APNs see a token
             # from the future; treat it like an expired one.

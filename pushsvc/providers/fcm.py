@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import google.auth.exceptions
@@ -303,7 +303,11 @@ class FcmProvider:
 
         return await credentials.send_authorized(send, self._authorize, self._reject)
 
-    async def _authorize(self) -> str:
+    def _authorize(self) -> str | Awaitable[str]:
+        cached = self._token_source.cached()
+        return cached if cached is not None else self._fetch()
+
+    async def _fetch(self) -> str:
         try:
             return await self._token_source.access_token()
         except google.auth.exceptions.RefreshError as exc:

@@ -195,6 +195,10 @@ class FcmAccessTokenSource:
         """How many tokens have been fetched; lets tests assert caching."""
         return self._refresh_count
 
+    def cached(self) -> str | None:
+        """The current access token if it is still fresh, else None (no I/O, no await)."""
+        return self._token if self._fresh() else None
+
     async def access_token(self) -> str:
         """Returns a valid access token, fetching one only when needed.
 

@@ -142,6 +142,18 @@ class Response:
     body: bytes
     _headers: dict[str, str] | None = None
 
+    def header(self, name: str) -> str | None:
+        """One header's value by lower-case name, without parsing the rest (the hot path's one lookup)."""
+        if self._headers is not None:
+            return self._headers.get(name)
+        prefix = name.encode("latin-1") + b":"
+        size = len(prefix)
+        found = None
+        for line in self.raw_headers:
+            if line[:size].lower() == prefix:
+                found = line[size:].strip().decode("latin-1")
+        return found
+
     @property
     def headers(self) -> dict[str, str]:
         """Response headers by lower-case name (the last value wins); parsed on first use."""
@@ -241,6 +253,8 @@ class Http2Transport:
         self._fds: dict[int, int] = {}
         """libcurl's wanted events per socket (POLL_IN/OUT/INOUT)."""
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_now = False
+        """The pending timer is an immediate one (call_soon)."""
         self._primed: set[str] = set()
         """Origins (scheme://host:port) that have answered a request on the current connection."""
         self._probes: dict[str, asyncio.Future[None]] = {}
@@ -423,18 +437,24 @@ class Http2Transport:
             self._loop.remove_writer(fd)
 
     def _on_timer(self, timeout_ms: int) -> None:
+        if timeout_ms == 0 and self._timer_now:
+            # Every request added asks for an immediate run; one per tick serves them all.
+            return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+            self._timer_now = False
         if timeout_ms < 0 or self._loop is None:
             return
         if timeout_ms == 0:
             self._timer = self._loop.call_soon(self._on_timeout)  # type: ignore[assignment]
+            self._timer_now = True
         else:
             self._timer = self._loop.call_later(timeout_ms / 1000, self._on_timeout)
 
     def _on_timeout(self) -> None:
         self._timer = None
+        self._timer_now = False
         self._drive(pycurl.SOCKET_TIMEOUT, 0)
 
     def _on_ready(self, fd: int, event: int) -> None:
@@ -486,10 +506,8 @@ class Http2Transport:
         if self._multi is not None:
             self._multi.remove_handle(handle)
         if reuse and not self._closed and len(self._free) < self._max_streams * self._connections_per_origin:
-            # Drop the per-request references (body, callbacks) before parking it.
-            handle.setopt(pycurl.POSTFIELDS, b"")
-            handle.unsetopt(pycurl.WRITEFUNCTION)
-            handle.unsetopt(pycurl.HEADERFUNCTION)
+            # The next request replaces the body and callbacks; until then the
+            # parked handle keeps the last ones (bounded by the pool's size).
             self._free.append(handle)
         else:
             handle.close()
