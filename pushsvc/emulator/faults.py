@@ -6,7 +6,7 @@ import dataclasses
 import random
 from typing import Any
 
-from .http2 import Connection
+from .site import ClientConnection
 
 # JSON debug data of the GOAWAY sent by ``goaway_after`` (Apple puts a JSON
 # object with a ``reason`` key there, protocols.md A.11).
@@ -77,7 +77,7 @@ class FaultPlan:
 NO_FAULTS = FaultPlan()
 
 
-def plan_faults(faults: Faults, connection: Connection, rng: random.Random) -> FaultPlan:
+def plan_faults(faults: Faults, connection: ClientConnection, rng: random.Random) -> FaultPlan:
     """Count a send request on ``connection`` and decide its faults."""
     connection.send_requests += 1
     count = connection.send_requests
