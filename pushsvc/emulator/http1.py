@@ -170,7 +170,7 @@ class Http1Connection(asyncio.Protocol):
             bytearray(),
         )
         if self._h11.they_are_waiting_for_100_continue:
-            self._write(self._h11.send(h11.InformationalResponse(status_code=100, headers=[])))
+            self._write(self._h11.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")))
 
     def _dispatch(self) -> None:
         incoming = self._incoming

@@ -20,8 +20,9 @@ HTTP/2 too (the client is expected to open with the connection preface, as
 aioapns does: it never sets ALPN) unless the server was built with
 ``http1=True``, in which case it, like one that selected ``http/1.1``, speaks
 HTTP/1.1 (:mod:`.http1`). A client that sends anything but the preface on an
-HTTP/2 connection gets ``GOAWAY(PROTOCOL_ERROR)`` and the socket is closed,
-as from any HTTP/2-only server.
+HTTP/2 connection (an HTTP/1.1 request, say) has the socket closed after the
+server's SETTINGS, as by any HTTP/2-only server: RFC 9113 §3.4 makes an
+invalid preface a connection error for which the GOAWAY may be omitted.
 
 Concurrency limit: h2 treats a HEADERS frame beyond the advertised
 ``MAX_CONCURRENT_STREAMS`` as a connection error (``TooManyStreamsError``,
