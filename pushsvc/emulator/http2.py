@@ -52,6 +52,8 @@ from hyperframe.frame import GoAwayFrame
 from .http1 import Http1Connection
 from .site import Request, Response, Site
 
+# Request, Response and Site live in .site since HTTP/1.1 shares them; they
+# stay importable from here, where they used to be defined.
 __all__ = ["Connection", "Http2Server", "Request", "Response", "Site"]
 
 _log = logging.getLogger(__name__)
