@@ -1,4 +1,4 @@
-"""Local APNs, FCM and Google OAuth emulator over TLS + HTTP/2.
+"""Local APNs, FCM and Google OAuth emulator over TLS (HTTP/2; HTTP/1.1 too for FCM and OAuth).
 
 Faithful to ``reference/protocols.md``: real status codes, reason strings,
 headers and bodies. See the module docstrings of :mod:`.apns`, :mod:`.fcm`,

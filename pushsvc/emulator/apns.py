@@ -76,7 +76,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from .config import ApnsKey
 from .control import ControlApi
 from .faults import GOAWAY_DEBUG, Faults, plan_faults
-from .http2 import Connection, Request, Response
+from .site import ClientConnection, Request, Response
 from .inbox import Inbox, InboxEntry
 from .stats import Stats
 
@@ -223,7 +223,7 @@ class ApnsService:
         self._keys[key.key_id] = _LoadedKey(key, public_key)
         self._verified.clear()
 
-    def connection_made(self, connection: Connection, environment: str) -> dict[int, int]:
+    def connection_made(self, connection: ClientConnection, environment: str) -> dict[int, int]:
         """Set up per-connection state and return the initial SETTINGS."""
         state = ApnsConnectionState(environment)
         if connection.peer_cert:
@@ -310,7 +310,7 @@ class ApnsService:
         return Response.json(reject.status, body, [NeverIndexedHeaderTuple("apns-id", apns_id)])
 
     def _authenticate(
-        self, connection: Connection, state: ApnsConnectionState, authorization: str | None
+        self, connection: ClientConnection, state: ApnsConnectionState, authorization: str | None
     ) -> tuple[str, ...]:
         """Check the provider token; return the bundle ids it may push to."""
         if state.cert_bundle_id is not None:
@@ -455,12 +455,12 @@ class ApnsSite:
         self._control = control
         self._environment = environment
 
-    def connection_made(self, connection: Connection) -> dict[int, int]:
-        """See :meth:`pushsvc.emulator.http2.Site.connection_made`."""
+    def connection_made(self, connection: ClientConnection) -> dict[int, int]:
+        """See :meth:`pushsvc.emulator.site.Site.connection_made`."""
         return self._service.connection_made(connection, self._environment)
 
     def handle(self, request: Request) -> Response | None:
-        """See :meth:`pushsvc.emulator.http2.Site.handle`."""
+        """See :meth:`pushsvc.emulator.site.Site.handle`."""
         if request.path.startswith(ControlApi.PREFIX):
             return self._control.handle(request)
         return self._service.handle(request)

@@ -15,7 +15,8 @@ from .emulator import Emulator
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pushsvc emulator",
-        description="Local fake APNs, FCM and Google OAuth servers (TLS + HTTP/2).",
+        description="Local fake APNs, FCM and Google OAuth servers "
+        "(TLS; HTTP/2, and HTTP/1.1 for FCM and OAuth).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--apns-port", type=int, default=2197, help="APNs production port")
@@ -70,8 +71,8 @@ async def _run(args: argparse.Namespace) -> None:
                 f"bundle id {credentials.apns_bundle_id})",
                 f"  FCM account       {credentials.fcm_service_account_file} "
                 f"(project {credentials.fcm_project_id})",
-                f"  inbox             curl --http2 --cacert {credentials.ca_file} "
-                f"{emulator.apns_url}/_emulator/inbox",
+                f"  inbox             curl --cacert {credentials.ca_file} "
+                f"{emulator.fcm_url}/_emulator/inbox",
                 f"  manifest          {args.state_dir / MANIFEST}  (used by `pushsvc deliver`)",
             ]
             print("\n".join(lines), flush=True)

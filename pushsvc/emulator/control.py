@@ -16,7 +16,7 @@ import json
 import urllib.parse
 
 from .faults import Faults
-from .http2 import Request, Response
+from .site import Request, Response
 from .inbox import Inbox
 from .stats import Stats
 

@@ -20,12 +20,15 @@ from .tls import ServerTls
 
 
 class Emulator:
-    """Local fake push providers over TLS + HTTP/2.
+    """Local fake push providers over TLS.
 
     Three ports: APNs production (:attr:`apns_url`), APNs sandbox
     (:attr:`apns_sandbox_url`) and FCM with the OAuth token endpoint
     (:attr:`fcm_url`, :attr:`token_uri`). Every port also serves the
-    ``/_emulator/`` control endpoints. Certificates come from a CA generated
+    ``/_emulator/`` control endpoints. The APNs ports speak HTTP/2 only, with
+    ALPN ``h2`` or with no ALPN (a client offering only ``http/1.1`` gets no
+    ALPN and must then open with the HTTP/2 preface). The FCM port speaks
+    HTTP/2 with ALPN ``h2`` and HTTP/1.1 with ALPN ``http/1.1`` or none. Certificates come from a CA generated
     per instance (:attr:`ca_pem`).
 
     Example::
@@ -70,9 +73,12 @@ class Emulator:
         apns_context = self._tls.server_context(client_ca_pem=config.apns_client_ca_pem)
         self._apns_server = Http2Server(ApnsSite(self._apns, control, "production"), apns_context)
         self._sandbox_server = Http2Server(ApnsSite(self._apns, control, "sandbox"), apns_context)
+        # Google serves HTTP/1.1 too (google-auth's and firebase-admin's
+        # default transport is requests); APNs is HTTP/2 only (protocols.md A.1).
         self._fcm_server = Http2Server(
             FcmSite(fcm, self._oauth, control, config.fcm_max_streams),
-            self._tls.server_context(),
+            self._tls.server_context(alpn_protocols=("h2", "http/1.1")),
+            http1=True,
         )
         self._started = False
 

@@ -77,7 +77,7 @@ import h2.settings
 
 from .control import ControlApi
 from .faults import GOAWAY_DEBUG, Faults, plan_faults
-from .http2 import Connection, Request, Response
+from .site import ClientConnection, Request, Response
 from .inbox import Inbox, InboxEntry
 from .oauth import AccessGrant, OAuthService
 from .stats import Stats
@@ -493,12 +493,12 @@ class FcmSite:
         self._control = control
         self._max_streams = max_streams
 
-    def connection_made(self, connection: Connection) -> dict[int, int]:
-        """See :meth:`pushsvc.emulator.http2.Site.connection_made`."""
+    def connection_made(self, connection: ClientConnection) -> dict[int, int]:
+        """See :meth:`pushsvc.emulator.site.Site.connection_made`."""
         return {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self._max_streams}
 
     def handle(self, request: Request) -> Response | None:
-        """See :meth:`pushsvc.emulator.http2.Site.handle`."""
+        """See :meth:`pushsvc.emulator.site.Site.handle`."""
         path = request.path
         if path.startswith(ControlApi.PREFIX):
             return self._control.handle(request)

@@ -8,11 +8,21 @@ bottleneck of the gateway's benchmarks. A plain :class:`asyncio.Protocol` around
 h2 produced once per ``data_received`` call (or once per event-loop tick for
 delayed answers) it serves several thousand requests per second per core.
 
-The server knows nothing about push providers. A :class:`Site` is told about
-each new connection (and chooses its initial SETTINGS) and is handed each
-complete :class:`Request`; it answers synchronously with a :class:`Response`,
-which may ask to be delayed or to be followed by a GOAWAY, or with ``None``
-after it has aborted the connection itself.
+The server knows nothing about push providers. A :class:`~.site.Site` is
+told about each new connection (and chooses its initial SETTINGS) and is handed
+each complete :class:`~.site.Request`; it answers synchronously with a
+:class:`~.site.Response`, which may ask to be delayed or to be followed by a
+GOAWAY, or with ``None`` after it has aborted the connection itself.
+
+Protocol choice (:class:`Http2Server`): a connection whose TLS handshake
+selected ALPN ``h2`` speaks HTTP/2. One that selected no protocol speaks
+HTTP/2 too (the client is expected to open with the connection preface, as
+aioapns does: it never sets ALPN) unless the server was built with
+``http1=True``, in which case it, like one that selected ``http/1.1``, speaks
+HTTP/1.1 (:mod:`.http1`). A client that sends anything but the preface on an
+HTTP/2 connection (an HTTP/1.1 request, say) has the socket closed after the
+server's SETTINGS, as by any HTTP/2-only server: RFC 9113 §3.4 makes an
+invalid preface a connection error for which the GOAWAY may be omitted.
 
 Concurrency limit: h2 treats a HEADERS frame beyond the advertised
 ``MAX_CONCURRENT_STREAMS`` as a connection error (``TooManyStreamsError``,
@@ -26,11 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import ssl
-from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -40,6 +48,13 @@ import h2.settings
 import hpack
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
+
+from .http1 import Http1Connection
+from .site import Request, Response, Site
+
+# Request, Response and Site live in .site since HTTP/1.1 shares them; they
+# stay importable from here, where they used to be defined.
+__all__ = ["Connection", "Http2Server", "Request", "Response", "Site"]
 
 _log = logging.getLogger(__name__)
 
@@ -51,79 +66,6 @@ _GOAWAY_GRACE_S = 5.0
 # with REFUSED_STREAM, which clients retry elsewhere, rather than hitting a
 # closed socket.
 _GOAWAY_LINGER_S = 0.5
-
-
-@dataclasses.dataclass(slots=True)
-class Request:
-    """One complete HTTP/2 request.
-
-    Attributes:
-        stream_id: The HTTP/2 stream the request arrived on.
-        method: The ``:method`` pseudo-header.
-        path: The ``:path`` pseudo-header, query string included.
-        headers: Regular headers in arrival order, names lower-case, repeats kept.
-        body: The request body.
-        connection: The connection the request arrived on.
-    """
-
-    stream_id: int
-    method: str
-    path: str
-    headers: list[tuple[str, str]]
-    body: bytes
-    connection: Connection
-
-    def header(self, name: str) -> str | None:
-        """Return the first value of header ``name`` (lower-case), or None."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
-
-@dataclasses.dataclass(slots=True)
-class Response:
-    """An answer to a :class:`Request`.
-
-    Attributes:
-        status: The HTTP status code.
-        headers: Regular response headers (lower-case names).
-        body: The response body; empty means HEADERS with END_STREAM only.
-        delay_s: Seconds to wait before sending (fault-injected latency).
-        goaway_debug: If not None, a graceful GOAWAY carrying these bytes as
-            debug data is sent right after this response.
-    """
-
-    status: int
-    headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    body: bytes = b""
-    delay_s: float = 0.0
-    goaway_debug: bytes | None = None
-
-    @classmethod
-    def json(
-        cls,
-        status: int,
-        document: Any,
-        headers: Iterable[tuple[str, str]] = (),
-        *,
-        content_type: str = "application/json",
-    ) -> Response:
-        """Build a response whose body is ``document`` as compact JSON."""
-        body = json.dumps(document, separators=(",", ":")).encode()
-        return cls(status, [("content-type", content_type), *headers], body)
-
-
-class Site(Protocol):
-    """What an :class:`Http2Server` serves."""
-
-    def connection_made(self, connection: Connection) -> dict[int, int]:
-        """Prepare per-connection state; return the initial local SETTINGS."""
-        ...
-
-    def handle(self, request: Request) -> Response | None:
-        """Answer a request, or return None after aborting the connection."""
-        ...
 
 
 class _ServerH2Connection(h2.connection.H2Connection):
@@ -184,7 +126,7 @@ class Connection(asyncio.Protocol):
             maintained by the site for fault injection.
     """
 
-    def __init__(self, site: Site, registry: set[Connection]) -> None:
+    def __init__(self, site: Site, registry: set[Any]) -> None:
         self._site = site
         self._registry = registry
         self._loop = asyncio.get_running_loop()
@@ -219,11 +161,8 @@ class Connection(asyncio.Protocol):
         self._transport = transport
         self._registry.add(self)
         ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
-        if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
-            # Both provider APIs are HTTP/2-only; refuse anything else.
-            transport.abort()
-            return
-        self.peer_cert = ssl_object.getpeercert() or None
+        if ssl_object is not None:
+            self.peer_cert = ssl_object.getpeercert() or None
         settings = self._site.connection_made(self)
         self._h2.local_settings = h2.settings.Settings(client=False, initial_values=settings)
         self._h2.initiate_connection()
@@ -483,14 +422,53 @@ _EVENT_HANDLERS: dict[type, Any] = {
 }
 
 
-class Http2Server:
-    """A listening socket serving one :class:`Site` over TLS + HTTP/2."""
+class _Negotiation(asyncio.Protocol):
+    """Picks HTTP/2 or HTTP/1.1 once the TLS handshake is done, then steps aside.
 
-    def __init__(self, site: Site, ssl_context: ssl.SSLContext) -> None:
+    asyncio calls ``connection_made`` after the handshake, when the ALPN
+    choice is known; the transport is handed to the chosen protocol, so the
+    HTTP/2 hot path pays nothing for the choice.
+    """
+
+    def __init__(self, site: Site, registry: set[Any], *, http1: bool) -> None:
+        self._site = site
+        self._registry = registry
+        self._http1 = http1
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
+        alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        protocol: asyncio.Protocol
+        if alpn == "h2" or (alpn is None and not self._http1):
+            protocol = Connection(self._site, self._registry)
+        elif self._http1 and alpn in (None, "http/1.1"):
+            protocol = Http1Connection(self._site, self._registry)
+        else:
+            transport.abort()  # not offered by our TLS context; cannot happen
+            return
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+
+
+class Http2Server:
+    """A listening socket serving one :class:`~.site.Site` over TLS + HTTP/2.
+
+    Args:
+        site: What to serve.
+        ssl_context: The server TLS context; it should offer ALPN ``h2`` (and
+            ``http/1.1`` when ``http1`` is set).
+        http1: Also speak HTTP/1.1, to clients that select ALPN ``http/1.1``
+            or no ALPN at all (module docstring). Without it, a client that
+            selects no ALPN is spoken to in HTTP/2.
+    """
+
+    def __init__(self, site: Site, ssl_context: ssl.SSLContext, *, http1: bool = False) -> None:
         self._site = site
         self._ssl = ssl_context
+        self._http1 = http1
         self._server: asyncio.Server | None = None
-        self._connections: set[Connection] = set()
+        self._connections: set[Any] = set()
 
     @property
     def port(self) -> int:
@@ -501,14 +479,14 @@ class Http2Server:
 
     @property
     def connections(self) -> int:
-        """Number of open connections."""
+        """Number of open connections (both HTTP versions)."""
         return len(self._connections)
 
     async def start(self, host: str, port: int) -> None:
         """Bind and start accepting connections."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: Connection(self._site, self._connections),
+            lambda: _Negotiation(self._site, self._connections, http1=self._http1),
             host,
             port,
             ssl=self._ssl,

@@ -22,17 +22,23 @@ class ServerTls:
         """PEM of the CA that signed the server certificate."""
         return self._ca.cert_pem.bytes()
 
-    def server_context(self, *, client_ca_pem: bytes | None = None) -> ssl.SSLContext:
-        """Build a TLS 1.2+ server context offering only ALPN ``h2``.
+    def server_context(
+        self, *, alpn_protocols: tuple[str, ...] = ("h2",), client_ca_pem: bytes | None = None
+    ) -> ssl.SSLContext:
+        """Build a TLS 1.2+ server context.
 
         Args:
+            alpn_protocols: ALPN protocols offered, preferred first. A client
+                that offers none of them still completes the handshake, with
+                no protocol selected (OpenSSL's behaviour; see
+                :mod:`.http2` for what the emulator then speaks).
             client_ca_pem: If given, clients may present a certificate signed by
                 this CA (APNs certificate authentication); it stays optional so
                 token-auth clients can use the same port.
         """
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.set_alpn_protocols(["h2"])
+        context.set_alpn_protocols(list(alpn_protocols))
         self._leaf.configure_cert(context)
         if client_ca_pem is not None:
             context.verify_mode = ssl.CERT_OPTIONAL

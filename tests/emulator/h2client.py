@@ -59,16 +59,33 @@ class RawH2Client:
 
     @classmethod
     async def connect(
-        cls, url: str, ca_pem: bytes, *, unlimited: bool = False, cert_chain: tuple[str, str] | None = None
+        cls,
+        url: str,
+        ca_pem: bytes,
+        *,
+        unlimited: bool = False,
+        cert_chain: tuple[str, str] | None = None,
+        alpn: list[str] | None = ["h2"],  # noqa: B006 - never mutated
     ) -> RawH2Client:
-        """Open a TLS + h2 connection to ``https://host:port``."""
+        """Open a TLS + h2 connection to ``https://host:port``.
+
+        ``alpn=None`` offers no ALPN at all and speaks HTTP/2 anyway (prior
+        knowledge), as aioapns does.
+        """
         host, port = url.removeprefix("https://").rsplit(":", 1)
         context = ssl.create_default_context(cadata=ca_pem.decode())
-        context.set_alpn_protocols(["h2"])
+        if alpn is not None:
+            context.set_alpn_protocols(alpn)
         if cert_chain is not None:
             context.load_cert_chain(*cert_chain)
         reader, writer = await asyncio.open_connection(host, int(port), ssl=context)
         return cls(reader, writer, unlimited=unlimited)
+
+    @property
+    def alpn(self) -> str | None:
+        """The ALPN protocol the handshake selected, or None."""
+        ssl_object: ssl.SSLObject = self._writer.get_extra_info("ssl_object")
+        return ssl_object.selected_alpn_protocol()
 
     def _flush(self) -> None:
         data = self.conn.data_to_send()

@@ -307,3 +307,65 @@ async def test_certificate_auth(config: EmulatorConfig, client_ca: trustme.CA, t
             assert (response.status, json.loads(response.body)["reason"]) == (403, "MissingProviderToken")
         finally:
             await raw.close()
+
+
+# -- the fault ordering documented on Faults ------------------------------------
+
+
+async def test_reset_loses_the_delayed_answers_of_accepted_requests(emulator, access_token):
+    """Accepted (in the inbox) on arrival; the answer is lost when reset_after drops the connection."""
+    emulator.faults.update({"reset_after": 1, "latency_s": 0.5})
+    raw = await RawH2Client.connect(emulator.fcm_url, emulator.ca_pem)
+    path = f"/v1/projects/{PROJECT}/messages:send"
+    headers = [("authorization", f"Bearer {access_token}")]
+    body = json.dumps({"message": {"token": "accepted-then-lost"}}).encode()
+    try:
+        first = raw.start_request("POST", path, headers, body)
+        await emulator.inbox.wait_for(1, timeout_s=2)
+        second = raw.start_request("POST", path, headers, body)
+        for sid in (first, second):
+            with pytest.raises(ConnectionError):
+                await raw.response(sid)
+    finally:
+        await raw.close()
+    assert len(emulator.inbox.entries(token="accepted-then-lost")) == 1
+    assert emulator.stats.fcm_requests == 2
+
+
+async def test_goaway_after_still_serves_requests_received_during_the_nth_latency(emulator, access_token):
+    emulator.faults.update({"goaway_after": 1, "latency_s": 0.3})
+    raw = await RawH2Client.connect(emulator.fcm_url, emulator.ca_pem)
+    path = f"/v1/projects/{PROJECT}/messages:send"
+    headers = [("authorization", f"Bearer {access_token}")]
+    body = json.dumps({"message": {"token": "t"}}).encode()
+    try:
+        await settings_received(raw)
+        first = raw.start_request("POST", path, headers, body)
+        await emulator.inbox.wait_for(1, timeout_s=2)
+        # Before the GOAWAY, and late enough that its answer comes in a later
+        # read than the first answer (h2client's h2 drops a read's events
+        # when it rejects an answer after GOAWAY).
+        await asyncio.sleep(0.15)
+        second = raw.start_request("POST", path, headers, body)
+        await emulator.inbox.wait_for(2, timeout_s=2)  # accepted, though the GOAWAY is due
+        assert (await raw.response(first)).status == 200
+        goaway = await raw.wait_for(lambda e: isinstance(e, h2.events.ConnectionTerminated))
+        assert goaway.last_stream_id == second
+        await asyncio.wait_for(raw.closed.wait(), 3)
+        assert raw.protocol_error is not None  # the answer to `second` came after the GOAWAY
+    finally:
+        await raw.close()
+    assert len(emulator.inbox.entries()) == 2
+
+
+async def test_error_rate_does_not_use_up_a_test_tokens_first_attempt(client, emulator, make_jwt):
+    url = f"{emulator.apns_url}/3/device/{hex_token('0429')}"
+    emulator.faults.error_rate = 1.0
+    response = await client.post(url, headers=apns_headers(make_jwt()), content=PAYLOAD)
+    assert (response.status_code, response.json()["reason"]) == (503, "ServiceUnavailable")
+    emulator.faults.error_rate = 0.0
+    response = await client.post(url, headers=apns_headers(make_jwt()), content=PAYLOAD)
+    assert (response.status_code, response.json()["reason"]) == (429, "TooManyRequests")
+    response = await client.post(url, headers=apns_headers(make_jwt()), content=PAYLOAD)
+    assert response.status_code == 200
+    assert len(emulator.inbox.entries(token=hex_token("0429"))) == 1
