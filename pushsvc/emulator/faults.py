@@ -51,9 +51,9 @@ class Faults:
     connection dies): on HTTP/2, when ``reset_after`` drops a connection,
     every earlier request on it whose answer had not yet been written to the
     socket loses it: answers delayed by ``latency_s``, answers waiting for
-    flow-control window, and answers to requests that arrived in the same
-    socket read as the request that triggers the reset (answers are written
-    at the end of each read). With ``goaway_after``, answers still delayed
+    flow-control window. (Answers already given to requests read in the
+    same socket read as the fatal one are written out first, and the socket
+    is closed rather than reset, so the client's kernel keeps them.) With ``goaway_after``, answers still delayed
     when the 5 s grace ends are lost. Over HTTP/1.1 a request is read only
     after the previous answer was written, so ``reset_after`` loses no
     written answer, though bytes the kernel had not yet delivered when the
