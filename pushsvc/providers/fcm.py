@@ -179,8 +179,8 @@ def classify_fcm_response(
         )
     error = parsed.get("error") if isinstance(parsed, dict) else None
     error = error if isinstance(error, dict) else {}
-    rpc_status = error.get("status") if isinstance(error.get("status"), str) else ""
-    message = error.get("message") if isinstance(error.get("message"), str) else ""
+    rpc_status = _text(error.get("status"))
+    message = _text(error.get("message"))
     error_code, apns_error, error_info_reason = _details(error.get("details"))
 
     if error_code:
@@ -213,6 +213,10 @@ def classify_fcm_response(
         retry_after_s=retry_after,
         credential_stale=status == 401 and not error_code,
     )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _parse_json(body: bytes) -> Any:
