@@ -27,7 +27,8 @@ _READ_LIMIT = 500
 def parse_cursor(cursor: str) -> tuple[int, int]:
     """Parses "<seq>.<nseq>"; raises InvalidArgument (field `after`) when malformed."""
     seq, sep, nseq = cursor.partition(".")
-    if not sep or not seq.isdigit() or not nseq.isdigit() or len(cursor) > 40:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() rejects.
+    if not sep or not (seq + nseq).isascii() or not seq.isdigit() or not nseq.isdigit() or len(cursor) > 40:
         raise errors.InvalidArgument(FieldViolation("after", "is not a receipt cursor (expected the cursor of a receipt)"))
     return int(seq), int(nseq)
 

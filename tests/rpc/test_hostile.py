@@ -243,3 +243,15 @@ async def test_keys_mongodb_forbids_are_stored_as_json_text(stack: DevStack, sta
     assert sent.targeted == 1 and sent.notification_id
     got = await stack_stub.GetNotification(pb.GetNotificationRequest(app_id="demo", notification_id=sent.notification_id))
     assert got.notification.state == pb.NOTIFICATION_STATE_SCHEDULED
+
+
+@pytest.mark.parametrize("after", ["².1", "1.²", "١.٢", "1.2\n", " 1.2"])
+async def test_cursors_with_non_ascii_digits_are_bad_input(stub: push_pb2_grpc.PushServiceStub, after: str) -> None:
+    # str.isdigit() accepts "²", which int() rejects: this was an INTERNAL, found by tests/fuzz.
+    call = stub.StreamReceipts(pb.StreamReceiptsRequest(app_id="demo", after=after))
+    assert set(await violations(_drain(call))) == {"after"}
+
+
+async def _drain(call: grpc.aio.UnaryStreamCall) -> None:  # type: ignore[type-arg]
+    async for _ in call:
+        pass
