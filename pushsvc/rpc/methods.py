@@ -27,11 +27,13 @@ from google.protobuf import message, message_factory
 
 from pushsvc import errors
 from pushsvc.errors import FieldViolation
-from pushsvc.rpc import status
+from pushsvc.rpc import status, wire
 from pushsvc.rpc.throttle import LogThrottle
 from pushsvc.v1 import push_pb2
 
 SERVICE = push_pb2.DESCRIPTOR.services_by_name["PushService"]
+_DECODER_MAX_DEPTH = 100
+"""upb's default message nesting limit (upb_DecodeOptions_MaxDepth)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -41,11 +43,13 @@ class Unparsable:
     type_name: str
     reason: str
     """The decoder's own fixed text (never the request's bytes)."""
+    field: str = ""
+    """The path of the offending field, when `wire.bad_field` could tell; "" names the whole request."""
 
     def error(self) -> errors.InvalidArgument:
         """The caller-facing error."""
         return errors.InvalidArgument(
-            FieldViolation("", f"the request is not a valid serialized {self.type_name}: {self.reason}")
+            FieldViolation(self.field, f"the request is not a valid serialized {self.type_name}: {self.reason}")
         )
 
 
@@ -58,7 +62,14 @@ def _deserializer(cls: type[message.Message]) -> Callable[[bytes], message.Messa
         except message.DecodeError as exc:
             # upb says e.g. "Error parsing message with type 'X': String field had bad UTF-8".
             reason = str(exc).rpartition(": ")[2] if ": " in str(exc) else "malformed"
-            return Unparsable(type_name, reason[:80])
+            too_deep = "MaxDepth" in reason
+            if too_deep:
+                reason = f"nesting exceeds the decoder's limit of {_DECODER_MAX_DEPTH} levels"
+            try:
+                field = wire.bad_field(cls.DESCRIPTOR, data, too_deep=too_deep)
+            except Exception:  # noqa: BLE001 - naming the field is a courtesy; tests/fuzz checks it never raises
+                field = ""
+            return Unparsable(type_name, reason[:80], field)
         except Exception as exc:  # noqa: BLE001 - a raising deserializer becomes UNKNOWN with a traceback
             return Unparsable(type_name, type(exc).__name__)
 

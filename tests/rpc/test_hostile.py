@@ -34,7 +34,8 @@ GOOD_APNS = "ab" * 32
 
 # Every request message has `string app_id = 1`: tag 0x0a, then a length.
 BAD_UTF8 = b"\x0a\x03\xed\xa0\x80"  # a UTF-8-encoded lone surrogate
-UNPARSABLE = {"ffff": b"\xff\xff", "truncated varint": b"\x08", "bad utf-8": BAD_UTF8, "cut string": b"\x0a\x05ab"}
+UNPARSABLE = {b"\xff\xff": "", b"\x08": "app_id", BAD_UTF8: "app_id", b"\x0a\x05ab": "app_id"}
+"""Request bytes that no request type parses, and the field the violation names ("" is the whole request)."""
 
 
 def _nested(levels: int, *, lists: bool) -> struct_pb2.Struct:
@@ -90,20 +91,34 @@ async def test_unparsable_bytes_get_invalid_argument_and_one_short_line(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     type_name = SERVICE.methods_by_name[method].input_type.full_name
-    for why, data in UNPARSABLE.items():
+    for data, field in UNPARSABLE.items():
         err = await _raw_call(channel, method, data)
-        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (why, err.details())
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (data, err.details())
         bad = _bad_request(err)
-        assert list(bad) == [""], bad
-        assert f"not a valid serialized {type_name}" in bad[""]
-        assert "\\x" not in bad[""] and "ab" not in bad[""].split(":")[-1], "request bytes must not be echoed"
-    assert "bad UTF-8" in _bad_request(await _raw_call(channel, method, BAD_UTF8))[""]
+        assert list(bad) == [field], (data, bad)
+        assert bad[field].startswith(f"the request is not a valid serialized {type_name}: ")
+        assert "ab" not in bad[field].rpartition(": ")[2], "request bytes must not be echoed"
+    assert "bad UTF-8" in _bad_request(await _raw_call(channel, method, BAD_UTF8))["app_id"]
     warnings = _assert_clean_log(caplog)
     # The test's clock stands still, so the throttle lets exactly one line through.
     assert [r.getMessage() for r in warnings] == [
         f"rejected an unparsable request to /{SERVICE.full_name}/{method}: Wire format was corrupt"
     ]
     assert len(warnings[0].getMessage()) < 160
+
+
+async def test_unparsable_parts_are_named_by_their_field_path(channel: grpc.aio.Channel) -> None:
+    def field(number: int, body: bytes) -> bytes:
+        return bytes([number << 3 | 2, len(body)]) + body
+
+    good_device = pb.Device(token="a", platform=pb.PLATFORM_FCM).SerializeToString()
+    devices = field(1, field(1, good_device) + field(1, field(1, b"\xff")))
+    send = pb.SendRequest(app_id="demo").SerializeToString() + field(2, devices)
+    assert list(_bad_request(await _raw_call(channel, "Send", send))) == ["target.devices.devices[1].token"]
+    topics = pb.RegisterTokenRequest(topics=["a", "b"]).SerializeToString() + field(5, b"\xc0\xaf")
+    assert list(_bad_request(await _raw_call(channel, "RegisterToken", topics))) == ["topics[2]"]
+    data_key = field(3, field(7, field(1, b"\xff") + field(2, b"v")))
+    assert list(_bad_request(await _raw_call(channel, "Send", data_key))) == ["message.data"]
 
 
 async def test_the_log_line_is_rate_limited_per_method_and_counts_what_it_dropped(
@@ -124,7 +139,7 @@ async def test_the_log_line_is_rate_limited_per_method_and_counts_what_it_droppe
 
 
 async def test_the_server_still_answers_after_garbage(channel: grpc.aio.Channel, stub: push_pb2_grpc.PushServiceStub) -> None:
-    for data in UNPARSABLE.values():
+    for data in UNPARSABLE:
         await _raw_call(channel, "RegisterToken", data)
     ok = await stub.RegisterToken(pb.RegisterTokenRequest(app_id="demo", token=GOOD_APNS, platform=pb.PLATFORM_APNS))
     assert ok.created
@@ -182,7 +197,8 @@ async def test_a_payload_deeper_than_the_decoder_allows_is_unparsable(
     req = pb.SendRequest(app_id="demo", target=pb.Target(all=True), message=pb.Message(title="x"))
     req.message.apns.payload.CopyFrom(_nested(90, lists=False))
     bad = await violations(stub.Send(req))
-    assert set(bad) == {""} and "MaxDepth" in bad[""]
+    assert set(bad) == {"message.apns.payload"}
+    assert "nesting exceeds the decoder's limit of 100 levels" in bad["message.apns.payload"]
     assert len(_assert_clean_log(caplog)) == 1
 
 
@@ -255,3 +271,21 @@ async def test_cursors_with_non_ascii_digits_are_bad_input(stub: push_pb2_grpc.P
 async def _drain(call: grpc.aio.UnaryStreamCall) -> None:  # type: ignore[type-arg]
     async for _ in call:
         pass
+
+
+async def test_big_or_sprawling_unparsable_requests_are_named_as_a_whole(channel: grpc.aio.Channel) -> None:
+    # Naming the field costs a walk of the bytes; past 64 KB or 500 fields it is skipped.
+    big = pb.SendRequest(app_id="demo", message=pb.Message(title="x" * 70_000)).SerializeToString() + b"\x0a\x01\xff"
+    assert list(_bad_request(await _raw_call(channel, "Send", big))) == [""]
+    entry = bytes([0x0a, 1]) + b"k" + bytes([0x12, 1]) + b"v"
+    sprawl = b"".join(bytes([0x3a, len(entry)]) + entry for _ in range(600))
+    sprawling = bytes([0x1a]) + _varint(len(sprawl)) + sprawl + b"\x0a\x01\xff"
+    assert list(_bad_request(await _raw_call(channel, "Send", sprawling))) == [""]
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out) + bytes([n])
