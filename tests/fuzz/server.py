@@ -1,8 +1,9 @@
 """The server the fuzz tests attack, in its own process so its RSS and log are its own.
 
-    python -m tests.fuzz.server STATE_DIR
+    python -m tests.fuzz.server STATE_DIR [STORE_URL]
 
-Starts the dev stack (emulator, app "demo", embedded store) on a free port,
+Starts the dev stack (emulator, app "demo", the embedded store unless
+STORE_URL names another) on a free port,
 prints the port on stdout, and serves until stdin closes or SIGTERM. The
 dispatcher runs no workers: the fuzz targets the RPC surface, and fanning
 random notifications out to every fuzzed token would only measure delivery.
@@ -21,9 +22,9 @@ from pushsvc.config import DispatchSettings
 from pushsvc.devstack import start_dev_stack
 
 
-async def _serve(state_dir: Path) -> None:
+async def _serve(state_dir: Path, store_url: str) -> None:
     dispatch = DispatchSettings(workers=0, max_queue_depth=2000)
-    stack = await start_dev_stack(state_dir=state_dir, port=0, store_url="mongomock://localhost/fuzz", dispatch=dispatch)
+    stack = await start_dev_stack(state_dir=state_dir, port=0, store_url=store_url, dispatch=dispatch)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -37,9 +38,10 @@ async def _serve(state_dir: Path) -> None:
 
 
 def main() -> None:
-    """Entry point: `python -m tests.fuzz.server STATE_DIR`."""
+    """Entry point: `python -m tests.fuzz.server STATE_DIR [STORE_URL]`."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
-    asyncio.run(_serve(Path(sys.argv[1])))
+    store_url = sys.argv[2] if len(sys.argv) > 2 else "mongomock://localhost/fuzz"
+    asyncio.run(_serve(Path(sys.argv[1]), store_url))
 
 
 if __name__ == "__main__":

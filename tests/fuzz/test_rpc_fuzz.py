@@ -16,6 +16,7 @@ dedicated run uses 1000 (12,000 examples):
 
     PUSHSVC_FUZZ_EXAMPLES=1000 .venv/bin/python -m pytest tests/fuzz -q -p no:randomly --timeout 3600
 
+PUSHSVC_FUZZ_STORE_URL=mongodb://... runs the server on a real store instead.
 The Hypothesis example database is off, so nothing is written into the repo.
 """
 
@@ -51,6 +52,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICE = pb.DESCRIPTOR.services_by_name["PushService"]
 METHODS = [m.name for m in SERVICE.methods]
 EXAMPLES = int(os.environ.get("PUSHSVC_FUZZ_EXAMPLES", "150"))
+STORE_URL = os.environ.get("PUSHSVC_FUZZ_STORE_URL", "mongomock://localhost/fuzz")
+"""The fuzz server's store: the embedded one, or e.g. a FerretDB database."""
 RSS_GROWTH_BOUND_MB = 32 + EXAMPLES * 12 * 2 / 1024
 """32 MB, plus 2 KB per example for what a valid request may legitimately store (tokens, notifications)."""
 UNARY_TIMEOUT_S = 10.0
@@ -99,7 +102,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     log_path = state / "server.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fuzz.server", str(state / "dev")],
+            [sys.executable, "-m", "tests.fuzz.server", str(state / "dev"), STORE_URL],
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
         )
     try:
