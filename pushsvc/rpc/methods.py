@@ -102,7 +102,9 @@ def add_to_server(servicer: Any, server: grpc.aio.Server, throttle: LogThrottle)
 
 
 async def _reject(context: grpc.aio.ServicerContext[Any, Any], path: str, request: Unparsable, throttle: LogThrottle) -> None:
-    throttle.warning(path, "rejected an unparsable request to %s: %s", path, request.reason)
+    # Field paths come from the descriptors and the reason from the decoder: no request bytes reach the log.
+    where = f" (at {request.field[:80]})" if request.field else ""
+    throttle.warning(path, "rejected an unparsable request to %s: %s%s", path, request.reason, where)
     await status.abort(context, request.error())
 
 

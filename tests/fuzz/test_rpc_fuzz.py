@@ -216,4 +216,4 @@ def test_the_server_survives_serving_and_bounded(target: Target) -> None:
     rejected = [line for line in log.splitlines() if "rejected an unparsable request" in line]
     # The throttle: at most one line per method per second (plus one per method for the first window).
     assert len(rejected) <= len(METHODS) * (elapsed_s + 1), len(rejected)
-    assert all(len(line) < 200 for line in rejected)
+    assert all(len(line) < 300 for line in rejected)

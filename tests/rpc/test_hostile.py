@@ -107,7 +107,8 @@ async def test_unparsable_bytes_get_invalid_argument_and_one_short_line(
     assert len(warnings[0].getMessage()) < 160
 
 
-async def test_unparsable_parts_are_named_by_their_field_path(channel: grpc.aio.Channel) -> None:
+async def test_unparsable_parts_are_named_by_their_field_path(channel: grpc.aio.Channel, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
     def field(number: int, body: bytes) -> bytes:
         return bytes([number << 3 | 2, len(body)]) + body
 
@@ -119,6 +120,8 @@ async def test_unparsable_parts_are_named_by_their_field_path(channel: grpc.aio.
     assert list(_bad_request(await _raw_call(channel, "RegisterToken", topics))) == ["topics[2]"]
     data_key = field(3, field(7, field(1, b"\xff") + field(2, b"v")))
     assert list(_bad_request(await _raw_call(channel, "Send", data_key))) == ["message.data"]
+    # The log line names the field too (from the descriptors, never the request's bytes).
+    assert any(r.getMessage().endswith("String field had bad UTF-8 (at target.devices.devices[1].token)") for r in caplog.records)
 
 
 async def test_the_log_line_is_rate_limited_per_method_and_counts_what_it_dropped(
