@@ -253,7 +253,7 @@ def build_application(
         on_queued=dispatcher.wake,
     )
     server = GrpcServer(
-        service, host=settings.host, port=settings.port, max_connection_age_s=settings.max_connection_age_s
+        service, clock=clock, host=settings.host, port=settings.port, max_connection_age_s=settings.max_connection_age_s
     )
     return Application(
         settings=settings,

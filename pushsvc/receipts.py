@@ -22,12 +22,18 @@ from pushsvc.errors import FieldViolation
 from pushsvc.storage import LogEntry, NotificationStore, ReceiptStore
 
 _READ_LIMIT = 500
+_MAX_INT64 = 2**63 - 1
 
 
 def parse_cursor(cursor: str) -> tuple[int, int]:
     """Parses "<seq>.<nseq>"; raises InvalidArgument (field `after`) when malformed."""
     seq, sep, nseq = cursor.partition(".")
-    if not sep or not seq.isdigit() or not nseq.isdigit() or len(cursor) > 40:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() rejects.
+    # Both numbers are stored as BSON int64; a bigger one was never issued and cannot be queried.
+    if (
+        not sep or not (seq + nseq).isascii() or not seq.isdigit() or not nseq.isdigit() or len(cursor) > 40
+        or max(int(seq), int(nseq)) > _MAX_INT64
+    ):
         raise errors.InvalidArgument(FieldViolation("after", "is not a receipt cursor (expected the cursor of a receipt)"))
     return int(seq), int(nseq)
 

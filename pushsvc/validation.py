@@ -7,13 +7,21 @@ one round trip. Field names are the request's protobuf field paths.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import string
+import unicodedata
+from collections.abc import Mapping
+from typing import Any
+
 from pushsvc import models
 from pushsvc.errors import FieldViolation, InvalidArgument
 
 _HEX = frozenset(string.hexdigits)
-_APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+# Matched with fullmatch: `^…$` would let a trailing newline through.
+_APP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+# RFC 9110 token characters, lowercase only: HTTP/2 forbids uppercase field names.
+_HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
 _FCM_RESERVED_PREFIXES = ("google.", "gcm.")
 _FCM_RESERVED_KEYS = frozenset({"from", "message_type", "notification", "collapse_key", "priority", "ttl"})
 FCM_MAX_TTL_S = 2_419_200
@@ -45,6 +53,12 @@ class Limits:
     max_schedule_ahead_s: float = 30 * 86400
     max_stale_after_s: float = 10 * 365 * 86400
     """Prune's stale_after beyond ten years is a mistake, and beyond ~2000 years a date overflow."""
+    max_payload_depth: int = 32
+    """Nesting of objects and arrays in a custom payload (apns.payload, fcm.*); the top object is level 1.
+
+    Real APNs and FCM payloads nest a few levels. 32 is also the deepest object
+    nesting the protobuf decoder's limit of 100 message levels lets through.
+    """
 
 
 class Violations:
@@ -70,10 +84,23 @@ def _text(v: Violations, field: str, value: str, max_chars: int, *, required: bo
         v.add(field, f"must be at most {max_chars} characters (got {len(value)})")
 
 
+def _identifier(v: Violations, field: str, value: str, max_chars: int, *, required: bool = False) -> None:
+    # Identifiers are matched and stored verbatim; a control character (NUL,
+    # newline) in one is a caller's bug, and some MongoDB-protocol servers
+    # reject NUL in strings outright.
+    _text(v, field, value, max_chars, required=required)
+    if len(value) <= max_chars and _has_control(value):
+        v.add(field, "must not contain control characters (such as NUL or a newline)")
+
+
+def _has_control(value: str) -> bool:
+    return not value.isprintable() and any(unicodedata.category(c) == "Cc" for c in value)
+
+
 def check_app_id(v: Violations, app_id: str, limits: Limits, field: str = "app_id") -> None:
-    """app_id: required, short, and made of URL-safe characters."""
+    """app_id: required, short, and made of URL-safe characters (the whole of it)."""
     _text(v, field, app_id, limits.max_id_chars, required=True)
-    if app_id and len(app_id) <= limits.max_id_chars and not _APP_ID.match(app_id):
+    if app_id and len(app_id) <= limits.max_id_chars and not _APP_ID.fullmatch(app_id):
         v.add(field, "may contain only letters, digits and . _ : - and must start with a letter or digit")
 
 
@@ -109,16 +136,16 @@ def validate_registration(reg: models.TokenRegistration, limits: Limits) -> None
     check_app_id(v, reg.app_id, limits)
     check_platform(v, reg.platform, "platform")
     check_token(v, reg.token, reg.platform, limits, "token")
-    _text(v, "user_id", reg.user_id, limits.max_id_chars)
-    _text(v, "device_id", reg.device_id, limits.max_id_chars)
-    _text(v, "locale", reg.locale, limits.max_attr_chars)
-    _text(v, "timezone", reg.timezone, limits.max_attr_chars)
-    _text(v, "app_version", reg.app_version, limits.max_attr_chars)
+    _identifier(v, "user_id", reg.user_id, limits.max_id_chars)
+    _identifier(v, "device_id", reg.device_id, limits.max_id_chars)
+    _identifier(v, "locale", reg.locale, limits.max_attr_chars)
+    _identifier(v, "timezone", reg.timezone, limits.max_attr_chars)
+    _identifier(v, "app_version", reg.app_version, limits.max_attr_chars)
     if len(reg.topics) > limits.max_topics_per_token:
         v.add("topics", f"at most {limits.max_topics_per_token} topics per token (got {len(reg.topics)})")
     else:
         for i, topic in enumerate(reg.topics):
-            _text(v, f"topics[{i}]", topic, limits.max_topic_chars, required=True)
+            _identifier(v, f"topics[{i}]", topic, limits.max_topic_chars, required=True)
     v.raise_if_any()
 
 
@@ -148,7 +175,7 @@ def validate_send(cmd: models.SendCommand, send_at_ahead_s: float | None, limits
     """Validates a Send request's structure (payload sizes are checked after rendering)."""
     v = Violations()
     check_app_id(v, cmd.app_id, limits)
-    _text(v, "idempotency_key", cmd.idempotency_key, limits.max_idempotency_key_chars)
+    _identifier(v, "idempotency_key", cmd.idempotency_key, limits.max_idempotency_key_chars)
     _check_target(v, cmd.target, limits)
     _check_message(v, cmd.message, limits)
     if send_at_ahead_s is not None and send_at_ahead_s > limits.max_schedule_ahead_s:
@@ -186,9 +213,11 @@ def _check_target(v: Violations, target: models.Target, limits: Limits) -> None:
             )
             return
         for i, uid in enumerate(target.user_ids):
-            _text(v, f"target.users.user_ids[{i}]", uid, limits.max_id_chars, required=True)
+            _identifier(v, f"target.users.user_ids[{i}]", uid, limits.max_id_chars, required=True)
+            if len(v.items) > 100:
+                return
     elif kind == "topic":
-        _text(v, "target.topic", target.topic, limits.max_topic_chars, required=True)
+        _identifier(v, "target.topic", target.topic, limits.max_topic_chars, required=True)
     elif kind == "all" and not target.all:
         v.add("target.all", "must be true when set")
 
@@ -198,6 +227,11 @@ def _check_message(v: Violations, m: models.Message, limits: Limits) -> None:
         _text(v, f"message.{name}", getattr(m, name), limits.max_text_chars)
     if len(m.collapse_key.encode()) > limits.max_collapse_key_bytes:
         v.add("message.collapse_key", f"must be at most {limits.max_collapse_key_bytes} bytes")
+    elif m.collapse_key and not _header_value_ok(m.collapse_key):
+        v.add("message.collapse_key", _HEADER_VALUE_RULE)
+    _text(v, "message.apns.topic", m.apns.topic, limits.max_topic_chars)
+    if m.apns.topic and len(m.apns.topic) <= limits.max_topic_chars and not _header_value_ok(m.apns.topic):
+        v.add("message.apns.topic", _HEADER_VALUE_RULE)
     if m.ttl_s is not None:
         if m.ttl_s < 0:
             v.add("message.ttl", "must not be negative")
@@ -205,7 +239,7 @@ def _check_message(v: Violations, m: models.Message, limits: Limits) -> None:
             v.add("message.ttl", f"must be at most {FCM_MAX_TTL_S} seconds (28 days)")
     if len(m.data) > limits.max_data_entries:
         v.add("message.data", f"at most {limits.max_data_entries} entries (got {len(m.data)})")
-    for key in m.data:
+    for key in m.data if len(m.data) <= limits.max_data_entries else ():
         if not key:
             v.add("message.data", "keys must not be empty")
         elif key in _FCM_RESERVED_KEYS or key.startswith(_FCM_RESERVED_PREFIXES):
@@ -214,11 +248,57 @@ def _check_message(v: Violations, m: models.Message, limits: Limits) -> None:
             v.add("message.data[aps]", "is the APNs payload's own key; use message fields or apns.payload")
     if len(m.apns.headers) > limits.max_apns_headers:
         v.add("message.apns.headers", f"at most {limits.max_apns_headers} headers")
-    for name in m.apns.headers:
+    for name, value in m.apns.headers.items() if len(m.apns.headers) <= limits.max_apns_headers else ():
+        field = f"message.apns.headers[{name[:64]}]"
         if not name.lower().startswith("apns-"):
-            v.add(f"message.apns.headers[{name[:64]}]", "only apns-* headers may be set")
+            v.add(field, "only apns-* headers may be set")
+        elif len(name) > limits.max_attr_chars or not _HEADER_NAME.fullmatch(name.lower()):
+            v.add(field, f"a header name is at most {limits.max_attr_chars} letters, digits and - (got {name[:64]!r})")
+        elif len(value) > limits.max_text_chars or not _header_value_ok(value):
+            v.add(field, f"a header value is at most {limits.max_text_chars} characters; " + _HEADER_VALUE_RULE)
+    for field, payload in (
+        ("message.apns.payload", m.apns.payload),
+        ("message.fcm.android", m.fcm.android),
+        ("message.fcm.apns", m.fcm.apns),
+        ("message.fcm.webpush", m.fcm.webpush),
+    ):
+        problem = _payload_problem(payload, limits.max_payload_depth)
+        if problem:
+            v.add(field, problem)
     if m.badge is not None and m.badge < 0:
         v.add("message.badge", "must not be negative")
     if not (m.has_alert or m.data or m.badge is not None or m.sound or m.content_available or m.apns.payload
             or m.fcm.android or m.fcm.apns or m.fcm.webpush):
         v.add("message", "is empty: set a title, body, data, badge, sound, content_available or a custom payload")
+
+
+_HEADER_VALUE_RULE = "must not contain control characters or begin or end with whitespace (it becomes an HTTP/2 header)"
+
+
+def _header_value_ok(value: str) -> bool:
+    # RFC 9113 §8.2.1 forbids NUL, CR and LF and surrounding whitespace; other
+    # control characters are rejected too, as no APNs header needs them.
+    return value == value.strip(" \t") and not _has_control(value.replace("\t", " "))
+
+
+def _payload_problem(payload: Mapping[str, Any], max_depth: int) -> str:
+    """Why a custom JSON payload cannot be sent, or "" when it can.
+
+    JSON has no NaN or Infinity, and APNs and FCM reject them; an unbounded
+    nesting depth would make every later rendering step recursive without
+    limit. The walk is iterative so the check itself cannot overflow.
+    """
+    stack: list[tuple[Any, str, int]] = [(payload, "", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"holds {value} at {path.lstrip('.') or 'the top'}; JSON numbers must be finite"
+        if not isinstance(value, Mapping | list | tuple):
+            continue
+        if depth > max_depth:
+            return f"nests objects and arrays more than {max_depth} levels deep (at {path.lstrip('.')[:200]})"
+        if isinstance(value, Mapping):
+            stack.extend((child, f"{path}.{key[:64]}", depth + 1) for key, child in value.items())
+        else:
+            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(value))
+    return ""

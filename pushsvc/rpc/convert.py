@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import duration_pb2, json_format, timestamp_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from pushsvc import errors, models
 from pushsvc.errors import FieldViolation
@@ -83,7 +83,25 @@ def _datetime(ts: timestamp_pb2.Timestamp, field: str) -> datetime:
 def _struct(msg: Any, field: str) -> dict[str, Any]:
     if not msg.HasField(field):
         return {}
-    return json_format.MessageToDict(getattr(msg, field), preserving_proto_field_name=True)
+    return _struct_value(getattr(msg, field))
+
+
+def _struct_value(s: struct_pb2.Struct) -> dict[str, Any]:
+    # The same values json_format gives, without its checks: NaN, Infinity and
+    # over-deep nesting are the service's validation to report, field by field,
+    # rather than a ValueError here. Depth is bounded by the decoder's limit.
+    return {key: _value(value) for key, value in s.fields.items()}
+
+
+def _value(v: struct_pb2.Value) -> Any:
+    kind = v.WhichOneof("kind")
+    if kind == "struct_value":
+        return _struct_value(v.struct_value)
+    if kind == "list_value":
+        return [_value(item) for item in v.list_value.values]
+    if kind in ("number_value", "string_value", "bool_value"):
+        return getattr(v, kind)
+    return None
 
 
 def registration(req: pb.RegisterTokenRequest) -> models.TokenRegistration:

@@ -10,13 +10,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from pushsvc.clock import Clock
+from pushsvc.rpc import methods
 from pushsvc.rpc.servicers import PushServicer
+from pushsvc.rpc.throttle import LogThrottle
 from pushsvc.service import PushService
-from pushsvc.v1 import push_pb2, push_pb2_grpc
 
 log = logging.getLogger("pushsvc.rpc")
 
-SERVICE_NAME = push_pb2.DESCRIPTOR.services_by_name["PushService"].full_name
+SERVICE_NAME = methods.SERVICE.full_name
 
 
 class GrpcServer:
@@ -26,6 +28,7 @@ class GrpcServer:
         self,
         service: PushService,
         *,
+        clock: Clock,
         host: str = "0.0.0.0",
         port: int = 50051,
         max_connection_age_s: float = 300.0,
@@ -44,7 +47,11 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        push_pb2_grpc.add_PushServiceServicer_to_server(PushServicer(service, self._draining), self._server)
+        # Not the generated add_PushServiceServicer_to_server: its deserializer
+        # turns a malformed request into UNKNOWN and a logged traceback.
+        methods.add_to_server(
+            PushServicer(service, self._draining), self._server, LogThrottle(log, clock, interval_s=1.0)
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
