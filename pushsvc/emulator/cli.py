@@ -10,6 +10,7 @@ from pathlib import Path
 from .config import EmulatorConfig
 from .credentials import MANIFEST, make_demo_credentials, write_manifest
 from .emulator import Emulator
+from .scenario import Scenario, ScenarioError, parse_scenario
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
         "load generators that open streams before reading SETTINGS want 1000 here",
     )
     parser.add_argument(
+        "--scenario",
+        type=Path,
+        help="TOML scenario file played over the built-in test tokens "
+        "(format: pushsvc/emulator/scenario.py; replace it later with POST /_emulator/scenario)",
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         default=Path(".pushsvc/emulator"),
@@ -38,13 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(args: argparse.Namespace) -> None:
+async def _run(args: argparse.Namespace, scenario: Scenario | None) -> None:
     config = EmulatorConfig(
         host=args.host,
         apns_port=args.apns_port,
         apns_sandbox_port=args.apns_sandbox_port,
         fcm_port=args.fcm_port,
         apns_streams_before_auth=args.apns_streams_before_auth,
+        scenario=scenario,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -88,9 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     Args:
         argv: Arguments without the program name; defaults to ``sys.argv[1:]``.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    scenario = None
+    if args.scenario is not None:
+        try:
+            scenario = parse_scenario(args.scenario.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, ScenarioError) as exc:
+            parser.error(f"--scenario {args.scenario}: {exc}")
     try:
-        asyncio.run(_run(args))
+        asyncio.run(_run(args, scenario))
     except OSError as exc:
         print(f"pushsvc emulator: {exc}")
         return 1

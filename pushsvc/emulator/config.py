@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from .scenario import Scenario
+
 
 @dataclasses.dataclass
 class ApnsKey:
@@ -65,6 +67,8 @@ class EmulatorConfig:
             ``"... Push Services: "`` prefix removed.
         inbox_limit: The inbox keeps at most this many entries (oldest dropped)
             so that long benchmarks use bounded memory.
+        scenario: Per-token behaviour played from the start, over the
+            built-in test tokens (:mod:`.scenario`); None: the test tokens alone.
     """
 
     host: str = "127.0.0.1"
@@ -79,3 +83,4 @@ class EmulatorConfig:
     access_token_lifetime_s: int = 3600
     apns_client_ca_pem: bytes | None = None
     inbox_limit: int = 100_000
+    scenario: Scenario | None = None

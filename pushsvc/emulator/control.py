@@ -6,6 +6,11 @@
   :class:`~pushsvc.emulator.faults.Faults` fields to change; both answer the
   current faults.
 - ``GET /_emulator/stats``: request counters.
+- ``GET /_emulator/scenario``: the scenario in force (defaults merged in) as
+  JSON; ``POST /_emulator/scenario`` loads one (:mod:`.scenario`): a TOML
+  body, or JSON with ``content-type: application/json``; ``400
+  {"error", "key"}`` names the bad key. ``DELETE /_emulator/scenario`` goes
+  back to the built-in test tokens.
 
 Control requests are never subject to faults and never need credentials.
 """
@@ -14,8 +19,10 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from collections.abc import Callable
 
 from .faults import Faults
+from .scenario import Scenario, ScenarioError, ScenarioPlayer, parse_scenario, parse_scenario_json
 from .site import Request, Response
 from .inbox import Inbox
 from .stats import Stats
@@ -26,10 +33,19 @@ class ControlApi:
 
     PREFIX = "/_emulator/"
 
-    def __init__(self, inbox: Inbox, faults: Faults, stats: Stats) -> None:
+    def __init__(
+        self,
+        inbox: Inbox,
+        faults: Faults,
+        stats: Stats,
+        scenario: ScenarioPlayer,
+        load_scenario: Callable[[Scenario | None], None],
+    ) -> None:
         self._inbox = inbox
         self._faults = faults
         self._stats = stats
+        self._scenario = scenario
+        self._load_scenario = load_scenario
 
     def handle(self, request: Request) -> Response:
         """Answer one control request."""
@@ -64,7 +80,30 @@ class ControlApi:
             if method == "GET":
                 return Response.json(200, self._stats.to_json())
             return _method_not_allowed("GET")
+        if path == "/_emulator/scenario":
+            return self._handle_scenario(request)
         return Response.json(404, {"error": f"no control endpoint {path}"})
+
+    def _handle_scenario(self, request: Request) -> Response:
+        if request.method == "GET":
+            return Response.json(200, self._scenario.scenario.to_json())
+        if request.method == "DELETE":
+            self._load_scenario(None)
+            return Response.json(200, self._scenario.scenario.to_json())
+        if request.method != "POST":
+            return _method_not_allowed("GET, POST, DELETE")
+        content_type = (request.header("content-type") or "").partition(";")[0].strip().lower()
+        try:
+            if content_type == "application/json":
+                scenario = parse_scenario_json(request.body or b"{}")
+            else:
+                scenario = parse_scenario(request.body.decode("utf-8"))
+        except UnicodeDecodeError:
+            return Response.json(400, {"error": "the body must be UTF-8", "key": ""})
+        except ScenarioError as exc:
+            return Response.json(400, {"error": str(exc), "key": exc.key})
+        self._load_scenario(scenario)
+        return Response.json(200, self._scenario.scenario.to_json())
 
 
 def _method_not_allowed(allow: str) -> Response:

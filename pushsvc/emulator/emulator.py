@@ -15,6 +15,7 @@ from .fcm import FcmService, FcmSite
 from .http2 import Http2Server
 from .inbox import Inbox
 from .oauth import OAuthService
+from .scenario import Scenario, ScenarioPlayer
 from .stats import Stats
 from .tls import ServerTls
 
@@ -37,8 +38,14 @@ class Emulator:
             ...  # send to emulator.apns_url, trusting emulator.ca_pem
             entries = await emulator.inbox.wait_for(1, timeout_s=5)
 
+    Attributes:
+        inbox: Accepted notifications.
+        faults: Faults in force; mutable.
+        stats: Request counters.
+        scenario: The scenario in force (:meth:`load_scenario` replaces it).
+
     Args:
-        config: Credentials, ports and limits.
+        config: Credentials, ports, limits and the starting scenario.
         clock: Source of "now" (epoch seconds) for JWT ages, token expiry,
             timestamps and inbox times.
     """
@@ -49,8 +56,9 @@ class Emulator:
         self.inbox = Inbox(config.inbox_limit)
         self.faults = Faults()
         self.stats = Stats()
+        self.scenario = ScenarioPlayer(config.scenario)
         rng = random.Random()
-        control = ControlApi(self.inbox, self.faults, self.stats)
+        control = ControlApi(self.inbox, self.faults, self.stats, self.scenario, self.load_scenario)
         self._apns = ApnsService(
             config.apns_keys,
             inbox=self.inbox,
@@ -58,6 +66,7 @@ class Emulator:
             stats=self.stats,
             clock=clock,
             rng=rng,
+            scenario=self.scenario,
             streams_before_auth=config.apns_streams_before_auth,
             streams_after_auth=config.apns_streams_after_auth,
         )
@@ -66,9 +75,11 @@ class Emulator:
             stats=self.stats,
             clock=clock,
             lifetime_s=config.access_token_lifetime_s,
+            scenario=self.scenario,
         )
         fcm = FcmService(
-            self._oauth, inbox=self.inbox, faults=self.faults, stats=self.stats, clock=clock, rng=rng
+            self._oauth, inbox=self.inbox, faults=self.faults, stats=self.stats, clock=clock, rng=rng,
+            scenario=self.scenario,
         )
         apns_context = self._tls.server_context(client_ca_pem=config.apns_client_ca_pem)
         self._apns_server = Http2Server(ApnsSite(self._apns, control, "production"), apns_context)
@@ -114,6 +125,16 @@ class Emulator:
         if ":" in host:
             host = f"[{host}]"
         return f"https://{host}:{server.port}"
+
+    def load_scenario(self, scenario: Scenario | None) -> None:
+        """Play ``scenario`` from now on (None: the built-in test tokens alone).
+
+        Every token's position in its answers, every rule's request count and
+        every credential's use count start again.
+        """
+        self.scenario.load(scenario)
+        self._apns.reset_jwt_uses()
+        self._oauth.reset_uses()
 
     def add_apns_key(self, key: ApnsKey) -> None:
         """Accept JWTs signed by ``key`` from now on."""
