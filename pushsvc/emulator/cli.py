@@ -10,6 +10,7 @@ from pathlib import Path
 from .config import EmulatorConfig
 from .credentials import MANIFEST, make_demo_credentials, write_manifest
 from .emulator import Emulator
+from .oauth import GOOGLE_TOKEN_URI
 from .scenario import Scenario, ScenarioError, parse_scenario
 
 
@@ -29,6 +30,14 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="MAX_CONCURRENT_STREAMS of a new APNs connection before a valid JWT (APNs: 1); "
         "load generators that open streams before reading SETTINGS want 1000 here",
+    )
+    parser.add_argument(
+        "--proxy-port",
+        type=int,
+        help="also accept HTTP CONNECT here for api.push.apple.com, api.sandbox.push.apple.com, "
+        "fcm.googleapis.com and oauth2.googleapis.com, and serve them as the emulator "
+        "(clients set HTTPS_PROXY and trust ca.pem); the service-account JSON then names "
+        "Google's token_uri",
     )
     parser.add_argument(
         "--scenario",
@@ -53,6 +62,7 @@ async def _run(args: argparse.Namespace, scenario: Scenario | None) -> None:
         fcm_port=args.fcm_port,
         apns_streams_before_auth=args.apns_streams_before_auth,
         scenario=scenario,
+        proxy_port=args.proxy_port,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -60,8 +70,11 @@ async def _run(args: argparse.Namespace, scenario: Scenario | None) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         async with Emulator(config) as emulator:
+            # Behind the proxy an unmodified client reaches the token endpoint
+            # by Google's own name; a loopback URL would be sent to the proxy too.
+            token_uri = GOOGLE_TOKEN_URI if args.proxy_port is not None else emulator.token_uri
             credentials, apns_key, fcm_account = make_demo_credentials(
-                args.state_dir, token_uri=emulator.token_uri, ca_pem=emulator.ca_pem
+                args.state_dir, token_uri=token_uri, ca_pem=emulator.ca_pem
             )
             emulator.add_apns_key(apns_key)
             emulator.add_fcm_account(fcm_account)
@@ -82,7 +95,14 @@ async def _run(args: argparse.Namespace, scenario: Scenario | None) -> None:
                 f"  inbox             curl --cacert {credentials.ca_file} "
                 f"{emulator.fcm_url}/_emulator/inbox",
                 f"  manifest          {args.state_dir / MANIFEST}  (used by `pushsvc deliver`)",
+                f"  web inbox         {emulator.fcm_url}/_emulator/ (trust the CA certificate)",
             ]
+            if args.proxy_port is not None:
+                lines.append(
+                    f"  proxy             HTTPS_PROXY={emulator.proxy_url} "
+                    f"SSL_CERT_FILE={credentials.ca_file} REQUESTS_CA_BUNDLE={credentials.ca_file} "
+                    f"NODE_EXTRA_CA_CERTS={credentials.ca_file}"
+                )
             print("\n".join(lines), flush=True)
             await stop.wait()
     finally:

@@ -15,6 +15,7 @@ from .fcm import FcmService, FcmSite
 from .http2 import Http2Server
 from .inbox import Inbox
 from .oauth import OAuthService
+from .proxy import PROXY_HOSTS, ProxyServer, Route
 from .scenario import Scenario, ScenarioPlayer
 from .stats import Stats
 from .tls import ServerTls
@@ -26,7 +27,9 @@ class Emulator:
     Three ports: APNs production (:attr:`apns_url`), APNs sandbox
     (:attr:`apns_sandbox_url`) and FCM with the OAuth token endpoint
     (:attr:`fcm_url`, :attr:`token_uri`). Every port also serves the
-    ``/_emulator/`` control endpoints. The APNs ports speak HTTP/2 only, with
+    ``/_emulator/`` control endpoints. With ``EmulatorConfig.proxy_port``
+    a fourth port is an HTTP CONNECT proxy (:attr:`proxy_url`) that serves
+    Apple's and Google's host names itself (:mod:`.proxy`). The APNs ports speak HTTP/2 only, with
     ALPN ``h2`` or with no ALPN (a client offering only ``http/1.1`` gets no
     ALPN and must then open with the HTTP/2 preface). The FCM port speaks
     HTTP/2 with ALPN ``h2`` and HTTP/1.1 with ALPN ``http/1.1`` or none. Certificates come from a CA generated
@@ -91,6 +94,17 @@ class Emulator:
             self._tls.server_context(alpn_protocols=("h2", "http/1.1")),
             http1=True,
         )
+        self._proxy: ProxyServer | None = None
+        if config.proxy_port is not None:
+            apns_route = self._tls.server_context(client_ca_pem=config.apns_client_ca_pem, provider_hosts=True)
+            google_route = self._tls.server_context(alpn_protocols=("h2", "http/1.1"), provider_hosts=True)
+            servers = {"apns": self._apns_server, "apns-sandbox": self._sandbox_server, "fcm": self._fcm_server}
+            self._proxy = ProxyServer(
+                {
+                    host: Route(servers[name], google_route if name == "fcm" else apns_route)
+                    for host, name in PROXY_HOSTS.items()
+                }
+            )
         self._started = False
 
     @property
@@ -112,6 +126,18 @@ class Emulator:
     def fcm_url(self) -> str:
         """Base URL of the fake FCM API (``/v1/projects/{id}/messages:send``)."""
         return self._url(self._fcm_server)
+
+    @property
+    def proxy_url(self) -> str:
+        """The CONNECT proxy's URL, for ``HTTPS_PROXY`` (needs ``EmulatorConfig.proxy_port``)."""
+        if self._proxy is None:
+            raise RuntimeError("proxy mode is off (EmulatorConfig.proxy_port is None)")
+        if not self._started:
+            raise RuntimeError("emulator not started")
+        host = self._config.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self._proxy.port}"
 
     @property
     def token_uri(self) -> str:
@@ -153,6 +179,8 @@ class Emulator:
             await self._apns_server.start(host, self._config.apns_port)
             await self._sandbox_server.start(host, self._config.apns_sandbox_port)
             await self._fcm_server.start(host, self._config.fcm_port)
+            if self._proxy is not None and self._config.proxy_port is not None:
+                await self._proxy.start(host, self._config.proxy_port)
         except BaseException:
             await self._stop_servers()
             raise
@@ -165,6 +193,8 @@ class Emulator:
         self._started = False
 
     async def _stop_servers(self) -> None:
+        if self._proxy is not None:
+            await self._proxy.stop()
         for server in (self._apns_server, self._sandbox_server, self._fcm_server):
             await server.stop()
 

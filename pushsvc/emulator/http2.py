@@ -494,6 +494,14 @@ class Http2Server:
             backlog=256,
         )
 
+    def serve(self, transport: asyncio.Transport) -> None:
+        """Serve a TLS connection accepted elsewhere (a proxy tunnel) like one of ours.
+
+        The protocol is chosen by the transport's ALPN as for a connection
+        accepted here, and :meth:`stop` drops it with the others.
+        """
+        _Negotiation(self._site, self._connections, http1=self._http1).connection_made(transport)
+
     async def stop(self) -> None:
         """Stop listening and drop every connection."""
         if self._server is None:
