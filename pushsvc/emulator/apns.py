@@ -296,25 +296,15 @@ class ApnsService:
                     retry_after = None
                     if step.retry_after_s is not None:
                         retry_after = [("retry-after", str(step.retry_after_s))]
+                    entry = self._entry(request, state, device_token, payload, apns_id)
+                    self._inbox.reject(entry, step.status, step.reason)
                     raise _Reject(step.status, step.reason, retry_after)
         except _Reject as reject:
             response = self._error(reject, apns_id)
             if play is not None:
                 _scenario_effects(response, play.delay_s, play.goaway)
             return response
-        entry_headers = {k: v for k, v in request.headers if k != "authorization"}
-        entry_headers["apns-id"] = apns_id
-        self._inbox.add(
-            InboxEntry(
-                platform="apns",
-                token=device_token,
-                environment=state.environment,
-                headers=entry_headers,
-                payload=payload,
-                message_id=apns_id,
-                received_at=self._clock(),
-            )
-        )
+        self._inbox.add(self._entry(request, state, device_token, payload, apns_id))
         # Unique per response, so keep them out of the HPACK dynamic table:
         # indexing them would only evict useful entries and cost CPU.
         response_headers: list[tuple[str, str]] = [NeverIndexedHeaderTuple("apns-id", apns_id)]
@@ -324,6 +314,21 @@ class ApnsService:
         if play is not None:
             _scenario_effects(response, play.delay_s, play.goaway)
         return response
+
+    def _entry(
+        self, request: Request, state: ApnsConnectionState, device_token: str, payload: dict[str, Any], apns_id: str
+    ) -> InboxEntry:
+        entry_headers = {k: v for k, v in request.headers if k != "authorization"}
+        entry_headers["apns-id"] = apns_id
+        return InboxEntry(
+            platform="apns",
+            token=device_token,
+            environment=state.environment,
+            headers=entry_headers,
+            payload=payload,
+            message_id=apns_id,
+            received_at=self._clock(),
+        )
 
     def _error(self, reject: _Reject, apns_id: str) -> Response:
         body: dict[str, Any] = {"reason": reject.reason}

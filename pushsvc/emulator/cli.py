@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 from pathlib import Path
 
+from . import recording
 from .config import EmulatorConfig
 from .credentials import MANIFEST, make_demo_credentials, write_manifest
 from .emulator import Emulator
@@ -110,12 +112,49 @@ async def _run(args: argparse.Namespace, scenario: Scenario | None) -> None:
             loop.remove_signal_handler(signum)
 
 
+def _replay_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pushsvc emulator replay",
+        description="Check expectations against a recorded run "
+        "(GET /_emulator/inbox?format=jsonl&rejected=1), offline. Exit status 1 if one fails.",
+    )
+    parser.add_argument("recording", type=Path, help="the JSON-lines recording")
+    parser.add_argument(
+        "--expect",
+        type=Path,
+        action="append",
+        default=[],
+        help="TOML file of [[expect]] tables (see pushsvc/emulator/recording.py); repeatable",
+    )
+    return parser
+
+
+def _replay(argv: list[str]) -> int:
+    parser = _replay_parser()
+    args = parser.parse_args(argv)
+    try:
+        run = recording.load(args.recording)
+        expectations = [e for path in args.expect for e in recording.load_expectations(path.read_text("utf-8"))]
+        failures = recording.replay(run, expectations)
+    except (OSError, UnicodeDecodeError, recording.RecordingError) as exc:
+        print(f"pushsvc emulator replay: {exc}", file=sys.stderr)
+        return 2
+    for failure in failures:
+        print(f"FAIL {failure}")
+    print(f"{len(run)} records, {len(expectations)} expectations, {len(failures)} failed")
+    return 1 if failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``pushsvc emulator``; returns the process exit status.
+    """Run ``pushsvc emulator`` (or ``pushsvc emulator replay``); returns the process exit status.
 
     Args:
         argv: Arguments without the program name; defaults to ``sys.argv[1:]``.
     """
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["replay"]:
+        return _replay(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     scenario = None

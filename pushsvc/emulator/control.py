@@ -1,7 +1,13 @@
 """Control endpoints served on every emulator port under ``/_emulator/``.
 
 - ``GET /_emulator/inbox[?platform=apns|fcm][&token=...]``: JSON list of entries.
-- ``DELETE /_emulator/inbox``: clear the inbox; answers ``{"cleared": n}``.
+  ``&rejected=1`` merges in the scenario's error answers
+  (:class:`~.inbox.Rejection`), every item then with ``status`` and
+  ``reason``; ``&format=jsonl`` gives JSON lines (always with ``status`` and
+  ``reason``), the recording format of :mod:`.recording`.
+- ``DELETE /_emulator/inbox``: clear the inbox (and the rejections); answers
+  ``{"cleared": n}``.
+- ``GET /_emulator/`` (or ``/_emulator/ui``): the web inbox page (:mod:`.webui`).
 - ``GET /_emulator/faults``; ``POST /_emulator/faults`` with a JSON object of
   :class:`~pushsvc.emulator.faults.Faults` fields to change; both answer the
   current faults.
@@ -56,6 +62,16 @@ class ControlApi:
                 params = urllib.parse.parse_qs(query)
                 platform = params.get("platform", [None])[0]
                 token = params.get("token", [None])[0]
+                rejected = params.get("rejected", ["0"])[0] in ("1", "true")
+                jsonl = params.get("format", ["json"])[0] == "jsonl"
+                if rejected or jsonl:
+                    items = self._inbox.answered(platform=platform, token=token)
+                    if not rejected:
+                        items = [item for item in items if item["status"] == 200]
+                    if jsonl:
+                        body = "".join(json.dumps(item, separators=(",", ":")) + "\n" for item in items)
+                        return Response(200, [("content-type", "application/jsonl")], body.encode())
+                    return Response.json(200, items)
                 entries = self._inbox.entries(platform=platform, token=token)
                 return Response.json(200, [e.to_json() for e in entries])
             if method == "DELETE":

@@ -278,6 +278,11 @@ class FcmService:
         if play is not None and play.step is not None and play.step.status != 200:
             reject = _scenario_reject(play.step, project_id)
             reject.play = play
+            if not validate_only:
+                entry = _entry(request, message, target, token, f"projects/{project_id}/messages/", self._clock())
+                codes = [d["errorCode"] for d in reject.details if d.get("@type") == _FCM_ERROR]
+                reason = _STATUS_NAMES.get(reject.code, "UNKNOWN") + "".join(f"/{c}" for c in codes[:1])
+                self._inbox.reject(entry, reject.code, reason)
             raise reject
         if validate_only:
             return _name(project_id, "fake_message_id")
@@ -289,17 +294,7 @@ class FcmService:
         if play is not None:
             response.delay_s = play.delay_s
             response.goaway_debug = GOAWAY_DEBUG if play.goaway else None
-        self._inbox.add(
-            InboxEntry(
-                platform="fcm",
-                token=token if target in ("token", "fid") else "",
-                environment="",
-                headers={k: v for k, v in request.headers if k != "authorization"},
-                payload=message,
-                message_id=f"projects/{project_id}/messages/{message_id}",
-                received_at=now,
-            )
-        )
+        self._inbox.add(_entry(request, message, target, token, f"projects/{project_id}/messages/{message_id}", now))
         return response
 
     def _authorize(self, request: Request, project_id: str) -> AccessGrant:
@@ -420,6 +415,20 @@ def _check_message(message: dict[str, Any]) -> str:
     if message_size(message) > limit:
         raise _Reject(400, "Android message is too big", [_fcm_error("INVALID_ARGUMENT")])
     return target
+
+
+def _entry(
+    request: Request, message: dict[str, Any], target: str, token: str, message_id: str, now: float
+) -> InboxEntry:
+    return InboxEntry(
+        platform="fcm",
+        token=token if target in ("token", "fid") else "",
+        environment="",
+        headers={k: v for k, v in request.headers if k != "authorization"},
+        payload=message,
+        message_id=message_id,
+        received_at=now,
+    )
 
 
 def _name(project_id: str, message_id: str) -> Response:
