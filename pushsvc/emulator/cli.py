@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
         "load generators that open streams before reading SETTINGS want 1000 here",
     )
     parser.add_argument(
+        "--control-port",
+        type=int,
+        help="also serve the web inbox and the /_emulator/ control endpoints over plain HTTP "
+        "on this port (e.g. 8442), for a browser that does not trust the CA",
+    )
+    parser.add_argument(
         "--proxy-port",
         type=int,
         help="also accept HTTP CONNECT here for api.push.apple.com, api.sandbox.push.apple.com, "
@@ -65,6 +71,7 @@ async def _run(args: argparse.Namespace, scenario: Scenario | None) -> None:
         apns_streams_before_auth=args.apns_streams_before_auth,
         scenario=scenario,
         proxy_port=args.proxy_port,
+        control_port=args.control_port,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -97,7 +104,9 @@ async def _run(args: argparse.Namespace, scenario: Scenario | None) -> None:
                 f"  inbox             curl --cacert {credentials.ca_file} "
                 f"{emulator.fcm_url}/_emulator/inbox",
                 f"  manifest          {args.state_dir / MANIFEST}  (used by `pushsvc deliver`)",
-                f"  web inbox         {emulator.fcm_url}/_emulator/ (trust the CA certificate)",
+                f"  web inbox         {emulator.control_url}/_emulator/"
+                if args.control_port is not None
+                else f"  web inbox         {emulator.fcm_url}/_emulator/ (trust the CA certificate)",
             ]
             if args.proxy_port is not None:
                 lines.append(

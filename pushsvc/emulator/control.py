@@ -4,7 +4,8 @@
   ``&rejected=1`` merges in the scenario's error answers
   (:class:`~.inbox.Rejection`), every item then with ``status`` and
   ``reason``; ``&format=jsonl`` gives JSON lines (always with ``status`` and
-  ``reason``), the recording format of :mod:`.recording`.
+  ``reason``), the recording format of :mod:`.recording`; ``&display=1``
+  (with either) adds each item's ``display`` (:mod:`.display`).
 - ``DELETE /_emulator/inbox``: clear the inbox (and the rejections); answers
   ``{"cleared": n}``.
 - ``GET /_emulator/`` (or ``/_emulator/ui``): the web inbox page (:mod:`.webui`).
@@ -26,18 +27,25 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Callable
+from typing import Any
 
+from .display import display_of
 from .faults import Faults
 from .scenario import Scenario, ScenarioError, ScenarioPlayer, parse_scenario, parse_scenario_json
-from .site import Request, Response
+from .site import ClientConnection, Request, Response
 from .inbox import Inbox
 from .stats import Stats
+from .webui import WebInbox
 
 
 class ControlApi:
     """Serves the ``/_emulator/`` endpoints."""
 
     PREFIX = "/_emulator/"
+
+    def connection_made(self, connection: ClientConnection) -> dict[int, int]:
+        """As a :class:`~.site.Site` of its own (the control port): no per-connection state."""
+        return {}
 
     def __init__(
         self,
@@ -52,10 +60,13 @@ class ControlApi:
         self._stats = stats
         self._scenario = scenario
         self._load_scenario = load_scenario
+        self._web = WebInbox()
 
     def handle(self, request: Request) -> Response:
-        """Answer one control request."""
+        """Answer one control request (on the control port, ``/`` leads to the web inbox)."""
         path, _, query = request.path.partition("?")
+        if path == "/":
+            return Response(302, [("location", "/_emulator/")])
         method = request.method
         if path == "/_emulator/inbox":
             if method == "GET":
@@ -68,6 +79,8 @@ class ControlApi:
                     items = self._inbox.answered(platform=platform, token=token)
                     if not rejected:
                         items = [item for item in items if item["status"] == 200]
+                    if params.get("display", ["0"])[0] in ("1", "true"):
+                        items = [_with_display(item) for item in items]
                     if jsonl:
                         body = "".join(json.dumps(item, separators=(",", ":")) + "\n" for item in items)
                         return Response(200, [("content-type", "application/jsonl")], body.encode())
@@ -98,6 +111,16 @@ class ControlApi:
             return _method_not_allowed("GET")
         if path == "/_emulator/scenario":
             return self._handle_scenario(request)
+        if path in ("/_emulator/", "/_emulator/ui"):
+            if method != "GET":
+                return _method_not_allowed("GET")
+            return self._web.page(
+                {
+                    "inbox": [_with_display(item) for item in self._inbox.answered()],
+                    "faults": self._faults.to_json(),
+                    "scenario": self._scenario.scenario.to_json(),
+                }
+            )
         return Response.json(404, {"error": f"no control endpoint {path}"})
 
     def _handle_scenario(self, request: Request) -> Response:
@@ -120,6 +143,11 @@ class ControlApi:
             return Response.json(400, {"error": str(exc), "key": exc.key})
         self._load_scenario(scenario)
         return Response.json(200, self._scenario.scenario.to_json())
+
+
+def _with_display(item: dict[str, Any]) -> dict[str, Any]:
+    display = display_of(item["platform"], item["headers"], item["payload"], item["message_id"])
+    return {**item, "display": display.to_json()}
 
 
 def _method_not_allowed(allow: str) -> Response:

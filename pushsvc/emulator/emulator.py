@@ -94,6 +94,8 @@ class Emulator:
             self._tls.server_context(alpn_protocols=("h2", "http/1.1")),
             http1=True,
         )
+        # The control endpoints and web inbox over plain HTTP, for browsers.
+        self._control_server = Http2Server(control, None, http1=True) if config.control_port is not None else None
         self._proxy: ProxyServer | None = None
         if config.proxy_port is not None:
             apns_route = self._tls.server_context(client_ca_pem=config.apns_client_ca_pem, provider_hosts=True)
@@ -126,6 +128,15 @@ class Emulator:
     def fcm_url(self) -> str:
         """Base URL of the fake FCM API (``/v1/projects/{id}/messages:send``)."""
         return self._url(self._fcm_server)
+
+    @property
+    def control_url(self) -> str:
+        """Plain-HTTP base URL of the control port; the web inbox is at ``/_emulator/``."""
+        if self._control_server is None:
+            raise RuntimeError("no control port (EmulatorConfig.control_port is None)")
+        if not self._started:
+            raise RuntimeError("emulator not started")
+        return self._url(self._control_server).replace("https://", "http://", 1)
 
     @property
     def proxy_url(self) -> str:
@@ -179,6 +190,8 @@ class Emulator:
             await self._apns_server.start(host, self._config.apns_port)
             await self._sandbox_server.start(host, self._config.apns_sandbox_port)
             await self._fcm_server.start(host, self._config.fcm_port)
+            if self._control_server is not None and self._config.control_port is not None:
+                await self._control_server.start(host, self._config.control_port)
             if self._proxy is not None and self._config.proxy_port is not None:
                 await self._proxy.start(host, self._config.proxy_port)
         except BaseException:
@@ -195,8 +208,9 @@ class Emulator:
     async def _stop_servers(self) -> None:
         if self._proxy is not None:
             await self._proxy.stop()
-        for server in (self._apns_server, self._sandbox_server, self._fcm_server):
-            await server.stop()
+        for server in (self._apns_server, self._sandbox_server, self._fcm_server, self._control_server):
+            if server is not None:
+                await server.stop()
 
     async def __aenter__(self) -> Emulator:
         await self.start()
