@@ -116,6 +116,11 @@ class ProxyServer:
             transport.abort()
             return
         route.server.serve(tls)
+        # Bytes the client sent right after its handshake (the HTTP/2 preface,
+        # say) reached the tunnel before the server's protocol took over.
+        early = tunnel.take_early_data()
+        if early:
+            tls.get_protocol().data_received(early)
 
 
 class _Tunnel(asyncio.Protocol):
@@ -127,6 +132,9 @@ class _Tunnel(asyncio.Protocol):
         self._head = bytearray()
         self._timer: asyncio.TimerHandle | None = None
         self._handed_over = False
+        # Decrypted bytes that arrive between the end of the TLS handshake and
+        # the hand-over (asyncio delivers them to this protocol first).
+        self._early = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -135,7 +143,10 @@ class _Tunnel(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(HEAD_TIMEOUT_S, self.abort)
 
     def data_received(self, data: bytes) -> None:
-        if self._handed_over or self._transport is None:
+        if self._handed_over:
+            self._early += data
+            return
+        if self._transport is None:
             return
         self._head += data
         end = self._head.find(b"\r\n\r\n")
@@ -154,6 +165,12 @@ class _Tunnel(asyncio.Protocol):
             self._timer.cancel()
         self._transport = None
         self._proxy._tunnels.discard(self)
+
+    def take_early_data(self) -> bytes:
+        """Return (and forget) what arrived over TLS before the hand-over."""
+        early = bytes(self._early)
+        self._early.clear()
+        return early
 
     def abort(self) -> None:
         """Drop the connection."""

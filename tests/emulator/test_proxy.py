@@ -120,6 +120,7 @@ async def test_go_net_http_unmodified_through_the_proxy(proxied, tmp_path):
         [str(binary), token, provider_jwt(credentials), credentials.apns_bundle_id, "https://example.com/"], env
     )
     result: dict[str, Any] = json.loads(output)
+    assert "error" not in result, result
     assert (result["status"], result["proto"], result["body"]) == (200, "HTTP/2.0", ""), result
     assert UUID_RE.fullmatch(result["apns_id"])
     # The proxy refused the tunnel to any other host: Go reports the 403.
@@ -185,3 +186,17 @@ async def test_the_proxy_never_dials_out_even_to_the_emulator(proxied):
 async def test_no_proxy_unless_configured(emulator):
     with pytest.raises(RuntimeError, match="proxy mode is off"):
         _ = emulator.proxy_url
+
+
+async def test_node_https_with_a_manual_connect(proxied):
+    emulator, credentials = proxied
+    output = await run(
+        ["node", str(PEERS / "proxy" / "fcm_peer.mjs"), str(credentials.fcm_service_account_file), "node-phone"],
+        proxy_env(emulator, credentials),
+    )
+    result = json.loads(output)
+    assert (result["token_status"], result["send_status"]) == (200, 200), result
+    assert result["name"].startswith(f"projects/{credentials.fcm_project_id}/messages/0:")
+    assert result["other_error"] == "proxy answered 403"
+    [entry] = emulator.inbox.entries(token="node-phone")
+    assert entry.payload["notification"]["title"] == "Hello from Node"
