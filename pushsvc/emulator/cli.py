@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -44,8 +46,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="also accept HTTP CONNECT here for api.push.apple.com, api.sandbox.push.apple.com, "
         "fcm.googleapis.com and oauth2.googleapis.com, and serve them as the emulator "
-        "(clients set HTTPS_PROXY and trust ca.pem); the service-account JSON then names "
-        "Google's token_uri",
+        "(clients set HTTPS_PROXY and trust ca.pem; service-account-proxy.json names "
+        "Google's token_uri for them)",
     )
     parser.add_argument(
         "--scenario",
@@ -79,11 +81,8 @@ async def _run(args: argparse.Namespace, scenario: Scenario | None) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         async with Emulator(config) as emulator:
-            # Behind the proxy an unmodified client reaches the token endpoint
-            # by Google's own name; a loopback URL would be sent to the proxy too.
-            token_uri = GOOGLE_TOKEN_URI if args.proxy_port is not None else emulator.token_uri
             credentials, apns_key, fcm_account = make_demo_credentials(
-                args.state_dir, token_uri=token_uri, ca_pem=emulator.ca_pem
+                args.state_dir, token_uri=emulator.token_uri, ca_pem=emulator.ca_pem
             )
             emulator.add_apns_key(apns_key)
             emulator.add_fcm_account(fcm_account)
@@ -109,6 +108,8 @@ async def _run(args: argparse.Namespace, scenario: Scenario | None) -> None:
                 else f"  web inbox         {emulator.fcm_url}/_emulator/ (trust the CA certificate)",
             ]
             if args.proxy_port is not None:
+                proxy_account = _write_proxy_service_account(credentials.fcm_service_account_file)
+                lines.append(f"  FCM account       {proxy_account} (for apps behind the proxy)")
                 lines.append(
                     f"  proxy             HTTPS_PROXY={emulator.proxy_url} "
                     f"SSL_CERT_FILE={credentials.ca_file} REQUESTS_CA_BUNDLE={credentials.ca_file} "
@@ -119,6 +120,22 @@ async def _run(args: argparse.Namespace, scenario: Scenario | None) -> None:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+def _write_proxy_service_account(service_account_file: Path) -> Path:
+    """Write a copy of the service account naming Google's token_uri, for apps behind the proxy.
+
+    Behind the proxy an unmodified client reaches the token endpoint by
+    Google's own name; the loopback URL in the original would be sent to the
+    proxy too, which refuses it. `pushsvc deliver` keeps using the original.
+    """
+    document = json.loads(service_account_file.read_text())
+    document["token_uri"] = GOOGLE_TOKEN_URI
+    path = service_account_file.with_name("service-account-proxy.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        json.dump(document, file, indent=2)
+    return path
 
 
 def _replay_parser() -> argparse.ArgumentParser:

@@ -200,3 +200,55 @@ async def test_node_https_with_a_manual_connect(proxied):
     assert result["other_error"] == "proxy answered 403"
     [entry] = emulator.inbox.entries(token="node-phone")
     assert entry.payload["notification"]["title"] == "Hello from Node"
+
+
+def test_cli_proxy_and_control_ports(tmp_path):
+    """`pushsvc emulator --proxy-port --control-port`: both work, and a proxy service account is written."""
+    import selectors
+    import signal
+    import subprocess
+
+    import requests
+
+    state = tmp_path / "state"
+    argv = [sys.executable, "-m", "pushsvc.emulator", "--apns-port", "0", "--apns-sandbox-port", "0",
+            "--fcm-port", "0", "--proxy-port", "0", "--control-port", "0", "--state-dir", str(state)]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines: dict[str, str] = {}
+        selector = selectors.DefaultSelector()
+        selector.register(process.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 30
+        assert selector.select(timeout=deadline - time.monotonic()), "the emulator printed nothing in 30 s"
+        # The banner is written with one flush, and the proxy line is its last.
+        for _ in range(40):
+            line = process.stdout.readline()
+            assert line, process.stderr.read()
+            name, _, value = line.strip().partition(" ")
+            lines[name] = value.strip()
+            if name == "proxy":
+                break
+        proxy_url = lines["proxy"].split()[0].removeprefix("HTTPS_PROXY=")
+        session = requests.Session()
+        session.trust_env = False
+        stats = session.get(
+            "https://fcm.googleapis.com/_emulator/stats",
+            proxies={"https": proxy_url},
+            verify=str(state / "ca.pem"),
+            timeout=10,
+        )
+        assert stats.status_code == 200 and "fcm_requests" in stats.json()
+        page = session.get(lines["web"].split()[-1], timeout=10)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        proxy_account = json.loads((state / "service-account-proxy.json").read_text())
+        assert proxy_account["token_uri"] == GOOGLE_TOKEN_URI
+        assert json.loads((state / "service-account.json").read_text())["token_uri"] != GOOGLE_TOKEN_URI
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
