@@ -110,6 +110,9 @@ class ProxyServer:
             _log.debug("proxy: TLS handshake in the tunnel failed: %s", exc)
             transport.abort()
             return
+        except asyncio.CancelledError:
+            transport.abort()  # the proxy is stopping
+            raise
         finally:
             self._tunnels.discard(tunnel)
         if tls is None:
