@@ -116,7 +116,6 @@ _FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 _APNS_ERROR = "type.googleapis.com/google.firebase.fcm.v1.ApnsError"
 _BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
-_HELP = "type.googleapis.com/google.rpc.Help"
 _WWW_AUTHENTICATE = 'Bearer realm="https://accounts.google.com/", error="invalid_token"'
 _OAUTH_HINT = (
     "Expected OAuth 2 access token, login cookie or other valid authentication credential. "

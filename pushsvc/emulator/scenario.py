@@ -34,7 +34,8 @@ Matching (``[[apns]]`` and ``[[fcm]]`` tables, each a rule):
 - An exact token wins over prefixes, and the longest matching prefix wins.
   A loaded file's rule replaces the default rule with the same ``token`` or
   ``prefix``; ``defaults = false`` at the top level drops the built-in rules.
-- A token that matches no rule costs one dict lookup per prefix length.
+- A token that matches no rule costs two dict lookups, plus a ``startswith``
+  per prefix sharing its first character.
 
 A rule's keys:
 
@@ -422,14 +423,19 @@ class ScenarioPlayer:
             merged[(rule.platform, rule.key)] = rule
         self._effective = dataclasses.replace(scenario, rules=tuple(merged.values()))
         self._exact: dict[str, dict[str, Rule]] = {p: {} for p in PLATFORMS}
-        self._prefixes: dict[str, dict[str, Rule]] = {p: {} for p in PLATFORMS}
+        # Prefix rules bucketed by their first character, longest prefix first
+        # in each bucket: a token whose first character starts no prefix costs
+        # one dict lookup.
+        self._prefixes: dict[str, dict[str, list[tuple[str, Rule]]]] = {p: {} for p in PLATFORMS}
         for rule in self._effective.rules:
             if rule.token is not None:
                 self._exact[rule.platform][rule.token] = rule
             else:
-                self._prefixes[rule.platform][rule.prefix or ""] = rule
-        # Prefix lengths to try, longest first: the longest matching prefix wins.
-        self._lengths = {p: sorted({len(k) for k in self._prefixes[p]}, reverse=True) for p in PLATFORMS}
+                prefix = rule.prefix or ""
+                self._prefixes[rule.platform].setdefault(prefix[0], []).append((prefix, rule))
+        for buckets in self._prefixes.values():
+            for bucket in buckets.values():
+                bucket.sort(key=lambda item: len(item[0]), reverse=True)
         self._positions: dict[tuple[str, str], int] = {}
         self._rule_counts: dict[int, int] = {}
 
@@ -438,11 +444,11 @@ class ScenarioPlayer:
         rule = self._exact[platform].get(token)
         if rule is not None:
             return rule
-        prefixes = self._prefixes[platform]
-        for length in self._lengths[platform]:
-            rule = prefixes.get(token[:length])
-            if rule is not None:
-                return rule
+        bucket = self._prefixes[platform].get(token[:1])
+        if bucket is not None:
+            for prefix, candidate in bucket:
+                if token.startswith(prefix):
+                    return candidate
         return None
 
     def play(self, rule: Rule, token: str, *, advance: bool = True) -> Play:
