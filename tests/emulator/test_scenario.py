@@ -246,3 +246,22 @@ def test_cli_rejects_a_bad_scenario_file_before_binding(tmp_path: Path):
 
 def _ctx(emulator: Emulator):
     return ssl_ctx_from(emulator.ca_pem)
+
+
+def test_exact_token_beats_prefix_and_longest_prefix_wins():
+    from pushsvc.emulator.scenario import ScenarioPlayer
+
+    player = ScenarioPlayer(
+        parse_scenario(
+            "[[fcm]]\nprefix = 'in'\n"
+            "[[fcm]]\nprefix = 'invalid-x'\n"
+            "[[fcm]]\ntoken = 'invalid-xyz'\n"
+            "[[apns]]\nprefix = 'ABCD'\n"
+        )
+    )
+    assert player.match("fcm", "invalid-xyz").token == "invalid-xyz"
+    assert player.match("fcm", "invalid-xy").prefix == "invalid-x"
+    assert player.match("fcm", "invalid-a").prefix == "invalid-"  # the default rule
+    assert player.match("fcm", "inside").prefix == "in"
+    assert player.match("fcm", "device-1") is None
+    assert player.match("apns", "abcd" + "0" * 60).prefix == "abcd"  # APNs prefixes are lower-cased
