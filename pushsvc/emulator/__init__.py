@@ -3,7 +3,9 @@
 Faithful to ``reference/protocols.md``: real status codes, reason strings,
 headers and bodies. See the module docstrings of :mod:`.apns`, :mod:`.fcm`,
 :mod:`.oauth` and :mod:`.control` for exactly what is checked, the test tokens
-and the emulator-specific choices.
+and the emulator-specific choices; :mod:`.scenario` for scenario files,
+:mod:`.proxy` for proxy mode, :mod:`.webui` for the web inbox and
+:mod:`.recording` for recorded runs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from .config import ApnsKey, EmulatorConfig, FcmAccount
 from .credentials import DemoCredentials, make_demo_credentials
 from .emulator import Emulator
 from .faults import Faults
-from .inbox import Inbox, InboxEntry
+from .inbox import Inbox, InboxEntry, Rejection
+from .scenario import Scenario, ScenarioError, default_scenario, parse_scenario
 from .stats import Stats
 
 __all__ = [
@@ -25,7 +28,12 @@ __all__ = [
     "FcmAccount",
     "Inbox",
     "InboxEntry",
+    "Rejection",
+    "Scenario",
+    "ScenarioError",
     "Stats",
+    "default_scenario",
     "main",
     "make_demo_credentials",
+    "parse_scenario",
 ]

@@ -38,7 +38,10 @@ Checks, in this order (the first failure answers; every error carries
    ``400 InvalidPayload``. **InvalidPayload is emulator-specific**: Apple
    documents no reason for malformed JSON.
 7. Fault injection (``Faults.error_rate``): ``503 ServiceUnavailable``.
-8. Test tokens (prefix of the hex token, case-insensitive):
+8. The scenario (:mod:`.scenario`): a rule matching the lower-cased token
+   answers from its sequence. The default scenario is the built-in test
+   tokens (``default_scenario.toml``; prefix of the hex token,
+   case-insensitive):
 
    ======  ===============================================================
    prefix  answer
@@ -52,7 +55,10 @@ Checks, in this order (the first failure answers; every error carries
    ======  ===============================================================
 
    "First attempt" is remembered per token for the emulator's lifetime, across
-   connections and environments.
+   connections and environments (until another scenario is loaded).
+
+   The scenario's ``[credentials]`` can shorten the JWT's 3600 s lifetime and
+   limit the requests one JWT may make (``403 ExpiredProviderToken``).
 
 Success is ``200`` with ``apns-id`` and an empty body; the sandbox port adds
 ``apns-unique-id``. Accepted notifications go to the inbox.
@@ -78,6 +84,7 @@ from .control import ControlApi
 from .faults import GOAWAY_DEBUG, Faults, plan_faults
 from .site import ClientConnection, Request, Response
 from .inbox import Inbox, InboxEntry
+from .scenario import Play, ScenarioPlayer
 from .stats import Stats
 
 # Topic suffix each push type requires (protocols.md A.3). MDM topics come
@@ -107,12 +114,6 @@ _DEVICE_PATH = "/3/device/"
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 _DIGITS_RE = re.compile(r"[0-9]{1,20}")
-# Test-token prefixes answered with an error on the first attempt only.
-_TRANSIENT_TEST_TOKENS: dict[str, tuple[int, str]] = {
-    "0429": (429, "TooManyRequests"),
-    "0503": (503, "ServiceUnavailable"),
-    "0500": (500, "InternalServerError"),
-}
 _CERT_CN_PREFIX_RE = re.compile(r"^.*Push Services: ")
 # Verified JWTs are cached so that ECDSA verification runs once per token,
 # not once per request; the cache is dropped when it reaches this size.
@@ -132,10 +133,11 @@ def random_uuid(rng: random.Random) -> str:
 class _Reject(Exception):
     """An APNs error answer, raised from deep inside the checks."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]] | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.headers = headers
 
 
 @dataclasses.dataclass(slots=True)
@@ -197,6 +199,7 @@ class ApnsService:
         stats: Stats,
         clock: Callable[[], float],
         rng: random.Random,
+        scenario: ScenarioPlayer,
         streams_before_auth: int,
         streams_after_auth: int,
     ) -> None:
@@ -206,6 +209,9 @@ class ApnsService:
         self._stats = stats
         self._clock = clock
         self._rng = rng
+        self._scenario = scenario
+        # Requests made with each JWT; kept only while the scenario limits them.
+        self._jwt_uses: dict[str, int] = {}
         self._streams_before_auth = streams_before_auth
         self._streams_after_auth = streams_after_auth
         self._verified: dict[str, tuple[_LoadedKey, int]] = {}
@@ -245,7 +251,7 @@ class ApnsService:
             request.connection.abort()
             return None
         response = self._answer(request, fail=plan.fail)
-        response.delay_s = plan.delay_s
+        response.delay_s += plan.delay_s
         if plan.goaway:
             response.goaway_debug = GOAWAY_DEBUG
         return response
@@ -257,6 +263,7 @@ class ApnsService:
         bad_id = apns_id is not None and _UUID_RE.fullmatch(apns_id) is None
         if apns_id is None or bad_id:
             apns_id = random_uuid(self._rng)
+        play: Play | None = None
         try:
             if request.method != "POST":
                 raise _Reject(405, "MethodNotAllowed")
@@ -280,34 +287,55 @@ class ApnsService:
             payload = self._check_payload(request.body, push_type, topic)
             if fail:
                 raise _Reject(503, "ServiceUnavailable")
-            self._test_token(device_token.lower())
+            token_key = device_token.lower()
+            rule = self._scenario.match("apns", token_key)
+            if rule is not None:
+                play = self._scenario.play(rule, token_key)
+                step = play.step
+                if step is not None and step.status != 200:
+                    retry_after = None
+                    if step.retry_after_s is not None:
+                        retry_after = [("retry-after", str(step.retry_after_s))]
+                    entry = self._entry(request, state, device_token, payload, apns_id)
+                    self._inbox.reject(entry, step.status, step.reason)
+                    raise _Reject(step.status, step.reason, retry_after)
         except _Reject as reject:
-            return self._error(reject, apns_id)
-        entry_headers = {k: v for k, v in request.headers if k != "authorization"}
-        entry_headers["apns-id"] = apns_id
-        self._inbox.add(
-            InboxEntry(
-                platform="apns",
-                token=device_token,
-                environment=state.environment,
-                headers=entry_headers,
-                payload=payload,
-                message_id=apns_id,
-                received_at=self._clock(),
-            )
-        )
+            response = self._error(reject, apns_id)
+            if play is not None:
+                _scenario_effects(response, play.delay_s, play.goaway)
+            return response
+        self._inbox.add(self._entry(request, state, device_token, payload, apns_id))
         # Unique per response, so keep them out of the HPACK dynamic table:
         # indexing them would only evict useful entries and cost CPU.
         response_headers: list[tuple[str, str]] = [NeverIndexedHeaderTuple("apns-id", apns_id)]
         if state.environment == "sandbox":
             response_headers.append(NeverIndexedHeaderTuple("apns-unique-id", random_uuid(self._rng)))
-        return Response(200, response_headers)
+        response = Response(200, response_headers)
+        if play is not None:
+            _scenario_effects(response, play.delay_s, play.goaway)
+        return response
+
+    def _entry(
+        self, request: Request, state: ApnsConnectionState, device_token: str, payload: dict[str, Any], apns_id: str
+    ) -> InboxEntry:
+        entry_headers = {k: v for k, v in request.headers if k != "authorization"}
+        entry_headers["apns-id"] = apns_id
+        return InboxEntry(
+            platform="apns",
+            token=device_token,
+            environment=state.environment,
+            headers=entry_headers,
+            payload=payload,
+            message_id=apns_id,
+            received_at=self._clock(),
+        )
 
     def _error(self, reject: _Reject, apns_id: str) -> Response:
         body: dict[str, Any] = {"reason": reject.reason}
         if reject.status == 410:
             body["timestamp"] = int(self._clock() * 1000)
-        return Response.json(reject.status, body, [NeverIndexedHeaderTuple("apns-id", apns_id)])
+        headers = [NeverIndexedHeaderTuple("apns-id", apns_id), *(reject.headers or ())]
+        return Response.json(reject.status, body, headers)
 
     def _authenticate(
         self, connection: ClientConnection, state: ApnsConnectionState, authorization: str | None
@@ -325,8 +353,16 @@ class ApnsService:
             raise _Reject(403, "MissingProviderToken")
         loaded, iat = self._verify_jwt(token)
         now = self._clock()
-        if now - iat > JWT_MAX_AGE_S or iat - now > JWT_MAX_AGE_S:
+        credentials = self._scenario.credentials
+        if now - iat > credentials.apns_jwt_max_age_s or iat - now > JWT_MAX_AGE_S:
             raise _Reject(403, "ExpiredProviderToken")
+        if credentials.apns_jwt_max_requests:
+            uses = self._jwt_uses.get(token, 0) + 1
+            if len(self._jwt_uses) >= _JWT_CACHE_LIMIT and uses == 1:
+                self._jwt_uses.clear()
+            self._jwt_uses[token] = uses
+            if uses > credentials.apns_jwt_max_requests:
+                raise _Reject(403, "ExpiredProviderToken")
         key_id = loaded.key.key_id
         if state.key_id is None:
             state.key_id = key_id
@@ -434,17 +470,17 @@ class ApnsService:
             raise _Reject(400, "InvalidPayload")
         return payload
 
-    def _test_token(self, token: str) -> None:
-        prefix = token[:4]
-        if prefix == "0410":
-            raise _Reject(410, "Unregistered")
-        if prefix == "0400":
-            raise _Reject(400, "BadDeviceToken")
-        if prefix == "0403":
-            raise _Reject(403, "Forbidden")
-        if prefix in _TRANSIENT_TEST_TOKENS and token not in self._attempted:
-            self._attempted.add(token)
-            raise _Reject(*_TRANSIENT_TEST_TOKENS[prefix])
+    def reset_jwt_uses(self) -> None:
+        """Forget how often each JWT was used (a new scenario was loaded)."""
+        self._jwt_uses.clear()
+
+
+def _scenario_effects(response: Response, delay_s: float, goaway: bool) -> Response:
+    """Apply a scenario rule's latency and GOAWAY to ``response``."""
+    response.delay_s = delay_s
+    if goaway:
+        response.goaway_debug = GOAWAY_DEBUG
+    return response
 
 
 class ApnsSite:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import signal
+import sys
 from pathlib import Path
 
+from . import recording
 from .config import EmulatorConfig
 from .credentials import MANIFEST, make_demo_credentials, write_manifest
 from .emulator import Emulator
+from .oauth import GOOGLE_TOKEN_URI
+from .scenario import Scenario, ScenarioError, parse_scenario
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +36,26 @@ def _parser() -> argparse.ArgumentParser:
         "load generators that open streams before reading SETTINGS want 1000 here",
     )
     parser.add_argument(
+        "--control-port",
+        type=int,
+        help="also serve the web inbox and the /_emulator/ control endpoints over plain HTTP "
+        "on this port (e.g. 8442), for a browser that does not trust the CA",
+    )
+    parser.add_argument(
+        "--proxy-port",
+        type=int,
+        help="also accept HTTP CONNECT here for api.push.apple.com, api.sandbox.push.apple.com, "
+        "fcm.googleapis.com and oauth2.googleapis.com, and serve them as the emulator "
+        "(clients set HTTPS_PROXY and trust ca.pem; service-account-proxy.json names "
+        "Google's token_uri for them)",
+    )
+    parser.add_argument(
+        "--scenario",
+        type=Path,
+        help="TOML scenario file played over the built-in test tokens "
+        "(format: pushsvc/emulator/scenario.py; replace it later with POST /_emulator/scenario)",
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         default=Path(".pushsvc/emulator"),
@@ -38,13 +64,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(args: argparse.Namespace) -> None:
+async def _run(args: argparse.Namespace, scenario: Scenario | None) -> None:
     config = EmulatorConfig(
         host=args.host,
         apns_port=args.apns_port,
         apns_sandbox_port=args.apns_sandbox_port,
         fcm_port=args.fcm_port,
         apns_streams_before_auth=args.apns_streams_before_auth,
+        scenario=scenario,
+        proxy_port=args.proxy_port,
+        control_port=args.control_port,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -74,7 +103,18 @@ async def _run(args: argparse.Namespace) -> None:
                 f"  inbox             curl --cacert {credentials.ca_file} "
                 f"{emulator.fcm_url}/_emulator/inbox",
                 f"  manifest          {args.state_dir / MANIFEST}  (used by `pushsvc deliver`)",
+                f"  web inbox         {emulator.control_url}/_emulator/"
+                if args.control_port is not None
+                else f"  web inbox         {emulator.fcm_url}/_emulator/ (trust the CA certificate)",
             ]
+            if args.proxy_port is not None:
+                proxy_account = _write_proxy_service_account(credentials.fcm_service_account_file)
+                lines.append(f"  FCM account       {proxy_account} (for apps behind the proxy)")
+                lines.append(
+                    f"  proxy             HTTPS_PROXY={emulator.proxy_url} "
+                    f"SSL_CERT_FILE={credentials.ca_file} REQUESTS_CA_BUNDLE={credentials.ca_file} "
+                    f"NODE_EXTRA_CA_CERTS={credentials.ca_file}"
+                )
             print("\n".join(lines), flush=True)
             await stop.wait()
     finally:
@@ -82,15 +122,75 @@ async def _run(args: argparse.Namespace) -> None:
             loop.remove_signal_handler(signum)
 
 
+def _write_proxy_service_account(service_account_file: Path) -> Path:
+    """Write a copy of the service account naming Google's token_uri, for apps behind the proxy.
+
+    Behind the proxy an unmodified client reaches the token endpoint by
+    Google's own name; the loopback URL in the original would be sent to the
+    proxy too, which refuses it. `pushsvc deliver` keeps using the original.
+    """
+    document = json.loads(service_account_file.read_text())
+    document["token_uri"] = GOOGLE_TOKEN_URI
+    path = service_account_file.with_name("service-account-proxy.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        json.dump(document, file, indent=2)
+    return path
+
+
+def _replay_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pushsvc emulator replay",
+        description="Check expectations against a recorded run "
+        "(GET /_emulator/inbox?format=jsonl&rejected=1), offline. Exit status 1 if one fails.",
+    )
+    parser.add_argument("recording", type=Path, help="the JSON-lines recording")
+    parser.add_argument(
+        "--expect",
+        type=Path,
+        action="append",
+        default=[],
+        help="TOML file of [[expect]] tables (see pushsvc/emulator/recording.py); repeatable",
+    )
+    return parser
+
+
+def _replay(argv: list[str]) -> int:
+    parser = _replay_parser()
+    args = parser.parse_args(argv)
+    try:
+        run = recording.load(args.recording)
+        expectations = [e for path in args.expect for e in recording.load_expectations(path.read_text("utf-8"))]
+        failures = recording.replay(run, expectations)
+    except (OSError, UnicodeDecodeError, recording.RecordingError) as exc:
+        print(f"pushsvc emulator replay: {exc}", file=sys.stderr)
+        return 2
+    for failure in failures:
+        print(f"FAIL {failure}")
+    print(f"{len(run)} records, {len(expectations)} expectations, {len(failures)} failed")
+    return 1 if failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``pushsvc emulator``; returns the process exit status.
+    """Run ``pushsvc emulator`` (or ``pushsvc emulator replay``); returns the process exit status.
 
     Args:
         argv: Arguments without the program name; defaults to ``sys.argv[1:]``.
     """
-    args = _parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["replay"]:
+        return _replay(argv[1:])
+    parser = _parser()
+    args = parser.parse_args(argv)
+    scenario = None
+    if args.scenario is not None:
+        try:
+            scenario = parse_scenario(args.scenario.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, ScenarioError) as exc:
+            parser.error(f"--scenario {args.scenario}: {exc}")
     try:
-        asyncio.run(_run(args))
+        asyncio.run(_run(args, scenario))
     except OSError as exc:
         print(f"pushsvc emulator: {exc}")
         return 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from .scenario import Scenario
+
 
 @dataclasses.dataclass
 class ApnsKey:
@@ -65,6 +67,13 @@ class EmulatorConfig:
             ``"... Push Services: "`` prefix removed.
         inbox_limit: The inbox keeps at most this many entries (oldest dropped)
             so that long benchmarks use bounded memory.
+        control_port: If not None, also serve the control endpoints and the
+            web inbox over plain HTTP/1.1 here (0 picks a free port); keep
+            ``host`` on loopback.
+        proxy_port: If not None, also listen here for HTTP CONNECT to Apple's
+            and Google's push hosts (:mod:`.proxy`; 0 picks a free port).
+        scenario: Per-token behaviour played from the start, over the
+            built-in test tokens (:mod:`.scenario`); None: the test tokens alone.
     """
 
     host: str = "127.0.0.1"
@@ -79,3 +88,6 @@ class EmulatorConfig:
     access_token_lifetime_s: int = 3600
     apns_client_ca_pem: bytes | None = None
     inbox_limit: int = 100_000
+    control_port: int | None = None
+    proxy_port: int | None = None
+    scenario: Scenario | None = None

@@ -1,11 +1,23 @@
 """Control endpoints served on every emulator port under ``/_emulator/``.
 
 - ``GET /_emulator/inbox[?platform=apns|fcm][&token=...]``: JSON list of entries.
-- ``DELETE /_emulator/inbox``: clear the inbox; answers ``{"cleared": n}``.
+  ``&rejected=1`` merges in the scenario's error answers
+  (:class:`~.inbox.Rejection`), every item then with ``status`` and
+  ``reason``; ``&format=jsonl`` gives JSON lines (always with ``status`` and
+  ``reason``), the recording format of :mod:`.recording`; ``&display=1``
+  (with either) adds each item's ``display`` (:mod:`.display`).
+- ``DELETE /_emulator/inbox``: clear the inbox (and the rejections); answers
+  ``{"cleared": n}``.
+- ``GET /_emulator/`` (or ``/_emulator/ui``): the web inbox page (:mod:`.webui`).
 - ``GET /_emulator/faults``; ``POST /_emulator/faults`` with a JSON object of
   :class:`~pushsvc.emulator.faults.Faults` fields to change; both answer the
   current faults.
 - ``GET /_emulator/stats``: request counters.
+- ``GET /_emulator/scenario``: the scenario in force (defaults merged in) as
+  JSON; ``POST /_emulator/scenario`` loads one (:mod:`.scenario`): a TOML
+  body, or JSON with ``content-type: application/json``; ``400
+  {"error", "key"}`` names the bad key. ``DELETE /_emulator/scenario`` goes
+  back to the built-in test tokens.
 
 Control requests are never subject to faults and never need credentials.
 """
@@ -14,11 +26,16 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from collections.abc import Callable
+from typing import Any
 
+from .display import display_of
 from .faults import Faults
-from .site import Request, Response
+from .scenario import Scenario, ScenarioError, ScenarioPlayer, parse_scenario, parse_scenario_json
+from .site import ClientConnection, Request, Response
 from .inbox import Inbox
 from .stats import Stats
+from .webui import WebInbox
 
 
 class ControlApi:
@@ -26,20 +43,48 @@ class ControlApi:
 
     PREFIX = "/_emulator/"
 
-    def __init__(self, inbox: Inbox, faults: Faults, stats: Stats) -> None:
+    def connection_made(self, connection: ClientConnection) -> dict[int, int]:
+        """As a :class:`~.site.Site` of its own (the control port): no per-connection state."""
+        return {}
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        faults: Faults,
+        stats: Stats,
+        scenario: ScenarioPlayer,
+        load_scenario: Callable[[Scenario | None], None],
+    ) -> None:
         self._inbox = inbox
         self._faults = faults
         self._stats = stats
+        self._scenario = scenario
+        self._load_scenario = load_scenario
+        self._web = WebInbox()
 
     def handle(self, request: Request) -> Response:
-        """Answer one control request."""
+        """Answer one control request (on the control port, ``/`` leads to the web inbox)."""
         path, _, query = request.path.partition("?")
+        if path == "/":
+            return Response(302, [("location", "/_emulator/")])
         method = request.method
         if path == "/_emulator/inbox":
             if method == "GET":
                 params = urllib.parse.parse_qs(query)
                 platform = params.get("platform", [None])[0]
                 token = params.get("token", [None])[0]
+                rejected = params.get("rejected", ["0"])[0] in ("1", "true")
+                jsonl = params.get("format", ["json"])[0] == "jsonl"
+                if rejected or jsonl:
+                    items = self._inbox.answered(platform=platform, token=token)
+                    if not rejected:
+                        items = [item for item in items if item["status"] == 200]
+                    if params.get("display", ["0"])[0] in ("1", "true"):
+                        items = [_with_display(item) for item in items]
+                    if jsonl:
+                        body = "".join(json.dumps(item, separators=(",", ":")) + "\n" for item in items)
+                        return Response(200, [("content-type", "application/jsonl")], body.encode())
+                    return Response.json(200, items)
                 entries = self._inbox.entries(platform=platform, token=token)
                 return Response.json(200, [e.to_json() for e in entries])
             if method == "DELETE":
@@ -64,7 +109,45 @@ class ControlApi:
             if method == "GET":
                 return Response.json(200, self._stats.to_json())
             return _method_not_allowed("GET")
+        if path == "/_emulator/scenario":
+            return self._handle_scenario(request)
+        if path in ("/_emulator/", "/_emulator/ui"):
+            if method != "GET":
+                return _method_not_allowed("GET")
+            return self._web.page(
+                {
+                    "inbox": [_with_display(item) for item in self._inbox.answered()],
+                    "faults": self._faults.to_json(),
+                    "scenario": self._scenario.scenario.to_json(),
+                }
+            )
         return Response.json(404, {"error": f"no control endpoint {path}"})
+
+    def _handle_scenario(self, request: Request) -> Response:
+        if request.method == "GET":
+            return Response.json(200, self._scenario.scenario.to_json())
+        if request.method == "DELETE":
+            self._load_scenario(None)
+            return Response.json(200, self._scenario.scenario.to_json())
+        if request.method != "POST":
+            return _method_not_allowed("GET, POST, DELETE")
+        content_type = (request.header("content-type") or "").partition(";")[0].strip().lower()
+        try:
+            if content_type == "application/json":
+                scenario = parse_scenario_json(request.body or b"{}")
+            else:
+                scenario = parse_scenario(request.body.decode("utf-8"))
+        except UnicodeDecodeError:
+            return Response.json(400, {"error": "the body must be UTF-8", "key": ""})
+        except ScenarioError as exc:
+            return Response.json(400, {"error": str(exc), "key": exc.key})
+        self._load_scenario(scenario)
+        return Response.json(200, self._scenario.scenario.to_json())
+
+
+def _with_display(item: dict[str, Any]) -> dict[str, Any]:
+    display = display_of(item["platform"], item["headers"], item["payload"], item["message_id"])
+    return {**item, "display": display.to_json()}
 
 
 def _method_not_allowed(allow: str) -> Response:

@@ -28,7 +28,9 @@
    INVALID_ARGUMENT. The gateway computes the same measure.
 5. Fault injection (``Faults.error_rate``): ``503 UNAVAILABLE`` with FcmError
    UNAVAILABLE (no Retry-After).
-6. Test tokens (prefix of ``token`` or ``fid``); *permanent* ones also apply
+6. The scenario (:mod:`.scenario`): a rule matching ``token`` or ``fid``
+   answers from its sequence. The default scenario is the built-in test
+   tokens (``default_scenario.toml``; prefixes); *permanent* ones also apply
    to ``validate_only`` requests, *first attempt* ones do not and are
    remembered per token for the emulator's lifetime:
 
@@ -80,6 +82,7 @@ from .faults import GOAWAY_DEBUG, Faults, plan_faults
 from .site import ClientConnection, Request, Response
 from .inbox import Inbox, InboxEntry
 from .oauth import AccessGrant, OAuthService
+from .scenario import Play, ScenarioPlayer, Step
 from .stats import Stats
 
 MESSAGE_LIMIT = 4096
@@ -113,7 +116,6 @@ _FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 _APNS_ERROR = "type.googleapis.com/google.firebase.fcm.v1.ApnsError"
 _BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
-_HELP = "type.googleapis.com/google.rpc.Help"
 _WWW_AUTHENTICATE = 'Bearer realm="https://accounts.google.com/", error="invalid_token"'
 _OAUTH_HINT = (
     "Expected OAuth 2 access token, login cookie or other valid authentication credential. "
@@ -148,6 +150,8 @@ class _Reject(Exception):
         self.message = message
         self.details = list(details)
         self.headers = list(headers)
+        # Set when a scenario rule gave this answer: its latency and GOAWAY.
+        self.play: Play | None = None
 
     def response(self) -> Response:
         error: dict[str, Any] = {
@@ -180,95 +184,30 @@ def _invalid_argument(message: str, field: str | None = None, *, fcm_error: bool
     return _Reject(400, message, details)
 
 
-def _rate_limit(project_id: str) -> _Reject:
-    return _Reject(
-        429,
-        "Quota exceeded for quota metric 'Send requests' and limit 'Send requests per minute' "
-        f"of service 'fcm.googleapis.com' for consumer 'project_number:{project_id}'.",
-        [
-            {
-                "@type": _ERROR_INFO,
-                "reason": "RATE_LIMIT_EXCEEDED",
-                "domain": "googleapis.com",
-                "metadata": {
-                    "quota_metric": "fcm.googleapis.com/send_requests",
-                    "quota_limit": "SendsPerMinutePerProject",
-                    "quota_limit_value": "600000",
-                    "quota_location": "global",
-                    "service": "fcm.googleapis.com",
-                    "consumer": f"projects/{project_id}",
-                },
-            },
-            {
-                "@type": _HELP,
-                "links": [
-                    {
-                        "description": "Request a higher quota limit.",
-                        "url": "https://cloud.google.com/docs/quotas/help/request_increase",
-                    }
-                ],
-            },
-        ],
-        [("retry-after", "1")],
+def _scenario_reject(step: Step, project_id: str) -> _Reject:
+    """The error a scenario step describes (see :mod:`.scenario`)."""
+    details: list[dict[str, Any]] = []
+    if step.error_code:
+        details.append(_fcm_error(step.error_code))
+    if step.apns_status is not None:
+        details.append(_apns_error(step.apns_status, step.apns_reason))
+    details.extend(_with_project(dict(d), project_id) for d in step.details)
+    headers = [("retry-after", str(step.retry_after_s))] if step.retry_after_s is not None else []
+    message = step.message.replace("{project_id}", project_id) if step.message else (
+        _STATUS_NAMES.get(step.status, "UNKNOWN")
     )
+    return _Reject(step.status, message, details, headers)
 
 
-_PERMANENT_TEST_TOKENS: tuple[tuple[str, Callable[[], _Reject]], ...] = (
-    (
-        "unregistered-",
-        lambda: _Reject(404, "Requested entity was not found.", [_fcm_error("UNREGISTERED")]),
-    ),
-    (
-        "invalid-",
-        lambda: _Reject(
-            400,
-            "The registration token is not a valid FCM registration token",
-            [_fcm_error("INVALID_ARGUMENT")],
-        ),
-    ),
-    (
-        "mismatch-",
-        lambda: _Reject(403, "SenderId mismatch", [_fcm_error("SENDER_ID_MISMATCH")]),
-    ),
-    (
-        "apns-disabled-",
-        lambda: _Reject(
-            400,
-            "APNs device token is disabled.",
-            [_fcm_error("INVALID_ARGUMENT"), _apns_error(410, "Unregistered")],
-        ),
-    ),
-    (
-        "thirdparty-",
-        lambda: _Reject(
-            401,
-            "Auth error from APNS or Web Push Service",
-            [_fcm_error("THIRD_PARTY_AUTH_ERROR"), _apns_error(403, "InvalidProviderToken")],
-        ),
-    ),
-)
-
-
-def _transient_test_token(token: str, project_id: str) -> _Reject | None:
-    if token.startswith("quota-"):
-        return _Reject(
-            429,
-            "Sending limit exceeded for the message target.",
-            [_fcm_error("QUOTA_EXCEEDED")],
-            [("retry-after", "1")],
-        )
-    if token.startswith("ratelimit-"):
-        return _rate_limit(project_id)
-    if token.startswith("unavailable-"):
-        return _Reject(
-            503,
-            "The service is currently unavailable.",
-            [_fcm_error("UNAVAILABLE")],
-            [("retry-after", "1")],
-        )
-    if token.startswith("internal-"):
-        return _Reject(500, "Internal error encountered.", [_fcm_error("INTERNAL")])
-    return None
+def _with_project(value: Any, project_id: str) -> Any:
+    """``value`` with ``{project_id}`` replaced in every string inside it."""
+    if isinstance(value, str):
+        return value.replace("{project_id}", project_id)
+    if isinstance(value, dict):
+        return {k: _with_project(v, project_id) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_project(v, project_id) for v in value]
+    return value
 
 
 def message_size(message: dict[str, Any]) -> int:
@@ -289,6 +228,7 @@ class FcmService:
         stats: Stats,
         clock: Callable[[], float],
         rng: random.Random,
+        scenario: ScenarioPlayer,
     ) -> None:
         self._oauth = oauth
         self._inbox = inbox
@@ -296,7 +236,7 @@ class FcmService:
         self._stats = stats
         self._clock = clock
         self._rng = rng
-        self._attempted: set[str] = set()
+        self._scenario = scenario
         self._sequence = itertools.count(1)
 
     def handle(self, request: Request) -> Response | None:
@@ -316,7 +256,11 @@ class FcmService:
             response = self._send(request, match.group(1), fail=plan.fail)
         except _Reject as reject:
             response = reject.response()
-        response.delay_s = plan.delay_s
+            if reject.play is not None:
+                response.delay_s = reject.play.delay_s
+                if reject.play.goaway:
+                    response.goaway_debug = GOAWAY_DEBUG
+        response.delay_s += plan.delay_s
         if plan.goaway:
             response.goaway_debug = GOAWAY_DEBUG
         return response
@@ -328,32 +272,28 @@ class FcmService:
         token = str(message.get("token") or message.get("fid") or "")
         if fail:
             raise _Reject(503, "The service is currently unavailable.", [_fcm_error("UNAVAILABLE")])
-        for prefix, make in _PERMANENT_TEST_TOKENS:
-            if token.startswith(prefix):
-                raise make()
+        rule = self._scenario.match("fcm", token) if token else None
+        play = self._scenario.play(rule, token, advance=not validate_only) if rule is not None else None
+        if play is not None and play.step is not None and play.step.status != 200:
+            reject = _scenario_reject(play.step, project_id)
+            reject.play = play
+            if not validate_only:
+                entry = _entry(request, message, target, token, f"projects/{project_id}/messages/", self._clock())
+                codes = [d["errorCode"] for d in reject.details if d.get("@type") == _FCM_ERROR]
+                reason = _STATUS_NAMES.get(reject.code, "UNKNOWN") + "".join(f"/{c}" for c in codes[:1])
+                self._inbox.reject(entry, reject.code, reason)
+            raise reject
         if validate_only:
             return _name(project_id, "fake_message_id")
-        if token and token not in self._attempted:
-            reject = _transient_test_token(token, project_id)
-            if reject is not None:
-                self._attempted.add(token)
-                raise reject
         now = self._clock()
         # Shaped like Google's "0:1500415314455276%31bd1c9631bd1c96"; the
         # sequence number keeps ids unique, the random part keeps them opaque.
         message_id = f"0:{int(now * 1_000_000)}%{next(self._sequence):08x}{self._rng.getrandbits(32):08x}"
         response = _name(project_id, message_id)
-        self._inbox.add(
-            InboxEntry(
-                platform="fcm",
-                token=token if target in ("token", "fid") else "",
-                environment="",
-                headers={k: v for k, v in request.headers if k != "authorization"},
-                payload=message,
-                message_id=f"projects/{project_id}/messages/{message_id}",
-                received_at=now,
-            )
-        )
+        if play is not None:
+            response.delay_s = play.delay_s
+            response.goaway_debug = GOAWAY_DEBUG if play.goaway else None
+        self._inbox.add(_entry(request, message, target, token, f"projects/{project_id}/messages/{message_id}", now))
         return response
 
     def _authorize(self, request: Request, project_id: str) -> AccessGrant:
@@ -474,6 +414,20 @@ def _check_message(message: dict[str, Any]) -> str:
     if message_size(message) > limit:
         raise _Reject(400, "Android message is too big", [_fcm_error("INVALID_ARGUMENT")])
     return target
+
+
+def _entry(
+    request: Request, message: dict[str, Any], target: str, token: str, message_id: str, now: float
+) -> InboxEntry:
+    return InboxEntry(
+        platform="fcm",
+        token=token if target in ("token", "fid") else "",
+        environment="",
+        headers={k: v for k, v in request.headers if k != "authorization"},
+        payload=message,
+        message_id=message_id,
+        received_at=now,
+    )
 
 
 def _name(project_id: str, message_id: str) -> Response:

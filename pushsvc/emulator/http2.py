@@ -457,13 +457,14 @@ class Http2Server:
     Args:
         site: What to serve.
         ssl_context: The server TLS context; it should offer ALPN ``h2`` (and
-            ``http/1.1`` when ``http1`` is set).
+            ``http/1.1`` when ``http1`` is set). None serves plain TCP, which
+            with ``http1`` is plain HTTP/1.1 (the control port).
         http1: Also speak HTTP/1.1, to clients that select ALPN ``http/1.1``
             or no ALPN at all (module docstring). Without it, a client that
             selects no ALPN is spoken to in HTTP/2.
     """
 
-    def __init__(self, site: Site, ssl_context: ssl.SSLContext, *, http1: bool = False) -> None:
+    def __init__(self, site: Site, ssl_context: ssl.SSLContext | None, *, http1: bool = False) -> None:
         self._site = site
         self._ssl = ssl_context
         self._http1 = http1
@@ -493,6 +494,14 @@ class Http2Server:
             reuse_address=True,
             backlog=256,
         )
+
+    def serve(self, transport: asyncio.Transport) -> None:
+        """Serve a TLS connection accepted elsewhere (a proxy tunnel) like one of ours.
+
+        The protocol is chosen by the transport's ALPN as for a connection
+        accepted here, and :meth:`stop` drops it with the others.
+        """
+        _Negotiation(self._site, self._connections, http1=self._http1).connection_made(transport)
 
     async def stop(self) -> None:
         """Stop listening and drop every connection."""

@@ -12,6 +12,9 @@ Answers: ``200 {"access_token","expires_in","token_type":"Bearer"}``; errors
 are ``400 {"error","error_description"}`` with Google's texts:
 ``unsupported_grant_type``, ``invalid_request`` (no assertion), ``invalid_grant``
 (unknown account, bad signature, bad times or audience) and ``invalid_scope``.
+
+The scenario's ``[credentials]`` can change the lifetime of tokens issued
+from then on and limit the sends one access token may make.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from .config import FcmAccount
+from .scenario import ScenarioPlayer
 from .site import Request, Response
 from .stats import Stats
 
@@ -68,9 +72,13 @@ class OAuthService:
         stats: Stats,
         clock: Callable[[], float],
         lifetime_s: int,
+        scenario: ScenarioPlayer,
     ) -> None:
         self._accounts: dict[str, _LoadedAccount] = {}
         self._grants: dict[str, AccessGrant] = {}
+        self._scenario = scenario
+        # Sends made with each access token; kept only while the scenario limits them.
+        self._uses: dict[str, int] = {}
         self._stats = stats
         self._clock = clock
         self._lifetime_s = lifetime_s
@@ -86,11 +94,25 @@ class OAuthService:
         self._accounts[account.client_email] = _LoadedAccount(account, public_key)
 
     def lookup(self, access_token: str) -> AccessGrant | None:
-        """Return the grant behind an unexpired access token, else None."""
+        """Return the grant behind an unexpired access token, else None.
+
+        Each call counts as one use of the token: past the scenario's
+        ``oauth_token_max_requests`` the token is treated as expired.
+        """
         grant = self._grants.get(access_token)
         if grant is None or grant.expires_at <= self._clock():
             return None
+        max_requests = self._scenario.credentials.oauth_token_max_requests
+        if max_requests:
+            uses = self._uses.get(access_token, 0) + 1
+            self._uses[access_token] = uses
+            if uses > max_requests:
+                return None
         return grant
+
+    def reset_uses(self) -> None:
+        """Forget how often each access token was used (a new scenario was loaded)."""
+        self._uses.clear()
 
     def handle(self, request: Request) -> Response:
         """Answer ``POST /token``."""
@@ -150,7 +172,9 @@ class OAuthService:
     def _issue(self, account: FcmAccount, scopes: frozenset[str], now: float) -> Response:
         if len(self._grants) >= _SWEEP_AT:
             self._grants = {t: g for t, g in self._grants.items() if g.expires_at > now}
-        expires_in = max(self._lifetime_s - 1, 1)
+            self._uses = {t: n for t, n in self._uses.items() if t in self._grants}
+        lifetime_s = self._scenario.credentials.oauth_token_lifetime_s or self._lifetime_s
+        expires_in = max(lifetime_s - 1, 1)
         token = "ya29.emulator-" + secrets.token_urlsafe(32)
         self._grants[token] = AccessGrant(account, now + expires_in, scopes)
         self._stats.oauth_tokens_issued += 1
