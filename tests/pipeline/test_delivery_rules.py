@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -86,8 +86,7 @@ async def test_apns_410_keeps_a_token_re_registered_after_apples_timestamp(
 ) -> None:
     # The emulator stamps the 410 with the real time; pushsvc's clock says when the
     # token was last registered: an hour after (kept) or an hour before (removed).
-    clock = ManualClock()
-    clock.advance(registered_offset_s)
+    clock = ManualClock(datetime.now(UTC) + timedelta(seconds=registered_offset_s))
     dev = await start_dev_stack(state_dir=tmp_path, port=0, store_url=store_url, dispatch=FAST_DISPATCH, clock=clock)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{dev.app.port}") as channel:
