@@ -16,7 +16,9 @@ module per repository (`tokens`, `notifications`, `receipts`).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import pymongo.errors
 
@@ -77,9 +79,16 @@ class MongoStores:
         self.connection.close()
 
 
-def open_mongo_stores(url: str, *, clock: Clock, timeout_ms: int = 2000, database: str | None = None) -> MongoStores:
+def open_mongo_stores(
+    url: str,
+    *,
+    clock: Clock,
+    timeout_ms: int = 2000,
+    database: str | None = None,
+    event_listeners: Sequence[Any] = (),
+) -> MongoStores:
     """Connects lazily to `url`; nothing is sent until `prepare()`."""
-    conn = connect(url, timeout_ms=timeout_ms, database=database)
+    conn = connect(url, timeout_ms=timeout_ms, database=database, event_listeners=event_listeners)
     runner = MongoRunner(threads=1 if conn.embedded else 16, clock=clock)
     return MongoStores(
         tokens=MongoTokenStore(runner, conn),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,8 +37,14 @@ class Connection:
         self.client.close()
 
 
-def connect(url: str, *, timeout_ms: int, database: str | None = None) -> Connection:
-    """Builds the client for `url` (mongodb://, mongodb+srv:// or mongomock://); sends nothing yet."""
+def connect(
+    url: str, *, timeout_ms: int, database: str | None = None, event_listeners: Sequence[Any] = ()
+) -> Connection:
+    """Builds the client for `url` (mongodb://, mongodb+srv:// or mongomock://); sends nothing yet.
+
+    `event_listeners` are pymongo monitoring listeners (servers only; the
+    index-coverage test records every command with one).
+    """
     parts = urlsplit(url)
     db_name = database or parts.path.strip("/") or "pushsvc"
     if parts.scheme in EMBEDDED_SCHEMES:
@@ -53,6 +60,7 @@ def connect(url: str, *, timeout_ms: int, database: str | None = None) -> Connec
             connectTimeoutMS=timeout_ms,
             socketTimeoutMS=max(timeout_ms * 5, 10000),
             retryWrites=True,
+            event_listeners=list(event_listeners),
         )
         return Connection(client=client, db=client[db_name], embedded=False)
     raise ValueError(f"unsupported store URL scheme {parts.scheme!r}")
