@@ -33,64 +33,89 @@ from pushsvc.storage.base import (
     TargetToken,
 )
 
-_Key = tuple[str, models.Platform, str]
-"""(app_id, platform, token)."""
+# Records are tuples of strings, numbers and datetimes: the cyclic garbage
+# collector stops tracking such tuples, so a registry of a million tokens and a
+# long receipt log add nothing to every collection's work (with objects, the
+# collector's passes over them made fan-out cost grow with the registry).
+_Key = tuple[str, str, str]
+"""(app_id, platform value, token)."""
 _Ref = tuple[int, str, str]
 """A token's position in its app: (bucket, platform value, token)."""
+_Rec = tuple[str, tuple[str, ...], str, str, str, str, str, datetime, datetime]
+"""(user_id, topics, device_id, locale, timezone, app_version, apns_environment value, created_at, last_seen_at)."""
+
+_PLATFORM = {p.value: p for p in models.Platform}
+_ENV = {e.value: e for e in models.ApnsEnvironment}
 
 
-def _ref(platform: models.Platform, token: str) -> _Ref:
-    return (models.token_bucket(token), platform.value, token)
+def _ref(platform: str, token: str) -> _Ref:
+    return (models.token_bucket(token), platform, token)
+
+
+def _record(reg: models.TokenRegistration, created_at: datetime, now: datetime) -> _Rec:
+    return (reg.user_id, tuple(reg.topics), reg.device_id, reg.locale, reg.timezone, reg.app_version,
+            reg.apns_environment.value, created_at, now)
+
+
+def _device_token(key: _Key, r: _Rec) -> models.DeviceToken:
+    return models.DeviceToken(
+        app_id=key[0], token=key[2], platform=_PLATFORM[key[1]], user_id=r[0], topics=r[1], device_id=r[2],
+        locale=r[3], timezone=r[4], app_version=r[5], apns_environment=_ENV[r[6]], created_at=r[7], last_seen_at=r[8],
+    )
+
+
+def _target(key: _Key, r: _Rec, ref: _Ref) -> TargetToken:
+    return TargetToken(ref, key[2], _PLATFORM[key[1]], r[0], _ENV[r[6]], True, r[8])
 
 
 class _Registry:
-    """Tokens by key, with the secondary indexes the queries need."""
+    """Token records by key, with the secondary indexes the queries need."""
 
     def __init__(self) -> None:
-        self.tokens: dict[_Key, models.DeviceToken] = {}
+        self.tokens: dict[_Key, _Rec] = {}
         self.buckets: dict[str, list[dict[_Ref, None]]] = {}
         self.by_user: dict[tuple[str, str], set[_Key]] = {}
         self.by_topic: dict[tuple[str, str], set[_Key]] = {}
-        self.by_device: dict[tuple[str, models.Platform, str], str] = {}
-        self.per_app: Counter[tuple[str, models.Platform]] = Counter()
+        self.by_device: dict[str, str] = {}
+        """"<app_id>\\x00<platform value>\\x00<device_id>" → the token the device holds."""
+        self.per_app: Counter[tuple[str, str]] = Counter()
 
-    def put(self, token: models.DeviceToken) -> models.DeviceToken | None:
-        key = (token.app_id, token.platform, token.token)
+    def put(self, key: _Key, rec: _Rec) -> _Rec | None:
         before = self.tokens.get(key)
         if before is not None:
-            self._unindex(before)
-        self.tokens[key] = token
-        self._index(token)
+            self._unindex(key, before)
+        self.tokens[key] = rec
+        self._index(key, rec)
         return before
 
-    def remove(self, key: _Key) -> models.DeviceToken | None:
-        token = self.tokens.pop(key, None)
-        if token is not None:
-            self._unindex(token)
-        return token
+    def remove(self, key: _Key) -> _Rec | None:
+        rec = self.tokens.pop(key, None)
+        if rec is not None:
+            self._unindex(key, rec)
+        return rec
 
-    def _index(self, t: models.DeviceToken) -> None:
-        key = (t.app_id, t.platform, t.token)
-        buckets = self.buckets.get(t.app_id)
+    def _index(self, key: _Key, rec: _Rec) -> None:
+        app_id = key[0]
+        buckets = self.buckets.get(app_id)
         if buckets is None:
-            buckets = self.buckets[t.app_id] = [{} for _ in range(models.BUCKETS)]
-        ref = _ref(t.platform, t.token)
+            buckets = self.buckets[app_id] = [{} for _ in range(models.BUCKETS)]
+        ref = _ref(key[1], key[2])
         buckets[ref[0]][ref] = None
-        if t.user_id:
-            self.by_user.setdefault((t.app_id, t.user_id), set()).add(key)
-        for topic in t.topics:
-            self.by_topic.setdefault((t.app_id, topic), set()).add(key)
-        self.per_app[(t.app_id, t.platform)] += 1
+        if rec[0]:
+            self.by_user.setdefault((app_id, rec[0]), set()).add(key)
+        for topic in rec[1]:
+            self.by_topic.setdefault((app_id, topic), set()).add(key)
+        self.per_app[(app_id, key[1])] += 1
 
-    def _unindex(self, t: models.DeviceToken) -> None:
-        key = (t.app_id, t.platform, t.token)
-        ref = _ref(t.platform, t.token)
-        self.buckets[t.app_id][ref[0]].pop(ref, None)
-        if t.user_id:
-            _discard(self.by_user, (t.app_id, t.user_id), key)
-        for topic in t.topics:
-            _discard(self.by_topic, (t.app_id, topic), key)
-        self.per_app[(t.app_id, t.platform)] -= 1
+    def _unindex(self, key: _Key, rec: _Rec) -> None:
+        app_id = key[0]
+        ref = _ref(key[1], key[2])
+        self.buckets[app_id][ref[0]].pop(ref, None)
+        if rec[0]:
+            _discard(self.by_user, (app_id, rec[0]), key)
+        for topic in rec[1]:
+            _discard(self.by_topic, (app_id, topic), key)
+        self.per_app[(app_id, key[1])] -= 1
 
     def candidates(self, app_id: str, query: TargetQuery) -> Iterable[_Key] | None:
         """The keys a user or topic query selects; None for the whole app."""
@@ -114,18 +139,6 @@ def _discard(index: dict[Any, set[_Key]], at: Any, key: _Key) -> None:
             del index[at]
 
 
-def _target(t: models.DeviceToken) -> TargetToken:
-    return TargetToken(
-        ref=_ref(t.platform, t.token),
-        token=t.token,
-        platform=t.platform,
-        user_id=t.user_id,
-        apns_environment=t.apns_environment,
-        registered=True,
-        last_seen_at=t.last_seen_at,
-    )
-
-
 class MemoryTokenStore:
     """`TokenStore` over `_Registry`."""
 
@@ -134,80 +147,78 @@ class MemoryTokenStore:
 
     async def upsert(self, reg: models.TokenRegistration, now: datetime) -> tuple[models.DeviceToken, bool]:
         """See `TokenStore.upsert`."""
-        key = (reg.app_id, reg.platform, reg.token)
+        key = (reg.app_id, reg.platform.value, reg.token)
         before = self._r.tokens.get(key)
-        token = _device_token(reg, before.created_at if before else now, now)
-        self._r.put(token)
+        rec = _record(reg, before[7] if before else now, now)
+        self._r.put(key, rec)
         if reg.device_id:
-            at = (reg.app_id, reg.platform, reg.device_id)
+            at = f"{reg.app_id}\x00{reg.platform.value}\x00{reg.device_id}"
             held = self._r.by_device.get(at)
             self._r.by_device[at] = reg.token
             if held is not None and held != reg.token:
-                old = self._r.tokens.get((reg.app_id, reg.platform, held))
-                if old is not None and old.device_id == reg.device_id:
-                    self._r.remove((reg.app_id, reg.platform, held))
-        return token, before is None
+                old_key = (reg.app_id, reg.platform.value, held)
+                old = self._r.tokens.get(old_key)
+                if old is not None and old[2] == reg.device_id:
+                    self._r.remove(old_key)
+        return _device_token(key, rec), before is None
 
     async def insert_new(self, regs: Sequence[models.TokenRegistration], now: datetime) -> int:
         """See `TokenStore.insert_new`."""
         added = 0
         for reg in regs:
-            key = (reg.app_id, reg.platform, reg.token)
+            key = (reg.app_id, reg.platform.value, reg.token)
             if key in self._r.tokens:
                 continue
-            self._r.put(_device_token(reg, now, now))
+            self._r.put(key, _record(reg, now, now))
             if reg.device_id:
-                self._r.by_device.setdefault((reg.app_id, reg.platform, reg.device_id), reg.token)
+                self._r.by_device.setdefault(f"{reg.app_id}\x00{reg.platform.value}\x00{reg.device_id}", reg.token)
             added += 1
         return added
 
     async def delete(self, app_id: str, platform: models.Platform, token: str) -> bool:
         """See `TokenStore.delete`."""
-        return self._r.remove((app_id, platform, token)) is not None
+        return self._r.remove((app_id, platform.value, token)) is not None
 
     async def delete_invalid(
         self, app_id: str, platform: models.Platform, token: str, invalid_since: datetime | None
     ) -> bool:
         """See `TokenStore.delete_invalid`."""
-        key = (app_id, platform, token)
+        key = (app_id, platform.value, token)
         stored = self._r.tokens.get(key)
-        if stored is None or (invalid_since is not None and stored.last_seen_at >= invalid_since):
+        if stored is None or (invalid_since is not None and stored[8] >= invalid_since):
             return False
         self._r.remove(key)
         return True
 
     async def get(self, app_id: str, platform: models.Platform, token: str) -> models.DeviceToken | None:
         """See `TokenStore.get`."""
-        return self._r.tokens.get((app_id, platform, token))
+        key = (app_id, platform.value, token)
+        rec = self._r.tokens.get(key)
+        return None if rec is None else _device_token(key, rec)
 
     async def prune(
         self, app_id: str, stale_before: datetime, platforms: frozenset[models.Platform], dry_run: bool
     ) -> int:
         """See `TokenStore.prune`. Walks the app's tokens: an operator command, not a hot path."""
-        stale = [
-            (t.app_id, t.platform, t.token)
-            for t in self._app_tokens(app_id)
-            if t.last_seen_at < stale_before and (not platforms or t.platform in platforms)
-        ]
+        values = {p.value for p in platforms}
+        stale = []
+        for bucket in self._r.buckets.get(app_id, ()):
+            for _, platform, token in bucket:
+                key = (app_id, platform, token)
+                if self._r.tokens[key][8] < stale_before and (not values or platform in values):
+                    stale.append(key)
         if not dry_run:
             for key in stale:
                 self._r.remove(key)
         return len(stale)
 
-    def _app_tokens(self, app_id: str) -> list[models.DeviceToken]:
-        out = []
-        for bucket in self._r.buckets.get(app_id, ()):
-            for _, platform, token in bucket:
-                out.append(self._r.tokens[(app_id, models.Platform(platform), token)])
-        return out
-
     async def count_targets(self, app_id: str, query: TargetQuery) -> int:
         """See `TokenStore.count_targets`."""
+        values = {p.value for p in query.platforms}
         keys = self._r.candidates(app_id, query)
         if keys is None:
-            platforms = query.platforms or frozenset(models.PLATFORMS)
-            return sum(self._r.per_app[(app_id, p)] for p in platforms)
-        return sum(1 for k in keys if not query.platforms or k[1] in query.platforms)
+            return sum(self._r.per_app[(app_id, p.value)] for p in models.PLATFORMS if not values or p.value in values)
+        return sum(1 for k in keys if not values or k[1] in values)
 
     async def scan_targets(
         self, app_id: str, query: TargetQuery, buckets: tuple[int, int], after: Any, batch_size: int
@@ -215,18 +226,23 @@ class MemoryTokenStore:
         """See `TokenStore.scan_targets`: bucket by bucket, each bucket's refs sorted once."""
         lo, hi = buckets
         start: _Ref | None = after
+        values = {p.value for p in query.platforms}
         keys = self._r.candidates(app_id, query)
         if keys is None:
             refs = self._bucket_refs(app_id, lo, hi, start)
         else:
-            chosen = sorted(_ref(k[1], k[2]) for k in keys if lo <= models.token_bucket(k[2]) < hi)
+            chosen = sorted(r for r in (_ref(k[1], k[2]) for k in keys) if lo <= r[0] < hi)
             refs = iter(chosen[bisect.bisect_right(chosen, start) :] if start is not None else chosen)
+        tokens = self._r.tokens
         page: list[TargetToken] = []
         for ref in refs:
-            token = self._r.tokens.get((app_id, models.Platform(ref[1]), ref[2]))
-            if token is None or (query.platforms and token.platform not in query.platforms):
-                continue  # removed since the bucket was read, or filtered out
-            page.append(_target(token))
+            if values and ref[1] not in values:
+                continue
+            key = (app_id, ref[1], ref[2])
+            rec = tokens.get(key)
+            if rec is None:
+                continue  # removed since its bucket was read
+            page.append(_target(key, rec, ref))
             if len(page) == batch_size:
                 yield page
                 page = []
@@ -250,27 +266,11 @@ class MemoryTokenStore:
         """See `TokenStore.lookup`."""
         out = {}
         for d in devices:
-            token = self._r.tokens.get((app_id, d.platform, d.token))
-            if token is not None:
-                out[(d.platform, d.token)] = _target(token)
+            key = (app_id, d.platform.value, d.token)
+            rec = self._r.tokens.get(key)
+            if rec is not None:
+                out[(d.platform, d.token)] = _target(key, rec, _ref(key[1], key[2]))
         return out
-
-
-def _device_token(reg: models.TokenRegistration, created_at: datetime, now: datetime) -> models.DeviceToken:
-    return models.DeviceToken(
-        app_id=reg.app_id,
-        token=reg.token,
-        platform=reg.platform,
-        user_id=reg.user_id,
-        topics=tuple(reg.topics),
-        device_id=reg.device_id,
-        locale=reg.locale,
-        timezone=reg.timezone,
-        app_version=reg.app_version,
-        apns_environment=reg.apns_environment,
-        created_at=created_at,
-        last_seen_at=now,
-    )
 
 
 # ---------------------------------------------------------------- notifications and receipts
@@ -297,30 +297,70 @@ class _Part:
     claims: int = 0
 
 
-@dataclasses.dataclass
-class _Log:
-    """A dense numbered log; expired entries become holes, as deleted documents would."""
+_Entry = tuple[int, int, "tuple[Any, ...] | None", datetime]
+"""(seq, nseq, receipt fields or None for a filler, expires_at): an entry the garbage collector does not track."""
+_STATUS = {s.value: s for s in models.DeliveryStatus}
+_CHUNK = 1024
 
-    entries: list[LogEntry | None] = dataclasses.field(default_factory=list)
-    expiry: list[datetime] = dataclasses.field(default_factory=list)
+
+def _entry(e: _Entry) -> LogEntry:
+    seq, nseq, r, _ = e
+    if r is None:
+        return LogEntry(seq, nseq, None)
+    receipt = models.Receipt(
+        f"{seq}.{nseq}", r[0], r[1], r[2], _PLATFORM[r[3]], r[4], _STATUS[r[5]], r[6], r[7], r[8], r[9], r[10], r[11]
+    )
+    return LogEntry(seq, nseq, receipt)
+
+
+class _Log:
+    """A dense numbered log; expired entries become holes, as deleted documents would.
+
+    Full chunks are tuples, so a collector pass over a million entries visits
+    a thousand chunks (lists are traversed item by item on every pass).
+    """
+
+    def __init__(self) -> None:
+        self._chunks: list[tuple[_Entry | None, ...]] = []
+        self._tail: list[_Entry | None] = []
+        self.length = 0
+
+    def append(self, entry: _Entry) -> None:
+        self._tail.append(entry)
+        self.length += 1
+        if len(self._tail) == _CHUNK:
+            self._chunks.append(tuple(self._tail))
+            self._tail = []
+
+    def _at(self, i: int) -> _Entry | None:
+        c = i // _CHUNK
+        return self._chunks[c][i % _CHUNK] if c < len(self._chunks) else self._tail[i % _CHUNK]
 
     def read(self, after: int, limit: int) -> list[LogEntry]:
         out = []
-        entries = self.entries
-        for i in range(max(0, after), len(entries)):
-            entry = entries[i]
+        for i in range(max(0, after), self.length):
+            entry = self._at(i)
             if entry is not None:
-                out.append(entry)
+                out.append(_entry(entry))
                 if len(out) == limit:
                     break
         return out
 
     def sweep(self, now: datetime) -> int:
         removed = 0
-        for i, entry in enumerate(self.entries):
-            if entry is not None and self.expiry[i] < now:
-                self.entries[i] = None
-                removed += entry.receipt is not None
+
+        def prune(chunk: Sequence[_Entry | None]) -> list[_Entry | None]:
+            nonlocal removed
+            out: list[_Entry | None] = []
+            for e in chunk:
+                if e is not None and e[3] < now:
+                    removed += e[2] is not None
+                    e = None
+                out.append(e)
+            return out
+
+        self._chunks = [tuple(prune(c)) for c in self._chunks]
+        self._tail = prune(self._tail)
         return removed
 
 
@@ -334,7 +374,8 @@ class _Queue:
         self.open_parts: dict[str, None] = {}
         self.parts_of: dict[str, list[str]] = {}
         self.keys: dict[tuple[str, str], str] = {}
-        self.receipts: set[tuple[str, models.Platform, str]] = set()
+        self.receipts: dict[tuple[str, str], dict[str, None]] = {}
+        """(notification_id, platform value) → the tokens that have a receipt (the registry's own strings)."""
         self.app_logs: dict[str, _Log] = {}
         self.note_logs: dict[str, _Log] = {}
         self.statuses: dict[str, Counter[models.DeliveryStatus]] = {}
@@ -573,27 +614,30 @@ class MemoryReceiptStore:
         app_log = self._q.app_logs.setdefault(app_id, _Log())
         note_log = self._q.note_logs.setdefault(notification_id, _Log())
         statuses = self._q.statuses.setdefault(notification_id, Counter())
+        seen_by_platform = {
+            p.value: self._q.receipts.setdefault((notification_id, p.value), {}) for p in models.PLATFORMS
+        }
         new = []
         for d in drafts:
-            seq = len(app_log.entries) + 1
+            seq = app_log.length + 1
             nseq = note.receipt_seq + 1
             note.receipt_seq = nseq
-            key = (notification_id, d.platform, d.token)
-            if key in self._q.receipts:
-                entry = LogEntry(seq, nseq, None)  # a filler keeps the log dense
+            seen = seen_by_platform[d.platform.value]
+            entry: _Entry
+            if d.token in seen:
+                entry = (seq, nseq, None, expires_at)  # a filler keeps the log dense
             else:
-                self._q.receipts.add(key)
-                receipt = models.Receipt(
+                seen[d.token] = None
+                fields = (notification_id, app_id, d.token, d.platform.value, d.user_id, d.status.value,
+                          d.provider_message_id, d.provider_status, d.reason, d.attempts, d.token_removed, d.at)
+                statuses[d.status] += 1
+                new.append(models.Receipt(
                     f"{seq}.{nseq}", notification_id, app_id, d.token, d.platform, d.user_id, d.status,
                     d.provider_message_id, d.provider_status, d.reason, d.attempts, d.token_removed, d.at,
-                )
-                statuses[d.status] += 1
-                new.append(receipt)
-                entry = LogEntry(seq, nseq, receipt)
-            app_log.entries.append(entry)
-            app_log.expiry.append(expires_at)
-            note_log.entries.append(entry)
-            note_log.expiry.append(expires_at)
+                ))
+                entry = (seq, nseq, fields, expires_at)
+            app_log.append(entry)
+            note_log.append(entry)
         return new
 
     async def read_app(self, app_id: str, after_seq: int, limit: int) -> list[LogEntry]:
@@ -612,7 +656,7 @@ class MemoryReceiptStore:
     async def last_seq(self, app_id: str) -> int:
         """See `ReceiptStore.last_seq`."""
         log = self._q.app_logs.get(app_id)
-        return 0 if log is None else len(log.entries)
+        return 0 if log is None else log.length
 
     async def count_by_status(self, notification_id: str) -> dict[models.DeliveryStatus, int]:
         """See `ReceiptStore.count_by_status`."""
