@@ -31,6 +31,18 @@ COUNTER_FIELDS: Mapping[models.DeliveryStatus, str] = {
 
 UNFINISHED = [s.value for s in models.NotificationState if not s.finished]
 
+TALLY = "logged"
+"""The notification's subdocument counting the receipts its log holds, per counter field."""
+
+
+def tally_inc(written: Sequence[models.Receipt]) -> dict[str, int]:
+    """`$inc` of the receipt tally for newly written receipts."""
+    inc: dict[str, int] = {}
+    for r in written:
+        key = f"{TALLY}.{COUNTER_FIELDS[r.status]}"
+        inc[key] = inc.get(key, 0) + 1
+    return inc
+
 
 def aware(dt: datetime | None) -> datetime | None:
     """Some backends return naive datetimes; they are UTC."""

@@ -20,7 +20,7 @@ from pushsvc.storage.base import (
 )
 from pushsvc.storage.mongo import codec, schema
 from pushsvc.storage.mongo.client import Connection
-from pushsvc.storage.mongo.receipts import logged_counts
+from pushsvc.storage.mongo.receipts import logged_counts, tallied_counts
 from pushsvc.storage.mongo.runner import MongoRunner
 
 ORPHAN_KEY_AFTER_S = 60.0
@@ -36,6 +36,7 @@ class MongoNotificationStore:
         self._partitions = conn.collection(schema.PARTITIONS)
         self._keys = conn.collection(schema.IDEMPOTENCY)
         self._receipts = conn.collection(schema.RECEIPTS)
+        self._embedded = conn.embedded
 
     async def find_by_idempotency_key(self, app_id: str, key: str) -> models.NotificationView | None:
         """See `NotificationStore.find_by_idempotency_key`."""
@@ -199,7 +200,8 @@ class MongoNotificationStore:
         # The counters become what the receipt log holds: increments lost to a
         # crash between a batch's receipts and its commit are restored here.
         update: dict[str, Any] = {"state": state.value, "completed_at": now, "updated_at": now}
-        update.update(codec.reconciled(doc, logged_counts(self._receipts, doc["_id"])))
+        logged = tallied_counts(doc) if self._embedded else logged_counts(self._receipts, doc["_id"])
+        update.update(codec.reconciled(doc, logged))
         if state is models.NotificationState.FAILED:
             update["vanished"] = 0  # the rest was never attempted: it is pending, not gone
             update["error"] = error
