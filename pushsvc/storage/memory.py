@@ -359,7 +359,9 @@ class _Log:
                 out.append(e)
             return out
 
-        self._chunks = [tuple(prune(c)) for c in self._chunks]
+        for c, chunk in enumerate(self._chunks):
+            if any(e is not None and e[3] < now for e in chunk):  # most chunks: nothing due, nothing rebuilt
+                self._chunks[c] = tuple(prune(chunk))
         self._tail = prune(self._tail)
         return removed
 
