@@ -5,9 +5,14 @@ The emulator runs as `pushsvc emulator` in a separate process. pushsvc itself
 run also measures the emulator's own ceiling with h2load, for the same APNs
 request, so the table shows how close the gateway gets to its endpoint.
 
+With `--null-provider` no request leaves the process: every delivery is
+answered DELIVERED at once by an in-process provider, so the run measures the
+gateway's own cost (store, dispatcher, receipts, counters) without HTTP/2.
+
 Usage:
-    python bench/fanout.py [-n 20000] [--store mongomock://localhost/bench]
-                           [--batch 500] [--in-flight 500] [--out results.json]
+    python bench/fanout.py [-n 20000] [--store memory://]
+                           [--batch 500] [--in-flight 500] [--null-provider]
+                           [--out results.json]
 
 Prints one table and writes the results as JSON.
 """
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
+import gc
 import json
 import os
 import platform
@@ -37,9 +42,60 @@ from pushsvc.devstack import DEMO_APP_ID, app_settings_for
 from pushsvc.emulator.credentials import read_manifest
 from pushsvc.providers.apns import render_apns
 from pushsvc.providers.apns_jwt import ApnsTokenSigner
+from pushsvc.providers.base import Delivery, Outcome, ProviderResult
 
 STARTUP_TIMEOUT_S = 30.0
 RUN_TIMEOUT_S = 1800.0
+
+
+class NullProvider:
+    """A provider that answers DELIVERED at once, without a network (`--null-provider`)."""
+
+    def __init__(self, platform: models.Platform) -> None:
+        self._platform = platform
+
+    @property
+    def platform(self) -> models.Platform:
+        """See `Provider.platform`."""
+        return self._platform
+
+    async def send(self, delivery: Delivery) -> ProviderResult:
+        """See `Provider.send`."""
+        return _DELIVERED
+
+    async def aclose(self) -> None:
+        """See `Provider.aclose`."""
+
+
+_DELIVERED = ProviderResult(Outcome.DELIVERED, 200, provider_message_id="null")
+
+
+class GcClock:
+    """Adds up the time the cyclic garbage collector runs (a `gc.callbacks` observer)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.by_generation: dict[int, list[float]] = {}
+        """Generation → [collections, seconds]."""
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            spent = time.perf_counter() - self._started
+            self.seconds += spent
+            row = self.by_generation.setdefault(info["generation"], [0, 0.0])
+            row[0] += 1
+            row[1] += spent
+
+
+def current_rss_mib() -> float:
+    """The process's resident set size now."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def machine() -> dict[str, Any]:
@@ -100,7 +156,10 @@ async def fan_out(manifest: Path, args: argparse.Namespace) -> dict[str, Any]:
     dispatch = DispatchSettings(batch_size=args.batch, max_in_flight_per_provider=args.in_flight, lease_s=60)
     settings = Settings(store_url=args.store, host="127.0.0.1", port=0,
                         apps={DEMO_APP_ID: app_settings_for(DEMO_APP_ID, urls, creds)}, dispatch=dispatch)
-    app = build_application(settings)
+    providers = None
+    if args.null_provider:
+        providers = {(DEMO_APP_ID, p): NullProvider(p) for p in models.PLATFORMS}
+    app = build_application(settings, providers=providers)
     await app.start()
     try:
         half = args.tokens // 2
@@ -109,6 +168,10 @@ async def fan_out(manifest: Path, args: argparse.Namespace) -> dict[str, Any]:
         for i in range(0, len(regs), 5000):
             await app.stores.tokens.insert_new(regs[i : i + 5000], app.clock.now())
         del regs
+        gc.collect()
+        loaded_rss_mib = current_rss_mib()
+        gc_clock = GcClock()
+        gc.callbacks.append(gc_clock)
         started = time.perf_counter()
         cpu_started = time.process_time()
         sent = await app.service.send(
@@ -122,6 +185,7 @@ async def fan_out(manifest: Path, args: argparse.Namespace) -> dict[str, Any]:
                 break
             await asyncio.sleep(0.1)
         elapsed = time.perf_counter() - started
+        gc.callbacks.remove(gc_clock)
         return {
             "targeted": sent.targeted,
             "delivered": view.delivered,
@@ -131,6 +195,10 @@ async def fan_out(manifest: Path, args: argparse.Namespace) -> dict[str, Any]:
             "rate": view.delivered / elapsed if elapsed else 0.0,
             "gateway_cpu_s": time.process_time() - cpu_started,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "loaded_rss_mib": loaded_rss_mib,
+            "gc_s": gc_clock.seconds,
+            "gc_by_generation": gc_clock.by_generation,
+            "end_rss_mib": current_rss_mib(),
         }
     finally:
         await app.stop(0)
@@ -139,7 +207,8 @@ async def fan_out(manifest: Path, args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--tokens", type=int, default=20_000)
-    parser.add_argument("--store", default="mongomock://localhost/bench")
+    parser.add_argument("--store", default="memory://", help="memory:// (the gateway's own cost), mongomock://..., mongodb://...")
+    parser.add_argument("--null-provider", action="store_true", help="answer every delivery in-process: no HTTP/2")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--in-flight", type=int, default=500, help="max concurrent requests per provider")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pushsvc-bench-fanout.json")
@@ -149,11 +218,12 @@ def main() -> int:
         proc, manifest = start_emulator(Path(tmp) / "emulator")
         try:
             result = asyncio.run(fan_out(manifest, args))
-            ceiling = h2load_ceiling(manifest, max(args.tokens, 20_000), args.in_flight, Path(tmp))
+            ceiling = None if args.null_provider else h2load_ceiling(manifest, max(args.tokens, 20_000), args.in_flight, Path(tmp))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(15)
-    print(f"Fan-out: Send to {args.tokens:,} registered tokens (50% APNs, 50% FCM), emulator in a separate process")
+    where = "in-process null provider" if args.null_provider else "emulator in a separate process"
+    print(f"Fan-out: Send to {args.tokens:,} registered tokens (50% APNs, 50% FCM), {where}")
     print(f"machine: nproc={info['nproc']}, CPU {info['cpu']}, Python {info['python']}; store {args.store}")
     print(f"concurrency: {args.in_flight} requests in flight per provider, batches of {args.batch}")
     print(f"{'what':34} {'value':>12}")
@@ -162,8 +232,11 @@ def main() -> int:
     print(f"{'delivered':34} {result['delivered']:>12,} ({result['state']})")
     print(f"{'gateway throughput':34} {result['rate']:>8,.0f} /s")
     print(f"{'gateway CPU per delivery':34} {1e6 * result['gateway_cpu_s'] / max(1, result['delivered']):>9,.0f} us")
+    print(f"{'garbage collector, during fan-out':34} {result['gc_s']:>10,.2f} s")
     print(f"{'gateway peak RSS':34} {result['peak_rss_mib']:>8,.0f} MiB")
-    shown = f"{ceiling:,.0f} /s" if ceiling else "n/a (h2load not installed)"
+    print(f"{'RSS after loading the registry':34} {result['loaded_rss_mib']:>8,.0f} MiB")
+    print(f"{'RSS growth during the fan-out':34} {result['peak_rss_mib'] - result['loaded_rss_mib']:>8,.0f} MiB")
+    shown = f"{ceiling:,.0f} /s" if ceiling else ("n/a (null provider)" if args.null_provider else "n/a (h2load not installed)")
     print(f"{'emulator ceiling (h2load, APNs)':34} {shown:>12}")
     args.out.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
                                     "result": result, "emulator_ceiling": ceiling}, indent=2))

@@ -30,7 +30,7 @@ from pushsvc.providers.transport import Http2Transport, TlsConfig
 from pushsvc.receipts import ReceiptFeed, ReceiptSignal
 from pushsvc.rpc.server import GrpcServer
 from pushsvc.service import PushService
-from pushsvc.storage import MongoStores, open_stores
+from pushsvc.storage import Stores, open_stores
 
 log = logging.getLogger("pushsvc")
 
@@ -43,7 +43,7 @@ class Application:
     """Everything one replica runs, with start and stop."""
 
     settings: Settings
-    stores: MongoStores
+    stores: Stores
     service: PushService
     server: GrpcServer
     dispatcher: Dispatcher
@@ -69,15 +69,15 @@ class Application:
         port = await self.server.start()
         await self.server.set_serving(False)
         try:
-            await self.stores.ensure_indexes()
+            await self.stores.prepare()
         except BaseException:
             await self.server.stop(0)
             raise
         await self.server.set_serving(True)
         self.dispatcher.start()
         self._tasks.append(asyncio.create_task(self._watch_store(), name="pushsvc-store-health"))
-        if not self.stores.ttl_supported:
-            log.warning("the store has no TTL indexes; receipts are swept every %.0f s instead", _SWEEP_INTERVAL_S)
+        if self.stores.needs_sweep:
+            log.info("the store has no TTL indexes; receipts past retention are swept every %.0f s", _SWEEP_INTERVAL_S)
             self._tasks.append(asyncio.create_task(self._sweep(), name="pushsvc-receipt-sweep"))
         return port
 
@@ -209,7 +209,7 @@ def build_application(
     clock: Clock | None = None,
     providers: Mapping[tuple[str, models.Platform], Provider] | None = None,
     owner: str | None = None,
-    stores: MongoStores | None = None,
+    stores: Stores | None = None,
 ) -> Application:
     """Wires every component from settings. Connects to nothing until `start()`.
 
@@ -220,7 +220,7 @@ def build_application(
     clock = clock or SystemClock()
     owns_stores = stores is None
     if stores is None:
-        stores = open_stores(settings.store_url, timeout_ms=settings.store_timeout_ms)
+        stores = open_stores(settings.store_url, clock=clock, timeout_ms=settings.store_timeout_ms)
     signal = ReceiptSignal()
     feed = ReceiptFeed(
         stores.receipts,
@@ -228,6 +228,7 @@ def build_application(
         signal,
         poll_interval_s=settings.dispatch.poll_interval_s,
         gap_grace_s=settings.dispatch.receipt_gap_grace_s,
+        clock=clock,
     )
     closers: list[Callable[[], None]] = []
     if providers is None:

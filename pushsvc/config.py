@@ -112,6 +112,7 @@ class Settings:
     """Everything the composition root needs."""
 
     store_url: str = "mongomock://localhost/pushsvc"
+    """mongodb:// or mongodb+srv:// (a server), mongomock:// (embedded) or memory:// (the reference adapter)."""
     host: str = "0.0.0.0"
     port: int = 50051
     metrics_port: int = 0

@@ -18,7 +18,7 @@ from pushsvc.config import ApnsAppSettings, AppSettings, DispatchSettings, FcmAp
 from pushsvc.emulator import DemoCredentials, Emulator, EmulatorConfig, make_demo_credentials
 from pushsvc.emulator.credentials import read_manifest, write_manifest
 from pushsvc.providers.base import Delivery, ProviderResult
-from pushsvc.storage import MongoStores
+from pushsvc.storage import Stores
 
 DEMO_APP_ID = "demo"
 
@@ -100,7 +100,7 @@ async def start_dev_stack(
     store_url: str = "mongomock://localhost/pushsvc",
     dispatch: DispatchSettings | None = None,
     clock: Clock | None = None,
-    stores: MongoStores | None = None,
+    stores: Stores | None = None,
     emulator_config: EmulatorConfig | None = None,
 ) -> DevStack:
     """Starts the emulator, writes demo credentials into state_dir, starts pushsvc with app "demo"."""

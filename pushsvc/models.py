@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import zlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,14 @@ class Platform(enum.Enum):
 
 PLATFORMS = (Platform.APNS, Platform.FCM)
 """The real platforms, for iteration."""
+
+BUCKETS = 1024
+"""Tokens hash into this many buckets; the partitions of a fan-out own bucket ranges."""
+
+
+def token_bucket(token: str) -> int:
+    """The stable bucket of a token, in [0, BUCKETS): how fan-outs are split between replicas."""
+    return zlib.crc32(token.encode()) % BUCKETS
 
 
 class ApnsEnvironment(enum.Enum):
@@ -239,16 +248,23 @@ class NotificationView:
     completed_at: datetime | None = None
     error: str = ""
     idempotency_key: str = ""
+    vanished: int = 0
+    """Targets counted by Send that were no longer registered when the fan-out reached them."""
+
+    @property
+    def resolved(self) -> int:
+        """Targets that have a receipt."""
+        return self.delivered + self.failed + self.invalid_tokens + self.expired
 
     @property
     def pending(self) -> int:
-        """Targets that have no receipt yet."""
-        return max(0, self.targeted - self.delivered - self.failed - self.invalid_tokens - self.expired)
+        """Targets that have no receipt yet (and did not vanish)."""
+        return max(0, self.targeted - self.resolved - self.vanished)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)  # not frozen: built once per delivery, and frozen init costs 4x
 class Receipt:
-    """The delivery receipt of one token."""
+    """The delivery receipt of one token (a value: never mutated)."""
 
     cursor: str
     notification_id: str

@@ -14,10 +14,10 @@ receipts; `ReceiptSignal` wakes local readers at once when this replica writes.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from pushsvc import errors, models
+from pushsvc.clock import Clock
 from pushsvc.errors import FieldViolation
 from pushsvc.storage import LogEntry, NotificationStore, ReceiptStore
 
@@ -69,14 +69,14 @@ class ReceiptFeed:
         *,
         poll_interval_s: float,
         gap_grace_s: float,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock,
     ) -> None:
         self._receipts = receipts
         self._notifications = notifications
         self._signal = signal
         self._poll_s = poll_interval_s
         self._grace_s = gap_grace_s
-        self._monotonic = monotonic
+        self._monotonic = clock.monotonic
 
     async def follow_app(self, app_id: str, after_seq: int | None) -> AsyncIterator[models.Receipt]:
         """Every receipt of the app after `after_seq` (None: from now on), until cancelled."""

@@ -9,9 +9,7 @@ fan out into a million per-token failures.
 
 from __future__ import annotations
 
-import json
 import math
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timedelta
@@ -21,8 +19,9 @@ from pushsvc import errors, models, validation
 from pushsvc.apps import AppProfile
 from pushsvc.clock import Clock
 from pushsvc.config import DispatchSettings
+from pushsvc.dispatch.planning import plan_partitions
 from pushsvc.receipts import ReceiptFeed, parse_cursor
-from pushsvc.storage import BUCKETS, DuplicateKey, NotificationStore, TargetQuery, TokenStore
+from pushsvc.storage import DuplicateKey, NotificationDraft, NotificationStore, TargetQuery, TokenStore
 
 _DEPTH_CACHE_S = 1.0
 
@@ -42,7 +41,6 @@ class PushService:
         stale_after_days: float,
         limits: validation.Limits | None = None,
         on_queued: Callable[[], None] = lambda: None,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._tokens = tokens
         self._notifications = notifications
@@ -53,7 +51,6 @@ class PushService:
         self._stale_after_s = stale_after_days * 86400
         self._limits = limits or validation.Limits()
         self._on_queued = on_queued
-        self._monotonic = monotonic
         self._depth = 0
         self._depth_at = -math.inf
 
@@ -102,7 +99,7 @@ class PushService:
             missing = set()
             for p in platforms - app.platforms:
                 # A platform without credentials matters only if it has targets.
-                if await self._tokens.count_targets(cmd.app_id, _restrict(query, p)):
+                if await self._tokens.count_targets(cmd.app_id, query.restricted_to(frozenset({p}))):
                     missing.add(p)
             platforms &= app.platforms
         if missing:
@@ -111,7 +108,7 @@ class PushService:
         rendered = self._render(app, cmd.message, platforms)
         if query is not None:
             if platforms != set(models.PLATFORMS) and not target.platforms:
-                query = TargetQuery(query.kind, query.user_ids, query.topic, frozenset(platforms))
+                query = query.restricted_to(frozenset(platforms))
             targeted = await self._tokens.count_targets(cmd.app_id, query) if platforms else 0
         else:
             targeted = len(devices)
@@ -126,20 +123,19 @@ class PushService:
 
     def _render(
         self, app: AppProfile, message: models.Message, platforms: set[models.Platform]
-    ) -> dict[str, str]:
+    ) -> dict[models.Platform, Mapping[str, Any]]:
         v = validation.Violations()
-        rendered: dict[str, str] = {}
+        rendered: dict[models.Platform, Mapping[str, Any]] = {}
         for platform in sorted(platforms, key=lambda p: p.value):
             r = app.renderers[platform](message)
             if r.size_bytes > r.limit_bytes:
                 v.add("message", f"the {platform.name} payload is {r.size_bytes} bytes; the limit is {r.limit_bytes}")
-            # Stored as JSON text: data keys may hold characters BSON field names may not.
-            rendered[platform.value] = json.dumps(r.body, separators=(",", ":"))
+            rendered[platform] = r.body
         v.raise_if_any()
         return rendered
 
     async def _check_queue_depth(self) -> None:
-        mono = self._monotonic()
+        mono = self._clock.monotonic()
         if mono - self._depth_at > _DEPTH_CACHE_S:
             self._depth = await self._notifications.queue_depth()
             self._depth_at = mono
@@ -156,104 +152,41 @@ class PushService:
         query: TargetQuery | None,
         devices: list[models.Device],
         platforms: set[models.Platform],
-        rendered: dict[str, str],
+        rendered: dict[models.Platform, Mapping[str, Any]],
         targeted: int,
     ) -> models.SendResult:
-        nid = uuid.uuid4().hex
         scheduled = cmd.send_at is not None and cmd.send_at > now
         start = cmd.send_at if scheduled and cmd.send_at else now
-        expires_at = start + timedelta(seconds=cmd.message.ttl_s) if cmd.message.ttl_s is not None else None
-        partitions = self._plan(nid, cmd.app_id, now, start, query, devices, targeted) if platforms else []
-        state = models.NotificationState.SCHEDULED if scheduled else models.NotificationState.QUEUED
-        doc: dict[str, Any] = {
-            "_id": nid,
-            "app_id": cmd.app_id,
-            "state": state.value if partitions else models.NotificationState.COMPLETED.value,
-            "created_at": now,
-            "updated_at": now,
-            "send_at": cmd.send_at,
-            "expires_at": expires_at,
-            "targeted": targeted,
-            "delivered": 0,
-            "failed": 0,
-            "invalid_tokens": 0,
-            "expired": 0,
-            "partitions_total": len(partitions),
-            "partitions_done": 0,
-            "receipt_seq": 0,
-            "rendered": rendered,
-            "target_kind": cmd.target.kind,
-            "query": None
-            if query is None
-            else {
-                "kind": query.kind,
-                "user_ids": list(query.user_ids),
-                "topic": query.topic,
-                "platforms": sorted(p.value for p in query.platforms),
-            },
-            "error": "",
-        }
-        if not partitions:
-            doc["completed_at"] = now
-        if cmd.idempotency_key:
-            doc["idempotency_key"] = cmd.idempotency_key
+        plans = (
+            plan_partitions(
+                targeted=targeted,
+                devices=None if query is not None else devices,
+                partition_size=self._dispatch.partition_size,
+                max_partitions=self._dispatch.max_partitions,
+            )
+            if platforms
+            else []
+        )
+        draft = NotificationDraft(
+            notification_id=uuid.uuid4().hex,
+            app_id=cmd.app_id,
+            state=models.NotificationState.SCHEDULED if scheduled else models.NotificationState.QUEUED,
+            created_at=now,
+            targeted=targeted,
+            query=query,
+            rendered=rendered,
+            runnable_at=start,
+            target_kind=cmd.target.kind,
+            send_at=cmd.send_at,
+            expires_at=start + timedelta(seconds=cmd.message.ttl_s) if cmd.message.ttl_s is not None else None,
+            idempotency_key=cmd.idempotency_key,
+        )
         try:
-            view = await self._notifications.create(doc, partitions)
+            view = await self._notifications.create(draft, plans)
         except DuplicateKey as dup:
             return models.SendResult(dup.notification_id, True, targeted)
         self._on_queued()
         return models.SendResult(view.notification_id, False, targeted)
-
-    def _plan(
-        self,
-        nid: str,
-        app_id: str,
-        now: datetime,
-        start: datetime,
-        query: TargetQuery | None,
-        devices: list[models.Device],
-        targeted: int,
-    ) -> list[dict[str, Any]]:
-        size = self._dispatch.partition_size
-        base = {
-            "notification_id": nid,
-            "app_id": app_id,
-            "done": False,
-            "owner": None,
-            "lease_expires_at": start,
-            "created_at": now,
-            "claims": 0,
-        }
-        if query is None:
-            return [
-                {
-                    **base,
-                    "_id": f"{nid}:{i:04d}",
-                    "index": i,
-                    "bucket_lo": 0,
-                    "bucket_hi": 0,
-                    "checkpoint": 0,
-                    "devices": [
-                        {"token": d.token, "platform": d.platform.value, "apns_environment": d.apns_environment.value}
-                        for d in devices[lo : lo + size]
-                    ],
-                }
-                for i, lo in enumerate(range(0, len(devices), size))
-            ]
-        count = max(1, min(self._dispatch.max_partitions, math.ceil(targeted / size)))
-        edges = [BUCKETS * i // count for i in range(count + 1)]
-        return [
-            {
-                **base,
-                "_id": f"{nid}:{i:04d}",
-                "index": i,
-                "bucket_lo": edges[i],
-                "bucket_hi": edges[i + 1],
-                "checkpoint": None,
-                "devices": [],
-            }
-            for i in range(count)
-        ]
 
     # ------------------------------------------------------------ inspect
 
@@ -294,10 +227,6 @@ def _unique_devices(devices: Any) -> list[models.Device]:
             seen.add(key)
             out.append(d)
     return out
-
-
-def _restrict(query: TargetQuery, platform: models.Platform) -> TargetQuery:
-    return TargetQuery(query.kind, query.user_ids, query.topic, frozenset({platform}))
 
 
 __all__ = ["PushService"]

@@ -1,7 +1,8 @@
 """Shared fixtures: storage backends, a real gRPC server on port 0, the dev stack.
 
 Backends: every test that takes `store_url` runs once per backend:
-- `mongomock`: the embedded in-memory store;
+- `memory`: the in-process reference adapter;
+- `mongomock`: the embedded store of `pushsvc dev`;
 - `ferretdb`: a real MongoDB-wire-protocol server. It is used when
   PUSHSVC_TEST_FERRETDB_URL names one (CI sets it), or started here with
   scripts/ferretdb when its binary is installed (scripts/install-ferretdb).
@@ -27,7 +28,7 @@ from pushsvc.devstack import DevStack, start_dev_stack
 from pushsvc.v1 import push_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
-BACKENDS = ["mongomock", "ferretdb"]
+BACKENDS = ["memory", "mongomock", "ferretdb"]
 FERRETDB_BIN = Path(os.environ.get("FERRETDB_BIN", Path.home() / ".cache/pushsvc/ferretdb"))
 
 
@@ -58,6 +59,8 @@ def _unique_db() -> str:
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, ferretdb_base_url: str | None) -> str:
     """A fresh, empty database on each backend in turn."""
+    if request.param == "memory":
+        return f"memory://{_unique_db()}"
     if request.param == "mongomock":
         return f"mongomock://localhost/{_unique_db()}"
     if ferretdb_base_url is None:

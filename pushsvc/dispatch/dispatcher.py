@@ -5,11 +5,13 @@ Every replica runs one. The invariants it keeps:
 - A partition is worked on only under a lease, renewed while we work. A lease
   we lose (renewal or checkpoint says so) makes us stop after the batch in
   flight, so duplicates after a takeover are bounded by one batch.
-- Targets are read batch by batch from a cursor: memory is bounded by
-  `batch_size` x `workers`, whatever the fan-out size.
-- A batch's receipts are written before its checkpoint; a crash in between
-  resends that batch, and the receipt log's uniqueness keeps one receipt per
-  token all the same.
+- Targets are read batch by batch from one cursor per partition: memory is
+  bounded by `batch_size` x `workers`, whatever the fan-out size.
+- Each batch costs three store calls: its targets, its receipts, and one
+  commit of the checkpoint with the counters. The receipts are written before
+  the commit; a crash in between resends that batch, the receipt log's
+  uniqueness keeps one receipt per token all the same, and the counters are
+  reconciled with the log when the notification completes.
 - Concurrent requests per provider are bounded by a semaphore.
 - Credential rejection fails the whole notification at once.
 """
@@ -18,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -44,12 +46,6 @@ from pushsvc.storage import (
 
 log = logging.getLogger("pushsvc.dispatch")
 
-_STATUS_COUNTER = {
-    models.DeliveryStatus.DELIVERED: "delivered",
-    models.DeliveryStatus.FAILED: "failed",
-    models.DeliveryStatus.TOKEN_INVALID: "invalid_tokens",
-    models.DeliveryStatus.EXPIRED: "expired",
-}
 _OUTCOME_STATUS = {
     Outcome.DELIVERED: models.DeliveryStatus.DELIVERED,
     Outcome.TOKEN_INVALID: models.DeliveryStatus.TOKEN_INVALID,
@@ -175,9 +171,7 @@ class Dispatcher:
             await self._notifications.finish_partition(part.partition_id, self.owner, now)
             return
         await self._notifications.mark_running(part.notification_id, now)
-        rendered = {
-            models.Platform(k): RenderedMessage(models.Platform(k), json.loads(v), 0, 0) for k, v in record.rendered.items()
-        }
+        rendered = {p: RenderedMessage(p, body, 0, 0) for p, body in record.rendered.items()}
         lost = asyncio.Event()
         renewer = asyncio.create_task(self._renew(part, lost))
         try:
@@ -200,71 +194,52 @@ class Dispatcher:
     async def _fan_out(
         self, part: Partition, record: NotificationRecord, rendered: Mapping[models.Platform, RenderedMessage], lost: asyncio.Event
     ) -> None:
-        checkpoint = part.checkpoint
         retention = timedelta(days=self._settings.receipt_retention_days)
-        while True:
-            if lost.is_set():
-                raise _LeaseLost()
-            batch, next_checkpoint = await self._next_batch(part, record, checkpoint)
-            if not batch:
-                break
-            credential_error: list[str] = []
-            drafts = await asyncio.gather(
-                *(self._deliver(part.app_id, record, rendered, t, credential_error) for t in batch)
-            )
-            now = self._clock.now()
-            written = await self._receipts.append(
-                part.app_id, part.notification_id, [d for d in drafts if d is not None], now + retention
-            )
-            counts: dict[str, int] = {}
-            for receipt in written:
-                key = _STATUS_COUNTER[receipt.status]
-                counts[key] = counts.get(key, 0) + 1
-            await self._notifications.add_counts(part.notification_id, counts, now)
-            self._signal.notify()
-            if credential_error:
-                await self._notifications.fail(part.notification_id, credential_error[0], now)
+        async with contextlib.aclosing(self._batches(part, record)) as batches:
+            async for batch, next_checkpoint in batches:
+                if lost.is_set():
+                    raise _LeaseLost()
+                credential_error: list[str] = []
+                drafts = await asyncio.gather(
+                    *(self._deliver(part.app_id, record, rendered, t, credential_error) for t in batch)
+                )
+                now = self._clock.now()
+                written = await self._receipts.append(
+                    part.app_id, part.notification_id, [d for d in drafts if d is not None], now + retention
+                )
+                counts = Counter(receipt.status for receipt in written)
+                if credential_error:
+                    await self._notifications.fail(part.notification_id, credential_error[0], now)
+                    self._signal.notify()
+                    return
+                committed = await self._notifications.commit_batch(
+                    part.partition_id, self.owner, next_checkpoint, counts, now, self._settings.lease_s
+                )
                 self._signal.notify()
-                return
-            if not await self._notifications.checkpoint(
-                part.partition_id, self.owner, next_checkpoint, now, self._settings.lease_s
-            ):
-                raise _LeaseLost()
-            checkpoint = next_checkpoint
-            fresh = await self._notifications.get(part.app_id, part.notification_id)
-            if fresh is None or fresh.view.state.finished:
-                # Failed or cancelled elsewhere (another partition saw the credentials rejected).
-                await self._notifications.finish_partition(part.partition_id, self.owner, now)
-                return
+                if not committed:
+                    fresh = await self._notifications.get(part.app_id, part.notification_id)
+                    if fresh is None or fresh.view.state.finished:
+                        return  # failed or cancelled elsewhere: its partitions are retired
+                    raise _LeaseLost()
         await self._notifications.finish_partition(part.partition_id, self.owner, self._clock.now())
         self._signal.notify()
 
-    async def _next_batch(
-        self, part: Partition, record: NotificationRecord, checkpoint: Any
-    ) -> tuple[list[TargetToken], Any]:
+    async def _batches(self, part: Partition, record: NotificationRecord) -> AsyncGenerator[tuple[list[TargetToken], Any], None]:
+        """The partition's targets, batch by batch, each with the checkpoint that follows it."""
         size = self._settings.batch_size
         if record.query is not None:
-            batch = await self._tokens.find_targets(part.app_id, record.query, part.buckets, checkpoint, size)
-            return batch, (batch[-1].ref if batch else checkpoint)
-        offset = int(checkpoint or 0)
-        devices = part.devices[offset : offset + size]
-        registered = await self._tokens.lookup(part.app_id, devices)
-        batch = [
-            registered.get(
-                (d.platform, d.token),
-                TargetToken(
-                    ref=None,
-                    token=d.token,
-                    platform=d.platform,
-                    user_id="",
-                    apns_environment=d.apns_environment,
-                    registered=False,
-                    last_seen_at=None,
-                ),
-            )
-            for d in devices
-        ]
-        return batch, offset + len(devices)
+            async with contextlib.aclosing(
+                self._tokens.scan_targets(part.app_id, record.query, part.buckets, part.checkpoint, size)
+            ) as pages:
+                async for page in pages:
+                    yield page, page[-1].ref
+            return
+        offset = int(part.checkpoint or 0)
+        while offset < len(part.devices):
+            devices = part.devices[offset : offset + size]
+            registered = await self._tokens.lookup(part.app_id, devices)
+            offset += len(devices)
+            yield [registered.get((d.platform, d.token)) or _unregistered(d) for d in devices], offset
 
     async def _deliver(
         self,
@@ -327,6 +302,18 @@ class Dispatcher:
             token_removed=removed,
             at=self._clock.now(),
         )
+
+
+def _unregistered(d: models.Device) -> TargetToken:
+    return TargetToken(
+        ref=None,
+        token=d.token,
+        platform=d.platform,
+        user_id="",
+        apns_environment=d.apns_environment,
+        registered=False,
+        last_seen_at=None,
+    )
 
 
 def _expired(last: ProviderResult) -> ProviderResult:

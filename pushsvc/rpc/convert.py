@@ -225,6 +225,7 @@ def notification(n: models.NotificationView) -> pb.Notification:
         completed_at=_ts(n.completed_at),
         error=n.error,
         idempotency_key=n.idempotency_key,
+        vanished=n.vanished,
     )
 
 

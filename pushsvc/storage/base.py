@@ -1,15 +1,21 @@
 """Storage ports: the token registry, the notification queue and the receipt log.
 
 These Protocols are the contract that `tests/storage/` enforces against every
-backend. The guarantees callers rely on:
+backend. Domain values go in and come out; each adapter owns its schema and
+encodes it, so nothing above `storage/` names a document field. The
+guarantees callers rely on:
 
 - Token registry: (app_id, platform, token) is unique; `upsert` is idempotent and
   keeps `created_at`; a device_id holding another token of the same app and
-  platform loses that token; prune and target queries are index-backed.
+  platform loses that token. Register, unregister, rotation and lookups are
+  key operations; a fan-out reads its targets through one cursor per partition.
 - Notification queue: a partition is leased to at most one owner at a time
   (`claim` is a single atomic find-and-modify); a lease that is not renewed
   expires, and the partition resumes from its last checkpoint; finishing a
-  partition is counted exactly once.
+  partition is counted exactly once. When the last partition finishes, the
+  counters are reconciled with the receipt log, so they agree with it after
+  any crash; `targeted` never shrinks below what Send counted, and targets
+  that were no longer registered are reported as `vanished`.
 - Receipt log: one receipt per (notification, platform, token), however often
   a batch is retried; every receipt gets a dense per-app sequence number and a
   dense per-notification sequence number, so readers resume by cursor without
@@ -22,19 +28,19 @@ reached.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from pushsvc import models
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)  # not frozen: built once per delivery, and frozen init costs 4x
 class TargetToken:
-    """A token as the dispatcher needs it."""
+    """A token as the dispatcher needs it (a value: never mutated)."""
 
     ref: Any
-    """Opaque, ordered position of the token in its partition (its store id)."""
+    """Opaque, ordered position of the token in its partition; only the adapter reads it."""
     token: str
     platform: models.Platform
     user_id: str
@@ -52,6 +58,10 @@ class TargetQuery:
     user_ids: tuple[str, ...] = ()
     topic: str = ""
     platforms: frozenset[models.Platform] = frozenset()
+
+    def restricted_to(self, platforms: frozenset[models.Platform]) -> TargetQuery:
+        """The same selector with another platform filter."""
+        return dataclasses.replace(self, platforms=platforms)
 
 
 class TokenStore(Protocol):
@@ -93,15 +103,51 @@ class TokenStore(Protocol):
         """Counts the tokens a query selects."""
         ...
 
-    async def find_targets(
-        self, app_id: str, query: TargetQuery, buckets: tuple[int, int], after: Any, limit: int
-    ) -> list[TargetToken]:
-        """Returns up to `limit` selected tokens in bucket range [lo, hi), ordered by ref, after `after`."""
+    def scan_targets(
+        self, app_id: str, query: TargetQuery, buckets: tuple[int, int], after: Any, batch_size: int
+    ) -> AsyncGenerator[list[TargetToken], None]:
+        """Pages of at most `batch_size` selected tokens in bucket range [lo, hi), in ref order, after `after`.
+
+        One cursor serves the whole range; close the iterator (`aclose()`) to
+        release it early.
+        """
         ...
 
     async def lookup(self, app_id: str, devices: Sequence[models.Device]) -> dict[tuple[models.Platform, str], TargetToken]:
         """Returns the registered ones among directly addressed devices."""
         ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PartitionPlan:
+    """One slice of a fan-out, as Send decides it (see `pushsvc.dispatch.planning`)."""
+
+    index: int
+    buckets: tuple[int, int]
+    """Token-bucket range [lo, hi) for stored-token queries; (0, 0) for device lists."""
+    devices: tuple[models.Device, ...] = ()
+    """Directly addressed devices (target kind "devices"); empty for stored-token queries."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotificationDraft:
+    """A notification as Send stores it."""
+
+    notification_id: str
+    app_id: str
+    state: models.NotificationState
+    created_at: datetime
+    targeted: int
+    query: TargetQuery | None
+    """None when the target is a device list."""
+    rendered: Mapping[models.Platform, Mapping[str, Any]]
+    """Platform → the provider's rendered body (`RenderedMessage.body`), stored as is."""
+    runnable_at: datetime
+    """When its partitions may first be claimed (send_at for scheduled sends)."""
+    target_kind: str = ""
+    send_at: datetime | None = None
+    expires_at: datetime | None = None
+    idempotency_key: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,8 +162,20 @@ class Partition:
     devices: tuple[models.Device, ...]
     """Directly addressed devices (target kind "devices"); empty for stored-token queries."""
     checkpoint: Any
-    """Last completed ref (queries) or count of devices done (device lists)."""
+    """Last completed ref (queries) or count of devices done (device lists); None at the start."""
     created_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PartitionStatus:
+    """A partition's progress, for inspection."""
+
+    partition_id: str
+    index: int
+    done: bool
+    owner: str | None
+    finished_by: str | None
+    claims: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -127,8 +185,8 @@ class NotificationRecord:
     view: models.NotificationView
     query: TargetQuery | None
     """None when the target is a device list."""
-    rendered: Mapping[str, Mapping[str, Any]]
-    """Platform value ("apns"/"fcm") → the provider's rendered body."""
+    rendered: Mapping[models.Platform, Mapping[str, Any]]
+    """Platform → the provider's rendered body."""
     expires_at: datetime | None
     receipt_seq: int
     """Per-notification receipt numbers allocated so far."""
@@ -141,8 +199,8 @@ class NotificationStore(Protocol):
         """Returns the notification stored under this key, if any."""
         ...
 
-    async def create(self, doc: Mapping[str, Any], partitions: Sequence[Mapping[str, Any]]) -> models.NotificationView:
-        """Stores partitions, then the notification.
+    async def create(self, draft: NotificationDraft, plans: Sequence[PartitionPlan]) -> models.NotificationView:
+        """Stores partitions, then the notification; with no plans it is stored as completed.
 
         Raises:
             DuplicateKey: another notification holds the idempotency key; the
@@ -154,6 +212,10 @@ class NotificationStore(Protocol):
         """Returns one notification of this app, or None."""
         ...
 
+    async def partitions(self, notification_id: str) -> list[PartitionStatus]:
+        """The partitions of a notification, by index."""
+        ...
+
     async def queue_depth(self) -> int:
         """Counts unfinished, runnable-or-scheduled notifications."""
         ...
@@ -163,11 +225,23 @@ class NotificationStore(Protocol):
         ...
 
     async def renew(self, partition_id: str, owner: str, now: datetime, lease_s: float) -> bool:
-        """Extends our lease; False means we lost it and must stop."""
+        """Extends our lease; False means we lost it (or the partition was retired) and must stop."""
         ...
 
-    async def checkpoint(self, partition_id: str, owner: str, checkpoint: Any, now: datetime, lease_s: float) -> bool:
-        """Records progress and renews the lease; False means we lost the lease."""
+    async def commit_batch(
+        self,
+        partition_id: str,
+        owner: str,
+        checkpoint: Any,
+        counts: Mapping[models.DeliveryStatus, int],
+        now: datetime,
+        lease_s: float,
+    ) -> bool:
+        """After a batch's receipts are written: records progress, renews the lease, adds to the counters.
+
+        Returns False, and changes nothing, when the lease is lost or the
+        partition was retired (its notification failed elsewhere).
+        """
         ...
 
     async def release(self, partition_id: str, owner: str, retry_at: datetime) -> None:
@@ -181,8 +255,9 @@ class NotificationStore(Protocol):
     async def finish_partition(self, partition_id: str, owner: str, now: datetime) -> models.NotificationView | None:
         """Marks a partition done exactly once; completes the notification with the last one.
 
-        Returns the notification after the update, or None when the partition was
-        already done or not ours.
+        Completion reconciles the counters with the receipt log. Returns the
+        notification after the update, or None when the partition was already
+        done or not ours.
         """
         ...
 
@@ -195,11 +270,7 @@ class NotificationStore(Protocol):
         ...
 
     async def fail(self, notification_id: str, error: str, now: datetime) -> None:
-        """Fails the whole notification and retires its partitions."""
-        ...
-
-    async def add_counts(self, notification_id: str, counts: Mapping[str, int], now: datetime) -> None:
-        """Adds to the delivery counters with $inc."""
+        """Fails the whole notification, retires its partitions and reconciles its counters with the log."""
         ...
 
 
@@ -211,9 +282,9 @@ class DuplicateKey(Exception):
         self.notification_id = notification_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)  # not frozen: built once per delivery, and frozen init costs 4x
 class ReceiptDraft:
-    """A receipt before the log numbers it."""
+    """A receipt before the log numbers it (a value: never mutated)."""
 
     token: str
     platform: models.Platform
@@ -227,9 +298,9 @@ class ReceiptDraft:
     at: datetime
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)  # not frozen: built once per delivery, and frozen init costs 4x
 class LogEntry:
-    """A numbered entry of the receipt log; `receipt` is None for a gap filler."""
+    """A numbered entry of the receipt log; `receipt` is None for a gap filler (a value: never mutated)."""
 
     seq: int
     nseq: int
@@ -257,3 +328,46 @@ class ReceiptStore(Protocol):
         """The app's newest allocated sequence number (0 when none)."""
         ...
 
+    async def count_by_status(self, notification_id: str) -> dict[models.DeliveryStatus, int]:
+        """How many receipts of each status the log holds for a notification."""
+        ...
+
+
+class Stores(Protocol):
+    """One backend's three stores, plus its lifecycle."""
+
+    @property
+    def tokens(self) -> TokenStore:
+        """The token registry."""
+        ...
+
+    @property
+    def notifications(self) -> NotificationStore:
+        """The notification queue."""
+        ...
+
+    @property
+    def receipts(self) -> ReceiptStore:
+        """The receipt log."""
+        ...
+
+    @property
+    def needs_sweep(self) -> bool:
+        """True when expired receipts go away only through `sweep_expired()` (no TTL indexes)."""
+        ...
+
+    async def prepare(self) -> None:
+        """Creates indexes and adapts to the server (idempotent); the first call that reaches it."""
+        ...
+
+    async def sweep_expired(self, now: datetime) -> int:
+        """Deletes receipts past retention; returns how many."""
+        ...
+
+    async def ping(self) -> bool:
+        """True when the store answers."""
+        ...
+
+    def close(self) -> None:
+        """Releases connections and threads."""
+        ...

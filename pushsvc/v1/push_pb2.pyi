@@ -341,7 +341,7 @@ class GetNotificationResponse(_message.Message):
     def __init__(self, notification: _Optional[_Union[Notification, _Mapping]] = ...) -> None: ...
 
 class Notification(_message.Message):
-    __slots__ = ("notification_id", "app_id", "state", "targeted", "delivered", "failed", "invalid_tokens", "pending", "expired", "created_at", "send_at", "updated_at", "completed_at", "error", "idempotency_key")
+    __slots__ = ("notification_id", "app_id", "state", "targeted", "delivered", "failed", "invalid_tokens", "pending", "expired", "created_at", "send_at", "updated_at", "completed_at", "error", "idempotency_key", "vanished")
     NOTIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
     APP_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -357,6 +357,7 @@ class Notification(_message.Message):
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    VANISHED_FIELD_NUMBER: _ClassVar[int]
     notification_id: str
     app_id: str
     state: NotificationState
@@ -372,7 +373,8 @@ class Notification(_message.Message):
     completed_at: _timestamp_pb2.Timestamp
     error: str
     idempotency_key: str
-    def __init__(self, notification_id: _Optional[str] = ..., app_id: _Optional[str] = ..., state: _Optional[_Union[NotificationState, str]] = ..., targeted: _Optional[int] = ..., delivered: _Optional[int] = ..., failed: _Optional[int] = ..., invalid_tokens: _Optional[int] = ..., pending: _Optional[int] = ..., expired: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., send_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    vanished: int
+    def __init__(self, notification_id: _Optional[str] = ..., app_id: _Optional[str] = ..., state: _Optional[_Union[NotificationState, str]] = ..., targeted: _Optional[int] = ..., delivered: _Optional[int] = ..., failed: _Optional[int] = ..., invalid_tokens: _Optional[int] = ..., pending: _Optional[int] = ..., expired: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., send_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., vanished: _Optional[int] = ...) -> None: ...
 
 class Receipt(_message.Message):
     __slots__ = ("cursor", "notification_id", "app_id", "token", "platform", "user_id", "status", "provider_message_id", "provider_status", "reason", "attempts", "token_removed", "at")

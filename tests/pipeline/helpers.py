@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from pushsvc import models
-from pushsvc.storage import MongoStores
+from pushsvc.storage import Stores
 from pushsvc.v1 import push_pb2 as pb
 from pushsvc.v1 import push_pb2_grpc
 
@@ -22,7 +22,7 @@ async def register(stub: push_pb2_grpc.PushServiceStub, token: str, platform: in
     await stub.RegisterToken(pb.RegisterTokenRequest(app_id=APP, token=token, platform=platform, **kw))  # type: ignore[arg-type]
 
 
-async def seed(stores: MongoStores, tokens: list[tuple[str, models.Platform]], **kw: object) -> None:
+async def seed(stores: Stores, tokens: list[tuple[str, models.Platform]], **kw: object) -> None:
     """Bulk-registers many tokens through the store (setup for big fan-outs)."""
     from pushsvc.clock import SystemClock
 

@@ -64,6 +64,28 @@ async def test_send_at_holds_delivery_until_the_clock_gets_there(timed: tuple[De
     assert (await notification(stub, sent.notification_id)).state == pb.NOTIFICATION_STATE_COMPLETED
 
 
+async def test_tokens_unregistered_before_a_scheduled_fan_out_are_reported_as_vanished(
+    timed: tuple[DevStack, push_pb2_grpc.PushServiceStub], clock: ManualClock
+) -> None:
+    _, stub = timed
+    tokens = [f"fcm-v{i}" for i in range(5)]
+    for t in tokens:
+        await register(stub, t, F, user_id="vanish")
+    target = pb.Target(users=pb.UserList(user_ids=["vanish"]))
+    sent = await stub.Send(pb.SendRequest(app_id=APP, target=target, message=HELLO, send_at=ts(clock.now() + timedelta(minutes=1))))
+    assert sent.targeted == 5
+    for t in tokens[:2]:
+        await stub.UnregisterToken(pb.UnregisterTokenRequest(app_id=APP, token=t, platform=F))
+    clock.advance(61)
+    dev = timed[0]
+    dev.app.dispatcher.wake()
+    got = await receipts(stub, sent.notification_id)
+    assert sorted(r.token for r in got) == tokens[2:]
+    n = await notification(stub, sent.notification_id)
+    # targeted stays what Send reported; the two that were gone are said to be.
+    assert (n.state, n.targeted, n.delivered, n.vanished, n.pending) == (pb.NOTIFICATION_STATE_COMPLETED, 5, 3, 2, 0)
+
+
 async def test_a_message_whose_ttl_passed_before_delivery_expires(timed: tuple[DevStack, push_pb2_grpc.PushServiceStub], clock: ManualClock) -> None:
     dev, stub = timed
     msg = pb.Message(title="flash sale", ttl=duration_pb2.Duration(seconds=30))

@@ -7,7 +7,9 @@ from datetime import timedelta
 
 from pushsvc import models
 from pushsvc.clock import ManualClock
-from pushsvc.storage import BUCKETS, MongoStores, TargetQuery
+from pushsvc.storage import Stores, TargetQuery, TargetToken
+
+BUCKETS = models.BUCKETS
 
 APNS, FCM = models.Platform.APNS, models.Platform.FCM
 
@@ -20,7 +22,7 @@ def hextoken(i: int) -> str:
     return f"{i:064x}"
 
 
-async def test_register_creates_then_refreshes_keeping_created_at(stores: MongoStores, clock: ManualClock) -> None:
+async def test_register_creates_then_refreshes_keeping_created_at(stores: Stores, clock: ManualClock) -> None:
     t0 = clock.now()
     first, created = await stores.tokens.upsert(reg(hextoken(1), user_id="u1", topics=("a",), locale="en"), t0)
     assert created and first.created_at == t0 and first.last_seen_at == t0
@@ -35,34 +37,52 @@ async def test_register_creates_then_refreshes_keeping_created_at(stores: MongoS
     assert stored.created_at == t0 and stored.last_seen_at == clock.now()
 
 
-async def test_same_token_string_is_distinct_per_app_and_platform(stores: MongoStores, clock: ManualClock) -> None:
+async def test_same_token_string_is_distinct_per_app_and_platform(stores: Stores, clock: ManualClock) -> None:
     for app, platform in [("a1", APNS), ("a2", APNS), ("a1", FCM)]:
         _, created = await stores.tokens.upsert(reg("ab" * 32, platform, app=app), clock.now())
         assert created
 
 
-async def test_concurrent_first_registrations_create_exactly_once(stores: MongoStores, clock: ManualClock) -> None:
+async def test_concurrent_first_registrations_create_exactly_once(stores: Stores, clock: ManualClock) -> None:
     results = await asyncio.gather(*(stores.tokens.upsert(reg(hextoken(7)), clock.now()) for _ in range(8)))
     assert sum(created for _, created in results) == 1
 
 
-async def test_device_rotation_removes_the_old_token_of_same_platform_only(stores: MongoStores, clock: ManualClock) -> None:
+async def test_device_rotation_removes_the_old_token_of_same_platform_only(stores: Stores, clock: ManualClock) -> None:
     await stores.tokens.upsert(reg(hextoken(1), device_id="phone"), clock.now())
     await stores.tokens.upsert(reg("fcm-old", FCM, device_id="phone"), clock.now())
+    await stores.tokens.upsert(reg(hextoken(3), app="other", device_id="phone"), clock.now())
     await stores.tokens.upsert(reg(hextoken(2), device_id="phone"), clock.now())
     assert await stores.tokens.get("app", APNS, hextoken(1)) is None
     assert await stores.tokens.get("app", APNS, hextoken(2)) is not None
     assert await stores.tokens.get("app", FCM, "fcm-old") is not None
+    assert await stores.tokens.get("other", APNS, hextoken(3)) is not None
+    # Registering the same token again is no rotation.
+    await stores.tokens.upsert(reg(hextoken(2), device_id="phone"), clock.now())
+    assert await stores.tokens.get("app", APNS, hextoken(2)) is not None
 
 
-async def test_delete_reports_whether_it_removed(stores: MongoStores, clock: ManualClock) -> None:
+async def test_rotation_spares_a_token_that_moved_to_another_device(stores: Stores, clock: ManualClock) -> None:
+    await stores.tokens.upsert(reg(hextoken(1), device_id="old-phone"), clock.now())
+    await stores.tokens.upsert(reg(hextoken(1), device_id="new-phone"), clock.now())
+    await stores.tokens.upsert(reg(hextoken(2), device_id="old-phone"), clock.now())
+    assert await stores.tokens.get("app", APNS, hextoken(1)) is not None
+
+
+async def test_rotation_covers_bulk_imported_devices(stores: Stores, clock: ManualClock) -> None:
+    await stores.tokens.insert_new([reg(hextoken(1), device_id="tablet")], clock.now())
+    await stores.tokens.upsert(reg(hextoken(2), device_id="tablet"), clock.now())
+    assert await stores.tokens.get("app", APNS, hextoken(1)) is None
+
+
+async def test_delete_reports_whether_it_removed(stores: Stores, clock: ManualClock) -> None:
     await stores.tokens.upsert(reg(hextoken(1)), clock.now())
     assert await stores.tokens.delete("app", APNS, hextoken(1)) is True
     assert await stores.tokens.delete("app", APNS, hextoken(1)) is False
     assert await stores.tokens.delete("other", FCM, "never-seen") is False
 
 
-async def test_delete_invalid_keeps_a_token_registered_after_the_invalidation(stores: MongoStores, clock: ManualClock) -> None:
+async def test_delete_invalid_keeps_a_token_registered_after_the_invalidation(stores: Stores, clock: ManualClock) -> None:
     invalidated_at = clock.now()
     clock.advance(60)
     await stores.tokens.upsert(reg(hextoken(1)), clock.now())  # re-registered after Apple's timestamp
@@ -74,7 +94,7 @@ async def test_delete_invalid_keeps_a_token_registered_after_the_invalidation(st
     assert await stores.tokens.delete_invalid("app", APNS, hextoken(2), None) is True
 
 
-async def test_prune_removes_only_stale_tokens_and_honours_filters(stores: MongoStores, clock: ManualClock) -> None:
+async def test_prune_removes_only_stale_tokens_and_honours_filters(stores: Stores, clock: ManualClock) -> None:
     await stores.tokens.upsert(reg(hextoken(1)), clock.now())
     await stores.tokens.upsert(reg("old-fcm", FCM), clock.now())
     await stores.tokens.upsert(reg(hextoken(9), app="other"), clock.now())
@@ -90,18 +110,7 @@ async def test_prune_removes_only_stale_tokens_and_honours_filters(stores: Mongo
     assert await stores.tokens.get("other", APNS, hextoken(9)) is not None
 
 
-async def test_indexes_of_design_exist(stores: MongoStores) -> None:
-    info = await stores.runner(stores.runner.db["tokens"].index_information)
-    keys = {tuple(k for k, _ in v["key"]): v for v in info.values()}
-    # (app_id, platform, token) uniqueness is the _id itself: see the
-    # concurrent-registration and insert_new tests for the behaviour.
-    for wanted in [("app_id", "user_id"), ("app_id", "topics"), ("app_id", "last_seen_at"), ("app_id", "device_id")]:
-        assert wanted in keys
-    receipts = await stores.runner(stores.runner.db["receipts"].index_information)
-    assert {tuple(k for k, _ in v["key"]) for v in receipts.values()} >= {("app_id", "seq"), ("expires_at",)}
-
-
-async def test_target_queries_select_by_user_topic_all_and_platform(stores: MongoStores, clock: ManualClock) -> None:
+async def test_target_queries_select_by_user_topic_all_and_platform(stores: Stores, clock: ManualClock) -> None:
     await stores.tokens.upsert(reg(hextoken(1), user_id="u1", topics=("news",)), clock.now())
     await stores.tokens.upsert(reg("f1", FCM, user_id="u1"), clock.now())
     await stores.tokens.upsert(reg(hextoken(2), user_id="u2", topics=("news", "sport")), clock.now())
@@ -112,29 +121,63 @@ async def test_target_queries_select_by_user_topic_all_and_platform(stores: Mong
     assert await count("app", TargetQuery("topic", topic="news")) == 2
     assert await count("app", TargetQuery("topic", topic="sport")) == 1
     assert await count("app", TargetQuery("all")) == 3
-    found = await stores.tokens.find_targets("app", TargetQuery("users", user_ids=("u1",)), (0, BUCKETS), None, 10)
+    found = await scan(stores, TargetQuery("users", user_ids=("u1",)), (0, BUCKETS), None, 10)
     assert {(t.platform, t.token, t.user_id, t.registered) for t in found} == {(APNS, hextoken(1), "u1", True), (FCM, "f1", "u1", True)}
 
 
-async def test_find_targets_pages_by_ref_and_bucket_ranges_cover_everything_once(stores: MongoStores, clock: ManualClock) -> None:
-    tokens = {hextoken(i) for i in range(60)}
+async def scan(
+    stores: Stores, query: TargetQuery, buckets: tuple[int, int], after: object, size: int
+) -> list[TargetToken]:
+    out: list[TargetToken] = []
+    async for page in stores.tokens.scan_targets("app", query, buckets, after, size):
+        assert 0 < len(page) <= size
+        out += page
+    return out
+
+
+async def test_scan_targets_pages_in_ref_order_and_bucket_ranges_cover_everything_once(
+    stores: Stores, clock: ManualClock
+) -> None:
+    tokens = {hextoken(i) for i in range(60)} | {f"fcm-{i}" for i in range(30)}
     for t in tokens:
-        await stores.tokens.upsert(reg(t), clock.now())
+        await stores.tokens.upsert(reg(t, FCM if t.startswith("fcm") else APNS), clock.now())
+    await stores.tokens.upsert(reg(hextoken(1), app="other"), clock.now())
+    await stores.tokens.upsert(reg(hextoken(2), app="app2"), clock.now())
     seen: list[str] = []
     edges = [0, 100, 500, 1000, BUCKETS]
     for lo, hi in zip(edges, edges[1:], strict=False):
-        after = None
-        while True:
-            page = await stores.tokens.find_targets("app", TargetQuery("all"), (lo, hi), after, 7)
-            if not page:
-                break
-            assert [t.ref for t in page] == sorted(t.ref for t in page)
-            seen += [t.token for t in page]
-            after = page[-1].ref
+        pages = [p async for p in stores.tokens.scan_targets("app", TargetQuery("all"), (lo, hi), None, 7)]
+        assert all(len(p) == 7 for p in pages[:-1])
+        refs = [t.ref for p in pages for t in p]
+        assert refs == sorted(refs)
+        assert all(lo <= models.token_bucket(t.token) < hi for p in pages for t in p)
+        seen += [t.token for p in pages for t in p]
     assert sorted(seen) == sorted(tokens)
+    fcm_only = await scan(stores, TargetQuery("all", platforms=frozenset({FCM})), (0, BUCKETS), None, 8)
+    assert sorted(t.token for t in fcm_only) == sorted(t for t in tokens if t.startswith("fcm"))
 
 
-async def test_lookup_returns_only_registered_devices(stores: MongoStores, clock: ManualClock) -> None:
+async def test_scan_targets_resumes_after_a_checkpoint(stores: Stores, clock: ManualClock) -> None:
+    for i in range(40):
+        await stores.tokens.upsert(reg(hextoken(i), user_id="u" if i % 2 else "v", topics=("t",)), clock.now())
+    for query in (TargetQuery("all"), TargetQuery("topic", topic="t"), TargetQuery("users", user_ids=("u", "v"))):
+        whole = await scan(stores, query, (0, BUCKETS), None, 100)
+        assert len(whole) == 40
+        checkpoint = whole[16].ref
+        rest = await scan(stores, query, (0, BUCKETS), checkpoint, 5)
+        assert [t.token for t in rest] == [t.token for t in whole[17:]]
+
+
+async def test_a_scan_can_be_closed_early(stores: Stores, clock: ManualClock) -> None:
+    for i in range(30):
+        await stores.tokens.upsert(reg(hextoken(i)), clock.now())
+    pages = stores.tokens.scan_targets("app", TargetQuery("all"), (0, BUCKETS), None, 10)
+    first = await anext(pages)
+    await pages.aclose()
+    assert len(first) == 10
+
+
+async def test_lookup_returns_only_registered_devices(stores: Stores, clock: ManualClock) -> None:
     await stores.tokens.upsert(reg(hextoken(1), user_id="u"), clock.now())
     found = await stores.tokens.lookup(
         "app", [models.Device(hextoken(1), APNS), models.Device(hextoken(2), APNS), models.Device(hextoken(1), FCM)]
@@ -143,7 +186,7 @@ async def test_lookup_returns_only_registered_devices(stores: MongoStores, clock
     assert found[(APNS, hextoken(1))].user_id == "u"
 
 
-async def test_insert_new_skips_registered_tokens(stores: MongoStores, clock: ManualClock) -> None:
+async def test_insert_new_skips_registered_tokens(stores: Stores, clock: ManualClock) -> None:
     t0 = clock.now()
     await stores.tokens.upsert(reg(hextoken(1), user_id="keep"), t0)
     clock.advance(10)

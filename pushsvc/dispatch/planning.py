@@ -1,0 +1,29 @@
+"""How a fan-out is split into partitions: a domain decision, made once at Send time.
+
+Stored-token queries split the token-bucket space into equal ranges, enough
+that each holds about `partition_size` targets (at most `max_partitions`), so
+replicas share a big fan-out. Device lists are cut into slices of
+`partition_size` devices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from pushsvc import models
+from pushsvc.storage import PartitionPlan
+
+
+def plan_partitions(
+    *, targeted: int, devices: Sequence[models.Device] | None, partition_size: int, max_partitions: int
+) -> list[PartitionPlan]:
+    """The partitions of one notification; `devices` is None for a stored-token query."""
+    if devices is not None:
+        return [
+            PartitionPlan(index=i, buckets=(0, 0), devices=tuple(devices[lo : lo + partition_size]))
+            for i, lo in enumerate(range(0, len(devices), partition_size))
+        ]
+    count = max(1, min(max_partitions, math.ceil(targeted / partition_size)))
+    edges = [models.BUCKETS * i // count for i in range(count + 1)]
+    return [PartitionPlan(index=i, buckets=(edges[i], edges[i + 1])) for i in range(count)]

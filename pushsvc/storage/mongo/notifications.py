@@ -1,0 +1,238 @@
+"""`NotificationStore` over `notifications`, `partitions` and `idempotency`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pymongo.errors
+from pymongo import ReturnDocument
+
+from pushsvc import models
+from pushsvc.storage.base import (
+    DuplicateKey,
+    NotificationDraft,
+    NotificationRecord,
+    Partition,
+    PartitionPlan,
+    PartitionStatus,
+)
+from pushsvc.storage.mongo import codec, schema
+from pushsvc.storage.mongo.client import Connection
+from pushsvc.storage.mongo.receipts import logged_counts, tallied_counts
+from pushsvc.storage.mongo.runner import MongoRunner
+
+ORPHAN_KEY_AFTER_S = 60.0
+"""An idempotency key whose notification never got stored is reusable after this long."""
+
+
+class MongoNotificationStore:
+    """The notification queue: leases are find-and-modify on partition documents."""
+
+    def __init__(self, runner: MongoRunner, conn: Connection) -> None:
+        self._run = runner
+        self._notifications = conn.collection(schema.NOTIFICATIONS)
+        self._partitions = conn.collection(schema.PARTITIONS)
+        self._keys = conn.collection(schema.IDEMPOTENCY)
+        self._receipts = conn.collection(schema.RECEIPTS)
+        self._embedded = conn.embedded
+
+    async def find_by_idempotency_key(self, app_id: str, key: str) -> models.NotificationView | None:
+        """See `NotificationStore.find_by_idempotency_key`."""
+        doc = await self._run(self._notifications.find_one, {"app_id": app_id, "idempotency_key": key})
+        return None if doc is None else codec.view_from_doc(doc)
+
+    async def create(self, draft: NotificationDraft, plans: Sequence[PartitionPlan]) -> models.NotificationView:
+        """See `NotificationStore.create`."""
+        doc = codec.notification_doc(draft, len(plans))
+        partitions = codec.partition_docs(draft, plans)
+        return await self._run(self._create, doc, partitions, draft.idempotency_key)
+
+    def _create(self, doc: dict[str, Any], partitions: list[dict[str, Any]], key: str) -> models.NotificationView:
+        if key:
+            self._claim_key(doc["app_id"], key, doc["_id"], doc["created_at"])
+        # Partitions first: a crash before the notification insert leaves only
+        # orphans (dropped by the dispatcher), never a notification that nobody runs.
+        if partitions:
+            self._partitions.insert_many(partitions, ordered=False)
+        try:
+            self._notifications.insert_one(doc)
+        except pymongo.errors.PyMongoError:
+            self._partitions.delete_many({"notification_id": doc["_id"]})
+            if key:
+                self._keys.delete_one({"_id": schema.idempotency_key(doc["app_id"], key), "notification_id": doc["_id"]})
+            raise
+        return codec.view_from_doc(doc)
+
+    def _claim_key(self, app_id: str, key: str, notification_id: str, now: datetime) -> None:
+        key_id = schema.idempotency_key(app_id, key)
+        for _ in range(2):
+            try:
+                self._keys.insert_one({"_id": key_id, "notification_id": notification_id, "created_at": now})
+                return
+            except pymongo.errors.DuplicateKeyError:
+                held = self._keys.find_one({"_id": key_id})
+                if held is None:
+                    continue
+                existing = held["notification_id"]
+                stale = codec.must(held["created_at"]) < now - timedelta(seconds=ORPHAN_KEY_AFTER_S)
+                if stale and self._notifications.find_one({"_id": existing}) is None:
+                    # The Send that took this key died before storing its
+                    # notification; nobody was told the id, so the key is free.
+                    self._keys.delete_one({"_id": key_id, "notification_id": existing})
+                    continue
+                raise DuplicateKey(existing) from None
+        raise DuplicateKey("")
+
+    async def get(self, app_id: str, notification_id: str) -> NotificationRecord | None:
+        """See `NotificationStore.get`."""
+        doc = await self._run(self._notifications.find_one, {"_id": notification_id, "app_id": app_id})
+        return None if doc is None else codec.record_from_doc(doc)
+
+    async def partitions(self, notification_id: str) -> list[PartitionStatus]:
+        """See `NotificationStore.partitions`."""
+        docs = await self._run(
+            lambda: list(self._partitions.find({"notification_id": notification_id}, sort=[("index", 1)]))
+        )
+        return [codec.partition_status_from_doc(d) for d in docs]
+
+    async def queue_depth(self) -> int:
+        """See `NotificationStore.queue_depth`."""
+        return int(await self._run(self._notifications.count_documents, {"state": {"$in": codec.UNFINISHED}}))
+
+    async def claim(self, owner: str, now: datetime, lease_s: float) -> Partition | None:
+        """See `NotificationStore.claim`."""
+        doc = await self._run(
+            self._partitions.find_one_and_update,
+            {"done": False, "lease_expires_at": {"$lte": now}},
+            {"$set": {"owner": owner, "lease_expires_at": now + timedelta(seconds=lease_s)}, "$inc": {"claims": 1}},
+            sort=[("lease_expires_at", 1)],
+            return_document=ReturnDocument.AFTER,
+        )
+        return None if doc is None else codec.partition_from_doc(doc)
+
+    async def renew(self, partition_id: str, owner: str, now: datetime, lease_s: float) -> bool:
+        """See `NotificationStore.renew`."""
+        result = await self._run(
+            self._partitions.update_one,
+            {"_id": partition_id, "owner": owner, "done": False},
+            {"$set": {"lease_expires_at": now + timedelta(seconds=lease_s)}},
+        )
+        return bool(result.matched_count)
+
+    async def commit_batch(
+        self,
+        partition_id: str,
+        owner: str,
+        checkpoint: Any,
+        counts: Mapping[models.DeliveryStatus, int],
+        now: datetime,
+        lease_s: float,
+    ) -> bool:
+        """See `NotificationStore.commit_batch`. Counters that a crash loses here are restored at completion."""
+        return await self._run(self._commit_batch, partition_id, owner, checkpoint, counts, now, lease_s)
+
+    def _commit_batch(
+        self,
+        partition_id: str,
+        owner: str,
+        checkpoint: Any,
+        counts: Mapping[models.DeliveryStatus, int],
+        now: datetime,
+        lease_s: float,
+    ) -> bool:
+        result = self._partitions.update_one(
+            {"_id": partition_id, "owner": owner, "done": False},
+            {"$set": {"checkpoint": checkpoint, "lease_expires_at": now + timedelta(seconds=lease_s)}},
+        )
+        if not result.matched_count:
+            return False
+        inc = codec.counter_inc(counts)
+        if inc:
+            self._notifications.update_one(
+                {"_id": schema.notification_of(partition_id)}, {"$inc": inc, "$set": {"updated_at": now}}
+            )
+        return True
+
+    async def release(self, partition_id: str, owner: str, retry_at: datetime) -> None:
+        """See `NotificationStore.release`."""
+        await self._run(
+            self._partitions.update_one,
+            {"_id": partition_id, "owner": owner},
+            {"$set": {"owner": None, "lease_expires_at": retry_at}},
+        )
+
+    async def release_all(self, owner: str, now: datetime) -> int:
+        """See `NotificationStore.release_all`."""
+        result = await self._run(
+            self._partitions.update_many,
+            {"owner": owner, "done": False},
+            {"$set": {"owner": None, "lease_expires_at": now}},
+        )
+        return int(result.modified_count)
+
+    async def finish_partition(self, partition_id: str, owner: str, now: datetime) -> models.NotificationView | None:
+        """See `NotificationStore.finish_partition`."""
+        return await self._run(self._finish_partition, partition_id, owner, now)
+
+    def _finish_partition(self, partition_id: str, owner: str, now: datetime) -> models.NotificationView | None:
+        part = self._partitions.find_one_and_update(
+            {"_id": partition_id, "owner": owner, "done": False},
+            {"$set": {"done": True, "owner": None, "finished_at": now, "finished_by": owner}},
+        )
+        if part is None:
+            return None
+        doc = self._notifications.find_one_and_update(
+            {"_id": part["notification_id"]},
+            {"$inc": {"partitions_done": 1}, "$set": {"updated_at": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            return None
+        if doc["partitions_done"] >= doc["partitions_total"] and doc["state"] in codec.UNFINISHED:
+            doc = self._settle(doc, models.NotificationState.COMPLETED, now)
+        return codec.view_from_doc(doc)
+
+    def _settle(
+        self, doc: Mapping[str, Any], state: models.NotificationState, now: datetime, error: str = ""
+    ) -> Mapping[str, Any]:
+        # The counters become what the receipt log holds: increments lost to a
+        # crash between a batch's receipts and its commit are restored here.
+        update: dict[str, Any] = {"state": state.value, "completed_at": now, "updated_at": now}
+        logged = tallied_counts(doc) if self._embedded else logged_counts(self._receipts, doc["_id"])
+        update.update(codec.reconciled(doc, logged))
+        if state is models.NotificationState.FAILED:
+            update["vanished"] = 0  # the rest was never attempted: it is pending, not gone
+            update["error"] = error
+        done = self._notifications.find_one_and_update(
+            {"_id": doc["_id"], "state": {"$in": codec.UNFINISHED}}, {"$set": update}, return_document=ReturnDocument.AFTER
+        )
+        return done if done is not None else doc
+
+    async def drop_partition(self, partition_id: str) -> None:
+        """See `NotificationStore.drop_partition`."""
+        await self._run(self._partitions.delete_one, {"_id": partition_id})
+
+    async def mark_running(self, notification_id: str, now: datetime) -> None:
+        """See `NotificationStore.mark_running`."""
+        await self._run(
+            self._notifications.update_one,
+            {
+                "_id": notification_id,
+                "state": {"$in": [models.NotificationState.QUEUED.value, models.NotificationState.SCHEDULED.value]},
+            },
+            {"$set": {"state": models.NotificationState.RUNNING.value, "updated_at": now}},
+        )
+
+    async def fail(self, notification_id: str, error: str, now: datetime) -> None:
+        """See `NotificationStore.fail`."""
+        await self._run(self._fail, notification_id, error, now)
+
+    def _fail(self, notification_id: str, error: str, now: datetime) -> None:
+        doc = self._notifications.find_one({"_id": notification_id})
+        if doc is not None and doc["state"] in codec.UNFINISHED:
+            self._settle(doc, models.NotificationState.FAILED, now, error)
+        self._partitions.update_many(
+            {"notification_id": notification_id, "done": False}, {"$set": {"done": True, "owner": None}}
+        )

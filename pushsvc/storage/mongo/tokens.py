@@ -1,0 +1,172 @@
+"""`TokenStore` over the `tokens` and `devices` collections."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncGenerator, Sequence
+from datetime import datetime
+from typing import Any
+
+import pymongo.errors
+from pymongo import ReturnDocument
+
+from pushsvc import errors, models
+from pushsvc.storage.base import TargetQuery, TargetToken
+from pushsvc.storage.mongo import codec, schema
+from pushsvc.storage.mongo.client import Connection
+from pushsvc.storage.mongo.runner import MongoRunner
+
+
+class MongoTokenStore:
+    """The token registry; every per-token operation is an `_id` operation."""
+
+    def __init__(self, runner: MongoRunner, conn: Connection) -> None:
+        self._run = runner
+        self._tokens = conn.collection(schema.TOKENS)
+        self._devices = conn.collection(schema.DEVICES)
+
+    async def upsert(self, reg: models.TokenRegistration, now: datetime) -> tuple[models.DeviceToken, bool]:
+        """See `TokenStore.upsert`."""
+        return await self._run(self._upsert, reg, now)
+
+    def _upsert(self, reg: models.TokenRegistration, now: datetime) -> tuple[models.DeviceToken, bool]:
+        key = {"_id": schema.token_key(reg.app_id, reg.platform, reg.token)}
+        update = codec.token_upsert(reg, now)
+        for attempt in range(2):
+            try:
+                # No projection: FerretDB 1.x rejects findAndModify with "fields".
+                before = self._tokens.find_one_and_update(key, update, upsert=True, return_document=ReturnDocument.BEFORE)
+                break
+            except pymongo.errors.DuplicateKeyError:
+                # Two concurrent first registrations: the loser's upsert hits the
+                # unique index; retrying turns it into an update.
+                if attempt:
+                    raise
+        if reg.device_id:
+            self._rotate(reg)
+        created_at = now if before is None else codec.must(before["created_at"])
+        token = models.DeviceToken(
+            app_id=reg.app_id,
+            token=reg.token,
+            platform=reg.platform,
+            user_id=reg.user_id,
+            topics=reg.topics,
+            device_id=reg.device_id,
+            locale=reg.locale,
+            timezone=reg.timezone,
+            app_version=reg.app_version,
+            apns_environment=reg.apns_environment,
+            created_at=created_at,
+            last_seen_at=now,
+        )
+        return token, before is None
+
+    def _rotate(self, reg: models.TokenRegistration) -> None:
+        # `devices` maps (app, platform, device_id) to the token the device
+        # holds, so rotation is two key operations instead of a query over
+        # the app's tokens. The old token goes only if it still names this
+        # device (it may have been re-registered for another one since).
+        held = self._devices.find_one_and_update(
+            {"_id": schema.device_key(reg.app_id, reg.platform, reg.device_id)},
+            {"$set": {"token": reg.token}},
+            upsert=True,
+            return_document=ReturnDocument.BEFORE,
+        )
+        if held is not None and held.get("token") != reg.token:
+            self._tokens.delete_one(
+                {"_id": schema.token_key(reg.app_id, reg.platform, held["token"]), "device_id": reg.device_id}
+            )
+
+    async def insert_new(self, regs: Sequence[models.TokenRegistration], now: datetime) -> int:
+        """See `TokenStore.insert_new`. One insert_many; duplicates are skipped by `_id`."""
+        if not regs:
+            return 0
+        return await self._run(self._insert_new, regs, now)
+
+    def _insert_new(self, regs: Sequence[models.TokenRegistration], now: datetime) -> int:
+        docs = [codec.token_doc(r, now) for r in regs]
+        added = _insert_ignoring_duplicates(self._tokens, docs)
+        devices = {
+            schema.device_key(r.app_id, r.platform, r.device_id): r.token for r in regs if r.device_id
+        }
+        if devices:
+            _insert_ignoring_duplicates(self._devices, [{"_id": k, "token": t} for k, t in devices.items()])
+        return added
+
+    async def delete(self, app_id: str, platform: models.Platform, token: str) -> bool:
+        """See `TokenStore.delete`."""
+        result = await self._run(self._tokens.delete_one, {"_id": schema.token_key(app_id, platform, token)})
+        return bool(result.deleted_count)
+
+    async def delete_invalid(
+        self, app_id: str, platform: models.Platform, token: str, invalid_since: datetime | None
+    ) -> bool:
+        """See `TokenStore.delete_invalid`."""
+        flt: dict[str, Any] = {"_id": schema.token_key(app_id, platform, token)}
+        if invalid_since is not None:
+            flt["last_seen_at"] = {"$lt": invalid_since}
+        result = await self._run(self._tokens.delete_one, flt)
+        return bool(result.deleted_count)
+
+    async def get(self, app_id: str, platform: models.Platform, token: str) -> models.DeviceToken | None:
+        """See `TokenStore.get`."""
+        doc = await self._run(self._tokens.find_one, {"_id": schema.token_key(app_id, platform, token)})
+        return None if doc is None else codec.token_from_doc(doc)
+
+    async def prune(
+        self, app_id: str, stale_before: datetime, platforms: frozenset[models.Platform], dry_run: bool
+    ) -> int:
+        """See `TokenStore.prune`. Served by the (app_id, last_seen_at) index."""
+        flt: dict[str, Any] = {"app_id": app_id, "last_seen_at": {"$lt": stale_before}}
+        if platforms:
+            flt["platform"] = {"$in": sorted(p.value for p in platforms)}
+        if dry_run:
+            return int(await self._run(self._tokens.count_documents, flt))
+        result = await self._run(self._tokens.delete_many, flt)
+        return int(result.deleted_count)
+
+    async def count_targets(self, app_id: str, query: TargetQuery) -> int:
+        """See `TokenStore.count_targets`."""
+        return int(await self._run(self._tokens.count_documents, codec.selector(app_id, query)))
+
+    async def scan_targets(
+        self, app_id: str, query: TargetQuery, buckets: tuple[int, int], after: Any, batch_size: int
+    ) -> AsyncGenerator[list[TargetToken], None]:
+        """See `TokenStore.scan_targets`: one cursor in `_id` order, read a batch per store call."""
+        flt = codec.partition_selector(app_id, query, buckets, after)
+        cursor = self._tokens.find(flt, sort=[("_id", 1)], batch_size=batch_size)
+        try:
+            while True:
+                docs = await self._run(_take, cursor, batch_size)
+                if docs:
+                    yield [codec.target_from_doc(d) for d in docs]
+                if len(docs) < batch_size:
+                    return
+        finally:
+            try:
+                await self._run(cursor.close)
+            except errors.StoreUnavailable:
+                pass
+
+    async def lookup(
+        self, app_id: str, devices: Sequence[models.Device]
+    ) -> dict[tuple[models.Platform, str], TargetToken]:
+        """See `TokenStore.lookup`."""
+        if not devices:
+            return {}
+        flt = {"_id": {"$in": sorted({schema.token_key(app_id, d.platform, d.token) for d in devices})}}
+        docs = await self._run(lambda: list(self._tokens.find(flt)))
+        return {(models.Platform(d["platform"]), d["token"]): codec.target_from_doc(d) for d in docs}
+
+
+def _take(cursor: Any, n: int) -> list[Any]:
+    return list(itertools.islice(cursor, n))
+
+
+def _insert_ignoring_duplicates(collection: Any, docs: list[dict[str, Any]]) -> int:
+    try:
+        return len(collection.insert_many(docs, ordered=False).inserted_ids)
+    except pymongo.errors.BulkWriteError as exc:
+        if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+            raise
+        return int(exc.details.get("nInserted", 0))

@@ -1,0 +1,272 @@
+"""The dispatcher on the memory store with a manual clock and scripted providers.
+
+Leases, retries, checkpoints, the 410 rule, credential stop, bounded
+concurrency, and counters that agree with the receipt log after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from pushsvc import models
+from pushsvc.providers.base import Outcome, ProviderResult
+from pushsvc.storage import NotificationStore
+from tests.unit.conftest import APNS, APP, FCM, World, make_world
+
+ALL = models.Target(kind="all", all=True)
+RETRY = ProviderResult(Outcome.RETRYABLE, 503, "Unavailable")
+RETRY_AFTER = ProviderResult(Outcome.RETRYABLE, 429, "QUOTA_EXCEEDED", retry_after_s=7.0)
+OK = ProviderResult(Outcome.DELIVERED, 200, provider_message_id="m")
+
+
+async def send(world: World, target: models.Target = ALL, **message: Any) -> str:
+    sent = await world.service.send(models.SendCommand(APP, target, models.Message(title="hi", **message)))
+    return sent.notification_id
+
+
+async def receipts(world: World, nid: str) -> dict[str, models.Receipt]:
+    out: dict[str, models.Receipt] = {}
+    async for r in world.feed.follow_notification(APP, nid, 0):
+        assert r.token not in out, "one receipt per token"
+        out[r.token] = r
+    return out
+
+
+async def view(world: World, nid: str) -> models.NotificationView:
+    record = await world.stores.notifications.get(APP, nid)
+    assert record is not None
+    return record.view
+
+
+async def test_a_fan_out_delivers_every_token_once_and_counts_it(world: World) -> None:
+    tokens = await world.register(95)
+    nid = await send(world)
+    assert await world.drain() == 2  # 95 targets in partitions of 50
+    got = await receipts(world, nid)
+    assert set(got) == set(tokens) and all(r.status is models.DeliveryStatus.DELIVERED for r in got.values())
+    assert Counter(d.token for d in world.fcm.sent) == Counter({t: 1 for t in tokens})
+    v = await view(world, nid)
+    assert (v.state, v.targeted, v.delivered, v.pending, v.vanished) == (models.NotificationState.COMPLETED, 95, 95, 0, 0)
+    assert all(p.done and p.finished_by == "w1" for p in await world.stores.notifications.partitions(nid))
+
+
+async def test_each_batch_is_one_read_one_append_and_one_commit(world: World) -> None:
+    await world.register(35)
+    nid = await send(world)
+    calls: Counter[str] = Counter()
+    world.stores = _Counting(world.stores, calls)  # type: ignore[assignment]
+    await world.drain()
+    assert (await view(world, nid)).delivered == 35
+    # 35 targets in batches of 10: 4 batches, one partition.
+    assert calls["scan_targets"] == 1 and calls["pages"] == 4
+    assert calls["append"] == 4 and calls["commit_batch"] == 4 and calls["finish_partition"] == 1
+
+
+async def test_retries_back_off_honour_retry_after_and_stop_at_max_attempts(world: World) -> None:
+    await world.register(3)
+    world.fcm.script = {"t0000": [RETRY, RETRY_AFTER, OK], "t0001": [RETRY]}
+    nid = await send(world)
+    await world.drain()
+    got = await receipts(world, nid)
+    assert (got["t0000"].status, got["t0000"].attempts) == (models.DeliveryStatus.DELIVERED, 3)
+    assert (got["t0001"].status, got["t0001"].attempts, got["t0001"].provider_status) == (models.DeliveryStatus.FAILED, 4, 503)
+    assert (got["t0002"].attempts) == 1
+    # Backoff 1 s, 2 s, 4 s (jitter at its midpoint), and never below Retry-After.
+    assert sorted(world.sleep.delays) == [1.0, 1.0, 2.0, 4.0, 7.0]
+
+
+async def test_a_ttl_that_runs_out_while_retrying_expires_the_token(world: World) -> None:
+    await world.register(1)
+    world.fcm.script = {"t0000": [RETRY]}
+    nid = await send(world, ttl_s=2.5)
+    await world.drain()
+    (r,) = (await receipts(world, nid)).values()
+    assert (r.status, r.reason, r.attempts) == (models.DeliveryStatus.EXPIRED, "TtlExpired", 2)
+    assert (await view(world, nid)).expired == 1
+
+
+async def test_the_apns_410_rule_keeps_a_token_re_registered_after_the_timestamp(world: World) -> None:
+    kept, gone = await world.register(2, APNS, prefix="ab")
+    before = world.clock.now() - timedelta(hours=1)
+    after = world.clock.now() + timedelta(hours=1)
+    world.apns.script = {
+        kept: [ProviderResult(Outcome.TOKEN_INVALID, 410, "Unregistered", invalid_since=before)],
+        gone: [ProviderResult(Outcome.TOKEN_INVALID, 410, "Unregistered", invalid_since=after)],
+    }
+    nid = await send(world)
+    await world.drain()
+    got = await receipts(world, nid)
+    assert got[kept].status is models.DeliveryStatus.TOKEN_INVALID and not got[kept].token_removed
+    assert got[gone].token_removed
+    assert await world.stores.tokens.get(APP, APNS, kept) is not None
+    assert await world.stores.tokens.get(APP, APNS, gone) is None
+    assert (await view(world, nid)).invalid_tokens == 2
+
+
+async def test_rejected_credentials_fail_the_notification_and_stop_sending(world: World) -> None:
+    await world.register(60)
+    rejected = ProviderResult(Outcome.CREDENTIALS_REJECTED, 401, "THIRD_PARTY_AUTH_ERROR")
+    world.fcm.default = lambda d: rejected if len(world.fcm.sent) == 1 else OK  # the very first send
+    nid = await send(world)
+    await world.drain()
+    v = await view(world, nid)
+    assert v.state is models.NotificationState.FAILED and "THIRD_PARTY_AUTH_ERROR" in v.error
+    # The batch in flight finished; nothing after it was sent.
+    assert len(world.fcm.sent) == world.settings.batch_size
+    got = await receipts(world, nid)
+    assert (v.delivered, v.failed, len(got)) == (9, 1, 10)
+    assert await world.stores.notifications.claim("anyone", world.clock.now(), 30) is None
+
+
+async def test_requests_in_flight_are_bounded_per_provider() -> None:
+    w = make_world()
+    await w.register(40)
+    w.fcm.gate = asyncio.Event()
+    nid = await send(w)
+    worker = asyncio.create_task(w.drain(batch_size=40, max_in_flight_per_provider=3))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert w.fcm.in_flight == 3
+    w.fcm.gate.set()
+    await asyncio.wait_for(worker, 5)
+    assert w.fcm.max_in_flight == 3 and (await view(w, nid)).delivered == 40
+
+
+async def test_a_lost_lease_stops_the_old_owner_after_its_batch(world: World) -> None:
+    await world.register(30)
+    nid = await send(world)
+    first = world.dispatcher("slow")
+    world.fcm.gate = asyncio.Event()
+    task = asyncio.create_task(first.run_once())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    world.clock.advance(31)  # the lease runs out while the first batch is in flight
+    thief = await world.stores.notifications.claim("thief", world.clock.now(), 30)
+    assert thief is not None
+    world.fcm.gate.set()
+    assert await asyncio.wait_for(task, 5) is True
+    first_batch = len(world.fcm.sent)
+    assert first_batch == 10, "the old owner stopped after the batch in flight"
+    await world.stores.notifications.release_all("thief", world.clock.now())
+    await world.drain("rescuer")
+    assert (await view(world, nid)).delivered == 30
+
+
+class Killed(BaseException):
+    """A process death: nothing below the dispatcher gets to clean up."""
+
+
+class _DiesAtCommit:
+    """Delegates to a notification store; the n-th commit kills the process instead."""
+
+    def __init__(self, inner: NotificationStore, die_at: int) -> None:
+        self._inner = inner
+        self._left = die_at
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def commit_batch(self, *args: Any) -> bool:
+        self._left -= 1
+        if self._left == 0:
+            raise Killed()
+        return await self._inner.commit_batch(*args)
+
+
+async def test_counters_agree_with_the_receipt_log_after_a_crash_between_receipts_and_commit(world: World) -> None:
+    tokens = await world.register(40)
+    nid = await send(world)
+    victim = world.dispatcher("victim")
+    victim._notifications = _DiesAtCommit(world.stores.notifications, die_at=2)  # type: ignore[assignment]
+    try:
+        await victim.run_once()
+    except Killed:
+        pass
+    # Its second batch's receipts are in the log, their counts are not; its lease is left to expire.
+    assert len(world.fcm.sent) == 20
+    mid = await view(world, nid)
+    assert mid.delivered == 10 and mid.state is models.NotificationState.RUNNING
+    assert await world.drain("rescuer") == 0, "nobody takes over before the lease expires"
+    world.clock.advance(31)
+    await world.drain("rescuer")
+    got = await receipts(world, nid)
+    assert set(got) == set(tokens)
+    duplicates = sum(c - 1 for c in Counter(d.token for d in world.fcm.sent).values())
+    assert duplicates == 10, "exactly the uncommitted batch was resent"
+    v = await view(world, nid)
+    assert (v.state, v.targeted, v.delivered, v.pending, v.vanished) == (models.NotificationState.COMPLETED, 40, 40, 0, 0)
+    assert await world.stores.receipts.count_by_status(nid) == {models.DeliveryStatus.DELIVERED: 40}
+
+
+async def test_tokens_that_vanish_before_the_fan_out_are_reported_not_subtracted(world: World) -> None:
+    tokens = await world.register(10)
+    nid = await send(world)
+    for t in tokens[:3]:
+        await world.service.unregister_token(APP, FCM, t)
+    await world.drain()
+    v = await view(world, nid)
+    assert (v.targeted, v.delivered, v.vanished, v.pending) == (10, 7, 3, 0)
+
+
+async def test_device_lists_include_unregistered_devices_and_resume_by_count(world: World) -> None:
+    await world.register(1)
+    devices = tuple(models.Device(f"t{i:04d}", FCM) for i in range(25))
+    nid = await send(world, models.Target(kind="devices", devices=devices))
+    await world.drain()
+    got = await receipts(world, nid)
+    assert len(got) == 25 and got["t0000"].user_id == "" and (await view(world, nid)).delivered == 25
+
+
+async def test_an_orphaned_partition_is_dropped_after_a_while(world: World) -> None:
+    await world.register(1)
+    nid = await send(world)
+    # The notification vanished (its Send died before storing it, as far as the dispatcher can tell).
+    q = world.stores.notifications._q  # type: ignore[attr-defined]
+    del q.notes[nid]
+    assert await world.drain() == 1
+    assert len(await world.stores.notifications.partitions(nid)) == 1, "too young to drop: released for later"
+    world.clock.advance(world.settings.orphan_after_s + 1)
+    await world.drain()
+    assert await world.stores.notifications.partitions(nid) == []
+
+
+class _Counting:
+    """Counts the store calls the dispatcher makes."""
+
+    def __init__(self, stores: Any, calls: Counter[str]) -> None:
+        self._stores = stores
+        self.calls = calls
+        self.tokens = _Spy(stores.tokens, calls)
+        self.notifications = _Spy(stores.notifications, calls)
+        self.receipts = _Spy(stores.receipts, calls)
+
+    def close(self) -> None:
+        self._stores.close()
+
+
+class _Spy:
+    def __init__(self, inner: Any, calls: Counter[str]) -> None:
+        self._inner = inner
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._inner, name)
+        if name == "scan_targets":
+            def scan(*a: Any, **kw: Any) -> Any:
+                self._calls[name] += 1
+                return self._pages(target(*a, **kw))
+            return scan
+
+        async def call(*a: Any, **kw: Any) -> Any:
+            self._calls[name] += 1
+            return await target(*a, **kw)
+        return call
+
+    async def _pages(self, gen: Any) -> Any:
+        async for page in gen:
+            self._calls["pages"] += 1
+            yield page
+
