@@ -18,6 +18,7 @@ from typing import Any
 
 from pushsvc import models
 from pushsvc.apps import AppProfile, Renderer
+from pushsvc.auth import AuthInterceptor, build_authenticator, build_tls
 from pushsvc.clock import Clock, SystemClock
 from pushsvc.config import AppSettings, DispatchSettings, Settings
 from pushsvc.dispatch import Dispatcher
@@ -252,8 +253,14 @@ def build_application(
         stale_after_days=settings.stale_after_days,
         on_queued=dispatcher.wake,
     )
+    authenticator = build_authenticator(settings.auth, clock)
     server = GrpcServer(
-        service, host=settings.host, port=settings.port, max_connection_age_s=settings.max_connection_age_s
+        service,
+        host=settings.host,
+        port=settings.port,
+        max_connection_age_s=settings.max_connection_age_s,
+        interceptors=[AuthInterceptor(authenticator)] if authenticator is not None else (),
+        credentials=build_tls(settings.tls, clock).credentials() if settings.tls is not None else None,
     )
     return Application(
         settings=settings,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -29,6 +30,8 @@ class GrpcServer:
         host: str = "0.0.0.0",
         port: int = 50051,
         max_connection_age_s: float = 300.0,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self._draining = asyncio.Event()
         self.health = HealthServicer()
@@ -42,8 +45,11 @@ class GrpcServer:
                 ("grpc.max_connection_age_ms", int(max_connection_age_s * 1000)),
                 ("grpc.max_connection_age_grace_ms", 30_000),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
+            # Auth (pushsvc.auth.AuthInterceptor) decides every call before a servicer runs.
+            interceptors=interceptors,
         )
+        self._credentials = credentials
         push_pb2_grpc.add_PushServiceServicer_to_server(PushServicer(service, self._draining), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
@@ -55,7 +61,10 @@ class GrpcServer:
 
     async def start(self) -> int:
         """Binds and starts serving; returns the bound port (useful with port 0)."""
-        self.port = self._server.add_insecure_port(self._address)
+        if self._credentials is not None:
+            self.port = self._server.add_secure_port(self._address, self._credentials)
+        else:
+            self.port = self._server.add_insecure_port(self._address)
         if not self.port:
             raise OSError(f"cannot bind gRPC port {self._address}")
         await self._server.start()
