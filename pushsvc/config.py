@@ -322,8 +322,12 @@ def check_serve(settings: Settings) -> None:
         raise ConfigError(
             "serve needs [auth] api_keys, jwt or identities; pass --insecure-no-auth to serve without auth"
         )
-    if settings.auth.identities and (settings.tls is None or settings.tls.client_ca_file is None):
-        raise ConfigError("auth.identities need mTLS: set [tls] cert_file, key_file and client_ca_file")
+    tls = settings.tls
+    if settings.auth.identities and (tls is None or tls.client_ca_file is None or not tls.require_client_cert):
+        # Without require_client_cert grpc does not ask for a client certificate at all.
+        raise ConfigError(
+            "auth.identities need mTLS: set [tls] cert_file, key_file, client_ca_file and require_client_cert = true"
+        )
 
 
 def _build_app(app_id: str, body: Mapping[str, Any], base_dir: Path) -> AppSettings:

@@ -11,7 +11,8 @@ runs:
    has touched the store yet, so the answer and its timing are the same
    whether or not the named object exists;
 3. call the servicer (for StreamReceipts, before its first message);
-4. write the audit line for Send, UnregisterToken and Prune.
+4. write the audit line for Send, UnregisterToken and Prune (denied
+   attempts included).
 
 Health checks stay open (kubelet's gRPC probes send no credentials);
 reflection and anything else needs an authenticated caller. A PushService
@@ -89,12 +90,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return self._wrap_push(rpc, ACTIONS.get(rpc, Action.ADMIN), handler)
         return self._gate(handler)
 
-    async def _authorize(self, context: Ctx, request: Any, action: Action) -> Principal:
+    async def _authorize(self, context: Ctx, request: Any, action: Action, rpc: str) -> Principal:
         principal = await self._authenticate(context)
         app_id = request.app_id
         if not app_id:
             await status.abort(context, errors.InvalidArgument(errors.FieldViolation("app_id", "required")))
         if not principal.may(action, app_id):
+            if rpc in audit.AUDITED:
+                audit.record(rpc, principal, request, None, "denied")
             await status.abort(
                 context, errors.PermissionDenied(f"{principal.name} may not {action.value} on app {app_id!r}")
             )
@@ -106,7 +109,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             inner_unary = handler.unary_unary
 
             async def unary(request: Any, context: Ctx) -> Any:
-                principal = await self._authorize(context, request, action)
+                principal = await self._authorize(context, request, action, rpc)
                 if not audited:
                     return await inner_unary(request, context)
                 try:
@@ -124,7 +127,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             async def stream(request: Any, context: Ctx) -> AsyncIterator[Any]:
-                await self._authorize(context, request, action)
+                await self._authorize(context, request, action, rpc)
                 async for item in inner_stream(request, context):
                     yield item
 
