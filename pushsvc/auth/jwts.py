@@ -13,6 +13,7 @@ separated, OAuth style) lists actions, and `apps` lists app patterns (see
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import logging
@@ -119,7 +120,9 @@ class Issuer:
 class JwtVerifier:
     """Turns a bearer JWT into a Principal, or raises JwtRejected."""
 
-    def __init__(self, issuers: Iterable[Issuer], clock: Clock) -> None:
+    def __init__(self, issuers: Iterable[Issuer], clock: Clock, *, cache_size: int = 4096) -> None:
+        self._cache: dict[str, tuple[Principal, float, float]] = {}
+        self._cache_size = cache_size
         self._issuers: dict[str, Issuer] = {}
         for issuer in issuers:
             if issuer.issuer in self._issuers:
@@ -131,12 +134,25 @@ class JwtVerifier:
         return len(self._issuers)
 
     def verify(self, token: str) -> Principal:
-        """Verifies signature, algorithm, issuer, audience and times; returns the principal."""
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise JwtRejected("malformed token") from None
+        """Verifies signature, algorithm, issuer, audience and times; returns the principal.
+
+        A verified token is remembered (up to `cache_size` of them) until it
+        expires, so a caller reusing its token pays for the signature check once.
+        """
+        cached = self._cache.get(token)
+        if cached is not None:
+            principal, expires, leeway_s = cached
+            if expires + leeway_s > self._clock.time():
+                return principal
+            del self._cache[token]
+        principal, expires, leeway_s = self._verify(token)
+        if len(self._cache) >= self._cache_size:
+            del self._cache[next(iter(self._cache))]  # the oldest entry
+        self._cache[token] = (principal, expires, leeway_s)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float, float]:
+        header, unverified = _peek(token)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in _ASYMMETRIC | _HMAC:
             raise JwtRejected("algorithm not allowed")
@@ -172,7 +188,7 @@ class JwtVerifier:
         if claims is None:
             raise JwtRejected("bad signature")
         self._check_times(claims, issuer.leeway_s)
-        return _principal(issuer, claims)
+        return _principal(issuer, claims), float(claims["exp"]), issuer.leeway_s
 
     def _check_times(self, claims: Mapping[str, Any], leeway_s: float) -> None:
         now = self._clock.time()
@@ -186,6 +202,19 @@ class JwtVerifier:
             raise JwtRejected("not yet valid")
         if "iat" in claims and claims["iat"] - leeway_s > now:
             raise JwtRejected("issued in the future")
+
+
+def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and claims, unverified: only to pick the issuer and key that then verify them."""
+    try:
+        header_b64, payload_b64, _ = token.split(".")
+        header = json.loads(base64.urlsafe_b64decode(header_b64 + "=" * (-len(header_b64) % 4)))
+        payload = json.loads(base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4)))
+    except (ValueError, TypeError):
+        raise JwtRejected("malformed token") from None
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        raise JwtRejected("malformed token")
+    return header, payload
 
 
 def _principal(issuer: Issuer, claims: Mapping[str, Any]) -> Principal:
