@@ -1,11 +1,13 @@
 """Settings: a TOML file, then `PUSHSVC_*` environment overrides, then CLI flags.
 
 Secrets are never inline: the config names files (a .p8 key, a service-account
-JSON), mounted from Kubernetes Secrets in production.
+JSON), mounted from Kubernetes Secrets in production, or, for auth, environment
+variables (`hash_env`, `secret_env`). An API key's SHA-256 hash may be inline.
 
 Environment overrides: `PUSHSVC_<FIELD>` for top-level fields (for example
 `PUSHSVC_STORE_URL`, `PUSHSVC_PORT`, `PUSHSVC_STALE_AFTER_DAYS`) and
 `PUSHSVC_DISPATCH_<FIELD>` for dispatcher fields (`PUSHSVC_DISPATCH_LEASE_S`).
+`PUSHSVC_AUTH_API_KEYS_FILE` names a secrets file of further `[[api_keys]]`.
 """
 
 from __future__ import annotations
@@ -48,13 +50,18 @@ class ApnsAppSettings:
     sandbox_url: str = APNS_SANDBOX_URL
     ca_file: Path | None = None
     """Extra CA to trust (the emulator's); None means the system store."""
+    key_env: str = ""
+    """An environment variable holding the .p8 key's PEM text, instead of key_file."""
 
 
 @dataclasses.dataclass(frozen=True)
 class FcmAppSettings:
     """One app's FCM HTTP v1 credentials."""
 
-    service_account_file: Path
+    service_account_file: Path | None = None
+    """The service-account JSON; or service_account_env."""
+    service_account_env: str = ""
+    """An environment variable holding the service-account JSON, instead of service_account_file."""
     project_id: str = ""
     """Defaults to the service account's project_id."""
     base_url: str = FCM_URL
@@ -343,10 +350,14 @@ def _build_app(app_id: str, body: Mapping[str, Any], base_dir: Path) -> AppSetti
         apns=_build(ApnsAppSettings, apns, f"apps.{app_id}.apns", base_dir) if apns else None,
         fcm=_build(FcmAppSettings, fcm, f"apps.{app_id}.fcm", base_dir) if fcm else None,
     )
-    if app.apns and not (app.apns.key_file or app.apns.cert_file):
+    if app.apns and not (app.apns.key_file or app.apns.key_env or app.apns.cert_file):
         raise ConfigError(f"apps.{app_id}.apns: set key_file (token auth) or cert_file (certificate auth)")
-    if app.apns and app.apns.key_file and not (app.apns.key_id and app.apns.team_id):
+    if app.apns and app.apns.key_file and app.apns.key_env:
+        raise ConfigError(f"apps.{app_id}.apns: set key_file or key_env, not both")
+    if app.apns and (app.apns.key_file or app.apns.key_env) and not (app.apns.key_id and app.apns.team_id):
         raise ConfigError(f"apps.{app_id}.apns: token auth needs key_id and team_id")
+    if app.fcm and bool(app.fcm.service_account_file) == bool(app.fcm.service_account_env):
+        raise ConfigError(f"apps.{app_id}.fcm: set exactly one of service_account_file, service_account_env")
     return app
 
 

@@ -78,7 +78,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def _authenticate(self, context: Ctx) -> Principal:
         try:
             return self._authenticator.authenticate(context)  # type: ignore[arg-type]
-        except errors.Unauthenticated as exc:
+        except Exception as exc:  # Unauthenticated; anything else is a bug, and INTERNAL
             await status.abort(context, exc)
             raise AssertionError("unreachable") from exc
 

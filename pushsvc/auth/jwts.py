@@ -101,10 +101,10 @@ def jwks_keys(text: str, algorithms: Iterable[str] | None = None, where: str = "
 
 
 def shared_secret(secret: bytes, algorithms: Iterable[str] | None = None, where: str = "secret") -> VerificationKey:
-    """An HMAC shared secret (HS256 by default); at least 32 bytes."""
+    """An HMAC shared secret, for HS256 only; at least 32 bytes."""
     if len(secret) < 32:
         raise ValueError(f"{where}: an HMAC secret needs at least 32 bytes")
-    return VerificationKey(secret, _restrict(frozenset({"HS256"}), algorithms, where) if algorithms else frozenset({"HS256"}))
+    return VerificationKey(secret, _restrict(frozenset({"HS256"}), algorithms, where))
 
 
 @dataclasses.dataclass(frozen=True)
