@@ -1,7 +1,9 @@
 """Auth overhead: RegisterToken latency and rate with and without caller auth.
 
 The gateway runs in a subprocess (one per mode, so each gets a fresh
-process): `none` has no interceptor, `api_key` checks an API key and
+process): `none` has no interceptor, `open` has the interceptor with every
+caller anonymous (`--insecure-no-auth`: its plumbing and the audit, no
+credential check), `api_key` checks an API key and
 `jwt` an RS256 bearer token on every call (the same token for the whole run,
 as a caller reuses its token until it expires). The client is a grpc.aio loop
 in this process with C calls in flight. RegisterToken cycles over a fixed set
@@ -19,7 +21,6 @@ import asyncio
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ import grpc
 
 from bench.machine import run_context
 
-MODES = ("none", "api_key", "jwt")
+MODES = ("none", "open", "api_key", "jwt")
 ISSUER = "https://issuer.bench.pushsvc"
 AUDIENCE = "pushsvc"
 
@@ -57,7 +58,7 @@ def _credentials(workdir: Path) -> dict[str, str]:
         return str(jwt.encode(claims, private, algorithm="RS256"))
 
     fresh = [mint(f"bench-{i}") for i in range(500)]
-    return {"none": "", "api_key": key, "jwt": mint("bench"), "jwt_fresh": "\n".join(fresh)}
+    return {"none": "", "open": "", "api_key": key, "jwt": mint("bench"), "jwt_fresh": "\n".join(fresh)}
 
 
 async def _serve(mode: str, store: str, workdir: Path) -> None:
@@ -65,7 +66,9 @@ async def _serve(mode: str, store: str, workdir: Path) -> None:
     from pushsvc.config import ApiKeySettings, AuthSettings, JwtIssuerSettings, Settings
 
     auth = AuthSettings()
-    if mode == "api_key":
+    if mode == "open":
+        auth = AuthSettings(insecure_no_auth=True)
+    elif mode == "api_key":
         auth = AuthSettings(
             api_keys=(ApiKeySettings("bench", hash_file=workdir / "key.hash", apps=("bench",), actions=("register",)),)
         )

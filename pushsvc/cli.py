@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import logging
 import signal
 import sys
@@ -141,7 +140,7 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
 def _keys_create(args: argparse.Namespace) -> int:
     import secrets
 
-    from pushsvc.auth.apikeys import hash_key, new_key
+    from pushsvc.auth.apikeys import config_snippet, hash_key, new_key
     from pushsvc.auth.principal import AppScope, parse_actions
 
     try:
@@ -158,11 +157,7 @@ def _keys_create(args: argparse.Namespace) -> int:
     print(f"API key {name!r}, shown only this once; give it to the caller as 'authorization: Bearer <key>':\n")
     print(f"  {key}\n")
     print("Add this to the config's [auth] section or to the file auth.api_keys_file names:\n")
-    print("[[auth.api_keys]]")
-    print(f"name = {json.dumps(name)}")
-    print(f'hash = "{hash_key(key)}"')
-    print(f"apps = {json.dumps(args.app)}")
-    print(f"actions = {json.dumps(actions)}")
+    print(config_snippet(name, hash_key(key), args.app, actions))
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import json
 import secrets
 from collections.abc import Iterable
 
@@ -39,6 +40,19 @@ def parse_hash(value: str, where: str = "hash") -> str:
     if not value.startswith(HASH_PREFIX) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise ValueError(f"{where}: expected 'sha256:' and 64 hex digits (from `pushsvc keys create`)")
     return value
+
+
+def config_snippet(name: str, key_hash: str, apps: Iterable[str], actions: Iterable[str]) -> str:
+    """The `[[auth.api_keys]]` table that configures one key (JSON strings are valid TOML basic strings)."""
+    return "\n".join(
+        [
+            "[[auth.api_keys]]",
+            f"name = {json.dumps(name)}",
+            f'hash = "{key_hash}"',
+            f"apps = {json.dumps(list(apps))}",
+            f"actions = {json.dumps(list(actions))}",
+        ]
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
