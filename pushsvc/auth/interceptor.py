@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf import message
 
 from pushsvc import errors
 from pushsvc.auth import audit
@@ -92,7 +93,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def _authorize(self, context: Ctx, request: Any, action: Action, rpc: str) -> Principal:
         principal = await self._authenticate(context)
-        app_id = request.app_id
+        if not isinstance(request, message.Message):
+            # Bytes that did not decode: the method's own handler answers
+            # INVALID_ARGUMENT for them, before any servicer or store is reached.
+            return principal
+        app_id = getattr(request, "app_id", "")
         if not app_id:
             await status.abort(context, errors.InvalidArgument(errors.FieldViolation("app_id", "required")))
         if not principal.may(action, app_id):
@@ -110,7 +115,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary(request: Any, context: Ctx) -> Any:
                 principal = await self._authorize(context, request, action, rpc)
-                if not audited:
+                if not audited or not isinstance(request, message.Message):
                     return await inner_unary(request, context)
                 try:
                     response = await inner_unary(request, context)
