@@ -12,14 +12,16 @@ import dataclasses
 import functools
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pushsvc import models
 from pushsvc.apps import AppProfile, Renderer
+from pushsvc.auth import AuthInterceptor, build_authenticator, build_tls
 from pushsvc.clock import Clock, SystemClock
-from pushsvc.config import AppSettings, DispatchSettings, Settings
+from pushsvc.config import AppSettings, ConfigError, DispatchSettings, Settings
 from pushsvc.dispatch import Dispatcher
 from pushsvc.providers.apns import ApnsProvider, apns_client_tls, render_apns
 from pushsvc.providers.apns_jwt import ApnsTokenSigner
@@ -123,6 +125,16 @@ def _read(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def _secret(path: Path | None, env_name: str, where: str) -> bytes:
+    """A provider secret from its file, or from the environment variable that holds it."""
+    if path is not None:
+        return _read(path)
+    value = os.environ.get(env_name, "")
+    if not value:
+        raise ConfigError(f"{where}: environment variable {env_name} is not set")
+    return value.encode()
+
+
 def build_app_profiles(settings: Settings) -> dict[str, AppProfile]:
     """Which platforms each app can send to, and how to render for them."""
     profiles = {}
@@ -154,7 +166,9 @@ def build_providers(
         if app.fcm is not None:
             fcm = app.fcm
             ca = _read(fcm.ca_file) if fcm.ca_file else None
-            info: dict[str, Any] = json.loads(_read(fcm.service_account_file))
+            info: dict[str, Any] = json.loads(
+                _secret(fcm.service_account_file, fcm.service_account_env, f"apps.{app_id}.fcm.service_account_env")
+            )
             token_source = FcmAccessTokenSource.from_service_account_info(info, ca_pem=ca, clock=clock.time)
             closers.append(token_source.close)
             providers[(app_id, models.Platform.FCM)] = FcmProvider(
@@ -184,10 +198,11 @@ def _apns_provider(
     assert apns is not None
     ca = _read(apns.ca_file) if apns.ca_file else None
     signer = None
-    if apns.key_file is not None:
-        key = (apns.key_file.resolve(), apns.key_id, apns.team_id)
+    if apns.key_file is not None or apns.key_env:
+        key = (apns.key_file.resolve() if apns.key_file else Path(f"env:{apns.key_env}"), apns.key_id, apns.team_id)
         if key not in signers:
-            signers[key] = ApnsTokenSigner(_read(apns.key_file), apns.key_id, apns.team_id, clock=clock.time)
+            pem = _secret(apns.key_file, apns.key_env, f"apps.{app.app_id}.apns.key_env")
+            signers[key] = ApnsTokenSigner(pem, apns.key_id, apns.team_id, clock=clock.time)
         signer = signers[key]
         tls = TlsConfig(ca_pem=ca)
     else:
@@ -253,8 +268,15 @@ def build_application(
         stale_after_days=settings.stale_after_days,
         on_queued=dispatcher.wake,
     )
+    authenticator = build_authenticator(settings.auth, clock)
     server = GrpcServer(
-        service, clock=clock, host=settings.host, port=settings.port, max_connection_age_s=settings.max_connection_age_s
+        service,
+        clock=clock,
+        host=settings.host,
+        port=settings.port,
+        max_connection_age_s=settings.max_connection_age_s,
+        interceptors=[AuthInterceptor(authenticator)] if authenticator is not None else (),
+        credentials=build_tls(settings.tls, clock).credentials() if settings.tls is not None else None,
     )
     return Application(
         settings=settings,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -43,6 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="production mode: MongoDB, real providers")
     serve.add_argument("--config", type=Path, required=True, help="TOML config file")
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument(
+        "--insecure-no-auth", action="store_true", help="serve without caller auth: any caller can act as any app"
+    )
+    keys = sub.add_parser("keys", help="API keys for callers")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="make a key; prints it once, with the config snippet holding its hash")
+    create.add_argument("--app", action="append", required=True, help="app id or prefix `team-*` (repeatable)")
+    create.add_argument("--actions", required=True, help="comma separated: register,send,read,prune,admin")
+    create.add_argument("--name", default="", help="shown in logs and audit lines (default: key-<random>)")
     sub.add_parser("emulator", help="the APNs/FCM emulator on its own (see `pushsvc emulator --help`)", add_help=False)
     deliver = sub.add_parser(
         "deliver", help="send one notification straight through the APNs/FCM adapters to a running `pushsvc emulator`"
@@ -69,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_until_signal(lambda stop: _dev(args, stop)))
         if args.command == "deliver":
             return asyncio.run(_deliver(args))
+        if args.command == "keys":
+            return _keys_create(args)
         return asyncio.run(_until_signal(lambda stop: _serve(args, stop)))
     except config.ConfigError as exc:
         print(f"pushsvc: config error: {exc}", file=sys.stderr)
@@ -113,6 +125,9 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     from pushsvc.bootstrap import build_application
 
     settings = config.load_settings(args.config, port=args.port)
+    if args.insecure_no_auth:
+        settings = dataclasses.replace(settings, auth=dataclasses.replace(settings.auth, insecure_no_auth=True))
+    config.check_serve(settings)
     app = build_application(settings)
     port = await app.start()
     logging.getLogger("pushsvc").info("serving on %s:%d with %d app(s)", settings.host, port, len(settings.apps))
@@ -120,6 +135,30 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         await app.stop()
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    import secrets
+
+    from pushsvc.auth.apikeys import config_snippet, hash_key, new_key
+    from pushsvc.auth.principal import AppScope, parse_actions
+
+    try:
+        AppScope.parse(args.app, "--app")
+        actions = sorted(a.value for a in parse_actions(filter(None, args.actions.split(",")), "--actions"))
+    except ValueError as exc:
+        print(f"pushsvc keys create: {exc}", file=sys.stderr)
+        return 2
+    if not actions:
+        print("pushsvc keys create: --actions: give at least one action", file=sys.stderr)
+        return 2
+    name = args.name or f"key-{secrets.token_hex(4)}"
+    key = new_key()
+    print(f"API key {name!r}, shown only this once; give it to the caller as 'authorization: Bearer <key>':\n")
+    print(f"  {key}\n")
+    print("Add this to the config's [auth] section or to the file auth.api_keys_file names:\n")
+    print(config_snippet(name, hash_key(key), args.app, actions))
+    return 0
 
 
 async def _deliver(args: argparse.Namespace) -> int:

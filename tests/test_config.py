@@ -8,11 +8,13 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import grpc
 import pytest
 
+from pushsvc.auth.apikeys import hash_key, new_key
 from pushsvc.config import ConfigError, load_settings
 from pushsvc.v1 import push_pb2 as pb
 from pushsvc.v1 import push_pb2_grpc
@@ -70,31 +72,43 @@ def test_bad_config_names_the_problem(tmp_path: Path, text: str, where: str) -> 
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_serve_runs_from_a_config_file_and_stops_cleanly(tmp_path: Path, signum: int) -> None:
+def test_serve_runs_from_a_config_file_and_stops_cleanly(
+    tmp_path: Path, signum: int, ferretdb_base_url: str | None
+) -> None:
+    # serve accepts only a real MongoDB-protocol store and configured auth (tests/auth/test_serve.py).
+    if ferretdb_base_url is None:
+        pytest.skip("serve needs a mongodb:// store: no FerretDB server")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    key = new_key()
     path = tmp_path / "pushsvc.toml"
-    path.write_text('store_url = "mongomock://localhost/serve"\nhost = "127.0.0.1"\n')
+    path.write_text(
+        f'store_url = "{ferretdb_base_url}serve{uuid.uuid4().hex[:12]}"\nhost = "127.0.0.1"\n'
+        f'[[auth.api_keys]]\nname = "t"\nhash = "{hash_key(key)}"\napps = ["a"]\nactions = ["register"]\n'
+    )
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "pushsvc"), "serve", "--config", str(path), "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        assert _register_until_up(port).created is True
+        assert _register_until_up(port, key).created is True
     finally:
         proc.send_signal(signum)
         assert proc.wait(15) == 0
 
 
-def _register_until_up(port: int) -> pb.RegisterTokenResponse:
+def _register_until_up(port: int, key: str) -> pb.RegisterTokenResponse:
     deadline = time.monotonic() + 20
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = push_pb2_grpc.PushServiceStub(channel)
         while True:
             try:
                 return stub.RegisterToken(
-                    pb.RegisterTokenRequest(app_id="a", token="t", platform=pb.PLATFORM_FCM), timeout=2, wait_for_ready=True
+                    pb.RegisterTokenRequest(app_id="a", token="t", platform=pb.PLATFORM_FCM),
+                    timeout=2,
+                    wait_for_ready=True,
+                    metadata=[("authorization", f"Bearer {key}")],
                 )
             except grpc.RpcError:
                 if time.monotonic() > deadline:

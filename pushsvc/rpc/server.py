@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -32,6 +33,8 @@ class GrpcServer:
         host: str = "0.0.0.0",
         port: int = 50051,
         max_connection_age_s: float = 300.0,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self._draining = asyncio.Event()
         self.health = HealthServicer()
@@ -45,8 +48,11 @@ class GrpcServer:
                 ("grpc.max_connection_age_ms", int(max_connection_age_s * 1000)),
                 ("grpc.max_connection_age_grace_ms", 30_000),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
+            # Auth (pushsvc.auth.AuthInterceptor) decides every call before a servicer runs.
+            interceptors=interceptors,
         )
+        self._credentials = credentials
         # Not the generated add_PushServiceServicer_to_server: its deserializer
         # turns a malformed request into UNKNOWN and a logged traceback.
         methods.add_to_server(
@@ -62,7 +68,10 @@ class GrpcServer:
 
     async def start(self) -> int:
         """Binds and starts serving; returns the bound port (useful with port 0)."""
-        self.port = self._server.add_insecure_port(self._address)
+        if self._credentials is not None:
+            self.port = self._server.add_secure_port(self._address, self._credentials)
+        else:
+            self.port = self._server.add_insecure_port(self._address)
         if not self.port:
             raise OSError(f"cannot bind gRPC port {self._address}")
         await self._server.start()
