@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import json
 import os
@@ -37,7 +38,7 @@ from typing import Any
 
 from pushsvc import models
 from pushsvc.bootstrap import build_application
-from pushsvc.config import DispatchSettings, Settings
+from pushsvc.config import AppSettings, DispatchSettings, Settings
 from pushsvc.devstack import DEMO_APP_ID, app_settings_for
 from pushsvc.emulator.credentials import read_manifest
 from pushsvc.providers.apns import render_apns
@@ -108,7 +109,10 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version()}
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=False,
+                            cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(), "commit": commit,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def start_emulator(state: Path) -> tuple[subprocess.Popen[bytes], Path]:
@@ -150,12 +154,30 @@ def h2load_ceiling(manifest: Path, sends: int, streams: int, workdir: Path) -> f
     return None
 
 
-async def fan_out(manifest: Path, args: argparse.Namespace) -> dict[str, Any]:
+def nginx_app(manifest: Path, nginx: Any, workdir: Path) -> AppSettings:
+    """The demo app pointed at the static nginx endpoint: same keys, nginx's URLs, CA and OAuth route."""
+    urls, creds = read_manifest(manifest)
+    app = app_settings_for(DEMO_APP_ID, urls, creds)
+    assert app.apns is not None and app.fcm is not None and app.fcm.service_account_file is not None
+    account = json.loads(app.fcm.service_account_file.read_text())
+    account["token_uri"] = nginx.token_uri
+    account_file = workdir / "service-account-nginx.json"
+    account_file.write_text(json.dumps(account))
+    base = nginx.base_url
+    return dataclasses.replace(
+        app,
+        apns=dataclasses.replace(app.apns, production_url=base, sandbox_url=base, ca_file=nginx.ca_file),
+        fcm=dataclasses.replace(app.fcm, base_url=base, ca_file=nginx.ca_file, service_account_file=account_file),
+    )
+
+
+async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSettings | None = None) -> dict[str, Any]:
     """Seeds N tokens, sends to all, waits for completion; returns timings."""
     urls, creds = read_manifest(manifest)
     dispatch = DispatchSettings(batch_size=args.batch, max_in_flight_per_provider=args.in_flight, lease_s=60)
+    app_settings = app_settings or app_settings_for(DEMO_APP_ID, urls, creds)
     settings = Settings(store_url=args.store, host="127.0.0.1", port=0,
-                        apps={DEMO_APP_ID: app_settings_for(DEMO_APP_ID, urls, creds)}, dispatch=dispatch)
+                        apps={DEMO_APP_ID: app_settings}, dispatch=dispatch)
     providers = None
     if args.null_provider:
         providers = {(DEMO_APP_ID, p): NullProvider(p) for p in models.PLATFORMS}
@@ -209,6 +231,9 @@ def main() -> int:
     parser.add_argument("-n", "--tokens", type=int, default=20_000)
     parser.add_argument("--store", default="memory://", help="memory:// (the gateway's own cost), mongomock://..., mongodb://...")
     parser.add_argument("--null-provider", action="store_true", help="answer every delivery in-process: no HTTP/2")
+    parser.add_argument("--endpoint", choices=("emulator", "nginx"), default="emulator",
+                        help="where the providers send: the emulator, or a static nginx HTTP/2 endpoint "
+                        "(bench/nginx.py; run as python -m bench.fanout)")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--in-flight", type=int, default=500, help="max concurrent requests per provider")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pushsvc-bench-fanout.json")
@@ -217,14 +242,28 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         proc, manifest = start_emulator(Path(tmp) / "emulator")
         try:
-            result = asyncio.run(fan_out(manifest, args))
-            ceiling = None if args.null_provider else h2load_ceiling(manifest, max(args.tokens, 20_000), args.in_flight, Path(tmp))
+            if args.endpoint == "nginx" and not args.null_provider:
+                from bench import h2load
+                from bench.nginx import NginxEndpoint
+
+                with NginxEndpoint() as nginx:
+                    result = asyncio.run(fan_out(manifest, args, nginx_app(manifest, nginx, Path(tmp))))
+                    measured = h2load.measure(
+                        f"{nginx.base_url}/3/device/{'ab' * 32}", ["apns-topic: bench", "apns-push-type: alert"],
+                        b'{"aps":{"alert":{"title":"bench","body":"fan-out"}}}', requests=max(args.tokens, 50_000),
+                    )
+                    ceiling = measured.req_per_s
+            else:
+                result = asyncio.run(fan_out(manifest, args))
+                ceiling = None if args.null_provider else h2load_ceiling(manifest, max(args.tokens, 20_000), args.in_flight, Path(tmp))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(15)
-    where = "in-process null provider" if args.null_provider else "emulator in a separate process"
+    where = ("in-process null provider" if args.null_provider
+             else "static nginx HTTP/2 endpoint" if args.endpoint == "nginx" else "emulator in a separate process")
     print(f"Fan-out: Send to {args.tokens:,} registered tokens (50% APNs, 50% FCM), {where}")
     print(f"machine: nproc={info['nproc']}, CPU {info['cpu']}, Python {info['python']}; store {args.store}")
+    print(f"date: {info['date']}; commit {info['commit']}")
     print(f"concurrency: {args.in_flight} requests in flight per provider, batches of {args.batch}")
     print(f"{'what':34} {'value':>12}")
     print(f"{'Send accepted in':34} {result['accept_ms']:>9,.1f} ms")
@@ -237,7 +276,7 @@ def main() -> int:
     print(f"{'RSS after loading the registry':34} {result['loaded_rss_mib']:>8,.0f} MiB")
     print(f"{'RSS growth during the fan-out':34} {result['peak_rss_mib'] - result['loaded_rss_mib']:>8,.0f} MiB")
     shown = f"{ceiling:,.0f} /s" if ceiling else ("n/a (null provider)" if args.null_provider else "n/a (h2load not installed)")
-    print(f"{'emulator ceiling (h2load, APNs)':34} {shown:>12}")
+    print(f"{args.endpoint + ' ceiling (h2load, APNs)':34} {shown:>12}")
     args.out.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
                                     "result": result, "emulator_ceiling": ceiling}, indent=2))
     print(f"results: {args.out}")
