@@ -49,6 +49,12 @@ def test_python_smoke(client_python: Path, smoke_server: DevServer, live: LiveRu
     assert_smoke(live.result("smoke"))
 
 
+def test_python_operator_commands(client_python: Path, smoke_server: DevServer, live: LiveRun) -> None:
+    out = live.run([str(client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cli_live.py"],
+                   live.env(smoke_server), CLIENT, 240)
+    assert "6 passed" in out.stdout
+
+
 def test_python_resume(client_python: Path, resume_server: DevServer, live: LiveRun) -> None:
     with CutDriver(resume_server, live.cut_dir) as driver:
         out = live.run(_pytest(client_python, "resume"), live.env(resume_server, cut=True), CLIENT, 240)
