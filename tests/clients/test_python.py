@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +39,19 @@ def test_client_installs_without_server_dependencies(client_python: Path) -> Non
     assert found == "", f"the client venv has server dependencies: {found}"
     subprocess.run([str(client_python), "-c", "import pushsvc_client, pushsvc_client.v1.push_pb2_grpc"],
                    check=True, timeout=60, cwd=client_python.parent)
+
+
+def test_client_type_checks_against_its_stub_hints() -> None:
+    """The hand-written client, examples and tests pass mypy --strict against the generated .pyi."""
+    if importlib.util.find_spec("mypy") is None:
+        if os.environ.get("CI"):
+            pytest.fail("mypy is missing; CI installs the dev extra")
+        pytest.skip("mypy is not installed (it comes with the dev extra)")
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "src/pushsvc_client", "examples", "tests"],
+        cwd=CLIENT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
 
 
 def _pytest(client_python: Path, select: str) -> list[str]:

@@ -28,12 +28,14 @@ APP = os.environ.get("PUSHSVC_APP_ID", "demo")
 pytestmark = pytest.mark.skipif(not TARGET, reason="PUSHSVC_TARGET is not set (tests/clients sets it)")
 
 
-def _write_result(name: str, result: dict) -> None:
+def _write_result(name: str, result: dict[str, object]) -> None:
     out = Path(os.environ.get("PUSHSVC_RESULT_DIR", "."))
     (out / f"{name}.json").write_text(json.dumps(result))
 
 
-def _register_all(stub: push_pb2_grpc.PushServiceStub, user: str, tokens: list[tuple[str, int]]) -> None:
+def _register_all(
+    stub: push_pb2_grpc.PushServiceStub, user: str, tokens: list[tuple[str, push_pb2.Platform.ValueType]]
+) -> None:
     for token, platform in tokens:
         stub.RegisterToken(
             push_pb2.RegisterTokenRequest(app_id=APP, token=token, platform=platform, user_id=user)
@@ -96,6 +98,7 @@ def test_resume() -> None:
     run = secrets.token_hex(4)
     # quota- tokens answer 429 with Retry-After: 1 first, so the notification is
     # still running when the stream is cut.
+    tokens: list[tuple[str, push_pb2.Platform.ValueType]]
     tokens = [("ab" + secrets.token_hex(31), push_pb2.PLATFORM_APNS) for _ in range(200)]
     tokens += [(f"quota-{run}-{i}", push_pb2.PLATFORM_FCM) for i in range(100)]
     with connect(TARGET) as channel:

@@ -107,7 +107,7 @@ class AsyncReceiptStream:
 
     def __init__(
         self,
-        stub: push_pb2_grpc.PushServiceStub,
+        stub: push_pb2_grpc.PushServiceAsyncStub,
         app_id: str,
         notification_id: str = "",
         after: str = "",
