@@ -20,9 +20,6 @@ import pytest
 
 from tests.clients.devserver import ROOT, CutDriver, DevServer
 
-LANGUAGES = ("python", "go", "typescript", "java")
-
-
 def require_tool(name: str, *candidates: str) -> str:
     """The path of a toolchain binary; skips (or fails under CI) when it is missing."""
     for candidate in candidates or (name,):
@@ -35,9 +32,9 @@ def require_tool(name: str, *candidates: str) -> str:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def smoke_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    """`pushsvc dev` on its in-memory store, shared by the smoke tests."""
+    """`pushsvc dev` on its in-memory store, shared by the smoke tests (and stopped after them)."""
     server = DevServer("mongomock://localhost/pushsvc", tmp_path_factory.mktemp("smoke-server"))
     server.start()
     try:
@@ -130,4 +127,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(f"{name}: {outcome.upper()}")
 
 
-__all__ = ["LANGUAGES", "ROOT", "assert_resumed", "assert_smoke", "require_tool"]
+__all__ = ["ROOT", "assert_resumed", "assert_smoke", "require_tool"]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -72,31 +74,48 @@ def test_validate_only_sends_nothing() -> None:
     user = f"cli-{secrets.token_hex(4)}"
     _register(user)
     out = cli("send", "--app", APP, "--user", user, "--title", "Hi", "--validate-only")
-    assert out.returncode == 0
+    assert out.stdout == "valid: would send to 3 token(s)\n"
 
 
 def test_follow_the_live_feed_until_interrupted() -> None:
     proc = subprocess.Popen([CLI, "--target", TARGET, "receipts", "--app", APP, "--follow"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+
+    def read_lines() -> None:
+        for line in proc.stdout or ():
+            lines.put(line)
+
+    reader = threading.Thread(target=read_lines, daemon=True)
+    reader.start()
     try:
         time.sleep(1.0)  # the live feed starts at "now": subscribe before sending
         token = "ab" + secrets.token_hex(31)
         cli("send", "--app", APP, "--token", f"apns:{token}", "--title", "live")
         deadline = time.monotonic() + 30
         seen = False
-        assert proc.stdout is not None
         while not seen and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            seen = bool(line) and json.loads(line)["token"] == token
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            seen = json.loads(line)["token"] == token
         assert seen, "the live feed never showed the receipt"
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+        err = proc.stderr.read() if proc.stderr else ""
         assert proc.returncode == 0, err
         assert "resume with --after" in err
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+        reader.join(timeout=10)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def test_prune_dry_run_counts_and_removes_nothing() -> None:

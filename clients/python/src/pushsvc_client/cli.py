@@ -166,6 +166,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             stub = push_pb2_grpc.PushServiceStub(channel)
             if args.command == "send":
                 reply = stub.Send(_send_request(args))
+                if args.validate_only:
+                    out.write(f"valid: would send to {reply.targeted} token(s)\n")
+                    return 0
                 out.write(reply.notification_id + "\n")
                 if reply.duplicate:
                     print("pushsvc-client: a repeat of an earlier send (same idempotency key)", file=sys.stderr)
