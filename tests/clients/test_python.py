@@ -58,6 +58,14 @@ def _pytest(client_python: Path, select: str) -> list[str]:
     return [str(client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_live.py", "-k", select]
 
 
+def test_python_channel_helper(client_python: Path) -> None:
+    """Retries, deadlines, credentials metadata and resumption, against a grpc server of the test's own."""
+    out = subprocess.run([str(client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_channel.py"],
+                         cwd=CLIENT, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "6 passed" in out.stdout
+
+
 def test_python_smoke(client_python: Path, smoke_server: DevServer, live: LiveRun) -> None:
     out = live.run(_pytest(client_python, "smoke or example"), live.env(smoke_server), CLIENT, 180)
     assert "2 passed" in out.stdout
