@@ -1,0 +1,191 @@
+"""`pushsvc-client`: operator commands against a running pushsvc (send, receipts, prune)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import grpc
+from google.protobuf import duration_pb2, json_format
+
+from pushsvc_client.channel import connect
+from pushsvc_client.receipts import ReceiptStream
+from pushsvc_client.v1 import push_pb2, push_pb2_grpc
+
+_PLATFORMS = {"apns": push_pb2.PLATFORM_APNS, "fcm": push_pb2.PLATFORM_FCM}
+_TABLE_COLUMNS = ("cursor", "status", "platform", "token", "attempts", "provider_status", "reason")
+
+
+class UsageError(Exception):
+    """A command line that cannot be run; exits 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pushsvc-client", description="Operator commands for a running pushsvc.")
+    conn = parser.add_argument_group("connection")
+    conn.add_argument("--target", default="localhost:50051", help="host:port of pushsvc (default %(default)s)")
+    conn.add_argument("--tls", action="store_true", help="connect over TLS (system roots unless --ca)")
+    conn.add_argument("--ca", type=Path, help="PEM file of the CA that signed the server's certificate (implies --tls)")
+    creds = conn.add_mutually_exclusive_group()
+    creds.add_argument("--api-key-file", type=Path, help="file holding the API key (sent as x-api-key)")
+    creds.add_argument("--jwt-file", type=Path, help="file holding a JWT (sent as a bearer token)")
+    conn.add_argument("--deadline-s", type=float, default=10.0, help="deadline of each unary call, in seconds")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    send = sub.add_parser("send", help="send a notification; prints its id")
+    send.add_argument("--app", required=True)
+    send.add_argument("--file", type=Path, help="a SendRequest in protobuf JSON; flags given as well override it")
+    who = send.add_mutually_exclusive_group()
+    who.add_argument("--token", action="append", default=[], help="PLATFORM:TOKEN, e.g. apns:ab12… (repeatable)")
+    who.add_argument("--user", action="append", default=[], help="a user id (repeatable)")
+    who.add_argument("--topic")
+    who.add_argument("--all", action="store_true", help="every token of the app")
+    send.add_argument("--title")
+    send.add_argument("--body")
+    send.add_argument("--data", action="append", default=[], help="KEY=VALUE (repeatable)")
+    send.add_argument("--idempotency-key")
+    send.add_argument("--validate-only", action="store_true", help="count the targets and check the payload; send nothing")
+
+    rec = sub.add_parser("receipts", help="print receipts as JSON lines or a table, resuming after UNAVAILABLE")
+    rec.add_argument("--app", required=True)
+    rec.add_argument("--notification", default="", help="a notification id: its receipts, until it is finished")
+    rec.add_argument("--follow", action="store_true", help="without --notification: the app's live feed until Ctrl-C")
+    rec.add_argument("--after", default="", help="resume after this cursor")
+    rec.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
+
+    prune = sub.add_parser("prune", help="remove tokens not seen for a while")
+    prune.add_argument("--app", required=True)
+    prune.add_argument("--stale-after-days", type=float, help="default: the server's configured staleness")
+    prune.add_argument("--platform", action="append", choices=sorted(_PLATFORMS), default=[])
+    prune.add_argument("--dry-run", action="store_true", help="count what would be removed; remove nothing")
+    return parser
+
+
+def _send_request(args: argparse.Namespace) -> push_pb2.SendRequest:
+    request = push_pb2.SendRequest()
+    if args.file:
+        try:
+            json_format.Parse(args.file.read_text(), request)
+        except (OSError, json_format.ParseError) as exc:
+            raise UsageError(f"{args.file}: {exc}") from exc
+    request.app_id = args.app
+    if args.token:
+        devices = []
+        for spec in args.token:
+            platform, sep, token = spec.partition(":")
+            if not sep or platform not in _PLATFORMS or not token:
+                raise UsageError(f"--token {spec!r}: want apns:TOKEN or fcm:TOKEN")
+            devices.append(push_pb2.Device(token=token, platform=_PLATFORMS[platform]))
+        request.target.devices.CopyFrom(push_pb2.DeviceList(devices=devices))
+    elif args.user:
+        request.target.users.CopyFrom(push_pb2.UserList(user_ids=args.user))
+    elif args.topic:
+        request.target.topic = args.topic
+    elif args.all:
+        request.target.all = True
+    if not request.target.WhichOneof("kind"):
+        raise UsageError("give a target: --token, --user, --topic, --all, or a --file with one")
+    if args.title is not None:
+        request.message.title = args.title
+    if args.body is not None:
+        request.message.body = args.body
+    for item in args.data:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--data {item!r}: want KEY=VALUE")
+        request.message.data[key] = value
+    if args.idempotency_key:
+        request.idempotency_key = args.idempotency_key
+    if args.validate_only:
+        request.validate_only = True
+    return request
+
+
+def _receipt_row(receipt: push_pb2.Receipt) -> dict[str, object]:
+    return json_format.MessageToDict(receipt, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def _print_receipts(stream: ReceiptStream, fmt: str, out: TextIO) -> None:
+    if fmt == "table":
+        out.write("  ".join(c.upper() for c in _TABLE_COLUMNS) + "\n")
+    for receipt in stream:
+        row = _receipt_row(receipt)
+        if fmt == "jsonl":
+            out.write(json.dumps(row, sort_keys=True) + "\n")
+        else:
+            out.write("  ".join(str(row.get(c, "")) for c in _TABLE_COLUMNS) + "\n")
+        out.flush()
+
+
+def _receipts(stub: push_pb2_grpc.PushServiceStub, args: argparse.Namespace, out: TextIO) -> int:
+    if not args.notification and not args.follow:
+        raise UsageError("give --notification ID, or --follow for the app's live feed")
+    stream = ReceiptStream(
+        stub, args.app, args.notification, args.after,
+        on_resume=lambda exc: print(f"pushsvc-client: stream lost ({exc.code().name}); resuming", file=sys.stderr),
+    )
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda *_: stream.cancel())
+    try:
+        _print_receipts(stream, args.format, out)
+    finally:
+        if stream.cursor:
+            print(f"pushsvc-client: last cursor {stream.cursor} (resume with --after {stream.cursor})", file=sys.stderr)
+    return 0
+
+
+def _prune(stub: push_pb2_grpc.PushServiceStub, args: argparse.Namespace, out: TextIO) -> int:
+    request = push_pb2.PruneRequest(
+        app_id=args.app, platforms=[_PLATFORMS[p] for p in args.platform], dry_run=args.dry_run
+    )
+    if args.stale_after_days is not None:
+        request.stale_after.CopyFrom(duration_pb2.Duration(seconds=round(args.stale_after_days * 86400)))
+    reply = stub.Prune(request)
+    verb = "would remove" if args.dry_run else "removed"
+    out.write(f"{verb} {reply.removed} token(s)\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    """Runs `pushsvc-client`; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        api_key = args.api_key_file.read_text().strip() if args.api_key_file else None
+        jwt = args.jwt_file.read_text().strip() if args.jwt_file else None
+        root = args.ca.read_bytes() if args.ca else None
+        with connect(
+            args.target, tls=args.tls or args.ca is not None, root_certificates=root,
+            api_key=api_key, jwt=jwt, deadline_s=args.deadline_s,
+        ) as channel:
+            stub = push_pb2_grpc.PushServiceStub(channel)
+            if args.command == "send":
+                reply = stub.Send(_send_request(args))
+                if args.validate_only:
+                    out.write(f"valid: would send to {reply.targeted} token(s)\n")
+                    return 0
+                out.write(reply.notification_id + "\n")
+                if reply.duplicate:
+                    print("pushsvc-client: a repeat of an earlier send (same idempotency key)", file=sys.stderr)
+                return 0
+            if args.command == "receipts":
+                return _receipts(stub, args, out)
+            return _prune(stub, args, out)
+    except UsageError as exc:
+        print(f"pushsvc-client: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"pushsvc-client: {exc}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as exc:
+        print(f"pushsvc-client: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

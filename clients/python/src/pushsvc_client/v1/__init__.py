@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code for pushsvc.v1 (scripts/gen-clients). Never edit by hand."""

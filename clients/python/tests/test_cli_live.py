@@ -1,0 +1,136 @@
+"""`pushsvc-client` against a live `pushsvc dev` (tests/clients sets PUSHSVC_TARGET)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pushsvc_client import connect
+from pushsvc_client.v1 import push_pb2, push_pb2_grpc
+
+TARGET = os.environ.get("PUSHSVC_TARGET", "")
+APP = os.environ.get("PUSHSVC_APP_ID", "demo")
+CLI = str(Path(sys.executable).with_name("pushsvc-client"))
+
+pytestmark = pytest.mark.skipif(not TARGET, reason="PUSHSVC_TARGET is not set (tests/clients sets it)")
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run([CLI, "--target", TARGET, *args], capture_output=True, text=True, timeout=60)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def _register(user: str) -> list[str]:
+    tokens = ["ab" + secrets.token_hex(31) for _ in range(3)]
+    with connect(TARGET) as channel:
+        stub = push_pb2_grpc.PushServiceStub(channel)
+        for token in tokens:
+            stub.RegisterToken(push_pb2.RegisterTokenRequest(
+                app_id=APP, token=token, platform=push_pb2.PLATFORM_APNS, user_id=user))
+    return tokens
+
+
+def test_send_then_receipts_as_json_lines_and_resume_after_a_cursor() -> None:
+    user = f"cli-{secrets.token_hex(4)}"
+    tokens = _register(user)
+    nid = cli("send", "--app", APP, "--user", user, "--title", "Hi", "--data", "k=v").stdout.strip()
+    assert nid and "\n" not in nid
+    out = cli("receipts", "--app", APP, "--notification", nid)
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert sorted(r["token"] for r in rows) == sorted(tokens)
+    assert {r["status"] for r in rows} == {"DELIVERY_STATUS_DELIVERED"}
+    assert f"--after {rows[-1]['cursor']}" in out.stderr
+    rest = cli("receipts", "--app", APP, "--notification", nid, "--after", rows[0]["cursor"])
+    assert [json.loads(line)["token"] for line in rest.stdout.splitlines()] == [r["token"] for r in rows[1:]]
+
+
+def test_send_from_a_json_file_and_a_table(tmp_path: Path) -> None:
+    token = "ab" + secrets.token_hex(31)
+    request = {"target": {"devices": {"devices": [{"token": token, "platform": "PLATFORM_APNS"}]}},
+               "message": {"title": "from a file"}, "idempotencyKey": f"cli-{secrets.token_hex(4)}"}
+    path = tmp_path / "send.json"
+    path.write_text(json.dumps(request))
+    nid = cli("send", "--app", APP, "--file", str(path)).stdout.strip()
+    again = cli("send", "--app", APP, "--file", str(path))
+    assert again.stdout.strip() == nid and "repeat" in again.stderr
+    table = cli("receipts", "--app", APP, "--notification", nid, "--format", "table").stdout.splitlines()
+    assert table[0].split() == ["CURSOR", "STATUS", "PLATFORM", "TOKEN", "ATTEMPTS", "PROVIDER_STATUS", "REASON"]
+    assert len(table) == 2 and token in table[1] and "DELIVERY_STATUS_DELIVERED" in table[1]
+
+
+def test_validate_only_sends_nothing() -> None:
+    user = f"cli-{secrets.token_hex(4)}"
+    _register(user)
+    out = cli("send", "--app", APP, "--user", user, "--title", "Hi", "--validate-only")
+    assert out.stdout == "valid: would send to 3 token(s)\n"
+
+
+def test_follow_the_live_feed_until_interrupted() -> None:
+    proc = subprocess.Popen([CLI, "--target", TARGET, "receipts", "--app", APP, "--follow"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+
+    def read_lines() -> None:
+        for line in proc.stdout or ():
+            lines.put(line)
+
+    reader = threading.Thread(target=read_lines, daemon=True)
+    reader.start()
+    try:
+        time.sleep(1.0)  # the live feed starts at "now": subscribe before sending
+        token = "ab" + secrets.token_hex(31)
+        cli("send", "--app", APP, "--token", f"apns:{token}", "--title", "live")
+        deadline = time.monotonic() + 30
+        seen = False
+        while not seen and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            seen = json.loads(line)["token"] == token
+        assert seen, "the live feed never showed the receipt"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+        err = proc.stderr.read() if proc.stderr else ""
+        assert proc.returncode == 0, err
+        assert "resume with --after" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        reader.join(timeout=10)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def test_prune_dry_run_counts_and_removes_nothing() -> None:
+    out = cli("prune", "--app", APP, "--stale-after-days", "30", "--dry-run")
+    assert out.stdout.startswith("would remove ") and out.stdout.rstrip().endswith("token(s)")
+    out = cli("prune", "--app", APP, "--platform", "fcm", "--stale-after-days", "365")
+    assert out.stdout.startswith("removed ")
+
+
+def test_caller_mistakes_exit_non_zero_with_a_reason() -> None:
+    out = cli("send", "--app", APP, "--title", "no target", check=False)
+    assert out.returncode == 2 and "give a target" in out.stderr
+    out = cli("send", "--app", APP, "--token", "nope", check=False)
+    assert out.returncode == 2 and "apns:TOKEN" in out.stderr
+    out = cli("send", "--app", "", "--all", check=False)
+    assert out.returncode == 1 and "INVALID_ARGUMENT" in out.stderr
+    out = cli("receipts", "--app", APP, check=False)
+    assert out.returncode == 2 and "--follow" in out.stderr
