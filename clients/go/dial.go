@@ -48,7 +48,7 @@ type Options struct {
 	// TLS verifies the server against RootCAs (PEM; the system roots when empty).
 	TLS     bool
 	RootCAs []byte
-	// APIKey is sent as x-api-key metadata, JWT as "authorization: Bearer <jwt>".
+	// APIKey and JWT are both sent as "authorization: Bearer <credential>"; the server tells them apart.
 	APIKey string
 	JWT    string
 }
@@ -88,7 +88,7 @@ func Dial(target string, opts Options, extra ...grpc.DialOption) (*grpc.ClientCo
 func credentialMetadata(opts Options) map[string]string {
 	switch {
 	case opts.APIKey != "":
-		return map[string]string{"x-api-key": opts.APIKey}
+		return map[string]string{"authorization": "Bearer " + opts.APIKey}
 	case opts.JWT != "":
 		return map[string]string{"authorization": "Bearer " + opts.JWT}
 	}

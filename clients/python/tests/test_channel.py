@@ -104,7 +104,7 @@ def test_unary_calls_get_the_deadline() -> None:
 
 @pytest.mark.parametrize(
     ("creds", "header"),
-    [({"api_key": "k1"}, ("x-api-key", "k1")), ({"jwt": "e.y.j"}, ("authorization", "Bearer e.y.j"))],
+    [({"api_key": "k1"}, ("authorization", "Bearer k1")), ({"jwt": "e.y.j"}, ("authorization", "Bearer e.y.j"))],
 )
 def test_credentials_travel_as_metadata_on_unary_and_streaming_calls(
     creds: dict[str, str], header: tuple[str, str]

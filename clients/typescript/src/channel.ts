@@ -37,7 +37,7 @@ export interface ConnectOptions {
   /** Verify the server against rootCerts (PEM; the system roots when absent). */
   tls?: boolean;
   rootCerts?: Buffer;
-  /** Sent as x-api-key metadata. */
+  /** Sent as "authorization: Bearer <key>". */
   apiKey?: string;
   /** Sent as "authorization: Bearer <jwt>". */
   jwt?: string;
@@ -49,7 +49,7 @@ export interface ConnectOptions {
 /** The metadata pushsvc reads caller credentials from. */
 export function credentialMetadata(opts: ConnectOptions): Record<string, string> {
   if (opts.apiKey && opts.jwt) throw new Error("give an API key or a JWT, not both");
-  if (opts.apiKey) return { "x-api-key": opts.apiKey };
+  if (opts.apiKey) return { authorization: `Bearer ${opts.apiKey}` };
   if (opts.jwt) return { authorization: `Bearer ${opts.jwt}` };
   return {};
 }

@@ -48,12 +48,12 @@ def default_service_config(deadline_s: float = DEFAULT_DEADLINE_S) -> dict[str, 
 def credential_metadata(*, api_key: str | None = None, jwt: str | None = None) -> tuple[tuple[str, str], ...]:
     """The request metadata pushsvc reads caller credentials from.
 
-    An API key travels as `x-api-key`, a JWT as `authorization: Bearer <jwt>`.
+    Both an API key and a JWT travel as `authorization: Bearer <credential>`; the server tells them apart.
     """
     if api_key and jwt:
         raise ValueError("give an API key or a JWT, not both")
     if api_key:
-        return (("x-api-key", api_key),)
+        return (("authorization", f"Bearer {api_key}"),)
     if jwt:
         return (("authorization", f"Bearer {jwt}"),)
     return ()

@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     conn.add_argument("--tls", action="store_true", help="connect over TLS (system roots unless --ca)")
     conn.add_argument("--ca", type=Path, help="PEM file of the CA that signed the server's certificate (implies --tls)")
     creds = conn.add_mutually_exclusive_group()
-    creds.add_argument("--api-key-file", type=Path, help="file holding the API key (sent as x-api-key)")
+    creds.add_argument("--api-key-file", type=Path, help="file holding the API key (sent as authorization: Bearer)")
     creds.add_argument("--jwt-file", type=Path, help="file holding a JWT (sent as a bearer token)")
     conn.add_argument("--deadline-s", type=float, default=10.0, help="deadline of each unary call, in seconds")
     sub = parser.add_subparsers(dest="command", required=True)

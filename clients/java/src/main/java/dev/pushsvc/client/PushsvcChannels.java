@@ -43,7 +43,7 @@ public final class PushsvcChannels {
       return this;
     }
 
-    /** Sent as x-api-key metadata on every call. */
+    /** Sent as "authorization: Bearer <key>" on every call. */
     public Options apiKey(String apiKey) {
       this.apiKey = apiKey;
       return this;
@@ -89,7 +89,8 @@ public final class PushsvcChannels {
     }
     Metadata md = new Metadata();
     if (options.apiKey != null) {
-      md.put(Metadata.Key.of("x-api-key", Metadata.ASCII_STRING_MARSHALLER), options.apiKey);
+      md.put(
+          Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + options.apiKey);
     }
     if (options.jwt != null) {
       md.put(
