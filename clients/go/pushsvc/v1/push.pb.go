@@ -1751,8 +1751,12 @@ type Notification struct {
 	// Why the notification failed as a whole, for example rejected credentials.
 	Error          string `protobuf:"bytes,14,opt,name=error,proto3" json:"error,omitempty"`
 	IdempotencyKey string `protobuf:"bytes,15,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Targets counted by Send that were no longer registered when the fan-out
+	// reached them (unregistered, pruned or rotated in between). Set when the
+	// notification completes; `targeted` keeps Send's count.
+	Vanished      int64 `protobuf:"varint,16,opt,name=vanished,proto3" json:"vanished,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Notification) Reset() {
@@ -1888,6 +1892,13 @@ func (x *Notification) GetIdempotencyKey() string {
 		return x.IdempotencyKey
 	}
 	return ""
+}
+
+func (x *Notification) GetVanished() int64 {
+	if x != nil {
+		return x.Vanished
+	}
+	return 0
 }
 
 // The delivery receipt of one token.
@@ -2263,7 +2274,7 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12'\n" +
 	"\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\"W\n" +
 	"\x17GetNotificationResponse\x12<\n" +
-	"\fnotification\x18\x01 \x01(\v2\x18.pushsvc.v1.NotificationR\fnotification\"\xd9\x04\n" +
+	"\fnotification\x18\x01 \x01(\v2\x18.pushsvc.v1.NotificationR\fnotification\"\xf5\x04\n" +
 	"\fNotification\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x123\n" +
@@ -2282,7 +2293,8 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"updated_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12=\n" +
 	"\fcompleted_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x14\n" +
 	"\x05error\x18\x0e \x01(\tR\x05error\x12'\n" +
-	"\x0fidempotency_key\x18\x0f \x01(\tR\x0eidempotencyKey\"\xd4\x03\n" +
+	"\x0fidempotency_key\x18\x0f \x01(\tR\x0eidempotencyKey\x12\x1a\n" +
+	"\bvanished\x18\x10 \x01(\x03R\bvanished\"\xd4\x03\n" +
 	"\aReceipt\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12'\n" +
 	"\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\x12\x15\n" +

@@ -836,6 +836,7 @@ class Notification(_message.Message):
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    VANISHED_FIELD_NUMBER: _builtins.int
     notification_id: _builtins.str
     app_id: _builtins.str
     state: Global___NotificationState.ValueType
@@ -850,6 +851,11 @@ class Notification(_message.Message):
     error: _builtins.str
     """Why the notification failed as a whole, for example rejected credentials."""
     idempotency_key: _builtins.str
+    vanished: _builtins.int
+    """Targets counted by Send that were no longer registered when the fan-out
+    reached them (unregistered, pruned or rotated in between). Set when the
+    notification completes; `targeted` keeps Send's count.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -876,10 +882,11 @@ class Notification(_message.Message):
         completed_at: _timestamp_pb2.Timestamp | None = ...,
         error: _builtins.str = ...,
         idempotency_key: _builtins.str = ...,
+        vanished: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "send_at", b"send_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "completed_at", b"completed_at", "created_at", b"created_at", "delivered", b"delivered", "error", b"error", "expired", b"expired", "failed", b"failed", "idempotency_key", b"idempotency_key", "invalid_tokens", b"invalid_tokens", "notification_id", b"notification_id", "pending", b"pending", "send_at", b"send_at", "state", b"state", "targeted", b"targeted", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "completed_at", b"completed_at", "created_at", b"created_at", "delivered", b"delivered", "error", b"error", "expired", b"expired", "failed", b"failed", "idempotency_key", b"idempotency_key", "invalid_tokens", b"invalid_tokens", "notification_id", b"notification_id", "pending", b"pending", "send_at", b"send_at", "state", b"state", "targeted", b"targeted", "updated_at", b"updated_at", "vanished", b"vanished"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

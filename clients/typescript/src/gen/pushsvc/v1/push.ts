@@ -582,6 +582,12 @@ export interface Notification {
   /** Why the notification failed as a whole, for example rejected credentials. */
   error: string;
   idempotencyKey: string;
+  /**
+   * Targets counted by Send that were no longer registered when the fan-out
+   * reached them (unregistered, pruned or rotated in between). Set when the
+   * notification completes; `targeted` keeps Send's count.
+   */
+  vanished: number;
 }
 
 /** The delivery receipt of one token. */
@@ -3305,6 +3311,7 @@ function createBaseNotification(): Notification {
     completedAt: undefined,
     error: "",
     idempotencyKey: "",
+    vanished: 0,
   };
 }
 
@@ -3354,6 +3361,9 @@ export const Notification: MessageFns<Notification> = {
     }
     if (message.idempotencyKey !== "") {
       writer.uint32(122).string(message.idempotencyKey);
+    }
+    if (message.vanished !== 0) {
+      writer.uint32(128).int64(message.vanished);
     }
     return writer;
   },
@@ -3491,6 +3501,14 @@ export const Notification: MessageFns<Notification> = {
             message.idempotencyKey = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.vanished = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3552,6 +3570,7 @@ export const Notification: MessageFns<Notification> = {
         : isSet(object.idempotency_key)
         ? globalThis.String(object.idempotency_key)
         : "",
+      vanished: isSet(object.vanished) ? globalThis.Number(object.vanished) : 0,
     };
   },
 
@@ -3602,6 +3621,9 @@ export const Notification: MessageFns<Notification> = {
     if (message.idempotencyKey !== "") {
       obj.idempotencyKey = message.idempotencyKey;
     }
+    if (message.vanished !== 0) {
+      obj.vanished = Math.round(message.vanished);
+    }
     return obj;
   },
 
@@ -3625,6 +3647,7 @@ export const Notification: MessageFns<Notification> = {
     message.completedAt = object.completedAt ?? undefined;
     message.error = object.error ?? "";
     message.idempotencyKey = object.idempotencyKey ?? "";
+    message.vanished = object.vanished ?? 0;
     return message;
   },
 };

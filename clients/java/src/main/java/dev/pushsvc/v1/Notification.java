@@ -418,6 +418,23 @@ private static final long serialVersionUID = 0L;
     }
   }
 
+  public static final int VANISHED_FIELD_NUMBER = 16;
+  private long vanished_ = 0L;
+  /**
+   * <pre>
+   * Targets counted by Send that were no longer registered when the fan-out
+   * reached them (unregistered, pruned or rotated in between). Set when the
+   * notification completes; `targeted` keeps Send's count.
+   * </pre>
+   *
+   * <code>int64 vanished = 16 [json_name = "vanished"];</code>
+   * @return The vanished.
+   */
+  @java.lang.Override
+  public long getVanished() {
+    return vanished_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -476,6 +493,9 @@ private static final long serialVersionUID = 0L;
     }
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(idempotencyKey_)) {
       com.google.protobuf.GeneratedMessage.writeString(output, 15, idempotencyKey_);
+    }
+    if (vanished_ != 0L) {
+      output.writeInt64(16, vanished_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -536,6 +556,10 @@ private static final long serialVersionUID = 0L;
     }
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(idempotencyKey_)) {
       size += com.google.protobuf.GeneratedMessage.computeStringSize(15, idempotencyKey_);
+    }
+    if (vanished_ != 0L) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt64Size(16, vanished_);
     }
     return size;
   }
@@ -602,6 +626,8 @@ private static final long serialVersionUID = 0L;
         .equals(other.getError())) return false;
     if (!getIdempotencyKey()
         .equals(other.getIdempotencyKey())) return false;
+    if (getVanished()
+        != other.getVanished()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -657,6 +683,9 @@ private static final long serialVersionUID = 0L;
     hash = (53 * hash) + getError().hashCode();
     hash = (37 * hash) + IDEMPOTENCY_KEY_FIELD_NUMBER;
     hash = (53 * hash) + getIdempotencyKey().hashCode();
+    hash = (37 * hash) + VANISHED_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        getVanished());
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -832,6 +861,7 @@ private static final long serialVersionUID = 0L;
       }
       error_ = "";
       idempotencyKey_ = "";
+      vanished_ = 0L;
       return this;
     }
 
@@ -923,6 +953,9 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00004000) != 0)) {
         result.idempotencyKey_ = idempotencyKey_;
       }
+      if (((from_bitField0_ & 0x00008000) != 0)) {
+        result.vanished_ = vanished_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -990,6 +1023,9 @@ private static final long serialVersionUID = 0L;
         idempotencyKey_ = other.idempotencyKey_;
         bitField0_ |= 0x00004000;
         onChanged();
+      }
+      if (other.getVanished() != 0L) {
+        setVanished(other.getVanished());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -1098,6 +1134,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00004000;
               break;
             } // case 122
+            case 128: {
+              vanished_ = input.readInt64();
+              bitField0_ |= 0x00008000;
+              break;
+            } // case 128
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2163,6 +2204,56 @@ private static final long serialVersionUID = 0L;
       checkByteStringIsUtf8(value);
       idempotencyKey_ = value;
       bitField0_ |= 0x00004000;
+      onChanged();
+      return this;
+    }
+
+    private long vanished_ ;
+    /**
+     * <pre>
+     * Targets counted by Send that were no longer registered when the fan-out
+     * reached them (unregistered, pruned or rotated in between). Set when the
+     * notification completes; `targeted` keeps Send's count.
+     * </pre>
+     *
+     * <code>int64 vanished = 16 [json_name = "vanished"];</code>
+     * @return The vanished.
+     */
+    @java.lang.Override
+    public long getVanished() {
+      return vanished_;
+    }
+    /**
+     * <pre>
+     * Targets counted by Send that were no longer registered when the fan-out
+     * reached them (unregistered, pruned or rotated in between). Set when the
+     * notification completes; `targeted` keeps Send's count.
+     * </pre>
+     *
+     * <code>int64 vanished = 16 [json_name = "vanished"];</code>
+     * @param value The vanished to set.
+     * @return This builder for chaining.
+     */
+    public Builder setVanished(long value) {
+
+      vanished_ = value;
+      bitField0_ |= 0x00008000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Targets counted by Send that were no longer registered when the fan-out
+     * reached them (unregistered, pruned or rotated in between). Set when the
+     * notification completes; `targeted` keeps Send's count.
+     * </pre>
+     *
+     * <code>int64 vanished = 16 [json_name = "vanished"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearVanished() {
+      bitField0_ = (bitField0_ & ~0x00008000);
+      vanished_ = 0L;
       onChanged();
       return this;
     }

@@ -180,4 +180,16 @@ public interface NotificationOrBuilder extends
    */
   com.google.protobuf.ByteString
       getIdempotencyKeyBytes();
+
+  /**
+   * <pre>
+   * Targets counted by Send that were no longer registered when the fan-out
+   * reached them (unregistered, pruned or rotated in between). Set when the
+   * notification completes; `targeted` keeps Send's count.
+   * </pre>
+   *
+   * <code>int64 vanished = 16 [json_name = "vanished"];</code>
+   * @return The vanished.
+   */
+  long getVanished();
 }

@@ -244,7 +244,7 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
       "ation_id\030\002 \001(\tR\016notificationId\"W\n\027GetNot" +
       "ificationResponse\022<\n\014notification\030\001 \001(\0132" +
       "\030.pushsvc.v1.NotificationR\014notification\"" +
-      "\331\004\n\014Notification\022\'\n\017notification_id\030\001 \001(" +
+      "\365\004\n\014Notification\022\'\n\017notification_id\030\001 \001(" +
       "\tR\016notificationId\022\025\n\006app_id\030\002 \001(\tR\005appId" +
       "\0223\n\005state\030\003 \001(\0162\035.pushsvc.v1.Notificatio" +
       "nStateR\005state\022\032\n\010targeted\030\004 \001(\003R\010targete" +
@@ -259,64 +259,65 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
       "\014completed_at\030\r \001(\0132\032.google.protobuf.Ti" +
       "mestampR\013completedAt\022\024\n\005error\030\016 \001(\tR\005err" +
       "or\022\'\n\017idempotency_key\030\017 \001(\tR\016idempotency" +
-      "Key\"\324\003\n\007Receipt\022\026\n\006cursor\030\001 \001(\tR\006cursor\022" +
-      "\'\n\017notification_id\030\002 \001(\tR\016notificationId" +
-      "\022\025\n\006app_id\030\003 \001(\tR\005appId\022\024\n\005token\030\004 \001(\tR\005" +
-      "token\0220\n\010platform\030\005 \001(\0162\024.pushsvc.v1.Pla" +
-      "tformR\010platform\022\027\n\007user_id\030\006 \001(\tR\006userId" +
-      "\0222\n\006status\030\007 \001(\0162\032.pushsvc.v1.DeliverySt" +
-      "atusR\006status\022.\n\023provider_message_id\030\010 \001(" +
-      "\tR\021providerMessageId\022\'\n\017provider_status\030" +
-      "\t \001(\005R\016providerStatus\022\026\n\006reason\030\n \001(\tR\006r" +
-      "eason\022\032\n\010attempts\030\013 \001(\005R\010attempts\022#\n\rtok" +
-      "en_removed\030\014 \001(\010R\014tokenRemoved\022*\n\002at\030\r \001" +
-      "(\0132\032.google.protobuf.TimestampR\002at\"m\n\025St" +
-      "reamReceiptsRequest\022\025\n\006app_id\030\001 \001(\tR\005app" +
-      "Id\022\'\n\017notification_id\030\002 \001(\tR\016notificatio" +
-      "nId\022\024\n\005after\030\003 \001(\tR\005after\"G\n\026StreamRecei" +
-      "ptsResponse\022-\n\007receipt\030\001 \001(\0132\023.pushsvc.v" +
-      "1.ReceiptR\007receipt*I\n\010Platform\022\030\n\024PLATFO" +
-      "RM_UNSPECIFIED\020\000\022\021\n\rPLATFORM_APNS\020\001\022\020\n\014P" +
-      "LATFORM_FCM\020\002*r\n\017ApnsEnvironment\022 \n\034APNS" +
-      "_ENVIRONMENT_UNSPECIFIED\020\000\022\037\n\033APNS_ENVIR" +
-      "ONMENT_PRODUCTION\020\001\022\034\n\030APNS_ENVIRONMENT_" +
-      "SANDBOX\020\002*L\n\010Priority\022\030\n\024PRIORITY_UNSPEC" +
-      "IFIED\020\000\022\021\n\rPRIORITY_HIGH\020\001\022\023\n\017PRIORITY_N" +
-      "ORMAL\020\002*\260\002\n\010PushType\022\031\n\025PUSH_TYPE_UNSPEC" +
-      "IFIED\020\000\022\023\n\017PUSH_TYPE_ALERT\020\001\022\030\n\024PUSH_TYP" +
-      "E_BACKGROUND\020\002\022\022\n\016PUSH_TYPE_VOIP\020\003\022\032\n\026PU" +
-      "SH_TYPE_LIVEACTIVITY\020\004\022\032\n\026PUSH_TYPE_COMP" +
-      "LICATION\020\005\022\032\n\026PUSH_TYPE_FILEPROVIDER\020\006\022\021" +
-      "\n\rPUSH_TYPE_MDM\020\007\022\026\n\022PUSH_TYPE_LOCATION\020" +
-      "\010\022\030\n\024PUSH_TYPE_PUSHTOTALK\020\t\022\025\n\021PUSH_TYPE" +
-      "_WIDGETS\020\n\022\026\n\022PUSH_TYPE_CONTROLS\020\013*\373\001\n\021N" +
-      "otificationState\022\"\n\036NOTIFICATION_STATE_U" +
-      "NSPECIFIED\020\000\022\035\n\031NOTIFICATION_STATE_QUEUE" +
-      "D\020\001\022 \n\034NOTIFICATION_STATE_SCHEDULED\020\002\022\036\n" +
-      "\032NOTIFICATION_STATE_RUNNING\020\003\022 \n\034NOTIFIC" +
-      "ATION_STATE_COMPLETED\020\004\022\035\n\031NOTIFICATION_" +
-      "STATE_FAILED\020\005\022 \n\034NOTIFICATION_STATE_CAN" +
-      "CELLED\020\006*\254\001\n\016DeliveryStatus\022\037\n\033DELIVERY_" +
-      "STATUS_UNSPECIFIED\020\000\022\035\n\031DELIVERY_STATUS_" +
-      "DELIVERED\020\001\022\032\n\026DELIVERY_STATUS_FAILED\020\002\022" +
-      "!\n\035DELIVERY_STATUS_TOKEN_INVALID\020\003\022\033\n\027DE" +
-      "LIVERY_STATUS_EXPIRED\020\0042\357\003\n\013PushService\022" +
-      "T\n\rRegisterToken\022 .pushsvc.v1.RegisterTo" +
-      "kenRequest\032!.pushsvc.v1.RegisterTokenRes" +
-      "ponse\022Z\n\017UnregisterToken\022\".pushsvc.v1.Un" +
-      "registerTokenRequest\032#.pushsvc.v1.Unregi" +
-      "sterTokenResponse\0229\n\004Send\022\027.pushsvc.v1.S" +
-      "endRequest\032\030.pushsvc.v1.SendResponse\022Z\n\017" +
-      "GetNotification\022\".pushsvc.v1.GetNotifica" +
-      "tionRequest\032#.pushsvc.v1.GetNotification" +
-      "Response\022<\n\005Prune\022\030.pushsvc.v1.PruneRequ" +
-      "est\032\031.pushsvc.v1.PruneResponse\022Y\n\016Stream" +
-      "Receipts\022!.pushsvc.v1.StreamReceiptsRequ" +
-      "est\032\".pushsvc.v1.StreamReceiptsResponse0" +
-      "\001B\221\001\n\016dev.pushsvc.v1B\tPushProtoP\001Z+pushs" +
-      "vc.dev/clients/go/pushsvc/v1;pushsvcv1\242\002" +
-      "\003PXX\252\002\nPushsvc.V1\312\002\nPushsvc\\V1\342\002\026Pushsvc" +
-      "\\V1\\GPBMetadata\352\002\013Pushsvc::V1b\006proto3"
+      "Key\022\032\n\010vanished\030\020 \001(\003R\010vanished\"\324\003\n\007Rece" +
+      "ipt\022\026\n\006cursor\030\001 \001(\tR\006cursor\022\'\n\017notificat" +
+      "ion_id\030\002 \001(\tR\016notificationId\022\025\n\006app_id\030\003" +
+      " \001(\tR\005appId\022\024\n\005token\030\004 \001(\tR\005token\0220\n\010pla" +
+      "tform\030\005 \001(\0162\024.pushsvc.v1.PlatformR\010platf" +
+      "orm\022\027\n\007user_id\030\006 \001(\tR\006userId\0222\n\006status\030\007" +
+      " \001(\0162\032.pushsvc.v1.DeliveryStatusR\006status" +
+      "\022.\n\023provider_message_id\030\010 \001(\tR\021providerM" +
+      "essageId\022\'\n\017provider_status\030\t \001(\005R\016provi" +
+      "derStatus\022\026\n\006reason\030\n \001(\tR\006reason\022\032\n\010att" +
+      "empts\030\013 \001(\005R\010attempts\022#\n\rtoken_removed\030\014" +
+      " \001(\010R\014tokenRemoved\022*\n\002at\030\r \001(\0132\032.google." +
+      "protobuf.TimestampR\002at\"m\n\025StreamReceipts" +
+      "Request\022\025\n\006app_id\030\001 \001(\tR\005appId\022\'\n\017notifi" +
+      "cation_id\030\002 \001(\tR\016notificationId\022\024\n\005after" +
+      "\030\003 \001(\tR\005after\"G\n\026StreamReceiptsResponse\022" +
+      "-\n\007receipt\030\001 \001(\0132\023.pushsvc.v1.ReceiptR\007r" +
+      "eceipt*I\n\010Platform\022\030\n\024PLATFORM_UNSPECIFI" +
+      "ED\020\000\022\021\n\rPLATFORM_APNS\020\001\022\020\n\014PLATFORM_FCM\020" +
+      "\002*r\n\017ApnsEnvironment\022 \n\034APNS_ENVIRONMENT" +
+      "_UNSPECIFIED\020\000\022\037\n\033APNS_ENVIRONMENT_PRODU" +
+      "CTION\020\001\022\034\n\030APNS_ENVIRONMENT_SANDBOX\020\002*L\n" +
+      "\010Priority\022\030\n\024PRIORITY_UNSPECIFIED\020\000\022\021\n\rP" +
+      "RIORITY_HIGH\020\001\022\023\n\017PRIORITY_NORMAL\020\002*\260\002\n\010" +
+      "PushType\022\031\n\025PUSH_TYPE_UNSPECIFIED\020\000\022\023\n\017P" +
+      "USH_TYPE_ALERT\020\001\022\030\n\024PUSH_TYPE_BACKGROUND" +
+      "\020\002\022\022\n\016PUSH_TYPE_VOIP\020\003\022\032\n\026PUSH_TYPE_LIVE" +
+      "ACTIVITY\020\004\022\032\n\026PUSH_TYPE_COMPLICATION\020\005\022\032" +
+      "\n\026PUSH_TYPE_FILEPROVIDER\020\006\022\021\n\rPUSH_TYPE_" +
+      "MDM\020\007\022\026\n\022PUSH_TYPE_LOCATION\020\010\022\030\n\024PUSH_TY" +
+      "PE_PUSHTOTALK\020\t\022\025\n\021PUSH_TYPE_WIDGETS\020\n\022\026" +
+      "\n\022PUSH_TYPE_CONTROLS\020\013*\373\001\n\021NotificationS" +
+      "tate\022\"\n\036NOTIFICATION_STATE_UNSPECIFIED\020\000" +
+      "\022\035\n\031NOTIFICATION_STATE_QUEUED\020\001\022 \n\034NOTIF" +
+      "ICATION_STATE_SCHEDULED\020\002\022\036\n\032NOTIFICATIO" +
+      "N_STATE_RUNNING\020\003\022 \n\034NOTIFICATION_STATE_" +
+      "COMPLETED\020\004\022\035\n\031NOTIFICATION_STATE_FAILED" +
+      "\020\005\022 \n\034NOTIFICATION_STATE_CANCELLED\020\006*\254\001\n" +
+      "\016DeliveryStatus\022\037\n\033DELIVERY_STATUS_UNSPE" +
+      "CIFIED\020\000\022\035\n\031DELIVERY_STATUS_DELIVERED\020\001\022" +
+      "\032\n\026DELIVERY_STATUS_FAILED\020\002\022!\n\035DELIVERY_" +
+      "STATUS_TOKEN_INVALID\020\003\022\033\n\027DELIVERY_STATU" +
+      "S_EXPIRED\020\0042\357\003\n\013PushService\022T\n\rRegisterT" +
+      "oken\022 .pushsvc.v1.RegisterTokenRequest\032!" +
+      ".pushsvc.v1.RegisterTokenResponse\022Z\n\017Unr" +
+      "egisterToken\022\".pushsvc.v1.UnregisterToke" +
+      "nRequest\032#.pushsvc.v1.UnregisterTokenRes" +
+      "ponse\0229\n\004Send\022\027.pushsvc.v1.SendRequest\032\030" +
+      ".pushsvc.v1.SendResponse\022Z\n\017GetNotificat" +
+      "ion\022\".pushsvc.v1.GetNotificationRequest\032" +
+      "#.pushsvc.v1.GetNotificationResponse\022<\n\005" +
+      "Prune\022\030.pushsvc.v1.PruneRequest\032\031.pushsv" +
+      "c.v1.PruneResponse\022Y\n\016StreamReceipts\022!.p" +
+      "ushsvc.v1.StreamReceiptsRequest\032\".pushsv" +
+      "c.v1.StreamReceiptsResponse0\001B\221\001\n\016dev.pu" +
+      "shsvc.v1B\tPushProtoP\001Z+pushsvc.dev/clien" +
+      "ts/go/pushsvc/v1;pushsvcv1\242\002\003PXX\252\002\nPushs" +
+      "vc.V1\312\002\nPushsvc\\V1\342\002\026Pushsvc\\V1\\GPBMetad" +
+      "ata\352\002\013Pushsvc::V1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -450,7 +451,7 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
     internal_static_pushsvc_v1_Notification_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_Notification_descriptor,
-        new java.lang.String[] { "NotificationId", "AppId", "State", "Targeted", "Delivered", "Failed", "InvalidTokens", "Pending", "Expired", "CreatedAt", "SendAt", "UpdatedAt", "CompletedAt", "Error", "IdempotencyKey", });
+        new java.lang.String[] { "NotificationId", "AppId", "State", "Targeted", "Delivered", "Failed", "InvalidTokens", "Pending", "Expired", "CreatedAt", "SendAt", "UpdatedAt", "CompletedAt", "Error", "IdempotencyKey", "Vanished", });
     internal_static_pushsvc_v1_Receipt_descriptor =
       getDescriptor().getMessageType(19);
     internal_static_pushsvc_v1_Receipt_fieldAccessorTable = new
