@@ -43,6 +43,14 @@ def smoke_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer
         server.stop()
 
 
+RESUME_SCENARIO = """
+[[fcm]]
+prefix = "quota-"
+description = "resume tests: 429 twice, 4 s apart, so the notification outlives the cut"
+answers = [{ status = 429, error_code = "QUOTA_EXCEEDED", retry_after_s = 4, times = 2 }]
+"""
+
+
 @pytest.fixture
 def resume_server(ferretdb_base_url: str | None, tmp_path: Path) -> Iterator[DevServer]:
     """`pushsvc dev` on a fresh FerretDB database, so that it can be restarted."""
@@ -53,6 +61,14 @@ def resume_server(ferretdb_base_url: str | None, tmp_path: Path) -> Iterator[Dev
         pytest.skip(reason)
     server = DevServer(f"{ferretdb_base_url}c{uuid.uuid4().hex[:16]}", tmp_path / "server")
     server.start()
+    # The resume tests send to 100 "quota-" tokens so that the notification is
+    # still running when the stream is cut. By default they answer 429 once with
+    # Retry-After: 1, and a client that starts slowly (the JVM) could read its
+    # first 50 receipts after the notification had already finished, with the
+    # rest and the final status already buffered: no cut. Here they answer 429
+    # twice with Retry-After: 4 until the restart, whose fresh emulator has the
+    # defaults again.
+    server.load_scenario(RESUME_SCENARIO)
     try:
         yield server
     finally:

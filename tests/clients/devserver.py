@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import ssl
 import socket
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import time
 from pathlib import Path
 
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +80,20 @@ class DevServer:
             proc.kill()
             proc.wait(timeout=10)
             raise
+
+    def emulator_fcm_url(self) -> str:
+        """The FCM (and control) URL of the emulator this run of `pushsvc dev` started, from its log."""
+        urls = re.findall(r"FCM (https://127\.0\.0\.1:\d+)", self.log.read_text())
+        if not urls:
+            raise RuntimeError(f"no emulator URL in the log:\n{self.log.read_text()}")
+        return urls[-1]
+
+    def load_scenario(self, toml_text: str) -> None:
+        """Loads an emulator scenario into this run (a restart starts a fresh emulator with the defaults)."""
+        ca = self.state_dir / "dev" / "ca.pem"
+        response = httpx.post(f"{self.emulator_fcm_url()}/_emulator/scenario", content=toml_text.encode(),
+                              verify=ssl.create_default_context(cafile=str(ca)), timeout=10)
+        response.raise_for_status()
 
     def restart(self) -> None:
         """Drains, then starts again on the same store and port."""
