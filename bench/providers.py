@@ -339,11 +339,11 @@ def _table(rows: list[Row], ceilings: dict[tuple[str, str], h2load.Ceiling]) -> 
     left = {0, 1, 2}
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
 
     out = [line(columns), line(["-" * w for w in widths])]
     previous = None
-    for row, cells in zip(rows, body):
+    for row, cells in zip(rows, body, strict=True):
         if previous is not None and row.endpoint != previous:
             out.append("")
         previous = row.endpoint

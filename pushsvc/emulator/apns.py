@@ -75,16 +75,16 @@ from typing import Any
 
 import h2.settings
 import jwt
-from hpack import NeverIndexedHeaderTuple
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from hpack import NeverIndexedHeaderTuple
 
 from .config import ApnsKey
 from .control import ControlApi
 from .faults import GOAWAY_DEBUG, Faults, plan_faults
-from .site import ClientConnection, Request, Response
 from .inbox import Inbox, InboxEntry
 from .scenario import Play, ScenarioPlayer
+from .site import ClientConnection, Request, Response
 from .stats import Stats
 
 # Topic suffix each push type requires (protocols.md A.3). MDM topics come

@@ -31,9 +31,9 @@ from typing import Any
 
 from .display import display_of
 from .faults import Faults
+from .inbox import Inbox
 from .scenario import Scenario, ScenarioError, ScenarioPlayer, parse_scenario, parse_scenario_json
 from .site import ClientConnection, Request, Response
-from .inbox import Inbox
 from .stats import Stats
 from .webui import WebInbox
 

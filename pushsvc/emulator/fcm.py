@@ -79,10 +79,10 @@ import h2.settings
 
 from .control import ControlApi
 from .faults import GOAWAY_DEBUG, Faults, plan_faults
-from .site import ClientConnection, Request, Response
 from .inbox import Inbox, InboxEntry
 from .oauth import AccessGrant, OAuthService
 from .scenario import Play, ScenarioPlayer, Step
+from .site import ClientConnection, Request, Response
 from .stats import Stats
 
 MESSAGE_LIMIT = 4096

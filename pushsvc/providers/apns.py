@@ -27,7 +27,7 @@ import json
 import urllib.parse
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from pushsvc import models
 from pushsvc.clock import Clock
 from pushsvc.providers import apns_jwt, base, credentials, failures, rendering
-from pushsvc.providers.aps import ApnsReason, aps_dictionary, apns_priority
+from pushsvc.providers.aps import ApnsReason, apns_priority, aps_dictionary
 from pushsvc.providers.transport import TlsConfig, Transport, TransportError
 
 __all__ = [
@@ -207,7 +207,7 @@ def classify_apns_response(
             outcome = base.Outcome.PERMANENT
     invalid_since = None
     if status == 410 and timestamp_ms is not None:
-        invalid_since = datetime.fromtimestamp(timestamp_ms / 1000, tz=timezone.utc)
+        invalid_since = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
     retry_after = None
     if outcome is base.Outcome.RETRYABLE:
         retry_after = failures.parse_retry_after(headers.get("retry-after"), now=now)

@@ -52,5 +52,5 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
         return None
     if when.tzinfo is None:
         # RFC 9110 dates are GMT; an unzoned one is read the same way.
-        when = when.replace(tzinfo=datetime.timezone.utc)
+        when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, when.timestamp() - now)

@@ -22,7 +22,7 @@ import json
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -249,7 +249,7 @@ class FcmAccessTokenSource:
         else:
             # google-auth keeps a naive UTC expiry computed on the real clock;
             # convert it to a lifetime and re-anchor it on the injected clock.
-            lifetime = expiry.replace(tzinfo=timezone.utc).timestamp() - time.time()
+            lifetime = expiry.replace(tzinfo=UTC).timestamp() - time.time()
         self._token = str(token)
         self._expires_at = self._clock() + lifetime
         self._refresh_count += 1

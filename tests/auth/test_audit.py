@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+import grpc
 import pytest
 from google.protobuf import duration_pb2
 
@@ -43,7 +44,7 @@ async def test_one_audit_line_per_call_and_no_token(secured: Secured, caplog: py
         timeout=10,
     )
     mtls = push_pb2_grpc.PushServiceStub(secured.channel(secured.certs["send"]))
-    with pytest.raises(Exception):
+    with pytest.raises(grpc.aio.AioRpcError):
         await mtls.Prune(pb.PruneRequest(app_id="beta", stale_after=duration_pb2.Duration(seconds=1)), timeout=10)
     assert audit_lines(caplog) == [
         {

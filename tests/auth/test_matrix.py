@@ -226,10 +226,10 @@ async def test_denial_does_not_reveal_whether_the_object_exists(secured: Secured
     answers = []
     for notification_id in (beta.notification_id, "n" + uuid.uuid4().hex):
         calls: list[Callable[[], Awaitable[Any]]] = [
-            lambda: stub.GetNotification(
+            lambda notification_id=notification_id: stub.GetNotification(
                 pb.GetNotificationRequest(app_id="beta", notification_id=notification_id), metadata=md, timeout=10
             ),
-            lambda: anext(
+            lambda notification_id=notification_id: anext(
                 aiter(
                     stub.StreamReceipts(
                         pb.StreamReceiptsRequest(app_id="beta", notification_id=notification_id),

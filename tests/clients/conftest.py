@@ -20,6 +20,7 @@ import pytest
 
 from tests.clients.devserver import ROOT, CutDriver, DevServer
 
+
 def require_tool(name: str, *candidates: str) -> str:
     """The path of a toolchain binary; skips (or fails under CI) when it is missing."""
     for candidate in candidates or (name,):

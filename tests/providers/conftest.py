@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import google.auth.credentials
 import pytest
@@ -48,7 +47,7 @@ class CountingCredentials(google.auth.credentials.Credentials):
             time.sleep(self._delay_s)
         self.calls += 1
         self.token = f"tok-{self.calls}"
-        self.expiry = datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(seconds=self._lifetime_s)
+        self.expiry = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=self._lifetime_s)
 
 
 @pytest.fixture(name="CountingCredentials")

@@ -17,10 +17,10 @@ from collections import Counter
 import pytest
 
 from pushsvc import models
+from pushsvc.clock import SystemClock
 from pushsvc.providers.apns import ApnsProvider, render_apns
 from pushsvc.providers.apns_jwt import ApnsTokenSigner
 from pushsvc.providers.base import Delivery, Outcome
-from pushsvc.clock import SystemClock
 from pushsvc.providers.transport import Http2Transport, TlsConfig
 
 BURST = 400

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -50,7 +52,7 @@ def test_never_mints_twice_within_20_minutes_and_never_serves_older_than_60(p8_p
             mints.append(clock.now)
         assert clock.now - signer.issued_at < 3600
         clock.advance(7)
-    gaps = [b - a for a, b in zip(mints, mints[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(mints)]
     assert gaps and min(gaps) >= 1200
     assert max(gaps) < 3600
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import httpx
 import jwt
@@ -92,7 +92,7 @@ async def test_request_shape_with_token_auth(signer, ec_key, clock) -> None:
         return httpx.Response(200, headers={"apns-id": request.headers["apns-id"]})
 
     provider = _provider(handler, signer)
-    expires = datetime.fromtimestamp(clock.now + 600, tz=timezone.utc)
+    expires = datetime.fromtimestamp(clock.now + 600, tz=UTC)
     result = await provider.send(_delivery(expires_at=expires))
     request = seen[0]
     assert result.outcome is Outcome.DELIVERED and result.provider_status == 200
@@ -149,7 +149,7 @@ async def test_every_documented_reason(status: int, reason: str, outcome: Outcom
 
 
 async def test_410_timestamp_becomes_invalid_since(signer) -> None:
-    when = datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=timezone.utc)
+    when = datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=UTC)
     millis = int(when.timestamp() * 1000)
     async with _provider(lambda request: _error(410, "Unregistered", timestamp=millis), signer) as provider:
         result = await provider.send(_delivery())
@@ -163,7 +163,7 @@ async def test_410_timestamp_becomes_invalid_since(signer) -> None:
 )
 async def test_retry_after(value: str, expected: float | None, signer, clock) -> None:
     if expected is None and value.startswith("Wed"):
-        clock.now = datetime(2023, 11, 15, 0, 0, 0, tzinfo=timezone.utc).timestamp()
+        clock.now = datetime(2023, 11, 15, 0, 0, 0, tzinfo=UTC).timestamp()
         expected = 30.0
 
     def handler(request: httpx.Request) -> httpx.Response:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -54,7 +54,7 @@ async def test_request_shape_and_success(token_source, clock) -> None:
         return httpx.Response(200, json={"name": "projects/demo/messages/0:123"})
 
     async with _provider(handler, token_source, clock) as provider:
-        expires = datetime.fromtimestamp(clock.now + 90.2, tz=timezone.utc)
+        expires = datetime.fromtimestamp(clock.now + 90.2, tz=UTC)
         result = await provider.send(_delivery(expires_at=expires))
     assert (result.outcome, result.provider_status, result.provider_message_id) == (
         Outcome.DELIVERED, 200, "projects/demo/messages/0:123"
@@ -79,7 +79,7 @@ async def test_without_expiry_there_is_no_ttl(token_source, clock) -> None:
 
     async with _provider(handler, token_source, clock) as provider:
         await provider.send(_delivery())
-        await provider.send(_delivery(expires_at=datetime.fromtimestamp(clock.now - 5, tz=timezone.utc)))
+        await provider.send(_delivery(expires_at=datetime.fromtimestamp(clock.now - 5, tz=UTC)))
     assert "ttl" not in seen[0]["android"] and "apns-expiration" not in seen[0]["apns"]["headers"]
     assert seen[1]["android"]["ttl"] == "0s"
 
@@ -123,7 +123,7 @@ CASES = [
 
 @pytest.mark.parametrize(("response", "outcome", "reason", "retry_after"), CASES)
 async def test_error_shapes(response, outcome, reason, retry_after, token_source, clock) -> None:
-    clock.now = datetime(2023, 11, 15, tzinfo=timezone.utc).timestamp()
+    clock.now = datetime(2023, 11, 15, tzinfo=UTC).timestamp()
     async with _provider(lambda request: response, token_source, clock) as provider:
         result = await provider.send(_delivery())
     assert (result.outcome, result.provider_status, result.reason, result.retry_after_s) == (
@@ -220,7 +220,7 @@ async def test_oauth_endpoint_failures_do_not_raise(clock) -> None:
         (google.auth.exceptions.TransportError("down"), Outcome.RETRYABLE),
     ]
     reasons = ["OAuthRefreshError", "OAuthRefreshError", "OAuthTransportError"]
-    for (exc, outcome), reason in zip(cases, reasons):
+    for (exc, outcome), reason in zip(cases, reasons, strict=True):
         source = FcmAccessTokenSource(Refusing(exc), request=object(), clock=clock)  # type: ignore[arg-type]
         async with _provider(lambda request: httpx.Response(200), source, clock) as provider:
             result = await provider.send(_delivery())

@@ -9,7 +9,6 @@ from concurrent import futures
 
 import grpc
 import pytest
-
 from pushsvc_client import AsyncReceiptStream, ReceiptStream, connect, connect_aio
 from pushsvc_client.v1 import push_pb2, push_pb2_grpc
 

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from pushsvc_client import connect
 from pushsvc_client.v1 import push_pb2, push_pb2_grpc
 

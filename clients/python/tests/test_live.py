@@ -18,7 +18,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from pushsvc_client import ReceiptStream, connect
 from pushsvc_client.v1 import push_pb2, push_pb2_grpc
 
