@@ -59,7 +59,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],  # type: ignore[override]  # types-grpcio types grpc.aio handlers as sync ones
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler:
         """Returns the method's wrapped handler (built once per method)."""
@@ -116,9 +116,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             async def unary(request: Any, context: Ctx) -> Any:
                 principal = await self._authorize(context, request, action, rpc)
                 if not audited or not isinstance(request, message.Message):
-                    return await inner_unary(request, context)
+                    return await inner_unary(request, context)  # type: ignore[arg-type]  # types-grpcio types grpc.aio handlers as sync ones
                 try:
-                    response = await inner_unary(request, context)
+                    response = await inner_unary(request, context)  # type: ignore[arg-type]  # types-grpcio types grpc.aio handlers as sync ones
                 except BaseException:
                     audit.record(rpc, principal, request, None, "failed")
                     raise
@@ -133,7 +133,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
             async def stream(request: Any, context: Ctx) -> AsyncIterator[Any]:
                 await self._authorize(context, request, action, rpc)
-                async for item in inner_stream(request, context):
+                async for item in inner_stream(request, context):  # type: ignore[attr-defined,arg-type]  # types-grpcio types grpc.aio handlers as sync ones
                     yield item
 
             return grpc.unary_stream_rpc_method_handler(

@@ -102,5 +102,5 @@ class CertificateReloader:
     def credentials(self) -> grpc.ServerCredentials:
         """Server credentials that call `fetch` at each handshake."""
         return grpc.dynamic_ssl_server_credentials(
-            self._initial, self.fetch, require_client_authentication=self._files.require_client_cert
+            self._initial, self.fetch, require_client_authentication=self._files.require_client_cert  # type: ignore[arg-type]  # grpc accepts a fetch that returns None (keep the current pair)
         )

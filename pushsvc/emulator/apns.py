@@ -307,9 +307,10 @@ class ApnsService:
         self._inbox.add(self._entry(request, state, device_token, payload, apns_id))
         # Unique per response, so keep them out of the HPACK dynamic table:
         # indexing them would only evict useful entries and cost CPU.
-        response_headers: list[tuple[str, str]] = [NeverIndexedHeaderTuple("apns-id", apns_id)]
+        # NeverIndexedHeaderTuple is a tuple[str, str] at run time; hpack's stubs type it as bytes-or-str.
+        response_headers: list[tuple[str, str]] = [NeverIndexedHeaderTuple("apns-id", apns_id)]  # type: ignore[list-item]
         if state.environment == "sandbox":
-            response_headers.append(NeverIndexedHeaderTuple("apns-unique-id", random_uuid(self._rng)))
+            response_headers.append(NeverIndexedHeaderTuple("apns-unique-id", random_uuid(self._rng)))  # type: ignore[arg-type]
         response = Response(200, response_headers)
         if play is not None:
             _scenario_effects(response, play.delay_s, play.goaway)

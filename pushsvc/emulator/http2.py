@@ -164,7 +164,8 @@ class Connection(asyncio.Protocol):
         if ssl_object is not None:
             self.peer_cert = ssl_object.getpeercert() or None
         settings = self._site.connection_made(self)
-        self._h2.local_settings = h2.settings.Settings(client=False, initial_values=settings)
+        # h2's stubs want SettingCodes keys; the plain integers are the same codes.
+        self._h2.local_settings = h2.settings.Settings(client=False, initial_values=settings)  # type: ignore[arg-type]
         self._h2.initiate_connection()
         self._flush()
 

@@ -123,7 +123,7 @@ class ProxyServer:
         # say) reached the tunnel before the server's protocol took over.
         early = tunnel.take_early_data()
         if early:
-            tls.get_protocol().data_received(early)
+            tls.get_protocol().data_received(early)  # type: ignore[attr-defined]  # the protocol installed on a TLS tunnel is always an asyncio.Protocol
 
 
 class _Tunnel(asyncio.Protocol):

@@ -16,9 +16,10 @@ from pushsvc import errors, models
 from pushsvc.errors import FieldViolation
 from pushsvc.v1 import push_pb2 as pb
 
-_PLATFORM_FROM_PB = {pb.PLATFORM_APNS: models.Platform.APNS, pb.PLATFORM_FCM: models.Platform.FCM}
-_PLATFORM_TO_PB = {v: k for k, v in _PLATFORM_FROM_PB.items()}
-_ENV_FROM_PB = {
+_PLATFORM_FROM_PB: dict[int, models.Platform] = {pb.PLATFORM_APNS: models.Platform.APNS, pb.PLATFORM_FCM: models.Platform.FCM}
+# Values are pb.Platform numbers; the generated stubs type the field as the enum's ValueType.
+_PLATFORM_TO_PB: dict[models.Platform, Any] = {v: k for k, v in _PLATFORM_FROM_PB.items()}
+_ENV_FROM_PB: dict[int, models.ApnsEnvironment] = {
     pb.APNS_ENVIRONMENT_UNSPECIFIED: models.ApnsEnvironment.PRODUCTION,
     pb.APNS_ENVIRONMENT_PRODUCTION: models.ApnsEnvironment.PRODUCTION,
     pb.APNS_ENVIRONMENT_SANDBOX: models.ApnsEnvironment.SANDBOX,

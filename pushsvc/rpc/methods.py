@@ -66,7 +66,7 @@ def _deserializer(cls: type[message.Message]) -> Callable[[bytes], message.Messa
             if too_deep:
                 reason = f"nesting exceeds the decoder's limit of {_DECODER_MAX_DEPTH} levels"
             try:
-                field = wire.bad_field(cls.DESCRIPTOR, data, too_deep=too_deep)
+                field = wire.bad_field(cls.DESCRIPTOR, data, too_deep=too_deep)  # type: ignore[arg-type]  # upb's Descriptor is the same type at run time
             except Exception:  # noqa: BLE001 - naming the field is a courtesy; tests/fuzz checks it never raises
                 field = ""
             return Unparsable(type_name, reason[:80], field)
@@ -121,7 +121,7 @@ def _streaming(fn: Callable[..., AsyncIterator[Any]], path: str, throttle: LogTh
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         if isinstance(request, Unparsable):
             await _reject(context, path, request, throttle)
-        async with contextlib.aclosing(fn(request, context)) as items:
+        async with contextlib.aclosing(fn(request, context)) as items:  # type: ignore[type-var]  # an async generator has aclose(); the annotation is the looser AsyncIterator
             async for item in items:
                 yield item
 

@@ -100,15 +100,22 @@ def _fields(data: memoryview, budget: _Budget) -> Iterator[tuple[int, int, memor
         yield number, wire_type, chunk
 
 
+def _message_type(field: descriptor.FieldDescriptor) -> descriptor.Descriptor:
+    """The message type of a TYPE_MESSAGE field (protobuf's stubs say it may be None)."""
+    t = field.message_type
+    assert t is not None, field.full_name
+    return t
+
+
 def _opaque(field: descriptor.FieldDescriptor) -> bool:
     """Map entries and google.protobuf types are reported as the field that holds them."""
-    t = field.message_type
+    t = _message_type(field)
     return t.GetOptions().map_entry or t.full_name.startswith("google.protobuf.")
 
 
 def _name(path: str, field: descriptor.FieldDescriptor, counts: dict[int, int]) -> str:
     name = f"{path}.{field.name}" if path else field.name
-    if field.is_repeated and not (field.type == _F.TYPE_MESSAGE and field.message_type.GetOptions().map_entry):
+    if field.is_repeated and not (field.type == _F.TYPE_MESSAGE and _message_type(field).GetOptions().map_entry):
         i = counts.get(field.number, 0)
         counts[field.number] = i + 1
         name += f"[{i}]"
@@ -133,11 +140,11 @@ def _first_bad(desc: descriptor.Descriptor, data: memoryview, path: str, depth: 
             elif field.type == _F.TYPE_MESSAGE:
                 if _opaque(field):
                     try:
-                        message_factory.GetMessageClass(field.message_type).FromString(bytes(chunk))
+                        message_factory.GetMessageClass(_message_type(field)).FromString(bytes(chunk))
                     except message.DecodeError:
                         return name
                 else:
-                    found = _first_bad(field.message_type, chunk, name, depth + 1, budget)
+                    found = _first_bad(_message_type(field), chunk, name, depth + 1, budget)
                     if found:
                         return found
     except _Corrupt as exc:
@@ -162,7 +169,7 @@ def _deepest(desc: descriptor.Descriptor, data: memoryview, budget: _Budget) -> 
                 if field is None or sub is None or wire_type != 2 or field.type != _F.TYPE_MESSAGE:
                     continue
                 child_path = path if frozen else _name(path, field, counts)
-                stack.append((field.message_type, sub, child_path, depth + 1, frozen or _opaque(field)))
+                stack.append((_message_type(field), sub, child_path, depth + 1, frozen or _opaque(field)))
         except _Corrupt:
             pass
     return best_path

@@ -391,6 +391,11 @@ _COUNTERS = {
 }
 
 
+def _counter_values(counts: Mapping[models.DeliveryStatus, int]) -> dict[str, Any]:
+    """The view's counter fields from per-status counts (typed for dataclasses.replace)."""
+    return {field: counts.get(status, 0) for status, field in _COUNTERS.items()}
+
+
 class MemoryNotificationStore:
     """`NotificationStore` over `_Queue`."""
 
@@ -568,7 +573,7 @@ class MemoryNotificationStore:
             error=error,
             targeted=max(note.view.targeted, resolved),
             vanished=0 if failed else max(0, note.view.targeted - resolved),
-            **{field: logged.get(status, 0) for status, field in _COUNTERS.items()},
+            **_counter_values(logged),
         )
         self._q.unfinished.discard(nid)
 
