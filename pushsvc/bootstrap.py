@@ -85,10 +85,15 @@ class Application:
 
     async def _watch_store(self) -> None:
         # NOT_SERVING while the store is unreachable, so probes and load
-        # balancers route around this replica.
+        # balancers route around this replica: at once when a store call
+        # fails, else at the next ping.
+        failed = asyncio.Event()
+        self.stores.on_failure(failed.set)
         while True:
-            await asyncio.sleep(_HEALTH_INTERVAL_S)
-            ok = await self.stores.ping()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(failed.wait(), _HEALTH_INTERVAL_S)
+            ok = not failed.is_set() and await self.stores.ping()
+            failed.clear()
             if ok != self._store_ok:
                 self._store_ok = ok
                 log.warning("store is %s", "reachable again" if ok else "unreachable")

@@ -28,7 +28,7 @@ reached.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -366,6 +366,14 @@ class Stores(Protocol):
 
     async def ping(self) -> bool:
         """True when the store answers."""
+        ...
+
+    def on_failure(self, callback: Callable[[], None]) -> None:
+        """Calls `callback` whenever a store call fails because the store is unreachable.
+
+        Health uses it to turn NOT_SERVING at the first failed call rather than
+        at the next probe.
+        """
         ...
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import bisect
 import copy
 import dataclasses
 from collections import Counter
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -700,6 +700,9 @@ class MemoryStores:
     async def ping(self) -> bool:
         """Always reachable."""
         return True
+
+    def on_failure(self, callback: Callable[[], None]) -> None:
+        """Never fails, so never calls back."""
 
     def close(self) -> None:
         """Nothing to release."""

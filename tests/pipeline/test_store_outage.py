@@ -121,6 +121,11 @@ async def test_store_outage_gives_unavailable_not_serving_and_loses_nothing(ferr
 
             ferret.kill()
             reg = pb.RegisterTokenRequest(app_id=APP, token="fcm-x", platform=pb.PLATFORM_FCM)
+            # The first failed store call turns health NOT_SERVING at once, not
+            # at the next probe (every 2 s).
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.RegisterToken(reg, timeout=8)
+            await _eventually(lambda: _health(channel), NOT_SERVING, within_s=0.5)
             for call in (
                 lambda: stub.RegisterToken(reg, timeout=8),
                 lambda: stub.Send(pb.SendRequest(app_id=APP, target=pb.Target(all=True), message=pb.Message(title="x")), timeout=8),

@@ -16,7 +16,7 @@ module per repository (`tokens`, `notifications`, `receipts`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -64,6 +64,10 @@ class MongoStores:
         receipts = self.connection.collection(schema.RECEIPTS)
         result = await self.runner(receipts.delete_many, {"expires_at": {"$lt": now}})
         return int(result.deleted_count)
+
+    def on_failure(self, callback: Callable[[], None]) -> None:
+        """See `Stores.on_failure`: the runner reports every call that found the store unreachable."""
+        self.runner.on_failure(callback)
 
     async def ping(self) -> bool:
         """True when the server answers a ping."""

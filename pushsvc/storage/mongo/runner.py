@@ -26,6 +26,11 @@ class MongoRunner:
         self._retry_after_failure_s = retry_after_failure_s
         self._clock = clock
         self._down_until = -math.inf
+        self._on_failure: list[Callable[[], None]] = []
+
+    def on_failure(self, callback: Callable[[], None]) -> None:
+        """Calls `callback` (on the event loop) each time a store call finds the store unreachable."""
+        self._on_failure.append(callback)
 
     def serialize(self) -> None:
         """Runs one call at a time from now on (for servers whose updates are not atomic)."""
@@ -59,6 +64,8 @@ class MongoRunner:
             result = await self._call(fn, *args, **kwargs)
         except errors.StoreUnavailable:
             self._down_until = self._clock.monotonic() + self._retry_after_failure_s
+            for callback in self._on_failure:
+                callback()
             raise
         self._down_until = -math.inf
         return result
