@@ -43,8 +43,12 @@ from pushsvc.storage import (
     TargetToken,
     TokenStore,
 )
+from pushsvc.throttle import LogThrottle
 
 log = logging.getLogger("pushsvc.dispatch")
+
+_FAULT_LOG_INTERVAL_S = 10.0
+"""At most one line per app, platform and kind of provider trouble this often (with a count of the rest)."""
 
 _OUTCOME_STATUS = {
     Outcome.DELIVERED: models.DeliveryStatus.DELIVERED,
@@ -81,6 +85,9 @@ class Dispatcher:
         self._receipts = receipts
         self._providers = providers
         self._clock = clock
+        # Provider trouble is logged rate-limited, and never with a token: a
+        # provider in trouble answers every request the same way.
+        self._faults = LogThrottle(log, clock, interval_s=_FAULT_LOG_INTERVAL_S)
         self._settings = settings
         self._signal = signal
         self.owner = owner or f"dispatcher-{uuid.uuid4().hex[:12]}"
@@ -221,8 +228,10 @@ class Dispatcher:
                     if fresh is None or fresh.view.state.finished:
                         return  # failed or cancelled elsewhere: its partitions are retired
                     raise _LeaseLost()
-        await self._notifications.finish_partition(part.partition_id, self.owner, self._clock.now())
+        finished = await self._notifications.finish_partition(part.partition_id, self.owner, self._clock.now())
         self._signal.notify()
+        if finished is not None and finished.state is models.NotificationState.COMPLETED:
+            _log_summary(finished)
 
     async def _batches(self, part: Partition, record: NotificationRecord) -> AsyncGenerator[tuple[list[TargetToken], Any], None]:
         """The partition's targets, batch by batch, each with the checkpoint that follows it."""
@@ -268,6 +277,11 @@ class Dispatcher:
                 result = await provider.send(delivery)
             if result.outcome is Outcome.RETRYABLE and attempts < self._retry.max_attempts:
                 delay = self._retry.delay_s(attempts, result.retry_after_s, self._rand)
+                self._faults.warning(
+                    f"retry {app_id} {target.platform.value}",
+                    "%s answered %s %s for app %s; retrying (attempt %d, in %.1f s)",
+                    target.platform.name, result.provider_status or "-", result.reason, app_id, attempts, delay,
+                )
                 if record.expires_at is not None and self._clock.now() + timedelta(seconds=delay) >= record.expires_at:
                     return self._draft(target, models.DeliveryStatus.EXPIRED, _expired(result), attempts)
                 await self._sleep(delay)
@@ -276,7 +290,18 @@ class Dispatcher:
         removed = False
         if result.outcome is Outcome.TOKEN_INVALID and target.registered:
             removed = await self._tokens.delete_invalid(app_id, target.platform, target.token, result.invalid_since)
+        if result.outcome in (Outcome.PERMANENT, Outcome.RETRYABLE):
+            self._faults.warning(
+                f"failed {app_id} {target.platform.value}",
+                "%s delivery failed for app %s after %d attempt(s): %s %s",
+                target.platform.name, app_id, attempts, result.provider_status or "-", result.reason,
+            )
         if result.outcome is Outcome.CREDENTIALS_REJECTED:
+            self._faults.log(
+                logging.ERROR, f"credentials {app_id} {target.platform.value}",
+                "%s rejected the credentials of app %s: %s %s; the notification fails",
+                target.platform.name, app_id, result.provider_status, result.reason,
+            )
             credential_error.append(
                 f"{target.platform.name} rejected the app's credentials ({result.provider_status} {result.reason})"
             )
@@ -325,3 +350,12 @@ def _expired(last: ProviderResult) -> ProviderResult:
         provider_message_id=last.provider_message_id,
     )
 
+
+def _log_summary(view: models.NotificationView) -> None:
+    # One line per notification that finished with failures; a clean one stays quiet.
+    if not (view.failed or view.invalid_tokens or view.expired):
+        return
+    log.warning(
+        "notification %s of app %s finished with failures: %d delivered, %d failed, %d invalid tokens, %d expired",
+        view.notification_id, view.app_id, view.delivered, view.failed, view.invalid_tokens, view.expired,
+    )

@@ -14,6 +14,7 @@ minutes in normal operation, never serving a token older than 60 minutes.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,8 @@ MAX_TOKEN_AGE_S = 60 * 60
 """Apple: a token older than 60 minutes is ExpiredProviderToken."""
 DEFAULT_REFRESH_AFTER_S = 50 * 60
 """Inside Apple's window with a 10-minute margin for clock skew."""
+
+log = logging.getLogger("pushsvc.providers.apns")
 
 
 class ApnsTokenSigner:
@@ -146,6 +149,7 @@ class ApnsTokenSigner:
         self._header = f"bearer {token}"
         self._issued_at = issued_at
         self._mint_count += 1
+        log.info("minted an APNs provider token (key %s, team %s)", self._key_id, self._team_id)
 
     def __repr__(self) -> str:
         # Never include the token or the key.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +38,8 @@ FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 
 _UNKNOWN_LIFETIME_S = 3600.0
 """Google's usual token lifetime, assumed when the token endpoint omits expires_in."""
+
+log = logging.getLogger("pushsvc.providers.fcm")
 
 
 class HttpxAuthResponse(google.auth.transport.Response):
@@ -253,6 +256,7 @@ class FcmAccessTokenSource:
         self._token = str(token)
         self._expires_at = self._clock() + lifetime
         self._refresh_count += 1
+        log.info("fetched an FCM access token, valid for %.0f s", lifetime)
 
     def __repr__(self) -> str:
         # Never include the token.

@@ -45,7 +45,8 @@ from typing import Protocol
 
 import pycurl
 
-from pushsvc.clock import Clock
+from pushsvc.clock import Clock, SystemClock
+from pushsvc.throttle import LogThrottle
 
 log = logging.getLogger("pushsvc.providers.transport")
 
@@ -240,7 +241,9 @@ class Http2Transport:
         if request_timeout_s <= 0 or connect_timeout_s <= 0:
             raise ValueError("timeouts must be positive")
         self._tls = tls or TlsConfig()
-        self._clock = clock
+        self._clock = clock or SystemClock()
+        # Connection trouble is logged rate-limited, by host, never with a path (tokens live there).
+        self._events = LogThrottle(log, self._clock, interval_s=10.0)
         self._connections_per_origin = connections_per_origin
         self._max_streams = max_streams_per_connection
         self._timeout_ms = max(1, int(request_timeout_s * 1000))
@@ -333,9 +336,10 @@ class Http2Transport:
         multi.add_handle(handle)
         try:
             return await transfer.future
-        except (ConnectFailed, ConnectionLost):
+        except (ConnectFailed, ConnectionLost) as exc:
             # The next request opens a new connection: prime it again.
             self._primed.discard(origin)
+            self._events.warning(f"{type(exc).__name__} {origin}", "%s: %s (%s)", origin, exc.reason, type(exc).__name__)
             raise
         finally:
             # Still ours only if the caller was cancelled: take the request
@@ -484,7 +488,11 @@ class Http2Transport:
         transfer = self._active.pop(handle, None)
         if transfer is None:
             return
-        self._connections += handle.getinfo(pycurl.NUM_CONNECTS)
+        connects = handle.getinfo(pycurl.NUM_CONNECTS)
+        if connects:
+            self._connections += connects
+            if self._connections > 1:
+                self._events.log(logging.INFO, "reconnect", "opened HTTP/2 connection %d (a reconnect)", self._connections)
         if code is None:
             status = handle.getinfo(pycurl.RESPONSE_CODE)
             result: Response | TransportError = Response(

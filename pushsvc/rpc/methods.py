@@ -28,7 +28,7 @@ from google.protobuf import message, message_factory
 from pushsvc import errors
 from pushsvc.errors import FieldViolation
 from pushsvc.rpc import status, wire
-from pushsvc.rpc.throttle import LogThrottle
+from pushsvc.throttle import LogThrottle
 from pushsvc.v1 import push_pb2
 
 SERVICE = push_pb2.DESCRIPTOR.services_by_name["PushService"]

@@ -14,8 +14,8 @@ from grpc_reflection.v1alpha import reflection
 from pushsvc.clock import Clock
 from pushsvc.rpc import methods
 from pushsvc.rpc.servicers import PushServicer
-from pushsvc.rpc.throttle import LogThrottle
 from pushsvc.service import PushService
+from pushsvc.throttle import LogThrottle
 
 log = logging.getLogger("pushsvc.rpc")
 

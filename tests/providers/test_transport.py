@@ -8,6 +8,7 @@ streams, resets, GOAWAY, stream limits, silence, dropped connections.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -225,7 +226,7 @@ async def test_graceful_goaway_loses_nothing_and_sends_nothing_twice(serve) -> N
     assert len({conn for conn, _, _ in site.seen}) > 1
 
 
-async def test_a_dropped_connection_is_an_unknown_outcome_and_the_next_request_reconnects(serve) -> None:
+async def test_a_dropped_connection_is_an_unknown_outcome_and_the_next_request_reconnects(serve, caplog) -> None:
     def behaviour(request: Request, n: int) -> Response | None:
         if n == 1:
             request.connection.abort()
@@ -234,11 +235,17 @@ async def test_a_dropped_connection_is_an_unknown_outcome_and_the_next_request_r
 
     site = _Site(behaviour)
     server, transport = await serve(site)
+    caplog.set_level(logging.INFO, logger="pushsvc.providers.transport")
     with pytest.raises(ConnectionLost) as caught:
-        await transport.post(_url(server), [], b"a")
+        await transport.post(_url(server, "/3/device/secret-token-path"), [], b"a")
     assert "outcome unknown" in caught.value.reason
     assert (await transport.post(_url(server), [], b"b")).status == 200
     assert transport.stats().connections_opened == 2
+    # Logged by host, with the reconnect; never the path, where device tokens live.
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(f"localhost:{server.port}" in line and "ConnectionLost" in line for line in lines), lines
+    assert any("reconnect" in line for line in lines), lines
+    assert not any("secret-token-path" in line for line in lines)
 
 
 async def test_no_answer_in_time_is_a_deadline(serve) -> None:

@@ -7,6 +7,8 @@ concurrency, and counters that agree with the receipt log after a crash.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -270,3 +272,27 @@ class _Spy:
             self._calls["pages"] += 1
             yield page
 
+
+
+async def test_provider_trouble_is_logged_rate_limited_and_without_tokens(world: World, caplog: Any) -> None:
+    tokens = await world.register(20)
+    failing = ProviderResult(Outcome.PERMANENT, 400, "InvalidRegistration")
+    world.fcm.script = {t: [RETRY, OK] for t in tokens[:19]} | {tokens[19]: [failing]}
+    caplog.set_level(logging.INFO, logger="pushsvc.dispatch")
+    nid = await send(world)
+    await world.drain()
+    lines = [r.getMessage() for r in caplog.records if r.name == "pushsvc.dispatch"]
+    # 19 retries: a line per 10 s of the (manual) clock at most, each naming the
+    # platform, status and reason; a line says how many it stood for before it
+    # (the ones after the last line are only counted by the next one).
+    retries = [line for line in lines if "retrying" in line]
+    assert 1 <= len(retries) <= 2 and all("FCM answered 503 Unavailable" in line for line in retries)
+    suppressed = sum(int(m) for line in retries for m in re.findall(r"\((\d+) more suppressed\)", line))
+    assert suppressed >= 1 and len(retries) + suppressed <= 19
+    assert [line for line in lines if "delivery failed" in line] == [
+        f"FCM delivery failed for app {APP} after 1 attempt(s): 400 InvalidRegistration"
+    ]
+    # One summary line for the notification that finished with a failure.
+    summaries = [line for line in lines if "finished with failures" in line]
+    assert summaries == [f"notification {nid} of app {APP} finished with failures: 19 delivered, 1 failed, 0 invalid tokens, 0 expired"]
+    assert not [line for line in lines for t in tokens if t in line]

@@ -1,7 +1,8 @@
 """LogThrottle: at most one log line per key per interval, with a count of the rest.
 
-Some log lines are caused by callers, not by the server: anyone can send a
-malformed request, and a line per request would let anyone fill the log.
+Some log lines are caused by callers or by providers, not by the server:
+anyone can send a malformed request, and a provider in trouble answers every
+request with an error; a line each would let either fill the log.
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ class LogThrottle:
         self._windows: dict[str, _Window] = {}
 
     def warning(self, key: str, msg: str, *args: object) -> bool:
-        """Logs `msg % args` unless `key` was logged less than interval_s ago; returns whether it logged."""
+        """Logs `msg % args` at WARNING unless `key` was logged less than interval_s ago; returns whether it logged."""
+        return self.log(logging.WARNING, key, msg, *args)
+
+    def log(self, level: int, key: str, msg: str, *args: object) -> bool:
+        """Logs `msg % args` at `level` unless `key` was logged less than interval_s ago; returns whether it logged."""
         now = self._clock.monotonic()
         window = self._windows.get(key)
         if window is not None and now - window.started_at < self._interval_s:
@@ -42,7 +47,7 @@ class LogThrottle:
         suppressed = window.suppressed if window is not None else 0
         self._windows[key] = _Window(started_at=now)
         if suppressed:
-            self._log.warning(msg + " (%d more suppressed)", *args, suppressed)
+            self._log.log(level, msg + " (%d more suppressed)", *args, suppressed)
         else:
-            self._log.warning(msg, *args)
+            self._log.log(level, msg, *args)
         return True
