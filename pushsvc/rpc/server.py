@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from pushsvc.clock import Clock
 from pushsvc.rpc import methods
 from pushsvc.rpc.servicers import PushServicer
+from pushsvc.rpc.symbols import MethodSymbols
 from pushsvc.service import PushService
 from pushsvc.throttle import LogThrottle
 
@@ -59,9 +60,12 @@ class GrpcServer:
             PushServicer(service, self._draining), self._server, LogThrottle(log, clock, interval_s=1.0)
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        # MethodSymbols: reflection resolves method names too, so grpcurl
+        # describe and ghz work on methods without a proto file.
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self._server,
+            pool=MethodSymbols(),  # type: ignore[arg-type]  # duck-typed: the pool's API plus method names
         )
         self._address = f"{host}:{port}"
         self.port = 0

@@ -165,6 +165,12 @@ async def test_reflection_still_lists_and_describes_the_service(app: Application
     assert SERVICE.full_name in listed.split() and "grpc.health.v1.Health" in listed.split()
     described = await asyncio.to_thread(run, "describe", SERVICE.full_name)
     assert all(f"rpc {m} (" in described for m in METHODS), described
+    # Method symbols resolve too (Python's reflection alone answers "Symbol not found").
+    for method in METHODS:
+        one = await asyncio.to_thread(run, "describe", f"{SERVICE.full_name}.{method}")
+        assert f"{SERVICE.full_name}.{method} is a method" in one and f"rpc {method} (" in one, one
+    with pytest.raises(subprocess.CalledProcessError):
+        await asyncio.to_thread(run, "describe", f"{SERVICE.full_name}.NoSuchMethod")
 
 
 async def test_non_finite_numbers_in_every_struct_field_are_named(stub: push_pb2_grpc.PushServiceStub) -> None:
