@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import os
+import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,7 @@ class Application:
             await self.server.stop(0)
             raise
         await self.server.set_serving(True)
+        await self.dispatcher.reclaim()
         self.dispatcher.start()
         self._tasks.append(asyncio.create_task(self._watch_store(), name="pushsvc-store-health"))
         if self.stores.needs_sweep:
@@ -262,6 +264,7 @@ def build_application(
         settings=settings.dispatch,
         signal=signal,
         owner=owner,
+        replica_id=settings.dispatch.replica_id or socket.gethostname(),
     )
     service = PushService(
         tokens=stores.tokens,

@@ -84,8 +84,13 @@ class DispatchSettings:
 
     workers: int = 2
     """Partitions this replica works on at once."""
-    lease_s: float = 30.0
-    """How long a claimed partition stays ours without renewal."""
+    lease_s: float = 10.0
+    """How long a claimed partition stays ours without renewal (renewed every third of it).
+    When a replica dies for good, another one resumes its partitions after this long."""
+    replica_id: str = ""
+    """This replica's name, unique among live replicas and stable across its restarts (in
+    Kubernetes, the pod name). A restarted replica frees the leases its earlier incarnation
+    held and resumes them at once. Empty means the host name."""
     batch_size: int = 500
     """Targets read, sent and checkpointed together; bounds duplicates after a crash."""
     partition_size: int = 5000

@@ -77,6 +77,7 @@ class Dispatcher:
         settings: DispatchSettings,
         signal: ReceiptSignal,
         owner: str | None = None,
+        replica_id: str = "",
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -90,7 +91,10 @@ class Dispatcher:
         self._faults = LogThrottle(log, clock, interval_s=_FAULT_LOG_INTERVAL_S)
         self._settings = settings
         self._signal = signal
-        self.owner = owner or f"dispatcher-{uuid.uuid4().hex[:12]}"
+        # An owner is `<replica>/<incarnation>`: leases name the incarnation, so a
+        # restarted replica can tell its dead predecessor's leases from live ones.
+        self.replica_id = replica_id or f"dispatcher-{uuid.uuid4().hex[:12]}"
+        self.owner = owner or f"{self.replica_id}/{uuid.uuid4().hex[:12]}"
         self._sleep = sleep
         self._rand = rand
         self._retry = RetryPolicy(
@@ -102,6 +106,23 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+
+    async def reclaim(self) -> int:
+        """Frees the leases an earlier incarnation of this replica held when it died.
+
+        Called once before `start()`: those partitions resume now instead of
+        when their leases expire. A store that cannot be reached leaves them to
+        expire. Returns how many were freed.
+        """
+        try:
+            freed = await self._notifications.release_replica(self.replica_id, self.owner, self._clock.now())
+        except errors.StoreUnavailable as exc:
+            log.warning("could not reclaim the leases of replica %s; they expire in %.0f s: %s",
+                        self.replica_id, self._settings.lease_s, exc)
+            return 0
+        if freed:
+            log.info("replica %s restarted: resuming %d partition(s) its earlier run held", self.replica_id, freed)
+        return freed
 
     def start(self) -> None:
         """Starts the workers; they run until `stop()`."""

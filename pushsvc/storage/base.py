@@ -252,6 +252,17 @@ class NotificationStore(Protocol):
         """Gives back every lease we hold (graceful shutdown)."""
         ...
 
+    async def release_replica(self, replica_id: str, keep_owner: str, now: datetime) -> int:
+        """Frees at once the leases of earlier incarnations of a replica, after its restart.
+
+        An owner named `<replica_id>/<anything>` belongs to the replica; every
+        unfinished partition leased by such an owner, other than `keep_owner`,
+        is freed. Only the replica that restarted may call this: a replica id
+        is unique among live processes, so those leases are held by nobody.
+        Returns how many were freed.
+        """
+        ...
+
     async def finish_partition(self, partition_id: str, owner: str, now: datetime) -> models.NotificationView | None:
         """Marks a partition done exactly once; completes the notification with the last one.
 

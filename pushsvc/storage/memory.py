@@ -539,6 +539,17 @@ class MemoryNotificationStore:
                 n += 1
         return n
 
+    async def release_replica(self, replica_id: str, keep_owner: str, now: datetime) -> int:
+        """See `NotificationStore.release_replica`."""
+        n = 0
+        for pid in self._q.open_parts:
+            p = self._q.parts[pid]
+            if p.owner is not None and p.owner != keep_owner and p.owner.startswith(f"{replica_id}/"):
+                p.owner = None
+                p.lease_expires_at = now
+                n += 1
+        return n
+
     def _retire(self, p: _Part) -> None:
         p.done = True
         p.owner = None

@@ -24,7 +24,8 @@ A, F = pb.PLATFORM_APNS, pb.PLATFORM_FCM
 
 
 async def _replica(dev: DevStack, clock: models.Any | None = None, **dispatch: object) -> Application:  # type: ignore[name-defined]
-    """A second pushsvc replica on the dev stack's store and emulator."""
+    """A second pushsvc replica on the dev stack's store and emulator (another replica id: another host)."""
+    dispatch.setdefault("replica_id", "second-replica")
     settings = Settings(
         store_url=dev.app.settings.store_url,
         host="127.0.0.1",

@@ -186,7 +186,7 @@ async def test_every_command_the_adapter_sends_is_served_by_a_declared_index(
     await stores.notifications.partitions("n1")
     await stores.notifications.get("app", "n1")
 
-    # Leases: claim, renew, release, release all, fail.
+    # Leases: claim, renew, release, release all, release a restarted replica's, fail.
     await stores.notifications.create(dataclasses.replace(draft, notification_id="n2", idempotency_key=""), [PartitionPlan(0, (0, 1024))])
     part = await stores.notifications.claim("w2", now, 30)
     assert part is not None
@@ -194,6 +194,8 @@ async def test_every_command_the_adapter_sends_is_served_by_a_declared_index(
     await stores.notifications.release(part.partition_id, "w2", now)
     await stores.notifications.claim("w2", now, 30)
     await stores.notifications.release_all("w2", now)
+    await stores.notifications.claim("r1/boot-1", now, 30)
+    await stores.notifications.release_replica("r1", "r1/boot-2", now)
     await stores.notifications.mark_running("n2", now)
     await stores.notifications.fail("n2", "credentials", now)
     await stores.notifications.drop_partition(part.partition_id)

@@ -165,6 +165,21 @@ async def test_release_all_hands_leases_back_at_once(stores: Stores, clock: Manu
     assert await stores.notifications.claim("other", now, 30) is not None
 
 
+async def test_a_restarted_replica_frees_its_earlier_incarnations_leases_only(stores: Stores, clock: ManualClock) -> None:
+    now = clock.now()
+    await stores.notifications.create(draft("n1", now), plans(4))
+    for owner in ("r1/boot-1", "r1/boot-1", "r10/boot-1", "r1/boot-2"):
+        assert await stores.notifications.claim(owner, now, 300)
+    # r1 restarted as r1/boot-3: boot-1's two and boot-2's one are freed; r10 is another replica.
+    assert await stores.notifications.release_replica("r1", "r1/boot-3", now) == 3
+    assert await stores.notifications.release_replica("r1", "r1/boot-3", now) == 0
+    claimed = [await stores.notifications.claim("r1/boot-3", now, 30) for _ in range(4)]
+    assert sum(p is not None for p in claimed) == 3
+    assert await stores.notifications.renew(claimed[0].partition_id, "r1/boot-1", now, 30) is False  # type: ignore[union-attr]
+    # The live incarnation's own leases are kept.
+    assert await stores.notifications.release_replica("r1", "r1/boot-3", now) == 0
+
+
 async def test_release_makes_a_partition_claimable_later(stores: Stores, clock: ManualClock) -> None:
     now = clock.now()
     await stores.notifications.create(draft("n1", now), plans(1))

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from pushsvc import models
+from pushsvc.dispatch import Dispatcher
 from pushsvc.providers.base import Outcome, ProviderResult
 from pushsvc.storage import NotificationStore
 from tests.unit.conftest import APNS, APP, FCM, World, make_world
@@ -154,6 +155,34 @@ async def test_a_lost_lease_stops_the_old_owner_after_its_batch(world: World) ->
     assert first_batch == 10, "the old owner stopped after the batch in flight"
     await world.stores.notifications.release_all("thief", world.clock.now())
     await world.drain("rescuer")
+    assert (await view(world, nid)).delivered == 30
+
+
+async def test_a_restarted_replica_resumes_its_dead_incarnations_partition_at_once(world: World) -> None:
+    await world.register(30)
+    nid = await send(world)
+    dead = Dispatcher(
+        tokens=world.stores.tokens, notifications=world.stores.notifications, receipts=world.stores.receipts,
+        providers={(APP, APNS): world.apns, (APP, FCM): world.fcm}, clock=world.clock, settings=world.settings,
+        signal=world.signal, replica_id="pod-a", sleep=world.sleep,
+    )
+    # It claimed the partition and died before sending anything: the lease has 30 s to run.
+    assert await world.stores.notifications.claim(dead.owner, world.clock.now(), world.settings.lease_s)
+
+    def incarnation(replica_id: str) -> Dispatcher:
+        return Dispatcher(
+            tokens=world.stores.tokens, notifications=world.stores.notifications, receipts=world.stores.receipts,
+            providers={(APP, APNS): world.apns, (APP, FCM): world.fcm}, clock=world.clock, settings=world.settings,
+            signal=world.signal, replica_id=replica_id, sleep=world.sleep,
+        )
+
+    other = incarnation("pod-b")
+    assert await other.reclaim() == 0, "another replica's leases are not ours to free"
+    assert await other.run_once() is False
+    restarted = incarnation("pod-a")
+    assert restarted.owner != dead.owner and restarted.owner.startswith("pod-a/")
+    assert await restarted.reclaim() == 1
+    assert await restarted.run_once() is True  # no clock advance: the lease was not waited out
     assert (await view(world, nid)).delivered == 30
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -168,6 +169,16 @@ class MongoNotificationStore:
         result = await self._run(
             self._partitions.update_many,
             {"owner": owner, "done": False},
+            {"$set": {"owner": None, "lease_expires_at": now}},
+        )
+        return int(result.modified_count)
+
+    async def release_replica(self, replica_id: str, keep_owner: str, now: datetime) -> int:
+        """See `NotificationStore.release_replica`."""
+        # An anchored prefix: the owner index can answer it (partitions are few in any case).
+        result = await self._run(
+            self._partitions.update_many,
+            {"owner": {"$regex": f"^{re.escape(replica_id + '/')}", "$ne": keep_owner}, "done": False},
             {"$set": {"owner": None, "lease_expires_at": now}},
         )
         return int(result.modified_count)
