@@ -104,6 +104,9 @@ class Dispatcher:
         )
         self._limits = {key: asyncio.Semaphore(settings.max_in_flight_per_provider) for key in providers}
         self._wake = asyncio.Event()
+        # Idle workers poll together; one claim at a time per replica is enough,
+        # and it spares the store a burst of racing claims.
+        self._claiming = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -169,8 +172,8 @@ class Dispatcher:
 
     async def run_once(self) -> bool:
         """Claims and works one partition; False when nothing was runnable."""
-        now = self._clock.now()
-        part = await self._notifications.claim(self.owner, now, self._settings.lease_s)
+        async with self._claiming:
+            part = await self._notifications.claim(self.owner, self._clock.now(), self._settings.lease_s)
         if part is None:
             return False
         try:

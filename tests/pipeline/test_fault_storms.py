@@ -5,7 +5,9 @@ emulator's fault injection is on, then compares the receipts with what the
 emulator accepted (its inbox):
 - every token gets exactly one receipt;
 - a push the emulator accepted is never reported FAILED;
-- duplicate deliveries stay within 1% of the tokens.
+- duplicate deliveries stay within 1% of the tokens;
+- and, with a scenario of rate-limited and permanently failing tokens, that
+  Retry-After is waited out and a permanent error is never retried.
 
 Sizes are what CI affords; `PUSHSVC_STORM_TOKENS` runs them big (the
 delivery-engine issue's runs used 5,060 tokens).
@@ -23,6 +25,8 @@ import pytest
 
 from pushsvc import models
 from pushsvc.devstack import start_dev_stack
+from pushsvc.emulator.inbox import InboxEntry, Rejection
+from pushsvc.emulator.scenario import parse_scenario
 from pushsvc.v1 import push_pb2 as pb
 from pushsvc.v1 import push_pb2_grpc
 from tests.conftest import FAST_DISPATCH
@@ -33,16 +37,33 @@ DUPLICATE_BUDGET = 0.01
 """Duplicate deliveries allowed, as a share of the tokens."""
 
 
-async def _storm(tmp_path: Path, faults: dict[str, float]) -> tuple[dict[str, pb.Receipt], Counter[str], pb.Notification]:
+def _tokens() -> list[tuple[str, models.Platform]]:
+    half = TOKENS // 2
+    tokens = [(apns(i), models.Platform.APNS) for i in range(half)]
+    return tokens + [(f"storm-{i}", models.Platform.FCM) for i in range(TOKENS - half)]
+
+
+async def _storm(
+    tmp_path: Path,
+    faults: dict[str, float],
+    tokens: list[tuple[str, models.Platform]] | None = None,
+    scenario: str | None = None,
+    seen: list[Rejection | InboxEntry] | None = None,
+) -> tuple[dict[str, pb.Receipt], Counter[str], pb.Notification]:
+    """Sends to every token under the faults (and scenario).
+
+    `seen`, when given, receives the emulator's inbox entries and the requests
+    scenario rules answered with an error.
+    """
+    tokens = tokens or _tokens()
     dispatch = dataclasses.replace(FAST_DISPATCH, batch_size=500, partition_size=TOKENS, max_attempts=5)
     dev = await start_dev_stack(
         state_dir=tmp_path, port=0, store_url=f"mongomock://localhost/storm{os.getpid()}", dispatch=dispatch
     )
     try:
-        half = TOKENS // 2
-        tokens = [(apns(i), models.Platform.APNS) for i in range(half)]
-        tokens += [(f"storm-{i}", models.Platform.FCM) for i in range(TOKENS - half)]
         await seed(dev.app.stores, tokens)
+        if scenario is not None:
+            dev.emulator.load_scenario(parse_scenario(scenario))
         dev.emulator.faults.update(faults)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{dev.app.port}") as channel:
             stub = push_pb2_grpc.PushServiceStub(channel)
@@ -52,10 +73,13 @@ async def _storm(tmp_path: Path, faults: dict[str, float]) -> tuple[dict[str, pb
             rs = by_token(await receipts(stub, sent.notification_id, timeout_s=240))
             final = await notification(stub, sent.notification_id)
         accepted = Counter(entry.token for entry in dev.emulator.inbox.entries())
+        if seen is not None:
+            seen.extend(dev.emulator.inbox.rejections())
+            seen.extend(dev.emulator.inbox.entries())
     finally:
         dev.emulator.faults.update({"error_rate": 0, "latency_s": 0, "goaway_after": 0, "reset_after": 0})
         await dev.stop(0)
-    assert len(rs) == TOKENS, "one receipt per token"
+    assert len(rs) == len(tokens), "one receipt per token"
     return rs, accepted, final
 
 
@@ -91,3 +115,59 @@ async def test_errors_and_dropped_connections(tmp_path: Path) -> None:
     retried = [r for r in rs.values() if r.attempts > 1]
     assert retried, "the storm must actually have caused retries"
     assert final.delivered == delivered
+
+
+RATE_LIMITS_AND_PERMANENT_ERRORS = """
+[[fcm]]
+prefix = "rl-"
+answers = [{ status = 429, message = "Sending limit exceeded for the message target.", error_code = "QUOTA_EXCEEDED", retry_after_s = 2 }]
+
+[[fcm]]
+prefix = "perm-"
+answers = [{ status = 400, message = "Invalid value at 'message.android.ttl'", error_code = "INVALID_ARGUMENT", forever = true }]
+
+[[apns]]
+prefix = "0413"
+answers = [{ status = 413, reason = "PayloadTooLarge", forever = true }]
+"""
+
+
+@pytest.mark.timeout(300)
+async def test_rate_limits_are_waited_out_and_permanent_errors_never_retried(tmp_path: Path) -> None:
+    # Among the usual tokens: FCM tokens that get 429 with Retry-After: 2 once,
+    # and FCM and APNs tokens that get a permanent error on every attempt; all
+    # of it through GOAWAYs and latency.
+    tokens = _tokens()
+    tokens = [
+        (f"rl-{i}" if i % 10 == 0 else f"perm-{i}" if i % 10 == 1 else t, p) if p is models.Platform.FCM
+        else (apns(i, "0413") if i % 10 == 0 else t, p)
+        for i, (t, p) in enumerate(tokens)
+    ]
+    seen: list[Rejection | InboxEntry] = []
+    rs, accepted, final = await _storm(
+        tmp_path, {"goaway_after": 50, "latency_s": 0.02}, tokens, RATE_LIMITS_AND_PERMANENT_ERRORS, seen
+    )
+    rejections = [r for r in seen if isinstance(r, Rejection)]
+    accepted_at = {e.token: e.received_at for e in seen if isinstance(e, InboxEntry)}
+    duplicates = _assert_truthful(rs, accepted)
+    assert duplicates <= DUPLICATE_BUDGET * len(tokens), f"{duplicates} duplicate deliveries"
+    rejected = Counter(r.entry.token for r in rejections)
+    limited = [t for t, _ in tokens if t.startswith("rl-")]
+    permanent = [t for t, _ in tokens if t.startswith(("perm-", "0413"))]
+    assert limited and permanent
+
+    first_429 = {r.entry.token: r.entry.received_at for r in rejections if r.status == 429}
+    waited = [accepted_at[t] - first_429[t] for t in limited]
+    assert all(rs[t].status == pb.DELIVERY_STATUS_DELIVERED for t in limited)
+    assert all(rejected[t] == 1 and rs[t].attempts == 2 for t in limited), "one 429, then delivered"
+    assert min(waited) >= 2.0 - 0.05, f"Retry-After: 2 not honoured: retried after {min(waited):.2f} s"
+
+    for t in permanent:
+        # attempts can exceed 1 only through a request lost with its connection
+        # before any answer (outcome unknown); the permanent answer itself ends it.
+        assert rs[t].status == pb.DELIVERY_STATUS_FAILED and rs[t].reason in ("INVALID_ARGUMENT", "PayloadTooLarge"), rs[t]
+        assert rejected[t] == 1, f"a permanent error was retried: {rejected[t]} answered requests for one token"
+        assert accepted[t] == 0
+    assert {rs[t].provider_status for t in permanent} == {400, 413}
+    assert final.failed == len(permanent)
+    assert final.delivered == len(tokens) - len(permanent)
