@@ -266,6 +266,8 @@ class Http2Transport:
         self._requests = 0
         self._connections = 0
         self._unknown = 0
+        self._lost_since_connect = False
+        """Whether a connection was lost since the last one opened: tells a GOAWAY's reconnect from a loss's."""
 
     # --- public ----------------------------------------------------------
 
@@ -492,7 +494,13 @@ class Http2Transport:
         if connects:
             self._connections += connects
             if self._connections > 1:
-                self._events.log(logging.INFO, "reconnect", "opened HTTP/2 connection %d (a reconnect)", self._connections)
+                # libcurl handles GOAWAY itself; a reconnect with no loss before
+                # it means the server wound the last connection down.
+                why = "after a lost connection" if self._lost_since_connect else "after the server closed the last one (GOAWAY)"
+                self._events.log(
+                    logging.INFO, "reconnect", "reconnected: HTTP/2 connection %d, %s", self._connections, why
+                )
+            self._lost_since_connect = False
         if code is None:
             status = handle.getinfo(pycurl.RESPONSE_CODE)
             result: Response | TransportError = Response(
@@ -502,6 +510,8 @@ class Http2Transport:
             result = _error(code, message)
             if isinstance(result, OutcomeUnknown):
                 self._unknown += 1
+            if isinstance(result, ConnectionLost):
+                self._lost_since_connect = True
         self._remove(handle, reuse=True)
         if transfer.future.done():
             return

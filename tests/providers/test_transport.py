@@ -208,7 +208,7 @@ async def test_another_reset_is_an_unknown_outcome_and_not_sent_again(serve) -> 
     assert transport.stats().outcome_unknown == 1
 
 
-async def test_graceful_goaway_loses_nothing_and_sends_nothing_twice(serve) -> None:
+async def test_graceful_goaway_loses_nothing_and_sends_nothing_twice(serve, caplog) -> None:
     # The 10th request's answer carries a GOAWAY while ~40 others are in flight:
     # those at or below last_stream_id get their real answers; later ones are
     # refused by the server and go out again on a new connection.
@@ -219,11 +219,14 @@ async def test_graceful_goaway_loses_nothing_and_sends_nothing_twice(serve) -> N
 
     site = _Site(behaviour)
     server, transport = await serve(site)
+    caplog.set_level(logging.INFO, logger="pushsvc.providers.transport")
     results = await asyncio.gather(*(transport.post(_url(server), [], str(i).encode()) for i in range(200)))
     assert sorted(int(r.body) for r in results) == list(range(200))
     bodies = [body for _, _, body in site.seen]
     assert len(bodies) == len(set(bodies)) == 200  # each request processed exactly once
     assert len({conn for conn, _, _ in site.seen}) > 1
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("reconnected" in line and "GOAWAY" in line for line in lines), lines
 
 
 async def test_a_dropped_connection_is_an_unknown_outcome_and_the_next_request_reconnects(serve, caplog) -> None:
@@ -244,7 +247,7 @@ async def test_a_dropped_connection_is_an_unknown_outcome_and_the_next_request_r
     # Logged by host, with the reconnect; never the path, where device tokens live.
     lines = [r.getMessage() for r in caplog.records]
     assert any(f"localhost:{server.port}" in line and "ConnectionLost" in line for line in lines), lines
-    assert any("reconnect" in line for line in lines), lines
+    assert any("reconnected" in line and "after a lost connection" in line for line in lines), lines
     assert not any("secret-token-path" in line for line in lines)
 
 
