@@ -80,6 +80,9 @@ class World:
         path = self.root / f"{replica_id}.toml"
         path.write_text(
             f"store_url = {_toml_str(self.store_url)}\nhost = \"127.0.0.1\"\nport = {port}\n"
+            # FerretDB scans the whole collection for most queries (tests/storage/README.md):
+            # at 50k tokens a Send's count takes longer than the default 2 s store timeout.
+            f"store_timeout_ms = {30_000 if BIG else 5_000}\n"
             f"[dispatch]\nreplica_id = {_toml_str(replica_id)}\nworkers = {WORKERS}\nbatch_size = {BATCH}\n"
             f"partition_size = {PARTITION}\nlease_s = {LEASE_S}\npoll_interval_s = 0.1\n"
             f"[apps.{APP}.apns]\nbundle_id = {_toml_str(c.apns_bundle_id)}\nkey_file = {_toml_str(c.apns_key_file)}\n"
