@@ -61,12 +61,7 @@ class MongoReceiptStore:
         self, app_id: str, notification_id: str, drafts: list[ReceiptDraft], expires_at: datetime
     ) -> list[models.Receipt]:
         n = len(drafts)
-        counter = self._counters.find_one_and_update(
-            {"_id": schema.receipt_counter_key(app_id)},
-            {"$inc": {"seq": n}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
+        counter = self._next_seq(app_id, n)
         note = self._notifications.find_one_and_update(
             {"_id": notification_id}, {"$inc": {"receipt_seq": n}}, return_document=ReturnDocument.AFTER
         )
@@ -102,6 +97,23 @@ class MongoReceiptStore:
         if tally:
             self._notifications.update_one({"_id": notification_id}, {"$inc": tally})
         return written
+
+    def _next_seq(self, app_id: str, n: int) -> Mapping[str, Any] | None:
+        # Two first appends of an app can race to create its counter: the
+        # loser's upsert fails on `_id`. MongoDB 4.2+ retries that itself;
+        # older servers and FerretDB do not, and the counter exists by then.
+        for attempt in range(3):
+            try:
+                return self._counters.find_one_and_update(
+                    {"_id": schema.receipt_counter_key(app_id)},
+                    {"$inc": {"seq": n}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+            except pymongo.errors.DuplicateKeyError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def read_app(self, app_id: str, after_seq: int, limit: int) -> list[LogEntry]:
         """See `ReceiptStore.read_app`."""
