@@ -42,6 +42,8 @@ class Limits:
     max_topics_per_token: int = 100
     max_attr_chars: int = 64
     """locale, timezone, app_version."""
+    max_registrations_per_batch: int = 1_000
+    """Items of one RegisterTokens call; the server's message size bounds it too."""
     max_devices_per_send: int = 10_000
     max_users_per_send: int = 1_000
     max_data_entries: int = 100
@@ -134,6 +136,12 @@ def validate_registration(reg: models.TokenRegistration, limits: Limits) -> None
     """Validates a RegisterToken request; raises InvalidArgument."""
     v = Violations()
     check_app_id(v, reg.app_id, limits)
+    check_registration(v, reg, limits)
+    v.raise_if_any()
+
+
+def check_registration(v: Violations, reg: models.TokenRegistration, limits: Limits) -> None:
+    """Checks a registration's fields but its app_id (a RegisterTokens batch checks that once)."""
     check_platform(v, reg.platform, "platform")
     check_token(v, reg.token, reg.platform, limits, "token")
     _identifier(v, "user_id", reg.user_id, limits.max_id_chars)
@@ -146,6 +154,16 @@ def validate_registration(reg: models.TokenRegistration, limits: Limits) -> None
     else:
         for i, topic in enumerate(reg.topics):
             _identifier(v, f"topics[{i}]", topic, limits.max_topic_chars, required=True)
+
+
+def validate_batch(app_id: str, items: int, limits: Limits) -> None:
+    """Validates a RegisterTokens request as a whole (its items are checked one by one); raises InvalidArgument."""
+    v = Violations()
+    check_app_id(v, app_id, limits)
+    if not items:
+        v.add("items", "must list at least one token")
+    elif items > limits.max_registrations_per_batch:
+        v.add("items", f"at most {limits.max_registrations_per_batch} tokens per request (got {items})")
     v.raise_if_any()
 
 

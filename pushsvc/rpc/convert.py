@@ -121,6 +121,40 @@ def registration(req: pb.RegisterTokenRequest) -> models.TokenRegistration:
     )
 
 
+def registrations(req: pb.RegisterTokensRequest) -> list[models.TokenRegistration]:
+    """RegisterTokensRequest's items → TokenRegistrations of its app."""
+    app_id = req.app_id
+    return [
+        models.TokenRegistration(
+            app_id, item.token, platform(item.platform), item.user_id, tuple(item.topics), item.device_id,
+            item.locale, item.timezone, item.app_version, _environment(item.apns_environment),
+        )
+        for item in req.items
+    ]
+
+
+def registration_results(results: list[models.RegistrationResult]) -> pb.RegisterTokensResponse:
+    """RegistrationResults → RegisterTokensResponse, with the counts."""
+    out = pb.RegisterTokensResponse()
+    created = updated = 0
+    items = []
+    for r in results:
+        if r.violations:
+            items.append(pb.RegistrationResult(
+                index=r.index, outcome=pb.REGISTRATION_OUTCOME_INVALID,
+                violations=[pb.FieldViolation(field=v.field, description=v.description) for v in r.violations],
+            ))
+        elif r.created:
+            created += 1
+            items.append(pb.RegistrationResult(index=r.index, outcome=pb.REGISTRATION_OUTCOME_CREATED))
+        else:
+            updated += 1
+            items.append(pb.RegistrationResult(index=r.index, outcome=pb.REGISTRATION_OUTCOME_UPDATED))
+    out.results.extend(items)
+    out.created, out.updated, out.invalid = created, updated, len(results) - created - updated
+    return out
+
+
 def token(t: models.DeviceToken) -> pb.Token:
     """DeviceToken → Token."""
     return pb.Token(

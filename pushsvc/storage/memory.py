@@ -147,6 +147,15 @@ class MemoryTokenStore:
 
     async def upsert(self, reg: models.TokenRegistration, now: datetime) -> tuple[models.DeviceToken, bool]:
         """See `TokenStore.upsert`."""
+        key, rec, created = self._upsert(reg, now)
+        return _device_token(key, rec), created
+
+    async def upsert_many(self, regs: Sequence[models.TokenRegistration], now: datetime) -> list[bool]:
+        """See `TokenStore.upsert_many`: `upsert` in order, with no await in between, so the batch is atomic."""
+        upsert = self._upsert
+        return [upsert(reg, now)[2] for reg in regs]
+
+    def _upsert(self, reg: models.TokenRegistration, now: datetime) -> tuple[_Key, _Rec, bool]:
         key = (reg.app_id, reg.platform.value, reg.token)
         before = self._r.tokens.get(key)
         rec = _record(reg, before[7] if before else now, now)
@@ -160,7 +169,7 @@ class MemoryTokenStore:
                 old = self._r.tokens.get(old_key)
                 if old is not None and old[2] == reg.device_id:
                     self._r.remove(old_key)
-        return _device_token(key, rec), before is None
+        return key, rec, before is None
 
     async def insert_new(self, regs: Sequence[models.TokenRegistration], now: datetime) -> int:
         """See `TokenStore.insert_new`."""
