@@ -76,13 +76,15 @@ class PushService:
         results: list[models.RegistrationResult | None] = [None] * len(regs)
         valid: list[models.TokenRegistration] = []
         positions: list[int] = []
+        v = validation.Violations()
+        check, limits = validation.check_registration, self._limits
         for i, reg in enumerate(regs):
-            v = validation.Violations()
-            validation.check_registration(v, reg, self._limits)
+            check(v, reg, limits)
             if v.items:
                 results[i] = models.RegistrationResult(
                     i, violations=tuple(FieldViolation(f"items[{i}].{x.field}", x.description) for x in v.items)
                 )
+                v.items = []
             else:
                 valid.append(reg if reg.app_id == app_id else dataclasses.replace(reg, app_id=app_id))
                 positions.append(i)

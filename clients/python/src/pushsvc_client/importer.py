@@ -153,6 +153,10 @@ class _Run:
         s = self.summary
         skip_through = s.resume_after
         parse = self.tokens.parse
+        filling = self.filling
+        ledger_append = self.ledger.append
+        default_app = self.i._default_app
+        batch_size = self.i._batch_size
         for record in self.records:
             s.rows += 1
             if record.line <= skip_through:
@@ -163,18 +167,18 @@ class _Run:
             except RowError as exc:
                 self._bad_now(record.line, str(exc))
                 continue
-            app_id = row.app_id or self.i._default_app
+            app_id = row.app_id or default_app
             if not app_id:
                 self._bad_now(record.line, "no app: give --app or an app_id column")
                 continue
-            batch = self.filling.get(app_id)
-            if batch is not None and (len(batch.lines) >= self.i._batch_size or batch.size + row.size > MAX_BATCH_BYTES):
+            batch = filling.get(app_id)
+            if batch is not None and (len(batch.lines) >= batch_size or batch.size + row.size > MAX_BATCH_BYTES):
                 self._send(batch)
                 batch = None
             if batch is None:
-                batch = self.filling[app_id] = _Batch(app_id, push_pb2.RegisterTokensRequest(app_id=app_id), [])
-            self.ledger.append((record.line, batch, len(batch.lines)))
-            batch.request.items.append(row.item)
+                batch = filling[app_id] = _Batch(app_id, push_pb2.RegisterTokensRequest(app_id=app_id), [])
+            ledger_append((record.line, batch, len(batch.lines)))
+            batch.request.items.add(**row.fields)
             batch.lines.append(record.line)
             batch.size += row.size
 

@@ -69,10 +69,11 @@ class Record:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Row:
-    """A parsed row: the app it belongs to ("" when the file does not say) and its registration."""
+    """A parsed row: the app it belongs to ("" when the file does not say) and its registration's fields."""
 
     app_id: str
-    item: push_pb2.TokenRegistration
+    fields: dict[str, Any]
+    """`push_pb2.TokenRegistration` keyword arguments (a batch adds the item in place, without a copy)."""
     size: int
     """About how many bytes the item takes in a request (for bounding a batch's size)."""
 
@@ -176,44 +177,45 @@ class TokenFile:
             fields: list[str] = record.raw
             if len(fields) != len(self._columns):
                 raise RowError(f"has {len(fields)} fields; the header has {len(self._columns)}")
+            # Every CSV cell is a string: the row's dict is the keyword arguments, less the special columns.
             values: dict[str, Any] = dict(zip(self._columns, fields, strict=True))
-            topics = values.get("topics", "")
-            values["topics"] = [t for t in topics.split(TOPIC_SEPARATOR)] if topics else []
-        else:
-            try:
-                values = json.loads(record.raw)
-            except ValueError as exc:
-                raise RowError(f"malformed JSON: {exc}") from None
-            if not isinstance(values, dict):
-                raise RowError(f"a JSON line must hold an object, not {type(values).__name__}")
-            values = {_CAMEL.get(k, k): v for k, v in values.items()}
-            unknown = sorted(set(values) - set(COLUMNS))
-            if unknown:
-                raise RowError(f"unknown key(s) {', '.join(unknown)}")
-        return _row(values)
+            topics = values.pop("topics", "")
+            values["topics"] = topics.split(TOPIC_SEPARATOR) if topics else ()
+            return _row(values, sum(map(len, fields)) + 16)
+        try:
+            values = json.loads(record.raw)
+        except ValueError as exc:
+            raise RowError(f"malformed JSON: {exc}") from None
+        if not isinstance(values, dict):
+            raise RowError(f"a JSON line must hold an object, not {type(values).__name__}")
+        values = {_CAMEL.get(k, k): v for k, v in values.items()}
+        unknown = sorted(set(values) - set(COLUMNS))
+        if unknown:
+            raise RowError(f"unknown key(s) {', '.join(unknown)}")
+        for name in _STRING_FIELDS + ("app_id",):
+            value = values.get(name)
+            if value is None:
+                values.pop(name, None)
+            elif not isinstance(value, str):
+                raise RowError(f"{name}: must be a string")
+        topics = values.get("topics")
+        if topics is None:
+            values["topics"] = ()
+        elif not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+            raise RowError("topics: must be a list of strings")
+        return _row(values, len(record.raw) + 16)
 
 
-def _row(values: dict[str, Any]) -> Row:
-    strings: dict[str, str] = {}
-    for name in (*_STRING_FIELDS, "app_id"):
-        value = values.get(name, "")
-        if value is None:
-            value = ""
-        if not isinstance(value, str):
-            raise RowError(f"{name}: must be a string")
-        strings[name] = value
-    topics = values.get("topics") or []
-    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
-        raise RowError("topics: must be a list of strings")
+def _row(values: dict[str, Any], size: int) -> Row:
+    # `values` becomes the keyword arguments: the platform and environment as enum numbers, no app_id.
     platform_value = values.get("platform", "")
     platform = _PLATFORMS.get(platform_value.lower()) if isinstance(platform_value, str) else None
     if platform is None:
         raise RowError(f"platform: must be apns or fcm (got {str(platform_value)[:40]!r})")
+    values["platform"] = platform
     env_value = values.get("apns_environment") or ""
     env = _ENVIRONMENTS.get(env_value.lower()) if isinstance(env_value, str) else None
     if env is None:
         raise RowError(f"apns_environment: must be production or sandbox (got {str(env_value)[:40]!r})")
-    app_id = strings.pop("app_id")
-    item = push_pb2.TokenRegistration(platform=platform, topics=topics, apns_environment=env, **strings)
-    size = sum(len(v) for v in strings.values()) + sum(len(t) + 2 for t in topics) + 16
-    return Row(app_id, item, size)
+    values["apns_environment"] = env
+    return Row(values.pop("app_id", ""), values, size)
