@@ -107,7 +107,7 @@ class MongoTokenStore:
         for attempt in range(3):
             try:
                 result = self._tokens.bulk_write(ops[start:], ordered=True)
-                upserted = list(result.upserted_ids.values())
+                upserted = list((result.upserted_ids or {}).values())
                 break
             except pymongo.errors.BulkWriteError as exc:
                 # A concurrent first registration of the same token won the

@@ -216,9 +216,17 @@ def _import(stub: push_pb2_grpc.PushServiceStub, args: argparse.Namespace, out: 
             stub, default_app=args.app, batch_size=args.batch_size, in_flight=args.in_flight,
             deadline_s=args.deadline_s, retry_budget_s=args.retry_budget_s, on_bad=bad, on_progress=shown.update,
         )
+        # Ctrl-C asks the importer to stop (it answers within 0.1 s) rather than
+        # raising wherever the main thread is, so no row is half counted.
+        stop = threading.Event()
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
         try:
-            summary = run.run(tokens, resume_after=args.resume_from)
+            summary = run.run(tokens, resume_after=args.resume_from, stop=stop)
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
             shown.close()
     if args.json:
         out.write(json.dumps(summary.as_dict(), sort_keys=True) + "\n")
