@@ -2,7 +2,8 @@
 
 A CSV of N rows is written first (half APNs hex tokens, half FCM tokens, a
 user id each, a topic on every APNs row, a device_id on every FCM row). The
-gateway runs in a subprocess with no provider credentials, on an empty store;
+gateway runs in a subprocess (the dev stack, with the process settings of
+`pushsvc dev`: `bootstrap.tune_garbage_collector`), on an empty store;
 the importer runs in this process, as `pushsvc tokens import` does, with
 `--in-flight` batches of `--batch-size` in flight. Every row must come back
 created, and the store must then count N tokens (checked through a
@@ -59,8 +60,10 @@ def write_csv(path: Path, n: int) -> None:
 
 async def serve_pushsvc(store: str, port_file: Path) -> None:
     """The dev stack (the emulator sits idle) on `store`: its app lets a validate_only Send count the tokens."""
+    from pushsvc.bootstrap import tune_garbage_collector
     from pushsvc.devstack import start_dev_stack
 
+    tune_garbage_collector()  # as `pushsvc dev` and `pushsvc serve` do
     stack = await start_dev_stack(state_dir=port_file.parent / "dev", port=0, host="127.0.0.1", store_url=store)
     port_file.write_text(str(stack.app.port))
     stop = asyncio.Event()

@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
+        if args.command in ("dev", "serve"):
+            from pushsvc.bootstrap import tune_garbage_collector
+
+            tune_garbage_collector()
         if args.command == "dev":
             return asyncio.run(_until_signal(lambda stop: _dev(args, stop)))
         if args.command == "deliver":
