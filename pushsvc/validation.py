@@ -105,8 +105,8 @@ def check_app_id(v: Violations, app_id: str, limits: Limits, field: str = "app_i
         v.add(field, "may contain only letters, digits and . _ : - and must start with a letter or digit")
 
 
-_UNSPECIFIED, _APNS = models.Platform.UNSPECIFIED, models.Platform.APNS
 # Bound once: an enum member's attribute lookup is a descriptor call, and these run per token.
+_UNSPECIFIED, _APNS = models.Platform.UNSPECIFIED, models.Platform.APNS
 
 
 def check_platform(v: Violations, platform: models.Platform, field: str) -> None:
