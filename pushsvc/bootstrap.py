@@ -138,7 +138,7 @@ def tune_garbage_collector() -> None:
     many entries they hold, so with the default thresholds a full collection
     comes every few thousand surviving objects and then walks every entry.
     A 1,000,000-token import into memory:// (bench/tokens_import.py) cost the
-    gateway 44 s of CPU with the defaults and 25 s with this. Fewer young collections mean
+    gateway 44 s of CPU with the defaults and 22 to 25 s with this. Fewer young collections mean
     fewer survivors promoted, and so fewer full ones; the garbage a young
     collection finds is the same, found later.
     """
