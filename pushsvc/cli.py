@@ -54,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--actions", required=True, help="comma separated: register,send,read,prune,admin")
     create.add_argument("--name", default="", help="shown in logs and audit lines (default: key-<random>)")
     sub.add_parser("emulator", help="the APNs/FCM emulator on its own (see `pushsvc emulator --help`)", add_help=False)
+    for name, text in [
+        ("send", "send a notification through a running server (needs pushsvc-client; see `pushsvc send -h`)"),
+        ("receipts", "print a running server's receipts (needs pushsvc-client)"),
+        ("prune", "prune stale tokens on a running server (needs pushsvc-client)"),
+        ("tokens", "`tokens import FILE`: bulk registration into a running server (needs pushsvc-client)"),
+    ]:
+        sub.add_parser(name, help=text, add_help=False)
     deliver = sub.add_parser(
         "deliver", help="send one notification straight through the APNs/FCM adapters to a running `pushsvc emulator`"
     )
@@ -65,9 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+OPERATOR_COMMANDS = ("send", "receipts", "prune", "tokens")
+"""Commands against a running server; they live in the client distribution (pushsvc_client.cli)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the `pushsvc` command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] and (argv[0] in OPERATOR_COMMANDS or (argv[0].startswith("-") and argv[0] not in ("-h", "--help"))):
+        return _operator(argv)
     if argv[:1] == ["emulator"]:
         from pushsvc.emulator import main as emulator_main
 
@@ -75,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
+        if args.command in ("dev", "serve"):
+            from pushsvc.bootstrap import tune_garbage_collector
+
+            tune_garbage_collector()
         if args.command == "dev":
             return asyncio.run(_until_signal(lambda stop: _dev(args, stop)))
         if args.command == "deliver":
@@ -88,6 +105,22 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, errors.PushError) as exc:
         print(f"pushsvc: {exc}", file=sys.stderr)
         return 1
+
+
+def _operator(argv: list[str]) -> int:
+    # The operator commands ship with pushsvc-client, so operators need not
+    # install the server; `pushsvc` offers them too when the client is there
+    # (scripts/install puts it in the dev venv).
+    try:
+        from pushsvc_client.cli import main as client_main
+    except ImportError:
+        print(
+            f"pushsvc: `pushsvc {argv[0]}` comes with the client distribution: pip install ./clients/python "
+            "(then `pushsvc-client` runs it too)",
+            file=sys.stderr,
+        )
+        return 2
+    return client_main(argv, prog="pushsvc")
 
 
 async def _until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> int:

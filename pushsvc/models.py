@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from pushsvc.errors import FieldViolation
+
 
 class Platform(enum.Enum):
     """The push provider a token belongs to. UNSPECIFIED only ever reaches validation, which rejects it."""
@@ -96,9 +98,9 @@ class DeliveryStatus(enum.Enum):
     EXPIRED = "expired"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)  # not frozen: RegisterTokens builds a million of these, and frozen init costs 3x
 class TokenRegistration:
-    """A RegisterToken request in domain form."""
+    """A RegisterToken request in domain form (a value: never mutated)."""
 
     app_id: str
     token: str
@@ -110,6 +112,23 @@ class TokenRegistration:
     timezone: str = ""
     app_version: str = ""
     apns_environment: ApnsEnvironment = ApnsEnvironment.PRODUCTION
+
+
+@dataclasses.dataclass(slots=True)  # not frozen: one per item of every batch
+class RegistrationResult:
+    """What RegisterTokens did with one item of its batch (a value: never mutated)."""
+
+    index: int
+    """The item's position in the batch."""
+    created: bool = False
+    """True when the token was new; False when it was refreshed, or when the item is invalid."""
+    violations: tuple[FieldViolation, ...] = ()
+    """Why the item was not registered (named by their path in the request); empty when it was."""
+
+    @property
+    def registered(self) -> bool:
+        """True when the item was stored."""
+        return not self.violations
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

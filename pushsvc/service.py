@@ -9,9 +9,10 @@ fan out into a million per-token failures.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from pushsvc.apps import AppProfile
 from pushsvc.clock import Clock
 from pushsvc.config import DispatchSettings
 from pushsvc.dispatch.planning import plan_partitions
+from pushsvc.errors import FieldViolation
 from pushsvc.receipts import ReceiptFeed, parse_cursor
 from pushsvc.storage import DuplicateKey, NotificationDraft, NotificationStore, TargetQuery, TokenStore
 
@@ -60,6 +62,36 @@ class PushService:
         """Upserts a token; returns it and whether it was new."""
         validation.validate_registration(reg, self._limits)
         return await self._tokens.upsert(reg, self._clock.now())
+
+    async def register_tokens(
+        self, app_id: str, regs: Sequence[models.TokenRegistration]
+    ) -> list[models.RegistrationResult]:
+        """Upserts a batch of one app's tokens, each as `register_token` would; one result per item.
+
+        A bad item gets its violations (named `items[i].<field>`) and the rest
+        are still stored, in item order. Only a bad app_id or batch size fails
+        the whole call.
+        """
+        validation.validate_batch(app_id, len(regs), self._limits)
+        results: list[models.RegistrationResult | None] = [None] * len(regs)
+        valid: list[models.TokenRegistration] = []
+        positions: list[int] = []
+        v = validation.Violations()
+        check, limits = validation.check_registration, self._limits
+        for i, reg in enumerate(regs):
+            check(v, reg, limits)
+            if v.items:
+                results[i] = models.RegistrationResult(
+                    i, violations=tuple(FieldViolation(f"items[{i}].{x.field}", x.description) for x in v.items)
+                )
+                v.items = []
+            else:
+                valid.append(reg if reg.app_id == app_id else dataclasses.replace(reg, app_id=app_id))
+                positions.append(i)
+        created = await self._tokens.upsert_many(valid, self._clock.now()) if valid else []
+        for i, new in zip(positions, created, strict=True):
+            results[i] = models.RegistrationResult(i, created=new)
+        return [r for r in results if r is not None]
 
     async def unregister_token(self, app_id: str, platform: models.Platform, token: str) -> bool:
         """Removes a token; unknown tokens are not an error."""

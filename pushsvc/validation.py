@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import string
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from pushsvc import models
 from pushsvc.errors import FieldViolation, InvalidArgument
 
-_HEX = frozenset(string.hexdigits)
+_HEX = re.compile(r"[0-9A-Fa-f]+")
 # Matched with fullmatch: `^…$` would let a trailing newline through.
 _APP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 # RFC 9110 token characters, lowercase only: HTTP/2 forbids uppercase field names.
@@ -42,6 +41,8 @@ class Limits:
     max_topics_per_token: int = 100
     max_attr_chars: int = 64
     """locale, timezone, app_version."""
+    max_registrations_per_batch: int = 1_000
+    """Items of one RegisterTokens call; the server's message size bounds it too."""
     max_devices_per_send: int = 10_000
     max_users_per_send: int = 1_000
     max_data_entries: int = 100
@@ -104,9 +105,13 @@ def check_app_id(v: Violations, app_id: str, limits: Limits, field: str = "app_i
         v.add(field, "may contain only letters, digits and . _ : - and must start with a letter or digit")
 
 
+# Bound once: an enum member's attribute lookup is a descriptor call, and these run per token.
+_UNSPECIFIED, _APNS = models.Platform.UNSPECIFIED, models.Platform.APNS
+
+
 def check_platform(v: Violations, platform: models.Platform, field: str) -> None:
     """A concrete platform is required."""
-    if platform is models.Platform.UNSPECIFIED:
+    if platform is _UNSPECIFIED:
         v.add(field, "must be PLATFORM_APNS or PLATFORM_FCM")
 
 
@@ -115,8 +120,8 @@ def check_token(v: Violations, token: str, platform: models.Platform, limits: Li
     if not token:
         v.add(field, "must not be empty")
         return
-    if platform is models.Platform.APNS:
-        if not set(token) <= _HEX:
+    if platform is _APNS:
+        if not _HEX.fullmatch(token):
             v.add(field, "an APNs device token must be hexadecimal")
         elif not (limits.apns_token_min_hex <= len(token) <= limits.apns_token_max_hex) or len(token) % 2:
             v.add(
@@ -126,7 +131,8 @@ def check_token(v: Violations, token: str, platform: models.Platform, limits: Li
             )
     elif len(token) > limits.max_token_chars:
         v.add(field, f"must be at most {limits.max_token_chars} characters (got {len(token)})")
-    elif not token.isprintable() or any(c.isspace() for c in token):
+    elif not token.isprintable() or " " in token:
+        # isprintable() is False for every other whitespace character (categories Cc and Z*).
         v.add(field, "must be printable and contain no whitespace")
 
 
@@ -134,18 +140,46 @@ def validate_registration(reg: models.TokenRegistration, limits: Limits) -> None
     """Validates a RegisterToken request; raises InvalidArgument."""
     v = Violations()
     check_app_id(v, reg.app_id, limits)
+    check_registration(v, reg, limits)
+    v.raise_if_any()
+
+
+def check_registration(v: Violations, reg: models.TokenRegistration, limits: Limits) -> None:
+    """Checks a registration's fields but its app_id (a RegisterTokens batch checks that once)."""
     check_platform(v, reg.platform, "platform")
     check_token(v, reg.token, reg.platform, limits, "token")
-    _identifier(v, "user_id", reg.user_id, limits.max_id_chars)
-    _identifier(v, "device_id", reg.device_id, limits.max_id_chars)
-    _identifier(v, "locale", reg.locale, limits.max_attr_chars)
-    _identifier(v, "timezone", reg.timezone, limits.max_attr_chars)
-    _identifier(v, "app_version", reg.app_version, limits.max_attr_chars)
-    if len(reg.topics) > limits.max_topics_per_token:
-        v.add("topics", f"at most {limits.max_topics_per_token} topics per token (got {len(reg.topics)})")
-    else:
-        for i, topic in enumerate(reg.topics):
+    ids, attrs = limits.max_id_chars, limits.max_attr_chars
+    # The common case in a few C calls (a bulk import checks a million of
+    # these): every optional field short enough and printable, so free of
+    # control characters. Anything else takes the field-by-field checks.
+    if not (
+        len(reg.user_id) <= ids and len(reg.device_id) <= ids and len(reg.locale) <= attrs
+        and len(reg.timezone) <= attrs and len(reg.app_version) <= attrs
+        and (reg.user_id + reg.device_id + reg.locale + reg.timezone + reg.app_version).isprintable()
+    ):
+        _identifier(v, "user_id", reg.user_id, ids)
+        _identifier(v, "device_id", reg.device_id, ids)
+        _identifier(v, "locale", reg.locale, attrs)
+        _identifier(v, "timezone", reg.timezone, attrs)
+        _identifier(v, "app_version", reg.app_version, attrs)
+    topics = reg.topics
+    if len(topics) > limits.max_topics_per_token:
+        v.add("topics", f"at most {limits.max_topics_per_token} topics per token (got {len(topics)})")
+    elif topics and not (
+        all(0 < len(t) <= limits.max_topic_chars for t in topics) and "".join(topics).isprintable()
+    ):
+        for i, topic in enumerate(topics):
             _identifier(v, f"topics[{i}]", topic, limits.max_topic_chars, required=True)
+
+
+def validate_batch(app_id: str, items: int, limits: Limits) -> None:
+    """Validates a RegisterTokens request as a whole (its items are checked one by one); raises InvalidArgument."""
+    v = Violations()
+    check_app_id(v, app_id, limits)
+    if not items:
+        v.add("items", "must list at least one token")
+    elif items > limits.max_registrations_per_batch:
+        v.add("items", f"at most {limits.max_registrations_per_batch} tokens per request (got {items})")
     v.raise_if_any()
 
 

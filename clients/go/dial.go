@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// ServiceConfig retries the idempotent calls (RegisterToken is an upsert,
-// UnregisterToken and Prune converge, GetNotification reads) on UNAVAILABLE and
+// ServiceConfig retries the idempotent calls (RegisterToken and RegisterTokens
+// upsert, UnregisterToken and Prune converge, GetNotification reads) on UNAVAILABLE and
 // gives every unary call a 10 s deadline. Send is not retried: it is idempotent
 // only with an idempotency_key. StreamReceipts is resumed by FollowReceipts.
 const ServiceConfig = `{
@@ -26,6 +26,7 @@ const ServiceConfig = `{
     {
       "name": [
         {"service": "pushsvc.v1.PushService", "method": "RegisterToken"},
+        {"service": "pushsvc.v1.PushService", "method": "RegisterTokens"},
         {"service": "pushsvc.v1.PushService", "method": "UnregisterToken"},
         {"service": "pushsvc.v1.PushService", "method": "GetNotification"},
         {"service": "pushsvc.v1.PushService", "method": "Prune"}

@@ -38,6 +38,7 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 
 ACTIONS: dict[str, Action] = {
     "RegisterToken": Action.REGISTER,
+    "RegisterTokens": Action.REGISTER,
     "UnregisterToken": Action.REGISTER,
     "Send": Action.SEND,
     "GetNotification": Action.READ,

@@ -11,7 +11,7 @@ class Action(enum.Enum):
     """What a call does to an app. `admin` grants every action on the principal's apps."""
 
     REGISTER = "register"
-    """RegisterToken and UnregisterToken: the app's own device registry."""
+    """RegisterToken, RegisterTokens and UnregisterToken: the app's own device registry."""
     SEND = "send"
     READ = "read"
     """GetNotification and StreamReceipts, the app's live feed included."""

@@ -121,6 +121,42 @@ def registration(req: pb.RegisterTokenRequest) -> models.TokenRegistration:
     )
 
 
+def registrations(req: pb.RegisterTokensRequest) -> list[models.TokenRegistration]:
+    """RegisterTokensRequest's items → TokenRegistrations of its app."""
+    # The per-item work of a 1,000-item batch: lookups bound once, no helper calls.
+    app_id, reg, platforms, envs = req.app_id, models.TokenRegistration, _PLATFORM_FROM_PB, _ENV_FROM_PB
+    unspecified, production = models.Platform.UNSPECIFIED, models.ApnsEnvironment.PRODUCTION
+    return [
+        reg(
+            app_id, item.token, platforms.get(item.platform, unspecified), item.user_id,
+            tuple(topics) if (topics := item.topics) else (),  # tuple() of an empty upb container costs 1 µs
+            item.device_id, item.locale, item.timezone, item.app_version, envs.get(item.apns_environment, production),
+        )
+        for item in req.items
+    ]
+
+
+def registration_results(results: list[models.RegistrationResult]) -> pb.RegisterTokensResponse:
+    """RegistrationResults → RegisterTokensResponse, with the counts."""
+    out = pb.RegisterTokensResponse()
+    add = out.results.add  # in place: extend() would copy every result
+    created = updated = 0
+    for r in results:
+        if r.violations:
+            add(
+                index=r.index, outcome=pb.REGISTRATION_OUTCOME_INVALID,
+                violations=[pb.FieldViolation(field=v.field, description=v.description) for v in r.violations],
+            )
+        elif r.created:
+            created += 1
+            add(index=r.index, outcome=pb.REGISTRATION_OUTCOME_CREATED)
+        else:
+            updated += 1
+            add(index=r.index, outcome=pb.REGISTRATION_OUTCOME_UPDATED)
+    out.created, out.updated, out.invalid = created, updated, len(results) - created - updated
+    return out
+
+
 def token(t: models.DeviceToken) -> pb.Token:
     """DeviceToken → Token."""
     return pb.Token(

@@ -32,6 +32,12 @@ class PushServicer(pb_grpc.PushServiceServicer):
         return pb.RegisterTokenResponse(token=convert.token(token), created=created)
 
     @status.unary
+    async def RegisterTokens(self, request: pb.RegisterTokensRequest, context: Ctx) -> pb.RegisterTokensResponse:  # noqa: N802
+        """See push.proto."""
+        results = await self._service.register_tokens(request.app_id, convert.registrations(request))
+        return convert.registration_results(results)
+
+    @status.unary
     async def UnregisterToken(self, request: pb.UnregisterTokenRequest, context: Ctx) -> pb.UnregisterTokenResponse:  # noqa: N802
         """See push.proto."""
         removed = await self._service.unregister_token(request.app_id, convert.platform(request.platform), request.token)

@@ -71,6 +71,17 @@ class TokenStore(Protocol):
         """Inserts or refreshes a token; returns it and whether it was created."""
         ...
 
+    async def upsert_many(self, regs: Sequence[models.TokenRegistration], now: datetime) -> list[bool]:
+        """`upsert` of each registration, in order, as one call; returns whether each was created.
+
+        Equivalent to calling `upsert` on each in turn (device_id rotation
+        included, so a device listed twice keeps its later token), except that
+        a token rotated away and registered again within the same call may be
+        reported as refreshed and keep its first `created_at`. Idempotent: repeating a call changes only
+        `last_seen_at`.
+        """
+        ...
+
     async def insert_new(self, regs: Sequence[models.TokenRegistration], now: datetime) -> int:
         """Bulk import: inserts the tokens not registered yet, leaves the others alone; returns how many were new."""
         ...

@@ -147,20 +147,31 @@ class MemoryTokenStore:
 
     async def upsert(self, reg: models.TokenRegistration, now: datetime) -> tuple[models.DeviceToken, bool]:
         """See `TokenStore.upsert`."""
-        key = (reg.app_id, reg.platform.value, reg.token)
-        before = self._r.tokens.get(key)
+        key, rec, created = self._upsert(reg, now)
+        return _device_token(key, rec), created
+
+    async def upsert_many(self, regs: Sequence[models.TokenRegistration], now: datetime) -> list[bool]:
+        """See `TokenStore.upsert_many`: `upsert` in order, with no await in between, so the batch is atomic."""
+        upsert = self._upsert
+        return [upsert(reg, now)[2] for reg in regs]
+
+    def _upsert(self, reg: models.TokenRegistration, now: datetime) -> tuple[_Key, _Rec, bool]:
+        platform = reg.platform.value
+        key = (reg.app_id, platform, reg.token)
+        tokens = self._r.tokens
+        before = tokens.get(key)
         rec = _record(reg, before[7] if before else now, now)
         self._r.put(key, rec)
         if reg.device_id:
-            at = f"{reg.app_id}\x00{reg.platform.value}\x00{reg.device_id}"
+            at = f"{reg.app_id}\x00{platform}\x00{reg.device_id}"
             held = self._r.by_device.get(at)
             self._r.by_device[at] = reg.token
             if held is not None and held != reg.token:
-                old_key = (reg.app_id, reg.platform.value, held)
-                old = self._r.tokens.get(old_key)
+                old_key = (reg.app_id, platform, held)
+                old = tokens.get(old_key)
                 if old is not None and old[2] == reg.device_id:
                     self._r.remove(old_key)
-        return _device_token(key, rec), before is None
+        return key, rec, before is None
 
     async def insert_new(self, regs: Sequence[models.TokenRegistration], now: datetime) -> int:
         """See `TokenStore.insert_new`."""

@@ -45,6 +45,13 @@ class PushType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PUSH_TYPE_WIDGETS: _ClassVar[PushType]
     PUSH_TYPE_CONTROLS: _ClassVar[PushType]
 
+class RegistrationOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REGISTRATION_OUTCOME_UNSPECIFIED: _ClassVar[RegistrationOutcome]
+    REGISTRATION_OUTCOME_CREATED: _ClassVar[RegistrationOutcome]
+    REGISTRATION_OUTCOME_UPDATED: _ClassVar[RegistrationOutcome]
+    REGISTRATION_OUTCOME_INVALID: _ClassVar[RegistrationOutcome]
+
 class NotificationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     NOTIFICATION_STATE_UNSPECIFIED: _ClassVar[NotificationState]
@@ -83,6 +90,10 @@ PUSH_TYPE_LOCATION: PushType
 PUSH_TYPE_PUSHTOTALK: PushType
 PUSH_TYPE_WIDGETS: PushType
 PUSH_TYPE_CONTROLS: PushType
+REGISTRATION_OUTCOME_UNSPECIFIED: RegistrationOutcome
+REGISTRATION_OUTCOME_CREATED: RegistrationOutcome
+REGISTRATION_OUTCOME_UPDATED: RegistrationOutcome
+REGISTRATION_OUTCOME_INVALID: RegistrationOutcome
 NOTIFICATION_STATE_UNSPECIFIED: NotificationState
 NOTIFICATION_STATE_QUEUED: NotificationState
 NOTIFICATION_STATE_SCHEDULED: NotificationState
@@ -155,6 +166,66 @@ class RegisterTokenResponse(_message.Message):
     token: Token
     created: bool
     def __init__(self, token: _Optional[_Union[Token, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class RegisterTokensRequest(_message.Message):
+    __slots__ = ("app_id", "items")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    items: _containers.RepeatedCompositeFieldContainer[TokenRegistration]
+    def __init__(self, app_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[TokenRegistration, _Mapping]]] = ...) -> None: ...
+
+class TokenRegistration(_message.Message):
+    __slots__ = ("token", "platform", "user_id", "topics", "device_id", "locale", "timezone", "app_version", "apns_environment")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TOPICS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCALE_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    APP_VERSION_FIELD_NUMBER: _ClassVar[int]
+    APNS_ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    platform: Platform
+    user_id: str
+    topics: _containers.RepeatedScalarFieldContainer[str]
+    device_id: str
+    locale: str
+    timezone: str
+    app_version: str
+    apns_environment: ApnsEnvironment
+    def __init__(self, token: _Optional[str] = ..., platform: _Optional[_Union[Platform, str]] = ..., user_id: _Optional[str] = ..., topics: _Optional[_Iterable[str]] = ..., device_id: _Optional[str] = ..., locale: _Optional[str] = ..., timezone: _Optional[str] = ..., app_version: _Optional[str] = ..., apns_environment: _Optional[_Union[ApnsEnvironment, str]] = ...) -> None: ...
+
+class FieldViolation(_message.Message):
+    __slots__ = ("field", "description")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    description: str
+    def __init__(self, field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class RegistrationResult(_message.Message):
+    __slots__ = ("index", "outcome", "violations")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    outcome: RegistrationOutcome
+    violations: _containers.RepeatedCompositeFieldContainer[FieldViolation]
+    def __init__(self, index: _Optional[int] = ..., outcome: _Optional[_Union[RegistrationOutcome, str]] = ..., violations: _Optional[_Iterable[_Union[FieldViolation, _Mapping]]] = ...) -> None: ...
+
+class RegisterTokensResponse(_message.Message):
+    __slots__ = ("results", "created", "updated", "invalid")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    INVALID_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[RegistrationResult]
+    created: int
+    updated: int
+    invalid: int
+    def __init__(self, results: _Optional[_Iterable[_Union[RegistrationResult, _Mapping]]] = ..., created: _Optional[int] = ..., updated: _Optional[int] = ..., invalid: _Optional[int] = ...) -> None: ...
 
 class UnregisterTokenRequest(_message.Message):
     __slots__ = ("app_id", "token", "platform")

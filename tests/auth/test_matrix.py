@@ -29,6 +29,7 @@ from tests.auth.pki import JwtSigner
 Metadata = Sequence[tuple[str, str]]
 NEEDS = {
     "RegisterToken": "register",
+    "RegisterTokens": "register",
     "UnregisterToken": "register",
     "Send": "send",
     "GetNotification": "read",
@@ -89,6 +90,9 @@ def request_for(rpc: str, tenant: Tenant, *, allowed: bool) -> Any:
     app = tenant.app_id
     if rpc == "RegisterToken":
         return pb.RegisterTokenRequest(app_id=app, token=f"matrix-{uuid.uuid4().hex}", platform=pb.PLATFORM_FCM)
+    if rpc == "RegisterTokens":
+        item = pb.TokenRegistration(token=f"matrix-{uuid.uuid4().hex}", platform=pb.PLATFORM_FCM)
+        return pb.RegisterTokensRequest(app_id=app, items=[item])
     if rpc == "UnregisterToken":
         token = tenant.spare_tokens.pop() if allowed else tenant.tokens[0]
         return pb.UnregisterTokenRequest(app_id=app, token=token, platform=pb.PLATFORM_FCM)

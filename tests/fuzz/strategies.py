@@ -244,6 +244,11 @@ VALID: dict[str, st.SearchStrategy[message.Message]] = {
     "pushsvc.v1.RegisterTokenRequest": _platform_tokens.map(
         lambda pt: pb.RegisterTokenRequest(app_id="demo", platform=pt[0], token=pt[1], user_id="alice", topics=["news"])
     ),
+    "pushsvc.v1.RegisterTokensRequest": st.lists(_platform_tokens, min_size=1, max_size=5).map(
+        lambda pts: pb.RegisterTokensRequest(
+            app_id="demo", items=[pb.TokenRegistration(platform=p, token=t, user_id="alice") for p, t in pts]
+        )
+    ),
     "pushsvc.v1.UnregisterTokenRequest": _platform_tokens.map(
         lambda pt: pb.UnregisterTokenRequest(app_id="demo", platform=pt[0], token=pt[1])
     ),

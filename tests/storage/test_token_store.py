@@ -196,3 +196,61 @@ async def test_insert_new_skips_registered_tokens(stores: Stores, clock: ManualC
     assert kept is not None and kept.user_id == "keep" and kept.last_seen_at == t0
     assert await stores.tokens.count_targets("app", TargetQuery("users", user_ids=("bulk",))) == 4
     assert await stores.tokens.insert_new([], clock.now()) == 0
+
+
+async def test_upsert_many_reports_created_per_item_and_keeps_created_at(stores: Stores, clock: ManualClock) -> None:
+    t0 = clock.now()
+    await stores.tokens.upsert(reg(hextoken(1), user_id="before", topics=("old",)), t0)
+    clock.advance(30)
+    batch = [reg(hextoken(1), user_id="after"), reg(hextoken(2), topics=("news",)), reg("fcm-1", FCM, user_id="f")]
+    assert await stores.tokens.upsert_many(batch, clock.now()) == [False, True, True]
+    refreshed = await stores.tokens.get("app", APNS, hextoken(1))
+    assert refreshed is not None
+    assert (refreshed.user_id, refreshed.topics, refreshed.created_at, refreshed.last_seen_at) == ("after", (), t0, clock.now())
+    fcm = await stores.tokens.get("app", FCM, "fcm-1")
+    assert fcm is not None and fcm.user_id == "f" and fcm.created_at == clock.now()
+    assert await stores.tokens.count_targets("app", TargetQuery("topic", topic="news")) == 1
+    # Retrying the same batch is safe: everything is an update now, and nothing is added.
+    clock.advance(30)
+    assert await stores.tokens.upsert_many(batch, clock.now()) == [False, False, False]
+    assert await stores.tokens.count_targets("app", TargetQuery("all")) == 3
+    assert await stores.tokens.upsert_many([], clock.now()) == []
+
+
+async def test_upsert_many_of_a_token_listed_twice_creates_it_once_and_keeps_the_later_fields(
+    stores: Stores, clock: ManualClock
+) -> None:
+    created = await stores.tokens.upsert_many([reg(hextoken(5), user_id="a"), reg(hextoken(5), user_id="b")], clock.now())
+    assert created == [True, False]
+    stored = await stores.tokens.get("app", APNS, hextoken(5))
+    assert stored is not None and stored.user_id == "b"
+
+
+async def test_upsert_many_rotates_devices_in_item_order(stores: Stores, clock: ManualClock) -> None:
+    await stores.tokens.upsert(reg(hextoken(1), device_id="phone"), clock.now())
+    await stores.tokens.upsert(reg(hextoken(9), device_id="moved"), clock.now())
+    await stores.tokens.upsert_many(
+        [
+            reg(hextoken(2), device_id="phone"),   # rotates hextoken(1) away
+            reg(hextoken(3), device_id="phone"),   # ... and then hextoken(2)
+            reg("fcm-phone", FCM, device_id="phone"),  # another platform: no rotation
+            reg(hextoken(9), device_id="tablet"),  # moved to another device ...
+            reg(hextoken(8), device_id="moved"),   # ... so the old device's new token spares it
+        ],
+        clock.now(),
+    )
+    assert await stores.tokens.get("app", APNS, hextoken(1)) is None
+    assert await stores.tokens.get("app", APNS, hextoken(2)) is None
+    for platform, token in [(APNS, hextoken(3)), (FCM, "fcm-phone"), (APNS, hextoken(9)), (APNS, hextoken(8))]:
+        assert await stores.tokens.get("app", platform, token) is not None, token
+    # The batch's devices are remembered for later single registrations.
+    await stores.tokens.upsert(reg(hextoken(4), device_id="phone"), clock.now())
+    assert await stores.tokens.get("app", APNS, hextoken(3)) is None
+    assert await stores.tokens.count_targets("app", TargetQuery("all")) == 4
+
+
+async def test_concurrent_batches_of_the_same_tokens_create_each_exactly_once(stores: Stores, clock: ManualClock) -> None:
+    batch = [reg(hextoken(i)) for i in range(20)]
+    results = await asyncio.gather(*(stores.tokens.upsert_many(batch, clock.now()) for _ in range(4)))
+    assert [sum(r[i] for r in results) for i in range(20)] == [1] * 20
+    assert await stores.tokens.count_targets("app", TargetQuery("all")) == 20

@@ -34,6 +34,10 @@ class RecordingServicer(push_pb2_grpc.PushServiceServicer):
         self._attempt("RegisterToken", context)
         return push_pb2.RegisterTokenResponse(created=True)
 
+    def RegisterTokens(self, request: push_pb2.RegisterTokensRequest, context: grpc.ServicerContext) -> push_pb2.RegisterTokensResponse:  # noqa: N802
+        self._attempt("RegisterTokens", context)
+        return push_pb2.RegisterTokensResponse(created=len(request.items))
+
     def Send(self, request: push_pb2.SendRequest, context: grpc.ServicerContext) -> push_pb2.SendResponse:  # noqa: N802
         self._attempt("Send", context)
         return push_pb2.SendResponse(notification_id="n1")
@@ -81,10 +85,12 @@ def test_idempotent_calls_are_retried_on_unavailable_and_send_is_not(flaky: tupl
     with connect(target) as channel:
         stub = push_pb2_grpc.PushServiceStub(channel)
         assert stub.RegisterToken(push_pb2.RegisterTokenRequest(app_id="a")).created
+        batch = push_pb2.RegisterTokensRequest(app_id="a", items=[push_pb2.TokenRegistration(token="t")])
+        assert stub.RegisterTokens(batch).created == 1
         with pytest.raises(grpc.RpcError) as err:
             stub.Send(push_pb2.SendRequest(app_id="a"))
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert servicer.attempts == {"RegisterToken": 3, "Send": 1}
+    assert servicer.attempts == {"RegisterToken": 3, "RegisterTokens": 3, "Send": 1}
 
 
 def test_unary_calls_get_the_deadline() -> None:

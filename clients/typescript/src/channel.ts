@@ -5,12 +5,12 @@ import { PushServiceClient } from "./gen/pushsvc/v1/push";
 const SERVICE = "pushsvc.v1.PushService";
 
 /**
- * Calls that are safe to repeat: RegisterToken is an upsert, UnregisterToken and
+ * Calls that are safe to repeat: RegisterToken(s) upsert, UnregisterToken and
  * Prune converge, GetNotification reads. Send is idempotent only with an
  * idempotency_key, which a service config cannot see; StreamReceipts is resumed
  * by ReceiptFollower instead.
  */
-export const IDEMPOTENT_METHODS = ["RegisterToken", "UnregisterToken", "GetNotification", "Prune"] as const;
+export const IDEMPOTENT_METHODS = ["RegisterToken", "RegisterTokens", "UnregisterToken", "GetNotification", "Prune"] as const;
 
 /** Retries idempotent calls on UNAVAILABLE; a deadline on every unary call. */
 export function defaultServiceConfig(deadlineS = 10): object {

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import pymongo.errors
-from pymongo import ReturnDocument
+from pymongo import DeleteOne, ReturnDocument, UpdateOne
 
 from pushsvc import errors, models
 from pushsvc.storage.base import TargetQuery, TargetToken
@@ -24,6 +24,7 @@ class MongoTokenStore:
         self._run = runner
         self._tokens = conn.collection(schema.TOKENS)
         self._devices = conn.collection(schema.DEVICES)
+        self._embedded = conn.embedded
 
     async def upsert(self, reg: models.TokenRegistration, now: datetime) -> tuple[models.DeviceToken, bool]:
         """See `TokenStore.upsert`."""
@@ -76,6 +77,79 @@ class MongoTokenStore:
             self._tokens.delete_one(
                 {"_id": schema.token_key(reg.app_id, reg.platform, held["token"]), "device_id": reg.device_id}
             )
+
+    async def upsert_many(self, regs: Sequence[models.TokenRegistration], now: datetime) -> list[bool]:
+        """See `TokenStore.upsert_many`: ordered bulk writes of upserts, then the batch's rotations.
+
+        At most `_BULK_OPS` upserts go in one store call, so each call stays
+        well inside the socket timeout on slower servers (FerretDB's SQLite
+        backend takes about 2 ms per upsert).
+        """
+        created: list[bool] = []
+        for i in range(0, len(regs), _BULK_OPS):
+            created += await self._run(self._upsert_many, regs[i : i + _BULK_OPS], now)
+        return created
+
+    def _upsert_many(self, regs: Sequence[models.TokenRegistration], now: datetime) -> list[bool]:
+        if self._embedded:
+            # mongomock's bulk_write of UpdateOne is broken with pymongo >= 4.11
+            # (tests/storage/README.md); its one store thread makes this loop atomic.
+            return [self._upsert(r, now)[1] for r in regs]
+        keys = [schema.token_key(r.app_id, r.platform, r.token) for r in regs]
+        ops = [UpdateOne({"_id": k}, codec.token_upsert(r, now), upsert=True) for k, r in zip(keys, regs, strict=True)]
+        # The upserted `_id`s say which tokens were new, not their op indexes:
+        # FerretDB numbers upserts among themselves. A new token's first op created it.
+        first: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        created = [False] * len(ops)
+        start = 0
+        for attempt in range(3):
+            try:
+                result = self._tokens.bulk_write(ops[start:], ordered=True)
+                upserted = list((result.upserted_ids or {}).values())
+                break
+            except pymongo.errors.BulkWriteError as exc:
+                # A concurrent first registration of the same token won the
+                # unique `_id`: the ops before it are applied, and from it on
+                # the batch is sent again, where that op becomes an update.
+                failed = exc.details.get("writeErrors", [])
+                if attempt == 2 or not failed or any(e.get("code") != 11000 for e in failed):
+                    raise
+                for u in exc.details.get("upserted", []):
+                    created[first[u["_id"]]] = True
+                start += min(e["index"] for e in failed)
+        for k in upserted:
+            created[first[k]] = True
+        self._rotate_many([r for r in regs if r.device_id])
+        return created
+
+    def _rotate_many(self, regs: Sequence[models.TokenRegistration]) -> None:
+        # `_rotate` for a batch: the devices' held tokens are read at once and
+        # replayed in item order, so a device listed twice ends with its later
+        # token and loses the ones before it; the final holders are never removed.
+        if not regs:
+            return
+        keys = {schema.device_key(r.app_id, r.platform, r.device_id): r for r in regs}
+        held = {d["_id"]: d.get("token") for d in self._devices.find({"_id": {"$in": list(keys)}})}
+        losers: list[tuple[str, models.Platform, str, str]] = []
+        for r in regs:
+            key = schema.device_key(r.app_id, r.platform, r.device_id)
+            before = held.get(key)
+            held[key] = r.token
+            if before is not None and before != r.token:
+                losers.append((r.app_id, r.platform, before, r.device_id))
+        self._devices.bulk_write(
+            [UpdateOne({"_id": k}, {"$set": {"token": held[k]}}, upsert=True) for k in keys], ordered=False
+        )
+        holders = {(r.app_id, r.platform, held[schema.device_key(r.app_id, r.platform, r.device_id)]) for r in regs}
+        deletes = [
+            DeleteOne({"_id": schema.token_key(app_id, platform, token), "device_id": device_id})
+            for app_id, platform, token, device_id in losers
+            if (app_id, platform, token) not in holders
+        ]
+        if deletes:
+            self._tokens.bulk_write(deletes, ordered=False)
 
     async def insert_new(self, regs: Sequence[models.TokenRegistration], now: datetime) -> int:
         """See `TokenStore.insert_new`. One insert_many; duplicates are skipped by `_id`."""
@@ -157,6 +231,9 @@ class MongoTokenStore:
         flt = {"_id": {"$in": sorted({schema.token_key(app_id, d.platform, d.token) for d in devices})}}
         docs = await self._run(lambda: list(self._tokens.find(flt)))
         return {(models.Platform(d["platform"]), d["token"]): codec.target_from_doc(d) for d in docs}
+
+
+_BULK_OPS = 100
 
 
 def _take(cursor: Any, n: int) -> list[Any]:

@@ -254,6 +254,62 @@ func (PushType) EnumDescriptor() ([]byte, []int) {
 	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{3}
 }
 
+// What happened to one item of a RegisterTokens batch.
+type RegistrationOutcome int32
+
+const (
+	RegistrationOutcome_REGISTRATION_OUTCOME_UNSPECIFIED RegistrationOutcome = 0
+	// The token was not registered before.
+	RegistrationOutcome_REGISTRATION_OUTCOME_CREATED RegistrationOutcome = 1
+	// The token was registered already and has been refreshed.
+	RegistrationOutcome_REGISTRATION_OUTCOME_UPDATED RegistrationOutcome = 2
+	// The item is invalid (see violations); nothing was stored for it.
+	RegistrationOutcome_REGISTRATION_OUTCOME_INVALID RegistrationOutcome = 3
+)
+
+// Enum value maps for RegistrationOutcome.
+var (
+	RegistrationOutcome_name = map[int32]string{
+		0: "REGISTRATION_OUTCOME_UNSPECIFIED",
+		1: "REGISTRATION_OUTCOME_CREATED",
+		2: "REGISTRATION_OUTCOME_UPDATED",
+		3: "REGISTRATION_OUTCOME_INVALID",
+	}
+	RegistrationOutcome_value = map[string]int32{
+		"REGISTRATION_OUTCOME_UNSPECIFIED": 0,
+		"REGISTRATION_OUTCOME_CREATED":     1,
+		"REGISTRATION_OUTCOME_UPDATED":     2,
+		"REGISTRATION_OUTCOME_INVALID":     3,
+	}
+)
+
+func (x RegistrationOutcome) Enum() *RegistrationOutcome {
+	p := new(RegistrationOutcome)
+	*p = x
+	return p
+}
+
+func (x RegistrationOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RegistrationOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_pushsvc_v1_push_proto_enumTypes[4].Descriptor()
+}
+
+func (RegistrationOutcome) Type() protoreflect.EnumType {
+	return &file_pushsvc_v1_push_proto_enumTypes[4]
+}
+
+func (x RegistrationOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RegistrationOutcome.Descriptor instead.
+func (RegistrationOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{4}
+}
+
 // Lifecycle of a notification.
 type NotificationState int32
 
@@ -300,11 +356,11 @@ func (x NotificationState) String() string {
 }
 
 func (NotificationState) Descriptor() protoreflect.EnumDescriptor {
-	return file_pushsvc_v1_push_proto_enumTypes[4].Descriptor()
+	return file_pushsvc_v1_push_proto_enumTypes[5].Descriptor()
 }
 
 func (NotificationState) Type() protoreflect.EnumType {
-	return &file_pushsvc_v1_push_proto_enumTypes[4]
+	return &file_pushsvc_v1_push_proto_enumTypes[5]
 }
 
 func (x NotificationState) Number() protoreflect.EnumNumber {
@@ -313,7 +369,7 @@ func (x NotificationState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NotificationState.Descriptor instead.
 func (NotificationState) EnumDescriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{4}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{5}
 }
 
 // What became of one target token.
@@ -360,11 +416,11 @@ func (x DeliveryStatus) String() string {
 }
 
 func (DeliveryStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_pushsvc_v1_push_proto_enumTypes[5].Descriptor()
+	return file_pushsvc_v1_push_proto_enumTypes[6].Descriptor()
 }
 
 func (DeliveryStatus) Type() protoreflect.EnumType {
-	return &file_pushsvc_v1_push_proto_enumTypes[5]
+	return &file_pushsvc_v1_push_proto_enumTypes[6]
 }
 
 func (x DeliveryStatus) Number() protoreflect.EnumNumber {
@@ -373,7 +429,7 @@ func (x DeliveryStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DeliveryStatus.Descriptor instead.
 func (DeliveryStatus) EnumDescriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{5}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{6}
 }
 
 // A registered device token.
@@ -681,6 +737,355 @@ func (x *RegisterTokenResponse) GetCreated() bool {
 	return false
 }
 
+type RegisterTokensRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	AppId string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	// Applied in order, so a device_id listed twice keeps the later token.
+	// At most 1,000 items, and at most the server's message size (4 MiB).
+	Items         []*TokenRegistration `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterTokensRequest) Reset() {
+	*x = RegisterTokensRequest{}
+	mi := &file_pushsvc_v1_push_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterTokensRequest) ProtoMessage() {}
+
+func (x *RegisterTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushsvc_v1_push_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterTokensRequest.ProtoReflect.Descriptor instead.
+func (*RegisterTokensRequest) Descriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RegisterTokensRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *RegisterTokensRequest) GetItems() []*TokenRegistration {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+// One token of a RegisterTokens batch: RegisterTokenRequest's fields, with
+// the same numbers, less the app_id, which is the batch's.
+type TokenRegistration struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Token           string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	Platform        Platform               `protobuf:"varint,3,opt,name=platform,proto3,enum=pushsvc.v1.Platform" json:"platform,omitempty"`
+	UserId          string                 `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Topics          []string               `protobuf:"bytes,5,rep,name=topics,proto3" json:"topics,omitempty"`
+	DeviceId        string                 `protobuf:"bytes,6,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	Locale          string                 `protobuf:"bytes,7,opt,name=locale,proto3" json:"locale,omitempty"`
+	Timezone        string                 `protobuf:"bytes,8,opt,name=timezone,proto3" json:"timezone,omitempty"`
+	AppVersion      string                 `protobuf:"bytes,9,opt,name=app_version,json=appVersion,proto3" json:"app_version,omitempty"`
+	ApnsEnvironment ApnsEnvironment        `protobuf:"varint,10,opt,name=apns_environment,json=apnsEnvironment,proto3,enum=pushsvc.v1.ApnsEnvironment" json:"apns_environment,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TokenRegistration) Reset() {
+	*x = TokenRegistration{}
+	mi := &file_pushsvc_v1_push_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenRegistration) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenRegistration) ProtoMessage() {}
+
+func (x *TokenRegistration) ProtoReflect() protoreflect.Message {
+	mi := &file_pushsvc_v1_push_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenRegistration.ProtoReflect.Descriptor instead.
+func (*TokenRegistration) Descriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TokenRegistration) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *TokenRegistration) GetPlatform() Platform {
+	if x != nil {
+		return x.Platform
+	}
+	return Platform_PLATFORM_UNSPECIFIED
+}
+
+func (x *TokenRegistration) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *TokenRegistration) GetTopics() []string {
+	if x != nil {
+		return x.Topics
+	}
+	return nil
+}
+
+func (x *TokenRegistration) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *TokenRegistration) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
+func (x *TokenRegistration) GetTimezone() string {
+	if x != nil {
+		return x.Timezone
+	}
+	return ""
+}
+
+func (x *TokenRegistration) GetAppVersion() string {
+	if x != nil {
+		return x.AppVersion
+	}
+	return ""
+}
+
+func (x *TokenRegistration) GetApnsEnvironment() ApnsEnvironment {
+	if x != nil {
+		return x.ApnsEnvironment
+	}
+	return ApnsEnvironment_APNS_ENVIRONMENT_UNSPECIFIED
+}
+
+// One bad field of an item, as google.rpc.BadRequest names them.
+type FieldViolation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The field's path in the request, e.g. "items[3].token".
+	Field         string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	Description   string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FieldViolation) Reset() {
+	*x = FieldViolation{}
+	mi := &file_pushsvc_v1_push_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FieldViolation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FieldViolation) ProtoMessage() {}
+
+func (x *FieldViolation) ProtoReflect() protoreflect.Message {
+	mi := &file_pushsvc_v1_push_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FieldViolation.ProtoReflect.Descriptor instead.
+func (*FieldViolation) Descriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *FieldViolation) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *FieldViolation) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+type RegistrationResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The item's position in RegisterTokensRequest.items.
+	Index   int32               `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Outcome RegistrationOutcome `protobuf:"varint,2,opt,name=outcome,proto3,enum=pushsvc.v1.RegistrationOutcome" json:"outcome,omitempty"`
+	// Set when the outcome is REGISTRATION_OUTCOME_INVALID.
+	Violations    []*FieldViolation `protobuf:"bytes,3,rep,name=violations,proto3" json:"violations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegistrationResult) Reset() {
+	*x = RegistrationResult{}
+	mi := &file_pushsvc_v1_push_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistrationResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistrationResult) ProtoMessage() {}
+
+func (x *RegistrationResult) ProtoReflect() protoreflect.Message {
+	mi := &file_pushsvc_v1_push_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistrationResult.ProtoReflect.Descriptor instead.
+func (*RegistrationResult) Descriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RegistrationResult) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RegistrationResult) GetOutcome() RegistrationOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return RegistrationOutcome_REGISTRATION_OUTCOME_UNSPECIFIED
+}
+
+func (x *RegistrationResult) GetViolations() []*FieldViolation {
+	if x != nil {
+		return x.Violations
+	}
+	return nil
+}
+
+type RegisterTokensResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per item, in item order.
+	Results       []*RegistrationResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	Created       int32                 `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	Updated       int32                 `protobuf:"varint,3,opt,name=updated,proto3" json:"updated,omitempty"`
+	Invalid       int32                 `protobuf:"varint,4,opt,name=invalid,proto3" json:"invalid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterTokensResponse) Reset() {
+	*x = RegisterTokensResponse{}
+	mi := &file_pushsvc_v1_push_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterTokensResponse) ProtoMessage() {}
+
+func (x *RegisterTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pushsvc_v1_push_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterTokensResponse.ProtoReflect.Descriptor instead.
+func (*RegisterTokensResponse) Descriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RegisterTokensResponse) GetResults() []*RegistrationResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *RegisterTokensResponse) GetCreated() int32 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
+func (x *RegisterTokensResponse) GetUpdated() int32 {
+	if x != nil {
+		return x.Updated
+	}
+	return 0
+}
+
+func (x *RegisterTokensResponse) GetInvalid() int32 {
+	if x != nil {
+		return x.Invalid
+	}
+	return 0
+}
+
 type UnregisterTokenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
@@ -692,7 +1097,7 @@ type UnregisterTokenRequest struct {
 
 func (x *UnregisterTokenRequest) Reset() {
 	*x = UnregisterTokenRequest{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[3]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +1109,7 @@ func (x *UnregisterTokenRequest) String() string {
 func (*UnregisterTokenRequest) ProtoMessage() {}
 
 func (x *UnregisterTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[3]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +1122,7 @@ func (x *UnregisterTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterTokenRequest.ProtoReflect.Descriptor instead.
 func (*UnregisterTokenRequest) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{3}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UnregisterTokenRequest) GetAppId() string {
@@ -750,7 +1155,7 @@ type UnregisterTokenResponse struct {
 
 func (x *UnregisterTokenResponse) Reset() {
 	*x = UnregisterTokenResponse{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[4]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +1167,7 @@ func (x *UnregisterTokenResponse) String() string {
 func (*UnregisterTokenResponse) ProtoMessage() {}
 
 func (x *UnregisterTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[4]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +1180,7 @@ func (x *UnregisterTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterTokenResponse.ProtoReflect.Descriptor instead.
 func (*UnregisterTokenResponse) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{4}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UnregisterTokenResponse) GetRemoved() bool {
@@ -801,7 +1206,7 @@ type PruneRequest struct {
 
 func (x *PruneRequest) Reset() {
 	*x = PruneRequest{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[5]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -813,7 +1218,7 @@ func (x *PruneRequest) String() string {
 func (*PruneRequest) ProtoMessage() {}
 
 func (x *PruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[5]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -826,7 +1231,7 @@ func (x *PruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneRequest.ProtoReflect.Descriptor instead.
 func (*PruneRequest) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{5}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PruneRequest) GetAppId() string {
@@ -866,7 +1271,7 @@ type PruneResponse struct {
 
 func (x *PruneResponse) Reset() {
 	*x = PruneResponse{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[6]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1283,7 @@ func (x *PruneResponse) String() string {
 func (*PruneResponse) ProtoMessage() {}
 
 func (x *PruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[6]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1296,7 @@ func (x *PruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneResponse.ProtoReflect.Descriptor instead.
 func (*PruneResponse) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{6}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PruneResponse) GetRemoved() int64 {
@@ -915,7 +1320,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[7]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1332,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[7]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1345,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{7}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Device) GetToken() string {
@@ -973,7 +1378,7 @@ type DeviceList struct {
 
 func (x *DeviceList) Reset() {
 	*x = DeviceList{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[8]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1390,7 @@ func (x *DeviceList) String() string {
 func (*DeviceList) ProtoMessage() {}
 
 func (x *DeviceList) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[8]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1403,7 @@ func (x *DeviceList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceList.ProtoReflect.Descriptor instead.
 func (*DeviceList) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{8}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeviceList) GetDevices() []*Device {
@@ -1017,7 +1422,7 @@ type UserList struct {
 
 func (x *UserList) Reset() {
 	*x = UserList{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[9]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1434,7 @@ func (x *UserList) String() string {
 func (*UserList) ProtoMessage() {}
 
 func (x *UserList) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[9]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1447,7 @@ func (x *UserList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserList.ProtoReflect.Descriptor instead.
 func (*UserList) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{9}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UserList) GetUserIds() []string {
@@ -1070,7 +1475,7 @@ type Target struct {
 
 func (x *Target) Reset() {
 	*x = Target{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[10]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1487,7 @@ func (x *Target) String() string {
 func (*Target) ProtoMessage() {}
 
 func (x *Target) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[10]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1500,7 @@ func (x *Target) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Target.ProtoReflect.Descriptor instead.
 func (*Target) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{10}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Target) GetKind() isTarget_Kind {
@@ -1191,7 +1596,7 @@ type ApnsOptions struct {
 
 func (x *ApnsOptions) Reset() {
 	*x = ApnsOptions{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[11]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1608,7 @@ func (x *ApnsOptions) String() string {
 func (*ApnsOptions) ProtoMessage() {}
 
 func (x *ApnsOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[11]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1621,7 @@ func (x *ApnsOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApnsOptions.ProtoReflect.Descriptor instead.
 func (*ApnsOptions) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{11}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ApnsOptions) GetPayload() *structpb.Struct {
@@ -1253,7 +1658,7 @@ type FcmOptions struct {
 
 func (x *FcmOptions) Reset() {
 	*x = FcmOptions{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[12]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +1670,7 @@ func (x *FcmOptions) String() string {
 func (*FcmOptions) ProtoMessage() {}
 
 func (x *FcmOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[12]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +1683,7 @@ func (x *FcmOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FcmOptions.ProtoReflect.Descriptor instead.
 func (*FcmOptions) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{12}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FcmOptions) GetAndroid() *structpb.Struct {
@@ -1337,7 +1742,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[13]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1754,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[13]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1767,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{13}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Message) GetTitle() string {
@@ -1503,7 +1908,7 @@ type SendRequest struct {
 
 func (x *SendRequest) Reset() {
 	*x = SendRequest{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[14]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1920,7 @@ func (x *SendRequest) String() string {
 func (*SendRequest) ProtoMessage() {}
 
 func (x *SendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[14]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1933,7 @@ func (x *SendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
 func (*SendRequest) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{14}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SendRequest) GetAppId() string {
@@ -1585,7 +1990,7 @@ type SendResponse struct {
 
 func (x *SendResponse) Reset() {
 	*x = SendResponse{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[15]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +2002,7 @@ func (x *SendResponse) String() string {
 func (*SendResponse) ProtoMessage() {}
 
 func (x *SendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[15]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +2015,7 @@ func (x *SendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResponse.ProtoReflect.Descriptor instead.
 func (*SendResponse) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{15}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SendResponse) GetNotificationId() string {
@@ -1644,7 +2049,7 @@ type GetNotificationRequest struct {
 
 func (x *GetNotificationRequest) Reset() {
 	*x = GetNotificationRequest{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[16]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +2061,7 @@ func (x *GetNotificationRequest) String() string {
 func (*GetNotificationRequest) ProtoMessage() {}
 
 func (x *GetNotificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[16]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +2074,7 @@ func (x *GetNotificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNotificationRequest.ProtoReflect.Descriptor instead.
 func (*GetNotificationRequest) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{16}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetNotificationRequest) GetAppId() string {
@@ -1695,7 +2100,7 @@ type GetNotificationResponse struct {
 
 func (x *GetNotificationResponse) Reset() {
 	*x = GetNotificationResponse{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[17]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1707,7 +2112,7 @@ func (x *GetNotificationResponse) String() string {
 func (*GetNotificationResponse) ProtoMessage() {}
 
 func (x *GetNotificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[17]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1720,7 +2125,7 @@ func (x *GetNotificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNotificationResponse.ProtoReflect.Descriptor instead.
 func (*GetNotificationResponse) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{17}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetNotificationResponse) GetNotification() *Notification {
@@ -1761,7 +2166,7 @@ type Notification struct {
 
 func (x *Notification) Reset() {
 	*x = Notification{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[18]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +2178,7 @@ func (x *Notification) String() string {
 func (*Notification) ProtoMessage() {}
 
 func (x *Notification) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[18]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +2191,7 @@ func (x *Notification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notification.ProtoReflect.Descriptor instead.
 func (*Notification) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{18}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Notification) GetNotificationId() string {
@@ -1927,7 +2332,7 @@ type Receipt struct {
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[19]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +2344,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[19]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2357,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{19}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Receipt) GetCursor() string {
@@ -2061,7 +2466,7 @@ type StreamReceiptsRequest struct {
 
 func (x *StreamReceiptsRequest) Reset() {
 	*x = StreamReceiptsRequest{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[20]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2073,7 +2478,7 @@ func (x *StreamReceiptsRequest) String() string {
 func (*StreamReceiptsRequest) ProtoMessage() {}
 
 func (x *StreamReceiptsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[20]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2086,7 +2491,7 @@ func (x *StreamReceiptsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamReceiptsRequest.ProtoReflect.Descriptor instead.
 func (*StreamReceiptsRequest) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{20}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StreamReceiptsRequest) GetAppId() string {
@@ -2119,7 +2524,7 @@ type StreamReceiptsResponse struct {
 
 func (x *StreamReceiptsResponse) Reset() {
 	*x = StreamReceiptsResponse{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[21]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2131,7 +2536,7 @@ func (x *StreamReceiptsResponse) String() string {
 func (*StreamReceiptsResponse) ProtoMessage() {}
 
 func (x *StreamReceiptsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[21]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2144,7 +2549,7 @@ func (x *StreamReceiptsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamReceiptsResponse.ProtoReflect.Descriptor instead.
 func (*StreamReceiptsResponse) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{21}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StreamReceiptsResponse) GetReceipt() *Receipt {
@@ -2192,7 +2597,36 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	" \x01(\x0e2\x1b.pushsvc.v1.ApnsEnvironmentR\x0fapnsEnvironment\"Z\n" +
 	"\x15RegisterTokenResponse\x12'\n" +
 	"\x05token\x18\x01 \x01(\v2\x11.pushsvc.v1.TokenR\x05token\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"w\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"c\n" +
+	"\x15RegisterTokensRequest\x12\x15\n" +
+	"\x06app_id\x18\x01 \x01(\tR\x05appId\x123\n" +
+	"\x05items\x18\x02 \x03(\v2\x1d.pushsvc.v1.TokenRegistrationR\x05items\"\xd4\x02\n" +
+	"\x11TokenRegistration\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x120\n" +
+	"\bplatform\x18\x03 \x01(\x0e2\x14.pushsvc.v1.PlatformR\bplatform\x12\x17\n" +
+	"\auser_id\x18\x04 \x01(\tR\x06userId\x12\x16\n" +
+	"\x06topics\x18\x05 \x03(\tR\x06topics\x12\x1b\n" +
+	"\tdevice_id\x18\x06 \x01(\tR\bdeviceId\x12\x16\n" +
+	"\x06locale\x18\a \x01(\tR\x06locale\x12\x1a\n" +
+	"\btimezone\x18\b \x01(\tR\btimezone\x12\x1f\n" +
+	"\vapp_version\x18\t \x01(\tR\n" +
+	"appVersion\x12F\n" +
+	"\x10apns_environment\x18\n" +
+	" \x01(\x0e2\x1b.pushsvc.v1.ApnsEnvironmentR\x0fapnsEnvironmentJ\x04\b\x01\x10\x02R\x06app_id\"H\n" +
+	"\x0eFieldViolation\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\"\xa1\x01\n" +
+	"\x12RegistrationResult\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x129\n" +
+	"\aoutcome\x18\x02 \x01(\x0e2\x1f.pushsvc.v1.RegistrationOutcomeR\aoutcome\x12:\n" +
+	"\n" +
+	"violations\x18\x03 \x03(\v2\x1a.pushsvc.v1.FieldViolationR\n" +
+	"violations\"\xa0\x01\n" +
+	"\x16RegisterTokensResponse\x128\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.pushsvc.v1.RegistrationResultR\aresults\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\x05R\acreated\x12\x18\n" +
+	"\aupdated\x18\x03 \x01(\x05R\aupdated\x12\x18\n" +
+	"\ainvalid\x18\x04 \x01(\x05R\ainvalid\"w\n" +
 	"\x16UnregisterTokenRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x120\n" +
@@ -2341,7 +2775,12 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x14PUSH_TYPE_PUSHTOTALK\x10\t\x12\x15\n" +
 	"\x11PUSH_TYPE_WIDGETS\x10\n" +
 	"\x12\x16\n" +
-	"\x12PUSH_TYPE_CONTROLS\x10\v*\xfb\x01\n" +
+	"\x12PUSH_TYPE_CONTROLS\x10\v*\xa1\x01\n" +
+	"\x13RegistrationOutcome\x12$\n" +
+	" REGISTRATION_OUTCOME_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cREGISTRATION_OUTCOME_CREATED\x10\x01\x12 \n" +
+	"\x1cREGISTRATION_OUTCOME_UPDATED\x10\x02\x12 \n" +
+	"\x1cREGISTRATION_OUTCOME_INVALID\x10\x03*\xfb\x01\n" +
 	"\x11NotificationState\x12\"\n" +
 	"\x1eNOTIFICATION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19NOTIFICATION_STATE_QUEUED\x10\x01\x12 \n" +
@@ -2355,9 +2794,10 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x19DELIVERY_STATUS_DELIVERED\x10\x01\x12\x1a\n" +
 	"\x16DELIVERY_STATUS_FAILED\x10\x02\x12!\n" +
 	"\x1dDELIVERY_STATUS_TOKEN_INVALID\x10\x03\x12\x1b\n" +
-	"\x17DELIVERY_STATUS_EXPIRED\x10\x042\xef\x03\n" +
+	"\x17DELIVERY_STATUS_EXPIRED\x10\x042\xc8\x04\n" +
 	"\vPushService\x12T\n" +
-	"\rRegisterToken\x12 .pushsvc.v1.RegisterTokenRequest\x1a!.pushsvc.v1.RegisterTokenResponse\x12Z\n" +
+	"\rRegisterToken\x12 .pushsvc.v1.RegisterTokenRequest\x1a!.pushsvc.v1.RegisterTokenResponse\x12W\n" +
+	"\x0eRegisterTokens\x12!.pushsvc.v1.RegisterTokensRequest\x1a\".pushsvc.v1.RegisterTokensResponse\x12Z\n" +
 	"\x0fUnregisterToken\x12\".pushsvc.v1.UnregisterTokenRequest\x1a#.pushsvc.v1.UnregisterTokenResponse\x129\n" +
 	"\x04Send\x12\x17.pushsvc.v1.SendRequest\x1a\x18.pushsvc.v1.SendResponse\x12Z\n" +
 	"\x0fGetNotification\x12\".pushsvc.v1.GetNotificationRequest\x1a#.pushsvc.v1.GetNotificationResponse\x12<\n" +
@@ -2379,101 +2819,115 @@ func file_pushsvc_v1_push_proto_rawDescGZIP() []byte {
 	return file_pushsvc_v1_push_proto_rawDescData
 }
 
-var file_pushsvc_v1_push_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_pushsvc_v1_push_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_pushsvc_v1_push_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_pushsvc_v1_push_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_pushsvc_v1_push_proto_goTypes = []any{
 	(Platform)(0),                   // 0: pushsvc.v1.Platform
 	(ApnsEnvironment)(0),            // 1: pushsvc.v1.ApnsEnvironment
 	(Priority)(0),                   // 2: pushsvc.v1.Priority
 	(PushType)(0),                   // 3: pushsvc.v1.PushType
-	(NotificationState)(0),          // 4: pushsvc.v1.NotificationState
-	(DeliveryStatus)(0),             // 5: pushsvc.v1.DeliveryStatus
-	(*Token)(nil),                   // 6: pushsvc.v1.Token
-	(*RegisterTokenRequest)(nil),    // 7: pushsvc.v1.RegisterTokenRequest
-	(*RegisterTokenResponse)(nil),   // 8: pushsvc.v1.RegisterTokenResponse
-	(*UnregisterTokenRequest)(nil),  // 9: pushsvc.v1.UnregisterTokenRequest
-	(*UnregisterTokenResponse)(nil), // 10: pushsvc.v1.UnregisterTokenResponse
-	(*PruneRequest)(nil),            // 11: pushsvc.v1.PruneRequest
-	(*PruneResponse)(nil),           // 12: pushsvc.v1.PruneResponse
-	(*Device)(nil),                  // 13: pushsvc.v1.Device
-	(*DeviceList)(nil),              // 14: pushsvc.v1.DeviceList
-	(*UserList)(nil),                // 15: pushsvc.v1.UserList
-	(*Target)(nil),                  // 16: pushsvc.v1.Target
-	(*ApnsOptions)(nil),             // 17: pushsvc.v1.ApnsOptions
-	(*FcmOptions)(nil),              // 18: pushsvc.v1.FcmOptions
-	(*Message)(nil),                 // 19: pushsvc.v1.Message
-	(*SendRequest)(nil),             // 20: pushsvc.v1.SendRequest
-	(*SendResponse)(nil),            // 21: pushsvc.v1.SendResponse
-	(*GetNotificationRequest)(nil),  // 22: pushsvc.v1.GetNotificationRequest
-	(*GetNotificationResponse)(nil), // 23: pushsvc.v1.GetNotificationResponse
-	(*Notification)(nil),            // 24: pushsvc.v1.Notification
-	(*Receipt)(nil),                 // 25: pushsvc.v1.Receipt
-	(*StreamReceiptsRequest)(nil),   // 26: pushsvc.v1.StreamReceiptsRequest
-	(*StreamReceiptsResponse)(nil),  // 27: pushsvc.v1.StreamReceiptsResponse
-	nil,                             // 28: pushsvc.v1.ApnsOptions.HeadersEntry
-	nil,                             // 29: pushsvc.v1.Message.DataEntry
-	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 31: google.protobuf.Duration
-	(*structpb.Struct)(nil),         // 32: google.protobuf.Struct
+	(RegistrationOutcome)(0),        // 4: pushsvc.v1.RegistrationOutcome
+	(NotificationState)(0),          // 5: pushsvc.v1.NotificationState
+	(DeliveryStatus)(0),             // 6: pushsvc.v1.DeliveryStatus
+	(*Token)(nil),                   // 7: pushsvc.v1.Token
+	(*RegisterTokenRequest)(nil),    // 8: pushsvc.v1.RegisterTokenRequest
+	(*RegisterTokenResponse)(nil),   // 9: pushsvc.v1.RegisterTokenResponse
+	(*RegisterTokensRequest)(nil),   // 10: pushsvc.v1.RegisterTokensRequest
+	(*TokenRegistration)(nil),       // 11: pushsvc.v1.TokenRegistration
+	(*FieldViolation)(nil),          // 12: pushsvc.v1.FieldViolation
+	(*RegistrationResult)(nil),      // 13: pushsvc.v1.RegistrationResult
+	(*RegisterTokensResponse)(nil),  // 14: pushsvc.v1.RegisterTokensResponse
+	(*UnregisterTokenRequest)(nil),  // 15: pushsvc.v1.UnregisterTokenRequest
+	(*UnregisterTokenResponse)(nil), // 16: pushsvc.v1.UnregisterTokenResponse
+	(*PruneRequest)(nil),            // 17: pushsvc.v1.PruneRequest
+	(*PruneResponse)(nil),           // 18: pushsvc.v1.PruneResponse
+	(*Device)(nil),                  // 19: pushsvc.v1.Device
+	(*DeviceList)(nil),              // 20: pushsvc.v1.DeviceList
+	(*UserList)(nil),                // 21: pushsvc.v1.UserList
+	(*Target)(nil),                  // 22: pushsvc.v1.Target
+	(*ApnsOptions)(nil),             // 23: pushsvc.v1.ApnsOptions
+	(*FcmOptions)(nil),              // 24: pushsvc.v1.FcmOptions
+	(*Message)(nil),                 // 25: pushsvc.v1.Message
+	(*SendRequest)(nil),             // 26: pushsvc.v1.SendRequest
+	(*SendResponse)(nil),            // 27: pushsvc.v1.SendResponse
+	(*GetNotificationRequest)(nil),  // 28: pushsvc.v1.GetNotificationRequest
+	(*GetNotificationResponse)(nil), // 29: pushsvc.v1.GetNotificationResponse
+	(*Notification)(nil),            // 30: pushsvc.v1.Notification
+	(*Receipt)(nil),                 // 31: pushsvc.v1.Receipt
+	(*StreamReceiptsRequest)(nil),   // 32: pushsvc.v1.StreamReceiptsRequest
+	(*StreamReceiptsResponse)(nil),  // 33: pushsvc.v1.StreamReceiptsResponse
+	nil,                             // 34: pushsvc.v1.ApnsOptions.HeadersEntry
+	nil,                             // 35: pushsvc.v1.Message.DataEntry
+	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 37: google.protobuf.Duration
+	(*structpb.Struct)(nil),         // 38: google.protobuf.Struct
 }
 var file_pushsvc_v1_push_proto_depIdxs = []int32{
 	0,  // 0: pushsvc.v1.Token.platform:type_name -> pushsvc.v1.Platform
 	1,  // 1: pushsvc.v1.Token.apns_environment:type_name -> pushsvc.v1.ApnsEnvironment
-	30, // 2: pushsvc.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	30, // 3: pushsvc.v1.Token.last_seen_at:type_name -> google.protobuf.Timestamp
+	36, // 2: pushsvc.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	36, // 3: pushsvc.v1.Token.last_seen_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: pushsvc.v1.RegisterTokenRequest.platform:type_name -> pushsvc.v1.Platform
 	1,  // 5: pushsvc.v1.RegisterTokenRequest.apns_environment:type_name -> pushsvc.v1.ApnsEnvironment
-	6,  // 6: pushsvc.v1.RegisterTokenResponse.token:type_name -> pushsvc.v1.Token
-	0,  // 7: pushsvc.v1.UnregisterTokenRequest.platform:type_name -> pushsvc.v1.Platform
-	31, // 8: pushsvc.v1.PruneRequest.stale_after:type_name -> google.protobuf.Duration
-	0,  // 9: pushsvc.v1.PruneRequest.platforms:type_name -> pushsvc.v1.Platform
-	0,  // 10: pushsvc.v1.Device.platform:type_name -> pushsvc.v1.Platform
-	1,  // 11: pushsvc.v1.Device.apns_environment:type_name -> pushsvc.v1.ApnsEnvironment
-	13, // 12: pushsvc.v1.DeviceList.devices:type_name -> pushsvc.v1.Device
-	14, // 13: pushsvc.v1.Target.devices:type_name -> pushsvc.v1.DeviceList
-	15, // 14: pushsvc.v1.Target.users:type_name -> pushsvc.v1.UserList
-	0,  // 15: pushsvc.v1.Target.platforms:type_name -> pushsvc.v1.Platform
-	32, // 16: pushsvc.v1.ApnsOptions.payload:type_name -> google.protobuf.Struct
-	28, // 17: pushsvc.v1.ApnsOptions.headers:type_name -> pushsvc.v1.ApnsOptions.HeadersEntry
-	32, // 18: pushsvc.v1.FcmOptions.android:type_name -> google.protobuf.Struct
-	32, // 19: pushsvc.v1.FcmOptions.apns:type_name -> google.protobuf.Struct
-	32, // 20: pushsvc.v1.FcmOptions.webpush:type_name -> google.protobuf.Struct
-	29, // 21: pushsvc.v1.Message.data:type_name -> pushsvc.v1.Message.DataEntry
-	2,  // 22: pushsvc.v1.Message.priority:type_name -> pushsvc.v1.Priority
-	31, // 23: pushsvc.v1.Message.ttl:type_name -> google.protobuf.Duration
-	3,  // 24: pushsvc.v1.Message.push_type:type_name -> pushsvc.v1.PushType
-	17, // 25: pushsvc.v1.Message.apns:type_name -> pushsvc.v1.ApnsOptions
-	18, // 26: pushsvc.v1.Message.fcm:type_name -> pushsvc.v1.FcmOptions
-	16, // 27: pushsvc.v1.SendRequest.target:type_name -> pushsvc.v1.Target
-	19, // 28: pushsvc.v1.SendRequest.message:type_name -> pushsvc.v1.Message
-	30, // 29: pushsvc.v1.SendRequest.send_at:type_name -> google.protobuf.Timestamp
-	24, // 30: pushsvc.v1.GetNotificationResponse.notification:type_name -> pushsvc.v1.Notification
-	4,  // 31: pushsvc.v1.Notification.state:type_name -> pushsvc.v1.NotificationState
-	30, // 32: pushsvc.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
-	30, // 33: pushsvc.v1.Notification.send_at:type_name -> google.protobuf.Timestamp
-	30, // 34: pushsvc.v1.Notification.updated_at:type_name -> google.protobuf.Timestamp
-	30, // 35: pushsvc.v1.Notification.completed_at:type_name -> google.protobuf.Timestamp
-	0,  // 36: pushsvc.v1.Receipt.platform:type_name -> pushsvc.v1.Platform
-	5,  // 37: pushsvc.v1.Receipt.status:type_name -> pushsvc.v1.DeliveryStatus
-	30, // 38: pushsvc.v1.Receipt.at:type_name -> google.protobuf.Timestamp
-	25, // 39: pushsvc.v1.StreamReceiptsResponse.receipt:type_name -> pushsvc.v1.Receipt
-	7,  // 40: pushsvc.v1.PushService.RegisterToken:input_type -> pushsvc.v1.RegisterTokenRequest
-	9,  // 41: pushsvc.v1.PushService.UnregisterToken:input_type -> pushsvc.v1.UnregisterTokenRequest
-	20, // 42: pushsvc.v1.PushService.Send:input_type -> pushsvc.v1.SendRequest
-	22, // 43: pushsvc.v1.PushService.GetNotification:input_type -> pushsvc.v1.GetNotificationRequest
-	11, // 44: pushsvc.v1.PushService.Prune:input_type -> pushsvc.v1.PruneRequest
-	26, // 45: pushsvc.v1.PushService.StreamReceipts:input_type -> pushsvc.v1.StreamReceiptsRequest
-	8,  // 46: pushsvc.v1.PushService.RegisterToken:output_type -> pushsvc.v1.RegisterTokenResponse
-	10, // 47: pushsvc.v1.PushService.UnregisterToken:output_type -> pushsvc.v1.UnregisterTokenResponse
-	21, // 48: pushsvc.v1.PushService.Send:output_type -> pushsvc.v1.SendResponse
-	23, // 49: pushsvc.v1.PushService.GetNotification:output_type -> pushsvc.v1.GetNotificationResponse
-	12, // 50: pushsvc.v1.PushService.Prune:output_type -> pushsvc.v1.PruneResponse
-	27, // 51: pushsvc.v1.PushService.StreamReceipts:output_type -> pushsvc.v1.StreamReceiptsResponse
-	46, // [46:52] is the sub-list for method output_type
-	40, // [40:46] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	7,  // 6: pushsvc.v1.RegisterTokenResponse.token:type_name -> pushsvc.v1.Token
+	11, // 7: pushsvc.v1.RegisterTokensRequest.items:type_name -> pushsvc.v1.TokenRegistration
+	0,  // 8: pushsvc.v1.TokenRegistration.platform:type_name -> pushsvc.v1.Platform
+	1,  // 9: pushsvc.v1.TokenRegistration.apns_environment:type_name -> pushsvc.v1.ApnsEnvironment
+	4,  // 10: pushsvc.v1.RegistrationResult.outcome:type_name -> pushsvc.v1.RegistrationOutcome
+	12, // 11: pushsvc.v1.RegistrationResult.violations:type_name -> pushsvc.v1.FieldViolation
+	13, // 12: pushsvc.v1.RegisterTokensResponse.results:type_name -> pushsvc.v1.RegistrationResult
+	0,  // 13: pushsvc.v1.UnregisterTokenRequest.platform:type_name -> pushsvc.v1.Platform
+	37, // 14: pushsvc.v1.PruneRequest.stale_after:type_name -> google.protobuf.Duration
+	0,  // 15: pushsvc.v1.PruneRequest.platforms:type_name -> pushsvc.v1.Platform
+	0,  // 16: pushsvc.v1.Device.platform:type_name -> pushsvc.v1.Platform
+	1,  // 17: pushsvc.v1.Device.apns_environment:type_name -> pushsvc.v1.ApnsEnvironment
+	19, // 18: pushsvc.v1.DeviceList.devices:type_name -> pushsvc.v1.Device
+	20, // 19: pushsvc.v1.Target.devices:type_name -> pushsvc.v1.DeviceList
+	21, // 20: pushsvc.v1.Target.users:type_name -> pushsvc.v1.UserList
+	0,  // 21: pushsvc.v1.Target.platforms:type_name -> pushsvc.v1.Platform
+	38, // 22: pushsvc.v1.ApnsOptions.payload:type_name -> google.protobuf.Struct
+	34, // 23: pushsvc.v1.ApnsOptions.headers:type_name -> pushsvc.v1.ApnsOptions.HeadersEntry
+	38, // 24: pushsvc.v1.FcmOptions.android:type_name -> google.protobuf.Struct
+	38, // 25: pushsvc.v1.FcmOptions.apns:type_name -> google.protobuf.Struct
+	38, // 26: pushsvc.v1.FcmOptions.webpush:type_name -> google.protobuf.Struct
+	35, // 27: pushsvc.v1.Message.data:type_name -> pushsvc.v1.Message.DataEntry
+	2,  // 28: pushsvc.v1.Message.priority:type_name -> pushsvc.v1.Priority
+	37, // 29: pushsvc.v1.Message.ttl:type_name -> google.protobuf.Duration
+	3,  // 30: pushsvc.v1.Message.push_type:type_name -> pushsvc.v1.PushType
+	23, // 31: pushsvc.v1.Message.apns:type_name -> pushsvc.v1.ApnsOptions
+	24, // 32: pushsvc.v1.Message.fcm:type_name -> pushsvc.v1.FcmOptions
+	22, // 33: pushsvc.v1.SendRequest.target:type_name -> pushsvc.v1.Target
+	25, // 34: pushsvc.v1.SendRequest.message:type_name -> pushsvc.v1.Message
+	36, // 35: pushsvc.v1.SendRequest.send_at:type_name -> google.protobuf.Timestamp
+	30, // 36: pushsvc.v1.GetNotificationResponse.notification:type_name -> pushsvc.v1.Notification
+	5,  // 37: pushsvc.v1.Notification.state:type_name -> pushsvc.v1.NotificationState
+	36, // 38: pushsvc.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
+	36, // 39: pushsvc.v1.Notification.send_at:type_name -> google.protobuf.Timestamp
+	36, // 40: pushsvc.v1.Notification.updated_at:type_name -> google.protobuf.Timestamp
+	36, // 41: pushsvc.v1.Notification.completed_at:type_name -> google.protobuf.Timestamp
+	0,  // 42: pushsvc.v1.Receipt.platform:type_name -> pushsvc.v1.Platform
+	6,  // 43: pushsvc.v1.Receipt.status:type_name -> pushsvc.v1.DeliveryStatus
+	36, // 44: pushsvc.v1.Receipt.at:type_name -> google.protobuf.Timestamp
+	31, // 45: pushsvc.v1.StreamReceiptsResponse.receipt:type_name -> pushsvc.v1.Receipt
+	8,  // 46: pushsvc.v1.PushService.RegisterToken:input_type -> pushsvc.v1.RegisterTokenRequest
+	10, // 47: pushsvc.v1.PushService.RegisterTokens:input_type -> pushsvc.v1.RegisterTokensRequest
+	15, // 48: pushsvc.v1.PushService.UnregisterToken:input_type -> pushsvc.v1.UnregisterTokenRequest
+	26, // 49: pushsvc.v1.PushService.Send:input_type -> pushsvc.v1.SendRequest
+	28, // 50: pushsvc.v1.PushService.GetNotification:input_type -> pushsvc.v1.GetNotificationRequest
+	17, // 51: pushsvc.v1.PushService.Prune:input_type -> pushsvc.v1.PruneRequest
+	32, // 52: pushsvc.v1.PushService.StreamReceipts:input_type -> pushsvc.v1.StreamReceiptsRequest
+	9,  // 53: pushsvc.v1.PushService.RegisterToken:output_type -> pushsvc.v1.RegisterTokenResponse
+	14, // 54: pushsvc.v1.PushService.RegisterTokens:output_type -> pushsvc.v1.RegisterTokensResponse
+	16, // 55: pushsvc.v1.PushService.UnregisterToken:output_type -> pushsvc.v1.UnregisterTokenResponse
+	27, // 56: pushsvc.v1.PushService.Send:output_type -> pushsvc.v1.SendResponse
+	29, // 57: pushsvc.v1.PushService.GetNotification:output_type -> pushsvc.v1.GetNotificationResponse
+	18, // 58: pushsvc.v1.PushService.Prune:output_type -> pushsvc.v1.PruneResponse
+	33, // 59: pushsvc.v1.PushService.StreamReceipts:output_type -> pushsvc.v1.StreamReceiptsResponse
+	53, // [53:60] is the sub-list for method output_type
+	46, // [46:53] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_pushsvc_v1_push_proto_init() }
@@ -2481,20 +2935,20 @@ func file_pushsvc_v1_push_proto_init() {
 	if File_pushsvc_v1_push_proto != nil {
 		return
 	}
-	file_pushsvc_v1_push_proto_msgTypes[10].OneofWrappers = []any{
+	file_pushsvc_v1_push_proto_msgTypes[15].OneofWrappers = []any{
 		(*Target_Devices)(nil),
 		(*Target_Users)(nil),
 		(*Target_Topic)(nil),
 		(*Target_All)(nil),
 	}
-	file_pushsvc_v1_push_proto_msgTypes[13].OneofWrappers = []any{}
+	file_pushsvc_v1_push_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushsvc_v1_push_proto_rawDesc), len(file_pushsvc_v1_push_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   24,
+			NumEnums:      7,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

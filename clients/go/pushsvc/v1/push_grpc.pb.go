@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	PushService_RegisterToken_FullMethodName   = "/pushsvc.v1.PushService/RegisterToken"
+	PushService_RegisterTokens_FullMethodName  = "/pushsvc.v1.PushService/RegisterTokens"
 	PushService_UnregisterToken_FullMethodName = "/pushsvc.v1.PushService/UnregisterToken"
 	PushService_Send_FullMethodName            = "/pushsvc.v1.PushService/Send"
 	PushService_GetNotification_FullMethodName = "/pushsvc.v1.PushService/GetNotification"
@@ -36,6 +37,10 @@ const (
 type PushServiceClient interface {
 	// Upserts a device token keyed by (app_id, platform, token).
 	RegisterToken(ctx context.Context, in *RegisterTokenRequest, opts ...grpc.CallOption) (*RegisterTokenResponse, error)
+	// Registers up to 1,000 tokens of one app, each as RegisterToken would, and
+	// answers one result per item. A bad item is reported in its result and the
+	// others are still registered; retrying a whole batch is safe.
+	RegisterTokens(ctx context.Context, in *RegisterTokensRequest, opts ...grpc.CallOption) (*RegisterTokensResponse, error)
 	// Removes a device token. Unknown tokens are not an error.
 	UnregisterToken(ctx context.Context, in *UnregisterTokenRequest, opts ...grpc.CallOption) (*UnregisterTokenResponse, error)
 	// Durably accepts a notification for asynchronous fan-out.
@@ -61,6 +66,16 @@ func (c *pushServiceClient) RegisterToken(ctx context.Context, in *RegisterToken
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RegisterTokenResponse)
 	err := c.cc.Invoke(ctx, PushService_RegisterToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pushServiceClient) RegisterTokens(ctx context.Context, in *RegisterTokensRequest, opts ...grpc.CallOption) (*RegisterTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegisterTokensResponse)
+	err := c.cc.Invoke(ctx, PushService_RegisterTokens_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -135,6 +150,10 @@ type PushService_StreamReceiptsClient = grpc.ServerStreamingClient[StreamReceipt
 type PushServiceServer interface {
 	// Upserts a device token keyed by (app_id, platform, token).
 	RegisterToken(context.Context, *RegisterTokenRequest) (*RegisterTokenResponse, error)
+	// Registers up to 1,000 tokens of one app, each as RegisterToken would, and
+	// answers one result per item. A bad item is reported in its result and the
+	// others are still registered; retrying a whole batch is safe.
+	RegisterTokens(context.Context, *RegisterTokensRequest) (*RegisterTokensResponse, error)
 	// Removes a device token. Unknown tokens are not an error.
 	UnregisterToken(context.Context, *UnregisterTokenRequest) (*UnregisterTokenResponse, error)
 	// Durably accepts a notification for asynchronous fan-out.
@@ -158,6 +177,9 @@ type UnimplementedPushServiceServer struct{}
 
 func (UnimplementedPushServiceServer) RegisterToken(context.Context, *RegisterTokenRequest) (*RegisterTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterToken not implemented")
+}
+func (UnimplementedPushServiceServer) RegisterTokens(context.Context, *RegisterTokensRequest) (*RegisterTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegisterTokens not implemented")
 }
 func (UnimplementedPushServiceServer) UnregisterToken(context.Context, *UnregisterTokenRequest) (*UnregisterTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UnregisterToken not implemented")
@@ -209,6 +231,24 @@ func _PushService_RegisterToken_Handler(srv interface{}, ctx context.Context, de
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(PushServiceServer).RegisterToken(ctx, req.(*RegisterTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PushService_RegisterTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).RegisterTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_RegisterTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).RegisterTokens(ctx, req.(*RegisterTokensRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -306,6 +346,10 @@ var PushService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RegisterToken",
 			Handler:    _PushService_RegisterToken_Handler,
+		},
+		{
+			MethodName: "RegisterTokens",
+			Handler:    _PushService_RegisterTokens_Handler,
 		},
 		{
 			MethodName: "UnregisterToken",

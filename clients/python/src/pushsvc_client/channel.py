@@ -10,11 +10,11 @@ import grpc
 
 SERVICE = "pushsvc.v1.PushService"
 
-# Calls that are safe to repeat: RegisterToken is an upsert, UnregisterToken and
+# Calls that are safe to repeat: RegisterToken and RegisterTokens upsert, UnregisterToken and
 # Prune converge on the same registry, GetNotification only reads. Send is not
 # here: it is idempotent only with an idempotency_key, which a service config
 # cannot see. StreamReceipts is resumed by ReceiptStream instead.
-IDEMPOTENT_METHODS = ("RegisterToken", "UnregisterToken", "GetNotification", "Prune")
+IDEMPOTENT_METHODS = ("RegisterToken", "RegisterTokens", "UnregisterToken", "GetNotification", "Prune")
 
 DEFAULT_DEADLINE_S = 10.0
 

@@ -1,4 +1,7 @@
-"""`pushsvc-client`: operator commands against a running pushsvc (send, receipts, prune)."""
+"""`pushsvc-client`: operator commands against a running pushsvc (send, receipts, prune, tokens import).
+
+The server's `pushsvc` command runs the same commands through `main(prog="pushsvc")`.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from typing import TextIO
 import grpc
 from google.protobuf import duration_pb2, json_format
 
+from pushsvc_client import importer, progress, tokenfile
 from pushsvc_client.channel import connect
 from pushsvc_client.receipts import ReceiptStream
 from pushsvc_client.v1 import push_pb2, push_pb2_grpc
@@ -26,19 +30,30 @@ class UsageError(Exception):
     """A command line that cannot be run; exits 2."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pushsvc-client", description="Operator commands for a running pushsvc.")
+def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    # Given before or after the command: the subcommands' copies default to
+    # SUPPRESS so they never overwrite what was given before the command.
+    def d(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
     conn = parser.add_argument_group("connection")
-    conn.add_argument("--target", default="localhost:50051", help="host:port of pushsvc (default %(default)s)")
-    conn.add_argument("--tls", action="store_true", help="connect over TLS (system roots unless --ca)")
-    conn.add_argument("--ca", type=Path, help="PEM file of the CA that signed the server's certificate (implies --tls)")
+    conn.add_argument("--target", default=d("localhost:50051"), help="host:port of pushsvc (default localhost:50051)")
+    conn.add_argument("--tls", action="store_true", default=d(False), help="connect over TLS (system roots unless --ca)")
+    conn.add_argument("--ca", type=Path, default=d(None), help="PEM file of the CA that signed the server's certificate (implies --tls)")
     creds = conn.add_mutually_exclusive_group()
-    creds.add_argument("--api-key-file", type=Path, help="file holding the API key (sent as authorization: Bearer)")
-    creds.add_argument("--jwt-file", type=Path, help="file holding a JWT (sent as a bearer token)")
-    conn.add_argument("--deadline-s", type=float, default=10.0, help="deadline of each unary call, in seconds")
+    creds.add_argument("--api-key-file", type=Path, default=d(None), help="file holding the API key (sent as authorization: Bearer)")
+    creds.add_argument("--jwt-file", type=Path, default=d(None), help="file holding a JWT (sent as a bearer token)")
+    conn.add_argument("--deadline-s", type=float, default=d(10.0), help="deadline of each unary call, in seconds (default 10)")
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Operator commands for a running pushsvc.")
+    _connection_options(parser, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _connection_options(common, defaults=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    send = sub.add_parser("send", help="send a notification; prints its id")
+    send = sub.add_parser("send", help="send a notification; prints its id", parents=[common])
     send.add_argument("--app", required=True)
     send.add_argument("--file", type=Path, help="a SendRequest in protobuf JSON; flags given as well override it")
     who = send.add_mutually_exclusive_group()
@@ -52,18 +67,39 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--idempotency-key")
     send.add_argument("--validate-only", action="store_true", help="count the targets and check the payload; send nothing")
 
-    rec = sub.add_parser("receipts", help="print receipts as JSON lines or a table, resuming after UNAVAILABLE")
+    rec = sub.add_parser("receipts", help="print receipts as JSON lines or a table, resuming after UNAVAILABLE",
+                         parents=[common])
     rec.add_argument("--app", required=True)
     rec.add_argument("--notification", default="", help="a notification id: its receipts, until it is finished")
     rec.add_argument("--follow", action="store_true", help="without --notification: the app's live feed until Ctrl-C")
     rec.add_argument("--after", default="", help="resume after this cursor")
     rec.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
 
-    prune = sub.add_parser("prune", help="remove tokens not seen for a while")
+    prune = sub.add_parser("prune", help="remove tokens not seen for a while", parents=[common])
     prune.add_argument("--app", required=True)
     prune.add_argument("--stale-after-days", type=float, help="default: the server's configured staleness")
     prune.add_argument("--platform", action="append", choices=sorted(_PLATFORMS), default=[])
     prune.add_argument("--dry-run", action="store_true", help="count what would be removed; remove nothing")
+
+    tokens = sub.add_parser("tokens", help="the app's device tokens in bulk")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True)
+    imp = tokens_sub.add_parser(
+        "import", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="register the tokens of a CSV or JSON-lines file through RegisterTokens",
+        description=tokenfile.__doc__,
+    )
+    imp.add_argument("file", type=Path, metavar="FILE.csv|FILE.jsonl")
+    imp.add_argument("--app", default="", help="the app of rows without an app_id")
+    imp.add_argument("--format", choices=tokenfile.FORMATS, help="default: from the file's suffix")
+    imp.add_argument("--resume-from", type=int, default=0, metavar="LINE",
+                     help="skip the rows up to this line: the line an interrupted import said it stopped after")
+    imp.add_argument("--batch-size", type=int, default=importer.MAX_BATCH_ITEMS, help="rows per call (at most 1000)")
+    imp.add_argument("--in-flight", type=int, default=4, help="calls in flight at once (default 4)")
+    imp.add_argument("--retry-budget-s", type=float, default=60.0,
+                     help="how long to keep retrying a batch on UNAVAILABLE before stopping (default 60)")
+    imp.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto",
+                     help="on stderr: a bar on a terminal, a line every few seconds otherwise (auto)")
+    imp.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     return parser
 
 
@@ -123,12 +159,12 @@ def _print_receipts(stream: ReceiptStream, fmt: str, out: TextIO) -> None:
         out.flush()
 
 
-def _receipts(stub: push_pb2_grpc.PushServiceStub, args: argparse.Namespace, out: TextIO) -> int:
+def _receipts(stub: push_pb2_grpc.PushServiceStub, args: argparse.Namespace, out: TextIO, prog: str) -> int:
     if not args.notification and not args.follow:
         raise UsageError("give --notification ID, or --follow for the app's live feed")
     stream = ReceiptStream(
         stub, args.app, args.notification, args.after,
-        on_resume=lambda exc: print(f"pushsvc-client: stream lost ({exc.code().name}); resuming", file=sys.stderr),
+        on_resume=lambda exc: print(f"{prog}: stream lost ({exc.code().name}); resuming", file=sys.stderr),
     )
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, lambda *_: stream.cancel())
@@ -136,7 +172,7 @@ def _receipts(stub: push_pb2_grpc.PushServiceStub, args: argparse.Namespace, out
         _print_receipts(stream, args.format, out)
     finally:
         if stream.cursor:
-            print(f"pushsvc-client: last cursor {stream.cursor} (resume with --after {stream.cursor})", file=sys.stderr)
+            print(f"{prog}: last cursor {stream.cursor} (resume with --after {stream.cursor})", file=sys.stderr)
     return 0
 
 
@@ -152,9 +188,64 @@ def _prune(stub: push_pb2_grpc.PushServiceStub, args: argparse.Namespace, out: T
     return 0
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
-    """Runs `pushsvc-client`; returns the exit status."""
-    args = _parser().parse_args(argv)
+def _import(stub: push_pb2_grpc.PushServiceStub, args: argparse.Namespace, out: TextIO, prog: str) -> int:
+    if not 1 <= args.batch_size <= importer.MAX_BATCH_ITEMS or args.in_flight < 1 or args.resume_from < 0:
+        raise UsageError("--batch-size must be 1 to 1000, --in-flight at least 1, --resume-from at least 0")
+    try:
+        tokens = tokenfile.TokenFile(args.file, tokenfile.detect_format(args.file, args.format))
+    except tokenfile.FileError as exc:
+        raise UsageError(str(exc)) from exc
+    with tokens:
+        lines = progress.count_lines(str(args.file))
+        expected = max(lines - max(args.resume_from, tokens.header_lines), 0)
+        mode = args.progress
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "lines"
+        shown: progress.LineProgress | progress.BarProgress | progress.NoProgress
+        if mode == "bar":
+            shown = progress.BarProgress(expected, sys.stderr)
+        elif mode == "lines":
+            shown = progress.LineProgress(expected, sys.stderr, prog=prog)
+        else:
+            shown = progress.NoProgress()
+
+        def bad(line: int, reason: str) -> None:
+            print(f"{args.file}:{line}: {reason}", file=sys.stderr)
+
+        run = importer.TokenImporter(
+            stub, default_app=args.app, batch_size=args.batch_size, in_flight=args.in_flight,
+            deadline_s=args.deadline_s, retry_budget_s=args.retry_budget_s, on_bad=bad, on_progress=shown.update,
+        )
+        # Ctrl-C asks the importer to stop (it answers within 0.1 s) rather than
+        # raising wherever the main thread is, so no row is half counted.
+        stop = threading.Event()
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+        try:
+            summary = run.run(tokens, resume_after=args.resume_from, stop=stop)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+            shown.close()
+    if args.json:
+        out.write(json.dumps(summary.as_dict(), sort_keys=True) + "\n")
+    else:
+        out.write(
+            f"{summary.rows:,} rows in {args.file}: {summary.created:,} created, {summary.updated:,} updated, "
+            f"{summary.bad:,} bad, {summary.not_attempted:,} not attempted"
+            + (f", {summary.skipped:,} skipped (up to line {args.resume_from})" if summary.skipped else "") + "\n"
+        )
+    if not summary.complete:
+        print(f"{prog}: stopped ({summary.stopped_because}) after line {summary.resume_after}; "
+              f"resume with --resume-from {summary.resume_after}", file=sys.stderr)
+        return 130 if summary.stopped_because == "interrupted" else 1
+    return 0 if summary.ok else 1
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, prog: str = "pushsvc-client") -> int:
+    """Runs the operator commands (as `prog`); returns the exit status."""
+    args = _parser(prog).parse_args(argv)
     try:
         api_key = args.api_key_file.read_text().strip() if args.api_key_file else None
         jwt = args.jwt_file.read_text().strip() if args.jwt_file else None
@@ -171,19 +262,21 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
                     return 0
                 out.write(reply.notification_id + "\n")
                 if reply.duplicate:
-                    print("pushsvc-client: a repeat of an earlier send (same idempotency key)", file=sys.stderr)
+                    print(f"{prog}: a repeat of an earlier send (same idempotency key)", file=sys.stderr)
                 return 0
             if args.command == "receipts":
-                return _receipts(stub, args, out)
+                return _receipts(stub, args, out, prog)
+            if args.command == "tokens":
+                return _import(stub, args, out, prog)
             return _prune(stub, args, out)
     except UsageError as exc:
-        print(f"pushsvc-client: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"pushsvc-client: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     except grpc.RpcError as exc:
-        print(f"pushsvc-client: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        print(f"{prog}: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
 
 

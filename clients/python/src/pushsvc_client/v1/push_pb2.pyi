@@ -118,6 +118,32 @@ PUSH_TYPE_WIDGETS: PushType.ValueType  # 10
 PUSH_TYPE_CONTROLS: PushType.ValueType  # 11
 Global___PushType: _TypeAlias = PushType  # noqa: Y015
 
+class _RegistrationOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RegistrationOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RegistrationOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REGISTRATION_OUTCOME_UNSPECIFIED: _RegistrationOutcome.ValueType  # 0
+    REGISTRATION_OUTCOME_CREATED: _RegistrationOutcome.ValueType  # 1
+    """The token was not registered before."""
+    REGISTRATION_OUTCOME_UPDATED: _RegistrationOutcome.ValueType  # 2
+    """The token was registered already and has been refreshed."""
+    REGISTRATION_OUTCOME_INVALID: _RegistrationOutcome.ValueType  # 3
+    """The item is invalid (see violations); nothing was stored for it."""
+
+class RegistrationOutcome(_RegistrationOutcome, metaclass=_RegistrationOutcomeEnumTypeWrapper):
+    """What happened to one item of a RegisterTokens batch."""
+
+REGISTRATION_OUTCOME_UNSPECIFIED: RegistrationOutcome.ValueType  # 0
+REGISTRATION_OUTCOME_CREATED: RegistrationOutcome.ValueType  # 1
+"""The token was not registered before."""
+REGISTRATION_OUTCOME_UPDATED: RegistrationOutcome.ValueType  # 2
+"""The token was registered already and has been refreshed."""
+REGISTRATION_OUTCOME_INVALID: RegistrationOutcome.ValueType  # 3
+"""The item is invalid (see violations); nothing was stored for it."""
+Global___RegistrationOutcome: _TypeAlias = RegistrationOutcome  # noqa: Y015
+
 class _NotificationState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -306,6 +332,166 @@ class RegisterTokenResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RegisterTokenResponse: _TypeAlias = RegisterTokenResponse  # noqa: Y015
+
+@_typing.final
+class RegisterTokensRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___TokenRegistration]:
+        """Applied in order, so a device_id listed twice keeps the later token.
+        At most 1,000 items, and at most the server's message size (4 MiB).
+        """
+
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        items: _abc.Iterable[Global___TokenRegistration] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterTokensRequest: _TypeAlias = RegisterTokensRequest  # noqa: Y015
+
+@_typing.final
+class TokenRegistration(_message.Message):
+    """One token of a RegisterTokens batch: RegisterTokenRequest's fields, with
+    the same numbers, less the app_id, which is the batch's.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TOPICS_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    LOCALE_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    APP_VERSION_FIELD_NUMBER: _builtins.int
+    APNS_ENVIRONMENT_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    platform: Global___Platform.ValueType
+    user_id: _builtins.str
+    device_id: _builtins.str
+    locale: _builtins.str
+    timezone: _builtins.str
+    app_version: _builtins.str
+    apns_environment: Global___ApnsEnvironment.ValueType
+    @_builtins.property
+    def topics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        platform: Global___Platform.ValueType = ...,
+        user_id: _builtins.str = ...,
+        topics: _abc.Iterable[_builtins.str] | None = ...,
+        device_id: _builtins.str = ...,
+        locale: _builtins.str = ...,
+        timezone: _builtins.str = ...,
+        app_version: _builtins.str = ...,
+        apns_environment: Global___ApnsEnvironment.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["apns_environment", b"apns_environment", "app_version", b"app_version", "device_id", b"device_id", "locale", b"locale", "platform", b"platform", "timezone", b"timezone", "token", b"token", "topics", b"topics", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenRegistration: _TypeAlias = TokenRegistration  # noqa: Y015
+
+@_typing.final
+class FieldViolation(_message.Message):
+    """One bad field of an item, as google.rpc.BadRequest names them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """The field's path in the request, e.g. "items[3].token"."""
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "field", b"field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FieldViolation: _TypeAlias = FieldViolation  # noqa: Y015
+
+@_typing.final
+class RegistrationResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    VIOLATIONS_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """The item's position in RegisterTokensRequest.items."""
+    outcome: Global___RegistrationOutcome.ValueType
+    @_builtins.property
+    def violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldViolation]:
+        """Set when the outcome is REGISTRATION_OUTCOME_INVALID."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        outcome: Global___RegistrationOutcome.ValueType = ...,
+        violations: _abc.Iterable[Global___FieldViolation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "outcome", b"outcome", "violations", b"violations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegistrationResult: _TypeAlias = RegistrationResult  # noqa: Y015
+
+@_typing.final
+class RegisterTokensResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    UPDATED_FIELD_NUMBER: _builtins.int
+    INVALID_FIELD_NUMBER: _builtins.int
+    created: _builtins.int
+    updated: _builtins.int
+    invalid: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegistrationResult]:
+        """One result per item, in item order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___RegistrationResult] | None = ...,
+        created: _builtins.int = ...,
+        updated: _builtins.int = ...,
+        invalid: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "invalid", b"invalid", "results", b"results", "updated", b"updated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterTokensResponse: _TypeAlias = RegisterTokensResponse  # noqa: Y015
 
 @_typing.final
 class UnregisterTokenRequest(_message.Message):

@@ -41,6 +41,11 @@ class PushServiceStub:
                 request_serializer=pushsvc_dot_v1_dot_push__pb2.RegisterTokenRequest.SerializeToString,
                 response_deserializer=pushsvc_dot_v1_dot_push__pb2.RegisterTokenResponse.FromString,
                 _registered_method=True)
+        self.RegisterTokens = channel.unary_unary(
+                '/pushsvc.v1.PushService/RegisterTokens',
+                request_serializer=pushsvc_dot_v1_dot_push__pb2.RegisterTokensRequest.SerializeToString,
+                response_deserializer=pushsvc_dot_v1_dot_push__pb2.RegisterTokensResponse.FromString,
+                _registered_method=True)
         self.UnregisterToken = channel.unary_unary(
                 '/pushsvc.v1.PushService/UnregisterToken',
                 request_serializer=pushsvc_dot_v1_dot_push__pb2.UnregisterTokenRequest.SerializeToString,
@@ -75,6 +80,15 @@ class PushServiceServicer:
 
     def RegisterToken(self, request, context):
         """Upserts a device token keyed by (app_id, platform, token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterTokens(self, request, context):
+        """Registers up to 1,000 tokens of one app, each as RegisterToken would, and
+        answers one result per item. A bad item is reported in its result and the
+        others are still registered; retrying a whole batch is safe.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,6 +137,11 @@ def add_PushServiceServicer_to_server(servicer, server):
                     servicer.RegisterToken,
                     request_deserializer=pushsvc_dot_v1_dot_push__pb2.RegisterTokenRequest.FromString,
                     response_serializer=pushsvc_dot_v1_dot_push__pb2.RegisterTokenResponse.SerializeToString,
+            ),
+            'RegisterTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterTokens,
+                    request_deserializer=pushsvc_dot_v1_dot_push__pb2.RegisterTokensRequest.FromString,
+                    response_serializer=pushsvc_dot_v1_dot_push__pb2.RegisterTokensResponse.SerializeToString,
             ),
             'UnregisterToken': grpc.unary_unary_rpc_method_handler(
                     servicer.UnregisterToken,
@@ -179,6 +198,33 @@ class PushService:
             '/pushsvc.v1.PushService/RegisterToken',
             pushsvc_dot_v1_dot_push__pb2.RegisterTokenRequest.SerializeToString,
             pushsvc_dot_v1_dot_push__pb2.RegisterTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pushsvc.v1.PushService/RegisterTokens',
+            pushsvc_dot_v1_dot_push__pb2.RegisterTokensRequest.SerializeToString,
+            pushsvc_dot_v1_dot_push__pb2.RegisterTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,11 @@ class PushServiceStub:
     def __new__(cls, channel: _aio.Channel) -> PushServiceAsyncStub: ...
     RegisterToken: _grpc.UnaryUnaryMultiCallable[_push_pb2.RegisterTokenRequest, _push_pb2.RegisterTokenResponse]
     """Upserts a device token keyed by (app_id, platform, token)."""
+    RegisterTokens: _grpc.UnaryUnaryMultiCallable[_push_pb2.RegisterTokensRequest, _push_pb2.RegisterTokensResponse]
+    """Registers up to 1,000 tokens of one app, each as RegisterToken would, and
+    answers one result per item. A bad item is reported in its result and the
+    others are still registered; retrying a whole batch is safe.
+    """
     UnregisterToken: _grpc.UnaryUnaryMultiCallable[_push_pb2.UnregisterTokenRequest, _push_pb2.UnregisterTokenResponse]
     """Removes a device token. Unknown tokens are not an error."""
     Send: _grpc.UnaryUnaryMultiCallable[_push_pb2.SendRequest, _push_pb2.SendResponse]
@@ -59,6 +64,11 @@ class PushServiceAsyncStub(PushServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     RegisterToken: _aio.UnaryUnaryMultiCallable[_push_pb2.RegisterTokenRequest, _push_pb2.RegisterTokenResponse]  # type: ignore[assignment]
     """Upserts a device token keyed by (app_id, platform, token)."""
+    RegisterTokens: _aio.UnaryUnaryMultiCallable[_push_pb2.RegisterTokensRequest, _push_pb2.RegisterTokensResponse]  # type: ignore[assignment]
+    """Registers up to 1,000 tokens of one app, each as RegisterToken would, and
+    answers one result per item. A bad item is reported in its result and the
+    others are still registered; retrying a whole batch is safe.
+    """
     UnregisterToken: _aio.UnaryUnaryMultiCallable[_push_pb2.UnregisterTokenRequest, _push_pb2.UnregisterTokenResponse]  # type: ignore[assignment]
     """Removes a device token. Unknown tokens are not an error."""
     Send: _aio.UnaryUnaryMultiCallable[_push_pb2.SendRequest, _push_pb2.SendResponse]  # type: ignore[assignment]
@@ -84,6 +94,17 @@ class PushServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_push_pb2.RegisterTokenResponse, _abc.Awaitable[_push_pb2.RegisterTokenResponse]]:
         """Upserts a device token keyed by (app_id, platform, token)."""
+
+    @_abc_1.abstractmethod
+    def RegisterTokens(
+        self,
+        request: _push_pb2.RegisterTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_push_pb2.RegisterTokensResponse, _abc.Awaitable[_push_pb2.RegisterTokensResponse]]:
+        """Registers up to 1,000 tokens of one app, each as RegisterToken would, and
+        answers one result per item. A bad item is reported in its result and the
+        others are still registered; retrying a whole batch is safe.
+        """
 
     @_abc_1.abstractmethod
     def UnregisterToken(

@@ -247,6 +247,55 @@ export function pushTypeToJSON(object: PushType): string {
   }
 }
 
+/** What happened to one item of a RegisterTokens batch. */
+export enum RegistrationOutcome {
+  REGISTRATION_OUTCOME_UNSPECIFIED = 0,
+  /** REGISTRATION_OUTCOME_CREATED - The token was not registered before. */
+  REGISTRATION_OUTCOME_CREATED = 1,
+  /** REGISTRATION_OUTCOME_UPDATED - The token was registered already and has been refreshed. */
+  REGISTRATION_OUTCOME_UPDATED = 2,
+  /** REGISTRATION_OUTCOME_INVALID - The item is invalid (see violations); nothing was stored for it. */
+  REGISTRATION_OUTCOME_INVALID = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function registrationOutcomeFromJSON(object: any): RegistrationOutcome {
+  switch (object) {
+    case 0:
+    case "REGISTRATION_OUTCOME_UNSPECIFIED":
+      return RegistrationOutcome.REGISTRATION_OUTCOME_UNSPECIFIED;
+    case 1:
+    case "REGISTRATION_OUTCOME_CREATED":
+      return RegistrationOutcome.REGISTRATION_OUTCOME_CREATED;
+    case 2:
+    case "REGISTRATION_OUTCOME_UPDATED":
+      return RegistrationOutcome.REGISTRATION_OUTCOME_UPDATED;
+    case 3:
+    case "REGISTRATION_OUTCOME_INVALID":
+      return RegistrationOutcome.REGISTRATION_OUTCOME_INVALID;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RegistrationOutcome.UNRECOGNIZED;
+  }
+}
+
+export function registrationOutcomeToJSON(object: RegistrationOutcome): string {
+  switch (object) {
+    case RegistrationOutcome.REGISTRATION_OUTCOME_UNSPECIFIED:
+      return "REGISTRATION_OUTCOME_UNSPECIFIED";
+    case RegistrationOutcome.REGISTRATION_OUTCOME_CREATED:
+      return "REGISTRATION_OUTCOME_CREATED";
+    case RegistrationOutcome.REGISTRATION_OUTCOME_UPDATED:
+      return "REGISTRATION_OUTCOME_UPDATED";
+    case RegistrationOutcome.REGISTRATION_OUTCOME_INVALID:
+      return "REGISTRATION_OUTCOME_INVALID";
+    case RegistrationOutcome.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Lifecycle of a notification. */
 export enum NotificationState {
   NOTIFICATION_STATE_UNSPECIFIED = 0,
@@ -409,6 +458,54 @@ export interface RegisterTokenResponse {
     | undefined;
   /** False when the token was already registered. */
   created: boolean;
+}
+
+export interface RegisterTokensRequest {
+  appId: string;
+  /**
+   * Applied in order, so a device_id listed twice keeps the later token.
+   * At most 1,000 items, and at most the server's message size (4 MiB).
+   */
+  items: TokenRegistration[];
+}
+
+/**
+ * One token of a RegisterTokens batch: RegisterTokenRequest's fields, with
+ * the same numbers, less the app_id, which is the batch's.
+ */
+export interface TokenRegistration {
+  token: string;
+  platform: Platform;
+  userId: string;
+  topics: string[];
+  deviceId: string;
+  locale: string;
+  timezone: string;
+  appVersion: string;
+  apnsEnvironment: ApnsEnvironment;
+}
+
+/** One bad field of an item, as google.rpc.BadRequest names them. */
+export interface FieldViolation {
+  /** The field's path in the request, e.g. "items[3].token". */
+  field: string;
+  description: string;
+}
+
+export interface RegistrationResult {
+  /** The item's position in RegisterTokensRequest.items. */
+  index: number;
+  outcome: RegistrationOutcome;
+  /** Set when the outcome is REGISTRATION_OUTCOME_INVALID. */
+  violations: FieldViolation[];
+}
+
+export interface RegisterTokensResponse {
+  /** One result per item, in item order. */
+  results: RegistrationResult[];
+  created: number;
+  updated: number;
+  invalid: number;
 }
 
 export interface UnregisterTokenRequest {
@@ -1240,6 +1337,625 @@ export const RegisterTokenResponse: MessageFns<RegisterTokenResponse> = {
     const message = createBaseRegisterTokenResponse();
     message.token = (object.token !== undefined && object.token !== null) ? Token.fromPartial(object.token) : undefined;
     message.created = object.created ?? false;
+    return message;
+  },
+};
+
+function createBaseRegisterTokensRequest(): RegisterTokensRequest {
+  return { appId: "", items: [] };
+}
+
+export const RegisterTokensRequest: MessageFns<RegisterTokensRequest> = {
+  encode(message: RegisterTokensRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.appId !== "") {
+      writer.uint32(10).string(message.appId);
+    }
+    for (const v of message.items) {
+      TokenRegistration.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterTokensRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterTokensRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.items.push(TokenRegistration.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterTokensRequest {
+    return {
+      appId: isSet(object.appId)
+        ? globalThis.String(object.appId)
+        : isSet(object.app_id)
+        ? globalThis.String(object.app_id)
+        : "",
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => TokenRegistration.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: RegisterTokensRequest): unknown {
+    const obj: any = {};
+    if (message.appId !== "") {
+      obj.appId = message.appId;
+    }
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => TokenRegistration.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RegisterTokensRequest>): RegisterTokensRequest {
+    return RegisterTokensRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RegisterTokensRequest>): RegisterTokensRequest {
+    const message = createBaseRegisterTokensRequest();
+    message.appId = object.appId ?? "";
+    message.items = object.items?.map((e) => TokenRegistration.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTokenRegistration(): TokenRegistration {
+  return {
+    token: "",
+    platform: 0,
+    userId: "",
+    topics: [],
+    deviceId: "",
+    locale: "",
+    timezone: "",
+    appVersion: "",
+    apnsEnvironment: 0,
+  };
+}
+
+export const TokenRegistration: MessageFns<TokenRegistration> = {
+  encode(message: TokenRegistration, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.token !== "") {
+      writer.uint32(18).string(message.token);
+    }
+    if (message.platform !== 0) {
+      writer.uint32(24).int32(message.platform);
+    }
+    if (message.userId !== "") {
+      writer.uint32(34).string(message.userId);
+    }
+    for (const v of message.topics) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.deviceId !== "") {
+      writer.uint32(50).string(message.deviceId);
+    }
+    if (message.locale !== "") {
+      writer.uint32(58).string(message.locale);
+    }
+    if (message.timezone !== "") {
+      writer.uint32(66).string(message.timezone);
+    }
+    if (message.appVersion !== "") {
+      writer.uint32(74).string(message.appVersion);
+    }
+    if (message.apnsEnvironment !== 0) {
+      writer.uint32(80).int32(message.apnsEnvironment);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TokenRegistration {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTokenRegistration();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.token = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.platform = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.topics.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.deviceId = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.locale = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.timezone = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.appVersion = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.apnsEnvironment = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TokenRegistration {
+    return {
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
+      platform: isSet(object.platform) ? platformFromJSON(object.platform) : 0,
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      topics: globalThis.Array.isArray(object?.topics) ? object.topics.map((e: any) => globalThis.String(e)) : [],
+      deviceId: isSet(object.deviceId)
+        ? globalThis.String(object.deviceId)
+        : isSet(object.device_id)
+        ? globalThis.String(object.device_id)
+        : "",
+      locale: isSet(object.locale) ? globalThis.String(object.locale) : "",
+      timezone: isSet(object.timezone) ? globalThis.String(object.timezone) : "",
+      appVersion: isSet(object.appVersion)
+        ? globalThis.String(object.appVersion)
+        : isSet(object.app_version)
+        ? globalThis.String(object.app_version)
+        : "",
+      apnsEnvironment: isSet(object.apnsEnvironment)
+        ? apnsEnvironmentFromJSON(object.apnsEnvironment)
+        : isSet(object.apns_environment)
+        ? apnsEnvironmentFromJSON(object.apns_environment)
+        : 0,
+    };
+  },
+
+  toJSON(message: TokenRegistration): unknown {
+    const obj: any = {};
+    if (message.token !== "") {
+      obj.token = message.token;
+    }
+    if (message.platform !== 0) {
+      obj.platform = platformToJSON(message.platform);
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.topics?.length) {
+      obj.topics = message.topics;
+    }
+    if (message.deviceId !== "") {
+      obj.deviceId = message.deviceId;
+    }
+    if (message.locale !== "") {
+      obj.locale = message.locale;
+    }
+    if (message.timezone !== "") {
+      obj.timezone = message.timezone;
+    }
+    if (message.appVersion !== "") {
+      obj.appVersion = message.appVersion;
+    }
+    if (message.apnsEnvironment !== 0) {
+      obj.apnsEnvironment = apnsEnvironmentToJSON(message.apnsEnvironment);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TokenRegistration>): TokenRegistration {
+    return TokenRegistration.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TokenRegistration>): TokenRegistration {
+    const message = createBaseTokenRegistration();
+    message.token = object.token ?? "";
+    message.platform = object.platform ?? 0;
+    message.userId = object.userId ?? "";
+    message.topics = object.topics?.map((e) => e) || [];
+    message.deviceId = object.deviceId ?? "";
+    message.locale = object.locale ?? "";
+    message.timezone = object.timezone ?? "";
+    message.appVersion = object.appVersion ?? "";
+    message.apnsEnvironment = object.apnsEnvironment ?? 0;
+    return message;
+  },
+};
+
+function createBaseFieldViolation(): FieldViolation {
+  return { field: "", description: "" };
+}
+
+export const FieldViolation: MessageFns<FieldViolation> = {
+  encode(message: FieldViolation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.field !== "") {
+      writer.uint32(10).string(message.field);
+    }
+    if (message.description !== "") {
+      writer.uint32(18).string(message.description);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FieldViolation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFieldViolation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.field = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FieldViolation {
+    return {
+      field: isSet(object.field) ? globalThis.String(object.field) : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+    };
+  },
+
+  toJSON(message: FieldViolation): unknown {
+    const obj: any = {};
+    if (message.field !== "") {
+      obj.field = message.field;
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FieldViolation>): FieldViolation {
+    return FieldViolation.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FieldViolation>): FieldViolation {
+    const message = createBaseFieldViolation();
+    message.field = object.field ?? "";
+    message.description = object.description ?? "";
+    return message;
+  },
+};
+
+function createBaseRegistrationResult(): RegistrationResult {
+  return { index: 0, outcome: 0, violations: [] };
+}
+
+export const RegistrationResult: MessageFns<RegistrationResult> = {
+  encode(message: RegistrationResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0) {
+      writer.uint32(8).int32(message.index);
+    }
+    if (message.outcome !== 0) {
+      writer.uint32(16).int32(message.outcome);
+    }
+    for (const v of message.violations) {
+      FieldViolation.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegistrationResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegistrationResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.outcome = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.violations.push(FieldViolation.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegistrationResult {
+    return {
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      outcome: isSet(object.outcome) ? registrationOutcomeFromJSON(object.outcome) : 0,
+      violations: globalThis.Array.isArray(object?.violations)
+        ? object.violations.map((e: any) => FieldViolation.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RegistrationResult): unknown {
+    const obj: any = {};
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.outcome !== 0) {
+      obj.outcome = registrationOutcomeToJSON(message.outcome);
+    }
+    if (message.violations?.length) {
+      obj.violations = message.violations.map((e) => FieldViolation.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RegistrationResult>): RegistrationResult {
+    return RegistrationResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RegistrationResult>): RegistrationResult {
+    const message = createBaseRegistrationResult();
+    message.index = object.index ?? 0;
+    message.outcome = object.outcome ?? 0;
+    message.violations = object.violations?.map((e) => FieldViolation.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRegisterTokensResponse(): RegisterTokensResponse {
+  return { results: [], created: 0, updated: 0, invalid: 0 };
+}
+
+export const RegisterTokensResponse: MessageFns<RegisterTokensResponse> = {
+  encode(message: RegisterTokensResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      RegistrationResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.created !== 0) {
+      writer.uint32(16).int32(message.created);
+    }
+    if (message.updated !== 0) {
+      writer.uint32(24).int32(message.updated);
+    }
+    if (message.invalid !== 0) {
+      writer.uint32(32).int32(message.invalid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterTokensResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterTokensResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(RegistrationResult.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.created = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.updated = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.invalid = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterTokensResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => RegistrationResult.fromJSON(e))
+        : [],
+      created: isSet(object.created) ? globalThis.Number(object.created) : 0,
+      updated: isSet(object.updated) ? globalThis.Number(object.updated) : 0,
+      invalid: isSet(object.invalid) ? globalThis.Number(object.invalid) : 0,
+    };
+  },
+
+  toJSON(message: RegisterTokensResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => RegistrationResult.toJSON(e));
+    }
+    if (message.created !== 0) {
+      obj.created = Math.round(message.created);
+    }
+    if (message.updated !== 0) {
+      obj.updated = Math.round(message.updated);
+    }
+    if (message.invalid !== 0) {
+      obj.invalid = Math.round(message.invalid);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RegisterTokensResponse>): RegisterTokensResponse {
+    return RegisterTokensResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RegisterTokensResponse>): RegisterTokensResponse {
+    const message = createBaseRegisterTokensResponse();
+    message.results = object.results?.map((e) => RegistrationResult.fromPartial(e)) || [];
+    message.created = object.created ?? 0;
+    message.updated = object.updated ?? 0;
+    message.invalid = object.invalid ?? 0;
     return message;
   },
 };
@@ -4146,6 +4862,22 @@ export const PushServiceService = {
       Buffer.from(RegisterTokenResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RegisterTokenResponse => RegisterTokenResponse.decode(value),
   },
+  /**
+   * Registers up to 1,000 tokens of one app, each as RegisterToken would, and
+   * answers one result per item. A bad item is reported in its result and the
+   * others are still registered; retrying a whole batch is safe.
+   */
+  registerTokens: {
+    path: "/pushsvc.v1.PushService/RegisterTokens" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RegisterTokensRequest): Buffer =>
+      Buffer.from(RegisterTokensRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RegisterTokensRequest => RegisterTokensRequest.decode(value),
+    responseSerialize: (value: RegisterTokensResponse): Buffer =>
+      Buffer.from(RegisterTokensResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RegisterTokensResponse => RegisterTokensResponse.decode(value),
+  },
   /** Removes a device token. Unknown tokens are not an error. */
   unregisterToken: {
     path: "/pushsvc.v1.PushService/UnregisterToken" as const,
@@ -4210,6 +4942,12 @@ export const PushServiceService = {
 export interface PushServiceServer extends UntypedServiceImplementation {
   /** Upserts a device token keyed by (app_id, platform, token). */
   registerToken: handleUnaryCall<RegisterTokenRequest, RegisterTokenResponse>;
+  /**
+   * Registers up to 1,000 tokens of one app, each as RegisterToken would, and
+   * answers one result per item. A bad item is reported in its result and the
+   * others are still registered; retrying a whole batch is safe.
+   */
+  registerTokens: handleUnaryCall<RegisterTokensRequest, RegisterTokensResponse>;
   /** Removes a device token. Unknown tokens are not an error. */
   unregisterToken: handleUnaryCall<UnregisterTokenRequest, UnregisterTokenResponse>;
   /** Durably accepts a notification for asynchronous fan-out. */
@@ -4241,6 +4979,26 @@ export interface PushServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RegisterTokenResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Registers up to 1,000 tokens of one app, each as RegisterToken would, and
+   * answers one result per item. A bad item is reported in its result and the
+   * others are still registered; retrying a whole batch is safe.
+   */
+  registerTokens(
+    request: RegisterTokensRequest,
+    callback: (error: ServiceError | null, response: RegisterTokensResponse) => void,
+  ): ClientUnaryCall;
+  registerTokens(
+    request: RegisterTokensRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RegisterTokensResponse) => void,
+  ): ClientUnaryCall;
+  registerTokens(
+    request: RegisterTokensRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RegisterTokensResponse) => void,
   ): ClientUnaryCall;
   /** Removes a device token. Unknown tokens are not an error. */
   unregisterToken(

@@ -19,12 +19,12 @@ public final class PushsvcChannels {
   private static final String SERVICE = "pushsvc.v1.PushService";
 
   /**
-   * Calls that are safe to repeat: RegisterToken is an upsert, UnregisterToken and Prune converge,
+   * Calls that are safe to repeat: RegisterToken(s) upsert, UnregisterToken and Prune converge,
    * GetNotification reads. Send is idempotent only with an idempotency_key, which a service config
    * cannot see; StreamReceipts is resumed by {@link ReceiptFollower} instead.
    */
   public static final List<String> IDEMPOTENT_METHODS =
-      List.of("RegisterToken", "UnregisterToken", "GetNotification", "Prune");
+      List.of("RegisterToken", "RegisterTokens", "UnregisterToken", "GetNotification", "Prune");
 
   private PushsvcChannels() {}
 

@@ -160,7 +160,7 @@ public enum DeliveryStatus
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.pushsvc.v1.PushProto.getDescriptor().getEnumType(5);
+    return dev.pushsvc.v1.PushProto.getDescriptor().getEnumType(6);
   }
 
   private static final DeliveryStatus[] VALUES = values();

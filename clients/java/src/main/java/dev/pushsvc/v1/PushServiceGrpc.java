@@ -50,6 +50,37 @@ public final class PushServiceGrpc {
     return getRegisterTokenMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<dev.pushsvc.v1.RegisterTokensRequest,
+      dev.pushsvc.v1.RegisterTokensResponse> getRegisterTokensMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "RegisterTokens",
+      requestType = dev.pushsvc.v1.RegisterTokensRequest.class,
+      responseType = dev.pushsvc.v1.RegisterTokensResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<dev.pushsvc.v1.RegisterTokensRequest,
+      dev.pushsvc.v1.RegisterTokensResponse> getRegisterTokensMethod() {
+    io.grpc.MethodDescriptor<dev.pushsvc.v1.RegisterTokensRequest, dev.pushsvc.v1.RegisterTokensResponse> getRegisterTokensMethod;
+    if ((getRegisterTokensMethod = PushServiceGrpc.getRegisterTokensMethod) == null) {
+      synchronized (PushServiceGrpc.class) {
+        if ((getRegisterTokensMethod = PushServiceGrpc.getRegisterTokensMethod) == null) {
+          PushServiceGrpc.getRegisterTokensMethod = getRegisterTokensMethod =
+              io.grpc.MethodDescriptor.<dev.pushsvc.v1.RegisterTokensRequest, dev.pushsvc.v1.RegisterTokensResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "RegisterTokens"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.pushsvc.v1.RegisterTokensRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.pushsvc.v1.RegisterTokensResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new PushServiceMethodDescriptorSupplier("RegisterTokens"))
+              .build();
+        }
+      }
+    }
+    return getRegisterTokensMethod;
+  }
+
   private static volatile io.grpc.MethodDescriptor<dev.pushsvc.v1.UnregisterTokenRequest,
       dev.pushsvc.v1.UnregisterTokenResponse> getUnregisterTokenMethod;
 
@@ -269,6 +300,18 @@ public final class PushServiceGrpc {
 
     /**
      * <pre>
+     * Registers up to 1,000 tokens of one app, each as RegisterToken would, and
+     * answers one result per item. A bad item is reported in its result and the
+     * others are still registered; retrying a whole batch is safe.
+     * </pre>
+     */
+    public void registerTokens(dev.pushsvc.v1.RegisterTokensRequest request,
+        io.grpc.stub.StreamObserver<dev.pushsvc.v1.RegisterTokensResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getRegisterTokensMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
      * Removes a device token. Unknown tokens are not an error.
      * </pre>
      */
@@ -327,6 +370,13 @@ public final class PushServiceGrpc {
                 dev.pushsvc.v1.RegisterTokenRequest,
                 dev.pushsvc.v1.RegisterTokenResponse>(
                   this, METHODID_REGISTER_TOKEN)))
+          .addMethod(
+            getRegisterTokensMethod(),
+            io.grpc.stub.ServerCalls.asyncUnaryCall(
+              new MethodHandlers<
+                dev.pushsvc.v1.RegisterTokensRequest,
+                dev.pushsvc.v1.RegisterTokensResponse>(
+                  this, METHODID_REGISTER_TOKENS)))
           .addMethod(
             getUnregisterTokenMethod(),
             io.grpc.stub.ServerCalls.asyncUnaryCall(
@@ -393,6 +443,19 @@ public final class PushServiceGrpc {
         io.grpc.stub.StreamObserver<dev.pushsvc.v1.RegisterTokenResponse> responseObserver) {
       io.grpc.stub.ClientCalls.asyncUnaryCall(
           getChannel().newCall(getRegisterTokenMethod(), getCallOptions()), request, responseObserver);
+    }
+
+    /**
+     * <pre>
+     * Registers up to 1,000 tokens of one app, each as RegisterToken would, and
+     * answers one result per item. A bad item is reported in its result and the
+     * others are still registered; retrying a whole batch is safe.
+     * </pre>
+     */
+    public void registerTokens(dev.pushsvc.v1.RegisterTokensRequest request,
+        io.grpc.stub.StreamObserver<dev.pushsvc.v1.RegisterTokensResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getRegisterTokensMethod(), getCallOptions()), request, responseObserver);
     }
 
     /**
@@ -482,6 +545,18 @@ public final class PushServiceGrpc {
 
     /**
      * <pre>
+     * Registers up to 1,000 tokens of one app, each as RegisterToken would, and
+     * answers one result per item. A bad item is reported in its result and the
+     * others are still registered; retrying a whole batch is safe.
+     * </pre>
+     */
+    public dev.pushsvc.v1.RegisterTokensResponse registerTokens(dev.pushsvc.v1.RegisterTokensRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getRegisterTokensMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
      * Removes a device token. Unknown tokens are not an error.
      * </pre>
      */
@@ -564,6 +639,19 @@ public final class PushServiceGrpc {
 
     /**
      * <pre>
+     * Registers up to 1,000 tokens of one app, each as RegisterToken would, and
+     * answers one result per item. A bad item is reported in its result and the
+     * others are still registered; retrying a whole batch is safe.
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<dev.pushsvc.v1.RegisterTokensResponse> registerTokens(
+        dev.pushsvc.v1.RegisterTokensRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getRegisterTokensMethod(), getCallOptions()), request);
+    }
+
+    /**
+     * <pre>
      * Removes a device token. Unknown tokens are not an error.
      * </pre>
      */
@@ -608,11 +696,12 @@ public final class PushServiceGrpc {
   }
 
   private static final int METHODID_REGISTER_TOKEN = 0;
-  private static final int METHODID_UNREGISTER_TOKEN = 1;
-  private static final int METHODID_SEND = 2;
-  private static final int METHODID_GET_NOTIFICATION = 3;
-  private static final int METHODID_PRUNE = 4;
-  private static final int METHODID_STREAM_RECEIPTS = 5;
+  private static final int METHODID_REGISTER_TOKENS = 1;
+  private static final int METHODID_UNREGISTER_TOKEN = 2;
+  private static final int METHODID_SEND = 3;
+  private static final int METHODID_GET_NOTIFICATION = 4;
+  private static final int METHODID_PRUNE = 5;
+  private static final int METHODID_STREAM_RECEIPTS = 6;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -634,6 +723,10 @@ public final class PushServiceGrpc {
         case METHODID_REGISTER_TOKEN:
           serviceImpl.registerToken((dev.pushsvc.v1.RegisterTokenRequest) request,
               (io.grpc.stub.StreamObserver<dev.pushsvc.v1.RegisterTokenResponse>) responseObserver);
+          break;
+        case METHODID_REGISTER_TOKENS:
+          serviceImpl.registerTokens((dev.pushsvc.v1.RegisterTokensRequest) request,
+              (io.grpc.stub.StreamObserver<dev.pushsvc.v1.RegisterTokensResponse>) responseObserver);
           break;
         case METHODID_UNREGISTER_TOKEN:
           serviceImpl.unregisterToken((dev.pushsvc.v1.UnregisterTokenRequest) request,
@@ -717,6 +810,7 @@ public final class PushServiceGrpc {
           serviceDescriptor = result = io.grpc.ServiceDescriptor.newBuilder(SERVICE_NAME)
               .setSchemaDescriptor(new PushServiceFileDescriptorSupplier())
               .addMethod(getRegisterTokenMethod())
+              .addMethod(getRegisterTokensMethod())
               .addMethod(getUnregisterTokenMethod())
               .addMethod(getSendMethod())
               .addMethod(getGetNotificationMethod())

@@ -1,0 +1,76 @@
+"""Progress of a long operator command on stderr: a tqdm bar on a terminal, a plain line every few seconds otherwise."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+
+def count_lines(path: str) -> int:
+    """The file's lines (a last line without a newline counts), read in 1 MiB chunks."""
+    lines = 0
+    last = b"\n"
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (last != b"\n")
+
+
+class LineProgress:
+    """`N of ~TOTAL rows (P%), R rows/s, ETA S s` every `interval_s` seconds, and once at the end."""
+
+    def __init__(self, total: int, out: TextIO, *, interval_s: float = 5.0, prog: str = "pushsvc-client",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._total, self._out, self._interval_s, self._prog, self._clock = total, out, interval_s, prog, clock
+        self._done = 0
+        self._start = self._last = clock()
+
+    def update(self, n: int) -> None:
+        """Counts `n` more rows; prints when the interval has passed."""
+        self._done += n
+        now = self._clock()
+        if now - self._last >= self._interval_s:
+            self._last = now
+            self._print(now)
+
+    def close(self) -> None:
+        """Prints the final line."""
+        self._print(self._clock())
+
+    def _print(self, now: float) -> None:
+        elapsed = max(now - self._start, 1e-9)
+        rate = self._done / elapsed
+        pct = f" ({100 * self._done / self._total:.0f}%)" if self._total else ""
+        left = max(self._total - self._done, 0)
+        eta = f", ETA {left / rate:.0f} s" if rate and left else ""
+        self._out.write(f"{self._prog}: {self._done:,} of ~{self._total:,} rows{pct}, {rate:,.0f} rows/s{eta}\n")
+        self._out.flush()
+
+
+class BarProgress:
+    """A tqdm bar (rate and ETA) on a terminal."""
+
+    def __init__(self, total: int, out: TextIO) -> None:
+        from tqdm import tqdm  # the client's one dependency beyond grpc: only this command needs it
+
+        self._bar = tqdm(total=total, unit=" rows", unit_scale=True, file=out, dynamic_ncols=True, smoothing=0.1)
+
+    def update(self, n: int) -> None:
+        """Counts `n` more rows."""
+        self._bar.update(n)
+
+    def close(self) -> None:
+        """Leaves the bar where it ended."""
+        self._bar.close()
+
+
+class NoProgress:
+    """Shows nothing."""
+
+    def update(self, n: int) -> None:
+        """Does nothing."""
+
+    def close(self) -> None:
+        """Does nothing."""
