@@ -12,8 +12,10 @@ fixed vocabulary in `pushsvc.providers.reasons`. Never a token, a user id or
 anything else a caller chooses.
 
 The per-delivery calls go through objects bound to one app and platform
-(`Metrics.provider`), whose label children are looked up once and cached, so a
-delivery costs a few dictionary lookups and counter increments.
+(`Metrics.provider`) that keep plain counters, exported at scrape time by a
+collector, so a delivery costs a few dictionary updates (see
+`_ProviderCounters`). RPCs use prometheus-client's metric objects, with their
+label children looked up once per method and code.
 
 `MetricsServer` serves `/metrics` over HTTP with prometheus-client's own server,
 in a thread of its own; the Application starts and stops it.
@@ -22,12 +24,18 @@ in a thread of its own; the Application starts and stops it.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from typing import Generic, Protocol, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 RPC_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """RPC latency buckets: sub-millisecond unary calls up to receipt streams that follow for a while."""
@@ -175,28 +183,109 @@ class _PrometheusRpc:
         self._latency.observe(seconds)
 
 
-class _PrometheusProvider:
-    __slots__ = ("_in_flight", "_latency", "_retries", "_deliveries", "_label")
+class _Buckets:
+    """One histogram series as plain numbers: a count per bucket (not cumulative) and the sum."""
 
-    def __init__(self, m: PrometheusMetrics, app_id: str, platform: str) -> None:
-        self._label = m.reason_label
-        self._in_flight = m.in_flight.labels(app_id, platform)
-        self._latency = _Children(m.provider_latency, app_id, platform)
-        self._retries = _Children(m.retries, app_id, platform)
-        self._deliveries = _Children(m.deliveries, app_id, platform)
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(PROVIDER_BUCKETS_S) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        # Prometheus buckets are "less or equal": the first bound not below the value.
+        self.counts[bisect.bisect_left(PROVIDER_BUCKETS_S, seconds)] += 1
+        self.total += seconds
+
+
+class _ProviderCounters:
+    """The delivery counters of one app and platform, as plain integers.
+
+    prometheus-client's own metric objects take a lock per update, and a
+    delivery makes five of them: 16 µs per delivery measured on the shared
+    2-core machine, about a tenth of a delivery's cost. These are only ever
+    written from the event loop, one thread, and `_DeliveryCollector` reads
+    them at scrape time, so plain ints and dicts suffice: 4 µs measured.
+    """
+
+    __slots__ = ("app_id", "platform", "in_flight", "latency", "retries", "deliveries", "_label")
+
+    def __init__(self, app_id: str, platform: str, label: Callable[[str], str]) -> None:
+        self.app_id = app_id
+        self.platform = platform
+        self.in_flight = 0
+        self.latency: dict[str, _Buckets] = {}
+        self.retries: dict[str, int] = {}
+        self.deliveries: dict[tuple[str, str], int] = {}
+        self._label = label
 
     def request_started(self) -> None:
-        self._in_flight.inc()
+        self.in_flight += 1
 
     def request_finished(self, outcome: str, seconds: float) -> None:
-        self._in_flight.dec()
-        self._latency.get(outcome).observe(seconds)
+        self.in_flight -= 1
+        buckets = self.latency.get(outcome)
+        if buckets is None:
+            buckets = self.latency[outcome] = _Buckets()
+        buckets.observe(seconds)
 
     def retried(self, reason: str) -> None:
-        self._retries.get(self._label(reason)).inc()
+        key = self._label(reason)
+        self.retries[key] = self.retries.get(key, 0) + 1
 
     def delivered(self, status: str, reason: str) -> None:
-        self._deliveries.get(status, self._label(reason)).inc()
+        key = (status, self._label(reason))
+        self.deliveries[key] = self.deliveries.get(key, 0) + 1
+
+
+_LE = [floatToGoString(b) for b in PROVIDER_BUCKETS_S] + ["+Inf"]
+
+
+class _DeliveryCollector(Collector):
+    """Exports every `_ProviderCounters` at scrape time (from the scraping thread: it only reads)."""
+
+    def __init__(self, providers: Mapping[tuple[str, str], _ProviderCounters]) -> None:
+        self._providers = providers
+
+    def describe(self) -> Iterable[Metric]:
+        """The families, empty: lets the registry check names without collecting."""
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        """The families with a sample per series."""
+        deliveries, retries, latency, in_flight = families = self._families()
+        # list() copies under the GIL, so a key the event loop adds meanwhile cannot break the iteration.
+        for p in list(self._providers.values()):
+            base = [p.app_id, p.platform]
+            for (status, reason), n in list(p.deliveries.items()):
+                deliveries.add_metric([*base, status, reason], n)
+            for reason, n in list(p.retries.items()):
+                retries.add_metric([*base, reason], n)
+            for outcome, b in list(p.latency.items()):
+                counts, total = list(b.counts), b.total
+                cumulative = list(itertools.accumulate(counts))
+                latency.add_metric([*base, outcome], list(zip(_LE, cumulative, strict=True)), total)
+            in_flight.add_metric(base, p.in_flight)
+        return families
+
+    @staticmethod
+    def _families() -> tuple[CounterMetricFamily, CounterMetricFamily, HistogramMetricFamily, GaugeMetricFamily]:
+        return (
+            CounterMetricFamily(
+                "pushsvc_deliveries", "Deliveries finished (one per receipt), by app, platform, status and reason.",
+                labels=["app", "platform", "status", "reason"],
+            ),
+            CounterMetricFamily(
+                "pushsvc_delivery_retries", "Provider answers that made a delivery try again, by reason.",
+                labels=["app", "platform", "reason"],
+            ),
+            HistogramMetricFamily(
+                "pushsvc_provider_request_duration_seconds",
+                "Provider request latency (credential refresh included), by app, platform and outcome.",
+                labels=["app", "platform", "outcome"],
+            ),
+            GaugeMetricFamily("pushsvc_deliveries_in_flight", "Provider requests in flight.", labels=["app", "platform"]),
+        )
 
 
 class PrometheusMetrics:
@@ -225,22 +314,8 @@ class PrometheusMetrics:
             "pushsvc_rpc_duration_seconds", "RPC latency by method (for streams: how long they lasted).",
             ["service", "method"], buckets=RPC_BUCKETS_S, registry=r,
         )
-        self.deliveries = Counter(
-            "pushsvc_deliveries", "Deliveries finished (one per receipt), by app, platform, status and reason.",
-            ["app", "platform", "status", "reason"], registry=r,
-        )
-        self.retries = Counter(
-            "pushsvc_delivery_retries", "Provider answers that made a delivery try again, by reason.",
-            ["app", "platform", "reason"], registry=r,
-        )
-        self.provider_latency = Histogram(
-            "pushsvc_provider_request_duration_seconds",
-            "Provider request latency (credential refresh included), by app, platform and outcome.",
-            ["app", "platform", "outcome"], buckets=PROVIDER_BUCKETS_S, registry=r,
-        )
-        self.in_flight = Gauge(
-            "pushsvc_deliveries_in_flight", "Provider requests in flight.", ["app", "platform"], registry=r,
-        )
+        self._providers: dict[tuple[str, str], _ProviderCounters] = {}
+        r.register(_DeliveryCollector(self._providers))
         self.queue_depth = Gauge(
             "pushsvc_queue_depth", "Unfinished notifications (queued, scheduled or running), sampled.", registry=r,
         )
@@ -251,7 +326,6 @@ class PrometheusMetrics:
         self.store_up = Gauge("pushsvc_store_up", "1 while the store answers, 0 while it is unreachable.", registry=r)
         self.serving = Gauge("pushsvc_serving", "1 while gRPC health says SERVING, else 0.", registry=r)
         self._lock = threading.Lock()
-        self._providers: dict[tuple[str, str], _PrometheusProvider] = {}
 
     def rpc(self, service: str, method: str) -> RpcMetrics:
         """See `Metrics.rpc`."""
@@ -262,7 +336,7 @@ class PrometheusMetrics:
         with self._lock:
             bound = self._providers.get((app_id, platform))
             if bound is None:
-                bound = self._providers[(app_id, platform)] = _PrometheusProvider(self, app_id, platform)
+                bound = self._providers[(app_id, platform)] = _ProviderCounters(app_id, platform, self.reason_label)
             return bound
 
     def credential_refreshed(self, kind: str, ok: bool) -> None:
