@@ -31,7 +31,7 @@ from pushsvc.v1 import push_pb2 as pb
 from pushsvc.v1 import push_pb2_grpc
 from tests.auth.pki import AUDIENCE, ISSUER, JwtSigner
 from tests.conftest import FAST_DISPATCH
-from tests.pipeline.helpers import APP, apns
+from tests.pipeline.helpers import APP
 from tests.rpc.helpers import status_of
 
 A, F = pb.PLATFORM_APNS, pb.PLATFORM_FCM
