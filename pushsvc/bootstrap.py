@@ -19,12 +19,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from pushsvc import models
 from pushsvc.apps import AppProfile, Renderer
 from pushsvc.auth import AuthInterceptor, build_authenticator, build_tls
 from pushsvc.clock import Clock, SystemClock
 from pushsvc.config import AppSettings, ConfigError, DispatchSettings, Settings
 from pushsvc.dispatch import Dispatcher
+from pushsvc.metrics import NULL_METRICS, Metrics, MetricsServer, PrometheusMetrics
 from pushsvc.providers.apns import ApnsProvider, apns_client_tls, render_apns
 from pushsvc.providers.apns_jwt import ApnsTokenSigner
 from pushsvc.providers.base import Provider
@@ -33,6 +36,7 @@ from pushsvc.providers.fcm_auth import FcmAccessTokenSource
 from pushsvc.providers.transport import Http2Transport, TlsConfig
 from pushsvc.receipts import ReceiptFeed, ReceiptSignal
 from pushsvc.rpc.server import GrpcServer
+from pushsvc.rpc.telemetry import TelemetryInterceptor
 from pushsvc.service import PushService
 from pushsvc.storage import Stores, open_stores
 
@@ -57,6 +61,10 @@ class Application:
     """Release what providers share (OAuth token sources) after they are closed."""
     owns_stores: bool = True
     """False when the stores were handed in (shared with another Application)."""
+    metrics: Metrics = NULL_METRICS
+    """What the components count (no-op when the endpoint is off)."""
+    metrics_server: MetricsServer | None = None
+    """Serves `metrics` at /metrics; None when the endpoint is off."""
     _tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
     _store_ok: bool = True
 
@@ -64,6 +72,11 @@ class Application:
     def port(self) -> int:
         """The bound gRPC port."""
         return self.server.port
+
+    @property
+    def metrics_port(self) -> int:
+        """The bound metrics port (0 when the endpoint is off)."""
+        return self.metrics_server.port if self.metrics_server is not None else 0
 
     async def start(self) -> int:
         """Creates indexes, binds the gRPC port, starts the dispatcher; returns the port.
@@ -73,14 +86,22 @@ class Application:
         port = await self.server.start()
         await self.server.set_serving(False)
         try:
+            if self.metrics_server is not None:
+                # Scrapable while starting: serving 0 says why traffic waits.
+                self.metrics_server.start()
             await self.stores.prepare()
         except BaseException:
             await self.server.stop(0)
+            if self.metrics_server is not None:
+                await self.metrics_server.stop()
             raise
+        self.metrics.set_store_up(True)
         await self.server.set_serving(True)
         await self.dispatcher.reclaim()
         self.dispatcher.start()
         self._tasks.append(asyncio.create_task(self._watch_store(), name="pushsvc-store-health"))
+        if self.metrics_server is not None:
+            self._tasks.append(asyncio.create_task(self._sample_queue(), name="pushsvc-queue-depth"))
         if self.stores.needs_sweep:
             log.info("the store has no TTL indexes; receipts past retention are swept every %.0f s", _SWEEP_INTERVAL_S)
             self._tasks.append(asyncio.create_task(self._sweep(), name="pushsvc-receipt-sweep"))
@@ -99,8 +120,17 @@ class Application:
             failed.clear()
             if ok != self._store_ok:
                 self._store_ok = ok
+                self.metrics.set_store_up(ok)
                 log.warning("store is %s", "reachable again" if ok else "unreachable")
                 await self.server.set_serving(ok)
+
+    async def _sample_queue(self) -> None:
+        # A count in the store: sampled on the health watcher's interval, not per scrape,
+        # so scrapes never reach the store.
+        while True:
+            with contextlib.suppress(Exception):
+                self.metrics.set_queue_depth(await self.stores.notifications.queue_depth())
+            await asyncio.sleep(_HEALTH_INTERVAL_S)
 
     async def _sweep(self) -> None:
         while True:
@@ -127,6 +157,8 @@ class Application:
                 close()
         if self.owns_stores:
             self.stores.close()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
 
 
 GC_GEN0_THRESHOLD = 20_000
@@ -176,12 +208,13 @@ def build_app_profiles(settings: Settings) -> dict[str, AppProfile]:
 
 
 def build_providers(
-    settings: Settings, clock: Clock | None = None
+    settings: Settings, clock: Clock | None = None, metrics: Metrics = NULL_METRICS
 ) -> tuple[dict[tuple[str, models.Platform], Provider], list[Callable[[], None]]]:
     """One provider per app and platform, each with its own HTTP/2 transport; one JWT signer per APNs key.
 
     Returns the providers and the closers of what they share (OAuth token sources).
-    `clock` is the process clock (the system clock when omitted).
+    `clock` is the process clock (the system clock when omitted); `metrics`
+    counts JWT mints and OAuth fetches.
     """
     clock = clock or SystemClock()
     providers: dict[tuple[str, models.Platform], Provider] = {}
@@ -189,14 +222,14 @@ def build_providers(
     signers: dict[tuple[Path, str, str], ApnsTokenSigner] = {}
     for app_id, app in settings.apps.items():
         if app.apns is not None:
-            providers[(app_id, models.Platform.APNS)] = _apns_provider(app, signers, settings.dispatch, clock)
+            providers[(app_id, models.Platform.APNS)] = _apns_provider(app, signers, settings.dispatch, clock, metrics)
         if app.fcm is not None:
             fcm = app.fcm
             ca = _read(fcm.ca_file) if fcm.ca_file else None
             info: dict[str, Any] = json.loads(
                 _secret(fcm.service_account_file, fcm.service_account_env, f"apps.{app_id}.fcm.service_account_env")
             )
-            token_source = FcmAccessTokenSource.from_service_account_info(info, ca_pem=ca, clock=clock.time)
+            token_source = FcmAccessTokenSource.from_service_account_info(info, ca_pem=ca, clock=clock.time, metrics=metrics)
             closers.append(token_source.close)
             providers[(app_id, models.Platform.FCM)] = FcmProvider(
                 transport=_transport(TlsConfig(ca_pem=ca), settings.dispatch, clock),
@@ -219,7 +252,11 @@ def _transport(tls: TlsConfig, dispatch: DispatchSettings, clock: Clock) -> Http
 
 
 def _apns_provider(
-    app: AppSettings, signers: dict[tuple[Path, str, str], ApnsTokenSigner], dispatch: DispatchSettings, clock: Clock
+    app: AppSettings,
+    signers: dict[tuple[Path, str, str], ApnsTokenSigner],
+    dispatch: DispatchSettings,
+    clock: Clock,
+    metrics: Metrics,
 ) -> ApnsProvider:
     apns = app.apns
     assert apns is not None
@@ -229,7 +266,7 @@ def _apns_provider(
         key = (apns.key_file.resolve() if apns.key_file else Path(f"env:{apns.key_env}"), apns.key_id, apns.team_id)
         if key not in signers:
             pem = _secret(apns.key_file, apns.key_env, f"apps.{app.app_id}.apns.key_env")
-            signers[key] = ApnsTokenSigner(pem, apns.key_id, apns.team_id, clock=clock.time)
+            signers[key] = ApnsTokenSigner(pem, apns.key_id, apns.team_id, clock=clock.time, metrics=metrics)
         signer = signers[key]
         tls = TlsConfig(ca_pem=ca)
     else:
@@ -252,14 +289,24 @@ def build_application(
     providers: Mapping[tuple[str, models.Platform], Provider] | None = None,
     owner: str | None = None,
     stores: Stores | None = None,
+    metrics: bool | None = None,
 ) -> Application:
     """Wires every component from settings. Connects to nothing until `start()`.
 
     Passing `stores` shares one store between Applications (several replicas
     in one process, as tests do with the embedded backend); the caller then
-    closes it.
+    closes it. The Prometheus endpoint is on when `settings.metrics_port` is
+    not 0, or when `metrics` is True, which with port 0 binds a free port
+    (tests); `metrics=False` turns it off whatever the port.
     """
     clock = clock or SystemClock()
+    serve_metrics = settings.metrics_port != 0 if metrics is None else metrics
+    counters: Metrics = NULL_METRICS
+    metrics_server = None
+    if serve_metrics:
+        prometheus = PrometheusMetrics()
+        counters = prometheus
+        metrics_server = MetricsServer(prometheus.registry, host=settings.metrics_host, port=settings.metrics_port)
     owns_stores = stores is None
     if stores is None:
         stores = open_stores(settings.store_url, clock=clock, timeout_ms=settings.store_timeout_ms)
@@ -274,7 +321,7 @@ def build_application(
     )
     closers: list[Callable[[], None]] = []
     if providers is None:
-        providers, closers = build_providers(settings, clock)
+        providers, closers = build_providers(settings, clock, counters)
     dispatcher = Dispatcher(
         tokens=stores.tokens,
         notifications=stores.notifications,
@@ -285,6 +332,7 @@ def build_application(
         signal=signal,
         owner=owner,
         replica_id=settings.dispatch.replica_id or socket.gethostname(),
+        metrics=counters,
     )
     service = PushService(
         tokens=stores.tokens,
@@ -297,14 +345,18 @@ def build_application(
         on_queued=dispatcher.wake,
     )
     authenticator = build_authenticator(settings.auth, clock)
+    interceptors: list[grpc.aio.ServerInterceptor] = [TelemetryInterceptor(counters, clock)]
+    if authenticator is not None:
+        interceptors.append(AuthInterceptor(authenticator))
     server = GrpcServer(
         service,
         clock=clock,
         host=settings.host,
         port=settings.port,
         max_connection_age_s=settings.max_connection_age_s,
-        interceptors=[AuthInterceptor(authenticator)] if authenticator is not None else (),
+        interceptors=interceptors,
         credentials=build_tls(settings.tls, clock).credentials() if settings.tls is not None else None,
+        metrics=counters,
     )
     return Application(
         settings=settings,
@@ -316,4 +368,6 @@ def build_application(
         clock=clock,
         owns_stores=owns_stores,
         closers=closers,
+        metrics=counters,
+        metrics_server=metrics_server,
     )

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pushsvc import config, errors
+from pushsvc import config, errors, logs
 
 _DEV_HELP = """\
 pushsvc dev is serving on {addr} (app "{app}", in-memory store: {store})
@@ -32,6 +32,10 @@ Try it (grpcurl comes with `pip install -e '.[dev]'`):
 Ctrl-C stops it.
 """
 
+_DEV_METRICS = """\
+  metrics   curl -s http://{host}:{port}/metrics
+"""
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pushsvc", description="Self-hosted push-notification gateway.")
@@ -41,12 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--store", default="mongomock://localhost/pushsvc", help="mongomock:// (default) or mongodb://HOST:PORT/DB")
     dev.add_argument("--state-dir", type=Path, default=Path(".pushsvc/dev"), help="where demo credentials are written")
+    dev.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics at /metrics on this port (0: off)")
+    _log_flags(dev, default_format="text")
     serve = sub.add_parser("serve", help="production mode: MongoDB, real providers")
     serve.add_argument("--config", type=Path, required=True, help="TOML config file")
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument(
         "--insecure-no-auth", action="store_true", help="serve without caller auth: any caller can act as any app"
     )
+    serve.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port (0: off; default: config)")
+    _log_flags(serve, default_format=None)
     keys = sub.add_parser("keys", help="API keys for callers")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="make a key; prints it once, with the config snippet holding its hash")
@@ -76,6 +84,15 @@ OPERATOR_COMMANDS = ("send", "receipts", "prune", "tokens")
 """Commands against a running server; they live in the client distribution (pushsvc_client.cli)."""
 
 
+def _log_flags(parser: argparse.ArgumentParser, *, default_format: str | None) -> None:
+    # serve's defaults come from its settings (file, then environment); dev has none.
+    where = "default: config, else " if default_format is None else "default "
+    parser.add_argument("--log-format", choices=logs.FORMATS, default=default_format,
+                        help=f"log lines as json or text ({where}{default_format or 'json'})")
+    parser.add_argument("--log-level", default=None, type=str.upper, choices=config.LOG_LEVELS,
+                        help=f"pushsvc's own log level ({where}INFO)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the `pushsvc` command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
@@ -86,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return emulator_main(argv[1:])
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.command == "dev":
+        logs.configure(args.log_format, args.log_level or "INFO")
+    elif args.command != "serve":  # serve configures logging once its settings are loaded
+        logs.configure("text", "INFO")
     try:
         if args.command in ("dev", "serve"):
             from pushsvc.bootstrap import tune_garbage_collector
@@ -135,20 +155,24 @@ async def _until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> int:
 async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
     from pushsvc.devstack import DEMO_APP_ID, start_dev_stack
 
-    stack = await start_dev_stack(state_dir=args.state_dir, port=args.port, host=args.host, store_url=args.store)
+    stack = await start_dev_stack(
+        # 0 is off, as in serve's metrics_port.
+        state_dir=args.state_dir, port=args.port, host=args.host, store_url=args.store, metrics_port=args.metrics_port or None
+    )
     try:
-        print(
-            _DEV_HELP.format(
-                addr=f"{args.host}:{stack.app.port}",
-                app=DEMO_APP_ID,
-                store=args.store,
-                apns=stack.emulator.apns_url,
-                fcm=stack.emulator.fcm_url,
-                ca=stack.credentials.ca_file,
-                tok="a1" * 32,
-            ),
-            flush=True,
+        help_text = _DEV_HELP.format(
+            addr=f"{args.host}:{stack.app.port}",
+            app=DEMO_APP_ID,
+            store=args.store,
+            apns=stack.emulator.apns_url,
+            fcm=stack.emulator.fcm_url,
+            ca=stack.credentials.ca_file,
+            tok="a1" * 32,
         )
+        if stack.app.metrics_server is not None:
+            metrics = _DEV_METRICS.format(host=args.host, port=stack.app.metrics_port)
+            help_text = help_text.replace("\n\nTry it", "\n" + metrics.rstrip("\n") + "\n\nTry it", 1)
+        print(help_text, flush=True)
         await stop.wait()
     finally:
         await stack.stop(grace_s=2.0)
@@ -157,13 +181,18 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
 async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     from pushsvc.bootstrap import build_application
 
-    settings = config.load_settings(args.config, port=args.port)
+    settings = config.load_settings(
+        args.config, port=args.port, metrics_port=args.metrics_port, log_format=args.log_format, log_level=args.log_level
+    )
+    logs.configure(settings.log_format, settings.log_level)
     if args.insecure_no_auth:
         settings = dataclasses.replace(settings, auth=dataclasses.replace(settings.auth, insecure_no_auth=True))
     config.check_serve(settings)
     app = build_application(settings)
     port = await app.start()
     logging.getLogger("pushsvc").info("serving on %s:%d with %d app(s)", settings.host, port, len(settings.apps))
+    if app.metrics_server is not None:
+        logging.getLogger("pushsvc").info("metrics on http://%s:%d/metrics", settings.metrics_host, app.metrics_port)
     try:
         await stop.wait()
     finally:

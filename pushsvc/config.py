@@ -206,6 +206,12 @@ class Settings:
     port: int = 50051
     metrics_port: int = 0
     """0 disables the Prometheus endpoint."""
+    metrics_host: str = "0.0.0.0"
+    """The address the Prometheus endpoint binds."""
+    log_format: str = "json"
+    """"json" (one object per line) or "text"."""
+    log_level: str = "INFO"
+    """pushsvc's own log level (DEBUG adds a line per RPC); libraries log at INFO and above."""
     stale_after_days: float = 60.0
     """Prune's default staleness threshold."""
     grace_s: float = 10.0
@@ -255,7 +261,15 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         auth_raw["api_keys_file"] = env["PUSHSVC_AUTH_API_KEYS_FILE"]
     auth = _build_auth(auth_raw, base_dir)
     tls = _build(TlsSettings, tls_raw, "tls", base_dir) if tls_raw else None
+    if settings.log_format not in LOG_FORMATS:
+        raise ConfigError(f"log_format: expected one of {', '.join(LOG_FORMATS)}, got {settings.log_format!r}")
+    if settings.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(f"log_level: expected one of {', '.join(LOG_LEVELS)}, got {settings.log_level!r}")
     return dataclasses.replace(settings, apps=apps, dispatch=dispatch, auth=auth, tls=tls)
+
+
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _tables(value: Any, where: str) -> list[Mapping[str, Any]]:

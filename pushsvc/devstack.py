@@ -102,8 +102,14 @@ async def start_dev_stack(
     clock: Clock | None = None,
     stores: Stores | None = None,
     emulator_config: EmulatorConfig | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str = "",
 ) -> DevStack:
-    """Starts the emulator, writes demo credentials into state_dir, starts pushsvc with app "demo"."""
+    """Starts the emulator, writes demo credentials into state_dir, starts pushsvc with app "demo".
+
+    `metrics_port` turns the Prometheus endpoint on (0: a free port); None leaves it off.
+    It binds `metrics_host`, or `host` when that is empty.
+    """
     emulator = Emulator(emulator_config or EmulatorConfig())
     await emulator.start()
     try:
@@ -119,8 +125,10 @@ async def start_dev_stack(
             port=port,
             apps={DEMO_APP_ID: demo_app_settings(DEMO_APP_ID, emulator, credentials)},
             dispatch=dispatch or DispatchSettings(),
+            metrics_port=metrics_port or 0,
+            metrics_host=metrics_host or host,
         )
-        app = build_application(settings, clock=clock, stores=stores)
+        app = build_application(settings, clock=clock, stores=stores, metrics=metrics_port is not None)
         try:
             await app.start()
         except BaseException:

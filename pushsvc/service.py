@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from pushsvc import errors, models, validation
+from pushsvc import errors, logs, models, validation
 from pushsvc.apps import AppProfile
 from pushsvc.clock import Clock
 from pushsvc.config import DispatchSettings
@@ -149,6 +149,7 @@ class PushService:
         if cmd.idempotency_key:
             existing = await self._notifications.find_by_idempotency_key(cmd.app_id, cmd.idempotency_key)
             if existing is not None:
+                logs.notification_id.set(existing.notification_id)
                 return models.SendResult(existing.notification_id, True, existing.targeted)
         await self._check_queue_depth()
         return await self._store(cmd, now, query, devices, platforms, rendered, targeted)
@@ -213,9 +214,12 @@ class PushService:
             expires_at=start + timedelta(seconds=cmd.message.ttl_s) if cmd.message.ttl_s is not None else None,
             idempotency_key=cmd.idempotency_key,
         )
+        # The rest of this call's log lines (the audit line among them) name the notification.
+        logs.notification_id.set(draft.notification_id)
         try:
             view = await self._notifications.create(draft, plans)
         except DuplicateKey as dup:
+            logs.notification_id.set(dup.notification_id)
             return models.SendResult(dup.notification_id, True, targeted)
         self._on_queued()
         return models.SendResult(view.notification_id, False, targeted)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -62,6 +66,8 @@ def test_toml_then_environment_then_flags(tmp_path: Path) -> None:
         ("[apps.a.apns]\nbundle_id = 'b'", "apps.a.apns: set key_file"),
         ("[apps.a.apns]\nbundle_id = 'b'\nkey_file = 'k'", "needs key_id and team_id"),
         ("port = ", "pushsvc.toml"),
+        ("log_format = 'yaml'", "log_format: expected one of json, text"),
+        ("log_level = 'LOUD'", "log_level: expected one of"),
     ],
 )
 def test_bad_config_names_the_problem(tmp_path: Path, text: str, where: str) -> None:
@@ -96,6 +102,45 @@ def test_serve_runs_from_a_config_file_and_stops_cleanly(
     finally:
         proc.send_signal(signum)
         assert proc.wait(15) == 0
+
+
+def test_serve_logs_json_lines_and_serves_metrics_on_its_configured_port(tmp_path: Path, ferretdb_base_url: str | None) -> None:
+    if ferretdb_base_url is None:
+        pytest.skip("serve needs a mongodb:// store: no FerretDB server")
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    key = new_key()
+    path = tmp_path / "pushsvc.toml"
+    path.write_text(
+        f'store_url = "{ferretdb_base_url}serve{uuid.uuid4().hex[:12]}"\nhost = "127.0.0.1"\n'
+        f'metrics_host = "127.0.0.1"\nmetrics_port = {ports[1]}\n'
+        f'[[auth.api_keys]]\nname = "t"\nhash = "{hash_key(key)}"\napps = ["a"]\nactions = ["register"]\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSVC_")} | {"PUSHSVC_LOG_LEVEL": "DEBUG"}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "pushsvc"), "serve", "--config", str(path), "--port", str(ports[0])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        _register_until_up(ports[0], key)
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[1]}/metrics", timeout=5) as reply:
+            scraped = reply.read().decode()
+        assert 'pushsvc_rpcs_total{code="OK",method="RegisterToken",service="pushsvc.v1.PushService"} 1.0' in scraped
+        assert "pushsvc_serving 1.0" in scraped
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    lines = [json.loads(line) for line in err.splitlines()]
+    assert any(f"metrics on http://127.0.0.1:{ports[1]}/metrics" == line["message"] for line in lines)
+    rpc = [line for line in lines if line.get("rpc") == "/pushsvc.v1.PushService/RegisterToken"]
+    assert rpc and all(line["request_id"] and line["level"] == "DEBUG" for line in rpc)
+    assert key not in err
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://127.0.0.1:{ports[1]}/metrics", timeout=2)
 
 
 def _register_until_up(port: int, key: str) -> pb.RegisterTokenResponse:

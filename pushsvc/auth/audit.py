@@ -1,17 +1,21 @@
-"""Audit: one JSON line per state-changing or fan-out call, on the `pushsvc.audit` logger.
+"""Audit: one line per state-changing or fan-out call, on the `pushsvc.audit` logger.
 
 A line names the principal, the app, the outcome and the counts, never a
 device token, user id or credential: `Send` is logged with its notification
 id and target kind, `UnregisterToken` with its platform and whether a token
 was removed, `Prune` with the count and whether it was a dry run.
+
+The facts are the record's structured fields (`pushsvc.logs.FIELDS`): in JSON
+log format they are top-level keys of the line, beside time, level and the
+request id, so an audit line is one JSON object like every other line.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
+from pushsvc import logs
 from pushsvc.auth.principal import Principal
 from pushsvc.v1 import push_pb2 as pb
 
@@ -45,4 +49,4 @@ def record(rpc: str, principal: Principal, request: Any, response: Any, outcome:
     """Writes the audit line of one call; `response` is None when the call failed."""
     line = {"audit": rpc, "principal": principal.name, "app": request.app_id, "outcome": outcome}
     line.update(_fields(rpc, request, response))
-    log.info("%s", json.dumps(line, separators=(",", ":")))
+    log.info("audit %s %s", rpc, outcome, extra={logs.FIELDS: line})

@@ -28,10 +28,11 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from pushsvc import errors, models
+from pushsvc import errors, logs, models
 from pushsvc.clock import Clock
 from pushsvc.config import DispatchSettings
 from pushsvc.dispatch.retry import RetryPolicy
+from pushsvc.metrics import NULL_METRICS, Metrics, ProviderMetrics
 from pushsvc.providers.base import Delivery, Outcome, Provider, ProviderResult, RenderedMessage
 from pushsvc.receipts import ReceiptSignal
 from pushsvc.storage import (
@@ -80,6 +81,7 @@ class Dispatcher:
         replica_id: str = "",
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._tokens = tokens
         self._notifications = notifications
@@ -103,6 +105,11 @@ class Dispatcher:
             max_backoff_s=settings.max_backoff_s,
         )
         self._limits = {key: asyncio.Semaphore(settings.max_in_flight_per_provider) for key in providers}
+        self._metrics = metrics
+        # Bound once per provider: the per-delivery cost is a few dict lookups.
+        self._counters: dict[tuple[str, models.Platform], ProviderMetrics] = {
+            (app_id, platform): metrics.provider(app_id, platform.value) for app_id, platform in providers
+        }
         self._wake = asyncio.Event()
         # Idle workers poll together; one claim at a time per replica is enough,
         # and it spares the store a burst of racing claims.
@@ -177,7 +184,8 @@ class Dispatcher:
         if part is None:
             return False
         try:
-            await self._run_partition(part)
+            with logs.bound_notification(part.notification_id):
+                await self._run_partition(part)
         except _LeaseLost:
             log.warning("lost the lease on %s; another replica resumes it", part.partition_id)
         except (asyncio.CancelledError, errors.StoreUnavailable):
@@ -274,6 +282,12 @@ class Dispatcher:
             offset += len(devices)
             yield [registered.get((d.platform, d.token)) or _unregistered(d) for d in devices], offset
 
+    def _counters_of(self, app_id: str, platform: models.Platform) -> ProviderMetrics:
+        counters = self._counters.get((app_id, platform))
+        if counters is None:  # an app without credentials for this platform
+            counters = self._counters[(app_id, platform)] = self._metrics.provider(app_id, platform.value)
+        return counters
+
     async def _deliver(
         self,
         app_id: str,
@@ -281,6 +295,21 @@ class Dispatcher:
         rendered: Mapping[models.Platform, RenderedMessage],
         target: TargetToken,
         credential_error: list[str],
+    ) -> ReceiptDraft | None:
+        counters = self._counters_of(app_id, target.platform)
+        draft = await self._attempt(app_id, record, rendered, target, credential_error, counters)
+        if draft is not None:
+            counters.delivered(draft.status.name, draft.reason)
+        return draft
+
+    async def _attempt(
+        self,
+        app_id: str,
+        record: NotificationRecord,
+        rendered: Mapping[models.Platform, RenderedMessage],
+        target: TargetToken,
+        credential_error: list[str],
+        counters: ProviderMetrics,
     ) -> ReceiptDraft | None:
         provider = self._providers.get((app_id, target.platform))
         message = rendered.get(target.platform)
@@ -298,8 +327,16 @@ class Dispatcher:
                 return self._draft(target, models.DeliveryStatus.EXPIRED, _expired(result), attempts)
             attempts += 1
             async with self._limits[(app_id, target.platform)]:
-                result = await provider.send(delivery)
+                counters.request_started()
+                started = self._clock.monotonic()
+                try:
+                    result = await provider.send(delivery)
+                except BaseException:
+                    counters.request_finished("error", self._clock.monotonic() - started)
+                    raise
+                counters.request_finished(result.outcome.value, self._clock.monotonic() - started)
             if result.outcome is Outcome.RETRYABLE and attempts < self._retry.max_attempts:
+                counters.retried(result.reason)
                 delay = self._retry.delay_s(attempts, result.retry_after_s, self._rand)
                 self._faults.warning(
                     f"retry {app_id} {target.platform.value}",
@@ -314,6 +351,12 @@ class Dispatcher:
         removed = False
         if result.outcome is Outcome.TOKEN_INVALID and target.registered:
             removed = await self._tokens.delete_invalid(app_id, target.platform, target.token, result.invalid_since)
+        if result.outcome is Outcome.TOKEN_INVALID and log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s token %s of app %s is invalid (%s %s); %s",
+                target.platform.name, logs.redact_token(target.token), app_id, result.provider_status, result.reason,
+                "removed" if removed else "kept",
+            )
         if result.outcome in (Outcome.PERMANENT, Outcome.RETRYABLE):
             self._faults.warning(
                 f"failed {app_id} {target.platform.value}",

@@ -23,6 +23,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from pushsvc.metrics import NULL_METRICS, Metrics
+
 MIN_REFRESH_AFTER_S = 20 * 60
 """Apple: a new token no more than once every 20 minutes."""
 MAX_TOKEN_AGE_S = 60 * 60
@@ -46,6 +48,7 @@ class ApnsTokenSigner:
         clock: Seconds since the epoch; injected so tests can move time.
         refresh_after_s: Age at which a new token is minted; must lie in
             [1200, 3600) so that Apple's 20/60-minute rules hold.
+        metrics: Counts each mint (`kind="apns_jwt"`) and whether it worked.
 
     Raises:
         ValueError: The key is not an EC P-256 private key, or refresh_after_s is
@@ -60,6 +63,7 @@ class ApnsTokenSigner:
         *,
         clock: Callable[[], float] = time.time,
         refresh_after_s: float = DEFAULT_REFRESH_AFTER_S,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         if not MIN_REFRESH_AFTER_S <= refresh_after_s < MAX_TOKEN_AGE_S:
             raise ValueError(
@@ -79,6 +83,7 @@ class ApnsTokenSigner:
         self._header = ""
         self._issued_at = 0
         self._mint_count = 0
+        self._metrics = metrics
 
     @property
     def key_id(self) -> str:
@@ -140,12 +145,17 @@ class ApnsTokenSigner:
 
     def _mint(self, now: float) -> None:
         issued_at = int(now)
-        token = jwt.encode(
-            {"iss": self._team_id, "iat": issued_at},
-            self._key,
-            algorithm="ES256",
-            headers={"kid": self._key_id},
-        )
+        try:
+            token = jwt.encode(
+                {"iss": self._team_id, "iat": issued_at},
+                self._key,
+                algorithm="ES256",
+                headers={"kid": self._key_id},
+            )
+        except Exception:
+            self._metrics.credential_refreshed("apns_jwt", ok=False)
+            raise
+        self._metrics.credential_refreshed("apns_jwt", ok=True)
         self._header = f"bearer {token}"
         self._issued_at = issued_at
         self._mint_count += 1

@@ -33,6 +33,8 @@ import google.auth.transport
 import httpx
 from google.oauth2 import service_account
 
+from pushsvc.metrics import NULL_METRICS, Metrics
+
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 """The OAuth scope for FCM HTTP v1."""
 
@@ -117,6 +119,7 @@ class FcmAccessTokenSource:
         clock: Epoch seconds; injected so tests can move time.
         refresh_margin_s: Refresh this long before the token expires.
         refresh_timeout_s: Deadline for one refresh.
+        metrics: Counts each fetch (`kind="fcm_oauth"`) and whether it worked.
     """
 
     def __init__(
@@ -127,8 +130,10 @@ class FcmAccessTokenSource:
         clock: Callable[[], float] = time.time,
         refresh_margin_s: float = 300.0,
         refresh_timeout_s: float = 30.0,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._credentials = credentials
+        self._metrics = metrics
         self._request = request
         self._clock = clock
         self._refresh_margin_s = refresh_margin_s
@@ -147,6 +152,7 @@ class FcmAccessTokenSource:
         clock: Callable[[], float] = time.time,
         refresh_margin_s: float = 300.0,
         refresh_timeout_s: float = 30.0,
+        metrics: Metrics = NULL_METRICS,
     ) -> FcmAccessTokenSource:
         """Builds a source from parsed service-account JSON.
 
@@ -158,6 +164,7 @@ class FcmAccessTokenSource:
             clock: Epoch seconds.
             refresh_margin_s: Refresh this long before expiry.
             refresh_timeout_s: Deadline for one refresh.
+            metrics: Counts the fetches.
         """
         credentials = service_account.Credentials.from_service_account_info(dict(info), scopes=[FCM_SCOPE])
         verify: ssl.SSLContext | bool = True
@@ -171,6 +178,7 @@ class FcmAccessTokenSource:
             clock=clock,
             refresh_margin_s=refresh_margin_s,
             refresh_timeout_s=refresh_timeout_s,
+            metrics=metrics,
         )
 
     @classmethod
@@ -216,8 +224,13 @@ class FcmAccessTokenSource:
         async with self._lock:
             # Another task may have refreshed while this one waited for the lock.
             if not self._fresh():
-                async with asyncio.timeout(self._refresh_timeout_s):
-                    await asyncio.to_thread(self._refresh_blocking)
+                try:
+                    async with asyncio.timeout(self._refresh_timeout_s):
+                        await asyncio.to_thread(self._refresh_blocking)
+                except Exception:
+                    self._metrics.credential_refreshed("fcm_oauth", ok=False)
+                    raise
+                self._metrics.credential_refreshed("fcm_oauth", ok=True)
             return self._token
 
     def invalidate(self, rejected: str | None = None) -> None:

@@ -12,6 +12,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from pushsvc.clock import Clock
+from pushsvc.metrics import NULL_METRICS, Metrics
 from pushsvc.rpc import methods
 from pushsvc.rpc.servicers import PushServicer
 from pushsvc.rpc.symbols import MethodSymbols
@@ -36,8 +37,10 @@ class GrpcServer:
         max_connection_age_s: float = 300.0,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         credentials: grpc.ServerCredentials | None = None,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._draining = asyncio.Event()
+        self._metrics = metrics
         self.health = HealthServicer()
         self._server = grpc.aio.server(
             options=[
@@ -50,7 +53,8 @@ class GrpcServer:
                 ("grpc.max_connection_age_grace_ms", 30_000),
                 ("grpc.so_reuseport", 0),
             ],
-            # Auth (pushsvc.auth.AuthInterceptor) decides every call before a servicer runs.
+            # Telemetry (pushsvc.rpc.telemetry) first, so it sees every answer;
+            # then auth (pushsvc.auth.AuthInterceptor) decides every call before a servicer runs.
             interceptors=interceptors,
         )
         self._credentials = credentials
@@ -86,10 +90,12 @@ class GrpcServer:
         state = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
             await self.health.set(name, state)
+        self._metrics.set_serving(serving)
 
     async def stop(self, grace_s: float) -> None:
         """Drains: NOT_SERVING, end streams with UNAVAILABLE, finish in-flight calls within the grace."""
         await self.health.enter_graceful_shutdown()
+        self._metrics.set_serving(False)
         self._draining.set()
         await self._server.stop(grace_s)
 

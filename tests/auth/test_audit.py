@@ -9,6 +9,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 
+from pushsvc import logs
 from pushsvc.v1 import push_pb2 as pb
 from pushsvc.v1 import push_pb2_grpc
 from tests.auth.conftest import Secured
@@ -16,7 +17,8 @@ from tests.auth.test_matrix import bearer
 
 
 def audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
-    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "pushsvc.audit"]
+    # The structured fields, as the JSON log format writes them (top-level keys of the line).
+    return [json.loads(json.dumps(getattr(r, logs.FIELDS))) for r in caplog.records if r.name == "pushsvc.audit"]
 
 
 async def test_one_audit_line_per_call_and_no_token(secured: Secured, caplog: pytest.LogCaptureFixture) -> None:
@@ -68,4 +70,6 @@ async def test_one_audit_line_per_call_and_no_token(secured: Secured, caplog: py
             "dry_run": False,
         },
     ]
+    fields = json.dumps([getattr(r, logs.FIELDS, {}) for r in caplog.records])
     assert token not in caplog.text and "audit-user" not in caplog.text
+    assert token not in fields and "audit-user" not in fields

@@ -1,0 +1,179 @@
+"""TelemetryInterceptor: per-call request context for the logs, and the RPC metrics.
+
+It is the outermost interceptor, so what it sees is what the caller got:
+authentication failures, unparsable requests and drain answers included. Like
+`AuthInterceptor`, it wraps each method's handler once (cached per method),
+because only the wrapper sees the decoded request. For each call it:
+
+1. sets the log context: the caller's `x-request-id` when it is a sensible
+   one, else a fresh id; the caller's `traceparent` when it is well formed;
+   and the request's `notification_id` when it names one (GetNotification,
+   StreamReceipts; Send sets its new id itself);
+2. counts the call by service, method and final status code, and observes
+   its latency (a stream's when it ends);
+3. logs one DEBUG line per call (`log_level = "DEBUG"` gives an access log).
+
+grpc.aio runs each call in a task of its own, so the context of one call never
+leaks into another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from pushsvc import logs
+from pushsvc.clock import Clock
+from pushsvc.metrics import Metrics, RpcMetrics
+
+log = logging.getLogger("pushsvc.rpc")
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+Handler = grpc.RpcMethodHandler
+
+
+def _code(context: Ctx, default: grpc.StatusCode) -> str:
+    # After context.abort() the context holds the code it ended with.
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    if isinstance(code, int) and code != 0:
+        return next((c.name for c in grpc.StatusCode if c.value[0] == code), default.name)
+    return default.name
+
+
+class _Call:
+    """The context tokens of one call, to be reset when it ends."""
+
+    __slots__ = ("tokens",)
+
+    def __init__(self, context: Ctx, request: Any) -> None:
+        rid = tp = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == "x-request-id" and isinstance(value, str):
+                rid = logs.valid_request_id(value)
+            elif key == "traceparent" and isinstance(value, str):
+                tp = logs.valid_traceparent(value)
+        self.tokens: list[tuple[Any, Any]] = [
+            (logs.request_id, logs.request_id.set(rid or uuid.uuid4().hex)),
+            (logs.traceparent, logs.traceparent.set(tp)),
+        ]
+        nid = getattr(request, "notification_id", "")
+        self.tokens.append((logs.notification_id, logs.notification_id.set(nid if isinstance(nid, str) else "")))
+
+    def reset(self) -> None:
+        for var, token in reversed(self.tokens):
+            try:
+                var.reset(token)
+            except ValueError:  # closed from another context (a stream torn down by grpc): nothing to restore
+                pass
+
+
+class TelemetryInterceptor(grpc.aio.ServerInterceptor):
+    """Request context and RPC metrics for every call; see the module docstring."""
+
+    def __init__(self, metrics: Metrics, clock: Clock) -> None:
+        self._metrics = metrics
+        self._clock = clock
+        self._handlers: dict[str, Handler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],  # type: ignore[override]  # types-grpcio types grpc.aio handlers as sync ones
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        """Returns the method's wrapped handler (built once per method)."""
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        wrapped = self._handlers.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            # Unknown method: grpc answers UNIMPLEMENTED. Neither wrapped nor
+            # cached, so random method names grow no table and no label.
+            return handler
+        wrapped = self._wrap(method, handler)
+        self._handlers[method] = wrapped
+        return wrapped
+
+    def _wrap(self, path: str, handler: Handler) -> Handler:
+        service, _, name = path.lstrip("/").rpartition("/")
+        counters = self._metrics.rpc(service, name)
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(path, counters, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._streaming(path, counters, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(path, counters, handler.stream_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._streaming(path, counters, handler.stream_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _finish(self, path: str, counters: RpcMetrics, started: float, code: str) -> None:
+        elapsed = self._clock.monotonic() - started
+        counters.finished(code, elapsed)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s in %.1f ms", path, code, elapsed * 1000, extra=logs.fields(rpc=path, code=code))
+
+    def _unary(self, path: str, counters: RpcMetrics, inner: Any) -> Callable[..., Awaitable[Any]]:
+        async def unary(request: Any, context: Ctx) -> Any:
+            call = _Call(context, request)
+            started = self._clock.monotonic()
+            code = "UNKNOWN"
+            try:
+                response = await inner(request, context)
+                code = _code(context, grpc.StatusCode.OK)
+                return response
+            except grpc.aio.AbortError:
+                code = _code(context, grpc.StatusCode.UNKNOWN)
+                raise
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            finally:
+                self._finish(path, counters, started, code)
+                call.reset()
+
+        return unary
+
+    def _streaming(self, path: str, counters: RpcMetrics, inner: Any) -> Callable[..., AsyncIterator[Any]]:
+        async def streaming(request: Any, context: Ctx) -> AsyncIterator[Any]:
+            call = _Call(context, request)
+            started = self._clock.monotonic()
+            code = "UNKNOWN"
+            try:
+                async for item in inner(request, context):
+                    yield item
+                code = _code(context, grpc.StatusCode.OK)
+            except grpc.aio.AbortError:
+                code = _code(context, grpc.StatusCode.UNKNOWN)
+                raise
+            except (asyncio.CancelledError, GeneratorExit):
+                code = "CANCELLED"
+                raise
+            finally:
+                self._finish(path, counters, started, code)
+                call.reset()
+
+        return streaming
