@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import signal
 import sys
@@ -126,7 +125,7 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
 
     settings = config.load_settings(args.config, port=args.port)
     if args.insecure_no_auth:
-        settings = dataclasses.replace(settings, auth=dataclasses.replace(settings.auth, insecure_no_auth=True))
+        settings = settings.model_copy(update={"auth": settings.auth.model_copy(update={"insecure_no_auth": True})})
     config.check_serve(settings)
     app = build_application(settings)
     port = await app.start()

@@ -56,9 +56,9 @@ def test_toml_then_environment_then_flags(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text, where",
     [
-        ("bogus = 1", "unknown keys ['bogus']"),
+        ("bogus = 1", "bogus: unknown key"),
         ("port = 'x'", "port"),
-        ("[dispatch]\nlease = 3", "dispatch: unknown keys ['lease']"),
+        ("[dispatch]\nlease = 3", "dispatch.lease: unknown key (did you mean 'lease_s'?)"),
         ("[apps.a.apns]\nbundle_id = 'b'", "apps.a.apns: set key_file"),
         ("[apps.a.apns]\nbundle_id = 'b'\nkey_file = 'k'", "needs key_id and team_id"),
         ("port = ", "pushsvc.toml"),
