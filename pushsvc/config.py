@@ -240,6 +240,16 @@ class ApiKeySettings(_Section):
     actions: tuple[str, ...] = ()
     """register, send, read, prune, admin."""
 
+    @field_validator("hash")
+    @classmethod
+    def _hash(cls, value: str) -> str:
+        from pushsvc.auth.apikeys import parse_hash
+
+        try:
+            return parse_hash(value) if value else value
+        except ValueError as exc:
+            raise ValueError(str(exc).removeprefix("hash: ")) from None
+
     @model_validator(mode="after")
     def _one_source(self) -> ApiKeySettings:
         if sum(map(bool, (self.hash, self.hash_file, self.hash_env))) != 1:
@@ -594,7 +604,8 @@ def _source(loc: tuple[int | str, ...], layers: list[tuple[str, Mapping[str, Any
             else:
                 break
         else:
-            return label
+            if not isinstance(node, Mapping):  # a value, not a table several layers may fill
+                return label
     return ""
 
 
@@ -638,6 +649,28 @@ def _problems(exc: ValidationError, layers: list[tuple[str, Mapping[str, Any]]],
 
 
 SERVE_STORE_SCHEMES = ("mongodb://", "mongodb+srv://")
+
+
+def summary(settings: Settings) -> list[str]:
+    """What a config amounts to, for `pushsvc check-config`: apps, store scheme, principals; never a secret."""
+    apps = ", ".join(
+        f"{app_id} ({'+'.join(p for p in ('apns', 'fcm') if getattr(app, p) is not None) or 'no providers'})"
+        for app_id, app in sorted(settings.apps.items())
+    )
+    auth = settings.auth
+    principals = (
+        "off (--insecure-no-auth)"
+        if auth.insecure_no_auth
+        else f"{len(auth.api_keys)} API key(s), {len(auth.jwt)} JWT issuer(s), {len(auth.identities)} mTLS identit(ies)"
+    )
+    tls = "off" if settings.tls is None else ("mTLS" if settings.tls.require_client_cert else "on")
+    return [
+        f"apps:  {apps or 'none'}",
+        f"store: {settings.store_url.split('://', 1)[0]}://",
+        f"auth:  {principals}",
+        f"tls:   {tls}",
+        f"grpc:  {settings.host}:{settings.port}, metrics: {settings.metrics_port or 'off'}, grace: {settings.grace_s:g} s",
+    ]
 
 
 def check_serve(settings: Settings) -> None:
