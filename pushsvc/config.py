@@ -26,6 +26,7 @@ store URL with its password); environment variables win over those files.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import tomllib
 import typing
@@ -46,6 +47,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
+
+log = logging.getLogger("pushsvc.config")
 
 APNS_PRODUCTION_URL = "https://api.push.apple.com"
 APNS_SANDBOX_URL = "https://api.sandbox.push.apple.com"
@@ -478,6 +481,11 @@ def _nest_flat_names(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def _read_secrets_dir(directory: Path) -> dict[str, str]:
+    if not directory.is_dir():
+        # As pydantic-settings does: a warning, so a deployment's config can be
+        # checked where its Secret is not mounted (check-config on a laptop).
+        log.warning("secrets_dir %s is not a directory; no settings are read from it", directory)
+        return {}
     try:
         entries = sorted(directory.iterdir())
     except OSError as exc:
@@ -664,12 +672,17 @@ def summary(settings: Settings) -> list[str]:
         else f"{len(auth.api_keys)} API key(s), {len(auth.jwt)} JWT issuer(s), {len(auth.identities)} mTLS identit(ies)"
     )
     tls = "off" if settings.tls is None else ("mTLS" if settings.tls.require_client_cert else "on")
+    secrets = []
+    if settings.secrets_dir is not None:
+        found = "" if settings.secrets_dir.is_dir() else " (not found here: its values are missing)"
+        secrets = [f"secrets_dir: {settings.secrets_dir}{found}"]
     return [
         f"apps:  {apps or 'none'}",
         f"store: {settings.store_url.split('://', 1)[0]}://",
         f"auth:  {principals}",
         f"tls:   {tls}",
         f"grpc:  {settings.host}:{settings.port}, metrics: {settings.metrics_port or 'off'}, grace: {settings.grace_s:g} s",
+        *secrets,
     ]
 
 
