@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check_config(args)
         return asyncio.run(_until_signal(lambda stop: _serve(args, stop)))
     except config.ConfigError as exc:
-        print(f"pushsvc: config error: {exc}", file=sys.stderr)
+        for problem in exc.problems or (str(exc),):
+            print(f"pushsvc: config error: {problem}", file=sys.stderr)
         return 2
     except (OSError, errors.PushError) as exc:
         print(f"pushsvc: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from pydantic import ValidationError
 
 from pushsvc.auth.apikeys import hash_key, new_key
 from pushsvc.config import ConfigError, Settings, load_settings
@@ -53,6 +54,8 @@ def test_toml_then_environment_then_flags(tmp_path: Path) -> None:
     s = load_settings(path, env=env)
     assert (s.port, s.stale_after_days, s.dispatch.lease_s) == (7000, 30.0, 12.5)
     assert load_settings(path, env=env, port=8000).port == 8000
+    with pytest.raises(ValidationError, match="frozen"):
+        s.dispatch.lease_s = 1.0  # type: ignore[misc]  # settings are values: copy with model_copy(update=...)
 
 
 @pytest.mark.parametrize(
@@ -198,6 +201,20 @@ def test_check_config_explains_errors_and_exits_2(tmp_path: Path) -> None:
     path.write_text("port = ")
     out = _check_config(path, {})
     assert out.returncode == 2 and out.stderr.startswith(f"{path}: 1 problem\n  {path}: ")
+
+
+def test_serve_names_every_problem_on_its_own_line(tmp_path: Path) -> None:
+    path = tmp_path / "pushsvc.toml"
+    path.write_text(BROKEN)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSVC_")}
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "pushsvc"), "serve", "--config", str(path)],
+        capture_output=True, text=True, timeout=60, env=clean, check=False,
+    )
+    assert out.returncode == 2
+    lines = out.stderr.splitlines()
+    assert len(lines) == 8 and all(line.startswith("pushsvc: config error: ") for line in lines), out.stderr
+    assert "pushsvc: config error: dispatch.leas_s: unknown key (did you mean 'lease_s'?)" in lines
 
 
 def test_check_config_summarises_a_valid_file(tmp_path: Path) -> None:
