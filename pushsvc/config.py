@@ -170,12 +170,15 @@ class AppSettings(_Section):
 class DispatchSettings(_Section):
     """The delivery pipeline's knobs."""
 
-    replica_id: str = ""
-    """This replica's name on the partitions it leases; empty means the host name (in Kubernetes: the pod name)."""
     workers: int = Field(default=2, ge=0)
     """Partitions this replica works on at once; 0 sends nothing (an API-only replica)."""
     lease_s: PositiveSeconds = 10.0
-    """How long a claimed partition stays ours without renewal; a crashed replica's work resumes elsewhere after this."""
+    """How long a claimed partition stays ours without renewal (renewed every third of it).
+    When a replica dies for good, another one resumes its partitions after this long."""
+    replica_id: str = ""
+    """This replica's name, unique among live replicas and stable across its restarts (in
+    Kubernetes, the pod name). A restarted replica frees the leases its earlier incarnation
+    held and resumes them at once. Empty means the host name."""
     batch_size: int = Field(default=500, gt=0)
     """Targets read, sent and checkpointed together; bounds duplicates after a crash."""
     partition_size: int = Field(default=5000, gt=0)
