@@ -70,10 +70,10 @@ async def _serve(mode: str, store: str, workdir: Path) -> None:
         auth = AuthSettings(insecure_no_auth=True)
     elif mode == "api_key":
         auth = AuthSettings(
-            api_keys=(ApiKeySettings("bench", hash_file=workdir / "key.hash", apps=("bench",), actions=("register",)),)
+            api_keys=(ApiKeySettings(name="bench", hash_file=workdir / "key.hash", apps=("bench",), actions=("register",)),)
         )
     elif mode == "jwt":
-        auth = AuthSettings(jwt=(JwtIssuerSettings(ISSUER, AUDIENCE, public_key_file=workdir / "jwt.pem"),))
+        auth = AuthSettings(jwt=(JwtIssuerSettings(issuer=ISSUER, audience=AUDIENCE, public_key_file=workdir / "jwt.pem"),))
     settings = Settings(store_url=store, host="127.0.0.1", port=0, auth=auth)
     app = build_application(settings, providers={})
     port = await app.start()
@@ -165,8 +165,8 @@ def _decision_cost(workdir: Path, bearers: dict[str, str], iterations: int) -> d
     from pushsvc.config import ApiKeySettings, AuthSettings, JwtIssuerSettings
 
     auth = AuthSettings(
-        api_keys=(ApiKeySettings("bench", hash_file=workdir / "key.hash", apps=("bench",), actions=("register",)),),
-        jwt=(JwtIssuerSettings(ISSUER, AUDIENCE, public_key_file=workdir / "jwt.pem"),),
+        api_keys=(ApiKeySettings(name="bench", hash_file=workdir / "key.hash", apps=("bench",), actions=("register",)),),
+        jwt=(JwtIssuerSettings(issuer=ISSUER, audience=AUDIENCE, public_key_file=workdir / "jwt.pem"),),
     )
     authenticator = build_authenticator(auth, SystemClock())
     assert authenticator is not None

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import gc
 import json
 import os
@@ -168,10 +167,11 @@ def nginx_app(manifest: Path, nginx: Any, workdir: Path) -> AppSettings:
     account_file = workdir / "service-account-nginx.json"
     account_file.write_text(json.dumps(account))
     base = nginx.base_url
-    return dataclasses.replace(
-        app,
-        apns=dataclasses.replace(app.apns, production_url=base, sandbox_url=base, ca_file=nginx.ca_file),
-        fcm=dataclasses.replace(app.fcm, base_url=base, ca_file=nginx.ca_file, service_account_file=account_file),
+    return app.model_copy(
+        update={
+            "apns": app.apns.model_copy(update={"production_url": base, "sandbox_url": base, "ca_file": nginx.ca_file}),
+            "fcm": app.fcm.model_copy(update={"base_url": base, "ca_file": nginx.ca_file, "service_account_file": account_file}),
+        }
     )
 
 

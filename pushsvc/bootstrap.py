@@ -42,10 +42,6 @@ from pushsvc.storage import Stores, open_stores
 
 log = logging.getLogger("pushsvc")
 
-_HEALTH_INTERVAL_S = 2.0
-_SWEEP_INTERVAL_S = 60.0
-
-
 @dataclasses.dataclass
 class Application:
     """Everything one replica runs, with start and stop."""
@@ -103,7 +99,7 @@ class Application:
         if self.metrics_server is not None:
             self._tasks.append(asyncio.create_task(self._sample_queue(), name="pushsvc-queue-depth"))
         if self.stores.needs_sweep:
-            log.info("the store has no TTL indexes; receipts past retention are swept every %.0f s", _SWEEP_INTERVAL_S)
+            log.info("the store has no TTL indexes; receipts past retention are swept every %.0f s", self.settings.sweep_interval_s)
             self._tasks.append(asyncio.create_task(self._sweep(), name="pushsvc-receipt-sweep"))
         return port
 
@@ -115,7 +111,7 @@ class Application:
         self.stores.on_failure(failed.set)
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(failed.wait(), _HEALTH_INTERVAL_S)
+                await asyncio.wait_for(failed.wait(), self.settings.health_interval_s)
             ok = not failed.is_set() and await self.stores.ping()
             failed.clear()
             if ok != self._store_ok:
@@ -130,11 +126,11 @@ class Application:
         while True:
             with contextlib.suppress(Exception):
                 self.metrics.set_queue_depth(await self.stores.notifications.queue_depth())
-            await asyncio.sleep(_HEALTH_INTERVAL_S)
+            await asyncio.sleep(self.settings.health_interval_s)
 
     async def _sweep(self) -> None:
         while True:
-            await asyncio.sleep(_SWEEP_INTERVAL_S)
+            await asyncio.sleep(self.settings.sweep_interval_s)
             with contextlib.suppress(Exception):
                 await self.stores.sweep_expired(self.clock.now())
 
@@ -270,9 +266,9 @@ def _apns_provider(
         signer = signers[key]
         tls = TlsConfig(ca_pem=ca)
     else:
-        assert apns.cert_file is not None
         password = _read(apns.cert_password_file).strip() if apns.cert_password_file else None
-        tls = apns_client_tls(apns.cert_file, apns.cert_key_file, password, ca)
+        cert = apns.cert_file or _secret(None, apns.cert_env, f"apps.{app.app_id}.apns.cert_env")
+        tls = apns_client_tls(cert, apns.cert_key_file, password, ca)
     return ApnsProvider(
         transport=_transport(tls, dispatch, clock),
         production_url=apns.production_url,
@@ -353,7 +349,11 @@ def build_application(
         clock=clock,
         host=settings.host,
         port=settings.port,
+        keepalive_time_s=settings.keepalive_time_s,
+        keepalive_timeout_s=settings.keepalive_timeout_s,
+        keepalive_min_ping_interval_s=settings.keepalive_min_ping_interval_s,
         max_connection_age_s=settings.max_connection_age_s,
+        max_connection_age_grace_s=settings.max_connection_age_grace_s,
         interceptors=interceptors,
         credentials=build_tls(settings.tls, clock).credentials() if settings.tls is not None else None,
         metrics=counters,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import signal
 import sys
@@ -55,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port (0: off; default: config)")
     _log_flags(serve, default_format=None)
+    check = sub.add_parser(
+        "check-config", help="validate a serve config file and the PUSHSVC_* environment; exit 0 when valid, 2 when not"
+    )
+    check.add_argument("file", type=Path, help="TOML config file")
+    check.add_argument("--insecure-no-auth", action="store_true", help="as serve's flag: accept a config without auth")
     keys = sub.add_parser("keys", help="API keys for callers")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="make a key; prints it once, with the config snippet holding its hash")
@@ -118,9 +122,12 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_deliver(args))
         if args.command == "keys":
             return _keys_create(args)
+        if args.command == "check-config":
+            return _check_config(args)
         return asyncio.run(_until_signal(lambda stop: _serve(args, stop)))
     except config.ConfigError as exc:
-        print(f"pushsvc: config error: {exc}", file=sys.stderr)
+        for problem in exc.problems or (str(exc),):
+            print(f"pushsvc: config error: {problem}", file=sys.stderr)
         return 2
     except (OSError, errors.PushError) as exc:
         print(f"pushsvc: {exc}", file=sys.stderr)
@@ -186,7 +193,7 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     )
     logs.configure(settings.log_format, settings.log_level)
     if args.insecure_no_auth:
-        settings = dataclasses.replace(settings, auth=dataclasses.replace(settings.auth, insecure_no_auth=True))
+        settings = settings.model_copy(update={"auth": settings.auth.model_copy(update={"insecure_no_auth": True})})
     config.check_serve(settings)
     app = build_application(settings)
     port = await app.start()
@@ -197,6 +204,24 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         await app.stop()
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        settings = config.load_settings(args.file)
+        if args.insecure_no_auth:
+            settings = settings.model_copy(update={"auth": settings.auth.model_copy(update={"insecure_no_auth": True})})
+        config.check_serve(settings)
+    except config.ConfigError as exc:
+        count = len(exc.problems)
+        print(f"{args.file}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: ok")
+    for line in config.summary(settings):
+        print(f"  {line}")
+    return 0
 
 
 def _keys_create(args: argparse.Namespace) -> int:

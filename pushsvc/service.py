@@ -25,8 +25,6 @@ from pushsvc.errors import FieldViolation
 from pushsvc.receipts import ReceiptFeed, parse_cursor
 from pushsvc.storage import DuplicateKey, NotificationDraft, NotificationStore, TargetQuery, TokenStore
 
-_DEPTH_CACHE_S = 1.0
-
 
 class PushService:
     """Register, unregister, prune, send, inspect and stream receipts."""
@@ -169,7 +167,7 @@ class PushService:
 
     async def _check_queue_depth(self) -> None:
         mono = self._clock.monotonic()
-        if mono - self._depth_at > _DEPTH_CACHE_S:
+        if mono - self._depth_at > self._dispatch.queue_depth_cache_s:
             self._depth = await self._notifications.queue_depth()
             self._depth_at = mono
         if self._depth >= self._dispatch.max_queue_depth:

@@ -48,9 +48,6 @@ from pushsvc.throttle import LogThrottle
 
 log = logging.getLogger("pushsvc.dispatch")
 
-_FAULT_LOG_INTERVAL_S = 10.0
-"""At most one line per app, platform and kind of provider trouble this often (with a count of the rest)."""
-
 _OUTCOME_STATUS = {
     Outcome.DELIVERED: models.DeliveryStatus.DELIVERED,
     Outcome.TOKEN_INVALID: models.DeliveryStatus.TOKEN_INVALID,
@@ -90,7 +87,7 @@ class Dispatcher:
         self._clock = clock
         # Provider trouble is logged rate-limited, and never with a token: a
         # provider in trouble answers every request the same way.
-        self._faults = LogThrottle(log, clock, interval_s=_FAULT_LOG_INTERVAL_S)
+        self._faults = LogThrottle(log, clock, interval_s=settings.fault_log_interval_s)
         self._settings = settings
         self._signal = signal
         # An owner is `<replica>/<incarnation>`: leases name the incarnation, so a
@@ -168,7 +165,7 @@ class Dispatcher:
             except errors.StoreUnavailable as exc:
                 log.warning("store unavailable, dispatcher %s waits: %s", self.owner, exc)
                 worked = False
-                backoff_s = min(backoff_s * 2, 5.0)
+                backoff_s = min(backoff_s * 2, self._settings.store_backoff_max_s)
             except Exception:
                 log.exception("dispatcher %s worker %d failed; continuing", self.owner, index)
                 worked = False
@@ -192,7 +189,8 @@ class Dispatcher:
             raise
         except Exception:
             # Give the partition back a little later rather than hot-looping on it.
-            await self._notifications.release(part.partition_id, self.owner, self._clock.now() + timedelta(seconds=5))
+            retry_at = self._clock.now() + timedelta(seconds=self._settings.failed_partition_retry_s)
+            await self._notifications.release(part.partition_id, self.owner, retry_at)
             raise
         return True
 
@@ -204,7 +202,8 @@ class Dispatcher:
                 await self._notifications.drop_partition(part.partition_id)
             else:
                 # The Send that wrote it may still be storing the notification.
-                await self._notifications.release(part.partition_id, self.owner, now + timedelta(seconds=1))
+                retry_at = now + timedelta(seconds=self._settings.unstored_partition_retry_s)
+                await self._notifications.release(part.partition_id, self.owner, retry_at)
             return
         if record.view.state.finished:
             await self._notifications.finish_partition(part.partition_id, self.owner, now)

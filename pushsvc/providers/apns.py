@@ -343,8 +343,12 @@ class ApnsProvider:
         await self.aclose()
 
 
+def _source(cert: Path | bytes) -> str:
+    return "the certificate" if isinstance(cert, bytes) else str(cert)
+
+
 def apns_client_tls(
-    cert_file: Path,
+    cert_file: Path | bytes,
     key_file: Path | None = None,
     password: bytes | None = None,
     ca_pem: bytes | None = None,
@@ -353,7 +357,8 @@ def apns_client_tls(
 
     Args:
         cert_file: The client certificate: PEM (optionally with its key) or a
-            PKCS#12 bundle (.p12/.pfx, or any file that is not PEM).
+            PKCS#12 bundle (.p12/.pfx, or any file that is not PEM); or the
+            certificate's bytes themselves (from `cert_env`).
         key_file: The PEM private key when it is not inside `cert_file`.
         password: The key's or bundle's password.
         ca_pem: CA certificates to trust instead of the system store (the
@@ -365,7 +370,7 @@ def apns_client_tls(
     Raises:
         ValueError: The files hold no usable key and certificate.
     """
-    data = cert_file.read_bytes()
+    data = cert_file if isinstance(cert_file, bytes) else cert_file.read_bytes()
     if b"-----BEGIN" in data:
         certs = x509.load_pem_x509_certificates(data)
         key_data = key_file.read_bytes() if key_file is not None else data
@@ -373,10 +378,10 @@ def apns_client_tls(
     else:
         loaded_key, cert, extra = pkcs12.load_key_and_certificates(data, password)
         if loaded_key is None or cert is None:
-            raise ValueError(f"{cert_file} holds no private key and certificate")
+            raise ValueError(f"{_source(cert_file)} holds no private key and certificate")
         key, certs = loaded_key, [cert, *(extra or [])]
     if not certs:
-        raise ValueError(f"{cert_file} holds no certificate")
+        raise ValueError(f"{_source(cert_file)} holds no certificate")
     return TlsConfig(
         ca_pem=ca_pem,
         client_cert_pem=b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs),

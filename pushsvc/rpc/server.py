@@ -34,7 +34,11 @@ class GrpcServer:
         clock: Clock,
         host: str = "0.0.0.0",
         port: int = 50051,
+        keepalive_time_s: float = 60.0,
+        keepalive_timeout_s: float = 20.0,
+        keepalive_min_ping_interval_s: float = 30.0,
         max_connection_age_s: float = 300.0,
+        max_connection_age_grace_s: float = 30.0,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         credentials: grpc.ServerCredentials | None = None,
         metrics: Metrics = NULL_METRICS,
@@ -44,13 +48,13 @@ class GrpcServer:
         self.health = HealthServicer()
         self._server = grpc.aio.server(
             options=[
-                ("grpc.keepalive_time_ms", 60_000),
-                ("grpc.keepalive_timeout_ms", 20_000),
-                ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+                ("grpc.keepalive_time_ms", int(keepalive_time_s * 1000)),
+                ("grpc.keepalive_timeout_ms", int(keepalive_timeout_s * 1000)),
+                ("grpc.http2.min_ping_interval_without_data_ms", int(keepalive_min_ping_interval_s * 1000)),
                 ("grpc.keepalive_permit_without_calls", 1),
                 # Bounded connection age lets a mesh's load balancer rebalance.
                 ("grpc.max_connection_age_ms", int(max_connection_age_s * 1000)),
-                ("grpc.max_connection_age_grace_ms", 30_000),
+                ("grpc.max_connection_age_grace_ms", int(max_connection_age_grace_s * 1000)),
                 ("grpc.so_reuseport", 0),
             ],
             # Telemetry (pushsvc.rpc.telemetry) first, so it sees every answer;

@@ -94,7 +94,7 @@ def secured_settings(tmp_path: Path, emulator: Emulator, ca: trustme.CA, signer:
     auth = AuthSettings(
         api_keys=tuple(api_keys),
         jwt=(JwtIssuerSettings(issuer=ISSUER, audience=AUDIENCE, public_key_file=public_key),),
-        identities=tuple(IdentitySettings(spiffe_id("alpha", a), apps=("alpha",), actions=(a,)) for a in ACTIONS),
+        identities=tuple(IdentitySettings(spiffe_id=spiffe_id("alpha", a), apps=("alpha",), actions=(a,)) for a in ACTIONS),
     )
     settings = Settings(
         store_url=f"mongomock://localhost/t{uuid.uuid4().hex[:12]}",
@@ -103,7 +103,7 @@ def secured_settings(tmp_path: Path, emulator: Emulator, ca: trustme.CA, signer:
         apps={app: demo_app_settings(app, emulator, credentials) for app in ("alpha", "beta")},
         dispatch=FAST_DISPATCH,
         auth=auth,
-        tls=TlsSettings(cert_file, key_file, client_ca_file=client_ca, require_client_cert=True),
+        tls=TlsSettings(cert_file=cert_file, key_file=key_file, client_ca_file=client_ca, require_client_cert=True),
     )
     jwts = {a: signer.mint(f"alpha-{a}", a, ["alpha"]) for a in ACTIONS}
     return settings, {"keys": keys, "admin_key": admin_key, "jwts": jwts}

@@ -53,7 +53,7 @@ def refuse(tmp_path: Path, config: str, *flags: str, env: dict[str, str] | None 
             'store_url = "mongodb://127.0.0.1:1/x"\n[[auth.identities]]\nspiffe_id = "spiffe://t/x"\napps = ["a"]\nactions = ["send"]\n',
             "auth.identities need mTLS",
         ),
-        ('store_url = "mongodb://127.0.0.1:1/x"\n[auth]\nbogus = 1\n', "auth: unknown keys ['bogus']"),
+        ('store_url = "mongodb://127.0.0.1:1/x"\n[auth]\nbogus = 1\n', "auth.bogus: unknown key"),
     ],
 )
 def test_serve_refuses_unsafe_configs_with_one_line(tmp_path: Path, config: str, error: str) -> None:

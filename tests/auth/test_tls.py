@@ -57,8 +57,8 @@ async def test_certificates_reload_when_their_files_change(tmp_path: Path, caplo
         store_url=f"mongomock://localhost/t{uuid.uuid4().hex[:12]}",
         host="127.0.0.1",
         port=0,
-        auth=AuthSettings(api_keys=(ApiKeySettings("ops", hash=hash_key(key), apps=("*",), actions=("admin",)),)),
-        tls=TlsSettings(tmp_path / "cert.pem", tmp_path / "key.pem", reload_check_interval_s=0.0),
+        auth=AuthSettings(api_keys=(ApiKeySettings(name="ops", hash=hash_key(key), apps=("*",), actions=("admin",)),)),
+        tls=TlsSettings(cert_file=tmp_path / "cert.pem", key_file=tmp_path / "key.pem", reload_check_interval_s=0.0),
     )
     app = build_application(settings, providers={})
     port = await app.start()

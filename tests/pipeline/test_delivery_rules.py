@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -152,7 +151,7 @@ async def test_rejected_credentials_fail_the_notification_and_stop_the_fan_out(
 
 
 async def test_queue_depth_limit_answers_resource_exhausted(store_url: str, tmp_path: Path) -> None:
-    dispatch = dataclasses.replace(FAST_DISPATCH, max_queue_depth=2)
+    dispatch = FAST_DISPATCH.model_copy(update={"max_queue_depth": 2})
     dev = await start_dev_stack(state_dir=tmp_path, port=0, store_url=store_url, dispatch=dispatch)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{dev.app.port}") as channel:

@@ -15,7 +15,6 @@ delivery-engine issue's runs used 5,060 tokens).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections import Counter
 from pathlib import Path
@@ -56,7 +55,7 @@ async def _storm(
     scenario rules answered with an error.
     """
     tokens = tokens or _tokens()
-    dispatch = dataclasses.replace(FAST_DISPATCH, batch_size=500, partition_size=TOKENS, max_attempts=5)
+    dispatch = FAST_DISPATCH.model_copy(update={"batch_size": 500, "partition_size": TOKENS, "max_attempts": 5})
     dev = await start_dev_stack(
         state_dir=tmp_path, port=0, store_url=f"mongomock://localhost/storm{os.getpid()}", dispatch=dispatch
     )

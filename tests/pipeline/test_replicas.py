@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -31,7 +30,7 @@ async def _replica(dev: DevStack, clock: models.Any | None = None, **dispatch: o
         host="127.0.0.1",
         port=0,
         apps={DEMO_APP_ID: demo_app_settings(DEMO_APP_ID, dev.emulator, dev.credentials)},
-        dispatch=dataclasses.replace(dev.app.settings.dispatch, **dispatch),  # type: ignore[arg-type]
+        dispatch=dev.app.settings.dispatch.model_copy(update=dispatch),
     )
     replica = build_application(settings, clock=clock or dev.app.clock, stores=dev.app.stores)
     await replica.start()
@@ -52,7 +51,7 @@ def _fan_out_size(store_url: str) -> int:
 async def test_two_dispatchers_share_a_20k_fan_out_and_miss_no_token(store_url: str, tmp_path: Path) -> None:
     size = _fan_out_size(store_url)
     stores = open_stores(store_url)
-    dispatch = dataclasses.replace(FAST_DISPATCH, partition_size=size // 20, batch_size=500, lease_s=30)
+    dispatch = FAST_DISPATCH.model_copy(update={"partition_size": size // 20, "batch_size": 500, "lease_s": 30})
     dev = await start_dev_stack(state_dir=tmp_path, port=0, store_url=store_url, dispatch=dispatch, stores=stores)
     replica = await _replica(dev)
     try:
@@ -82,7 +81,7 @@ async def test_two_dispatchers_share_a_20k_fan_out_and_miss_no_token(store_url: 
 async def test_a_crashed_dispatchers_partitions_resume_after_the_lease_expires(store_url: str, tmp_path: Path) -> None:
     clock = ManualClock()
     stores = open_stores(store_url)
-    dispatch = dataclasses.replace(FAST_DISPATCH, workers=1, batch_size=50, partition_size=100_000)
+    dispatch = FAST_DISPATCH.model_copy(update={"workers": 1, "batch_size": 50, "partition_size": 100_000})
     dev = await start_dev_stack(state_dir=tmp_path, port=0, store_url=store_url, dispatch=dispatch, stores=stores, clock=clock)
     try:
         tokens = [(f"fcm-{i}", models.Platform.FCM) for i in range(1_000)]

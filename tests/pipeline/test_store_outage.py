@@ -105,7 +105,7 @@ async def _eventually(check: object, want: object, within_s: float) -> None:
 
 
 async def test_store_outage_gives_unavailable_not_serving_and_loses_nothing(ferret: Ferret, tmp_path: Path) -> None:
-    dispatch = DispatchSettings(**{**FAST_DISPATCH.__dict__})
+    dispatch = DispatchSettings(**FAST_DISPATCH.model_dump())
     dev = await start_dev_stack(state_dir=tmp_path / "dev", port=0, store_url=ferret.url, dispatch=dispatch)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{dev.app.port}") as channel:

@@ -50,7 +50,7 @@ class World:
             receipts=self.stores.receipts,
             providers={(APP, APNS): self.apns, (APP, FCM): self.fcm},
             clock=self.clock,
-            settings=dataclasses.replace(self.settings, **overrides),  # type: ignore[arg-type]
+            settings=self.settings.model_copy(update=overrides),
             signal=self.signal,
             owner=owner,
             sleep=self.sleep,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 from pushsvc import models
 from pushsvc.dispatch import Dispatcher
@@ -25,7 +24,7 @@ def dispatcher(world: World, metrics: PrometheusMetrics, **overrides: object) ->
         receipts=world.stores.receipts,
         providers={(APP, APNS): world.apns, (APP, FCM): world.fcm},
         clock=world.clock,
-        settings=dataclasses.replace(world.settings, **overrides),  # type: ignore[arg-type]
+        settings=world.settings.model_copy(update=overrides),
         signal=world.signal,
         owner="w1",
         sleep=world.sleep,

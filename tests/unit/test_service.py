@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -97,7 +96,7 @@ async def test_a_platform_without_credentials_fails_only_when_it_has_targets() -
 
 
 async def test_back_pressure_refuses_sends_past_the_queue_depth_until_it_drains() -> None:
-    w = make_world(dataclasses.replace(SETTINGS, max_queue_depth=2))
+    w = make_world(SETTINGS.model_copy(update={"max_queue_depth": 2}))
     await w.register(1)
     await w.service.send(send())
     await w.service.send(send())
