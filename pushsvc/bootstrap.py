@@ -36,9 +36,6 @@ from pushsvc.storage import Stores, open_stores
 
 log = logging.getLogger("pushsvc")
 
-_HEALTH_INTERVAL_S = 2.0
-_SWEEP_INTERVAL_S = 60.0
-
 
 @dataclasses.dataclass
 class Application:
@@ -68,8 +65,7 @@ class Application:
 
         The server reports SERVING only once the store has answered.
         """
-        port = await self.server.start()
-        await self.server.set_serving(False)
+        port = await self.server.start()  # NOT_SERVING, and PushService refused, until the store is prepared
         try:
             await self.stores.prepare()
         except BaseException:
@@ -79,7 +75,9 @@ class Application:
         self.dispatcher.start()
         self._tasks.append(asyncio.create_task(self._watch_store(), name="pushsvc-store-health"))
         if self.stores.needs_sweep:
-            log.info("the store has no TTL indexes; receipts past retention are swept every %.0f s", _SWEEP_INTERVAL_S)
+            log.info(
+                "the store has no TTL indexes; receipts past retention are swept every %.0f s", self.settings.sweep_interval_s
+            )
             self._tasks.append(asyncio.create_task(self._sweep(), name="pushsvc-receipt-sweep"))
         return port
 
@@ -91,7 +89,7 @@ class Application:
         self.stores.on_failure(failed.set)
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(failed.wait(), _HEALTH_INTERVAL_S)
+                await asyncio.wait_for(failed.wait(), self.settings.health_interval_s)
             ok = not failed.is_set() and await self.stores.ping()
             failed.clear()
             if ok != self._store_ok:
@@ -101,21 +99,37 @@ class Application:
 
     async def _sweep(self) -> None:
         while True:
-            await asyncio.sleep(_SWEEP_INTERVAL_S)
+            await asyncio.sleep(self.settings.sweep_interval_s)
             with contextlib.suppress(Exception):
                 await self.stores.sweep_expired(self.clock.now())
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Drains RPCs, stops the dispatcher (releasing its leases), closes providers and the store."""
+        """The drain: everything below happens within `grace_s` (default `settings.grace_s`).
+
+        1. health turns NOT_SERVING, new RPCs get UNAVAILABLE, and the
+           dispatcher claims no new partition (all at once);
+        2. unary calls in flight finish; receipt streams end with UNAVAILABLE
+           (`GrpcServer.stop`);
+        3. each fan-out batch in flight finishes and is checkpointed, and its
+           partition is given back at once; a batch still running when the
+           grace ends is cancelled and its partition resumes elsewhere from the
+           last checkpoint (at most that batch is sent twice; the receipt log
+           keeps one receipt per token);
+        4. the remaining leases are released, providers and the store closed.
+        """
         grace = self.settings.grace_s if grace_s is None else grace_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self.server.stop(grace)
-        await self.dispatcher.stop()
+        await self.server.begin_drain()
+        self.dispatcher.drain()
+        await self.server.stop(max(0.0, deadline - loop.time()))
+        await self.dispatcher.stop(grace_s=max(0.0, deadline - loop.time()))
         for provider in self.providers.values():
             with contextlib.suppress(Exception):
                 await provider.aclose()
@@ -279,7 +293,11 @@ def build_application(
         clock=clock,
         host=settings.host,
         port=settings.port,
+        keepalive_time_s=settings.keepalive_time_s,
+        keepalive_timeout_s=settings.keepalive_timeout_s,
+        keepalive_min_ping_interval_s=settings.keepalive_min_ping_interval_s,
         max_connection_age_s=settings.max_connection_age_s,
+        max_connection_age_grace_s=settings.max_connection_age_grace_s,
         interceptors=[AuthInterceptor(authenticator)] if authenticator is not None else (),
         credentials=build_tls(settings.tls, clock).credentials() if settings.tls is not None else None,
     )

@@ -203,10 +203,23 @@ class Settings:
     """0 disables the Prometheus endpoint."""
     stale_after_days: float = 60.0
     """Prune's default staleness threshold."""
-    grace_s: float = 10.0
-    """Shutdown grace period for in-flight RPCs."""
+    grace_s: float = 25.0
+    """The drain's bound after SIGTERM: in-flight calls and fan-out batches get this long, then are cancelled.
+    Kubernetes' terminationGracePeriodSeconds must exceed it."""
+    keepalive_time_s: float = 60.0
+    """The server pings a connection idle this long."""
+    keepalive_timeout_s: float = 20.0
+    """...and closes it when the ping is not answered within this."""
+    keepalive_min_ping_interval_s: float = 30.0
+    """Clients may ping this often (with or without calls) before the server answers GOAWAY too_many_pings."""
     max_connection_age_s: float = 300.0
     """Lets mesh load balancers rebalance long-lived gRPC connections."""
+    max_connection_age_grace_s: float = 30.0
+    """How long calls on a connection past its age may still run before it is closed."""
+    health_interval_s: float = 2.0
+    """How often the store is pinged for the health status (a failing store call also turns it NOT_SERVING at once)."""
+    sweep_interval_s: float = 60.0
+    """How often receipts past retention are deleted, on stores without TTL indexes."""
     store_timeout_ms: int = 2000
     """Server selection and socket timeout: a down store fails fast with UNAVAILABLE."""
     apps: Mapping[str, AppSettings] = dataclasses.field(default_factory=dict)

@@ -1,4 +1,18 @@
-"""GrpcServer: grpc.aio server with PushService, health and reflection."""
+"""GrpcServer: grpc.aio server with PushService, health and reflection.
+
+Health (`grpc.health.v1`, for "" and pushsvc.v1.PushService) says NOT_SERVING
+from before the port binds until the application calls `set_serving(True)`,
+whenever it calls `set_serving(False)` (the store is unreachable), and from the
+start of the drain to the end. The drain, `stop(grace_s)`:
+
+1. health turns NOT_SERVING (and stays so: later `set_serving` calls are ignored);
+2. new PushService calls get UNAVAILABLE (health and reflection still answer);
+3. receipt streams waiting for their next receipt end with UNAVAILABLE;
+4. unary calls in flight finish and their answers go out;
+5. once only streams blocked in a write remain (their clients stopped
+   reading), or the grace runs out, grpc cancels every remaining call with
+   UNAVAILABLE and the server stops.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 
 from pushsvc.clock import Clock
 from pushsvc.rpc import methods
+from pushsvc.rpc.calls import LiveCalls
 from pushsvc.rpc.servicers import PushServicer
 from pushsvc.rpc.symbols import MethodSymbols
 from pushsvc.service import PushService
@@ -33,25 +48,40 @@ class GrpcServer:
         clock: Clock,
         host: str = "0.0.0.0",
         port: int = 50051,
+        keepalive_time_s: float = 60.0,
+        keepalive_timeout_s: float = 20.0,
+        keepalive_min_ping_interval_s: float = 30.0,
         max_connection_age_s: float = 300.0,
+        max_connection_age_grace_s: float = 30.0,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self._draining = asyncio.Event()
         self.health = HealthServicer()
+        self.calls = LiveCalls()
+        """The PushService calls in flight; refuses new ones while starting and draining."""
         self._server = grpc.aio.server(
             options=[
-                ("grpc.keepalive_time_ms", 60_000),
-                ("grpc.keepalive_timeout_ms", 20_000),
-                ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+                # The server pings an idle connection every keepalive_time_s and
+                # closes it when no answer comes within keepalive_timeout_s, so
+                # peers that vanished without a FIN are found.
+                ("grpc.keepalive_time_ms", _ms(keepalive_time_s)),
+                ("grpc.keepalive_timeout_ms", _ms(keepalive_timeout_s)),
+                # Clients may ping this often, with or without calls in flight,
+                # before the server answers GOAWAY too_many_pings (grpc's own
+                # default is 5 minutes, which punishes common client keepalives).
+                # This is GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS.
+                ("grpc.http2.min_ping_interval_without_data_ms", _ms(keepalive_min_ping_interval_s)),
                 ("grpc.keepalive_permit_without_calls", 1),
                 # Bounded connection age lets a mesh's load balancer rebalance.
-                ("grpc.max_connection_age_ms", int(max_connection_age_s * 1000)),
-                ("grpc.max_connection_age_grace_ms", 30_000),
+                ("grpc.max_connection_age_ms", _ms(max_connection_age_s)),
+                ("grpc.max_connection_age_grace_ms", _ms(max_connection_age_grace_s)),
                 ("grpc.so_reuseport", 0),
             ],
-            # Auth (pushsvc.auth.AuthInterceptor) decides every call before a servicer runs.
-            interceptors=interceptors,
+            # LiveCalls first: a call refused while starting or draining costs no
+            # auth work. Auth (pushsvc.auth.AuthInterceptor) then decides every
+            # call before a servicer runs.
+            interceptors=[self.calls, *interceptors],
         )
         self._credentials = credentials
         # Not the generated add_PushServiceServicer_to_server: its deserializer
@@ -71,7 +101,13 @@ class GrpcServer:
         self.port = 0
 
     async def start(self) -> int:
-        """Binds and starts serving; returns the bound port (useful with port 0)."""
+        """Binds and starts serving; returns the bound port (useful with port 0).
+
+        Health says NOT_SERVING, and PushService calls get UNAVAILABLE, until `set_serving(True)`.
+        """
+        # The servicer starts with "" SERVING and PushService unknown: both say
+        # NOT_SERVING before the port is bound, so no probe sees a false SERVING.
+        await self.set_serving(False)
         if self._credentials is not None:
             self.port = self._server.add_secure_port(self._address, self._credentials)
         else:
@@ -82,17 +118,42 @@ class GrpcServer:
         return self.port
 
     async def set_serving(self, serving: bool) -> None:
-        """Reports SERVING or NOT_SERVING for the overall server and PushService."""
+        """Reports SERVING or NOT_SERVING for the overall server and PushService.
+
+        The first SERVING also opens PushService to calls. Ignored once the drain has begun.
+        """
         state = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
             await self.health.set(name, state)
+        if serving:
+            self.calls.serve()
+
+    async def begin_drain(self) -> None:
+        """Steps 1-3 of the drain (see the module docstring); returns at once. Idempotent."""
+        await self.health.enter_graceful_shutdown()
+        self.calls.drain()
+        self._draining.set()
 
     async def stop(self, grace_s: float) -> None:
-        """Drains: NOT_SERVING, end streams with UNAVAILABLE, finish in-flight calls within the grace."""
-        await self.health.enter_graceful_shutdown()
-        self._draining.set()
-        await self._server.stop(grace_s)
+        """Drains (see the module docstring) and stops, within `grace_s` seconds."""
+        deadline = asyncio.get_running_loop().time() + grace_s
+        await self.begin_drain()
+        settled = await self.calls.settled(deadline - asyncio.get_running_loop().time())
+        if not settled:
+            log.warning(
+                "drain grace of %.1f s ran out with %d unary call(s) in flight and %d stream(s) open; cancelling them",
+                grace_s, self.calls.unary_in_flight, self.calls.streams,
+            )
+        elif self.calls.streams:
+            log.info("drain: ending %d receipt stream(s) whose clients are not reading", self.calls.streams)
+        # Everything tracked is done or blocked in a write: cancelling what is
+        # left now (UNAVAILABLE to each caller) is all the grace could still do.
+        await self._server.stop(0)
 
     async def wait(self) -> None:
         """Returns when the server has stopped."""
         await self._server.wait_for_termination()
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
