@@ -13,12 +13,16 @@ before auth and the servicer. It exists for the drain (see `GrpcServer.stop`):
   from elsewhere queues its status behind the same blocked data. Only the
   server's cancellation of its remaining calls ends such a stream (with
   UNAVAILABLE), so the drain does that as soon as every other call is done
-  instead of waiting out the grace period.
+  instead of waiting out the grace period;
+- it ends health Watch streams (which never end by themselves) with
+  UNAVAILABLE when the drain closes, so they do not hold the server's own
+  graceful shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -29,6 +33,7 @@ from pushsvc import errors
 from pushsvc.rpc import status
 
 SERVICE_PREFIX = "/pushsvc.v1.PushService/"
+WATCH = "/grpc.health.v1.Health/Watch"
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 Handler = grpc.RpcMethodHandler
@@ -58,6 +63,7 @@ class LiveCalls(grpc.aio.ServerInterceptor):
         self._unary: set[object] = set()
         self._streams: dict[object, _Stream] = {}
         self._changed = asyncio.Event()
+        self._closed = asyncio.Event()
         self._handlers: dict[str, Handler] = {}
 
     @property
@@ -78,6 +84,10 @@ class LiveCalls(grpc.aio.ServerInterceptor):
     def drain(self) -> None:
         """Refuses new calls from now on."""
         self.phase = Phase.DRAINING
+
+    def close(self) -> None:
+        """Ends the health Watch streams (UNAVAILABLE): the last step before the server stops."""
+        self._closed.set()
 
     async def settled(self, timeout_s: float) -> bool:
         """Waits until no unary call is in flight and every open stream is blocked in a write (or none is open).
@@ -104,9 +114,14 @@ class LiveCalls(grpc.aio.ServerInterceptor):
         if wrapped is not None:
             return wrapped
         handler = await continuation(handler_call_details)
-        if handler is None or not method.startswith(SERVICE_PREFIX):
+        if handler is None:
             return handler
-        wrapped = self._wrap(handler)
+        if method == WATCH and handler.unary_stream is not None:
+            wrapped = self._wrap_watch(handler)
+        elif method.startswith(SERVICE_PREFIX):
+            wrapped = self._wrap(handler)
+        else:
+            return handler
         self._handlers[method] = wrapped
         return wrapped
 
@@ -154,3 +169,29 @@ class LiveCalls(grpc.aio.ServerInterceptor):
                 stream, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
             )
         return handler
+
+    def _wrap_watch(self, handler: Handler) -> Handler:
+        # types-grpcio types grpc.aio handlers as sync ones; this one is a coroutine function.
+        inner_watch: Callable[[Any, Ctx], Awaitable[None]] = handler.unary_stream  # type: ignore[assignment]
+
+        async def watch(request: Any, context: Ctx) -> None:
+            # The health servicer's Watch writes through the context until the
+            # call ends; it runs beside the drain's close signal.
+            watching = asyncio.ensure_future(inner_watch(request, context))
+            closing = asyncio.ensure_future(self._closed.wait())
+            try:
+                await asyncio.wait({watching, closing}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closing.cancel()
+                if not watching.done():
+                    watching.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watching
+            if not watching.cancelled():
+                watching.result()  # the Watch ended by itself (or failed): as it did
+                return
+            await status.abort(context, errors.ShuttingDown("server is shutting down"))
+
+        return grpc.unary_stream_rpc_method_handler(
+            watch, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )

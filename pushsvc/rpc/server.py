@@ -9,9 +9,11 @@ start of the drain to the end. The drain, `stop(grace_s)`:
 2. new PushService calls get UNAVAILABLE (health and reflection still answer);
 3. receipt streams waiting for their next receipt end with UNAVAILABLE;
 4. unary calls in flight finish and their answers go out;
-5. once only streams blocked in a write remain (their clients stopped
-   reading), or the grace runs out, grpc cancels every remaining call with
-   UNAVAILABLE and the server stops.
+5. health Watch streams end with UNAVAILABLE;
+6. when no call of ours is left, grpc's graceful shutdown stops the server.
+   When only streams blocked in a write remain (their clients stopped
+   reading), or the grace has run out, grpc cancels every remaining call with
+   UNAVAILABLE instead, right after its graceful GOAWAY.
 """
 
 from __future__ import annotations
@@ -146,13 +148,27 @@ class GrpcServer:
             )
         elif self.calls.streams:
             log.info("drain: ending %d receipt stream(s) whose clients are not reading", self.calls.streams)
-        # Everything tracked is done or blocked in a write: cancelling what is
-        # left now (UNAVAILABLE to each caller) is all the grace could still do.
-        await self._server.stop(0)
+        self.calls.close()
+        if not settled or self.calls.streams:
+            # What is left would only wait out the grace: cancel it (UNAVAILABLE
+            # to each caller) right after the graceful GOAWAY has gone out.
+            await self._server.stop(_GOAWAY_FIRST_S)
+        else:
+            # Nothing of ours is left: grpc's graceful shutdown (GOAWAY without
+            # an error) lets clients read what they were sent before the
+            # connection goes; only a stray untracked call could hold it.
+            await self._server.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
 
     async def wait(self) -> None:
         """Returns when the server has stopped."""
         await self._server.wait_for_termination()
+
+
+_GOAWAY_FIRST_S = 0.1
+"""How long the graceful GOAWAY goes ahead of cancelling the calls left. grpc-js
+destroys a connection that gets GOAWAY with an error code first (what a bare
+cancel sends), and with it the receipts and the UNAVAILABLE its caller had not
+read yet; after a graceful GOAWAY it reads them, then UNAVAILABLE."""
 
 
 def _ms(seconds: float) -> int:

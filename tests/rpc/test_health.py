@@ -108,6 +108,15 @@ class _Watch:
         replies = [await asyncio.wait_for(call.read(), 5) for call in self._calls]
         return {r.status for r in replies}  # type: ignore[union-attr]
 
+    async def ended(self) -> set[grpc.StatusCode]:
+        """How each stream ended (the next read must end it)."""
+        codes = set()
+        for call in self._calls:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await asyncio.wait_for(call.read(), 5)
+            codes.add(info.value.code())
+        return codes
+
     def cancel(self) -> None:
         for call in self._calls:
             call.cancel()
@@ -222,7 +231,9 @@ async def test_draining_is_not_serving_refuses_new_calls_and_finishes_the_call_i
             stores.tokens.gate.set()
             reply = await asyncio.wait_for(in_flight, 5)
             assert reply.created and reply.token.token == "fcm-in-flight"
+            # The open Watch streams do not hold the stop for the rest of the grace: they end too.
             await asyncio.wait_for(stopping, 5)
+            assert await watch.ended() == {grpc.StatusCode.UNAVAILABLE}
             assert await stores.tokens.get("demo", models.Platform.FCM, "fcm-late") is None, "a refused call did nothing"
             assert await _code(health.Check(health_pb2.HealthCheckRequest(), timeout=2)) == grpc.StatusCode.UNAVAILABLE
     finally:
