@@ -7,13 +7,13 @@ before auth and the servicer. It exists for the drain (see `GrpcServer.stop`):
   UNAVAILABLE at once, so the caller retries on another replica, while health
   and reflection stay reachable (grpc's own shutdown would refuse those too);
 - it knows when the unary calls in flight have finished (their answer sent);
-- it knows which receipt streams are blocked in a write. A client that stops
-  reading leaves the server's write waiting on HTTP/2 flow control: the stream
-  never gets back to the code that notices the drain, and `context.abort`
-  from elsewhere queues its status behind the same blocked data. Only the
-  server's cancellation of its remaining calls ends such a stream (with
-  UNAVAILABLE), so the drain does that as soon as every other call is done
-  instead of waiting out the grace period;
+- it counts the receipt streams still open. A client that stops reading
+  leaves the server's writes waiting on HTTP/2 flow control, its messages and
+  its final status alike (`context.abort` queues behind the same blocked
+  data), so such a stream may never end by itself. Only the server's
+  cancellation of its remaining calls ends it (with UNAVAILABLE), which the
+  drain does shortly after the unary calls are done instead of waiting out
+  the grace period;
 - it ends health Watch streams (which never end by themselves) with
   UNAVAILABLE when the drain closes, so they do not hold the server's own
   graceful shutdown.
@@ -47,21 +47,13 @@ class Phase(enum.Enum):
     DRAINING = "draining"
 
 
-class _Stream:
-    __slots__ = ("writing",)
-
-    def __init__(self) -> None:
-        self.writing = False
-        """Suspended at a yield: grpc is writing the message (possibly waiting for the client to read)."""
-
-
 class LiveCalls(grpc.aio.ServerInterceptor):
     """Tracks PushService calls and refuses new ones unless SERVING; see the module docstring."""
 
     def __init__(self) -> None:
         self.phase = Phase.STARTING
         self._unary: set[object] = set()
-        self._streams: dict[object, _Stream] = {}
+        self._streams: set[object] = set()
         self._changed = asyncio.Event()
         self._closed = asyncio.Event()
         self._handlers: dict[str, Handler] = {}
@@ -90,13 +82,10 @@ class LiveCalls(grpc.aio.ServerInterceptor):
         self._closed.set()
 
     async def settled(self, timeout_s: float) -> bool:
-        """Waits until no unary call is in flight and every open stream is blocked in a write (or none is open).
-
-        Returns False when `timeout_s` ran out first.
-        """
+        """Waits until no unary call is in flight; False when `timeout_s` ran out first."""
         try:
             async with asyncio.timeout(max(0.0, timeout_s)):
-                while self._unary or any(not s.writing for s in self._streams.values()):
+                while self._unary:
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:
@@ -133,7 +122,7 @@ class LiveCalls(grpc.aio.ServerInterceptor):
 
     def _done(self, key: object) -> None:
         self._unary.discard(key)
-        self._streams.pop(key, None)
+        self._streams.discard(key)
         self._changed.set()
 
     def _wrap(self, handler: Handler) -> Handler:
@@ -157,13 +146,10 @@ class LiveCalls(grpc.aio.ServerInterceptor):
             async def stream(request: Any, context: Ctx) -> AsyncIterator[Any]:
                 await self._admit(context)
                 key = object()
-                state = self._streams[key] = _Stream()
+                self._streams.add(key)
                 context.add_done_callback(lambda _ctx: self._done(key))  # type: ignore[arg-type]  # types-grpcio types the callback as a class, not a callable
                 async for item in inner_stream(request, context):  # type: ignore[attr-defined,arg-type]  # types-grpcio types grpc.aio handlers as sync ones
-                    state.writing = True
-                    self._changed.set()
                     yield item
-                    state.writing = False
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer

@@ -8,12 +8,13 @@ start of the drain to the end. The drain, `stop(grace_s)`:
 1. health turns NOT_SERVING (and stays so: later `set_serving` calls are ignored);
 2. new PushService calls get UNAVAILABLE (health and reflection still answer);
 3. receipt streams waiting for their next receipt end with UNAVAILABLE;
-4. unary calls in flight finish and their answers go out;
+4. unary calls in flight finish and their answers go out (within the grace);
 5. health Watch streams end with UNAVAILABLE;
-6. when no call of ours is left, grpc's graceful shutdown stops the server.
-   When only streams blocked in a write remain (their clients stopped
-   reading), or the grace has run out, grpc cancels every remaining call with
-   UNAVAILABLE instead, right after its graceful GOAWAY.
+6. grpc's graceful shutdown stops the server. Streams still open then get
+   `_STREAMS_END_S`, and calls still running when the grace has run out get
+   as long; then grpc cancels them with UNAVAILABLE. A stream whose client
+   stopped reading cannot end by itself (its writes, the final status
+   included, wait on HTTP/2 flow control), so it cannot hold the drain.
 """
 
 from __future__ import annotations
@@ -146,17 +147,15 @@ class GrpcServer:
                 "drain grace of %.1f s ran out with %d unary call(s) in flight and %d stream(s) open; cancelling them",
                 grace_s, self.calls.unary_in_flight, self.calls.streams,
             )
-        elif self.calls.streams:
-            log.info("drain: ending %d receipt stream(s) whose clients are not reading", self.calls.streams)
         self.calls.close()
         if not settled or self.calls.streams:
-            # What is left would only wait out the grace: cancel it (UNAVAILABLE
-            # to each caller) right after the graceful GOAWAY has gone out.
-            await self._server.stop(_GOAWAY_FIRST_S)
+            # Streams were told to end when the drain began; one whose client
+            # stopped reading cannot, so what is left after a short while is
+            # cancelled (UNAVAILABLE to each caller) rather than waited for.
+            await self._server.stop(_STREAMS_END_S)
         else:
-            # Nothing of ours is left: grpc's graceful shutdown (GOAWAY without
-            # an error) lets clients read what they were sent before the
-            # connection goes; only a stray untracked call could hold it.
+            # Nothing of ours is left: grpc's graceful shutdown; only a stray
+            # untracked call could hold it.
             await self._server.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
 
     async def wait(self) -> None:
@@ -164,11 +163,12 @@ class GrpcServer:
         await self._server.wait_for_termination()
 
 
-_GOAWAY_FIRST_S = 0.1
-"""How long the graceful GOAWAY goes ahead of cancelling the calls left. grpc-js
-destroys a connection that gets GOAWAY with an error code first (what a bare
-cancel sends), and with it the receipts and the UNAVAILABLE its caller had not
-read yet; after a graceful GOAWAY it reads them, then UNAVAILABLE."""
+_STREAMS_END_S = 0.5
+"""How long streams still open get, once no unary call is left, before grpc
+cancels them. grpc's graceful GOAWAY goes out at its start: grpc-js destroys a
+connection whose first GOAWAY carries an error code (what a bare cancel
+sends), and with it the receipts and the UNAVAILABLE its caller had not read
+yet; after a graceful GOAWAY it reads them, then UNAVAILABLE."""
 
 
 def _ms(seconds: float) -> int:

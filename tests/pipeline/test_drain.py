@@ -66,7 +66,8 @@ async def test_a_stream_whose_client_stopped_reading_does_not_hold_the_drain(tmp
             await asyncio.wait_for(dev.app.stop(grace_s), grace_s + 5)
             took = time.monotonic() - started
             read, code = await asyncio.wait_for(_read_rest(stalled), 10)
-        assert took < 2.0, f"the drain waited {took:.1f} s of its {grace_s} s grace for a client that does not read"
+        # The drain gives open streams 0.5 s (GrpcServer's _STREAMS_END_S) after the unary calls, not the grace.
+        assert took < 4.0, f"the drain waited {took:.1f} s of its {grace_s} s grace for a client that does not read"
         assert code == grpc.StatusCode.UNAVAILABLE, code
         assert 0 < read < size - 1, "the client got what was already on its way, then UNAVAILABLE"
     finally:

@@ -258,7 +258,7 @@ async def test_the_grace_bounds_a_call_that_does_not_finish(stores: GatedStores)
         await asyncio.wait_for(app.stop(grace_s=1.0), 10)
         took = time.monotonic() - started
         assert await _code(in_flight) == grpc.StatusCode.UNAVAILABLE
-    assert 1.0 <= took < 3.0, took
+    assert 1.0 <= took < 5.0, took  # the grace, then grpc's short wait before it cancels
 
 
 async def _value(x: object) -> object:
