@@ -79,8 +79,7 @@ class Application:
 
         The server reports SERVING only once the store has answered.
         """
-        port = await self.server.start()
-        await self.server.set_serving(False)
+        port = await self.server.start()  # NOT_SERVING, and PushService refused, until the store is prepared
         try:
             if self.metrics_server is not None:
                 # Scrapable while starting: serving 0 says why traffic waits.
@@ -135,16 +134,32 @@ class Application:
                 await self.stores.sweep_expired(self.clock.now())
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Drains RPCs, stops the dispatcher (releasing its leases), closes providers and the store."""
+        """The drain: everything below happens within `grace_s` (default `settings.grace_s`).
+
+        1. health turns NOT_SERVING, new RPCs get UNAVAILABLE, and the
+           dispatcher claims no new partition (all at once);
+        2. unary calls in flight finish; receipt streams end with UNAVAILABLE
+           (`GrpcServer.stop`);
+        3. each fan-out batch in flight finishes and is checkpointed, and its
+           partition is given back at once; a batch still running when the
+           grace ends is cancelled and its partition resumes elsewhere from the
+           last checkpoint (at most that batch is sent twice; the receipt log
+           keeps one receipt per token);
+        4. the remaining leases are released, providers and the store closed.
+        """
         grace = self.settings.grace_s if grace_s is None else grace_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self.server.stop(grace)
-        await self.dispatcher.stop()
+        await self.server.begin_drain()
+        self.dispatcher.drain()
+        await self.server.stop(max(0.0, deadline - loop.time()))
+        await self.dispatcher.stop(grace_s=max(0.0, deadline - loop.time()))
         for provider in self.providers.values():
             with contextlib.suppress(Exception):
                 await provider.aclose()

@@ -182,7 +182,7 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
         print(help_text, flush=True)
         await stop.wait()
     finally:
-        await stack.stop(grace_s=2.0)
+        await stack.stop(grace_s=stack.app.settings.grace_s)
 
 
 async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:

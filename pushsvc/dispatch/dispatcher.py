@@ -61,6 +61,10 @@ class _LeaseLost(Exception):
     pass
 
 
+class _Draining(Exception):
+    """The replica drains: the partition stops at a checkpoint and is given back."""
+
+
 class Dispatcher:
     """Runs `settings.workers` partition workers until stopped."""
 
@@ -140,12 +144,26 @@ class Dispatcher:
         """Makes idle workers look for work now instead of at the next poll."""
         self._wake.set()
 
-    async def stop(self, *, release_leases: bool = True) -> None:
+    def drain(self) -> None:
+        """Claims no new partition from now on; a partition in flight stops after its current batch is checkpointed."""
+        self._stopping = True
+        self._wake.set()
+
+    async def stop(self, *, release_leases: bool = True, grace_s: float = 0.0) -> None:
         """Stops the workers, then gives back our leases so another replica resumes at once.
 
-        `release_leases=False` leaves the leases to expire, as a crash would.
+        Batches in flight get `grace_s` to finish and be checkpointed (see
+        `drain`); then the workers are cancelled. `release_leases=False`
+        leaves the leases to expire, as a crash would.
         """
-        self._stopping = True
+        self.drain()
+        if self._tasks and grace_s > 0:
+            _, running = await asyncio.wait(self._tasks, timeout=grace_s)
+            if running:
+                log.warning(
+                    "drain grace ran out with %d batch(es) in flight; cancelled, they resume elsewhere from the last checkpoint",
+                    len(running),
+                )
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -169,7 +187,7 @@ class Dispatcher:
             except Exception:
                 log.exception("dispatcher %s worker %d failed; continuing", self.owner, index)
                 worked = False
-            if not worked:
+            if not worked and not self._stopping:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), backoff_s)
@@ -185,6 +203,10 @@ class Dispatcher:
                 await self._run_partition(part)
         except _LeaseLost:
             log.warning("lost the lease on %s; another replica resumes it", part.partition_id)
+        except _Draining:
+            # Checkpointed: another replica resumes it now, not after the lease.
+            with contextlib.suppress(errors.StoreUnavailable):
+                await self._notifications.release(part.partition_id, self.owner, self._clock.now())
         except (asyncio.CancelledError, errors.StoreUnavailable):
             raise
         except Exception:
@@ -237,6 +259,8 @@ class Dispatcher:
             async for batch, next_checkpoint in batches:
                 if lost.is_set():
                     raise _LeaseLost()
+                if self._stopping:
+                    raise _Draining()
                 credential_error: list[str] = []
                 drafts = await asyncio.gather(
                     *(self._deliver(part.app_id, record, rendered, t, credential_error) for t in batch)

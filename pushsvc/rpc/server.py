@@ -1,4 +1,21 @@
-"""GrpcServer: grpc.aio server with PushService, health and reflection."""
+"""GrpcServer: grpc.aio server with PushService, health and reflection.
+
+Health (`grpc.health.v1`, for "" and pushsvc.v1.PushService) says NOT_SERVING
+from before the port binds until the application calls `set_serving(True)`,
+whenever it calls `set_serving(False)` (the store is unreachable), and from the
+start of the drain to the end. The drain, `stop(grace_s)`:
+
+1. health turns NOT_SERVING (and stays so: later `set_serving` calls are ignored);
+2. new PushService calls get UNAVAILABLE (health and reflection still answer);
+3. receipt streams waiting for their next receipt end with UNAVAILABLE;
+4. unary calls in flight finish and their answers go out (within the grace);
+5. health Watch streams end with UNAVAILABLE;
+6. grpc's graceful shutdown stops the server. Streams still open then get
+   `_STREAMS_END_S`, and calls still running when the grace has run out get
+   as long; then grpc cancels them with UNAVAILABLE. A stream whose client
+   stopped reading cannot end by itself (its writes, the final status
+   included, wait on HTTP/2 flow control), so it cannot hold the drain.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +31,7 @@ from grpc_reflection.v1alpha import reflection
 from pushsvc.clock import Clock
 from pushsvc.metrics import NULL_METRICS, Metrics
 from pushsvc.rpc import methods
+from pushsvc.rpc.calls import LiveCalls
 from pushsvc.rpc.servicers import PushServicer
 from pushsvc.rpc.symbols import MethodSymbols
 from pushsvc.service import PushService
@@ -46,20 +64,31 @@ class GrpcServer:
         self._draining = asyncio.Event()
         self._metrics = metrics
         self.health = HealthServicer()
+        self.calls = LiveCalls()
+        """The PushService calls in flight; refuses new ones while starting and draining."""
         self._server = grpc.aio.server(
             options=[
-                ("grpc.keepalive_time_ms", int(keepalive_time_s * 1000)),
-                ("grpc.keepalive_timeout_ms", int(keepalive_timeout_s * 1000)),
-                ("grpc.http2.min_ping_interval_without_data_ms", int(keepalive_min_ping_interval_s * 1000)),
+                # The server pings an idle connection every keepalive_time_s and
+                # closes it when no answer comes within keepalive_timeout_s, so
+                # peers that vanished without a FIN are found.
+                ("grpc.keepalive_time_ms", _ms(keepalive_time_s)),
+                ("grpc.keepalive_timeout_ms", _ms(keepalive_timeout_s)),
+                # Clients may ping this often, with or without calls in flight,
+                # before the server answers GOAWAY too_many_pings (grpc's own
+                # default is 5 minutes, which punishes common client keepalives).
+                # This is GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS.
+                ("grpc.http2.min_ping_interval_without_data_ms", _ms(keepalive_min_ping_interval_s)),
                 ("grpc.keepalive_permit_without_calls", 1),
                 # Bounded connection age lets a mesh's load balancer rebalance.
-                ("grpc.max_connection_age_ms", int(max_connection_age_s * 1000)),
-                ("grpc.max_connection_age_grace_ms", int(max_connection_age_grace_s * 1000)),
+                ("grpc.max_connection_age_ms", _ms(max_connection_age_s)),
+                ("grpc.max_connection_age_grace_ms", _ms(max_connection_age_grace_s)),
                 ("grpc.so_reuseport", 0),
             ],
-            # Telemetry (pushsvc.rpc.telemetry) first, so it sees every answer;
-            # then auth (pushsvc.auth.AuthInterceptor) decides every call before a servicer runs.
-            interceptors=interceptors,
+            # Telemetry (pushsvc.rpc.telemetry, first of `interceptors`) sees every
+            # answer; then LiveCalls, so a call refused while starting or draining
+            # costs no auth work; then auth (pushsvc.auth.AuthInterceptor) decides
+            # every call before a servicer runs.
+            interceptors=[*interceptors[:1], self.calls, *interceptors[1:]],
         )
         self._credentials = credentials
         # Not the generated add_PushServiceServicer_to_server: its deserializer
@@ -79,7 +108,13 @@ class GrpcServer:
         self.port = 0
 
     async def start(self) -> int:
-        """Binds and starts serving; returns the bound port (useful with port 0)."""
+        """Binds and starts serving; returns the bound port (useful with port 0).
+
+        Health says NOT_SERVING, and PushService calls get UNAVAILABLE, until `set_serving(True)`.
+        """
+        # The servicer starts with "" SERVING and PushService unknown: both say
+        # NOT_SERVING before the port is bound, so no probe sees a false SERVING.
+        await self.set_serving(False)
         if self._credentials is not None:
             self.port = self._server.add_secure_port(self._address, self._credentials)
         else:
@@ -90,19 +125,57 @@ class GrpcServer:
         return self.port
 
     async def set_serving(self, serving: bool) -> None:
-        """Reports SERVING or NOT_SERVING for the overall server and PushService."""
+        """Reports SERVING or NOT_SERVING for the overall server and PushService.
+
+        The first SERVING also opens PushService to calls. Ignored once the drain has begun.
+        """
         state = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
             await self.health.set(name, state)
         self._metrics.set_serving(serving)
+        if serving:
+            self.calls.serve()
 
-    async def stop(self, grace_s: float) -> None:
-        """Drains: NOT_SERVING, end streams with UNAVAILABLE, finish in-flight calls within the grace."""
+    async def begin_drain(self) -> None:
+        """Steps 1-3 of the drain (see the module docstring); returns at once. Idempotent."""
         await self.health.enter_graceful_shutdown()
         self._metrics.set_serving(False)
+        self.calls.drain()
         self._draining.set()
-        await self._server.stop(grace_s)
+
+    async def stop(self, grace_s: float) -> None:
+        """Drains (see the module docstring) and stops, within `grace_s` seconds."""
+        deadline = asyncio.get_running_loop().time() + grace_s
+        await self.begin_drain()
+        settled = await self.calls.settled(deadline - asyncio.get_running_loop().time())
+        if not settled:
+            log.warning(
+                "drain grace of %.1f s ran out with %d unary call(s) in flight and %d stream(s) open; cancelling them",
+                grace_s, self.calls.unary_in_flight, self.calls.streams,
+            )
+        self.calls.close()
+        if not settled or self.calls.streams:
+            # Streams were told to end when the drain began; one whose client
+            # stopped reading cannot, so what is left after a short while is
+            # cancelled (UNAVAILABLE to each caller) rather than waited for.
+            await self._server.stop(_STREAMS_END_S)
+        else:
+            # Nothing of ours is left: grpc's graceful shutdown; only a stray
+            # untracked call could hold it.
+            await self._server.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
 
     async def wait(self) -> None:
         """Returns when the server has stopped."""
         await self._server.wait_for_termination()
+
+
+_STREAMS_END_S = 0.5
+"""How long streams still open get, once no unary call is left, before grpc
+cancels them. grpc's graceful GOAWAY goes out at its start: grpc-js destroys a
+connection whose first GOAWAY carries an error code (what a bare cancel
+sends), and with it the receipts and the UNAVAILABLE its caller had not read
+yet; after a graceful GOAWAY it reads them, then UNAVAILABLE."""
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)

@@ -77,7 +77,11 @@ async def _until(items: AsyncIterator[Any], stop: asyncio.Event) -> AsyncIterato
         while True:
             nxt = asyncio.ensure_future(anext(items))
             await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if not nxt.done():
+            # The drain wins over a receipt that is ready, and over the stream's
+            # own end: what is written during the drain (a fan-out's last batch)
+            # is read from the cursor on another replica, so the stream always
+            # ends UNAVAILABLE once the drain has begun.
+            if stop.is_set():
                 raise errors.ShuttingDown("server is shutting down; resume with the last cursor")
             try:
                 item = nxt.result()

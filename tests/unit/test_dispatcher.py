@@ -325,3 +325,61 @@ async def test_provider_trouble_is_logged_rate_limited_and_without_tokens(world:
     summaries = [line for line in lines if "finished with failures" in line]
     assert summaries == [f"notification {nid} of app {APP} finished with failures: 19 delivered, 1 failed, 0 invalid tokens, 0 expired"]
     assert not [line for line in lines for t in tokens if t in line]
+
+
+async def _until_sent(world: World, n: int) -> None:
+    """Yields to the loop until n sends are in flight (bounded)."""
+    for _ in range(200):
+        if world.fcm.in_flight >= n:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"only {world.fcm.in_flight} sends in flight, want {n}")
+
+
+async def test_a_drain_finishes_the_batch_in_flight_checkpoints_it_and_gives_the_partition_back(world: World) -> None:
+    tokens = await world.register(30)
+    nid = await send(world)  # one partition, batches of 10
+    d = world.dispatcher("leaving", workers=1)
+    world.fcm.gate = asyncio.Event()
+    d.start()
+    await _until_sent(world, 10)
+    stopping = asyncio.create_task(d.stop(grace_s=5.0))
+    await asyncio.sleep(0.05)
+    assert await world.stores.notifications.claim("other", world.clock.now(), 30) is None, "still ours while the batch runs"
+    world.fcm.gate.set()
+    await asyncio.wait_for(stopping, 5)
+    assert len(world.fcm.sent) == 10, "the batch in flight finished; no further batch started"
+    assert (await view(world, nid)).delivered == 10, "and it was checkpointed"
+    # Given back at once, not after lease_s (the manual clock has not moved).
+    await world.drain("other")
+    assert set(await receipts(world, nid)) == set(tokens)
+    assert Counter(d.token for d in world.fcm.sent) == Counter({t: 1 for t in tokens}), "nothing sent twice"
+    assert [p.finished_by for p in await world.stores.notifications.partitions(nid)] == ["other"]
+
+
+async def test_a_batch_that_outlasts_the_grace_is_cancelled_and_resumes_from_the_last_checkpoint(world: World) -> None:
+    tokens = await world.register(30)
+    nid = await send(world)
+    d = world.dispatcher("leaving", workers=1)
+    world.fcm.gate = asyncio.Event()  # never set while "leaving" runs: its batch outlasts the grace
+    d.start()
+    await _until_sent(world, 10)
+    await asyncio.wait_for(d.stop(grace_s=0.2), 5)
+    assert (await view(world, nid)).delivered == 0 and not world.fcm.sent
+    world.fcm.gate.set()
+    await world.drain("other")  # released: no wait for the lease
+    assert set(await receipts(world, nid)) == set(tokens)
+    assert (await view(world, nid)).state is models.NotificationState.COMPLETED
+
+
+async def test_a_draining_dispatcher_claims_nothing_new(world: World) -> None:
+    await world.register(5)
+    d = world.dispatcher("leaving", workers=2)
+    d.start()
+    d.drain()
+    await asyncio.sleep(0.05)
+    nid = await send(world)
+    d.wake()
+    await asyncio.sleep(0.05)
+    await d.stop(grace_s=1.0)
+    assert not world.fcm.sent and (await view(world, nid)).state is models.NotificationState.QUEUED
