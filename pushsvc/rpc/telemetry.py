@@ -20,6 +20,7 @@ leaks into another.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -163,8 +164,13 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
             started = self._clock.monotonic()
             code = "UNKNOWN"
             try:
-                async for item in inner(request, context):
-                    yield item
+                result = inner(request, context)
+                if inspect.isawaitable(result):
+                    # A handler that writes with context.write() (health Watch).
+                    await result
+                else:
+                    async for item in result:
+                        yield item
                 code = _code(context, grpc.StatusCode.OK)
             except grpc.aio.AbortError:
                 code = _code(context, grpc.StatusCode.UNKNOWN)
