@@ -21,7 +21,7 @@ method missing from `ACTIONS` needs `admin`, so a new RPC fails closed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -32,6 +32,7 @@ from pushsvc.auth import audit
 from pushsvc.auth.authenticator import Authenticator
 from pushsvc.auth.principal import Action, Principal
 from pushsvc.rpc import status
+from pushsvc.rpc.interception import Handler, MethodInterceptor
 
 SERVICE_PREFIX = "/pushsvc.v1.PushService/"
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
@@ -48,34 +49,14 @@ ACTIONS: dict[str, Action] = {
 """The action each PushService RPC needs on its request's app."""
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
-Handler = grpc.RpcMethodHandler
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(MethodInterceptor):
     """Authenticates and authorizes every call; see the module docstring."""
 
     def __init__(self, authenticator: Authenticator) -> None:
+        super().__init__()
         self._authenticator = authenticator
-        self._handlers: dict[str, Handler] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],  # type: ignore[override]  # types-grpcio types grpc.aio handlers as sync ones
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        """Returns the method's wrapped handler (built once per method)."""
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
-        wrapped = self._handlers.get(method)
-        if wrapped is not None:
-            return wrapped
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            # Unknown method: grpc answers UNIMPLEMENTED. Not cached, so random
-            # method names cannot grow the table.
-            return handler
-        wrapped = self._wrap(method, handler)
-        self._handlers[method] = wrapped
-        return wrapped
 
     async def _authenticate(self, context: Ctx) -> Principal:
         try:
@@ -84,7 +65,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             await status.abort(context, exc)
             raise AssertionError("unreachable") from exc
 
-    def _wrap(self, method: str, handler: Handler) -> Handler:
+    def wrap(self, method: str, handler: Handler) -> Handler:
         if method.startswith(OPEN_PREFIXES):
             return handler
         if method.startswith(SERVICE_PREFIX):

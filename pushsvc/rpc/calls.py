@@ -31,12 +31,12 @@ import grpc
 
 from pushsvc import errors
 from pushsvc.rpc import status
+from pushsvc.rpc.interception import Handler, MethodInterceptor
 
 SERVICE_PREFIX = "/pushsvc.v1.PushService/"
 WATCH = "/grpc.health.v1.Health/Watch"
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
-Handler = grpc.RpcMethodHandler
 
 
 class Phase(enum.Enum):
@@ -47,16 +47,16 @@ class Phase(enum.Enum):
     DRAINING = "draining"
 
 
-class LiveCalls(grpc.aio.ServerInterceptor):
+class LiveCalls(MethodInterceptor):
     """Tracks PushService calls and refuses new ones unless SERVING; see the module docstring."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.phase = Phase.STARTING
         self._unary: set[object] = set()
         self._streams: set[object] = set()
         self._changed = asyncio.Event()
         self._closed = asyncio.Event()
-        self._handlers: dict[str, Handler] = {}
 
     @property
     def unary_in_flight(self) -> int:
@@ -92,27 +92,13 @@ class LiveCalls(grpc.aio.ServerInterceptor):
             return False
         return True
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],  # type: ignore[override]  # types-grpcio types grpc.aio handlers as sync ones
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        """Returns the method's wrapped handler (built once per PushService method); other services pass through."""
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
-        wrapped = self._handlers.get(method)
-        if wrapped is not None:
-            return wrapped
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        """PushService methods and health Watch are wrapped; other services pass through."""
         if method == WATCH and handler.unary_stream is not None:
-            wrapped = self._wrap_watch(handler)
-        elif method.startswith(SERVICE_PREFIX):
-            wrapped = self._wrap(handler)
-        else:
-            return handler
-        self._handlers[method] = wrapped
-        return wrapped
+            return self._wrap_watch(handler)
+        if method.startswith(SERVICE_PREFIX):
+            return self._wrap(handler)
+        return handler
 
     async def _admit(self, context: Ctx) -> None:
         if self.phase is Phase.SERVING:
@@ -158,7 +144,7 @@ class LiveCalls(grpc.aio.ServerInterceptor):
 
     def _wrap_watch(self, handler: Handler) -> Handler:
         # types-grpcio types grpc.aio handlers as sync ones; this one is a coroutine function.
-        inner_watch: Callable[[Any, Ctx], Awaitable[None]] = handler.unary_stream  # type: ignore[assignment]
+        inner_watch: Callable[[Any, Ctx], Awaitable[None]] = handler.unary_stream  # type: ignore[assignment]  # health's aio Watch is a coroutine writing with context.write(), not an iterator
 
         async def watch(request: Any, context: Ctx) -> None:
             # The health servicer's Watch writes through the context until the

@@ -31,11 +31,11 @@ import grpc
 from pushsvc import logs
 from pushsvc.clock import Clock
 from pushsvc.metrics import Metrics, RpcMetrics
+from pushsvc.rpc.interception import Handler, MethodInterceptor
 
 log = logging.getLogger("pushsvc.rpc")
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
-Handler = grpc.RpcMethodHandler
 
 
 def _code(context: Ctx, default: grpc.StatusCode) -> str:
@@ -75,34 +75,15 @@ class _Call:
                 pass
 
 
-class TelemetryInterceptor(grpc.aio.ServerInterceptor):
+class TelemetryInterceptor(MethodInterceptor):
     """Request context and RPC metrics for every call; see the module docstring."""
 
     def __init__(self, metrics: Metrics, clock: Clock) -> None:
+        super().__init__()
         self._metrics = metrics
         self._clock = clock
-        self._handlers: dict[str, Handler] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],  # type: ignore[override]  # types-grpcio types grpc.aio handlers as sync ones
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        """Returns the method's wrapped handler (built once per method)."""
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
-        wrapped = self._handlers.get(method)
-        if wrapped is not None:
-            return wrapped
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            # Unknown method: grpc answers UNIMPLEMENTED. Neither wrapped nor
-            # cached, so random method names grow no table and no label.
-            return handler
-        wrapped = self._wrap(method, handler)
-        self._handlers[method] = wrapped
-        return wrapped
-
-    def _wrap(self, path: str, handler: Handler) -> Handler:
+    def wrap(self, path: str, handler: Handler) -> Handler:
         service, _, name = path.lstrip("/").rpartition("/")
         counters = self._metrics.rpc(service, name)
         if handler.unary_unary is not None:

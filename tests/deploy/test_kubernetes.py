@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from pushsvc.config import ConfigError, check_serve, load_settings
+from pushsvc.config import ConfigError, Settings, check_serve, load_settings
 from pushsvc.config_reference import rows
 from tests.deploy.manifests import BASE, DEPLOY, build, by_kind, kustomize_command, read_base
 
@@ -43,7 +43,7 @@ def _secret() -> dict[str, Any]:
     return yaml.safe_load(SECRET_EXAMPLE.read_text())
 
 
-def _settings(base: dict[str, dict[str, Any]], tmp_path: Path):  # type: ignore[no-untyped-def]
+def _settings(base: dict[str, dict[str, Any]], tmp_path: Path) -> Settings:
     """config.toml as serve loads it in the pod, with the example Secret mounted as secrets_dir."""
     secrets = tmp_path / "secrets"
     secrets.mkdir()
