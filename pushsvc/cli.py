@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", type=Path, help="TOML config file")
     check.add_argument("--insecure-no-auth", action="store_true", help="as serve's flag: accept a config without auth")
+    migrate = sub.add_parser(
+        "migrate", help="bring a store's schema up to date (PostgreSQL migrations, MongoDB indexes) and exit; serve does it at start too"
+    )
+    where = migrate.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", type=Path, help="TOML config file: its store_url (PUSHSVC_STORE_URL overrides)")
+    where.add_argument("--store", help="a store URL, such as postgresql://user@host/db")
     keys = sub.add_parser("keys", help="API keys for callers")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="make a key; prints it once, with the config snippet holding its hash")
@@ -124,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             return _keys_create(args)
         if args.command == "check-config":
             return _check_config(args)
+        if args.command == "migrate":
+            return asyncio.run(_migrate(args))
         return asyncio.run(_until_signal(lambda stop: _serve(args, stop)))
     except config.ConfigError as exc:
         for problem in exc.problems or (str(exc),):
@@ -268,3 +276,19 @@ async def _deliver(args: argparse.Namespace) -> int:
             f"reason={result.reason or '-'} id={result.provider_message_id or '-'}"
         )
     return 0 if all(r.outcome.value == "delivered" for r in results.values()) else 1
+
+
+async def _migrate(args: argparse.Namespace) -> int:
+    from pushsvc.storage import open_stores
+
+    url = args.store or config.load_settings(args.config).store_url
+    try:
+        stores = open_stores(url)
+    except ValueError as exc:
+        raise config.ConfigError(str(exc)) from None
+    try:
+        await stores.prepare()
+    finally:
+        stores.close()
+    print(f"pushsvc: the {url.split('://', 1)[0]}:// store's schema is up to date")
+    return 0

@@ -361,7 +361,11 @@ class Settings(_Section):
     """
 
     store_url: str = "mongomock://localhost/pushsvc"
-    """mongodb:// or mongodb+srv:// (a server), mongomock:// (embedded) or memory:// (the reference adapter)."""
+    """postgresql:// or mongodb:// / mongodb+srv:// (a server), mongomock:// (embedded) or memory:// (the reference adapter).
+
+    postgresql:// takes two options of pushsvc's own in its query: `schema` (default "pushsvc") and
+    `pool_size` (connections per process, default 10).
+    """
     host: str = "0.0.0.0"
     """The gRPC listen address."""
     port: Port = 50051
@@ -659,7 +663,7 @@ def _problems(exc: ValidationError, layers: list[tuple[str, Mapping[str, Any]]],
     return problems
 
 
-SERVE_STORE_SCHEMES = ("mongodb://", "mongodb+srv://")
+SERVE_STORE_SCHEMES = ("mongodb://", "mongodb+srv://", "postgresql://", "postgres://")
 
 
 def summary(settings: Settings) -> list[str]:
@@ -697,7 +701,7 @@ def check_serve(settings: Settings) -> None:
     """
     if not settings.store_url.startswith(SERVE_STORE_SCHEMES):
         raise ConfigError(
-            "serve needs store_url = 'mongodb://...' or 'mongodb+srv://...' (or PUSHSVC_STORE_URL); "
+            "serve needs store_url = 'postgresql://...', 'mongodb://...' or 'mongodb+srv://...' (or PUSHSVC_STORE_URL); "
             "the in-memory store is for `pushsvc dev` only"
         )
     if settings.auth.configured and settings.auth.insecure_no_auth:

@@ -247,8 +247,7 @@ class PushService:
     def _check_ids(self, app_id: str, notification_id: str) -> None:
         v = validation.Violations()
         validation.check_app_id(v, app_id, self._limits)
-        if len(notification_id) > self._limits.max_id_chars:
-            v.add("notification_id", f"must be at most {self._limits.max_id_chars} characters")
+        validation.check_notification_id(v, notification_id, self._limits)
         v.raise_if_any()
 
 

@@ -109,6 +109,11 @@ def check_app_id(v: Violations, app_id: str, limits: Limits, field: str = "app_i
 _UNSPECIFIED, _APNS = models.Platform.UNSPECIFIED, models.Platform.APNS
 
 
+def check_notification_id(v: Violations, notification_id: str, limits: Limits) -> None:
+    """A notification id as a caller passes it back (optional where the request allows none)."""
+    _identifier(v, "notification_id", notification_id, limits.max_id_chars)
+
+
 def check_platform(v: Violations, platform: models.Platform, field: str) -> None:
     """A concrete platform is required."""
     if platform is _UNSPECIFIED:

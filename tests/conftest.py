@@ -7,7 +7,11 @@ Backends: every test that takes `store_url` runs once per backend:
   PUSHSVC_TEST_FERRETDB_URL names one (CI sets it), or started here with
   scripts/ferretdb when its binary is installed (scripts/install-ferretdb).
   When neither is possible the test is skipped with that reason, or fails
-  when PUSHSVC_REQUIRE_FERRETDB=1 (CI), so a backend is never dropped silently.
+  when PUSHSVC_REQUIRE_FERRETDB=1 (CI), so a backend is never dropped silently;
+- `postgres`: a real PostgreSQL server, each test in a schema of its own. It
+  is used when PUSHSVC_TEST_POSTGRES_URL names one (scripts/test starts one),
+  or started here with scripts/postgres when Debian's server is installed;
+  otherwise skipped, or failed when PUSHSVC_REQUIRE_POSTGRES=1 (CI).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pushsvc.devstack import DevStack, start_dev_stack
 from pushsvc.v1 import push_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
-BACKENDS = ["memory", "mongomock", "ferretdb"]
+BACKENDS = ["memory", "mongomock", "ferretdb", "postgres"]
 FERRETDB_BIN = Path(os.environ.get("FERRETDB_BIN", Path.home() / ".cache/pushsvc/ferretdb"))
 
 
@@ -52,17 +56,51 @@ def ferretdb_base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str 
         subprocess.run([str(ROOT / "scripts/ferretdb"), "stop", str(state)], check=False, timeout=60)
 
 
+@pytest.fixture(scope="session")
+def postgres_base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """The URL of a PostgreSQL server, or None when there is none."""
+    url = os.environ.get("PUSHSVC_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/postgres")):
+        yield None
+        return
+    state = tmp_path_factory.mktemp("postgres")
+    out = subprocess.run(
+        [str(ROOT / "scripts/postgres"), "start", str(state)], capture_output=True, text=True, check=True, timeout=120
+    )
+    try:
+        yield out.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run([str(ROOT / "scripts/postgres"), "stop", str(state)], check=False, timeout=60)
+
+
+def postgres_url(base: str, schema: str) -> str:
+    """`base` with pushsvc's schema option set to `schema`."""
+    return f"{base}{'&' if '?' in base else '?'}schema={schema}"
+
+
 def _unique_db() -> str:
     return f"t{uuid.uuid4().hex[:16]}"
 
 
 @pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, ferretdb_base_url: str | None) -> str:
+def store_url(request: pytest.FixtureRequest) -> str:
     """A fresh, empty database on each backend in turn."""
     if request.param == "memory":
         return f"memory://{_unique_db()}"
     if request.param == "mongomock":
         return f"mongomock://localhost/{_unique_db()}"
+    if request.param == "postgres":
+        base = request.getfixturevalue("postgres_base_url")
+        if base is None:
+            reason = "postgres backend: no server (PUSHSVC_TEST_POSTGRES_URL unset and no PostgreSQL installed; apt-get install postgresql)"
+            if os.environ.get("PUSHSVC_REQUIRE_POSTGRES") == "1":
+                pytest.fail(reason)
+            pytest.skip(reason)
+        return postgres_url(base, _unique_db())
+    ferretdb_base_url = request.getfixturevalue("ferretdb_base_url")
     if ferretdb_base_url is None:
         reason = (
             f"ferretdb backend: no server (PUSHSVC_TEST_FERRETDB_URL unset and {FERRETDB_BIN} missing; "

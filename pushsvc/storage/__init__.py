@@ -2,7 +2,8 @@
 
 `open_stores(url)` picks the adapter by URL scheme and imports it only then:
 `memory://` (the in-process reference adapter), `mongomock://` (embedded, the
-default of `pushsvc dev`), `mongodb://` and `mongodb+srv://` (a real server).
+default of `pushsvc dev`), `mongodb://` and `mongodb+srv://` (a real server),
+`postgresql://` and `postgres://` (PostgreSQL).
 Importing this package imports no database driver.
 """
 
@@ -28,7 +29,7 @@ from pushsvc.storage.base import (
     TokenStore,
 )
 
-SCHEMES = ("memory", "mongomock", "mongodb", "mongodb+srv")
+SCHEMES = ("memory", "mongomock", "mongodb", "mongodb+srv", "postgresql", "postgres")
 
 
 def open_stores(url: str, *, clock: Clock | None = None, timeout_ms: int = 2000) -> Stores:
@@ -43,6 +44,10 @@ def open_stores(url: str, *, clock: Clock | None = None, timeout_ms: int = 2000)
         from pushsvc.storage.memory import MemoryStores
 
         return MemoryStores()
+    if scheme in ("postgresql", "postgres"):
+        from pushsvc.storage.postgres import open_postgres_stores
+
+        return open_postgres_stores(url, clock=clock, timeout_ms=timeout_ms)
     if scheme in SCHEMES:
         from pushsvc.storage.mongo import open_mongo_stores
 

@@ -45,7 +45,7 @@ def refuse(tmp_path: Path, config: str, *flags: str, env: dict[str, str] | None 
 @pytest.mark.parametrize(
     "config, error",
     [
-        (KEY, "serve needs store_url = 'mongodb://...'"),
+        (KEY, "serve needs store_url = 'postgresql://...', 'mongodb://...'"),
         ('store_url = "mongomock://localhost/x"\n' + KEY, "the in-memory store is for `pushsvc dev` only"),
         ('store_url = "memory://"\n' + KEY, "serve needs store_url"),
         ('store_url = "mongodb://127.0.0.1:1/x"\n', "serve needs [auth] api_keys, jwt or identities"),

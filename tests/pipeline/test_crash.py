@@ -1,4 +1,4 @@
-"""Crash recovery: real `pushsvc serve` processes on FerretDB, killed with SIGKILL in the middle of a fan-out.
+"""Crash recovery: real `pushsvc serve` processes on FerretDB and PostgreSQL, killed with SIGKILL mid fan-out.
 
 The emulator runs in the test process, so its inbox outlives every server
 process: it shows what the providers accepted, duplicates included. Each test
@@ -6,7 +6,8 @@ checks that:
 - every token ends with exactly one receipt, and the emulator accepted every
   token at least once (nothing is lost);
 - duplicate deliveries stay within one batch per partition the killed process
-  was working on (`workers` x `batch_size`);
+  was working on (`workers` x `batch_size`); on PostgreSQL exactly that, as
+  no live replica may lose a lease to a racing claim there;
 - the notification's counters equal the receipt log.
 
 Sizes are what CI affords; `PUSHSVC_CRASH_TOKENS=50000` runs them big and
@@ -38,6 +39,7 @@ from pushsvc.emulator import DemoCredentials, Emulator, EmulatorConfig, make_dem
 from pushsvc.storage import open_stores
 from pushsvc.v1 import push_pb2 as pb
 from pushsvc.v1 import push_pb2_grpc
+from tests.conftest import postgres_url
 from tests.pipeline.helpers import APP, apns, seed
 
 TOKENS = int(os.environ.get("PUSHSVC_CRASH_TOKENS", "3000"))
@@ -73,6 +75,8 @@ class World:
     credentials: DemoCredentials
     store_url: str
     root: Path
+    atomic_claims: bool
+    """True where the store's claims are atomic across processes (PostgreSQL): no lease may be lost."""
 
     def config(self, replica_id: str, port: int) -> Path:
         """A `pushsvc serve` config for one replica (no auth: loopback only)."""
@@ -142,13 +146,16 @@ class Replica:
                 await asyncio.sleep(0.1)
 
 
-@pytest.fixture
-async def world(ferretdb_base_url: str | None, tmp_path: Path) -> AsyncIterator[World]:
-    if ferretdb_base_url is None:
-        reason = "crash tests need a FerretDB server (scripts/test starts one)"
-        if os.environ.get("PUSHSVC_REQUIRE_FERRETDB") == "1":
+@pytest.fixture(params=["ferretdb", "postgres"])
+async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
+    base = request.getfixturevalue(f"{request.param}_base_url")
+    if base is None:
+        reason = f"crash tests need a {request.param} server (scripts/test starts one)"
+        if os.environ.get(f"PUSHSVC_REQUIRE_{request.param.upper()}") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
+    name = f"crash{uuid.uuid4().hex[:12]}"
+    store_url = postgres_url(base, name) if request.param == "postgres" else f"{base}{name}"
     emulator = Emulator(EmulatorConfig())
     await emulator.start()
     try:
@@ -157,7 +164,7 @@ async def world(ferretdb_base_url: str | None, tmp_path: Path) -> AsyncIterator[
         )
         emulator.add_apns_key(apns_key)
         emulator.add_fcm_account(fcm_account)
-        yield World(emulator, credentials, f"{ferretdb_base_url}crash{uuid.uuid4().hex[:12]}", tmp_path)
+        yield World(emulator, credentials, store_url, tmp_path, atomic_claims=request.param == "postgres")
     finally:
         await emulator.stop()
 
@@ -250,6 +257,8 @@ def _check(
     world: World, tokens: list[str], final: pb.Notification, got: list[pb.Receipt], killed_workers: int, lost: int
 ) -> int:
     """The invariants of every crash test; returns the duplicate deliveries."""
+    if world.atomic_claims:
+        assert lost == 0, f"{lost} lease(s) lost to a racing claim on a store whose claims are atomic"
     per_token = Counter(r.token for r in got)
     assert set(per_token) == set(tokens), "a receipt for every token"
     assert max(per_token.values()) == 1, "exactly one receipt per token"

@@ -11,7 +11,7 @@ async def test_indexes_of_design_exist(stores: Stores) -> None:
     from pushsvc.storage.mongo import MongoStores, schema
 
     if not isinstance(stores, MongoStores):
-        pytest.skip("the memory adapter has no schema")
+        pytest.skip("not the MongoDB adapter")
     db = stores.connection.db
     for collection in {i.collection for i in schema.INDEXES}:
         info = await stores.runner(db[collection].index_information)

@@ -1,0 +1,289 @@
+"""`NotificationStore` over `notifications` and `partitions`.
+
+Locks are always taken in one order, so transactions never wait on each other
+in a circle: a partition row before its notification row, and (in the
+receipt log) the app's counter before the notification row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from pushsvc import models
+from pushsvc.storage.base import (
+    DuplicateKey,
+    NotificationDraft,
+    NotificationRecord,
+    Partition,
+    PartitionPlan,
+    PartitionStatus,
+)
+from pushsvc.storage.postgres import codec
+from pushsvc.storage.postgres.database import Database
+
+_NOTIFICATION_COLUMNS = (
+    "notification_id, app_id, state, created_at, updated_at, completed_at, send_at, expires_at, targeted, "
+    "partitions_total, rendered, target_kind, query, idempotency_key"
+)
+
+_INSERT_NOTIFICATION = f"""
+INSERT INTO notifications ({_NOTIFICATION_COLUMNS})
+VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING
+RETURNING *
+"""
+
+_INSERT_PARTITIONS = """
+INSERT INTO partitions (partition_id, notification_id, app_id, part_index, bucket_lo, bucket_hi, devices, created_at,
+                        lease_expires_at)
+SELECT $1 || '/' || i, $1, $2, i, lo, hi, d::jsonb, $3, $4
+FROM unnest($5::integer[], $6::integer[], $7::integer[], $8::text[]) AS p(i, lo, hi, d)
+"""
+
+_CLAIM = """
+UPDATE partitions SET owner = $1, lease_expires_at = $3, claims = claims + 1
+WHERE partition_id = (
+    SELECT partition_id FROM partitions WHERE NOT done AND lease_expires_at <= $2
+    ORDER BY lease_expires_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING *
+"""
+
+_ADD_COUNTS = """
+UPDATE notifications SET delivered = delivered + $2, failed = failed + $3, invalid_tokens = invalid_tokens + $4,
+    expired = expired + $5, updated_at = $6
+WHERE notification_id = $1
+"""
+
+_SETTLE = """
+UPDATE notifications SET state = $2, completed_at = $3, updated_at = $3, error = $4,
+    delivered = $5, failed = $6, invalid_tokens = $7, expired = $8,
+    targeted = greatest(targeted, $9), vanished = CASE WHEN $10 THEN 0 ELSE greatest(0, targeted - $9) END
+WHERE notification_id = $1 AND state = ANY($11::text[])
+RETURNING *
+"""
+
+
+def _lease_end(now: datetime, lease_s: float) -> datetime:
+    return now + timedelta(seconds=lease_s)
+
+
+class PostgresNotificationStore:
+    """The notification queue: leases are row locks taken with SKIP LOCKED."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def find_by_idempotency_key(self, app_id: str, key: str) -> models.NotificationView | None:
+        """See `NotificationStore.find_by_idempotency_key`."""
+        row = await self._db.run(
+            lambda conn: conn.fetchrow(
+                "SELECT * FROM notifications WHERE app_id = $1 AND idempotency_key = $2 AND idempotency_key <> ''",
+                app_id, key,
+            )
+        )
+        return None if row is None else codec.view(row)
+
+    async def create(self, draft: NotificationDraft, plans: Sequence[PartitionPlan]) -> models.NotificationView:
+        """See `NotificationStore.create`: the notification and its partitions in one transaction."""
+
+        async def create(conn: asyncpg.Connection) -> models.NotificationView:
+            state = draft.state if plans else models.NotificationState.COMPLETED
+            row = await conn.fetchrow(
+                _INSERT_NOTIFICATION,
+                draft.notification_id, draft.app_id, state.value, draft.created_at,
+                None if plans else draft.created_at, draft.send_at, draft.expires_at, draft.targeted, len(plans),
+                {p.value: body for p, body in draft.rendered.items()}, draft.target_kind, codec.query_json(draft.query),
+                draft.idempotency_key,
+            )
+            if row is None:
+                holder = await conn.fetchval(
+                    "SELECT notification_id FROM notifications WHERE app_id = $1 AND idempotency_key = $2 "
+                    "AND idempotency_key <> ''",
+                    draft.app_id, draft.idempotency_key,
+                )
+                raise DuplicateKey(holder or "")
+            if plans:
+                await conn.execute(
+                    _INSERT_PARTITIONS,
+                    draft.notification_id, draft.app_id, draft.created_at, draft.runnable_at,
+                    [p.index for p in plans], [p.buckets[0] for p in plans], [p.buckets[1] for p in plans],
+                    [json.dumps(codec.devices_json(p.devices)) for p in plans],
+                )
+            return codec.view(row)
+
+        return await self._db.run(create, transaction=True)
+
+    async def get(self, app_id: str, notification_id: str) -> NotificationRecord | None:
+        """See `NotificationStore.get`."""
+        row = await self._db.run(
+            lambda conn: conn.fetchrow(
+                "SELECT * FROM notifications WHERE notification_id = $1 AND app_id = $2", notification_id, app_id
+            )
+        )
+        return None if row is None else codec.record(row)
+
+    async def partitions(self, notification_id: str) -> list[PartitionStatus]:
+        """See `NotificationStore.partitions`."""
+        rows = await self._db.run(
+            lambda conn: conn.fetch(
+                "SELECT * FROM partitions WHERE notification_id = $1 ORDER BY part_index", notification_id
+            )
+        )
+        return [codec.partition_status(r) for r in rows]
+
+    async def queue_depth(self) -> int:
+        """See `NotificationStore.queue_depth`."""
+        n = await self._db.run(
+            lambda conn: conn.fetchval(
+                "SELECT count(*) FROM notifications WHERE state IN ('queued', 'scheduled', 'running')"
+            )
+        )
+        return int(n)
+
+    async def claim(self, owner: str, now: datetime, lease_s: float) -> Partition | None:
+        """See `NotificationStore.claim`: the oldest free lease, locked with SKIP LOCKED so racing claimants never share one."""
+        row = await self._db.run(lambda conn: conn.fetchrow(_CLAIM, owner, now, _lease_end(now, lease_s)))
+        return None if row is None else codec.partition(row)
+
+    async def renew(self, partition_id: str, owner: str, now: datetime, lease_s: float) -> bool:
+        """See `NotificationStore.renew`."""
+        done = await self._db.run(
+            lambda conn: conn.fetchval(
+                "UPDATE partitions SET lease_expires_at = $3 WHERE partition_id = $1 AND owner = $2 AND NOT done "
+                "RETURNING true",
+                partition_id, owner, _lease_end(now, lease_s),
+            )
+        )
+        return bool(done)
+
+    async def commit_batch(
+        self,
+        partition_id: str,
+        owner: str,
+        checkpoint: Any,
+        counts: Mapping[models.DeliveryStatus, int],
+        now: datetime,
+        lease_s: float,
+    ) -> bool:
+        """See `NotificationStore.commit_batch`: checkpoint, lease and counters in one transaction."""
+
+        async def commit(conn: asyncpg.Connection) -> bool:
+            nid = await conn.fetchval(
+                "UPDATE partitions SET checkpoint = $3, lease_expires_at = $4 "
+                "WHERE partition_id = $1 AND owner = $2 AND NOT done RETURNING notification_id",
+                partition_id, owner, checkpoint, _lease_end(now, lease_s),
+            )
+            if nid is None:
+                return False
+            inc = codec.counter_updates(counts)
+            if any(inc):
+                await conn.execute(_ADD_COUNTS, nid, *inc, now)
+            return True
+
+        return await self._db.run(commit, transaction=True)
+
+    async def release(self, partition_id: str, owner: str, retry_at: datetime) -> None:
+        """See `NotificationStore.release`."""
+        await self._db.run(
+            lambda conn: conn.execute(
+                "UPDATE partitions SET owner = NULL, lease_expires_at = $3 WHERE partition_id = $1 AND owner = $2",
+                partition_id, owner, retry_at,
+            )
+        )
+
+    async def release_all(self, owner: str, now: datetime) -> int:
+        """See `NotificationStore.release_all`."""
+        rows = await self._db.run(
+            lambda conn: conn.fetch(
+                "UPDATE partitions SET owner = NULL, lease_expires_at = $2 WHERE owner = $1 AND NOT done "
+                "RETURNING partition_id",
+                owner, now,
+            )
+        )
+        return len(rows)
+
+    async def release_replica(self, replica_id: str, keep_owner: str, now: datetime) -> int:
+        """See `NotificationStore.release_replica`."""
+        rows = await self._db.run(
+            lambda conn: conn.fetch(
+                "UPDATE partitions SET owner = NULL, lease_expires_at = $3 "
+                "WHERE NOT done AND owner IS NOT NULL AND starts_with(owner, $1) AND owner <> $2 RETURNING partition_id",
+                replica_id + "/", keep_owner, now,
+            )
+        )
+        return len(rows)
+
+    async def finish_partition(self, partition_id: str, owner: str, now: datetime) -> models.NotificationView | None:
+        """See `NotificationStore.finish_partition`."""
+
+        async def finish(conn: asyncpg.Connection) -> models.NotificationView | None:
+            nid = await conn.fetchval(
+                "UPDATE partitions SET done = true, owner = NULL, finished_at = $3, finished_by = $2 "
+                "WHERE partition_id = $1 AND owner = $2 AND NOT done RETURNING notification_id",
+                partition_id, owner, now,
+            )
+            if nid is None:
+                return None
+            row = await conn.fetchrow(
+                "UPDATE notifications SET partitions_done = partitions_done + 1, updated_at = $2 "
+                "WHERE notification_id = $1 RETURNING *",
+                nid, now,
+            )
+            if row is None:
+                return None
+            if row["partitions_done"] >= row["partitions_total"] and row["state"] in codec.UNFINISHED:
+                row = await _settle(conn, row, models.NotificationState.COMPLETED, now)
+            return codec.view(row)
+
+        return await self._db.run(finish, transaction=True)
+
+    async def drop_partition(self, partition_id: str) -> None:
+        """See `NotificationStore.drop_partition`."""
+        await self._db.run(lambda conn: conn.execute("DELETE FROM partitions WHERE partition_id = $1", partition_id))
+
+    async def mark_running(self, notification_id: str, now: datetime) -> None:
+        """See `NotificationStore.mark_running`."""
+        await self._db.run(
+            lambda conn: conn.execute(
+                "UPDATE notifications SET state = 'running', updated_at = $2 "
+                "WHERE notification_id = $1 AND state IN ('queued', 'scheduled')",
+                notification_id, now,
+            )
+        )
+
+    async def fail(self, notification_id: str, error: str, now: datetime) -> None:
+        """See `NotificationStore.fail`: partitions retired, then the notification settled, in one transaction."""
+
+        async def fail(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "UPDATE partitions SET done = true, owner = NULL WHERE notification_id = $1 AND NOT done", notification_id
+            )
+            row = await conn.fetchrow("SELECT * FROM notifications WHERE notification_id = $1 FOR UPDATE", notification_id)
+            if row is not None and row["state"] in codec.UNFINISHED:
+                await _settle(conn, row, models.NotificationState.FAILED, now, error)
+
+        await self._db.run(fail, transaction=True)
+
+
+async def _settle(
+    conn: asyncpg.Connection, row: Mapping[str, Any], state: models.NotificationState, now: datetime, error: str = ""
+) -> Mapping[str, Any]:
+    # The counters become what the receipt log holds, read in the same
+    # transaction that settles the notification. Served by receipts_notification_log.
+    counts = await conn.fetch(
+        "SELECT status, count(*) AS n FROM receipts WHERE notification_id = $1 AND NOT filler "
+        "AND expires_day = ANY($2::integer[]) GROUP BY status",
+        row["notification_id"], list(row["receipt_days"]),
+    )
+    logged = {codec.status_of(r["status"]): int(r["n"]) for r in counts}
+    settled = await conn.fetchrow(
+        _SETTLE,
+        row["notification_id"], state.value, now, error, *codec.counter_updates(logged), sum(logged.values()),
+        state is models.NotificationState.FAILED, codec.UNFINISHED,
+    )
+    return settled if settled is not None else row

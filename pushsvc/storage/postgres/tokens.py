@@ -1,0 +1,374 @@
+"""`TokenStore` over `tokens` and its ordered topic index `token_topics`."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import AsyncGenerator, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from pushsvc import models
+from pushsvc.storage.base import TargetQuery, TargetToken
+from pushsvc.storage.postgres import codec
+from pushsvc.storage.postgres.database import Database
+
+_Key = tuple[str, str, str]
+"""(app_id, platform value, token)."""
+
+_UPSERT = f"""
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::text[], $9::text[], $10::text[], $11::text[])
+        AS i(app_id, bucket, platform, token, user_id, device_id, locale, timezone, app_version, apns_environment, topics)
+), old AS (
+    SELECT t.app_id, t.bucket, t.platform, t.token, t.topics FROM tokens t JOIN input i USING (app_id, bucket, platform, token)
+), up AS (
+    INSERT INTO tokens ({codec.TOKEN_COLUMNS})
+    SELECT app_id, bucket, platform, token, user_id, ARRAY(SELECT json_array_elements_text(topics::json)), device_id,
+           locale, timezone, app_version, apns_environment, $12, $12
+    FROM input ORDER BY app_id, bucket, platform, token
+    ON CONFLICT (app_id, bucket, platform, token) DO UPDATE SET
+        user_id = EXCLUDED.user_id, topics = EXCLUDED.topics, device_id = EXCLUDED.device_id, locale = EXCLUDED.locale,
+        timezone = EXCLUDED.timezone, app_version = EXCLUDED.app_version, apns_environment = EXCLUDED.apns_environment,
+        last_seen_at = EXCLUDED.last_seen_at
+    RETURNING app_id, bucket, platform, token, topics, created_at, (xmax = 0) AS created
+)
+SELECT up.app_id, up.bucket, up.platform, up.token, up.topics, up.created_at, up.created, old.topics AS old_topics
+FROM up LEFT JOIN old USING (app_id, bucket, platform, token)
+"""
+
+_INSERT_NEW = f"""
+INSERT INTO tokens ({codec.TOKEN_COLUMNS})
+SELECT app_id, bucket, platform, token, user_id, ARRAY(SELECT json_array_elements_text(topics::json)), device_id,
+       locale, timezone, app_version, apns_environment, $12, $12
+FROM unnest($1::text[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::text[], $9::text[], $10::text[], $11::text[])
+    AS i(app_id, bucket, platform, token, user_id, device_id, locale, timezone, app_version, apns_environment, topics)
+ORDER BY app_id, bucket, platform, token
+ON CONFLICT DO NOTHING
+RETURNING app_id, bucket, platform, token, topics
+"""
+
+# The tokens that the batch's devices held before, other than the ones the
+# batch registers ($6..$9: those are re-registered, with their new device).
+_ROTATE = """
+DELETE FROM tokens t
+USING unnest($1::text[], $2::text[], $3::text[]) AS d(app_id, platform, device_id)
+WHERE t.app_id = d.app_id AND t.platform = d.platform AND t.device_id = d.device_id AND t.device_id <> ''
+  AND NOT EXISTS (
+    SELECT 1 FROM unnest($4::text[], $5::smallint[], $6::text[], $7::text[]) AS f(app_id, bucket, platform, token)
+    WHERE f.app_id = t.app_id AND f.bucket = t.bucket AND f.platform = t.platform AND f.token = t.token)
+"""
+
+_DELETE_KEYS = """
+DELETE FROM tokens t
+USING unnest($1::text[], $2::smallint[], $3::text[], $4::text[]) AS d(app_id, bucket, platform, token)
+WHERE t.app_id = d.app_id AND t.bucket = d.bucket AND t.platform = d.platform AND t.token = d.token
+RETURNING t.app_id, t.platform, t.token
+"""
+
+_SET_TOPICS = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::smallint[], $3::text[], $4::text[], $5::text[])
+        AS i(app_id, bucket, platform, token, topics)
+), gone AS (
+    DELETE FROM token_topics tt USING input i
+    WHERE tt.app_id = i.app_id AND tt.bucket = i.bucket AND tt.platform = i.platform AND tt.token = i.token
+      AND NOT tt.topic = ANY(ARRAY(SELECT json_array_elements_text(i.topics::json)))
+)
+INSERT INTO token_topics (app_id, topic, bucket, platform, token)
+SELECT app_id, json_array_elements_text(topics::json), bucket, platform, token FROM input
+ORDER BY 1, 2, 3, 4, 5
+ON CONFLICT DO NOTHING
+"""
+
+
+def _key(reg: models.TokenRegistration) -> _Key:
+    return (reg.app_id, reg.platform.value, reg.token)
+
+
+def _topics_json(topics: Sequence[str]) -> str:
+    return json.dumps(list(topics))
+
+
+class PostgresTokenStore:
+    """The token registry; per-token operations are primary-key operations."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def upsert(self, reg: models.TokenRegistration, now: datetime) -> tuple[models.DeviceToken, bool]:
+        """See `TokenStore.upsert`."""
+        created, created_at = await self._db.run(
+            lambda conn: self._upsert_many(conn, [reg], now), transaction=True, retry_unique=True
+        )
+        token = models.DeviceToken(
+            app_id=reg.app_id,
+            token=reg.token,
+            platform=reg.platform,
+            user_id=reg.user_id,
+            topics=tuple(reg.topics),
+            device_id=reg.device_id,
+            locale=reg.locale,
+            timezone=reg.timezone,
+            app_version=reg.app_version,
+            apns_environment=reg.apns_environment,
+            created_at=created_at[_key(reg)],
+            last_seen_at=now,
+        )
+        return token, created[0]
+
+    async def upsert_many(self, regs: Sequence[models.TokenRegistration], now: datetime) -> list[bool]:
+        """See `TokenStore.upsert_many`: one transaction of set-based statements."""
+        if not regs:
+            return []
+        created, _ = await self._db.run(
+            lambda conn: self._upsert_many(conn, regs, now), transaction=True, retry_unique=True
+        )
+        return created
+
+    async def _upsert_many(
+        self, conn: asyncpg.Connection, regs: Sequence[models.TokenRegistration], now: datetime
+    ) -> tuple[list[bool], dict[_Key, datetime]]:
+        try:
+            async with conn.transaction():  # a savepoint
+                return await self._apply(conn, regs, now)
+        except asyncpg.exceptions.UniqueViolationError:
+            if len(regs) == 1:
+                raise
+        # The set-based statements met a device that one token of the batch
+        # leaves and another takes (or a racing registration): item by item,
+        # each sees the one before it, as single upserts would.
+        created: list[bool] = []
+        created_at: dict[_Key, datetime] = {}
+        for reg in regs:
+            flags, at = await self._apply(conn, [reg], now)
+            created += flags
+            created_at.update(at)
+        return created, created_at
+
+    async def _apply(
+        self, conn: asyncpg.Connection, regs: Sequence[models.TokenRegistration], now: datetime
+    ) -> tuple[list[bool], dict[_Key, datetime]]:
+        # Replay the batch in item order on the keys it touches, as single
+        # upserts would: which registration of each token is last, which token
+        # each device ends up holding, and which tokens a device rotated away
+        # within the batch.
+        final: dict[_Key, models.TokenRegistration] = {}
+        holder: dict[_Key, _Key] = {}
+        rotated_away: set[_Key] = set()
+        for reg in regs:
+            key = _key(reg)
+            rotated_away.discard(key)
+            final[key] = reg
+            if reg.device_id:
+                device = (reg.app_id, reg.platform.value, reg.device_id)
+                before = holder.get(device)
+                if before is not None and before != key and before in final and final[before].device_id == reg.device_id:
+                    del final[before]
+                    rotated_away.add(before)
+                holder[device] = key
+        existed_before: set[_Key] = set()
+        holders = [(d, k) for d, k in holder.items() if k in final and final[k].device_id == d[2]]
+        if holders:
+            await conn.execute(
+                _ROTATE,
+                [d[0] for d, _ in holders],
+                [d[1] for d, _ in holders],
+                [d[2] for d, _ in holders],
+                [k[0] for k in final],
+                [models.token_bucket(k[2]) for k in final],
+                [k[1] for k in final],
+                [k[2] for k in final],
+            )
+        if rotated_away:
+            keys = sorted(rotated_away)
+            rows = await conn.fetch(
+                _DELETE_KEYS, [k[0] for k in keys], [models.token_bucket(k[2]) for k in keys], [k[1] for k in keys],
+                [k[2] for k in keys],
+            )
+            existed_before.update((r[0], r[1], r[2]) for r in rows)
+        rows = await conn.fetch(_UPSERT, *codec.token_arrays(final.values()), [_topics_json(r.topics) for r in final.values()], now)
+        created_at: dict[_Key, datetime] = {}
+        changed: list[models.TokenRegistration] = []
+        for row in rows:
+            key = (row["app_id"], row["platform"], row["token"])
+            created_at[key] = row["created_at"]
+            if not row["created"]:
+                existed_before.add(key)
+            old = row["old_topics"] or []
+            if sorted(old) != sorted(row["topics"]):
+                changed.append(final[key])
+        if changed:
+            await self._set_topics(conn, changed)
+        # A token's first item in the batch created it, if anything did.
+        seen: set[_Key] = set()
+        created: list[bool] = []
+        for reg in regs:
+            key = _key(reg)
+            created.append(key not in seen and key not in existed_before)
+            seen.add(key)
+        return created, created_at
+
+    @staticmethod
+    async def _set_topics(conn: asyncpg.Connection, regs: Sequence[models.TokenRegistration]) -> None:
+        await conn.execute(
+            _SET_TOPICS,
+            [r.app_id for r in regs],
+            [models.token_bucket(r.token) for r in regs],
+            [r.platform.value for r in regs],
+            [r.token for r in regs],
+            [_topics_json(r.topics) for r in regs],
+        )
+
+    async def insert_new(self, regs: Sequence[models.TokenRegistration], now: datetime) -> int:
+        """See `TokenStore.insert_new`: one insert that skips every key already taken."""
+        if not regs:
+            return 0
+
+        async def insert(conn: asyncpg.Connection) -> int:
+            rows = await conn.fetch(_INSERT_NEW, *codec.token_arrays(regs), [_topics_json(r.topics) for r in regs], now)
+            with_topics = [r for r in rows if r["topics"]]
+            if with_topics:
+                await conn.execute(
+                    "INSERT INTO token_topics (app_id, topic, bucket, platform, token) "
+                    "SELECT a, unnest(ARRAY(SELECT json_array_elements_text(t::json))), b, p, k "
+                    "FROM unnest($1::text[], $2::smallint[], $3::text[], $4::text[], $5::text[]) AS i(a, b, p, k, t) "
+                    "ON CONFLICT DO NOTHING",
+                    [r["app_id"] for r in with_topics],
+                    [r["bucket"] for r in with_topics],
+                    [r["platform"] for r in with_topics],
+                    [r["token"] for r in with_topics],
+                    [json.dumps(list(r["topics"])) for r in with_topics],
+                )
+            return len(rows)
+
+        return await self._db.run(insert, transaction=True)
+
+    async def delete(self, app_id: str, platform: models.Platform, token: str) -> bool:
+        """See `TokenStore.delete`."""
+        done = await self._db.run(
+            lambda conn: conn.fetchval(
+                "DELETE FROM tokens WHERE app_id = $1 AND bucket = $2 AND platform = $3 AND token = $4 RETURNING true",
+                app_id, models.token_bucket(token), platform.value, token,
+            )
+        )
+        return bool(done)
+
+    async def delete_invalid(
+        self, app_id: str, platform: models.Platform, token: str, invalid_since: datetime | None
+    ) -> bool:
+        """See `TokenStore.delete_invalid`."""
+        done = await self._db.run(
+            lambda conn: conn.fetchval(
+                "DELETE FROM tokens WHERE app_id = $1 AND bucket = $2 AND platform = $3 AND token = $4 "
+                "AND ($5::timestamptz IS NULL OR last_seen_at < $5) RETURNING true",
+                app_id, models.token_bucket(token), platform.value, token, invalid_since,
+            )
+        )
+        return bool(done)
+
+    async def get(self, app_id: str, platform: models.Platform, token: str) -> models.DeviceToken | None:
+        """See `TokenStore.get`."""
+        row = await self._db.run(
+            lambda conn: conn.fetchrow(
+                f"SELECT {codec.TOKEN_COLUMNS} FROM tokens WHERE app_id = $1 AND bucket = $2 AND platform = $3 AND token = $4",
+                app_id, models.token_bucket(token), platform.value, token,
+            )
+        )
+        return None if row is None else codec.device_token(row)
+
+    async def prune(
+        self, app_id: str, stale_before: datetime, platforms: frozenset[models.Platform], dry_run: bool
+    ) -> int:
+        """See `TokenStore.prune`. Served by `tokens_by_last_seen`."""
+        where = "app_id = $1 AND last_seen_at < $2 AND ($3::text[] IS NULL OR platform = ANY($3))"
+        sql = f"SELECT count(*) FROM tokens WHERE {where}" if dry_run else f"WITH d AS (DELETE FROM tokens WHERE {where} RETURNING 1) SELECT count(*) FROM d"
+        n = await self._db.run(lambda conn: conn.fetchval(sql, app_id, stale_before, codec.platform_values(platforms)))
+        return int(n)
+
+    async def count_targets(self, app_id: str, query: TargetQuery) -> int:
+        """See `TokenStore.count_targets`."""
+        platforms = codec.platform_values(query.platforms)
+        if query.kind == "all":
+            sql = "SELECT count(*) FROM tokens WHERE app_id = $1 AND ($2::text[] IS NULL OR platform = ANY($2))"
+            args: tuple[Any, ...] = (app_id, platforms)
+        elif query.kind == "users":
+            sql = (
+                "SELECT count(*) FROM tokens WHERE app_id = $1 AND user_id = ANY($3::text[]) AND user_id <> '' "
+                "AND ($2::text[] IS NULL OR platform = ANY($2))"
+            )
+            args = (app_id, platforms, list(query.user_ids))
+        elif query.kind == "topic":
+            sql = (
+                "SELECT count(*) FROM token_topics WHERE app_id = $1 AND topic = $3 "
+                "AND ($2::text[] IS NULL OR platform = ANY($2))"
+            )
+            args = (app_id, platforms, query.topic)
+        else:
+            raise ValueError(f"unknown target query kind {query.kind!r}")
+        return int(await self._db.run(lambda conn: conn.fetchval(sql, *args)))
+
+    async def scan_targets(
+        self, app_id: str, query: TargetQuery, buckets: tuple[int, int], after: Any, batch_size: int
+    ) -> AsyncGenerator[list[TargetToken], None]:
+        """See `TokenStore.scan_targets`: keyset pages in (bucket, platform, token) order, one statement each."""
+        bound = codec.ref_bound(after) or (buckets[0], "", "")
+        platforms = codec.platform_values(query.platforms)
+        if query.kind == "all":
+            sql = (
+                f"SELECT {codec.TARGET_COLUMNS} FROM tokens WHERE app_id = $1 AND bucket < $2 "
+                "AND (bucket, platform, token) > ($3, $4, $5) AND ($6::text[] IS NULL OR platform = ANY($6)) "
+                "ORDER BY bucket, platform, token LIMIT $7"
+            )
+            extra: tuple[Any, ...] = ()
+        elif query.kind == "users":
+            sql = (
+                f"SELECT {codec.TARGET_COLUMNS} FROM tokens WHERE app_id = $1 AND bucket < $2 "
+                "AND (bucket, platform, token) > ($3, $4, $5) AND ($6::text[] IS NULL OR platform = ANY($6)) "
+                "AND user_id = ANY($8::text[]) AND user_id <> '' ORDER BY bucket, platform, token LIMIT $7"
+            )
+            extra = (list(query.user_ids),)
+        elif query.kind == "topic":
+            cols = ", ".join(f"t.{c.strip()}" for c in codec.TARGET_COLUMNS.split(","))
+            sql = (
+                f"SELECT {cols} FROM token_topics tt JOIN tokens t USING (app_id, bucket, platform, token) "
+                "WHERE tt.app_id = $1 AND tt.topic = $8 AND tt.bucket < $2 "
+                "AND (tt.bucket, tt.platform, tt.token) > ($3, $4, $5) AND ($6::text[] IS NULL OR tt.platform = ANY($6)) "
+                "ORDER BY tt.bucket, tt.platform, tt.token LIMIT $7"
+            )
+            extra = (query.topic,)
+        else:
+            raise ValueError(f"unknown target query kind {query.kind!r}")
+        async def page_after(conn: asyncpg.Connection, b: tuple[int, str, str]) -> list[Any]:
+            return list(await conn.fetch(sql, app_id, buckets[1], b[0], b[1], b[2], platforms, batch_size, *extra))
+
+        while True:
+            rows = await self._db.run(functools.partial(page_after, b=bound))
+            if rows:
+                page = [codec.target(r) for r in rows]
+                yield page
+                bound = page[-1].ref
+            if len(rows) < batch_size:
+                return
+
+    async def lookup(
+        self, app_id: str, devices: Sequence[models.Device]
+    ) -> dict[tuple[models.Platform, str], TargetToken]:
+        """See `TokenStore.lookup`: primary-key reads of the listed devices."""
+        if not devices:
+            return {}
+        keys = sorted({(models.token_bucket(d.token), d.platform.value, d.token) for d in devices})
+        rows = await self._db.run(
+            lambda conn: conn.fetch(
+                f"SELECT {', '.join('t.' + c.strip() for c in codec.TARGET_COLUMNS.split(','))} FROM tokens t "
+                "JOIN unnest($2::smallint[], $3::text[], $4::text[]) AS d(bucket, platform, token) "
+                "USING (bucket, platform, token) WHERE t.app_id = $1",
+                app_id, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+            )
+        )
+        targets = [codec.target(r) for r in rows]
+        return {(t.platform, t.token): t for t in targets}
