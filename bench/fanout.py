@@ -198,8 +198,10 @@ async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSet
         loaded_rss_mib = current_rss_mib()
         gc_clock = GcClock()
         gc.callbacks.append(gc_clock)
+        server_cpu = _server_cpu(args.server_pid)
         started = time.perf_counter()
         cpu_started = time.process_time()
+        server_started = server_cpu()
         sent = await app.service.send(
             models.SendCommand(DEMO_APP_ID, models.Target(kind="all", all=True), models.Message(title="bench", body="fan-out"))
         )
@@ -212,6 +214,7 @@ async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSet
             await asyncio.sleep(0.1)
         elapsed = time.perf_counter() - started
         gateway_cpu_s = time.process_time() - cpu_started
+        server_cpu_s = server_cpu() - server_started if args.server_pid else None
         gc.callbacks.remove(gc_clock)
         # After the CPU figure: the scrape (and its imports) is not the fan-out's cost.
         counted = scrape_delivered(app.metrics_port) if args.metrics else None
@@ -224,6 +227,7 @@ async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSet
             "seconds": elapsed,
             "rate": view.delivered / elapsed if elapsed else 0.0,
             "gateway_cpu_s": gateway_cpu_s,
+            "store_server_cpu_s": server_cpu_s,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "loaded_rss_mib": loaded_rss_mib,
             "gc_s": gc_clock.seconds,
@@ -232,6 +236,15 @@ async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSet
         }
     finally:
         await app.stop(0)
+
+
+def _server_cpu(pid: int) -> Any:
+    """A reader of the store server's CPU seconds (its process tree), or of 0 without --server-pid."""
+    if not pid:
+        return lambda: 0.0
+    from bench.pgserver import tree_cpu_s
+
+    return lambda: tree_cpu_s(pid)
 
 
 def scrape_delivered(port: int) -> float:
@@ -259,6 +272,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--in-flight", type=int, default=500, help="max concurrent requests per provider")
     parser.add_argument("--metrics", action="store_true", help="Prometheus metrics on (off by default, as with metrics_port = 0)")
+    parser.add_argument("--server-pid", type=int, default=0,
+                        help="the store server's main process (PostgreSQL's postmaster): its CPU during the fan-out is reported too")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pushsvc-bench-fanout.json")
     args = parser.parse_args()
     info = machine()
@@ -297,6 +312,8 @@ def main() -> int:
         print(f"{'delivered, as /metrics counts them':34} {result['metrics_delivered']:>12,.0f}")
     print(f"{'gateway throughput':34} {result['rate']:>8,.0f} /s")
     print(f"{'gateway CPU per delivery':34} {1e6 * result['gateway_cpu_s'] / max(1, result['delivered']):>9,.0f} us")
+    if result["store_server_cpu_s"] is not None:
+        print(f"{'store server CPU per delivery':34} {1e6 * result['store_server_cpu_s'] / max(1, result['delivered']):>9,.0f} us")
     print(f"{'garbage collector, during fan-out':34} {result['gc_s']:>10,.2f} s")
     print(f"{'gateway peak RSS':34} {result['peak_rss_mib']:>8,.0f} MiB")
     print(f"{'RSS after loading the registry':34} {result['loaded_rss_mib']:>8,.0f} MiB")

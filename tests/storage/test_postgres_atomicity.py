@@ -174,3 +174,23 @@ async def test_migrations_upgrade_an_old_schema_that_holds_data(pg_url: str, clo
         assert await new.tokens.count_targets("app", sport) == 24
     finally:
         await new.db.close()
+
+
+async def test_racing_registrations_of_one_device_leave_it_one_token(replicas: list[PostgresStores], clock: ManualClock) -> None:
+    """Replicas register new tokens for the same devices at once; each device ends with exactly one token."""
+    now = clock.now()
+
+    async def register(i: int, stores: PostgresStores) -> None:
+        for round_ in range(20):
+            regs = [models.TokenRegistration("app", f"r{i}-{round_}-{d}", models.Platform.FCM, device_id=f"dev{d}")
+                    for d in range(5)]
+            if round_ % 2:
+                await stores.tokens.upsert_many(regs, now)
+            else:
+                for reg in regs:
+                    await stores.tokens.upsert(reg, now)
+
+    await asyncio.gather(*(register(i, s) for i, s in enumerate(replicas)))
+    held = [t for page in [p async for p in replicas[0].tokens.scan_targets("app", TargetQuery("all"), (0, models.BUCKETS), None, 1000)]
+            for t in page]
+    assert len(held) == 5, f"{len(held)} tokens for 5 devices"

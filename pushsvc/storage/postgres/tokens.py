@@ -18,26 +18,46 @@ from pushsvc.storage.postgres.database import Database
 _Key = tuple[str, str, str]
 """(app_id, platform value, token)."""
 
+# One statement registers a batch, so a RegisterToken is one round trip and
+# needs no explicit transaction. Its parts run in a fixed order: `rotate`
+# (the tokens the batch's devices held before, other than tokens the batch
+# registers) must be done before `upsert` inserts, or a device's new token
+# would meet its old one in tokens_by_device; `upsert` reads rotate's count
+# for that. `untag` and `tag` then bring the topic index to the batch's topics.
 _UPSERT = f"""
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                          $8::text[], $9::text[], $10::text[], $11::text[])
         AS i(app_id, bucket, platform, token, user_id, device_id, locale, timezone, app_version, apns_environment, topics)
-), old AS (
-    SELECT t.app_id, t.bucket, t.platform, t.token, t.topics FROM tokens t JOIN input i USING (app_id, bucket, platform, token)
-), up AS (
+), rotate AS (
+    DELETE FROM tokens t USING input i
+    WHERE i.device_id <> '' AND t.app_id = i.app_id AND t.platform = i.platform AND t.device_id = i.device_id
+      AND t.device_id <> ''
+      AND NOT EXISTS (SELECT 1 FROM input f
+                      WHERE f.app_id = t.app_id AND f.bucket = t.bucket AND f.platform = t.platform AND f.token = t.token)
+    RETURNING 1
+), upsert AS (
     INSERT INTO tokens ({codec.TOKEN_COLUMNS})
     SELECT app_id, bucket, platform, token, user_id, ARRAY(SELECT json_array_elements_text(topics::json)), device_id,
            locale, timezone, app_version, apns_environment, $12, $12
-    FROM input ORDER BY app_id, bucket, platform, token
+    FROM input WHERE (SELECT count(*) FROM rotate) >= 0
+    ORDER BY app_id, bucket, platform, token
     ON CONFLICT (app_id, bucket, platform, token) DO UPDATE SET
         user_id = EXCLUDED.user_id, topics = EXCLUDED.topics, device_id = EXCLUDED.device_id, locale = EXCLUDED.locale,
         timezone = EXCLUDED.timezone, app_version = EXCLUDED.app_version, apns_environment = EXCLUDED.apns_environment,
         last_seen_at = EXCLUDED.last_seen_at
     RETURNING app_id, bucket, platform, token, topics, created_at, (xmax = 0) AS created
+), untag AS (
+    DELETE FROM token_topics tt USING upsert u
+    WHERE tt.app_id = u.app_id AND tt.bucket = u.bucket AND tt.platform = u.platform AND tt.token = u.token
+      AND NOT tt.topic = ANY(u.topics)
+), tag AS (
+    INSERT INTO token_topics (app_id, topic, bucket, platform, token)
+    SELECT u.app_id, x.topic, u.bucket, u.platform, u.token FROM upsert u, unnest(u.topics) AS x(topic)
+    ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT DO NOTHING
 )
-SELECT up.app_id, up.bucket, up.platform, up.token, up.topics, up.created_at, up.created, old.topics AS old_topics
-FROM up LEFT JOIN old USING (app_id, bucket, platform, token)
+SELECT app_id, platform, token, created_at, created FROM upsert
 """
 
 _INSERT_NEW = f"""
@@ -52,37 +72,11 @@ ON CONFLICT DO NOTHING
 RETURNING app_id, bucket, platform, token, topics
 """
 
-# The tokens that the batch's devices held before, other than the ones the
-# batch registers ($6..$9: those are re-registered, with their new device).
-_ROTATE = """
-DELETE FROM tokens t
-USING unnest($1::text[], $2::text[], $3::text[]) AS d(app_id, platform, device_id)
-WHERE t.app_id = d.app_id AND t.platform = d.platform AND t.device_id = d.device_id AND t.device_id <> ''
-  AND NOT EXISTS (
-    SELECT 1 FROM unnest($4::text[], $5::smallint[], $6::text[], $7::text[]) AS f(app_id, bucket, platform, token)
-    WHERE f.app_id = t.app_id AND f.bucket = t.bucket AND f.platform = t.platform AND f.token = t.token)
-"""
-
 _DELETE_KEYS = """
 DELETE FROM tokens t
 USING unnest($1::text[], $2::smallint[], $3::text[], $4::text[]) AS d(app_id, bucket, platform, token)
 WHERE t.app_id = d.app_id AND t.bucket = d.bucket AND t.platform = d.platform AND t.token = d.token
 RETURNING t.app_id, t.platform, t.token
-"""
-
-_SET_TOPICS = """
-WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::smallint[], $3::text[], $4::text[], $5::text[])
-        AS i(app_id, bucket, platform, token, topics)
-), gone AS (
-    DELETE FROM token_topics tt USING input i
-    WHERE tt.app_id = i.app_id AND tt.bucket = i.bucket AND tt.platform = i.platform AND tt.token = i.token
-      AND NOT tt.topic = ANY(ARRAY(SELECT json_array_elements_text(i.topics::json)))
-)
-INSERT INTO token_topics (app_id, topic, bucket, platform, token)
-SELECT app_id, json_array_elements_text(topics::json), bucket, platform, token FROM input
-ORDER BY 1, 2, 3, 4, 5
-ON CONFLICT DO NOTHING
 """
 
 
@@ -101,10 +95,8 @@ class PostgresTokenStore:
         self._db = db
 
     async def upsert(self, reg: models.TokenRegistration, now: datetime) -> tuple[models.DeviceToken, bool]:
-        """See `TokenStore.upsert`."""
-        created, created_at = await self._db.run(
-            lambda conn: self._upsert_many(conn, [reg], now), transaction=True, retry_unique=True
-        )
+        """See `TokenStore.upsert`: one statement."""
+        created, created_at = await self._db.run(lambda conn: self._apply(conn, [reg], now), retry_unique=True)
         token = models.DeviceToken(
             app_id=reg.app_id,
             token=reg.token,
@@ -122,26 +114,24 @@ class PostgresTokenStore:
         return token, created[0]
 
     async def upsert_many(self, regs: Sequence[models.TokenRegistration], now: datetime) -> list[bool]:
-        """See `TokenStore.upsert_many`: one transaction of set-based statements."""
+        """See `TokenStore.upsert_many`: one statement for the batch, as a rule."""
         if not regs:
             return []
-        created, _ = await self._db.run(
-            lambda conn: self._upsert_many(conn, regs, now), transaction=True, retry_unique=True
-        )
+        created, _ = await self._db.run(lambda conn: self._upsert_many(conn, regs, now), retry_unique=True)
         return created
 
     async def _upsert_many(
         self, conn: asyncpg.Connection, regs: Sequence[models.TokenRegistration], now: datetime
     ) -> tuple[list[bool], dict[_Key, datetime]]:
         try:
-            async with conn.transaction():  # a savepoint
-                return await self._apply(conn, regs, now)
+            return await self._apply(conn, regs, now)
         except asyncpg.exceptions.UniqueViolationError:
             if len(regs) == 1:
                 raise
-        # The set-based statements met a device that one token of the batch
-        # leaves and another takes (or a racing registration): item by item,
-        # each sees the one before it, as single upserts would.
+        # The batch holds a device that one of its tokens leaves and another
+        # takes, in an order the set-based statement cannot follow (or it met
+        # a racing registration): item by item, each sees the one before it,
+        # as single upserts would.
         created: list[bool] = []
         created_at: dict[_Key, datetime] = {}
         for reg in regs:
@@ -154,9 +144,9 @@ class PostgresTokenStore:
         self, conn: asyncpg.Connection, regs: Sequence[models.TokenRegistration], now: datetime
     ) -> tuple[list[bool], dict[_Key, datetime]]:
         # Replay the batch in item order on the keys it touches, as single
-        # upserts would: which registration of each token is last, which token
-        # each device ends up holding, and which tokens a device rotated away
-        # within the batch.
+        # upserts would: which registration of each token is last, and which
+        # tokens a device rotated away within the batch (the statement itself
+        # removes the tokens the devices held before the batch).
         final: dict[_Key, models.TokenRegistration] = {}
         holder: dict[_Key, _Key] = {}
         rotated_away: set[_Key] = set()
@@ -172,18 +162,6 @@ class PostgresTokenStore:
                     rotated_away.add(before)
                 holder[device] = key
         existed_before: set[_Key] = set()
-        holders = [(d, k) for d, k in holder.items() if k in final and final[k].device_id == d[2]]
-        if holders:
-            await conn.execute(
-                _ROTATE,
-                [d[0] for d, _ in holders],
-                [d[1] for d, _ in holders],
-                [d[2] for d, _ in holders],
-                [k[0] for k in final],
-                [models.token_bucket(k[2]) for k in final],
-                [k[1] for k in final],
-                [k[2] for k in final],
-            )
         if rotated_away:
             keys = sorted(rotated_away)
             rows = await conn.fetch(
@@ -193,17 +171,11 @@ class PostgresTokenStore:
             existed_before.update((r[0], r[1], r[2]) for r in rows)
         rows = await conn.fetch(_UPSERT, *codec.token_arrays(final.values()), [_topics_json(r.topics) for r in final.values()], now)
         created_at: dict[_Key, datetime] = {}
-        changed: list[models.TokenRegistration] = []
         for row in rows:
-            key = (row["app_id"], row["platform"], row["token"])
-            created_at[key] = row["created_at"]
-            if not row["created"]:
+            key = (row[0], row[1], row[2])
+            created_at[key] = row[3]
+            if not row[4]:
                 existed_before.add(key)
-            old = row["old_topics"] or []
-            if sorted(old) != sorted(row["topics"]):
-                changed.append(final[key])
-        if changed:
-            await self._set_topics(conn, changed)
         # A token's first item in the batch created it, if anything did.
         seen: set[_Key] = set()
         created: list[bool] = []
@@ -212,17 +184,6 @@ class PostgresTokenStore:
             created.append(key not in seen and key not in existed_before)
             seen.add(key)
         return created, created_at
-
-    @staticmethod
-    async def _set_topics(conn: asyncpg.Connection, regs: Sequence[models.TokenRegistration]) -> None:
-        await conn.execute(
-            _SET_TOPICS,
-            [r.app_id for r in regs],
-            [models.token_bucket(r.token) for r in regs],
-            [r.platform.value for r in regs],
-            [r.token for r in regs],
-            [_topics_json(r.topics) for r in regs],
-        )
 
     async def insert_new(self, regs: Sequence[models.TokenRegistration], now: datetime) -> int:
         """See `TokenStore.insert_new`: one insert that skips every key already taken."""
