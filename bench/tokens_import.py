@@ -1,4 +1,4 @@
-"""Bulk import: `pushsvc tokens import`'s library (TokenImporter) into a gateway on memory://, beside a no-work ceiling.
+"""Bulk import: `pushsvc tokens import`'s library (TokenImporter) into a gateway on memory:// (or --store), beside a no-work ceiling.
 
 A CSV of N rows is written first (half APNs hex tokens, half FCM tokens, a
 user id each, a topic on every APNs row, a device_id on every FCM row). The
@@ -204,7 +204,7 @@ def main() -> int:
     parser.add_argument("--in-flight", type=int, default=4)
     parser.add_argument("--unary-n", type=int, default=20_000, help="rows for the RegisterToken-per-row floor (0: skip)")
     parser.add_argument("--store", default="memory://bench")
-    parser.add_argument("--out", type=Path, help="default: bench/results/import-<time>-memory.json")
+    parser.add_argument("--out", type=Path, help="default: bench/results/import-<time>-<store scheme>.json")
     parser.add_argument("--serve", choices=["pushsvc", "ceiling"], help=argparse.SUPPRESS)
     parser.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -237,12 +237,13 @@ def main() -> int:
     ok = bulk["summary"]["created"] == args.n and registered == args.n and bulk["summary"]["complete"]
     print(f"Bulk token import: {args.n:,} CSV rows through TokenImporter (pushsvc tokens import), "
           f"batches of {args.batch_size}, {args.in_flight} in flight, one connection; gateway on {args.store} in a subprocess")
+    scheme = args.store.split("://", 1)[0]
     print(context.header)
     print(f"load average after: {', '.join(f'{x:.2f}' for x in load_after)}; writing the CSV took {write_s:.1f} s")
     print(f"{'run':46} {'rows/s':>9} {'wall s':>8} {'server CPU s':>13} {'client CPU s':>13}")
     print(f"{'ceiling: no-work RegisterTokens server':46} {ceiling['rows_per_s']:>9,.0f} {ceiling['wall_s']:>8.1f} "
           f"{ceiling['server_cpu_s']:>13.1f} {ceiling['client_cpu_s']:>13.1f}")
-    print(f"{'pushsvc RegisterTokens, memory store':46} {bulk['rows_per_s']:>9,.0f} {bulk['wall_s']:>8.1f} "
+    print(f"{'pushsvc RegisterTokens, ' + scheme + ' store':46} {bulk['rows_per_s']:>9,.0f} {bulk['wall_s']:>8.1f} "
           f"{bulk['server_cpu_s']:>13.1f} {bulk['client_cpu_s']:>13.1f}")
     if unary:
         print(f"{f'RegisterToken per row ({args.unary_n:,} rows, 50 in flight)':46} {unary['rows_per_s']:>9,.0f} "
@@ -251,11 +252,13 @@ def main() -> int:
           + (f"; bulk / per-row RegisterToken: {bulk['rows_per_s'] / unary['rows_per_s']:.1f}x" if unary else ""))
     print(f"registered after the import (validate_only Send to all): {registered:,}; summary {bulk['summary']}; "
           f"gateway RSS {bulk['server_rss_mib']:.0f} MiB")
-    goal = args.n * GOAL_S / 1_000_000
-    print(f"goal ({args.n:,} rows in {goal:.0f} s, i.e. 1,000,000 in 2 minutes): "
+    # Issue 12's goal on memory://; the PostgreSQL adapter's is 3 minutes.
+    goal_s = GOAL_S if scheme == "memory" else 180.0
+    goal = args.n * goal_s / 1_000_000
+    print(f"goal ({args.n:,} rows in {goal:.0f} s, i.e. 1,000,000 in {goal_s / 60:.0f} minutes): "
           f"{'met' if bulk['wall_s'] <= goal else 'NOT met'} ({bulk['wall_s']:.1f} s)")
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%MZ")
-    out = args.out or ROOT / "bench/results" / f"import-{stamp}-memory.json"
+    out = args.out or ROOT / "bench/results" / f"import-{stamp}-{scheme}.json"
     out.write_text(json.dumps({
         "context": context.__dict__, "load_average_after": load_after,
         "args": {k: str(v) for k, v in vars(args).items() if k not in ("serve", "port_file")},

@@ -187,7 +187,11 @@ async def migrate(conn: Any, schema: str, *, target: int = LATEST) -> list[int]:
     failure leaves the versions before it applied and recorded.
     """
     applied: list[int] = []
-    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+    # Looked up first: CREATE SCHEMA IF NOT EXISTS still needs the CREATE
+    # privilege on the database, which a managed service's application role
+    # may lack when an administrator made the schema for it.
+    if not await conn.fetchval("SELECT true FROM pg_namespace WHERE nspname = $1", schema):
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
     for migration in MIGRATIONS:
         if migration.version > target:
             break
