@@ -98,7 +98,7 @@ class Application:
         if self.metrics_server is not None:
             self._tasks.append(asyncio.create_task(self._sample_queue(), name="pushsvc-queue-depth"))
         if self.stores.needs_sweep:
-            log.info("the store has no TTL indexes; receipts past retention are swept every %.0f s", self.settings.sweep_interval_s)
+            log.info("receipts past retention are removed by a sweep every %.0f s", self.settings.sweep_interval_s)
             self._tasks.append(asyncio.create_task(self._sweep(), name="pushsvc-receipt-sweep"))
         return port
 

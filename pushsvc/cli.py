@@ -13,7 +13,7 @@ from pathlib import Path
 from pushsvc import config, errors, logs
 
 _DEV_HELP = """\
-pushsvc dev is serving on {addr} (app "{app}", in-memory store: {store})
+pushsvc dev is serving on {addr} (app "{app}", store: {store})
   emulator  APNs {apns}  FCM {fcm}
   inbox     curl -s --http2 --cacert {ca} {apns}/_emulator/inbox
 
@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="in-memory store + built-in APNs/FCM emulator + demo app, no auth")
     dev.add_argument("--port", type=int, default=50051)
     dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--store", default="mongomock://localhost/pushsvc", help="mongomock:// (default) or mongodb://HOST:PORT/DB")
+    dev.add_argument("--store", default="mongomock://localhost/pushsvc", help="mongomock:// (default), mongodb://HOST:PORT/DB or postgresql://USER@HOST:PORT/DB")
     dev.add_argument("--state-dir", type=Path, default=Path(".pushsvc/dev"), help="where demo credentials are written")
     dev.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics at /metrics on this port (0: off)")
     _log_flags(dev, default_format="text")
