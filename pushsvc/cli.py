@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", type=Path, help="TOML config file")
     check.add_argument("--insecure-no-auth", action="store_true", help="as serve's flag: accept a config without auth")
+    check.add_argument(
+        "--no-secrets", action="store_true",
+        help="check the settings without reading the files and variables holding secrets (a config for another machine)",
+    )
     keys = sub.add_parser("keys", help="API keys for callers")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="make a key; prints it once, with the config snippet holding its hash")
@@ -186,7 +190,7 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
 
 
 async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    from pushsvc.bootstrap import build_application
+    from pushsvc.bootstrap import build_application, check_credentials
 
     settings = config.load_settings(
         args.config, port=args.port, metrics_port=args.metrics_port, log_format=args.log_format, log_level=args.log_level
@@ -195,6 +199,8 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     if args.insecure_no_auth:
         settings = settings.model_copy(update={"auth": settings.auth.model_copy(update={"insecure_no_auth": True})})
     config.check_serve(settings)
+    # Every secret first, each problem by its key path, as check-config reports them.
+    check_credentials(settings)
     app = build_application(settings)
     port = await app.start()
     logging.getLogger("pushsvc").info("serving on %s:%d with %d app(s)", settings.host, port, len(settings.apps))
@@ -207,20 +213,32 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    settings: config.Settings | None = None
     try:
         settings = config.load_settings(args.file)
         if args.insecure_no_auth:
             settings = settings.model_copy(update={"auth": settings.auth.model_copy(update={"insecure_no_auth": True})})
         config.check_serve(settings)
+        if not args.no_secrets:
+            from pushsvc.bootstrap import check_credentials
+
+            check_credentials(settings)
     except config.ConfigError as exc:
         count = len(exc.problems)
         print(f"{args.file}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        if settings is not None and settings.secrets_dir is not None and not settings.secrets_dir.is_dir():
+            print(
+                f"  (secrets_dir {settings.secrets_dir} is not here; --no-secrets checks the settings alone)",
+                file=sys.stderr,
+            )
         return 2
     print(f"{args.file}: ok")
     for line in config.summary(settings):
         print(f"  {line}")
+    if args.no_secrets:
+        print("  secrets: not read (--no-secrets)")
     return 0
 
 

@@ -145,13 +145,22 @@ def test_the_config_map_loads_and_passes_serves_checks(base: dict[str, dict[str,
 def test_check_config_accepts_the_base_config() -> None:
     # The README's command, off the cluster: the Secret's directory is missing, which is only noted.
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "pushsvc"), "check-config", str(BASE / "config.toml")],
+        [str(Path(sys.executable).parent / "pushsvc"), "check-config", "--no-secrets", str(BASE / "config.toml")],
         capture_output=True, text=True, timeout=60, check=False,
         env={"PATH": "/usr/bin:/bin"},
     )
     assert out.returncode == 0, out.stderr
     assert "apps:  demo (apns+fcm)" in out.stdout and "secrets_dir: /run/secrets/pushsvc (not found here" in out.stdout
     assert tomllib.loads((BASE / "config.toml").read_text())["grace_s"] == 25.0
+    # Without the flag it reads what serve reads, and the Secret's files are not here.
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "pushsvc"), "check-config", str(BASE / "config.toml")],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 2
+    assert "  apps.demo.apns.key_file: cannot read /run/secrets/pushsvc/apns-demo.p8: No such file or directory" in out.stderr
+    assert "  auth.api_keys[0].hash_file: cannot read /run/secrets/pushsvc/api-key-backend.hash: No such file or directory" in out.stderr
 
 
 def test_selectors_and_targets_line_up(base: dict[str, dict[str, Any]]) -> None:
