@@ -14,6 +14,7 @@ import yaml
 
 from pushsvc.config import ConfigError, Settings, check_serve, load_settings
 from pushsvc.config_reference import rows
+from pushsvc.rpc.server import LIVENESS_SERVICE
 from tests.deploy.manifests import BASE, DEPLOY, build, by_kind, kustomize_command, read_base
 
 SECRET_EXAMPLE = BASE / "secret.example.yaml"
@@ -82,8 +83,11 @@ def test_ports_and_probes_agree_with_the_config(base: dict[str, dict[str, Any]],
     container = _container(base)
     assert _port(container, "grpc") == settings.port == 50051
     assert _port(container, "metrics") == settings.metrics_port == 9090
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["grpc"] == {"port": settings.port}, probe  # native gRPC health checking
+    # Native gRPC health checking. Readiness asks the server's health (the store
+    # counts); liveness and startup ask the name that says the process works.
+    assert container["readinessProbe"]["grpc"] == {"port": settings.port}
+    for probe in ("startupProbe", "livenessProbe"):
+        assert container[probe]["grpc"] == {"port": settings.port, "service": LIVENESS_SERVICE}, probe
     service_ports = {p["name"]: p for p in base["Service"]["spec"]["ports"]}
     assert service_ports["grpc"]["appProtocol"] == "grpc"
     assert {p["targetPort"] for p in service_ports.values()} == {"grpc", "metrics"}
@@ -100,7 +104,19 @@ def test_the_grace_period_outlasts_the_drain(base: dict[str, dict[str, Any]], tm
     settings = _settings(base, tmp_path)
     pod = base["Deployment"]["spec"]["template"]["spec"]
     assert settings.grace_s == 25.0
-    assert pod["terminationGracePeriodSeconds"] > settings.grace_s
+    # The preStop pause comes first and counts towards the grace period.
+    [container] = pod["containers"]
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    pause_s = float(command[1])
+    assert 2 <= pause_s <= 15
+    assert pod["terminationGracePeriodSeconds"] > pause_s + settings.grace_s
+
+
+def test_the_autoscaler_alone_sets_the_replica_count(base: dict[str, dict[str, Any]]) -> None:
+    # A replicas field beside an HPA resets the count at every apply.
+    assert "replicas" not in base["Deployment"]["spec"]
+    assert base["HorizontalPodAutoscaler"]["spec"]["minReplicas"] >= 2
 
 
 def test_environment_names_are_settings(base: dict[str, dict[str, Any]]) -> None:
