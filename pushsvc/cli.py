@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pushsvc import config, errors, logs
+from pushsvc import __version__, config, errors, logs
 
 _DEV_HELP = """\
 pushsvc dev is serving on {addr} (app "{app}", in-memory store: {store})
@@ -38,6 +38,7 @@ _DEV_METRICS = """\
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pushsvc", description="Self-hosted push-notification gateway.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     dev = sub.add_parser("dev", help="in-memory store + built-in APNs/FCM emulator + demo app, no auth")
     dev.add_argument("--port", type=int, default=50051)
@@ -104,7 +105,7 @@ def _log_flags(parser: argparse.ArgumentParser, *, default_format: str | None) -
 def main(argv: list[str] | None = None) -> int:
     """Runs the `pushsvc` command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] and (argv[0] in OPERATOR_COMMANDS or (argv[0].startswith("-") and argv[0] not in ("-h", "--help"))):
+    if argv[:1] and (argv[0] in OPERATOR_COMMANDS or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"))):
         return _operator(argv)
     if argv[:1] == ["emulator"]:
         from pushsvc.emulator import main as emulator_main

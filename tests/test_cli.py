@@ -101,3 +101,17 @@ def test_dev_prints_a_grpcurl_example_that_works_and_stops_cleanly(tmp_path: Pat
         assert '"status": "DELIVERY_STATUS_DELIVERED"' in stream.stdout
     finally:
         assert _stop(dev) == 0
+
+
+def test_version_of_the_server_command_and_the_client_command() -> None:
+    from importlib.metadata import version
+
+    import pushsvc
+
+    out = subprocess.run([str(BIN / "pushsvc"), "--version"], capture_output=True, text=True, timeout=60, check=False)
+    # Not handed to pushsvc-client, as other leading options are.
+    assert (out.returncode, out.stdout) == (0, f"pushsvc {pushsvc.__version__}\n"), out.stderr
+    assert pushsvc.__version__ == version("pushsvc")
+    if shutil.which("pushsvc-client", path=str(BIN)):
+        out = subprocess.run([str(BIN / "pushsvc-client"), "--version"], capture_output=True, text=True, timeout=60, check=False)
+        assert (out.returncode, out.stdout) == (0, f"pushsvc-client {version('pushsvc-client')}\n"), out.stderr
