@@ -242,7 +242,7 @@ def test_check_config_summarises_a_valid_file(tmp_path: Path) -> None:
         f"{path}: ok",
         "  apps:  news (fcm), shop (apns+fcm)",
         "  store: mongodb://",
-        "  auth:  1 API key(s), 0 JWT issuer(s), 0 mTLS identit(ies)",
+        "  auth:  1 API key, 0 JWT issuers, 0 mTLS identities",
         "  tls:   off",
         "  grpc:  0.0.0.0:6000, metrics: off, grace: 25 s",
     ]

@@ -218,8 +218,10 @@ def _prune(stub: push_pb2_grpc.PushServiceStub, args: argparse.Namespace, out: T
     if args.stale_after_days is not None:
         request.stale_after.CopyFrom(duration_pb2.Duration(seconds=round(args.stale_after_days * 86400)))
     reply = stub.Prune(request)
-    verb = "would remove" if args.dry_run else "removed"
-    out.write(f"{verb} {reply.removed} token(s)\n")
+    if args.dry_run:
+        out.write(f"would remove {reply.would_remove} token(s)\n")
+    else:
+        out.write(f"removed {reply.removed} token(s)\n")
     return 0
 
 

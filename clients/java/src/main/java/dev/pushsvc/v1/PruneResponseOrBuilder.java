@@ -11,8 +11,22 @@ public interface PruneResponseOrBuilder extends
     com.google.protobuf.MessageOrBuilder {
 
   /**
+   * <pre>
+   * Tokens removed; 0 with dry_run, which removes nothing.
+   * </pre>
+   *
    * <code>int64 removed = 1 [json_name = "removed"];</code>
    * @return The removed.
    */
   long getRemoved();
+
+  /**
+   * <pre>
+   * With dry_run: the tokens that would have been removed. 0 without it.
+   * </pre>
+   *
+   * <code>int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+   * @return The wouldRemove.
+   */
+  long getWouldRemove();
 }
