@@ -15,7 +15,8 @@ from pushsvc import __version__, config, errors, logs
 _DEV_HELP = """\
 pushsvc dev is serving on {addr} (app "{app}", in-memory store: {store})
   emulator  APNs {apns}  FCM {fcm}
-  inbox     curl -s --http2 --cacert {ca} {apns}/_emulator/inbox
+  web inbox {inbox}  (open it in a browser)
+  inbox     curl -s {inbox}inbox
 
 Try it (grpcurl comes with `pip install -e '.[dev]'`):
 
@@ -46,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--store", default="mongomock://localhost/pushsvc", help="mongomock:// (default) or mongodb://HOST:PORT/DB")
     dev.add_argument("--state-dir", type=Path, default=Path(".pushsvc/dev"), help="where demo credentials are written")
     dev.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics at /metrics on this port (0: off)")
+    dev.add_argument("--control-port", type=int, default=0,
+                     help="the emulator's web inbox and /_emulator/ endpoints over plain HTTP on 127.0.0.1 (0: a free port)")
     _log_flags(dev, default_format="text")
     serve = sub.add_parser("serve", help="production mode: MongoDB, real providers")
     serve.add_argument("--config", type=Path, required=True, help="TOML config file")
@@ -166,10 +169,13 @@ async def _until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> int:
 
 async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
     from pushsvc.devstack import DEMO_APP_ID, start_dev_stack
+    from pushsvc.emulator import EmulatorConfig
 
     stack = await start_dev_stack(
         # 0 is off, as in serve's metrics_port.
-        state_dir=args.state_dir, port=args.port, host=args.host, store_url=args.store, metrics_port=args.metrics_port or None
+        state_dir=args.state_dir, port=args.port, host=args.host, store_url=args.store, metrics_port=args.metrics_port or None,
+        # Plain HTTP on loopback: a browser opens the inbox without trusting the emulator's CA.
+        emulator_config=EmulatorConfig(control_port=args.control_port),
     )
     try:
         help_text = _DEV_HELP.format(
@@ -178,7 +184,7 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
             store=args.store,
             apns=stack.emulator.apns_url,
             fcm=stack.emulator.fcm_url,
-            ca=stack.credentials.ca_file,
+            inbox=f"{stack.emulator.control_url}/_emulator/",
             tok="a1" * 32,
         )
         if stack.app.metrics_server is not None:
