@@ -71,7 +71,7 @@ def test_python_operator_options(client_python: Path) -> None:
     out = subprocess.run([str(client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cli.py"],
                          cwd=CLIENT, capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "4 passed" in out.stdout
+    assert "5 passed" in out.stdout
 
 
 def test_python_smoke(client_python: Path, smoke_server: DevServer, live: LiveRun) -> None:

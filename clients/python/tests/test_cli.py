@@ -53,3 +53,17 @@ def test_the_receipts_table_is_aligned_under_its_headings() -> None:
         "1.1           DELIVERED      APNS      1         200                                      " + "ab" * 32,
         "123456.78     TOKEN_INVALID  FCM       12        404              UNREGISTERED            fcm-1",
     ]
+
+
+def test_the_bar_survives_more_rows_than_the_estimate() -> None:
+    from pushsvc_client.progress import BarProgress
+
+    out = io.StringIO()
+    bar = BarProgress(5, out)
+    bar.update(3)
+    bar.write("tokens.csv:2: token: must not be empty")
+    bar.update(4)  # the file grew after its lines were counted
+    bar.close()
+    shown = out.getvalue()
+    assert "tokens.csv:2: token: must not be empty\n" in shown
+    assert "7/7 rows" in shown.splitlines()[-1]

@@ -83,6 +83,11 @@ class BarProgress:
 
     def update(self, n: int) -> None:
         """Counts `n` more rows."""
+        # The total is the file's line count when the import began, an estimate:
+        # a file that grew since must raise it (past it, tqdm drops the total,
+        # which BAR_FORMAT needs).
+        if self._bar.total is not None and self._bar.n + n > self._bar.total:
+            self._bar.total = self._bar.n + n
         self._bar.update(n)
 
     def status(self, text: str) -> None:
