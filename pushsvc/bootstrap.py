@@ -228,8 +228,7 @@ def _ca(path: Path | None, where: str) -> bytes | None:
 def _secret(path: Path | None, env_name: str, where: str) -> bytes:
     """A provider secret from its file, or from the environment variable that holds it.
 
-    `where` is the app's section (`apps.shop.fcm`); the problem names the file
-    key or the environment key, whichever is set.
+    `where` is the key path of the setting that names it (`apps.shop.fcm.service_account_env`).
     """
     if path is not None:
         return _read(path, where)
@@ -285,8 +284,8 @@ def build_providers(
     return providers, closers
 
 
-def check_credentials(settings: Settings, env: Mapping[str, str] | None = None) -> None:
-    """Reads and parses every secret `serve` would, and connects to nothing.
+def check_credentials(settings: Settings) -> None:
+    """Reads and parses every secret `serve` would (files, and variables in os.environ), and connects to nothing.
 
     Provider keys, certificates, service accounts and CA files, the auth
     principals' hashes, keys and JWKS, and the gRPC port's TLS pair:
@@ -306,7 +305,7 @@ def check_credentials(settings: Settings, env: Mapping[str, str] | None = None) 
     clock = SystemClock()
     if settings.auth.configured:
         try:
-            build_authenticator(settings.auth, clock, env)
+            build_authenticator(settings.auth, clock)
         except ConfigError as exc:
             problems.extend(exc.problems)
     if settings.tls is not None:
