@@ -1267,8 +1267,9 @@ type PruneResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tokens removed; 0 with dry_run, which removes nothing.
 	Removed int64 `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
-	// With dry_run: the tokens that would have been removed. 0 without it.
-	WouldRemove   int64 `protobuf:"varint,2,opt,name=would_remove,json=wouldRemove,proto3" json:"would_remove,omitempty"`
+	// With dry_run: the tokens that would have been removed, present even when
+	// 0 (so JSON shows it); absent without dry_run.
+	WouldRemove   *int64 `protobuf:"varint,2,opt,name=would_remove,json=wouldRemove,proto3,oneof" json:"would_remove,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1311,8 +1312,8 @@ func (x *PruneResponse) GetRemoved() int64 {
 }
 
 func (x *PruneResponse) GetWouldRemove() int64 {
-	if x != nil {
-		return x.WouldRemove
+	if x != nil && x.WouldRemove != nil {
+		return *x.WouldRemove
 	}
 	return 0
 }
@@ -2649,10 +2650,11 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\vstale_after\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"staleAfter\x122\n" +
 	"\tplatforms\x18\x03 \x03(\x0e2\x14.pushsvc.v1.PlatformR\tplatforms\x12\x17\n" +
-	"\adry_run\x18\x04 \x01(\bR\x06dryRun\"L\n" +
+	"\adry_run\x18\x04 \x01(\bR\x06dryRun\"b\n" +
 	"\rPruneResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x01(\x03R\aremoved\x12!\n" +
-	"\fwould_remove\x18\x02 \x01(\x03R\vwouldRemove\"\x98\x01\n" +
+	"\aremoved\x18\x01 \x01(\x03R\aremoved\x12&\n" +
+	"\fwould_remove\x18\x02 \x01(\x03H\x00R\vwouldRemove\x88\x01\x01B\x0f\n" +
+	"\r_would_remove\"\x98\x01\n" +
 	"\x06Device\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x120\n" +
 	"\bplatform\x18\x02 \x01(\x0e2\x14.pushsvc.v1.PlatformR\bplatform\x12F\n" +
@@ -2947,6 +2949,7 @@ func file_pushsvc_v1_push_proto_init() {
 	if File_pushsvc_v1_push_proto != nil {
 		return
 	}
+	file_pushsvc_v1_push_proto_msgTypes[11].OneofWrappers = []any{}
 	file_pushsvc_v1_push_proto_msgTypes[15].OneofWrappers = []any{
 		(*Target_Devices)(nil),
 		(*Target_Users)(nil),

@@ -537,8 +537,11 @@ export interface PruneRequest {
 export interface PruneResponse {
   /** Tokens removed; 0 with dry_run, which removes nothing. */
   removed: number;
-  /** With dry_run: the tokens that would have been removed. 0 without it. */
-  wouldRemove: number;
+  /**
+   * With dry_run: the tokens that would have been removed, present even when
+   * 0 (so JSON shows it); absent without dry_run.
+   */
+  wouldRemove?: number | undefined;
 }
 
 /** One device addressed directly; it need not be registered. */
@@ -2284,7 +2287,7 @@ export const PruneRequest: MessageFns<PruneRequest> = {
 };
 
 function createBasePruneResponse(): PruneResponse {
-  return { removed: 0, wouldRemove: 0 };
+  return { removed: 0, wouldRemove: undefined };
 }
 
 export const PruneResponse: MessageFns<PruneResponse> = {
@@ -2292,7 +2295,7 @@ export const PruneResponse: MessageFns<PruneResponse> = {
     if (message.removed !== 0) {
       writer.uint32(8).int64(message.removed);
     }
-    if (message.wouldRemove !== 0) {
+    if (message.wouldRemove !== undefined) {
       writer.uint32(16).int64(message.wouldRemove);
     }
     return writer;
@@ -2346,7 +2349,7 @@ export const PruneResponse: MessageFns<PruneResponse> = {
         ? globalThis.Number(object.wouldRemove)
         : isSet(object.would_remove)
         ? globalThis.Number(object.would_remove)
-        : 0,
+        : undefined,
     };
   },
 
@@ -2355,7 +2358,7 @@ export const PruneResponse: MessageFns<PruneResponse> = {
     if (message.removed !== 0) {
       obj.removed = Math.round(message.removed);
     }
-    if (message.wouldRemove !== 0) {
+    if (message.wouldRemove !== undefined) {
       obj.wouldRemove = Math.round(message.wouldRemove);
     }
     return obj;
@@ -2367,7 +2370,7 @@ export const PruneResponse: MessageFns<PruneResponse> = {
   fromPartial(object: DeepPartial<PruneResponse>): PruneResponse {
     const message = createBasePruneResponse();
     message.removed = object.removed ?? 0;
-    message.wouldRemove = object.wouldRemove ?? 0;
+    message.wouldRemove = object.wouldRemove ?? undefined;
     return message;
   },
 };

@@ -48,6 +48,7 @@ private static final long serialVersionUID = 0L;
             dev.pushsvc.v1.PruneResponse.class, dev.pushsvc.v1.PruneResponse.Builder.class);
   }
 
+  private int bitField0_;
   public static final int REMOVED_FIELD_NUMBER = 1;
   private long removed_ = 0L;
   /**
@@ -67,10 +68,24 @@ private static final long serialVersionUID = 0L;
   private long wouldRemove_ = 0L;
   /**
    * <pre>
-   * With dry_run: the tokens that would have been removed. 0 without it.
+   * With dry_run: the tokens that would have been removed, present even when
+   * 0 (so JSON shows it); absent without dry_run.
    * </pre>
    *
-   * <code>int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+   * <code>optional int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+   * @return Whether the wouldRemove field is set.
+   */
+  @java.lang.Override
+  public boolean hasWouldRemove() {
+    return ((bitField0_ & 0x00000001) != 0);
+  }
+  /**
+   * <pre>
+   * With dry_run: the tokens that would have been removed, present even when
+   * 0 (so JSON shows it); absent without dry_run.
+   * </pre>
+   *
+   * <code>optional int64 would_remove = 2 [json_name = "wouldRemove"];</code>
    * @return The wouldRemove.
    */
   @java.lang.Override
@@ -95,7 +110,7 @@ private static final long serialVersionUID = 0L;
     if (removed_ != 0L) {
       output.writeInt64(1, removed_);
     }
-    if (wouldRemove_ != 0L) {
+    if (((bitField0_ & 0x00000001) != 0)) {
       output.writeInt64(2, wouldRemove_);
     }
     getUnknownFields().writeTo(output);
@@ -106,7 +121,7 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeInt64Size(1, removed_);
     }
-    if (wouldRemove_ != 0L) {
+    if (((bitField0_ & 0x00000001) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeInt64Size(2, wouldRemove_);
     }
@@ -136,8 +151,11 @@ private static final long serialVersionUID = 0L;
 
     if (getRemoved()
         != other.getRemoved()) return false;
-    if (getWouldRemove()
-        != other.getWouldRemove()) return false;
+    if (hasWouldRemove() != other.hasWouldRemove()) return false;
+    if (hasWouldRemove()) {
+      if (getWouldRemove()
+          != other.getWouldRemove()) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -152,9 +170,11 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + REMOVED_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
         getRemoved());
-    hash = (37 * hash) + WOULD_REMOVE_FIELD_NUMBER;
-    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
-        getWouldRemove());
+    if (hasWouldRemove()) {
+      hash = (37 * hash) + WOULD_REMOVE_FIELD_NUMBER;
+      hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+          getWouldRemove());
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -324,9 +344,12 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000001) != 0)) {
         result.removed_ = removed_;
       }
+      int to_bitField0_ = 0;
       if (((from_bitField0_ & 0x00000002) != 0)) {
         result.wouldRemove_ = wouldRemove_;
+        to_bitField0_ |= 0x00000001;
       }
+      result.bitField0_ |= to_bitField0_;
     }
 
     @java.lang.Override
@@ -344,7 +367,7 @@ private static final long serialVersionUID = 0L;
       if (other.getRemoved() != 0L) {
         setRemoved(other.getRemoved());
       }
-      if (other.getWouldRemove() != 0L) {
+      if (other.hasWouldRemove()) {
         setWouldRemove(other.getWouldRemove());
       }
       this.mergeUnknownFields(other.getUnknownFields());
@@ -445,10 +468,24 @@ private static final long serialVersionUID = 0L;
     private long wouldRemove_ ;
     /**
      * <pre>
-     * With dry_run: the tokens that would have been removed. 0 without it.
+     * With dry_run: the tokens that would have been removed, present even when
+     * 0 (so JSON shows it); absent without dry_run.
      * </pre>
      *
-     * <code>int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+     * <code>optional int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+     * @return Whether the wouldRemove field is set.
+     */
+    @java.lang.Override
+    public boolean hasWouldRemove() {
+      return ((bitField0_ & 0x00000002) != 0);
+    }
+    /**
+     * <pre>
+     * With dry_run: the tokens that would have been removed, present even when
+     * 0 (so JSON shows it); absent without dry_run.
+     * </pre>
+     *
+     * <code>optional int64 would_remove = 2 [json_name = "wouldRemove"];</code>
      * @return The wouldRemove.
      */
     @java.lang.Override
@@ -457,10 +494,11 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * With dry_run: the tokens that would have been removed. 0 without it.
+     * With dry_run: the tokens that would have been removed, present even when
+     * 0 (so JSON shows it); absent without dry_run.
      * </pre>
      *
-     * <code>int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+     * <code>optional int64 would_remove = 2 [json_name = "wouldRemove"];</code>
      * @param value The wouldRemove to set.
      * @return This builder for chaining.
      */
@@ -473,10 +511,11 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * With dry_run: the tokens that would have been removed. 0 without it.
+     * With dry_run: the tokens that would have been removed, present even when
+     * 0 (so JSON shows it); absent without dry_run.
      * </pre>
      *
-     * <code>int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+     * <code>optional int64 would_remove = 2 [json_name = "wouldRemove"];</code>
      * @return This builder for chaining.
      */
     public Builder clearWouldRemove() {

@@ -22,10 +22,21 @@ public interface PruneResponseOrBuilder extends
 
   /**
    * <pre>
-   * With dry_run: the tokens that would have been removed. 0 without it.
+   * With dry_run: the tokens that would have been removed, present even when
+   * 0 (so JSON shows it); absent without dry_run.
    * </pre>
    *
-   * <code>int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+   * <code>optional int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+   * @return Whether the wouldRemove field is set.
+   */
+  boolean hasWouldRemove();
+  /**
+   * <pre>
+   * With dry_run: the tokens that would have been removed, present even when
+   * 0 (so JSON shows it); absent without dry_run.
+   * </pre>
+   *
+   * <code>optional int64 would_remove = 2 [json_name = "wouldRemove"];</code>
    * @return The wouldRemove.
    */
   long getWouldRemove();
