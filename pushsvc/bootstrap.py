@@ -15,11 +15,12 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import grpc
+from cryptography import x509
 
 from pushsvc import models
 from pushsvc.apps import AppProfile, Renderer
@@ -191,14 +192,46 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-def _read(path: Path) -> bytes:
-    return path.read_bytes()
+@contextlib.contextmanager
+def _credential(where: str) -> Iterator[None]:
+    """A secret that cannot be read or parsed becomes a ConfigError naming its setting.
+
+    serve and check-config print it as they print every config problem: by key
+    path, without a traceback, and never with the secret's content.
+    """
+    try:
+        yield
+    except ConfigError:
+        raise
+    except OSError as exc:
+        name = f" {exc.filename}" if exc.filename else ""
+        raise ConfigError(f"{where}: cannot read{name}: {exc.strerror or exc}") from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _read(path: Path, where: str) -> bytes:
+    with _credential(where):
+        return path.read_bytes()
+
+
+def _ca(path: Path | None, where: str) -> bytes | None:
+    """An extra CA bundle, parsed here: libcurl would only reject it at the first connection."""
+    if path is None:
+        return None
+    pem = _read(path, where)
+    with _credential(where):
+        x509.load_pem_x509_certificates(pem)
+    return pem
 
 
 def _secret(path: Path | None, env_name: str, where: str) -> bytes:
-    """A provider secret from its file, or from the environment variable that holds it."""
+    """A provider secret from its file, or from the environment variable that holds it.
+
+    `where` is the key path of the setting that names it (`apps.shop.fcm.service_account_env`).
+    """
     if path is not None:
-        return _read(path)
+        return _read(path, where)
     value = os.environ.get(env_name, "")
     if not value:
         raise ConfigError(f"{where}: environment variable {env_name} is not set")
@@ -231,25 +264,85 @@ def build_providers(
     providers: dict[tuple[str, models.Platform], Provider] = {}
     closers: list[Callable[[], None]] = []
     signers: dict[tuple[Path, str, str], ApnsTokenSigner] = {}
+    problems: list[str] = []
     for app_id, app in settings.apps.items():
+        # Every app and platform is tried, so one run names every bad credential.
         if app.apns is not None:
-            providers[(app_id, models.Platform.APNS)] = _apns_provider(app, signers, settings.dispatch, clock, metrics)
+            try:
+                providers[(app_id, models.Platform.APNS)] = _apns_provider(app, signers, settings.dispatch, clock, metrics)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
         if app.fcm is not None:
-            fcm = app.fcm
-            ca = _read(fcm.ca_file) if fcm.ca_file else None
-            info: dict[str, Any] = json.loads(
-                _secret(fcm.service_account_file, fcm.service_account_env, f"apps.{app_id}.fcm.service_account_env")
-            )
-            token_source = FcmAccessTokenSource.from_service_account_info(info, ca_pem=ca, clock=clock.time, metrics=metrics)
-            closers.append(token_source.close)
-            providers[(app_id, models.Platform.FCM)] = FcmProvider(
-                transport=_transport(TlsConfig(ca_pem=ca), settings.dispatch, clock),
-                base_url=fcm.base_url,
-                project_id=fcm.project_id or str(info.get("project_id", "")),
-                token_source=token_source,
-                clock=clock,
-            )
+            try:
+                providers[(app_id, models.Platform.FCM)] = _fcm_provider(app, closers, settings.dispatch, clock, metrics)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+    if problems:
+        for close in closers:
+            close()
+        raise ConfigError(*problems)
     return providers, closers
+
+
+def check_credentials(settings: Settings) -> None:
+    """Reads and parses every secret `serve` would (files, and variables in os.environ), and connects to nothing.
+
+    Provider keys, certificates, service accounts and CA files, the auth
+    principals' hashes, keys and JWKS, and the gRPC port's TLS pair:
+    `check-config` passes only what `serve` can start with.
+
+    Raises:
+        ConfigError: every problem found, each naming its setting.
+    """
+    problems: list[str] = []
+    try:
+        _, closers = build_providers(settings)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    else:
+        for close in closers:
+            close()
+    clock = SystemClock()
+    if settings.auth.configured:
+        try:
+            build_authenticator(settings.auth, clock)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if settings.tls is not None:
+        try:
+            build_tls(settings.tls, clock)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(*problems)
+
+
+def _fcm_provider(
+    app: AppSettings,
+    closers: list[Callable[[], None]],
+    dispatch: DispatchSettings,
+    clock: Clock,
+    metrics: Metrics,
+) -> FcmProvider:
+    fcm = app.fcm
+    assert fcm is not None
+    where = f"apps.{app.app_id}.fcm"
+    ca = _ca(fcm.ca_file, f"{where}.ca_file")
+    account = f"{where}.service_account_file" if fcm.service_account_file else f"{where}.service_account_env"
+    raw = _secret(fcm.service_account_file, fcm.service_account_env, account)
+    with _credential(account):
+        info: dict[str, Any] = json.loads(raw)
+        if not isinstance(info, dict):
+            raise ValueError("expected a service-account JSON object")
+        token_source = FcmAccessTokenSource.from_service_account_info(info, ca_pem=ca, clock=clock.time, metrics=metrics)
+    closers.append(token_source.close)
+    return FcmProvider(
+        transport=_transport(TlsConfig(ca_pem=ca), dispatch, clock),
+        base_url=fcm.base_url,
+        project_id=fcm.project_id or str(info.get("project_id", "")),
+        token_source=token_source,
+        clock=clock,
+    )
 
 
 def _transport(tls: TlsConfig, dispatch: DispatchSettings, clock: Clock) -> Http2Transport:
@@ -271,19 +364,26 @@ def _apns_provider(
 ) -> ApnsProvider:
     apns = app.apns
     assert apns is not None
-    ca = _read(apns.ca_file) if apns.ca_file else None
+    where = f"apps.{app.app_id}.apns"
+    ca = _ca(apns.ca_file, f"{where}.ca_file")
     signer = None
     if apns.key_file is not None or apns.key_env:
         key = (apns.key_file.resolve() if apns.key_file else Path(f"env:{apns.key_env}"), apns.key_id, apns.team_id)
         if key not in signers:
-            pem = _secret(apns.key_file, apns.key_env, f"apps.{app.app_id}.apns.key_env")
-            signers[key] = ApnsTokenSigner(pem, apns.key_id, apns.team_id, clock=clock.time, metrics=metrics)
+            source = f"{where}.key_file" if apns.key_file else f"{where}.key_env"
+            pem = _secret(apns.key_file, apns.key_env, source)
+            with _credential(source):
+                signers[key] = ApnsTokenSigner(pem, apns.key_id, apns.team_id, clock=clock.time, metrics=metrics)
         signer = signers[key]
         tls = TlsConfig(ca_pem=ca)
     else:
-        password = _read(apns.cert_password_file).strip() if apns.cert_password_file else None
-        cert = apns.cert_file or _secret(None, apns.cert_env, f"apps.{app.app_id}.apns.cert_env")
-        tls = apns_client_tls(cert, apns.cert_key_file, password, ca)
+        password = _read(apns.cert_password_file, f"{where}.cert_password_file").strip() if apns.cert_password_file else None
+        if apns.cert_key_file is not None:
+            _read(apns.cert_key_file, f"{where}.cert_key_file")
+        source = f"{where}.cert_file" if apns.cert_file else f"{where}.cert_env"
+        cert = apns.cert_file or _secret(None, apns.cert_env, source)
+        with _credential(source):
+            tls = apns_client_tls(cert, apns.cert_key_file, password, ca)
     return ApnsProvider(
         transport=_transport(tls, dispatch, clock),
         production_url=apns.production_url,

@@ -10,12 +10,13 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pushsvc import config, errors, logs
+from pushsvc import __version__, config, errors, logs
 
 _DEV_HELP = """\
 pushsvc dev is serving on {addr} (app "{app}", store: {store})
   emulator  APNs {apns}  FCM {fcm}
-  inbox     curl -s --http2 --cacert {ca} {apns}/_emulator/inbox
+  web inbox {inbox}  (open it in a browser)
+  inbox     curl -s {inbox}inbox
 
 Try it (grpcurl comes with `pip install -e '.[dev]'`):
 
@@ -38,6 +39,7 @@ _DEV_METRICS = """\
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pushsvc", description="Self-hosted push-notification gateway.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     dev = sub.add_parser("dev", help="in-memory store + built-in APNs/FCM emulator + demo app, no auth")
     dev.add_argument("--port", type=int, default=50051)
@@ -45,8 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--store", default="mongomock://localhost/pushsvc", help="mongomock:// (default), mongodb://HOST:PORT/DB or postgresql://USER@HOST:PORT/DB")
     dev.add_argument("--state-dir", type=Path, default=Path(".pushsvc/dev"), help="where demo credentials are written")
     dev.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics at /metrics on this port (0: off)")
+    dev.add_argument("--control-port", type=int, default=0,
+                     help="the emulator's web inbox and /_emulator/ endpoints over plain HTTP on 127.0.0.1 (0: a free port)")
     _log_flags(dev, default_format="text")
-    serve = sub.add_parser("serve", help="production mode: MongoDB, real providers")
+    serve = sub.add_parser("serve", help="production mode: PostgreSQL or MongoDB, real providers")
     serve.add_argument("--config", type=Path, required=True, help="TOML config file")
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument(
@@ -59,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", type=Path, help="TOML config file")
     check.add_argument("--insecure-no-auth", action="store_true", help="as serve's flag: accept a config without auth")
+    check.add_argument(
+        "--no-secrets", action="store_true",
+        help="check the settings without reading the files and variables holding secrets (a config for another machine)",
+    )
     migrate = sub.add_parser(
         "migrate", help="bring a store's schema up to date (PostgreSQL migrations, MongoDB indexes) and exit; serve does it at start too"
     )
@@ -106,7 +114,7 @@ def _log_flags(parser: argparse.ArgumentParser, *, default_format: str | None) -
 def main(argv: list[str] | None = None) -> int:
     """Runs the `pushsvc` command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] and (argv[0] in OPERATOR_COMMANDS or (argv[0].startswith("-") and argv[0] not in ("-h", "--help"))):
+    if argv[:1] and (argv[0] in OPERATOR_COMMANDS or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"))):
         return _operator(argv)
     if argv[:1] == ["emulator"]:
         from pushsvc.emulator import main as emulator_main
@@ -169,10 +177,13 @@ async def _until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> int:
 
 async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
     from pushsvc.devstack import DEMO_APP_ID, start_dev_stack
+    from pushsvc.emulator import EmulatorConfig
 
     stack = await start_dev_stack(
         # 0 is off, as in serve's metrics_port.
-        state_dir=args.state_dir, port=args.port, host=args.host, store_url=args.store, metrics_port=args.metrics_port or None
+        state_dir=args.state_dir, port=args.port, host=args.host, store_url=args.store, metrics_port=args.metrics_port or None,
+        # Plain HTTP on loopback: a browser opens the inbox without trusting the emulator's CA.
+        emulator_config=EmulatorConfig(control_port=args.control_port),
     )
     try:
         help_text = _DEV_HELP.format(
@@ -181,7 +192,7 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
             store=args.store,
             apns=stack.emulator.apns_url,
             fcm=stack.emulator.fcm_url,
-            ca=stack.credentials.ca_file,
+            inbox=f"{stack.emulator.control_url}/_emulator/",
             tok="a1" * 32,
         )
         if stack.app.metrics_server is not None:
@@ -194,7 +205,7 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
 
 
 async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    from pushsvc.bootstrap import build_application
+    from pushsvc.bootstrap import build_application, check_credentials
 
     settings = config.load_settings(
         args.config, port=args.port, metrics_port=args.metrics_port, log_format=args.log_format, log_level=args.log_level
@@ -203,6 +214,8 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     if args.insecure_no_auth:
         settings = settings.model_copy(update={"auth": settings.auth.model_copy(update={"insecure_no_auth": True})})
     config.check_serve(settings)
+    # Every secret first, each problem by its key path, as check-config reports them.
+    check_credentials(settings)
     app = build_application(settings)
     port = await app.start()
     logging.getLogger("pushsvc").info("serving on %s:%d with %d app(s)", settings.host, port, len(settings.apps))
@@ -215,20 +228,32 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    settings: config.Settings | None = None
     try:
         settings = config.load_settings(args.file)
         if args.insecure_no_auth:
             settings = settings.model_copy(update={"auth": settings.auth.model_copy(update={"insecure_no_auth": True})})
         config.check_serve(settings)
+        if not args.no_secrets:
+            from pushsvc.bootstrap import check_credentials
+
+            check_credentials(settings)
     except config.ConfigError as exc:
         count = len(exc.problems)
         print(f"{args.file}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        if settings is not None and settings.secrets_dir is not None and not settings.secrets_dir.is_dir():
+            print(
+                f"  (secrets_dir {settings.secrets_dir} is not here; --no-secrets checks the settings alone)",
+                file=sys.stderr,
+            )
         return 2
     print(f"{args.file}: ok")
     for line in config.summary(settings):
         print(f"  {line}")
+    if args.no_secrets:
+        print("  secrets: not read (--no-secrets)")
     return 0
 
 

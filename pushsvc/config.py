@@ -666,6 +666,10 @@ def _problems(exc: ValidationError, layers: list[tuple[str, Mapping[str, Any]]],
 SERVE_STORE_SCHEMES = ("mongodb://", "mongodb+srv://", "postgresql://", "postgres://")
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def summary(settings: Settings) -> list[str]:
     """What a config amounts to, for `pushsvc check-config`: apps, store scheme, principals; never a secret."""
     apps = ", ".join(
@@ -676,7 +680,11 @@ def summary(settings: Settings) -> list[str]:
     principals = (
         "off (--insecure-no-auth)"
         if auth.insecure_no_auth
-        else f"{len(auth.api_keys)} API key(s), {len(auth.jwt)} JWT issuer(s), {len(auth.identities)} mTLS identit(ies)"
+        else ", ".join((
+            _count(len(auth.api_keys), "API key", "API keys"),
+            _count(len(auth.jwt), "JWT issuer", "JWT issuers"),
+            _count(len(auth.identities), "mTLS identity", "mTLS identities"),
+        ))
     )
     tls = "off" if settings.tls is None else ("mTLS" if settings.tls.require_client_cert else "on")
     secrets = []

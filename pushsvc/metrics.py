@@ -26,16 +26,28 @@ from __future__ import annotations
 import asyncio
 import bisect
 import itertools
+import platform
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Generic, Protocol, TypeVar
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+from pushsvc import __version__
 
 RPC_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """RPC latency buckets: sub-millisecond unary calls up to receipt streams that follow for a while."""
@@ -325,6 +337,15 @@ class PrometheusMetrics:
         )
         self.store_up = Gauge("pushsvc_store_up", "1 while the store answers, 0 while it is unreachable.", registry=r)
         self.serving = Gauge("pushsvc_serving", "1 while gRPC health says SERVING, else 0.", registry=r)
+        build = Gauge("pushsvc_build_info", "Always 1; the labels say which pushsvc and which Python run.",
+                      ["version", "python"], registry=r)
+        build.labels(version=__version__, python=platform.python_version()).set(1)
+        # The standard process_* (CPU, memory, file descriptors, start time) and
+        # python_* (interpreter, garbage collector) metrics, which prometheus-client
+        # puts only on its global registry: dashboards and alerts expect them.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self._lock = threading.Lock()
 
     def rpc(self, service: str, method: str) -> RpcMetrics:

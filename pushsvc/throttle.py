@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from pushsvc.clock import Clock
 
@@ -33,12 +35,15 @@ class LogThrottle:
         self._interval_s = interval_s
         self._windows: dict[str, _Window] = {}
 
-    def warning(self, key: str, msg: str, *args: object) -> bool:
+    def warning(self, key: str, msg: str, *args: object, extra: Mapping[str, Any] | None = None) -> bool:
         """Logs `msg % args` at WARNING unless `key` was logged less than interval_s ago; returns whether it logged."""
-        return self.log(logging.WARNING, key, msg, *args)
+        return self.log(logging.WARNING, key, msg, *args, extra=extra)
 
-    def log(self, level: int, key: str, msg: str, *args: object) -> bool:
-        """Logs `msg % args` at `level` unless `key` was logged less than interval_s ago; returns whether it logged."""
+    def log(self, level: int, key: str, msg: str, *args: object, extra: Mapping[str, Any] | None = None) -> bool:
+        """Logs `msg % args` at `level` unless `key` was logged less than interval_s ago; returns whether it logged.
+
+        `extra` is the log call's (structured fields: `pushsvc.logs.fields`).
+        """
         now = self._clock.monotonic()
         window = self._windows.get(key)
         if window is not None and now - window.started_at < self._interval_s:
@@ -47,7 +52,7 @@ class LogThrottle:
         suppressed = window.suppressed if window is not None else 0
         self._windows[key] = _Window(started_at=now)
         if suppressed:
-            self._log.log(level, msg + " (%d more suppressed)", *args, suppressed)
+            self._log.log(level, msg + " (%d more suppressed)", *args, suppressed, extra=extra)
         else:
-            self._log.log(level, msg, *args)
+            self._log.log(level, msg, *args, extra=extra)
         return True

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -72,9 +73,10 @@ def test_emulator_and_deliver_put_one_apns_and_one_fcm_notification_in_the_inbox
 
 @pytest.mark.skipif(shutil.which("grpcurl", path=str(BIN)) is None, reason="grpcurl is installed by `pip install -e '.[dev]'`")
 def test_dev_prints_a_grpcurl_example_that_works_and_stops_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
+    port, control_port = _free_port(), _free_port()
     dev = subprocess.Popen(
-        [str(BIN / "pushsvc"), "dev", "--port", str(port), "--state-dir", str(tmp_path / "dev")],
+        [str(BIN / "pushsvc"), "dev", "--port", str(port), "--state-dir", str(tmp_path / "dev"),
+         "--control-port", str(control_port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
     )
     lines: list[str] = []
@@ -99,5 +101,27 @@ def test_dev_prints_a_grpcurl_example_that_works_and_stops_cleanly(tmp_path: Pat
         stream = subprocess.run(shlex.split(commands[2].replace("<id from Send>", nid)), capture_output=True, text=True, timeout=30, env=env)
         assert stream.returncode == 0, stream.stderr
         assert '"status": "DELIVERY_STATUS_DELIVERED"' in stream.stdout
+        # The web inbox: a plain-HTTP loopback URL a browser opens as it is, showing what was delivered.
+        [inbox] = re.findall(r"^  web inbox (\S+)  \(open it in a browser\)$", text, re.M)
+        assert inbox == f"http://127.0.0.1:{control_port}/_emulator/"
+        with urllib.request.urlopen(inbox, timeout=10) as page:
+            assert page.status == 200 and page.headers.get_content_type() == "text/html"
+        with urllib.request.urlopen(inbox + "inbox", timeout=10) as reply:
+            entries = json.loads(reply.read())
+        assert [e["token"] for e in entries] == ["a1" * 32], entries
     finally:
         assert _stop(dev) == 0
+
+
+def test_version_of_the_server_command_and_the_client_command() -> None:
+    from importlib.metadata import version
+
+    import pushsvc
+
+    out = subprocess.run([str(BIN / "pushsvc"), "--version"], capture_output=True, text=True, timeout=60, check=False)
+    # Not handed to pushsvc-client, as other leading options are.
+    assert (out.returncode, out.stdout) == (0, f"pushsvc {pushsvc.__version__}\n"), out.stderr
+    assert pushsvc.__version__ == version("pushsvc")
+    if shutil.which("pushsvc-client", path=str(BIN)):
+        out = subprocess.run([str(BIN / "pushsvc-client"), "--version"], capture_output=True, text=True, timeout=60, check=False)
+        assert (out.returncode, out.stdout) == (0, f"pushsvc-client {version('pushsvc-client')}\n"), out.stderr

@@ -17,10 +17,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
 from pushsvc.auth.apikeys import hash_key, new_key
 from pushsvc.config import ConfigError, Settings, load_settings
+from pushsvc.emulator.credentials import make_demo_credentials
 from pushsvc.v1 import push_pb2 as pb
 from pushsvc.v1 import push_pb2_grpc
 
@@ -223,27 +226,131 @@ def test_serve_names_every_problem_on_its_own_line(tmp_path: Path) -> None:
 
 def test_check_config_summarises_a_valid_file(tmp_path: Path) -> None:
     key = new_key()
+    credentials, _, _ = make_demo_credentials(tmp_path / "secrets", token_uri="https://127.0.0.1:1/token", ca_pem=b"")
     path = tmp_path / "pushsvc.toml"
+    config = CONFIG.replace("secrets/AuthKey.p8", "secrets/apns-auth-key.p8").replace(
+        "/abs/sa.json", str(credentials.fcm_service_account_file)
+    )
     path.write_text(
-        CONFIG.replace("mongodb://db.example", "mongodb://pushsvc:s3cret@db.example")
+        config.replace("mongodb://db.example", "mongodb://pushsvc:s3cret@db.example")
         + f'[[auth.api_keys]]\nname = "ops"\nhash = "{hash_key(key)}"\napps = ["*"]\nactions = ["admin"]\n'
     )
-    out = _check_config(path, {"PUSHSVC_APPS__NEWS__FCM__SERVICE_ACCOUNT_ENV": "NEWS_SA"})
+    account = credentials.fcm_service_account_file.read_text()
+    out = _check_config(path, {"PUSHSVC_APPS__NEWS__FCM__SERVICE_ACCOUNT_ENV": "NEWS_SA", "NEWS_SA": account})
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
         f"{path}: ok",
         "  apps:  news (fcm), shop (apns+fcm)",
         "  store: mongodb://",
-        "  auth:  1 API key(s), 0 JWT issuer(s), 0 mTLS identit(ies)",
+        "  auth:  1 API key, 0 JWT issuers, 0 mTLS identities",
         "  tls:   off",
         "  grpc:  0.0.0.0:6000, metrics: off, grace: 25 s",
     ]
     assert "s3cret" not in out.stdout + out.stderr
+    # The variable a setting names is a secret serve reads: unset, it is a problem.
+    out = _check_config(path, {"PUSHSVC_APPS__NEWS__FCM__SERVICE_ACCOUNT_ENV": "NEWS_SA"})
+    assert out.returncode == 2
+    assert "  apps.news.fcm.service_account_env: environment variable NEWS_SA is not set" in out.stderr.splitlines()
     # serve's own checks count too: no auth is refused unless the flag says so.
-    path.write_text(CONFIG)
+    path.write_text(config)
     out = _check_config(path, {})
     assert out.returncode == 2 and "serve needs [auth] api_keys, jwt or identities" in out.stderr
     assert _check_config(path, {}, "--insecure-no-auth").returncode == 0
+
+
+UNREADABLE = """
+store_url = "mongodb://127.0.0.1:1/pushsvc"
+
+[apps.demo.apns]
+bundle_id = "com.example.demo"
+key_file = "/nope.p8"
+key_id = "ABC123DEFG"
+team_id = "TEAM123456"
+
+[apps.demo.fcm]
+service_account_file = "not-json.json"
+
+[apps.news.apns]
+bundle_id = "com.example.news"
+key_file = "rsa.p8"
+key_id = "ABC123DEFG"
+team_id = "TEAM123456"
+ca_file = "garbage-ca.pem"
+
+[apps.shop.apns]
+bundle_id = "com.example.shop"
+key_file = "rsa.p8"
+key_id = "ABC123DEFG"
+team_id = "TEAM123456"
+
+[apps.news.fcm]
+service_account_file = "half-account.json"
+
+[[auth.jwt]]
+issuer = "https://issuer.example"
+audience = "pushsvc"
+jwks_file = "jwks.json"
+
+[tls]
+cert_file = "/nope-cert.pem"
+key_file = "/nope-key.pem"
+"""
+
+UNREADABLE_PROBLEMS = [
+    "apps.demo.apns.key_file: cannot read /nope.p8: No such file or directory",
+    "apps.demo.fcm.service_account_file: Expecting value: line 1 column 1 (char 0)",
+    "apps.news.apns.ca_file: ",
+    "apps.shop.apns.key_file: an APNs signing key must be an EC P-256 private key",
+    "apps.news.fcm.service_account_file: Service account info was not in the expected format, missing fields token_uri.",
+    "auth.jwt[0].jwks_file",
+    "tls.cert_file: cannot read /nope-cert.pem: No such file or directory",
+]
+
+
+def _write_unreadable(tmp_path: Path) -> Path:
+    (tmp_path / "not-json.json").write_text("not json")
+    (tmp_path / "half-account.json").write_text(json.dumps({"type": "service_account", "project_id": "p", "client_email": "a@p"}))
+    (tmp_path / "garbage-ca.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    (tmp_path / "rsa.p8").write_bytes(
+        rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (tmp_path / "jwks.json").write_text('{"keys": "none"}')
+    path = tmp_path / "pushsvc.toml"
+    path.write_text(UNREADABLE)
+    return path
+
+
+def _matching(lines: list[str], prefix: str) -> list[str]:
+    return [line for line in lines if line.startswith(prefix)]
+
+
+def test_check_config_reads_every_credential_serve_reads(tmp_path: Path) -> None:
+    path = _write_unreadable(tmp_path)
+    out = _check_config(path, {})
+    assert out.returncode == 2 and out.stdout == "" and "Traceback" not in out.stderr
+    lines = out.stderr.splitlines()
+    assert lines[0] == f"{path}: {len(UNREADABLE_PROBLEMS)} problems", out.stderr
+    problems = [line.removeprefix("  ") for line in lines[1:]]
+    for expected in UNREADABLE_PROBLEMS:
+        assert len(_matching(problems, expected)) == 1, (expected, out.stderr)
+    # Settings alone, for a config whose secrets live on another machine.
+    out = _check_config(path, {}, "--no-secrets")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "  secrets: not read (--no-secrets)"
+
+
+def test_serve_names_a_credential_it_cannot_read_as_check_config_does(tmp_path: Path) -> None:
+    path = _write_unreadable(tmp_path)
+    checked = [line.removeprefix("  ") for line in _check_config(path, {}).stderr.splitlines()[1:]]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSVC_")}
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "pushsvc"), "serve", "--config", str(path)],
+        capture_output=True, text=True, timeout=60, env=clean, check=False,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == [f"pushsvc: config error: {problem}" for problem in checked]
+    assert "pushsvc: config error: apps.demo.apns.key_file: cannot read /nope.p8: No such file or directory" in out.stderr
 
 
 def _check_config(path: Path, env: dict[str, str], *flags: str) -> subprocess.CompletedProcess[str]:

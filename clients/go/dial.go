@@ -1,6 +1,6 @@
 // Package pushsvc is pushsvc's Go client: the generated stubs live in
 // pushsvc.dev/clients/go/pushsvc/v1; this package adds a dial helper (TLS,
-// credentials, retries, deadlines) and FollowReceipts, which resumes a receipt
+// credentials, retries, deadlines) and Follower, whose Run resumes a receipt
 // stream from its last cursor.
 package pushsvc
 
@@ -20,7 +20,7 @@ import (
 // ServiceConfig retries the idempotent calls (RegisterToken and RegisterTokens
 // upsert, UnregisterToken and Prune converge, GetNotification reads) on UNAVAILABLE and
 // gives every unary call a 10 s deadline. Send is not retried: it is idempotent
-// only with an idempotency_key. StreamReceipts is resumed by FollowReceipts.
+// only with an idempotency_key. StreamReceipts is resumed by Follower.Run.
 const ServiceConfig = `{
   "methodConfig": [
     {

@@ -42,6 +42,8 @@ def _fields(rpc: str, request: Any, response: Any) -> dict[str, Any]:
     out = {"dry_run": request.dry_run}
     if response is not None:
         out["removed"] = response.removed
+        if response.HasField("would_remove"):
+            out["would_remove"] = response.would_remove
     return out
 
 

@@ -50,11 +50,11 @@ def _issuer(settings: JwtIssuerSettings, where: str, env: Mapping[str, str]) -> 
     keys: list[VerificationKey]
     try:
         if settings.public_key_file is not None:
-            keys = [pem_key(_read(settings.public_key_file, where), algorithms, f"{where}.public_key_file")]
+            keys = [pem_key(_read(settings.public_key_file, f"{where}.public_key_file"), algorithms, f"{where}.public_key_file")]
         elif settings.jwks_file is not None:
-            keys = jwks_keys(_read(settings.jwks_file, where).decode(), algorithms, f"{where}.jwks_file")
+            keys = jwks_keys(_read(settings.jwks_file, f"{where}.jwks_file").decode(), algorithms, f"{where}.jwks_file")
         elif settings.secret_file is not None:
-            keys = [shared_secret(_read(settings.secret_file, where).strip(), algorithms, f"{where}.secret_file")]
+            keys = [shared_secret(_read(settings.secret_file, f"{where}.secret_file").strip(), algorithms, f"{where}.secret_file")]
         else:
             secret = _env(env, settings.secret_env, f"{where}.secret_env").encode()
             keys = [shared_secret(secret, algorithms, f"{where}.secret_env")]
@@ -79,7 +79,7 @@ def build_authenticator(auth: AuthSettings, clock: Clock, env: Mapping[str, str]
     for i, key in enumerate(auth.api_keys):
         where = f"auth.api_keys[{i}] ({key.name})"
         if key.hash_file is not None:
-            raw = _read(key.hash_file, where).decode().strip()
+            raw = _read(key.hash_file, f"auth.api_keys[{i}].hash_file").decode().strip()
         elif key.hash_env:
             raw = _env(env, key.hash_env, where).strip()
         else:
@@ -115,5 +115,11 @@ def build_tls(tls: TlsSettings, clock: Clock) -> CertificateReloader:
             clock,
             check_interval_s=tls.reload_check_interval_s,
         )
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        # Named by its key, as every other unreadable secret is.
+        fields = {str(tls.cert_file): "cert_file", str(tls.key_file): "key_file", str(tls.client_ca_file): "client_ca_file"}
+        where = f"tls.{fields[str(exc.filename)]}" if str(exc.filename) in fields else "tls"
+        name = f" {exc.filename}" if exc.filename else ""
+        raise ConfigError(f"{where}: cannot read{name}: {exc.strerror or exc}") from None
+    except ValueError as exc:
         raise ConfigError(f"tls: {exc}") from None

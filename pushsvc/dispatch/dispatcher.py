@@ -92,6 +92,8 @@ class Dispatcher:
         # Provider trouble is logged rate-limited, and never with a token: a
         # provider in trouble answers every request the same way.
         self._faults = LogThrottle(log, clock, interval_s=settings.fault_log_interval_s)
+        self._store_down = False
+        """Whether a worker has said the store is unavailable and none has worked since (one line per outage)."""
         self._settings = settings
         self._signal = signal
         # An owner is `<replica>/<incarnation>`: leases name the incarnation, so a
@@ -180,8 +182,14 @@ class Dispatcher:
             try:
                 worked = await self.run_once()
                 backoff_s = self._settings.poll_interval_s
+                if self._store_down:
+                    self._store_down = False
+                    log.info("store reachable again, dispatcher %s resumes", self.owner)
             except errors.StoreUnavailable as exc:
-                log.warning("store unavailable, dispatcher %s waits: %s", self.owner, exc)
+                # Every worker meets the same outage, at every retry: the first says so, once.
+                if not self._store_down:
+                    self._store_down = True
+                    log.warning("store unavailable, dispatcher %s waits: %s", self.owner, exc)
                 worked = False
                 backoff_s = min(backoff_s * 2, self._settings.store_backoff_max_s)
             except Exception:
@@ -365,6 +373,7 @@ class Dispatcher:
                     f"retry {app_id} {target.platform.value}",
                     "%s answered %s %s for app %s; retrying (attempt %d, in %.1f s)",
                     target.platform.name, result.provider_status or "-", result.reason, app_id, attempts, delay,
+                    extra=logs.fields(app=app_id, platform=target.platform.value),
                 )
                 if record.expires_at is not None and self._clock.now() + timedelta(seconds=delay) >= record.expires_at:
                     return self._draft(target, models.DeliveryStatus.EXPIRED, _expired(result), attempts)
@@ -385,12 +394,14 @@ class Dispatcher:
                 f"failed {app_id} {target.platform.value}",
                 "%s delivery failed for app %s after %d attempt(s): %s %s",
                 target.platform.name, app_id, attempts, result.provider_status or "-", result.reason,
+                extra=logs.fields(app=app_id, platform=target.platform.value),
             )
         if result.outcome is Outcome.CREDENTIALS_REJECTED:
             self._faults.log(
                 logging.ERROR, f"credentials {app_id} {target.platform.value}",
                 "%s rejected the credentials of app %s: %s %s; the notification fails",
                 target.platform.name, app_id, result.provider_status, result.reason,
+                extra=logs.fields(app=app_id, platform=target.platform.value),
             )
             credential_error.append(
                 f"{target.platform.name} rejected the app's credentials ({result.provider_status} {result.reason})"
@@ -448,4 +459,5 @@ def _log_summary(view: models.NotificationView) -> None:
     log.warning(
         "notification %s of app %s finished with failures: %d delivered, %d failed, %d invalid tokens, %d expired",
         view.notification_id, view.app_id, view.delivered, view.failed, view.invalid_tokens, view.expired,
+        extra=logs.fields(app=view.app_id),
     )

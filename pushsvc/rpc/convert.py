@@ -169,7 +169,8 @@ def token(t: models.DeviceToken) -> pb.Token:
         locale=t.locale,
         timezone=t.timezone,
         app_version=t.app_version,
-        apns_environment=_ENV_TO_PB[t.apns_environment],
+        # Only APNs tokens have an environment; the model's default is not one to report for others.
+        apns_environment=_ENV_TO_PB[t.apns_environment] if t.platform is models.Platform.APNS else pb.APNS_ENVIRONMENT_UNSPECIFIED,
         created_at=_ts(t.created_at),
         last_seen_at=_ts(t.last_seen_at),
     )

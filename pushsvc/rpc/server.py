@@ -1,6 +1,12 @@
 """GrpcServer: grpc.aio server with PushService, health and reflection.
 
-Health (`grpc.health.v1`, for "" and pushsvc.v1.PushService) says NOT_SERVING
+Two health answers, for two questions. `liveness` (LIVENESS_SERVICE) says
+whether the process works: SERVING from the moment the port is bound, whatever
+the store does, until the drain; an event loop that hangs does not answer at
+all. A store outage is not the process's fault and a restart would not end it,
+so Kubernetes' liveness and startup probes ask this name.
+
+Readiness (`grpc.health.v1`, for "" and pushsvc.v1.PushService) says NOT_SERVING
 from before the port binds until the application calls `set_serving(True)`,
 whenever it calls `set_serving(False)` (the store is unreachable), and from the
 start of the drain to the end. The drain, `stop(grace_s)`:
@@ -40,6 +46,8 @@ from pushsvc.throttle import LogThrottle
 log = logging.getLogger("pushsvc.rpc")
 
 SERVICE_NAME = methods.SERVICE.full_name
+LIVENESS_SERVICE = "liveness"
+"""The health service name that is SERVING while the process runs (the liveness probe's); see the module docstring."""
 
 
 class GrpcServer:
@@ -115,6 +123,7 @@ class GrpcServer:
         # The servicer starts with "" SERVING and PushService unknown: both say
         # NOT_SERVING before the port is bound, so no probe sees a false SERVING.
         await self.set_serving(False)
+        await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         if self._credentials is not None:
             self.port = self._server.add_secure_port(self._address, self._credentials)
         else:

@@ -46,7 +46,9 @@ class PushServicer(pb_grpc.PushServiceServicer):
     @status.unary
     async def Prune(self, request: pb.PruneRequest, context: Ctx) -> pb.PruneResponse:  # noqa: N802
         """See push.proto."""
-        return pb.PruneResponse(removed=await self._service.prune(convert.prune(request)))
+        count = await self._service.prune(convert.prune(request))
+        # A dry run removed nothing: its count has a field of its own, so it is never read as done.
+        return pb.PruneResponse(would_remove=count) if request.dry_run else pb.PruneResponse(removed=count)
 
     @status.unary
     async def Send(self, request: pb.SendRequest, context: Ctx) -> pb.SendResponse:  # noqa: N802

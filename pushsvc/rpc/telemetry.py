@@ -11,7 +11,9 @@ because only the wrapper sees the decoded request. For each call it:
    StreamReceipts; Send sets its new id itself);
 2. counts the call by service, method and final status code, and observes
    its latency (a stream's when it ends);
-3. logs one DEBUG line per call (`log_level = "DEBUG"` gives an access log).
+3. logs one DEBUG line per call (`log_level = "DEBUG"` gives an access log),
+   with `rpc`, `code`, `duration_ms`, and the request's `app` and `platform`
+   when it names them, as fields of their own.
 
 grpc.aio runs each call in a task of its own, so the context of one call never
 leaks into another.
@@ -48,12 +50,31 @@ def _code(context: Ctx, default: grpc.StatusCode) -> str:
     return default.name
 
 
+def _request_fields(request: Any) -> dict[str, str]:
+    """The app and platform a request names, for the access line (a request stream names none)."""
+    out: dict[str, str] = {}
+    app = getattr(request, "app_id", None)
+    if isinstance(app, str) and app:
+        out["app"] = app
+    descriptor = getattr(request, "DESCRIPTOR", None)
+    field = descriptor.fields_by_name.get("platform") if descriptor is not None else None
+    if field is not None and field.enum_type is not None and not field.is_repeated:
+        value = getattr(request, "platform", 0)
+        if value:
+            # "apns", as the dispatcher's lines and the metrics' labels name it.
+            known = field.enum_type.values_by_number.get(value)
+            prefix = field.enum_type.name.upper() + "_"
+            out["platform"] = known.name.removeprefix(prefix).lower() if known is not None else str(value)
+    return out
+
+
 class _Call:
     """The context tokens of one call, to be reset when it ends."""
 
-    __slots__ = ("tokens",)
+    __slots__ = ("request", "tokens")
 
     def __init__(self, context: Ctx, request: Any) -> None:
+        self.request = request
         rid = tp = ""
         for key, value in context.invocation_metadata() or ():
             if key == "x-request-id" and isinstance(value, str):
@@ -112,11 +133,12 @@ class TelemetryInterceptor(MethodInterceptor):
             )
         return handler
 
-    def _finish(self, path: str, counters: RpcMetrics, started: float, code: str) -> None:
+    def _finish(self, path: str, counters: RpcMetrics, started: float, code: str, call: _Call) -> None:
         elapsed = self._clock.monotonic() - started
         counters.finished(code, elapsed)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s in %.1f ms", path, code, elapsed * 1000, extra=logs.fields(rpc=path, code=code))
+            fields = logs.fields(rpc=path, code=code, duration_ms=round(elapsed * 1000, 3), **_request_fields(call.request))
+            log.debug("%s %s in %.1f ms", path, code, elapsed * 1000, extra=fields)
 
     def _unary(self, path: str, counters: RpcMetrics, inner: Any) -> Callable[..., Awaitable[Any]]:
         async def unary(request: Any, context: Ctx) -> Any:
@@ -134,7 +156,7 @@ class TelemetryInterceptor(MethodInterceptor):
                 code = "CANCELLED"
                 raise
             finally:
-                self._finish(path, counters, started, code)
+                self._finish(path, counters, started, code, call)
                 call.reset()
 
         return unary
@@ -160,7 +182,7 @@ class TelemetryInterceptor(MethodInterceptor):
                 code = "CANCELLED"
                 raise
             finally:
-                self._finish(path, counters, started, code)
+                self._finish(path, counters, started, code, call)
                 call.reset()
 
         return streaming

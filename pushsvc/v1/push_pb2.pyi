@@ -256,10 +256,12 @@ class PruneRequest(_message.Message):
     def __init__(self, app_id: _Optional[str] = ..., stale_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., platforms: _Optional[_Iterable[_Union[Platform, str]]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class PruneResponse(_message.Message):
-    __slots__ = ("removed",)
+    __slots__ = ("removed", "would_remove")
     REMOVED_FIELD_NUMBER: _ClassVar[int]
+    WOULD_REMOVE_FIELD_NUMBER: _ClassVar[int]
     removed: int
-    def __init__(self, removed: _Optional[int] = ...) -> None: ...
+    would_remove: int
+    def __init__(self, removed: _Optional[int] = ..., would_remove: _Optional[int] = ...) -> None: ...
 
 class Device(_message.Message):
     __slots__ = ("token", "platform", "apns_environment")

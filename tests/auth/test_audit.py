@@ -60,7 +60,7 @@ async def test_one_audit_line_per_call_and_no_token(secured: Secured, caplog: py
             "targeted": 1,
             "duplicate": False,
         },
-        {"audit": "Prune", "principal": "key:alpha-prune", "app": "alpha", "outcome": "ok", "dry_run": True, "removed": pruned.removed},
+        {"audit": "Prune", "principal": "key:alpha-prune", "app": "alpha", "outcome": "ok", "dry_run": True, "removed": 0, "would_remove": pruned.would_remove},
         {"audit": "UnregisterToken", "principal": "key:alpha-register", "app": "alpha", "outcome": "ok", "platform": "PLATFORM_FCM", "removed": 1},
         {
             "audit": "Prune",

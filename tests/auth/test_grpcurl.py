@@ -45,3 +45,44 @@ async def test_grpcurl_with_api_key_and_with_mesh_identity(secured: Secured, tmp
     assert code != 0 and "Unauthenticated" in out, out
     code, out = await grpcurl(secured, tmp_path, "send", "-d", body, target, method)
     assert code != 0 and "PermissionDenied" in out, out
+
+
+async def test_health_check_through_reflection_needs_a_credential_and_works_with_one(secured: Secured, tmp_path: Path) -> None:
+    # grpcurl asks reflection for the method first, and reflection needs a credential
+    # (kubelet's probes, which need none, do not use it): the README's -H form.
+    target = f"127.0.0.1:{secured.app.port}"
+    method = "grpc.health.v1.Health/Check"
+    code, out = await grpcurl(secured, tmp_path, "plain", target, method)
+    assert code != 0 and "Unauthenticated" in out, out
+    key = secured.keys["register"]
+    code, out = await grpcurl(secured, tmp_path, "plain", "-H", f"authorization: Bearer {key}", target, method)
+    assert code == 0 and '"status": "SERVING"' in out, out
+
+
+GHZ = shutil.which("ghz") or next((str(p) for p in [Path.home() / "go/bin/ghz"] if p.exists()), None)
+
+
+@pytest.mark.skipif(GHZ is None, reason="ghz is not installed (go install github.com/bojand/ghz/cmd/ghz@v0.120.0)")
+async def test_ghz_needs_reflect_metadata_for_the_credential_of_its_reflection_call(secured: Secured, tmp_path: Path) -> None:
+    (tmp_path / "ca.crt").write_bytes(secured.ca.cert_pem.bytes())
+    (tmp_path / "client.crt").write_bytes(secured.plain_cert.cert_pem)
+    (tmp_path / "client.key").write_bytes(secured.plain_cert.key_pem)
+    bearer = json.dumps({"authorization": f"Bearer {secured.keys['register']}"})
+
+    async def ghz(*flags: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            str(GHZ), "--cacert", str(tmp_path / "ca.crt"), "--cert", str(tmp_path / "client.crt"),
+            "--key", str(tmp_path / "client.key"), "--call", "pushsvc.v1.PushService/RegisterToken",
+            "-d", json.dumps({"app_id": "alpha", "token": "b1" * 32, "platform": "PLATFORM_APNS"}),
+            "-n", "5", "-c", "1", "-O", "json", *flags, f"127.0.0.1:{secured.app.port}",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode or 0, out.decode()
+
+    # --metadata goes on the calls only; reflection, first, is refused without its own.
+    code, out = await ghz("--metadata", bearer)
+    assert code != 0 and "nauthenticated" in out, out
+    code, out = await ghz("--metadata", bearer, "--reflect-metadata", bearer)
+    assert code == 0, out
+    assert json.loads(out)["statusCodeDistribution"] == {"OK": 5}, out

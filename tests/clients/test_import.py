@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shlex
+import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -51,7 +54,7 @@ async def server() -> AsyncIterator[Application]:
 async def run_import(app: Application, path: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
     """Runs the command to completion; returns its exit status, its JSON summary and its stderr."""
     proc = await asyncio.create_subprocess_exec(
-        PUSHSVC, "tokens", "import", str(path), "--target", f"127.0.0.1:{app.port}", "--app", APP, "--json", *extra,
+        PUSHSVC, "tokens", "import", str(path), "--server", f"127.0.0.1:{app.port}", "--app", APP, "--json", *extra,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), COMMAND_TIMEOUT_S)
@@ -177,7 +180,7 @@ async def test_an_interrupted_import_resumes_to_completion_with_exact_counts(ser
     # Small batches, few in flight: the import takes seconds, so Ctrl-C lands mid-way.
     slow = ("--batch-size", "100", "--in-flight", "2", "--progress", "none")
     proc = await asyncio.create_subprocess_exec(
-        PUSHSVC, "tokens", "import", str(path), "--target", f"127.0.0.1:{server.port}", "--app", APP, "--json", *slow,
+        PUSHSVC, "tokens", "import", str(path), "--server", f"127.0.0.1:{server.port}", "--app", APP, "--json", *slow,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     async with asyncio.timeout(COMMAND_TIMEOUT_S):
@@ -217,7 +220,7 @@ async def test_a_file_that_cannot_be_imported_is_refused_before_anything_is_sent
     path = tmp_path / "tokens.csv"
     path.write_text("token,platform,colour\nab,fcm,red\n")
     proc = await asyncio.create_subprocess_exec(
-        PUSHSVC, "tokens", "import", str(path), "--target", f"127.0.0.1:{server.port}", "--app", APP,
+        PUSHSVC, "tokens", "import", str(path), "--server", f"127.0.0.1:{server.port}", "--app", APP,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(proc.communicate(), COMMAND_TIMEOUT_S)
@@ -283,3 +286,130 @@ async def test_unavailable_is_retried_past_the_channels_own_retries(tmp_path: Pa
         await server.stop(0)
     assert (summary.complete, summary.created, summary.bad, summary.not_attempted) == (True, 2_500, 0, 0)
     assert flaky.items == 2_500 and flaky.calls == 7 + 3
+
+
+# --- the progress bar, as a person sees it: the real command in a terminal (tmux), its screen read back
+
+BAR_LINE = re.compile(r"^\s*(\d+)%\|[^|]*\| ([\d,]+)/([\d,]+) rows \[[^\]]*\](?:, (.*))?$")
+"""tqdm's bar as BarProgress draws it: percent, rows done, rows expected, and the status after a comma."""
+
+
+class _Terminal:
+    """A tmux session on a private socket running one command; `screen()` is what a person would see."""
+
+    def __init__(self, directory: Path, command: list[str]) -> None:
+        self._socket = str(directory / "tmux.sock")
+        # The command's exit status is printed after it, and the pane stays for reading.
+        line = " ".join(shlex.quote(part) for part in command) + '; echo "[exit $?]"; sleep 600'
+        self._command = ["tmux", "-S", self._socket, "new-session", "-d", "-x", "220", "-y", "40", line]
+
+    async def __aenter__(self) -> _Terminal:
+        await self._tmux(*self._command[3:])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._tmux("kill-server", check=False)
+
+    async def screen(self) -> list[str]:
+        return (await self._tmux("capture-pane", "-p")).rstrip("\n").splitlines()
+
+    async def finished(self, timeout_s: float = COMMAND_TIMEOUT_S) -> list[str]:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                screen = await self.screen()
+                if any(line.startswith("[exit ") for line in screen):
+                    return screen
+                await asyncio.sleep(0.1)
+
+    async def _tmux(self, *args: str, check: bool = True) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            "tmux", "-S", self._socket, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await proc.communicate()
+        assert proc.returncode == 0 or not check, err.decode()
+        return out.decode()
+
+
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None and not os.environ.get("CI"), reason="tmux is not installed")
+
+
+@needs_tmux
+async def test_the_progress_bar_counts_rows_and_keeps_bad_rows_off_its_line(server: Application, tmp_path: Path) -> None:
+    rows = 20_000
+    bad_at = {3: "empty token", 9_000: "bad platform", 19_990: "too few fields"}
+    path = tmp_path / "tokens.csv"
+    write_csv(path, rows, bad_at)
+    command = [PUSHSVC, "tokens", "import", str(path), "--server", f"127.0.0.1:{server.port}", "--app", APP,
+               "--batch-size", "200", "--in-flight", "1"]
+    async with _Terminal(tmp_path, command) as terminal:
+        screen = await terminal.finished()
+    shown = "\n".join(screen)
+    # Each bad row on a line of its own, whole, with nothing of the bar in it.
+    for i, kind in bad_at.items():
+        assert f"{path}:{i + 2}: {BAD_CSV_ROWS[kind][1]}" in screen, shown
+    bars = [m for line in screen if (m := BAR_LINE.match(line))]
+    assert len(bars) == 1, shown  # one bar, redrawn in place below the messages
+    assert bars[0].groups() == ("100", f"{rows:,}", f"{rows:,}", None), shown
+    assert f"{rows - len(bad_at):,} created" in shown and "[exit 1]" in screen, shown  # bad rows: exit 1
+    assert "k/" not in shown and ".00/" not in shown, shown
+
+
+class _Stumbling:
+    """RegisterTokens that answers UNAVAILABLE to its first `failures` calls, then once takes `slow_s`, then is prompt."""
+
+    def __init__(self, failures: int, slow_s: float) -> None:
+        self.failures, self.slow_s, self.calls = failures, slow_s, 0
+
+    async def register_tokens(self, request: Any, context: Any) -> Any:
+        import grpc
+
+        from pushsvc.v1 import push_pb2 as pb
+
+        self.calls += 1
+        if self.calls <= self.failures:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "stumbling: try again")
+        if self.calls == self.failures + 1:
+            await asyncio.sleep(self.slow_s)
+        n = len(request.items)
+        return pb.RegisterTokensResponse(
+            results=[pb.RegistrationResult(index=i, outcome=pb.REGISTRATION_OUTCOME_CREATED) for i in range(n)], created=n
+        )
+
+
+@needs_tmux
+async def test_the_progress_bar_says_so_while_the_client_waits_and_retries(tmp_path: Path) -> None:
+    import grpc
+
+    from pushsvc.v1 import push_pb2 as pb
+
+    # 5 failures use up the channel's own attempts: the importer retries; then an answer takes 3 s.
+    stumbling = _Stumbling(failures=5, slow_s=3.0)
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("pushsvc.v1.PushService", {
+        "RegisterTokens": grpc.unary_unary_rpc_method_handler(
+            stumbling.register_tokens, request_deserializer=pb.RegisterTokensRequest.FromString,
+            response_serializer=pb.RegisterTokensResponse.SerializeToString,
+        ),
+    }),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    path = tmp_path / "tokens.csv"
+    write_csv(path, 2_500, {})
+    command = [PUSHSVC, "tokens", "import", str(path), "--server", f"127.0.0.1:{port}", "--app", APP, "--in-flight", "1"]
+    statuses: list[str] = []
+    try:
+        async with _Terminal(tmp_path, command) as terminal, asyncio.timeout(COMMAND_TIMEOUT_S):
+            while True:
+                screen = await terminal.screen()
+                statuses += [m.group(4) or "" for line in screen if (m := BAR_LINE.match(line))]
+                if any(line.startswith("[exit ") for line in screen):
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        await server.stop(0)
+    shown = "\n".join(screen)
+    assert "[exit 0]" in screen, shown
+    assert any(s.startswith("UNAVAILABLE: retrying in 0.5 s (attempt 2,") for s in statuses), statuses
+    assert "waiting for the server's answer (2 s, attempt 2)" in statuses, statuses
+    # The status goes when the rows move again: the bar ends with none.
+    assert statuses[-1] == "", statuses

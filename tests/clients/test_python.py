@@ -66,6 +66,14 @@ def test_python_channel_helper(client_python: Path) -> None:
     assert "6 passed" in out.stdout
 
 
+def test_python_operator_options(client_python: Path) -> None:
+    """--server and its deprecated alias, --version, the receipts table: without a server, and without the server's packages."""
+    out = subprocess.run([str(client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cli.py"],
+                         cwd=CLIENT, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "5 passed" in out.stdout
+
+
 def test_python_smoke(client_python: Path, smoke_server: DevServer, live: LiveRun) -> None:
     out = live.run(_pytest(client_python, "smoke or example"), live.env(smoke_server), CLIENT, 180)
     assert "2 passed" in out.stdout

@@ -14,6 +14,7 @@ import yaml
 
 from pushsvc.config import ConfigError, Settings, check_serve, load_settings
 from pushsvc.config_reference import rows
+from pushsvc.rpc.server import LIVENESS_SERVICE
 from tests.deploy.manifests import BASE, DEPLOY, build, by_kind, kustomize_command, read_base
 
 SECRET_EXAMPLE = BASE / "secret.example.yaml"
@@ -82,8 +83,11 @@ def test_ports_and_probes_agree_with_the_config(base: dict[str, dict[str, Any]],
     container = _container(base)
     assert _port(container, "grpc") == settings.port == 50051
     assert _port(container, "metrics") == settings.metrics_port == 9090
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["grpc"] == {"port": settings.port}, probe  # native gRPC health checking
+    # Native gRPC health checking. Readiness asks the server's health (the store
+    # counts); liveness and startup ask the name that says the process works.
+    assert container["readinessProbe"]["grpc"] == {"port": settings.port}
+    for probe in ("startupProbe", "livenessProbe"):
+        assert container[probe]["grpc"] == {"port": settings.port, "service": LIVENESS_SERVICE}, probe
     service_ports = {p["name"]: p for p in base["Service"]["spec"]["ports"]}
     assert service_ports["grpc"]["appProtocol"] == "grpc"
     assert {p["targetPort"] for p in service_ports.values()} == {"grpc", "metrics"}
@@ -100,7 +104,19 @@ def test_the_grace_period_outlasts_the_drain(base: dict[str, dict[str, Any]], tm
     settings = _settings(base, tmp_path)
     pod = base["Deployment"]["spec"]["template"]["spec"]
     assert settings.grace_s == 25.0
-    assert pod["terminationGracePeriodSeconds"] > settings.grace_s
+    # The preStop pause comes first and counts towards the grace period.
+    [container] = pod["containers"]
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    pause_s = float(command[1])
+    assert 2 <= pause_s <= 15
+    assert pod["terminationGracePeriodSeconds"] > pause_s + settings.grace_s
+
+
+def test_the_autoscaler_alone_sets_the_replica_count(base: dict[str, dict[str, Any]]) -> None:
+    # A replicas field beside an HPA resets the count at every apply.
+    assert "replicas" not in base["Deployment"]["spec"]
+    assert base["HorizontalPodAutoscaler"]["spec"]["minReplicas"] >= 2
 
 
 def test_environment_names_are_settings(base: dict[str, dict[str, Any]]) -> None:
@@ -145,13 +161,22 @@ def test_the_config_map_loads_and_passes_serves_checks(base: dict[str, dict[str,
 def test_check_config_accepts_the_base_config() -> None:
     # The README's command, off the cluster: the Secret's directory is missing, which is only noted.
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "pushsvc"), "check-config", str(BASE / "config.toml")],
+        [str(Path(sys.executable).parent / "pushsvc"), "check-config", "--no-secrets", str(BASE / "config.toml")],
         capture_output=True, text=True, timeout=60, check=False,
         env={"PATH": "/usr/bin:/bin"},
     )
     assert out.returncode == 0, out.stderr
     assert "apps:  demo (apns+fcm)" in out.stdout and "secrets_dir: /run/secrets/pushsvc (not found here" in out.stdout
     assert tomllib.loads((BASE / "config.toml").read_text())["grace_s"] == 25.0
+    # Without the flag it reads what serve reads, and the Secret's files are not here.
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "pushsvc"), "check-config", str(BASE / "config.toml")],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 2
+    assert "  apps.demo.apns.key_file: cannot read /run/secrets/pushsvc/apns-demo.p8: No such file or directory" in out.stderr
+    assert "  auth.api_keys[0].hash_file: cannot read /run/secrets/pushsvc/api-key-backend.hash: No such file or directory" in out.stderr
 
 
 def test_selectors_and_targets_line_up(base: dict[str, dict[str, Any]]) -> None:

@@ -150,6 +150,11 @@ async def test_json_lines_carry_request_and_notification_ids_and_traceparent_and
     assert [by_request[r]["code"] for r in ("reg-0", "bad-input", "send-1", "stream-1", "auth-0", "auth-1")] == [
         "OK", "INVALID_ARGUMENT", "OK", "OK", "UNAUTHENTICATED", "UNAUTHENTICATED"
     ]
+    # The call's duration, app and platform are fields, not only words of the message.
+    assert all(isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0 for line in rpc_lines)
+    assert [(by_request[r].get("app"), by_request[r].get("platform")) for r in ("reg-0", "reg-2", "send-1", "stream-1")] == [
+        (APP, "apns"), (APP, "fcm"), (APP, None), (APP, None)
+    ]
     # The traceparent when valid, and not at all when malformed.
     assert all(by_request[f"reg-{i}"]["traceparent"] == TRACEPARENT for i in range(3))
     assert "traceparent" not in by_request["send-1"] and "traceparent" not in by_request["auth-0"]
@@ -164,6 +169,8 @@ async def test_json_lines_carry_request_and_notification_ids_and_traceparent_and
     assert all(line["notification_id"] == nid for line in rpc_lines if line["rpc"].endswith("/GetNotification"))
     dispatch = [line for line in lines if line["logger"] == "pushsvc.dispatch"]
     assert any("is invalid" in line["message"] for line in dispatch), dispatch
+    summary = next(line for line in dispatch if "finished with failures" in line["message"])
+    assert summary["app"] == APP
     assert dispatch and all(line.get("notification_id") == nid for line in dispatch)
     assert "request_id" not in dispatch[0]  # the dispatcher works outside any RPC
     # The dead token is named by its redacted prefix only.
@@ -179,3 +186,6 @@ async def test_json_lines_carry_request_and_notification_ids_and_traceparent_and
     with urllib.request.urlopen(f"http://127.0.0.1:{secured.app.metrics_port}/metrics", timeout=5) as reply:
         scraped = reply.read().decode()
     assert 'pushsvc_rpcs_total{code="UNAUTHENTICATED",method="Prune",service="pushsvc.v1.PushService"} 2.0' in scraped
+    # And the standard process and Python metrics beside pushsvc's own, on the same endpoint.
+    assert "\nprocess_resident_memory_bytes " in scraped and "\npython_info{" in scraped
+    assert "\npushsvc_build_info{" in scraped

@@ -16,6 +16,7 @@ from pushsvc import models
 from pushsvc.bootstrap import Application, build_application
 from pushsvc.clock import ManualClock
 from pushsvc.config import Settings
+from pushsvc.rpc.server import LIVENESS_SERVICE
 from pushsvc.storage.memory import MemoryStores
 from pushsvc.v1 import push_pb2 as pb
 from pushsvc.v1 import push_pb2_grpc
@@ -197,6 +198,33 @@ async def test_not_serving_while_the_store_is_unreachable(stores: GatedStores) -
             assert await _statuses(health) == {SERVING}
             watch.cancel()
     finally:
+        await app.stop(0)
+
+
+async def test_liveness_serves_while_the_process_runs_whatever_the_store_does(stores: GatedStores) -> None:
+    # The liveness probe's name: a store that is slow to answer at start, or
+    # down later, must not restart the pod (readiness takes it out of the Service).
+    app = _app(stores, health_interval_s=30.0)
+    starting = asyncio.create_task(app.start())
+    try:
+        port = await _bound(app)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+
+            async def liveness() -> int:
+                return (await health.Check(health_pb2.HealthCheckRequest(service=LIVENESS_SERVICE), timeout=5)).status
+
+            assert await _statuses(health) == {NOT_SERVING}
+            assert await liveness() == SERVING
+            stores.prepared.set()
+            await asyncio.wait_for(starting, 5)
+            assert await _statuses(health) == {SERVING}
+            stores.fail()
+            await _eventually(lambda: _statuses(health), {NOT_SERVING}, within_s=5)
+            assert await liveness() == SERVING
+    finally:
+        stores.prepared.set()
+        await asyncio.wait_for(starting, 5)
         await app.stop(0)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import grpc
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -43,6 +43,16 @@ async def test_device_rotation_removes_the_old_token(stub: push_pb2_grpc.PushSer
     assert (old.removed, new.removed) == (False, True)
 
 
+async def test_an_fcm_token_has_no_apns_environment(stub: push_pb2_grpc.PushServiceStub) -> None:
+    # Even when the caller sent one: it means nothing for FCM.
+    for environment in (pb.APNS_ENVIRONMENT_UNSPECIFIED, pb.APNS_ENVIRONMENT_SANDBOX):
+        reply = await stub.RegisterToken(register("fcm-env", pb.PLATFORM_FCM, apns_environment=environment))
+        assert reply.token.apns_environment == pb.APNS_ENVIRONMENT_UNSPECIFIED
+        assert "apnsEnvironment" not in json_format.MessageToDict(reply.token)
+    apns = await stub.RegisterToken(register(apns_environment=pb.APNS_ENVIRONMENT_SANDBOX))
+    assert apns.token.apns_environment == pb.APNS_ENVIRONMENT_SANDBOX
+
+
 async def test_unregister_reports_removed_and_unknown_is_not_an_error(stub: push_pb2_grpc.PushServiceStub) -> None:
     await stub.RegisterToken(register("fcm-token-1", pb.PLATFORM_FCM))
     req = pb.UnregisterTokenRequest(app_id="demo", token="fcm-token-1", platform=pb.PLATFORM_FCM)
@@ -59,13 +69,17 @@ async def test_prune_uses_the_60_day_default_filters_and_dry_run(
     await stub.RegisterToken(register("02" * 32))
     clock.advance(2 * 86400)  # the first two are now 61 days old, the third 2 days
     dry = await stub.Prune(pb.PruneRequest(app_id="demo", dry_run=True))
-    assert dry.removed == 2
+    assert (dry.would_remove, dry.removed) == (2, 0)
+    # In JSON too (grpcurl's view): the count is printed, not dropped as a zero would be.
+    assert json_format.MessageToDict(dry) == {"wouldRemove": "2"}
     only_fcm = await stub.Prune(pb.PruneRequest(app_id="demo", platforms=[pb.PLATFORM_FCM]))
-    assert only_fcm.removed == 1
+    assert only_fcm.removed == 1 and not only_fcm.HasField("would_remove")
     assert (await stub.Prune(pb.PruneRequest(app_id="demo"))).removed == 1
     short = await stub.Prune(pb.PruneRequest(app_id="demo", stale_after=duration_pb2.Duration(seconds=86400)))
     assert short.removed == 1
-    assert (await stub.Prune(pb.PruneRequest(app_id="demo", dry_run=True, stale_after=duration_pb2.Duration(seconds=1)))).removed == 0
+    none = await stub.Prune(pb.PruneRequest(app_id="demo", dry_run=True, stale_after=duration_pb2.Duration(seconds=1)))
+    # Nothing to remove is still an answer: present, so grpcurl prints 0 rather than `{}`.
+    assert json_format.MessageToDict(none) == {"wouldRemove": "0"}
 
 
 async def test_health_is_serving_and_reflection_lists_the_services(app: Application) -> None:

@@ -383,3 +383,57 @@ async def test_a_draining_dispatcher_claims_nothing_new(world: World) -> None:
     await asyncio.sleep(0.05)
     await d.stop(grace_s=1.0)
     assert not world.fcm.sent and (await view(world, nid)).state is models.NotificationState.QUEUED
+
+
+class _Outage:
+    """The notification store, whose `claim` fails as an unreachable store does while `down` is set."""
+
+    def __init__(self, inner: NotificationStore) -> None:
+        self._inner = inner
+        self.down = True
+        self.claims = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def claim(self, *args: Any, **kwargs: Any) -> Any:
+        from pushsvc import errors
+
+        self.claims += 1
+        if self.down:
+            raise errors.StoreUnavailable("store down (test)")
+        return await self._inner.claim(*args, **kwargs)
+
+
+async def test_a_store_outage_is_one_warning_however_many_workers_and_retries(world: World, caplog: Any) -> None:
+    outage = _Outage(world.stores.notifications)
+    d = Dispatcher(
+        tokens=world.stores.tokens, notifications=outage, receipts=world.stores.receipts,  # type: ignore[arg-type]
+        providers={}, clock=world.clock,
+        settings=world.settings.model_copy(update={"workers": 3, "store_backoff_max_s": 0.02}),
+        signal=world.signal, owner="w1", sleep=world.sleep,
+    )
+
+    def lines(text: str) -> int:
+        return sum(text in r.getMessage() for r in caplog.records if r.name.startswith("pushsvc"))
+
+    async def until(predicate: Any) -> None:
+        for _ in range(500):
+            if predicate():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("never happened")
+
+    with caplog.at_level(logging.INFO, logger="pushsvc"):
+        d.start()
+        try:
+            await until(lambda: outage.claims >= 15)  # every worker has failed, several times each
+            assert lines("store unavailable") == 1
+            outage.down = False
+            await until(lambda: lines("store reachable again") == 1)
+            claims = outage.claims
+            outage.down = True
+            await until(lambda: outage.claims >= claims + 15)
+            assert (lines("store unavailable"), lines("store reachable again")) == (2, 1)  # a second outage says so again
+        finally:
+            await d.stop(release_leases=False)

@@ -130,3 +130,20 @@ def test_each_registry_is_its_own() -> None:
     a.provider(APP, "fcm").delivered("DELIVERED", "")
     assert value(a, "pushsvc_deliveries_total", app=APP, platform="fcm", status="DELIVERED", reason="none") == 1
     assert value(b, "pushsvc_deliveries_total", app=APP, platform="fcm", status="DELIVERED", reason="none") == 0
+
+
+def test_build_info_and_the_standard_process_and_python_metrics_are_on_pushsvcs_registry() -> None:
+    import platform
+
+    import pushsvc
+
+    m = PrometheusMetrics()
+    assert value(m, "pushsvc_build_info", version=pushsvc.__version__, python=platform.python_version()) == 1
+    assert value(m, "process_resident_memory_bytes") > 0 and value(m, "process_start_time_seconds") > 0
+    assert value(m, "process_cpu_seconds_total") > 0
+    info = platform.python_version_tuple()
+    assert value(m, "python_info", implementation=platform.python_implementation(), major=info[0], minor=info[1],
+                 patchlevel=info[2], version=platform.python_version()) == 1
+    assert m.registry.get_sample_value("python_gc_collections_total", {"generation": "0"}) is not None
+    # Two registries in one process (tests, several Applications) do not collide.
+    assert value(PrometheusMetrics(), "pushsvc_build_info", version=pushsvc.__version__, python=platform.python_version()) == 1

@@ -1,6 +1,6 @@
 """Registers a token, sends to it, and streams its receipts until the stream ends.
 
-    python examples/send_and_follow.py [--target localhost:50051] [--app demo]
+    python examples/send_and_follow.py [--server localhost:50051] [--app demo]
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from pushsvc_client.v1 import push_pb2, push_pb2_grpc
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--target", default="localhost:50051")
+    parser.add_argument("--server", default="localhost:50051")
     parser.add_argument("--app", default="demo")
     args = parser.parse_args()
 
-    with connect(args.target) as channel:
+    with connect(args.server) as channel:
         stub = push_pb2_grpc.PushServiceStub(channel)
         token = "ab" + secrets.token_hex(31)
         stub.RegisterToken(

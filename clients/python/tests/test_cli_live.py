@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not TARGET, reason="PUSHSVC_TARGET is not set (t
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run([CLI, "--target", TARGET, *args], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([CLI, "--server", TARGET, *args], capture_output=True, text=True, timeout=60)
     if check:
         assert out.returncode == 0, out.stderr
     return out
@@ -65,8 +65,11 @@ def test_send_from_a_json_file_and_a_table(tmp_path: Path) -> None:
     again = cli("send", "--app", APP, "--file", str(path))
     assert again.stdout.strip() == nid and "repeat" in again.stderr
     table = cli("receipts", "--app", APP, "--notification", nid, "--format", "table").stdout.splitlines()
-    assert table[0].split() == ["CURSOR", "STATUS", "PLATFORM", "TOKEN", "ATTEMPTS", "PROVIDER_STATUS", "REASON"]
-    assert len(table) == 2 and token in table[1] and "DELIVERY_STATUS_DELIVERED" in table[1]
+    assert table[0].split() == ["CURSOR", "STATUS", "PLATFORM", "ATTEMPTS", "PROVIDER_STATUS", "REASON", "TOKEN"]
+    assert len(table) == 2 and table[1].endswith(token) and table[1].split()[1:5] == ["DELIVERED", "APNS", "1", "200"]
+    # Aligned: each value starts under its heading.
+    for heading in ("STATUS", "PLATFORM", "ATTEMPTS", "TOKEN"):
+        assert table[1][table[0].index(heading) - 1] == " " and table[1][table[0].index(heading)] != " "
 
 
 def test_validate_only_sends_nothing() -> None:
@@ -77,7 +80,7 @@ def test_validate_only_sends_nothing() -> None:
 
 
 def test_follow_the_live_feed_until_interrupted() -> None:
-    proc = subprocess.Popen([CLI, "--target", TARGET, "receipts", "--app", APP, "--follow"],
+    proc = subprocess.Popen([CLI, "--server", TARGET, "receipts", "--app", APP, "--follow"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None

@@ -55,7 +55,7 @@ def _send_to_user(stub: push_pb2_grpc.PushServiceStub, user: str) -> str:
 def test_example_program() -> None:
     example = Path(__file__).resolve().parent.parent / "examples/send_and_follow.py"
     out = subprocess.run(
-        [sys.executable, str(example), "--target", TARGET, "--app", APP],
+        [sys.executable, str(example), "--server", TARGET, "--app", APP],
         capture_output=True, text=True, timeout=60, check=True,
     )
     assert "DELIVERED after 1 attempt(s)" in out.stdout

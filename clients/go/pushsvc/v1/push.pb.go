@@ -434,16 +434,17 @@ func (DeliveryStatus) EnumDescriptor() ([]byte, []int) {
 
 // A registered device token.
 type Token struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	AppId           string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
-	Token           string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
-	Platform        Platform               `protobuf:"varint,3,opt,name=platform,proto3,enum=pushsvc.v1.Platform" json:"platform,omitempty"`
-	UserId          string                 `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Topics          []string               `protobuf:"bytes,5,rep,name=topics,proto3" json:"topics,omitempty"`
-	DeviceId        string                 `protobuf:"bytes,6,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
-	Locale          string                 `protobuf:"bytes,7,opt,name=locale,proto3" json:"locale,omitempty"`
-	Timezone        string                 `protobuf:"bytes,8,opt,name=timezone,proto3" json:"timezone,omitempty"`
-	AppVersion      string                 `protobuf:"bytes,9,opt,name=app_version,json=appVersion,proto3" json:"app_version,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	AppId      string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	Token      string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	Platform   Platform               `protobuf:"varint,3,opt,name=platform,proto3,enum=pushsvc.v1.Platform" json:"platform,omitempty"`
+	UserId     string                 `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Topics     []string               `protobuf:"bytes,5,rep,name=topics,proto3" json:"topics,omitempty"`
+	DeviceId   string                 `protobuf:"bytes,6,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	Locale     string                 `protobuf:"bytes,7,opt,name=locale,proto3" json:"locale,omitempty"`
+	Timezone   string                 `protobuf:"bytes,8,opt,name=timezone,proto3" json:"timezone,omitempty"`
+	AppVersion string                 `protobuf:"bytes,9,opt,name=app_version,json=appVersion,proto3" json:"app_version,omitempty"`
+	// APNS_ENVIRONMENT_UNSPECIFIED for tokens of other platforms than APNs.
 	ApnsEnvironment ApnsEnvironment        `protobuf:"varint,10,opt,name=apns_environment,json=apnsEnvironment,proto3,enum=pushsvc.v1.ApnsEnvironment" json:"apns_environment,omitempty"`
 	CreatedAt       *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// Refreshed by every registration; staleness is measured from it.
@@ -1263,8 +1264,12 @@ func (x *PruneRequest) GetDryRun() bool {
 }
 
 type PruneResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Removed       int64                  `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tokens removed; 0 with dry_run, which removes nothing.
+	Removed int64 `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	// With dry_run: the tokens that would have been removed, present even when
+	// 0 (so JSON shows it); absent without dry_run.
+	WouldRemove   *int64 `protobuf:"varint,2,opt,name=would_remove,json=wouldRemove,proto3,oneof" json:"would_remove,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1302,6 +1307,13 @@ func (*PruneResponse) Descriptor() ([]byte, []int) {
 func (x *PruneResponse) GetRemoved() int64 {
 	if x != nil {
 		return x.Removed
+	}
+	return 0
+}
+
+func (x *PruneResponse) GetWouldRemove() int64 {
+	if x != nil && x.WouldRemove != nil {
+		return *x.WouldRemove
 	}
 	return 0
 }
@@ -2638,9 +2650,11 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\vstale_after\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"staleAfter\x122\n" +
 	"\tplatforms\x18\x03 \x03(\x0e2\x14.pushsvc.v1.PlatformR\tplatforms\x12\x17\n" +
-	"\adry_run\x18\x04 \x01(\bR\x06dryRun\")\n" +
+	"\adry_run\x18\x04 \x01(\bR\x06dryRun\"b\n" +
 	"\rPruneResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x01(\x03R\aremoved\"\x98\x01\n" +
+	"\aremoved\x18\x01 \x01(\x03R\aremoved\x12&\n" +
+	"\fwould_remove\x18\x02 \x01(\x03H\x00R\vwouldRemove\x88\x01\x01B\x0f\n" +
+	"\r_would_remove\"\x98\x01\n" +
 	"\x06Device\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x120\n" +
 	"\bplatform\x18\x02 \x01(\x0e2\x14.pushsvc.v1.PlatformR\bplatform\x12F\n" +
@@ -2935,6 +2949,7 @@ func file_pushsvc_v1_push_proto_init() {
 	if File_pushsvc_v1_push_proto != nil {
 		return
 	}
+	file_pushsvc_v1_push_proto_msgTypes[11].OneofWrappers = []any{}
 	file_pushsvc_v1_push_proto_msgTypes[15].OneofWrappers = []any{
 		(*Target_Devices)(nil),
 		(*Target_Users)(nil),

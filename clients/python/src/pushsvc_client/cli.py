@@ -10,7 +10,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -23,11 +23,33 @@ from pushsvc_client.receipts import ReceiptStream
 from pushsvc_client.v1 import push_pb2, push_pb2_grpc
 
 _PLATFORMS = {"apns": push_pb2.PLATFORM_APNS, "fcm": push_pb2.PLATFORM_FCM}
-_TABLE_COLUMNS = ("cursor", "status", "platform", "token", "attempts", "provider_status", "reason")
+_TABLE_COLUMNS = (("cursor", 12), ("status", 13), ("platform", 8), ("attempts", 8), ("provider_status", 15),
+                  ("reason", 22), ("token", 0))
+"""The table's columns and their widths; the token, of any length, comes last so it shifts nothing."""
+_ENUM_PREFIXES = {"status": "DELIVERY_STATUS_", "platform": "PLATFORM_"}
+DEFAULT_SERVER = "localhost:50051"
 
 
 class UsageError(Exception):
     """A command line that cannot be run; exits 2."""
+
+
+class _DeprecatedServer(argparse.Action):
+    """`--target`, the old name of `--server`: still accepted, with a warning on stderr."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog.split()[0]}: {option_string} is deprecated; use --server", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pushsvc-client")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
 
 
 def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
@@ -37,7 +59,9 @@ def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None
         return value if defaults else argparse.SUPPRESS
 
     conn = parser.add_argument_group("connection")
-    conn.add_argument("--target", default=d("localhost:50051"), help="host:port of pushsvc (default localhost:50051)")
+    conn.add_argument("--server", default=d(DEFAULT_SERVER), help=f"host:port of pushsvc (default {DEFAULT_SERVER})")
+    conn.add_argument("--target", dest="server", action=_DeprecatedServer, default=argparse.SUPPRESS,
+                      help="deprecated: the old name of --server")
     conn.add_argument("--tls", action="store_true", default=d(False), help="connect over TLS (system roots unless --ca)")
     conn.add_argument("--ca", type=Path, default=d(None), help="PEM file of the CA that signed the server's certificate (implies --tls)")
     creds = conn.add_mutually_exclusive_group()
@@ -48,6 +72,7 @@ def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None
 
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Operator commands for a running pushsvc.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     _connection_options(parser, defaults=True)
     common = argparse.ArgumentParser(add_help=False)
     _connection_options(common, defaults=False)
@@ -147,15 +172,25 @@ def _receipt_row(receipt: push_pb2.Receipt) -> dict[str, object]:
     return json_format.MessageToDict(receipt, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
-def _print_receipts(stream: ReceiptStream, fmt: str, out: TextIO) -> None:
+def _table_cell(row: dict[str, object], column: str) -> str:
+    value = str(row.get(column, ""))
+    return value.removeprefix(_ENUM_PREFIXES.get(column, ""))
+
+
+def _table_line(cells: Sequence[str]) -> str:
+    return "  ".join(f"{cell:<{width}}" if width else cell for cell, (_, width) in zip(cells, _TABLE_COLUMNS, strict=True)).rstrip()
+
+
+def _print_receipts(stream: Iterable[push_pb2.Receipt], fmt: str, out: TextIO) -> None:
+    # Fixed widths: the rows stream in, so the table cannot be measured first.
     if fmt == "table":
-        out.write("  ".join(c.upper() for c in _TABLE_COLUMNS) + "\n")
+        out.write(_table_line([c.upper() for c, _ in _TABLE_COLUMNS]) + "\n")
     for receipt in stream:
         row = _receipt_row(receipt)
         if fmt == "jsonl":
             out.write(json.dumps(row, sort_keys=True) + "\n")
         else:
-            out.write("  ".join(str(row.get(c, "")) for c in _TABLE_COLUMNS) + "\n")
+            out.write(_table_line([_table_cell(row, c) for c, _ in _TABLE_COLUMNS]) + "\n")
         out.flush()
 
 
@@ -183,8 +218,10 @@ def _prune(stub: push_pb2_grpc.PushServiceStub, args: argparse.Namespace, out: T
     if args.stale_after_days is not None:
         request.stale_after.CopyFrom(duration_pb2.Duration(seconds=round(args.stale_after_days * 86400)))
     reply = stub.Prune(request)
-    verb = "would remove" if args.dry_run else "removed"
-    out.write(f"{verb} {reply.removed} token(s)\n")
+    if args.dry_run:
+        out.write(f"would remove {reply.would_remove} token(s)\n")
+    else:
+        out.write(f"removed {reply.removed} token(s)\n")
     return 0
 
 
@@ -207,14 +244,16 @@ def _import(stub: push_pb2_grpc.PushServiceStub, args: argparse.Namespace, out: 
         elif mode == "lines":
             shown = progress.LineProgress(expected, sys.stderr, prog=prog)
         else:
-            shown = progress.NoProgress()
+            shown = progress.NoProgress(sys.stderr)
 
         def bad(line: int, reason: str) -> None:
-            print(f"{args.file}:{line}: {reason}", file=sys.stderr)
+            # Through the bar: a plain print would land in the middle of the bar's line.
+            shown.write(f"{args.file}:{line}: {reason}")
 
         run = importer.TokenImporter(
             stub, default_app=args.app, batch_size=args.batch_size, in_flight=args.in_flight,
             deadline_s=args.deadline_s, retry_budget_s=args.retry_budget_s, on_bad=bad, on_progress=shown.update,
+            on_status=shown.status,
         )
         # Ctrl-C asks the importer to stop (it answers within 0.1 s) rather than
         # raising wherever the main thread is, so no row is half counted.
@@ -251,7 +290,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, prog: str 
         jwt = args.jwt_file.read_text().strip() if args.jwt_file else None
         root = args.ca.read_bytes() if args.ca else None
         with connect(
-            args.target, tls=args.tls or args.ca is not None, root_certificates=root,
+            args.server, tls=args.tls or args.ca is not None, root_certificates=root,
             api_key=api_key, jwt=jwt, deadline_s=args.deadline_s,
         ) as channel:
             stub = push_pb2_grpc.PushServiceStub(channel)

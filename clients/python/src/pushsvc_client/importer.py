@@ -82,6 +82,10 @@ BadRow = Callable[[int, str], None]
 """Called with (line, reason) for each bad row, as soon as it is known."""
 Progress = Callable[[int], None]
 """Called with the number of rows just resolved."""
+Status = Callable[[str], None]
+"""Called with what the import waits for while no row is resolved (a slow answer, a retry); "" when it is over."""
+_STATUS_AFTER_S = 1.0
+"""A wait for an answer is reported once it has lasted this long (the channel may be retrying)."""
 
 
 class TokenImporter:
@@ -98,6 +102,7 @@ class TokenImporter:
         retry_budget_s: float = 60.0,
         on_bad: BadRow = lambda line, reason: None,
         on_progress: Progress = lambda n: None,
+        on_status: Status = lambda text: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH_ITEMS:
@@ -112,6 +117,7 @@ class TokenImporter:
         self._retry_budget_s = retry_budget_s
         self._on_bad = on_bad
         self._on_progress = on_progress
+        self._on_status = on_status
         self._clock = clock
 
     def run(self, tokens: TokenFile, *, resume_after: int = 0, stop: threading.Event | None = None) -> Summary:
@@ -219,6 +225,8 @@ class _Run:
         """Waits for the oldest batch's answer (retrying it if it may be retried) and counts its rows."""
         first_failure: float | None = None
         backoff_s = 0.5
+        waiting_since = self.i._clock()
+        shown, shown_s = "", 0
         while True:
             try:
                 reply = batch.future.result(timeout=_POLL_S)
@@ -227,11 +235,20 @@ class _Run:
                 if self.stopping.is_set():
                     self.sent.appendleft(batch)
                     raise _Stop("interrupted") from None
+                # Said once a second: the channel's own retries happen inside this wait.
+                waited_s = int(self.i._clock() - waiting_since)
+                if waited_s >= _STATUS_AFTER_S and waited_s != shown_s:
+                    shown_s = waited_s
+                    attempt = f", attempt {batch.attempts}" if batch.attempts > 1 else ""
+                    shown = f"waiting for the server's answer ({waited_s} s{attempt})"
+                    self.i._on_status(shown)
                 continue
             except grpc.RpcError as exc:
                 code = exc.code()
                 if code == grpc.StatusCode.INVALID_ARGUMENT:
                     # The batch as a whole (its app_id): every row of it is bad, for the same reason.
+                    if shown:
+                        self.i._on_status("")
                     self._settle_batch_as_bad(batch, _details(exc))
                     return
                 now = self.i._clock()
@@ -239,11 +256,17 @@ class _Run:
                 if code not in _RETRIED or now - first_failure >= self.i._retry_budget_s:
                     self.sent.appendleft(batch)
                     raise _Stop(f"{code.name}: {_details(exc)}") from None
+                left_s = max(self.i._retry_budget_s - (now - first_failure), 0.0)
+                shown = f"{code.name}: retrying in {backoff_s:g} s (attempt {batch.attempts + 1}, {left_s:.0f} s of retry budget left)"
+                self.i._on_status(shown)
                 if self.stopping.wait(backoff_s):
                     self.sent.appendleft(batch)
                     raise _Stop("interrupted") from None
                 backoff_s = min(backoff_s * 2, 8.0)
                 self._call(batch)
+                waiting_since, shown_s = self.i._clock(), 0
+        if shown:
+            self.i._on_status("")
         outcomes: list[str | None] = [None] * len(batch.lines)
         for result in reply.results:
             if not 0 <= result.index < len(outcomes):

@@ -227,6 +227,7 @@ class Token(_message.Message):
     timezone: _builtins.str
     app_version: _builtins.str
     apns_environment: Global___ApnsEnvironment.ValueType
+    """APNS_ENVIRONMENT_UNSPECIFIED for tokens of other platforms than APNs."""
     @_builtins.property
     def topics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -579,17 +580,26 @@ class PruneResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REMOVED_FIELD_NUMBER: _builtins.int
+    WOULD_REMOVE_FIELD_NUMBER: _builtins.int
     removed: _builtins.int
+    """Tokens removed; 0 with dry_run, which removes nothing."""
+    would_remove: _builtins.int
+    """With dry_run: the tokens that would have been removed, present even when
+    0 (so JSON shows it); absent without dry_run.
+    """
     def __init__(
         self,
         *,
         removed: _builtins.int = ...,
+        would_remove: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_would_remove", b"_would_remove", "would_remove", b"would_remove"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["removed", b"removed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_would_remove", b"_would_remove", "removed", b"removed", "would_remove", b"would_remove"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__would_remove: _TypeAlias = _typing.Literal["would_remove"]  # noqa: Y015
+    _WhichOneofArgType__would_remove: _TypeAlias = _typing.Literal["_would_remove", b"_would_remove"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__would_remove) -> _WhichOneofReturnType__would_remove | None: ...
 
 Global___PruneResponse: _TypeAlias = PruneResponse  # noqa: Y015
 

@@ -427,6 +427,7 @@ export interface Token {
   locale: string;
   timezone: string;
   appVersion: string;
+  /** APNS_ENVIRONMENT_UNSPECIFIED for tokens of other platforms than APNs. */
   apnsEnvironment: ApnsEnvironment;
   createdAt:
     | Date
@@ -534,7 +535,13 @@ export interface PruneRequest {
 }
 
 export interface PruneResponse {
+  /** Tokens removed; 0 with dry_run, which removes nothing. */
   removed: number;
+  /**
+   * With dry_run: the tokens that would have been removed, present even when
+   * 0 (so JSON shows it); absent without dry_run.
+   */
+  wouldRemove?: number | undefined;
 }
 
 /** One device addressed directly; it need not be registered. */
@@ -2280,13 +2287,16 @@ export const PruneRequest: MessageFns<PruneRequest> = {
 };
 
 function createBasePruneResponse(): PruneResponse {
-  return { removed: 0 };
+  return { removed: 0, wouldRemove: undefined };
 }
 
 export const PruneResponse: MessageFns<PruneResponse> = {
   encode(message: PruneResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.removed !== 0) {
       writer.uint32(8).int64(message.removed);
+    }
+    if (message.wouldRemove !== undefined) {
+      writer.uint32(16).int64(message.wouldRemove);
     }
     return writer;
   },
@@ -2312,6 +2322,14 @@ export const PruneResponse: MessageFns<PruneResponse> = {
             message.removed = longToNumber(reader.int64());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.wouldRemove = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2325,13 +2343,23 @@ export const PruneResponse: MessageFns<PruneResponse> = {
   },
 
   fromJSON(object: any): PruneResponse {
-    return { removed: isSet(object.removed) ? globalThis.Number(object.removed) : 0 };
+    return {
+      removed: isSet(object.removed) ? globalThis.Number(object.removed) : 0,
+      wouldRemove: isSet(object.wouldRemove)
+        ? globalThis.Number(object.wouldRemove)
+        : isSet(object.would_remove)
+        ? globalThis.Number(object.would_remove)
+        : undefined,
+    };
   },
 
   toJSON(message: PruneResponse): unknown {
     const obj: any = {};
     if (message.removed !== 0) {
       obj.removed = Math.round(message.removed);
+    }
+    if (message.wouldRemove !== undefined) {
+      obj.wouldRemove = Math.round(message.wouldRemove);
     }
     return obj;
   },
@@ -2342,6 +2370,7 @@ export const PruneResponse: MessageFns<PruneResponse> = {
   fromPartial(object: DeepPartial<PruneResponse>): PruneResponse {
     const message = createBasePruneResponse();
     message.removed = object.removed ?? 0;
+    message.wouldRemove = object.wouldRemove ?? undefined;
     return message;
   },
 };

@@ -48,15 +48,49 @@ private static final long serialVersionUID = 0L;
             dev.pushsvc.v1.PruneResponse.class, dev.pushsvc.v1.PruneResponse.Builder.class);
   }
 
+  private int bitField0_;
   public static final int REMOVED_FIELD_NUMBER = 1;
   private long removed_ = 0L;
   /**
+   * <pre>
+   * Tokens removed; 0 with dry_run, which removes nothing.
+   * </pre>
+   *
    * <code>int64 removed = 1 [json_name = "removed"];</code>
    * @return The removed.
    */
   @java.lang.Override
   public long getRemoved() {
     return removed_;
+  }
+
+  public static final int WOULD_REMOVE_FIELD_NUMBER = 2;
+  private long wouldRemove_ = 0L;
+  /**
+   * <pre>
+   * With dry_run: the tokens that would have been removed, present even when
+   * 0 (so JSON shows it); absent without dry_run.
+   * </pre>
+   *
+   * <code>optional int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+   * @return Whether the wouldRemove field is set.
+   */
+  @java.lang.Override
+  public boolean hasWouldRemove() {
+    return ((bitField0_ & 0x00000001) != 0);
+  }
+  /**
+   * <pre>
+   * With dry_run: the tokens that would have been removed, present even when
+   * 0 (so JSON shows it); absent without dry_run.
+   * </pre>
+   *
+   * <code>optional int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+   * @return The wouldRemove.
+   */
+  @java.lang.Override
+  public long getWouldRemove() {
+    return wouldRemove_;
   }
 
   private byte memoizedIsInitialized = -1;
@@ -76,6 +110,9 @@ private static final long serialVersionUID = 0L;
     if (removed_ != 0L) {
       output.writeInt64(1, removed_);
     }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      output.writeInt64(2, wouldRemove_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -83,6 +120,10 @@ private static final long serialVersionUID = 0L;
     if (removed_ != 0L) {
       size += com.google.protobuf.CodedOutputStream
         .computeInt64Size(1, removed_);
+    }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt64Size(2, wouldRemove_);
     }
     return size;
   }
@@ -110,6 +151,11 @@ private static final long serialVersionUID = 0L;
 
     if (getRemoved()
         != other.getRemoved()) return false;
+    if (hasWouldRemove() != other.hasWouldRemove()) return false;
+    if (hasWouldRemove()) {
+      if (getWouldRemove()
+          != other.getWouldRemove()) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -124,6 +170,11 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + REMOVED_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
         getRemoved());
+    if (hasWouldRemove()) {
+      hash = (37 * hash) + WOULD_REMOVE_FIELD_NUMBER;
+      hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+          getWouldRemove());
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -256,6 +307,7 @@ private static final long serialVersionUID = 0L;
       super.clear();
       bitField0_ = 0;
       removed_ = 0L;
+      wouldRemove_ = 0L;
       return this;
     }
 
@@ -292,6 +344,12 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000001) != 0)) {
         result.removed_ = removed_;
       }
+      int to_bitField0_ = 0;
+      if (((from_bitField0_ & 0x00000002) != 0)) {
+        result.wouldRemove_ = wouldRemove_;
+        to_bitField0_ |= 0x00000001;
+      }
+      result.bitField0_ |= to_bitField0_;
     }
 
     @java.lang.Override
@@ -308,6 +366,9 @@ private static final long serialVersionUID = 0L;
       if (other == dev.pushsvc.v1.PruneResponse.getDefaultInstance()) return this;
       if (other.getRemoved() != 0L) {
         setRemoved(other.getRemoved());
+      }
+      if (other.hasWouldRemove()) {
+        setWouldRemove(other.getWouldRemove());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -338,6 +399,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000001;
               break;
             } // case 8
+            case 16: {
+              wouldRemove_ = input.readInt64();
+              bitField0_ |= 0x00000002;
+              break;
+            } // case 16
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -357,6 +423,10 @@ private static final long serialVersionUID = 0L;
 
     private long removed_ ;
     /**
+     * <pre>
+     * Tokens removed; 0 with dry_run, which removes nothing.
+     * </pre>
+     *
      * <code>int64 removed = 1 [json_name = "removed"];</code>
      * @return The removed.
      */
@@ -365,6 +435,10 @@ private static final long serialVersionUID = 0L;
       return removed_;
     }
     /**
+     * <pre>
+     * Tokens removed; 0 with dry_run, which removes nothing.
+     * </pre>
+     *
      * <code>int64 removed = 1 [json_name = "removed"];</code>
      * @param value The removed to set.
      * @return This builder for chaining.
@@ -377,12 +451,76 @@ private static final long serialVersionUID = 0L;
       return this;
     }
     /**
+     * <pre>
+     * Tokens removed; 0 with dry_run, which removes nothing.
+     * </pre>
+     *
      * <code>int64 removed = 1 [json_name = "removed"];</code>
      * @return This builder for chaining.
      */
     public Builder clearRemoved() {
       bitField0_ = (bitField0_ & ~0x00000001);
       removed_ = 0L;
+      onChanged();
+      return this;
+    }
+
+    private long wouldRemove_ ;
+    /**
+     * <pre>
+     * With dry_run: the tokens that would have been removed, present even when
+     * 0 (so JSON shows it); absent without dry_run.
+     * </pre>
+     *
+     * <code>optional int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+     * @return Whether the wouldRemove field is set.
+     */
+    @java.lang.Override
+    public boolean hasWouldRemove() {
+      return ((bitField0_ & 0x00000002) != 0);
+    }
+    /**
+     * <pre>
+     * With dry_run: the tokens that would have been removed, present even when
+     * 0 (so JSON shows it); absent without dry_run.
+     * </pre>
+     *
+     * <code>optional int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+     * @return The wouldRemove.
+     */
+    @java.lang.Override
+    public long getWouldRemove() {
+      return wouldRemove_;
+    }
+    /**
+     * <pre>
+     * With dry_run: the tokens that would have been removed, present even when
+     * 0 (so JSON shows it); absent without dry_run.
+     * </pre>
+     *
+     * <code>optional int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+     * @param value The wouldRemove to set.
+     * @return This builder for chaining.
+     */
+    public Builder setWouldRemove(long value) {
+
+      wouldRemove_ = value;
+      bitField0_ |= 0x00000002;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * With dry_run: the tokens that would have been removed, present even when
+     * 0 (so JSON shows it); absent without dry_run.
+     * </pre>
+     *
+     * <code>optional int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearWouldRemove() {
+      bitField0_ = (bitField0_ & ~0x00000002);
+      wouldRemove_ = 0L;
       onChanged();
       return this;
     }

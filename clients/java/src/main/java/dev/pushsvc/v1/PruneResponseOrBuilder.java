@@ -11,8 +11,33 @@ public interface PruneResponseOrBuilder extends
     com.google.protobuf.MessageOrBuilder {
 
   /**
+   * <pre>
+   * Tokens removed; 0 with dry_run, which removes nothing.
+   * </pre>
+   *
    * <code>int64 removed = 1 [json_name = "removed"];</code>
    * @return The removed.
    */
   long getRemoved();
+
+  /**
+   * <pre>
+   * With dry_run: the tokens that would have been removed, present even when
+   * 0 (so JSON shows it); absent without dry_run.
+   * </pre>
+   *
+   * <code>optional int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+   * @return Whether the wouldRemove field is set.
+   */
+  boolean hasWouldRemove();
+  /**
+   * <pre>
+   * With dry_run: the tokens that would have been removed, present even when
+   * 0 (so JSON shows it); absent without dry_run.
+   * </pre>
+   *
+   * <code>optional int64 would_remove = 2 [json_name = "wouldRemove"];</code>
+   * @return The wouldRemove.
+   */
+  long getWouldRemove();
 }

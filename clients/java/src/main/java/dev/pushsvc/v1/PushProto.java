@@ -235,142 +235,143 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
       "p_id\030\001 \001(\tR\005appId\022:\n\013stale_after\030\002 \001(\0132\031" +
       ".google.protobuf.DurationR\nstaleAfter\0222\n" +
       "\tplatforms\030\003 \003(\0162\024.pushsvc.v1.PlatformR\t" +
-      "platforms\022\027\n\007dry_run\030\004 \001(\010R\006dryRun\")\n\rPr" +
-      "uneResponse\022\030\n\007removed\030\001 \001(\003R\007removed\"\230\001" +
-      "\n\006Device\022\024\n\005token\030\001 \001(\tR\005token\0220\n\010platfo" +
-      "rm\030\002 \001(\0162\024.pushsvc.v1.PlatformR\010platform" +
-      "\022F\n\020apns_environment\030\003 \001(\0162\033.pushsvc.v1." +
-      "ApnsEnvironmentR\017apnsEnvironment\":\n\nDevi" +
-      "ceList\022,\n\007devices\030\001 \003(\0132\022.pushsvc.v1.Dev" +
-      "iceR\007devices\"%\n\010UserList\022\031\n\010user_ids\030\001 \003" +
-      "(\tR\007userIds\"\322\001\n\006Target\0222\n\007devices\030\001 \001(\0132" +
-      "\026.pushsvc.v1.DeviceListH\000R\007devices\022,\n\005us" +
-      "ers\030\002 \001(\0132\024.pushsvc.v1.UserListH\000R\005users" +
-      "\022\026\n\005topic\030\003 \001(\tH\000R\005topic\022\022\n\003all\030\004 \001(\010H\000R" +
-      "\003all\0222\n\tplatforms\030\005 \003(\0162\024.pushsvc.v1.Pla" +
-      "tformR\tplatformsB\006\n\004kind\"\322\001\n\013ApnsOptions" +
-      "\0221\n\007payload\030\001 \001(\0132\027.google.protobuf.Stru" +
-      "ctR\007payload\022>\n\007headers\030\002 \003(\0132$.pushsvc.v" +
-      "1.ApnsOptions.HeadersEntryR\007headers\022\024\n\005t" +
-      "opic\030\003 \001(\tR\005topic\032:\n\014HeadersEntry\022\020\n\003key" +
-      "\030\001 \001(\tR\003key\022\024\n\005value\030\002 \001(\tR\005value:\0028\001\"\310\001" +
-      "\n\nFcmOptions\0221\n\007android\030\001 \001(\0132\027.google.p" +
-      "rotobuf.StructR\007android\022+\n\004apns\030\002 \001(\0132\027." +
-      "google.protobuf.StructR\004apns\0221\n\007webpush\030" +
-      "\003 \001(\0132\027.google.protobuf.StructR\007webpush\022" +
-      "\'\n\017analytics_label\030\004 \001(\tR\016analyticsLabel" +
-      "\"\256\005\n\007Message\022\024\n\005title\030\001 \001(\tR\005title\022\022\n\004bo" +
-      "dy\030\002 \001(\tR\004body\022\032\n\010subtitle\030\003 \001(\tR\010subtit" +
-      "le\022\033\n\timage_url\030\004 \001(\tR\010imageUrl\022\024\n\005sound" +
-      "\030\005 \001(\tR\005sound\022\031\n\005badge\030\006 \001(\005H\000R\005badge\210\001\001" +
-      "\0221\n\004data\030\007 \003(\0132\035.pushsvc.v1.Message.Data" +
-      "EntryR\004data\022\032\n\010category\030\010 \001(\tR\010category\022" +
-      "\033\n\tthread_id\030\t \001(\tR\010threadId\022!\n\014collapse" +
-      "_key\030\n \001(\tR\013collapseKey\0220\n\010priority\030\013 \001(" +
-      "\0162\024.pushsvc.v1.PriorityR\010priority\022+\n\003ttl" +
-      "\030\014 \001(\0132\031.google.protobuf.DurationR\003ttl\0221" +
-      "\n\tpush_type\030\r \001(\0162\024.pushsvc.v1.PushTypeR" +
-      "\010pushType\022+\n\021content_available\030\016 \001(\010R\020co" +
-      "ntentAvailable\022\'\n\017mutable_content\030\017 \001(\010R" +
-      "\016mutableContent\022+\n\004apns\030\020 \001(\0132\027.pushsvc." +
-      "v1.ApnsOptionsR\004apns\022(\n\003fcm\030\021 \001(\0132\026.push" +
-      "svc.v1.FcmOptionsR\003fcm\0327\n\tDataEntry\022\020\n\003k" +
-      "ey\030\001 \001(\tR\003key\022\024\n\005value\030\002 \001(\tR\005value:\0028\001B" +
-      "\010\n\006_badge\"\202\002\n\013SendRequest\022\025\n\006app_id\030\001 \001(" +
-      "\tR\005appId\022*\n\006target\030\002 \001(\0132\022.pushsvc.v1.Ta" +
-      "rgetR\006target\022-\n\007message\030\003 \001(\0132\023.pushsvc." +
-      "v1.MessageR\007message\022\'\n\017idempotency_key\030\004" +
-      " \001(\tR\016idempotencyKey\022#\n\rvalidate_only\030\005 " +
-      "\001(\010R\014validateOnly\0223\n\007send_at\030\006 \001(\0132\032.goo" +
-      "gle.protobuf.TimestampR\006sendAt\"q\n\014SendRe" +
-      "sponse\022\'\n\017notification_id\030\001 \001(\tR\016notific" +
-      "ationId\022\034\n\tduplicate\030\002 \001(\010R\tduplicate\022\032\n" +
-      "\010targeted\030\003 \001(\003R\010targeted\"X\n\026GetNotifica" +
-      "tionRequest\022\025\n\006app_id\030\001 \001(\tR\005appId\022\'\n\017no" +
-      "tification_id\030\002 \001(\tR\016notificationId\"W\n\027G" +
-      "etNotificationResponse\022<\n\014notification\030\001" +
-      " \001(\0132\030.pushsvc.v1.NotificationR\014notifica" +
-      "tion\"\365\004\n\014Notification\022\'\n\017notification_id" +
-      "\030\001 \001(\tR\016notificationId\022\025\n\006app_id\030\002 \001(\tR\005" +
-      "appId\0223\n\005state\030\003 \001(\0162\035.pushsvc.v1.Notifi" +
-      "cationStateR\005state\022\032\n\010targeted\030\004 \001(\003R\010ta" +
-      "rgeted\022\034\n\tdelivered\030\005 \001(\003R\tdelivered\022\026\n\006" +
-      "failed\030\006 \001(\003R\006failed\022%\n\016invalid_tokens\030\007" +
-      " \001(\003R\rinvalidTokens\022\030\n\007pending\030\010 \001(\003R\007pe" +
-      "nding\022\030\n\007expired\030\t \001(\003R\007expired\0229\n\ncreat" +
-      "ed_at\030\n \001(\0132\032.google.protobuf.TimestampR" +
-      "\tcreatedAt\0223\n\007send_at\030\013 \001(\0132\032.google.pro" +
-      "tobuf.TimestampR\006sendAt\0229\n\nupdated_at\030\014 " +
-      "\001(\0132\032.google.protobuf.TimestampR\tupdated" +
-      "At\022=\n\014completed_at\030\r \001(\0132\032.google.protob" +
-      "uf.TimestampR\013completedAt\022\024\n\005error\030\016 \001(\t" +
-      "R\005error\022\'\n\017idempotency_key\030\017 \001(\tR\016idempo" +
-      "tencyKey\022\032\n\010vanished\030\020 \001(\003R\010vanished\"\324\003\n" +
-      "\007Receipt\022\026\n\006cursor\030\001 \001(\tR\006cursor\022\'\n\017noti" +
-      "fication_id\030\002 \001(\tR\016notificationId\022\025\n\006app" +
-      "_id\030\003 \001(\tR\005appId\022\024\n\005token\030\004 \001(\tR\005token\0220" +
-      "\n\010platform\030\005 \001(\0162\024.pushsvc.v1.PlatformR\010" +
-      "platform\022\027\n\007user_id\030\006 \001(\tR\006userId\0222\n\006sta" +
-      "tus\030\007 \001(\0162\032.pushsvc.v1.DeliveryStatusR\006s" +
-      "tatus\022.\n\023provider_message_id\030\010 \001(\tR\021prov" +
-      "iderMessageId\022\'\n\017provider_status\030\t \001(\005R\016" +
-      "providerStatus\022\026\n\006reason\030\n \001(\tR\006reason\022\032" +
-      "\n\010attempts\030\013 \001(\005R\010attempts\022#\n\rtoken_remo" +
-      "ved\030\014 \001(\010R\014tokenRemoved\022*\n\002at\030\r \001(\0132\032.go" +
-      "ogle.protobuf.TimestampR\002at\"m\n\025StreamRec" +
-      "eiptsRequest\022\025\n\006app_id\030\001 \001(\tR\005appId\022\'\n\017n" +
-      "otification_id\030\002 \001(\tR\016notificationId\022\024\n\005" +
-      "after\030\003 \001(\tR\005after\"G\n\026StreamReceiptsResp" +
-      "onse\022-\n\007receipt\030\001 \001(\0132\023.pushsvc.v1.Recei" +
-      "ptR\007receipt*I\n\010Platform\022\030\n\024PLATFORM_UNSP" +
-      "ECIFIED\020\000\022\021\n\rPLATFORM_APNS\020\001\022\020\n\014PLATFORM" +
-      "_FCM\020\002*r\n\017ApnsEnvironment\022 \n\034APNS_ENVIRO" +
-      "NMENT_UNSPECIFIED\020\000\022\037\n\033APNS_ENVIRONMENT_" +
-      "PRODUCTION\020\001\022\034\n\030APNS_ENVIRONMENT_SANDBOX" +
-      "\020\002*L\n\010Priority\022\030\n\024PRIORITY_UNSPECIFIED\020\000" +
-      "\022\021\n\rPRIORITY_HIGH\020\001\022\023\n\017PRIORITY_NORMAL\020\002" +
-      "*\260\002\n\010PushType\022\031\n\025PUSH_TYPE_UNSPECIFIED\020\000" +
-      "\022\023\n\017PUSH_TYPE_ALERT\020\001\022\030\n\024PUSH_TYPE_BACKG" +
-      "ROUND\020\002\022\022\n\016PUSH_TYPE_VOIP\020\003\022\032\n\026PUSH_TYPE" +
-      "_LIVEACTIVITY\020\004\022\032\n\026PUSH_TYPE_COMPLICATIO" +
-      "N\020\005\022\032\n\026PUSH_TYPE_FILEPROVIDER\020\006\022\021\n\rPUSH_" +
-      "TYPE_MDM\020\007\022\026\n\022PUSH_TYPE_LOCATION\020\010\022\030\n\024PU" +
-      "SH_TYPE_PUSHTOTALK\020\t\022\025\n\021PUSH_TYPE_WIDGET" +
-      "S\020\n\022\026\n\022PUSH_TYPE_CONTROLS\020\013*\241\001\n\023Registra" +
-      "tionOutcome\022$\n REGISTRATION_OUTCOME_UNSP" +
-      "ECIFIED\020\000\022 \n\034REGISTRATION_OUTCOME_CREATE" +
-      "D\020\001\022 \n\034REGISTRATION_OUTCOME_UPDATED\020\002\022 \n" +
-      "\034REGISTRATION_OUTCOME_INVALID\020\003*\373\001\n\021Noti" +
-      "ficationState\022\"\n\036NOTIFICATION_STATE_UNSP" +
-      "ECIFIED\020\000\022\035\n\031NOTIFICATION_STATE_QUEUED\020\001" +
-      "\022 \n\034NOTIFICATION_STATE_SCHEDULED\020\002\022\036\n\032NO" +
-      "TIFICATION_STATE_RUNNING\020\003\022 \n\034NOTIFICATI" +
-      "ON_STATE_COMPLETED\020\004\022\035\n\031NOTIFICATION_STA" +
-      "TE_FAILED\020\005\022 \n\034NOTIFICATION_STATE_CANCEL" +
-      "LED\020\006*\254\001\n\016DeliveryStatus\022\037\n\033DELIVERY_STA" +
-      "TUS_UNSPECIFIED\020\000\022\035\n\031DELIVERY_STATUS_DEL" +
-      "IVERED\020\001\022\032\n\026DELIVERY_STATUS_FAILED\020\002\022!\n\035" +
-      "DELIVERY_STATUS_TOKEN_INVALID\020\003\022\033\n\027DELIV" +
-      "ERY_STATUS_EXPIRED\020\0042\310\004\n\013PushService\022T\n\r" +
-      "RegisterToken\022 .pushsvc.v1.RegisterToken" +
-      "Request\032!.pushsvc.v1.RegisterTokenRespon" +
-      "se\022W\n\016RegisterTokens\022!.pushsvc.v1.Regist" +
-      "erTokensRequest\032\".pushsvc.v1.RegisterTok" +
-      "ensResponse\022Z\n\017UnregisterToken\022\".pushsvc" +
-      ".v1.UnregisterTokenRequest\032#.pushsvc.v1." +
-      "UnregisterTokenResponse\0229\n\004Send\022\027.pushsv" +
-      "c.v1.SendRequest\032\030.pushsvc.v1.SendRespon" +
-      "se\022Z\n\017GetNotification\022\".pushsvc.v1.GetNo" +
-      "tificationRequest\032#.pushsvc.v1.GetNotifi" +
-      "cationResponse\022<\n\005Prune\022\030.pushsvc.v1.Pru" +
-      "neRequest\032\031.pushsvc.v1.PruneResponse\022Y\n\016" +
-      "StreamReceipts\022!.pushsvc.v1.StreamReceip" +
-      "tsRequest\032\".pushsvc.v1.StreamReceiptsRes" +
-      "ponse0\001B\221\001\n\016dev.pushsvc.v1B\tPushProtoP\001Z" +
-      "+pushsvc.dev/clients/go/pushsvc/v1;pushs" +
-      "vcv1\242\002\003PXX\252\002\nPushsvc.V1\312\002\nPushsvc\\V1\342\002\026P" +
-      "ushsvc\\V1\\GPBMetadata\352\002\013Pushsvc::V1b\006pro" +
-      "to3"
+      "platforms\022\027\n\007dry_run\030\004 \001(\010R\006dryRun\"b\n\rPr" +
+      "uneResponse\022\030\n\007removed\030\001 \001(\003R\007removed\022&\n" +
+      "\014would_remove\030\002 \001(\003H\000R\013wouldRemove\210\001\001B\017\n" +
+      "\r_would_remove\"\230\001\n\006Device\022\024\n\005token\030\001 \001(\t" +
+      "R\005token\0220\n\010platform\030\002 \001(\0162\024.pushsvc.v1.P" +
+      "latformR\010platform\022F\n\020apns_environment\030\003 " +
+      "\001(\0162\033.pushsvc.v1.ApnsEnvironmentR\017apnsEn" +
+      "vironment\":\n\nDeviceList\022,\n\007devices\030\001 \003(\013" +
+      "2\022.pushsvc.v1.DeviceR\007devices\"%\n\010UserLis" +
+      "t\022\031\n\010user_ids\030\001 \003(\tR\007userIds\"\322\001\n\006Target\022" +
+      "2\n\007devices\030\001 \001(\0132\026.pushsvc.v1.DeviceList" +
+      "H\000R\007devices\022,\n\005users\030\002 \001(\0132\024.pushsvc.v1." +
+      "UserListH\000R\005users\022\026\n\005topic\030\003 \001(\tH\000R\005topi" +
+      "c\022\022\n\003all\030\004 \001(\010H\000R\003all\0222\n\tplatforms\030\005 \003(\016" +
+      "2\024.pushsvc.v1.PlatformR\tplatformsB\006\n\004kin" +
+      "d\"\322\001\n\013ApnsOptions\0221\n\007payload\030\001 \001(\0132\027.goo" +
+      "gle.protobuf.StructR\007payload\022>\n\007headers\030" +
+      "\002 \003(\0132$.pushsvc.v1.ApnsOptions.HeadersEn" +
+      "tryR\007headers\022\024\n\005topic\030\003 \001(\tR\005topic\032:\n\014He" +
+      "adersEntry\022\020\n\003key\030\001 \001(\tR\003key\022\024\n\005value\030\002 " +
+      "\001(\tR\005value:\0028\001\"\310\001\n\nFcmOptions\0221\n\007android" +
+      "\030\001 \001(\0132\027.google.protobuf.StructR\007android" +
+      "\022+\n\004apns\030\002 \001(\0132\027.google.protobuf.StructR" +
+      "\004apns\0221\n\007webpush\030\003 \001(\0132\027.google.protobuf" +
+      ".StructR\007webpush\022\'\n\017analytics_label\030\004 \001(" +
+      "\tR\016analyticsLabel\"\256\005\n\007Message\022\024\n\005title\030\001" +
+      " \001(\tR\005title\022\022\n\004body\030\002 \001(\tR\004body\022\032\n\010subti" +
+      "tle\030\003 \001(\tR\010subtitle\022\033\n\timage_url\030\004 \001(\tR\010" +
+      "imageUrl\022\024\n\005sound\030\005 \001(\tR\005sound\022\031\n\005badge\030" +
+      "\006 \001(\005H\000R\005badge\210\001\001\0221\n\004data\030\007 \003(\0132\035.pushsv" +
+      "c.v1.Message.DataEntryR\004data\022\032\n\010category" +
+      "\030\010 \001(\tR\010category\022\033\n\tthread_id\030\t \001(\tR\010thr" +
+      "eadId\022!\n\014collapse_key\030\n \001(\tR\013collapseKey" +
+      "\0220\n\010priority\030\013 \001(\0162\024.pushsvc.v1.Priority" +
+      "R\010priority\022+\n\003ttl\030\014 \001(\0132\031.google.protobu" +
+      "f.DurationR\003ttl\0221\n\tpush_type\030\r \001(\0162\024.pus" +
+      "hsvc.v1.PushTypeR\010pushType\022+\n\021content_av" +
+      "ailable\030\016 \001(\010R\020contentAvailable\022\'\n\017mutab" +
+      "le_content\030\017 \001(\010R\016mutableContent\022+\n\004apns" +
+      "\030\020 \001(\0132\027.pushsvc.v1.ApnsOptionsR\004apns\022(\n" +
+      "\003fcm\030\021 \001(\0132\026.pushsvc.v1.FcmOptionsR\003fcm\032" +
+      "7\n\tDataEntry\022\020\n\003key\030\001 \001(\tR\003key\022\024\n\005value\030" +
+      "\002 \001(\tR\005value:\0028\001B\010\n\006_badge\"\202\002\n\013SendReque" +
+      "st\022\025\n\006app_id\030\001 \001(\tR\005appId\022*\n\006target\030\002 \001(" +
+      "\0132\022.pushsvc.v1.TargetR\006target\022-\n\007message" +
+      "\030\003 \001(\0132\023.pushsvc.v1.MessageR\007message\022\'\n\017" +
+      "idempotency_key\030\004 \001(\tR\016idempotencyKey\022#\n" +
+      "\rvalidate_only\030\005 \001(\010R\014validateOnly\0223\n\007se" +
+      "nd_at\030\006 \001(\0132\032.google.protobuf.TimestampR" +
+      "\006sendAt\"q\n\014SendResponse\022\'\n\017notification_" +
+      "id\030\001 \001(\tR\016notificationId\022\034\n\tduplicate\030\002 " +
+      "\001(\010R\tduplicate\022\032\n\010targeted\030\003 \001(\003R\010target" +
+      "ed\"X\n\026GetNotificationRequest\022\025\n\006app_id\030\001" +
+      " \001(\tR\005appId\022\'\n\017notification_id\030\002 \001(\tR\016no" +
+      "tificationId\"W\n\027GetNotificationResponse\022" +
+      "<\n\014notification\030\001 \001(\0132\030.pushsvc.v1.Notif" +
+      "icationR\014notification\"\365\004\n\014Notification\022\'" +
+      "\n\017notification_id\030\001 \001(\tR\016notificationId\022" +
+      "\025\n\006app_id\030\002 \001(\tR\005appId\0223\n\005state\030\003 \001(\0162\035." +
+      "pushsvc.v1.NotificationStateR\005state\022\032\n\010t" +
+      "argeted\030\004 \001(\003R\010targeted\022\034\n\tdelivered\030\005 \001" +
+      "(\003R\tdelivered\022\026\n\006failed\030\006 \001(\003R\006failed\022%\n" +
+      "\016invalid_tokens\030\007 \001(\003R\rinvalidTokens\022\030\n\007" +
+      "pending\030\010 \001(\003R\007pending\022\030\n\007expired\030\t \001(\003R" +
+      "\007expired\0229\n\ncreated_at\030\n \001(\0132\032.google.pr" +
+      "otobuf.TimestampR\tcreatedAt\0223\n\007send_at\030\013" +
+      " \001(\0132\032.google.protobuf.TimestampR\006sendAt" +
+      "\0229\n\nupdated_at\030\014 \001(\0132\032.google.protobuf.T" +
+      "imestampR\tupdatedAt\022=\n\014completed_at\030\r \001(" +
+      "\0132\032.google.protobuf.TimestampR\013completed" +
+      "At\022\024\n\005error\030\016 \001(\tR\005error\022\'\n\017idempotency_" +
+      "key\030\017 \001(\tR\016idempotencyKey\022\032\n\010vanished\030\020 " +
+      "\001(\003R\010vanished\"\324\003\n\007Receipt\022\026\n\006cursor\030\001 \001(" +
+      "\tR\006cursor\022\'\n\017notification_id\030\002 \001(\tR\016noti" +
+      "ficationId\022\025\n\006app_id\030\003 \001(\tR\005appId\022\024\n\005tok" +
+      "en\030\004 \001(\tR\005token\0220\n\010platform\030\005 \001(\0162\024.push" +
+      "svc.v1.PlatformR\010platform\022\027\n\007user_id\030\006 \001" +
+      "(\tR\006userId\0222\n\006status\030\007 \001(\0162\032.pushsvc.v1." +
+      "DeliveryStatusR\006status\022.\n\023provider_messa" +
+      "ge_id\030\010 \001(\tR\021providerMessageId\022\'\n\017provid" +
+      "er_status\030\t \001(\005R\016providerStatus\022\026\n\006reaso" +
+      "n\030\n \001(\tR\006reason\022\032\n\010attempts\030\013 \001(\005R\010attem" +
+      "pts\022#\n\rtoken_removed\030\014 \001(\010R\014tokenRemoved" +
+      "\022*\n\002at\030\r \001(\0132\032.google.protobuf.Timestamp" +
+      "R\002at\"m\n\025StreamReceiptsRequest\022\025\n\006app_id\030" +
+      "\001 \001(\tR\005appId\022\'\n\017notification_id\030\002 \001(\tR\016n" +
+      "otificationId\022\024\n\005after\030\003 \001(\tR\005after\"G\n\026S" +
+      "treamReceiptsResponse\022-\n\007receipt\030\001 \001(\0132\023" +
+      ".pushsvc.v1.ReceiptR\007receipt*I\n\010Platform" +
+      "\022\030\n\024PLATFORM_UNSPECIFIED\020\000\022\021\n\rPLATFORM_A" +
+      "PNS\020\001\022\020\n\014PLATFORM_FCM\020\002*r\n\017ApnsEnvironme" +
+      "nt\022 \n\034APNS_ENVIRONMENT_UNSPECIFIED\020\000\022\037\n\033" +
+      "APNS_ENVIRONMENT_PRODUCTION\020\001\022\034\n\030APNS_EN" +
+      "VIRONMENT_SANDBOX\020\002*L\n\010Priority\022\030\n\024PRIOR" +
+      "ITY_UNSPECIFIED\020\000\022\021\n\rPRIORITY_HIGH\020\001\022\023\n\017" +
+      "PRIORITY_NORMAL\020\002*\260\002\n\010PushType\022\031\n\025PUSH_T" +
+      "YPE_UNSPECIFIED\020\000\022\023\n\017PUSH_TYPE_ALERT\020\001\022\030" +
+      "\n\024PUSH_TYPE_BACKGROUND\020\002\022\022\n\016PUSH_TYPE_VO" +
+      "IP\020\003\022\032\n\026PUSH_TYPE_LIVEACTIVITY\020\004\022\032\n\026PUSH" +
+      "_TYPE_COMPLICATION\020\005\022\032\n\026PUSH_TYPE_FILEPR" +
+      "OVIDER\020\006\022\021\n\rPUSH_TYPE_MDM\020\007\022\026\n\022PUSH_TYPE" +
+      "_LOCATION\020\010\022\030\n\024PUSH_TYPE_PUSHTOTALK\020\t\022\025\n" +
+      "\021PUSH_TYPE_WIDGETS\020\n\022\026\n\022PUSH_TYPE_CONTRO" +
+      "LS\020\013*\241\001\n\023RegistrationOutcome\022$\n REGISTRA" +
+      "TION_OUTCOME_UNSPECIFIED\020\000\022 \n\034REGISTRATI" +
+      "ON_OUTCOME_CREATED\020\001\022 \n\034REGISTRATION_OUT" +
+      "COME_UPDATED\020\002\022 \n\034REGISTRATION_OUTCOME_I" +
+      "NVALID\020\003*\373\001\n\021NotificationState\022\"\n\036NOTIFI" +
+      "CATION_STATE_UNSPECIFIED\020\000\022\035\n\031NOTIFICATI" +
+      "ON_STATE_QUEUED\020\001\022 \n\034NOTIFICATION_STATE_" +
+      "SCHEDULED\020\002\022\036\n\032NOTIFICATION_STATE_RUNNIN" +
+      "G\020\003\022 \n\034NOTIFICATION_STATE_COMPLETED\020\004\022\035\n" +
+      "\031NOTIFICATION_STATE_FAILED\020\005\022 \n\034NOTIFICA" +
+      "TION_STATE_CANCELLED\020\006*\254\001\n\016DeliveryStatu" +
+      "s\022\037\n\033DELIVERY_STATUS_UNSPECIFIED\020\000\022\035\n\031DE" +
+      "LIVERY_STATUS_DELIVERED\020\001\022\032\n\026DELIVERY_ST" +
+      "ATUS_FAILED\020\002\022!\n\035DELIVERY_STATUS_TOKEN_I" +
+      "NVALID\020\003\022\033\n\027DELIVERY_STATUS_EXPIRED\020\0042\310\004" +
+      "\n\013PushService\022T\n\rRegisterToken\022 .pushsvc" +
+      ".v1.RegisterTokenRequest\032!.pushsvc.v1.Re" +
+      "gisterTokenResponse\022W\n\016RegisterTokens\022!." +
+      "pushsvc.v1.RegisterTokensRequest\032\".pushs" +
+      "vc.v1.RegisterTokensResponse\022Z\n\017Unregist" +
+      "erToken\022\".pushsvc.v1.UnregisterTokenRequ" +
+      "est\032#.pushsvc.v1.UnregisterTokenResponse" +
+      "\0229\n\004Send\022\027.pushsvc.v1.SendRequest\032\030.push" +
+      "svc.v1.SendResponse\022Z\n\017GetNotification\022\"" +
+      ".pushsvc.v1.GetNotificationRequest\032#.pus" +
+      "hsvc.v1.GetNotificationResponse\022<\n\005Prune" +
+      "\022\030.pushsvc.v1.PruneRequest\032\031.pushsvc.v1." +
+      "PruneResponse\022Y\n\016StreamReceipts\022!.pushsv" +
+      "c.v1.StreamReceiptsRequest\032\".pushsvc.v1." +
+      "StreamReceiptsResponse0\001B\221\001\n\016dev.pushsvc" +
+      ".v1B\tPushProtoP\001Z+pushsvc.dev/clients/go" +
+      "/pushsvc/v1;pushsvcv1\242\002\003PXX\252\002\nPushsvc.V1" +
+      "\312\002\nPushsvc\\V1\342\002\026Pushsvc\\V1\\GPBMetadata\352\002" +
+      "\013Pushsvc::V1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -450,7 +451,7 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
     internal_static_pushsvc_v1_PruneResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_PruneResponse_descriptor,
-        new java.lang.String[] { "Removed", });
+        new java.lang.String[] { "Removed", "WouldRemove", });
     internal_static_pushsvc_v1_Device_descriptor =
       getDescriptor().getMessageType(12);
     internal_static_pushsvc_v1_Device_fieldAccessorTable = new

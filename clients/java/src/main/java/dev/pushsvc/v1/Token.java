@@ -395,6 +395,10 @@ private static final long serialVersionUID = 0L;
   public static final int APNS_ENVIRONMENT_FIELD_NUMBER = 10;
   private int apnsEnvironment_ = 0;
   /**
+   * <pre>
+   * APNS_ENVIRONMENT_UNSPECIFIED for tokens of other platforms than APNs.
+   * </pre>
+   *
    * <code>.pushsvc.v1.ApnsEnvironment apns_environment = 10 [json_name = "apnsEnvironment"];</code>
    * @return The enum numeric value on the wire for apnsEnvironment.
    */
@@ -402,6 +406,10 @@ private static final long serialVersionUID = 0L;
     return apnsEnvironment_;
   }
   /**
+   * <pre>
+   * APNS_ENVIRONMENT_UNSPECIFIED for tokens of other platforms than APNs.
+   * </pre>
+   *
    * <code>.pushsvc.v1.ApnsEnvironment apns_environment = 10 [json_name = "apnsEnvironment"];</code>
    * @return The apnsEnvironment.
    */
@@ -1752,6 +1760,10 @@ private static final long serialVersionUID = 0L;
 
     private int apnsEnvironment_ = 0;
     /**
+     * <pre>
+     * APNS_ENVIRONMENT_UNSPECIFIED for tokens of other platforms than APNs.
+     * </pre>
+     *
      * <code>.pushsvc.v1.ApnsEnvironment apns_environment = 10 [json_name = "apnsEnvironment"];</code>
      * @return The enum numeric value on the wire for apnsEnvironment.
      */
@@ -1759,6 +1771,10 @@ private static final long serialVersionUID = 0L;
       return apnsEnvironment_;
     }
     /**
+     * <pre>
+     * APNS_ENVIRONMENT_UNSPECIFIED for tokens of other platforms than APNs.
+     * </pre>
+     *
      * <code>.pushsvc.v1.ApnsEnvironment apns_environment = 10 [json_name = "apnsEnvironment"];</code>
      * @param value The enum numeric value on the wire for apnsEnvironment to set.
      * @return This builder for chaining.
@@ -1770,6 +1786,10 @@ private static final long serialVersionUID = 0L;
       return this;
     }
     /**
+     * <pre>
+     * APNS_ENVIRONMENT_UNSPECIFIED for tokens of other platforms than APNs.
+     * </pre>
+     *
      * <code>.pushsvc.v1.ApnsEnvironment apns_environment = 10 [json_name = "apnsEnvironment"];</code>
      * @return The apnsEnvironment.
      */
@@ -1779,6 +1799,10 @@ private static final long serialVersionUID = 0L;
       return result == null ? dev.pushsvc.v1.ApnsEnvironment.UNRECOGNIZED : result;
     }
     /**
+     * <pre>
+     * APNS_ENVIRONMENT_UNSPECIFIED for tokens of other platforms than APNs.
+     * </pre>
+     *
      * <code>.pushsvc.v1.ApnsEnvironment apns_environment = 10 [json_name = "apnsEnvironment"];</code>
      * @param value The apnsEnvironment to set.
      * @throws IllegalArgumentException if UNRECOGNIZED is provided.
@@ -1792,6 +1816,10 @@ private static final long serialVersionUID = 0L;
       return this;
     }
     /**
+     * <pre>
+     * APNS_ENVIRONMENT_UNSPECIFIED for tokens of other platforms than APNs.
+     * </pre>
+     *
      * <code>.pushsvc.v1.ApnsEnvironment apns_environment = 10 [json_name = "apnsEnvironment"];</code>
      * @return This builder for chaining.
      */

@@ -131,11 +131,19 @@ public interface TokenOrBuilder extends
       getAppVersionBytes();
 
   /**
+   * <pre>
+   * APNS_ENVIRONMENT_UNSPECIFIED for tokens of other platforms than APNs.
+   * </pre>
+   *
    * <code>.pushsvc.v1.ApnsEnvironment apns_environment = 10 [json_name = "apnsEnvironment"];</code>
    * @return The enum numeric value on the wire for apnsEnvironment.
    */
   int getApnsEnvironmentValue();
   /**
+   * <pre>
+   * APNS_ENVIRONMENT_UNSPECIFIED for tokens of other platforms than APNs.
+   * </pre>
+   *
    * <code>.pushsvc.v1.ApnsEnvironment apns_environment = 10 [json_name = "apnsEnvironment"];</code>
    * @return The apnsEnvironment.
    */
