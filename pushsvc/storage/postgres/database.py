@@ -31,6 +31,9 @@ _T = TypeVar("_T")
 
 DEFAULT_SCHEMA = "pushsvc"
 DEFAULT_POOL_SIZE = 10
+ACQUIRE_TIMEOUT_S = 30.0
+LONG_STATEMENT_S = 600.0
+"""For the statements that may legitimately outlast the store timeout: migrations, counts of a whole app, the sweep."""
 
 # Conflicts PostgreSQL settles by aborting one transaction; the loser retries.
 _RETRYABLE = (
@@ -123,7 +126,10 @@ class Database:
                     min_size=1,
                     max_size=self.pool_size,
                     timeout=self._timeout_s,
-                    command_timeout=max(self._timeout_s, 5.0),
+                    # A statement that outlasts the store timeout means a stalled
+                    # store: it fails as unreachable, and health says so. The few
+                    # statements that may legitimately run long pass their own.
+                    command_timeout=self._timeout_s,
                     init=self._init_connection,
                     server_settings={"search_path": self.schema, "application_name": "pushsvc"},
                 )
@@ -161,7 +167,9 @@ class Database:
         pool = await self.pool()
         for attempt in range(_ATTEMPTS):
             try:
-                async with pool.acquire(timeout=self._timeout_s) as conn:
+                # Waiting for a free connection is load, not an outage: the
+                # caller's deadline bounds it; only connecting is held to the timeout.
+                async with pool.acquire(timeout=max(self._timeout_s, ACQUIRE_TIMEOUT_S)) as conn:
                     if not transaction:
                         return await fn(conn)
                     async with conn.transaction():

@@ -24,7 +24,7 @@ from pushsvc.storage.base import (
     PartitionStatus,
 )
 from pushsvc.storage.postgres import codec
-from pushsvc.storage.postgres.database import Database
+from pushsvc.storage.postgres.database import LONG_STATEMENT_S, Database
 
 _NOTIFICATION_COLUMNS = (
     "notification_id, app_id, state, created_at, updated_at, completed_at, send_at, expires_at, targeted, "
@@ -279,6 +279,7 @@ async def _settle(
         "SELECT status, count(*) AS n FROM receipts WHERE notification_id = $1 AND NOT filler "
         "AND expires_day = ANY($2::integer[]) GROUP BY status",
         row["notification_id"], list(row["receipt_days"]),
+        timeout=LONG_STATEMENT_S,  # a million-token notification has a million receipts to count
     )
     logged = {codec.status_of(r["status"]): int(r["n"]) for r in counts}
     settled = await conn.fetchrow(

@@ -27,7 +27,7 @@ from pushsvc import errors, models
 from pushsvc.clock import Clock
 from pushsvc.storage.base import LogEntry, ReceiptDraft
 from pushsvc.storage.postgres import codec, schema
-from pushsvc.storage.postgres.database import Database
+from pushsvc.storage.postgres.database import LONG_STATEMENT_S, Database
 
 _NEXT_SEQ = """
 INSERT INTO receipt_counters AS c (app_id, seq) VALUES ($1, $2)
@@ -199,7 +199,7 @@ class PostgresReceiptStore:
         rows = await self._db.run(
             lambda conn: conn.fetch(
                 "SELECT status, count(*) FROM receipts WHERE notification_id = $1 AND NOT filler GROUP BY status",
-                notification_id,
+                notification_id, timeout=LONG_STATEMENT_S,
             )
         )
         return {codec.status_of(r[0]): int(r[1]) for r in rows}
@@ -215,9 +215,17 @@ class PostgresReceiptStore:
                 day = schema.partition_day(name)
                 if day is None or day >= today:
                     continue
-                async with conn.transaction():
-                    removed += int(await conn.fetchval(f"SELECT count(*) FROM {schema.quote_ident(name)} WHERE NOT filler"))
-                    await conn.execute(f"DROP TABLE {schema.quote_ident(name)}")
+                try:
+                    async with conn.transaction():
+                        # Dropping a partition locks the whole log for a moment:
+                        # give way to readers and writers, and try again next sweep.
+                        await conn.execute("SET LOCAL lock_timeout = '2s'")
+                        removed += int(await conn.fetchval(
+                            f"SELECT count(*) FROM {schema.quote_ident(name)} WHERE NOT filler", timeout=LONG_STATEMENT_S
+                        ))
+                        await conn.execute(f"DROP TABLE {schema.quote_ident(name)}", timeout=LONG_STATEMENT_S)
+                except asyncpg.exceptions.LockNotAvailableError:
+                    continue
                 dropped.add(day)
             return removed, dropped
 

@@ -21,6 +21,9 @@ from typing import Any
 
 log = logging.getLogger("pushsvc.storage")
 
+LONG_STATEMENT_S = 3600.0
+"""A migration may rewrite a large table."""
+
 # Any fixed number: it names the lock every replica takes while migrating.
 MIGRATION_LOCK = 0x70757368
 
@@ -201,7 +204,7 @@ async def migrate(conn: Any, schema: str, *, target: int = LATEST) -> list[int]:
             done = await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", migration.version)
             if done:
                 continue
-            await conn.execute(migration.sql)
+            await conn.execute(migration.sql, timeout=LONG_STATEMENT_S)
             await conn.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", migration.version, migration.name
             )

@@ -13,7 +13,7 @@ import asyncpg
 from pushsvc import models
 from pushsvc.storage.base import TargetQuery, TargetToken
 from pushsvc.storage.postgres import codec
-from pushsvc.storage.postgres.database import Database
+from pushsvc.storage.postgres.database import LONG_STATEMENT_S, Database
 
 _Key = tuple[str, str, str]
 """(app_id, platform value, token)."""
@@ -248,7 +248,9 @@ class PostgresTokenStore:
         """See `TokenStore.prune`. Served by `tokens_by_last_seen`."""
         where = "app_id = $1 AND last_seen_at < $2 AND ($3::text[] IS NULL OR platform = ANY($3))"
         sql = f"SELECT count(*) FROM tokens WHERE {where}" if dry_run else f"WITH d AS (DELETE FROM tokens WHERE {where} RETURNING 1) SELECT count(*) FROM d"
-        n = await self._db.run(lambda conn: conn.fetchval(sql, app_id, stale_before, codec.platform_values(platforms)))
+        n = await self._db.run(
+            lambda conn: conn.fetchval(sql, app_id, stale_before, codec.platform_values(platforms), timeout=LONG_STATEMENT_S)
+        )
         return int(n)
 
     async def count_targets(self, app_id: str, query: TargetQuery) -> int:
@@ -271,7 +273,8 @@ class PostgresTokenStore:
             args = (app_id, platforms, query.topic)
         else:
             raise ValueError(f"unknown target query kind {query.kind!r}")
-        return int(await self._db.run(lambda conn: conn.fetchval(sql, *args)))
+        # A whole app's count reads every one of its index entries.
+        return int(await self._db.run(lambda conn: conn.fetchval(sql, *args, timeout=LONG_STATEMENT_S)))
 
     async def scan_targets(
         self, app_id: str, query: TargetQuery, buckets: tuple[int, int], after: Any, batch_size: int
