@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import json
-import os
-import platform
 import resource
 import shutil
 import signal
@@ -39,6 +38,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+# Run as a file (python bench/fanout.py), bench/ is on sys.path instead of the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.machine import run_context  # noqa: E402
 from pushsvc import models
 from pushsvc.bootstrap import build_application
 from pushsvc.config import AppSettings, DispatchSettings, Settings
@@ -100,22 +103,6 @@ def current_rss_mib() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def machine() -> dict[str, Any]:
-    """CPU count and model, for the table header."""
-    model = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=False,
-                            cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
-    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(), "commit": commit,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def start_emulator(state: Path) -> tuple[subprocess.Popen[bytes], Path]:
@@ -276,7 +263,7 @@ def main() -> int:
                         help="the store server's main process (PostgreSQL's postmaster): its CPU during the fan-out is reported too")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pushsvc-bench-fanout.json")
     args = parser.parse_args()
-    info = machine()
+    context = run_context(packages=("grpcio", "pycurl"), tools={"h2load": ["h2load", "--version"]})
     with tempfile.TemporaryDirectory() as tmp:
         proc, manifest = start_emulator(Path(tmp) / "emulator")
         try:
@@ -300,8 +287,8 @@ def main() -> int:
     where = ("in-process null provider" if args.null_provider
              else "static nginx HTTP/2 endpoint" if args.endpoint == "nginx" else "emulator in a separate process")
     print(f"Fan-out: Send to {args.tokens:,} registered tokens (50% APNs, 50% FCM), {where}")
-    print(f"machine: nproc={info['nproc']}, CPU {info['cpu']}, Python {info['python']}; store {args.store}")
-    print(f"date: {info['date']}; commit {info['commit']}")
+    print(context.header)
+    print(f"store: {args.store}")
     print(f"concurrency: {args.in_flight} requests in flight per provider, batches of {args.batch}; "
           f"metrics {'on' if args.metrics else 'off'}")
     print(f"{'what':34} {'value':>12}")
@@ -320,7 +307,7 @@ def main() -> int:
     print(f"{'RSS growth during the fan-out':34} {result['peak_rss_mib'] - result['loaded_rss_mib']:>8,.0f} MiB")
     shown = f"{ceiling:,.0f} /s" if ceiling else ("n/a (null provider)" if args.null_provider else "n/a (h2load not installed)")
     print(f"{args.endpoint + ' ceiling (h2load, APNs)':34} {shown:>12}")
-    args.out.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
+    args.out.write_text(json.dumps({"context": dataclasses.asdict(context), "args": {k: str(v) for k, v in vars(args).items()},
                                     "result": result, "emulator_ceiling": ceiling}, indent=2))
     print(f"results: {args.out}")
     counted_ok = result["metrics_delivered"] is None or result["metrics_delivered"] == result["delivered"]
