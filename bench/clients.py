@@ -146,7 +146,7 @@ class PushsvcClient:
         ca = Path(t.ca_file)
         if self.platform == "apns":
             app = AppSettings(
-                APP_ID,
+                app_id=APP_ID,
                 apns=ApnsAppSettings(
                     bundle_id=t.apns_bundle_id,
                     key_file=Path(t.apns_key_file),
@@ -161,7 +161,7 @@ class PushsvcClient:
             self._delivery = Delivery(APNS_TOKEN, render_apns(MESSAGE, bundle_id=t.apns_bundle_id))
         else:
             app = AppSettings(
-                APP_ID,
+                app_id=APP_ID,
                 fcm=FcmAppSettings(
                     service_account_file=Path(t.fcm_service_account_file),
                     project_id=t.fcm_project_id,

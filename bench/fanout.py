@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import json
-import os
-import platform
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +37,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+# Run as a file (python bench/fanout.py), bench/ is on sys.path instead of the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import h2load  # noqa: E402
+from bench.machine import run_context  # noqa: E402
 from pushsvc import models
 from pushsvc.bootstrap import build_application
 from pushsvc.config import AppSettings, DispatchSettings, Settings
@@ -102,27 +105,13 @@ def current_rss_mib() -> float:
     return 0.0
 
 
-def machine() -> dict[str, Any]:
-    """CPU count and model, for the table header."""
-    model = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=False,
-                            cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
-    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(), "commit": commit,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-
-
 def start_emulator(state: Path) -> tuple[subprocess.Popen[bytes], Path]:
     """`pushsvc emulator` on free ports; returns the process and its manifest."""
     proc = subprocess.Popen(
+        # A real APNs connection allows 1 stream until a valid JWT arrived; h2load's first burst
+        # would be refused (bench/emulator.py does the same for the providers bench).
         [sys.executable, "-m", "pushsvc", "emulator", "--apns-port", "0", "--apns-sandbox-port", "0",
-         "--fcm-port", "0", "--state-dir", str(state)],
+         "--fcm-port", "0", "--apns-streams-before-auth", "1000", "--state-dir", str(state)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -136,25 +125,15 @@ def start_emulator(state: Path) -> tuple[subprocess.Popen[bytes], Path]:
     return proc, manifest
 
 
-def h2load_ceiling(manifest: Path, sends: int, streams: int, workdir: Path) -> float | None:
-    """The emulator's APNs req/s under h2load (one connection, `streams` in flight)."""
-    if not shutil.which("h2load"):
-        return None
+def h2load_ceiling(manifest: Path, sends: int, streams: int) -> h2load.Ceiling:
+    """The emulator's APNs req/s under h2load (one connection, `streams` in flight), with its count of 2xx."""
     urls, creds = read_manifest(manifest)
     signer = ApnsTokenSigner(creds.apns_key_file.read_bytes(), creds.apns_key_id, creds.apns_team_id)
     rendered = render_apns(models.Message(title="bench"), bundle_id=creds.apns_bundle_id)
-    body = workdir / "h2load-body"
-    body.write_text(rendered.body["payload"])
-    command = ["h2load", "-n", str(sends), "-c", "1", "-m", str(streams), "-d", str(body),
-               "-H", f"authorization: {signer.authorization()}"]
-    for name, value in rendered.body["headers"].items():
-        command += ["-H", f"{name}: {value}"]
-    command.append(f"{urls['apns_url']}/3/device/{'ab' * 32}")
-    out = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False).stdout
-    for line in out.splitlines():
-        if line.startswith("finished in"):
-            return float(line.split(",")[1].split()[0])
-    return None
+    headers = [f"authorization: {signer.authorization()}"]
+    headers += [f"{name}: {value}" for name, value in rendered.body["headers"].items()]
+    return h2load.measure(f"{urls['apns_url']}/3/device/{'ab' * 32}", headers, rendered.body["payload"].encode(),
+                          requests=sends, connections=1, streams=streams)
 
 
 def nginx_app(manifest: Path, nginx: Any, workdir: Path) -> AppSettings:
@@ -276,32 +255,32 @@ def main() -> int:
                         help="the store server's main process (PostgreSQL's postmaster): its CPU during the fan-out is reported too")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pushsvc-bench-fanout.json")
     args = parser.parse_args()
-    info = machine()
+    context = run_context(packages=("grpcio", "pycurl"), tools={"h2load": ["h2load", "--version"]})
     with tempfile.TemporaryDirectory() as tmp:
         proc, manifest = start_emulator(Path(tmp) / "emulator")
         try:
+            ceiling: h2load.Ceiling | None = None
             if args.endpoint == "nginx" and not args.null_provider:
-                from bench import h2load
                 from bench.nginx import NginxEndpoint
 
                 with NginxEndpoint() as nginx:
                     result = asyncio.run(fan_out(manifest, args, nginx_app(manifest, nginx, Path(tmp))))
-                    measured = h2load.measure(
+                    ceiling = h2load.measure(
                         f"{nginx.base_url}/3/device/{'ab' * 32}", ["apns-topic: bench", "apns-push-type: alert"],
                         b'{"aps":{"alert":{"title":"bench","body":"fan-out"}}}', requests=max(args.tokens, 50_000),
                     )
-                    ceiling = measured.req_per_s
             else:
                 result = asyncio.run(fan_out(manifest, args))
-                ceiling = None if args.null_provider else h2load_ceiling(manifest, max(args.tokens, 20_000), args.in_flight, Path(tmp))
+                if not args.null_provider:
+                    ceiling = h2load_ceiling(manifest, max(args.tokens, 20_000), args.in_flight)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(15)
     where = ("in-process null provider" if args.null_provider
              else "static nginx HTTP/2 endpoint" if args.endpoint == "nginx" else "emulator in a separate process")
     print(f"Fan-out: Send to {args.tokens:,} registered tokens (50% APNs, 50% FCM), {where}")
-    print(f"machine: nproc={info['nproc']}, CPU {info['cpu']}, Python {info['python']}; store {args.store}")
-    print(f"date: {info['date']}; commit {info['commit']}")
+    print(context.header)
+    print(f"store: {args.store}")
     print(f"concurrency: {args.in_flight} requests in flight per provider, batches of {args.batch}; "
           f"metrics {'on' if args.metrics else 'off'}")
     print(f"{'what':34} {'value':>12}")
@@ -318,10 +297,17 @@ def main() -> int:
     print(f"{'gateway peak RSS':34} {result['peak_rss_mib']:>8,.0f} MiB")
     print(f"{'RSS after loading the registry':34} {result['loaded_rss_mib']:>8,.0f} MiB")
     print(f"{'RSS growth during the fan-out':34} {result['peak_rss_mib'] - result['loaded_rss_mib']:>8,.0f} MiB")
-    shown = f"{ceiling:,.0f} /s" if ceiling else ("n/a (null provider)" if args.null_provider else "n/a (h2load not installed)")
+    if ceiling is None:
+        shown = "n/a (null provider)"
+    elif ceiling.req_per_s is None:
+        shown = f"n/a ({ceiling.error[:60]})"
+    else:
+        shown = f"{ceiling.shown} /s ({ceiling.ok_2xx}/{ceiling.requests} 2xx)"
     print(f"{args.endpoint + ' ceiling (h2load, APNs)':34} {shown:>12}")
-    args.out.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
-                                    "result": result, "emulator_ceiling": ceiling}, indent=2))
+    args.out.write_text(json.dumps({"context": dataclasses.asdict(context), "args": {k: str(v) for k, v in vars(args).items()},
+                                    "result": result,
+                                    "emulator_ceiling": ceiling.req_per_s if ceiling else None,
+                                    "ceiling": dataclasses.asdict(ceiling) if ceiling else None}, indent=2))
     print(f"results: {args.out}")
     counted_ok = result["metrics_delivered"] is None or result["metrics_delivered"] == result["delivered"]
     return 0 if result["delivered"] == args.tokens and counted_ok else 1

@@ -487,7 +487,11 @@ def main() -> int:
         "goals": goals,
     }, indent=2) + "\n")
     print(f"\nresults written to {out} (the run took {time.monotonic() - run_started:.0f} s)")
-    return 0
+    # A client that failed is a row of errors, not a crash; the exit status says so, as the other benches' do.
+    failed = [f"{r.endpoint} {r.client} c={r.concurrency}" for r in rows if not r.clean]
+    if failed:
+        print(f"rows with errors: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _row_json(row: Row, rows: list[Row]) -> dict[str, Any]:

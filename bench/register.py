@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
-import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -33,6 +32,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a file (python bench/register.py), bench/ is on sys.path instead of the repository root.
+sys.path.insert(0, str(ROOT))
+
+from bench.machine import run_context  # noqa: E402
+
 PROTO = ROOT / "protos/pushsvc/v1/push.proto"
 ECHO_PROTO = ROOT / "bench/echo.proto"
 APP = "bench"
@@ -149,6 +153,7 @@ def main() -> int:
     if not Path(args.ghz).exists():
         print(f"ghz not found ({args.ghz}): go install github.com/bojand/ghz/cmd/ghz@v0.120.0", file=sys.stderr)
         return 2
+    context = run_context(packages=("grpcio", "protobuf"), tools={"ghz": [args.ghz, "--version"]})
     register = json.dumps({"app_id": APP, "token": "bench-{{.RequestNumber}}-{{.UUID}}", "platform": "PLATFORM_FCM",
                            "device_id": "device-{{.RequestNumber}}"})
     echo_data = json.dumps({"app_id": APP, "token": "bench-{{.RequestNumber}}-{{.UUID}}", "platform": 2,
@@ -170,17 +175,16 @@ def main() -> int:
         finally:
             stop(proc)
     echo = dict(echo_before, rps=(echo_before["rps"] + echo_after["rps"]) / 2)
-    info = {"nproc": os.cpu_count(), "python": platform.python_version()}
     print(f"RegisterToken under ghz: {args.requests:,} requests, {args.concurrency} concurrent, one connection; "
           f"{args.preload:,} tokens registered first; store {args.store}")
-    print(f"machine: nproc={info['nproc']}, Python {info['python']}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(context.header)
     print(f"{'run':38} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8}  status")
     for name, r in [("bare grpc.aio echo, before", echo_before), ("bare grpc.aio echo, after", echo_after),
                     ("RegisterToken, full load", full),
                     (f"RegisterToken at half load ({half_rps}/s)", half)]:
         print(f"{name:38} {r['rps']:>9,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f}  {r['status']}")
     print(f"{'RegisterToken / mean echo':38} {full['rps'] / echo['rps']:>9.2f}x")
-    args.out.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
+    args.out.write_text(json.dumps({"context": dataclasses.asdict(context), "args": {k: str(v) for k, v in vars(args).items()},
                                     "echo_before": echo_before, "echo_after": echo_after, "full": full, "half": half},
                                    indent=2))
     print(f"results: {args.out}")

@@ -1,0 +1,147 @@
+"""Smoke runs of every other benchmark entry point at a tiny size, so they cannot rot.
+
+Each test runs one bench as its README says (a few hundred deliveries or
+requests), and checks that it exits 0, prints the header facts (machine, date,
+commit), writes its JSON with those facts, that the JSON accounts for every
+delivery or request the bench counts, and that the peer or ceiling of the
+same run is there. Rates and latencies are never asserted: the figures are
+taken by hand on a quiet machine (bench/README.md). The PostgreSQL benches
+have their own smoke tests (test_postgres_benches.py).
+
+h2load is optional for the benches themselves (their ceiling then reads n/a),
+so where it is missing the tests check that the JSON says so instead of
+checking the ceiling's count.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+HAVE_NGINX = Path("/usr/sbin/nginx").exists()
+HAVE_H2LOAD = shutil.which("h2load") is not None
+HAVE_GHZ = shutil.which("ghz") is not None or (Path.home() / "go/bin/ghz").exists()
+needs_nginx = pytest.mark.skipif(not HAVE_NGINX, reason="needs nginx-light (/usr/sbin/nginx, bench/nginx.py)")
+
+TEST_TIMEOUT_S = 150
+"""Per test; each bench gets a little less, so a hung one fails with its output rather than pytest's dump."""
+RUN_TIMEOUT_S = 130
+CONTEXT_FIELDS = {"cpu", "cores", "ram_gib", "load_average", "python", "date_utc", "commit", "versions"}
+
+pytestmark = pytest.mark.timeout(TEST_TIMEOUT_S)
+
+
+def _run(args: list[str], out: Path) -> dict[str, Any]:
+    """Runs one bench from the repository root; checks its exit status, header and JSON context."""
+    proc = subprocess.run([sys.executable, *args, "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for fact in ("machine:", "date:", "commit:"):
+        assert fact in proc.stdout, proc.stdout
+    record = dict(json.loads(out.read_text()))
+    context = record["context"]
+    assert CONTEXT_FIELDS <= set(context), context
+    assert context["commit"] and context["commit"] != "unknown", context
+    return record
+
+
+def _check_ceiling(ceiling: dict[str, Any]) -> None:
+    """An h2load ceiling answered every request 2xx; without h2load, the JSON says why there is none."""
+    if HAVE_H2LOAD:
+        assert ceiling["req_per_s"] is not None, ceiling
+        assert ceiling["ok_2xx"] == ceiling["requests"] and ceiling["failed"] == 0, ceiling
+    else:
+        assert ceiling["req_per_s"] is None and "h2load not installed" in ceiling["error"], ceiling
+
+
+# ------------------------------------------------------------------ bench/providers.py
+
+
+@pytest.mark.parametrize("endpoint", ["emulator", pytest.param("nginx", marks=needs_nginx)])
+def test_providers(tmp_path: Path, endpoint: str) -> None:
+    n, h2load_n = 200, 500
+    record = _run(["-m", "bench.providers", "-n", str(n), "--endpoints", endpoint, "--h2load-n", str(h2load_n),
+                   "--timeout-s", "60"], tmp_path / "providers.json")
+    rows = record["rows"]
+    assert {r["client"] for r in rows} == {"pushsvc-apns", "pushsvc-fcm", "aioapns", "firebase-admin"}
+    for row in rows:
+        assert row["endpoint"] == endpoint
+        assert (row["sends"], row["ok"], row["errors"], row["errors_total"]) == (n, n, {}, 0), row
+        if row["client"].startswith("pushsvc-"):
+            # The peer (aioapns, firebase-admin) was measured in the same run.
+            assert row["ratio_vs_peer"] is not None, row
+    ceilings = record["endpoints"][endpoint]["ceilings"]
+    assert set(ceilings) == {"apns", "fcm"}
+    for ceiling in ceilings.values():
+        assert ceiling["requests"] == h2load_n
+        _check_ceiling(ceiling)
+
+
+# ------------------------------------------------------------------ bench/auth.py
+
+
+def test_auth(tmp_path: Path) -> None:
+    n = 300
+    record = _run(["-m", "bench.auth", "-n", str(n), "--repeat", "1", "--decisions", "100"], tmp_path / "auth.json")
+    runs = record["runs"]
+    assert set(runs) == {"none", "open", "api_key", "jwt"}
+    for mode, rounds in runs.items():
+        assert [(r["requests"], r["answered"]) for r in rounds] == [(n, n)], mode
+    # `none` is the peer every mode is compared with; the auth decision is timed in-process beside it.
+    assert "none" in record["median"]
+    assert set(record["decision_us"]) == {"api_key", "jwt", "jwt first use"}
+
+
+# ------------------------------------------------------------------ bench/fanout.py
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["emulator", pytest.param("nginx", marks=needs_nginx), "null-provider"],
+)
+def test_fanout(tmp_path: Path, variant: str) -> None:
+    n = 300
+    extra = {"emulator": [], "nginx": ["--endpoint", "nginx"], "null-provider": ["--null-provider", "--metrics"]}[variant]
+    record = _run(["-m", "bench.fanout", "-n", str(n), *extra], tmp_path / "fanout.json")
+    result = record["result"]
+    assert (result["targeted"], result["delivered"], result["state"]) == (n, n, "completed"), result
+    if variant == "null-provider":
+        # No request leaves the process, so there is no endpoint to measure; /metrics counted every delivery.
+        assert record["ceiling"] is None
+        assert result["metrics_delivered"] == n
+    else:
+        _check_ceiling(record["ceiling"])
+
+
+# ------------------------------------------------------------------ bench/register.py
+
+
+@pytest.mark.skipif(not HAVE_GHZ, reason="needs ghz (go install github.com/bojand/ghz/cmd/ghz@v0.120.0)")
+def test_register(tmp_path: Path) -> None:
+    n = 300
+    record = _run(["bench/register.py", "-n", str(n), "--preload", "300"], tmp_path / "register.json")
+    # The echo server before and after is the peer; RegisterToken at full and at half load.
+    for run in ("echo_before", "echo_after", "full", "half"):
+        assert (record[run]["count"], record[run]["status"], record[run]["errors"]) == (n, {"OK": n}, {}), run
+
+
+# ------------------------------------------------------------------ bench/tokens_import.py
+
+
+def test_tokens_import(tmp_path: Path) -> None:
+    n, unary_n = 300, 200
+    record = _run(["-m", "bench.tokens_import", "-n", str(n), "--batch-size", "100", "--unary-n", str(unary_n)],
+                  tmp_path / "import.json")
+    assert record["ok"] is True
+    assert record["registered"] == n
+    for run in ("ceiling", "bulk"):
+        summary = record[run]["summary"]
+        assert (summary["rows"], summary["created"], summary["bad"], summary["complete"]) == (n, n, 0, True), run
+    assert (record["unary"]["rows"], record["unary"]["answered"]) == (unary_n, unary_n)
