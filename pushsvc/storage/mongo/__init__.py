@@ -56,6 +56,7 @@ class MongoStores:
             # findAndModify calls all "win" and concurrent $inc lose updates.
             # One call at a time restores per-document atomicity within this process.
             self.runner.serialize()
+        self.tokens.adapt(self.traits)
         ttl = await self.runner(schema.ensure_indexes, self.connection.db, ttl=self.traits.ttl_indexes)
         self.traits = dataclasses.replace(self.traits, ttl_indexes=ttl)
 

@@ -13,7 +13,7 @@ from pymongo import DeleteOne, ReturnDocument, UpdateOne
 from pushsvc import errors, models
 from pushsvc.storage.base import TargetQuery, TargetToken
 from pushsvc.storage.mongo import codec, schema
-from pushsvc.storage.mongo.client import Connection
+from pushsvc.storage.mongo.client import Connection, ServerTraits
 from pushsvc.storage.mongo.runner import MongoRunner
 
 
@@ -25,6 +25,11 @@ class MongoTokenStore:
         self._tokens = conn.collection(schema.TOKENS)
         self._devices = conn.collection(schema.DEVICES)
         self._embedded = conn.embedded
+        self._bulk_ops = _BULK_OPS
+
+    def adapt(self, traits: ServerTraits) -> None:
+        """Bounds each bulk write by what the server can take in one command (see `ServerTraits`)."""
+        self._bulk_ops = min(_BULK_OPS, traits.updates_per_command)
 
     async def upsert(self, reg: models.TokenRegistration, now: datetime) -> tuple[models.DeviceToken, bool]:
         """See `TokenStore.upsert`."""
@@ -83,11 +88,14 @@ class MongoTokenStore:
 
         At most `_BULK_OPS` upserts go in one store call, so each call stays
         well inside the socket timeout on slower servers (FerretDB's SQLite
-        backend takes about 2 ms per upsert).
+        backend takes about 2 ms per upsert), and fewer where the server
+        cannot take that many in one `update` command (FerretDB: 25, see
+        `ServerTraits.updates_per_command`).
         """
         created: list[bool] = []
-        for i in range(0, len(regs), _BULK_OPS):
-            created += await self._run(self._upsert_many, regs[i : i + _BULK_OPS], now)
+        n = self._bulk_ops
+        for i in range(0, len(regs), n):
+            created += await self._run(self._upsert_many, regs[i : i + n], now)
         return created
 
     def _upsert_many(self, regs: Sequence[models.TokenRegistration], now: datetime) -> list[bool]:
