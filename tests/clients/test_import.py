@@ -229,8 +229,9 @@ async def test_a_file_that_cannot_be_imported_is_refused_before_anything_is_sent
 class _Flaky:
     """A RegisterTokens server that answers UNAVAILABLE to its first `failures` calls, then "created" to each item."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, code: Any = None) -> None:
         self.failures = failures
+        self.code = code
         self.calls = 0
         self.items = 0
 
@@ -241,7 +242,7 @@ class _Flaky:
 
         self.calls += 1
         if self.calls <= self.failures:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "flaky: try again")
+            await context.abort(self.code or grpc.StatusCode.UNAVAILABLE, "flaky: try again")
         self.items += len(request.items)
         n = len(request.items)
         return pb.RegisterTokensResponse(
@@ -249,16 +250,11 @@ class _Flaky:
         )
 
 
-async def test_unavailable_is_retried_past_the_channels_own_retries(tmp_path: Path) -> None:
+async def _flaky_server(flaky: _Flaky) -> tuple[Any, int]:
     import grpc
-    from pushsvc_client import connect
-    from pushsvc_client.importer import TokenImporter
-    from pushsvc_client.tokenfile import TokenFile
-    from pushsvc_client.v1 import push_pb2_grpc
 
     from pushsvc.v1 import push_pb2 as pb
 
-    flaky = _Flaky(failures=7)  # the channel's retry policy makes 5 attempts; the importer must do the rest
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("pushsvc.v1.PushService", {
         "RegisterTokens": grpc.unary_unary_rpc_method_handler(
@@ -268,6 +264,17 @@ async def test_unavailable_is_retried_past_the_channels_own_retries(tmp_path: Pa
     }),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
+    return server, port
+
+
+async def test_unavailable_is_retried_past_the_channels_own_retries(tmp_path: Path) -> None:
+    from pushsvc_client import connect
+    from pushsvc_client.importer import TokenImporter
+    from pushsvc_client.tokenfile import TokenFile
+    from pushsvc_client.v1 import push_pb2_grpc
+
+    flaky = _Flaky(failures=7)  # the channel's retry policy makes 5 attempts; the importer must do the rest
+    server, port = await _flaky_server(flaky)
     path = tmp_path / "tokens.csv"
     write_csv(path, 2_500, {})
 
@@ -283,3 +290,33 @@ async def test_unavailable_is_retried_past_the_channels_own_retries(tmp_path: Pa
         await server.stop(0)
     assert (summary.complete, summary.created, summary.bad, summary.not_attempted) == (True, 2_500, 0, 0)
     assert flaky.items == 2_500 and flaky.calls == 7 + 3
+
+
+async def test_an_import_stopped_by_a_failed_call_counts_every_row_as_not_attempted(tmp_path: Path) -> None:
+    # The first answer is awaited when a batch beyond those in flight is sent,
+    # while a row that does not fit the full batch is in hand: that row, too,
+    # must be counted (it was lost: 19,999 of a 20,000-row file were reported).
+    import grpc
+    from pushsvc_client import connect
+    from pushsvc_client.importer import TokenImporter
+    from pushsvc_client.tokenfile import TokenFile
+    from pushsvc_client.v1 import push_pb2_grpc
+
+    refusing = _Flaky(failures=10**9, code=grpc.StatusCode.PERMISSION_DENIED)
+    server, port = await _flaky_server(refusing)
+    rows = 20_000
+    path = tmp_path / "tokens.csv"
+    write_csv(path, rows, {})
+
+    def run() -> Any:
+        with connect(f"127.0.0.1:{port}") as channel, TokenFile(path, "csv") as tokens:
+            importer = TokenImporter(push_pb2_grpc.PushServiceStub(channel), default_app=APP, in_flight=4)
+            return importer.run(tokens)
+
+    try:
+        summary = await asyncio.wait_for(asyncio.to_thread(run), 60)
+    finally:
+        await server.stop(0)
+    assert summary.stopped_because.startswith("PERMISSION_DENIED"), summary
+    assert (summary.complete, summary.rows, summary.not_attempted, summary.resume_after) == (False, rows, rows, 1)
+    assert summary.created + summary.updated + summary.bad + summary.skipped == 0
