@@ -10,10 +10,13 @@ summary's counts, the bad rows' line numbers and reasons, and the store
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +25,9 @@ import pytest
 
 from pushsvc import models
 from pushsvc.bootstrap import Application, build_application
+from pushsvc.clock import SystemClock
 from pushsvc.config import Settings
-from pushsvc.storage import TargetQuery
+from pushsvc.storage import TargetQuery, TokenStore, open_stores
 
 try:
     import pushsvc_client  # noqa: F401 - only its presence matters: `pushsvc tokens import` needs it
@@ -48,10 +52,55 @@ async def server() -> AsyncIterator[Application]:
         await app.stop(0)
 
 
-async def run_import(app: Application, path: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
-    """Runs the command to completion; returns its exit status, its JSON summary and its stderr."""
+SERVE_STORES = ["ferretdb"]
+"""The `store_url` backends (tests/conftest.py) that the import into `pushsvc serve` runs on; `serve` takes each
+production scheme (a PostgreSQL leg joins here once `store_url` yields postgresql:// URLs)."""
+
+
+@contextlib.asynccontextmanager
+async def serving(store_url: str, root: Path) -> AsyncIterator[int]:
+    """`pushsvc serve` on `store_url`, loopback only and without auth; yields its port once health says SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    config = root / "serve.toml"
+    config.write_text(f'store_url = "{store_url}"\nhost = "127.0.0.1"\nport = {port}\n')
+    log = root / "serve.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            PUSHSVC, "serve", "--config", str(config), "--insecure-no-auth", stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 60
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while True:
+                assert proc.returncode is None, log.read_text()[-3000:]
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                assert time.monotonic() < deadline, "serve never became SERVING: " + log.read_text()[-3000:]
+                await asyncio.sleep(0.1)
+        yield port
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def run_import(app: Application | int, path: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
+    """Runs the command to completion against `app` (or a port); returns its exit status, JSON summary and stderr."""
+    port = app.port if isinstance(app, Application) else app
     proc = await asyncio.create_subprocess_exec(
-        PUSHSVC, "tokens", "import", str(path), "--target", f"127.0.0.1:{app.port}", "--app", APP, "--json", *extra,
+        PUSHSVC, "tokens", "import", str(path), "--target", f"127.0.0.1:{port}", "--app", APP, "--json", *extra,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), COMMAND_TIMEOUT_S)
@@ -103,11 +152,12 @@ def write_csv(path: Path, rows: int, bad_at: dict[int, str]) -> dict[str, tuple[
     return good
 
 
-async def assert_registered(app: Application, good: dict[str, tuple[str, str]]) -> None:
+async def assert_registered(app: Application | TokenStore, good: dict[str, tuple[str, str]]) -> None:
     """Each good row is in the store with its fields, and nothing else is."""
-    assert await app.stores.tokens.count_targets(APP, TargetQuery("all")) == len(good)
+    tokens = app.stores.tokens if isinstance(app, Application) else app
+    assert await tokens.count_targets(APP, TargetQuery("all")) == len(good)
     for token, (platform, user) in good.items():
-        stored = await app.stores.tokens.get(APP, models.Platform(platform), token)
+        stored = await tokens.get(APP, models.Platform(platform), token)
         assert stored is not None, token
         assert stored.user_id == user
         if platform == "apns":
@@ -320,3 +370,39 @@ async def test_an_import_stopped_by_a_failed_call_counts_every_row_as_not_attemp
     assert summary.stopped_because.startswith("PERMISSION_DENIED"), summary
     assert (summary.complete, summary.rows, summary.not_attempted, summary.resume_after) == (False, rows, rows, 1)
     assert summary.created + summary.updated + summary.bad + summary.skipped == 0
+
+
+@pytest.mark.parametrize("store_url", SERVE_STORES, indirect=True)
+async def test_an_import_into_pushsvc_serve_counts_every_row_and_a_second_import_refreshes_them(
+    store_url: str, tmp_path: Path
+) -> None:
+    # The same command as above, against the production server on a real store.
+    # The second import refreshes registered tokens in bulk: on FerretDB that
+    # was the bulk write that hung the store for good. It is smaller, because
+    # FerretDB's updates cost a scan each (tests/storage/README.md).
+    rows, again_rows = 2_000, 500
+    bad_at = {7: "bad platform", 1_000: "empty token", 1_998: "malformed CSV"}
+    path, again_path = tmp_path / "tokens.csv", tmp_path / "again.csv"
+    good = write_csv(path, rows, bad_at)
+    again_good = write_csv(again_path, again_rows, {7: "bad platform"})
+    assert set(again_good) <= set(good)
+    async with serving(store_url, tmp_path) as port:
+        status, summary, stderr = await run_import(port, path, "--progress", "none")
+        assert status == 1, stderr  # the bad rows
+        assert summary == {
+            "rows": rows, "created": rows - len(bad_at), "updated": 0, "bad": len(bad_at), "not_attempted": 0,
+            "skipped": 0, "resume_after": rows + 1, "complete": True, "stopped_because": "",
+        }
+        assert bad_lines(stderr, path) == {i + 2: BAD_CSV_ROWS[kind][1] for i, kind in bad_at.items()}
+        status, again, stderr = await run_import(port, again_path, "--progress", "none")
+        assert status == 1, stderr
+        assert again == {
+            "rows": again_rows, "created": 0, "updated": again_rows - 1, "bad": 1, "not_attempted": 0,
+            "skipped": 0, "resume_after": again_rows + 1, "complete": True, "stopped_because": "",
+        }
+    stores = open_stores(store_url, clock=SystemClock())
+    try:
+        await stores.prepare()
+        await assert_registered(stores.tokens, good)
+    finally:
+        stores.close()
