@@ -73,6 +73,9 @@ class ServerTraits:
     atomic_updates: bool = True
     """False for FerretDB 1.x: racing findAndModify calls all win, concurrent $inc lose updates."""
     ttl_indexes: bool = True
+    indexed_queries: bool = True
+    """False for FerretDB 1.24: only a filter on one string `_id` is index-served; any other filter scans the
+    collection and any sort is done in memory over every match (`Query`, internal/backends/sqlite/collection.go)."""
     indexed_updates: bool = True
     """False for FerretDB 1.24: an update (or delete) by `_id` costs in proportion to the collection, an insert
     does not. Measured 2026-12-06 with pymongo on 127.0.0.1, 20 ops each: update_one by `_id` 0.9 ms at 100
@@ -115,6 +118,7 @@ def sniff(conn: Connection) -> ServerTraits:
         return ServerTraits(
             atomic_updates=False,
             ttl_indexes=False,
+            indexed_queries=False,
             indexed_updates=False,
             updates_per_command=FERRETDB_UPDATES_PER_COMMAND,
         )
