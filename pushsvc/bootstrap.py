@@ -116,6 +116,10 @@ class Application:
         calls, stall_s = self.store_calls, self.settings.store_stall_s
         loop = asyncio.get_running_loop()
         next_ping = loop.time() + self.settings.health_interval_s
+        # After a stall, the store is back once a call is answered again, not
+        # at the first ping: FerretDB answered pings while every call to the
+        # database hung, and SERVING came back each time the driver gave up on one.
+        answered_at_stall: int | None = None
         while True:
             # Waking at least every `stall_s`, then exactly when the oldest call
             # would pass it, sees a hung call `stall_s` after it started.
@@ -124,13 +128,19 @@ class Application:
                 wake_s = min(wake_s, stall_s - calls.oldest_s())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(failed.wait(), max(wake_s, 0.0))
-            if failed.is_set() or calls.oldest_s() >= stall_s:
+            if calls.oldest_s() >= stall_s:
+                ok = False
+                if answered_at_stall is None:
+                    answered_at_stall = calls.answered
+            elif failed.is_set():
                 ok = False
             elif loop.time() >= next_ping:
-                ok = await self._ping(stall_s)
+                ok = await self._ping(stall_s) and (answered_at_stall is None or calls.answered > answered_at_stall)
                 next_ping = loop.time() + self.settings.health_interval_s
             else:
                 continue  # woke for the oldest call, which was answered in time
+            if ok:
+                answered_at_stall = None
             failed.clear()
             if ok != self._store_ok:
                 self._store_ok = ok

@@ -4,7 +4,9 @@ A store can stop answering without failing: FerretDB 1.24 hung for good on one
 bulk write while it still answered pings, and a store call that never returns
 raises nothing, so neither `Stores.on_failure` nor a ping notices it. The health
 watcher (`pushsvc.bootstrap`) asks `StoreCalls.oldest_s()` instead, and counts a
-call unanswered for longer than `store_stall_s` as the store being unreachable.
+call unanswered for longer than `store_stall_s` as the store being unreachable,
+until a call is answered again (`StoreCalls.answered`): a store can answer
+pings while every call to its data hangs.
 
 `StoreCalls.watch` wraps a store of any adapter: each coroutine method is timed
 from the call until it returns or raises (a call queued behind a hung one counts
@@ -21,6 +23,7 @@ import itertools
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from pushsvc import errors
 from pushsvc.clock import Clock
 
 _S = TypeVar("_S")
@@ -33,6 +36,8 @@ class StoreCalls:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._ids = itertools.count()
+        self.answered = 0
+        """How many calls the store has answered (returned, or raised anything but StoreUnavailable)."""
         # Insertion order is start order (the clock is monotonic), so the
         # first entry is the oldest call: O(1) to add, remove and ask.
         self._started: dict[int, float] = {}
@@ -57,9 +62,16 @@ class StoreCalls:
         key = next(self._ids)
         self._started[key] = self._clock.monotonic()
         try:
-            return await call()
+            result = await call()
+        except errors.StoreUnavailable:
+            raise
+        except Exception:
+            self.answered += 1  # with an error of its own (not found, duplicate key, ...), but it answered
+            raise
         finally:
             del self._started[key]
+        self.answered += 1
+        return result
 
     async def timed_pages(self, pages: AsyncGenerator[_T, None]) -> AsyncGenerator[_T, None]:
         """Yields the pages of `pages`, each request for a page in flight until it arrives."""

@@ -350,3 +350,43 @@ async def test_a_ping_that_does_not_answer_is_a_failed_one(stores: GatedStores) 
         if stores.ping_gate is not None:
             stores.ping_gate.set()
         await app.stop(0)
+
+
+async def test_after_a_stall_health_stays_not_serving_until_a_store_call_is_answered_again(
+    stores: GatedStores,
+) -> None:
+    # FerretDB answered pings while every call to the database hung; a call given
+    # up on (its deadline passed, or the driver timed it out) is no answer.
+    # No dispatcher workers: the RPCs are the only store calls.
+    stores.prepared.set()
+    config = Settings(
+        store_url="memory://health", host="127.0.0.1", port=0, dispatch=FAST_DISPATCH.model_copy(update={"workers": 0}),
+        store_stall_s=STALL_S, health_interval_s=0.1,
+    )
+    app = build_application(config, clock=SystemClock(), providers={}, stores=stores, metrics=True)  # type: ignore[arg-type]
+    await app.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            stub = push_pb2_grpc.PushServiceStub(channel)
+            watch = _Watch(health)
+            assert await watch.next() == {SERVING}
+            stores.tokens.gate = asyncio.Event()
+            given_up = stub.RegisterToken(_register("fcm-given-up"), timeout=3 * STALL_S)
+            assert await watch.next() == {NOT_SERVING}
+            assert await _code(given_up) == grpc.StatusCode.DEADLINE_EXCEEDED
+            await _eventually(lambda: _value(app.store_calls.in_flight), 0, within_s=5)
+            # Nothing waits any more and pings answer, but nothing was answered either.
+            await asyncio.sleep(10 * 0.1)
+            assert await _statuses(health) == {NOT_SERVING}
+            assert await asyncio.to_thread(_store_up, app.metrics_port) == 0
+
+            stores.tokens.gate.set()
+            assert (await stub.RegisterToken(_register("fcm-answered"), timeout=5)).created
+            assert await watch.next() == {SERVING}
+            assert await asyncio.to_thread(_store_up, app.metrics_port) == 1
+            watch.cancel()
+    finally:
+        if stores.tokens.gate is not None:
+            stores.tokens.gate.set()
+        await app.stop(0)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from pushsvc import models
+import pytest
+
+from pushsvc import errors, models
 from pushsvc.clock import ManualClock
 from pushsvc.storage import TargetQuery
 from pushsvc.storage.memory import MemoryStores
@@ -56,3 +58,27 @@ async def test_a_scan_is_in_flight_while_a_page_is_awaited_not_while_the_caller_
     assert len(await pages.__anext__()) == 10
     await pages.aclose()
     assert calls.in_flight == 0
+
+
+async def test_a_call_counts_as_answered_unless_the_store_was_unreachable_or_it_was_given_up() -> None:
+    calls = StoreCalls(ManualClock())
+
+    class Store:
+        async def fails(self, exc: Exception) -> None:
+            raise exc
+
+        async def hangs(self) -> None:
+            await asyncio.Event().wait()
+
+    store = calls.watch(Store())
+    with pytest.raises(errors.StoreUnavailable):
+        await store.fails(errors.StoreUnavailable("down"))
+    hung = asyncio.ensure_future(store.hangs())
+    await asyncio.sleep(0)
+    hung.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await hung
+    assert (calls.answered, calls.in_flight) == (0, 0)
+    with pytest.raises(errors.NotFound):
+        await store.fails(errors.NotFound("an answer all the same"))
+    assert calls.answered == 1
