@@ -132,6 +132,9 @@ class Application:
                 ok = False
                 if answered_at_stall is None:
                     answered_at_stall = calls.answered
+                if loop.time() >= next_ping:
+                    # No ping while a call hangs, and no waking before the next one is due.
+                    next_ping = loop.time() + self.settings.health_interval_s
             elif failed.is_set():
                 ok = False
             elif loop.time() >= next_ping:
