@@ -40,6 +40,7 @@ from pushsvc.rpc.server import GrpcServer
 from pushsvc.rpc.telemetry import TelemetryInterceptor
 from pushsvc.service import PushService
 from pushsvc.storage import Stores, open_stores
+from pushsvc.storage.watch import StoreCalls
 
 log = logging.getLogger("pushsvc")
 
@@ -54,6 +55,8 @@ class Application:
     dispatcher: Dispatcher
     providers: Mapping[tuple[str, models.Platform], Provider]
     clock: Clock
+    store_calls: StoreCalls
+    """The components' store calls in flight (the health watcher counts a hung one as a failure)."""
     closers: list[Callable[[], None]] = dataclasses.field(default_factory=list)
     """Release what providers share (OAuth token sources) after they are closed."""
     owns_stores: bool = True
@@ -106,19 +109,56 @@ class Application:
     async def _watch_store(self) -> None:
         # NOT_SERVING while the store is unreachable, so probes and load
         # balancers route around this replica: at once when a store call
-        # fails, else at the next ping.
+        # fails, when a store call has waited `store_stall_s` for its answer
+        # (a store can hang without failing, and still answer pings), or when
+        # the ping fails or does not answer within `store_stall_s`.
         failed = asyncio.Event()
         self.stores.on_failure(failed.set)
+        calls, stall_s = self.store_calls, self.settings.store_stall_s
+        loop = asyncio.get_running_loop()
+        next_ping = loop.time() + self.settings.health_interval_s
+        # After a stall, the store is back once a call is answered again, not
+        # at the first ping: FerretDB answered pings while every call to the
+        # database hung, and SERVING came back each time the driver gave up on one.
+        answered_at_stall: int | None = None
         while True:
+            # Waking at least every `stall_s`, then exactly when the oldest call
+            # would pass it, sees a hung call `stall_s` after it started.
+            wake_s = next_ping - loop.time()
+            if calls.oldest_s() < stall_s:
+                wake_s = min(wake_s, stall_s - calls.oldest_s())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(failed.wait(), self.settings.health_interval_s)
-            ok = not failed.is_set() and await self.stores.ping()
+                await asyncio.wait_for(failed.wait(), max(wake_s, 0.0))
+            if calls.oldest_s() >= stall_s:
+                ok = False
+                if answered_at_stall is None:
+                    answered_at_stall = calls.answered
+                if loop.time() >= next_ping:
+                    # No ping while a call hangs, and no waking before the next one is due.
+                    next_ping = loop.time() + self.settings.health_interval_s
+            elif failed.is_set():
+                ok = False
+            elif loop.time() >= next_ping:
+                ok = await self._ping(stall_s) and (answered_at_stall is None or calls.answered > answered_at_stall)
+                next_ping = loop.time() + self.settings.health_interval_s
+            else:
+                continue  # woke for the oldest call, which was answered in time
+            if ok:
+                answered_at_stall = None
             failed.clear()
             if ok != self._store_ok:
                 self._store_ok = ok
                 self.metrics.set_store_up(ok)
                 log.warning("store is %s", "reachable again" if ok else "unreachable")
                 await self.server.set_serving(ok)
+
+    async def _ping(self, timeout_s: float) -> bool:
+        # A ping that does not answer is a failed one (a serialised store
+        # queues it behind the call that hangs).
+        try:
+            return await asyncio.wait_for(self.stores.ping(), timeout_s)
+        except TimeoutError:
+            return False
 
     async def _sample_queue(self) -> None:
         # A count in the store: sampled on the health watcher's interval, not per scrape,
@@ -421,10 +461,15 @@ def build_application(
     owns_stores = stores is None
     if stores is None:
         stores = open_stores(settings.store_url, clock=clock, timeout_ms=settings.store_timeout_ms)
+    # The components reach the store through `store_calls`, so health sees a call that hangs.
+    store_calls = StoreCalls(clock)
+    tokens = store_calls.watch(stores.tokens)
+    notifications = store_calls.watch(stores.notifications)
+    receipts = store_calls.watch(stores.receipts)
     signal = ReceiptSignal()
     feed = ReceiptFeed(
-        stores.receipts,
-        stores.notifications,
+        receipts,
+        notifications,
         signal,
         poll_interval_s=settings.dispatch.poll_interval_s,
         gap_grace_s=settings.dispatch.receipt_gap_grace_s,
@@ -434,9 +479,9 @@ def build_application(
     if providers is None:
         providers, closers = build_providers(settings, clock, counters)
     dispatcher = Dispatcher(
-        tokens=stores.tokens,
-        notifications=stores.notifications,
-        receipts=stores.receipts,
+        tokens=tokens,
+        notifications=notifications,
+        receipts=receipts,
         providers=providers,
         clock=clock,
         settings=settings.dispatch,
@@ -446,8 +491,8 @@ def build_application(
         metrics=counters,
     )
     service = PushService(
-        tokens=stores.tokens,
-        notifications=stores.notifications,
+        tokens=tokens,
+        notifications=notifications,
         feed=feed,
         apps=build_app_profiles(settings),
         clock=clock,
@@ -481,6 +526,7 @@ def build_application(
         dispatcher=dispatcher,
         providers=providers,
         clock=clock,
+        store_calls=store_calls,
         owns_stores=owns_stores,
         closers=closers,
         metrics=counters,

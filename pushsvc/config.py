@@ -396,6 +396,8 @@ class Settings(_Section):
     """Server selection and socket timeout: a down store fails fast with UNAVAILABLE."""
     health_interval_s: PositiveSeconds = 2.0
     """How often the store is pinged for the health status."""
+    store_stall_s: PositiveSeconds = 5.0
+    """A store call unanswered this long counts as the store being unreachable (health NOT_SERVING, store_up 0) until calls are answered again; it also bounds the health ping."""
     sweep_interval_s: PositiveSeconds = 60.0
     """How often expired receipts are deleted, on stores without TTL indexes."""
     secrets_dir: OptionalPath = None

@@ -343,7 +343,12 @@ class ReceiptStore(Protocol):
         ...
 
     async def read_notification(self, app_id: str, notification_id: str, after_nseq: int, limit: int) -> list[LogEntry]:
-        """Entries of one notification with nseq > after_nseq, in order."""
+        """Entries of one notification with nseq > after_nseq, in order.
+
+        At most `limit`; a page may end before `limit` at the end of the log as
+        it stood when the adapter began reading it (the MongoDB adapter keeps
+        a replay's cursor between pages on FerretDB), so ask again for later ones.
+        """
         ...
 
     async def last_seq(self, app_id: str) -> int:

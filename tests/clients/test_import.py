@@ -10,13 +10,16 @@ summary's counts, the bad rows' line numbers and reasons, and the store
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import shlex
 import shutil
 import signal
+import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +28,9 @@ import pytest
 
 from pushsvc import models
 from pushsvc.bootstrap import Application, build_application
+from pushsvc.clock import SystemClock
 from pushsvc.config import Settings
-from pushsvc.storage import TargetQuery
+from pushsvc.storage import TargetQuery, TokenStore, open_stores
 
 try:
     import pushsvc_client  # noqa: F401 - only its presence matters: `pushsvc tokens import` needs it
@@ -51,10 +55,54 @@ async def server() -> AsyncIterator[Application]:
         await app.stop(0)
 
 
-async def run_import(app: Application, path: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
-    """Runs the command to completion; returns its exit status, its JSON summary and its stderr."""
+SERVE_STORES = ["ferretdb", "postgres"]
+"""The `store_url` backends (tests/conftest.py) that the import into `pushsvc serve` runs on: the production schemes."""
+
+
+@contextlib.asynccontextmanager
+async def serving(store_url: str, root: Path) -> AsyncIterator[int]:
+    """`pushsvc serve` on `store_url`, loopback only and without auth; yields its port once health says SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    config = root / "serve.toml"
+    config.write_text(f'store_url = "{store_url}"\nhost = "127.0.0.1"\nport = {port}\n')
+    log = root / "serve.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            PUSHSVC, "serve", "--config", str(config), "--insecure-no-auth", stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 60
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while True:
+                assert proc.returncode is None, log.read_text()[-3000:]
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                assert time.monotonic() < deadline, "serve never became SERVING: " + log.read_text()[-3000:]
+                await asyncio.sleep(0.1)
+        yield port
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def run_import(app: Application | int, path: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
+    """Runs the command to completion against `app` (or a port); returns its exit status, JSON summary and stderr."""
+    port = app.port if isinstance(app, Application) else app
     proc = await asyncio.create_subprocess_exec(
-        PUSHSVC, "tokens", "import", str(path), "--server", f"127.0.0.1:{app.port}", "--app", APP, "--json", *extra,
+        PUSHSVC, "tokens", "import", str(path), "--server", f"127.0.0.1:{port}", "--app", APP, "--json", *extra,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), COMMAND_TIMEOUT_S)
@@ -106,11 +154,12 @@ def write_csv(path: Path, rows: int, bad_at: dict[int, str]) -> dict[str, tuple[
     return good
 
 
-async def assert_registered(app: Application, good: dict[str, tuple[str, str]]) -> None:
+async def assert_registered(app: Application | TokenStore, good: dict[str, tuple[str, str]]) -> None:
     """Each good row is in the store with its fields, and nothing else is."""
-    assert await app.stores.tokens.count_targets(APP, TargetQuery("all")) == len(good)
+    tokens = app.stores.tokens if isinstance(app, Application) else app
+    assert await tokens.count_targets(APP, TargetQuery("all")) == len(good)
     for token, (platform, user) in good.items():
-        stored = await app.stores.tokens.get(APP, models.Platform(platform), token)
+        stored = await tokens.get(APP, models.Platform(platform), token)
         assert stored is not None, token
         assert stored.user_id == user
         if platform == "apns":
@@ -232,8 +281,9 @@ async def test_a_file_that_cannot_be_imported_is_refused_before_anything_is_sent
 class _Flaky:
     """A RegisterTokens server that answers UNAVAILABLE to its first `failures` calls, then "created" to each item."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, code: Any = None) -> None:
         self.failures = failures
+        self.code = code
         self.calls = 0
         self.items = 0
 
@@ -244,7 +294,7 @@ class _Flaky:
 
         self.calls += 1
         if self.calls <= self.failures:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "flaky: try again")
+            await context.abort(self.code or grpc.StatusCode.UNAVAILABLE, "flaky: try again")
         self.items += len(request.items)
         n = len(request.items)
         return pb.RegisterTokensResponse(
@@ -252,16 +302,11 @@ class _Flaky:
         )
 
 
-async def test_unavailable_is_retried_past_the_channels_own_retries(tmp_path: Path) -> None:
+async def _flaky_server(flaky: _Flaky) -> tuple[Any, int]:
     import grpc
-    from pushsvc_client import connect
-    from pushsvc_client.importer import TokenImporter
-    from pushsvc_client.tokenfile import TokenFile
-    from pushsvc_client.v1 import push_pb2_grpc
 
     from pushsvc.v1 import push_pb2 as pb
 
-    flaky = _Flaky(failures=7)  # the channel's retry policy makes 5 attempts; the importer must do the rest
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("pushsvc.v1.PushService", {
         "RegisterTokens": grpc.unary_unary_rpc_method_handler(
@@ -271,6 +316,17 @@ async def test_unavailable_is_retried_past_the_channels_own_retries(tmp_path: Pa
     }),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
+    return server, port
+
+
+async def test_unavailable_is_retried_past_the_channels_own_retries(tmp_path: Path) -> None:
+    from pushsvc_client import connect
+    from pushsvc_client.importer import TokenImporter
+    from pushsvc_client.tokenfile import TokenFile
+    from pushsvc_client.v1 import push_pb2_grpc
+
+    flaky = _Flaky(failures=7)  # the channel's retry policy makes 5 attempts; the importer must do the rest
+    server, port = await _flaky_server(flaky)
     path = tmp_path / "tokens.csv"
     write_csv(path, 2_500, {})
 
@@ -413,3 +469,72 @@ async def test_the_progress_bar_says_so_while_the_client_waits_and_retries(tmp_p
     assert "waiting for the server's answer (2 s, attempt 2)" in statuses, statuses
     # The status goes when the rows move again: the bar ends with none.
     assert statuses[-1] == "", statuses
+
+
+async def test_an_import_stopped_by_a_failed_call_counts_every_row_as_not_attempted(tmp_path: Path) -> None:
+    # The first answer is awaited when a batch beyond those in flight is sent,
+    # while a row that does not fit the full batch is in hand: that row, too,
+    # must be counted (it was lost: 19,999 of a 20,000-row file were reported).
+    import grpc
+    from pushsvc_client import connect
+    from pushsvc_client.importer import TokenImporter
+    from pushsvc_client.tokenfile import TokenFile
+    from pushsvc_client.v1 import push_pb2_grpc
+
+    refusing = _Flaky(failures=10**9, code=grpc.StatusCode.PERMISSION_DENIED)
+    server, port = await _flaky_server(refusing)
+    rows = 20_000
+    path = tmp_path / "tokens.csv"
+    write_csv(path, rows, {})
+
+    def run() -> Any:
+        with connect(f"127.0.0.1:{port}") as channel, TokenFile(path, "csv") as tokens:
+            importer = TokenImporter(push_pb2_grpc.PushServiceStub(channel), default_app=APP, in_flight=4)
+            return importer.run(tokens)
+
+    try:
+        summary = await asyncio.wait_for(asyncio.to_thread(run), 60)
+    finally:
+        await server.stop(0)
+    assert summary.stopped_because.startswith("PERMISSION_DENIED"), summary
+    assert (summary.complete, summary.rows, summary.not_attempted, summary.resume_after) == (False, rows, rows, 1)
+    assert summary.created + summary.updated + summary.bad + summary.skipped == 0
+
+
+@pytest.mark.parametrize("store_url", SERVE_STORES, indirect=True)
+async def test_an_import_into_pushsvc_serve_counts_every_row_and_a_second_import_refreshes_them(
+    store_url: str, tmp_path: Path
+) -> None:
+    # The same command as above, against the production server on a real store.
+    # The second import refreshes registered tokens in bulk: on FerretDB that
+    # was the bulk write that hung the store for good. It is smaller, because
+    # FerretDB's updates cost a scan each (tests/storage/README.md).
+    rows, again_rows = 2_000, 300
+    bad_at = {7: "bad platform", 1_000: "empty token", 1_998: "malformed CSV"}
+    path, again_path = tmp_path / "tokens.csv", tmp_path / "again.csv"
+    good = write_csv(path, rows, bad_at)
+    again_good = write_csv(again_path, again_rows, {7: "bad platform"})
+    assert set(again_good) <= set(good)
+    async with serving(store_url, tmp_path) as port:
+        status, summary, stderr = await run_import(port, path, "--progress", "none")
+        assert status == 1, stderr  # the bad rows
+        assert summary == {
+            "rows": rows, "created": rows - len(bad_at), "updated": 0, "bad": len(bad_at), "not_attempted": 0,
+            "skipped": 0, "resume_after": rows + 1, "complete": True, "stopped_because": "",
+        }
+        assert bad_lines(stderr, path) == {i + 2: BAD_CSV_ROWS[kind][1] for i, kind in bad_at.items()}
+        # Calls of 100 (each still more than one bulk write): FerretDB serves them one at a time, at
+        # about 14 ms per refreshed token here, and four calls of 1,000 in flight would queue past
+        # the 30 s deadline of the last one on a loaded machine.
+        status, again, stderr = await run_import(port, again_path, "--progress", "none", "--batch-size", "100")
+        assert status == 1, stderr
+        assert again == {
+            "rows": again_rows, "created": 0, "updated": again_rows - 1, "bad": 1, "not_attempted": 0,
+            "skipped": 0, "resume_after": again_rows + 1, "complete": True, "stopped_because": "",
+        }
+    stores = open_stores(store_url, clock=SystemClock())
+    try:
+        await stores.prepare()
+        await assert_registered(stores.tokens, good)
+    finally:
+        stores.close()

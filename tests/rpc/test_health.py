@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -11,10 +12,11 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from pushsvc import models
 from pushsvc.bootstrap import Application, build_application
-from pushsvc.clock import ManualClock
+from pushsvc.clock import Clock, ManualClock, SystemClock
 from pushsvc.config import Settings
 from pushsvc.rpc.server import LIVENESS_SERVICE
 from pushsvc.storage.memory import MemoryStores
@@ -46,13 +48,16 @@ class _GatedTokens:
 
 
 class GatedStores:
-    """The memory stores, with a `prepare` that waits for `prepared` and a `ping` that answers `reachable`."""
+    """The memory stores, with a `prepare` that waits for `prepared` and a `ping` that answers `reachable`
+    (after `ping_gate`, when one is set)."""
 
     def __init__(self) -> None:
         self._inner = MemoryStores()
         self.tokens = _GatedTokens(self._inner.tokens)
         self.prepared = asyncio.Event()
         self.reachable = True
+        self.ping_gate: asyncio.Event | None = None
+        """When set, `ping` waits for it (a store that does not answer)."""
         self._failure: list[Callable[[], None]] = []
 
     def __getattr__(self, name: str) -> Any:
@@ -62,6 +67,8 @@ class GatedStores:
         await self.prepared.wait()
 
     async def ping(self) -> bool:
+        if self.ping_gate is not None:
+            await self.ping_gate.wait()
         return self.reachable
 
     def on_failure(self, callback: Callable[[], None]) -> None:
@@ -74,9 +81,11 @@ class GatedStores:
             callback()
 
 
-def _app(stores: GatedStores, **settings: Any) -> Application:
+def _app(stores: GatedStores, clock: Clock | None = None, metrics: bool = False, **settings: Any) -> Application:
     config = Settings(store_url="memory://health", host="127.0.0.1", port=0, dispatch=FAST_DISPATCH, **settings)
-    return build_application(config, clock=ManualClock(), providers={}, stores=stores)  # type: ignore[arg-type]
+    return build_application(  # type: ignore[arg-type]  # GatedStores is a Stores by duck typing
+        config, clock=clock or ManualClock(), providers={}, stores=stores, metrics=metrics
+    )
 
 
 async def _bound(app: Application) -> int:
@@ -291,3 +300,124 @@ async def test_the_grace_bounds_a_call_that_does_not_finish(stores: GatedStores)
 
 async def _value(x: object) -> object:
     return x
+
+
+def _store_up(port: int) -> float:
+    """`pushsvc_store_up` as /metrics serves it."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    [value] = [s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == "pushsvc_store_up"]
+    return value
+
+
+STALL_S = 0.5
+
+
+async def test_a_store_call_that_hangs_turns_health_not_serving_and_store_up_0_before_its_deadline(
+    stores: GatedStores,
+) -> None:
+    # The store answers pings and fails nothing: only the call that hangs tells.
+    # The system clock: the stall is measured as it happens.
+    stores.prepared.set()
+    app = _app(stores, clock=SystemClock(), metrics=True, store_stall_s=STALL_S, health_interval_s=0.1)
+    await app.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            stub = push_pb2_grpc.PushServiceStub(channel)
+            watch = _Watch(health)
+            assert await watch.next() == {SERVING}
+            assert await asyncio.to_thread(_store_up, app.metrics_port) == 1
+            # A call shorter than the stall changes nothing.
+            assert (await stub.RegisterToken(_register("fcm-quick"), timeout=5)).created
+
+            stores.tokens.gate = asyncio.Event()
+            deadline_s = 5.0
+            started = time.monotonic()
+            in_flight = asyncio.ensure_future(stub.RegisterToken(_register("fcm-hangs"), timeout=deadline_s))
+            assert await watch.next() == {NOT_SERVING}
+            took = time.monotonic() - started
+            assert STALL_S <= took < deadline_s, took
+            assert not in_flight.done(), "NOT_SERVING while the call still waits, within its deadline"
+            assert await _statuses(health) == {NOT_SERVING}
+            assert await asyncio.to_thread(_store_up, app.metrics_port) == 0
+            # Still unanswered: still NOT_SERVING, though pings answer; and the
+            # watcher waits for its next ping meanwhile (it once spun a core here).
+            cpu = time.process_time()
+            await asyncio.sleep(1.0)
+            assert time.process_time() - cpu < 0.25
+            assert await _statuses(health) == {NOT_SERVING}
+
+            stores.tokens.gate.set()  # the store answers again
+            assert (await asyncio.wait_for(in_flight, deadline_s)).created
+            assert await watch.next() == {SERVING}
+            assert await asyncio.to_thread(_store_up, app.metrics_port) == 1
+            watch.cancel()
+    finally:
+        if stores.tokens.gate is not None:
+            stores.tokens.gate.set()
+        await app.stop(0)
+
+
+async def test_a_ping_that_does_not_answer_is_a_failed_one(stores: GatedStores) -> None:
+    # A store that serialises its calls queues the ping behind the one that hangs.
+    stores.prepared.set()
+    app = _app(stores, clock=SystemClock(), metrics=True, store_stall_s=STALL_S, health_interval_s=0.1)
+    await app.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            watch = _Watch(health_pb2_grpc.HealthStub(channel))
+            assert await watch.next() == {SERVING}
+            stores.ping_gate = asyncio.Event()
+            started = time.monotonic()
+            assert await watch.next() == {NOT_SERVING}
+            assert time.monotonic() - started < 0.1 + STALL_S + 1.0
+            assert await asyncio.to_thread(_store_up, app.metrics_port) == 0
+            stores.ping_gate.set()
+            assert await watch.next() == {SERVING}
+            assert await asyncio.to_thread(_store_up, app.metrics_port) == 1
+            watch.cancel()
+    finally:
+        if stores.ping_gate is not None:
+            stores.ping_gate.set()
+        await app.stop(0)
+
+
+async def test_after_a_stall_health_stays_not_serving_until_a_store_call_is_answered_again(
+    stores: GatedStores,
+) -> None:
+    # FerretDB answered pings while every call to the database hung; a call given
+    # up on (its deadline passed, or the driver timed it out) is no answer.
+    # No dispatcher workers: the RPCs are the only store calls.
+    stores.prepared.set()
+    config = Settings(
+        store_url="memory://health", host="127.0.0.1", port=0, dispatch=FAST_DISPATCH.model_copy(update={"workers": 0}),
+        store_stall_s=STALL_S, health_interval_s=0.1,
+    )
+    app = build_application(config, clock=SystemClock(), providers={}, stores=stores, metrics=True)  # type: ignore[arg-type]
+    await app.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            stub = push_pb2_grpc.PushServiceStub(channel)
+            watch = _Watch(health)
+            assert await watch.next() == {SERVING}
+            stores.tokens.gate = asyncio.Event()
+            given_up = stub.RegisterToken(_register("fcm-given-up"), timeout=3 * STALL_S)
+            assert await watch.next() == {NOT_SERVING}
+            assert await _code(given_up) == grpc.StatusCode.DEADLINE_EXCEEDED
+            await _eventually(lambda: _value(app.store_calls.in_flight), 0, within_s=5)
+            # Nothing waits any more and pings answer, but nothing was answered either.
+            await asyncio.sleep(10 * 0.1)
+            assert await _statuses(health) == {NOT_SERVING}
+            assert await asyncio.to_thread(_store_up, app.metrics_port) == 0
+
+            stores.tokens.gate.set()
+            assert (await stub.RegisterToken(_register("fcm-answered"), timeout=5)).created
+            assert await watch.next() == {SERVING}
+            assert await asyncio.to_thread(_store_up, app.metrics_port) == 1
+            watch.cancel()
+    finally:
+        if stores.tokens.gate is not None:
+            stores.tokens.gate.set()
+        await app.stop(0)

@@ -74,3 +74,42 @@ async def test_expired_receipts_go_away(stores: Stores, clock: ManualClock) -> N
     await stores.sweep_expired(clock.now())
     tokens = [e.receipt.token for e in await stores.receipts.read_app("app", 0, 10) if e.receipt]
     assert tokens == ["new"]
+
+
+async def test_a_notification_read_page_by_page_gives_each_receipt_once_in_order_while_more_arrive(
+    stores: Stores, clock: ManualClock
+) -> None:
+    # On FerretDB the adapter keeps a replay's cursor open between pages: a page
+    # read from it must not skip, repeat or reorder anything, whatever is appended meanwhile.
+    now = clock.now()
+    await _note(stores, "n1", now)
+    await _note(stores, "n2", now)
+    keep = now + timedelta(days=7)
+
+    async def append(nid: str, tokens: range) -> None:
+        await stores.receipts.append("app", nid, [draft(f"t{i}", now) for i in tokens], keep)
+
+    async def read(after: int) -> list[tuple[int, str]]:
+        entries = await stores.receipts.read_notification("app", "n1", after, 10)
+        return [(e.nseq, e.receipt.token if e.receipt else "") for e in entries]
+
+    await append("n1", range(1, 26))
+    await append("n2", range(1, 4))
+    assert await read(0) == [(i, f"t{i}") for i in range(1, 11)]
+    assert await read(10) == [(i, f"t{i}") for i in range(11, 21)]
+    assert await read(4) == [(i, f"t{i}") for i in range(5, 15)]  # another position: its own query
+    assert await read(14) == [(i, f"t{i}") for i in range(15, 25)]
+    await append("n1", range(26, 31))
+    await append("n2", range(4, 8))
+    seen: list[tuple[int, str]] = []
+    after = 24
+    for _ in range(10):  # bounded: two reads suffice, a few more if a page ends at the log as it was
+        page = await read(after)
+        if not page:
+            break
+        seen += page
+        after = page[-1][0]
+    assert seen == [(i, f"t{i}") for i in range(25, 31)]
+    assert await read(30) == []
+    await append("n1", range(31, 33))
+    assert await read(30) == [(31, "t31"), (32, "t32")]

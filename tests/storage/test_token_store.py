@@ -254,3 +254,26 @@ async def test_concurrent_batches_of_the_same_tokens_create_each_exactly_once(st
     results = await asyncio.gather(*(stores.tokens.upsert_many(batch, clock.now()) for _ in range(4)))
     assert [sum(r[i] for r in results) for i in range(20)] == [1] * 20
     assert await stores.tokens.count_targets("app", TargetQuery("all")) == 20
+
+
+async def test_upsert_many_of_250_registered_tokens_refreshes_them_all(stores: Stores, clock: ManualClock) -> None:
+    # More registrations than any one bulk write takes, each with a device. The
+    # second call refreshes tokens and devices that exist: FerretDB 1.24 hung for
+    # good on one `update` command of 100 statements that matched existing
+    # documents (see `ServerTraits.updates_per_command`), while new ones passed.
+    n = 250
+    t0 = clock.now()
+    first = [reg(hextoken(i), user_id="before", device_id=f"device-{i}") for i in range(n)]
+    async with asyncio.timeout(60):
+        assert await stores.tokens.upsert_many(first, t0) == [True] * n
+        clock.advance(30)
+        again = [reg(hextoken(i), user_id="after", device_id=f"device-{i}") for i in range(n)]
+        assert await stores.tokens.upsert_many(again, clock.now()) == [False] * n
+    assert await stores.tokens.count_targets("app", TargetQuery("all")) == n
+    assert await stores.tokens.count_targets("app", TargetQuery("users", user_ids=("after",))) == n
+    for i in (0, 99, 100, 249):
+        stored = await stores.tokens.get("app", APNS, hextoken(i))
+        assert stored is not None
+        assert (stored.user_id, stored.device_id, stored.created_at, stored.last_seen_at) == (
+            "after", f"device-{i}", t0, clock.now()
+        )

@@ -56,6 +56,8 @@ class MongoStores:
             # findAndModify calls all "win" and concurrent $inc lose updates.
             # One call at a time restores per-document atomicity within this process.
             self.runner.serialize()
+        self.tokens.adapt(self.traits)
+        self.receipts.adapt(self.traits)
         ttl = await self.runner(schema.ensure_indexes, self.connection.db, ttl=self.traits.ttl_indexes)
         self.traits = dataclasses.replace(self.traits, ttl_indexes=ttl)
 
@@ -80,6 +82,7 @@ class MongoStores:
     def close(self) -> None:
         """Closes the client and the executor."""
         self.runner.close()
+        self.receipts.close()
         self.connection.close()
 
 

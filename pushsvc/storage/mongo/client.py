@@ -73,6 +73,38 @@ class ServerTraits:
     atomic_updates: bool = True
     """False for FerretDB 1.x: racing findAndModify calls all win, concurrent $inc lose updates."""
     ttl_indexes: bool = True
+    indexed_queries: bool = True
+    """False for FerretDB 1.24: only a filter on one string `_id` is index-served; any other filter scans the
+    collection and any sort is done in memory over every match (`Query`, internal/backends/sqlite/collection.go)."""
+    indexed_updates: bool = True
+    """False for FerretDB 1.24: an update (or delete) by `_id` costs in proportion to the collection, an insert
+    does not. Measured 2026-12-06 with pymongo on 127.0.0.1, 20 ops each: update_one by `_id` 0.9 ms at 100
+    documents, 2.3 ms at 1,000, 7.2 ms at 3,000; insert_one 0.5 to 0.9 ms and find_one by `_id` 0.4 to 0.6 ms
+    at every size; a find by `_id` `$in` of 25 keys 4.5 ms at 100 documents and 78 ms at 3,000 (a scan)."""
+    updates_per_command: int = 100
+    """Most update statements one `update` command may carry (an ordered bulk_write of upserts is one command).
+
+    FerretDB 1.24 (SQLite) runs each statement of an `update` command as a
+    query whose cursor, once it matched a document, stays open until the
+    whole command ends (`defer closer.Close()` inside the loop of
+    `updateDocument`, internal/handler/msg_update.go), and each open cursor
+    holds one connection of the database's SQLite pool, which allows 100
+    (`SetMaxOpenConns(100)`, internal/backends/sqlite/metadata/pool/opendb.go).
+    A command whose statements match 100 existing documents waits for a
+    connection only it could free: it never answers, and the database's
+    pool stays exhausted for good. The pool is shared by every client of
+    that database, so concurrent commands add up. Measured on 127.0.0.1
+    with pymongo 2026-12-06: one bulk_write of 99 upserts to existing `_id`s
+    0.084 s, of 100 hung (socket timeout); 100, 200 and 1,000 upserts of new
+    `_id`s 0.05 s, 0.12 s, 1.0 s (a cursor that matched nothing is closed);
+    two concurrent bulk_writes of 60 hung, 2 x 50, 3 x 30 and 4 x 25 took
+    0.07 to 0.19 s. Calls to FerretDB are serialised within a process, so 25
+    leaves room for four replicas sharing one database.
+    """
+
+
+FERRETDB_UPDATES_PER_COMMAND = 25
+"""See `ServerTraits.updates_per_command`."""
 
 
 def sniff(conn: Connection) -> ServerTraits:
@@ -83,5 +115,11 @@ def sniff(conn: Connection) -> ServerTraits:
         return ServerTraits(atomic_updates=True, ttl_indexes=False)
     info = conn.client.admin.command("buildInfo")
     if "ferretdbVersion" in info:
-        return ServerTraits(atomic_updates=False, ttl_indexes=False)
+        return ServerTraits(
+            atomic_updates=False,
+            ttl_indexes=False,
+            indexed_queries=False,
+            indexed_updates=False,
+            updates_per_command=FERRETDB_UPDATES_PER_COMMAND,
+        )
     return ServerTraits()

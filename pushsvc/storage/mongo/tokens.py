@@ -13,7 +13,7 @@ from pymongo import DeleteOne, ReturnDocument, UpdateOne
 from pushsvc import errors, models
 from pushsvc.storage.base import TargetQuery, TargetToken
 from pushsvc.storage.mongo import codec, schema
-from pushsvc.storage.mongo.client import Connection
+from pushsvc.storage.mongo.client import Connection, ServerTraits
 from pushsvc.storage.mongo.runner import MongoRunner
 
 
@@ -25,6 +25,14 @@ class MongoTokenStore:
         self._tokens = conn.collection(schema.TOKENS)
         self._devices = conn.collection(schema.DEVICES)
         self._embedded = conn.embedded
+        self._bulk_ops = _BULK_OPS
+        self._insert_first = False
+
+    def adapt(self, traits: ServerTraits) -> None:
+        """Bounds each bulk write by what the server can take in one command, and inserts new tokens
+        first where updates cost more than inserts (see `ServerTraits`)."""
+        self._bulk_ops = min(_BULK_OPS, traits.updates_per_command)
+        self._insert_first = not traits.indexed_updates
 
     async def upsert(self, reg: models.TokenRegistration, now: datetime) -> tuple[models.DeviceToken, bool]:
         """See `TokenStore.upsert`."""
@@ -81,13 +89,19 @@ class MongoTokenStore:
     async def upsert_many(self, regs: Sequence[models.TokenRegistration], now: datetime) -> list[bool]:
         """See `TokenStore.upsert_many`: ordered bulk writes of upserts, then the batch's rotations.
 
+        Where updates by `_id` cost a scan (FerretDB, `ServerTraits.indexed_updates`),
+        new tokens are inserted first and only the rest are upserted.
+
         At most `_BULK_OPS` upserts go in one store call, so each call stays
         well inside the socket timeout on slower servers (FerretDB's SQLite
-        backend takes about 2 ms per upsert).
+        backend takes about 2 ms per upsert), and fewer where the server
+        cannot take that many in one `update` command (FerretDB: 25, see
+        `ServerTraits.updates_per_command`).
         """
         created: list[bool] = []
-        for i in range(0, len(regs), _BULK_OPS):
-            created += await self._run(self._upsert_many, regs[i : i + _BULK_OPS], now)
+        n = self._bulk_ops
+        for i in range(0, len(regs), n):
+            created += await self._run(self._upsert_many, regs[i : i + n], now)
         return created
 
     def _upsert_many(self, regs: Sequence[models.TokenRegistration], now: datetime) -> list[bool]:
@@ -96,15 +110,26 @@ class MongoTokenStore:
             # (tests/storage/README.md); its one store thread makes this loop atomic.
             return [self._upsert(r, now)[1] for r in regs]
         keys = [schema.token_key(r.app_id, r.platform, r.token) for r in regs]
-        ops = [UpdateOne({"_id": k}, codec.token_upsert(r, now), upsert=True) for k, r in zip(keys, regs, strict=True)]
         # The upserted `_id`s say which tokens were new, not their op indexes:
         # FerretDB numbers upserts among themselves. A new token's first op created it.
         first: dict[str, int] = {}
         for i, k in enumerate(keys):
             first.setdefault(k, i)
-        created = [False] * len(ops)
+        created = [False] * len(regs)
+        pending: Sequence[int] = range(len(regs))
+        if self._insert_first:
+            # Each new token's first item is inserted, and only what is left
+            # (registered tokens, items listed twice) is sent as upserts.
+            fresh = list(first.values())
+            for j in _inserted(self._tokens, [codec.token_doc(regs[i], now) for i in fresh]):
+                created[fresh[j]] = True
+            pending = [i for i in range(len(regs)) if not created[i]]
+        ops = [UpdateOne({"_id": keys[i]}, codec.token_upsert(regs[i], now), upsert=True) for i in pending]
         start = 0
+        upserted: list[str] = []
         for attempt in range(3):
+            if not ops:
+                break
             try:
                 result = self._tokens.bulk_write(ops[start:], ordered=True)
                 upserted = list((result.upserted_ids or {}).values())
@@ -238,6 +263,21 @@ _BULK_OPS = 100
 
 def _take(cursor: Any, n: int) -> list[Any]:
     return list(itertools.islice(cursor, n))
+
+
+def _inserted(collection: Any, docs: list[dict[str, Any]]) -> list[int]:
+    """Inserts `docs` in any order; returns the indexes of those inserted (the others' `_id`s were taken)."""
+    if not docs:
+        return []
+    try:
+        collection.insert_many(docs, ordered=False)
+    except pymongo.errors.BulkWriteError as exc:
+        failed = exc.details.get("writeErrors", [])
+        if any(e.get("code") != 11000 for e in failed):
+            raise
+        taken = {e["index"] for e in failed}
+        return [i for i in range(len(docs)) if i not in taken]
+    return list(range(len(docs)))
 
 
 def _insert_ignoring_duplicates(collection: Any, docs: list[dict[str, Any]]) -> int:

@@ -189,7 +189,15 @@ class _Run:
                 continue
             batch = filling.get(app_id)
             if batch is not None and (len(batch.lines) >= batch_size or batch.size + row.size > MAX_BATCH_BYTES):
-                self._send(batch)
+                try:
+                    self._send(batch)
+                except _Stop:
+                    # Sending waits for the oldest answer, and the import may stop
+                    # there: this row is read and counted in `rows` but is in no
+                    # batch yet, so it goes back to be counted as not attempted.
+                    s.rows -= 1
+                    self.records = _chain(record, self.records)
+                    raise
                 batch = None
             if batch is None:
                 batch = filling[app_id] = _Batch(app_id, push_pb2.RegisterTokensRequest(app_id=app_id), [])
