@@ -44,7 +44,12 @@ async def test_a_loaded_registry_and_log_are_not_tracked_by_the_garbage_collecto
     gc.collect()
     gc.collect()
     tracked = {id(o) for o in gc.get_objects()}
-    registry = stores.tokens._r  # type: ignore[attr-defined]
-    assert id(registry.tokens) not in tracked
-    assert all(id(b) not in tracked for b in registry.buckets["app"])
-    assert id(stores.receipts._q.receipts[("n1", "fcm")]) not in tracked  # type: ignore[attr-defined]
+    table = stores.tokens._r.tables[("app", "fcm")]  # type: ignore[attr-defined]
+    assert sum(len(b) for b in table.buckets) == 3000
+    assert all(id(b) not in tracked for b in table.buckets)
+    assert all(id(r) not in tracked for b in table.buckets for r in b.values())
+    assert id(table.topics["x"]) not in tracked  # the topic's 3000 tokens; the topics dict itself holds a few
+    assert id(stores.receipts._seen[("n1", "fcm")]) not in tracked  # type: ignore[attr-defined]
+    segments = stores.receipts._app_logs["app"]._segments  # type: ignore[attr-defined]
+    assert sum(s[2] for s in segments) == 3000
+    assert all(id(s) not in tracked for s in segments)
