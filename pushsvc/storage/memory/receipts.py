@@ -17,8 +17,9 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from typing import Any
 
 from pushsvc import errors, models
@@ -65,31 +66,37 @@ def _times(values: list[datetime]) -> tuple[datetime, ...] | array[int]:
     return tuple(values)
 
 
+def _values(column: Sequence[Any] | array[int], first: int, stop: int) -> Iterable[Any]:
+    """A column's values for entries `first` ≤ k < `stop`."""
+    return repeat(column[0], stop - first) if len(column) == 1 else column[first:stop]
+
+
 def _receipts(seg: _Seg, first: int, stop: int) -> list[LogEntry]:
     """The entries `first` ≤ k < `stop` of a segment."""
     seq0, nseq0, _, app_id, nid, _, tokens, platforms, users, statuses, mids, pstatuses, reasons, attempts, \
         removed, ats = seg
-    one = [len(c) == 1 for c in (platforms, users, statuses, mids, pstatuses, reasons, attempts, removed, ats)]
-    times = isinstance(ats, array)
+    micros = isinstance(ats, array)
     out = []
-    for k in range(first, stop):
-        seq, nseq, token = seq0 + k, nseq0 + k, tokens[k]
+    last_at: Any = None
+    when: Any = None
+    seq, nseq = seq0 + first, nseq0 + first
+    for token, p, user, status, mid, pstatus, reason, tries, gone, at in zip(
+        tokens[first:stop], _values(platforms, first, stop), _values(users, first, stop),
+        _values(statuses, first, stop), _values(mids, first, stop), _values(pstatuses, first, stop),
+        _values(reasons, first, stop), _values(attempts, first, stop), _values(removed, first, stop),
+        _values(ats, first, stop), strict=True,
+    ):
         if token is None:
             out.append(LogEntry(seq, nseq, None))
-            continue
-        at = ats[0 if one[8] else k]
-        out.append(LogEntry(seq, nseq, models.Receipt(
-            f"{seq}.{nseq}", nid, app_id, token,
-            _PLATFORMS[platforms[0 if one[0] else k]],
-            users[0 if one[1] else k],
-            _STATUSES[statuses[0 if one[2] else k]],
-            mids[0 if one[3] else k],
-            pstatuses[0 if one[4] else k],
-            reasons[0 if one[5] else k],
-            attempts[0 if one[6] else k],
-            removed[0 if one[7] else k],
-            _EPOCH + _US * at if times and not one[8] else at,
-        )))
+        else:
+            if at != last_at:  # receipts of a batch often share their millisecond: one datetime for them
+                last_at, when = at, _EPOCH + _US * at if micros else at
+            out.append(LogEntry(seq, nseq, models.Receipt(
+                f"{seq}.{nseq}", nid, app_id, token, _PLATFORMS[p], user, _STATUSES[status], mid, pstatus, reason,
+                tries, gone, when,
+            )))
+        seq += 1
+        nseq += 1
     return out
 
 
