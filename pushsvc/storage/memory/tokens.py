@@ -295,14 +295,18 @@ class MemoryTokenStore:
         """See `TokenStore.scan_targets`: bucket by bucket, each bucket's tokens sorted once."""
         lo, hi = buckets
         start: _Ref | None = after
-        tables = [(p, p.value, t) for p in _ORDER if not query.platforms or p in query.platforms
-                  if (t := self._r.tables.get((app_id, p.value))) is not None]
-        refs = self._r.candidates(app_id, query, [p for p, _, _ in tables])
+        platforms = [p for p in _ORDER if not query.platforms or p in query.platforms]
+        refs = self._r.candidates(app_id, query, platforms)
         env = _ENV
         page: list[TargetToken] = []
         if refs is None:
+            all_tables = self._r.tables
+            keyed = [(p, p.value, (app_id, p.value)) for p in platforms]
             for b in range(lo if start is None else max(lo, start[0]), hi):
-                for platform, value, table in tables:
+                for platform, value, key in keyed:
+                    table = all_tables.get(key)  # per bucket: a platform's first token may arrive mid-scan
+                    if table is None:
+                        continue
                     bucket = table.buckets[b]
                     if not bucket:
                         continue
@@ -323,10 +327,9 @@ class MemoryTokenStore:
             chosen = sorted(r for r in refs if lo <= r[0] < hi)
             if start is not None:
                 chosen = chosen[bisect.bisect_right(chosen, start) :]
-            by_value = {value: (platform, table) for platform, value, table in tables}
             for ref in chosen:
-                platform, table = by_value[ref[1]]
-                rec = table.buckets[ref[0]].get(ref[2])
+                platform = _PLATFORM[ref[1]]
+                rec = self._r.tables[(app_id, ref[1])].buckets[ref[0]].get(ref[2])
                 if rec is None:
                     continue
                 page.append(TargetToken(ref, ref[2], platform, rec[2], env[rec[4][4]], True, rec[0]))
