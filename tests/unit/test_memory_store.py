@@ -1,8 +1,10 @@
-"""Memory adapter specifics: its log is chunked, and its records stay out of the garbage collector's way."""
+"""Memory adapter specifics: its log is segmented and columnar, its indexes shrink back, and its records stay out of the
+garbage collector's way."""
 
 from __future__ import annotations
 
 import gc
+from array import array
 from datetime import timedelta
 
 from pushsvc import models
@@ -53,3 +55,50 @@ async def test_a_loaded_registry_and_log_are_not_tracked_by_the_garbage_collecto
     segments = stores.receipts._app_logs["app"]._segments  # type: ignore[attr-defined]
     assert sum(s[2] for s in segments) == 3000
     assert all(id(s) not in tracked for s in segments)
+
+
+async def test_indexes_and_shared_records_shrink_back_when_tokens_go() -> None:
+    clock = ManualClock()
+    stores = open_stores("memory://", clock=clock)
+    regs = [
+        models.TokenRegistration("app", f"t{i}", models.Platform.FCM, user_id=f"u{i // 2}", topics=("x", "odd") if i % 2 else ("x",),
+                                 device_id=f"d{i}", locale="fr" if i % 3 else "de")
+        for i in range(10)
+    ]
+    await stores.tokens.upsert_many(regs, clock.now())
+    table = stores.tokens._r.tables[("app", "fcm")]  # type: ignore[attr-defined]
+    assert len(stores.tokens._r.shared) == 4  # type: ignore[attr-defined]  # 2 topic sets x 2 locales, shared
+    assert await stores.tokens.count_targets("app", TargetQuery("users", user_ids=("u0", "u1"))) == 4
+    assert table.users["u0"] == {"t0": None, "t1": None}
+    assert await stores.tokens.delete("app", models.Platform.FCM, "t1")
+    assert table.users["u0"] == "t0"  # one token left: the plain form again
+    assert await stores.tokens.count_targets("app", TargetQuery("topic", topic="x")) == 9
+    for i in range(10):
+        await stores.tokens.delete("app", models.Platform.FCM, f"t{i}")
+    assert (table.count, table.users, table.topics, table.devices) == (0, {}, {}, {})
+    assert len(stores.tokens._r.shared) == 0  # type: ignore[attr-defined]
+    assert await stores.tokens.count_targets("app", TargetQuery("all")) == 0
+
+
+async def test_a_segment_reads_back_mixed_columns_and_fillers_exactly() -> None:
+    clock = ManualClock()
+    stores = open_stores("memory://", clock=clock)
+    now = clock.now()
+    await stores.notifications.create(draft("n1", now), plans(1))
+    statuses = list(models.DeliveryStatus)
+    drafts = []
+    for i in range(7):
+        clock.advance(0.001 * (i % 3))
+        drafts.append(ReceiptDraft(
+            f"t{i % 6}", models.PLATFORMS[i % 2], f"u{i}" if i % 2 else "", statuses[i % len(statuses)],
+            f"m{i}", 200 + i, "r" if i == 3 else "", 1 + i % 2, i == 4, clock.now(),
+        ))
+    new = await stores.receipts.append("app", "n1", drafts, now + timedelta(days=1))
+    (segment,) = stores.receipts._app_logs["app"]._segments  # type: ignore[attr-defined]
+    assert isinstance(segment[-1], array)  # `at` held as microseconds, decoded on read
+    assert len(new) == 6  # t0 on APNs twice (i = 0 and i = 6): the second is a filler
+    page = await stores.receipts.read_app("app", 0, 100)
+    assert [e.seq for e in page] == list(range(1, 8))
+    assert [e.receipt for e in page] == [*new, None]
+    mid = await stores.receipts.read_notification("app", "n1", 2, 3)
+    assert [e.receipt for e in mid] == new[2:5]
