@@ -102,3 +102,17 @@ async def test_a_segment_reads_back_mixed_columns_and_fillers_exactly() -> None:
     assert [e.receipt for e in page] == [*new, None]
     mid = await stores.receipts.read_notification("app", "n1", 2, 3)
     assert [e.receipt for e in mid] == new[2:5]
+
+
+async def test_a_scan_sees_a_platform_whose_first_token_arrives_mid_scan() -> None:
+    clock = ManualClock()
+    stores = open_stores("memory://", clock=clock)
+    first = next(f"f{i}" for i in range(1000) if models.token_bucket(f"f{i}") < 10)
+    later = next(f"a{i}" for i in range(1000) if models.token_bucket(f"a{i}") > 100)
+    await stores.tokens.upsert(models.TokenRegistration("app", first, models.Platform.FCM), clock.now())
+    seen = []
+    async for page in stores.tokens.scan_targets("app", TargetQuery("all"), (0, models.BUCKETS), None, 1):
+        seen += [t.token for t in page]
+        if len(seen) == 1:
+            await stores.tokens.upsert(models.TokenRegistration("app", later, models.Platform.APNS), clock.now())
+    assert seen == [first, later]
