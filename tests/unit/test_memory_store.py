@@ -116,3 +116,24 @@ async def test_a_scan_sees_a_platform_whose_first_token_arrives_mid_scan() -> No
         if len(seen) == 1:
             await stores.tokens.upsert(models.TokenRegistration("app", later, models.Platform.APNS), clock.now())
     assert seen == [first, later]
+
+
+async def test_the_sweep_forgets_expired_receipts_tokens_as_a_ttl_index_would() -> None:
+    clock = ManualClock()
+    stores = open_stores("memory://", clock=clock)
+    now = clock.now()
+    await stores.notifications.create(draft("n1", now), plans(1))
+    await stores.receipts.append("app", "n1", [receipt(f"t{i}", clock) for i in range(3)], now + timedelta(hours=1))
+    await stores.receipts.append("app", "n1", [receipt("t0", clock)], now + timedelta(hours=1))  # a filler
+    await stores.receipts.append("app", "n1", [receipt("t9", clock)], now + timedelta(days=1))
+    clock.advance(7200)
+    assert await stores.sweep_expired(clock.now()) == 3
+    assert stores.receipts._seen == {("n1", "fcm"): {"t9": None}}  # type: ignore[attr-defined]
+    again = await stores.receipts.append("app", "n1", [receipt("t0", clock), receipt("t9", clock)], now + timedelta(days=1))
+    assert [r.token for r in again] == ["t0"]  # t0's receipt is gone, so it is logged again; t9's is not
+    assert [r.cursor for r in again] == ["6.6"]
+    clock.advance(2 * 86400)
+    assert await stores.sweep_expired(clock.now()) == 2
+    assert stores.receipts._seen == {} and stores.receipts._note_logs == {}  # type: ignore[attr-defined]
+    assert await stores.receipts.last_seq("app") == 7
+    assert await stores.receipts.read_app("app", 0, 10) == []

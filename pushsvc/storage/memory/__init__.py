@@ -28,7 +28,8 @@ strings, numbers and datetimes only: the collector stops tracking them):
   constant column is stored once; platform and status as bytes; `at` as
   microseconds), shared by the app's log and the notification's log. The
   token is a pointer to the registry's string. The sweep drops whole segments
-  past retention. What stays per receipt is the segment's few bytes and the
+  past retention and forgets their tokens, as a TTL index with a unique index
+  would, so the log's memory is bounded by retention. What stays per receipt is the segment's few bytes and the
   entry in the notification's dict of the tokens that have a receipt,
   which the contract's "one receipt per token" needs: 44 bytes a receipt,
   against 396 with a tuple per entry (bench/memory_store.py). Nothing is

@@ -128,16 +128,17 @@ class Log:
             i += 1
         return out
 
-    def sweep(self, now: datetime) -> int:
-        """Drops the segments past `expires_at`; returns how many receipts (not fillers) went."""
-        gone = [i for i, s in enumerate(self._segments) if s[_EXPIRES] < now]
-        if not gone:
-            return 0
-        removed = sum(sum(t is not None for t in self._segments[i][_TOKENS]) for i in gone)
-        drop = set(gone)
-        self._segments = [s for i, s in enumerate(self._segments) if i not in drop]
-        self._starts = [s for i, s in enumerate(self._starts) if i not in drop]
-        return removed
+    def sweep(self, now: datetime) -> list[_Seg]:
+        """Drops the segments past `expires_at`; returns them."""
+        gone = [s for s in self._segments if s[_EXPIRES] < now]
+        if gone:
+            kept = [(start, s) for start, s in zip(self._starts, self._segments, strict=True) if s[_EXPIRES] >= now]
+            self._starts = [start for start, _ in kept]
+            self._segments = [s for _, s in kept]
+        return gone
+
+    def __bool__(self) -> bool:
+        return bool(self._segments)
 
 
 class MemoryReceiptStore:
@@ -159,15 +160,21 @@ class MemoryReceiptStore:
         note = self._q.notes.get(notification_id)
         if note is None:
             raise errors.NotFound(f"notification {notification_id} is gone")
-        app_log = self._app_logs.get(app_id) or self._app_logs.setdefault(app_id, Log(_SEQ0))
-        note_log = self._note_logs.get(notification_id) or self._note_logs.setdefault(notification_id, Log(_NSEQ0))
+        app_log = self._app_logs.get(app_id)
+        if app_log is None:
+            app_log = self._app_logs[app_id] = Log(_SEQ0)
+        note_log = self._note_logs.get(notification_id)
+        if note_log is None:
+            note_log = self._note_logs[notification_id] = Log(_NSEQ0)
         statuses = self._q.statuses.setdefault(notification_id, Counter())
-        seen_by_platform = {p: self._seen.setdefault((notification_id, p.value), {}) for p in models.PLATFORMS}
+        seen_by_platform: dict[models.Platform, dict[str, None]] = {}
         seq0, nseq0 = app_log.length + 1, note.receipt_seq + 1
         tokens: list[str | None] = []
         new = []
         for k, d in enumerate(drafts):
-            seen = seen_by_platform[d.platform]
+            seen = seen_by_platform.get(d.platform)
+            if seen is None:
+                seen = seen_by_platform[d.platform] = self._seen.setdefault((notification_id, d.platform.value), {})
             if d.token in seen:
                 tokens.append(None)
                 continue
@@ -218,10 +225,36 @@ class MemoryReceiptStore:
         return dict(self._q.statuses.get(notification_id, {}))
 
     def sweep(self, now: datetime) -> int:
-        """Drops receipts past retention; returns how many went."""
-        for log in self._note_logs.values():
-            log.sweep(now)
-        return sum(log.sweep(now) for log in self._app_logs.values())
+        """Drops receipts past retention, and forgets their tokens; returns how many went.
+
+        Forgetting them is what a unique index does when a TTL monitor deletes
+        the documents: once its receipt is gone, a token retried for the same
+        notification is logged again. It keeps the per-receipt state bounded
+        by retention, not by the process's life.
+        """
+        for nid in [nid for nid, log in self._note_logs.items() if log.sweep(now) and not log]:
+            del self._note_logs[nid]  # its numbers live on in the notification's receipt_seq
+        removed = 0
+        for log in self._app_logs.values():  # kept when empty: its length is the app's last seq
+            for seg in log.sweep(now):
+                removed += self._forget(seg)
+        return removed
+
+    def _forget(self, seg: _Seg) -> int:
+        """Takes a swept segment's tokens out of the seen sets; returns how many receipts (not fillers) it held."""
+        nid, tokens, platforms = seg[_NID], seg[_TOKENS], seg[_TOKENS + 1]
+        forgotten = 0
+        for k, token in enumerate(tokens):
+            if token is None:
+                continue
+            key = (nid, _PLATFORMS[platforms[0 if len(platforms) == 1 else k]].value)
+            seen = self._seen.get(key)
+            if seen is not None:
+                seen.pop(token, None)
+                if not seen:
+                    del self._seen[key]
+            forgotten += 1
+        return forgotten
 
 
 __all__ = ["Log", "MemoryReceiptStore"]
