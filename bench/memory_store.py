@@ -140,7 +140,7 @@ def main() -> int:
     if args.child:
         print(json.dumps(child(args.child, args.tokens)))
         return 0
-    context = run_context()
+    context = run_context(packages=("pushsvc",))
     results = {case: run_case(case, args.tokens) for case in CASES}
     print(f"memory:// registry and receipt log, N = {args.tokens:,} tokens (50% APNs 64-hex, 50% FCM bench-{{i}})")
     print(context.header)
