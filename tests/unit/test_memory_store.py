@@ -1,8 +1,10 @@
-"""Memory adapter specifics: its log is chunked, and its records stay out of the garbage collector's way."""
+"""Memory adapter specifics: its log is segmented and columnar, its indexes shrink back, and its records stay out of the
+garbage collector's way."""
 
 from __future__ import annotations
 
 import gc
+from array import array
 from datetime import timedelta
 
 from pushsvc import models
@@ -44,7 +46,94 @@ async def test_a_loaded_registry_and_log_are_not_tracked_by_the_garbage_collecto
     gc.collect()
     gc.collect()
     tracked = {id(o) for o in gc.get_objects()}
-    registry = stores.tokens._r  # type: ignore[attr-defined]
-    assert id(registry.tokens) not in tracked
-    assert all(id(b) not in tracked for b in registry.buckets["app"])
-    assert id(stores.receipts._q.receipts[("n1", "fcm")]) not in tracked  # type: ignore[attr-defined]
+    table = stores.tokens._r.tables[("app", "fcm")]  # type: ignore[attr-defined]
+    assert sum(len(b) for b in table.buckets) == 3000
+    assert all(id(b) not in tracked for b in table.buckets)
+    assert all(id(r) not in tracked for b in table.buckets for r in b.values())
+    assert id(table.topics["x"]) not in tracked  # the topic's 3000 tokens; the topics dict itself holds a few
+    assert id(stores.receipts._seen[("n1", "fcm")]) not in tracked  # type: ignore[attr-defined]
+    segments = stores.receipts._app_logs["app"]._segments  # type: ignore[attr-defined]
+    assert sum(s[2] for s in segments) == 3000
+    assert all(id(s) not in tracked for s in segments)
+
+
+async def test_indexes_and_shared_records_shrink_back_when_tokens_go() -> None:
+    clock = ManualClock()
+    stores = open_stores("memory://", clock=clock)
+    regs = [
+        models.TokenRegistration("app", f"t{i}", models.Platform.FCM, user_id=f"u{i // 2}", topics=("x", "odd") if i % 2 else ("x",),
+                                 device_id=f"d{i}", locale="fr" if i % 3 else "de")
+        for i in range(10)
+    ]
+    await stores.tokens.upsert_many(regs, clock.now())
+    table = stores.tokens._r.tables[("app", "fcm")]  # type: ignore[attr-defined]
+    assert len(stores.tokens._r.shared) == 4  # type: ignore[attr-defined]  # 2 topic sets x 2 locales, shared
+    assert await stores.tokens.count_targets("app", TargetQuery("users", user_ids=("u0", "u1"))) == 4
+    assert table.users["u0"] == {"t0": None, "t1": None}
+    assert await stores.tokens.delete("app", models.Platform.FCM, "t1")
+    assert table.users["u0"] == "t0"  # one token left: the plain form again
+    assert await stores.tokens.count_targets("app", TargetQuery("topic", topic="x")) == 9
+    for i in range(10):
+        await stores.tokens.delete("app", models.Platform.FCM, f"t{i}")
+    assert (table.count, table.users, table.topics, table.devices) == (0, {}, {}, {})
+    assert len(stores.tokens._r.shared) == 0  # type: ignore[attr-defined]
+    assert await stores.tokens.count_targets("app", TargetQuery("all")) == 0
+
+
+async def test_a_segment_reads_back_mixed_columns_and_fillers_exactly() -> None:
+    clock = ManualClock()
+    stores = open_stores("memory://", clock=clock)
+    now = clock.now()
+    await stores.notifications.create(draft("n1", now), plans(1))
+    statuses = list(models.DeliveryStatus)
+    drafts = []
+    for i in range(7):
+        clock.advance(0.001 * (i % 3))
+        drafts.append(ReceiptDraft(
+            f"t{i % 6}", models.PLATFORMS[i % 2], f"u{i}" if i % 2 else "", statuses[i % len(statuses)],
+            f"m{i}", 200 + i, "r" if i == 3 else "", 1 + i % 2, i == 4, clock.now(),
+        ))
+    new = await stores.receipts.append("app", "n1", drafts, now + timedelta(days=1))
+    (segment,) = stores.receipts._app_logs["app"]._segments  # type: ignore[attr-defined]
+    assert isinstance(segment[-1], array)  # `at` held as microseconds, decoded on read
+    assert len(new) == 6  # t0 on APNs twice (i = 0 and i = 6): the second is a filler
+    page = await stores.receipts.read_app("app", 0, 100)
+    assert [e.seq for e in page] == list(range(1, 8))
+    assert [e.receipt for e in page] == [*new, None]
+    mid = await stores.receipts.read_notification("app", "n1", 2, 3)
+    assert [e.receipt for e in mid] == new[2:5]
+
+
+async def test_a_scan_sees_a_platform_whose_first_token_arrives_mid_scan() -> None:
+    clock = ManualClock()
+    stores = open_stores("memory://", clock=clock)
+    first = next(f"f{i}" for i in range(1000) if models.token_bucket(f"f{i}") < 10)
+    later = next(f"a{i}" for i in range(1000) if models.token_bucket(f"a{i}") > 100)
+    await stores.tokens.upsert(models.TokenRegistration("app", first, models.Platform.FCM), clock.now())
+    seen = []
+    async for page in stores.tokens.scan_targets("app", TargetQuery("all"), (0, models.BUCKETS), None, 1):
+        seen += [t.token for t in page]
+        if len(seen) == 1:
+            await stores.tokens.upsert(models.TokenRegistration("app", later, models.Platform.APNS), clock.now())
+    assert seen == [first, later]
+
+
+async def test_the_sweep_forgets_expired_receipts_tokens_as_a_ttl_index_would() -> None:
+    clock = ManualClock()
+    stores = open_stores("memory://", clock=clock)
+    now = clock.now()
+    await stores.notifications.create(draft("n1", now), plans(1))
+    await stores.receipts.append("app", "n1", [receipt(f"t{i}", clock) for i in range(3)], now + timedelta(hours=1))
+    await stores.receipts.append("app", "n1", [receipt("t0", clock)], now + timedelta(hours=1))  # a filler
+    await stores.receipts.append("app", "n1", [receipt("t9", clock)], now + timedelta(days=1))
+    clock.advance(7200)
+    assert await stores.sweep_expired(clock.now()) == 3
+    assert stores.receipts._seen == {("n1", "fcm"): {"t9": None}}  # type: ignore[attr-defined]
+    again = await stores.receipts.append("app", "n1", [receipt("t0", clock), receipt("t9", clock)], now + timedelta(days=1))
+    assert [r.token for r in again] == ["t0"]  # t0's receipt is gone, so it is logged again; t9's is not
+    assert [r.cursor for r in again] == ["6.6"]
+    clock.advance(2 * 86400)
+    assert await stores.sweep_expired(clock.now()) == 2
+    assert stores.receipts._seen == {} and stores.receipts._note_logs == {}  # type: ignore[attr-defined]
+    assert await stores.receipts.last_seq("app") == 7
+    assert await stores.receipts.read_app("app", 0, 10) == []
