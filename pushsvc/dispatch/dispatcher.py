@@ -13,7 +13,13 @@ Every replica runs one. The invariants it keeps:
   uniqueness keeps one receipt per token all the same, and the counters are
   reconciled with the log when the notification completes.
 - Concurrent requests per provider are bounded by a semaphore.
-- Credential rejection fails the whole notification at once.
+- Credential rejection fails the whole notification at once, and still every
+  target ends with one receipt: the rejection condemns the notification in the
+  store (`fail`), sending stops, and each partition's lease holder gives its
+  remaining targets a FAILED receipt (reason "NotificationFailed") from its
+  checkpoint, the same way it would have sent them. A crash or a takeover
+  resumes that sweep from the checkpoint; the last partition settles the
+  notification FAILED with counters that add up.
 """
 
 from __future__ import annotations
@@ -57,8 +63,33 @@ _OUTCOME_STATUS = {
 }
 
 
+NOTIFICATION_FAILED = "NotificationFailed"
+"""The reason of a receipt for a target that was not sent because its notification failed as a whole."""
+
+
 class _LeaseLost(Exception):
     pass
+
+
+class _Condemnation:
+    """Why a partition's notification failed as a whole, once anything says so.
+
+    Set by a credential rejection in our own batch, by the notification we read
+    at the start, or by the renewer when another replica condemned it.
+    Deliveries waiting out a retry backoff wake at once: their token gets its
+    receipt now instead of a retry that would only be thrown away.
+    """
+
+    def __init__(self, error: str = "") -> None:
+        self.error = ""
+        self.event = asyncio.Event()
+        if error:
+            self.condemn(error)
+
+    def condemn(self, error: str) -> None:
+        if not self.error:
+            self.error = error
+            self.event.set()
 
 
 class _Draining(Exception):
@@ -233,26 +264,38 @@ class Dispatcher:
         await self._notifications.mark_running(part.notification_id, now)
         rendered = {p: RenderedMessage(p, body, 0, 0) for p, body in record.rendered.items()}
         lost = asyncio.Event()
-        renewer = asyncio.create_task(self._renew(part, lost))
+        condemned = _Condemnation(record.view.error)
+        renewer = asyncio.create_task(self._renew(part, lost, condemned))
         try:
-            await self._fan_out(part, record, rendered, lost)
+            await self._fan_out(part, record, rendered, lost, condemned)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
 
-    async def _renew(self, part: Partition, lost: asyncio.Event) -> None:
+    async def _renew(self, part: Partition, lost: asyncio.Event, condemned: _Condemnation) -> None:
         while True:
             await asyncio.sleep(self._settings.lease_s / 3)
             try:
                 if not await self._notifications.renew(part.partition_id, self.owner, self._clock.now(), self._settings.lease_s):
                     lost.set()
                     return
+                if not condemned.error:
+                    # Another replica's partition may have condemned the
+                    # notification: this one stops sending within a renewal.
+                    record = await self._notifications.get(part.app_id, part.notification_id)
+                    if record is not None and record.view.error:
+                        condemned.condemn(record.view.error)
             except errors.StoreUnavailable:
                 continue
 
     async def _fan_out(
-        self, part: Partition, record: NotificationRecord, rendered: Mapping[models.Platform, RenderedMessage], lost: asyncio.Event
+        self,
+        part: Partition,
+        record: NotificationRecord,
+        rendered: Mapping[models.Platform, RenderedMessage],
+        lost: asyncio.Event,
+        condemned: _Condemnation,
     ) -> None:
         retention = timedelta(days=self._settings.receipt_retention_days)
         async with contextlib.aclosing(self._batches(part, record)) as batches:
@@ -261,19 +304,20 @@ class Dispatcher:
                     raise _LeaseLost()
                 if self._stopping:
                     raise _Draining()
-                credential_error: list[str] = []
-                drafts = await asyncio.gather(
-                    *(self._deliver(part.app_id, record, rendered, t, credential_error) for t in batch)
-                )
+                was_condemned = bool(condemned.error)
+                if was_condemned:
+                    drafts = [self._unsent(part.app_id, t) for t in batch]
+                else:
+                    drafts = await asyncio.gather(
+                        *(self._deliver(part.app_id, record, rendered, t, condemned) for t in batch)
+                    )
                 now = self._clock.now()
-                written = await self._receipts.append(
-                    part.app_id, part.notification_id, [d for d in drafts if d is not None], now + retention
-                )
+                written = await self._receipts.append(part.app_id, part.notification_id, drafts, now + retention)
                 counts = Counter(receipt.status for receipt in written)
-                if credential_error:
-                    await self._notifications.fail(part.notification_id, credential_error[0], now)
-                    self._signal.notify()
-                    return
+                if condemned.error and not was_condemned:
+                    # After this batch's receipts, before its checkpoint: a crash
+                    # in between resends the batch, which condemns it again.
+                    await self._notifications.fail(part.notification_id, condemned.error, now)
                 committed = await self._notifications.commit_batch(
                     part.partition_id, self.owner, next_checkpoint, counts, now, self._settings.lease_s
                 )
@@ -317,12 +361,11 @@ class Dispatcher:
         record: NotificationRecord,
         rendered: Mapping[models.Platform, RenderedMessage],
         target: TargetToken,
-        credential_error: list[str],
-    ) -> ReceiptDraft | None:
+        condemned: _Condemnation,
+    ) -> ReceiptDraft:
         counters = self._counters_of(app_id, target.platform)
-        draft = await self._attempt(app_id, record, rendered, target, credential_error, counters)
-        if draft is not None:
-            counters.delivered(draft.status.name, draft.reason)
+        draft = await self._attempt(app_id, record, rendered, target, condemned, counters)
+        counters.delivered(draft.status.name, draft.reason)
         return draft
 
     async def _attempt(
@@ -331,9 +374,9 @@ class Dispatcher:
         record: NotificationRecord,
         rendered: Mapping[models.Platform, RenderedMessage],
         target: TargetToken,
-        credential_error: list[str],
+        condemned: _Condemnation,
         counters: ProviderMetrics,
-    ) -> ReceiptDraft | None:
+    ) -> ReceiptDraft:
         provider = self._providers.get((app_id, target.platform))
         message = rendered.get(target.platform)
         if provider is None or message is None:
@@ -344,8 +387,8 @@ class Dispatcher:
         attempts = 0
         result = ProviderResult(Outcome.RETRYABLE, reason="NotAttempted")
         while True:
-            if credential_error:
-                return None
+            if condemned.error:
+                return self._draft(target, models.DeliveryStatus.FAILED, _notification_failed(result), attempts)
             if record.expires_at is not None and self._clock.now() >= record.expires_at:
                 return self._draft(target, models.DeliveryStatus.EXPIRED, _expired(result), attempts)
             attempts += 1
@@ -368,7 +411,7 @@ class Dispatcher:
                 )
                 if record.expires_at is not None and self._clock.now() + timedelta(seconds=delay) >= record.expires_at:
                     return self._draft(target, models.DeliveryStatus.EXPIRED, _expired(result), attempts)
-                await self._sleep(delay)
+                await self._backoff(delay, condemned)
                 continue
             break
         removed = False
@@ -392,10 +435,27 @@ class Dispatcher:
                 "%s rejected the credentials of app %s: %s %s; the notification fails",
                 target.platform.name, app_id, result.provider_status, result.reason,
             )
-            credential_error.append(
+            condemned.condemn(
                 f"{target.platform.name} rejected the app's credentials ({result.provider_status} {result.reason})"
             )
         return self._draft(target, _OUTCOME_STATUS[result.outcome], result, attempts, removed)
+
+    def _unsent(self, app_id: str, target: TargetToken) -> ReceiptDraft:
+        """The receipt of a target that is not sent because its notification failed as a whole."""
+        self._counters_of(app_id, target.platform).delivered(models.DeliveryStatus.FAILED.name, NOTIFICATION_FAILED)
+        return self._draft(target, models.DeliveryStatus.FAILED, _notification_failed(None), 0)
+
+    async def _backoff(self, delay_s: float, condemned: _Condemnation) -> None:
+        """Sleeps `delay_s`, or less when the notification is condemned meanwhile."""
+        if condemned.error:
+            return
+        sleeper = asyncio.ensure_future(self._sleep(delay_s))
+        waiter = asyncio.ensure_future(condemned.event.wait())
+        try:
+            await asyncio.wait((sleeper, waiter), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waiter.cancel()
 
     def _draft(
         self,
@@ -437,6 +497,16 @@ def _expired(last: ProviderResult) -> ProviderResult:
         Outcome.PERMANENT,
         provider_status=last.provider_status if last.reason != "NotAttempted" else 0,
         reason="TtlExpired",
+        provider_message_id=last.provider_message_id,
+    )
+
+
+def _notification_failed(last: ProviderResult | None) -> ProviderResult:
+    # Keep what the provider last said to a token that was mid-retry.
+    if last is None or last.reason == "NotAttempted":
+        return ProviderResult(Outcome.PERMANENT, reason=NOTIFICATION_FAILED)
+    return ProviderResult(
+        Outcome.PERMANENT, provider_status=last.provider_status, reason=NOTIFICATION_FAILED,
         provider_message_id=last.provider_message_id,
     )
 

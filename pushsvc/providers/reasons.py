@@ -31,7 +31,7 @@ _TRANSPORT = (
     transport.ConnectionLost, transport.DeadlineExceeded, transport.TransportClosed,
 )
 
-_OWN = ("NoCredentials", "NotAttempted", "TtlExpired", "OAuthRefreshError", "OAuthTransportError", "OAuthTimeout")
+_OWN = ("NoCredentials", "NotAttempted", "NotificationFailed", "TtlExpired", "OAuthRefreshError", "OAuthTransportError", "OAuthTimeout")
 """Reasons the dispatcher and the adapters give themselves."""
 
 KNOWN: frozenset[str] = frozenset(
