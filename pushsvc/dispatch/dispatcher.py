@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import uuid
@@ -71,6 +72,18 @@ class _LeaseLost(Exception):
     pass
 
 
+@dataclasses.dataclass(frozen=True)
+class DispatcherDrain:
+    """What stopping the dispatcher did, for the drain's log lines."""
+
+    partitions_in_flight: int
+    """Partitions being worked on when the drain began."""
+    batches_cancelled: int
+    """Workers still in a batch when their share of the grace ran out."""
+    released: int | None
+    """Leases given back (at a checkpoint, or all at the end); None when the store did not answer in time."""
+
+
 class _Condemnation:
     """Why a partition's notification failed as a whole, once anything says so.
 
@@ -90,6 +103,10 @@ class _Condemnation:
         if not self.error:
             self.error = error
             self.event.set()
+
+
+_RELEASE_RESERVE_S = 1.0
+"""The part of the drain's grace kept for giving leases back after the batches in flight."""
 
 
 class _Draining(Exception):
@@ -148,6 +165,9 @@ class Dispatcher:
         self._claiming = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._working = 0
+        """Partitions this replica works on now."""
+        self._released_at_checkpoint = 0
 
     async def reclaim(self) -> int:
         """Frees the leases an earlier incarnation of this replica held when it died.
@@ -171,6 +191,11 @@ class Dispatcher:
         self._stopping = False
         self._tasks = [asyncio.create_task(self._worker(i), name=f"{self.owner}-{i}") for i in range(self._settings.workers)]
 
+    @property
+    def working(self) -> int:
+        """Partitions this replica is sending now."""
+        return self._working
+
     def wake(self) -> None:
         """Makes idle workers look for work now instead of at the next poll."""
         self._wake.set()
@@ -180,30 +205,50 @@ class Dispatcher:
         self._stopping = True
         self._wake.set()
 
-    async def stop(self, *, release_leases: bool = True, grace_s: float = 0.0) -> None:
-        """Stops the workers, then gives back our leases so another replica resumes at once.
+    async def stop(self, *, release_leases: bool = True, grace_s: float = 0.0) -> DispatcherDrain:
+        """Stops the workers, then gives back our leases so another replica resumes at once; within `grace_s`.
 
-        Batches in flight get `grace_s` to finish and be checkpointed (see
-        `drain`); then the workers are cancelled. `release_leases=False`
-        leaves the leases to expire, as a crash would.
+        Batches in flight get most of `grace_s` to finish and be checkpointed
+        (see `drain`); then the workers are cancelled. Giving back the leases
+        gets the rest: a store that does not answer by then leaves them to
+        expire, and the drain goes on. `release_leases=False` leaves the
+        leases to expire, as a crash would.
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        in_flight = self._working
         self.drain()
+        cancelled = self._working
         if self._tasks and grace_s > 0:
-            _, running = await asyncio.wait(self._tasks, timeout=grace_s)
-            if running:
+            # The release is one store call: a short reserve is plenty when the store answers.
+            reserve_s = min(_RELEASE_RESERVE_S, grace_s / 4) if release_leases else 0.0
+            _, running = await asyncio.wait(self._tasks, timeout=max(0.0, grace_s - reserve_s))
+            # Workers still running are in a batch, or waiting on the store for a claim.
+            cancelled = self._working
+            if cancelled:
                 log.warning(
                     "drain grace ran out with %d batch(es) in flight; cancelled, they resume elsewhere from the last checkpoint",
-                    len(running),
+                    cancelled,
                 )
         for task in self._tasks:
             task.cancel()
+        # A worker stuck in a store call ends when cancelled; awaiting it is quick.
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        released: int | None = None
         if release_leases:
-            with contextlib.suppress(errors.StoreUnavailable):
-                await self._notifications.release_all(self.owner, self._clock.now())
+            try:
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    released = self._released_at_checkpoint + await self._notifications.release_all(self.owner, self._clock.now())
+            except (TimeoutError, errors.StoreUnavailable) as exc:
+                log.warning(
+                    "could not give back the leases of %s (%s); they expire in %.0f s",
+                    self.owner, "store did not answer within the grace" if isinstance(exc, TimeoutError) else exc,
+                    self._settings.lease_s,
+                )
+        return DispatcherDrain(in_flight, cancelled, released)
 
     async def _worker(self, index: int) -> None:
         backoff_s = self._settings.poll_interval_s
@@ -229,6 +274,7 @@ class Dispatcher:
             part = await self._notifications.claim(self.owner, self._clock.now(), self._settings.lease_s)
         if part is None:
             return False
+        self._working += 1
         try:
             with logs.bound_notification(part.notification_id):
                 await self._run_partition(part)
@@ -238,6 +284,7 @@ class Dispatcher:
             # Checkpointed: another replica resumes it now, not after the lease.
             with contextlib.suppress(errors.StoreUnavailable):
                 await self._notifications.release(part.partition_id, self.owner, self._clock.now())
+                self._released_at_checkpoint += 1
         except (asyncio.CancelledError, errors.StoreUnavailable):
             raise
         except Exception:
@@ -245,6 +292,8 @@ class Dispatcher:
             retry_at = self._clock.now() + timedelta(seconds=self._settings.failed_partition_retry_s)
             await self._notifications.release(part.partition_id, self.owner, retry_at)
             raise
+        finally:
+            self._working -= 1
         return True
 
     async def _run_partition(self, part: Partition) -> None:
