@@ -109,6 +109,10 @@ _RELEASE_RESERVE_S = 1.0
 """The part of the drain's grace kept for giving leases back after the batches in flight."""
 
 
+_RELEASE_MIN_S = 0.1
+"""What giving the leases back gets even when the grace has run out."""
+
+
 class _Draining(Exception):
     """The replica drains: the partition stops at a checkpoint and is given back."""
 
@@ -240,7 +244,8 @@ class Dispatcher:
         released: int | None = None
         if release_leases:
             try:
-                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                # At least a moment even when the grace is spent (grace 0: stop now, but do hand back).
+                async with asyncio.timeout(max(_RELEASE_MIN_S, deadline - loop.time())):
                     released = self._released_at_checkpoint + await self._notifications.release_all(self.owner, self._clock.now())
             except (TimeoutError, errors.StoreUnavailable) as exc:
                 log.warning(
