@@ -439,6 +439,10 @@ class Dispatcher:
             token=target.token, rendered=message, apns_environment=target.apns_environment, expires_at=record.expires_at
         )
         attempts = 0
+        # Once a send may have been accepted without our hearing of it, a
+        # later 429/5xx cannot make the push FAILED: the token is retried
+        # until an answer settles it, within a wider bound (see RetryPolicy).
+        maybe_accepted = False
         result = ProviderResult(Outcome.RETRYABLE, reason="NotAttempted")
         while True:
             if condemned.error:
@@ -455,7 +459,8 @@ class Dispatcher:
                     counters.request_finished("error", self._clock.monotonic() - started)
                     raise
                 counters.request_finished(result.outcome.value, self._clock.monotonic() - started)
-            if result.outcome is Outcome.RETRYABLE and attempts < self._retry.max_attempts:
+            maybe_accepted = maybe_accepted or result.outcome_unknown
+            if result.outcome is Outcome.RETRYABLE and attempts < self._retry.attempts_allowed(maybe_accepted):
                 counters.retried(result.reason)
                 delay = self._retry.delay_s(attempts, result.retry_after_s, self._rand)
                 self._faults.warning(

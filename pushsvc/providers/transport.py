@@ -339,8 +339,14 @@ class Http2Transport:
         try:
             return await transfer.future
         except (ConnectFailed, ConnectionLost) as exc:
-            # The next request opens a new connection: prime it again.
-            self._primed.discard(origin)
+            if isinstance(exc, ConnectFailed):
+                # Nothing answered: the next connection is primed again, one request first.
+                self._primed.discard(origin)
+            # A lost connection is not re-primed: the origin has answered us, and
+            # libcurl re-sends what a new connection refuses before its SETTINGS.
+            # Priming again held every request behind one probe and then sent
+            # them in one burst; a server that drops connections lost the
+            # answers to that whole burst (each a duplicate when retried).
             self._events.warning(f"{type(exc).__name__} {origin}", "%s: %s (%s)", origin, exc.reason, type(exc).__name__)
             raise
         finally:

@@ -23,6 +23,7 @@ ALL = models.Target(kind="all", all=True)
 RETRY = ProviderResult(Outcome.RETRYABLE, 503, "Unavailable")
 RETRY_AFTER = ProviderResult(Outcome.RETRYABLE, 429, "QUOTA_EXCEEDED", retry_after_s=7.0)
 OK = ProviderResult(Outcome.DELIVERED, 200, provider_message_id="m")
+LOST = ProviderResult(Outcome.RETRYABLE, 0, "ConnectionLost (outcome unknown)", outcome_unknown=True)
 
 
 async def send(world: World, target: models.Target = ALL, **message: Any) -> str:
@@ -428,3 +429,19 @@ async def test_a_draining_dispatcher_claims_nothing_new(world: World) -> None:
     await asyncio.sleep(0.05)
     await d.stop(grace_s=1.0)
     assert not world.fcm.sent and (await view(world, nid)).state is models.NotificationState.QUEUED
+
+
+async def test_a_send_whose_answer_was_lost_is_never_concluded_failed_by_later_503s(world: World) -> None:
+    # max_attempts is 4: a token that only ever got 503s ends FAILED after 4
+    # sends, but one whose first answer was lost may have been accepted then,
+    # so it goes on until an answer settles it, within three times as many.
+    await world.register(3)
+    world.fcm.script = {"t0000": [LOST, RETRY, RETRY, RETRY, RETRY, OK], "t0001": [RETRY], "t0002": [LOST]}
+    nid = await send(world)
+    await world.drain()
+    got = await receipts(world, nid)
+    assert (got["t0000"].status, got["t0000"].attempts) == (models.DeliveryStatus.DELIVERED, 6)
+    assert (got["t0001"].status, got["t0001"].attempts) == (models.DeliveryStatus.FAILED, 4)
+    lost = got["t0002"]
+    assert (lost.status, lost.attempts, lost.reason) == (models.DeliveryStatus.FAILED, 12, "ConnectionLost (outcome unknown)")
+
