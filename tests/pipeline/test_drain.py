@@ -370,3 +370,30 @@ async def test_sigterm_with_a_store_that_hangs_logs_each_step_and_exits_within_t
             serve.kill()
         store.close()
         await emulator.stop()
+
+
+async def test_the_drain_logs_its_counts_when_the_store_answers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    dev = await start_dev_stack(state_dir=tmp_path, port=0, store_url="memory://drain-counts", dispatch=FAST_DISPATCH)
+    try:
+        await seed(dev.app.stores, [(f"fcm-{i}", models.Platform.FCM) for i in range(300)])
+        dev.emulator.faults.latency_s = 0.2  # a batch is in flight when the drain begins
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{dev.app.port}") as channel:
+            stub = push_pb2_grpc.PushServiceStub(channel)
+            sent = await stub.Send(pb.SendRequest(app_id=APP, target=pb.Target(all=True), message=pb.Message(title="counts")))
+            deadline = time.monotonic() + 10
+            while not dev.app.dispatcher.working:
+                assert time.monotonic() < deadline, "the fan-out did not start"
+                await asyncio.sleep(0.01)
+            caplog.set_level("INFO", logger="pushsvc")
+            await dev.app.stop(5.0)
+        parts = await dev.app.stores.notifications.partitions(sent.notification_id)
+    finally:
+        await dev.emulator.stop()
+    messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("drain:")]
+    assert len(messages) == 4, messages
+    assert "0 unary call(s) in flight, 0 receipt stream(s) open, 1 partition(s) being sent" in messages[0]
+    assert "0 unary call(s) finished, 0 cancelled at the grace; 0 receipt stream(s) ended" in messages[1]
+    # The batch in flight finished and was checkpointed; its partition went back to the store.
+    assert "1 partition(s) were being sent, 0 batch(es) cancelled; 1 lease(s) released" in messages[2], messages[2]
+    assert messages[3].startswith("drain: done in")
+    assert all(p.owner is None for p in parts) and not all(p.done for p in parts)
