@@ -28,7 +28,7 @@ _GOOGLE_RPC_CODES = (
 
 _TRANSPORT = (
     transport.TransportError, transport.ConnectFailed, transport.OutcomeUnknown,
-    transport.ConnectionLost, transport.DeadlineExceeded, transport.TransportClosed,
+    transport.ConnectionLost, transport.DeadlineExceeded, transport.TransportClosed, transport.QueueTimeout,
 )
 
 _OWN = ("NoCredentials", "NotAttempted", "NotificationFailed", "TtlExpired", "OAuthRefreshError", "OAuthTransportError", "OAuthTimeout")
