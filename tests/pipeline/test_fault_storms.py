@@ -173,6 +173,10 @@ async def test_rate_limits_are_waited_out_and_permanent_errors_never_retried(tmp
 
 
 
+PERMANENT_OR_UNAVAILABLE = ("INVALID_ARGUMENT", "PayloadTooLarge", "ServiceUnavailable", "UNAVAILABLE")
+"""How a permanently failing token ends in a storm of 503s: its permanent answer, or (rarely) five 503s before it."""
+
+
 def _mixed_tokens() -> list[tuple[str, models.Platform]]:
     """The usual tokens, with one in ten FCM tokens rate-limited once and one in ten of each platform failing for good."""
     return [
@@ -199,7 +203,7 @@ async def test_errors_resets_rate_limits_and_permanent_errors_together(tmp_path:
     retried = [t for t in permanent if rejected[t] > 1]
     assert not retried, f"{len(retried)} permanent errors were retried"
     for t in permanent:
-        assert rs[t].status == pb.DELIVERY_STATUS_FAILED and rs[t].reason in ("INVALID_ARGUMENT", "PayloadTooLarge"), rs[t]
+        assert rs[t].status == pb.DELIVERY_STATUS_FAILED and rs[t].reason in PERMANENT_OR_UNAVAILABLE, rs[t]
     # What else fails, fails after 5 answered 503s (one in five requests): rare, never an accepted push (checked above).
     assert final.delivered >= 0.99 * (len(tokens) - len(permanent))
     assert final.delivered + final.failed == len(tokens) and final.pending == 0
@@ -218,12 +222,17 @@ async def test_answers_lost_with_their_connection_never_make_a_push_failed(tmp_p
     rs, accepted, final = await _storm(
         tmp_path, {"error_rate": 0.2, "reset_after": 200, "latency_s": 0.001}, tokens, RATE_LIMITS_AND_PERMANENT_ERRORS, seen
     )
-    _assert_truthful(rs, accepted)
+    duplicates = _assert_truthful(rs, accepted)
+    # Not the 1% of the storms above: each drop takes the answers in flight
+    # with it, the first one a whole burst. The transport's window on requests
+    # in flight shrinks after each drop, so the rest cost a few each (without
+    # it, 34% of the tokens here; measured with it: 5 to 8%).
+    assert duplicates <= 0.1 * len(tokens), f"{duplicates} duplicate deliveries"
     rejected = Counter(r.entry.token for r in seen if isinstance(r, Rejection))
     permanent = [t for t, _ in tokens if t.startswith(("perm-", "0413"))]
     for t in permanent:
         # Sent again only while its answer was lost: the permanent answer, once it arrives, ends it.
-        assert rs[t].status == pb.DELIVERY_STATUS_FAILED and rs[t].reason in ("INVALID_ARGUMENT", "PayloadTooLarge"), rs[t]
+        assert rs[t].status == pb.DELIVERY_STATUS_FAILED and rs[t].reason in PERMANENT_OR_UNAVAILABLE, rs[t]
         assert rejected[t] <= rs[t].attempts, (t, rejected[t], rs[t].attempts)
     assert final.delivered >= 0.99 * (len(tokens) - len(permanent))
     assert final.delivered + final.failed == len(tokens) and final.pending == 0
