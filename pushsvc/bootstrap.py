@@ -187,10 +187,15 @@ class Application:
            last checkpoint (at most that batch is sent twice; the receipt log
            keeps one receipt per token);
         4. the remaining leases are released, providers and the store closed.
+
+        Every step that waits on the store or a provider is bounded by what is
+        left of the grace, so a store that hangs cannot hold the exit. Each
+        step logs one line with its counts.
         """
         grace = self.settings.grace_s if grace_s is None else grace_s
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
+        started = loop.time()
+        deadline = started + grace
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -199,11 +204,33 @@ class Application:
         self._tasks.clear()
         await self.server.begin_drain()
         self.dispatcher.drain()
-        await self.server.stop(max(0.0, deadline - loop.time()))
-        await self.dispatcher.stop(grace_s=max(0.0, deadline - loop.time()))
-        for provider in self.providers.values():
-            with contextlib.suppress(Exception):
-                await provider.aclose()
+        log.info(
+            "drain: health NOT_SERVING, new calls refused; %d unary call(s) in flight, %d receipt stream(s) open, "
+            "%d partition(s) being sent; grace %.1f s",
+            self.server.calls.unary_in_flight, self.server.calls.streams, self.dispatcher.working, grace,
+        )
+        # The dispatcher's batches run meanwhile; the server's share leaves it time to give its leases back.
+        served = await self.server.stop(max(0.0, deadline - loop.time() - min(_DISPATCH_RESERVE_S, grace / 4)))
+        log.info(
+            "drain: calls done after %.1f s: %d unary call(s) finished, %d cancelled at the grace; %d receipt stream(s) ended with UNAVAILABLE",
+            loop.time() - started, served.unary_in_flight - min(served.unary_in_flight, served.unary_cancelled),
+            served.unary_cancelled, served.streams_cancelled,
+        )
+        dispatched = await self.dispatcher.stop(grace_s=max(0.0, deadline - loop.time()))
+        log.info(
+            "drain: dispatcher stopped after %.1f s: %d partition(s) were being sent, %d batch(es) cancelled; %s",
+            loop.time() - started, dispatched.partitions_in_flight, dispatched.batches_cancelled,
+            f"{dispatched.released} lease(s) released" if dispatched.released is not None else "leases left to expire",
+        )
+        # Closing sends GOAWAY and waits for nothing the peer owes us; bounded all the same.
+        closing = [asyncio.ensure_future(provider.aclose()) for provider in self.providers.values()]
+        if closing:
+            _, unclosed = await asyncio.wait(closing, timeout=max(_CLOSE_MIN_S, deadline - loop.time()))
+            for task in unclosed:
+                task.cancel()
+            for task in closing:
+                with contextlib.suppress(BaseException):
+                    await task
         for close in self.closers:
             with contextlib.suppress(Exception):
                 close()
@@ -211,7 +238,13 @@ class Application:
             self.stores.close()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
+        log.info("drain: done in %.1f s (grace %.1f s)", loop.time() - started, grace)
 
+
+_DISPATCH_RESERVE_S = 1.0
+"""The least part of the grace the dispatcher gets after the server's share (its batches run during both)."""
+_CLOSE_MIN_S = 0.2
+"""What closing the providers gets even when the grace has run out."""
 
 GC_GEN0_THRESHOLD = 20_000
 """Allocations between young collections for a server process (Python's default is 700)."""

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             return _check_config(args)
         if args.command == "migrate":
             return asyncio.run(_migrate(args))
-        return asyncio.run(_until_signal(lambda stop: _serve(args, stop)))
+        return _exit_now(asyncio.run(_until_signal(lambda stop: _serve(args, stop))))
     except config.ConfigError as exc:
         for problem in exc.problems or (str(exc),):
             print(f"pushsvc: config error: {problem}", file=sys.stderr)
@@ -166,13 +169,45 @@ def _operator(argv: list[str]) -> int:
     return client_main(argv, prog="pushsvc")
 
 
+_log = logging.getLogger("pushsvc")
+_signalled_at: float | None = None
+"""When the first SIGTERM or SIGINT came (monotonic), for the exit line."""
+
+
 async def _until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(signum: signal.Signals) -> None:
+        global _signalled_at
+        if _signalled_at is None:
+            _signalled_at = time.monotonic()
+            _log.info("received %s: draining", signum.name)
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal, signum)
     await run(stop)
     return 0
+
+
+def _exit_now(code: int) -> int:
+    """Logs the exit; exits at once when a thread is still blocked in a call that never came back.
+
+    The drain bounds every store and provider call it makes, but a thread
+    blocked in one (a store that accepts and never answers) would otherwise
+    hold the interpreter's exit until its socket timeout, past the grace.
+    """
+    since = f", {time.monotonic() - _signalled_at:.1f} s after the signal" if _signalled_at is not None else ""
+    blocked = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if not blocked:
+        _log.info("exit %d%s", code, since)
+        return code
+    _log.warning("exit %d%s, leaving %d thread(s) blocked in a store or provider call", code, since, len(blocked))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:

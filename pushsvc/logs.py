@@ -13,6 +13,11 @@ prefix. Code that names a token on purpose uses `redact_token`.
 
 Structured fields go in `extra={FIELDS: {...}}` (see `fields()`): JSON lines
 carry them as top-level keys, text lines as `key=value` after the message.
+
+Lines stay short whatever a caller sends: every value a line carries (each
+argument of the message, each field, each line of a traceback) is cut to
+`MAX_VALUE_CHARS` with a marker saying how much was left out, so a 1 MB
+app_id refused at the door does not become a 1 MB log line.
 """
 
 from __future__ import annotations
@@ -41,6 +46,11 @@ _CORE = frozenset({"time", "level", "logger", "message", "exception", *_CONTEXT}
 
 FORMATS = ("json", "text")
 """The values of the `log_format` setting."""
+
+MAX_VALUE_CHARS = 256
+"""The longest value a log line carries whole; a longer one is cut (see `clip`)."""
+_MAX_MESSAGE_CHARS = 4096
+"""The longest message: it guards the text a call site put in its format string itself."""
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[!-~]*)?")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
@@ -74,6 +84,13 @@ def valid_request_id(value: str) -> str:
 def redact_token(token: str) -> str:
     """A device token cut to a prefix that identifies it to a human but cannot be used: 8 characters and "…"."""
     return token[: min(8, len(token) // 2)] + "…"
+
+
+def clip(value: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """`value`, or its first `limit` characters and a marker such as "…[+999744 chars]"."""
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}…[+{len(value) - limit} chars]"
 
 
 def _cut(match: re.Match[str]) -> str:
@@ -127,11 +144,42 @@ def _fields(record: logging.LogRecord) -> Mapping[str, Any]:
 
 
 def _scrub(value: Any) -> Any:
+    # Redacted before it is cut: a cut could leave a credential too short to be recognised.
     if isinstance(value, str):
-        return redact(value)
+        return clip(redact(value))
     if isinstance(value, bool | int | float) or value is None:
         return value
-    return redact(json.dumps(value, default=str))
+    return clip(redact(json.dumps(value, default=str)))
+
+
+def _bounded_arg(value: Any) -> Any:
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    text = str(value)
+    # A short value keeps its type, so %r and %d format it as the call site meant.
+    return value if len(text) <= MAX_VALUE_CHARS else clip(redact(text))
+
+
+def _message(record: logging.LogRecord) -> str:
+    """`record.getMessage()` with each argument cut to `MAX_VALUE_CHARS`, and the whole to `_MAX_MESSAGE_CHARS`."""
+    args = record.args
+    if args:
+        if isinstance(args, Mapping):
+            bounded: Any = {k: _bounded_arg(v) for k, v in args.items()}
+        else:
+            bounded = tuple(_bounded_arg(a) for a in args)
+        try:
+            text = str(record.msg) % bounded
+        except (TypeError, ValueError):
+            text = record.getMessage()  # raises as logging itself would
+    else:
+        text = str(record.msg)
+    return clip(text, _MAX_MESSAGE_CHARS)
+
+
+def _bounded_lines(text: str) -> str:
+    """A traceback with each line cut: an exception's message may quote what the caller sent."""
+    return "\n".join(clip(line, 2 * MAX_VALUE_CHARS) for line in text.splitlines())
 
 
 class JsonFormatter(logging.Formatter):
@@ -143,16 +191,16 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": redact(record.getMessage()),
+            "message": redact(_message(record)),
         }
         out.update(_context(record))
         for key, value in _fields(record).items():
             if key not in _CORE:
                 out[key] = _scrub(value)
         if record.exc_info:
-            out["exception"] = redact(self.formatException(record.exc_info))
+            out["exception"] = redact(_bounded_lines(self.formatException(record.exc_info)))
         if record.stack_info:
-            out["stack"] = redact(self.formatStack(record.stack_info))
+            out["stack"] = redact(_bounded_lines(self.formatStack(record.stack_info)))
         # ensure_ascii: a log pipeline never sees a byte sequence it cannot decode.
         return json.dumps(out, default=str)
 
@@ -165,16 +213,18 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """See `logging.Formatter.format`."""
-        record.message = record.getMessage()
+        record.message = _message(record)
         record.asctime = self.formatTime(record)
         line = self.formatMessage(record)
         extras = {**_context(record), **{k: v for k, v in _fields(record).items() if k not in _CORE}}
         if extras:
-            line += " " + " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, default=str)}" for k, v in extras.items())
+            line += " " + " ".join(
+                f"{k}={clip(v) if isinstance(v, str) else clip(json.dumps(v, default=str))}" for k, v in extras.items()
+            )
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + _bounded_lines(self.formatException(record.exc_info))
         if record.stack_info:
-            line += "\n" + self.formatStack(record.stack_info)
+            line += "\n" + _bounded_lines(self.formatStack(record.stack_info))
         return redact(line)
 
 

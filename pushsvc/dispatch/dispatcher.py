@@ -13,13 +13,20 @@ Every replica runs one. The invariants it keeps:
   uniqueness keeps one receipt per token all the same, and the counters are
   reconciled with the log when the notification completes.
 - Concurrent requests per provider are bounded by a semaphore.
-- Credential rejection fails the whole notification at once.
+- Credential rejection fails the whole notification at once, and still every
+  target ends with one receipt: the rejection condemns the notification in the
+  store (`fail`), sending stops, and each partition's lease holder gives its
+  remaining targets a FAILED receipt (reason "NotificationFailed") from its
+  checkpoint, the same way it would have sent them. A crash or a takeover
+  resumes that sweep from the checkpoint; the last partition settles the
+  notification FAILED with counters that add up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import uuid
@@ -57,8 +64,53 @@ _OUTCOME_STATUS = {
 }
 
 
+NOTIFICATION_FAILED = "NotificationFailed"
+"""The reason of a receipt for a target that was not sent because its notification failed as a whole."""
+
+
 class _LeaseLost(Exception):
     pass
+
+
+@dataclasses.dataclass(frozen=True)
+class DispatcherDrain:
+    """What stopping the dispatcher did, for the drain's log lines."""
+
+    partitions_in_flight: int
+    """Partitions being worked on when the drain began."""
+    batches_cancelled: int
+    """Workers still in a batch when their share of the grace ran out."""
+    released: int | None
+    """Leases given back (at a checkpoint, or all at the end); None when the store did not answer in time."""
+
+
+class _Condemnation:
+    """Why a partition's notification failed as a whole, once anything says so.
+
+    Set by a credential rejection in our own batch, by the notification we read
+    at the start, or by the renewer when another replica condemned it.
+    Deliveries waiting out a retry backoff wake at once: their token gets its
+    receipt now instead of a retry that would only be thrown away.
+    """
+
+    def __init__(self, error: str = "") -> None:
+        self.error = ""
+        self.event = asyncio.Event()
+        if error:
+            self.condemn(error)
+
+    def condemn(self, error: str) -> None:
+        if not self.error:
+            self.error = error
+            self.event.set()
+
+
+_RELEASE_RESERVE_S = 1.0
+"""The part of the drain's grace kept for giving leases back after the batches in flight."""
+
+
+_RELEASE_MIN_S = 0.1
+"""What giving the leases back gets even when the grace has run out."""
 
 
 class _Draining(Exception):
@@ -119,6 +171,9 @@ class Dispatcher:
         self._claiming = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._working = 0
+        """Partitions this replica works on now."""
+        self._released_at_checkpoint = 0
 
     async def reclaim(self) -> int:
         """Frees the leases an earlier incarnation of this replica held when it died.
@@ -142,6 +197,11 @@ class Dispatcher:
         self._stopping = False
         self._tasks = [asyncio.create_task(self._worker(i), name=f"{self.owner}-{i}") for i in range(self._settings.workers)]
 
+    @property
+    def working(self) -> int:
+        """Partitions this replica is sending now."""
+        return self._working
+
     def wake(self) -> None:
         """Makes idle workers look for work now instead of at the next poll."""
         self._wake.set()
@@ -151,30 +211,51 @@ class Dispatcher:
         self._stopping = True
         self._wake.set()
 
-    async def stop(self, *, release_leases: bool = True, grace_s: float = 0.0) -> None:
-        """Stops the workers, then gives back our leases so another replica resumes at once.
+    async def stop(self, *, release_leases: bool = True, grace_s: float = 0.0) -> DispatcherDrain:
+        """Stops the workers, then gives back our leases so another replica resumes at once; within `grace_s`.
 
-        Batches in flight get `grace_s` to finish and be checkpointed (see
-        `drain`); then the workers are cancelled. `release_leases=False`
-        leaves the leases to expire, as a crash would.
+        Batches in flight get most of `grace_s` to finish and be checkpointed
+        (see `drain`); then the workers are cancelled. Giving back the leases
+        gets the rest: a store that does not answer by then leaves them to
+        expire, and the drain goes on. `release_leases=False` leaves the
+        leases to expire, as a crash would.
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        in_flight = self._working
         self.drain()
+        cancelled = self._working
         if self._tasks and grace_s > 0:
-            _, running = await asyncio.wait(self._tasks, timeout=grace_s)
-            if running:
+            # The release is one store call: a short reserve is plenty when the store answers.
+            reserve_s = min(_RELEASE_RESERVE_S, grace_s / 4) if release_leases else 0.0
+            _, running = await asyncio.wait(self._tasks, timeout=max(0.0, grace_s - reserve_s))
+            # Workers still running are in a batch, or waiting on the store for a claim.
+            cancelled = self._working
+            if cancelled:
                 log.warning(
                     "drain grace ran out with %d batch(es) in flight; cancelled, they resume elsewhere from the last checkpoint",
-                    len(running),
+                    cancelled,
                 )
         for task in self._tasks:
             task.cancel()
+        # A worker stuck in a store call ends when cancelled; awaiting it is quick.
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        released: int | None = None
         if release_leases:
-            with contextlib.suppress(errors.StoreUnavailable):
-                await self._notifications.release_all(self.owner, self._clock.now())
+            try:
+                # At least a moment even when the grace is spent (grace 0: stop now, but do hand back).
+                async with asyncio.timeout(max(_RELEASE_MIN_S, deadline - loop.time())):
+                    released = self._released_at_checkpoint + await self._notifications.release_all(self.owner, self._clock.now())
+            except (TimeoutError, errors.StoreUnavailable) as exc:
+                log.warning(
+                    "could not give back the leases of %s (%s); they expire in %.0f s",
+                    self.owner, "store did not answer within the grace" if isinstance(exc, TimeoutError) else exc,
+                    self._settings.lease_s,
+                )
+        return DispatcherDrain(in_flight, cancelled, released)
 
     async def _worker(self, index: int) -> None:
         backoff_s = self._settings.poll_interval_s
@@ -206,6 +287,7 @@ class Dispatcher:
             part = await self._notifications.claim(self.owner, self._clock.now(), self._settings.lease_s)
         if part is None:
             return False
+        self._working += 1
         try:
             with logs.bound_notification(part.notification_id):
                 await self._run_partition(part)
@@ -215,6 +297,7 @@ class Dispatcher:
             # Checkpointed: another replica resumes it now, not after the lease.
             with contextlib.suppress(errors.StoreUnavailable):
                 await self._notifications.release(part.partition_id, self.owner, self._clock.now())
+                self._released_at_checkpoint += 1
         except (asyncio.CancelledError, errors.StoreUnavailable):
             raise
         except Exception:
@@ -222,6 +305,8 @@ class Dispatcher:
             retry_at = self._clock.now() + timedelta(seconds=self._settings.failed_partition_retry_s)
             await self._notifications.release(part.partition_id, self.owner, retry_at)
             raise
+        finally:
+            self._working -= 1
         return True
 
     async def _run_partition(self, part: Partition) -> None:
@@ -241,26 +326,38 @@ class Dispatcher:
         await self._notifications.mark_running(part.notification_id, now)
         rendered = {p: RenderedMessage(p, body, 0, 0) for p, body in record.rendered.items()}
         lost = asyncio.Event()
-        renewer = asyncio.create_task(self._renew(part, lost))
+        condemned = _Condemnation(record.view.error)
+        renewer = asyncio.create_task(self._renew(part, lost, condemned))
         try:
-            await self._fan_out(part, record, rendered, lost)
+            await self._fan_out(part, record, rendered, lost, condemned)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
 
-    async def _renew(self, part: Partition, lost: asyncio.Event) -> None:
+    async def _renew(self, part: Partition, lost: asyncio.Event, condemned: _Condemnation) -> None:
         while True:
             await asyncio.sleep(self._settings.lease_s / 3)
             try:
                 if not await self._notifications.renew(part.partition_id, self.owner, self._clock.now(), self._settings.lease_s):
                     lost.set()
                     return
+                if not condemned.error:
+                    # Another replica's partition may have condemned the
+                    # notification: this one stops sending within a renewal.
+                    record = await self._notifications.get(part.app_id, part.notification_id)
+                    if record is not None and record.view.error:
+                        condemned.condemn(record.view.error)
             except errors.StoreUnavailable:
                 continue
 
     async def _fan_out(
-        self, part: Partition, record: NotificationRecord, rendered: Mapping[models.Platform, RenderedMessage], lost: asyncio.Event
+        self,
+        part: Partition,
+        record: NotificationRecord,
+        rendered: Mapping[models.Platform, RenderedMessage],
+        lost: asyncio.Event,
+        condemned: _Condemnation,
     ) -> None:
         retention = timedelta(days=self._settings.receipt_retention_days)
         async with contextlib.aclosing(self._batches(part, record)) as batches:
@@ -269,19 +366,20 @@ class Dispatcher:
                     raise _LeaseLost()
                 if self._stopping:
                     raise _Draining()
-                credential_error: list[str] = []
-                drafts = await asyncio.gather(
-                    *(self._deliver(part.app_id, record, rendered, t, credential_error) for t in batch)
-                )
+                was_condemned = bool(condemned.error)
+                if was_condemned:
+                    drafts = [self._unsent(part.app_id, t) for t in batch]
+                else:
+                    drafts = await asyncio.gather(
+                        *(self._deliver(part.app_id, record, rendered, t, condemned) for t in batch)
+                    )
                 now = self._clock.now()
-                written = await self._receipts.append(
-                    part.app_id, part.notification_id, [d for d in drafts if d is not None], now + retention
-                )
+                written = await self._receipts.append(part.app_id, part.notification_id, drafts, now + retention)
                 counts = Counter(receipt.status for receipt in written)
-                if credential_error:
-                    await self._notifications.fail(part.notification_id, credential_error[0], now)
-                    self._signal.notify()
-                    return
+                if condemned.error and not was_condemned:
+                    # After this batch's receipts, before its checkpoint: a crash
+                    # in between resends the batch, which condemns it again.
+                    await self._notifications.fail(part.notification_id, condemned.error, now)
                 committed = await self._notifications.commit_batch(
                     part.partition_id, self.owner, next_checkpoint, counts, now, self._settings.lease_s
                 )
@@ -325,12 +423,11 @@ class Dispatcher:
         record: NotificationRecord,
         rendered: Mapping[models.Platform, RenderedMessage],
         target: TargetToken,
-        credential_error: list[str],
-    ) -> ReceiptDraft | None:
+        condemned: _Condemnation,
+    ) -> ReceiptDraft:
         counters = self._counters_of(app_id, target.platform)
-        draft = await self._attempt(app_id, record, rendered, target, credential_error, counters)
-        if draft is not None:
-            counters.delivered(draft.status.name, draft.reason)
+        draft = await self._attempt(app_id, record, rendered, target, condemned, counters)
+        counters.delivered(draft.status.name, draft.reason)
         return draft
 
     async def _attempt(
@@ -339,9 +436,9 @@ class Dispatcher:
         record: NotificationRecord,
         rendered: Mapping[models.Platform, RenderedMessage],
         target: TargetToken,
-        credential_error: list[str],
+        condemned: _Condemnation,
         counters: ProviderMetrics,
-    ) -> ReceiptDraft | None:
+    ) -> ReceiptDraft:
         provider = self._providers.get((app_id, target.platform))
         message = rendered.get(target.platform)
         if provider is None or message is None:
@@ -350,10 +447,14 @@ class Dispatcher:
             token=target.token, rendered=message, apns_environment=target.apns_environment, expires_at=record.expires_at
         )
         attempts = 0
+        # Once a send may have been accepted without our hearing of it, a
+        # later 429/5xx cannot make the push FAILED: the token is retried
+        # until an answer settles it, within a wider bound (see RetryPolicy).
+        maybe_accepted = False
         result = ProviderResult(Outcome.RETRYABLE, reason="NotAttempted")
         while True:
-            if credential_error:
-                return None
+            if condemned.error:
+                return self._draft(target, models.DeliveryStatus.FAILED, _notification_failed(result), attempts)
             if record.expires_at is not None and self._clock.now() >= record.expires_at:
                 return self._draft(target, models.DeliveryStatus.EXPIRED, _expired(result), attempts)
             attempts += 1
@@ -366,7 +467,8 @@ class Dispatcher:
                     counters.request_finished("error", self._clock.monotonic() - started)
                     raise
                 counters.request_finished(result.outcome.value, self._clock.monotonic() - started)
-            if result.outcome is Outcome.RETRYABLE and attempts < self._retry.max_attempts:
+            maybe_accepted = maybe_accepted or result.outcome_unknown
+            if result.outcome is Outcome.RETRYABLE and attempts < self._retry.attempts_allowed(maybe_accepted):
                 counters.retried(result.reason)
                 delay = self._retry.delay_s(attempts, result.retry_after_s, self._rand)
                 self._faults.warning(
@@ -377,7 +479,7 @@ class Dispatcher:
                 )
                 if record.expires_at is not None and self._clock.now() + timedelta(seconds=delay) >= record.expires_at:
                     return self._draft(target, models.DeliveryStatus.EXPIRED, _expired(result), attempts)
-                await self._sleep(delay)
+                await self._backoff(delay, condemned)
                 continue
             break
         removed = False
@@ -403,10 +505,27 @@ class Dispatcher:
                 target.platform.name, app_id, result.provider_status, result.reason,
                 extra=logs.fields(app=app_id, platform=target.platform.value),
             )
-            credential_error.append(
+            condemned.condemn(
                 f"{target.platform.name} rejected the app's credentials ({result.provider_status} {result.reason})"
             )
         return self._draft(target, _OUTCOME_STATUS[result.outcome], result, attempts, removed)
+
+    def _unsent(self, app_id: str, target: TargetToken) -> ReceiptDraft:
+        """The receipt of a target that is not sent because its notification failed as a whole."""
+        self._counters_of(app_id, target.platform).delivered(models.DeliveryStatus.FAILED.name, NOTIFICATION_FAILED)
+        return self._draft(target, models.DeliveryStatus.FAILED, _notification_failed(None), 0)
+
+    async def _backoff(self, delay_s: float, condemned: _Condemnation) -> None:
+        """Sleeps `delay_s`, or less when the notification is condemned meanwhile."""
+        if condemned.error:
+            return
+        sleeper = asyncio.ensure_future(self._sleep(delay_s))
+        waiter = asyncio.ensure_future(condemned.event.wait())
+        try:
+            await asyncio.wait((sleeper, waiter), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waiter.cancel()
 
     def _draft(
         self,
@@ -448,6 +567,16 @@ def _expired(last: ProviderResult) -> ProviderResult:
         Outcome.PERMANENT,
         provider_status=last.provider_status if last.reason != "NotAttempted" else 0,
         reason="TtlExpired",
+        provider_message_id=last.provider_message_id,
+    )
+
+
+def _notification_failed(last: ProviderResult | None) -> ProviderResult:
+    # Keep what the provider last said to a token that was mid-retry.
+    if last is None or last.reason == "NotAttempted":
+        return ProviderResult(Outcome.PERMANENT, reason=NOTIFICATION_FAILED)
+    return ProviderResult(
+        Outcome.PERMANENT, provider_status=last.provider_status, reason=NOTIFICATION_FAILED,
         provider_message_id=last.provider_message_id,
     )
 

@@ -50,6 +50,9 @@ class ProviderResult:
     credential_stale: bool = False
     """The provider rejected the credential as stale (APNs ExpiredProviderToken,
     an FCM OAuth 401): one refresh and resend may succeed (`credentials.send_authorized`)."""
+    outcome_unknown: bool = False
+    """No answer came back after the request may have reached the provider (a lost
+    connection, a deadline): it may have been accepted."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

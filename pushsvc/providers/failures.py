@@ -22,7 +22,9 @@ def transport_failure(exc: TransportError) -> base.ProviderResult:
     "ConnectionLost (outcome unknown)", "Timeout (outcome unknown)", ...), never
     the exception text, which may quote hosts or paths (and so tokens).
     """
-    return base.ProviderResult(outcome=base.Outcome.RETRYABLE, provider_status=0, reason=exc.reason)
+    return base.ProviderResult(
+        outcome=base.Outcome.RETRYABLE, provider_status=0, reason=exc.reason, outcome_unknown=exc.sent_maybe
+    )
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:

@@ -28,10 +28,10 @@ _GOOGLE_RPC_CODES = (
 
 _TRANSPORT = (
     transport.TransportError, transport.ConnectFailed, transport.OutcomeUnknown,
-    transport.ConnectionLost, transport.DeadlineExceeded, transport.TransportClosed,
+    transport.ConnectionLost, transport.DeadlineExceeded, transport.TransportClosed, transport.QueueTimeout,
 )
 
-_OWN = ("NoCredentials", "NotAttempted", "TtlExpired", "OAuthRefreshError", "OAuthTransportError", "OAuthTimeout")
+_OWN = ("NoCredentials", "NotAttempted", "NotificationFailed", "TtlExpired", "OAuthRefreshError", "OAuthTransportError", "OAuthTimeout")
 """Reasons the dispatcher and the adapters give themselves."""
 
 KNOWN: frozenset[str] = frozenset(

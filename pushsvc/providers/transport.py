@@ -23,6 +23,10 @@ This module owns the asyncio glue and nothing else:
   JWT and then about 1000, and libcurl follows every change;
 - a deadline per request (libcurl's TIMEOUT_MS, counted from the moment the
   request is queued, so queueing for a stream counts against it);
+- a window on the requests in flight that shrinks while connections keep
+  dying (see `_Window`): every answer in flight on a connection that dies is
+  lost, and each lost answer to a push the provider took becomes a duplicate
+  when the push is retried;
 - cancellation (an `asyncio.CancelledError` in the caller removes the request
   from libcurl, which resets its stream) and shutdown (`aclose`);
 - every libcurl error mapped to one of this module's `TransportError`s, so the
@@ -38,9 +42,11 @@ provider decided.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import pycurl
@@ -90,6 +96,13 @@ class ConnectFailed(TransportError):
     """No connection could be made (DNS, TCP, TLS or certificate failure); nothing was sent."""
 
     reason = "ConnectFailed"
+    sent_maybe = False
+
+
+class QueueTimeout(TransportError):
+    """The request waited for room among the requests in flight past its deadline; nothing was sent."""
+
+    reason = "QueueTimeout"
     sent_maybe = False
 
 
@@ -180,6 +193,8 @@ class TransportStats:
     """New connections libcurl made (reconnects after GOAWAY or loss included)."""
     outcome_unknown: int
     """Requests that ended without an answer after they may have been sent."""
+    window: int
+    """Requests allowed in flight now: all the connections' streams, less after lost connections."""
 
 
 class Transport(Protocol):
@@ -192,6 +207,76 @@ class Transport(Protocol):
     async def aclose(self) -> None:
         """Closes every connection."""
         ...
+
+
+class _Window:
+    """How many requests a transport keeps in flight: all it may, until connections start dying.
+
+    A connection lost with requests in flight takes their answers with it;
+    the provider may have taken every one of them, so every one is sent again
+    and each becomes a duplicate. One loss halves the window (once per loss,
+    however many requests it took down); while losses keep coming, the window
+    stays small, so a server that drops connections costs a few duplicates
+    each time instead of a whole burst. After `calm_s` without a loss it grows
+    by one per answer (doubling per round trip) back to the full limit.
+    """
+
+    def __init__(self, limit: int, floor: int, calm_s: float, monotonic: Callable[[], float]) -> None:
+        self.limit = limit
+        self.size = float(limit)
+        self._floor = floor
+        self._calm_s = calm_s
+        self._monotonic = monotonic
+        self._lost_at = -math.inf
+        self._cut_after = 0
+        """Requests numbered below this one were in flight at the last cut: their loss is the same loss."""
+        self.in_flight = 0
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def try_acquire(self) -> bool:
+        """Takes a place at once if one is free (the hot path: no timer, no future)."""
+        if self.in_flight < self.size and not self._waiting:
+            self.in_flight += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
+            return
+        slot = asyncio.get_running_loop().create_future()
+        self._waiting.append(slot)
+        try:
+            await slot
+        except asyncio.CancelledError:
+            if slot.done() and not slot.cancelled():
+                self.release()  # granted as we were cancelled: hand it on
+            elif slot in self._waiting:  # `_grant` drops cancelled places itself
+                self._waiting.remove(slot)
+            raise
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._grant()
+
+    def answered(self) -> None:
+        """An answer came back: after a calm spell, the window grows by one."""
+        if self.size < self.limit and self._monotonic() - self._lost_at >= self._calm_s:
+            self.size = min(float(self.limit), self.size + 1)
+            self._grant()
+
+    def lost(self, number: int, started: int) -> None:
+        """Request `number` died with its connection; `started` requests had been started by then."""
+        self._lost_at = self._monotonic()
+        if number >= self._cut_after:
+            self.size = max(float(self._floor), min(self.size, float(self.in_flight)) / 4)
+            self._cut_after = started
+
+    def _grant(self) -> None:
+        while self._waiting and self.in_flight < self.size:
+            slot = self._waiting.popleft()
+            if not slot.done():
+                self.in_flight += 1
+                slot.set_result(None)
 
 
 class _Transfer:
@@ -220,6 +305,8 @@ class Http2Transport:
             even when the server allows more.
         request_timeout_s: Deadline of one request, queueing included.
         connect_timeout_s: Deadline of connection set-up (TCP + TLS).
+        calm_s: How long after the last lost connection the window on
+            requests in flight starts growing back (see `_Window`).
         user_agent: The user-agent header.
     """
 
@@ -232,6 +319,7 @@ class Http2Transport:
         max_streams_per_connection: int = 1000,
         request_timeout_s: float = 10.0,
         connect_timeout_s: float = 5.0,
+        calm_s: float = 5.0,
         user_agent: str = "pushsvc",
     ) -> None:
         if connections_per_origin < 1:
@@ -268,6 +356,9 @@ class Http2Transport:
         self._unknown = 0
         self._lost_since_connect = False
         """Whether a connection was lost since the last one opened: tells a GOAWAY's reconnect from a loss's."""
+        self._window = _Window(
+            max_streams_per_connection * connections_per_origin, connections_per_origin, calm_s, self._clock.monotonic
+        )
 
     # --- public ----------------------------------------------------------
 
@@ -324,6 +415,25 @@ class Http2Transport:
     async def _send(self, url: str, headers: Iterable[str], body: bytes, origin: str) -> Response:
         if self._closed:
             raise TransportClosed("transport is closed")
+        window = self._window
+        if not window.try_acquire():
+            try:
+                # Waiting for the window counts against the request's deadline, as queueing in libcurl does.
+                async with asyncio.timeout(self._timeout_ms / 1000):
+                    await window.acquire()
+            except TimeoutError:
+                raise QueueTimeout("no room among the requests in flight before the deadline") from None
+        try:
+            response = await self._send_now(url, headers, body, origin)
+        finally:
+            window.release()
+        window.answered()
+        return response
+
+    async def _send_now(self, url: str, headers: Iterable[str], body: bytes, origin: str) -> Response:
+        if self._closed:
+            raise TransportClosed("transport is closed")
+        number = self._requests
         multi = self._multi if self._multi is not None else self._attach()
         handle = self._free.pop() if self._free else self._new_handle()
         assert self._loop is not None
@@ -339,8 +449,16 @@ class Http2Transport:
         try:
             return await transfer.future
         except (ConnectFailed, ConnectionLost) as exc:
-            # The next request opens a new connection: prime it again.
-            self._primed.discard(origin)
+            if isinstance(exc, ConnectionLost):
+                self._window.lost(number, self._requests)
+            if isinstance(exc, ConnectFailed):
+                # Nothing answered: the next connection is primed again, one request first.
+                self._primed.discard(origin)
+            # A lost connection is not re-primed: the origin has answered us, and
+            # libcurl re-sends what a new connection refuses before its SETTINGS.
+            # Priming again held every request behind one probe and then sent
+            # them in one burst; a server that drops connections lost the
+            # answers to that whole burst (each a duplicate when retried).
             self._events.warning(f"{type(exc).__name__} {origin}", "%s: %s (%s)", origin, exc.reason, type(exc).__name__)
             raise
         finally:
@@ -358,6 +476,7 @@ class Http2Transport:
             in_flight=len(self._active),
             connections_opened=self._connections,
             outcome_unknown=self._unknown,
+            window=int(self._window.size),
         )
 
     async def aclose(self) -> None:

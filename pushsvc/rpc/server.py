@@ -17,8 +17,9 @@ start of the drain to the end. The drain, `stop(grace_s)`:
 4. unary calls in flight finish and their answers go out (within the grace);
 5. health Watch streams end with UNAVAILABLE;
 6. grpc's graceful shutdown stops the server. Streams still open then get
-   `_STREAMS_END_S`, and calls still running when the grace has run out get
-   as long; then grpc cancels them with UNAVAILABLE. A stream whose client
+   `_STREAMS_END_S`, and calls still running then get as long; then grpc
+   cancels them with UNAVAILABLE. Unary calls are waited for only so long
+   that this last step still ends within the grace. A stream whose client
    stopped reading cannot end by itself (its writes, the final status
    included, wait on HTTP/2 flow control), so it cannot hold the drain.
 """
@@ -26,6 +27,7 @@ start of the drain to the end. The drain, `stop(grace_s)`:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -48,6 +50,18 @@ log = logging.getLogger("pushsvc.rpc")
 SERVICE_NAME = methods.SERVICE.full_name
 LIVENESS_SERVICE = "liveness"
 """The health service name that is SERVING while the process runs (the liveness probe's); see the module docstring."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerDrain:
+    """What the drain found and what it had to cut short, for its log lines."""
+
+    unary_in_flight: int
+    """Unary calls in flight when the drain began."""
+    unary_cancelled: int
+    """Of those and later ones, calls still running when the grace ran out (grpc cancelled them)."""
+    streams_cancelled: int
+    """Receipt streams still open at the end, cancelled with UNAVAILABLE."""
 
 
 class GrpcServer:
@@ -152,26 +166,32 @@ class GrpcServer:
         self.calls.drain()
         self._draining.set()
 
-    async def stop(self, grace_s: float) -> None:
-        """Drains (see the module docstring) and stops, within `grace_s` seconds."""
-        deadline = asyncio.get_running_loop().time() + grace_s
+    async def stop(self, grace_s: float) -> ServerDrain:
+        """Drains (see the module docstring) and stops, within `grace_s` seconds; says what it cut short."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
         await self.begin_drain()
-        settled = await self.calls.settled(deadline - asyncio.get_running_loop().time())
+        in_flight = self.calls.unary_in_flight
+        # Keep the streams' last moment inside the grace: unary calls wait that much less.
+        streams_end_s = min(_STREAMS_END_S, grace_s / 2)
+        settled = await self.calls.settled(deadline - streams_end_s - loop.time())
+        unary_left, streams_left = self.calls.unary_in_flight, self.calls.streams
         if not settled:
             log.warning(
-                "drain grace of %.1f s ran out with %d unary call(s) in flight and %d stream(s) open; cancelling them",
-                grace_s, self.calls.unary_in_flight, self.calls.streams,
+                "drain: the %.1f s the grace leaves for calls ran out with %d unary call(s) in flight and %d stream(s) open; cancelling them",
+                grace_s, unary_left, streams_left,
             )
         self.calls.close()
         if not settled or self.calls.streams:
             # Streams were told to end when the drain began; one whose client
             # stopped reading cannot, so what is left after a short while is
             # cancelled (UNAVAILABLE to each caller) rather than waited for.
-            await self._server.stop(_STREAMS_END_S)
+            await self._server.stop(max(0.0, min(streams_end_s, deadline - loop.time())))
         else:
             # Nothing of ours is left: grpc's graceful shutdown; only a stray
             # untracked call could hold it.
-            await self._server.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
+            await self._server.stop(max(0.0, deadline - loop.time()))
+        return ServerDrain(in_flight, 0 if settled else unary_left, streams_left)
 
     async def wait(self) -> None:
         """Returns when the server has stopped."""

@@ -251,7 +251,7 @@ class NotificationStore(Protocol):
         """After a batch's receipts are written: records progress, renews the lease, adds to the counters.
 
         Returns False, and changes nothing, when the lease is lost or the
-        partition was retired (its notification failed elsewhere).
+        partition is done.
         """
         ...
 
@@ -275,9 +275,11 @@ class NotificationStore(Protocol):
         ...
 
     async def finish_partition(self, partition_id: str, owner: str, now: datetime) -> models.NotificationView | None:
-        """Marks a partition done exactly once; completes the notification with the last one.
+        """Marks a partition done exactly once; settles the notification with the last one.
 
-        Completion reconciles the counters with the receipt log. Returns the
+        It settles FAILED with its error when `fail` condemned it, else
+        COMPLETED; either way the counters are reconciled with the receipt
+        log, and targets without a receipt count as vanished. Returns the
         notification after the update, or None when the partition was already
         done or not ours.
         """
@@ -292,7 +294,15 @@ class NotificationStore(Protocol):
         ...
 
     async def fail(self, notification_id: str, error: str, now: datetime) -> None:
-        """Fails the whole notification, retires its partitions and reconciles its counters with the log."""
+        """Condemns the whole notification: records `error` (the first one stays) and nothing else.
+
+        The notification stays unfinished and its partitions stay claimable:
+        every target still needs its receipt, and only a partition's lease
+        holder knows which ones (its checkpoint), so the dispatcher gives each
+        remaining target a FAILED receipt without sending it. When the last
+        partition finishes, the notification settles FAILED with this error
+        (see `finish_partition`). A finished notification is left as it is.
+        """
         ...
 
 

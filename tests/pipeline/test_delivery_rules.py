@@ -144,10 +144,44 @@ async def test_rejected_credentials_fail_the_notification_and_stop_the_fan_out(
     assert n.state == pb.NOTIFICATION_STATE_FAILED
     assert "rejected the app's credentials" in n.error and "THIRD_PARTY_AUTH_ERROR" in n.error
     assert got["thirdparty-1"].status == pb.DELIVERY_STATUS_FAILED and got["thirdparty-1"].provider_status == 401
-    # Only the batch in flight was attempted (batch_size 100), not all 451.
-    assert len(got) <= FAST_DISPATCH.batch_size
+    # Only the batch in flight was attempted (batch_size 100), not all 451...
     assert len(stack.emulator.inbox.entries()) < FAST_DISPATCH.batch_size
-    assert n.pending == 451 - len(got)
+    # ...and still every targeted token ends with one receipt: the others say why.
+    assert len(got) == 451
+    unsent = [r for r in got.values() if r.reason == "NotificationFailed"]
+    assert len(unsent) >= 451 - FAST_DISPATCH.batch_size
+    assert all(r.status == pb.DELIVERY_STATUS_FAILED and r.attempts == 0 for r in unsent)
+    assert (n.pending, n.delivered + n.failed + n.invalid_tokens + n.expired + n.vanished) == (0, 451)
+
+
+async def test_a_credential_failure_gives_a_receipt_to_every_token_even_one_mid_retry(
+    store_url: str, tmp_path: Path
+) -> None:
+    # A retry backoff far longer than the test may take: the APNs token is
+    # certainly waiting to retry when FCM condemns the notification.
+    dispatch = FAST_DISPATCH.model_copy(update={"initial_backoff_s": 60.0, "max_backoff_s": 60.0})
+    dev = await start_dev_stack(state_dir=tmp_path, port=0, store_url=store_url, dispatch=dispatch)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{dev.app.port}") as channel:
+            stub = push_pb2_grpc.PushServiceStub(channel)
+            retrying = apns(1, "0503")  # 503 on the first attempt, then 200
+            await register(stub, retrying, A, user_id="u")
+            await register(stub, "thirdparty-1", F, user_id="u")
+            sent = await stub.Send(pb.SendRequest(app_id=APP, target=pb.Target(users=pb.UserList(user_ids=["u"])), message=HELLO))
+            assert sent.targeted == 2
+            got = by_token(await receipts(stub, sent.notification_id, timeout_s=20.0))
+            n = await notification(stub, sent.notification_id)
+    finally:
+        await dev.stop(0)
+    assert set(got) == {retrying, "thirdparty-1"}
+    assert (got["thirdparty-1"].status, got["thirdparty-1"].provider_status, got["thirdparty-1"].reason) == (
+        pb.DELIVERY_STATUS_FAILED, 401, "THIRD_PARTY_AUTH_ERROR"
+    )
+    r = got[retrying]
+    assert (r.status, r.reason, r.attempts, r.provider_status) == (pb.DELIVERY_STATUS_FAILED, "NotificationFailed", 1, 503)
+    assert n.state == pb.NOTIFICATION_STATE_FAILED and "THIRD_PARTY_AUTH_ERROR" in n.error
+    assert (n.targeted, n.failed, n.pending) == (2, 2, 0)
+    assert n.delivered + n.failed + n.invalid_tokens + n.expired + n.vanished == n.targeted
 
 
 async def test_queue_depth_limit_answers_resource_exhausted(store_url: str, tmp_path: Path) -> None:

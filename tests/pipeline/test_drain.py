@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from pushsvc.v1 import push_pb2_grpc
 from tests.clients.devserver import PUSHSVC, free_port
 from tests.conftest import FAST_DISPATCH
 from tests.pipeline.helpers import APP, notification, receipts, seed
+from tests.pipeline.stalling_store import StallingStore
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -316,3 +318,82 @@ async def test_sigterm_under_load_drains_in_order_and_loses_nothing(tmp_path: Pa
         if stores is not None:
             stores.close()
         await emulator.stop()
+
+
+async def test_sigterm_with_a_store_that_hangs_logs_each_step_and_exits_within_the_grace(tmp_path: Path) -> None:
+    grace_s = 3.0
+    emulator = Emulator(EmulatorConfig())
+    await emulator.start()
+    store = StallingStore()
+    serve: _Serve | None = None
+    try:
+        credentials, _apns_key, fcm_account = make_demo_credentials(
+            tmp_path / "creds", token_uri=emulator.token_uri, ca_pem=emulator.ca_pem
+        )
+        emulator.add_fcm_account(fcm_account)
+        config = _config(tmp_path / "pushsvc.toml", store.url, emulator, credentials, grace_s, lease_s=30.0)
+        serve = _Serve(config, tmp_path / "serve.log")
+        await serve.serving()
+        store.stall()  # from now on every store call waits forever, the drain's own included
+        async with grpc.aio.insecure_channel(serve.target) as channel:
+            stub = push_pb2_grpc.PushServiceStub(channel)
+            stuck = asyncio.ensure_future(
+                stub.RegisterToken(pb.RegisterTokenRequest(app_id=APP, token="fcm-stuck", platform=pb.PLATFORM_FCM), timeout=30)
+            )
+            await asyncio.sleep(0.5)
+            assert not stuck.done(), "the store answered"
+            serve.proc.send_signal(signal.SIGTERM)
+            sigterm = time.monotonic()
+            rc = await serve.exited(grace_s + 10)
+            took = time.monotonic() - sigterm
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await stuck
+        text = serve.log.read_text()
+        assert rc == 0, text
+        assert took <= grace_s + 0.5, f"exit {took:.1f} s after SIGTERM with grace_s = {grace_s}:\n{text}"
+        lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        messages = [line["message"] for line in lines]
+        steps = [
+            "received SIGTERM: draining",
+            "drain: health NOT_SERVING, new calls refused; 1 unary call(s) in flight, 0 receipt stream(s) open",
+            "drain: calls done after",
+            "0 unary call(s) finished, 1 cancelled at the grace; 0 receipt stream(s) ended with UNAVAILABLE",
+            "drain: dispatcher stopped after",
+            "leases left to expire",
+            "drain: done in",
+            "exit 0, ",
+        ]
+        at = [next((i for i, m in enumerate(messages) if step in m), -1) for step in steps]
+        assert -1 not in at and at == sorted(at), "\n".join(messages)
+    finally:
+        if serve is not None:
+            serve.kill()
+        store.close()
+        await emulator.stop()
+
+
+async def test_the_drain_logs_its_counts_when_the_store_answers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    dev = await start_dev_stack(state_dir=tmp_path, port=0, store_url="memory://drain-counts", dispatch=FAST_DISPATCH)
+    try:
+        await seed(dev.app.stores, [(f"fcm-{i}", models.Platform.FCM) for i in range(300)])
+        dev.emulator.faults.latency_s = 0.2  # a batch is in flight when the drain begins
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{dev.app.port}") as channel:
+            stub = push_pb2_grpc.PushServiceStub(channel)
+            sent = await stub.Send(pb.SendRequest(app_id=APP, target=pb.Target(all=True), message=pb.Message(title="counts")))
+            deadline = time.monotonic() + 10
+            while not dev.app.dispatcher.working:
+                assert time.monotonic() < deadline, "the fan-out did not start"
+                await asyncio.sleep(0.01)
+            caplog.set_level("INFO", logger="pushsvc")
+            await dev.app.stop(5.0)
+        parts = await dev.app.stores.notifications.partitions(sent.notification_id)
+    finally:
+        await dev.emulator.stop()
+    messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("drain:")]
+    assert len(messages) == 4, messages
+    assert "0 unary call(s) in flight, 0 receipt stream(s) open, 1 partition(s) being sent" in messages[0]
+    assert "0 unary call(s) finished, 0 cancelled at the grace; 0 receipt stream(s) ended" in messages[1]
+    # The batch in flight finished and was checkpointed; its partition went back to the store.
+    assert "1 partition(s) were being sent, 0 batch(es) cancelled; 1 lease(s) released" in messages[2], messages[2]
+    assert messages[3].startswith("drain: done in")
+    assert all(p.owner is None for p in parts) and not all(p.done for p in parts)

@@ -189,3 +189,25 @@ async def test_json_lines_carry_request_and_notification_ids_and_traceparent_and
     # And the standard process and Python metrics beside pushsvc's own, on the same endpoint.
     assert "\nprocess_resident_memory_bytes " in scraped and "\npython_info{" in scraped
     assert "\npushsvc_build_info{" in scraped
+
+
+async def test_a_huge_value_from_a_caller_is_cut_in_every_line_it_reaches(secured: Secured, json_log: io.StringIO) -> None:
+    huge = "x." * 500_000  # not token-shaped: redaction alone would leave it whole
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{secured.app.port}") as channel:
+        stub = push_pb2_grpc.PushServiceStub(channel)
+        request = pb.SendRequest(app_id=huge, target=pb.Target(all=True), message=pb.Message(title="t"))
+        assert await status_of(stub.Send(request, metadata=md(secured.jwt, **{"x-request-id": "huge"}))) == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED
+        )
+        # A smaller one gets its own answer; its audit line names the app, cut.
+        big = pb.SendRequest(app_id="y." * 50_000, target=pb.Target(all=True), message=pb.Message(title="t"))
+        assert await status_of(stub.Send(big, metadata=md(secured.key, **{"x-request-id": "big"}))) != grpc.StatusCode.OK
+    text = json_log.getvalue()
+    lines = text.splitlines()
+    assert lines and all(len(line) < 8 * logs.MAX_VALUE_CHARS + 4096 for line in lines), max(len(line) for line in lines)
+    parsed = [json.loads(line) for line in lines]
+    assert {"huge", "big"} <= {line.get("request_id") for line in parsed}
+    audit = [line for line in parsed if line["logger"] == "pushsvc.audit" and line.get("request_id") == "big"]
+    assert audit and audit[0]["app"] == ("y." * 50_000)[: logs.MAX_VALUE_CHARS] + f"…[+{100_000 - logs.MAX_VALUE_CHARS} chars]"
+    assert "x." * logs.MAX_VALUE_CHARS not in text
+

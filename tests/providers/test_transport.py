@@ -25,6 +25,7 @@ from pushsvc.providers.transport import (
     DeadlineExceeded,
     Http2Transport,
     OutcomeUnknown,
+    QueueTimeout,
     TlsConfig,
     TransportClosed,
     TransportError,
@@ -313,3 +314,70 @@ async def test_close_fails_requests_in_flight_and_refuses_new_ones(serve) -> Non
         await pending
     with pytest.raises(TransportClosed):
         await transport.post(_url(server), [], b"")
+
+
+async def test_connections_that_keep_dying_shrink_the_requests_in_flight_until_a_calm_spell(serve) -> None:
+    dropping = True
+    in_flight: list[int] = []
+    arrived = 0
+
+    def behaviour(request: Request, n: int) -> Response | None:
+        nonlocal arrived
+        arrived += 1
+        in_flight.append(arrived - answered)
+        if dropping and n % 40 == 0:
+            request.connection.abort()  # the answers still on their way go with it
+            return None
+        return Response(200, delay_s=0.01)
+
+    answered = 0
+    server, transport = await serve(_Site(behaviour), calm_s=0.3)
+    assert transport.stats().window == 1000
+
+    async def post(i: int) -> object:
+        nonlocal answered
+        try:
+            return await transport.post(_url(server), [], str(i).encode())
+        except TransportError as exc:
+            return exc
+        finally:
+            answered += 1
+
+    windows = []
+    for _ in range(4):  # each round loses a connection with requests in flight
+        results = await asyncio.gather(*(post(i) for i in range(100)))
+        assert any(isinstance(r, ConnectionLost) for r in results)
+        windows.append(transport.stats().window)
+    # A quarter of what was in flight at each loss; a round at a window of one or two outlasts the calm spell and grows it a little.
+    assert windows[0] <= 25 and all(w <= 6 for w in windows[1:]), windows
+    # The last round reached the server a few requests at a time, not in a burst of 100.
+    assert max(in_flight[-50:]) <= 10, in_flight[-50:]
+    shrunk = windows[-1]
+
+    dropping = False
+    await asyncio.sleep(0.35)  # calm: the window grows by one per answer
+    await asyncio.gather(*(post(i) for i in range(50)))
+    assert transport.stats().window >= shrunk + 40
+
+
+async def test_a_request_waiting_for_room_in_flight_times_out_without_being_sent(serve) -> None:
+    def behaviour(request: Request, n: int) -> Response | None:
+        if n == 1:
+            return Response(200)
+        if n == 2:
+            request.connection.abort()  # a loss with four requests in flight: the window shrinks to one
+            return None
+        return Response(200, delay_s=1.0)
+
+    site = _Site(behaviour)
+    server, transport = await serve(site, request_timeout_s=0.5)
+    await transport.post(_url(server), [], b"first")
+    lost = await asyncio.gather(*(transport.post(_url(server), [], b"a") for _ in range(4)), return_exceptions=True)
+    assert any(isinstance(r, ConnectionLost) for r in lost) and transport.stats().window == 1, (lost, transport.stats())
+    sent_before = len(site.seen)
+    results = await asyncio.gather(*(transport.post(_url(server), [], b"b") for _ in range(3)), return_exceptions=True)
+    waited = [r for r in results if isinstance(r, QueueTimeout)]
+    # One request holds the only place (and times out on the wire); the others never left.
+    assert len(waited) == 2 and not any(r.sent_maybe for r in waited), results
+    assert len(site.seen) - sent_before == 1
+    assert transport.stats().in_flight == 0

@@ -295,7 +295,9 @@ async def test_the_grace_bounds_a_call_that_does_not_finish(stores: GatedStores)
         await asyncio.wait_for(app.stop(grace_s=1.0), 10)
         took = time.monotonic() - started
         assert await _code(in_flight) == grpc.StatusCode.UNAVAILABLE
-    assert 1.0 <= took < 5.0, took  # the grace, then grpc's short wait before it cancels
+    # Waited for most of the grace, then cancelled by grpc after its short
+    # wait: all within the grace, which keeps a part for the dispatcher's leases.
+    assert 0.5 <= took <= 1.1, took
 
 
 async def _value(x: object) -> object:

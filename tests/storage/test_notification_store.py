@@ -139,21 +139,46 @@ async def test_targeted_grows_when_more_tokens_resolved_than_send_counted(stores
     assert done is not None and (done.targeted, done.delivered, done.vanished, done.pending) == (2, 2, 0, 0)
 
 
-async def test_fail_retires_every_partition_and_keeps_counts_from_the_log(stores: Stores, clock: ManualClock) -> None:
+async def test_fail_condemns_and_the_last_partition_settles_it_failed_with_counts_from_the_log(
+    stores: Stores, clock: ManualClock
+) -> None:
     now = clock.now()
-    await stores.notifications.create(draft("n1", now), plans(2))
-    part = await stores.notifications.claim("w", now, 30)
-    assert part is not None
+    await stores.notifications.create(draft("n1", now, targeted=4), plans(2))
+    a = await stores.notifications.claim("w", now, 30)
+    assert a is not None
     await stores.notifications.mark_running("n1", now)
-    await stores.receipts.append("app", "n1", [receipt("t1", clock, FAILED)], now + timedelta(days=1))
+    keep = now + timedelta(days=1)
+    await stores.receipts.append("app", "n1", [receipt("t1", clock, FAILED), receipt("t2", clock)], keep)
     await stores.notifications.fail("n1", "credentials rejected", now)
-    assert await stores.notifications.claim("w", now, 30) is None
-    assert await stores.notifications.commit_batch(part.partition_id, "w", "r", {FAILED: 1}, now, 30) is False
+    await stores.notifications.fail("n1", "a later error", now)  # the first one stays
+    # Condemned, not finished: every target still needs its receipt, and the
+    # partitions are still there to be claimed and swept from their checkpoints.
     record = await stores.notifications.get("app", "n1")
     assert record is not None
     v = record.view
-    assert v.state is models.NotificationState.FAILED and v.error == "credentials rejected"
-    assert (v.failed, v.targeted, v.vanished, v.pending) == (1, 10, 0, 9)
+    assert v.state is models.NotificationState.RUNNING and v.error == "credentials rejected"
+    assert await stores.notifications.commit_batch(a.partition_id, "w", "r", {FAILED: 1, DELIVERED: 1}, now, 30)
+    b = await stores.notifications.claim("w2", now, 30)
+    assert b is not None and b.partition_id != a.partition_id
+    done = await stores.notifications.finish_partition(a.partition_id, "w", now)
+    assert done is not None and done.state is models.NotificationState.RUNNING
+    await stores.receipts.append("app", "n1", [receipt("t3", clock, FAILED)], keep)  # t4 vanished meanwhile
+    done = await stores.notifications.finish_partition(b.partition_id, "w2", now)
+    assert done is not None
+    assert done.state is models.NotificationState.FAILED and done.error == "credentials rejected"
+    assert (done.delivered, done.failed, done.vanished, done.targeted, done.pending) == (1, 2, 1, 4, 0)
+    assert await stores.notifications.queue_depth() == 0
+
+
+async def test_fail_after_the_last_partition_settles_at_once(stores: Stores, clock: ManualClock) -> None:
+    now = clock.now()
+    await stores.notifications.create(draft("n1", now, targeted=1), plans(1))
+    await stores.notifications.fail("n1", "credentials rejected", now)
+    await stores.notifications.fail("n2-unknown", "nothing to condemn", now)
+    part = await stores.notifications.claim("w", now, 30)
+    assert part is not None
+    done = await stores.notifications.finish_partition(part.partition_id, "w", now)
+    assert done is not None and done.state is models.NotificationState.FAILED
 
 
 async def test_release_all_hands_leases_back_at_once(stores: Stores, clock: ManualClock) -> None:

@@ -23,6 +23,7 @@ ALL = models.Target(kind="all", all=True)
 RETRY = ProviderResult(Outcome.RETRYABLE, 503, "Unavailable")
 RETRY_AFTER = ProviderResult(Outcome.RETRYABLE, 429, "QUOTA_EXCEEDED", retry_after_s=7.0)
 OK = ProviderResult(Outcome.DELIVERED, 200, provider_message_id="m")
+LOST = ProviderResult(Outcome.RETRYABLE, 0, "ConnectionLost (outcome unknown)", outcome_unknown=True)
 
 
 async def send(world: World, target: models.Target = ALL, **message: Any) -> str:
@@ -119,9 +120,54 @@ async def test_rejected_credentials_fail_the_notification_and_stop_sending(world
     assert v.state is models.NotificationState.FAILED and "THIRD_PARTY_AUTH_ERROR" in v.error
     # The batch in flight finished; nothing after it was sent.
     assert len(world.fcm.sent) == world.settings.batch_size
+    # Still one receipt per target: those never sent say why.
     got = await receipts(world, nid)
-    assert (v.delivered, v.failed, len(got)) == (9, 1, 10)
+    assert len(got) == 60
+    unsent = [r for r in got.values() if r.reason == "NotificationFailed"]
+    assert len(unsent) == 50 and all(r.status is models.DeliveryStatus.FAILED and r.attempts == 0 for r in unsent)
+    assert (v.delivered, v.failed, v.targeted, v.pending, v.vanished) == (9, 51, 60, 0, 0)
     assert await world.stores.notifications.claim("anyone", world.clock.now(), 30) is None
+
+
+async def test_a_retry_waiting_in_backoff_gets_its_receipt_when_credentials_are_rejected(world: World) -> None:
+    tokens = await world.register(2)
+    rejected = ProviderResult(Outcome.CREDENTIALS_REJECTED, 401, "THIRD_PARTY_AUTH_ERROR")
+    first_sent = asyncio.Event()
+    # The first token's 503 puts it in backoff; the second's rejection then condemns the notification.
+
+    def answer(d: Any) -> ProviderResult:
+        if d.token == tokens[0]:
+            first_sent.set()
+            return RETRY
+        return rejected
+
+    world.fcm.default = answer
+    nid = await send(world)
+    await world.drain()
+    got = await receipts(world, nid)
+    assert first_sent.is_set()
+    waiting = got[tokens[0]]
+    assert (waiting.status, waiting.reason, waiting.attempts, waiting.provider_status) == (
+        models.DeliveryStatus.FAILED, "NotificationFailed", 1, 503
+    )
+    assert got[tokens[1]].reason == "THIRD_PARTY_AUTH_ERROR"
+    assert [d.token for d in world.fcm.sent].count(tokens[0]) == 1  # not retried
+    v = await view(world, nid)
+    assert (v.state, v.failed, v.pending) == (models.NotificationState.FAILED, 2, 0)
+
+
+async def test_a_condemned_notification_is_swept_by_whoever_claims_its_partition(world: World) -> None:
+    await world.register(30)
+    nid = await send(world)
+    # Another replica condemned it before this one ran: nothing is sent, every target gets a receipt.
+    await world.stores.notifications.fail(nid, "FCM rejected the app's credentials (401 THIRD_PARTY_AUTH_ERROR)", world.clock.now())
+    await world.drain()
+    got = await receipts(world, nid)
+    assert not world.fcm.sent and len(got) == 30
+    assert all((r.status, r.reason) == (models.DeliveryStatus.FAILED, "NotificationFailed") for r in got.values())
+    v = await view(world, nid)
+    assert (v.state, v.failed, v.pending) == (models.NotificationState.FAILED, 30, 0)
+    assert "THIRD_PARTY_AUTH_ERROR" in v.error
 
 
 async def test_requests_in_flight_are_bounded_per_provider() -> None:
@@ -437,3 +483,19 @@ async def test_a_store_outage_is_one_warning_however_many_workers_and_retries(wo
             assert (lines("store unavailable"), lines("store reachable again")) == (2, 1)  # a second outage says so again
         finally:
             await d.stop(release_leases=False)
+
+
+async def test_a_send_whose_answer_was_lost_is_never_concluded_failed_by_later_503s(world: World) -> None:
+    # max_attempts is 4: a token that only ever got 503s ends FAILED after 4
+    # sends, but one whose first answer was lost may have been accepted then,
+    # so it goes on until an answer settles it, within three times as many.
+    await world.register(3)
+    world.fcm.script = {"t0000": [LOST, RETRY, RETRY, RETRY, RETRY, OK], "t0001": [RETRY], "t0002": [LOST]}
+    nid = await send(world)
+    await world.drain()
+    got = await receipts(world, nid)
+    assert (got["t0000"].status, got["t0000"].attempts) == (models.DeliveryStatus.DELIVERED, 6)
+    assert (got["t0001"].status, got["t0001"].attempts) == (models.DeliveryStatus.FAILED, 4)
+    lost = got["t0002"]
+    assert (lost.status, lost.attempts, lost.reason) == (models.DeliveryStatus.FAILED, 12, "ConnectionLost (outcome unknown)")
+

@@ -154,3 +154,13 @@ def test_traceparent_validation(value: str, valid: bool) -> None:
 def test_request_ids_from_callers_are_bounded_and_printable() -> None:
     assert logs.valid_request_id("b7f3c2d1-req.42") == "b7f3c2d1-req.42"
     assert logs.valid_request_id("x" * 129) == "" and logs.valid_request_id("a b") == "" and logs.valid_request_id("a\nb") == ""
+
+
+def test_clip_keeps_short_values_and_marks_what_it_cut() -> None:
+    assert logs.clip("abc") == "abc"
+    assert logs.clip("a" * 300) == "a" * 256 + "…[+44 chars]"
+    record = logging.LogRecord("pushsvc.t", logging.INFO, __file__, 1, "app %s refused: %d, %r", ("z." * 2500, 7, "ok"), None)
+    message = json.loads(logs.JsonFormatter().format(record))["message"]
+    assert message == "app " + "z." * 128 + "…[+4744 chars] refused: 7, 'ok'"
+    text = logs.TextFormatter().format(record)
+    assert "z." * 128 + "…[+4744 chars] refused: 7, 'ok'" in text and len(text) < 400

@@ -244,22 +244,21 @@ class MemoryNotificationStore:
         note.partitions_done += 1
         note.view = dataclasses.replace(note.view, updated_at=now)
         if note.partitions_done >= note.partitions_total and not note.view.state.finished:
-            self._settle(note, models.NotificationState.COMPLETED, now)
+            self._settle(note, now)
         return note.view
 
-    def _settle(self, note: _Note, state: models.NotificationState, now: datetime, error: str = "") -> None:
+    def _settle(self, note: _Note, now: datetime) -> None:
         nid = note.view.notification_id
         logged = self._q.statuses.get(nid, Counter())
         resolved = sum(logged.values())
-        failed = state is models.NotificationState.FAILED
+        condemned = bool(note.view.error)
         note.view = dataclasses.replace(
             note.view,
-            state=state,
+            state=models.NotificationState.FAILED if condemned else models.NotificationState.COMPLETED,
             completed_at=now,
             updated_at=now,
-            error=error,
             targeted=max(note.view.targeted, resolved),
-            vanished=0 if failed else max(0, note.view.targeted - resolved),
+            vanished=max(0, note.view.targeted - resolved),
             **_counter_values(logged),
         )
         self._q.unfinished.discard(nid)
@@ -282,12 +281,11 @@ class MemoryNotificationStore:
     async def fail(self, notification_id: str, error: str, now: datetime) -> None:
         """See `NotificationStore.fail`."""
         note = self._q.notes.get(notification_id)
-        if note is not None and not note.view.state.finished:
-            self._settle(note, models.NotificationState.FAILED, now, error)
-        for pid in self._q.parts_of.get(notification_id, ()):
-            p = self._q.parts.get(pid)
-            if p is not None and not p.done:
-                self._retire(p)
+        if note is None or note.view.state.finished or note.view.error:
+            return
+        note.view = dataclasses.replace(note.view, error=error, updated_at=now)
+        if note.partitions_done >= note.partitions_total:
+            self._settle(note, now)  # nothing left to sweep
 
 
 __all__ = ["MemoryNotificationStore", "Queue"]

@@ -202,20 +202,16 @@ class MongoNotificationStore:
         if doc is None:
             return None
         if doc["partitions_done"] >= doc["partitions_total"] and doc["state"] in codec.UNFINISHED:
-            doc = self._settle(doc, models.NotificationState.COMPLETED, now)
+            doc = self._settle(doc, now)
         return codec.view_from_doc(doc)
 
-    def _settle(
-        self, doc: Mapping[str, Any], state: models.NotificationState, now: datetime, error: str = ""
-    ) -> Mapping[str, Any]:
+    def _settle(self, doc: Mapping[str, Any], now: datetime) -> Mapping[str, Any]:
         # The counters become what the receipt log holds: increments lost to a
         # crash between a batch's receipts and its commit are restored here.
+        state = models.NotificationState.FAILED if doc.get("error") else models.NotificationState.COMPLETED
         update: dict[str, Any] = {"state": state.value, "completed_at": now, "updated_at": now}
         logged = tallied_counts(doc) if self._embedded else logged_counts(self._receipts, doc["_id"])
         update.update(codec.reconciled(doc, logged))
-        if state is models.NotificationState.FAILED:
-            update["vanished"] = 0  # the rest was never attempted: it is pending, not gone
-            update["error"] = error
         done = self._notifications.find_one_and_update(
             {"_id": doc["_id"], "state": {"$in": codec.UNFINISHED}}, {"$set": update}, return_document=ReturnDocument.AFTER
         )
@@ -241,9 +237,11 @@ class MongoNotificationStore:
         await self._run(self._fail, notification_id, error, now)
 
     def _fail(self, notification_id: str, error: str, now: datetime) -> None:
-        doc = self._notifications.find_one({"_id": notification_id})
-        if doc is not None and doc["state"] in codec.UNFINISHED:
-            self._settle(doc, models.NotificationState.FAILED, now, error)
-        self._partitions.update_many(
-            {"notification_id": notification_id, "done": False}, {"$set": {"done": True, "owner": None}}
+        # The first error stays: replicas that see the rejection at once agree on one.
+        doc = self._notifications.find_one_and_update(
+            {"_id": notification_id, "state": {"$in": codec.UNFINISHED}, "error": {"$in": ["", None]}},
+            {"$set": {"error": error, "updated_at": now}},
+            return_document=ReturnDocument.AFTER,
         )
+        if doc is not None and doc["partitions_done"] >= doc["partitions_total"]:
+            self._settle(doc, now)  # nothing left to sweep

@@ -60,10 +60,10 @@ WHERE notification_id = $1
 """
 
 _SETTLE = """
-UPDATE notifications SET state = $2, completed_at = $3, updated_at = $3, error = $4,
-    delivered = $5, failed = $6, invalid_tokens = $7, expired = $8,
-    targeted = greatest(targeted, $9), vanished = CASE WHEN $10 THEN 0 ELSE greatest(0, targeted - $9) END
-WHERE notification_id = $1 AND state = ANY($11::text[])
+UPDATE notifications SET state = $2, completed_at = $3, updated_at = $3,
+    delivered = $4, failed = $5, invalid_tokens = $6, expired = $7,
+    targeted = greatest(targeted, $8), vanished = greatest(0, targeted - $8)
+WHERE notification_id = $1 AND state = ANY($9::text[])
 RETURNING *
 """
 
@@ -237,7 +237,7 @@ class PostgresNotificationStore:
             if row is None:
                 return None
             if row["partitions_done"] >= row["partitions_total"] and row["state"] in codec.UNFINISHED:
-                row = await _settle(conn, row, models.NotificationState.COMPLETED, now)
+                row = await _settle(conn, row, now)
             return codec.view(row)
 
         return await self._db.run(finish, transaction=True)
@@ -257,22 +257,21 @@ class PostgresNotificationStore:
         )
 
     async def fail(self, notification_id: str, error: str, now: datetime) -> None:
-        """See `NotificationStore.fail`: partitions retired, then the notification settled, in one transaction."""
+        """See `NotificationStore.fail`: the first error stays; settled at once when no partition is left."""
 
         async def fail(conn: asyncpg.Connection) -> None:
-            await conn.execute(
-                "UPDATE partitions SET done = true, owner = NULL WHERE notification_id = $1 AND NOT done", notification_id
+            row = await conn.fetchrow(
+                "UPDATE notifications SET error = $2, updated_at = $3 "
+                "WHERE notification_id = $1 AND state = ANY($4::text[]) AND error = '' RETURNING *",
+                notification_id, error, now, codec.UNFINISHED,
             )
-            row = await conn.fetchrow("SELECT * FROM notifications WHERE notification_id = $1 FOR UPDATE", notification_id)
-            if row is not None and row["state"] in codec.UNFINISHED:
-                await _settle(conn, row, models.NotificationState.FAILED, now, error)
+            if row is not None and row["partitions_done"] >= row["partitions_total"]:
+                await _settle(conn, row, now)  # nothing left to sweep
 
         await self._db.run(fail, transaction=True)
 
 
-async def _settle(
-    conn: asyncpg.Connection, row: Mapping[str, Any], state: models.NotificationState, now: datetime, error: str = ""
-) -> Mapping[str, Any]:
+async def _settle(conn: asyncpg.Connection, row: Mapping[str, Any], now: datetime) -> Mapping[str, Any]:
     # The counters become what the receipt log holds, read in the same
     # transaction that settles the notification. Served by receipts_notification_log.
     counts = await conn.fetch(
@@ -282,9 +281,10 @@ async def _settle(
         timeout=LONG_STATEMENT_S,  # a million-token notification has a million receipts to count
     )
     logged = {codec.status_of(r["status"]): int(r["n"]) for r in counts}
+    # A notification that `fail` condemned settles FAILED, with its error.
+    state = models.NotificationState.FAILED if row["error"] else models.NotificationState.COMPLETED
     settled = await conn.fetchrow(
-        _SETTLE,
-        row["notification_id"], state.value, now, error, *codec.counter_updates(logged), sum(logged.values()),
-        state is models.NotificationState.FAILED, codec.UNFINISHED,
+        _SETTLE, row["notification_id"], state.value, now, *codec.counter_updates(logged), sum(logged.values()),
+        codec.UNFINISHED,
     )
     return settled if settled is not None else row
