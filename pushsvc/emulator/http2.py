@@ -68,6 +68,8 @@ _GOAWAY_GRACE_S = 5.0
 # with REFUSED_STREAM, which clients retry elsewhere, rather than hitting a
 # closed socket.
 _GOAWAY_LINGER_S = 0.5
+# Bytes of a read handed to h2 at a time; what they complete is answered before the rest is parsed.
+_READ_SLICE = 65536
 
 
 class _ServerH2Connection(h2.connection.H2Connection):
@@ -195,6 +197,21 @@ class Connection(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        # asyncio hands over everything the socket held (up to 256 KiB, a few
+        # hundred requests from a busy client), and h2 parses a whole chunk
+        # before returning its events: answered in one piece, the first
+        # request would wait for the last, and the client would sit idle
+        # meanwhile, then get hundreds of answers at once. Slices of
+        # _READ_SLICE bytes keep both ends busy (h2 buffers a frame cut in two).
+        if len(data) <= _READ_SLICE:
+            self._receive(data)
+            return
+        for start in range(0, len(data), _READ_SLICE):
+            self._receive(data[start : start + _READ_SLICE])
+            if self._transport is None:
+                return
+
+    def _receive(self, data: bytes) -> None:
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError:
