@@ -286,7 +286,7 @@ def main() -> int:
                         help="the store server's main process (PostgreSQL's postmaster): its CPU during the fan-out is reported too")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help=f"do not pin (by default the emulator runs on CPU {EMULATOR_CPU}, pushsvc and h2load on CPU {CLIENT_CPU})")
-    parser.add_argument("--h2load-n", type=int, default=40_000,
+    parser.add_argument("--h2load-n", type=int, default=20_000,
                         help="requests for each emulator ceiling (APNs only, FCM only, 50/50), half of them per origin")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pushsvc-bench-fanout.json")
     args = parser.parse_args()
