@@ -6,6 +6,7 @@ CPU account) with the client under measurement.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -24,12 +25,15 @@ STOP_TIMEOUT_S = 10.0
 class EmulatorEndpoint:
     """Runs `pushsvc emulator` until the `with` block ends; exposes its URLs, credentials and pid."""
 
-    def __init__(self, *, apns_streams_before_auth: int = 1000) -> None:
+    def __init__(self, *, apns_streams_before_auth: int = 1000, cpu: int | None = None) -> None:
         # A real APNs connection allows 1 stream until a valid JWT arrived.
         # Load generators (h2load) open their first burst of streams before
         # that, and would see it refused; clients are measured after warm-up,
         # when the limit is 1000 either way.
         self._apns_streams_before_auth = apns_streams_before_auth
+        # One core, as in the ceiling measurements: the emulator is one asyncio
+        # process, and unpinned it would borrow the client's core.
+        self._cpu = cpu
         self._dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self.urls: dict[str, str] = {}
@@ -41,6 +45,18 @@ class EmulatorEndpoint:
         """The emulator's pid (one process serves every port)."""
         assert self._process is not None, "the emulator is not running"
         return self._process.pid
+
+    @property
+    def manifest(self) -> Path:
+        """The emulator's manifest (URLs and demo credentials)."""
+        assert self._dir is not None, "the emulator is not running"
+        return self._dir / MANIFEST
+
+    def cpu_s(self) -> float:
+        """The emulator's CPU seconds so far (user + system, from /proc/<pid>/stat)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # After the command: state(0) ... utime(11) stime(12), in clock ticks.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def __enter__(self) -> EmulatorEndpoint:
         self._dir = Path(tempfile.mkdtemp(prefix="pushsvc-bench-emulator-"))
@@ -70,6 +86,7 @@ class EmulatorEndpoint:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=None if self._cpu is None else lambda: os.sched_setaffinity(0, {self._cpu}),  # type: ignore[arg-type]
             )
         manifest = self._dir / MANIFEST
         deadline = time.monotonic() + STARTUP_TIMEOUT_S

@@ -1,9 +1,14 @@
 """End-to-end fan-out: Send to N registered tokens (half APNs, half FCM) until every receipt is in.
 
-The emulator runs as `pushsvc emulator` in a separate process. pushsvc itself
-(store, dispatcher, providers) runs in this process, as one replica does. The
-run also measures the emulator's own ceiling with h2load, for the same APNs
-request, so the table shows how close the gateway gets to its endpoint.
+The emulator runs as `pushsvc emulator` in a separate process, pinned to one
+core (CPU 1; pushsvc and h2load on CPU 0; `--no-pin` to leave both free).
+pushsvc itself (store, dispatcher, providers) runs in this process, as one
+replica does. After the fan-out the run measures the emulator's ceiling with
+h2load, the same way and on the same emulator: pushsvc's APNs request alone,
+its FCM request alone, and the two 50/50 as in the fan-out (one connection per
+origin, `--in-flight` streams), each with the emulator's CPU per request from
+/proc/<pid>/stat, so the table shows how close the gateway gets to its
+endpoint and whether the endpoint was the limit.
 
 With `--null-provider` no request leaves the process: every delivery is
 answered DELIVERED at once by an in-process provider, so the run measures the
@@ -28,9 +33,8 @@ import asyncio
 import dataclasses
 import gc
 import json
+import os
 import resource
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import h2load  # noqa: E402
+from bench.emulator import EmulatorEndpoint  # noqa: E402
 from bench.machine import run_context  # noqa: E402
 from pushsvc import models
 from pushsvc.bootstrap import build_application
@@ -50,8 +55,10 @@ from pushsvc.emulator.credentials import read_manifest
 from pushsvc.providers.apns import render_apns
 from pushsvc.providers.apns_jwt import ApnsTokenSigner
 from pushsvc.providers.base import Delivery, Outcome, ProviderResult
+from pushsvc.providers.fcm import render_fcm
 
-STARTUP_TIMEOUT_S = 30.0
+MESSAGE = models.Message(title="bench", body="fan-out")
+"""What the fan-out sends, and what h2load's requests carry."""
 RUN_TIMEOUT_S = 1800.0
 
 
@@ -105,35 +112,55 @@ def current_rss_mib() -> float:
     return 0.0
 
 
-def start_emulator(state: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    """`pushsvc emulator` on free ports; returns the process and its manifest."""
-    proc = subprocess.Popen(
-        # A real APNs connection allows 1 stream until a valid JWT arrived; h2load's first burst
-        # would be refused (bench/emulator.py does the same for the providers bench).
-        [sys.executable, "-m", "pushsvc", "emulator", "--apns-port", "0", "--apns-sandbox-port", "0",
-         "--fcm-port", "0", "--apns-streams-before-auth", "1000", "--state-dir", str(state)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    manifest = state / "emulator.json"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while not manifest.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError("the emulator did not start")
-        time.sleep(0.05)
-    return proc, manifest
+EMULATOR_CPU, CLIENT_CPU = 1, 0
+"""With --pin (the default): the emulator on CPU 1, pushsvc and h2load on CPU 0."""
 
 
-def h2load_ceiling(manifest: Path, sends: int, streams: int) -> h2load.Ceiling:
-    """The emulator's APNs req/s under h2load (one connection, `streams` in flight), with its count of 2xx."""
+def apns_load(manifest: Path, requests: int) -> h2load.Load:
+    """The APNs request pushsvc sends in the fan-out (same token shape, headers and payload), with its JWT."""
     urls, creds = read_manifest(manifest)
     signer = ApnsTokenSigner(creds.apns_key_file.read_bytes(), creds.apns_key_id, creds.apns_team_id)
-    rendered = render_apns(models.Message(title="bench"), bundle_id=creds.apns_bundle_id)
+    rendered = render_apns(MESSAGE, bundle_id=creds.apns_bundle_id)
     headers = [f"authorization: {signer.authorization()}"]
     headers += [f"{name}: {value}" for name, value in rendered.body["headers"].items()]
-    return h2load.measure(f"{urls['apns_url']}/3/device/{'ab' * 32}", headers, rendered.body["payload"].encode(),
-                          requests=sends, connections=1, streams=streams)
+    return h2load.Load(f"{urls['apns_url']}/3/device/{1:064x}", headers, rendered.body["payload"].encode(), requests)
+
+
+def fcm_load(manifest: Path, requests: int) -> h2load.Load:
+    """The FCM request pushsvc sends in the fan-out, with an access token from the emulator's OAuth route."""
+    from bench.oauth import fetch_access_token
+
+    urls, creds = read_manifest(manifest)
+    app = app_settings_for(DEMO_APP_ID, urls, creds)
+    assert app.fcm is not None and app.fcm.service_account_file is not None and app.fcm.ca_file is not None
+    token = fetch_access_token(app.fcm.service_account_file, app.fcm.ca_file)
+    project = json.loads(app.fcm.service_account_file.read_text())["project_id"]
+    body = json.dumps({"message": {**render_fcm(MESSAGE).body, "token": "bench-1"}}, separators=(",", ":")).encode()
+    headers = [f"authorization: Bearer {token}", "content-type: application/json"]
+    return h2load.Load(f"{app.fcm.base_url}/v1/projects/{project}/messages:send", headers, body, requests)
+
+
+def emulator_ceilings(emulator: EmulatorEndpoint, requests: int, streams: int, cpu: int | None) -> dict[str, Any]:
+    """h2load's APNs, FCM and 50/50 ceilings of the emulator, each with the emulator's CPU per request.
+
+    One connection per origin with `streams` streams, as pushsvc holds per
+    provider; the 50/50 run is the fan-out's mix, the figure the fan-out is
+    compared with.
+    """
+    manifest = emulator.manifest
+    runs = {
+        "apns": [apns_load(manifest, requests // 2)],
+        "fcm": [fcm_load(manifest, requests // 2)],
+        "mix": [apns_load(manifest, requests // 2), fcm_load(manifest, requests - requests // 2)],
+    }
+    out: dict[str, Any] = {}
+    for name, loads in runs.items():
+        cpu_started = emulator.cpu_s()
+        ceiling = h2load.measure_mix(loads, connections=1, streams=streams, cpu=cpu)
+        cpu_s = emulator.cpu_s() - cpu_started
+        out[name] = {**dataclasses.asdict(ceiling), "emulator_cpu_us_per_req": 1e6 * cpu_s / ceiling.requests,
+                     "shown": ceiling.shown}
+    return out
 
 
 def nginx_app(manifest: Path, nginx: Any, workdir: Path) -> AppSettings:
@@ -154,7 +181,8 @@ def nginx_app(manifest: Path, nginx: Any, workdir: Path) -> AppSettings:
     )
 
 
-async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSettings | None = None) -> dict[str, Any]:
+async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSettings | None = None,
+                  emulator_cpu_s: Any = None) -> dict[str, Any]:
     """Seeds N tokens, sends to all, waits for completion; returns timings."""
     urls, creds = read_manifest(manifest)
     dispatch = DispatchSettings(batch_size=args.batch, max_in_flight_per_provider=args.in_flight, lease_s=60)
@@ -181,8 +209,9 @@ async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSet
         started = time.perf_counter()
         cpu_started = time.process_time()
         server_started = server_cpu()
+        emulator_started = emulator_cpu_s() if emulator_cpu_s else 0.0
         sent = await app.service.send(
-            models.SendCommand(DEMO_APP_ID, models.Target(kind="all", all=True), models.Message(title="bench", body="fan-out"))
+            models.SendCommand(DEMO_APP_ID, models.Target(kind="all", all=True), MESSAGE)
         )
         accepted_s = time.perf_counter() - started
         deadline = started + RUN_TIMEOUT_S
@@ -194,6 +223,7 @@ async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSet
         elapsed = time.perf_counter() - started
         gateway_cpu_s = time.process_time() - cpu_started
         server_cpu_s = server_cpu() - server_started if args.server_pid else None
+        emulator_s = emulator_cpu_s() - emulator_started if emulator_cpu_s else None
         gc.callbacks.remove(gc_clock)
         # After the CPU figure: the scrape (and its imports) is not the fan-out's cost.
         counted = scrape_delivered(app.metrics_port) if args.metrics else None
@@ -207,6 +237,7 @@ async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSet
             "rate": view.delivered / elapsed if elapsed else 0.0,
             "gateway_cpu_s": gateway_cpu_s,
             "store_server_cpu_s": server_cpu_s,
+            "emulator_cpu_s": emulator_s,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "loaded_rss_mib": loaded_rss_mib,
             "gc_s": gc_clock.seconds,
@@ -253,34 +284,44 @@ def main() -> int:
     parser.add_argument("--metrics", action="store_true", help="Prometheus metrics on (off by default, as with metrics_port = 0)")
     parser.add_argument("--server-pid", type=int, default=0,
                         help="the store server's main process (PostgreSQL's postmaster): its CPU during the fan-out is reported too")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help=f"do not pin (by default the emulator runs on CPU {EMULATOR_CPU}, pushsvc and h2load on CPU {CLIENT_CPU})")
+    parser.add_argument("--h2load-n", type=int, default=20_000,
+                        help="requests for each emulator ceiling (APNs only, FCM only, 50/50), half of them per origin")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pushsvc-bench-fanout.json")
     args = parser.parse_args()
     context = run_context(packages=("grpcio", "pycurl"), tools={"h2load": ["h2load", "--version"]})
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, manifest = start_emulator(Path(tmp) / "emulator")
-        try:
-            ceiling: h2load.Ceiling | None = None
-            if args.endpoint == "nginx" and not args.null_provider:
-                from bench.nginx import NginxEndpoint
+    pinned = args.pin and {EMULATOR_CPU, CLIENT_CPU} <= os.sched_getaffinity(0)
+    if pinned:
+        os.sched_setaffinity(0, {CLIENT_CPU})
+    ceiling: h2load.Ceiling | None = None
+    ceilings: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp, EmulatorEndpoint(cpu=EMULATOR_CPU if pinned else None) as emulator:
+        manifest = emulator.manifest
+        if args.endpoint == "nginx" and not args.null_provider:
+            from bench.nginx import NginxEndpoint
 
-                with NginxEndpoint() as nginx:
-                    result = asyncio.run(fan_out(manifest, args, nginx_app(manifest, nginx, Path(tmp))))
-                    ceiling = h2load.measure(
-                        f"{nginx.base_url}/3/device/{'ab' * 32}", ["apns-topic: bench", "apns-push-type: alert"],
-                        b'{"aps":{"alert":{"title":"bench","body":"fan-out"}}}', requests=max(args.tokens, 50_000),
-                    )
-            else:
-                result = asyncio.run(fan_out(manifest, args))
-                if not args.null_provider:
-                    ceiling = h2load_ceiling(manifest, max(args.tokens, 20_000), args.in_flight)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(15)
+            with NginxEndpoint() as nginx:
+                result = asyncio.run(fan_out(manifest, args, nginx_app(manifest, nginx, Path(tmp))))
+                ceiling = h2load.measure(
+                    f"{nginx.base_url}/3/device/{'ab' * 32}", ["apns-topic: bench", "apns-push-type: alert"],
+                    b'{"aps":{"alert":{"title":"bench","body":"fan-out"}}}', requests=max(args.tokens, 50_000),
+                )
+        else:
+            result = asyncio.run(fan_out(manifest, args, emulator_cpu_s=emulator.cpu_s))
+            if not args.null_provider:
+                # Measured the same way in the same run: the emulator as the fan-out found it (inbox
+                # full), one connection per origin, the fan-out's streams, 50/50 APNs/FCM.
+                ceilings = emulator_ceilings(emulator, args.h2load_n, args.in_flight, CLIENT_CPU if pinned else None)
+                mix = ceilings["mix"]
+                ceiling = h2load.Ceiling(mix["req_per_s"], mix["requests"], mix["ok_2xx"], mix["failed"],
+                                         mix["command"], mix["error"])
     where = ("in-process null provider" if args.null_provider
              else "static nginx HTTP/2 endpoint" if args.endpoint == "nginx" else "emulator in a separate process")
     print(f"Fan-out: Send to {args.tokens:,} registered tokens (50% APNs, 50% FCM), {where}")
     print(context.header)
     print(f"store: {args.store}")
+    print(f"pinned: emulator on CPU {EMULATOR_CPU}, pushsvc and h2load on CPU {CLIENT_CPU}" if pinned else "not pinned")
     print(f"concurrency: {args.in_flight} requests in flight per provider, batches of {args.batch}; "
           f"metrics {'on' if args.metrics else 'off'}")
     print(f"{'what':34} {'value':>12}")
@@ -293,6 +334,8 @@ def main() -> int:
     print(f"{'gateway CPU per delivery':34} {1e6 * result['gateway_cpu_s'] / max(1, result['delivered']):>9,.0f} us")
     if result["store_server_cpu_s"] is not None:
         print(f"{'store server CPU per delivery':34} {1e6 * result['store_server_cpu_s'] / max(1, result['delivered']):>9,.0f} us")
+    if result.get("emulator_cpu_s") is not None:
+        print(f"{'emulator CPU per delivery':34} {1e6 * result['emulator_cpu_s'] / max(1, result['delivered']):>9,.0f} us")
     print(f"{'garbage collector, during fan-out':34} {result['gc_s']:>10,.2f} s")
     print(f"{'gateway peak RSS':34} {result['peak_rss_mib']:>8,.0f} MiB")
     print(f"{'RSS after loading the registry':34} {result['loaded_rss_mib']:>8,.0f} MiB")
@@ -303,11 +346,23 @@ def main() -> int:
         shown = f"n/a ({ceiling.error[:60]})"
     else:
         shown = f"{ceiling.shown} /s ({ceiling.ok_2xx}/{ceiling.requests} 2xx)"
-    print(f"{args.endpoint + ' ceiling (h2load, APNs)':34} {shown:>12}")
+    if ceilings:
+        for name, row in ceilings.items():
+            label = {"apns": "APNs only", "fcm": "FCM only", "mix": "50/50"}[name]
+            print(f"{'emulator ceiling, h2load ' + label:34} {row['shown']:>8} /s "
+                  f"({row['ok_2xx']}/{row['requests']} 2xx), emulator {row['emulator_cpu_us_per_req']:,.0f} us/req")
+        if ceiling is not None and ceiling.req_per_s:
+            print(f"{'fan-out / 50/50 ceiling':34} {result['rate'] / ceiling.req_per_s:>12.2f}")
+        commands = " | ".join(f"{name}: {row['command']}" for name, row in ceilings.items())
+        print(f"ceilings: {commands}")
+    else:
+        print(f"{args.endpoint + ' ceiling (h2load, APNs)':34} {shown:>12}")
     args.out.write_text(json.dumps({"context": dataclasses.asdict(context), "args": {k: str(v) for k, v in vars(args).items()},
                                     "result": result,
                                     "emulator_ceiling": ceiling.req_per_s if ceiling else None,
-                                    "ceiling": dataclasses.asdict(ceiling) if ceiling else None}, indent=2))
+                                    "ceiling": dataclasses.asdict(ceiling) if ceiling else None,
+                                    "emulator_ceilings": ceilings, "pinned": pinned,
+                                    "load_average_after": os.getloadavg()}, indent=2))
     print(f"results: {args.out}")
     counted_ok = result["metrics_delivered"] is None or result["metrics_delivered"] == result["delivered"]
     return 0 if result["delivered"] == args.tokens and counted_ok else 1

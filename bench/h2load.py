@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
 import re
@@ -86,3 +87,36 @@ def measure(
         int(failed.group(1)) if failed else 0,
         shown,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Load:
+    """One h2load request kind: where, with which headers and body, how many times."""
+
+    url: str
+    headers: Sequence[str]
+    body: bytes
+    requests: int
+
+
+def measure_mix(loads: Sequence[Load], *, connections: int = 1, streams: int = 100, cpu: int | None = None) -> Ceiling:
+    """Runs one h2load per load at the same time; the mix's rate is all requests over the slowest run.
+
+    h2load sends one body to one origin per run, and APNs and FCM are two
+    origins, so a 50/50 mix is two concurrent runs (each with `connections`
+    connections of `streams` streams, as the gateway holds per provider).
+    """
+    with concurrent.futures.ThreadPoolExecutor(len(loads)) as pool:
+        ceilings = list(pool.map(
+            lambda load: measure(load.url, load.headers, load.body, requests=load.requests,
+                                 connections=connections, streams=streams, cpu=cpu),
+            loads,
+        ))
+    requests = sum(c.requests for c in ceilings)
+    shown = " + ".join(f"({c.command})" for c in ceilings)
+    errors = "; ".join(c.error for c in ceilings if c.error)
+    if any(c.req_per_s is None for c in ceilings):
+        return Ceiling(None, requests, 0, 0, shown, errors)
+    slowest_s = max(c.requests / c.req_per_s for c in ceilings if c.req_per_s)
+    return Ceiling(requests / slowest_s, requests, sum(c.ok_2xx for c in ceilings),
+                   sum(c.failed for c in ceilings), shown, errors)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -64,7 +65,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Allocations between young collections (Python's default is 700). A request
+# allocates a few hundred short-lived objects (h2 frames and events, header
+# tuples, JSON) and the inbox keeps up to 100,000 entries of several objects
+# each, so with the default, young collections ran every couple of requests
+# and promoted enough survivors to walk the inbox in full collections: with
+# the collector off, the emulator's CPU per request in pushsvc's fan-out fell
+# by about a tenth. What a young collection frees is the same, found later.
+_GC_GEN0_THRESHOLD = 20_000
+
+
 async def _run(args: argparse.Namespace, scenario: Scenario | None) -> None:
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(_GC_GEN0_THRESHOLD, gen1, gen2)
     config = EmulatorConfig(
         host=args.host,
         apns_port=args.apns_port,

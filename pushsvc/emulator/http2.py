@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import ssl
 from typing import Any
@@ -46,6 +47,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import hpack
+import hpack.hpack
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
@@ -66,6 +68,8 @@ _GOAWAY_GRACE_S = 5.0
 # with REFUSED_STREAM, which clients retry elsewhere, rather than hitting a
 # closed socket.
 _GOAWAY_LINGER_S = 0.5
+# Bytes of a read handed to h2 at a time; what they complete is answered before the rest is parsed.
+_READ_SLICE = 65536
 
 
 class _ServerH2Connection(h2.connection.H2Connection):
@@ -100,6 +104,29 @@ class _PlainEncoder(hpack.Encoder):
         huffman: bool = True,
     ) -> bytes:
         return super().encode(headers, huffman=False)
+
+
+# Clients send ``authorization`` (a ~300-byte JWT or access token) as a
+# never-indexed, Huffman-coded literal on every request, as RFC 7541 §7.1.3
+# advises for credentials (nghttp2 and libcurl do so), so it cannot come from
+# the dynamic table. hpack's Huffman decoder is pure Python: decoding that one
+# value was ~17% of the emulator's CPU under pushsvc's fan-out. The same token
+# arrives thousands of times, so its decoding is remembered (Huffman decoding
+# is a pure function of the coded bytes; a bounded LRU keeps unique values
+# such as APNs device-token paths from growing it).
+_HUFFMAN_CACHE_SIZE = 4096
+_decode_huffman = hpack.hpack.decode_huffman
+_decode_huffman_cached = functools.lru_cache(maxsize=_HUFFMAN_CACHE_SIZE)(_decode_huffman)
+
+
+def _decode_huffman_remembered(huffman_string: bytes | bytearray | memoryview | None) -> bytes:
+    # hpack hands over bytes; anything else (unhashable) is decoded as before.
+    if type(huffman_string) is bytes:
+        return _decode_huffman_cached(huffman_string)
+    return _decode_huffman(huffman_string)
+
+
+hpack.hpack.decode_huffman = _decode_huffman_remembered
 
 
 @dataclasses.dataclass(slots=True)
@@ -170,6 +197,21 @@ class Connection(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        # asyncio hands over everything the socket held (up to 256 KiB, a few
+        # hundred requests from a busy client), and h2 parses a whole chunk
+        # before returning its events: answered in one piece, the first
+        # request would wait for the last, and the client would sit idle
+        # meanwhile, then get hundreds of answers at once. Slices of
+        # _READ_SLICE bytes keep both ends busy (h2 buffers a frame cut in two).
+        if len(data) <= _READ_SLICE:
+            self._receive(data)
+            return
+        for start in range(0, len(data), _READ_SLICE):
+            self._receive(data[start : start + _READ_SLICE])
+            if self._transport is None:
+                return
+
+    def _receive(self, data: bytes) -> None:
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError:

@@ -108,7 +108,8 @@ def test_auth(tmp_path: Path) -> None:
 )
 def test_fanout(tmp_path: Path, variant: str) -> None:
     n = 300
-    extra = {"emulator": [], "nginx": ["--endpoint", "nginx"], "null-provider": ["--null-provider", "--metrics"]}[variant]
+    extra = {"emulator": ["--h2load-n", "600"], "nginx": ["--endpoint", "nginx"],
+             "null-provider": ["--null-provider", "--metrics"]}[variant]
     record = _run(["-m", "bench.fanout", "-n", str(n), *extra], tmp_path / "fanout.json")
     result = record["result"]
     assert (result["targeted"], result["delivered"], result["state"]) == (n, n, "completed"), result
@@ -118,6 +119,15 @@ def test_fanout(tmp_path: Path, variant: str) -> None:
         assert result["metrics_delivered"] == n
     else:
         _check_ceiling(record["ceiling"])
+    if variant == "emulator":
+        # The emulator's CPU during the fan-out, and its ceiling measured the same way: APNs, FCM and 50/50.
+        assert result["emulator_cpu_s"] > 0, result
+        assert set(record["emulator_ceilings"]) == {"apns", "fcm", "mix"}, record["emulator_ceilings"]
+        assert record["emulator_ceilings"]["mix"]["requests"] == 600
+        for ceiling in record["emulator_ceilings"].values():
+            _check_ceiling(ceiling)
+            assert ceiling["emulator_cpu_us_per_req"] > 0, ceiling
+        assert record["ceiling"]["req_per_s"] == record["emulator_ceilings"]["mix"]["req_per_s"]
 
 
 # ------------------------------------------------------------------ bench/register.py
