@@ -136,7 +136,16 @@ class Database:
                     # so a released connection needs no reset: the default one is
                     # a round trip and four statements for every store call.
                     reset=_no_reset,
-                    server_settings={"search_path": self.schema, "application_name": "pushsvc"},
+                    server_settings={
+                        "search_path": self.schema,
+                        "application_name": "pushsvc",
+                        # Plans made for the statement's real arguments. A generic
+                        # plan guesses 100 rows for every unnest() of an array
+                        # argument and then joins by scanning the table: measured,
+                        # a registration's server CPU grew from 0.4 to 1.3 ms as
+                        # its table grew from 4k to 8k rows.
+                        "plan_cache_mode": "force_custom_plan",
+                    },
                 )
         return self._pool
 

@@ -60,6 +60,8 @@ WITH input AS (
 SELECT app_id, platform, token, created_at, created FROM upsert
 """
 
+_REGISTER = "SELECT o_created, o_created_at FROM register_token($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+
 _INSERT_NEW = f"""
 INSERT INTO tokens ({codec.TOKEN_COLUMNS})
 SELECT app_id, bucket, platform, token, user_id, ARRAY(SELECT json_array_elements_text(topics::json)), device_id,
@@ -95,8 +97,14 @@ class PostgresTokenStore:
         self._db = db
 
     async def upsert(self, reg: models.TokenRegistration, now: datetime) -> tuple[models.DeviceToken, bool]:
-        """See `TokenStore.upsert`: one statement."""
-        created, created_at = await self._db.run(lambda conn: self._apply(conn, [reg], now), retry_unique=True)
+        """See `TokenStore.upsert`: one call of the schema's register_token()."""
+        row = await self._db.run(
+            lambda conn: conn.fetchrow(
+                _REGISTER, reg.app_id, models.token_bucket(reg.token), reg.platform.value, reg.token, reg.user_id,
+                reg.device_id, reg.locale, reg.timezone, reg.app_version, reg.apns_environment.value, list(reg.topics), now,
+            ),
+            retry_unique=True,
+        )
         token = models.DeviceToken(
             app_id=reg.app_id,
             token=reg.token,
@@ -108,10 +116,10 @@ class PostgresTokenStore:
             timezone=reg.timezone,
             app_version=reg.app_version,
             apns_environment=reg.apns_environment,
-            created_at=created_at[_key(reg)],
+            created_at=row[1],
             last_seen_at=now,
         )
-        return token, created[0]
+        return token, bool(row[0])
 
     async def upsert_many(self, regs: Sequence[models.TokenRegistration], now: datetime) -> list[bool]:
         """See `TokenStore.upsert_many`: one statement for the batch, as a rule."""
