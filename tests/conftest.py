@@ -85,6 +85,22 @@ def _unique_db() -> str:
     return f"t{uuid.uuid4().hex[:16]}"
 
 
+def _no_postgres() -> None:
+    reason = "postgres backend: no server (PUSHSVC_TEST_POSTGRES_URL unset and no PostgreSQL installed; apt-get install postgresql)"
+    if os.environ.get("PUSHSVC_REQUIRE_POSTGRES") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def pg_url(postgres_base_url: str | None) -> str:
+    """A fresh schema on the PostgreSQL server, for the tests of that adapter alone."""
+    if postgres_base_url is None:
+        _no_postgres()
+    assert postgres_base_url is not None
+    return postgres_url(postgres_base_url, _unique_db())
+
+
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest) -> str:
     """A fresh, empty database on each backend in turn."""
@@ -95,10 +111,7 @@ def store_url(request: pytest.FixtureRequest) -> str:
     if request.param == "postgres":
         base = request.getfixturevalue("postgres_base_url")
         if base is None:
-            reason = "postgres backend: no server (PUSHSVC_TEST_POSTGRES_URL unset and no PostgreSQL installed; apt-get install postgresql)"
-            if os.environ.get("PUSHSVC_REQUIRE_POSTGRES") == "1":
-                pytest.fail(reason)
-            pytest.skip(reason)
+            _no_postgres()
         return postgres_url(base, _unique_db())
     ferretdb_base_url = request.getfixturevalue("ferretdb_base_url")
     if ferretdb_base_url is None:

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import postgres_url
-
 PUSHSVC = str(Path(sys.executable).parent / "pushsvc")
-
-
-@pytest.fixture
-def pg_url(postgres_base_url: str | None) -> str:
-    if postgres_base_url is None:
-        reason = "needs a PostgreSQL server (scripts/test starts one)"
-        if os.environ.get("PUSHSVC_REQUIRE_POSTGRES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return postgres_url(postgres_base_url, f"m{uuid.uuid4().hex[:12]}")
 
 
 def _migrate(*args: str) -> subprocess.CompletedProcess[str]:

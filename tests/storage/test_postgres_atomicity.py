@@ -10,7 +10,6 @@ own server sessions), as separate processes would have:
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -22,21 +21,10 @@ from pushsvc import models
 from pushsvc.clock import ManualClock
 from pushsvc.storage import ReceiptDraft, TargetQuery
 from pushsvc.storage.postgres import PostgresStores, open_postgres_stores, schema
-from tests.conftest import postgres_url
 from tests.storage.conftest import draft, plans
 
 WRITERS = 4
 BATCHES_PER_WRITER = 25
-
-
-@pytest.fixture
-def pg_url(postgres_base_url: str | None) -> str:
-    if postgres_base_url is None:
-        reason = "needs a PostgreSQL server (scripts/test starts one)"
-        if os.environ.get("PUSHSVC_REQUIRE_POSTGRES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return postgres_url(postgres_base_url, f"a{random.getrandbits(48):012x}")
 
 
 @pytest.fixture

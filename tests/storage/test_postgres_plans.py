@@ -13,8 +13,6 @@ may be scanned where the planner likes.
 from __future__ import annotations
 
 import dataclasses
-import os
-import random
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -26,7 +24,6 @@ from pushsvc import models
 from pushsvc.clock import ManualClock
 from pushsvc.storage import PartitionPlan, ReceiptDraft, TargetQuery
 from pushsvc.storage.postgres import PostgresStores, open_postgres_stores
-from tests.conftest import postgres_url
 from tests.storage.conftest import draft
 
 ROWS = 100_000
@@ -41,15 +38,9 @@ class Recorded:
 
 
 @pytest.fixture
-async def loaded(postgres_base_url: str | None, clock: ManualClock) -> AsyncIterator[tuple[PostgresStores, list[Recorded]]]:
-    if postgres_base_url is None:
-        reason = "needs a PostgreSQL server (scripts/test starts one)"
-        if os.environ.get("PUSHSVC_REQUIRE_POSTGRES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+async def loaded(pg_url: str, clock: ManualClock) -> AsyncIterator[tuple[PostgresStores, list[Recorded]]]:
     recorded: list[Recorded] = []
-    url = postgres_url(postgres_base_url, f"p{random.getrandbits(48):012x}")
-    stores = open_postgres_stores(url, clock=clock, query_logger=lambda q: recorded.append(Recorded(q.query, tuple(q.args))))
+    stores = open_postgres_stores(pg_url, clock=clock, query_logger=lambda q: recorded.append(Recorded(q.query, tuple(q.args))))
     await stores.prepare()
     now = clock.now()
     # One app in ten holds a tenth of the registry; a tenth of its tokens follow "news", the rest other topics.
