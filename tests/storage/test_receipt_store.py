@@ -113,3 +113,17 @@ async def test_a_notification_read_page_by_page_gives_each_receipt_once_in_order
     assert await read(30) == []
     await append("n1", range(31, 33))
     assert await read(30) == [(31, "t31"), (32, "t32")]
+
+
+async def test_a_token_retried_into_another_day_of_retention_gets_no_second_receipt(stores: Stores, clock: ManualClock) -> None:
+    # A batch redone a day later carries a later expiry: on a store that
+    # partitions receipts by expiry day, the first receipt is in another
+    # partition, and still the only one.
+    now = clock.now()
+    await _note(stores, "n1", now)
+    await stores.receipts.append("app", "n1", [draft("t1", now), draft("t2", now)], now + timedelta(days=7))
+    again = await stores.receipts.append("app", "n1", [draft("t2", now, INVALID), draft("t3", now)], now + timedelta(days=8))
+    assert [r.token for r in again] == ["t3"]
+    log = await stores.receipts.read_notification("app", "n1", 0, 100)
+    assert [e.receipt.token if e.receipt else None for e in log] == ["t1", "t2", None, "t3"]
+    assert await stores.receipts.count_by_status("n1") == {DELIVERED: 3}
