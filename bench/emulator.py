@@ -86,7 +86,7 @@ class EmulatorEndpoint:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=None if self._cpu is None else lambda: os.sched_setaffinity(0, {self._cpu}),  # type: ignore[arg-type]
+                preexec_fn=None if self._cpu is None else lambda: os.sched_setaffinity(0, {self._cpu}),  # type: ignore[arg-type]  # typeshed wants a no-argument callable returning Any; this one returns None
             )
         manifest = self._dir / MANIFEST
         deadline = time.monotonic() + STARTUP_TIMEOUT_S

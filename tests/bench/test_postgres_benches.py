@@ -53,9 +53,9 @@ def test_fanout_on_memory_and_postgres(tmp_path: Path) -> None:
 @pytest.mark.skipif(not HAVE_NGINX, reason="needs nginx-light (bench/nginx.py)")
 def test_scaleout_and_replay(tmp_path: Path) -> None:
     scale = _run(["-m", "bench.postgres", "scaleout", "-n", "2000"], tmp_path / "scaleout.json")
-    assert scale["one"]["delivered"] == scale["two"]["delivered"] == 2000  # type: ignore[index]
+    assert scale["one"]["delivered"] == scale["two"]["delivered"] == 2000  # type: ignore[index]  # JSON of known shape
     replay = _run(["-m", "bench.postgres", "replay", "-n", "1000"], tmp_path / "replay.json")
-    assert replay["result"]["replayed"] == 1000  # type: ignore[index]
+    assert replay["result"]["replayed"] == 1000  # type: ignore[index]  # JSON of known shape
 
 
 @pytest.mark.skipif(not shutil.which("ghz") and not (Path.home() / "go/bin/ghz").exists(), reason="needs ghz")

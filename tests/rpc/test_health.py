@@ -396,7 +396,7 @@ async def test_after_a_stall_health_stays_not_serving_until_a_store_call_is_answ
         store_url="memory://health", host="127.0.0.1", port=0, dispatch=FAST_DISPATCH.model_copy(update={"workers": 0}),
         store_stall_s=STALL_S, health_interval_s=0.1,
     )
-    app = build_application(config, clock=SystemClock(), providers={}, stores=stores, metrics=True)  # type: ignore[arg-type]
+    app = build_application(config, clock=SystemClock(), providers={}, stores=stores, metrics=True)  # type: ignore[arg-type]  # a Stores by duck typing
     await app.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:

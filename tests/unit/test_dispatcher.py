@@ -454,7 +454,7 @@ class _Outage:
 async def test_a_store_outage_is_one_warning_however_many_workers_and_retries(world: World, caplog: Any) -> None:
     outage = _Outage(world.stores.notifications)
     d = Dispatcher(
-        tokens=world.stores.tokens, notifications=outage, receipts=world.stores.receipts,  # type: ignore[arg-type]
+        tokens=world.stores.tokens, notifications=outage, receipts=world.stores.receipts,  # type: ignore[arg-type]  # _Outage is a NotificationStore by duck typing
         providers={}, clock=world.clock,
         settings=world.settings.model_copy(update={"workers": 3, "store_backoff_max_s": 0.02}),
         signal=world.signal, owner="w1", sleep=world.sleep,

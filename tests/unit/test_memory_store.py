@@ -46,13 +46,13 @@ async def test_a_loaded_registry_and_log_are_not_tracked_by_the_garbage_collecto
     gc.collect()
     gc.collect()
     tracked = {id(o) for o in gc.get_objects()}
-    table = stores.tokens._r.tables[("app", "fcm")]  # type: ignore[attr-defined]
+    table = stores.tokens._r.tables[("app", "fcm")]  # type: ignore[attr-defined]  # white-box: the layout under test
     assert sum(len(b) for b in table.buckets) == 3000
     assert all(id(b) not in tracked for b in table.buckets)
     assert all(id(r) not in tracked for b in table.buckets for r in b.values())
     assert id(table.topics["x"]) not in tracked  # the topic's 3000 tokens; the topics dict itself holds a few
-    assert id(stores.receipts._seen[("n1", "fcm")]) not in tracked  # type: ignore[attr-defined]
-    segments = stores.receipts._app_logs["app"]._segments  # type: ignore[attr-defined]
+    assert id(stores.receipts._seen[("n1", "fcm")]) not in tracked  # type: ignore[attr-defined]  # white-box: the layout under test
+    segments = stores.receipts._app_logs["app"]._segments  # type: ignore[attr-defined]  # white-box: the layout under test
     assert sum(s[2] for s in segments) == 3000
     assert all(id(s) not in tracked for s in segments)
 
@@ -66,7 +66,7 @@ async def test_indexes_and_shared_records_shrink_back_when_tokens_go() -> None:
         for i in range(10)
     ]
     await stores.tokens.upsert_many(regs, clock.now())
-    table = stores.tokens._r.tables[("app", "fcm")]  # type: ignore[attr-defined]
+    table = stores.tokens._r.tables[("app", "fcm")]  # type: ignore[attr-defined]  # white-box: the layout under test
     assert len(stores.tokens._r.shared) == 4  # type: ignore[attr-defined]  # 2 topic sets x 2 locales, shared
     assert await stores.tokens.count_targets("app", TargetQuery("users", user_ids=("u0", "u1"))) == 4
     assert table.users["u0"] == {"t0": None, "t1": None}
@@ -76,7 +76,7 @@ async def test_indexes_and_shared_records_shrink_back_when_tokens_go() -> None:
     for i in range(10):
         await stores.tokens.delete("app", models.Platform.FCM, f"t{i}")
     assert (table.count, table.users, table.topics, table.devices) == (0, {}, {}, {})
-    assert len(stores.tokens._r.shared) == 0  # type: ignore[attr-defined]
+    assert len(stores.tokens._r.shared) == 0  # type: ignore[attr-defined]  # white-box: the layout under test
     assert await stores.tokens.count_targets("app", TargetQuery("all")) == 0
 
 
@@ -94,7 +94,7 @@ async def test_a_segment_reads_back_mixed_columns_and_fillers_exactly() -> None:
             f"m{i}", 200 + i, "r" if i == 3 else "", 1 + i % 2, i == 4, clock.now(),
         ))
     new = await stores.receipts.append("app", "n1", drafts, now + timedelta(days=1))
-    (segment,) = stores.receipts._app_logs["app"]._segments  # type: ignore[attr-defined]
+    (segment,) = stores.receipts._app_logs["app"]._segments  # type: ignore[attr-defined]  # white-box: the layout under test
     assert isinstance(segment[-1], array)  # `at` held as microseconds, decoded on read
     assert len(new) == 6  # t0 on APNs twice (i = 0 and i = 6): the second is a filler
     page = await stores.receipts.read_app("app", 0, 100)
@@ -128,12 +128,12 @@ async def test_the_sweep_forgets_expired_receipts_tokens_as_a_ttl_index_would() 
     await stores.receipts.append("app", "n1", [receipt("t9", clock)], now + timedelta(days=1))
     clock.advance(7200)
     assert await stores.sweep_expired(clock.now()) == 3
-    assert stores.receipts._seen == {("n1", "fcm"): {"t9": None}}  # type: ignore[attr-defined]
+    assert stores.receipts._seen == {("n1", "fcm"): {"t9": None}}  # type: ignore[attr-defined]  # white-box: the layout under test
     again = await stores.receipts.append("app", "n1", [receipt("t0", clock), receipt("t9", clock)], now + timedelta(days=1))
     assert [r.token for r in again] == ["t0"]  # t0's receipt is gone, so it is logged again; t9's is not
     assert [r.cursor for r in again] == ["6.6"]
     clock.advance(2 * 86400)
     assert await stores.sweep_expired(clock.now()) == 2
-    assert stores.receipts._seen == {} and stores.receipts._note_logs == {}  # type: ignore[attr-defined]
+    assert stores.receipts._seen == {} and stores.receipts._note_logs == {}  # type: ignore[attr-defined]  # white-box: the layout under test
     assert await stores.receipts.last_seq("app") == 7
     assert await stores.receipts.read_app("app", 0, 10) == []
