@@ -161,7 +161,7 @@ class _Call:
 
 def _decision_cost(workdir: Path, bearers: dict[str, str], iterations: int) -> dict[str, float]:
     """Microseconds per auth decision (authenticate + authorize), in-process, per mode."""
-    from pushsvc.auth import build_authenticator
+    from pushsvc.auth.build import build_authenticator
     from pushsvc.auth.principal import Action
     from pushsvc.clock import SystemClock
     from pushsvc.config import ApiKeySettings, AuthSettings, JwtIssuerSettings

@@ -24,11 +24,13 @@ from cryptography import x509
 
 from pushsvc import models
 from pushsvc.apps import AppProfile, Renderer
-from pushsvc.auth import AuthInterceptor, build_authenticator, build_tls
+from pushsvc.auth.build import build_authenticator, build_tls
+from pushsvc.auth.interceptor import AuthInterceptor
 from pushsvc.clock import Clock, SystemClock
 from pushsvc.config import AppSettings, ConfigError, DispatchSettings, Settings
 from pushsvc.dispatch import Dispatcher
-from pushsvc.metrics import NULL_METRICS, Metrics, MetricsServer, PrometheusMetrics
+from pushsvc.metrics import NULL_METRICS, Metrics
+from pushsvc.metrics.prometheus import MetricsServer, PrometheusMetrics
 from pushsvc.providers.apns import ApnsProvider, apns_client_tls, render_apns
 from pushsvc.providers.apns_jwt import ApnsTokenSigner
 from pushsvc.providers.base import Provider

@@ -24,7 +24,7 @@ from pushsvc import config
 _HEADER = """\
 # Configuration reference
 
-<!-- Made by scripts/gen-config-reference from pushsvc/config.py; do not edit by hand. -->
+<!-- Made by scripts/gen-config-reference from pushsvc/config/schema.py; do not edit by hand. -->
 
 `pushsvc serve --config FILE` reads a TOML file; `pushsvc check-config FILE` validates one. Each value
 can be overridden, in this order of precedence (highest first):

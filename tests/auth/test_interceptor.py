@@ -6,8 +6,9 @@ from typing import Any
 
 import grpc
 
-from pushsvc.auth import AuthInterceptor, CredentialAuthenticator
 from pushsvc.auth.apikeys import ApiKey, ApiKeyRing, hash_key, new_key
+from pushsvc.auth.authenticator import CredentialAuthenticator
+from pushsvc.auth.interceptor import AuthInterceptor
 from pushsvc.auth.principal import Action, AppScope, Principal
 from pushsvc.v1 import push_pb2 as pb
 

@@ -1,35 +1,13 @@
-"""Settings: a TOML file, then secret files, then `PUSHSVC_*` environment variables, then CLI flags.
+"""The settings models: every table and field of the config, with its checks.
 
-The models are pydantic-settings models: frozen, with unknown keys rejected
-(a typo must not pass silently) and ranges checked. Every field's docstring is
-its description in the config reference (docs/config.md, made from these
-models by `scripts/gen-config-reference`).
-
-Environment overrides, for every field:
-
-- top-level fields: `PUSHSVC_<FIELD>` (`PUSHSVC_STORE_URL`, `PUSHSVC_PORT`);
-- nested fields, with `__` between the levels: `PUSHSVC_DISPATCH__LEASE_S`,
-  `PUSHSVC_APPS__DEMO__FCM__PROJECT_ID`, `PUSHSVC_TLS__CERT_FILE`; arrays of
-  tables (`auth.api_keys`) take JSON: `PUSHSVC_AUTH__API_KEYS='[{"name": ...}]'`;
-- the sections' fields also by their flat names, `PUSHSVC_DISPATCH_LEASE_S`,
-  `PUSHSVC_AUTH_API_KEYS_FILE`, `PUSHSVC_TLS_CERT_FILE`.
-
-Secrets are never inline: the config names files (a .p8 key, a service-account
-JSON) mounted from Kubernetes Secrets, or environment variables holding them
-(`key_env`, `cert_env`, `service_account_env`, `hash_env`, `secret_env`). An API
-key's SHA-256 hash may be inline. `secrets_dir` (or `PUSHSVC_SECRETS_DIR`) names a
-directory of files named like the environment variables above, each holding the
-value (a Secret mounted as a volume, e.g. /run/secrets/PUSHSVC_STORE_URL holding a
-store URL with its password); environment variables win over those files.
+Frozen models with unknown keys rejected (a typo must not pass silently) and
+ranges checked. Each field's docstring is its description in the config
+reference (docs/config.md, made by `scripts/gen-config-reference`). Reading
+the layers is `loader`'s job; explaining a config is `diagnostics`'.
 """
 
 from __future__ import annotations
 
-import difflib
-import logging
-import os
-import tomllib
-import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -40,15 +18,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
-from pydantic_settings.exceptions import SettingsError
 
-log = logging.getLogger("pushsvc.config")
+# The auth vocabulary is a leaf (principal, apikeys import nothing of pushsvc's
+# config), so the models can check scopes and hashes where they are parsed.
+from pushsvc.auth.apikeys import parse_hash
+from pushsvc.auth.principal import AppScope, parse_actions
 
 APNS_PRODUCTION_URL = "https://api.push.apple.com"
 APNS_SANDBOX_URL = "https://api.sandbox.push.apple.com"
@@ -223,9 +201,6 @@ class DispatchSettings(_Section):
 
 
 def _check_scope(apps: tuple[str, ...], actions: tuple[str, ...]) -> None:
-    # Imported here: pushsvc.auth's package imports this module.
-    from pushsvc.auth.principal import AppScope, parse_actions
-
     AppScope.parse(apps, "apps")
     parse_actions(actions, "actions")
 
@@ -249,8 +224,6 @@ class ApiKeySettings(_Section):
     @field_validator("hash")
     @classmethod
     def _hash(cls, value: str) -> str:
-        from pushsvc.auth.apikeys import parse_hash
-
         try:
             return parse_hash(value) if value else value
         except ValueError as exc:
@@ -439,290 +412,7 @@ class Settings(_Section):
         return self
 
 
-class _SettingsSchema(BaseSettings, Settings):
-    """Settings as pydantic-settings sees them: how PUSHSVC_* names map onto the fields.
-
-    Only its schema is used (by _EnvironmentSource); values are validated by
-    Settings itself, which keeps construction free of hidden environment reads
-    and passes the config file's directory to the path fields.
-    """
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED_DELIMITER, case_sensitive=False
-    )
-
-
-class _EnvironmentSource(EnvSettingsSource):
-    """pydantic-settings' environment parsing over a given mapping instead of os.environ."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {name.lower(): value for name, value in self._environ.items()}
-
-
-_FLAT_SECTIONS: dict[str, type[BaseModel]] = {"dispatch": DispatchSettings, "auth": AuthSettings, "tls": TlsSettings}
-
-
-def _nest_flat_names(environ: Mapping[str, str]) -> dict[str, str]:
-    """`PUSHSVC_DISPATCH_LEASE_S` as `PUSHSVC_DISPATCH__LEASE_S`, for the sections' known fields.
-
-    Only known fields: other `PUSHSVC_*` variables (a client's, a test's) are
-    not settings and are left alone. The `__` spelling wins when both are set.
-    """
-    out: dict[str, str] = {}
-    aliases: dict[str, str] = {}
-    for name, value in environ.items():
-        upper = name.upper()
-        for section, model in _FLAT_SECTIONS.items():
-            head = f"{ENV_PREFIX}{section.upper()}_"
-            field = upper[len(head):].lower()
-            if upper.startswith(head) and not field.startswith("_") and field in model.model_fields:
-                aliases[f"{ENV_PREFIX}{section.upper()}{ENV_NESTED_DELIMITER}{field.upper()}"] = value
-                break
-        else:
-            out[upper] = value
-    for name, value in aliases.items():
-        out.setdefault(name, value)
-    return out
-
-
-def _read_secrets_dir(directory: Path) -> dict[str, str]:
-    if not directory.is_dir():
-        # As pydantic-settings does: a warning, so a deployment's config can be
-        # checked where its Secret is not mounted (check-config on a laptop).
-        log.warning("secrets_dir %s is not a directory; no settings are read from it", directory)
-        return {}
-    try:
-        entries = sorted(directory.iterdir())
-    except OSError as exc:
-        raise ConfigError(f"secrets_dir: cannot read {directory}: {exc.strerror}") from None
-    values = {}
-    for entry in entries:
-        # Kubernetes mounts a Secret with hidden ..data links beside the keys.
-        if entry.name.upper().startswith(ENV_PREFIX) and entry.is_file():
-            values[entry.name] = entry.read_text().rstrip("\r\n")
-    return values
-
-
-def _merge(low: Mapping[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
-    """`high` over `low`, table by table."""
-    out = dict(low)
-    for key, value in high.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _match_app_ids(values: dict[str, Any], known: Mapping[str, Any]) -> dict[str, Any]:
-    # Environment names are case-insensitive (PUSHSVC_APPS__SHOP__...): they
-    # address the file's app of that name whatever its case.
-    apps = values.get("apps")
-    if not isinstance(apps, Mapping):
-        return values
-    by_lower = {app_id.lower(): app_id for app_id in known}
-    return {**values, "apps": {by_lower.get(app_id, app_id): body for app_id, body in apps.items()}}
-
-
-def _environment_layer(environ: Mapping[str, str], file_apps: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        values = _EnvironmentSource(_SettingsSchema, _nest_flat_names(environ))()
-    except SettingsError as exc:
-        raise ConfigError(f"environment: {exc}") from None
-    return _match_app_ids(values, file_apps)
-
-
-def load_settings(
-    path: Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any
-) -> Settings:
-    """Reads a TOML file, then `secrets_dir`'s files, then `PUSHSVC_*` variables, then explicit overrides (CLI flags).
-
-    Args:
-        path: The TOML file; None means defaults and the environment only.
-        env: The environment (os.environ when None).
-        overrides: Top-level fields (None values are ignored: a flag not given).
-
-    Raises:
-        ConfigError: every problem, each with its key path (`dispatch.lease_s: ...`).
-    """
-    environ = os.environ if env is None else env
-    raw: dict[str, Any] = {}
-    base_dir = Path.cwd()
-    if path is not None:
-        try:
-            raw = tomllib.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
-        base_dir = path.parent
-    flags = {k: v for k, v in overrides.items() if v is not None}
-    apps = raw.get("apps")
-    file_apps: Mapping[str, Any] = apps if isinstance(apps, Mapping) else {}
-    from_env = _environment_layer(environ, file_apps)
-    layers: list[tuple[str, Mapping[str, Any]]] = [("flags", flags), ("environment", from_env)]
-    secrets_dir = flags.get("secrets_dir") or from_env.get("secrets_dir") or raw.get("secrets_dir")
-    if secrets_dir:
-        directory = Path(str(secrets_dir)).expanduser()
-        directory = directory if directory.is_absolute() else base_dir / directory
-        from_secrets = _environment_layer(_read_secrets_dir(directory), file_apps)
-        layers.append((f"secrets_dir {directory}", from_secrets))
-    layers.append((str(path) if path else "defaults", raw))
-    merged: dict[str, Any] = {}
-    for _, layer in reversed(layers):
-        merged = _merge(merged, layer)
-    try:
-        settings = Settings.model_validate(merged, context={"base_dir": base_dir})
-    except ValidationError as exc:
-        raise ConfigError(*_problems(exc, layers)) from None
-    if settings.auth.api_keys_file is not None:
-        settings = settings.model_copy(
-            update={"auth": settings.auth.model_copy(update={"api_keys": (*settings.auth.api_keys, *_api_keys_file(settings.auth.api_keys_file))})}
-        )
-    return settings
-
-
-class _ApiKeysFile(_Section):
+class ApiKeysFile(_Section):
     """The file auth.api_keys_file names: only `[[api_keys]]` tables."""
 
     api_keys: tuple[ApiKeySettings, ...] = ()
-
-
-def _api_keys_file(path: Path) -> tuple[ApiKeySettings, ...]:
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"auth.api_keys_file: {exc}") from exc
-    try:
-        return _ApiKeysFile.model_validate(raw, context={"base_dir": path.parent}).api_keys
-    except ValidationError as exc:
-        raise ConfigError(*_problems(exc, [(str(path), raw)], where=f"{path}: ")) from None
-
-
-def key_path(loc: tuple[int | str, ...]) -> str:
-    """`('auth', 'api_keys', 0, 'name')` as `auth.api_keys[0].name`."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _source(loc: tuple[int | str, ...], layers: list[tuple[str, Mapping[str, Any]]]) -> str:
-    """Which layer gave the value at loc (the highest that has it)."""
-    for label, layer in layers:
-        node: Any = layer
-        for part in loc:
-            if isinstance(node, Mapping) and part in node:
-                node = node[part]
-            elif isinstance(node, list | tuple) and isinstance(part, int) and part < len(node):
-                node = node[part]
-            else:
-                break
-        else:
-            if not isinstance(node, Mapping):  # a value, not a table several layers may fill
-                return label
-    return ""
-
-
-def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
-    """The field names of the table at loc, for "did you mean"."""
-    model: type[BaseModel] = Settings
-    parts = list(loc)
-    while parts:
-        part = parts.pop(0)
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return []
-        origin = typing.get_origin(field.annotation)
-        if parts and (origin is tuple or origin in (Mapping, dict)):
-            parts.pop(0)  # an array index or an app id
-        found = _model_type(field.annotation)
-        if found is None:
-            return []
-        model = found
-    return list(model.model_fields)
-
-
-def _model_type(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return next((m for arg in typing.get_args(annotation) if (m := _model_type(arg)) is not None), None)
-
-
-def _problems(exc: ValidationError, layers: list[tuple[str, Mapping[str, Any]]], where: str = "") -> list[str]:
-    problems = []
-    for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            near = difflib.get_close_matches(str(loc[-1]), _known_keys(loc[:-1]), n=1)
-            message = "unknown key" + (f" (did you mean {near[0]!r}?)" if near else "")
-        source = _source(loc, layers) if loc else ""
-        origin = f" (from the {source})" if source in ("environment", "flags") or source.startswith("secrets_dir") else ""
-        problems.append(f"{where}{key_path(loc) or 'config'}: {message}{origin}")
-    return problems
-
-
-SERVE_STORE_SCHEMES = ("mongodb://", "mongodb+srv://", "postgresql://", "postgres://")
-
-
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
-
-
-def summary(settings: Settings) -> list[str]:
-    """What a config amounts to, for `pushsvc check-config`: apps, store scheme, principals; never a secret."""
-    apps = ", ".join(
-        f"{app_id} ({'+'.join(p for p in ('apns', 'fcm') if getattr(app, p) is not None) or 'no providers'})"
-        for app_id, app in sorted(settings.apps.items())
-    )
-    auth = settings.auth
-    principals = (
-        "off (--insecure-no-auth)"
-        if auth.insecure_no_auth
-        else ", ".join((
-            _count(len(auth.api_keys), "API key", "API keys"),
-            _count(len(auth.jwt), "JWT issuer", "JWT issuers"),
-            _count(len(auth.identities), "mTLS identity", "mTLS identities"),
-        ))
-    )
-    tls = "off" if settings.tls is None else ("mTLS" if settings.tls.require_client_cert else "on")
-    secrets = []
-    if settings.secrets_dir is not None:
-        found = "" if settings.secrets_dir.is_dir() else " (not found here: its values are missing)"
-        secrets = [f"secrets_dir: {settings.secrets_dir}{found}"]
-    return [
-        f"apps:  {apps or 'none'}",
-        f"store: {settings.store_url.split('://', 1)[0]}://",
-        f"auth:  {principals}",
-        f"tls:   {tls}",
-        f"grpc:  {settings.host}:{settings.port}, metrics: {settings.metrics_port or 'off'}, grace: {settings.grace_s:g} s",
-        *secrets,
-    ]
-
-
-def check_serve(settings: Settings) -> None:
-    """The safety checks of `pushsvc serve`: a real store, and auth unless explicitly switched off.
-
-    Raises:
-        ConfigError: a one-line reason.
-    """
-    if not settings.store_url.startswith(SERVE_STORE_SCHEMES):
-        raise ConfigError(
-            "serve needs store_url = 'postgresql://...', 'mongodb://...' or 'mongodb+srv://...' (or PUSHSVC_STORE_URL); "
-            "the in-memory store is for `pushsvc dev` only"
-        )
-    if settings.auth.configured and settings.auth.insecure_no_auth:
-        raise ConfigError("--insecure-no-auth conflicts with the configured [auth] principals; drop one")
-    if not settings.auth.configured and not settings.auth.insecure_no_auth:
-        raise ConfigError(
-            "serve needs [auth] api_keys, jwt or identities; pass --insecure-no-auth to serve without auth"
-        )
-    tls = settings.tls
-    if settings.auth.identities and (tls is None or tls.client_ca_file is None or not tls.require_client_cert):
-        # Without require_client_cert grpc does not ask for a client certificate at all.
-        raise ConfigError(
-            "auth.identities need mTLS: set [tls] cert_file, key_file, client_ca_file and require_client_cert = true"
-        )
