@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pushsvc.config import ConfigError, Settings, check_serve, load_settings
-from pushsvc.config_reference import rows
+from scripts.config_reference import rows
 from pushsvc.rpc.server import LIVENESS_SERVICE
 from tests.deploy.manifests import BASE, DEPLOY, build, by_kind, kustomize_command, read_base
 
