@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from pushsvc.config import ConfigError, Settings, check_serve, load_settings
-from pushsvc.config_reference import rows
 from pushsvc.rpc.server import LIVENESS_SERVICE
+from scripts.config_reference import rows
 from tests.deploy.manifests import BASE, DEPLOY, build, by_kind, kustomize_command, read_base
 
 SECRET_EXAMPLE = BASE / "secret.example.yaml"
