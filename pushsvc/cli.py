@@ -322,8 +322,8 @@ def _check_config(args: argparse.Namespace) -> int:
 def _keys_create(args: argparse.Namespace) -> int:
     import secrets
 
-    from pushsvc.auth.apikeys import config_snippet, hash_key, new_key
-    from pushsvc.auth.principal import AppScope, parse_actions
+    from pushsvc.access import AppScope, hash_key, new_key, parse_actions
+    from pushsvc.auth.apikeys import config_snippet
 
     try:
         AppScope.parse(args.app, "--app")
