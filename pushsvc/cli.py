@@ -94,8 +94,11 @@ def _parser() -> argparse.ArgumentParser:
         "deliver", help="send one notification straight through the APNs/FCM adapters to a running `pushsvc emulator`"
     )
     deliver.add_argument("--manifest", type=Path, default=Path(".pushsvc/emulator/emulator.json"))
-    deliver.add_argument("--apns-token", default="", help="hex APNs device token")
-    deliver.add_argument("--fcm-token", default="", help="FCM registration token")
+    # The channels' flags; imported here as the other commands' modules are, so `--help` stays quick.
+    from pushsvc.channels import registry
+
+    for channel in registry.CHANNELS:
+        deliver.add_argument(f"--{channel.settings_key}-token", default="", help=channel.deliver_help)
     deliver.add_argument("--title", default="Hello from pushsvc")
     deliver.add_argument("--body", default="delivered through the provider adapters")
     return parser
@@ -318,15 +321,17 @@ def _keys_create(args: argparse.Namespace) -> int:
 
 async def _deliver(args: argparse.Namespace) -> int:
     from pushsvc import models
+    from pushsvc.channels import registry
     from pushsvc.devstack import deliver_once
 
-    tokens = {}
-    if args.apns_token:
-        tokens[models.Platform.APNS] = args.apns_token
-    if args.fcm_token:
-        tokens[models.Platform.FCM] = args.fcm_token
+    tokens = {
+        c.platform: getattr(args, f"{c.settings_key}_token")
+        for c in registry.CHANNELS
+        if getattr(args, f"{c.settings_key}_token")
+    }
     if not tokens:
-        print("pushsvc deliver: give --apns-token and/or --fcm-token", file=sys.stderr)
+        flags = " and/or ".join(f"--{c.settings_key}-token" for c in registry.CHANNELS)
+        print(f"pushsvc deliver: give {flags}", file=sys.stderr)
         return 2
     message = models.Message(title=args.title, body=args.body)
     results = await deliver_once(args.manifest, message, tokens)

@@ -25,7 +25,7 @@ class Platform(enum.Enum):
     FCM = "fcm"
 
 
-PLATFORMS = (Platform.APNS, Platform.FCM)
+PLATFORMS = tuple(p for p in Platform if p is not Platform.UNSPECIFIED)
 """The real platforms, for iteration."""
 
 BUCKETS = 1024
