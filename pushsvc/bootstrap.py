@@ -263,11 +263,14 @@ def build_app_profiles(settings: Settings) -> dict[str, AppProfile]:
     profiles = {}
     for app_id, app in settings.apps.items():
         renderers: dict[models.Platform, Renderer] = {}
+        checks: dict[models.Platform, Callable[[str], str]] = {}
         for channel in registry.CHANNELS:
             section = getattr(app, channel.settings_key)
             if section is not None:
                 renderers[channel.platform] = channel.renderer(section)
-        profiles[app_id] = AppProfile(app_id=app_id, renderers=renderers)
+            if channel.app_token_check is not None:
+                checks[channel.platform] = channel.app_token_check(section)
+        profiles[app_id] = AppProfile(app_id=app_id, renderers=renderers, token_checks=checks)
     return profiles
 
 

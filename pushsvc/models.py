@@ -23,6 +23,7 @@ class Platform(enum.Enum):
     UNSPECIFIED = "unspecified"
     APNS = "apns"
     FCM = "fcm"
+    WEBPUSH = "webpush"
 
 
 PLATFORMS = tuple(p for p in Platform if p is not Platform.UNSPECIFIED)

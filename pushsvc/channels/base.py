@@ -77,3 +77,6 @@ class Channel:
     """The dev stack's settings section from the emulator's URLs and its DemoCredentials; None: not in the dev stack."""
     canonical_token: Callable[[str], str] = str
     """The form a valid token is stored and matched in (the identity for opaque tokens)."""
+    app_token_check: Callable[[Any | None], Callable[[str], str]] | None = None
+    """An app's own check of a token, from its settings section (None when the app has none):
+    why the token cannot be used by that app, or "". None: the shape check is all."""

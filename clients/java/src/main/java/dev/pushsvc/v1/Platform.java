@@ -27,6 +27,15 @@ public enum Platform
    * <code>PLATFORM_FCM = 2;</code>
    */
   PLATFORM_FCM(2),
+  /**
+   * <pre>
+   * A browser's Web Push subscription (RFC 8030): the token is the page's
+   * JSON.stringify(PushSubscription), with endpoint and keys.p256dh, keys.auth.
+   * </pre>
+   *
+   * <code>PLATFORM_WEBPUSH = 3;</code>
+   */
+  PLATFORM_WEBPUSH(3),
   UNRECOGNIZED(-1),
   ;
 
@@ -51,6 +60,15 @@ public enum Platform
    * <code>PLATFORM_FCM = 2;</code>
    */
   public static final int PLATFORM_FCM_VALUE = 2;
+  /**
+   * <pre>
+   * A browser's Web Push subscription (RFC 8030): the token is the page's
+   * JSON.stringify(PushSubscription), with endpoint and keys.p256dh, keys.auth.
+   * </pre>
+   *
+   * <code>PLATFORM_WEBPUSH = 3;</code>
+   */
+  public static final int PLATFORM_WEBPUSH_VALUE = 3;
 
 
   public final int getNumber() {
@@ -80,6 +98,7 @@ public enum Platform
       case 0: return PLATFORM_UNSPECIFIED;
       case 1: return PLATFORM_APNS;
       case 2: return PLATFORM_FCM;
+      case 3: return PLATFORM_WEBPUSH;
       default: return null;
     }
   }
