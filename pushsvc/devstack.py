@@ -26,16 +26,17 @@ DEMO_APP_ID = "demo"
 
 def demo_app_settings(app_id: str, emulator: Emulator, credentials: DemoCredentials) -> AppSettings:
     """An app whose credentials point at a running emulator."""
-    urls = {"apns_url": emulator.apns_url, "apns_sandbox_url": emulator.apns_sandbox_url, "fcm_url": emulator.fcm_url}
+    urls = {
+        "apns_url": emulator.apns_url, "apns_sandbox_url": emulator.apns_sandbox_url, "fcm_url": emulator.fcm_url,
+        "webpush_url": emulator.webpush_url,
+    }
     return app_settings_for(app_id, urls, credentials)
 
 
 def app_settings_for(app_id: str, urls: Mapping[str, str], credentials: DemoCredentials) -> AppSettings:
     """An app using the emulator's demo credentials, at the given emulator URLs: every channel the emulator speaks."""
-    sections = {
-        c.settings_key: c.demo_settings(urls, credentials) for c in registry.CHANNELS if c.demo_settings is not None
-    }
-    return AppSettings(app_id=app_id, **sections)
+    sections = {c.settings_key: c.demo_settings(urls, credentials) for c in registry.CHANNELS if c.demo_settings}
+    return AppSettings(app_id=app_id, **{key: section for key, section in sections.items() if section is not None})
 
 
 async def deliver_once(

@@ -30,6 +30,8 @@ class DemoCredentials:
         fcm_service_account_file: The service-account JSON.
         fcm_project_id: The Firebase project id.
         ca_file: PEM of the CA that signed the emulator's server certificates.
+        webpush_vapid_key_file: The Web Push (VAPID) key, EC P-256 PKCS#8 PEM
+            (``vapid-key.pem``); None in a manifest from before Web Push.
     """
 
     apns_key_file: Path
@@ -39,6 +41,7 @@ class DemoCredentials:
     fcm_service_account_file: Path
     fcm_project_id: str
     ca_file: Path
+    webpush_vapid_key_file: Path | None = None
 
 
 def _random_id(length: int = 10) -> str:
@@ -65,7 +68,7 @@ def make_demo_credentials(
     """Generate fresh demo keys, write them into ``directory`` and describe them.
 
     Writes ``apns-auth-key.p8``, ``service-account.json`` (with
-    ``token_uri``) and ``ca.pem``, all mode 0600.
+    ``token_uri``), ``vapid-key.pem`` and ``ca.pem``, all mode 0600.
 
     Args:
         directory: Where to write; created if missing.
@@ -111,6 +114,13 @@ def make_demo_credentials(
     _write_private(service_account_file, json.dumps(service_account, indent=2).encode())
     ca_file = directory / "ca.pem"
     _write_private(ca_file, ca_pem)
+    vapid_key_file = directory / "vapid-key.pem"
+    _write_private(
+        vapid_key_file,
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
 
     def public_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
         return key.public_key().public_bytes(
@@ -125,6 +135,7 @@ def make_demo_credentials(
         fcm_service_account_file=service_account_file,
         fcm_project_id=project_id,
         ca_file=ca_file,
+        webpush_vapid_key_file=vapid_key_file,
     )
     apns_key = ApnsKey(key_id, team_id, public_pem(ec_key), (bundle_id,))
     fcm_account = FcmAccount(client_email, public_pem(rsa_key), project_id)
@@ -153,6 +164,8 @@ def write_manifest(directory: Path, emulator: Any, credentials: DemoCredentials)
         "fcm_service_account_file": str(credentials.fcm_service_account_file),
         "fcm_project_id": credentials.fcm_project_id,
         "ca_file": str(credentials.ca_file),
+        "webpush_url": emulator.webpush_url,
+        "webpush_vapid_key_file": str(credentials.webpush_vapid_key_file or ""),
     }
     path = directory / MANIFEST
     path.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -170,6 +183,7 @@ def read_manifest(path: Path) -> tuple[dict[str, str], DemoCredentials]:
         fcm_service_account_file=Path(data["fcm_service_account_file"]),
         fcm_project_id=data["fcm_project_id"],
         ca_file=Path(data["ca_file"]),
+        webpush_vapid_key_file=Path(data["webpush_vapid_key_file"]) if data.get("webpush_vapid_key_file") else None,
     )
-    urls = {k: data[k] for k in ("apns_url", "apns_sandbox_url", "fcm_url", "token_uri")}
+    urls = {k: data[k] for k in ("apns_url", "apns_sandbox_url", "fcm_url", "token_uri", "webpush_url") if k in data}
     return urls, credentials

@@ -84,6 +84,8 @@ from .oauth import AccessGrant, OAuthService
 from .scenario import Play, ScenarioPlayer, Step
 from .site import ClientConnection, Request, Response
 from .stats import Stats
+from .webpush import PATH_PREFIX as WEBPUSH_PREFIX
+from .webpush import WebPushService
 
 MESSAGE_LIMIT = 4096
 TOPIC_MESSAGE_LIMIT = 2048
@@ -440,9 +442,11 @@ class FcmSite:
     """The FCM port: send API, OAuth token endpoint and control endpoints."""
 
     def __init__(
-        self, fcm: FcmService, oauth: OAuthService, control: ControlApi, max_streams: int
+        self, fcm: FcmService, oauth: OAuthService, control: ControlApi, max_streams: int,
+        webpush: WebPushService | None = None,
     ) -> None:
         self._fcm = fcm
+        self._webpush = webpush
         self._oauth = oauth
         self._control = control
         self._max_streams = max_streams
@@ -458,4 +462,6 @@ class FcmSite:
             return self._control.handle(request)
         if path.partition("?")[0] == "/token":
             return self._oauth.handle(request)
+        if self._webpush is not None and path.startswith(WEBPUSH_PREFIX):
+            return self._webpush.handle(request)
         return self._fcm.handle(request)
