@@ -10,7 +10,9 @@ shows the plaintext. The JSON body may name:
   signed by it (``k``), as a VAPID-restricted subscription requires;
 - ``outcome``: a test outcome, one of ``OUTCOMES`` (410, 404, 413, 429, 500,
   503). The endpoint's path then starts with that outcome's prefix
-  (``/wp/gone-…``), so the outcome is visible in the token.
+  (``/wp/gone-…``), so the outcome is visible in the token. 410, 404 and
+  413 answer every push; 429, 500 and 503 (with ``Retry-After: 1``) answer
+  the first push only, and later ones are accepted.
 
 Checks (reference/protocols-webpush-hms.md, Part 3): POST only; unknown
 subscription 404; ``TTL`` present and digits (400); ``Urgency`` one of four,
@@ -63,7 +65,9 @@ OUTCOMES: dict[str, tuple[str, int]] = {
     "503": ("unavailable-", 503),
 }
 """A test outcome's name, its endpoint path prefix and the status every push to it gets."""
-RETRY_AFTER_S = "30"
+RETRY_AFTER_S = "1"
+ONCE = frozenset({429, 500, 503})
+"""Outcomes answered to the first push only; later pushes are accepted, as the APNs and FCM test tokens do."""
 _URGENCIES = ("very-low", "low", "normal", "high")
 _TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}=*")
 _SUB = re.compile(r"(mailto:[^\s<>]+@[^\s<>]+|https://\S+)")
@@ -192,10 +196,13 @@ class WebPushService:
         if len(body) > MAX_BODY_BYTES:
             return _error(413, f"the body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
         if sub.status != 201:
-            extra = [("retry-after", RETRY_AFTER_S)] if sub.status in (429, 500, 503) else []
-            if sub.status == 410:
+            status = sub.status
+            extra = [("retry-after", RETRY_AFTER_S)] if status in ONCE else []
+            if status in ONCE:
+                sub.status = 201
+            if status == 410:
                 extra.append(("cache-control", "max-age=86400"))
-            return _error(sub.status, f"test outcome {sub.status}", extra)
+            return _error(status, f"test outcome {status}", extra)
         payload: dict[str, Any]
         if not body:
             payload = {}

@@ -28,23 +28,24 @@ async def web_stack(tmp_path: Path) -> AsyncIterator[tuple[DevStack, push_pb2_gr
         await dev.stop(0)
 
 
-async def test_a_subscription_gets_the_notification_and_a_gone_one_is_removed(web_stack) -> None:
+async def test_subscriptions_get_the_notification_a_busy_one_after_a_retry_and_a_gone_one_is_removed(web_stack) -> None:
     stack, stub = web_stack
     live = stack.emulator.subscribe_webpush()
     gone = stack.emulator.subscribe_webpush(outcome="410")
-    for sub in (live, gone):
+    busy = stack.emulator.subscribe_webpush(outcome="429")
+    for sub in (live, gone, busy):
         await register(stub, json.dumps(sub), W, user_id="alice")
     sent = await stub.Send(pb.SendRequest(
         app_id=APP, target=pb.Target(users=pb.UserList(user_ids=["alice"])),
         message=pb.Message(title="Hello", body="browser", collapse_key="greeting", priority=pb.PRIORITY_HIGH),
     ))
-    assert sent.targeted == 2
+    assert sent.targeted == 3
     got = {json.loads(t)["endpoint"]: r for t, r in by_token(await receipts(stub, sent.notification_id)).items()}
     assert got[live["endpoint"]].status == pb.DELIVERY_STATUS_DELIVERED and got[live["endpoint"]].provider_status == 201
     assert got[live["endpoint"]].platform == W
     assert got[gone["endpoint"]].status == pb.DELIVERY_STATUS_TOKEN_INVALID and got[gone["endpoint"]].token_removed
     assert got[gone["endpoint"]].reason == "SubscriptionGone"
-    [entry] = stack.emulator.inbox.entries(platform="webpush")
-    assert entry.token == live["endpoint"]
+    assert got[busy["endpoint"]].status == pb.DELIVERY_STATUS_DELIVERED and got[busy["endpoint"]].attempts == 2
+    entry = stack.emulator.inbox.entries(platform="webpush", token=live["endpoint"])[0]
     assert entry.payload == {"title": "Hello", "body": "browser", "tag": "greeting"}
     assert entry.headers["urgency"] == "high" and entry.headers["topic"] == "greeting"

@@ -69,9 +69,9 @@ async def test_ttl_is_the_time_left_before_expiry(provider, emulator, vapid_key)
         ("410", Outcome.TOKEN_INVALID, 410, None),
         ("404", Outcome.TOKEN_INVALID, 404, None),
         ("413", Outcome.PERMANENT, 413, None),
-        ("429", Outcome.RETRYABLE, 429, 30.0),
-        ("500", Outcome.RETRYABLE, 500, 30.0),
-        ("503", Outcome.RETRYABLE, 503, 30.0),
+        ("429", Outcome.RETRYABLE, 429, 1.0),
+        ("500", Outcome.RETRYABLE, 500, 1.0),
+        ("503", Outcome.RETRYABLE, 503, 1.0),
     ],
 )
 async def test_test_outcomes(provider, emulator, outcome, expected, status, retry_after) -> None:
@@ -79,6 +79,9 @@ async def test_test_outcomes(provider, emulator, outcome, expected, status, retr
     result = await provider.send(_delivery(sub))
     assert (result.outcome, result.provider_status, result.retry_after_s) == (expected, status, retry_after)
     assert not emulator.inbox.entries(platform="webpush")
+    # The retryable outcomes answer once; the others every time.
+    again = await provider.send(_delivery(sub))
+    assert again.outcome is (Outcome.DELIVERED if expected is Outcome.RETRYABLE else expected)
 
 
 async def test_another_vapid_key_than_the_subscriptions_is_credentials_rejected(provider, emulator) -> None:
@@ -128,3 +131,11 @@ async def test_a_connection_refused_is_retryable(vapid_key, emulator) -> None:
     finally:
         await provider.aclose()
     assert result.outcome is Outcome.RETRYABLE and result.provider_status == 0
+
+
+async def test_a_stored_key_off_the_curve_is_permanent_and_not_sent(provider, emulator) -> None:
+    sub = emulator.subscribe_webpush()
+    sub["keys"]["p256dh"] = "BA" + "A" * 85
+    result = await provider.send(_delivery(sub))
+    assert (result.outcome, result.reason) == (Outcome.PERMANENT, "InvalidSubscription")
+    assert emulator.stats.webpush_requests == 0

@@ -116,3 +116,9 @@ async def test_send_checks_device_subscriptions_and_the_encrypted_size(web_stub)
 async def test_an_unspecified_platform_names_every_channel(web_stub) -> None:
     found = await violations(web_stub.RegisterToken(pb.RegisterTokenRequest(app_id="web", token="x")))
     assert found["platform"] == "must be PLATFORM_APNS, PLATFORM_FCM or PLATFORM_WEBPUSH"
+
+
+async def test_a_key_off_the_curve_is_invalid_argument(web_stub) -> None:
+    token = json.dumps({"endpoint": "https://fcm.googleapis.com/wp/x", "keys": {"p256dh": "BA" + "A" * 85, "auth": _b64(b"a" * 16)}})
+    found = await violations(web_stub.RegisterToken(pb.RegisterTokenRequest(app_id="web", token=token, platform=pb.PLATFORM_WEBPUSH)))
+    assert found["token"] == "keys.p256dh is not a point on the P-256 curve"

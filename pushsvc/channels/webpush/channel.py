@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from pushsvc import models
 from pushsvc.apps import Renderer
 from pushsvc.channels import secrets
@@ -20,9 +22,14 @@ from pushsvc.providers.transport import TlsConfig
 def check_token(token: str, limits: Limits) -> str:
     """A PushSubscription's JSON, with an https endpoint and usable keys."""
     try:
-        subscription.parse(token, max_chars=limits.max_token_chars)
+        parsed = subscription.parse(token, max_chars=limits.max_token_chars)
     except subscription.SubscriptionError as exc:
         return str(exc)
+    try:
+        # On the curve, or no message could ever be encrypted for it.
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), parsed.p256dh)
+    except ValueError:
+        return "keys.p256dh is not a point on the P-256 curve"
     return ""
 
 
