@@ -83,9 +83,6 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--app", action="append", required=True, help="app id or prefix `team-*` (repeatable)")
     create.add_argument("--actions", required=True, help="comma separated: register,send,read,prune,admin")
     create.add_argument("--name", default="", help="shown in logs and audit lines (default: key-<random>)")
-    webpush = sub.add_parser("webpush", help="Web Push helpers")
-    webpush_sub = webpush.add_subparsers(dest="webpush_command", required=True)
-    webpush_sub.add_parser("keys", help="print a new VAPID key pair and the applicationServerKey a page subscribes with")
     sub.add_parser("emulator", help="the APNs/FCM emulator on its own (see `pushsvc emulator --help`)", add_help=False)
     for name, text in [
         ("send", "send a notification through a running server (needs pushsvc-client; see `pushsvc send -h`)"),
@@ -103,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
 
     for channel in registry.CHANNELS:
         deliver.add_argument(f"--{channel.settings_key}-token", default="", help=channel.deliver_help)
+    # A channel's own commands: `pushsvc <channel> <command>` (`pushsvc webpush keys`).
+    for channel in registry.CHANNELS:
+        if channel.commands:
+            group = sub.add_parser(channel.settings_key, help=f"{channel.display_name} helpers")
+            commands = group.add_subparsers(dest=f"{channel.settings_key}_command", required=True)
+            for name, (text, run) in channel.commands.items():
+                commands.add_parser(name, help=text).set_defaults(channel_command=run)
     deliver.add_argument("--title", default="Hello from pushsvc")
     deliver.add_argument("--body", default="delivered through the provider adapters")
     return parser
@@ -146,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_deliver(args))
         if args.command == "keys":
             return _keys_create(args)
-        if args.command == "webpush":
-            return _webpush_keys()
+        if getattr(args, "channel_command", None) is not None:
+            return int(args.channel_command())
         if args.command == "check-config":
             return _check_config(args)
         if args.command == "migrate":
@@ -322,24 +326,6 @@ def _keys_create(args: argparse.Namespace) -> int:
     print(f"  {key}\n")
     print("Add this to the config's [auth] section or to the file auth.api_keys_file names:\n")
     print(config_snippet(name, hash_key(key), args.app, actions))
-    return 0
-
-
-def _webpush_keys() -> int:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    from pushsvc.channels.webpush.vapid import application_server_key, raw_private_key
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    print("A new VAPID key pair. Keep the private key secret: put the PEM in a file (mode 0600) named by")
-    print("[apps.<app_id>.webpush] vapid_private_key_file, or either form in the variable vapid_private_key_env names.\n")
-    print(pem.decode(), end="")
-    print(f"\nprivate key (base64url): {raw_private_key(key)}")
-    print(f"public key / applicationServerKey: {application_server_key(key)}\n")
-    print("A page subscribes with: registration.pushManager.subscribe({userVisibleOnly: true, "
-          f"applicationServerKey: '{application_server_key(key)}'}})")
     return 0
 
 

@@ -75,6 +75,8 @@ class Channel:
     """The help of `pushsvc deliver --<settings_key>-token`."""
     demo_settings: Callable[[Mapping[str, str], Any], Any] | None = None
     """The dev stack's settings section from the emulator's URLs and its DemoCredentials; None: not in the dev stack."""
+    commands: Mapping[str, tuple[str, Callable[[], int]]] = dataclasses.field(default_factory=dict)
+    """`pushsvc <settings_key> <name>` commands: name -> (help, run returning the exit status)."""
     canonical_token: Callable[[str], str] = str
     """The form a valid token is stored and matched in (the identity for opaque tokens)."""
     app_token_check: Callable[[Any | None], Callable[[str], str]] | None = None

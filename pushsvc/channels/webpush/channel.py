@@ -11,7 +11,7 @@ from pushsvc import models
 from pushsvc.apps import Renderer
 from pushsvc.channels import secrets
 from pushsvc.channels.base import BuildContext, Channel
-from pushsvc.channels.webpush import subscription
+from pushsvc.channels.webpush import keys, subscription
 from pushsvc.channels.webpush.provider import WebPushProvider, WebPushReason, render_webpush
 from pushsvc.channels.webpush.vapid import VapidSigner, load_private_key
 from pushsvc.config.schema import WEBPUSH_PUSH_SERVICES, WebPushAppSettings
@@ -94,6 +94,7 @@ CHANNEL = Channel(
     app_token_check=host_check,
     renderer=renderer,
     build_provider=build_provider,
+    commands={"keys": ("print a new VAPID key pair and the applicationServerKey a page subscribes with", keys.print_keys)},
     deliver_help="a browser's PushSubscription JSON (as JSON.stringify(subscription) gives it)",
     demo_settings=demo_settings,
 )
