@@ -1,4 +1,4 @@
-"""The README's promises, as a newcomer would run them: real processes, real ports."""
+"""The quick start's promises (README.md, docs/getting-started.md), as a newcomer would run them: real processes, real ports."""
 
 from __future__ import annotations
 
