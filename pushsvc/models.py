@@ -24,6 +24,7 @@ class Platform(enum.Enum):
     APNS = "apns"
     FCM = "fcm"
     WEBPUSH = "webpush"
+    HMS = "hms"
 
 
 PLATFORMS = tuple(p for p in Platform if p is not Platform.UNSPECIFIED)

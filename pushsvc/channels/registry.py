@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from pushsvc import models
 from pushsvc.channels import apns, fcm
 from pushsvc.channels.base import Channel
+from pushsvc.channels.hms import channel as hms
 from pushsvc.channels.webpush import channel as webpush
 
-CHANNELS: tuple[Channel, ...] = (apns.CHANNEL, fcm.CHANNEL, webpush.CHANNEL)
+CHANNELS: tuple[Channel, ...] = (apns.CHANNEL, fcm.CHANNEL, webpush.CHANNEL, hms.CHANNEL)
 """Every channel, in the order messages list them."""
 
 BY_PLATFORM: Mapping[models.Platform, Channel] = {c.platform: c for c in CHANNELS}

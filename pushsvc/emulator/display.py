@@ -49,7 +49,22 @@ def display_of(platform: str, headers: Mapping[str, str], payload: Mapping[str, 
         return _apns(headers, payload)
     if platform == "webpush":
         return _webpush(payload)
+    if platform == "hms":
+        return _hms(payload)
     return _fcm(payload, message_id)
+
+
+def _hms(message: Mapping[str, Any]) -> Display:
+    notification = _dict(message.get("notification"))
+    android = _dict(_dict(message.get("android")).get("notification"))
+    return Display(
+        app="hms",
+        title=_text(android.get("title")) or _text(notification.get("title")),
+        body=_text(android.get("body")) or _text(notification.get("body")),
+        badge=_badge(_dict(android.get("badge")).get("set_num")),
+        sound=_text(android.get("sound")),
+        image=_text(android.get("image")) or _text(notification.get("image")),
+    )
 
 
 def _webpush(payload: Mapping[str, Any]) -> Display:

@@ -1,4 +1,4 @@
-"""The :class:`Emulator`: fake APNs (production and sandbox), FCM, OAuth and a Web Push service."""
+"""The :class:`Emulator`: fake APNs (production and sandbox), FCM, OAuth, a Web Push service and Huawei Push Kit."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from .config import ApnsKey, EmulatorConfig, FcmAccount
 from .control import ControlApi
 from .faults import Faults
 from .fcm import FcmService, FcmSite
+from .hms import HmsClient, HmsService
 from .http2 import Http2Server
 from .inbox import Inbox
 from .oauth import OAuthService
@@ -63,6 +64,7 @@ class Emulator:
         self.stats = Stats()
         self.scenario = ScenarioPlayer(config.scenario)
         rng = random.Random()
+        self.hms = HmsService(inbox=self.inbox, stats=self.stats, clock=clock)
         self._webpush = WebPushService(inbox=self.inbox, stats=self.stats, clock=clock, origin=lambda: self.webpush_url)
         control = ControlApi(
             self.inbox, self.faults, self.stats, self.scenario, self.load_scenario, subscribe=self._webpush.subscribe
@@ -95,7 +97,7 @@ class Emulator:
         # Google serves HTTP/1.1 too (google-auth's and firebase-admin's
         # default transport is requests); APNs is HTTP/2 only (protocols.md A.1).
         self._fcm_server = Http2Server(
-            FcmSite(fcm, self._oauth, control, config.fcm_max_streams, webpush=self._webpush),
+            FcmSite(fcm, self._oauth, control, config.fcm_max_streams, webpush=self._webpush, hms=self.hms),
             self._tls.server_context(alpn_protocols=("h2", "http/1.1")),
             http1=True,
         )
@@ -138,6 +140,15 @@ class Emulator:
     def webpush_url(self) -> str:
         """Origin of the fake Web Push service (the FCM port; endpoints are ``/wp/<id>``)."""
         return self.fcm_url
+
+    @property
+    def hms_url(self) -> str:
+        """Base URL of the fake Huawei Push Kit and its OAuth endpoint (the FCM port)."""
+        return self.fcm_url
+
+    def add_hms_client(self, client: HmsClient) -> None:
+        """Accept this Huawei OAuth client from now on."""
+        self.hms.add_client(client)
 
     def subscribe_webpush(self, application_server_key: str = "", outcome: str = "") -> dict[str, Any]:
         """A new test subscription, as ``POST /_emulator/webpush/subscriptions`` mints it."""

@@ -79,6 +79,7 @@ import h2.settings
 
 from .control import ControlApi
 from .faults import GOAWAY_DEBUG, Faults, plan_faults
+from .hms import HmsService, is_hms_path
 from .inbox import Inbox, InboxEntry
 from .oauth import AccessGrant, OAuthService
 from .scenario import Play, ScenarioPlayer, Step
@@ -444,7 +445,9 @@ class FcmSite:
     def __init__(
         self, fcm: FcmService, oauth: OAuthService, control: ControlApi, max_streams: int,
         webpush: WebPushService | None = None,
+        hms: HmsService | None = None,
     ) -> None:
+        self._hms = hms
         self._fcm = fcm
         self._webpush = webpush
         self._oauth = oauth
@@ -464,4 +467,6 @@ class FcmSite:
             return self._oauth.handle(request)
         if self._webpush is not None and path.startswith(WEBPUSH_PREFIX):
             return self._webpush.handle(request)
+        if self._hms is not None and is_hms_path(path):
+            return self._hms.handle(request)
         return self._fcm.handle(request)

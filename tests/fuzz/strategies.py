@@ -255,7 +255,7 @@ _subscriptions = st.builds(
 _webpush_tokens = st.one_of(_subscriptions, st.text(max_size=60))
 _platform_tokens = st.one_of(
     st.tuples(st.just(pb.PLATFORM_APNS), _hex_tokens), st.tuples(st.just(pb.PLATFORM_FCM), _fcm_tokens),
-    st.tuples(st.just(pb.PLATFORM_WEBPUSH), _webpush_tokens),
+    st.tuples(st.just(pb.PLATFORM_WEBPUSH), _webpush_tokens), st.tuples(st.just(pb.PLATFORM_HMS), _fcm_tokens),
 )
 _targets = st.one_of(
     st.just(pb.Target(all=True)),

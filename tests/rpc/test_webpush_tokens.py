@@ -115,7 +115,7 @@ async def test_send_checks_device_subscriptions_and_the_encrypted_size(web_stub)
 
 async def test_an_unspecified_platform_names_every_channel(web_stub) -> None:
     found = await violations(web_stub.RegisterToken(pb.RegisterTokenRequest(app_id="web", token="x")))
-    assert found["platform"] == "must be PLATFORM_APNS, PLATFORM_FCM or PLATFORM_WEBPUSH"
+    assert found["platform"] == "must be PLATFORM_APNS, PLATFORM_FCM, PLATFORM_WEBPUSH or PLATFORM_HMS"
 
 
 async def test_a_key_off_the_curve_is_invalid_argument(web_stub) -> None:

@@ -22,7 +22,7 @@ from pushsvc_client.channel import connect
 from pushsvc_client.receipts import ReceiptStream
 from pushsvc_client.v1 import push_pb2, push_pb2_grpc
 
-_PLATFORMS = {"apns": push_pb2.PLATFORM_APNS, "fcm": push_pb2.PLATFORM_FCM, "webpush": push_pb2.PLATFORM_WEBPUSH}
+_PLATFORMS = {"apns": push_pb2.PLATFORM_APNS, "fcm": push_pb2.PLATFORM_FCM, "webpush": push_pb2.PLATFORM_WEBPUSH, "hms": push_pb2.PLATFORM_HMS}
 _TABLE_COLUMNS = (("cursor", 12), ("status", 13), ("platform", 8), ("attempts", 8), ("provider_status", 15),
                   ("reason", 22), ("token", 0))
 """The table's columns and their widths; the token, of any length, comes last so it shifts nothing."""

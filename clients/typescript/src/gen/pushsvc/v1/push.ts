@@ -38,6 +38,8 @@ export enum Platform {
    * JSON.stringify(PushSubscription), with endpoint and keys.p256dh, keys.auth.
    */
   PLATFORM_WEBPUSH = 3,
+  /** PLATFORM_HMS - Huawei Push Kit (HMS Core): an Android device's push token. */
+  PLATFORM_HMS = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -55,6 +57,9 @@ export function platformFromJSON(object: any): Platform {
     case 3:
     case "PLATFORM_WEBPUSH":
       return Platform.PLATFORM_WEBPUSH;
+    case 4:
+    case "PLATFORM_HMS":
+      return Platform.PLATFORM_HMS;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -72,6 +77,8 @@ export function platformToJSON(object: Platform): string {
       return "PLATFORM_FCM";
     case Platform.PLATFORM_WEBPUSH:
       return "PLATFORM_WEBPUSH";
+    case Platform.PLATFORM_HMS:
+      return "PLATFORM_HMS";
     case Platform.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

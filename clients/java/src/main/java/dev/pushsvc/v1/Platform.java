@@ -36,6 +36,14 @@ public enum Platform
    * <code>PLATFORM_WEBPUSH = 3;</code>
    */
   PLATFORM_WEBPUSH(3),
+  /**
+   * <pre>
+   * Huawei Push Kit (HMS Core): an Android device's push token.
+   * </pre>
+   *
+   * <code>PLATFORM_HMS = 4;</code>
+   */
+  PLATFORM_HMS(4),
   UNRECOGNIZED(-1),
   ;
 
@@ -69,6 +77,14 @@ public enum Platform
    * <code>PLATFORM_WEBPUSH = 3;</code>
    */
   public static final int PLATFORM_WEBPUSH_VALUE = 3;
+  /**
+   * <pre>
+   * Huawei Push Kit (HMS Core): an Android device's push token.
+   * </pre>
+   *
+   * <code>PLATFORM_HMS = 4;</code>
+   */
+  public static final int PLATFORM_HMS_VALUE = 4;
 
 
   public final int getNumber() {
@@ -99,6 +115,7 @@ public enum Platform
       case 1: return PLATFORM_APNS;
       case 2: return PLATFORM_FCM;
       case 3: return PLATFORM_WEBPUSH;
+      case 4: return PLATFORM_HMS;
       default: return null;
     }
   }

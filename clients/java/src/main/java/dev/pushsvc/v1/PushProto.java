@@ -323,56 +323,56 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
       "\001 \001(\tR\005appId\022\'\n\017notification_id\030\002 \001(\tR\016n" +
       "otificationId\022\024\n\005after\030\003 \001(\tR\005after\"G\n\026S" +
       "treamReceiptsResponse\022-\n\007receipt\030\001 \001(\0132\023" +
-      ".pushsvc.v1.ReceiptR\007receipt*_\n\010Platform" +
+      ".pushsvc.v1.ReceiptR\007receipt*q\n\010Platform" +
       "\022\030\n\024PLATFORM_UNSPECIFIED\020\000\022\021\n\rPLATFORM_A" +
       "PNS\020\001\022\020\n\014PLATFORM_FCM\020\002\022\024\n\020PLATFORM_WEBP" +
-      "USH\020\003*r\n\017ApnsEnvironment\022 \n\034APNS_ENVIRON" +
-      "MENT_UNSPECIFIED\020\000\022\037\n\033APNS_ENVIRONMENT_P" +
-      "RODUCTION\020\001\022\034\n\030APNS_ENVIRONMENT_SANDBOX\020" +
-      "\002*L\n\010Priority\022\030\n\024PRIORITY_UNSPECIFIED\020\000\022" +
-      "\021\n\rPRIORITY_HIGH\020\001\022\023\n\017PRIORITY_NORMAL\020\002*" +
-      "\260\002\n\010PushType\022\031\n\025PUSH_TYPE_UNSPECIFIED\020\000\022" +
-      "\023\n\017PUSH_TYPE_ALERT\020\001\022\030\n\024PUSH_TYPE_BACKGR" +
-      "OUND\020\002\022\022\n\016PUSH_TYPE_VOIP\020\003\022\032\n\026PUSH_TYPE_" +
-      "LIVEACTIVITY\020\004\022\032\n\026PUSH_TYPE_COMPLICATION" +
-      "\020\005\022\032\n\026PUSH_TYPE_FILEPROVIDER\020\006\022\021\n\rPUSH_T" +
-      "YPE_MDM\020\007\022\026\n\022PUSH_TYPE_LOCATION\020\010\022\030\n\024PUS" +
-      "H_TYPE_PUSHTOTALK\020\t\022\025\n\021PUSH_TYPE_WIDGETS" +
-      "\020\n\022\026\n\022PUSH_TYPE_CONTROLS\020\013*\241\001\n\023Registrat" +
-      "ionOutcome\022$\n REGISTRATION_OUTCOME_UNSPE" +
-      "CIFIED\020\000\022 \n\034REGISTRATION_OUTCOME_CREATED" +
-      "\020\001\022 \n\034REGISTRATION_OUTCOME_UPDATED\020\002\022 \n\034" +
-      "REGISTRATION_OUTCOME_INVALID\020\003*\373\001\n\021Notif" +
-      "icationState\022\"\n\036NOTIFICATION_STATE_UNSPE" +
-      "CIFIED\020\000\022\035\n\031NOTIFICATION_STATE_QUEUED\020\001\022" +
-      " \n\034NOTIFICATION_STATE_SCHEDULED\020\002\022\036\n\032NOT" +
-      "IFICATION_STATE_RUNNING\020\003\022 \n\034NOTIFICATIO" +
-      "N_STATE_COMPLETED\020\004\022\035\n\031NOTIFICATION_STAT" +
-      "E_FAILED\020\005\022 \n\034NOTIFICATION_STATE_CANCELL" +
-      "ED\020\006*\254\001\n\016DeliveryStatus\022\037\n\033DELIVERY_STAT" +
-      "US_UNSPECIFIED\020\000\022\035\n\031DELIVERY_STATUS_DELI" +
-      "VERED\020\001\022\032\n\026DELIVERY_STATUS_FAILED\020\002\022!\n\035D" +
-      "ELIVERY_STATUS_TOKEN_INVALID\020\003\022\033\n\027DELIVE" +
-      "RY_STATUS_EXPIRED\020\0042\310\004\n\013PushService\022T\n\rR" +
-      "egisterToken\022 .pushsvc.v1.RegisterTokenR" +
-      "equest\032!.pushsvc.v1.RegisterTokenRespons" +
-      "e\022W\n\016RegisterTokens\022!.pushsvc.v1.Registe" +
-      "rTokensRequest\032\".pushsvc.v1.RegisterToke" +
-      "nsResponse\022Z\n\017UnregisterToken\022\".pushsvc." +
-      "v1.UnregisterTokenRequest\032#.pushsvc.v1.U" +
-      "nregisterTokenResponse\0229\n\004Send\022\027.pushsvc" +
-      ".v1.SendRequest\032\030.pushsvc.v1.SendRespons" +
-      "e\022Z\n\017GetNotification\022\".pushsvc.v1.GetNot" +
-      "ificationRequest\032#.pushsvc.v1.GetNotific" +
-      "ationResponse\022<\n\005Prune\022\030.pushsvc.v1.Prun" +
-      "eRequest\032\031.pushsvc.v1.PruneResponse\022Y\n\016S" +
-      "treamReceipts\022!.pushsvc.v1.StreamReceipt" +
-      "sRequest\032\".pushsvc.v1.StreamReceiptsResp" +
-      "onse0\001B\221\001\n\016dev.pushsvc.v1B\tPushProtoP\001Z+" +
-      "pushsvc.dev/clients/go/pushsvc/v1;pushsv" +
-      "cv1\242\002\003PXX\252\002\nPushsvc.V1\312\002\nPushsvc\\V1\342\002\026Pu" +
-      "shsvc\\V1\\GPBMetadata\352\002\013Pushsvc::V1b\006prot" +
-      "o3"
+      "USH\020\003\022\020\n\014PLATFORM_HMS\020\004*r\n\017ApnsEnvironme" +
+      "nt\022 \n\034APNS_ENVIRONMENT_UNSPECIFIED\020\000\022\037\n\033" +
+      "APNS_ENVIRONMENT_PRODUCTION\020\001\022\034\n\030APNS_EN" +
+      "VIRONMENT_SANDBOX\020\002*L\n\010Priority\022\030\n\024PRIOR" +
+      "ITY_UNSPECIFIED\020\000\022\021\n\rPRIORITY_HIGH\020\001\022\023\n\017" +
+      "PRIORITY_NORMAL\020\002*\260\002\n\010PushType\022\031\n\025PUSH_T" +
+      "YPE_UNSPECIFIED\020\000\022\023\n\017PUSH_TYPE_ALERT\020\001\022\030" +
+      "\n\024PUSH_TYPE_BACKGROUND\020\002\022\022\n\016PUSH_TYPE_VO" +
+      "IP\020\003\022\032\n\026PUSH_TYPE_LIVEACTIVITY\020\004\022\032\n\026PUSH" +
+      "_TYPE_COMPLICATION\020\005\022\032\n\026PUSH_TYPE_FILEPR" +
+      "OVIDER\020\006\022\021\n\rPUSH_TYPE_MDM\020\007\022\026\n\022PUSH_TYPE" +
+      "_LOCATION\020\010\022\030\n\024PUSH_TYPE_PUSHTOTALK\020\t\022\025\n" +
+      "\021PUSH_TYPE_WIDGETS\020\n\022\026\n\022PUSH_TYPE_CONTRO" +
+      "LS\020\013*\241\001\n\023RegistrationOutcome\022$\n REGISTRA" +
+      "TION_OUTCOME_UNSPECIFIED\020\000\022 \n\034REGISTRATI" +
+      "ON_OUTCOME_CREATED\020\001\022 \n\034REGISTRATION_OUT" +
+      "COME_UPDATED\020\002\022 \n\034REGISTRATION_OUTCOME_I" +
+      "NVALID\020\003*\373\001\n\021NotificationState\022\"\n\036NOTIFI" +
+      "CATION_STATE_UNSPECIFIED\020\000\022\035\n\031NOTIFICATI" +
+      "ON_STATE_QUEUED\020\001\022 \n\034NOTIFICATION_STATE_" +
+      "SCHEDULED\020\002\022\036\n\032NOTIFICATION_STATE_RUNNIN" +
+      "G\020\003\022 \n\034NOTIFICATION_STATE_COMPLETED\020\004\022\035\n" +
+      "\031NOTIFICATION_STATE_FAILED\020\005\022 \n\034NOTIFICA" +
+      "TION_STATE_CANCELLED\020\006*\254\001\n\016DeliveryStatu" +
+      "s\022\037\n\033DELIVERY_STATUS_UNSPECIFIED\020\000\022\035\n\031DE" +
+      "LIVERY_STATUS_DELIVERED\020\001\022\032\n\026DELIVERY_ST" +
+      "ATUS_FAILED\020\002\022!\n\035DELIVERY_STATUS_TOKEN_I" +
+      "NVALID\020\003\022\033\n\027DELIVERY_STATUS_EXPIRED\020\0042\310\004" +
+      "\n\013PushService\022T\n\rRegisterToken\022 .pushsvc" +
+      ".v1.RegisterTokenRequest\032!.pushsvc.v1.Re" +
+      "gisterTokenResponse\022W\n\016RegisterTokens\022!." +
+      "pushsvc.v1.RegisterTokensRequest\032\".pushs" +
+      "vc.v1.RegisterTokensResponse\022Z\n\017Unregist" +
+      "erToken\022\".pushsvc.v1.UnregisterTokenRequ" +
+      "est\032#.pushsvc.v1.UnregisterTokenResponse" +
+      "\0229\n\004Send\022\027.pushsvc.v1.SendRequest\032\030.push" +
+      "svc.v1.SendResponse\022Z\n\017GetNotification\022\"" +
+      ".pushsvc.v1.GetNotificationRequest\032#.pus" +
+      "hsvc.v1.GetNotificationResponse\022<\n\005Prune" +
+      "\022\030.pushsvc.v1.PruneRequest\032\031.pushsvc.v1." +
+      "PruneResponse\022Y\n\016StreamReceipts\022!.pushsv" +
+      "c.v1.StreamReceiptsRequest\032\".pushsvc.v1." +
+      "StreamReceiptsResponse0\001B\221\001\n\016dev.pushsvc" +
+      ".v1B\tPushProtoP\001Z+pushsvc.dev/clients/go" +
+      "/pushsvc/v1;pushsvcv1\242\002\003PXX\252\002\nPushsvc.V1" +
+      "\312\002\nPushsvc\\V1\342\002\026Pushsvc\\V1\\GPBMetadata\352\002" +
+      "\013Pushsvc::V1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
