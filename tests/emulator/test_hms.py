@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import shutil
 import ssl
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -72,9 +76,36 @@ async def test_send_checks(client, emulator) -> None:
     assert len(emulator.inbox.entries(platform="hms")) == before
     status, code, msg = await send({"token": ["good", "invalid-x"], "data": "{}"})
     assert (status, code) == (200, "80100000")
-    import json
-
     assert json.loads(msg) == {"success": 1, "failure": 1, "illegal_tokens": ["invalid-x"]}
     assert (await send({"token": ["invalid-y"]}))[1:] == ("80300007", "All the tokens are invalid")
     emulator.hms.expire_tokens()
     assert (await send({"token": ["a"]}))[:2] == (401, "80200003")
+
+
+PEER = Path(__file__).parent / "peers" / "hms_go"
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="needs Go (scripts/install)")
+async def test_go_hms_push_an_independent_client_is_served(emulator, tmp_path) -> None:
+    binary = tmp_path / "hms-peer"
+    build = await asyncio.create_subprocess_exec("go", "build", "-o", str(binary), ".", cwd=PEER,
+                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(build.communicate(), 300)
+    assert build.returncode == 0, out.decode()
+
+    async def run(tokens: list[str]) -> dict:
+        peer = await asyncio.create_subprocess_exec(str(binary), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        config = {"auth_url": f"{emulator.hms_url}/oauth2/v3/token", "push_url": emulator.hms_url,
+                  "app_id": CLIENT.client_id, "app_secret": CLIENT.client_secret, "tokens": tokens}
+        stdout, stderr = await asyncio.wait_for(peer.communicate(json.dumps(config).encode()), 60)
+        assert peer.returncode == 0, stderr.decode()
+        return json.loads(stdout)
+
+    ok = await run(["peer-token-1", "peer/token+2"])
+    assert (ok["code"], ok["error"]) == ("80000000", "") and ok["requestId"]
+    entries = emulator.inbox.entries(platform="hms")
+    assert sorted(e.token for e in entries) == ["peer-token-1", "peer/token+2"]
+    assert entries[0].payload["android"]["notification"]["title"] == "From go-hms-push"
+    partial = await run(["peer-token-3", "invalid-peer"])
+    assert partial["code"] == "80100000" and json.loads(partial["msg"])["illegal_tokens"] == ["invalid-peer"]
