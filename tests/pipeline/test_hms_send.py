@@ -18,8 +18,8 @@ H = pb.PLATFORM_HMS
 
 
 @pytest.fixture
-async def hms_stack(tmp_path: Path) -> AsyncIterator[tuple[DevStack, push_pb2_grpc.PushServiceStub]]:
-    dev = await start_dev_stack(state_dir=tmp_path / "dev", port=0, store_url="memory://hms-e2e", dispatch=FAST_DISPATCH)
+async def hms_stack(tmp_path: Path, store_url: str) -> AsyncIterator[tuple[DevStack, push_pb2_grpc.PushServiceStub]]:
+    dev = await start_dev_stack(state_dir=tmp_path / "dev", port=0, store_url=store_url, dispatch=FAST_DISPATCH)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{dev.app.port}") as channel:
             yield dev, push_pb2_grpc.PushServiceStub(channel)
