@@ -9,33 +9,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import gc
-import json
 import logging
-import os
 import socket
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Mapping
 
 import grpc
-from cryptography import x509
 
 from pushsvc import models
 from pushsvc.apps import AppProfile, Renderer
 from pushsvc.auth.build import build_authenticator, build_tls
+from pushsvc.channels import registry
+from pushsvc.channels.base import BuildContext
 from pushsvc.clock import Clock, SystemClock
-from pushsvc.config import AppSettings, ConfigError, DispatchSettings, Settings
+from pushsvc.config import ConfigError, Settings
 from pushsvc.dispatch import Dispatcher
 from pushsvc.metrics import NULL_METRICS, Metrics
 from pushsvc.prometheus import MetricsServer, PrometheusMetrics
-from pushsvc.providers.apns import ApnsProvider, apns_client_tls, render_apns
-from pushsvc.providers.apns_jwt import ApnsTokenSigner
 from pushsvc.providers.base import Provider
-from pushsvc.providers.fcm import FcmProvider, render_fcm
-from pushsvc.providers.fcm_auth import FcmAccessTokenSource
-from pushsvc.providers.transport import Http2Transport, TlsConfig
 from pushsvc.receipts import ReceiptFeed, ReceiptSignal
 from pushsvc.rpc.auth import AuthInterceptor
 from pushsvc.rpc.server import GrpcServer
@@ -45,6 +36,7 @@ from pushsvc.storage import Stores, open_stores
 from pushsvc.storage.watch import StoreCalls
 
 log = logging.getLogger("pushsvc")
+
 
 @dataclasses.dataclass
 class Application:
@@ -267,96 +259,51 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-@contextlib.contextmanager
-def _credential(where: str) -> Iterator[None]:
-    """A secret that cannot be read or parsed becomes a ConfigError naming its setting.
-
-    serve and check-config print it as they print every config problem: by key
-    path, without a traceback, and never with the secret's content.
-    """
-    try:
-        yield
-    except ConfigError:
-        raise
-    except OSError as exc:
-        name = f" {exc.filename}" if exc.filename else ""
-        raise ConfigError(f"{where}: cannot read{name}: {exc.strerror or exc}") from None
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def _read(path: Path, where: str) -> bytes:
-    with _credential(where):
-        return path.read_bytes()
-
-
-def _ca(path: Path | None, where: str) -> bytes | None:
-    """An extra CA bundle, parsed here: libcurl would only reject it at the first connection."""
-    if path is None:
-        return None
-    pem = _read(path, where)
-    with _credential(where):
-        x509.load_pem_x509_certificates(pem)
-    return pem
-
-
-def _secret(path: Path | None, env_name: str, where: str) -> bytes:
-    """A provider secret from its file, or from the environment variable that holds it.
-
-    `where` is the key path of the setting that names it (`apps.shop.fcm.service_account_env`).
-    """
-    if path is not None:
-        return _read(path, where)
-    value = os.environ.get(env_name, "")
-    if not value:
-        raise ConfigError(f"{where}: environment variable {env_name} is not set")
-    return value.encode()
-
-
 def build_app_profiles(settings: Settings) -> dict[str, AppProfile]:
     """Which platforms each app can send to, and how to render for them."""
     profiles = {}
     for app_id, app in settings.apps.items():
         renderers: dict[models.Platform, Renderer] = {}
-        if app.apns is not None:
-            renderers[models.Platform.APNS] = functools.partial(render_apns, bundle_id=app.apns.bundle_id)
-        if app.fcm is not None:
-            renderers[models.Platform.FCM] = render_fcm
-        profiles[app_id] = AppProfile(app_id=app_id, renderers=renderers)
+        checks: dict[models.Platform, Callable[[str], str]] = {}
+        for channel in registry.CHANNELS:
+            section = getattr(app, channel.settings_key)
+            if section is not None:
+                renderers[channel.platform] = channel.renderer(section)
+            if channel.app_token_check is not None:
+                checks[channel.platform] = channel.app_token_check(section)
+        profiles[app_id] = AppProfile(app_id=app_id, renderers=renderers, token_checks=checks)
     return profiles
 
 
 def build_providers(
     settings: Settings, clock: Clock | None = None, metrics: Metrics = NULL_METRICS
 ) -> tuple[dict[tuple[str, models.Platform], Provider], list[Callable[[], None]]]:
-    """One provider per app and platform, each with its own HTTP/2 transport; one JWT signer per APNs key.
+    """One provider per app and channel, each with its own HTTP/2 transport; what a channel shares is its own (one JWT signer per APNs key).
 
     Returns the providers and the closers of what they share (OAuth token sources).
     `clock` is the process clock (the system clock when omitted); `metrics`
     counts JWT mints and OAuth fetches.
     """
-    clock = clock or SystemClock()
+    context = BuildContext(dispatch=settings.dispatch, clock=clock or SystemClock(), metrics=metrics, closers=[])
     providers: dict[tuple[str, models.Platform], Provider] = {}
-    closers: list[Callable[[], None]] = []
-    signers: dict[tuple[Path, str, str], ApnsTokenSigner] = {}
     problems: list[str] = []
     for app_id, app in settings.apps.items():
         # Every app and platform is tried, so one run names every bad credential.
-        if app.apns is not None:
+        for channel in registry.CHANNELS:
+            section = getattr(app, channel.settings_key)
+            if section is None:
+                continue
             try:
-                providers[(app_id, models.Platform.APNS)] = _apns_provider(app, signers, settings.dispatch, clock, metrics)
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-        if app.fcm is not None:
-            try:
-                providers[(app_id, models.Platform.FCM)] = _fcm_provider(app, closers, settings.dispatch, clock, metrics)
+                providers[(app_id, channel.platform)] = channel.build_provider(
+                    section, f"apps.{app_id}.{channel.settings_key}", context
+                )
             except ConfigError as exc:
                 problems.extend(exc.problems)
     if problems:
-        for close in closers:
+        for close in context.closers:
             close()
         raise ConfigError(*problems)
-    return providers, closers
+    return providers, context.closers
 
 
 def check_credentials(settings: Settings) -> None:
@@ -390,82 +337,6 @@ def check_credentials(settings: Settings) -> None:
             problems.extend(exc.problems)
     if problems:
         raise ConfigError(*problems)
-
-
-def _fcm_provider(
-    app: AppSettings,
-    closers: list[Callable[[], None]],
-    dispatch: DispatchSettings,
-    clock: Clock,
-    metrics: Metrics,
-) -> FcmProvider:
-    fcm = app.fcm
-    assert fcm is not None
-    where = f"apps.{app.app_id}.fcm"
-    ca = _ca(fcm.ca_file, f"{where}.ca_file")
-    account = f"{where}.service_account_file" if fcm.service_account_file else f"{where}.service_account_env"
-    raw = _secret(fcm.service_account_file, fcm.service_account_env, account)
-    with _credential(account):
-        info: dict[str, Any] = json.loads(raw)
-        if not isinstance(info, dict):
-            raise ValueError("expected a service-account JSON object")
-        token_source = FcmAccessTokenSource.from_service_account_info(info, ca_pem=ca, clock=clock.time, metrics=metrics)
-    closers.append(token_source.close)
-    return FcmProvider(
-        transport=_transport(TlsConfig(ca_pem=ca), dispatch, clock),
-        base_url=fcm.base_url,
-        project_id=fcm.project_id or str(info.get("project_id", "")),
-        token_source=token_source,
-        clock=clock,
-    )
-
-
-def _transport(tls: TlsConfig, dispatch: DispatchSettings, clock: Clock) -> Http2Transport:
-    return Http2Transport(
-        tls=tls,
-        clock=clock,
-        connections_per_origin=dispatch.connections_per_provider,
-        request_timeout_s=dispatch.request_timeout_s,
-        connect_timeout_s=dispatch.connect_timeout_s,
-    )
-
-
-def _apns_provider(
-    app: AppSettings,
-    signers: dict[tuple[Path, str, str], ApnsTokenSigner],
-    dispatch: DispatchSettings,
-    clock: Clock,
-    metrics: Metrics,
-) -> ApnsProvider:
-    apns = app.apns
-    assert apns is not None
-    where = f"apps.{app.app_id}.apns"
-    ca = _ca(apns.ca_file, f"{where}.ca_file")
-    signer = None
-    if apns.key_file is not None or apns.key_env:
-        key = (apns.key_file.resolve() if apns.key_file else Path(f"env:{apns.key_env}"), apns.key_id, apns.team_id)
-        if key not in signers:
-            source = f"{where}.key_file" if apns.key_file else f"{where}.key_env"
-            pem = _secret(apns.key_file, apns.key_env, source)
-            with _credential(source):
-                signers[key] = ApnsTokenSigner(pem, apns.key_id, apns.team_id, clock=clock.time, metrics=metrics)
-        signer = signers[key]
-        tls = TlsConfig(ca_pem=ca)
-    else:
-        password = _read(apns.cert_password_file, f"{where}.cert_password_file").strip() if apns.cert_password_file else None
-        if apns.cert_key_file is not None:
-            _read(apns.cert_key_file, f"{where}.cert_key_file")
-        source = f"{where}.cert_file" if apns.cert_file else f"{where}.cert_env"
-        cert = apns.cert_file or _secret(None, apns.cert_env, source)
-        with _credential(source):
-            tls = apns_client_tls(cert, apns.cert_key_file, password, ca)
-    return ApnsProvider(
-        transport=_transport(tls, dispatch, clock),
-        production_url=apns.production_url,
-        sandbox_url=apns.sandbox_url,
-        signer=signer,
-        clock=clock,
-    )
 
 
 def build_application(

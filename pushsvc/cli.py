@@ -20,6 +20,7 @@ pushsvc dev is serving on {addr} (app "{app}", store: {store})
   emulator  APNs {apns}  FCM {fcm}
   web inbox {inbox}  (open it in a browser)
   inbox     curl -s {inbox}inbox
+  web push  curl -s -X POST {inbox}webpush/subscriptions  (a test browser subscription: its JSON is a PLATFORM_WEBPUSH token)
 
 Try it (grpcurl comes with `pip install -e '.[dev]'`):
 
@@ -91,11 +92,21 @@ def _parser() -> argparse.ArgumentParser:
     ]:
         sub.add_parser(name, help=text, add_help=False)
     deliver = sub.add_parser(
-        "deliver", help="send one notification straight through the APNs/FCM adapters to a running `pushsvc emulator`"
+        "deliver", help="send one notification straight through the provider adapters to a running `pushsvc emulator`"
     )
     deliver.add_argument("--manifest", type=Path, default=Path(".pushsvc/emulator/emulator.json"))
-    deliver.add_argument("--apns-token", default="", help="hex APNs device token")
-    deliver.add_argument("--fcm-token", default="", help="FCM registration token")
+    # The channels' flags; imported here as the other commands' modules are, so `--help` stays quick.
+    from pushsvc.channels import registry
+
+    for channel in registry.CHANNELS:
+        deliver.add_argument(f"--{channel.settings_key}-token", default="", help=channel.deliver_help)
+    # A channel's own commands: `pushsvc <channel> <command>` (`pushsvc webpush keys`).
+    for channel in registry.CHANNELS:
+        if channel.commands:
+            group = sub.add_parser(channel.settings_key, help=f"{channel.display_name} helpers")
+            commands = group.add_subparsers(dest=f"{channel.settings_key}_command", required=True)
+            for name, (text, run) in channel.commands.items():
+                commands.add_parser(name, help=text).set_defaults(channel_command=run)
     deliver.add_argument("--title", default="Hello from pushsvc")
     deliver.add_argument("--body", default="delivered through the provider adapters")
     return parser
@@ -143,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_deliver(args))
         if args.command == "keys":
             return _keys_create(args)
+        if getattr(args, "channel_command", None) is not None:
+            return int(args.channel_command())
         if args.command == "check-config":
             return _check_config(args)
         if args.command == "migrate":
@@ -345,15 +358,17 @@ def _keys_create(args: argparse.Namespace) -> int:
 
 async def _deliver(args: argparse.Namespace) -> int:
     from pushsvc import models
+    from pushsvc.channels import registry
     from pushsvc.devstack import deliver_once
 
-    tokens = {}
-    if args.apns_token:
-        tokens[models.Platform.APNS] = args.apns_token
-    if args.fcm_token:
-        tokens[models.Platform.FCM] = args.fcm_token
+    tokens = {
+        c.platform: getattr(args, f"{c.settings_key}_token")
+        for c in registry.CHANNELS
+        if getattr(args, f"{c.settings_key}_token")
+    }
     if not tokens:
-        print("pushsvc deliver: give --apns-token and/or --fcm-token", file=sys.stderr)
+        flags = " and/or ".join(f"--{c.settings_key}-token" for c in registry.CHANNELS)
+        print(f"pushsvc deliver: give {flags}", file=sys.stderr)
         return 2
     message = models.Message(title=args.title, body=args.body)
     results = await deliver_once(args.manifest, message, tokens)

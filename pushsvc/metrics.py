@@ -8,7 +8,7 @@ vocabulary the adapter labels with, never import prometheus-client through here.
 
 Labels are bounded: RPC service, method and status code; app (apps are
 configured), platform, delivery status, provider outcome, and a reason from the
-fixed vocabulary in `pushsvc.providers.reasons`. Never a token, a user id or
+fixed vocabulary in `pushsvc.channels.reasons`. Never a token, a user id or
 anything else a caller chooses.
 """
 

@@ -24,9 +24,11 @@ class Platform(enum.Enum):
     UNSPECIFIED = "unspecified"
     APNS = "apns"
     FCM = "fcm"
+    WEBPUSH = "webpush"
+    HMS = "hms"
 
 
-PLATFORMS = (Platform.APNS, Platform.FCM)
+PLATFORMS = tuple(p for p in Platform if p is not Platform.UNSPECIFIED)
 """The real platforms, for iteration."""
 
 BUCKETS = 1024

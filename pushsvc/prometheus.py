@@ -43,8 +43,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from pushsvc import __version__
+from pushsvc.channels import reasons
 from pushsvc.metrics import PROVIDER_BUCKETS_S, RPC_BUCKETS_S, ProviderMetrics, RpcMetrics
-from pushsvc.providers import reasons
 
 _M = TypeVar("_M", bound=MetricWrapperBase)
 

@@ -86,7 +86,7 @@ def _count(n: int, one: str, many: str) -> str:
 def summary(settings: Settings) -> list[str]:
     """What a config amounts to, for `pushsvc check-config`: apps, store scheme, principals; never a secret."""
     apps = ", ".join(
-        f"{app_id} ({'+'.join(p for p in ('apns', 'fcm') if getattr(app, p) is not None) or 'no providers'})"
+        f"{app_id} ({'+'.join(p for p in type(app).model_fields if p != 'app_id' and getattr(app, p) is not None) or 'no providers'})"
         for app_id, app in sorted(settings.apps.items())
     )
     auth = settings.auth

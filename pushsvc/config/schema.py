@@ -8,6 +8,7 @@ the layers is `loader`'s job; explaining a config is `diagnostics`'.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -54,6 +55,16 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 def _empty_is_none(value: Any) -> Any:
     # An empty environment variable clears an optional path set in the file.
     return None if value == "" else value
+
+
+def _names(value: Any) -> Any:
+    # From the environment a list arrives as text: JSON (`["a", "b"]`) or comma separated (`a,b`).
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    return value
 
 
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
@@ -133,6 +144,65 @@ class FcmAppSettings(_Section):
         return self
 
 
+WEBPUSH_PUSH_SERVICES = (
+    "fcm.googleapis.com",
+    "updates.push.services.mozilla.com",
+    "*.push.apple.com",
+    "*.notify.windows.com",
+)
+"""The browsers' push services: Chrome and Edge on Android (FCM), Firefox, Safari, Edge on Windows."""
+
+
+class WebPushAppSettings(_Section):
+    """One app's Web Push (VAPID) credentials: `[apps.<app_id>.webpush]`."""
+
+    vapid_private_key_file: OptionalPath = None
+    """The VAPID key: PEM EC P-256, or the base64url private key `pushsvc webpush keys` prints; or vapid_private_key_env."""
+    vapid_private_key_env: str = ""
+    """An environment variable holding the VAPID private key, instead of vapid_private_key_file."""
+    subject: str = Field(pattern=r"^(mailto:[^\s<>]+@[^\s<>]+|https://\S+)$")
+    """The VAPID `sub`: a mailto: or https: contact for the push services' operators."""
+    allowed_hosts: Annotated[tuple[str, ...], BeforeValidator(_names)] = WEBPUSH_PUSH_SERVICES
+    """Push-service hosts a subscription's endpoint may name (`*.example.com` for subdomains): a subscription is caller input."""
+    default_ttl_s: int = Field(default=2_419_200, ge=0)
+    """The TTL header when a message sets no ttl (4 weeks)."""
+    max_concurrent_sends: int = Field(default=256, ge=1)
+    """Deliveries of one batch encrypted and in flight at once."""
+    ca_file: OptionalPath = None
+    """Extra CA to trust (the emulator's); unset means the system store."""
+
+    @model_validator(mode="after")
+    def _one_key(self) -> WebPushAppSettings:
+        if bool(self.vapid_private_key_file) == bool(self.vapid_private_key_env):
+            raise ValueError("set exactly one of vapid_private_key_file, vapid_private_key_env")
+        return self
+
+
+class HmsAppSettings(_Section):
+    """One app's Huawei Push Kit credentials (OAuth client credentials): `[apps.<app_id>.hms]`."""
+
+    client_id: str = Field(pattern=r"^[0-9]{1,64}$")
+    """The app's OAuth client id (AppGallery Connect: the app id)."""
+    client_secret_file: OptionalPath = None
+    """The OAuth client secret; or client_secret_env."""
+    client_secret_env: str = ""
+    """An environment variable holding the client secret, instead of client_secret_file."""
+    project_id: str = Field(min_length=1)
+    """The AppGallery Connect project id: the v2 send API's `/v2/<project_id>/messages:send`."""
+    base_url: str = "https://push-api.cloud.huawei.com"
+    """Push Kit's endpoint."""
+    token_url: str = "https://oauth-login.cloud.huawei.com/oauth2/v3/token"
+    """Huawei's OAuth token endpoint."""
+    ca_file: OptionalPath = None
+    """Extra CA to trust for Push Kit and the token endpoint (the emulator's)."""
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> HmsAppSettings:
+        if bool(self.client_secret_file) == bool(self.client_secret_env):
+            raise ValueError("set exactly one of client_secret_file, client_secret_env")
+        return self
+
+
 class AppSettings(_Section):
     """One tenant app and its provider credentials: the table `[apps.<app_id>]`."""
 
@@ -142,6 +212,10 @@ class AppSettings(_Section):
     """APNs credentials; without them the app cannot send to iOS devices."""
     fcm: FcmAppSettings | None = None
     """FCM credentials; without them the app cannot send to Android devices."""
+    webpush: WebPushAppSettings | None = None
+    """Web Push (VAPID) credentials; without them the app cannot send to browsers."""
+    hms: HmsAppSettings | None = None
+    """Huawei Push Kit credentials; without them the app cannot send to Huawei devices without Google services."""
 
 
 class DispatchSettings(_Section):

@@ -14,6 +14,8 @@ Read from the request as the device's OS would read it:
   and ``click_action`` as the category); ``apns.payload.aps`` gives the
   badge, and the sound or category when Android's are absent. The app is the
   project id of the message name.
+- Web Push: the decrypted payload's ``title``, ``body``, ``image``,
+  ``badge`` and ``sound`` (a payload that is not JSON is the body).
 """
 
 from __future__ import annotations
@@ -45,7 +47,37 @@ def display_of(platform: str, headers: Mapping[str, str], payload: Mapping[str, 
     """Render one recorded request (an inbox entry's fields) as a phone would show it."""
     if platform == "apns":
         return _apns(headers, payload)
+    if platform == "webpush":
+        return _webpush(payload)
+    if platform == "hms":
+        return _hms(payload)
     return _fcm(payload, message_id)
+
+
+def _hms(message: Mapping[str, Any]) -> Display:
+    notification = _dict(message.get("notification"))
+    android = _dict(_dict(message.get("android")).get("notification"))
+    return Display(
+        app="hms",
+        title=_text(android.get("title")) or _text(notification.get("title")),
+        body=_text(android.get("body")) or _text(notification.get("body")),
+        badge=_badge(_dict(android.get("badge")).get("set_num")),
+        sound=_text(android.get("sound")),
+        image=_text(android.get("image")) or _text(notification.get("image")),
+    )
+
+
+def _webpush(payload: Mapping[str, Any]) -> Display:
+    # The decrypted JSON pushsvc sends (title, body, image, tag, badge, sound); another sender's
+    # text is shown as the body.
+    return Display(
+        app="web",
+        title=_text(payload.get("title")),
+        body=_text(payload.get("body")) or _text(payload.get("text")) or _text(payload.get("decrypt_error")),
+        badge=_badge(payload.get("badge")),
+        sound=_text(payload.get("sound")),
+        image=_text(payload.get("image")),
+    )
 
 
 def _dict(value: Any) -> Mapping[str, Any]:
