@@ -16,11 +16,12 @@ For each: the fan-out's rate and CPU per delivery; for the webhook cases,
 whether the receiver got every receipt (0 lost), the duplicates (receipts
 accepted twice, and the most in one repeated batch), the POSTs refused while
 down (no hot loop), and for `down` how long after the receiver came back the
-last receipt arrived. The endpoint's retry settings are the defaults
+last receipt arrived (for `up`, how long after the Send). Each case runs in a
+fresh child process, so none inherits another's heap. The endpoint's retry settings are the defaults
 (initial_backoff_s 1, max_backoff_s 300) unless given.
 
 Usage:
-    python -m bench.webhooks [-n 20000] [--down-s 60] [--max-batch 100] [--out results.json]
+    python -m bench.webhooks [-n 20000] [--down-s 60] [--max-batch 100] [--repeat 1] [--out results.json]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import hashlib
 import hmac
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +50,7 @@ from pushsvc.bootstrap import build_application
 from pushsvc.config import AppSettings, DispatchSettings, FcmAppSettings, Settings, WebhookSettings
 
 APP = "bench"
+CASES = ("none", "up", "down")
 SECRET_ENV = "PUSHSVC_BENCH_WEBHOOK_SECRET"
 SECRET = b"bench-webhook-secret-0123456789abcdef"
 RUN_TIMEOUT_S = 900.0
@@ -61,6 +64,8 @@ def receiver_main(port_file: Path, down_file: Path, record: Path) -> None:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a production receiver would
+
         def do_POST(self) -> None:  # noqa: N802  # the name http.server dispatches to
             raw = self.rfile.read(int(self.headers.get("content-length", "0")))
             mid, ts = self.headers.get("webhook-id", ""), self.headers.get("webhook-timestamp", "")
@@ -88,10 +93,14 @@ def receiver_main(port_file: Path, down_file: Path, record: Path) -> None:
 class Receiver:
     """The receiver child process, and its record read back."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, start: bool = True) -> None:
         self.port_file = workdir / "port"
         self.down_file = workdir / "down"
         self.record = workdir / "posts.jsonl"
+        self.proc: subprocess.Popen[bytes] | None = None
+        if not start:
+            self.url = f"http://127.0.0.1:{self.port_file.read_text()}/receipts"
+            return
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.webhooks", "--receiver", str(workdir)], cwd=Path(__file__).resolve().parent.parent
         )
@@ -100,6 +109,11 @@ class Receiver:
             assert time.monotonic() < deadline and self.proc.poll() is None, "the receiver did not start"
             time.sleep(0.05)
         self.url = f"http://127.0.0.1:{self.port_file.read_text()}/receipts"
+
+    @classmethod
+    def attach(cls, workdir: Path) -> Receiver:
+        """The receiver another process started (a case's child process)."""
+        return cls(workdir, start=False)
 
     def down(self, down: bool) -> None:
         if down:
@@ -116,8 +130,9 @@ class Receiver:
         self.record.unlink(missing_ok=True)
 
     def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
 
 
 # ------------------------------------------------------------------ one case
@@ -164,6 +179,7 @@ async def run_case(case: str, args: argparse.Namespace, receiver: Receiver | Non
         }
         if receiver is None:
             return row
+        sent_at = time.time() - (time.perf_counter() - started)
         back_at = None
         if case == "down":
             await asyncio.sleep(max(0.0, args.down_s - (time.perf_counter() - started)))
@@ -192,12 +208,23 @@ async def run_case(case: str, args: argparse.Namespace, receiver: Receiver | Non
             "posts_accepted": len(accepted),
             "posts_refused": sum(1 for p in posts if p["status"] != 200),
             "signatures_ok": all(p["sig_ok"] for p in posts),
-            "last_receipt_after_s": (max(p["at"] for p in accepted) - (back_at or 0)) if back_at and accepted else None,
+            "last_receipt_after_s": (max(p["at"] for p in accepted) - (back_at or sent_at)) if accepted else None,
             "down_s": args.down_s if case == "down" else 0,
         })
         return row
     finally:
         await app.stop(5)
+
+
+def run_child(case: str, args: argparse.Namespace, receiver_dir: Path) -> dict[str, Any]:
+    """One case in a fresh process, so that no case inherits another's heap."""
+    argv = [sys.executable, "-m", "bench.webhooks", "--child", case, "--receiver-dir", str(receiver_dir),
+            "-n", str(args.tokens), "--down-s", str(args.down_s), "--max-batch", str(args.max_batch),
+            "--max-delay-ms", str(args.max_delay_ms), "--initial-backoff-s", str(args.initial_backoff_s),
+            "--max-backoff-s", str(args.max_backoff_s)]
+    proc = subprocess.run(argv, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S * 2, check=True)
+    return dict(json.loads(proc.stdout.splitlines()[-1]))
 
 
 def main() -> int:
@@ -209,19 +236,27 @@ def main() -> int:
     parser.add_argument("--initial-backoff-s", type=float, default=1.0)
     parser.add_argument("--max-backoff-s", type=float, default=300.0)
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pushsvc-bench-webhooks.json")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each case, alternating (none, up, down, none, ...)")
     parser.add_argument("--receiver", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=CASES, help=argparse.SUPPRESS)
+    parser.add_argument("--receiver-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.receiver is not None:
         receiver_main(args.receiver / "port", args.receiver / "down", args.receiver / "posts.jsonl")
         return 0
     os.environ[SECRET_ENV] = SECRET.decode()
+    if args.child is not None:
+        receiver = Receiver.attach(args.receiver_dir) if args.child != "none" else None
+        print(json.dumps(asyncio.run(run_case(args.child, args, receiver))))
+        return 0
     context = run_context(packages=("httpx",))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         receiver = Receiver(Path(tmp))
         try:
-            for case in ("none", "up", "down"):
-                rows.append(asyncio.run(run_case(case, args, None if case == "none" else receiver)))
+            for _ in range(args.repeat):
+                for case in CASES:
+                    rows.append(run_child(case, args, Path(tmp)))
         finally:
             receiver.close()
     print(f"Receipt webhooks: Send to {args.tokens:,} tokens, in-process provider, memory store; "
@@ -230,15 +265,18 @@ def main() -> int:
     print(f"webhook: max_batch {args.max_batch}, max_delay_ms {args.max_delay_ms}, "
           f"backoff {args.initial_backoff_s} s doubling to {args.max_backoff_s} s")
     print(f"{'case':6} {'fan-out/s':>10} {'CPU µs/dlv':>11} {'lost':>6} {'dups':>6} {'max rep':>8} {'refused':>8} "
-          f"{'sig ok':>7} {'last after back':>16}")
-    base = rows[0]["rate"]
+          f"{'sig ok':>7} {'last receipt':>13}")
+    base = statistics.median(r["rate"] for r in rows if r["case"] == "none")
     for r in rows:
         last = r.get("last_receipt_after_s")
         print(f"{r['case']:6} {r['rate']:>10,.0f} {r['cpu_us_per_delivery']:>11.1f} {r.get('lost', '-')!s:>6} "
               f"{r.get('duplicates', '-')!s:>6} {r.get('largest_repeated_batch', '-')!s:>8} {r.get('posts_refused', '-')!s:>8} "
-              f"{r.get('signatures_ok', '-')!s:>7} {f'{last:.1f} s' if last is not None else '-':>16}")
-    for r in rows[1:]:
-        print(f"fan-out rate, {r['case']} / none: {r['rate'] / base:.2f}")
+              f"{r.get('signatures_ok', '-')!s:>7} {f'{last:.1f} s' if last is not None else '-':>13}")
+    for case in CASES[1:]:
+        rate = statistics.median(r["rate"] for r in rows if r["case"] == case)
+        cpu = statistics.median(r["cpu_us_per_delivery"] for r in rows if r["case"] == case)
+        base_cpu = statistics.median(r["cpu_us_per_delivery"] for r in rows if r["case"] == "none")
+        print(f"medians, {case} / none: fan-out rate {rate / base:.2f}, CPU per delivery {cpu / base_cpu:.2f}")
     record = {"context": context.__dict__, "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               "rows": rows}
     args.out.write_text(json.dumps(record, indent=2, default=str))
