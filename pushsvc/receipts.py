@@ -126,8 +126,11 @@ class DenseReader:
         grace_s: float,
         *,
         key: Callable[[LogEntry], int],
+        page: int = READ_LIMIT,
     ) -> None:
         self._read = read
+        self._page = page
+        """What `read` asks for: a shorter page means the end of the log."""
         self.last = last
         self._monotonic = monotonic
         self._grace_s = grace_s
@@ -158,5 +161,5 @@ class DenseReader:
                 self._gap_since = None
                 if entry.receipt is not None:
                     yield entry.receipt
-            if len(entries) < READ_LIMIT:
+            if len(entries) < self._page:
                 return

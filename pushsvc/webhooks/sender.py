@@ -186,6 +186,10 @@ class EndpointSender:
         if self._cursor is not None:
             self.leased = True
             self._renewed_at = self._clock.monotonic()
+            since = self._cursor.failing_since
+            # Failing for long before this replica took over (or before its restart): paused from the start.
+            self._paused = since is not None and (self._clock.now() - since).total_seconds() >= e.pause_after_s
+            self._metrics.set_paused(self._paused)
             log.info(
                 "webhook %s of app %s: sending from receipt %d", e.name, e.app_id, self._cursor.seq,
                 extra=fields(app_id=e.app_id, endpoint=e.name),
@@ -250,9 +254,11 @@ class EndpointSender:
     async def _collect(self, after: int) -> tuple[list[models.Receipt], int]:
         """The next batch after `after` and the last number it covers, waiting up to `max_delay_s` for it to fill."""
         e = self.endpoint
+        # Pages of one batch (plus one entry, to see past a filler): no reading ahead of what is sent.
+        page = min(READ_LIMIT, e.max_batch + 1)
         reader = DenseReader(
-            lambda n: self._receipts.read_app(e.app_id, n, READ_LIMIT), after, self._clock.monotonic, self._grace_s,
-            key=lambda entry: entry.seq,
+            lambda n: self._receipts.read_app(e.app_id, n, page), after, self._clock.monotonic, self._grace_s,
+            key=lambda entry: entry.seq, page=page,
         )
         batch: list[models.Receipt] = []
         first_at = 0.0

@@ -186,7 +186,7 @@ async def test_a_receiver_down_for_a_while_loses_nothing_is_not_hammered_and_is_
 
 async def test_an_unreachable_endpoint_is_retried_with_backoff_stored_in_the_cursor(world: World, tmp_path: Path) -> None:
     world.receiver.stop()  # nothing listens there any more: connection refused
-    senders = world.senders(initial_backoff_s=0.5, max_backoff_s=0.5)
+    senders = world.senders(initial_backoff_s=5.0, max_backoff_s=5.0)
     senders.start()
     try:
         await asyncio.sleep(0.1)
@@ -200,6 +200,17 @@ async def test_an_unreachable_endpoint_is_retried_with_backoff_stored_in_the_cur
     cursor = await world.stores.webhooks.lease(APP, "audit", "r1", 0, world.clock.now(), 1)
     assert cursor is not None and cursor.seq == 0 and cursor.batch_end == 5 and cursor.failures == 1
     assert cursor.retry_at is not None and cursor.retry_at > world.clock.now()
+    await world.stores.webhooks.release(APP, "audit", "r1")
+    # Another replica taking over (or this one restarted) honours the stored backoff, and reports the
+    # endpoint paused at once when it has failed for long enough, before any attempt of its own.
+    again = world.senders(owner="r2", initial_backoff_s=5.0, max_backoff_s=5.0, pause_after_s=0.05)
+    again.start()
+    try:
+        await until(lambda: world.sample("pushsvc_webhook_paused") == 1, within_s=3.0)
+        await asyncio.sleep(0.2)
+    finally:
+        await again.stop(1.0)
+    assert world.sample("pushsvc_webhook_posts_total", result="connect") == 1
 
 
 async def test_only_the_lease_holder_sends_and_a_restart_resumes_from_the_cursor(world: World) -> None:
