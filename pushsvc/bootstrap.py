@@ -19,7 +19,7 @@ import grpc
 from pushsvc import models
 from pushsvc.apps import AppProfile, Renderer
 from pushsvc.auth.build import build_authenticator, build_tls
-from pushsvc.channels import registry
+from pushsvc.channels import registry, secrets
 from pushsvc.channels.base import BuildContext
 from pushsvc.clock import Clock, SystemClock
 from pushsvc.config import ConfigError, Settings
@@ -34,6 +34,10 @@ from pushsvc.rpc.telemetry import TelemetryInterceptor
 from pushsvc.service import PushService
 from pushsvc.storage import Stores, open_stores
 from pushsvc.storage.watch import StoreCalls
+from pushsvc.webhooks import signing
+from pushsvc.webhooks.httpclient import HttpxPoster
+from pushsvc.webhooks.poster import WebhookPoster
+from pushsvc.webhooks.sender import Endpoint, WebhookSenders, build_senders
 
 log = logging.getLogger("pushsvc")
 
@@ -59,6 +63,8 @@ class Application:
     """What the components count (no-op when the endpoint is off)."""
     metrics_server: MetricsServer | None = None
     """Serves `metrics` at /metrics; None when the endpoint is off."""
+    webhooks: WebhookSenders | None = None
+    """The receipt webhook senders (one task per configured endpoint); None when none is configured."""
     _tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
     _store_ok: bool = True
 
@@ -92,6 +98,8 @@ class Application:
         await self.server.set_serving(True)
         await self.dispatcher.reclaim()
         self.dispatcher.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
         self._tasks.append(asyncio.create_task(self._watch_store(), name="pushsvc-store-health"))
         if self.metrics_server is not None:
             self._tasks.append(asyncio.create_task(self._sample_queue(), name="pushsvc-queue-depth"))
@@ -196,6 +204,9 @@ class Application:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.webhooks is not None:
+            # First, and briefly: a POST cut short is offered again under its id by whoever sends next.
+            await self.webhooks.stop(min(_WEBHOOK_RELEASE_S, grace / 4))
         await self.server.begin_drain()
         self.dispatcher.drain()
         log.info(
@@ -237,6 +248,8 @@ class Application:
 
 _DISPATCH_RESERVE_S = 1.0
 """The least part of the grace the dispatcher gets after the server's share (its batches run during both)."""
+_WEBHOOK_RELEASE_S = 1.0
+"""The most of the grace that giving the webhook leases back may take."""
 _CLOSE_MIN_S = 0.2
 """What closing the providers gets even when the grace has run out."""
 
@@ -335,8 +348,43 @@ def check_credentials(settings: Settings) -> None:
             build_tls(settings.tls, clock)
         except ConfigError as exc:
             problems.extend(exc.problems)
+    try:
+        build_webhook_endpoints(settings)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     if problems:
         raise ConfigError(*problems)
+
+
+def build_webhook_endpoints(settings: Settings) -> list[tuple[Endpoint, bytes | None]]:
+    """Every app's webhook endpoints, secrets read and CA files parsed; each with its extra CA's PEM (or None).
+
+    Raises:
+        ConfigError: every problem found, each naming its setting.
+    """
+    endpoints: list[tuple[Endpoint, bytes | None]] = []
+    problems: list[str] = []
+    for app_id, app in settings.apps.items():
+        for i, hook in enumerate(app.webhooks):
+            where = f"apps.{app_id}.webhooks[{i}]"
+            source = f"{where}.secret_file" if hook.secret_file else f"{where}.secret_env"
+            try:
+                ca = secrets.ca(hook.ca_file, f"{where}.ca_file")
+                raw = secrets.secret(hook.secret_file, hook.secret_env, source)
+                with secrets.credential(source):
+                    key = signing.signing_key(raw)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                continue
+            endpoint = Endpoint(
+                app_id=app_id, name=hook.endpoint, url=hook.url, key=key, max_batch=hook.max_batch,
+                max_delay_s=hook.max_delay_ms / 1000, initial_backoff_s=hook.initial_backoff_s,
+                max_backoff_s=hook.max_backoff_s, pause_after_s=hook.pause_after_s,
+            )
+            endpoints.append((endpoint, ca))
+    if problems:
+        raise ConfigError(*problems)
+    return endpoints
 
 
 def build_application(
@@ -384,6 +432,7 @@ def build_application(
     closers: list[Callable[[], None]] = []
     if providers is None:
         providers, closers = build_providers(settings, clock, counters)
+    replica_id = settings.dispatch.replica_id or socket.gethostname()
     dispatcher = Dispatcher(
         tokens=tokens,
         notifications=notifications,
@@ -393,9 +442,31 @@ def build_application(
         settings=settings.dispatch,
         signal=signal,
         owner=owner,
-        replica_id=settings.dispatch.replica_id or socket.gethostname(),
+        replica_id=replica_id,
         metrics=counters,
     )
+    webhooks = None
+    endpoints = build_webhook_endpoints(settings)
+    if endpoints:
+        timeouts = {(app_id, hook.endpoint): hook.timeout_s for app_id, app in settings.apps.items() for hook in app.webhooks}
+        posted: list[tuple[Endpoint, WebhookPoster]] = [
+            (e, HttpxPoster(timeout_s=timeouts[(e.app_id, e.name)], ca_pem=ca)) for e, ca in endpoints
+        ]
+        webhooks = build_senders(
+            posted,
+            cursors=store_calls.watch(stores.webhooks),
+            receipts=receipts,
+            signal=signal,
+            clock=clock,
+            # The replica id, stable across restarts: a restarted replica takes its endpoints back at once.
+            owner=replica_id,
+            # A lease outlives a POST that runs to its deadline.
+            lease_s=max(settings.dispatch.lease_s, 3 * max(timeouts.values())),
+            poll_interval_s=settings.dispatch.poll_interval_s,
+            gap_grace_s=settings.dispatch.receipt_gap_grace_s,
+            log_interval_s=settings.dispatch.fault_log_interval_s,
+            metrics=counters,
+        )
     service = PushService(
         tokens=tokens,
         notifications=notifications,
@@ -437,4 +508,5 @@ def build_application(
         closers=closers,
         metrics=counters,
         metrics_server=metrics_server,
+        webhooks=webhooks,
     )

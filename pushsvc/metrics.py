@@ -50,6 +50,18 @@ class ProviderMetrics(Protocol):
         ...
 
 
+class WebhookMetrics(Protocol):
+    """The counters of one receipt webhook endpoint (configured, so a bounded label)."""
+
+    def posted(self, result: str, receipts: int) -> None:
+        """One POST of a batch of `receipts` ended: `result` "ok", "http_4xx", "http_5xx", or a `PostFailed` reason."""
+        ...
+
+    def set_paused(self, paused: bool) -> None:
+        """Whether the endpoint has been failing long enough to count as paused."""
+        ...
+
+
 class Metrics(Protocol):
     """Everything pushsvc counts."""
 
@@ -59,6 +71,10 @@ class Metrics(Protocol):
 
     def provider(self, app_id: str, platform: str) -> ProviderMetrics:
         """The counters of one configured app and platform (bind once per provider)."""
+        ...
+
+    def webhook(self, app_id: str, endpoint: str) -> WebhookMetrics:
+        """The counters of one configured webhook endpoint (bind once per endpoint)."""
         ...
 
     def credential_refreshed(self, kind: str, ok: bool) -> None:
@@ -97,6 +113,14 @@ class _NullProvider:
         pass
 
 
+class _NullWebhook:
+    def posted(self, result: str, receipts: int) -> None:
+        pass
+
+    def set_paused(self, paused: bool) -> None:
+        pass
+
+
 class NullMetrics:
     """Counts nothing: the metrics endpoint is off."""
 
@@ -109,6 +133,10 @@ class NullMetrics:
     def provider(self, app_id: str, platform: str) -> ProviderMetrics:
         """See `Metrics.provider`."""
         return _NullProvider()
+
+    def webhook(self, app_id: str, endpoint: str) -> WebhookMetrics:
+        """See `Metrics.webhook`."""
+        return _NullWebhook()
 
     def credential_refreshed(self, kind: str, ok: bool) -> None:
         """See `Metrics.credential_refreshed`."""

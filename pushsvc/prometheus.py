@@ -44,7 +44,7 @@ from prometheus_client.utils import floatToGoString
 
 from pushsvc import __version__
 from pushsvc.channels import reasons
-from pushsvc.metrics import PROVIDER_BUCKETS_S, RPC_BUCKETS_S, ProviderMetrics, RpcMetrics
+from pushsvc.metrics import PROVIDER_BUCKETS_S, RPC_BUCKETS_S, ProviderMetrics, RpcMetrics, WebhookMetrics
 
 _M = TypeVar("_M", bound=MetricWrapperBase)
 
@@ -217,6 +217,18 @@ class PrometheusMetrics:
             "pushsvc_credential_refreshes", "APNs provider tokens minted and FCM access tokens fetched.",
             ["kind", "result"], registry=r,
         )
+        self.webhook_posts = Counter(
+            "pushsvc_webhook_posts", "Receipt webhook POSTs, by endpoint and result (ok, http_4xx, http_5xx, timeout, connect, protocol).",
+            ["app", "endpoint", "result"], registry=r,
+        )
+        self.webhook_receipts = Counter(
+            "pushsvc_webhook_receipts", "Receipts acknowledged by a webhook endpoint (a 2xx to their batch).",
+            ["app", "endpoint"], registry=r,
+        )
+        self.webhook_paused = Gauge(
+            "pushsvc_webhook_paused", "1 while a webhook endpoint has failed for longer than its pause_after_s, else 0.",
+            ["app", "endpoint"], registry=r,
+        )
         self.store_up = Gauge("pushsvc_store_up", "1 while the store answers, 0 while it is unreachable.", registry=r)
         self.serving = Gauge("pushsvc_serving", "1 while gRPC health says SERVING, else 0.", registry=r)
         build = Gauge("pushsvc_build_info", "Always 1; the labels say which pushsvc and which Python run.",
@@ -242,6 +254,10 @@ class PrometheusMetrics:
                 bound = self._providers[(app_id, platform)] = _ProviderCounters(app_id, platform, self.reason_label)
             return bound
 
+    def webhook(self, app_id: str, endpoint: str) -> WebhookMetrics:
+        """See `Metrics.webhook`."""
+        return _PrometheusWebhook(self, app_id, endpoint)
+
     def credential_refreshed(self, kind: str, ok: bool) -> None:
         """See `Metrics.credential_refreshed`."""
         self.credential_refreshes.labels(kind, "ok" if ok else "error").inc()
@@ -257,6 +273,25 @@ class PrometheusMetrics:
     def set_queue_depth(self, depth: int) -> None:
         """See `Metrics.set_queue_depth`."""
         self.queue_depth.set(depth)
+
+
+class _PrometheusWebhook:
+    def __init__(self, metrics: PrometheusMetrics, app_id: str, endpoint: str) -> None:
+        self._posts = {
+            result: metrics.webhook_posts.labels(app_id, endpoint, result)
+            for result in ("ok", "http_4xx", "http_5xx", "timeout", "connect", "protocol")
+        }
+        self._receipts = metrics.webhook_receipts.labels(app_id, endpoint)
+        self._paused = metrics.webhook_paused.labels(app_id, endpoint)
+        self._paused.set(0)
+
+    def posted(self, result: str, receipts: int) -> None:
+        self._posts.get(result, self._posts["protocol"]).inc()
+        if result == "ok":
+            self._receipts.inc(receipts)
+
+    def set_paused(self, paused: bool) -> None:
+        self._paused.set(1 if paused else 0)
 
 
 class MetricsServer:

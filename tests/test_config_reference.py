@@ -93,6 +93,9 @@ def test_each_documented_variable_sets_its_key(row: Row, tmp_path: Path) -> None
 
 def test_app_variables_set_app_keys() -> None:
     app_rows = [r for r in rows() if "<APP>" in r.env]
+    webhook_rows = [r for r in app_rows if r.key == "apps.<app_id>.webhooks"]
+    assert len(webhook_rows) == 1, "the webhooks array is set as a whole, in JSON"
+    app_rows.remove(webhook_rows[0])
     assert len(app_rows) == len(config.ApnsAppSettings.model_fields) + len(config.FcmAppSettings.model_fields) + len(WebPushAppSettings.model_fields) + len(HmsAppSettings.model_fields)
     base = {
         "PUSHSVC_APPS__DEMO__APNS__BUNDLE_ID": "com.example.demo",
@@ -111,3 +114,8 @@ def test_app_variables_set_app_keys() -> None:
         raw, expected = _sample(row)
         settings = config.load_settings(None, env={**base, row.env.replace("<APP>", "DEMO"): raw})
         assert getattr(getattr(settings.apps["demo"], platform), name) == expected, row.key
+    hooks = '[{"url": "https://hooks.example/receipts", "secret_env": "HOOK_SECRET", "max_batch": 7}]'
+    settings = config.load_settings(None, env={**base, webhook_rows[0].env.replace("<APP>", "DEMO"): hooks})
+    assert [(w.url, w.secret_env, w.max_batch) for w in settings.apps["demo"].webhooks] == [
+        ("https://hooks.example/receipts", "HOOK_SECRET", 7)
+    ]

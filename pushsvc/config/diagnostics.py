@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from pushsvc.config.schema import ConfigError, Settings
+from pushsvc.config.schema import AppSettings, ConfigError, Settings
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:
@@ -85,10 +85,13 @@ def _count(n: int, one: str, many: str) -> str:
 
 def summary(settings: Settings) -> list[str]:
     """What a config amounts to, for `pushsvc check-config`: apps, store scheme, principals; never a secret."""
-    apps = ", ".join(
-        f"{app_id} ({'+'.join(p for p in type(app).model_fields if p != 'app_id' and getattr(app, p) is not None) or 'no providers'})"
-        for app_id, app in sorted(settings.apps.items())
-    )
+    def channels(app: AppSettings) -> str:
+        # A channel is a table of its own (a settings model); webhooks are an array beside them.
+        names = "+".join(p for p in type(app).model_fields if isinstance(getattr(app, p), BaseModel)) or "no providers"
+        hooks = f"; {_count(len(app.webhooks), 'webhook', 'webhooks')}" if app.webhooks else ""
+        return names + hooks
+
+    apps = ", ".join(f"{app_id} ({channels(app)})" for app_id, app in sorted(settings.apps.items()))
     auth = settings.auth
     principals = (
         "off (--insecure-no-auth)"

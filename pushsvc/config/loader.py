@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tomllib
@@ -115,7 +116,19 @@ def _match_app_ids(values: dict[str, Any], known: Mapping[str, Any]) -> dict[str
     if not isinstance(apps, Mapping):
         return values
     by_lower = {app_id.lower(): app_id for app_id in known}
-    return {**values, "apps": {by_lower.get(app_id, app_id): body for app_id, body in apps.items()}}
+    return {**values, "apps": {by_lower.get(app_id, app_id): _app_arrays(body) for app_id, body in apps.items()}}
+
+
+def _app_arrays(body: Any) -> Any:
+    # An app's arrays of tables (PUSHSVC_APPS__SHOP__WEBHOOKS) come as JSON, as the
+    # top-level ones do; pydantic-settings decodes JSON only for fields it knows by name.
+    hooks = body.get("webhooks") if isinstance(body, Mapping) else None
+    if not isinstance(hooks, str):
+        return body
+    try:
+        return {**body, "webhooks": json.loads(hooks)}
+    except ValueError:
+        return body  # left as the string: validation names the key and the layer
 
 
 def _environment_layer(environ: Mapping[str, str], file_apps: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -203,6 +204,57 @@ class HmsAppSettings(_Section):
         return self
 
 
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class WebhookSettings(_Section):
+    """One endpoint that receives the app's receipts in signed batches: a table `[[apps.<app_id>.webhooks]]`."""
+
+    url: str
+    """Where batches are POSTed as JSON: https, or http to a loopback host (localhost, 127.0.0.1, ::1)."""
+    name: str = ""
+    """The endpoint's name in metrics, logs and its stored cursor; empty means the URL. A new name starts at the log's end."""
+    secret_file: OptionalPath = None
+    """A file holding the signing secret (`whsec_<base64>` as Standard Webhooks prints it, or raw bytes)."""
+    secret_env: str = ""
+    """An environment variable holding the signing secret, instead of secret_file."""
+    max_batch: int = Field(default=100, gt=0, le=10000)
+    """Most receipts in one POST."""
+    max_delay_ms: int = Field(default=1000, ge=0)
+    """Longest a receipt waits for its batch to fill before the batch is sent anyway."""
+    timeout_s: PositiveSeconds = 10.0
+    """Deadline of one POST, connecting included."""
+    initial_backoff_s: PositiveSeconds = 1.0
+    """First retry delay after a failed POST; doubles per failure (with jitter)."""
+    max_backoff_s: PositiveSeconds = 300.0
+    """Longest retry delay: a paused endpoint is tried again this often."""
+    pause_after_s: PositiveSeconds = 60.0
+    """An endpoint failing this long is reported paused (metrics and a warning) until a POST succeeds."""
+    ca_file: OptionalPath = None
+    """Extra CA to trust for this endpoint; unset means the system store."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("expected an https:// URL")
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS and not parts.hostname.startswith("127."):
+            raise ValueError("http:// is allowed only to a loopback host; use https://")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> WebhookSettings:
+        if bool(self.secret_file) == bool(self.secret_env):
+            raise ValueError("set exactly one of secret_file, secret_env (never the secret itself)")
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint's stable name (its cursor's key)."""
+        return self.name or self.url
+
+
 class AppSettings(_Section):
     """One tenant app and its provider credentials: the table `[apps.<app_id>]`."""
 
@@ -216,6 +268,15 @@ class AppSettings(_Section):
     """Web Push (VAPID) credentials; without them the app cannot send to browsers."""
     hms: HmsAppSettings | None = None
     """Huawei Push Kit credentials; without them the app cannot send to Huawei devices without Google services."""
+    webhooks: tuple[WebhookSettings, ...] = ()
+    """Endpoints that receive the app's receipts (`[[apps.<app_id>.webhooks]]`); see docs/webhooks.md."""
+
+    @model_validator(mode="after")
+    def _distinct_webhooks(self) -> AppSettings:
+        names = [w.endpoint for w in self.webhooks]
+        if len(set(names)) != len(names):
+            raise ValueError("webhooks: two endpoints with the same name (or URL); give each its own `name`")
+        return self
 
 
 class DispatchSettings(_Section):

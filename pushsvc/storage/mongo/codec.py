@@ -18,6 +18,7 @@ from pushsvc.storage.base import (
     ReceiptDraft,
     TargetQuery,
     TargetToken,
+    WebhookCursor,
 )
 from pushsvc.storage.mongo import schema
 
@@ -385,3 +386,24 @@ def entry_from_doc(doc: Mapping[str, Any]) -> LogEntry:
     """A log entry: a receipt or a filler."""
     receipt = None if doc.get("filler") else receipt_from_doc(doc)
     return LogEntry(seq=int(doc["seq"]), nseq=int(doc["nseq"]), receipt=receipt)
+
+
+def webhook_cursor_fields(cursor: WebhookCursor) -> dict[str, Any]:
+    """The fields of a `webhook_cursors` document that hold the cursor (the lease is apart)."""
+    return {
+        "batch_end": cursor.batch_end,
+        "failures": cursor.failures,
+        "failing_since": cursor.failing_since,
+        "retry_at": cursor.retry_at,
+    }
+
+
+def webhook_cursor_from_doc(doc: Mapping[str, Any]) -> WebhookCursor:
+    """A `webhook_cursors` document as a cursor."""
+    return WebhookCursor(
+        seq=int(doc["seq"]),
+        batch_end=int(doc.get("batch_end", 0)),
+        failures=int(doc.get("failures", 0)),
+        failing_since=aware(doc.get("failing_since")),
+        retry_at=aware(doc.get("retry_at")),
+    )
