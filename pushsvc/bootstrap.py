@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import grpc
 from cryptography import x509
 
 from pushsvc import models
@@ -28,6 +27,7 @@ from pushsvc.auth.build import build_authenticator, build_tls
 from pushsvc.auth.interceptor import AuthInterceptor
 from pushsvc.clock import Clock, SystemClock
 from pushsvc.config import AppSettings, ConfigError, DispatchSettings, Settings
+from pushsvc.connect import ConnectServer
 from pushsvc.dispatch import Dispatcher
 from pushsvc.metrics import NULL_METRICS, Metrics
 from pushsvc.metrics.prometheus import MetricsServer, PrometheusMetrics
@@ -38,6 +38,7 @@ from pushsvc.providers.fcm import FcmProvider, render_fcm
 from pushsvc.providers.fcm_auth import FcmAccessTokenSource
 from pushsvc.providers.transport import Http2Transport, TlsConfig
 from pushsvc.receipts import ReceiptFeed, ReceiptSignal
+from pushsvc.rpc.interception import MethodInterceptor
 from pushsvc.rpc.server import GrpcServer
 from pushsvc.rpc.telemetry import TelemetryInterceptor
 from pushsvc.service import PushService
@@ -67,6 +68,8 @@ class Application:
     """What the components count (no-op when the endpoint is off)."""
     metrics_server: MetricsServer | None = None
     """Serves `metrics` at /metrics; None when the endpoint is off."""
+    connect: ConnectServer | None = None
+    """PushService over Connect and gRPC-web; None when `connect_port` is off."""
     _tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
     _store_ok: bool = True
 
@@ -74,6 +77,11 @@ class Application:
     def port(self) -> int:
         """The bound gRPC port."""
         return self.server.port
+
+    @property
+    def connect_port(self) -> int:
+        """The bound Connect port (0 when it is off)."""
+        return self.connect.port if self.connect is not None else 0
 
     @property
     def metrics_port(self) -> int:
@@ -87,12 +95,17 @@ class Application:
         """
         port = await self.server.start()  # NOT_SERVING, and PushService refused, until the store is prepared
         try:
+            if self.connect is not None:
+                # Refused (UNAVAILABLE) like the gRPC port's calls until SERVING: the two share one gate.
+                await self.connect.start()
             if self.metrics_server is not None:
                 # Scrapable while starting: serving 0 says why traffic waits.
                 self.metrics_server.start()
             await self.stores.prepare()
         except BaseException:
             await self.server.stop(0)
+            if self.connect is not None:
+                await self.connect.stop(0)
             if self.metrics_server is not None:
                 await self.metrics_server.stop()
             raise
@@ -205,6 +218,8 @@ class Application:
                 await task
         self._tasks.clear()
         await self.server.begin_drain()
+        if self.connect is not None:
+            self.connect.begin_drain()
         self.dispatcher.drain()
         log.info(
             "drain: health NOT_SERVING, new calls refused; %d unary call(s) in flight, %d receipt stream(s) open, "
@@ -218,6 +233,9 @@ class Application:
             loop.time() - started, served.unary_in_flight - min(served.unary_in_flight, served.unary_cancelled),
             served.unary_cancelled, served.streams_cancelled,
         )
+        if self.connect is not None:
+            # Its unary calls were waited for with the gRPC ones (one LiveCalls); this closes its port.
+            await self.connect.stop(max(0.0, deadline - loop.time() - min(_DISPATCH_RESERVE_S, grace / 4)))
         dispatched = await self.dispatcher.stop(grace_s=max(0.0, deadline - loop.time()))
         log.info(
             "drain: dispatcher stopped after %.1f s: %d partition(s) were being sent, %d batch(es) cancelled; %s",
@@ -476,6 +494,7 @@ def build_application(
     owner: str | None = None,
     stores: Stores | None = None,
     metrics: bool | None = None,
+    connect: bool | None = None,
 ) -> Application:
     """Wires every component from settings. Connects to nothing until `start()`.
 
@@ -483,7 +502,8 @@ def build_application(
     in one process, as tests do with the embedded backend); the caller then
     closes it. The Prometheus endpoint is on when `settings.metrics_port` is
     not 0, or when `metrics` is True, which with port 0 binds a free port
-    (tests); `metrics=False` turns it off whatever the port.
+    (tests); `metrics=False` turns it off whatever the port. `connect` does
+    the same for the Connect port (`settings.connect_port`).
     """
     clock = clock or SystemClock()
     serve_metrics = settings.metrics_port != 0 if metrics is None else metrics
@@ -536,7 +556,7 @@ def build_application(
         on_queued=dispatcher.wake,
     )
     authenticator = build_authenticator(settings.auth, clock)
-    interceptors: list[grpc.aio.ServerInterceptor] = [TelemetryInterceptor(counters, clock)]
+    interceptors: list[MethodInterceptor] = [TelemetryInterceptor(counters, clock)]
     if authenticator is not None:
         interceptors.append(AuthInterceptor(authenticator))
     server = GrpcServer(
@@ -553,6 +573,16 @@ def build_application(
         credentials=build_tls(settings.tls, clock).credentials() if settings.tls is not None else None,
         metrics=counters,
     )
+    connect_server = None
+    if (settings.connect_port != 0 if connect is None else connect):
+        # The gRPC server's chain, its LiveCalls included, so both ports share one gate and one drain.
+        connect_server = ConnectServer(
+            service,
+            clock=clock,
+            interceptors=[interceptors[0], server.calls, *interceptors[1:]],
+            host=settings.host,
+            port=settings.connect_port,
+        )
     return Application(
         settings=settings,
         stores=stores,
@@ -566,4 +596,5 @@ def build_application(
         closers=closers,
         metrics=counters,
         metrics_server=metrics_server,
+        connect=connect_server,
     )

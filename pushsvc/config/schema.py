@@ -343,6 +343,8 @@ class Settings(_Section):
     """The gRPC listen address."""
     port: Port = 50051
     """The gRPC port (health and reflection are on it too); 0 picks a free one."""
+    connect_port: Port = 0
+    """The port serving PushService over the Connect protocol (JSON or binary POSTs, e.g. with curl) and gRPC-web, on `host`, plaintext HTTP/1.1; 0 disables it (`pushsvc dev` turns it on)."""
     metrics_host: str = "0.0.0.0"
     """The Prometheus endpoint's listen address."""
     metrics_port: Port = 0
@@ -403,6 +405,13 @@ class Settings(_Section):
                 body = {**body, "app_id": app_id}
             apps[app_id] = body
         return {**data, "apps": apps}
+
+    @model_validator(mode="after")
+    def _connect_plaintext(self) -> Settings:
+        if self.connect_port and self.tls is not None:
+            # The Connect port has no TLS of its own yet; a plaintext port beside a TLS one would carry the same credentials in the clear.
+            raise ValueError("connect_port: the Connect port is plaintext and cannot be combined with [tls]; terminate TLS in front of it, or set connect_port = 0")
+        return self
 
     @model_validator(mode="after")
     def _app_ids_match(self) -> Settings:
