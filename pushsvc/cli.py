@@ -31,8 +31,16 @@ Try it (grpcurl comes with `pip install -e '.[dev]'`):
 
   grpcurl -plaintext -d '{{"app_id":"{app}","notification_id":"<id from Send>"}}' \\
     {addr} pushsvc.v1.PushService/StreamReceipts
-
+{connect}
 Ctrl-C stops it.
+"""
+
+_DEV_CONNECT = """
+Or without a gRPC client: the same service over Connect (JSON POSTs) and gRPC-web at {base} (docs/connect.md):
+
+  curl -s -H 'content-type: application/json' \\
+    -d '{{"app_id":"{app}","target":{{"users":{{"user_ids":["alice"]}}}},"message":{{"title":"Hello","body":"from curl"}}}}' \\
+    {base}/pushsvc.v1.PushService/Send
 """
 
 _DEV_METRICS = """\
@@ -50,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--store", default="mongomock://localhost/pushsvc", help="mongomock:// (default), mongodb://HOST:PORT/DB or postgresql://USER@HOST:PORT/DB")
     dev.add_argument("--state-dir", type=Path, default=Path(".pushsvc/dev"), help="where demo credentials are written")
     dev.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics at /metrics on this port (0: off)")
+    dev.add_argument("--connect-port", type=int, default=8080,
+                     help="serve PushService over Connect (JSON with curl) and gRPC-web on this port (0: a free port, -1: off)")
     dev.add_argument("--control-port", type=int, default=0,
                      help="the emulator's web inbox and /_emulator/ endpoints over plain HTTP on 127.0.0.1 (0: a free port)")
     _log_flags(dev, default_format="text")
@@ -219,8 +229,12 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
         state_dir=args.state_dir, port=args.port, host=args.host, store_url=args.store, metrics_port=args.metrics_port or None,
         # Plain HTTP on loopback: a browser opens the inbox without trusting the emulator's CA.
         emulator_config=EmulatorConfig(control_port=args.control_port),
+        connect_port=None if args.connect_port < 0 else args.connect_port,
     )
     try:
+        connect = ""
+        if stack.app.connect is not None:
+            connect = _DEV_CONNECT.format(base=f"http://{args.host}:{stack.app.connect_port}", app=DEMO_APP_ID)
         help_text = _DEV_HELP.format(
             addr=f"{args.host}:{stack.app.port}",
             app=DEMO_APP_ID,
@@ -229,6 +243,7 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
             fcm=stack.emulator.fcm_url,
             inbox=f"{stack.emulator.control_url}/_emulator/",
             tok="a1" * 32,
+            connect=connect,
         )
         if stack.app.metrics_server is not None:
             metrics = _DEV_METRICS.format(host=args.host, port=stack.app.metrics_port)

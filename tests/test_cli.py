@@ -125,3 +125,33 @@ def test_version_of_the_server_command_and_the_client_command() -> None:
     if shutil.which("pushsvc-client", path=str(BIN)):
         out = subprocess.run([str(BIN / "pushsvc-client"), "--version"], capture_output=True, text=True, timeout=60, check=False)
         assert (out.returncode, out.stdout) == (0, f"pushsvc-client {version('pushsvc-client')}\n"), out.stderr
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_dev_prints_a_connect_url_and_a_curl_send_that_works(tmp_path: Path) -> None:
+    port, connect_port = _free_port(), _free_port()
+    dev = subprocess.Popen(
+        [str(BIN / "pushsvc"), "dev", "--port", str(port), "--state-dir", str(tmp_path / "dev"), "--connect-port", str(connect_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+    )
+    lines: list[str] = []
+    try:
+        assert dev.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = dev.stdout.readline()
+            lines.append(line)
+            if "Ctrl-C stops it." in line:
+                break
+        text = "".join(lines)
+        base = f"http://127.0.0.1:{connect_port}"
+        assert f"gRPC-web at {base} " in text, text
+        [command] = re.findall(r"^  (curl .*?/pushsvc\.v1\.PushService/Send)$", text.replace("\\\n    ", ""), re.M)
+        assert command.endswith(f"{base}/pushsvc.v1.PushService/Send")
+        sent = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30)
+        assert sent.returncode == 0, sent.stderr
+        answer = json.loads(sent.stdout)
+        # Nobody is registered yet for alice: accepted, and nothing targeted.
+        assert len(answer["notificationId"]) == 32 and answer.get("targeted", "0") == "0", answer
+    finally:
+        assert _stop(dev) == 0
