@@ -26,7 +26,7 @@ from pushsvc.apps import AppProfile, Renderer
 from pushsvc.auth.build import build_authenticator, build_tls
 from pushsvc.auth.interceptor import AuthInterceptor
 from pushsvc.clock import Clock, SystemClock
-from pushsvc.config import AppSettings, ConfigError, DispatchSettings, Settings
+from pushsvc.config import AppSettings, ConfigError, DispatchSettings, Settings, TracingSettings
 from pushsvc.connect import ConnectServer
 from pushsvc.dispatch import Dispatcher
 from pushsvc.metrics import NULL_METRICS, Metrics
@@ -44,6 +44,9 @@ from pushsvc.rpc.telemetry import TelemetryInterceptor
 from pushsvc.service import PushService
 from pushsvc.storage import Stores, open_stores
 from pushsvc.storage.watch import StoreCalls
+from pushsvc.tracing import NULL_TRACER, Tracer
+from pushsvc.tracing.interceptor import TracingInterceptor
+from pushsvc.tracing.otel import OtelTracer
 
 log = logging.getLogger("pushsvc")
 
@@ -406,6 +409,13 @@ def check_credentials(settings: Settings) -> None:
             build_tls(settings.tls, clock)
         except ConfigError as exc:
             problems.extend(exc.problems)
+    try:
+        _, flush = build_tracer(settings.tracing)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    else:
+        if flush is not None:
+            flush()
     if problems:
         raise ConfigError(*problems)
 
@@ -486,6 +496,19 @@ def _apns_provider(
     )
 
 
+def build_tracer(settings: TracingSettings) -> tuple[Tracer, Callable[[], None] | None]:
+    """The tracer `settings` ask for, and the closer that flushes its exports; NULL_TRACER when no endpoint is set."""
+    if not settings.otlp_endpoint:
+        return NULL_TRACER, None
+    try:
+        # The SDK and exporter are the `otel` extra: imported only when an endpoint is configured.
+        from pushsvc.tracing.otlp import otlp_provider
+    except ImportError:
+        raise ConfigError("tracing.otlp_endpoint: exporting traces needs the otel extra: pip install 'pushsvc[otel]'") from None
+    provider = otlp_provider(settings.otlp_endpoint, settings.service_name, settings.sample_ratio, settings.export_timeout_s)
+    return OtelTracer(provider), provider.shutdown
+
+
 def build_application(
     settings: Settings,
     *,
@@ -495,6 +518,7 @@ def build_application(
     stores: Stores | None = None,
     metrics: bool | None = None,
     connect: bool | None = None,
+    tracer: Tracer | None = None,
 ) -> Application:
     """Wires every component from settings. Connects to nothing until `start()`.
 
@@ -503,7 +527,8 @@ def build_application(
     closes it. The Prometheus endpoint is on when `settings.metrics_port` is
     not 0, or when `metrics` is True, which with port 0 binds a free port
     (tests); `metrics=False` turns it off whatever the port. `connect` does
-    the same for the Connect port (`settings.connect_port`).
+    the same for the Connect port (`settings.connect_port`). `tracer` replaces
+    the one `settings.tracing` asks for (tests hand in one over an in-memory exporter).
     """
     clock = clock or SystemClock()
     serve_metrics = settings.metrics_port != 0 if metrics is None else metrics
@@ -533,6 +558,10 @@ def build_application(
     closers: list[Callable[[], None]] = []
     if providers is None:
         providers, closers = build_providers(settings, clock, counters)
+    if tracer is None:
+        tracer, flush = build_tracer(settings.tracing)
+        if flush is not None:
+            closers.append(flush)
     dispatcher = Dispatcher(
         tokens=tokens,
         notifications=notifications,
@@ -544,6 +573,7 @@ def build_application(
         owner=owner,
         replica_id=settings.dispatch.replica_id or socket.gethostname(),
         metrics=counters,
+        tracer=tracer,
     )
     service = PushService(
         tokens=tokens,
@@ -557,6 +587,9 @@ def build_application(
     )
     authenticator = build_authenticator(settings.auth, clock)
     interceptors: list[MethodInterceptor] = [TelemetryInterceptor(counters, clock)]
+    if tracer is not NULL_TRACER:
+        # After telemetry (and so after the live-call gate), before auth: refused credentials are spans too.
+        interceptors.append(TracingInterceptor(tracer))
     if authenticator is not None:
         interceptors.append(AuthInterceptor(authenticator))
     server = GrpcServer(

@@ -51,6 +51,10 @@ def _sample(row: Row) -> tuple[str, Any]:
     kind = row.type.split(",")[0]
     if row.key == "log_level":
         return "debug", "DEBUG"
+    if row.key == "tracing.otlp_endpoint":
+        return "http://collector:4318/v1/traces", "http://collector:4318/v1/traces"
+    if row.key == "tracing.sample_ratio":
+        return "0.25", 0.25
     if kind == '"json" or "text"':
         return "text", "text"
     if kind == "integer":

@@ -41,6 +41,7 @@ from pushsvc.config.schema import (
     JwtIssuerSettings,
     Settings,
     TlsSettings,
+    TracingSettings,
 )
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "JwtIssuerSettings",
     "Settings",
     "TlsSettings",
+    "TracingSettings",
     "check_serve",
     "key_path",
     "load_settings",

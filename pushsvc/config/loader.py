@@ -24,6 +24,7 @@ from pushsvc.config.schema import (
     DispatchSettings,
     Settings,
     TlsSettings,
+    TracingSettings,
 )
 
 log = logging.getLogger("pushsvc.config")
@@ -53,7 +54,9 @@ class _EnvironmentSource(EnvSettingsSource):
         return {name.lower(): value for name, value in self._environ.items()}
 
 
-_FLAT_SECTIONS: dict[str, type[BaseModel]] = {"dispatch": DispatchSettings, "auth": AuthSettings, "tls": TlsSettings}
+_FLAT_SECTIONS: dict[str, type[BaseModel]] = {
+    "dispatch": DispatchSettings, "auth": AuthSettings, "tls": TlsSettings, "tracing": TracingSettings,
+}
 
 
 def _nest_flat_names(environ: Mapping[str, str]) -> dict[str, str]:

@@ -288,6 +288,26 @@ class IdentitySettings(_Section):
         return self
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry spans: one per RPC and one per fan-out batch, exported over OTLP only when an endpoint is set."""
+
+    otlp_endpoint: str = ""
+    """OTLP/HTTP traces endpoint, e.g. "http://otel-collector:4318/v1/traces"; "" exports nothing and makes no spans. Needs the `otel` extra (`pip install 'pushsvc[otel]'`)."""
+    service_name: str = "pushsvc"
+    """The `service.name` resource attribute of every span."""
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    """The share of new traces recorded; a caller's sampled `traceparent` is followed whatever this says."""
+    export_timeout_s: PositiveSeconds = 10.0
+    """Deadline of one export request to the endpoint."""
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+
 class AuthSettings(_Section):
     """Who may call, and what each caller may do."""
 
@@ -385,6 +405,8 @@ class Settings(_Section):
     """Callers (`[auth]`)."""
     tls: TlsSettings | None = None
     """TLS on the gRPC port (`[tls]`); unset means plaintext (a mesh sidecar terminates TLS)."""
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    """OpenTelemetry traces (`[tracing]`); off unless `otlp_endpoint` is set."""
 
     @field_validator("log_level")
     @classmethod
