@@ -155,3 +155,19 @@ def test_dev_prints_a_connect_url_and_a_curl_send_that_works(tmp_path: Path) -> 
         assert len(answer["notificationId"]) == 32 and answer.get("targeted", "0") == "0", answer
     finally:
         assert _stop(dev) == 0
+
+
+def test_dev_connect_port_is_8080_unless_taken() -> None:
+    import socket
+
+    from pushsvc.cli import _dev_connect_port
+
+    assert _dev_connect_port("127.0.0.1", -1) is None
+    assert _dev_connect_port("127.0.0.1", 0) == 0
+    assert _dev_connect_port("127.0.0.1", 9999) == 9999
+    with socket.socket() as holder:
+        try:
+            holder.bind(("127.0.0.1", 8080))
+        except OSError:
+            pass  # taken by something else already: the same case
+        assert _dev_connect_port("127.0.0.1", None) == 0

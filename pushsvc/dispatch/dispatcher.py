@@ -365,7 +365,7 @@ class Dispatcher:
         retention = timedelta(days=self._settings.receipt_retention_days)
         # One span per batch (pushsvc.tracing): open while this loop's body sends, writes and checkpoints it.
         traced = self._tracer.batches(part.app_id, part.notification_id, self._batches(part, record))
-        async with contextlib.aclosing(traced) as batches:  # type: ignore[type-var]  # an async generator has aclose(); the port says AsyncIterator
+        async with contextlib.aclosing(traced) as batches:
             async for batch, next_checkpoint in batches:
                 if lost.is_set():
                     raise _LeaseLost()

@@ -12,7 +12,7 @@ per batch of a fan-out, never one per token.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar
 
@@ -36,8 +36,8 @@ class Tracer(Protocol):
         ...
 
     def batches(
-        self, app_id: str, notification_id: str, batches: AsyncIterator[tuple[list[_Batch], object]], *, link: str = ""
-    ) -> AsyncIterator[tuple[list[_Batch], object]]:
+        self, app_id: str, notification_id: str, batches: AsyncGenerator[tuple[list[_Batch], object], None], *, link: str = ""
+    ) -> AsyncGenerator[tuple[list[_Batch], object], None]:
         """`batches` as they come, each with a span open from when it is handed out until the next is asked for.
 
         The dispatcher's fan-out loop runs its body (deliveries, receipts, checkpoint) while the span is
@@ -70,8 +70,8 @@ class NullTracer:
         return self._SPAN
 
     def batches(
-        self, app_id: str, notification_id: str, batches: AsyncIterator[tuple[list[_Batch], object]], *, link: str = ""
-    ) -> AsyncIterator[tuple[list[_Batch], object]]:
+        self, app_id: str, notification_id: str, batches: AsyncGenerator[tuple[list[_Batch], object], None], *, link: str = ""
+    ) -> AsyncGenerator[tuple[list[_Batch], object], None]:
         """`batches` itself."""
         return batches
 

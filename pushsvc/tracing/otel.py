@@ -9,7 +9,7 @@ span named "pushsvc.v1.PushService/Send" with `rpc.system`, `rpc.service`,
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 
 import grpc
 from opentelemetry import trace
@@ -58,8 +58,8 @@ class OtelTracer:
             yield _RpcSpan(span)
 
     async def batches(
-        self, app_id: str, notification_id: str, batches: AsyncIterator[tuple[list[_Batch], object]], *, link: str = ""
-    ) -> AsyncIterator[tuple[list[_Batch], object]]:
+        self, app_id: str, notification_id: str, batches: AsyncGenerator[tuple[list[_Batch], object], None], *, link: str = ""
+    ) -> AsyncGenerator[tuple[list[_Batch], object], None]:
         """See `Tracer.batches`. The span is not made current: nothing below it makes spans of its own."""
         links = []
         if link:
@@ -68,7 +68,7 @@ class OtelTracer:
                 links.append(Link(context))
         attributes = {"pushsvc.app_id": app_id, "pushsvc.notification_id": notification_id}
         # Closing this closes the batches it reads (the store's cursor behind them).
-        async with contextlib.aclosing(batches):  # type: ignore[type-var]  # an async generator has aclose(); the port says AsyncIterator
+        async with contextlib.aclosing(batches):
             async for batch, checkpoint in batches:
                 span = self._tracer.start_span(
                     "pushsvc.fanout.batch", context=_ROOT, kind=SpanKind.INTERNAL, links=links, attributes=attributes

@@ -36,6 +36,8 @@ class ConnectStack:
     """`admin` on alpha and beta."""
     jwts: dict[str, str]
     """action -> JWT allowed only that action, on app alpha."""
+    stopped: bool = False
+    """Set by a test that stopped the app itself."""
 
     @property
     def base_url(self) -> str:
@@ -78,10 +80,12 @@ async def stack(tmp_path: Path) -> AsyncIterator[ConnectStack]:
         await emulator.stop()
         raise
     jwts = {a: signer.mint(f"alpha-{a}", a, ["alpha"]) for a in ACTIONS}
+    stack = ConnectStack(app=app, keys=keys, admin_key=admin_key, jwts=jwts)
     try:
-        yield ConnectStack(app=app, keys=keys, admin_key=admin_key, jwts=jwts)
+        yield stack
     finally:
-        await app.stop(0)
+        if not stack.stopped:
+            await app.stop(0)
         await emulator.stop()
 
 
