@@ -8,7 +8,7 @@ import asyncio
 import http.server
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -155,3 +155,19 @@ async def test_otlp_export_when_configured() -> None:
     assert {a.key: a.value.string_value for a in resource.resource.attributes}["service.name"] == "pushsvc-test"
     [span_out] = [s for scope in resource.scope_spans for s in scope.spans]
     assert span_out.name == "pushsvc.v1.PushService/Send" and span_out.trace_id.hex() == TRACE_ID
+
+
+async def test_a_batch_span_links_to_the_send_it_is_given() -> None:
+    """The port carries the Send's traceparent to the batch span as a link (the dispatcher has none to give yet)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+    async def one() -> AsyncGenerator[tuple[list[int], object], None]:
+        yield [1, 2], 1
+
+    async for _ in OtelTracer(provider).batches("demo", "n1", one(), link=CALLER):
+        pass
+    [span] = exporter.get_finished_spans()
+    assert span.parent is None and f"{span.links[0].context.trace_id:032x}" == TRACE_ID
+    assert span.attributes["pushsvc.batch_size"] == 2
