@@ -41,11 +41,11 @@ from pushsvc.receipts import ReceiptFeed, ReceiptSignal
 from pushsvc.rpc.interception import MethodInterceptor
 from pushsvc.rpc.server import GrpcServer
 from pushsvc.rpc.telemetry import TelemetryInterceptor
+from pushsvc.rpc.tracing import TracingInterceptor
 from pushsvc.service import PushService
 from pushsvc.storage import Stores, open_stores
 from pushsvc.storage.watch import StoreCalls
 from pushsvc.tracing import NULL_TRACER, Tracer
-from pushsvc.tracing.interceptor import TracingInterceptor
 from pushsvc.tracing.otel import OtelTracer
 
 log = logging.getLogger("pushsvc")

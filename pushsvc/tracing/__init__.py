@@ -4,7 +4,9 @@ This package's root is the port: the `Tracer` Protocol and `NULL_TRACER`,
 which makes nothing and costs one attribute lookup. The OpenTelemetry adapter
 is `pushsvc.tracing.otel` (opentelemetry-api, in the base install); the OTLP
 export is `pushsvc.tracing.otlp` (the SDK and exporter, in the `otel` extra),
-built by the composition root only when `tracing.otlp_endpoint` is set.
+built by the composition root only when `tracing.otlp_endpoint` is set. The
+gRPC interceptor that makes the RPC spans is `pushsvc.rpc.tracing`, so this
+package imports nothing of rpc/ (dispatch/ imports the port).
 
 Spans: one per RPC (server side, the caller's `traceparent` as parent) and one
 per batch of a fan-out, never one per token.
