@@ -24,13 +24,12 @@ from cryptography import x509
 from pushsvc import models
 from pushsvc.apps import AppProfile, Renderer
 from pushsvc.auth.build import build_authenticator, build_tls
-from pushsvc.auth.interceptor import AuthInterceptor
 from pushsvc.clock import Clock, SystemClock
 from pushsvc.config import AppSettings, ConfigError, DispatchSettings, Settings, TracingSettings
 from pushsvc.connect import ConnectServer
 from pushsvc.dispatch import Dispatcher
 from pushsvc.metrics import NULL_METRICS, Metrics
-from pushsvc.metrics.prometheus import MetricsServer, PrometheusMetrics
+from pushsvc.prometheus import MetricsServer, PrometheusMetrics
 from pushsvc.providers.apns import ApnsProvider, apns_client_tls, render_apns
 from pushsvc.providers.apns_jwt import ApnsTokenSigner
 from pushsvc.providers.base import Provider
@@ -38,6 +37,7 @@ from pushsvc.providers.fcm import FcmProvider, render_fcm
 from pushsvc.providers.fcm_auth import FcmAccessTokenSource
 from pushsvc.providers.transport import Http2Transport, TlsConfig
 from pushsvc.receipts import ReceiptFeed, ReceiptSignal
+from pushsvc.rpc.auth import AuthInterceptor
 from pushsvc.rpc.interception import MethodInterceptor
 from pushsvc.rpc.server import GrpcServer
 from pushsvc.rpc.telemetry import TelemetryInterceptor

@@ -147,10 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] and (argv[0] in OPERATOR_COMMANDS or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"))):
         return _operator(argv)
     if argv[:1] == ["emulator"]:
+        if _emulator_missing("emulator"):
+            return 2
         from pushsvc.emulator import main as emulator_main
 
         return emulator_main(argv[1:])
     args = _parser().parse_args(argv)
+    if args.command in ("dev", "deliver") and _emulator_missing(args.command, store_url=getattr(args, "store", None)):
+        return 2
     if args.command == "dev":
         logs.configure(args.log_format, args.log_level or "INFO")
     elif args.command != "serve":  # serve configures logging once its settings are loaded
@@ -178,6 +182,29 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, errors.PushError) as exc:
         print(f"pushsvc: {exc}", file=sys.stderr)
         return 1
+
+
+EMULATOR_EXTRA_MODULES = frozenset({"h2", "h11", "hpack", "hyperframe", "trustme", "mongomock"})
+"""The top-level modules the `emulator` extra brings (with h2's own dependencies); `serve` needs none."""
+
+
+def _emulator_missing(command: str, *, store_url: str | None = None) -> bool:
+    """True, after saying how to install it, when the `emulator` extra is not installed.
+
+    The server's own wheel leaves the emulator's dependencies out, so a bare
+    `pip install pushsvc` gets a one-line hint here instead of a traceback.
+    """
+    try:
+        import pushsvc.emulator  # noqa: F401  (imported to find out whether its dependencies are installed)
+
+        if store_url is not None and store_url.startswith("mongomock:"):
+            import mongomock  # noqa: F401  (the embedded store's engine, `pushsvc dev`'s default)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in EMULATOR_EXTRA_MODULES:
+            raise
+        print(f"pushsvc {command} needs the emulator: pip install 'pushsvc[emulator]'", file=sys.stderr)
+        return True
+    return False
 
 
 def _operator(argv: list[str]) -> int:
@@ -331,8 +358,8 @@ def _check_config(args: argparse.Namespace) -> int:
 def _keys_create(args: argparse.Namespace) -> int:
     import secrets
 
-    from pushsvc.auth.apikeys import config_snippet, hash_key, new_key
-    from pushsvc.auth.principal import AppScope, parse_actions
+    from pushsvc.access import AppScope, hash_key, new_key, parse_actions
+    from pushsvc.auth.apikeys import config_snippet
 
     try:
         AppScope.parse(args.app, "--app")

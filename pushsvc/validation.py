@@ -40,7 +40,7 @@ class Limits:
     max_topic_chars: int = 256
     max_topics_per_token: int = 100
     max_attr_chars: int = 64
-    """locale, timezone, app_version."""
+    """Each of a token's attributes (`models.TOKEN_ATTRIBUTES`: locale, timezone, app_version)."""
     max_registrations_per_batch: int = 1_000
     """Items of one RegisterTokens call; the server's message size bounds it too."""
     max_devices_per_send: int = 10_000
@@ -157,16 +157,15 @@ def check_registration(v: Violations, reg: models.TokenRegistration, limits: Lim
     # The common case in a few C calls (a bulk import checks a million of
     # these): every optional field short enough and printable, so free of
     # control characters. Anything else takes the field-by-field checks.
+    values = models.token_attributes(reg)
     if not (
-        len(reg.user_id) <= ids and len(reg.device_id) <= ids and len(reg.locale) <= attrs
-        and len(reg.timezone) <= attrs and len(reg.app_version) <= attrs
-        and (reg.user_id + reg.device_id + reg.locale + reg.timezone + reg.app_version).isprintable()
+        len(reg.user_id) <= ids and len(reg.device_id) <= ids and max(map(len, values)) <= attrs
+        and (reg.user_id + reg.device_id + "".join(values)).isprintable()
     ):
         _identifier(v, "user_id", reg.user_id, ids)
         _identifier(v, "device_id", reg.device_id, ids)
-        _identifier(v, "locale", reg.locale, attrs)
-        _identifier(v, "timezone", reg.timezone, attrs)
-        _identifier(v, "app_version", reg.app_version, attrs)
+        for name, value in zip(models.TOKEN_ATTRIBUTES, values, strict=True):
+            _identifier(v, name, value, attrs)
     topics = reg.topics
     if len(topics) > limits.max_topics_per_token:
         v.add("topics", f"at most {limits.max_topics_per_token} topics per token (got {len(topics)})")

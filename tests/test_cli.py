@@ -1,4 +1,4 @@
-"""The README's promises, as a newcomer would run them: real processes, real ports."""
+"""The quick start's promises (README.md, docs/getting-started.md), as a newcomer would run them: real processes, real ports."""
 
 from __future__ import annotations
 
@@ -125,6 +125,69 @@ def test_version_of_the_server_command_and_the_client_command() -> None:
     if shutil.which("pushsvc-client", path=str(BIN)):
         out = subprocess.run([str(BIN / "pushsvc-client"), "--version"], capture_output=True, text=True, timeout=60, check=False)
         assert (out.returncode, out.stdout) == (0, f"pushsvc-client {version('pushsvc-client')}\n"), out.stderr
+
+
+_WITHOUT_MODULES = """\
+import importlib.abc, sys
+
+class _Uninstalled(importlib.abc.MetaPathFinder):
+    # Stands in for a venv without the `emulator` extra, in this subprocess only.
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, _Uninstalled())
+from pushsvc.cli import main
+sys.exit(main({argv!r}))
+"""
+
+
+def _run_without(blocked: set[str], argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    code = _WITHOUT_MODULES.format(blocked=blocked, argv=argv)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("blocked", "argv", "command"),
+    [
+        ({"h2", "h11", "trustme", "mongomock"}, ["dev", "--port", "0"], "dev"),
+        ({"trustme"}, ["dev", "--port", "0", "--store", "postgresql://nobody@127.0.0.1:1/none"], "dev"),
+        ({"mongomock"}, ["dev", "--port", "0"], "dev"),
+        ({"h2"}, ["emulator", "--apns-port", "0"], "emulator"),
+        ({"h11"}, ["deliver", "--apns-token", "ab"], "deliver"),
+    ],
+)
+def test_commands_that_need_the_emulator_extra_say_how_to_install_it(
+    blocked: set[str], argv: list[str], command: str, tmp_path: Path
+) -> None:
+    out = _run_without(blocked, argv, tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr == f"pushsvc {command} needs the emulator: pip install 'pushsvc[emulator]'\n"
+    assert out.stdout == ""
+    assert not (tmp_path / ".pushsvc").exists(), "nothing started before the check"
+
+
+def test_a_mongomock_store_without_mongomock_is_a_config_error_with_the_install_line(tmp_path: Path) -> None:
+    out = _run_without({"mongomock"}, ["migrate", "--store", "mongomock://localhost/pushsvc"], tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "mongomock:// needs mongomock: pip install 'pushsvc[emulator]'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_serve_and_check_config_do_not_need_the_emulator_extra(tmp_path: Path) -> None:
+    config = tmp_path / "pushsvc.toml"
+    config.write_text(
+        'store_url = "postgresql://pushsvc@127.0.0.1:5432/pushsvc"\n'
+        '[[auth.api_keys]]\nname = "ci"\nhash = "sha256:' + "0" * 64 + '"\napps = ["*"]\nactions = ["send"]\n'
+    )
+    everything = {"h2", "h11", "hpack", "hyperframe", "trustme", "mongomock"}
+    out = _run_without(everything, ["check-config", str(config)], tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith(f"{config}: ok")
+    out = _run_without(everything, ["serve", "--help"], tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "--config" in out.stdout
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")

@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from pushsvc import config
-from pushsvc.config_reference import Row, render, rows
+from scripts.config_reference import Row, render, rows
 
 ROOT = Path(__file__).resolve().parents[1]
 

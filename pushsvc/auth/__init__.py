@@ -1,7 +1,7 @@
-"""Caller security: principals, API keys, JWTs, mTLS identities, and the interceptor that enforces them.
+"""Caller security: authenticators for API keys, JWTs and mTLS identities, the audit log, and building them from the config.
 
-The package re-exports nothing: `principal` and `apikeys` are the vocabulary
-that the config's models use, and `build` reads the config, so an import of
-the package must not pull in `build` (that was a hidden cycle). Import the
-modules themselves.
+The vocabulary (actions, app scopes, principals, the form of an API key) is
+`pushsvc.access`, a leaf that the config's models use too; the gRPC
+interceptor that enforces it is `pushsvc.rpc.auth`. The package re-exports
+nothing: import its modules.
 """

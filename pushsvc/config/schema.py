@@ -23,10 +23,9 @@ from pydantic import (
     model_validator,
 )
 
-# The auth vocabulary is a leaf (principal, apikeys import nothing of pushsvc's
-# config), so the models can check scopes and hashes where they are parsed.
-from pushsvc.auth.apikeys import parse_hash
-from pushsvc.auth.principal import AppScope, parse_actions
+# The access vocabulary is a leaf (pushsvc.access imports nothing of pushsvc),
+# so the models can check scopes and hashes where they are parsed.
+from pushsvc.access import AppScope, parse_actions, parse_hash
 
 APNS_PRODUCTION_URL = "https://api.push.apple.com"
 APNS_SANDBOX_URL = "https://api.sandbox.push.apple.com"

@@ -1,6 +1,6 @@
 """ConnectCall: what the gRPC handler chain reads from its servicer context, for a Connect or gRPC-web call.
 
-The chain (pushsvc.rpc.telemetry, .calls, pushsvc.auth.interceptor,
+The chain (pushsvc.rpc.telemetry, .calls, .auth,
 pushsvc.rpc.methods and .servicers) touches grpc's context only through
 `invocation_metadata`, `auth_context`, `abort`, `code` and
 `add_done_callback`. This class gives those from the HTTP request, and turns

@@ -114,10 +114,8 @@ def registration(req: pb.RegisterTokenRequest) -> models.TokenRegistration:
         user_id=req.user_id,
         topics=tuple(req.topics),
         device_id=req.device_id,
-        locale=req.locale,
-        timezone=req.timezone,
-        app_version=req.app_version,
         apns_environment=_environment(req.apns_environment),
+        **dict(zip(models.TOKEN_ATTRIBUTES, models.token_attributes(req), strict=True)),
     )
 
 
@@ -126,11 +124,13 @@ def registrations(req: pb.RegisterTokensRequest) -> list[models.TokenRegistratio
     # The per-item work of a 1,000-item batch: lookups bound once, no helper calls.
     app_id, reg, platforms, envs = req.app_id, models.TokenRegistration, _PLATFORM_FROM_PB, _ENV_FROM_PB
     unspecified, production = models.Platform.UNSPECIFIED, models.ApnsEnvironment.PRODUCTION
+    names, attributes = models.TOKEN_ATTRIBUTES, models.token_attributes
     return [
         reg(
-            app_id, item.token, platforms.get(item.platform, unspecified), item.user_id,
-            tuple(topics) if (topics := item.topics) else (),  # tuple() of an empty upb container costs 1 µs
-            item.device_id, item.locale, item.timezone, item.app_version, envs.get(item.apns_environment, production),
+            app_id=app_id, token=item.token, platform=platforms.get(item.platform, unspecified), user_id=item.user_id,
+            topics=tuple(topics) if (topics := item.topics) else (),  # tuple() of an empty upb container costs 1 µs
+            device_id=item.device_id, apns_environment=envs.get(item.apns_environment, production),
+            **dict(zip(names, attributes(item), strict=False)),  # one value per name; strict costs 0.3 µs an item
         )
         for item in req.items
     ]
@@ -166,9 +166,7 @@ def token(t: models.DeviceToken) -> pb.Token:
         user_id=t.user_id,
         topics=list(t.topics),
         device_id=t.device_id,
-        locale=t.locale,
-        timezone=t.timezone,
-        app_version=t.app_version,
+        **dict(zip(models.TOKEN_ATTRIBUTES, models.token_attributes(t), strict=True)),
         # Only APNs tokens have an environment; the model's default is not one to report for others.
         apns_environment=_ENV_TO_PB[t.apns_environment] if t.platform is models.Platform.APNS else pb.APNS_ENVIRONMENT_UNSPECIFIED,
         created_at=_ts(t.created_at),

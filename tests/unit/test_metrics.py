@@ -7,7 +7,7 @@ import asyncio
 from pushsvc import models
 from pushsvc.dispatch import Dispatcher
 from pushsvc.metrics import NULL_METRICS
-from pushsvc.metrics.prometheus import PrometheusMetrics
+from pushsvc.prometheus import PrometheusMetrics
 from pushsvc.providers import reasons
 from pushsvc.providers.base import Outcome, ProviderResult
 from tests.unit.conftest import APNS, APP, FCM, World

@@ -67,10 +67,8 @@ def token_profile(reg: models.TokenRegistration) -> dict[str, Any]:
         "user_id": reg.user_id,
         "topics": list(reg.topics),
         "device_id": reg.device_id,
-        "locale": reg.locale,
-        "timezone": reg.timezone,
-        "app_version": reg.app_version,
         "apns_environment": reg.apns_environment.value,
+        **dict(zip(models.TOKEN_ATTRIBUTES, models.token_attributes(reg), strict=True)),
     }
 
 
@@ -112,9 +110,8 @@ def token_from_doc(doc: Mapping[str, Any]) -> models.DeviceToken:
         user_id=doc.get("user_id", ""),
         topics=tuple(doc.get("topics", ())),
         device_id=doc.get("device_id", ""),
-        locale=doc.get("locale", ""),
-        timezone=doc.get("timezone", ""),
-        app_version=doc.get("app_version", ""),
+        # A document written before an attribute existed lacks it.
+        **{name: doc.get(name, "") for name in models.TOKEN_ATTRIBUTES},
         apns_environment=models.ApnsEnvironment(doc.get("apns_environment", "production")),
         created_at=must(doc["created_at"]),
         last_seen_at=must(doc["last_seen_at"]),

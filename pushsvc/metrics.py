@@ -2,7 +2,7 @@
 
 This package's root is the port: the `Metrics` Protocol the components count
 through, and `NULL_METRICS`, which does nothing. The Prometheus adapter lives
-in `pushsvc.metrics.prometheus`; only the composition root (and tests) import
+in `pushsvc.prometheus`; only the composition root (and tests) import
 it, so the components that count, including the provider adapters whose reason
 vocabulary the adapter labels with, never import prometheus-client through here.
 
