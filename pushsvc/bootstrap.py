@@ -17,7 +17,7 @@ import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
@@ -26,7 +26,6 @@ from pushsvc.apps import AppProfile, Renderer
 from pushsvc.auth.build import build_authenticator, build_tls
 from pushsvc.clock import Clock, SystemClock
 from pushsvc.config import AppSettings, ConfigError, DispatchSettings, Settings, TracingSettings
-from pushsvc.connect import ConnectServer
 from pushsvc.dispatch import Dispatcher
 from pushsvc.metrics import NULL_METRICS, Metrics
 from pushsvc.prometheus import MetricsServer, PrometheusMetrics
@@ -47,6 +46,9 @@ from pushsvc.storage import Stores, open_stores
 from pushsvc.storage.watch import StoreCalls
 from pushsvc.tracing import NULL_TRACER, Tracer
 from pushsvc.tracing.otel import OtelTracer
+
+if TYPE_CHECKING:
+    from pushsvc.connect import ConnectServer
 
 log = logging.getLogger("pushsvc")
 
@@ -409,6 +411,11 @@ def check_credentials(settings: Settings) -> None:
             build_tls(settings.tls, clock)
         except ConfigError as exc:
             problems.extend(exc.problems)
+    if settings.connect_port:
+        try:
+            connect_server_class()
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     try:
         _, flush = build_tracer(settings.tracing)
     except ConfigError as exc:
@@ -494,6 +501,15 @@ def _apns_provider(
         signer=signer,
         clock=clock,
     )
+
+
+def connect_server_class() -> type[ConnectServer]:
+    """The Connect server, from the `connect` extra (connectrpc and uvicorn), imported only when the port is on."""
+    try:
+        from pushsvc.connect import ConnectServer
+    except ImportError:
+        raise ConfigError("connect_port: serving Connect and gRPC-web needs the connect extra: pip install 'pushsvc[connect]'") from None
+    return ConnectServer
 
 
 def build_tracer(settings: TracingSettings) -> tuple[Tracer, Callable[[], None] | None]:
@@ -609,7 +625,7 @@ def build_application(
     connect_server = None
     if (settings.connect_port != 0 if connect is None else connect):
         # The gRPC server's chain, its LiveCalls included, so both ports share one gate and one drain.
-        connect_server = ConnectServer(
+        connect_server = connect_server_class()(
             service,
             clock=clock,
             interceptors=[interceptors[0], server.calls, *interceptors[1:]],

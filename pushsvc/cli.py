@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import os
 import signal
@@ -40,7 +41,13 @@ _DEV_CONNECT_PORT = 8080
 
 
 def _dev_connect_port(host: str, asked: int | None) -> int | None:
-    """The Connect port dev binds: the one asked for, None for off, else 8080 unless taken (then a free one)."""
+    """The Connect port dev binds: the one asked for, None for off (or without the connect extra), else 8080 unless taken (then a free one)."""
+    try:
+        installed = all(importlib.util.find_spec(name) is not None for name in ("connectrpc", "uvicorn"))
+    except ImportError:
+        installed = False
+    if not installed:
+        return None  # the help text says how to install it
     if asked is not None:
         return None if asked < 0 else asked
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
@@ -50,6 +57,10 @@ def _dev_connect_port(host: str, asked: int | None) -> int | None:
             return 0  # another dev (or anything) has it: the printed URL names the port taken instead
     return _DEV_CONNECT_PORT
 
+
+_DEV_NO_CONNECT = """
+Connect (JSON with curl) and gRPC-web need the connect extra: pip install 'pushsvc[connect]'
+"""
 
 _DEV_CONNECT = """
 Or without a gRPC client: the same service over Connect (JSON POSTs) and gRPC-web at {base} (docs/connect.md):
@@ -276,7 +287,7 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
         connect_port=_dev_connect_port(args.host, args.connect_port),
     )
     try:
-        connect = ""
+        connect = _DEV_NO_CONNECT if args.connect_port is None or args.connect_port >= 0 else ""
         if stack.app.connect is not None:
             connect = _DEV_CONNECT.format(base=f"http://{args.host}:{stack.app.connect_port}", app=DEMO_APP_ID)
         help_text = _DEV_HELP.format(
