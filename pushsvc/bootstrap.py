@@ -13,8 +13,7 @@ import gc
 import logging
 import socket
 from collections.abc import Callable, Mapping
-
-import grpc
+from typing import TYPE_CHECKING
 
 from pushsvc import models
 from pushsvc.apps import AppProfile, Renderer
@@ -22,22 +21,29 @@ from pushsvc.auth.build import build_authenticator, build_tls
 from pushsvc.channels import registry, secrets
 from pushsvc.channels.base import BuildContext
 from pushsvc.clock import Clock, SystemClock
-from pushsvc.config import ConfigError, Settings
+from pushsvc.config import ConfigError, Settings, TracingSettings
 from pushsvc.dispatch import Dispatcher
 from pushsvc.metrics import NULL_METRICS, Metrics
 from pushsvc.prometheus import MetricsServer, PrometheusMetrics
 from pushsvc.providers.base import Provider
 from pushsvc.receipts import ReceiptFeed, ReceiptSignal
 from pushsvc.rpc.auth import AuthInterceptor
+from pushsvc.rpc.interception import MethodInterceptor
 from pushsvc.rpc.server import GrpcServer
 from pushsvc.rpc.telemetry import TelemetryInterceptor
+from pushsvc.rpc.tracing import TracingInterceptor
 from pushsvc.service import PushService
 from pushsvc.storage import Stores, open_stores
 from pushsvc.storage.watch import StoreCalls
+from pushsvc.tracing import NULL_TRACER, Tracer
+from pushsvc.tracing.otel import OtelTracer
 from pushsvc.webhooks import signing
 from pushsvc.webhooks.httpclient import HttpxPoster
 from pushsvc.webhooks.poster import WebhookPoster
 from pushsvc.webhooks.sender import Endpoint, WebhookSenders, build_senders
+
+if TYPE_CHECKING:
+    from pushsvc.connect import ConnectServer
 
 log = logging.getLogger("pushsvc")
 
@@ -65,6 +71,8 @@ class Application:
     """Serves `metrics` at /metrics; None when the endpoint is off."""
     webhooks: WebhookSenders | None = None
     """The receipt webhook senders (one task per configured endpoint); None when none is configured."""
+    connect: ConnectServer | None = None
+    """PushService over Connect and gRPC-web; None when `connect_port` is off."""
     _tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
     _store_ok: bool = True
 
@@ -72,6 +80,11 @@ class Application:
     def port(self) -> int:
         """The bound gRPC port."""
         return self.server.port
+
+    @property
+    def connect_port(self) -> int:
+        """The bound Connect port (0 when it is off)."""
+        return self.connect.port if self.connect is not None else 0
 
     @property
     def metrics_port(self) -> int:
@@ -85,12 +98,17 @@ class Application:
         """
         port = await self.server.start()  # NOT_SERVING, and PushService refused, until the store is prepared
         try:
+            if self.connect is not None:
+                # Refused (UNAVAILABLE) like the gRPC port's calls until SERVING: the two share one gate.
+                await self.connect.start()
             if self.metrics_server is not None:
                 # Scrapable while starting: serving 0 says why traffic waits.
                 self.metrics_server.start()
             await self.stores.prepare()
         except BaseException:
             await self.server.stop(0)
+            if self.connect is not None:
+                await self.connect.stop(0)
             if self.metrics_server is not None:
                 await self.metrics_server.stop()
             raise
@@ -208,6 +226,8 @@ class Application:
             # First, and briefly: a POST cut short is offered again under its id by whoever sends next.
             await self.webhooks.stop(min(_WEBHOOK_RELEASE_S, grace / 4))
         await self.server.begin_drain()
+        if self.connect is not None:
+            self.connect.begin_drain()
         self.dispatcher.drain()
         log.info(
             "drain: health NOT_SERVING, new calls refused; %d unary call(s) in flight, %d receipt stream(s) open, "
@@ -221,6 +241,9 @@ class Application:
             loop.time() - started, served.unary_in_flight - min(served.unary_in_flight, served.unary_cancelled),
             served.unary_cancelled, served.streams_cancelled,
         )
+        if self.connect is not None:
+            # Its unary calls were waited for with the gRPC ones (one LiveCalls); this closes its port.
+            await self.connect.stop(max(0.0, deadline - loop.time() - min(_DISPATCH_RESERVE_S, grace / 4)))
         dispatched = await self.dispatcher.stop(grace_s=max(0.0, deadline - loop.time()))
         log.info(
             "drain: dispatcher stopped after %.1f s: %d partition(s) were being sent, %d batch(es) cancelled; %s",
@@ -352,6 +375,18 @@ def check_credentials(settings: Settings) -> None:
         build_webhook_endpoints(settings)
     except ConfigError as exc:
         problems.extend(exc.problems)
+    if settings.connect_port:
+        try:
+            connect_server_class()
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    try:
+        _, flush = build_tracer(settings.tracing)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    else:
+        if flush is not None:
+            flush()
     if problems:
         raise ConfigError(*problems)
 
@@ -387,6 +422,28 @@ def build_webhook_endpoints(settings: Settings) -> list[tuple[Endpoint, bytes | 
     return endpoints
 
 
+def connect_server_class() -> type[ConnectServer]:
+    """The Connect server, from the `connect` extra (connectrpc and uvicorn), imported only when the port is on."""
+    try:
+        from pushsvc.connect import ConnectServer
+    except ImportError:
+        raise ConfigError("connect_port: serving Connect and gRPC-web needs the connect extra: pip install 'pushsvc[connect]'") from None
+    return ConnectServer
+
+
+def build_tracer(settings: TracingSettings) -> tuple[Tracer, Callable[[], None] | None]:
+    """The tracer `settings` ask for, and the closer that flushes its exports; NULL_TRACER when no endpoint is set."""
+    if not settings.otlp_endpoint:
+        return NULL_TRACER, None
+    try:
+        # The SDK and exporter are the `otel` extra: imported only when an endpoint is configured.
+        from pushsvc.tracing.otlp import otlp_provider
+    except ImportError:
+        raise ConfigError("tracing.otlp_endpoint: exporting traces needs the otel extra: pip install 'pushsvc[otel]'") from None
+    provider = otlp_provider(settings.otlp_endpoint, settings.service_name, settings.sample_ratio, settings.export_timeout_s)
+    return OtelTracer(provider), provider.shutdown
+
+
 def build_application(
     settings: Settings,
     *,
@@ -395,6 +452,8 @@ def build_application(
     owner: str | None = None,
     stores: Stores | None = None,
     metrics: bool | None = None,
+    connect: bool | None = None,
+    tracer: Tracer | None = None,
 ) -> Application:
     """Wires every component from settings. Connects to nothing until `start()`.
 
@@ -402,7 +461,9 @@ def build_application(
     in one process, as tests do with the embedded backend); the caller then
     closes it. The Prometheus endpoint is on when `settings.metrics_port` is
     not 0, or when `metrics` is True, which with port 0 binds a free port
-    (tests); `metrics=False` turns it off whatever the port.
+    (tests); `metrics=False` turns it off whatever the port. `connect` does
+    the same for the Connect port (`settings.connect_port`). `tracer` replaces
+    the one `settings.tracing` asks for (tests hand in one over an in-memory exporter).
     """
     clock = clock or SystemClock()
     serve_metrics = settings.metrics_port != 0 if metrics is None else metrics
@@ -433,6 +494,10 @@ def build_application(
     if providers is None:
         providers, closers = build_providers(settings, clock, counters)
     replica_id = settings.dispatch.replica_id or socket.gethostname()
+    if tracer is None:
+        tracer, flush = build_tracer(settings.tracing)
+        if flush is not None:
+            closers.append(flush)
     dispatcher = Dispatcher(
         tokens=tokens,
         notifications=notifications,
@@ -444,6 +509,7 @@ def build_application(
         owner=owner,
         replica_id=replica_id,
         metrics=counters,
+        tracer=tracer,
     )
     webhooks = None
     endpoints = build_webhook_endpoints(settings)
@@ -478,7 +544,10 @@ def build_application(
         on_queued=dispatcher.wake,
     )
     authenticator = build_authenticator(settings.auth, clock)
-    interceptors: list[grpc.aio.ServerInterceptor] = [TelemetryInterceptor(counters, clock)]
+    interceptors: list[MethodInterceptor] = [TelemetryInterceptor(counters, clock)]
+    if tracer is not NULL_TRACER:
+        # After telemetry (and so after the live-call gate), before auth: refused credentials are spans too.
+        interceptors.append(TracingInterceptor(tracer))
     if authenticator is not None:
         interceptors.append(AuthInterceptor(authenticator))
     server = GrpcServer(
@@ -495,6 +564,16 @@ def build_application(
         credentials=build_tls(settings.tls, clock).credentials() if settings.tls is not None else None,
         metrics=counters,
     )
+    connect_server = None
+    if (settings.connect_port != 0 if connect is None else connect):
+        # The gRPC server's chain, its LiveCalls included, so both ports share one gate and one drain.
+        connect_server = connect_server_class()(
+            service,
+            clock=clock,
+            interceptors=[interceptors[0], server.calls, *interceptors[1:]],
+            host=settings.host,
+            port=settings.connect_port,
+        )
     return Application(
         settings=settings,
         stores=stores,
@@ -509,4 +588,5 @@ def build_application(
         metrics=counters,
         metrics_server=metrics_server,
         webhooks=webhooks,
+        connect=connect_server,
     )

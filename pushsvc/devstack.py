@@ -92,11 +92,13 @@ async def start_dev_stack(
     emulator_config: EmulatorConfig | None = None,
     metrics_port: int | None = None,
     metrics_host: str = "",
+    connect_port: int | None = None,
 ) -> DevStack:
     """Starts the emulator, writes demo credentials into state_dir, starts pushsvc with app "demo".
 
     `metrics_port` turns the Prometheus endpoint on (0: a free port); None leaves it off.
-    It binds `metrics_host`, or `host` when that is empty.
+    It binds `metrics_host`, or `host` when that is empty. `connect_port` turns
+    the Connect and gRPC-web port on (0: a free port) on `host`; None leaves it off.
     """
     emulator = Emulator(emulator_config or EmulatorConfig())
     await emulator.start()
@@ -117,8 +119,11 @@ async def start_dev_stack(
             dispatch=dispatch or DispatchSettings(),
             metrics_port=metrics_port or 0,
             metrics_host=metrics_host or host,
+            connect_port=connect_port or 0,
         )
-        app = build_application(settings, clock=clock, stores=stores, metrics=metrics_port is not None)
+        app = build_application(
+            settings, clock=clock, stores=stores, metrics=metrics_port is not None, connect=connect_port is not None
+        )
         try:
             await app.start()
         except BaseException:

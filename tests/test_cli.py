@@ -188,3 +188,49 @@ def test_serve_and_check_config_do_not_need_the_emulator_extra(tmp_path: Path) -
     out = _run_without(everything, ["serve", "--help"], tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "--config" in out.stdout
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_dev_prints_a_connect_url_and_a_curl_send_that_works(tmp_path: Path) -> None:
+    port, connect_port = _free_port(), _free_port()
+    dev = subprocess.Popen(
+        [str(BIN / "pushsvc"), "dev", "--port", str(port), "--state-dir", str(tmp_path / "dev"), "--connect-port", str(connect_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+    )
+    lines: list[str] = []
+    try:
+        assert dev.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = dev.stdout.readline()
+            lines.append(line)
+            if "Ctrl-C stops it." in line:
+                break
+        text = "".join(lines)
+        base = f"http://127.0.0.1:{connect_port}"
+        assert f"gRPC-web at {base} " in text, text
+        [command] = re.findall(r"^  (curl .*?/pushsvc\.v1\.PushService/Send)$", text.replace("\\\n    ", ""), re.M)
+        assert command.endswith(f"{base}/pushsvc.v1.PushService/Send")
+        sent = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30)
+        assert sent.returncode == 0, sent.stderr
+        answer = json.loads(sent.stdout)
+        # Nobody is registered yet for alice: accepted, and nothing targeted.
+        assert len(answer["notificationId"]) == 32 and answer.get("targeted", "0") == "0", answer
+    finally:
+        assert _stop(dev) == 0
+
+
+def test_dev_connect_port_is_8080_unless_taken() -> None:
+    import socket
+
+    from pushsvc.cli import _dev_connect_port
+
+    assert _dev_connect_port("127.0.0.1", -1) is None
+    assert _dev_connect_port("127.0.0.1", 0) == 0
+    assert _dev_connect_port("127.0.0.1", 9999) == 9999
+    with socket.socket() as holder:
+        try:
+            holder.bind(("127.0.0.1", 8080))
+        except OSError:
+            pass  # taken by something else already: the same case
+        assert _dev_connect_port("127.0.0.1", None) == 0

@@ -56,6 +56,10 @@ def _sample(row: Row) -> tuple[str, Any]:
         return "42", "42"
     if row.key.endswith(".webpush.subject"):
         return "https://example.com/contact", "https://example.com/contact"
+    if row.key == "tracing.otlp_endpoint":
+        return "http://collector:4318/v1/traces", "http://collector:4318/v1/traces"
+    if row.key == "tracing.sample_ratio":
+        return "0.25", 0.25
     if kind == '"json" or "text"':
         return "text", "text"
     if kind == "integer":

@@ -41,6 +41,7 @@ from pushsvc.config.schema import (
     JwtIssuerSettings,
     Settings,
     TlsSettings,
+    TracingSettings,
     WebhookSettings,
 )
 
@@ -62,6 +63,7 @@ __all__ = [
     "Settings",
     "TlsSettings",
     "WebhookSettings",
+    "TracingSettings",
     "check_serve",
     "key_path",
     "load_settings",

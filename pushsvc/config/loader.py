@@ -25,6 +25,7 @@ from pushsvc.config.schema import (
     DispatchSettings,
     Settings,
     TlsSettings,
+    TracingSettings,
 )
 
 log = logging.getLogger("pushsvc.config")
@@ -54,7 +55,9 @@ class _EnvironmentSource(EnvSettingsSource):
         return {name.lower(): value for name, value in self._environ.items()}
 
 
-_FLAT_SECTIONS: dict[str, type[BaseModel]] = {"dispatch": DispatchSettings, "auth": AuthSettings, "tls": TlsSettings}
+_FLAT_SECTIONS: dict[str, type[BaseModel]] = {
+    "dispatch": DispatchSettings, "auth": AuthSettings, "tls": TlsSettings, "tracing": TracingSettings,
+}
 
 
 def _nest_flat_names(environ: Mapping[str, str]) -> dict[str, str]:

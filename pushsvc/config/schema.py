@@ -422,6 +422,26 @@ class IdentitySettings(_Section):
         return self
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry spans: one per RPC and one per fan-out batch, exported over OTLP only when an endpoint is set."""
+
+    otlp_endpoint: str = ""
+    """OTLP/HTTP traces endpoint, e.g. "http://otel-collector:4318/v1/traces"; "" exports nothing and makes no spans. Needs the `otel` extra (`pip install 'pushsvc[otel]'`)."""
+    service_name: str = "pushsvc"
+    """The `service.name` resource attribute of every span."""
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    """The share of new traces recorded; a caller's sampled `traceparent` is followed whatever this says."""
+    export_timeout_s: PositiveSeconds = 10.0
+    """Deadline of one export request to the endpoint."""
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+
 class AuthSettings(_Section):
     """Who may call, and what each caller may do."""
 
@@ -477,6 +497,8 @@ class Settings(_Section):
     """The gRPC listen address."""
     port: Port = 50051
     """The gRPC port (health and reflection are on it too); 0 picks a free one."""
+    connect_port: Port = 0
+    """The port serving PushService over the Connect protocol (JSON or binary POSTs, e.g. with curl) and gRPC-web, on `host`, plaintext HTTP/1.1; 0 disables it (`pushsvc dev` turns it on)."""
     metrics_host: str = "0.0.0.0"
     """The Prometheus endpoint's listen address."""
     metrics_port: Port = 0
@@ -517,6 +539,8 @@ class Settings(_Section):
     """Callers (`[auth]`)."""
     tls: TlsSettings | None = None
     """TLS on the gRPC port (`[tls]`); unset means plaintext (a mesh sidecar terminates TLS)."""
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    """OpenTelemetry traces (`[tracing]`); off unless `otlp_endpoint` is set."""
 
     @field_validator("log_level")
     @classmethod
@@ -537,6 +561,13 @@ class Settings(_Section):
                 body = {**body, "app_id": app_id}
             apps[app_id] = body
         return {**data, "apps": apps}
+
+    @model_validator(mode="after")
+    def _connect_plaintext(self) -> Settings:
+        if self.connect_port and self.tls is not None:
+            # The Connect port has no TLS of its own yet; a plaintext port beside a TLS one would carry the same credentials in the clear.
+            raise ValueError("connect_port: the Connect port is plaintext and cannot be combined with [tls]; terminate TLS in front of it, or set connect_port = 0")
+        return self
 
     @model_validator(mode="after")
     def _app_ids_match(self) -> Settings:

@@ -16,10 +16,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from pushsvc.prometheus import PrometheusMetrics
 
 from pushsvc import models
 from pushsvc.clock import SystemClock
+from pushsvc.prometheus import PrometheusMetrics
 from pushsvc.receipts import ReceiptSignal
 from pushsvc.storage import NotificationDraft, ReceiptDraft, TargetQuery, WebhookCursor
 from pushsvc.storage.memory import MemoryStores
