@@ -38,6 +38,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +74,9 @@ class NullProvider:
         """See `Provider.platform`."""
         return self._platform
 
-    async def send(self, delivery: Delivery) -> ProviderResult:
-        """See `Provider.send`."""
-        return _DELIVERED
+    async def send_batch(self, deliveries: Sequence[Delivery]) -> list[ProviderResult]:
+        """See `Provider.send_batch`."""
+        return [_DELIVERED] * len(deliveries)
 
     async def aclose(self) -> None:
         """See `Provider.aclose`."""
