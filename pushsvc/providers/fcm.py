@@ -84,6 +84,8 @@ _TARGET_KEYS = ("token", "topic", "condition", "fid")
 
 _STATIC_HEADERS = ("content-type: application/json", *NO_DEFAULT_HEADERS)
 
+_NO_HEADERS: Mapping[str, str] = {}
+
 _TEMPLATE_CACHE_SIZE = 64
 """Request bodies around the token kept: a few per notification in flight (the ttl changes every second)."""
 
@@ -338,7 +340,9 @@ class FcmProvider:
                 if isinstance(answer, TransportError):
                     out.append(failures.transport_failure(answer))
                 else:
-                    out.append(classify_fcm_response(answer.status, answer.body, answer.headers, now=self._clock.time()))
+                    # Only a retryable answer's Retry-After is read from the headers: parse them for errors only.
+                    found = answer.headers if answer.status != 200 else _NO_HEADERS
+                    out.append(classify_fcm_response(answer.status, answer.body, found, now=self._clock.time()))
             return out
 
         return await credentials.send_batch_authorized(send, self._authorize, self._reject, len(bodies))

@@ -298,6 +298,8 @@ SLOW_START = 16
 
 _URL, _HTTPHEADER, _POSTFIELDS = pycurl.URL, pycurl.HTTPHEADER, pycurl.POSTFIELDS
 _NUM_CONNECTS, _RESPONSE_CODE = pycurl.NUM_CONNECTS, pycurl.RESPONSE_CODE
+# Called unbound on the hot path: a pycurl handle's attribute lookup costs more than the call.
+_setopt, _getinfo = pycurl.Curl.setopt, pycurl.Curl.getinfo
 
 
 class _Batch:
@@ -373,6 +375,8 @@ class Http2Transport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._multi: pycurl.CurlMulti | None = None
         self._free: list[pycurl.Curl] = []
+        self._sinks: dict[pycurl.Curl, tuple[list[bytes], list[bytes]]] = {}
+        """The lists each handle's answer lands in (set once per handle; `_complete` empties them)."""
         self._active: dict[pycurl.Curl, tuple[_Batch, int, int]] = {}
         """Each request in libcurl: its batch, its index there, and its number (for `_Window.lost`)."""
         self._fds: dict[int, int] = {}
@@ -558,9 +562,9 @@ class Http2Transport:
                         break
                 url, headers, body = requests[index]
                 handle = free.pop() if free else self._new_handle()
-                handle.setopt(_URL, url)
-                handle.setopt(_HTTPHEADER, headers)
-                handle.setopt(_POSTFIELDS, body)
+                _setopt(handle, _URL, url)
+                _setopt(handle, _HTTPHEADER, headers)
+                _setopt(handle, _POSTFIELDS, body)
                 active[handle] = (batch, index, self._requests)
                 self._requests += 1
                 batch.pending += 1
@@ -613,6 +617,7 @@ class Http2Transport:
         for handle in self._free:
             handle.close()
         self._free.clear()
+        self._sinks.clear()
         if self._multi is not None:
             self._multi.close()
             self._multi = None
@@ -645,7 +650,7 @@ class Http2Transport:
         header_lines: list[bytes] = []
         handle.setopt(pycurl.WRITEFUNCTION, chunks.append)
         handle.setopt(pycurl.HEADERFUNCTION, header_lines.append)
-        handle.sink = (chunks, header_lines)
+        self._sinks[handle] = (chunks, header_lines)
         # No redirects, no proxies from the environment: providers are called directly.
         handle.setopt(pycurl.FOLLOWLOCATION, 0)
         handle.setopt(pycurl.PROXY, "")
@@ -732,7 +737,7 @@ class Http2Transport:
         if entry is None:
             return
         batch, index, number = entry
-        connects = handle.getinfo(_NUM_CONNECTS)
+        connects = _getinfo(handle, _NUM_CONNECTS)
         if connects:
             self._connections += connects
             if self._connections > 1:
@@ -746,16 +751,17 @@ class Http2Transport:
         window = self._window
         result: Response | TransportError
         if code is None:
-            chunks, header_lines = handle.sink
-            result = Response(handle.getinfo(_RESPONSE_CODE), header_lines[:], b"".join(chunks))
+            chunks, header_lines = self._sinks[handle]
+            result = Response(_getinfo(handle, _RESPONSE_CODE), header_lines[:], b"".join(chunks))
             chunks.clear()
             header_lines.clear()
             self._remove(handle, reuse=True)
             window.release()
             window.answered()
         else:
-            handle.sink[0].clear()
-            handle.sink[1].clear()
+            chunks, header_lines = self._sinks[handle]
+            chunks.clear()
+            header_lines.clear()
             result = _error(code, message)
             if isinstance(result, OutcomeUnknown):
                 self._unknown += 1
@@ -787,10 +793,11 @@ class Http2Transport:
         if self._multi is not None:
             self._multi.remove_handle(handle)
         if reuse and not self._closed and len(self._free) < self._max_streams * self._connections_per_origin:
-            # The next request replaces the body and callbacks; until then the
-            # parked handle keeps the last ones (bounded by the pool's size).
+            # The next request replaces the url, headers and body; until then
+            # the parked handle keeps the last ones (bounded by the pool's size).
             self._free.append(handle)
         else:
+            self._sinks.pop(handle, None)
             handle.close()
 
 
