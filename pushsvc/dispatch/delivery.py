@@ -54,6 +54,10 @@ _OUTCOME_STATUS = {
 _COALESCE_S = 0.05
 """Retries due this close after the first of a group are sent with it, as one batch."""
 
+_DELIVERED = Outcome.DELIVERED
+_STATUS_DELIVERED = models.DeliveryStatus.DELIVERED
+_STATUS_DELIVERED_NAME = _STATUS_DELIVERED.name
+
 _NOT_ATTEMPTED = ProviderResult(Outcome.RETRYABLE, reason="NotAttempted")
 _NO_CREDENTIALS = ProviderResult(Outcome.PERMANENT, reason="NoCredentials")
 
@@ -242,6 +246,7 @@ class BatchDelivery:
                 attempts[index] += 1
             results = await self._send(app_id, platform, provider, [deliveries[index] for index in ready], counters)
             answered_at = clock.now()
+            delivered = counters.delivered
             # One draw of jitter per wave: the wave's retries stay together.
             draw = self._rand()
 
@@ -250,10 +255,27 @@ class BatchDelivery:
             retries: dict[float, list[int]] = {}
             answers: collections.Counter[tuple[int, str, int, float]] = collections.Counter()
             for index, result in zip(ready, results, strict=True):
+                tried = attempts[index]
+                if result.outcome is _DELIVERED:
+                    # The hot path, inline: no coroutine or call per delivered token.
+                    target = targets[index]
+                    drafts[index] = ReceiptDraft(
+                        token=target.token,
+                        platform=target.platform,
+                        user_id=target.user_id,
+                        status=_STATUS_DELIVERED,
+                        provider_message_id=result.provider_message_id,
+                        provider_status=result.provider_status,
+                        reason=result.reason,
+                        attempts=tried,
+                        token_removed=False,
+                        at=answered_at,
+                    )
+                    delivered(_STATUS_DELIVERED_NAME, result.reason)
+                    continue
                 last[index] = result
                 if result.outcome_unknown:
                     maybe_accepted.add(index)
-                tried = attempts[index]
                 if result.outcome is not Outcome.RETRYABLE or tried >= self._retry.attempts_allowed(index in maybe_accepted):
                     await self._settle(app_id, drafts, index, targets[index], result, tried, counters, condemned, answered_at)
                     continue
