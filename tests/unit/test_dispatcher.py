@@ -7,6 +7,7 @@ concurrency, and counters that agree with the receipt log after a crash.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import Counter
 from datetime import timedelta
@@ -523,3 +524,22 @@ async def test_a_send_whose_answer_was_lost_is_never_concluded_failed_by_later_5
     lost = got["t0002"]
     assert (lost.status, lost.attempts, lost.reason) == (models.DeliveryStatus.FAILED, 12, "ConnectionLost (outcome unknown)")
 
+
+
+async def test_providers_get_the_rendered_message_whole_with_its_real_size_and_limit(world: World) -> None:
+    await world.register(2, FCM)
+    await world.register(2, APNS, prefix="ab")
+    nid = await send(world, body="x" * 300, push_type=models.PushType.VOIP)
+    await world.drain()
+    assert (await view(world, nid)).delivered == 4
+    stored = await world.stores.notifications.get(APP, nid)
+    assert stored is not None
+    fcm_sent, apns_sent = world.fcm.sent[0].rendered, world.apns.sent[0].rendered
+    # Rendered once at Send and carried whole: the stored body, with the size and limit it was rendered with.
+    assert fcm_sent.body == stored.rendered[FCM] and apns_sent.body == stored.rendered[APNS]
+    assert fcm_sent.size_bytes == len(json.dumps(fcm_sent.body, separators=(",", ":"), ensure_ascii=False).encode())
+    assert fcm_sent.limit_bytes == 4096
+    assert apns_sent.size_bytes == len(apns_sent.body["payload"].encode()) > 300
+    assert apns_sent.limit_bytes == 5120, "a VoIP push's limit"
+    # One rendering per partition, shared by its deliveries.
+    assert world.fcm.sent[0].rendered is world.fcm.sent[1].rendered
