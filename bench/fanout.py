@@ -42,6 +42,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +78,9 @@ class NullProvider:
         """See `Provider.platform`."""
         return self._platform
 
-    async def send(self, delivery: Delivery) -> ProviderResult:
-        """See `Provider.send`."""
-        return _DELIVERED
+    async def send_batch(self, deliveries: Sequence[Delivery]) -> list[ProviderResult]:
+        """See `Provider.send_batch`."""
+        return [_DELIVERED] * len(deliveries)
 
     async def aclose(self) -> None:
         """See `Provider.aclose`."""
@@ -315,8 +316,15 @@ def main() -> int:
                         help=f"do not pin (by default the emulator runs on CPU {EMULATOR_CPU}, pushsvc and h2load on CPU {CLIENT_CPU})")
     parser.add_argument("--h2load-n", type=int, default=20_000,
                         help="requests for each emulator ceiling (APNs only, FCM only, 50/50), half of them per origin")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="the gateway's event loop (uvloop must be installed; it is not a pushsvc dependency)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pushsvc-bench-fanout.json")
     args = parser.parse_args()
+    run = asyncio.run
+    if args.loop == "uvloop":
+        import uvloop
+
+        run = uvloop.run
     context = run_context(packages=("grpcio", "pycurl"), tools={"h2load": ["h2load", "--version"]})
     pinned = args.pin and {EMULATOR_CPU, CLIENT_CPU} <= os.sched_getaffinity(0)
     if pinned:
@@ -329,13 +337,13 @@ def main() -> int:
             from bench.nginx import NginxEndpoint
 
             with NginxEndpoint() as nginx:
-                result = asyncio.run(fan_out(manifest, args, nginx_app(manifest, nginx, Path(tmp))))
+                result = run(fan_out(manifest, args, nginx_app(manifest, nginx, Path(tmp))))
                 ceiling = h2load.measure(
                     f"{nginx.base_url}/3/device/{'ab' * 32}", ["apns-topic: bench", "apns-push-type: alert"],
                     b'{"aps":{"alert":{"title":"bench","body":"fan-out"}}}', requests=max(args.tokens, 50_000),
                 )
         else:
-            result = asyncio.run(fan_out(manifest, args, emulator_cpu_s=emulator.cpu_s))
+            result = run(fan_out(manifest, args, emulator_cpu_s=emulator.cpu_s))
             if not args.null_provider:
                 # Measured the same way in the same run: the emulator as the fan-out found it (inbox
                 # full), one connection per origin, the fan-out's streams, 50/50 APNs/FCM.
@@ -350,7 +358,7 @@ def main() -> int:
     print(f"store: {args.store}")
     print(f"pinned: emulator on CPU {EMULATOR_CPU}, pushsvc and h2load on CPU {CLIENT_CPU}" if pinned else "not pinned")
     print(f"concurrency: {args.in_flight} requests in flight per provider, batches of {args.batch}; "
-          f"metrics {'on' if args.metrics else 'off'}; tracing {'on' if args.tracing else 'off'}")
+          f"metrics {'on' if args.metrics else 'off'}; tracing {'on' if args.tracing else 'off'}; event loop {args.loop}")
     print(f"{'what':34} {'value':>12}")
     print(f"{'Send accepted in':34} {result['accept_ms']:>9,.1f} ms")
     print(f"{'all receipts written after':34} {result['seconds']:>10,.2f} s")

@@ -55,7 +55,7 @@ async def deliver_once(
     try:
         for platform, token in tokens.items():
             delivery = Delivery(token=token, rendered=renderers[platform](message))
-            results[platform] = await providers[(DEMO_APP_ID, platform)].send(delivery)
+            (results[platform],) = await providers[(DEMO_APP_ID, platform)].send_batch((delivery,))
     finally:
         for provider in providers.values():
             await provider.aclose()

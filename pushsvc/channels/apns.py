@@ -14,7 +14,7 @@ from pushsvc.channels import secrets
 from pushsvc.channels.base import BuildContext, Channel
 from pushsvc.config import ApnsAppSettings
 from pushsvc.limits import Limits
-from pushsvc.providers.apns import ApnsProvider, apns_client_tls, render_apns
+from pushsvc.providers.apns import ApnsProvider, apns_client_tls, render_apns, rendered_from_body
 from pushsvc.providers.apns_jwt import ApnsTokenSigner
 from pushsvc.providers.aps import ApnsReason
 from pushsvc.providers.transport import TlsConfig
@@ -93,6 +93,7 @@ CHANNEL = Channel(
     reasons=frozenset(r.value for r in ApnsReason),
     check_token=check_token,
     renderer=renderer,
+    restore_rendering=rendered_from_body,
     build_provider=build_provider,
     deliver_help="hex APNs device token",
     demo_settings=demo_settings,

@@ -17,7 +17,7 @@ from pushsvc.clock import Clock
 from pushsvc.config import DispatchSettings
 from pushsvc.limits import Limits
 from pushsvc.metrics import Metrics
-from pushsvc.providers.base import Provider
+from pushsvc.providers.base import Provider, RenderedMessage
 from pushsvc.providers.transport import Http2Transport, TlsConfig
 
 
@@ -71,6 +71,8 @@ class Channel:
     """The renderer of an app, from its settings section."""
     build_provider: Callable[[Any, str, BuildContext], Provider]
     """A provider from the app's settings section and its key path (`apps.shop.fcm`); raises ConfigError."""
+    restore_rendering: Callable[[Mapping[str, Any]], RenderedMessage]
+    """The rendered message of a body Send stored with a notification, its size and limit measured again."""
     deliver_help: str
     """The help of `pushsvc deliver --<settings_key>-token`."""
     demo_settings: Callable[[Mapping[str, str], Any], Any] | None = None

@@ -11,7 +11,7 @@ from pushsvc.apps import Renderer
 from pushsvc.channels import secrets
 from pushsvc.channels.base import BuildContext, Channel, check_opaque_token
 from pushsvc.config import FcmAppSettings
-from pushsvc.providers.fcm import FcmErrorCode, FcmProvider, render_fcm
+from pushsvc.providers.fcm import FcmErrorCode, FcmProvider, render_fcm, rendered_from_body
 from pushsvc.providers.fcm_auth import FcmAccessTokenSource
 from pushsvc.providers.transport import TlsConfig
 
@@ -67,6 +67,7 @@ CHANNEL = Channel(
     reasons=frozenset({*(c.value for c in FcmErrorCode), *GOOGLE_RPC_CODES}),
     check_token=check_opaque_token,
     renderer=renderer,
+    restore_rendering=rendered_from_body,
     build_provider=build_provider,
     deliver_help="FCM registration token",
     demo_settings=demo_settings,

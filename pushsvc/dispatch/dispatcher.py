@@ -1,6 +1,7 @@
-"""Dispatcher: claims partitions, fans out in batches, classifies, records.
+"""Dispatcher: runs leased partitions: claims, renews, reads batches, records them, checkpoints, drains.
 
-Every replica runs one. The invariants it keeps:
+Every replica runs one. Delivering one batch (providers, retries, expiry) is
+`dispatch.delivery.BatchDelivery`'s. The invariants the two keep:
 
 - A partition is worked on only under a lease, renewed while we work. A lease
   we lose (renewal or checkpoint says so) makes us stop after the batch in
@@ -12,7 +13,11 @@ Every replica runs one. The invariants it keeps:
   the commit; a crash in between resends that batch, the receipt log's
   uniqueness keeps one receipt per token all the same, and the counters are
   reconciled with the log when the notification completes.
-- Concurrent requests per provider are bounded by a semaphore.
+- Concurrent requests per provider are bounded by a count taken per batch
+  sent (`delivery.InFlightBudget`, `max_in_flight_per_provider`).
+- A batch's retries are regrouped: those falling due together are resent as
+  one smaller batch, and the batch's receipts are written after its last
+  retry (or expiry, or condemnation).
 - Credential rejection fails the whole notification at once, and still every
   target ends with one receipt: the rejection condemns the notification in the
   store (`fail`), sending stops, and each partition's lease holder gives its
@@ -36,17 +41,18 @@ from datetime import timedelta
 from typing import Any
 
 from pushsvc import errors, logs, models
+from pushsvc.channels import registry
 from pushsvc.clock import Clock
 from pushsvc.config import DispatchSettings
+from pushsvc.dispatch.delivery import BatchDelivery, Condemnation
 from pushsvc.dispatch.retry import RetryPolicy
-from pushsvc.metrics import NULL_METRICS, Metrics, ProviderMetrics
-from pushsvc.providers.base import Delivery, Outcome, Provider, ProviderResult, RenderedMessage
+from pushsvc.metrics import NULL_METRICS, Metrics
+from pushsvc.providers.base import Provider, RenderedMessage
 from pushsvc.receipts import ReceiptSignal
 from pushsvc.storage import (
     NotificationRecord,
     NotificationStore,
     Partition,
-    ReceiptDraft,
     ReceiptStore,
     TargetToken,
     TokenStore,
@@ -55,19 +61,6 @@ from pushsvc.throttle import LogThrottle
 from pushsvc.tracing import NULL_TRACER, Tracer
 
 log = logging.getLogger("pushsvc.dispatch")
-
-_OUTCOME_STATUS = {
-    Outcome.DELIVERED: models.DeliveryStatus.DELIVERED,
-    Outcome.TOKEN_INVALID: models.DeliveryStatus.TOKEN_INVALID,
-    Outcome.PERMANENT: models.DeliveryStatus.FAILED,
-    Outcome.CREDENTIALS_REJECTED: models.DeliveryStatus.FAILED,
-    Outcome.RETRYABLE: models.DeliveryStatus.FAILED,
-}
-
-
-NOTIFICATION_FAILED = "NotificationFailed"
-"""The reason of a receipt for a target that was not sent because its notification failed as a whole."""
-
 
 class _LeaseLost(Exception):
     pass
@@ -83,27 +76,6 @@ class DispatcherDrain:
     """Workers still in a batch when their share of the grace ran out."""
     released: int | None
     """Leases given back (at a checkpoint, or all at the end); None when the store did not answer in time."""
-
-
-class _Condemnation:
-    """Why a partition's notification failed as a whole, once anything says so.
-
-    Set by a credential rejection in our own batch, by the notification we read
-    at the start, or by the renewer when another replica condemned it.
-    Deliveries waiting out a retry backoff wake at once: their token gets its
-    receipt now instead of a retry that would only be thrown away.
-    """
-
-    def __init__(self, error: str = "") -> None:
-        self.error = ""
-        self.event = asyncio.Event()
-        if error:
-            self.condemn(error)
-
-    def condemn(self, error: str) -> None:
-        if not self.error:
-            self.error = error
-            self.event.set()
 
 
 _RELEASE_RESERVE_S = 1.0
@@ -137,6 +109,7 @@ class Dispatcher:
         rand: Callable[[], float] = random.random,
         metrics: Metrics = NULL_METRICS,
         tracer: Tracer = NULL_TRACER,
+        restore_rendering: Callable[[models.Platform, Mapping[str, Any]], RenderedMessage] = registry.restore_rendering,
     ) -> None:
         self._tokens = tokens
         self._notifications = notifications
@@ -154,20 +127,24 @@ class Dispatcher:
         # restarted replica can tell its dead predecessor's leases from live ones.
         self.replica_id = replica_id or f"dispatcher-{uuid.uuid4().hex[:12]}"
         self.owner = owner or f"{self.replica_id}/{uuid.uuid4().hex[:12]}"
-        self._sleep = sleep
-        self._rand = rand
-        self._retry = RetryPolicy(
-            max_attempts=settings.max_attempts,
-            initial_backoff_s=settings.initial_backoff_s,
-            max_backoff_s=settings.max_backoff_s,
+        self._delivery = BatchDelivery(
+            tokens=tokens,
+            providers=providers,
+            clock=clock,
+            retry=RetryPolicy(
+                max_attempts=settings.max_attempts,
+                initial_backoff_s=settings.initial_backoff_s,
+                max_backoff_s=settings.max_backoff_s,
+            ),
+            max_in_flight=settings.max_in_flight_per_provider,
+            metrics=metrics,
+            faults=self._faults,
+            sleep=sleep,
+            rand=rand,
         )
-        self._limits = {key: asyncio.Semaphore(settings.max_in_flight_per_provider) for key in providers}
-        self._metrics = metrics
         self._tracer = tracer
-        # Bound once per provider: the per-delivery cost is a few dict lookups.
-        self._counters: dict[tuple[str, models.Platform], ProviderMetrics] = {
-            (app_id, platform): metrics.provider(app_id, platform.value) for app_id, platform in providers
-        }
+        # Send stores each platform's rendered body; its channel makes the message whole again.
+        self._restore_rendering = restore_rendering
         self._wake = asyncio.Event()
         # Idle workers poll together; one claim at a time per replica is enough,
         # and it spares the store a burst of racing claims.
@@ -327,9 +304,10 @@ class Dispatcher:
             await self._notifications.finish_partition(part.partition_id, self.owner, now)
             return
         await self._notifications.mark_running(part.notification_id, now)
-        rendered = {p: RenderedMessage(p, body, 0, 0) for p, body in record.rendered.items()}
+        # Rendered once at Send; restored whole (sizes included) once per partition.
+        rendered = {p: self._restore_rendering(p, body) for p, body in record.rendered.items()}
         lost = asyncio.Event()
-        condemned = _Condemnation(record.view.error)
+        condemned = Condemnation(record.view.error)
         renewer = asyncio.create_task(self._renew(part, lost, condemned))
         try:
             await self._fan_out(part, record, rendered, lost, condemned)
@@ -338,7 +316,7 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
 
-    async def _renew(self, part: Partition, lost: asyncio.Event, condemned: _Condemnation) -> None:
+    async def _renew(self, part: Partition, lost: asyncio.Event, condemned: Condemnation) -> None:
         while True:
             await asyncio.sleep(self._settings.lease_s / 3)
             try:
@@ -360,7 +338,7 @@ class Dispatcher:
         record: NotificationRecord,
         rendered: Mapping[models.Platform, RenderedMessage],
         lost: asyncio.Event,
-        condemned: _Condemnation,
+        condemned: Condemnation,
     ) -> None:
         retention = timedelta(days=self._settings.receipt_retention_days)
         # One span per batch (pushsvc.tracing): open while this loop's body sends, writes and checkpoints it.
@@ -373,11 +351,9 @@ class Dispatcher:
                     raise _Draining()
                 was_condemned = bool(condemned.error)
                 if was_condemned:
-                    drafts = [self._unsent(part.app_id, t) for t in batch]
+                    drafts = [self._delivery.unsent(part.app_id, t) for t in batch]
                 else:
-                    drafts = await asyncio.gather(
-                        *(self._deliver(part.app_id, record, rendered, t, condemned) for t in batch)
-                    )
+                    drafts = await self._delivery.deliver(part.app_id, record, rendered, batch, condemned)
                 now = self._clock.now()
                 written = await self._receipts.append(part.app_id, part.notification_id, drafts, now + retention)
                 counts = Counter(receipt.status for receipt in written)
@@ -416,143 +392,6 @@ class Dispatcher:
             offset += len(devices)
             yield [registered.get((d.platform, d.token)) or _unregistered(d) for d in devices], offset
 
-    def _counters_of(self, app_id: str, platform: models.Platform) -> ProviderMetrics:
-        counters = self._counters.get((app_id, platform))
-        if counters is None:  # an app without credentials for this platform
-            counters = self._counters[(app_id, platform)] = self._metrics.provider(app_id, platform.value)
-        return counters
-
-    async def _deliver(
-        self,
-        app_id: str,
-        record: NotificationRecord,
-        rendered: Mapping[models.Platform, RenderedMessage],
-        target: TargetToken,
-        condemned: _Condemnation,
-    ) -> ReceiptDraft:
-        counters = self._counters_of(app_id, target.platform)
-        draft = await self._attempt(app_id, record, rendered, target, condemned, counters)
-        counters.delivered(draft.status.name, draft.reason)
-        return draft
-
-    async def _attempt(
-        self,
-        app_id: str,
-        record: NotificationRecord,
-        rendered: Mapping[models.Platform, RenderedMessage],
-        target: TargetToken,
-        condemned: _Condemnation,
-        counters: ProviderMetrics,
-    ) -> ReceiptDraft:
-        provider = self._providers.get((app_id, target.platform))
-        message = rendered.get(target.platform)
-        if provider is None or message is None:
-            return self._draft(target, models.DeliveryStatus.FAILED, ProviderResult(Outcome.PERMANENT, reason="NoCredentials"), 0)
-        delivery = Delivery(
-            token=target.token, rendered=message, apns_environment=target.apns_environment, expires_at=record.expires_at
-        )
-        attempts = 0
-        # Once a send may have been accepted without our hearing of it, a
-        # later 429/5xx cannot make the push FAILED: the token is retried
-        # until an answer settles it, within a wider bound (see RetryPolicy).
-        maybe_accepted = False
-        result = ProviderResult(Outcome.RETRYABLE, reason="NotAttempted")
-        while True:
-            if condemned.error:
-                return self._draft(target, models.DeliveryStatus.FAILED, _notification_failed(result), attempts)
-            if record.expires_at is not None and self._clock.now() >= record.expires_at:
-                return self._draft(target, models.DeliveryStatus.EXPIRED, _expired(result), attempts)
-            attempts += 1
-            async with self._limits[(app_id, target.platform)]:
-                counters.request_started()
-                started = self._clock.monotonic()
-                try:
-                    result = await provider.send(delivery)
-                except BaseException:
-                    counters.request_finished("error", self._clock.monotonic() - started)
-                    raise
-                counters.request_finished(result.outcome.value, self._clock.monotonic() - started)
-            maybe_accepted = maybe_accepted or result.outcome_unknown
-            if result.outcome is Outcome.RETRYABLE and attempts < self._retry.attempts_allowed(maybe_accepted):
-                counters.retried(result.reason)
-                delay = self._retry.delay_s(attempts, result.retry_after_s, self._rand)
-                self._faults.warning(
-                    f"retry {app_id} {target.platform.value}",
-                    "%s answered %s %s for app %s; retrying (attempt %d, in %.1f s)",
-                    target.platform.name, result.provider_status or "-", result.reason, app_id, attempts, delay,
-                    extra=logs.fields(app=app_id, platform=target.platform.value),
-                )
-                if record.expires_at is not None and self._clock.now() + timedelta(seconds=delay) >= record.expires_at:
-                    return self._draft(target, models.DeliveryStatus.EXPIRED, _expired(result), attempts)
-                await self._backoff(delay, condemned)
-                continue
-            break
-        removed = False
-        if result.outcome is Outcome.TOKEN_INVALID and target.registered:
-            removed = await self._tokens.delete_invalid(app_id, target.platform, target.token, result.invalid_since)
-        if result.outcome is Outcome.TOKEN_INVALID and log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "%s token %s of app %s is invalid (%s %s); %s",
-                target.platform.name, logs.redact_token(target.token), app_id, result.provider_status, result.reason,
-                "removed" if removed else "kept",
-            )
-        if result.outcome in (Outcome.PERMANENT, Outcome.RETRYABLE):
-            self._faults.warning(
-                f"failed {app_id} {target.platform.value}",
-                "%s delivery failed for app %s after %d attempt(s): %s %s",
-                target.platform.name, app_id, attempts, result.provider_status or "-", result.reason,
-                extra=logs.fields(app=app_id, platform=target.platform.value),
-            )
-        if result.outcome is Outcome.CREDENTIALS_REJECTED:
-            self._faults.log(
-                logging.ERROR, f"credentials {app_id} {target.platform.value}",
-                "%s rejected the credentials of app %s: %s %s; the notification fails",
-                target.platform.name, app_id, result.provider_status, result.reason,
-                extra=logs.fields(app=app_id, platform=target.platform.value),
-            )
-            condemned.condemn(
-                f"{target.platform.name} rejected the app's credentials ({result.provider_status} {result.reason})"
-            )
-        return self._draft(target, _OUTCOME_STATUS[result.outcome], result, attempts, removed)
-
-    def _unsent(self, app_id: str, target: TargetToken) -> ReceiptDraft:
-        """The receipt of a target that is not sent because its notification failed as a whole."""
-        self._counters_of(app_id, target.platform).delivered(models.DeliveryStatus.FAILED.name, NOTIFICATION_FAILED)
-        return self._draft(target, models.DeliveryStatus.FAILED, _notification_failed(None), 0)
-
-    async def _backoff(self, delay_s: float, condemned: _Condemnation) -> None:
-        """Sleeps `delay_s`, or less when the notification is condemned meanwhile."""
-        if condemned.error:
-            return
-        sleeper = asyncio.ensure_future(self._sleep(delay_s))
-        waiter = asyncio.ensure_future(condemned.event.wait())
-        try:
-            await asyncio.wait((sleeper, waiter), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waiter.cancel()
-
-    def _draft(
-        self,
-        target: TargetToken,
-        status: models.DeliveryStatus,
-        result: ProviderResult,
-        attempts: int,
-        removed: bool = False,
-    ) -> ReceiptDraft:
-        return ReceiptDraft(
-            token=target.token,
-            platform=target.platform,
-            user_id=target.user_id,
-            status=status,
-            provider_message_id=result.provider_message_id,
-            provider_status=result.provider_status,
-            reason=result.reason,
-            attempts=attempts,
-            token_removed=removed,
-            at=self._clock.now(),
-        )
-
 
 def _unregistered(d: models.Device) -> TargetToken:
     return TargetToken(
@@ -563,26 +402,6 @@ def _unregistered(d: models.Device) -> TargetToken:
         apns_environment=d.apns_environment,
         registered=False,
         last_seen_at=None,
-    )
-
-
-def _expired(last: ProviderResult) -> ProviderResult:
-    # Keep what the provider last said, if anything; the reason says why we stopped.
-    return ProviderResult(
-        Outcome.PERMANENT,
-        provider_status=last.provider_status if last.reason != "NotAttempted" else 0,
-        reason="TtlExpired",
-        provider_message_id=last.provider_message_id,
-    )
-
-
-def _notification_failed(last: ProviderResult | None) -> ProviderResult:
-    # Keep what the provider last said to a token that was mid-retry.
-    if last is None or last.reason == "NotAttempted":
-        return ProviderResult(Outcome.PERMANENT, reason=NOTIFICATION_FAILED)
-    return ProviderResult(
-        Outcome.PERMANENT, provider_status=last.provider_status, reason=NOTIFICATION_FAILED,
-        provider_message_id=last.provider_message_id,
     )
 
 

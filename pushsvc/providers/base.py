@@ -1,6 +1,10 @@
-"""The provider port: send one delivery to APNs or FCM and classify the answer.
+"""The provider port: send a batch of deliveries to APNs or FCM and classify each answer.
 
-Every provider adapter conforms to `Provider`. Adapters never retry on their
+Every provider adapter conforms to `Provider`. A batch crosses the port as one
+call and its results come back as one list, in order: the dispatcher hands a
+provider all of a batch's targets of its platform at once, and the adapter
+hands them to the transport at once (no task or future per token). Adapters
+never retry on their
 own (except the protocol-mandated cases documented on each adapter, such as
 APNs ExpiredProviderToken): retry policy lives in the dispatcher, which acts
 only on `Outcome`.
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -84,15 +88,19 @@ class Delivery:
 
 
 class Provider(Protocol):
-    """Sends one delivery to one provider for one app."""
+    """Sends deliveries to one provider for one app, a batch at a time."""
 
     @property
     def platform(self) -> models.Platform:
         """The platform this provider serves."""
         ...
 
-    async def send(self, delivery: Delivery) -> ProviderResult:
-        """Sends one delivery and classifies the answer. Never raises for provider or network errors."""
+    async def send_batch(self, deliveries: Sequence[Delivery]) -> list[ProviderResult]:
+        """Sends every delivery and classifies each answer; the results are in the deliveries' order.
+
+        Never raises for provider or network errors. Cancelling the call
+        withdraws the requests still in flight.
+        """
         ...
 
     async def aclose(self) -> None:

@@ -10,7 +10,7 @@ refresh, because each credential source refreshes once per rejected value.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from pushsvc.providers import base
 
@@ -55,3 +55,50 @@ async def send_authorized(
         reject(credential)
     assert result is not None
     return result
+
+
+async def send_batch_authorized(
+    send: Callable[[str | None, Sequence[int]], Awaitable[list[base.ProviderResult]]],
+    authorize: Callable[[], str | None | Awaitable[str | None]],
+    reject: Callable[[str], None],
+    count: int,
+) -> list[base.ProviderResult]:
+    """`send_authorized` for a batch: one credential for the batch, one refresh for the stale answers.
+
+    Args:
+        send: Sends the requests at the given indices (of `count`) with the
+            given authorization value, as one batch; returns their results in
+            the indices' order.
+        authorize: As for `send_authorized`.
+        reject: As for `send_authorized`.
+        count: The batch's size.
+
+    Returns:
+        The last answer of each request, in order. The requests the provider
+        called stale are refreshed once and resent together; a second stale
+        answer stands.
+    """
+    try:
+        credential = authorize()
+        if credential is not None and not isinstance(credential, str):
+            credential = await credential
+    except CredentialUnavailable as exc:
+        return [exc.result] * count
+    results = await send(credential, range(count))
+    if credential is None:
+        return results
+    stale = [index for index, result in enumerate(results) if result.credential_stale]
+    if not stale:
+        return results
+    reject(credential)
+    try:
+        fresh = authorize()
+        if fresh is not None and not isinstance(fresh, str):
+            fresh = await fresh
+    except CredentialUnavailable as exc:
+        for index in stale:
+            results[index] = exc.result
+        return results
+    for index, result in zip(stale, await send(fresh, stale), strict=True):
+        results[index] = result
+    return results

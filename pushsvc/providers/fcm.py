@@ -1,7 +1,9 @@
-"""The FCM HTTP v1 adapter: render once per notification, send per token, classify.
+"""The FCM HTTP v1 adapter: render once per notification, send a batch of tokens at once, classify each.
 
-`render_fcm` builds the v1 `message` object without a target; `FcmProvider.send`
-adds the token and the remaining ttl, POSTs to
+`render_fcm` builds the v1 `message` object without a target;
+`FcmProvider.send_batch` serializes it once per notification and ttl second
+around the token (each request's body is that text with the token spliced in),
+adds the remaining ttl, POSTs the batch through the transport's `post_many` to
 `/v1/projects/<id>/messages:send` and classifies the `google.rpc.Status` error
 body (reference/protocols.md §B.4–B.6):
 
@@ -22,7 +24,8 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import google.auth.exceptions
@@ -30,7 +33,7 @@ import google.auth.exceptions
 from pushsvc import models
 from pushsvc.clock import Clock
 from pushsvc.providers import aps, base, credentials, failures, fcm_auth, rendering
-from pushsvc.providers.transport import Transport, TransportError
+from pushsvc.providers.transport import NO_DEFAULT_HEADERS, Transport, TransportError
 
 MESSAGE_LIMIT_BYTES = 4096
 """FCM's documented payload limit, applied to the whole message object."""
@@ -78,6 +81,13 @@ DEAD_APNS_TOKEN_REASONS = aps.DEAD_TOKEN_REASONS
 """APNs reasons relayed in an ApnsError that mean the token is dead."""
 
 _TARGET_KEYS = ("token", "topic", "condition", "fid")
+
+_STATIC_HEADERS = ("content-type: application/json", *NO_DEFAULT_HEADERS)
+
+_NO_HEADERS: Mapping[str, str] = {}
+
+_TEMPLATE_CACHE_SIZE = 64
+"""Request bodies around the token kept: a few per notification in flight (the ttl changes every second)."""
 
 _ANDROID_PRIORITY = {models.Priority.HIGH: "HIGH", models.Priority.NORMAL: "NORMAL"}
 
@@ -148,6 +158,11 @@ def render_fcm(message: models.Message) -> base.RenderedMessage:
         if override:
             body[block] = rendering.deep_merge(body.get(block, {}), override)
 
+    return rendered_from_body(body)
+
+
+def rendered_from_body(body: Mapping[str, Any]) -> base.RenderedMessage:
+    """The rendered message of an FCM body (`render_fcm`'s, or one stored with a notification): its size measured again."""
     return base.RenderedMessage(
         platform=models.Platform.FCM,
         body=body,
@@ -281,6 +296,8 @@ class FcmProvider:
         self._url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
         self._token_source = token_source
         self._clock = clock
+        self._templates: dict[tuple[int, datetime | None, int | None], tuple[Mapping[str, Any], str, str]] = {}
+        """The body around the token per rendered message, expiry and ttl; keyed by id() and checked by identity."""
 
     @property
     def platform(self) -> models.Platform:
@@ -288,24 +305,64 @@ class FcmProvider:
         return models.Platform.FCM
 
     async def send(self, delivery: base.Delivery) -> base.ProviderResult:
-        """Sends one delivery; never raises for provider or network errors.
+        """Sends one delivery (a batch of one; see `send_batch`)."""
+        return (await self.send_batch((delivery,)))[0]
 
-        Retries once, with a newly fetched access token, on an OAuth 401.
+    async def send_batch(self, deliveries: Sequence[base.Delivery]) -> list[base.ProviderResult]:
+        """Sends every delivery as one batch; never raises for provider or network errors.
+
+        Retries once, with a newly fetched access token, the requests answered
+        with an OAuth 401 (together, as one smaller batch).
         """
-        rendered = delivery.rendered
-        if rendered.platform is not models.Platform.FCM:
-            raise ValueError(f"FcmProvider cannot send a message rendered for {rendered.platform.value}")
-        content = json.dumps({"message": self._message(delivery)}, separators=(",", ":"), ensure_ascii=False).encode()
+        now = self._clock.time()
+        bodies: list[bytes] = []
+        last: tuple[object, datetime | None] | None = None
+        head = tail = ""
+        for delivery in deliveries:
+            rendered = delivery.rendered
+            if rendered.platform is not models.Platform.FCM:
+                raise ValueError(f"FcmProvider cannot send a message rendered for {rendered.platform.value}")
+            if last is None or last[0] is not rendered.body or last[1] != delivery.expires_at:
+                # The message around the token is serialized once per notification (and ttl second).
+                head, tail = self._template(rendered, delivery.expires_at, now)
+                last = (rendered.body, delivery.expires_at)
+            token = delivery.token
+            if not (token.isascii() and token.isprintable() and '"' not in token and "\\" not in token):
+                token = json.dumps(token, ensure_ascii=False)[1:-1]
+            bodies.append((head + token + tail).encode())
+        url = self._url
 
-        async def send(access_token: str | None) -> base.ProviderResult:
-            headers = ["content-type: application/json", f"authorization: Bearer {access_token}"]
-            try:
-                response = await self._transport.post(self._url, headers, content)
-            except TransportError as exc:
-                return failures.transport_failure(exc)
-            return classify_fcm_response(response.status, response.body, response.headers, now=self._clock.time())
+        async def send(access_token: str | None, indices: Sequence[int]) -> list[base.ProviderResult]:
+            headers = [*_STATIC_HEADERS, f"authorization: Bearer {access_token}"]
+            answers = await self._transport.post_many([(url, headers, bodies[i]) for i in indices])
+            out: list[base.ProviderResult] = []
+            for answer in answers:
+                if isinstance(answer, TransportError):
+                    out.append(failures.transport_failure(answer))
+                else:
+                    # Only a retryable answer's Retry-After is read from the headers: parse them for errors only.
+                    found = answer.headers if answer.status != 200 else _NO_HEADERS
+                    out.append(classify_fcm_response(answer.status, answer.body, found, now=self._clock.time()))
+            return out
 
-        return await credentials.send_authorized(send, self._authorize, self._reject)
+        return await credentials.send_batch_authorized(send, self._authorize, self._reject, len(bodies))
+
+    def _template(self, rendered: base.RenderedMessage, expires_at: datetime | None, now: float) -> tuple[str, str]:
+        """The request body around the token, as text: `{"message":{...,"token":"` and `"}}`."""
+        ttl_s = None if expires_at is None else min(MAX_TTL_S, max(0, math.ceil(expires_at.timestamp() - now)))
+        key = (id(rendered.body), expires_at, ttl_s)
+        cached = self._templates.get(key)
+        if cached is not None and cached[0] is rendered.body:
+            return cached[1], cached[2]
+        message = self._message(rendered.body, expires_at, ttl_s)
+        message["token"] = ""
+        text = json.dumps({"message": message}, separators=(",", ":"), ensure_ascii=False)
+        assert text.endswith('"token":""}}')
+        head, tail = text[:-3], text[-3:]
+        if len(self._templates) >= _TEMPLATE_CACHE_SIZE:
+            self._templates.pop(next(iter(self._templates)))
+        self._templates[key] = (rendered.body, head, tail)
+        return head, tail
 
     def _authorize(self) -> str | Awaitable[str]:
         cached = self._token_source.cached()
@@ -331,17 +388,15 @@ class FcmProvider:
     def _reject(self, access_token: str) -> None:
         self._token_source.invalidate(rejected=access_token)
 
-    def _message(self, delivery: base.Delivery) -> dict[str, Any]:
-        message = {key: value for key, value in delivery.rendered.body.items() if key not in _TARGET_KEYS}
-        message["token"] = delivery.token
-        if delivery.expires_at is not None:
-            remaining = delivery.expires_at.timestamp() - self._clock.time()
-            ttl_s = min(MAX_TTL_S, max(0, math.ceil(remaining)))
+    @staticmethod
+    def _message(body: Mapping[str, Any], expires_at: datetime | None, ttl_s: int | None) -> dict[str, Any]:
+        message = {key: value for key, value in body.items() if key not in _TARGET_KEYS and key != "token"}
+        if expires_at is not None and ttl_s is not None:
             message["android"] = {**message.get("android", {}), "ttl": f"{ttl_s}s"}
             apns_block = dict(message.get("apns", {}))
             apns_block["headers"] = {
                 **apns_block.get("headers", {}),
-                "apns-expiration": str(max(0, int(delivery.expires_at.timestamp()))),
+                "apns-expiration": str(max(0, int(expires_at.timestamp()))),
             }
             message["apns"] = apns_block
         return message

@@ -27,6 +27,10 @@ This module owns the asyncio glue and nothing else:
   dying (see `_Window`): every answer in flight on a connection that dies is
   lost, and each lost answer to a push the provider took becomes a duplicate
   when the push is retried;
+- batches (`post_many`): a batch's requests are handed to libcurl at once and
+  its completions fill one results list and resolve one future, so a request
+  costs no task or future of its own; a fresh connection starts with
+  `SLOW_START` requests in flight (see `_slow_start`);
 - cancellation (an `asyncio.CancelledError` in the caller removes the request
   from libcurl, which resets its stream) and shutdown (`aclose`);
 - every libcurl error mapped to one of this module's `TransportError`s, so the
@@ -197,11 +201,21 @@ class TransportStats:
     """Requests allowed in flight now: all the connections' streams, less after lost connections."""
 
 
+PostRequest = tuple[str, Sequence[str], bytes]
+"""One request of a batch: url, header lines, body."""
+
+NO_DEFAULT_HEADERS = ("Accept:", "Expect:")
+"""Header lines that keep libcurl's own `accept` and `expect` off the wire (append them to every request's lines)."""
+
 class Transport(Protocol):
     """What a provider adapter needs from HTTP: POST and get the answer, or a `TransportError`."""
 
     async def post(self, url: str, headers: Iterable[str], body: bytes) -> Response:
         """POSTs `body` to `url`; returns any HTTP response; raises only `TransportError`."""
+        ...
+
+    async def post_many(self, requests: Sequence[PostRequest]) -> list[Response | TransportError]:
+        """POSTs a batch; each request's response or `TransportError`, in order; never raises for one."""
         ...
 
     async def aclose(self) -> None:
@@ -279,13 +293,33 @@ class _Window:
                 slot.set_result(None)
 
 
-class _Transfer:
-    __slots__ = ("future", "chunks", "header_lines")
+SLOW_START = 16
+"""Requests in flight on a connection that has just answered its first one (see `Http2Transport._slow_start`)."""
 
-    def __init__(self, future: asyncio.Future[Response]) -> None:
+_URL, _HTTPHEADER, _POSTFIELDS = pycurl.URL, pycurl.HTTPHEADER, pycurl.POSTFIELDS
+_NUM_CONNECTS, _RESPONSE_CODE = pycurl.NUM_CONNECTS, pycurl.RESPONSE_CODE
+# Called unbound on the hot path: a pycurl handle's attribute lookup costs more than the call.
+_setopt, _getinfo = pycurl.Curl.setopt, pycurl.Curl.getinfo
+
+
+class _Batch:
+    """The requests of one `post_many` call in libcurl: one results list, one future for all of them."""
+
+    __slots__ = ("requests", "results", "future", "pending", "adding")
+
+    def __init__(
+        self,
+        requests: Sequence[PostRequest],
+        results: list[Response | TransportError | None],
+        future: asyncio.Future[None],
+    ) -> None:
+        self.requests = requests
+        self.results = results
         self.future = future
-        self.chunks: list[bytes] = []
-        self.header_lines: list[bytes] = []
+        self.pending = 0
+        """Requests of the batch handed to libcurl and not completed yet."""
+        self.adding = True
+        """Requests are still being handed to libcurl: the future waits for the last of them too."""
 
 
 class Http2Transport:
@@ -335,12 +369,16 @@ class Http2Transport:
         self._connections_per_origin = connections_per_origin
         self._max_streams = max_streams_per_connection
         self._timeout_ms = max(1, int(request_timeout_s * 1000))
+        self._timeout_s = self._timeout_ms / 1000
         self._connect_timeout_ms = max(1, int(connect_timeout_s * 1000))
         self._user_agent = user_agent
         self._loop: asyncio.AbstractEventLoop | None = None
         self._multi: pycurl.CurlMulti | None = None
         self._free: list[pycurl.Curl] = []
-        self._active: dict[pycurl.Curl, _Transfer] = {}
+        self._sinks: dict[pycurl.Curl, tuple[list[bytes], list[bytes]]] = {}
+        """The lists each handle's answer lands in (set once per handle; `_complete` empties them)."""
+        self._active: dict[pycurl.Curl, tuple[_Batch, int, int]] = {}
+        """Each request in libcurl: its batch, its index there, and its number (for `_Window.lost`)."""
         self._fds: dict[int, int] = {}
         """libcurl's wanted events per socket (POLL_IN/OUT/INOUT)."""
         self._timer: asyncio.TimerHandle | None = None
@@ -365,11 +403,8 @@ class Http2Transport:
     async def post(self, url: str, headers: Iterable[str], body: bytes) -> Response:
         """POSTs `body` to `url` over HTTP/2 and returns the response, whatever its status.
 
-        Args:
-            url: An absolute https URL.
-            headers: "name: value" lines; libcurl adds :method, :path, :scheme,
-                :authority and content-length itself.
-            body: The request body.
+        One request as a batch of one (see `post_many`); `headers` need not
+        carry `NO_DEFAULT_HEADERS`, they are added here.
 
         Raises:
             ConnectFailed: No connection could be made; nothing was sent.
@@ -378,96 +413,177 @@ class Http2Transport:
             TransportClosed: The transport is (being) closed.
             TransportError: Any other libcurl failure.
         """
+        (result,) = await self.post_many(((url, [*headers, *NO_DEFAULT_HEADERS], body),))
+        if isinstance(result, TransportError):
+            raise result
+        return result
+
+    async def post_many(self, requests: Sequence[PostRequest]) -> list[Response | TransportError]:
+        """POSTs a batch of requests at once; returns each one's response or failure, in order.
+
+        The batch costs one future, resolved when libcurl has completed its
+        last request: no task or future per request. Requests wait for room in
+        the window of requests in flight (`_Window`) only while it is full.
+
+        Args:
+            requests: (url, header lines, body) each. The url is absolute
+                https; header lines are "name: value" and go to libcurl as
+                they are (it adds :method, :path, :scheme, :authority and
+                content-length itself), so the caller appends
+                `NO_DEFAULT_HEADERS` to keep libcurl's own defaults off the wire.
+
+        Returns:
+            A `Response` (any status) or the `TransportError` of each request:
+            `ConnectFailed` (nothing was sent), `QueueTimeout` (no room in the
+            window before the deadline; nothing was sent), `ConnectionLost` and
+            `DeadlineExceeded` (the outcome is unknown), `TransportClosed`.
+        """
+        count = len(requests)
         if self._closed:
-            raise TransportClosed("transport is closed")
+            return [TransportClosed("transport is closed")] * count
+        results: list[Response | TransportError | None] = [None] * count
+        deadline = asyncio.get_running_loop().time() + self._timeout_s
+        url = requests[0][0] if count else ""
         origin = url[: url.find("/", 8)]
-        if origin in self._primed:
-            return await self._send(url, headers, body, origin)
-        return await self._send_priming(url, headers, body, origin)
+        ready: Sequence[int]
+        prefix = origin + "/"
+        if origin in self._primed and all(request[0].startswith(prefix) for request in requests):
+            ready = range(count)  # the hot path: one origin, answered before
+        else:
+            ready = []
+            waiting: dict[str, list[int]] = {}
+            for index, request in enumerate(requests):
+                url = request[0]
+                origin = url[: url.find("/", 8)]
+                if origin in self._primed:
+                    ready.append(index)
+                else:
+                    waiting.setdefault(origin, []).append(index)
+            for origin, indices in waiting.items():
+                ready += await self._prime(origin, indices, requests, results, deadline)
+            ready.sort()
+        if ready:
+            await self._send_many(ready, requests, results, deadline)
+        return results  # type: ignore[return-value]  # every slot is filled by now
 
-    async def _send_priming(self, url: str, headers: Iterable[str], body: bytes, origin: str) -> Response:
-        # Until one request to an origin has been answered, requests go one at
-        # a time: libcurl assumes 100 streams on a new connection until the
-        # server's SETTINGS arrive, and APNs allows 1 until a valid JWT
-        # succeeds (and may drop a connection that overruns it). Once an
-        # answer came back, libcurl knows the real limit and follows it.
-        try:
-            async with asyncio.timeout(self._timeout_ms / 1000):
-                while origin not in self._primed:
-                    probe = self._probes.get(origin)
-                    if probe is None:
-                        break
-                    await asyncio.shield(probe)
-        except TimeoutError:
-            raise ConnectFailed("no connection to the provider became ready in time") from None
-        if origin in self._primed:
-            return await self._send(url, headers, body, origin)
-        probe = asyncio.get_running_loop().create_future()
-        self._probes[origin] = probe
-        try:
-            response = await self._send(url, headers, body, origin)
-        finally:
-            del self._probes[origin]
-            probe.set_result(None)
-        self._primed.add(origin)
-        return response
+    async def _prime(
+        self,
+        origin: str,
+        indices: list[int],
+        requests: Sequence[PostRequest],
+        results: list[Response | TransportError | None],
+        deadline: float,
+    ) -> list[int]:
+        """Sends to an origin not yet primed one request at a time until one is answered; returns the rest.
 
-    async def _send(self, url: str, headers: Iterable[str], body: bytes, origin: str) -> Response:
-        if self._closed:
-            raise TransportClosed("transport is closed")
-        window = self._window
-        if not window.try_acquire():
+        Until one request to an origin has been answered, requests go one at
+        a time: libcurl assumes 100 streams on a new connection until the
+        server's SETTINGS arrive, and APNs allows 1 until a valid JWT
+        succeeds (and may drop a connection that overruns it). Once an
+        answer came back, libcurl knows the real limit and follows it.
+        Requests still waiting at their deadline fail with `ConnectFailed`.
+        """
+        loop = asyncio.get_running_loop()
+        queue = collections.deque(indices)
+        while queue and origin not in self._primed:
+            probe = self._probes.get(origin)
+            if probe is not None:
+                # Another batch probes this origin: wait for its answer.
+                try:
+                    async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                        await asyncio.shield(probe)
+                except TimeoutError:
+                    break
+                continue
+            if loop.time() >= deadline:
+                break
+            index = queue.popleft()
+            probe = loop.create_future()
+            self._probes[origin] = probe
             try:
-                # Waiting for the window counts against the request's deadline, as queueing in libcurl does.
-                async with asyncio.timeout(self._timeout_ms / 1000):
-                    await window.acquire()
-            except TimeoutError:
-                raise QueueTimeout("no room among the requests in flight before the deadline") from None
-        try:
-            response = await self._send_now(url, headers, body, origin)
-        finally:
-            window.release()
-        window.answered()
-        return response
+                await self._send_many((index,), requests, results, deadline)
+            finally:
+                del self._probes[origin]
+                probe.set_result(None)
+            if isinstance(results[index], Response):
+                self._primed.add(origin)
+                self._slow_start()
+        if origin in self._primed:
+            return list(queue)
+        for index in queue:
+            results[index] = ConnectFailed("no connection to the provider became ready in time")
+        return []
 
-    async def _send_now(self, url: str, headers: Iterable[str], body: bytes, origin: str) -> Response:
-        if self._closed:
-            raise TransportClosed("transport is closed")
-        number = self._requests
+    def _slow_start(self) -> None:
+        """A connection that just answered its first request gets `SLOW_START` requests in flight, growing by one per answer.
+
+        A batch sends every request at once. On a fresh connection that is a
+        whole batch in flight, and a server that drops the connection takes
+        every answer with it (each a duplicate when retried). The window's
+        own growth (one per answer) doubles it per round trip back to the
+        full limit, so a healthy connection reaches it within a few round trips.
+        """
+        window = self._window
+        window.size = min(window.size, float(max(SLOW_START, self._connections_per_origin)))
+
+    async def _send_many(
+        self,
+        indices: Sequence[int],
+        requests: Sequence[PostRequest],
+        results: list[Response | TransportError | None],
+        deadline: float,
+    ) -> None:
         multi = self._multi if self._multi is not None else self._attach()
-        handle = self._free.pop() if self._free else self._new_handle()
-        assert self._loop is not None
-        transfer = _Transfer(self._loop.create_future())
-        handle.setopt(pycurl.URL, url)
-        handle.setopt(pycurl.HTTPHEADER, [*headers, "Accept:", "Expect:"])
-        handle.setopt(pycurl.POSTFIELDS, body)
-        handle.setopt(pycurl.WRITEFUNCTION, transfer.chunks.append)
-        handle.setopt(pycurl.HEADERFUNCTION, transfer.header_lines.append)
-        self._active[handle] = transfer
-        self._requests += 1
-        multi.add_handle(handle)
+        loop = self._loop
+        assert loop is not None
+        batch = _Batch(requests, results, loop.create_future())
+        window = self._window
+        active = self._active
+        free = self._free
         try:
-            return await transfer.future
-        except (ConnectFailed, ConnectionLost) as exc:
-            if isinstance(exc, ConnectionLost):
-                self._window.lost(number, self._requests)
-            if isinstance(exc, ConnectFailed):
-                # Nothing answered: the next connection is primed again, one request first.
-                self._primed.discard(origin)
-            # A lost connection is not re-primed: the origin has answered us, and
-            # libcurl re-sends what a new connection refuses before its SETTINGS.
-            # Priming again held every request behind one probe and then sent
-            # them in one burst; a server that drops connections lost the
-            # answers to that whole burst (each a duplicate when retried).
-            self._events.warning(f"{type(exc).__name__} {origin}", "%s: %s (%s)", origin, exc.reason, type(exc).__name__)
-            raise
+            for position, index in enumerate(indices):
+                if self._closed:
+                    for later in indices[position:]:
+                        results[later] = TransportClosed("transport is closed")
+                    break
+                if not window.try_acquire():
+                    try:
+                        # Waiting for the window counts against the request's deadline, as queueing in libcurl does.
+                        async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                            await window.acquire()
+                    except TimeoutError:
+                        for later in indices[position:]:
+                            results[later] = QueueTimeout("no room among the requests in flight before the deadline")
+                        break
+                    if self._closed:
+                        window.release()
+                        for later in indices[position:]:
+                            results[later] = TransportClosed("transport is closed")
+                        break
+                url, headers, body = requests[index]
+                handle = free.pop() if free else self._new_handle()
+                _setopt(handle, _URL, url)
+                _setopt(handle, _HTTPHEADER, headers)
+                _setopt(handle, _POSTFIELDS, body)
+                active[handle] = (batch, index, self._requests)
+                self._requests += 1
+                batch.pending += 1
+                multi.add_handle(handle)
+            batch.adding = False
+            if batch.pending:
+                await batch.future
         finally:
-            # Still ours only if the caller was cancelled: take the request
-            # back from libcurl, which resets its stream, and retire the handle.
-            # (A completed handle may already carry someone else's request.)
-            if self._active.get(handle) is transfer:
-                del self._active[handle]
-                self._remove(handle, reuse=False)
+            if batch.pending:
+                # Cancelled with requests in flight: take them back from
+                # libcurl, which resets their streams, and retire the handles.
+                # (A completed handle may already carry someone else's request.)
+                for handle, entry in list(active.items()):
+                    if entry[0] is batch:
+                        del active[handle]
+                        self._remove(handle, reuse=False)
+                        window.release()
+                        results[entry[1]] = TransportClosed("request withdrawn")
+                batch.pending = 0
 
     def stats(self) -> TransportStats:
         """Counters since the transport was made."""
@@ -484,11 +600,14 @@ class Http2Transport:
         if self._closed:
             return
         self._closed = True
-        for handle, transfer in list(self._active.items()):
+        for handle, (batch, index, _) in list(self._active.items()):
             del self._active[handle]
             self._remove(handle, reuse=False)
-            if not transfer.future.done():
-                transfer.future.set_exception(TransportClosed("transport closed"))
+            self._window.release()
+            batch.results[index] = TransportClosed("transport closed")
+            batch.pending -= 1
+            if not batch.pending and not batch.adding and not batch.future.done():
+                batch.future.set_result(None)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -498,6 +617,7 @@ class Http2Transport:
         for handle in self._free:
             handle.close()
         self._free.clear()
+        self._sinks.clear()
         if self._multi is not None:
             self._multi.close()
             self._multi = None
@@ -524,6 +644,13 @@ class Http2Transport:
         handle.setopt(pycurl.TIMEOUT_MS, self._timeout_ms)
         handle.setopt(pycurl.CONNECTTIMEOUT_MS, self._connect_timeout_ms)
         handle.setopt(pycurl.USERAGENT, self._user_agent)
+        # The answer lands in lists the handle keeps for its life: a reused
+        # handle needs no callbacks set per request (`_complete` empties them).
+        chunks: list[bytes] = []
+        header_lines: list[bytes] = []
+        handle.setopt(pycurl.WRITEFUNCTION, chunks.append)
+        handle.setopt(pycurl.HEADERFUNCTION, header_lines.append)
+        self._sinks[handle] = (chunks, header_lines)
         # No redirects, no proxies from the environment: providers are called directly.
         handle.setopt(pycurl.FOLLOWLOCATION, 0)
         handle.setopt(pycurl.PROXY, "")
@@ -606,10 +733,11 @@ class Http2Transport:
     # --- completion ------------------------------------------------------
 
     def _complete(self, handle: pycurl.Curl, code: int | None, message: str) -> None:
-        transfer = self._active.pop(handle, None)
-        if transfer is None:
+        entry = self._active.pop(handle, None)
+        if entry is None:
             return
-        connects = handle.getinfo(pycurl.NUM_CONNECTS)
+        batch, index, number = entry
+        connects = _getinfo(handle, _NUM_CONNECTS)
         if connects:
             self._connections += connects
             if self._connections > 1:
@@ -620,33 +748,56 @@ class Http2Transport:
                     logging.INFO, "reconnect", "reconnected: HTTP/2 connection %d, %s", self._connections, why
                 )
             self._lost_since_connect = False
+        window = self._window
+        result: Response | TransportError
         if code is None:
-            status = handle.getinfo(pycurl.RESPONSE_CODE)
-            result: Response | TransportError = Response(
-                status, transfer.header_lines, b"".join(transfer.chunks)
-            )
+            chunks, header_lines = self._sinks[handle]
+            result = Response(_getinfo(handle, _RESPONSE_CODE), header_lines[:], b"".join(chunks))
+            chunks.clear()
+            header_lines.clear()
+            self._remove(handle, reuse=True)
+            window.release()
+            window.answered()
         else:
+            chunks, header_lines = self._sinks[handle]
+            chunks.clear()
+            header_lines.clear()
             result = _error(code, message)
             if isinstance(result, OutcomeUnknown):
                 self._unknown += 1
+            url = batch.requests[index][0]
+            origin = url[: url.find("/", 8)]
             if isinstance(result, ConnectionLost):
                 self._lost_since_connect = True
-        self._remove(handle, reuse=True)
-        if transfer.future.done():
-            return
-        if isinstance(result, Response):
-            transfer.future.set_result(result)
-        else:
-            transfer.future.set_exception(result)
+                window.lost(number, self._requests)
+            elif isinstance(result, ConnectFailed):
+                # Nothing answered: the next connection is primed again, one request first.
+                self._primed.discard(origin)
+            # A lost connection is not re-primed: the origin has answered us, and
+            # libcurl re-sends what a new connection refuses before its SETTINGS.
+            # Priming again held every request behind one probe and then sent
+            # them in one burst; a server that drops connections lost the
+            # answers to that whole burst (each a duplicate when retried).
+            if isinstance(result, (ConnectFailed, ConnectionLost)):
+                self._events.warning(
+                    f"{type(result).__name__} {origin}", "%s: %s (%s)", origin, result.reason, type(result).__name__
+                )
+            self._remove(handle, reuse=True)
+            window.release()
+        batch.results[index] = result
+        batch.pending -= 1
+        if not batch.pending and not batch.adding and not batch.future.done():
+            batch.future.set_result(None)
 
     def _remove(self, handle: pycurl.Curl, *, reuse: bool) -> None:
         if self._multi is not None:
             self._multi.remove_handle(handle)
         if reuse and not self._closed and len(self._free) < self._max_streams * self._connections_per_origin:
-            # The next request replaces the body and callbacks; until then the
-            # parked handle keeps the last ones (bounded by the pool's size).
+            # The next request replaces the url, headers and body; until then
+            # the parked handle keeps the last ones (bounded by the pool's size).
             self._free.append(handle)
         else:
+            self._sinks.pop(handle, None)
             handle.close()
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import httpx
 
-from pushsvc.providers.transport import Response, TransportClosed
+from pushsvc.providers.transport import NO_DEFAULT_HEADERS, Response, TransportClosed, TransportError
 
 
 class FakeTransport:
@@ -39,6 +39,16 @@ class FakeTransport:
         assert isinstance(answer, httpx.Response)
         raw = [b"HTTP/2 %d\r\n" % answer.status_code] + [name + b": " + value + b"\r\n" for name, value in answer.headers.raw]
         return Response(answer.status_code, raw, answer.content)
+
+    async def post_many(self, requests: Sequence[tuple[str, Sequence[str], bytes]]) -> list[Response | TransportError]:
+        """Each request through `post`, in order; libcurl's directives (`NO_DEFAULT_HEADERS`) are not headers."""
+        out: list[Response | TransportError] = []
+        for url, headers, body in requests:
+            try:
+                out.append(await self.post(url, [h for h in headers if h not in NO_DEFAULT_HEADERS], body))
+            except TransportError as exc:
+                out.append(exc)
+        return out
 
     async def aclose(self) -> None:
         self.closed = True

@@ -269,3 +269,46 @@ async def test_a_message_rendered_for_fcm_is_refused(signer) -> None:
 async def test_platform() -> None:
     async with _provider(lambda request: httpx.Response(200)) as provider:
         assert provider.platform is models.Platform.APNS
+
+
+async def test_a_batch_resends_only_its_expired_provider_token_answers_together_with_one_fresh_jwt(signer) -> None:
+    first = signer.authorization()
+    seen: list[tuple[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        token = request.url.path.rsplit("/", 1)[1]
+        seen.append((token, request.headers["authorization"]))
+        stale = request.headers["authorization"] == first and int(token, 16) % 2 == 1
+        return _error(403, "ExpiredProviderToken") if stale else httpx.Response(200)
+
+    tokens = [f"{i:064x}" for i in range(10)]
+    async with _provider(handler, signer) as provider:
+        results = await provider.send_batch([_delivery(token=t) for t in tokens])
+    assert [r.outcome for r in results] == [Outcome.DELIVERED] * 10
+    # The batch went with one JWT; the five stale answers were resent, once, with one new JWT.
+    assert [t for t, _ in seen] == tokens + tokens[1::2]
+    assert {auth for _, auth in seen[:10]} == {first} and len({auth for _, auth in seen[10:]}) == 1
+    assert signer.mint_count == 2
+    # Every request has its own apns-id, a canonical UUID, reported as the message id.
+    ids = [r.provider_message_id for r in results]
+    assert len(set(ids)) == 10 and all(str(uuid.UUID(i)) == i for i in ids)
+
+
+async def test_a_batch_keeps_each_tokens_own_answer_in_order(signer) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        token = request.url.path.rsplit("/", 1)[1]
+        if token.endswith("1"):
+            return _error(410, "Unregistered", timestamp=1_700_000_000_000)
+        if token.endswith("2"):
+            raise ConnectionLost("gone")
+        return httpx.Response(200)
+
+    async with _provider(handler, signer) as provider:
+        results = await provider.send_batch([_delivery(token=f"{i:064x}") for i in range(4)])
+    assert [(r.outcome, r.reason) for r in results] == [
+        (Outcome.DELIVERED, ""),
+        (Outcome.TOKEN_INVALID, "Unregistered"),
+        (Outcome.RETRYABLE, "ConnectionLost (outcome unknown)"),
+        (Outcome.DELIVERED, ""),
+    ]
+    assert results[2].outcome_unknown and not results[0].outcome_unknown

@@ -225,3 +225,35 @@ async def test_oauth_endpoint_failures_do_not_raise(clock) -> None:
         async with _provider(lambda request: httpx.Response(200), source, clock) as provider:
             result = await provider.send(_delivery())
             assert (result.outcome, result.reason, result.provider_status) == (outcome, reason, 0)
+
+
+async def test_a_batch_resends_its_oauth_401_answers_together_with_one_new_access_token(token_source, clock) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        token = json.loads(request.content)["message"]["token"]
+        seen.append((token, request.headers["authorization"]))
+        if request.headers["authorization"] == "Bearer tok-1" and token in ("t1", "t3"):
+            return _status(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
+        return httpx.Response(200, json={"name": f"projects/demo/messages/{token}"})
+
+    async with _provider(handler, token_source, clock) as provider:
+        results = await provider.send_batch([_delivery(token=f"t{i}") for i in range(5)])
+    assert [r.provider_message_id for r in results] == [f"projects/demo/messages/t{i}" for i in range(5)]
+    assert seen == [(f"t{i}", "Bearer tok-1") for i in range(5)] + [("t1", "Bearer tok-2"), ("t3", "Bearer tok-2")]
+
+
+async def test_a_batch_body_is_the_message_with_each_token_escaped_as_json(token_source, clock) -> None:
+    bodies: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json={"name": "projects/demo/messages/1"})
+
+    odd = 'we"ird\\tok\u00e9n'
+    expires = datetime.fromtimestamp(clock.now + 90, tz=UTC)
+    async with _provider(handler, token_source, clock) as provider:
+        await provider.send_batch([_delivery(token="plain", expires_at=expires), _delivery(token=odd, expires_at=expires)])
+    assert [b["message"]["token"] for b in bodies] == ["plain", odd]
+    for body in bodies:
+        assert body["message"]["android"]["ttl"] == "90s" and body["message"]["notification"] == {"title": "T", "body": "B"}

@@ -20,6 +20,8 @@ import pytest
 from pushsvc.emulator.http2 import Connection, Http2Server, Request, Response
 from pushsvc.emulator.tls import ServerTls
 from pushsvc.providers.transport import (
+    NO_DEFAULT_HEADERS,
+    SLOW_START,
     ConnectFailed,
     ConnectionLost,
     DeadlineExceeded,
@@ -30,6 +32,7 @@ from pushsvc.providers.transport import (
     TransportClosed,
     TransportError,
 )
+from pushsvc.providers.transport import Response as TransportResponse
 
 Behaviour = Callable[[Request, int], "Response | None"]
 
@@ -381,3 +384,70 @@ async def test_a_request_waiting_for_room_in_flight_times_out_without_being_sent
     assert len(waited) == 2 and not any(r.sent_maybe for r in waited), results
     assert len(site.seen) - sent_before == 1
     assert transport.stats().in_flight == 0
+
+
+async def test_a_batch_is_posted_at_once_and_answered_in_order_through_one_future(serve, monkeypatch) -> None:
+    site = _Site(lambda request, n: Response(200, [], request.body) if request.body != b"7" else Response(410, [], b"gone"))
+    server, transport = await serve(site)
+    await transport.post(_url(server), [], b"primer")  # the origin answers once: later batches go at once
+    # A fresh connection starts with a few requests in flight and grows by one per answer.
+    assert transport.stats().window == SLOW_START
+    warm = await transport.post_many([(_url(server), [], b"warm-up")] * 1000)
+    assert all(isinstance(r, TransportResponse) and r.status == 200 for r in warm), {type(r).__name__ for r in warm}
+    assert transport.stats().window == 1000
+    loop = asyncio.get_running_loop()
+    futures = 0
+    create_future = loop.create_future
+
+    def counting() -> asyncio.Future[object]:
+        nonlocal futures
+        futures += 1
+        return create_future()
+
+    monkeypatch.setattr(loop, "create_future", counting)  # this test's loop only: counts the batch's futures
+    results = await transport.post_many([(_url(server), list(NO_DEFAULT_HEADERS), str(i).encode()) for i in range(200)])
+    monkeypatch.undo()
+    assert futures == 1, "one future for the whole batch"
+    assert [r.body for r in results if isinstance(r, TransportResponse)] == [
+        str(i).encode() if i != 7 else b"gone" for i in range(200)
+    ]
+    assert results[7].status == 410 and transport.stats().in_flight == 0
+    assert len({conn for conn, _, _ in site.seen}) == 1
+
+
+async def test_a_batch_to_an_origin_not_yet_answered_sends_one_request_first(serve) -> None:
+    order: list[bytes] = []
+    site = _Site(lambda request, n: order.append(request.body) or Response(200))  # type: ignore[func-returns-value]  # records, then answers
+    server, transport = await serve(site)
+    results = await transport.post_many([(_url(server), [], str(i).encode()) for i in range(50)])
+    assert all(isinstance(r, TransportResponse) and r.status == 200 for r in results)
+    assert order[0] == b"0" and sorted(order) == sorted(str(i).encode() for i in range(50))
+    assert transport.stats().connections_opened == 1
+
+
+async def test_a_batch_reports_each_failure_in_its_place_and_never_raises() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    transport = Http2Transport(connect_timeout_s=1, request_timeout_s=2)
+    try:
+        results = await transport.post_many([(f"https://127.0.0.1:{port}/x", [], b"") for _ in range(3)])
+    finally:
+        await transport.aclose()
+    assert [type(r) for r in results] == [ConnectFailed] * 3
+    assert all(not r.sent_maybe for r in results if isinstance(r, ConnectFailed))
+
+
+async def test_a_cancelled_batch_is_withdrawn_whole(serve) -> None:
+    site = _Site(lambda request, n: Response(200, delay_s=30) if request.body == b"slow" else Response(200))
+    server, transport = await serve(site)
+    await transport.post(_url(server), [], b"primer")
+    # More than the fresh connection's window: some are in flight, the rest wait for room.
+    batch = asyncio.create_task(transport.post_many([(_url(server), [], b"slow")] * (SLOW_START + 10)))
+    while len(site.seen) < 1 + SLOW_START:
+        await asyncio.sleep(0.01)
+    batch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    assert transport.stats().in_flight == 0
+    assert (await transport.post(_url(server), [], b"next")).status == 200

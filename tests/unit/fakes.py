@@ -58,6 +58,10 @@ class ScriptedProvider:
         finally:
             self.in_flight -= 1
 
+    async def send_batch(self, deliveries: Sequence[Delivery]) -> list[ProviderResult]:
+        """See `Provider.send_batch`: each delivery answered as `send` answers it, all at once."""
+        return list(await asyncio.gather(*(self.send(d) for d in deliveries)))
+
     async def aclose(self) -> None:
         """See `Provider.aclose`."""
         self.closed = True

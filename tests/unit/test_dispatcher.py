@@ -7,8 +7,8 @@ concurrency, and counters that agree with the receipt log after a crash.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import re
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -78,8 +78,35 @@ async def test_retries_back_off_honour_retry_after_and_stop_at_max_attempts(worl
     assert (got["t0000"].status, got["t0000"].attempts) == (models.DeliveryStatus.DELIVERED, 3)
     assert (got["t0001"].status, got["t0001"].attempts, got["t0001"].provider_status) == (models.DeliveryStatus.FAILED, 4, 503)
     assert (got["t0002"].attempts) == 1
-    # Backoff 1 s, 2 s, 4 s (jitter at its midpoint), and never below Retry-After.
-    assert sorted(world.sleep.delays) == [1.0, 1.0, 2.0, 4.0, 7.0]
+    # Retries are regrouped by when they fall due: one wait per group, not per
+    # token. Both back off 1 s (jitter at its midpoint) and go together; then
+    # t0001 backs off 2 s and 4 s, while t0000 waits its Retry-After of 7 s
+    # (above its 2 s backoff): the waits run from 1 s to 3, 7 and 8 s.
+    assert world.sleep.delays == [1.0, 2.0, 4.0, 1.0]
+    retried = [d.token for d in world.fcm.sent if d.token != "t0002"]
+    assert retried == ["t0000", "t0001", "t0000", "t0001", "t0001", "t0001", "t0000"]
+
+
+async def test_a_wave_of_retries_backs_off_exponentially_and_is_resent_as_one_batch(world: World) -> None:
+    await world.register(5)
+    world.fcm.script = {f"t000{i}": [RETRY] for i in range(4)}
+    nid = await send(world)
+    batches: list[int] = []
+    send_batch = world.fcm.send_batch
+
+    async def recording(deliveries: Any) -> Any:
+        batches.append(len(deliveries))
+        return await send_batch(deliveries)
+
+    world.fcm.send_batch = recording  # type: ignore[method-assign]  # observes the calls, answers unchanged
+    await world.drain()
+    got = await receipts(world, nid)
+    # Backoff 1 s, 2 s, 4 s (jitter at its midpoint), one wait per wave.
+    assert world.sleep.delays == [1.0, 2.0, 4.0]
+    # One call for the batch, then the four retrying tokens together, three times.
+    assert batches == [5, 4, 4, 4]
+    assert all((got[f"t000{i}"].status, got[f"t000{i}"].attempts) == (models.DeliveryStatus.FAILED, 4) for i in range(4))
+    assert (got["t0004"].status, got["t0004"].attempts) == (models.DeliveryStatus.DELIVERED, 1)
 
 
 async def test_a_ttl_that_runs_out_while_retrying_expires_the_token(world: World) -> None:
@@ -357,13 +384,11 @@ async def test_provider_trouble_is_logged_rate_limited_and_without_tokens(world:
     nid = await send(world)
     await world.drain()
     lines = [r.getMessage() for r in caplog.records if r.name == "pushsvc.dispatch"]
-    # 19 retries: a line per 10 s of the (manual) clock at most, each naming the
-    # platform, status and reason; a line says how many it stood for before it
-    # (the ones after the last line are only counted by the next one).
+    # 19 retries, in two batches of 10: one line per wave of retries, naming the
+    # platform, status, reason and count; rate-limited to a line per 10 s of the
+    # (manual) clock, so the second batch's wave, 1 s later, adds none.
     retries = [line for line in lines if "retrying" in line]
-    assert 1 <= len(retries) <= 2 and all("FCM answered 503 Unavailable" in line for line in retries)
-    suppressed = sum(int(m) for line in retries for m in re.findall(r"\((\d+) more suppressed\)", line))
-    assert suppressed >= 1 and len(retries) + suppressed <= 19
+    assert retries == [f"FCM answered 503 Unavailable for app {APP}; retrying 10 deliveries (attempt 1, in 1.0 s)"]
     assert [line for line in lines if "delivery failed" in line] == [
         f"FCM delivery failed for app {APP} after 1 attempt(s): 400 InvalidRegistration"
     ]
@@ -499,3 +524,22 @@ async def test_a_send_whose_answer_was_lost_is_never_concluded_failed_by_later_5
     lost = got["t0002"]
     assert (lost.status, lost.attempts, lost.reason) == (models.DeliveryStatus.FAILED, 12, "ConnectionLost (outcome unknown)")
 
+
+
+async def test_providers_get_the_rendered_message_whole_with_its_real_size_and_limit(world: World) -> None:
+    await world.register(2, FCM)
+    await world.register(2, APNS, prefix="ab")
+    nid = await send(world, body="x" * 300, push_type=models.PushType.VOIP)
+    await world.drain()
+    assert (await view(world, nid)).delivered == 4
+    stored = await world.stores.notifications.get(APP, nid)
+    assert stored is not None
+    fcm_sent, apns_sent = world.fcm.sent[0].rendered, world.apns.sent[0].rendered
+    # Rendered once at Send and carried whole: the stored body, with the size and limit it was rendered with.
+    assert fcm_sent.body == stored.rendered[FCM] and apns_sent.body == stored.rendered[APNS]
+    assert fcm_sent.size_bytes == len(json.dumps(fcm_sent.body, separators=(",", ":"), ensure_ascii=False).encode())
+    assert fcm_sent.limit_bytes == 4096
+    assert apns_sent.size_bytes == len(apns_sent.body["payload"].encode()) > 300
+    assert apns_sent.limit_bytes == 5120, "a VoIP push's limit"
+    # One rendering per partition, shared by its deliveries.
+    assert world.fcm.sent[0].rendered is world.fcm.sent[1].rendered

@@ -10,7 +10,7 @@ from pushsvc.apps import Renderer
 from pushsvc.channels import secrets
 from pushsvc.channels.base import BuildContext, Channel, check_opaque_token
 from pushsvc.channels.hms.auth import HmsTokenSource
-from pushsvc.channels.hms.provider import REASONS, HmsProvider, render_hms
+from pushsvc.channels.hms.provider import REASONS, HmsProvider, render_hms, rendered_from_body
 from pushsvc.config.schema import HmsAppSettings
 from pushsvc.providers.transport import TlsConfig
 
@@ -52,6 +52,7 @@ CHANNEL = Channel(
     reasons=REASONS,
     check_token=check_opaque_token,
     renderer=renderer,
+    restore_rendering=rendered_from_body,
     build_provider=build_provider,
     deliver_help="Huawei Push Kit token",
     demo_settings=demo_settings,

@@ -104,6 +104,11 @@ def render_hms(message: models.Message) -> base.RenderedMessage:
         android["urgency"] = _URGENCY[message.priority]
     if android:
         body["android"] = android
+    return rendered_from_body(body)
+
+
+def rendered_from_body(body: Mapping[str, Any]) -> base.RenderedMessage:
+    """The rendered message of a v2 `message` body (`render_hms`'s, or one stored with a notification)."""
     size = rendering.utf8_len(rendering.compact_json({"validate_only": False, "message": body}))
     return base.RenderedMessage(platform=models.Platform.HMS, body=body, size_bytes=size, limit_bytes=BODY_LIMIT_BYTES)
 

@@ -12,7 +12,7 @@ from pushsvc.apps import Renderer
 from pushsvc.channels import secrets
 from pushsvc.channels.base import BuildContext, Channel
 from pushsvc.channels.webpush import keys, subscription
-from pushsvc.channels.webpush.provider import WebPushProvider, WebPushReason, render_webpush
+from pushsvc.channels.webpush.provider import WebPushProvider, WebPushReason, render_webpush, rendered_from_body
 from pushsvc.channels.webpush.vapid import VapidSigner, load_private_key
 from pushsvc.config.schema import WEBPUSH_PUSH_SERVICES, WebPushAppSettings
 from pushsvc.limits import Limits
@@ -93,6 +93,7 @@ CHANNEL = Channel(
     canonical_token=subscription.canonical,
     app_token_check=host_check,
     renderer=renderer,
+    restore_rendering=rendered_from_body,
     build_provider=build_provider,
     commands={"keys": ("print a new VAPID key pair and the applicationServerKey a page subscribes with", keys.print_keys)},
     deliver_help="a browser's PushSubscription JSON (as JSON.stringify(subscription) gives it)",

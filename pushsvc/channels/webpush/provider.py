@@ -97,10 +97,18 @@ def render_webpush(message: models.Message) -> base.RenderedMessage:
     headers = {"urgency": _URGENCY.get(message.priority, "normal")}
     if message.collapse_key:
         headers["topic"] = topic_of(message.collapse_key)
+    return rendered_from_body({"payload": text, "headers": headers})
+
+
+def rendered_from_body(body: Mapping[str, Any]) -> base.RenderedMessage:
+    """The rendered message of a Web Push body (`render_webpush`'s, or one stored with a notification).
+
+    Its size is the encrypted record's: the plaintext plus the aes128gcm overhead.
+    """
     return base.RenderedMessage(
         platform=models.Platform.WEBPUSH,
-        body={"payload": text, "headers": headers},
-        size_bytes=rendering.utf8_len(text) + crypto.OVERHEAD_BYTES,
+        body=body,
+        size_bytes=rendering.utf8_len(str(body["payload"])) + crypto.OVERHEAD_BYTES,
         limit_bytes=crypto.MAX_RECORD_BYTES,
     )
 
