@@ -185,6 +185,8 @@ class _DeliveryStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Delive
     """The token is dead; removed if it was registered."""
     DELIVERY_STATUS_EXPIRED: _DeliveryStatus.ValueType  # 4
     """The ttl passed before it could be delivered."""
+    DELIVERY_STATUS_CANCELLED: _DeliveryStatus.ValueType  # 5
+    """Not sent: the notification was cancelled first."""
 
 class DeliveryStatus(_DeliveryStatus, metaclass=_DeliveryStatusEnumTypeWrapper):
     """What became of one target token."""
@@ -198,6 +200,8 @@ DELIVERY_STATUS_TOKEN_INVALID: DeliveryStatus.ValueType  # 3
 """The token is dead; removed if it was registered."""
 DELIVERY_STATUS_EXPIRED: DeliveryStatus.ValueType  # 4
 """The ttl passed before it could be delivered."""
+DELIVERY_STATUS_CANCELLED: DeliveryStatus.ValueType  # 5
+"""Not sent: the notification was cancelled first."""
 Global___DeliveryStatus: _TypeAlias = DeliveryStatus  # noqa: Y015
 
 @_typing.final
@@ -1033,6 +1037,8 @@ class Notification(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     VANISHED_FIELD_NUMBER: _builtins.int
+    CANCELLED_FIELD_NUMBER: _builtins.int
+    CANCEL_REQUESTED_AT_FIELD_NUMBER: _builtins.int
     notification_id: _builtins.str
     app_id: _builtins.str
     state: Global___NotificationState.ValueType
@@ -1052,6 +1058,8 @@ class Notification(_message.Message):
     reached them (unregistered, pruned or rotated in between). Set when the
     notification completes; `targeted` keeps Send's count.
     """
+    cancelled: _builtins.int
+    """Targets not sent because the notification was cancelled."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1060,6 +1068,12 @@ class Notification(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def completed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def cancel_requested_at(self) -> _timestamp_pb2.Timestamp:
+        """When CancelNotification was called; absent when it was not. The state
+        stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+        """
+
     def __init__(
         self,
         *,
@@ -1079,10 +1093,12 @@ class Notification(_message.Message):
         error: _builtins.str = ...,
         idempotency_key: _builtins.str = ...,
         vanished: _builtins.int = ...,
+        cancelled: _builtins.int = ...,
+        cancel_requested_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "send_at", b"send_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_requested_at", b"cancel_requested_at", "completed_at", b"completed_at", "created_at", b"created_at", "send_at", b"send_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "completed_at", b"completed_at", "created_at", b"created_at", "delivered", b"delivered", "error", b"error", "expired", b"expired", "failed", b"failed", "idempotency_key", b"idempotency_key", "invalid_tokens", b"invalid_tokens", "notification_id", b"notification_id", "pending", b"pending", "send_at", b"send_at", "state", b"state", "targeted", b"targeted", "updated_at", b"updated_at", "vanished", b"vanished"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "cancel_requested_at", b"cancel_requested_at", "cancelled", b"cancelled", "completed_at", b"completed_at", "created_at", b"created_at", "delivered", b"delivered", "error", b"error", "expired", b"expired", "failed", b"failed", "idempotency_key", b"idempotency_key", "invalid_tokens", b"invalid_tokens", "notification_id", b"notification_id", "pending", b"pending", "send_at", b"send_at", "state", b"state", "targeted", b"targeted", "updated_at", b"updated_at", "vanished", b"vanished"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1200,3 +1216,238 @@ class StreamReceiptsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamReceiptsResponse: _TypeAlias = StreamReceiptsResponse  # noqa: Y015
+
+@_typing.final
+class CancelNotificationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    NOTIFICATION_ID_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    notification_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        notification_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "notification_id", b"notification_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelNotificationRequest: _TypeAlias = CancelNotificationRequest  # noqa: Y015
+
+@_typing.final
+class CancelNotificationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def notification(self) -> Global___Notification:
+        """The notification after the cancel; it settles CANCELLED once every
+        target has its receipt.
+        """
+
+    def __init__(
+        self,
+        *,
+        notification: Global___Notification | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelNotificationResponse: _TypeAlias = CancelNotificationResponse  # noqa: Y015
+
+@_typing.final
+class GetTokenRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    platform: Global___Platform.ValueType
+    token: _builtins.str
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        platform: Global___Platform.ValueType = ...,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "platform", b"platform", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTokenRequest: _TypeAlias = GetTokenRequest  # noqa: Y015
+
+@_typing.final
+class GetTokenResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def token(self) -> Global___Token: ...
+    def __init__(
+        self,
+        *,
+        token: Global___Token | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTokenResponse: _TypeAlias = GetTokenResponse  # noqa: Y015
+
+@_typing.final
+class ListTokensRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_BEFORE_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_AFTER_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    user_id: _builtins.str
+    """Each filter that is set narrows the list; all are optional."""
+    topic: _builtins.str
+    platform: Global___Platform.ValueType
+    page_size: _builtins.int
+    """At most this many tokens; 0 means 100, and more than 1,000 is 1,000."""
+    page_token: _builtins.str
+    """A next_page_token from an earlier call with the same filters."""
+    @_builtins.property
+    def last_seen_before(self) -> _timestamp_pb2.Timestamp:
+        """Only tokens last seen strictly before this."""
+
+    @_builtins.property
+    def last_seen_after(self) -> _timestamp_pb2.Timestamp:
+        """Only tokens last seen at or after this."""
+
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        topic: _builtins.str = ...,
+        platform: Global___Platform.ValueType = ...,
+        last_seen_before: _timestamp_pb2.Timestamp | None = ...,
+        last_seen_after: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen_after", b"last_seen_after", "last_seen_before", b"last_seen_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "last_seen_after", b"last_seen_after", "last_seen_before", b"last_seen_before", "page_size", b"page_size", "page_token", b"page_token", "platform", b"platform", "topic", b"topic", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTokensRequest: _TypeAlias = ListTokensRequest  # noqa: Y015
+
+@_typing.final
+class ListTokensResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKENS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedCompositeFieldContainer[Global___Token]:
+        """In a stable order that pages resume from."""
+
+    def __init__(
+        self,
+        *,
+        tokens: _abc.Iterable[Global___Token] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTokensResponse: _TypeAlias = ListTokensResponse  # noqa: Y015
+
+@_typing.final
+class ListNotificationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    state: Global___NotificationState.ValueType
+    """Only notifications in this state; unspecified means any."""
+    page_size: _builtins.int
+    """At most this many notifications; 0 means 100, and more than 1,000 is 1,000."""
+    page_token: _builtins.str
+    """A next_page_token from an earlier call with the same filters."""
+    @_builtins.property
+    def created_after(self) -> _timestamp_pb2.Timestamp:
+        """Only notifications created at or after this."""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp:
+        """Only notifications created strictly before this."""
+
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        state: Global___NotificationState.ValueType = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "created_after", b"created_after", "created_before", b"created_before", "page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNotificationsRequest: _TypeAlias = ListNotificationsRequest  # noqa: Y015
+
+@_typing.final
+class ListNotificationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def notifications(self) -> _containers.RepeatedCompositeFieldContainer[Global___Notification]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        notifications: _abc.Iterable[Global___Notification] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "notifications", b"notifications"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNotificationsResponse: _TypeAlias = ListNotificationsResponse  # noqa: Y015

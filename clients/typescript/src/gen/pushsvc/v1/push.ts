@@ -371,6 +371,8 @@ export enum DeliveryStatus {
   DELIVERY_STATUS_TOKEN_INVALID = 3,
   /** DELIVERY_STATUS_EXPIRED - The ttl passed before it could be delivered. */
   DELIVERY_STATUS_EXPIRED = 4,
+  /** DELIVERY_STATUS_CANCELLED - Not sent: the notification was cancelled first. */
+  DELIVERY_STATUS_CANCELLED = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -391,6 +393,9 @@ export function deliveryStatusFromJSON(object: any): DeliveryStatus {
     case 4:
     case "DELIVERY_STATUS_EXPIRED":
       return DeliveryStatus.DELIVERY_STATUS_EXPIRED;
+    case 5:
+    case "DELIVERY_STATUS_CANCELLED":
+      return DeliveryStatus.DELIVERY_STATUS_CANCELLED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -410,6 +415,8 @@ export function deliveryStatusToJSON(object: DeliveryStatus): string {
       return "DELIVERY_STATUS_TOKEN_INVALID";
     case DeliveryStatus.DELIVERY_STATUS_EXPIRED:
       return "DELIVERY_STATUS_EXPIRED";
+    case DeliveryStatus.DELIVERY_STATUS_CANCELLED:
+      return "DELIVERY_STATUS_CANCELLED";
     case DeliveryStatus.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -692,6 +699,13 @@ export interface Notification {
    * notification completes; `targeted` keeps Send's count.
    */
   vanished: number;
+  /** Targets not sent because the notification was cancelled. */
+  cancelled: number;
+  /**
+   * When CancelNotification was called; absent when it was not. The state
+   * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+   */
+  cancelRequestedAt: Date | undefined;
 }
 
 /** The delivery receipt of one token. */
@@ -731,6 +745,81 @@ export interface StreamReceiptsRequest {
 
 export interface StreamReceiptsResponse {
   receipt: Receipt | undefined;
+}
+
+export interface CancelNotificationRequest {
+  appId: string;
+  notificationId: string;
+}
+
+export interface CancelNotificationResponse {
+  /**
+   * The notification after the cancel; it settles CANCELLED once every
+   * target has its receipt.
+   */
+  notification: Notification | undefined;
+}
+
+export interface GetTokenRequest {
+  appId: string;
+  platform: Platform;
+  token: string;
+}
+
+export interface GetTokenResponse {
+  token: Token | undefined;
+}
+
+export interface ListTokensRequest {
+  appId: string;
+  /** Each filter that is set narrows the list; all are optional. */
+  userId: string;
+  topic: string;
+  platform: Platform;
+  /** Only tokens last seen strictly before this. */
+  lastSeenBefore:
+    | Date
+    | undefined;
+  /** Only tokens last seen at or after this. */
+  lastSeenAfter:
+    | Date
+    | undefined;
+  /** At most this many tokens; 0 means 100, and more than 1,000 is 1,000. */
+  pageSize: number;
+  /** A next_page_token from an earlier call with the same filters. */
+  pageToken: string;
+}
+
+export interface ListTokensResponse {
+  /** In a stable order that pages resume from. */
+  tokens: Token[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
+export interface ListNotificationsRequest {
+  appId: string;
+  /** Only notifications in this state; unspecified means any. */
+  state: NotificationState;
+  /** Only notifications created at or after this. */
+  createdAfter:
+    | Date
+    | undefined;
+  /** Only notifications created strictly before this. */
+  createdBefore:
+    | Date
+    | undefined;
+  /** At most this many notifications; 0 means 100, and more than 1,000 is 1,000. */
+  pageSize: number;
+  /** A next_page_token from an earlier call with the same filters. */
+  pageToken: string;
+}
+
+export interface ListNotificationsResponse {
+  /** Newest first. */
+  notifications: Notification[];
+  /** Empty on the last page. */
+  nextPageToken: string;
 }
 
 function createBaseToken(): Token {
@@ -4057,6 +4146,8 @@ function createBaseNotification(): Notification {
     error: "",
     idempotencyKey: "",
     vanished: 0,
+    cancelled: 0,
+    cancelRequestedAt: undefined,
   };
 }
 
@@ -4109,6 +4200,12 @@ export const Notification: MessageFns<Notification> = {
     }
     if (message.vanished !== 0) {
       writer.uint32(128).int64(message.vanished);
+    }
+    if (message.cancelled !== 0) {
+      writer.uint32(136).int64(message.cancelled);
+    }
+    if (message.cancelRequestedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.cancelRequestedAt), writer.uint32(146).fork()).join();
     }
     return writer;
   },
@@ -4254,6 +4351,22 @@ export const Notification: MessageFns<Notification> = {
             message.vanished = longToNumber(reader.int64());
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.cancelled = longToNumber(reader.int64());
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.cancelRequestedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4316,6 +4429,12 @@ export const Notification: MessageFns<Notification> = {
         ? globalThis.String(object.idempotency_key)
         : "",
       vanished: isSet(object.vanished) ? globalThis.Number(object.vanished) : 0,
+      cancelled: isSet(object.cancelled) ? globalThis.Number(object.cancelled) : 0,
+      cancelRequestedAt: isSet(object.cancelRequestedAt)
+        ? fromJsonTimestamp(object.cancelRequestedAt)
+        : isSet(object.cancel_requested_at)
+        ? fromJsonTimestamp(object.cancel_requested_at)
+        : undefined,
     };
   },
 
@@ -4369,6 +4488,12 @@ export const Notification: MessageFns<Notification> = {
     if (message.vanished !== 0) {
       obj.vanished = Math.round(message.vanished);
     }
+    if (message.cancelled !== 0) {
+      obj.cancelled = Math.round(message.cancelled);
+    }
+    if (message.cancelRequestedAt !== undefined) {
+      obj.cancelRequestedAt = message.cancelRequestedAt.toISOString();
+    }
     return obj;
   },
 
@@ -4393,6 +4518,8 @@ export const Notification: MessageFns<Notification> = {
     message.error = object.error ?? "";
     message.idempotencyKey = object.idempotencyKey ?? "";
     message.vanished = object.vanished ?? 0;
+    message.cancelled = object.cancelled ?? 0;
+    message.cancelRequestedAt = object.cancelRequestedAt ?? undefined;
     return message;
   },
 };
@@ -4874,6 +5001,903 @@ export const StreamReceiptsResponse: MessageFns<StreamReceiptsResponse> = {
   },
 };
 
+function createBaseCancelNotificationRequest(): CancelNotificationRequest {
+  return { appId: "", notificationId: "" };
+}
+
+export const CancelNotificationRequest: MessageFns<CancelNotificationRequest> = {
+  encode(message: CancelNotificationRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.appId !== "") {
+      writer.uint32(10).string(message.appId);
+    }
+    if (message.notificationId !== "") {
+      writer.uint32(18).string(message.notificationId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelNotificationRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelNotificationRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.notificationId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelNotificationRequest {
+    return {
+      appId: isSet(object.appId)
+        ? globalThis.String(object.appId)
+        : isSet(object.app_id)
+        ? globalThis.String(object.app_id)
+        : "",
+      notificationId: isSet(object.notificationId)
+        ? globalThis.String(object.notificationId)
+        : isSet(object.notification_id)
+        ? globalThis.String(object.notification_id)
+        : "",
+    };
+  },
+
+  toJSON(message: CancelNotificationRequest): unknown {
+    const obj: any = {};
+    if (message.appId !== "") {
+      obj.appId = message.appId;
+    }
+    if (message.notificationId !== "") {
+      obj.notificationId = message.notificationId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CancelNotificationRequest>): CancelNotificationRequest {
+    return CancelNotificationRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CancelNotificationRequest>): CancelNotificationRequest {
+    const message = createBaseCancelNotificationRequest();
+    message.appId = object.appId ?? "";
+    message.notificationId = object.notificationId ?? "";
+    return message;
+  },
+};
+
+function createBaseCancelNotificationResponse(): CancelNotificationResponse {
+  return { notification: undefined };
+}
+
+export const CancelNotificationResponse: MessageFns<CancelNotificationResponse> = {
+  encode(message: CancelNotificationResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.notification !== undefined) {
+      Notification.encode(message.notification, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelNotificationResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelNotificationResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.notification = Notification.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelNotificationResponse {
+    return { notification: isSet(object.notification) ? Notification.fromJSON(object.notification) : undefined };
+  },
+
+  toJSON(message: CancelNotificationResponse): unknown {
+    const obj: any = {};
+    if (message.notification !== undefined) {
+      obj.notification = Notification.toJSON(message.notification);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CancelNotificationResponse>): CancelNotificationResponse {
+    return CancelNotificationResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CancelNotificationResponse>): CancelNotificationResponse {
+    const message = createBaseCancelNotificationResponse();
+    message.notification = (object.notification !== undefined && object.notification !== null)
+      ? Notification.fromPartial(object.notification)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetTokenRequest(): GetTokenRequest {
+  return { appId: "", platform: 0, token: "" };
+}
+
+export const GetTokenRequest: MessageFns<GetTokenRequest> = {
+  encode(message: GetTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.appId !== "") {
+      writer.uint32(10).string(message.appId);
+    }
+    if (message.platform !== 0) {
+      writer.uint32(16).int32(message.platform);
+    }
+    if (message.token !== "") {
+      writer.uint32(26).string(message.token);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTokenRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTokenRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.platform = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.token = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetTokenRequest {
+    return {
+      appId: isSet(object.appId)
+        ? globalThis.String(object.appId)
+        : isSet(object.app_id)
+        ? globalThis.String(object.app_id)
+        : "",
+      platform: isSet(object.platform) ? platformFromJSON(object.platform) : 0,
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
+    };
+  },
+
+  toJSON(message: GetTokenRequest): unknown {
+    const obj: any = {};
+    if (message.appId !== "") {
+      obj.appId = message.appId;
+    }
+    if (message.platform !== 0) {
+      obj.platform = platformToJSON(message.platform);
+    }
+    if (message.token !== "") {
+      obj.token = message.token;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetTokenRequest>): GetTokenRequest {
+    return GetTokenRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetTokenRequest>): GetTokenRequest {
+    const message = createBaseGetTokenRequest();
+    message.appId = object.appId ?? "";
+    message.platform = object.platform ?? 0;
+    message.token = object.token ?? "";
+    return message;
+  },
+};
+
+function createBaseGetTokenResponse(): GetTokenResponse {
+  return { token: undefined };
+}
+
+export const GetTokenResponse: MessageFns<GetTokenResponse> = {
+  encode(message: GetTokenResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.token !== undefined) {
+      Token.encode(message.token, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTokenResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTokenResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.token = Token.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetTokenResponse {
+    return { token: isSet(object.token) ? Token.fromJSON(object.token) : undefined };
+  },
+
+  toJSON(message: GetTokenResponse): unknown {
+    const obj: any = {};
+    if (message.token !== undefined) {
+      obj.token = Token.toJSON(message.token);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetTokenResponse>): GetTokenResponse {
+    return GetTokenResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetTokenResponse>): GetTokenResponse {
+    const message = createBaseGetTokenResponse();
+    message.token = (object.token !== undefined && object.token !== null) ? Token.fromPartial(object.token) : undefined;
+    return message;
+  },
+};
+
+function createBaseListTokensRequest(): ListTokensRequest {
+  return {
+    appId: "",
+    userId: "",
+    topic: "",
+    platform: 0,
+    lastSeenBefore: undefined,
+    lastSeenAfter: undefined,
+    pageSize: 0,
+    pageToken: "",
+  };
+}
+
+export const ListTokensRequest: MessageFns<ListTokensRequest> = {
+  encode(message: ListTokensRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.appId !== "") {
+      writer.uint32(10).string(message.appId);
+    }
+    if (message.userId !== "") {
+      writer.uint32(18).string(message.userId);
+    }
+    if (message.topic !== "") {
+      writer.uint32(26).string(message.topic);
+    }
+    if (message.platform !== 0) {
+      writer.uint32(32).int32(message.platform);
+    }
+    if (message.lastSeenBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastSeenBefore), writer.uint32(42).fork()).join();
+    }
+    if (message.lastSeenAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastSeenAfter), writer.uint32(50).fork()).join();
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(56).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(66).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTokensRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTokensRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.topic = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.platform = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.lastSeenBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.lastSeenAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTokensRequest {
+    return {
+      appId: isSet(object.appId)
+        ? globalThis.String(object.appId)
+        : isSet(object.app_id)
+        ? globalThis.String(object.app_id)
+        : "",
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      topic: isSet(object.topic) ? globalThis.String(object.topic) : "",
+      platform: isSet(object.platform) ? platformFromJSON(object.platform) : 0,
+      lastSeenBefore: isSet(object.lastSeenBefore)
+        ? fromJsonTimestamp(object.lastSeenBefore)
+        : isSet(object.last_seen_before)
+        ? fromJsonTimestamp(object.last_seen_before)
+        : undefined,
+      lastSeenAfter: isSet(object.lastSeenAfter)
+        ? fromJsonTimestamp(object.lastSeenAfter)
+        : isSet(object.last_seen_after)
+        ? fromJsonTimestamp(object.last_seen_after)
+        : undefined,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListTokensRequest): unknown {
+    const obj: any = {};
+    if (message.appId !== "") {
+      obj.appId = message.appId;
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.topic !== "") {
+      obj.topic = message.topic;
+    }
+    if (message.platform !== 0) {
+      obj.platform = platformToJSON(message.platform);
+    }
+    if (message.lastSeenBefore !== undefined) {
+      obj.lastSeenBefore = message.lastSeenBefore.toISOString();
+    }
+    if (message.lastSeenAfter !== undefined) {
+      obj.lastSeenAfter = message.lastSeenAfter.toISOString();
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListTokensRequest>): ListTokensRequest {
+    return ListTokensRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListTokensRequest>): ListTokensRequest {
+    const message = createBaseListTokensRequest();
+    message.appId = object.appId ?? "";
+    message.userId = object.userId ?? "";
+    message.topic = object.topic ?? "";
+    message.platform = object.platform ?? 0;
+    message.lastSeenBefore = object.lastSeenBefore ?? undefined;
+    message.lastSeenAfter = object.lastSeenAfter ?? undefined;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListTokensResponse(): ListTokensResponse {
+  return { tokens: [], nextPageToken: "" };
+}
+
+export const ListTokensResponse: MessageFns<ListTokensResponse> = {
+  encode(message: ListTokensResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.tokens) {
+      Token.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTokensResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTokensResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tokens.push(Token.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTokensResponse {
+    return {
+      tokens: globalThis.Array.isArray(object?.tokens) ? object.tokens.map((e: any) => Token.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListTokensResponse): unknown {
+    const obj: any = {};
+    if (message.tokens?.length) {
+      obj.tokens = message.tokens.map((e) => Token.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListTokensResponse>): ListTokensResponse {
+    return ListTokensResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListTokensResponse>): ListTokensResponse {
+    const message = createBaseListTokensResponse();
+    message.tokens = object.tokens?.map((e) => Token.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListNotificationsRequest(): ListNotificationsRequest {
+  return { appId: "", state: 0, createdAfter: undefined, createdBefore: undefined, pageSize: 0, pageToken: "" };
+}
+
+export const ListNotificationsRequest: MessageFns<ListNotificationsRequest> = {
+  encode(message: ListNotificationsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.appId !== "") {
+      writer.uint32(10).string(message.appId);
+    }
+    if (message.state !== 0) {
+      writer.uint32(16).int32(message.state);
+    }
+    if (message.createdAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAfter), writer.uint32(26).fork()).join();
+    }
+    if (message.createdBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdBefore), writer.uint32(34).fork()).join();
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(40).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(50).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListNotificationsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListNotificationsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.createdAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.createdBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListNotificationsRequest {
+    return {
+      appId: isSet(object.appId)
+        ? globalThis.String(object.appId)
+        : isSet(object.app_id)
+        ? globalThis.String(object.app_id)
+        : "",
+      state: isSet(object.state) ? notificationStateFromJSON(object.state) : 0,
+      createdAfter: isSet(object.createdAfter)
+        ? fromJsonTimestamp(object.createdAfter)
+        : isSet(object.created_after)
+        ? fromJsonTimestamp(object.created_after)
+        : undefined,
+      createdBefore: isSet(object.createdBefore)
+        ? fromJsonTimestamp(object.createdBefore)
+        : isSet(object.created_before)
+        ? fromJsonTimestamp(object.created_before)
+        : undefined,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListNotificationsRequest): unknown {
+    const obj: any = {};
+    if (message.appId !== "") {
+      obj.appId = message.appId;
+    }
+    if (message.state !== 0) {
+      obj.state = notificationStateToJSON(message.state);
+    }
+    if (message.createdAfter !== undefined) {
+      obj.createdAfter = message.createdAfter.toISOString();
+    }
+    if (message.createdBefore !== undefined) {
+      obj.createdBefore = message.createdBefore.toISOString();
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListNotificationsRequest>): ListNotificationsRequest {
+    return ListNotificationsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListNotificationsRequest>): ListNotificationsRequest {
+    const message = createBaseListNotificationsRequest();
+    message.appId = object.appId ?? "";
+    message.state = object.state ?? 0;
+    message.createdAfter = object.createdAfter ?? undefined;
+    message.createdBefore = object.createdBefore ?? undefined;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListNotificationsResponse(): ListNotificationsResponse {
+  return { notifications: [], nextPageToken: "" };
+}
+
+export const ListNotificationsResponse: MessageFns<ListNotificationsResponse> = {
+  encode(message: ListNotificationsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.notifications) {
+      Notification.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListNotificationsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListNotificationsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.notifications.push(Notification.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListNotificationsResponse {
+    return {
+      notifications: globalThis.Array.isArray(object?.notifications)
+        ? object.notifications.map((e: any) => Notification.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListNotificationsResponse): unknown {
+    const obj: any = {};
+    if (message.notifications?.length) {
+      obj.notifications = message.notifications.map((e) => Notification.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListNotificationsResponse>): ListNotificationsResponse {
+    return ListNotificationsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListNotificationsResponse>): ListNotificationsResponse {
+    const message = createBaseListNotificationsResponse();
+    message.notifications = object.notifications?.map((e) => Notification.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 /**
  * PushService registers device tokens, sends notifications through APNs and
  * FCM, prunes stale tokens and streams one delivery receipt per token.
@@ -4966,6 +5990,57 @@ export const PushServiceService = {
       Buffer.from(StreamReceiptsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StreamReceiptsResponse => StreamReceiptsResponse.decode(value),
   },
+  /**
+   * Cancels a queued, scheduled or running notification: nothing new is sent
+   * after the batches in flight, and every target not sent gets a receipt with
+   * DELIVERY_STATUS_CANCELLED (one receipt per token still holds). The
+   * notification settles CANCELLED once those receipts are written.
+   * FAILED_PRECONDITION once the notification has finished; cancelling one
+   * that is already cancelling is not an error.
+   */
+  cancelNotification: {
+    path: "/pushsvc.v1.PushService/CancelNotification" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CancelNotificationRequest): Buffer =>
+      Buffer.from(CancelNotificationRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CancelNotificationRequest => CancelNotificationRequest.decode(value),
+    responseSerialize: (value: CancelNotificationResponse): Buffer =>
+      Buffer.from(CancelNotificationResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CancelNotificationResponse => CancelNotificationResponse.decode(value),
+  },
+  /** Returns one registered token; NOT_FOUND when it is not registered. */
+  getToken: {
+    path: "/pushsvc.v1.PushService/GetToken" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetTokenRequest): Buffer => Buffer.from(GetTokenRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetTokenRequest => GetTokenRequest.decode(value),
+    responseSerialize: (value: GetTokenResponse): Buffer => Buffer.from(GetTokenResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetTokenResponse => GetTokenResponse.decode(value),
+  },
+  /** Lists an app's registered tokens, filtered, one page at a time. */
+  listTokens: {
+    path: "/pushsvc.v1.PushService/ListTokens" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListTokensRequest): Buffer => Buffer.from(ListTokensRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListTokensRequest => ListTokensRequest.decode(value),
+    responseSerialize: (value: ListTokensResponse): Buffer => Buffer.from(ListTokensResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListTokensResponse => ListTokensResponse.decode(value),
+  },
+  /** Lists an app's notifications, newest first, filtered, one page at a time. */
+  listNotifications: {
+    path: "/pushsvc.v1.PushService/ListNotifications" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListNotificationsRequest): Buffer =>
+      Buffer.from(ListNotificationsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListNotificationsRequest => ListNotificationsRequest.decode(value),
+    responseSerialize: (value: ListNotificationsResponse): Buffer =>
+      Buffer.from(ListNotificationsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListNotificationsResponse => ListNotificationsResponse.decode(value),
+  },
 } as const;
 
 export interface PushServiceServer extends UntypedServiceImplementation {
@@ -4990,6 +6065,21 @@ export interface PushServiceServer extends UntypedServiceImplementation {
    * finished) or the app's live feed (runs until cancelled).
    */
   streamReceipts: handleServerStreamingCall<StreamReceiptsRequest, StreamReceiptsResponse>;
+  /**
+   * Cancels a queued, scheduled or running notification: nothing new is sent
+   * after the batches in flight, and every target not sent gets a receipt with
+   * DELIVERY_STATUS_CANCELLED (one receipt per token still holds). The
+   * notification settles CANCELLED once those receipts are written.
+   * FAILED_PRECONDITION once the notification has finished; cancelling one
+   * that is already cancelling is not an error.
+   */
+  cancelNotification: handleUnaryCall<CancelNotificationRequest, CancelNotificationResponse>;
+  /** Returns one registered token; NOT_FOUND when it is not registered. */
+  getToken: handleUnaryCall<GetTokenRequest, GetTokenResponse>;
+  /** Lists an app's registered tokens, filtered, one page at a time. */
+  listTokens: handleUnaryCall<ListTokensRequest, ListTokensResponse>;
+  /** Lists an app's notifications, newest first, filtered, one page at a time. */
+  listNotifications: handleUnaryCall<ListNotificationsRequest, ListNotificationsResponse>;
 }
 
 export interface PushServiceClient extends Client {
@@ -5103,6 +6193,77 @@ export interface PushServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<StreamReceiptsResponse>;
+  /**
+   * Cancels a queued, scheduled or running notification: nothing new is sent
+   * after the batches in flight, and every target not sent gets a receipt with
+   * DELIVERY_STATUS_CANCELLED (one receipt per token still holds). The
+   * notification settles CANCELLED once those receipts are written.
+   * FAILED_PRECONDITION once the notification has finished; cancelling one
+   * that is already cancelling is not an error.
+   */
+  cancelNotification(
+    request: CancelNotificationRequest,
+    callback: (error: ServiceError | null, response: CancelNotificationResponse) => void,
+  ): ClientUnaryCall;
+  cancelNotification(
+    request: CancelNotificationRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CancelNotificationResponse) => void,
+  ): ClientUnaryCall;
+  cancelNotification(
+    request: CancelNotificationRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CancelNotificationResponse) => void,
+  ): ClientUnaryCall;
+  /** Returns one registered token; NOT_FOUND when it is not registered. */
+  getToken(
+    request: GetTokenRequest,
+    callback: (error: ServiceError | null, response: GetTokenResponse) => void,
+  ): ClientUnaryCall;
+  getToken(
+    request: GetTokenRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetTokenResponse) => void,
+  ): ClientUnaryCall;
+  getToken(
+    request: GetTokenRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetTokenResponse) => void,
+  ): ClientUnaryCall;
+  /** Lists an app's registered tokens, filtered, one page at a time. */
+  listTokens(
+    request: ListTokensRequest,
+    callback: (error: ServiceError | null, response: ListTokensResponse) => void,
+  ): ClientUnaryCall;
+  listTokens(
+    request: ListTokensRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListTokensResponse) => void,
+  ): ClientUnaryCall;
+  listTokens(
+    request: ListTokensRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListTokensResponse) => void,
+  ): ClientUnaryCall;
+  /** Lists an app's notifications, newest first, filtered, one page at a time. */
+  listNotifications(
+    request: ListNotificationsRequest,
+    callback: (error: ServiceError | null, response: ListNotificationsResponse) => void,
+  ): ClientUnaryCall;
+  listNotifications(
+    request: ListNotificationsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListNotificationsResponse) => void,
+  ): ClientUnaryCall;
+  listNotifications(
+    request: ListNotificationsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListNotificationsResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const PushServiceClient = makeGenericClientConstructor(

@@ -171,6 +171,46 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_pushsvc_v1_StreamReceiptsResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_pushsvc_v1_CancelNotificationRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_pushsvc_v1_CancelNotificationRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_pushsvc_v1_CancelNotificationResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_pushsvc_v1_CancelNotificationResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_pushsvc_v1_GetTokenRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_pushsvc_v1_GetTokenRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_pushsvc_v1_GetTokenResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_pushsvc_v1_GetTokenResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_pushsvc_v1_ListTokensRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_pushsvc_v1_ListTokensRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_pushsvc_v1_ListTokensResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_pushsvc_v1_ListTokensResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_pushsvc_v1_ListNotificationsRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_pushsvc_v1_ListNotificationsRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_pushsvc_v1_ListNotificationsResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_pushsvc_v1_ListNotificationsResponse_fieldAccessorTable;
 
   public static com.google.protobuf.Descriptors.FileDescriptor
       getDescriptor() {
@@ -291,7 +331,7 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
       " \001(\tR\005appId\022\'\n\017notification_id\030\002 \001(\tR\016no" +
       "tificationId\"W\n\027GetNotificationResponse\022" +
       "<\n\014notification\030\001 \001(\0132\030.pushsvc.v1.Notif" +
-      "icationR\014notification\"\365\004\n\014Notification\022\'" +
+      "icationR\014notification\"\337\005\n\014Notification\022\'" +
       "\n\017notification_id\030\001 \001(\tR\016notificationId\022" +
       "\025\n\006app_id\030\002 \001(\tR\005appId\0223\n\005state\030\003 \001(\0162\035." +
       "pushsvc.v1.NotificationStateR\005state\022\032\n\010t" +
@@ -307,67 +347,110 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
       "\0132\032.google.protobuf.TimestampR\013completed" +
       "At\022\024\n\005error\030\016 \001(\tR\005error\022\'\n\017idempotency_" +
       "key\030\017 \001(\tR\016idempotencyKey\022\032\n\010vanished\030\020 " +
-      "\001(\003R\010vanished\"\324\003\n\007Receipt\022\026\n\006cursor\030\001 \001(" +
-      "\tR\006cursor\022\'\n\017notification_id\030\002 \001(\tR\016noti" +
-      "ficationId\022\025\n\006app_id\030\003 \001(\tR\005appId\022\024\n\005tok" +
-      "en\030\004 \001(\tR\005token\0220\n\010platform\030\005 \001(\0162\024.push" +
-      "svc.v1.PlatformR\010platform\022\027\n\007user_id\030\006 \001" +
-      "(\tR\006userId\0222\n\006status\030\007 \001(\0162\032.pushsvc.v1." +
-      "DeliveryStatusR\006status\022.\n\023provider_messa" +
-      "ge_id\030\010 \001(\tR\021providerMessageId\022\'\n\017provid" +
-      "er_status\030\t \001(\005R\016providerStatus\022\026\n\006reaso" +
-      "n\030\n \001(\tR\006reason\022\032\n\010attempts\030\013 \001(\005R\010attem" +
-      "pts\022#\n\rtoken_removed\030\014 \001(\010R\014tokenRemoved" +
-      "\022*\n\002at\030\r \001(\0132\032.google.protobuf.Timestamp" +
-      "R\002at\"m\n\025StreamReceiptsRequest\022\025\n\006app_id\030" +
-      "\001 \001(\tR\005appId\022\'\n\017notification_id\030\002 \001(\tR\016n" +
-      "otificationId\022\024\n\005after\030\003 \001(\tR\005after\"G\n\026S" +
-      "treamReceiptsResponse\022-\n\007receipt\030\001 \001(\0132\023" +
-      ".pushsvc.v1.ReceiptR\007receipt*I\n\010Platform" +
-      "\022\030\n\024PLATFORM_UNSPECIFIED\020\000\022\021\n\rPLATFORM_A" +
-      "PNS\020\001\022\020\n\014PLATFORM_FCM\020\002*r\n\017ApnsEnvironme" +
-      "nt\022 \n\034APNS_ENVIRONMENT_UNSPECIFIED\020\000\022\037\n\033" +
-      "APNS_ENVIRONMENT_PRODUCTION\020\001\022\034\n\030APNS_EN" +
-      "VIRONMENT_SANDBOX\020\002*L\n\010Priority\022\030\n\024PRIOR" +
-      "ITY_UNSPECIFIED\020\000\022\021\n\rPRIORITY_HIGH\020\001\022\023\n\017" +
-      "PRIORITY_NORMAL\020\002*\260\002\n\010PushType\022\031\n\025PUSH_T" +
-      "YPE_UNSPECIFIED\020\000\022\023\n\017PUSH_TYPE_ALERT\020\001\022\030" +
-      "\n\024PUSH_TYPE_BACKGROUND\020\002\022\022\n\016PUSH_TYPE_VO" +
-      "IP\020\003\022\032\n\026PUSH_TYPE_LIVEACTIVITY\020\004\022\032\n\026PUSH" +
-      "_TYPE_COMPLICATION\020\005\022\032\n\026PUSH_TYPE_FILEPR" +
-      "OVIDER\020\006\022\021\n\rPUSH_TYPE_MDM\020\007\022\026\n\022PUSH_TYPE" +
-      "_LOCATION\020\010\022\030\n\024PUSH_TYPE_PUSHTOTALK\020\t\022\025\n" +
-      "\021PUSH_TYPE_WIDGETS\020\n\022\026\n\022PUSH_TYPE_CONTRO" +
-      "LS\020\013*\241\001\n\023RegistrationOutcome\022$\n REGISTRA" +
-      "TION_OUTCOME_UNSPECIFIED\020\000\022 \n\034REGISTRATI" +
-      "ON_OUTCOME_CREATED\020\001\022 \n\034REGISTRATION_OUT" +
-      "COME_UPDATED\020\002\022 \n\034REGISTRATION_OUTCOME_I" +
-      "NVALID\020\003*\373\001\n\021NotificationState\022\"\n\036NOTIFI" +
-      "CATION_STATE_UNSPECIFIED\020\000\022\035\n\031NOTIFICATI" +
-      "ON_STATE_QUEUED\020\001\022 \n\034NOTIFICATION_STATE_" +
-      "SCHEDULED\020\002\022\036\n\032NOTIFICATION_STATE_RUNNIN" +
-      "G\020\003\022 \n\034NOTIFICATION_STATE_COMPLETED\020\004\022\035\n" +
-      "\031NOTIFICATION_STATE_FAILED\020\005\022 \n\034NOTIFICA" +
-      "TION_STATE_CANCELLED\020\006*\254\001\n\016DeliveryStatu" +
-      "s\022\037\n\033DELIVERY_STATUS_UNSPECIFIED\020\000\022\035\n\031DE" +
-      "LIVERY_STATUS_DELIVERED\020\001\022\032\n\026DELIVERY_ST" +
-      "ATUS_FAILED\020\002\022!\n\035DELIVERY_STATUS_TOKEN_I" +
-      "NVALID\020\003\022\033\n\027DELIVERY_STATUS_EXPIRED\020\0042\310\004" +
-      "\n\013PushService\022T\n\rRegisterToken\022 .pushsvc" +
-      ".v1.RegisterTokenRequest\032!.pushsvc.v1.Re" +
-      "gisterTokenResponse\022W\n\016RegisterTokens\022!." +
-      "pushsvc.v1.RegisterTokensRequest\032\".pushs" +
-      "vc.v1.RegisterTokensResponse\022Z\n\017Unregist" +
-      "erToken\022\".pushsvc.v1.UnregisterTokenRequ" +
-      "est\032#.pushsvc.v1.UnregisterTokenResponse" +
-      "\0229\n\004Send\022\027.pushsvc.v1.SendRequest\032\030.push" +
-      "svc.v1.SendResponse\022Z\n\017GetNotification\022\"" +
-      ".pushsvc.v1.GetNotificationRequest\032#.pus" +
-      "hsvc.v1.GetNotificationResponse\022<\n\005Prune" +
-      "\022\030.pushsvc.v1.PruneRequest\032\031.pushsvc.v1." +
-      "PruneResponse\022Y\n\016StreamReceipts\022!.pushsv" +
-      "c.v1.StreamReceiptsRequest\032\".pushsvc.v1." +
-      "StreamReceiptsResponse0\001B\221\001\n\016dev.pushsvc" +
+      "\001(\003R\010vanished\022\034\n\tcancelled\030\021 \001(\003R\tcancel" +
+      "led\022J\n\023cancel_requested_at\030\022 \001(\0132\032.googl" +
+      "e.protobuf.TimestampR\021cancelRequestedAt\"" +
+      "\324\003\n\007Receipt\022\026\n\006cursor\030\001 \001(\tR\006cursor\022\'\n\017n" +
+      "otification_id\030\002 \001(\tR\016notificationId\022\025\n\006" +
+      "app_id\030\003 \001(\tR\005appId\022\024\n\005token\030\004 \001(\tR\005toke" +
+      "n\0220\n\010platform\030\005 \001(\0162\024.pushsvc.v1.Platfor" +
+      "mR\010platform\022\027\n\007user_id\030\006 \001(\tR\006userId\0222\n\006" +
+      "status\030\007 \001(\0162\032.pushsvc.v1.DeliveryStatus" +
+      "R\006status\022.\n\023provider_message_id\030\010 \001(\tR\021p" +
+      "roviderMessageId\022\'\n\017provider_status\030\t \001(" +
+      "\005R\016providerStatus\022\026\n\006reason\030\n \001(\tR\006reaso" +
+      "n\022\032\n\010attempts\030\013 \001(\005R\010attempts\022#\n\rtoken_r" +
+      "emoved\030\014 \001(\010R\014tokenRemoved\022*\n\002at\030\r \001(\0132\032" +
+      ".google.protobuf.TimestampR\002at\"m\n\025Stream" +
+      "ReceiptsRequest\022\025\n\006app_id\030\001 \001(\tR\005appId\022\'" +
+      "\n\017notification_id\030\002 \001(\tR\016notificationId\022" +
+      "\024\n\005after\030\003 \001(\tR\005after\"G\n\026StreamReceiptsR" +
+      "esponse\022-\n\007receipt\030\001 \001(\0132\023.pushsvc.v1.Re" +
+      "ceiptR\007receipt\"[\n\031CancelNotificationRequ" +
+      "est\022\025\n\006app_id\030\001 \001(\tR\005appId\022\'\n\017notificati" +
+      "on_id\030\002 \001(\tR\016notificationId\"Z\n\032CancelNot" +
+      "ificationResponse\022<\n\014notification\030\001 \001(\0132" +
+      "\030.pushsvc.v1.NotificationR\014notification\"" +
+      "p\n\017GetTokenRequest\022\025\n\006app_id\030\001 \001(\tR\005appI" +
+      "d\0220\n\010platform\030\002 \001(\0162\024.pushsvc.v1.Platfor" +
+      "mR\010platform\022\024\n\005token\030\003 \001(\tR\005token\";\n\020Get" +
+      "TokenResponse\022\'\n\005token\030\001 \001(\0132\021.pushsvc.v" +
+      "1.TokenR\005token\"\321\002\n\021ListTokensRequest\022\025\n\006" +
+      "app_id\030\001 \001(\tR\005appId\022\027\n\007user_id\030\002 \001(\tR\006us" +
+      "erId\022\024\n\005topic\030\003 \001(\tR\005topic\0220\n\010platform\030\004" +
+      " \001(\0162\024.pushsvc.v1.PlatformR\010platform\022D\n\020" +
+      "last_seen_before\030\005 \001(\0132\032.google.protobuf" +
+      ".TimestampR\016lastSeenBefore\022B\n\017last_seen_" +
+      "after\030\006 \001(\0132\032.google.protobuf.TimestampR" +
+      "\rlastSeenAfter\022\033\n\tpage_size\030\007 \001(\005R\010pageS" +
+      "ize\022\035\n\npage_token\030\010 \001(\tR\tpageToken\"g\n\022Li" +
+      "stTokensResponse\022)\n\006tokens\030\001 \003(\0132\021.pushs" +
+      "vc.v1.TokenR\006tokens\022&\n\017next_page_token\030\002" +
+      " \001(\tR\rnextPageToken\"\246\002\n\030ListNotification" +
+      "sRequest\022\025\n\006app_id\030\001 \001(\tR\005appId\0223\n\005state" +
+      "\030\002 \001(\0162\035.pushsvc.v1.NotificationStateR\005s" +
+      "tate\022?\n\rcreated_after\030\003 \001(\0132\032.google.pro" +
+      "tobuf.TimestampR\014createdAfter\022A\n\016created" +
+      "_before\030\004 \001(\0132\032.google.protobuf.Timestam" +
+      "pR\rcreatedBefore\022\033\n\tpage_size\030\005 \001(\005R\010pag" +
+      "eSize\022\035\n\npage_token\030\006 \001(\tR\tpageToken\"\203\001\n" +
+      "\031ListNotificationsResponse\022>\n\rnotificati" +
+      "ons\030\001 \003(\0132\030.pushsvc.v1.NotificationR\rnot" +
+      "ifications\022&\n\017next_page_token\030\002 \001(\tR\rnex" +
+      "tPageToken*I\n\010Platform\022\030\n\024PLATFORM_UNSPE" +
+      "CIFIED\020\000\022\021\n\rPLATFORM_APNS\020\001\022\020\n\014PLATFORM_" +
+      "FCM\020\002*r\n\017ApnsEnvironment\022 \n\034APNS_ENVIRON" +
+      "MENT_UNSPECIFIED\020\000\022\037\n\033APNS_ENVIRONMENT_P" +
+      "RODUCTION\020\001\022\034\n\030APNS_ENVIRONMENT_SANDBOX\020" +
+      "\002*L\n\010Priority\022\030\n\024PRIORITY_UNSPECIFIED\020\000\022" +
+      "\021\n\rPRIORITY_HIGH\020\001\022\023\n\017PRIORITY_NORMAL\020\002*" +
+      "\260\002\n\010PushType\022\031\n\025PUSH_TYPE_UNSPECIFIED\020\000\022" +
+      "\023\n\017PUSH_TYPE_ALERT\020\001\022\030\n\024PUSH_TYPE_BACKGR" +
+      "OUND\020\002\022\022\n\016PUSH_TYPE_VOIP\020\003\022\032\n\026PUSH_TYPE_" +
+      "LIVEACTIVITY\020\004\022\032\n\026PUSH_TYPE_COMPLICATION" +
+      "\020\005\022\032\n\026PUSH_TYPE_FILEPROVIDER\020\006\022\021\n\rPUSH_T" +
+      "YPE_MDM\020\007\022\026\n\022PUSH_TYPE_LOCATION\020\010\022\030\n\024PUS" +
+      "H_TYPE_PUSHTOTALK\020\t\022\025\n\021PUSH_TYPE_WIDGETS" +
+      "\020\n\022\026\n\022PUSH_TYPE_CONTROLS\020\013*\241\001\n\023Registrat" +
+      "ionOutcome\022$\n REGISTRATION_OUTCOME_UNSPE" +
+      "CIFIED\020\000\022 \n\034REGISTRATION_OUTCOME_CREATED" +
+      "\020\001\022 \n\034REGISTRATION_OUTCOME_UPDATED\020\002\022 \n\034" +
+      "REGISTRATION_OUTCOME_INVALID\020\003*\373\001\n\021Notif" +
+      "icationState\022\"\n\036NOTIFICATION_STATE_UNSPE" +
+      "CIFIED\020\000\022\035\n\031NOTIFICATION_STATE_QUEUED\020\001\022" +
+      " \n\034NOTIFICATION_STATE_SCHEDULED\020\002\022\036\n\032NOT" +
+      "IFICATION_STATE_RUNNING\020\003\022 \n\034NOTIFICATIO" +
+      "N_STATE_COMPLETED\020\004\022\035\n\031NOTIFICATION_STAT" +
+      "E_FAILED\020\005\022 \n\034NOTIFICATION_STATE_CANCELL" +
+      "ED\020\006*\313\001\n\016DeliveryStatus\022\037\n\033DELIVERY_STAT" +
+      "US_UNSPECIFIED\020\000\022\035\n\031DELIVERY_STATUS_DELI" +
+      "VERED\020\001\022\032\n\026DELIVERY_STATUS_FAILED\020\002\022!\n\035D" +
+      "ELIVERY_STATUS_TOKEN_INVALID\020\003\022\033\n\027DELIVE" +
+      "RY_STATUS_EXPIRED\020\004\022\035\n\031DELIVERY_STATUS_C" +
+      "ANCELLED\020\0052\243\007\n\013PushService\022T\n\rRegisterTo" +
+      "ken\022 .pushsvc.v1.RegisterTokenRequest\032!." +
+      "pushsvc.v1.RegisterTokenResponse\022W\n\016Regi" +
+      "sterTokens\022!.pushsvc.v1.RegisterTokensRe" +
+      "quest\032\".pushsvc.v1.RegisterTokensRespons" +
+      "e\022Z\n\017UnregisterToken\022\".pushsvc.v1.Unregi" +
+      "sterTokenRequest\032#.pushsvc.v1.Unregister" +
+      "TokenResponse\0229\n\004Send\022\027.pushsvc.v1.SendR" +
+      "equest\032\030.pushsvc.v1.SendResponse\022Z\n\017GetN" +
+      "otification\022\".pushsvc.v1.GetNotification" +
+      "Request\032#.pushsvc.v1.GetNotificationResp" +
+      "onse\022<\n\005Prune\022\030.pushsvc.v1.PruneRequest\032" +
+      "\031.pushsvc.v1.PruneResponse\022Y\n\016StreamRece" +
+      "ipts\022!.pushsvc.v1.StreamReceiptsRequest\032" +
+      "\".pushsvc.v1.StreamReceiptsResponse0\001\022c\n" +
+      "\022CancelNotification\022%.pushsvc.v1.CancelN" +
+      "otificationRequest\032&.pushsvc.v1.CancelNo" +
+      "tificationResponse\022E\n\010GetToken\022\033.pushsvc" +
+      ".v1.GetTokenRequest\032\034.pushsvc.v1.GetToke" +
+      "nResponse\022K\n\nListTokens\022\035.pushsvc.v1.Lis" +
+      "tTokensRequest\032\036.pushsvc.v1.ListTokensRe" +
+      "sponse\022`\n\021ListNotifications\022$.pushsvc.v1" +
+      ".ListNotificationsRequest\032%.pushsvc.v1.L" +
+      "istNotificationsResponseB\221\001\n\016dev.pushsvc" +
       ".v1B\tPushProtoP\001Z+pushsvc.dev/clients/go" +
       "/pushsvc/v1;pushsvcv1\242\002\003PXX\252\002\nPushsvc.V1" +
       "\312\002\nPushsvc\\V1\342\002\026Pushsvc\\V1\\GPBMetadata\352\002" +
@@ -535,7 +618,7 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
     internal_static_pushsvc_v1_Notification_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_Notification_descriptor,
-        new java.lang.String[] { "NotificationId", "AppId", "State", "Targeted", "Delivered", "Failed", "InvalidTokens", "Pending", "Expired", "CreatedAt", "SendAt", "UpdatedAt", "CompletedAt", "Error", "IdempotencyKey", "Vanished", });
+        new java.lang.String[] { "NotificationId", "AppId", "State", "Targeted", "Delivered", "Failed", "InvalidTokens", "Pending", "Expired", "CreatedAt", "SendAt", "UpdatedAt", "CompletedAt", "Error", "IdempotencyKey", "Vanished", "Cancelled", "CancelRequestedAt", });
     internal_static_pushsvc_v1_Receipt_descriptor =
       getDescriptor().getMessageType(24);
     internal_static_pushsvc_v1_Receipt_fieldAccessorTable = new
@@ -554,6 +637,54 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_StreamReceiptsResponse_descriptor,
         new java.lang.String[] { "Receipt", });
+    internal_static_pushsvc_v1_CancelNotificationRequest_descriptor =
+      getDescriptor().getMessageType(27);
+    internal_static_pushsvc_v1_CancelNotificationRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_pushsvc_v1_CancelNotificationRequest_descriptor,
+        new java.lang.String[] { "AppId", "NotificationId", });
+    internal_static_pushsvc_v1_CancelNotificationResponse_descriptor =
+      getDescriptor().getMessageType(28);
+    internal_static_pushsvc_v1_CancelNotificationResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_pushsvc_v1_CancelNotificationResponse_descriptor,
+        new java.lang.String[] { "Notification", });
+    internal_static_pushsvc_v1_GetTokenRequest_descriptor =
+      getDescriptor().getMessageType(29);
+    internal_static_pushsvc_v1_GetTokenRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_pushsvc_v1_GetTokenRequest_descriptor,
+        new java.lang.String[] { "AppId", "Platform", "Token", });
+    internal_static_pushsvc_v1_GetTokenResponse_descriptor =
+      getDescriptor().getMessageType(30);
+    internal_static_pushsvc_v1_GetTokenResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_pushsvc_v1_GetTokenResponse_descriptor,
+        new java.lang.String[] { "Token", });
+    internal_static_pushsvc_v1_ListTokensRequest_descriptor =
+      getDescriptor().getMessageType(31);
+    internal_static_pushsvc_v1_ListTokensRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_pushsvc_v1_ListTokensRequest_descriptor,
+        new java.lang.String[] { "AppId", "UserId", "Topic", "Platform", "LastSeenBefore", "LastSeenAfter", "PageSize", "PageToken", });
+    internal_static_pushsvc_v1_ListTokensResponse_descriptor =
+      getDescriptor().getMessageType(32);
+    internal_static_pushsvc_v1_ListTokensResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_pushsvc_v1_ListTokensResponse_descriptor,
+        new java.lang.String[] { "Tokens", "NextPageToken", });
+    internal_static_pushsvc_v1_ListNotificationsRequest_descriptor =
+      getDescriptor().getMessageType(33);
+    internal_static_pushsvc_v1_ListNotificationsRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_pushsvc_v1_ListNotificationsRequest_descriptor,
+        new java.lang.String[] { "AppId", "State", "CreatedAfter", "CreatedBefore", "PageSize", "PageToken", });
+    internal_static_pushsvc_v1_ListNotificationsResponse_descriptor =
+      getDescriptor().getMessageType(34);
+    internal_static_pushsvc_v1_ListNotificationsResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_pushsvc_v1_ListNotificationsResponse_descriptor,
+        new java.lang.String[] { "Notifications", "NextPageToken", });
     descriptor.resolveAllFeaturesImmutable();
     com.google.protobuf.DurationProto.getDescriptor();
     com.google.protobuf.StructProto.getDescriptor();
