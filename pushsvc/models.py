@@ -96,6 +96,7 @@ class DeliveryStatus(enum.Enum):
     FAILED = "failed"
     TOKEN_INVALID = "token_invalid"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
 @dataclasses.dataclass(slots=True)  # not frozen: RegisterTokens builds a million of these, and frozen init costs 3x
@@ -269,11 +270,15 @@ class NotificationView:
     idempotency_key: str = ""
     vanished: int = 0
     """Targets counted by Send that were no longer registered when the fan-out reached them."""
+    cancelled: int = 0
+    """Targets not sent because the notification was cancelled."""
+    cancel_requested_at: datetime | None = None
+    """When CancelNotification was accepted; the state stays unfinished until every target has its receipt."""
 
     @property
     def resolved(self) -> int:
         """Targets that have a receipt."""
-        return self.delivered + self.failed + self.invalid_tokens + self.expired
+        return self.delivered + self.failed + self.invalid_tokens + self.expired + self.cancelled
 
     @property
     def pending(self) -> int:
@@ -309,3 +314,29 @@ class PruneCommand:
     platforms: frozenset[Platform]
     dry_run: bool
 
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TokenFilter:
+    """ListTokens' filters in domain form; an empty or None field does not filter."""
+
+    app_id: str
+    user_id: str = ""
+    topic: str = ""
+    platform: Platform | None = None
+    last_seen_before: datetime | None = None
+    """Only tokens last seen strictly before this."""
+    last_seen_after: datetime | None = None
+    """Only tokens last seen at or after this."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotificationFilter:
+    """ListNotifications' filters in domain form; a None field does not filter."""
+
+    app_id: str
+    state: NotificationState | None = None
+    created_after: datetime | None = None
+    """Only notifications created at or after this."""
+    created_before: datetime | None = None
+    """Only notifications created strictly before this."""

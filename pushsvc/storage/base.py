@@ -30,9 +30,25 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from pushsvc import models
+
+_T = TypeVar("_T")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page(Generic[_T]):
+    """One page of a listing, and where the next one starts."""
+
+    items: list[_T]
+    after: tuple[str, ...] | None
+    """The key to pass back as `after` for the next page (strings only, so the service can
+    encode it as an opaque page token); None on the last page."""
+
+
+class BadCursor(ValueError):
+    """An `after` key that this listing did not hand out (wrong shape or values)."""
 
 
 @dataclasses.dataclass(slots=True)  # not frozen: built once per delivery, and frozen init costs 4x
@@ -126,6 +142,16 @@ class TokenStore(Protocol):
 
     async def lookup(self, app_id: str, devices: Sequence[models.Device]) -> dict[tuple[models.Platform, str], TargetToken]:
         """Returns the registered ones among directly addressed devices."""
+        ...
+
+    async def list(self, where: models.TokenFilter, after: tuple[str, ...] | None, limit: int) -> Page[models.DeviceToken]:
+        """A page of at most `limit` tokens that match every set filter, in the registry's key order.
+
+        The order is the one partitions scan in (bucket, platform, token), so
+        `after` is `(platform value, token)` of the last token of the previous
+        page. A user or topic filter is served by that index; the others
+        narrow the walk. Raises `BadCursor` for an `after` of the wrong shape.
+        """
         ...
 
 
@@ -277,8 +303,8 @@ class NotificationStore(Protocol):
     async def finish_partition(self, partition_id: str, owner: str, now: datetime) -> models.NotificationView | None:
         """Marks a partition done exactly once; settles the notification with the last one.
 
-        It settles FAILED with its error when `fail` condemned it, else
-        COMPLETED; either way the counters are reconciled with the receipt
+        It settles FAILED with its error when `fail` condemned it, CANCELLED
+        when `cancel` did, else COMPLETED; either way the counters are reconciled with the receipt
         log, and targets without a receipt count as vanished. Returns the
         notification after the update, or None when the partition was already
         done or not ours.
@@ -301,7 +327,34 @@ class NotificationStore(Protocol):
         holder knows which ones (its checkpoint), so the dispatcher gives each
         remaining target a FAILED receipt without sending it. When the last
         partition finishes, the notification settles FAILED with this error
-        (see `finish_partition`). A finished notification is left as it is.
+        (see `finish_partition`). A finished notification is left as it is,
+        and so is one being cancelled (the first verdict stays).
+        """
+        ...
+
+    async def cancel(self, app_id: str, notification_id: str, now: datetime) -> models.NotificationView | None:
+        """Cancels an unfinished notification: records `cancel_requested_at` (the first one stays).
+
+        The same shape as `fail`: the notification stays unfinished, its
+        partitions stay claimable and become runnable now (a scheduled one
+        does not wait for its send time), and each lease holder gives its
+        remaining targets a CANCELLED receipt. The last partition settles it
+        CANCELLED. A notification already condemned by `fail` keeps that
+        verdict (it settles FAILED); a finished one is left as it is. Returns
+        the notification after the update (finished or not: the caller tells
+        which), or None when this app has no such notification.
+        """
+        ...
+
+    async def list(
+        self, where: models.NotificationFilter, after: tuple[str, ...] | None, limit: int
+    ) -> Page[models.NotificationView]:
+        """A page of at most `limit` notifications matching every set filter, newest first.
+
+        Ordered by (created_at, notification_id), descending; `after` is the
+        adapter's key of the last notification of the previous page. Served by
+        an (app, created_at) index, and (app, state, created_at) with a state.
+        Raises `BadCursor` for an `after` of the wrong shape.
         """
         ...
 

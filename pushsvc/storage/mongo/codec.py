@@ -9,6 +9,7 @@ from typing import Any
 
 from pushsvc import models
 from pushsvc.storage.base import (
+    BadCursor,
     LogEntry,
     NotificationDraft,
     NotificationRecord,
@@ -26,6 +27,7 @@ COUNTER_FIELDS: Mapping[models.DeliveryStatus, str] = {
     models.DeliveryStatus.FAILED: "failed",
     models.DeliveryStatus.TOKEN_INVALID: "invalid_tokens",
     models.DeliveryStatus.EXPIRED: "expired",
+    models.DeliveryStatus.CANCELLED: "cancelled",
 }
 """The notification's counter field of each receipt status."""
 
@@ -164,7 +166,82 @@ def partition_selector(app_id: str, query: TargetQuery, buckets: tuple[int, int]
     return flt
 
 
+def token_listing(where: models.TokenFilter, after: tuple[str, ...] | None) -> dict[str, Any]:
+    """ListTokens' filter: the app's `_id` range (the listing's order) after `after`, narrowed by the filters."""
+    flt: dict[str, Any] = {}
+    if after is None:
+        flt["_id"] = {"$gte": schema.bucket_bound(where.app_id, 0)}
+    else:
+        if len(after) != 2 or after[0] not in _PLATFORMS:
+            raise BadCursor("not a token listing position")
+        flt["_id"] = {"$gt": schema.token_key(where.app_id, models.Platform(after[0]), after[1])}
+    flt["_id"]["$lt"] = schema.bucket_bound(where.app_id, models.BUCKETS)
+    if where.user_id:
+        flt["app_id"] = where.app_id
+        flt["user_id"] = where.user_id
+    if where.topic:
+        flt["app_id"] = where.app_id
+        flt["topics"] = where.topic
+    if where.platform is not None:
+        flt["platform"] = where.platform.value
+    seen: dict[str, datetime] = {}
+    if where.last_seen_before is not None:
+        seen["$lt"] = where.last_seen_before
+    if where.last_seen_after is not None:
+        seen["$gte"] = where.last_seen_after
+    if seen:
+        flt["last_seen_at"] = seen
+    return flt
+
+
+TOKEN_ORDER = [("_id", 1)]
+"""ListTokens' sort: the registry key, the order partitions scan in."""
+
+
+def token_position(t: models.DeviceToken) -> tuple[str, ...]:
+    """The `after` of a listed token."""
+    return (t.platform.value, t.token)
+
+
+_PLATFORMS = frozenset(p.value for p in models.PLATFORMS)
+
+
 # ---------------------------------------------------------------- notifications
+
+
+NOTIFICATION_ORDER = [("created_at", -1), ("_id", -1)]
+"""ListNotifications' sort: newest first."""
+
+
+def notification_listing(where: models.NotificationFilter, after: tuple[str, ...] | None) -> dict[str, Any]:
+    """ListNotifications' filter, after `after` in NOTIFICATION_ORDER."""
+    flt: dict[str, Any] = {"app_id": where.app_id}
+    if where.state is not None:
+        flt["state"] = where.state.value
+    created: dict[str, datetime] = {}
+    if where.created_after is not None:
+        created["$gte"] = where.created_after
+    if where.created_before is not None:
+        created["$lt"] = where.created_before
+    if created:
+        flt["created_at"] = created
+    if after is not None:
+        if len(after) != 2:
+            raise BadCursor("not a notification listing position")
+        try:
+            at = datetime.fromisoformat(after[0])
+        except ValueError:
+            raise BadCursor("not a notification listing position") from None
+        if at.tzinfo is None:
+            raise BadCursor("not a notification listing position")
+        flt["$or"] = [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": after[1]}}]
+    return flt
+
+
+def notification_position(v: models.NotificationView) -> tuple[str, ...]:
+    """The `after` of a listed notification (created_at as stored, so it matches itself)."""
+    return (v.created_at.isoformat(), v.notification_id)
+
 
 
 def _query_doc(query: TargetQuery | None) -> dict[str, Any] | None:
@@ -237,6 +314,8 @@ def view_from_doc(doc: Mapping[str, Any]) -> models.NotificationView:
         error=doc.get("error", ""),
         idempotency_key=doc.get("idempotency_key", ""),
         vanished=int(doc.get("vanished", 0)),
+        cancelled=int(doc.get("cancelled", 0)),
+        cancel_requested_at=aware(doc.get("cancel_requested_at")),
     )
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from pushsvc import models
-from pushsvc.storage.base import LogEntry, NotificationRecord, Partition, PartitionStatus, TargetQuery, TargetToken
+from pushsvc.storage.base import BadCursor, LogEntry, NotificationRecord, Partition, PartitionStatus, TargetQuery, TargetToken
 
 COUNTER_COLUMNS: Mapping[models.DeliveryStatus, str] = {
     models.DeliveryStatus.DELIVERED: "delivered",
     models.DeliveryStatus.FAILED: "failed",
     models.DeliveryStatus.TOKEN_INVALID: "invalid_tokens",
     models.DeliveryStatus.EXPIRED: "expired",
+    models.DeliveryStatus.CANCELLED: "cancelled",
 }
 """The notification's counter column of each receipt status."""
 
@@ -122,7 +124,42 @@ def view(row: Mapping[str, Any]) -> models.NotificationView:
         error=row["error"],
         idempotency_key=row["idempotency_key"],
         vanished=int(row["vanished"]),
+        cancelled=int(row["cancelled"]),
+        cancel_requested_at=row["cancel_requested_at"],
     )
+
+
+def notification_position(v: models.NotificationView) -> tuple[str, ...]:
+    """The `after` of a listed notification: (created_at, notification_id)."""
+    return (v.created_at.isoformat(), v.notification_id)
+
+
+def notification_bound(after: tuple[str, ...]) -> tuple[datetime, str]:
+    """`notification_position` read back; raises BadCursor."""
+    if len(after) != 2:
+        raise BadCursor("not a notification listing position")
+    try:
+        at = datetime.fromisoformat(after[0])
+    except ValueError:
+        raise BadCursor("not a notification listing position") from None
+    if at.tzinfo is None:
+        raise BadCursor("not a notification listing position")
+    return at, after[1]
+
+
+def token_position(t: models.DeviceToken) -> tuple[str, ...]:
+    """The `after` of a listed token: (platform, token); the bucket follows from the token."""
+    return (t.platform.value, t.token)
+
+
+def token_bound(after: tuple[str, ...]) -> tuple[int, str, str]:
+    """`token_position` read back as the (bucket, platform, token) key; raises BadCursor."""
+    if len(after) != 2 or after[0] not in _REAL_PLATFORMS:
+        raise BadCursor("not a token listing position")
+    return models.token_bucket(after[1]), after[0], after[1]
+
+
+_REAL_PLATFORMS = frozenset(p.value for p in models.PLATFORMS)
 
 
 def record(row: Mapping[str, Any]) -> NotificationRecord:
