@@ -54,6 +54,10 @@ class Limits:
     max_schedule_ahead_s: float = 30 * 86400
     max_stale_after_s: float = 10 * 365 * 86400
     """Prune's stale_after beyond ten years is a mistake, and beyond ~2000 years a date overflow."""
+    default_page_size: int = 100
+    """ListTokens and ListNotifications items when the request says 0."""
+    max_page_size: int = 1_000
+    """A larger page_size is served as this."""
     max_payload_depth: int = 32
     """Nesting of objects and arrays in a custom payload (apns.payload, fcm.*); the top object is level 1.
 
@@ -195,6 +199,47 @@ def validate_token_ref(app_id: str, platform: models.Platform, token: str, limit
     check_platform(v, platform, "platform")
     check_token(v, token, platform, limits, "token")
     v.raise_if_any()
+
+
+def validate_notification_ref(app_id: str, notification_id: str, limits: Limits) -> None:
+    """Validates a request that names one notification (CancelNotification); raises InvalidArgument."""
+    v = Violations()
+    check_app_id(v, app_id, limits)
+    _identifier(v, "notification_id", notification_id, limits.max_id_chars, required=True)
+    v.raise_if_any()
+
+
+def page_size(v: Violations, size: int, limits: Limits) -> int:
+    """A listing's page size: 0 means the default, more than the maximum is the maximum."""
+    if size < 0:
+        v.add("page_size", "must not be negative")
+        return 0
+    return min(size or limits.default_page_size, limits.max_page_size)
+
+
+def validate_token_filter(where: models.TokenFilter, limits: Limits) -> Violations:
+    """Checks ListTokens' filters; returns the violations so far (the caller adds the page's)."""
+    v = Violations()
+    check_app_id(v, where.app_id, limits)
+    _identifier(v, "user_id", where.user_id, limits.max_id_chars)
+    _identifier(v, "topic", where.topic, limits.max_topic_chars)
+    if where.platform is models.Platform.UNSPECIFIED:
+        v.add("platform", "must be PLATFORM_UNSPECIFIED (any), PLATFORM_APNS or PLATFORM_FCM")
+    if (
+        where.last_seen_before is not None and where.last_seen_after is not None
+        and where.last_seen_before <= where.last_seen_after
+    ):
+        v.add("last_seen_before", "must be later than last_seen_after")
+    return v
+
+
+def validate_notification_filter(where: models.NotificationFilter, limits: Limits) -> Violations:
+    """Checks ListNotifications' filters; returns the violations so far (the caller adds the page's)."""
+    v = Violations()
+    check_app_id(v, where.app_id, limits)
+    if where.created_before is not None and where.created_after is not None and where.created_before <= where.created_after:
+        v.add("created_before", "must be later than created_after")
+    return v
 
 
 def validate_prune(cmd: models.PruneCommand, limits: Limits) -> None:

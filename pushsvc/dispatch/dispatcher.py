@@ -20,6 +20,11 @@ Every replica runs one. The invariants it keeps:
   checkpoint, the same way it would have sent them. A crash or a takeover
   resumes that sweep from the checkpoint; the last partition settles the
   notification FAILED with counters that add up.
+- Cancellation takes the same path: `cancel` in the store marks the
+  notification, the renewer (or the record read at the start) notices, and
+  the remaining targets get a CANCELLED receipt (reason
+  "NotificationCancelled") instead of a FAILED one; the last partition
+  settles it CANCELLED.
 """
 
 from __future__ import annotations
@@ -67,6 +72,9 @@ _OUTCOME_STATUS = {
 NOTIFICATION_FAILED = "NotificationFailed"
 """The reason of a receipt for a target that was not sent because its notification failed as a whole."""
 
+NOTIFICATION_CANCELLED = "NotificationCancelled"
+"""The reason of a receipt for a target that was not sent because its notification was cancelled."""
+
 
 class _LeaseLost(Exception):
     pass
@@ -85,24 +93,44 @@ class DispatcherDrain:
 
 
 class _Condemnation:
-    """Why a partition's notification failed as a whole, once anything says so.
+    """Why a partition's notification stops as a whole (failed or cancelled), once anything says so.
 
     Set by a credential rejection in our own batch, by the notification we read
-    at the start, or by the renewer when another replica condemned it.
-    Deliveries waiting out a retry backoff wake at once: their token gets its
-    receipt now instead of a retry that would only be thrown away.
+    at the start, or by the renewer when another replica condemned it or a
+    caller cancelled it. `error` is non-empty once it is set; `status` and
+    `reason` are what the unsent targets' receipts say. The first verdict
+    stays. Deliveries waiting out a retry backoff wake at once: their token
+    gets its receipt now instead of a retry that would only be thrown away.
     """
 
-    def __init__(self, error: str = "") -> None:
+    def __init__(self, view: models.NotificationView | None = None) -> None:
         self.error = ""
+        self.status = models.DeliveryStatus.FAILED
+        self.reason = NOTIFICATION_FAILED
+        self.cancelled = False
         self.event = asyncio.Event()
-        if error:
-            self.condemn(error)
+        if view is not None:
+            self.adopt(view)
 
     def condemn(self, error: str) -> None:
         if not self.error:
             self.error = error
             self.event.set()
+
+    def cancel(self) -> None:
+        if not self.error:
+            self.error = NOTIFICATION_CANCELLED
+            self.status = models.DeliveryStatus.CANCELLED
+            self.reason = NOTIFICATION_CANCELLED
+            self.cancelled = True
+            self.event.set()
+
+    def adopt(self, view: models.NotificationView) -> None:
+        """Takes the verdict the store holds, if any."""
+        if view.error:
+            self.condemn(view.error)
+        elif view.cancel_requested_at is not None:
+            self.cancel()
 
 
 _RELEASE_RESERVE_S = 1.0
@@ -326,7 +354,7 @@ class Dispatcher:
         await self._notifications.mark_running(part.notification_id, now)
         rendered = {p: RenderedMessage(p, body, 0, 0) for p, body in record.rendered.items()}
         lost = asyncio.Event()
-        condemned = _Condemnation(record.view.error)
+        condemned = _Condemnation(record.view)
         renewer = asyncio.create_task(self._renew(part, lost, condemned))
         try:
             await self._fan_out(part, record, rendered, lost, condemned)
@@ -344,10 +372,11 @@ class Dispatcher:
                     return
                 if not condemned.error:
                     # Another replica's partition may have condemned the
-                    # notification: this one stops sending within a renewal.
+                    # notification, or a caller cancelled it: this one stops
+                    # sending within a renewal.
                     record = await self._notifications.get(part.app_id, part.notification_id)
-                    if record is not None and record.view.error:
-                        condemned.condemn(record.view.error)
+                    if record is not None:
+                        condemned.adopt(record.view)
             except errors.StoreUnavailable:
                 continue
 
@@ -368,7 +397,7 @@ class Dispatcher:
                     raise _Draining()
                 was_condemned = bool(condemned.error)
                 if was_condemned:
-                    drafts = [self._unsent(part.app_id, t) for t in batch]
+                    drafts = [self._unsent(part.app_id, t, condemned) for t in batch]
                 else:
                     drafts = await asyncio.gather(
                         *(self._deliver(part.app_id, record, rendered, t, condemned) for t in batch)
@@ -376,7 +405,7 @@ class Dispatcher:
                 now = self._clock.now()
                 written = await self._receipts.append(part.app_id, part.notification_id, drafts, now + retention)
                 counts = Counter(receipt.status for receipt in written)
-                if condemned.error and not was_condemned:
+                if condemned.error and not was_condemned and not condemned.cancelled:
                     # After this batch's receipts, before its checkpoint: a crash
                     # in between resends the batch, which condemns it again.
                     await self._notifications.fail(part.notification_id, condemned.error, now)
@@ -454,7 +483,7 @@ class Dispatcher:
         result = ProviderResult(Outcome.RETRYABLE, reason="NotAttempted")
         while True:
             if condemned.error:
-                return self._draft(target, models.DeliveryStatus.FAILED, _notification_failed(result), attempts)
+                return self._draft(target, condemned.status, _notification_failed(result, condemned.reason), attempts)
             if record.expires_at is not None and self._clock.now() >= record.expires_at:
                 return self._draft(target, models.DeliveryStatus.EXPIRED, _expired(result), attempts)
             attempts += 1
@@ -510,10 +539,10 @@ class Dispatcher:
             )
         return self._draft(target, _OUTCOME_STATUS[result.outcome], result, attempts, removed)
 
-    def _unsent(self, app_id: str, target: TargetToken) -> ReceiptDraft:
-        """The receipt of a target that is not sent because its notification failed as a whole."""
-        self._counters_of(app_id, target.platform).delivered(models.DeliveryStatus.FAILED.name, NOTIFICATION_FAILED)
-        return self._draft(target, models.DeliveryStatus.FAILED, _notification_failed(None), 0)
+    def _unsent(self, app_id: str, target: TargetToken, condemned: _Condemnation) -> ReceiptDraft:
+        """The receipt of a target that is not sent because its notification failed or was cancelled as a whole."""
+        self._counters_of(app_id, target.platform).delivered(condemned.status.name, condemned.reason)
+        return self._draft(target, condemned.status, _notification_failed(None, condemned.reason), 0)
 
     async def _backoff(self, delay_s: float, condemned: _Condemnation) -> None:
         """Sleeps `delay_s`, or less when the notification is condemned meanwhile."""
@@ -571,12 +600,12 @@ def _expired(last: ProviderResult) -> ProviderResult:
     )
 
 
-def _notification_failed(last: ProviderResult | None) -> ProviderResult:
+def _notification_failed(last: ProviderResult | None, reason: str = NOTIFICATION_FAILED) -> ProviderResult:
     # Keep what the provider last said to a token that was mid-retry.
     if last is None or last.reason == "NotAttempted":
-        return ProviderResult(Outcome.PERMANENT, reason=NOTIFICATION_FAILED)
+        return ProviderResult(Outcome.PERMANENT, reason=reason)
     return ProviderResult(
-        Outcome.PERMANENT, provider_status=last.provider_status, reason=NOTIFICATION_FAILED,
+        Outcome.PERMANENT, provider_status=last.provider_status, reason=reason,
         provider_message_id=last.provider_message_id,
     )
 

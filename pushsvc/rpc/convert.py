@@ -39,7 +39,9 @@ _STATUS_TO_PB = {
     models.DeliveryStatus.FAILED: pb.DELIVERY_STATUS_FAILED,
     models.DeliveryStatus.TOKEN_INVALID: pb.DELIVERY_STATUS_TOKEN_INVALID,
     models.DeliveryStatus.EXPIRED: pb.DELIVERY_STATUS_EXPIRED,
+    models.DeliveryStatus.CANCELLED: pb.DELIVERY_STATUS_CANCELLED,
 }
+_STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
 
 
 def platform(value: int) -> models.Platform:
@@ -264,6 +266,40 @@ def notification(n: models.NotificationView) -> pb.Notification:
         error=n.error,
         idempotency_key=n.idempotency_key,
         vanished=n.vanished,
+        cancelled=n.cancelled,
+        cancel_requested_at=_ts(n.cancel_requested_at),
+    )
+
+
+def _optional_datetime(msg: Any, field: str) -> datetime | None:
+    return _datetime(getattr(msg, field), field) if msg.HasField(field) else None
+
+
+def token_filter(req: pb.ListTokensRequest) -> models.TokenFilter:
+    """ListTokensRequest → TokenFilter; an unknown platform number becomes Platform.UNSPECIFIED, which validation rejects."""
+    return models.TokenFilter(
+        app_id=req.app_id,
+        user_id=req.user_id,
+        topic=req.topic,
+        platform=None if req.platform == pb.PLATFORM_UNSPECIFIED else platform(req.platform),
+        last_seen_before=_optional_datetime(req, "last_seen_before"),
+        last_seen_after=_optional_datetime(req, "last_seen_after"),
+    )
+
+
+def notification_filter(req: pb.ListNotificationsRequest) -> models.NotificationFilter:
+    """ListNotificationsRequest → NotificationFilter."""
+    state = None
+    if req.state != pb.NOTIFICATION_STATE_UNSPECIFIED:
+        state = _STATE_FROM_PB.get(req.state)
+        if state is None:
+            # No domain value stands for an unknown state number, so the type forces the check here.
+            raise errors.InvalidArgument(FieldViolation("state", "is not a known NotificationState"))
+    return models.NotificationFilter(
+        app_id=req.app_id,
+        state=state,
+        created_after=_optional_datetime(req, "created_after"),
+        created_before=_optional_datetime(req, "created_before"),
     )
 
 
