@@ -8,7 +8,8 @@ Every replica runs one. The invariants it keeps:
 - Targets are read batch by batch from one cursor per partition: memory is
   bounded by `batch_size` x `workers`, whatever the fan-out size.
 - Each batch costs three store calls: its targets, its receipts, and one
-  commit of the checkpoint with the counters. The receipts are written before
+  commit of the checkpoint with the counters; from the second batch on, a
+  key read of the notification too, to stop at once when it was cancelled. The receipts are written before
   the commit; a crash in between resends that batch, the receipt log's
   uniqueness keeps one receipt per token all the same, and the counters are
   reconciled with the log when the notification completes.
@@ -21,10 +22,10 @@ Every replica runs one. The invariants it keeps:
   resumes that sweep from the checkpoint; the last partition settles the
   notification FAILED with counters that add up.
 - Cancellation takes the same path: `cancel` in the store marks the
-  notification, the renewer (or the record read at the start) notices, and
-  the remaining targets get a CANCELLED receipt (reason
-  "NotificationCancelled") instead of a FAILED one; the last partition
-  settles it CANCELLED.
+  notification; the record read at the start, or the read of it before each
+  later batch, notices, so no new batch is sent after the ones in flight; the
+  remaining targets get a CANCELLED receipt (reason "NotificationCancelled")
+  instead of a FAILED one, and the last partition settles it CANCELLED.
 """
 
 from __future__ import annotations
@@ -389,12 +390,20 @@ class Dispatcher:
         condemned: _Condemnation,
     ) -> None:
         retention = timedelta(days=self._settings.receipt_retention_days)
+        first = True
         async with contextlib.aclosing(self._batches(part, record)) as batches:
             async for batch, next_checkpoint in batches:
                 if lost.is_set():
                     raise _LeaseLost()
                 if self._stopping:
                     raise _Draining()
+                if not first and not condemned.error:
+                    # A cancel stops the fan-out before its next batch on every
+                    # replica, not at the next renewal: one key read per batch.
+                    fresh_record = await self._notifications.get(part.app_id, part.notification_id)
+                    if fresh_record is not None:
+                        condemned.adopt(fresh_record.view)
+                first = False
                 was_condemned = bool(condemned.error)
                 if was_condemned:
                     drafts = [self._unsent(part.app_id, t, condemned) for t in batch]

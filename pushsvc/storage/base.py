@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from pushsvc import models
@@ -49,6 +49,24 @@ class Page(Generic[_T]):
 
 class BadCursor(ValueError):
     """An `after` key that this listing did not hand out (wrong shape or values)."""
+
+
+def parse_notification_position(after: tuple[str, ...]) -> tuple[datetime, str]:
+    """A notification listing's `after`, (created_at ISO 8601 with offset, notification_id), read back.
+
+    Every adapter writes it the same way; raises BadCursor for anything else,
+    including instants that no store can hold once moved to UTC.
+    """
+    if len(after) != 2:
+        raise BadCursor("not a notification listing position")
+    try:
+        at = datetime.fromisoformat(after[0])
+        if at.tzinfo is None:
+            raise ValueError("no offset")
+        at = at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise BadCursor("not a notification listing position") from None
+    return at, after[1]
 
 
 @dataclasses.dataclass(slots=True)  # not frozen: built once per delivery, and frozen init costs 4x

@@ -173,6 +173,8 @@ async def test_notification_listing_is_newest_first_filtered_and_paginated(store
 
 async def test_a_notification_position_of_the_wrong_shape_is_refused(stores: Stores) -> None:
     where = models.NotificationFilter(app_id="app")
-    for after in (("n1",), ("not a time", "n1"), ("2026-01-01T00:00:00", "n1")):
+    bad = (("n1",), ("not a time", "n1"), ("2026-01-01T00:00:00", "n1"),
+           ("0001-01-01T00:00:00+01:00", "n1"), ("9999-12-31T23:59:59-14:00", "n1"))  # past the range once in UTC
+    for after in bad:
         with pytest.raises(BadCursor):
             await stores.notifications.list(where, after, 10)

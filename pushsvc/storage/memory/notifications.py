@@ -16,7 +16,6 @@ from typing import Any
 
 from pushsvc import models
 from pushsvc.storage.base import (
-    BadCursor,
     DuplicateKey,
     NotificationDraft,
     NotificationRecord,
@@ -25,6 +24,7 @@ from pushsvc.storage.base import (
     PartitionPlan,
     PartitionStatus,
     TargetQuery,
+    parse_notification_position,
 )
 
 
@@ -324,7 +324,7 @@ class MemoryNotificationStore:
         keys = self._q.by_app.get(where.app_id, [])
         end = len(keys)
         if after is not None:
-            end = bisect.bisect_left(keys, _key_of(after))
+            end = bisect.bisect_left(keys, parse_notification_position(after))
         if where.created_before is not None:
             end = min(end, bisect.bisect_left(keys, (where.created_before, "")))
         out: list[models.NotificationView] = []
@@ -340,18 +340,6 @@ class MemoryNotificationStore:
                 return Page(out, (last.created_at.isoformat(), last.notification_id))
             out.append(view)
         return Page(out, None)
-
-
-def _key_of(after: tuple[str, ...]) -> tuple[datetime, str]:
-    if len(after) != 2 or not all(isinstance(a, str) for a in after):
-        raise BadCursor("not a notification listing position")
-    try:
-        created_at = datetime.fromisoformat(after[0])
-    except ValueError:
-        raise BadCursor("not a notification listing position") from None
-    if created_at.tzinfo is None:
-        raise BadCursor("not a notification listing position")
-    return created_at, after[1]
 
 
 __all__ = ["MemoryNotificationStore", "Queue"]

@@ -19,6 +19,7 @@ from pushsvc.storage.base import (
     ReceiptDraft,
     TargetQuery,
     TargetToken,
+    parse_notification_position,
 )
 from pushsvc.storage.mongo import schema
 
@@ -226,15 +227,8 @@ def notification_listing(where: models.NotificationFilter, after: tuple[str, ...
     if created:
         flt["created_at"] = created
     if after is not None:
-        if len(after) != 2:
-            raise BadCursor("not a notification listing position")
-        try:
-            at = datetime.fromisoformat(after[0])
-        except ValueError:
-            raise BadCursor("not a notification listing position") from None
-        if at.tzinfo is None:
-            raise BadCursor("not a notification listing position")
-        flt["$or"] = [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": after[1]}}]
+        at, nid = parse_notification_position(after)
+        flt["$or"] = [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": nid}}]
     return flt
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from pushsvc import models
@@ -132,19 +131,6 @@ def view(row: Mapping[str, Any]) -> models.NotificationView:
 def notification_position(v: models.NotificationView) -> tuple[str, ...]:
     """The `after` of a listed notification: (created_at, notification_id)."""
     return (v.created_at.isoformat(), v.notification_id)
-
-
-def notification_bound(after: tuple[str, ...]) -> tuple[datetime, str]:
-    """`notification_position` read back; raises BadCursor."""
-    if len(after) != 2:
-        raise BadCursor("not a notification listing position")
-    try:
-        at = datetime.fromisoformat(after[0])
-    except ValueError:
-        raise BadCursor("not a notification listing position") from None
-    if at.tzinfo is None:
-        raise BadCursor("not a notification listing position")
-    return at, after[1]
 
 
 def token_position(t: models.DeviceToken) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from pushsvc.storage.base import (
     Partition,
     PartitionPlan,
     PartitionStatus,
+    parse_notification_position,
 )
 from pushsvc.storage.postgres import codec
 from pushsvc.storage.postgres.database import LONG_STATEMENT_S, Database
@@ -320,7 +321,7 @@ class PostgresNotificationStore:
         if where.created_before is not None:
             sql.append(f"AND created_at < {arg(where.created_before)}")
         if after is not None:
-            at, nid = codec.notification_bound(after)
+            at, nid = parse_notification_position(after)
             sql.append(f"AND (created_at, notification_id) < ({arg(at)}, {arg(nid)})")
         sql.append(f"ORDER BY created_at DESC, notification_id DESC LIMIT {arg(limit + 1)}")
         rows = await self._db.run(lambda conn: conn.fetch(" ".join(sql), *args))
