@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
+from pathlib import Path
 
 import grpc
 from google.protobuf import timestamp_pb2
 
-from pushsvc.devstack import DevStack
+from pushsvc import models
+from pushsvc.devstack import DevStack, start_dev_stack
+from pushsvc.storage import open_stores
 from pushsvc.v1 import push_pb2 as pb
 from pushsvc.v1 import push_pb2_grpc
-from tests.pipeline.helpers import APP, by_token, notification, receipts, register
+from tests.conftest import FAST_DISPATCH
+from tests.pipeline.helpers import APP, by_token, notification, receipts, register, seed
+from tests.pipeline.test_replicas import _replica
 from tests.rpc.helpers import status_of
 
 F = pb.PLATFORM_FCM
@@ -123,3 +129,52 @@ async def test_list_notifications_shows_each_with_its_state_newest_first(stack_s
     assert await status_of(
         stack_stub.ListNotifications(pb.ListNotificationsRequest(app_id=APP, page_token=listed.next_page_token + "x"))
     ) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_cancel_taken_by_one_replica_stops_the_other_before_its_next_batch(store_url: str, tmp_path: Path) -> None:
+    # Leases of 30 s: no renewal happens during the test, so only the read before each batch can stop the replica
+    # that did not take the call.
+    size = 2_000 if store_url.startswith("mongodb") else 4_000  # FerretDB scans (see test_replicas._fan_out_size)
+    batch = 100
+    stores = open_stores(store_url)
+    dispatch = FAST_DISPATCH.model_copy(update={"partition_size": size // 8, "batch_size": batch, "lease_s": 30})
+    dev = await start_dev_stack(state_dir=tmp_path, port=0, store_url=store_url, dispatch=dispatch, stores=stores)
+    replica = await _replica(dev)
+    dev.emulator.faults.latency_s = 0.1
+    try:
+        tokens = [f"fcm-two-{i:05d}" for i in range(size)]
+        await seed(stores, [(t, models.Platform.FCM) for t in tokens])
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{dev.app.port}") as first,
+            grpc.aio.insecure_channel(f"127.0.0.1:{replica.port}") as second,
+        ):
+            stub, other = push_pb2_grpc.PushServiceStub(first), push_pb2_grpc.PushServiceStub(second)
+            sent = await stub.Send(pb.SendRequest(app_id=APP, target=pb.Target(all=True), message=HELLO))
+            # Wait until both replicas are sending, then cancel through the second one.
+            for _ in range(300):
+                owners = {p.owner for p in await stores.notifications.partitions(sent.notification_id) if p.owner}
+                if {dev.app.dispatcher.owner, replica.dispatcher.owner} <= owners:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the second replica never took a partition")
+            view = await _cancel(other, sent.notification_id)
+            got = by_token(await receipts(stub, sent.notification_id, timeout_s=120))
+            n = await notification(stub, sent.notification_id)
+    finally:
+        dev.emulator.faults.latency_s = 0.0
+        await replica.stop(0)
+        await dev.stop(0)
+        stores.close()
+    assert set(got) == set(tokens)
+    statuses = Counter(r.status for r in got.values())
+    assert set(statuses) <= {pb.DELIVERY_STATUS_DELIVERED, pb.DELIVERY_STATUS_CANCELLED}
+    assert statuses[pb.DELIVERY_STATUS_CANCELLED] > 0
+    cancelled_at = view.cancel_requested_at.ToDatetime()
+    late = [r for r in got.values() if r.status == pb.DELIVERY_STATUS_DELIVERED and r.at.ToDatetime() > cancelled_at]
+    in_flight = 2 * dispatch.workers  # two replicas, each working at most `workers` partitions at once
+    assert len(late) <= batch * in_flight, len(late)
+    assert n.state == pb.NOTIFICATION_STATE_CANCELLED
+    assert (n.targeted, n.delivered, n.cancelled, n.pending, n.vanished) == (
+        size, statuses[pb.DELIVERY_STATUS_DELIVERED], statuses[pb.DELIVERY_STATUS_CANCELLED], 0, 0
+    )
