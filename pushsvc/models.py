@@ -196,6 +196,16 @@ class FcmOptions:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class LocalizedContent:
+    """One language's content of a Message; an empty field falls back to the message's own."""
+
+    title: str = ""
+    subtitle: str = ""
+    body: str = ""
+    image_url: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Message:
     """A platform-neutral notification; providers render it once per notification."""
 
@@ -216,6 +226,20 @@ class Message:
     mutable_content: bool = False
     apns: ApnsOptions = dataclasses.field(default_factory=ApnsOptions)
     fcm: FcmOptions = dataclasses.field(default_factory=FcmOptions)
+    localized: Mapping[str, LocalizedContent] = dataclasses.field(default_factory=dict)
+    """BCP 47 tag → that language's content (see `pushsvc.locales` for which device gets which)."""
+
+    def variant(self, tag: str) -> Message:
+        """This message with the content of its `tag` variant in place of its own, and no variants."""
+        content = self.localized[tag]
+        return dataclasses.replace(
+            self,
+            title=content.title or self.title,
+            subtitle=content.subtitle or self.subtitle,
+            body=content.body or self.body,
+            image_url=content.image_url or self.image_url,
+            localized={},
+        )
 
     @property
     def has_alert(self) -> bool:

@@ -135,7 +135,7 @@ class PushService:
         if missing:
             names = ", ".join(sorted(p.name for p in missing))
             raise errors.FailedPrecondition(f"app {cmd.app_id!r} has no credentials for {names}")
-        rendered = self._render(app, cmd.message, platforms)
+        rendered, localized = self._render(app, cmd.message, platforms)
         if query is not None:
             if platforms != set(models.PLATFORMS) and not target.platforms:
                 query = query.restricted_to(frozenset(platforms))
@@ -150,20 +150,27 @@ class PushService:
                 logs.notification_id.set(existing.notification_id)
                 return models.SendResult(existing.notification_id, True, existing.targeted)
         await self._check_queue_depth()
-        return await self._store(cmd, now, query, devices, platforms, rendered, targeted)
+        return await self._store(cmd, now, query, devices, platforms, rendered, localized, targeted)
 
     def _render(
         self, app: AppProfile, message: models.Message, platforms: set[models.Platform]
-    ) -> dict[models.Platform, Mapping[str, Any]]:
+    ) -> tuple[dict[models.Platform, Mapping[str, Any]], dict[str, dict[models.Platform, Mapping[str, Any]]]]:
+        """The message rendered once per platform, and each localized variant once per platform; sizes checked."""
         v = validation.Violations()
         rendered: dict[models.Platform, Mapping[str, Any]] = {}
-        for platform in sorted(platforms, key=lambda p: p.value):
-            r = app.renderers[platform](message)
-            if r.size_bytes > r.limit_bytes:
-                v.add("message", f"the {platform.name} payload is {r.size_bytes} bytes; the limit is {r.limit_bytes}")
-            rendered[platform] = r.body
+        localized: dict[str, dict[models.Platform, Mapping[str, Any]]] = {}
+        variants = [("", "message", message)] + [
+            (tag, f"message.localized[{tag}]", message.variant(tag)) for tag in message.localized
+        ]
+        for tag, field, content in variants:
+            bodies = localized.setdefault(tag, {}) if tag else rendered
+            for platform in sorted(platforms, key=lambda p: p.value):
+                r = app.renderers[platform](content)
+                if r.size_bytes > r.limit_bytes:
+                    v.add(field, f"the {platform.name} payload is {r.size_bytes} bytes; the limit is {r.limit_bytes}")
+                bodies[platform] = r.body
         v.raise_if_any()
-        return rendered
+        return rendered, localized
 
     async def _check_queue_depth(self) -> None:
         mono = self._clock.monotonic()
@@ -184,6 +191,7 @@ class PushService:
         devices: list[models.Device],
         platforms: set[models.Platform],
         rendered: dict[models.Platform, Mapping[str, Any]],
+        localized: dict[str, dict[models.Platform, Mapping[str, Any]]],
         targeted: int,
     ) -> models.SendResult:
         scheduled = cmd.send_at is not None and cmd.send_at > now
@@ -211,6 +219,7 @@ class PushService:
             send_at=cmd.send_at,
             expires_at=start + timedelta(seconds=cmd.message.ttl_s) if cmd.message.ttl_s is not None else None,
             idempotency_key=cmd.idempotency_key,
+            localized=localized,
         )
         # The rest of this call's log lines (the audit line among them) name the notification.
         logs.notification_id.set(draft.notification_id)

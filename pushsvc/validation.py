@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from pushsvc import models
+from pushsvc import locales, models
 from pushsvc.errors import FieldViolation, InvalidArgument
 
 _HEX = re.compile(r"[0-9A-Fa-f]+")
@@ -58,6 +58,8 @@ class Limits:
     """ListTokens and ListNotifications items when the request says 0."""
     max_page_size: int = 1_000
     """A larger page_size is served as this."""
+    max_localized_variants: int = 50
+    """Variants of one message (Message.localized): each is rendered and stored once per platform."""
     max_payload_depth: int = 32
     """Nesting of objects and arrays in a custom payload (apns.payload, fcm.*); the top object is level 1.
 
@@ -351,6 +353,20 @@ def _check_message(v: Violations, m: models.Message, limits: Limits) -> None:
             v.add(field, problem)
     if m.badge is not None and m.badge < 0:
         v.add("message.badge", "must not be negative")
+    if len(m.localized) > limits.max_localized_variants:
+        v.add("message.localized", f"at most {limits.max_localized_variants} variants (got {len(m.localized)})")
+    seen: dict[str, str] = {}
+    for tag, content in m.localized.items() if len(m.localized) <= limits.max_localized_variants else ():
+        field = f"message.localized[{tag[:40]}]"
+        language = locales.canonical(tag)
+        if language is None:
+            v.add(field, "is not a BCP 47 language tag (such as en, pt-BR or zh-Hant-TW)")
+        elif language in seen:
+            v.add(field, f"names the same language as {seen[language]!r}")
+        else:
+            seen[language] = tag
+        for name in ("title", "body", "subtitle", "image_url"):
+            _text(v, f"{field}.{name}", getattr(content, name), limits.max_text_chars)
     if not (m.has_alert or m.data or m.badge is not None or m.sound or m.content_available or m.apns.payload
             or m.fcm.android or m.fcm.apns or m.fcm.webpush):
         v.add("message", "is empty: set a title, body, data, badge, sound, content_available or a custom payload")

@@ -45,6 +45,7 @@ from pushsvc import errors, logs, models
 from pushsvc.clock import Clock
 from pushsvc.config import DispatchSettings
 from pushsvc.dispatch.retry import RetryPolicy
+from pushsvc.locales import VariantChooser
 from pushsvc.metrics import NULL_METRICS, Metrics, ProviderMetrics
 from pushsvc.providers.base import Delivery, Outcome, Provider, ProviderResult, RenderedMessage
 from pushsvc.receipts import ReceiptSignal
@@ -91,6 +92,30 @@ class DispatcherDrain:
     """Workers still in a batch when their share of the grace ran out."""
     released: int | None
     """Leases given back (at a checkpoint, or all at the end); None when the store did not answer in time."""
+
+
+class _Variants:
+    """The rendered messages of a notification, by the language each target's locale chooses (`pushsvc.locales`)."""
+
+    __slots__ = ("_by_tag", "_chooser", "_default")
+
+    def __init__(
+        self,
+        default: Mapping[models.Platform, RenderedMessage],
+        localized: Mapping[str, Mapping[models.Platform, Mapping[str, Any]]],
+    ) -> None:
+        self._default = default
+        self._by_tag = {
+            tag: {p: RenderedMessage(p, body, 0, 0) for p, body in bodies.items()} for tag, bodies in localized.items()
+        }
+        self._chooser = VariantChooser(self._by_tag) if self._by_tag else None
+
+    def of(self, target: TargetToken) -> Mapping[models.Platform, RenderedMessage]:
+        """The platform → rendered message mapping for this target's language."""
+        if self._chooser is None or not target.locale:
+            return self._default
+        tag = self._chooser.choose(target.locale)
+        return self._by_tag[tag] if tag else self._default
 
 
 class _Condemnation:
@@ -354,11 +379,12 @@ class Dispatcher:
             return
         await self._notifications.mark_running(part.notification_id, now)
         rendered = {p: RenderedMessage(p, body, 0, 0) for p, body in record.rendered.items()}
+        variants = _Variants(rendered, record.localized)
         lost = asyncio.Event()
         condemned = _Condemnation(record.view)
         renewer = asyncio.create_task(self._renew(part, lost, condemned))
         try:
-            await self._fan_out(part, record, rendered, lost, condemned)
+            await self._fan_out(part, record, variants, lost, condemned)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -385,7 +411,7 @@ class Dispatcher:
         self,
         part: Partition,
         record: NotificationRecord,
-        rendered: Mapping[models.Platform, RenderedMessage],
+        variants: _Variants,
         lost: asyncio.Event,
         condemned: _Condemnation,
     ) -> None:
@@ -409,7 +435,7 @@ class Dispatcher:
                     drafts = [self._unsent(part.app_id, t, condemned) for t in batch]
                 else:
                     drafts = await asyncio.gather(
-                        *(self._deliver(part.app_id, record, rendered, t, condemned) for t in batch)
+                        *(self._deliver(part.app_id, record, variants.of(t), t, condemned) for t in batch)
                     )
                 now = self._clock.now()
                 written = await self._receipts.append(part.app_id, part.notification_id, drafts, now + retention)

@@ -227,6 +227,10 @@ def _message(m: pb.Message) -> models.Message:
             webpush=_struct(m.fcm, "webpush"),
             analytics_label=m.fcm.analytics_label,
         ),
+        localized={
+            tag: models.LocalizedContent(title=c.title, subtitle=c.subtitle, body=c.body, image_url=c.image_url)
+            for tag, c in m.localized.items()
+        },
     )
 
 

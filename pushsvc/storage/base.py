@@ -81,6 +81,8 @@ class TargetToken:
     apns_environment: models.ApnsEnvironment
     registered: bool
     last_seen_at: datetime | None
+    locale: str = ""
+    """The registered locale, which chooses the message's variant; "" for unregistered devices."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -203,6 +205,8 @@ class NotificationDraft:
     send_at: datetime | None = None
     expires_at: datetime | None = None
     idempotency_key: str = ""
+    localized: Mapping[str, Mapping[models.Platform, Mapping[str, Any]]] = dataclasses.field(default_factory=dict)
+    """Variant tag → platform → the rendered body of that language, stored as is (see Message.localized)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -245,6 +249,8 @@ class NotificationRecord:
     expires_at: datetime | None
     receipt_seq: int
     """Per-notification receipt numbers allocated so far."""
+    localized: Mapping[str, Mapping[models.Platform, Mapping[str, Any]]] = dataclasses.field(default_factory=dict)
+    """Variant tag → platform → rendered body, as `NotificationDraft.localized` stored it."""
 
 
 class NotificationStore(Protocol):

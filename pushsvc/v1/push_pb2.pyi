@@ -331,7 +331,7 @@ class FcmOptions(_message.Message):
     def __init__(self, android: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., apns: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., webpush: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., analytics_label: _Optional[str] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("title", "body", "subtitle", "image_url", "sound", "badge", "data", "category", "thread_id", "collapse_key", "priority", "ttl", "push_type", "content_available", "mutable_content", "apns", "fcm")
+    __slots__ = ("title", "body", "subtitle", "image_url", "sound", "badge", "data", "category", "thread_id", "collapse_key", "priority", "ttl", "push_type", "content_available", "mutable_content", "apns", "fcm", "localized")
     class DataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -339,6 +339,13 @@ class Message(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LocalizedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: LocalizedContent
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[LocalizedContent, _Mapping]] = ...) -> None: ...
     TITLE_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     SUBTITLE_FIELD_NUMBER: _ClassVar[int]
@@ -356,6 +363,7 @@ class Message(_message.Message):
     MUTABLE_CONTENT_FIELD_NUMBER: _ClassVar[int]
     APNS_FIELD_NUMBER: _ClassVar[int]
     FCM_FIELD_NUMBER: _ClassVar[int]
+    LOCALIZED_FIELD_NUMBER: _ClassVar[int]
     title: str
     body: str
     subtitle: str
@@ -373,7 +381,8 @@ class Message(_message.Message):
     mutable_content: bool
     apns: ApnsOptions
     fcm: FcmOptions
-    def __init__(self, title: _Optional[str] = ..., body: _Optional[str] = ..., subtitle: _Optional[str] = ..., image_url: _Optional[str] = ..., sound: _Optional[str] = ..., badge: _Optional[int] = ..., data: _Optional[_Mapping[str, str]] = ..., category: _Optional[str] = ..., thread_id: _Optional[str] = ..., collapse_key: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., push_type: _Optional[_Union[PushType, str]] = ..., content_available: _Optional[bool] = ..., mutable_content: _Optional[bool] = ..., apns: _Optional[_Union[ApnsOptions, _Mapping]] = ..., fcm: _Optional[_Union[FcmOptions, _Mapping]] = ...) -> None: ...
+    localized: _containers.MessageMap[str, LocalizedContent]
+    def __init__(self, title: _Optional[str] = ..., body: _Optional[str] = ..., subtitle: _Optional[str] = ..., image_url: _Optional[str] = ..., sound: _Optional[str] = ..., badge: _Optional[int] = ..., data: _Optional[_Mapping[str, str]] = ..., category: _Optional[str] = ..., thread_id: _Optional[str] = ..., collapse_key: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., push_type: _Optional[_Union[PushType, str]] = ..., content_available: _Optional[bool] = ..., mutable_content: _Optional[bool] = ..., apns: _Optional[_Union[ApnsOptions, _Mapping]] = ..., fcm: _Optional[_Union[FcmOptions, _Mapping]] = ..., localized: _Optional[_Mapping[str, LocalizedContent]] = ...) -> None: ...
 
 class SendRequest(_message.Message):
     __slots__ = ("app_id", "target", "message", "idempotency_key", "validate_only", "send_at")
@@ -582,3 +591,15 @@ class ListNotificationsResponse(_message.Message):
     notifications: _containers.RepeatedCompositeFieldContainer[Notification]
     next_page_token: str
     def __init__(self, notifications: _Optional[_Iterable[_Union[Notification, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class LocalizedContent(_message.Message):
+    __slots__ = ("title", "subtitle", "body", "image_url")
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    SUBTITLE_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_URL_FIELD_NUMBER: _ClassVar[int]
+    title: str
+    subtitle: str
+    body: str
+    image_url: str
+    def __init__(self, title: _Optional[str] = ..., subtitle: _Optional[str] = ..., body: _Optional[str] = ..., image_url: _Optional[str] = ...) -> None: ...

@@ -220,7 +220,11 @@ def _build(cls: type[message.Message], values: dict[str, Any]) -> message.Messag
             continue
         field = cls.DESCRIPTOR.fields_by_name[name]
         target = getattr(msg, name) if field.is_repeated or field.type == F.TYPE_MESSAGE else None
-        if _is_map(field):
+        if _is_map(field) and field.message_type.fields_by_name["value"].type == F.TYPE_MESSAGE:
+            for key, item in value.items():  # a map of messages takes no update(): each entry is copied in
+                if item is not None:
+                    target[key].CopyFrom(item)  # type: ignore[index]
+        elif _is_map(field):
             target.update(value)  # type: ignore[union-attr]
         elif field.is_repeated:
             target.extend(v for v in value if v is not None)  # type: ignore[union-attr]

@@ -35,6 +35,7 @@ class _Note:
     rendered: Mapping[models.Platform, Mapping[str, Any]]
     expires_at: datetime | None
     partitions_total: int
+    localized: Mapping[str, Mapping[models.Platform, Mapping[str, Any]]] = dataclasses.field(default_factory=dict)
     partitions_done: int = 0
     receipt_seq: int = 0
 
@@ -119,6 +120,7 @@ class MemoryNotificationStore:
             rendered=copy.deepcopy(dict(draft.rendered)),
             expires_at=draft.expires_at,
             partitions_total=len(plans),
+            localized=copy.deepcopy({tag: dict(bodies) for tag, bodies in draft.localized.items()}),
         )
         if not state.finished:
             self._q.unfinished.add(nid)
@@ -138,7 +140,7 @@ class MemoryNotificationStore:
         note = self._q.notes.get(notification_id)
         if note is None or note.view.app_id != app_id:
             return None
-        return NotificationRecord(note.view, note.query, note.rendered, note.expires_at, note.receipt_seq)
+        return NotificationRecord(note.view, note.query, note.rendered, note.expires_at, note.receipt_seq, note.localized)
 
     async def partitions(self, notification_id: str) -> list[PartitionStatus]:
         """See `NotificationStore.partitions`."""

@@ -319,7 +319,7 @@ class MemoryTokenStore:
                         rec = bucket.get(token)
                         if rec is None:
                             continue  # removed since its bucket was read
-                        page.append(TargetToken((b, value, token), token, platform, rec[2], env[rec[4][4]], True, rec[0]))
+                        page.append(TargetToken((b, value, token), token, platform, rec[2], env[rec[4][4]], True, rec[0], rec[4][1]))
                         if len(page) == batch_size:
                             yield page
                             page = []
@@ -332,7 +332,7 @@ class MemoryTokenStore:
                 rec = self._r.tables[(app_id, ref[1])].buckets[ref[0]].get(ref[2])
                 if rec is None:
                     continue
-                page.append(TargetToken(ref, ref[2], platform, rec[2], env[rec[4][4]], True, rec[0]))
+                page.append(TargetToken(ref, ref[2], platform, rec[2], env[rec[4][4]], True, rec[0], rec[4][1]))
                 if len(page) == batch_size:
                     yield page
                     page = []
@@ -352,7 +352,7 @@ class MemoryTokenStore:
             rec = table.buckets[b].get(d.token)
             if rec is not None:
                 out[(d.platform, d.token)] = TargetToken(
-                    (b, d.platform.value, d.token), d.token, d.platform, rec[2], _ENV[rec[4][4]], True, rec[0]
+                    (b, d.platform.value, d.token), d.token, d.platform, rec[2], _ENV[rec[4][4]], True, rec[0], rec[4][1]
                 )
         return out
 

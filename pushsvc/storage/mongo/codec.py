@@ -134,6 +134,7 @@ def target_from_doc(doc: Mapping[str, Any]) -> TargetToken:
         apns_environment=models.ApnsEnvironment(doc.get("apns_environment", "production")),
         registered=True,
         last_seen_at=aware(doc.get("last_seen_at")),
+        locale=doc.get("locale", ""),
     )
 
 
@@ -279,6 +280,11 @@ def notification_doc(draft: NotificationDraft, partitions_total: int) -> dict[st
         "receipt_seq": 0,
         # Stored as JSON text: data keys may hold characters BSON field names may not.
         "rendered": {p.value: json.dumps(body, separators=(",", ":")) for p, body in draft.rendered.items()},
+        # Tag → platform → JSON text; a language tag is a valid field name (letters, digits and "-").
+        "localized": {
+            tag: {p.value: json.dumps(body, separators=(",", ":")) for p, body in bodies.items()}
+            for tag, bodies in draft.localized.items()
+        },
         "target_kind": draft.target_kind,
         "query": _query_doc(draft.query),
         "error": "",
@@ -319,6 +325,10 @@ def record_from_doc(doc: Mapping[str, Any]) -> NotificationRecord:
         view=view_from_doc(doc),
         query=_query_from_doc(doc.get("query")),
         rendered={models.Platform(k): json.loads(v) for k, v in doc.get("rendered", {}).items()},
+        localized={
+            tag: {models.Platform(k): json.loads(v) for k, v in bodies.items()}
+            for tag, bodies in (doc.get("localized") or {}).items()
+        },
         expires_at=aware(doc.get("expires_at")),
         receipt_seq=int(doc.get("receipt_seq", 0)),
     )

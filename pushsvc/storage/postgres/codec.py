@@ -27,7 +27,7 @@ TOKEN_COLUMNS = (
     "app_id, bucket, platform, token, user_id, topics, device_id, locale, timezone, app_version, "
     "apns_environment, created_at, last_seen_at"
 )
-TARGET_COLUMNS = "bucket, platform, token, user_id, apns_environment, last_seen_at"
+TARGET_COLUMNS = "bucket, platform, token, user_id, apns_environment, last_seen_at, locale"
 
 
 def token_arrays(regs: Iterable[models.TokenRegistration]) -> list[list[Any]]:
@@ -64,7 +64,7 @@ def device_token(row: Mapping[str, Any]) -> models.DeviceToken:
 
 def target(row: Sequence[Any]) -> TargetToken:
     """A stored token as a fan-out target (row in `TARGET_COLUMNS` order); its ref is (bucket, platform, token)."""
-    return TargetToken((row[0], row[1], row[2]), row[2], _PLATFORM[row[1]], row[3], _ENV[row[4]], True, row[5])
+    return TargetToken((row[0], row[1], row[2]), row[2], _PLATFORM[row[1]], row[3], _ENV[row[4]], True, row[5], row[6])
 
 
 def ref_bound(after: Any) -> tuple[int, str, str] | None:
@@ -154,6 +154,7 @@ def record(row: Mapping[str, Any]) -> NotificationRecord:
         view=view(row),
         query=query_from_json(row["query"]),
         rendered={_PLATFORM[k]: v for k, v in row["rendered"].items()},
+        localized={tag: {_PLATFORM[k]: v for k, v in bodies.items()} for tag, bodies in (row["localized"] or {}).items()},
         expires_at=row["expires_at"],
         receipt_seq=int(row["receipt_seq"]),
     )

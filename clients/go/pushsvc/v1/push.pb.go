@@ -1752,8 +1752,16 @@ type Message struct {
 	MutableContent   bool                 `protobuf:"varint,15,opt,name=mutable_content,json=mutableContent,proto3" json:"mutable_content,omitempty"`
 	Apns             *ApnsOptions         `protobuf:"bytes,16,opt,name=apns,proto3" json:"apns,omitempty"`
 	Fcm              *FcmOptions          `protobuf:"bytes,17,opt,name=fcm,proto3" json:"fcm,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+	// Each token gets the variant of its locale: the exact tag, then the tag
+	// cut at its last subtag, down to the language; else this message's own
+	// title, subtitle, body and image_url. A variant's empty field falls back
+	// to the message's. At most 50 variants; each is checked against the
+	// payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+	// additions to Message.)
+	Localized     map[string]*LocalizedContent `protobuf:"bytes,20,rep,name=localized,proto3" json:"localized,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Message) Reset() {
@@ -1901,6 +1909,13 @@ func (x *Message) GetApns() *ApnsOptions {
 func (x *Message) GetFcm() *FcmOptions {
 	if x != nil {
 		return x.Fcm
+	}
+	return nil
+}
+
+func (x *Message) GetLocalized() map[string]*LocalizedContent {
+	if x != nil {
+		return x.Localized
 	}
 	return nil
 }
@@ -3098,6 +3113,75 @@ func (x *ListNotificationsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// The content of one language of a Message (see Message.localized).
+type LocalizedContent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Title         string                 `protobuf:"bytes,1,opt,name=title,proto3" json:"title,omitempty"`
+	Subtitle      string                 `protobuf:"bytes,2,opt,name=subtitle,proto3" json:"subtitle,omitempty"`
+	Body          string                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	ImageUrl      string                 `protobuf:"bytes,4,opt,name=image_url,json=imageUrl,proto3" json:"image_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocalizedContent) Reset() {
+	*x = LocalizedContent{}
+	mi := &file_pushsvc_v1_push_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocalizedContent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocalizedContent) ProtoMessage() {}
+
+func (x *LocalizedContent) ProtoReflect() protoreflect.Message {
+	mi := &file_pushsvc_v1_push_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocalizedContent.ProtoReflect.Descriptor instead.
+func (*LocalizedContent) Descriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *LocalizedContent) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *LocalizedContent) GetSubtitle() string {
+	if x != nil {
+		return x.Subtitle
+	}
+	return ""
+}
+
+func (x *LocalizedContent) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+func (x *LocalizedContent) GetImageUrl() string {
+	if x != nil {
+		return x.ImageUrl
+	}
+	return ""
+}
+
 var File_pushsvc_v1_push_proto protoreflect.FileDescriptor
 
 const file_pushsvc_v1_push_proto_rawDesc = "" +
@@ -3210,7 +3294,7 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\aandroid\x18\x01 \x01(\v2\x17.google.protobuf.StructR\aandroid\x12+\n" +
 	"\x04apns\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x04apns\x121\n" +
 	"\awebpush\x18\x03 \x01(\v2\x17.google.protobuf.StructR\awebpush\x12'\n" +
-	"\x0fanalytics_label\x18\x04 \x01(\tR\x0eanalyticsLabel\"\xae\x05\n" +
+	"\x0fanalytics_label\x18\x04 \x01(\tR\x0eanalyticsLabel\"\xcc\x06\n" +
 	"\aMessage\x12\x14\n" +
 	"\x05title\x18\x01 \x01(\tR\x05title\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\tR\x04body\x12\x1a\n" +
@@ -3229,10 +3313,14 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x11content_available\x18\x0e \x01(\bR\x10contentAvailable\x12'\n" +
 	"\x0fmutable_content\x18\x0f \x01(\bR\x0emutableContent\x12+\n" +
 	"\x04apns\x18\x10 \x01(\v2\x17.pushsvc.v1.ApnsOptionsR\x04apns\x12(\n" +
-	"\x03fcm\x18\x11 \x01(\v2\x16.pushsvc.v1.FcmOptionsR\x03fcm\x1a7\n" +
+	"\x03fcm\x18\x11 \x01(\v2\x16.pushsvc.v1.FcmOptionsR\x03fcm\x12@\n" +
+	"\tlocalized\x18\x14 \x03(\v2\".pushsvc.v1.Message.LocalizedEntryR\tlocalized\x1a7\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\b\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aZ\n" +
+	"\x0eLocalizedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
+	"\x05value\x18\x02 \x01(\v2\x1c.pushsvc.v1.LocalizedContentR\x05value:\x028\x01B\b\n" +
 	"\x06_badge\"\x82\x02\n" +
 	"\vSendRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12*\n" +
@@ -3327,7 +3415,12 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"page_token\x18\x06 \x01(\tR\tpageToken\"\x83\x01\n" +
 	"\x19ListNotificationsResponse\x12>\n" +
 	"\rnotifications\x18\x01 \x03(\v2\x18.pushsvc.v1.NotificationR\rnotifications\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*I\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"u\n" +
+	"\x10LocalizedContent\x12\x14\n" +
+	"\x05title\x18\x01 \x01(\tR\x05title\x12\x1a\n" +
+	"\bsubtitle\x18\x02 \x01(\tR\bsubtitle\x12\x12\n" +
+	"\x04body\x18\x03 \x01(\tR\x04body\x12\x1b\n" +
+	"\timage_url\x18\x04 \x01(\tR\bimageUrl*I\n" +
 	"\bPlatform\x12\x18\n" +
 	"\x14PLATFORM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rPLATFORM_APNS\x10\x01\x12\x10\n" +
@@ -3404,7 +3497,7 @@ func file_pushsvc_v1_push_proto_rawDescGZIP() []byte {
 }
 
 var file_pushsvc_v1_push_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_pushsvc_v1_push_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_pushsvc_v1_push_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_pushsvc_v1_push_proto_goTypes = []any{
 	(Platform)(0),                      // 0: pushsvc.v1.Platform
 	(ApnsEnvironment)(0),               // 1: pushsvc.v1.ApnsEnvironment
@@ -3448,17 +3541,19 @@ var file_pushsvc_v1_push_proto_goTypes = []any{
 	(*ListTokensResponse)(nil),         // 39: pushsvc.v1.ListTokensResponse
 	(*ListNotificationsRequest)(nil),   // 40: pushsvc.v1.ListNotificationsRequest
 	(*ListNotificationsResponse)(nil),  // 41: pushsvc.v1.ListNotificationsResponse
-	nil,                                // 42: pushsvc.v1.ApnsOptions.HeadersEntry
-	nil,                                // 43: pushsvc.v1.Message.DataEntry
-	(*timestamppb.Timestamp)(nil),      // 44: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 45: google.protobuf.Duration
-	(*structpb.Struct)(nil),            // 46: google.protobuf.Struct
+	(*LocalizedContent)(nil),           // 42: pushsvc.v1.LocalizedContent
+	nil,                                // 43: pushsvc.v1.ApnsOptions.HeadersEntry
+	nil,                                // 44: pushsvc.v1.Message.DataEntry
+	nil,                                // 45: pushsvc.v1.Message.LocalizedEntry
+	(*timestamppb.Timestamp)(nil),      // 46: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 47: google.protobuf.Duration
+	(*structpb.Struct)(nil),            // 48: google.protobuf.Struct
 }
 var file_pushsvc_v1_push_proto_depIdxs = []int32{
 	0,  // 0: pushsvc.v1.Token.platform:type_name -> pushsvc.v1.Platform
 	1,  // 1: pushsvc.v1.Token.apns_environment:type_name -> pushsvc.v1.ApnsEnvironment
-	44, // 2: pushsvc.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	44, // 3: pushsvc.v1.Token.last_seen_at:type_name -> google.protobuf.Timestamp
+	46, // 2: pushsvc.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	46, // 3: pushsvc.v1.Token.last_seen_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: pushsvc.v1.RegisterTokenRequest.platform:type_name -> pushsvc.v1.Platform
 	1,  // 5: pushsvc.v1.RegisterTokenRequest.apns_environment:type_name -> pushsvc.v1.ApnsEnvironment
 	7,  // 6: pushsvc.v1.RegisterTokenResponse.token:type_name -> pushsvc.v1.Token
@@ -3469,7 +3564,7 @@ var file_pushsvc_v1_push_proto_depIdxs = []int32{
 	12, // 11: pushsvc.v1.RegistrationResult.violations:type_name -> pushsvc.v1.FieldViolation
 	13, // 12: pushsvc.v1.RegisterTokensResponse.results:type_name -> pushsvc.v1.RegistrationResult
 	0,  // 13: pushsvc.v1.UnregisterTokenRequest.platform:type_name -> pushsvc.v1.Platform
-	45, // 14: pushsvc.v1.PruneRequest.stale_after:type_name -> google.protobuf.Duration
+	47, // 14: pushsvc.v1.PruneRequest.stale_after:type_name -> google.protobuf.Duration
 	0,  // 15: pushsvc.v1.PruneRequest.platforms:type_name -> pushsvc.v1.Platform
 	0,  // 16: pushsvc.v1.Device.platform:type_name -> pushsvc.v1.Platform
 	1,  // 17: pushsvc.v1.Device.apns_environment:type_name -> pushsvc.v1.ApnsEnvironment
@@ -3477,69 +3572,71 @@ var file_pushsvc_v1_push_proto_depIdxs = []int32{
 	20, // 19: pushsvc.v1.Target.devices:type_name -> pushsvc.v1.DeviceList
 	21, // 20: pushsvc.v1.Target.users:type_name -> pushsvc.v1.UserList
 	0,  // 21: pushsvc.v1.Target.platforms:type_name -> pushsvc.v1.Platform
-	46, // 22: pushsvc.v1.ApnsOptions.payload:type_name -> google.protobuf.Struct
-	42, // 23: pushsvc.v1.ApnsOptions.headers:type_name -> pushsvc.v1.ApnsOptions.HeadersEntry
-	46, // 24: pushsvc.v1.FcmOptions.android:type_name -> google.protobuf.Struct
-	46, // 25: pushsvc.v1.FcmOptions.apns:type_name -> google.protobuf.Struct
-	46, // 26: pushsvc.v1.FcmOptions.webpush:type_name -> google.protobuf.Struct
-	43, // 27: pushsvc.v1.Message.data:type_name -> pushsvc.v1.Message.DataEntry
+	48, // 22: pushsvc.v1.ApnsOptions.payload:type_name -> google.protobuf.Struct
+	43, // 23: pushsvc.v1.ApnsOptions.headers:type_name -> pushsvc.v1.ApnsOptions.HeadersEntry
+	48, // 24: pushsvc.v1.FcmOptions.android:type_name -> google.protobuf.Struct
+	48, // 25: pushsvc.v1.FcmOptions.apns:type_name -> google.protobuf.Struct
+	48, // 26: pushsvc.v1.FcmOptions.webpush:type_name -> google.protobuf.Struct
+	44, // 27: pushsvc.v1.Message.data:type_name -> pushsvc.v1.Message.DataEntry
 	2,  // 28: pushsvc.v1.Message.priority:type_name -> pushsvc.v1.Priority
-	45, // 29: pushsvc.v1.Message.ttl:type_name -> google.protobuf.Duration
+	47, // 29: pushsvc.v1.Message.ttl:type_name -> google.protobuf.Duration
 	3,  // 30: pushsvc.v1.Message.push_type:type_name -> pushsvc.v1.PushType
 	23, // 31: pushsvc.v1.Message.apns:type_name -> pushsvc.v1.ApnsOptions
 	24, // 32: pushsvc.v1.Message.fcm:type_name -> pushsvc.v1.FcmOptions
-	22, // 33: pushsvc.v1.SendRequest.target:type_name -> pushsvc.v1.Target
-	25, // 34: pushsvc.v1.SendRequest.message:type_name -> pushsvc.v1.Message
-	44, // 35: pushsvc.v1.SendRequest.send_at:type_name -> google.protobuf.Timestamp
-	30, // 36: pushsvc.v1.GetNotificationResponse.notification:type_name -> pushsvc.v1.Notification
-	5,  // 37: pushsvc.v1.Notification.state:type_name -> pushsvc.v1.NotificationState
-	44, // 38: pushsvc.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
-	44, // 39: pushsvc.v1.Notification.send_at:type_name -> google.protobuf.Timestamp
-	44, // 40: pushsvc.v1.Notification.updated_at:type_name -> google.protobuf.Timestamp
-	44, // 41: pushsvc.v1.Notification.completed_at:type_name -> google.protobuf.Timestamp
-	44, // 42: pushsvc.v1.Notification.cancel_requested_at:type_name -> google.protobuf.Timestamp
-	0,  // 43: pushsvc.v1.Receipt.platform:type_name -> pushsvc.v1.Platform
-	6,  // 44: pushsvc.v1.Receipt.status:type_name -> pushsvc.v1.DeliveryStatus
-	44, // 45: pushsvc.v1.Receipt.at:type_name -> google.protobuf.Timestamp
-	31, // 46: pushsvc.v1.StreamReceiptsResponse.receipt:type_name -> pushsvc.v1.Receipt
-	30, // 47: pushsvc.v1.CancelNotificationResponse.notification:type_name -> pushsvc.v1.Notification
-	0,  // 48: pushsvc.v1.GetTokenRequest.platform:type_name -> pushsvc.v1.Platform
-	7,  // 49: pushsvc.v1.GetTokenResponse.token:type_name -> pushsvc.v1.Token
-	0,  // 50: pushsvc.v1.ListTokensRequest.platform:type_name -> pushsvc.v1.Platform
-	44, // 51: pushsvc.v1.ListTokensRequest.last_seen_before:type_name -> google.protobuf.Timestamp
-	44, // 52: pushsvc.v1.ListTokensRequest.last_seen_after:type_name -> google.protobuf.Timestamp
-	7,  // 53: pushsvc.v1.ListTokensResponse.tokens:type_name -> pushsvc.v1.Token
-	5,  // 54: pushsvc.v1.ListNotificationsRequest.state:type_name -> pushsvc.v1.NotificationState
-	44, // 55: pushsvc.v1.ListNotificationsRequest.created_after:type_name -> google.protobuf.Timestamp
-	44, // 56: pushsvc.v1.ListNotificationsRequest.created_before:type_name -> google.protobuf.Timestamp
-	30, // 57: pushsvc.v1.ListNotificationsResponse.notifications:type_name -> pushsvc.v1.Notification
-	8,  // 58: pushsvc.v1.PushService.RegisterToken:input_type -> pushsvc.v1.RegisterTokenRequest
-	10, // 59: pushsvc.v1.PushService.RegisterTokens:input_type -> pushsvc.v1.RegisterTokensRequest
-	15, // 60: pushsvc.v1.PushService.UnregisterToken:input_type -> pushsvc.v1.UnregisterTokenRequest
-	26, // 61: pushsvc.v1.PushService.Send:input_type -> pushsvc.v1.SendRequest
-	28, // 62: pushsvc.v1.PushService.GetNotification:input_type -> pushsvc.v1.GetNotificationRequest
-	17, // 63: pushsvc.v1.PushService.Prune:input_type -> pushsvc.v1.PruneRequest
-	32, // 64: pushsvc.v1.PushService.StreamReceipts:input_type -> pushsvc.v1.StreamReceiptsRequest
-	34, // 65: pushsvc.v1.PushService.CancelNotification:input_type -> pushsvc.v1.CancelNotificationRequest
-	36, // 66: pushsvc.v1.PushService.GetToken:input_type -> pushsvc.v1.GetTokenRequest
-	38, // 67: pushsvc.v1.PushService.ListTokens:input_type -> pushsvc.v1.ListTokensRequest
-	40, // 68: pushsvc.v1.PushService.ListNotifications:input_type -> pushsvc.v1.ListNotificationsRequest
-	9,  // 69: pushsvc.v1.PushService.RegisterToken:output_type -> pushsvc.v1.RegisterTokenResponse
-	14, // 70: pushsvc.v1.PushService.RegisterTokens:output_type -> pushsvc.v1.RegisterTokensResponse
-	16, // 71: pushsvc.v1.PushService.UnregisterToken:output_type -> pushsvc.v1.UnregisterTokenResponse
-	27, // 72: pushsvc.v1.PushService.Send:output_type -> pushsvc.v1.SendResponse
-	29, // 73: pushsvc.v1.PushService.GetNotification:output_type -> pushsvc.v1.GetNotificationResponse
-	18, // 74: pushsvc.v1.PushService.Prune:output_type -> pushsvc.v1.PruneResponse
-	33, // 75: pushsvc.v1.PushService.StreamReceipts:output_type -> pushsvc.v1.StreamReceiptsResponse
-	35, // 76: pushsvc.v1.PushService.CancelNotification:output_type -> pushsvc.v1.CancelNotificationResponse
-	37, // 77: pushsvc.v1.PushService.GetToken:output_type -> pushsvc.v1.GetTokenResponse
-	39, // 78: pushsvc.v1.PushService.ListTokens:output_type -> pushsvc.v1.ListTokensResponse
-	41, // 79: pushsvc.v1.PushService.ListNotifications:output_type -> pushsvc.v1.ListNotificationsResponse
-	69, // [69:80] is the sub-list for method output_type
-	58, // [58:69] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	45, // 33: pushsvc.v1.Message.localized:type_name -> pushsvc.v1.Message.LocalizedEntry
+	22, // 34: pushsvc.v1.SendRequest.target:type_name -> pushsvc.v1.Target
+	25, // 35: pushsvc.v1.SendRequest.message:type_name -> pushsvc.v1.Message
+	46, // 36: pushsvc.v1.SendRequest.send_at:type_name -> google.protobuf.Timestamp
+	30, // 37: pushsvc.v1.GetNotificationResponse.notification:type_name -> pushsvc.v1.Notification
+	5,  // 38: pushsvc.v1.Notification.state:type_name -> pushsvc.v1.NotificationState
+	46, // 39: pushsvc.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
+	46, // 40: pushsvc.v1.Notification.send_at:type_name -> google.protobuf.Timestamp
+	46, // 41: pushsvc.v1.Notification.updated_at:type_name -> google.protobuf.Timestamp
+	46, // 42: pushsvc.v1.Notification.completed_at:type_name -> google.protobuf.Timestamp
+	46, // 43: pushsvc.v1.Notification.cancel_requested_at:type_name -> google.protobuf.Timestamp
+	0,  // 44: pushsvc.v1.Receipt.platform:type_name -> pushsvc.v1.Platform
+	6,  // 45: pushsvc.v1.Receipt.status:type_name -> pushsvc.v1.DeliveryStatus
+	46, // 46: pushsvc.v1.Receipt.at:type_name -> google.protobuf.Timestamp
+	31, // 47: pushsvc.v1.StreamReceiptsResponse.receipt:type_name -> pushsvc.v1.Receipt
+	30, // 48: pushsvc.v1.CancelNotificationResponse.notification:type_name -> pushsvc.v1.Notification
+	0,  // 49: pushsvc.v1.GetTokenRequest.platform:type_name -> pushsvc.v1.Platform
+	7,  // 50: pushsvc.v1.GetTokenResponse.token:type_name -> pushsvc.v1.Token
+	0,  // 51: pushsvc.v1.ListTokensRequest.platform:type_name -> pushsvc.v1.Platform
+	46, // 52: pushsvc.v1.ListTokensRequest.last_seen_before:type_name -> google.protobuf.Timestamp
+	46, // 53: pushsvc.v1.ListTokensRequest.last_seen_after:type_name -> google.protobuf.Timestamp
+	7,  // 54: pushsvc.v1.ListTokensResponse.tokens:type_name -> pushsvc.v1.Token
+	5,  // 55: pushsvc.v1.ListNotificationsRequest.state:type_name -> pushsvc.v1.NotificationState
+	46, // 56: pushsvc.v1.ListNotificationsRequest.created_after:type_name -> google.protobuf.Timestamp
+	46, // 57: pushsvc.v1.ListNotificationsRequest.created_before:type_name -> google.protobuf.Timestamp
+	30, // 58: pushsvc.v1.ListNotificationsResponse.notifications:type_name -> pushsvc.v1.Notification
+	42, // 59: pushsvc.v1.Message.LocalizedEntry.value:type_name -> pushsvc.v1.LocalizedContent
+	8,  // 60: pushsvc.v1.PushService.RegisterToken:input_type -> pushsvc.v1.RegisterTokenRequest
+	10, // 61: pushsvc.v1.PushService.RegisterTokens:input_type -> pushsvc.v1.RegisterTokensRequest
+	15, // 62: pushsvc.v1.PushService.UnregisterToken:input_type -> pushsvc.v1.UnregisterTokenRequest
+	26, // 63: pushsvc.v1.PushService.Send:input_type -> pushsvc.v1.SendRequest
+	28, // 64: pushsvc.v1.PushService.GetNotification:input_type -> pushsvc.v1.GetNotificationRequest
+	17, // 65: pushsvc.v1.PushService.Prune:input_type -> pushsvc.v1.PruneRequest
+	32, // 66: pushsvc.v1.PushService.StreamReceipts:input_type -> pushsvc.v1.StreamReceiptsRequest
+	34, // 67: pushsvc.v1.PushService.CancelNotification:input_type -> pushsvc.v1.CancelNotificationRequest
+	36, // 68: pushsvc.v1.PushService.GetToken:input_type -> pushsvc.v1.GetTokenRequest
+	38, // 69: pushsvc.v1.PushService.ListTokens:input_type -> pushsvc.v1.ListTokensRequest
+	40, // 70: pushsvc.v1.PushService.ListNotifications:input_type -> pushsvc.v1.ListNotificationsRequest
+	9,  // 71: pushsvc.v1.PushService.RegisterToken:output_type -> pushsvc.v1.RegisterTokenResponse
+	14, // 72: pushsvc.v1.PushService.RegisterTokens:output_type -> pushsvc.v1.RegisterTokensResponse
+	16, // 73: pushsvc.v1.PushService.UnregisterToken:output_type -> pushsvc.v1.UnregisterTokenResponse
+	27, // 74: pushsvc.v1.PushService.Send:output_type -> pushsvc.v1.SendResponse
+	29, // 75: pushsvc.v1.PushService.GetNotification:output_type -> pushsvc.v1.GetNotificationResponse
+	18, // 76: pushsvc.v1.PushService.Prune:output_type -> pushsvc.v1.PruneResponse
+	33, // 77: pushsvc.v1.PushService.StreamReceipts:output_type -> pushsvc.v1.StreamReceiptsResponse
+	35, // 78: pushsvc.v1.PushService.CancelNotification:output_type -> pushsvc.v1.CancelNotificationResponse
+	37, // 79: pushsvc.v1.PushService.GetToken:output_type -> pushsvc.v1.GetTokenResponse
+	39, // 80: pushsvc.v1.PushService.ListTokens:output_type -> pushsvc.v1.ListTokensResponse
+	41, // 81: pushsvc.v1.PushService.ListNotifications:output_type -> pushsvc.v1.ListNotificationsResponse
+	71, // [71:82] is the sub-list for method output_type
+	60, // [60:71] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_pushsvc_v1_push_proto_init() }
@@ -3561,7 +3658,7 @@ func file_pushsvc_v1_push_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushsvc_v1_push_proto_rawDesc), len(file_pushsvc_v1_push_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

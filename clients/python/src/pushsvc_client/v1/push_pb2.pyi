@@ -830,6 +830,27 @@ class Message(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class LocalizedEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___LocalizedContent: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___LocalizedContent | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TITLE_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
     SUBTITLE_FIELD_NUMBER: _builtins.int
@@ -847,6 +868,7 @@ class Message(_message.Message):
     MUTABLE_CONTENT_FIELD_NUMBER: _builtins.int
     APNS_FIELD_NUMBER: _builtins.int
     FCM_FIELD_NUMBER: _builtins.int
+    LOCALIZED_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     body: _builtins.str
     subtitle: _builtins.str
@@ -871,6 +893,17 @@ class Message(_message.Message):
     def apns(self) -> Global___ApnsOptions: ...
     @_builtins.property
     def fcm(self) -> Global___FcmOptions: ...
+    @_builtins.property
+    def localized(self) -> _containers.MessageMap[_builtins.str, Global___LocalizedContent]:
+        """Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+        Each token gets the variant of its locale: the exact tag, then the tag
+        cut at its last subtag, down to the language; else this message's own
+        title, subtitle, body and image_url. A variant's empty field falls back
+        to the message's. At most 50 variants; each is checked against the
+        payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+        additions to Message.)
+        """
+
     def __init__(
         self,
         *,
@@ -891,10 +924,11 @@ class Message(_message.Message):
         mutable_content: _builtins.bool = ...,
         apns: Global___ApnsOptions | None = ...,
         fcm: Global___FcmOptions | None = ...,
+        localized: _abc.Mapping[_builtins.str, Global___LocalizedContent] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_badge", b"_badge", "apns", b"apns", "badge", b"badge", "fcm", b"fcm", "ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_badge", b"_badge", "apns", b"apns", "badge", b"badge", "body", b"body", "category", b"category", "collapse_key", b"collapse_key", "content_available", b"content_available", "data", b"data", "fcm", b"fcm", "image_url", b"image_url", "mutable_content", b"mutable_content", "priority", b"priority", "push_type", b"push_type", "sound", b"sound", "subtitle", b"subtitle", "thread_id", b"thread_id", "title", b"title", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_badge", b"_badge", "apns", b"apns", "badge", b"badge", "body", b"body", "category", b"category", "collapse_key", b"collapse_key", "content_available", b"content_available", "data", b"data", "fcm", b"fcm", "image_url", b"image_url", "localized", b"localized", "mutable_content", b"mutable_content", "priority", b"priority", "push_type", b"push_type", "sound", b"sound", "subtitle", b"subtitle", "thread_id", b"thread_id", "title", b"title", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__badge: _TypeAlias = _typing.Literal["badge"]  # noqa: Y015
     _WhichOneofArgType__badge: _TypeAlias = _typing.Literal["_badge", b"_badge"]  # noqa: Y015
@@ -1451,3 +1485,33 @@ class ListNotificationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListNotificationsResponse: _TypeAlias = ListNotificationsResponse  # noqa: Y015
+
+@_typing.final
+class LocalizedContent(_message.Message):
+    """The content of one language of a Message (see Message.localized)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TITLE_FIELD_NUMBER: _builtins.int
+    SUBTITLE_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    IMAGE_URL_FIELD_NUMBER: _builtins.int
+    title: _builtins.str
+    subtitle: _builtins.str
+    body: _builtins.str
+    image_url: _builtins.str
+    def __init__(
+        self,
+        *,
+        title: _builtins.str = ...,
+        subtitle: _builtins.str = ...,
+        body: _builtins.str = ...,
+        image_url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "image_url", b"image_url", "subtitle", b"subtitle", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocalizedContent: _TypeAlias = LocalizedContent  # noqa: Y015

@@ -627,12 +627,29 @@ export interface Message {
   contentAvailable: boolean;
   mutableContent: boolean;
   apns: ApnsOptions | undefined;
-  fcm: FcmOptions | undefined;
+  fcm:
+    | FcmOptions
+    | undefined;
+  /**
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+   * additions to Message.)
+   */
+  localized: { [key: string]: LocalizedContent };
 }
 
 export interface Message_DataEntry {
   key: string;
   value: string;
+}
+
+export interface Message_LocalizedEntry {
+  key: string;
+  value: LocalizedContent | undefined;
 }
 
 export interface SendRequest {
@@ -820,6 +837,14 @@ export interface ListNotificationsResponse {
   notifications: Notification[];
   /** Empty on the last page. */
   nextPageToken: string;
+}
+
+/** The content of one language of a Message (see Message.localized). */
+export interface LocalizedContent {
+  title: string;
+  subtitle: string;
+  body: string;
+  imageUrl: string;
 }
 
 function createBaseToken(): Token {
@@ -3220,6 +3245,7 @@ function createBaseMessage(): Message {
     mutableContent: false,
     apns: undefined,
     fcm: undefined,
+    localized: {},
   };
 }
 
@@ -3276,6 +3302,9 @@ export const Message: MessageFns<Message> = {
     if (message.fcm !== undefined) {
       FcmOptions.encode(message.fcm, writer.uint32(138).fork()).join();
     }
+    globalThis.Object.entries(message.localized).forEach(([key, value]: [string, LocalizedContent]) => {
+      Message_LocalizedEntry.encode({ key: key as any, value }, writer.uint32(162).fork()).join();
+    });
     return writer;
   },
 
@@ -3431,6 +3460,17 @@ export const Message: MessageFns<Message> = {
             message.fcm = FcmOptions.decode(reader, reader.uint32());
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            const entry20 = Message_LocalizedEntry.decode(reader, reader.uint32());
+            if (entry20.value !== undefined) {
+              message.localized[entry20.key] = entry20.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3499,6 +3539,20 @@ export const Message: MessageFns<Message> = {
         : false,
       apns: isSet(object.apns) ? ApnsOptions.fromJSON(object.apns) : undefined,
       fcm: isSet(object.fcm) ? FcmOptions.fromJSON(object.fcm) : undefined,
+      localized: isObject(object.localized)
+        ? (globalThis.Object.entries(object.localized) as [string, any][]).reduce(
+          (acc: { [key: string]: LocalizedContent }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: LocalizedContent.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -3561,6 +3615,15 @@ export const Message: MessageFns<Message> = {
     if (message.fcm !== undefined) {
       obj.fcm = FcmOptions.toJSON(message.fcm);
     }
+    if (message.localized) {
+      const entries = globalThis.Object.entries(message.localized) as [string, LocalizedContent][];
+      if (entries.length > 0) {
+        obj.localized = {};
+        entries.forEach(([k, v]) => {
+          obj.localized[k] = LocalizedContent.toJSON(v);
+        });
+      }
+    }
     return obj;
   },
 
@@ -3596,6 +3659,15 @@ export const Message: MessageFns<Message> = {
       ? ApnsOptions.fromPartial(object.apns)
       : undefined;
     message.fcm = (object.fcm !== undefined && object.fcm !== null) ? FcmOptions.fromPartial(object.fcm) : undefined;
+    message.localized = (globalThis.Object.entries(object.localized ?? {}) as [string, LocalizedContent][]).reduce(
+      (acc: { [key: string]: LocalizedContent }, [key, value]: [string, LocalizedContent]) => {
+        if (value !== undefined) {
+          acc[key] = LocalizedContent.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
     return message;
   },
 };
@@ -3681,6 +3753,93 @@ export const Message_DataEntry: MessageFns<Message_DataEntry> = {
     const message = createBaseMessage_DataEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseMessage_LocalizedEntry(): Message_LocalizedEntry {
+  return { key: "", value: undefined };
+}
+
+export const Message_LocalizedEntry: MessageFns<Message_LocalizedEntry> = {
+  encode(message: Message_LocalizedEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      LocalizedContent.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Message_LocalizedEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMessage_LocalizedEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = LocalizedContent.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Message_LocalizedEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? LocalizedContent.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: Message_LocalizedEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = LocalizedContent.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Message_LocalizedEntry>): Message_LocalizedEntry {
+    return Message_LocalizedEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Message_LocalizedEntry>): Message_LocalizedEntry {
+    const message = createBaseMessage_LocalizedEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? LocalizedContent.fromPartial(object.value)
+      : undefined;
     return message;
   },
 };
@@ -5894,6 +6053,127 @@ export const ListNotificationsResponse: MessageFns<ListNotificationsResponse> = 
     const message = createBaseListNotificationsResponse();
     message.notifications = object.notifications?.map((e) => Notification.fromPartial(e)) || [];
     message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseLocalizedContent(): LocalizedContent {
+  return { title: "", subtitle: "", body: "", imageUrl: "" };
+}
+
+export const LocalizedContent: MessageFns<LocalizedContent> = {
+  encode(message: LocalizedContent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.title !== "") {
+      writer.uint32(10).string(message.title);
+    }
+    if (message.subtitle !== "") {
+      writer.uint32(18).string(message.subtitle);
+    }
+    if (message.body !== "") {
+      writer.uint32(26).string(message.body);
+    }
+    if (message.imageUrl !== "") {
+      writer.uint32(34).string(message.imageUrl);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LocalizedContent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLocalizedContent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subtitle = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.body = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.imageUrl = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LocalizedContent {
+    return {
+      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      subtitle: isSet(object.subtitle) ? globalThis.String(object.subtitle) : "",
+      body: isSet(object.body) ? globalThis.String(object.body) : "",
+      imageUrl: isSet(object.imageUrl)
+        ? globalThis.String(object.imageUrl)
+        : isSet(object.image_url)
+        ? globalThis.String(object.image_url)
+        : "",
+    };
+  },
+
+  toJSON(message: LocalizedContent): unknown {
+    const obj: any = {};
+    if (message.title !== "") {
+      obj.title = message.title;
+    }
+    if (message.subtitle !== "") {
+      obj.subtitle = message.subtitle;
+    }
+    if (message.body !== "") {
+      obj.body = message.body;
+    }
+    if (message.imageUrl !== "") {
+      obj.imageUrl = message.imageUrl;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LocalizedContent>): LocalizedContent {
+    return LocalizedContent.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LocalizedContent>): LocalizedContent {
+    const message = createBaseLocalizedContent();
+    message.title = object.title ?? "";
+    message.subtitle = object.subtitle ?? "";
+    message.body = object.body ?? "";
+    message.imageUrl = object.imageUrl ?? "";
     return message;
   },
 };

@@ -61,6 +61,8 @@ private static final long serialVersionUID = 0L;
     switch (number) {
       case 7:
         return internalGetData();
+      case 20:
+        return internalGetLocalized();
       default:
         throw new RuntimeException(
             "Invalid map field number: " + number);
@@ -641,6 +643,125 @@ java.lang.String defaultValue) {
     return fcm_ == null ? dev.pushsvc.v1.FcmOptions.getDefaultInstance() : fcm_;
   }
 
+  public static final int LOCALIZED_FIELD_NUMBER = 20;
+  private static final class LocalizedDefaultEntryHolder {
+    static final com.google.protobuf.MapEntry<
+        java.lang.String, dev.pushsvc.v1.LocalizedContent> defaultEntry =
+            com.google.protobuf.MapEntry
+            .<java.lang.String, dev.pushsvc.v1.LocalizedContent>newDefaultInstance(
+                dev.pushsvc.v1.PushProto.internal_static_pushsvc_v1_Message_LocalizedEntry_descriptor, 
+                com.google.protobuf.WireFormat.FieldType.STRING,
+                "",
+                com.google.protobuf.WireFormat.FieldType.MESSAGE,
+                dev.pushsvc.v1.LocalizedContent.getDefaultInstance());
+  }
+  @SuppressWarnings("serial")
+  private com.google.protobuf.MapField<
+      java.lang.String, dev.pushsvc.v1.LocalizedContent> localized_;
+  private com.google.protobuf.MapField<java.lang.String, dev.pushsvc.v1.LocalizedContent>
+  internalGetLocalized() {
+    if (localized_ == null) {
+      return com.google.protobuf.MapField.emptyMapField(
+          LocalizedDefaultEntryHolder.defaultEntry);
+    }
+    return localized_;
+  }
+  public int getLocalizedCount() {
+    return internalGetLocalized().getMap().size();
+  }
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+   * additions to Message.)
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   */
+  @java.lang.Override
+  public boolean containsLocalized(
+      java.lang.String key) {
+    java.util.Objects.requireNonNull(key, "map key");
+    return internalGetLocalized().getMap().containsKey(key);
+  }
+  /**
+   * Use {@link #getLocalizedMap()} instead.
+   */
+  @java.lang.Override
+  @java.lang.Deprecated
+  public java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> getLocalized() {
+    return getLocalizedMap();
+  }
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+   * additions to Message.)
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   */
+  @java.lang.Override
+  public java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> getLocalizedMap() {
+    return internalGetLocalized().getMap();
+  }
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+   * additions to Message.)
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   */
+  @java.lang.Override
+  public /* nullable */
+dev.pushsvc.v1.LocalizedContent getLocalizedOrDefault(
+      java.lang.String key,
+      /* nullable */
+dev.pushsvc.v1.LocalizedContent defaultValue) {
+    java.util.Objects.requireNonNull(key, "map key");
+    java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> map =
+        internalGetLocalized().getMap();
+    return map.containsKey(key) ? map.get(key) : defaultValue;
+  }
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+   * additions to Message.)
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   */
+  @java.lang.Override
+  public dev.pushsvc.v1.LocalizedContent getLocalizedOrThrow(
+      java.lang.String key) {
+    java.util.Objects.requireNonNull(key, "map key");
+    java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> map =
+        internalGetLocalized().getMap();
+    if (!map.containsKey(key)) {
+      throw new java.lang.IllegalArgumentException();
+    }
+    return map.get(key);
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -709,6 +830,12 @@ java.lang.String defaultValue) {
     if (((bitField0_ & 0x00000008) != 0)) {
       output.writeMessage(17, getFcm());
     }
+    com.google.protobuf.GeneratedMessage
+      .serializeStringMapTo(
+        output,
+        internalGetLocalized(),
+        LocalizedDefaultEntryHolder.defaultEntry,
+        20);
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -779,6 +906,16 @@ java.lang.String defaultValue) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(17, getFcm());
     }
+    for (java.util.Map.Entry<java.lang.String, dev.pushsvc.v1.LocalizedContent> entry
+         : internalGetLocalized().getMap().entrySet()) {
+      com.google.protobuf.MapEntry<java.lang.String, dev.pushsvc.v1.LocalizedContent>
+      localized__ = LocalizedDefaultEntryHolder.defaultEntry.newBuilderForType()
+          .setKey(entry.getKey())
+          .setValue(entry.getValue())
+          .buildPartial();
+      size += com.google.protobuf.CodedOutputStream
+          .computeMessageSize(20, localized__);
+    }
     return size;
   }
   @java.lang.Override
@@ -847,6 +984,8 @@ java.lang.String defaultValue) {
       if (!getFcm()
           .equals(other.getFcm())) return false;
     }
+    if (!internalGetLocalized().equals(
+        other.internalGetLocalized())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -903,6 +1042,10 @@ java.lang.String defaultValue) {
     if (hasFcm()) {
       hash = (37 * hash) + FCM_FIELD_NUMBER;
       hash = (53 * hash) + getFcm().hashCode();
+    }
+    if (!internalGetLocalized().getMap().isEmpty()) {
+      hash = (37 * hash) + LOCALIZED_FIELD_NUMBER;
+      hash = (53 * hash) + internalGetLocalized().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -1023,6 +1166,8 @@ java.lang.String defaultValue) {
       switch (number) {
         case 7:
           return internalGetData();
+        case 20:
+          return internalGetLocalized();
         default:
           throw new RuntimeException(
               "Invalid map field number: " + number);
@@ -1034,6 +1179,8 @@ java.lang.String defaultValue) {
       switch (number) {
         case 7:
           return internalGetMutableData();
+        case 20:
+          return internalGetMutableLocalized();
         default:
           throw new RuntimeException(
               "Invalid map field number: " + number);
@@ -1098,6 +1245,7 @@ java.lang.String defaultValue) {
         fcmBuilder_.dispose();
         fcmBuilder_ = null;
       }
+      internalGetMutableLocalized().clear();
       return this;
     }
 
@@ -1194,6 +1342,9 @@ java.lang.String defaultValue) {
             : fcmBuilder_.build();
         to_bitField0_ |= 0x00000008;
       }
+      if (((from_bitField0_ & 0x00020000) != 0)) {
+        result.localized_ = internalGetLocalized().build(LocalizedDefaultEntryHolder.defaultEntry);
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -1276,6 +1427,9 @@ java.lang.String defaultValue) {
       if (other.hasFcm()) {
         mergeFcm(other.getFcm());
       }
+      internalGetMutableLocalized().mergeFrom(
+          other.internalGetLocalized());
+      bitField0_ |= 0x00020000;
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -1395,6 +1549,15 @@ java.lang.String defaultValue) {
               bitField0_ |= 0x00010000;
               break;
             } // case 138
+            case 162: {
+              com.google.protobuf.MapEntry<java.lang.String, dev.pushsvc.v1.LocalizedContent>
+              localized__ = input.readMessage(
+                  LocalizedDefaultEntryHolder.defaultEntry.getParserForType(), extensionRegistry);
+              internalGetMutableLocalized().ensureBuilderMap().put(
+                  localized__.getKey(), localized__.getValue());
+              bitField0_ |= 0x00020000;
+              break;
+            } // case 162
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2730,6 +2893,240 @@ java.lang.String defaultValue) {
         fcm_ = null;
       }
       return fcmBuilder_;
+    }
+
+    private static final class LocalizedConverter implements com.google.protobuf.MapFieldBuilder.Converter<java.lang.String, dev.pushsvc.v1.LocalizedContentOrBuilder, dev.pushsvc.v1.LocalizedContent> {
+      @java.lang.Override
+      public dev.pushsvc.v1.LocalizedContent build(dev.pushsvc.v1.LocalizedContentOrBuilder val) {
+        if (val instanceof dev.pushsvc.v1.LocalizedContent) { return (dev.pushsvc.v1.LocalizedContent) val; }
+        return ((dev.pushsvc.v1.LocalizedContent.Builder) val).build();
+      }
+
+      @java.lang.Override
+      public com.google.protobuf.MapEntry<java.lang.String, dev.pushsvc.v1.LocalizedContent> defaultEntry() {
+        return LocalizedDefaultEntryHolder.defaultEntry;
+      }
+    };
+    private static final LocalizedConverter localizedConverter = new LocalizedConverter();
+
+    private com.google.protobuf.MapFieldBuilder<
+        java.lang.String, dev.pushsvc.v1.LocalizedContentOrBuilder, dev.pushsvc.v1.LocalizedContent, dev.pushsvc.v1.LocalizedContent.Builder> localized_;
+    private com.google.protobuf.MapFieldBuilder<java.lang.String, dev.pushsvc.v1.LocalizedContentOrBuilder, dev.pushsvc.v1.LocalizedContent, dev.pushsvc.v1.LocalizedContent.Builder>
+        internalGetLocalized() {
+      if (localized_ == null) {
+        return new com.google.protobuf.MapFieldBuilder<>(localizedConverter);
+      }
+      return localized_;
+    }
+    private com.google.protobuf.MapFieldBuilder<java.lang.String, dev.pushsvc.v1.LocalizedContentOrBuilder, dev.pushsvc.v1.LocalizedContent, dev.pushsvc.v1.LocalizedContent.Builder>
+        internalGetMutableLocalized() {
+      if (localized_ == null) {
+        localized_ = new com.google.protobuf.MapFieldBuilder<>(localizedConverter);
+      }
+      bitField0_ |= 0x00020000;
+      onChanged();
+      return localized_;
+    }
+    public int getLocalizedCount() {
+      return internalGetLocalized().ensureBuilderMap().size();
+    }
+    /**
+     * <pre>
+     * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+     * Each token gets the variant of its locale: the exact tag, then the tag
+     * cut at its last subtag, down to the language; else this message's own
+     * title, subtitle, body and image_url. A variant's empty field falls back
+     * to the message's. At most 50 variants; each is checked against the
+     * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+     * additions to Message.)
+     * </pre>
+     *
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+     */
+    @java.lang.Override
+    public boolean containsLocalized(
+        java.lang.String key) {
+      java.util.Objects.requireNonNull(key, "map key");
+      return internalGetLocalized().ensureBuilderMap().containsKey(key);
+    }
+    /**
+     * Use {@link #getLocalizedMap()} instead.
+     */
+    @java.lang.Override
+    @java.lang.Deprecated
+    public java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> getLocalized() {
+      return getLocalizedMap();
+    }
+    /**
+     * <pre>
+     * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+     * Each token gets the variant of its locale: the exact tag, then the tag
+     * cut at its last subtag, down to the language; else this message's own
+     * title, subtitle, body and image_url. A variant's empty field falls back
+     * to the message's. At most 50 variants; each is checked against the
+     * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+     * additions to Message.)
+     * </pre>
+     *
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+     */
+    @java.lang.Override
+    public java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> getLocalizedMap() {
+      return internalGetLocalized().getImmutableMap();
+    }
+    /**
+     * <pre>
+     * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+     * Each token gets the variant of its locale: the exact tag, then the tag
+     * cut at its last subtag, down to the language; else this message's own
+     * title, subtitle, body and image_url. A variant's empty field falls back
+     * to the message's. At most 50 variants; each is checked against the
+     * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+     * additions to Message.)
+     * </pre>
+     *
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+     */
+    @java.lang.Override
+    public /* nullable */
+dev.pushsvc.v1.LocalizedContent getLocalizedOrDefault(
+        java.lang.String key,
+        /* nullable */
+dev.pushsvc.v1.LocalizedContent defaultValue) {
+      java.util.Objects.requireNonNull(key, "map key");
+      java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContentOrBuilder> map = internalGetMutableLocalized().ensureBuilderMap();
+      return map.containsKey(key) ? localizedConverter.build(map.get(key)) : defaultValue;
+    }
+    /**
+     * <pre>
+     * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+     * Each token gets the variant of its locale: the exact tag, then the tag
+     * cut at its last subtag, down to the language; else this message's own
+     * title, subtitle, body and image_url. A variant's empty field falls back
+     * to the message's. At most 50 variants; each is checked against the
+     * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+     * additions to Message.)
+     * </pre>
+     *
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+     */
+    @java.lang.Override
+    public dev.pushsvc.v1.LocalizedContent getLocalizedOrThrow(
+        java.lang.String key) {
+      java.util.Objects.requireNonNull(key, "map key");
+      java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContentOrBuilder> map = internalGetMutableLocalized().ensureBuilderMap();
+      if (!map.containsKey(key)) {
+        throw new java.lang.IllegalArgumentException();
+      }
+      return localizedConverter.build(map.get(key));
+    }
+    public Builder clearLocalized() {
+      bitField0_ = (bitField0_ & ~0x00020000);
+      internalGetMutableLocalized().clear();
+      return this;
+    }
+    /**
+     * <pre>
+     * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+     * Each token gets the variant of its locale: the exact tag, then the tag
+     * cut at its last subtag, down to the language; else this message's own
+     * title, subtitle, body and image_url. A variant's empty field falls back
+     * to the message's. At most 50 variants; each is checked against the
+     * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+     * additions to Message.)
+     * </pre>
+     *
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+     */
+    public Builder removeLocalized(
+        java.lang.String key) {
+      java.util.Objects.requireNonNull(key, "map key");
+      internalGetMutableLocalized().ensureBuilderMap()
+          .remove(key);
+      return this;
+    }
+    /**
+     * Use alternate mutation accessors instead.
+     */
+    @java.lang.Deprecated
+    public java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent>
+        getMutableLocalized() {
+      bitField0_ |= 0x00020000;
+      return internalGetMutableLocalized().ensureMessageMap();
+    }
+    /**
+     * <pre>
+     * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+     * Each token gets the variant of its locale: the exact tag, then the tag
+     * cut at its last subtag, down to the language; else this message's own
+     * title, subtitle, body and image_url. A variant's empty field falls back
+     * to the message's. At most 50 variants; each is checked against the
+     * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+     * additions to Message.)
+     * </pre>
+     *
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+     */
+    public Builder putLocalized(
+        java.lang.String key,
+        dev.pushsvc.v1.LocalizedContent value) {
+      java.util.Objects.requireNonNull(key, "map key");
+      java.util.Objects.requireNonNull(value, "map value");
+      internalGetMutableLocalized().ensureBuilderMap()
+          .put(key, value);
+      bitField0_ |= 0x00020000;
+      return this;
+    }
+    /**
+     * <pre>
+     * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+     * Each token gets the variant of its locale: the exact tag, then the tag
+     * cut at its last subtag, down to the language; else this message's own
+     * title, subtitle, body and image_url. A variant's empty field falls back
+     * to the message's. At most 50 variants; each is checked against the
+     * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+     * additions to Message.)
+     * </pre>
+     *
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+     */
+    public Builder putAllLocalized(
+        java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> values) {
+      for (java.util.Map.Entry<java.lang.String, dev.pushsvc.v1.LocalizedContent> e : values.entrySet()) {
+        java.util.Objects.requireNonNull(e.getKey());
+        java.util.Objects.requireNonNull(e.getValue());
+      }
+      internalGetMutableLocalized().ensureBuilderMap()
+          .putAll(values);
+      bitField0_ |= 0x00020000;
+      return this;
+    }
+    /**
+     * <pre>
+     * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+     * Each token gets the variant of its locale: the exact tag, then the tag
+     * cut at its last subtag, down to the language; else this message's own
+     * title, subtitle, body and image_url. A variant's empty field falls back
+     * to the message's. At most 50 variants; each is checked against the
+     * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+     * additions to Message.)
+     * </pre>
+     *
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+     */
+    public dev.pushsvc.v1.LocalizedContent.Builder putLocalizedBuilderIfAbsent(
+        java.lang.String key) {
+      java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContentOrBuilder> builderMap = internalGetMutableLocalized().ensureBuilderMap();
+      dev.pushsvc.v1.LocalizedContentOrBuilder entry = builderMap.get(key);
+      if (entry == null) {
+        entry = dev.pushsvc.v1.LocalizedContent.newBuilder();
+        builderMap.put(key, entry);
+      }
+      if (entry instanceof dev.pushsvc.v1.LocalizedContent) {
+        entry = ((dev.pushsvc.v1.LocalizedContent) entry).toBuilder();
+        builderMap.put(key, entry);
+      }
+      return (dev.pushsvc.v1.LocalizedContent.Builder) entry;
     }
 
     // @@protoc_insertion_point(builder_scope:pushsvc.v1.Message)

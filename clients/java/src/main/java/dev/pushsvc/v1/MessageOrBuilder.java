@@ -249,4 +249,88 @@ java.lang.String defaultValue);
    * <code>.pushsvc.v1.FcmOptions fcm = 17 [json_name = "fcm"];</code>
    */
   dev.pushsvc.v1.FcmOptionsOrBuilder getFcmOrBuilder();
+
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+   * additions to Message.)
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   */
+  int getLocalizedCount();
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+   * additions to Message.)
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   */
+  boolean containsLocalized(
+      java.lang.String key);
+  /**
+   * Use {@link #getLocalizedMap()} instead.
+   */
+  @java.lang.Deprecated
+  java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent>
+  getLocalized();
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+   * additions to Message.)
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   */
+  java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent>
+  getLocalizedMap();
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+   * additions to Message.)
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   */
+  /* nullable */
+dev.pushsvc.v1.LocalizedContent getLocalizedOrDefault(
+      java.lang.String key,
+      /* nullable */
+dev.pushsvc.v1.LocalizedContent defaultValue);
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
+   * additions to Message.)
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   */
+  dev.pushsvc.v1.LocalizedContent getLocalizedOrThrow(
+      java.lang.String key);
 }

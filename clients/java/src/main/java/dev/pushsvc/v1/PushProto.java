@@ -132,6 +132,11 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_pushsvc_v1_Message_DataEntry_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_pushsvc_v1_Message_LocalizedEntry_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_pushsvc_v1_Message_LocalizedEntry_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_pushsvc_v1_SendRequest_descriptor;
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
@@ -211,6 +216,11 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_pushsvc_v1_ListNotificationsResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_pushsvc_v1_LocalizedContent_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_pushsvc_v1_LocalizedContent_fieldAccessorTable;
 
   public static com.google.protobuf.Descriptors.FileDescriptor
       getDescriptor() {
@@ -300,7 +310,7 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
       "\022+\n\004apns\030\002 \001(\0132\027.google.protobuf.StructR" +
       "\004apns\0221\n\007webpush\030\003 \001(\0132\027.google.protobuf" +
       ".StructR\007webpush\022\'\n\017analytics_label\030\004 \001(" +
-      "\tR\016analyticsLabel\"\256\005\n\007Message\022\024\n\005title\030\001" +
+      "\tR\016analyticsLabel\"\314\006\n\007Message\022\024\n\005title\030\001" +
       " \001(\tR\005title\022\022\n\004body\030\002 \001(\tR\004body\022\032\n\010subti" +
       "tle\030\003 \001(\tR\010subtitle\022\033\n\timage_url\030\004 \001(\tR\010" +
       "imageUrl\022\024\n\005sound\030\005 \001(\tR\005sound\022\031\n\005badge\030" +
@@ -315,146 +325,153 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
       "ailable\030\016 \001(\010R\020contentAvailable\022\'\n\017mutab" +
       "le_content\030\017 \001(\010R\016mutableContent\022+\n\004apns" +
       "\030\020 \001(\0132\027.pushsvc.v1.ApnsOptionsR\004apns\022(\n" +
-      "\003fcm\030\021 \001(\0132\026.pushsvc.v1.FcmOptionsR\003fcm\032" +
-      "7\n\tDataEntry\022\020\n\003key\030\001 \001(\tR\003key\022\024\n\005value\030" +
-      "\002 \001(\tR\005value:\0028\001B\010\n\006_badge\"\202\002\n\013SendReque" +
-      "st\022\025\n\006app_id\030\001 \001(\tR\005appId\022*\n\006target\030\002 \001(" +
-      "\0132\022.pushsvc.v1.TargetR\006target\022-\n\007message" +
-      "\030\003 \001(\0132\023.pushsvc.v1.MessageR\007message\022\'\n\017" +
-      "idempotency_key\030\004 \001(\tR\016idempotencyKey\022#\n" +
-      "\rvalidate_only\030\005 \001(\010R\014validateOnly\0223\n\007se" +
-      "nd_at\030\006 \001(\0132\032.google.protobuf.TimestampR" +
-      "\006sendAt\"q\n\014SendResponse\022\'\n\017notification_" +
-      "id\030\001 \001(\tR\016notificationId\022\034\n\tduplicate\030\002 " +
-      "\001(\010R\tduplicate\022\032\n\010targeted\030\003 \001(\003R\010target" +
-      "ed\"X\n\026GetNotificationRequest\022\025\n\006app_id\030\001" +
-      " \001(\tR\005appId\022\'\n\017notification_id\030\002 \001(\tR\016no" +
-      "tificationId\"W\n\027GetNotificationResponse\022" +
-      "<\n\014notification\030\001 \001(\0132\030.pushsvc.v1.Notif" +
-      "icationR\014notification\"\337\005\n\014Notification\022\'" +
-      "\n\017notification_id\030\001 \001(\tR\016notificationId\022" +
-      "\025\n\006app_id\030\002 \001(\tR\005appId\0223\n\005state\030\003 \001(\0162\035." +
-      "pushsvc.v1.NotificationStateR\005state\022\032\n\010t" +
-      "argeted\030\004 \001(\003R\010targeted\022\034\n\tdelivered\030\005 \001" +
-      "(\003R\tdelivered\022\026\n\006failed\030\006 \001(\003R\006failed\022%\n" +
-      "\016invalid_tokens\030\007 \001(\003R\rinvalidTokens\022\030\n\007" +
-      "pending\030\010 \001(\003R\007pending\022\030\n\007expired\030\t \001(\003R" +
-      "\007expired\0229\n\ncreated_at\030\n \001(\0132\032.google.pr" +
-      "otobuf.TimestampR\tcreatedAt\0223\n\007send_at\030\013" +
-      " \001(\0132\032.google.protobuf.TimestampR\006sendAt" +
-      "\0229\n\nupdated_at\030\014 \001(\0132\032.google.protobuf.T" +
-      "imestampR\tupdatedAt\022=\n\014completed_at\030\r \001(" +
-      "\0132\032.google.protobuf.TimestampR\013completed" +
-      "At\022\024\n\005error\030\016 \001(\tR\005error\022\'\n\017idempotency_" +
-      "key\030\017 \001(\tR\016idempotencyKey\022\032\n\010vanished\030\020 " +
-      "\001(\003R\010vanished\022\034\n\tcancelled\030\021 \001(\003R\tcancel" +
-      "led\022J\n\023cancel_requested_at\030\022 \001(\0132\032.googl" +
-      "e.protobuf.TimestampR\021cancelRequestedAt\"" +
-      "\324\003\n\007Receipt\022\026\n\006cursor\030\001 \001(\tR\006cursor\022\'\n\017n" +
-      "otification_id\030\002 \001(\tR\016notificationId\022\025\n\006" +
-      "app_id\030\003 \001(\tR\005appId\022\024\n\005token\030\004 \001(\tR\005toke" +
-      "n\0220\n\010platform\030\005 \001(\0162\024.pushsvc.v1.Platfor" +
-      "mR\010platform\022\027\n\007user_id\030\006 \001(\tR\006userId\0222\n\006" +
-      "status\030\007 \001(\0162\032.pushsvc.v1.DeliveryStatus" +
-      "R\006status\022.\n\023provider_message_id\030\010 \001(\tR\021p" +
-      "roviderMessageId\022\'\n\017provider_status\030\t \001(" +
-      "\005R\016providerStatus\022\026\n\006reason\030\n \001(\tR\006reaso" +
-      "n\022\032\n\010attempts\030\013 \001(\005R\010attempts\022#\n\rtoken_r" +
-      "emoved\030\014 \001(\010R\014tokenRemoved\022*\n\002at\030\r \001(\0132\032" +
-      ".google.protobuf.TimestampR\002at\"m\n\025Stream" +
-      "ReceiptsRequest\022\025\n\006app_id\030\001 \001(\tR\005appId\022\'" +
-      "\n\017notification_id\030\002 \001(\tR\016notificationId\022" +
-      "\024\n\005after\030\003 \001(\tR\005after\"G\n\026StreamReceiptsR" +
-      "esponse\022-\n\007receipt\030\001 \001(\0132\023.pushsvc.v1.Re" +
-      "ceiptR\007receipt\"[\n\031CancelNotificationRequ" +
-      "est\022\025\n\006app_id\030\001 \001(\tR\005appId\022\'\n\017notificati" +
-      "on_id\030\002 \001(\tR\016notificationId\"Z\n\032CancelNot" +
-      "ificationResponse\022<\n\014notification\030\001 \001(\0132" +
-      "\030.pushsvc.v1.NotificationR\014notification\"" +
-      "p\n\017GetTokenRequest\022\025\n\006app_id\030\001 \001(\tR\005appI" +
-      "d\0220\n\010platform\030\002 \001(\0162\024.pushsvc.v1.Platfor" +
-      "mR\010platform\022\024\n\005token\030\003 \001(\tR\005token\";\n\020Get" +
-      "TokenResponse\022\'\n\005token\030\001 \001(\0132\021.pushsvc.v" +
-      "1.TokenR\005token\"\321\002\n\021ListTokensRequest\022\025\n\006" +
-      "app_id\030\001 \001(\tR\005appId\022\027\n\007user_id\030\002 \001(\tR\006us" +
-      "erId\022\024\n\005topic\030\003 \001(\tR\005topic\0220\n\010platform\030\004" +
-      " \001(\0162\024.pushsvc.v1.PlatformR\010platform\022D\n\020" +
-      "last_seen_before\030\005 \001(\0132\032.google.protobuf" +
-      ".TimestampR\016lastSeenBefore\022B\n\017last_seen_" +
-      "after\030\006 \001(\0132\032.google.protobuf.TimestampR" +
-      "\rlastSeenAfter\022\033\n\tpage_size\030\007 \001(\005R\010pageS" +
-      "ize\022\035\n\npage_token\030\010 \001(\tR\tpageToken\"g\n\022Li" +
-      "stTokensResponse\022)\n\006tokens\030\001 \003(\0132\021.pushs" +
-      "vc.v1.TokenR\006tokens\022&\n\017next_page_token\030\002" +
-      " \001(\tR\rnextPageToken\"\246\002\n\030ListNotification" +
-      "sRequest\022\025\n\006app_id\030\001 \001(\tR\005appId\0223\n\005state" +
-      "\030\002 \001(\0162\035.pushsvc.v1.NotificationStateR\005s" +
-      "tate\022?\n\rcreated_after\030\003 \001(\0132\032.google.pro" +
-      "tobuf.TimestampR\014createdAfter\022A\n\016created" +
-      "_before\030\004 \001(\0132\032.google.protobuf.Timestam" +
-      "pR\rcreatedBefore\022\033\n\tpage_size\030\005 \001(\005R\010pag" +
-      "eSize\022\035\n\npage_token\030\006 \001(\tR\tpageToken\"\203\001\n" +
-      "\031ListNotificationsResponse\022>\n\rnotificati" +
-      "ons\030\001 \003(\0132\030.pushsvc.v1.NotificationR\rnot" +
-      "ifications\022&\n\017next_page_token\030\002 \001(\tR\rnex" +
-      "tPageToken*I\n\010Platform\022\030\n\024PLATFORM_UNSPE" +
-      "CIFIED\020\000\022\021\n\rPLATFORM_APNS\020\001\022\020\n\014PLATFORM_" +
-      "FCM\020\002*r\n\017ApnsEnvironment\022 \n\034APNS_ENVIRON" +
-      "MENT_UNSPECIFIED\020\000\022\037\n\033APNS_ENVIRONMENT_P" +
-      "RODUCTION\020\001\022\034\n\030APNS_ENVIRONMENT_SANDBOX\020" +
-      "\002*L\n\010Priority\022\030\n\024PRIORITY_UNSPECIFIED\020\000\022" +
-      "\021\n\rPRIORITY_HIGH\020\001\022\023\n\017PRIORITY_NORMAL\020\002*" +
-      "\260\002\n\010PushType\022\031\n\025PUSH_TYPE_UNSPECIFIED\020\000\022" +
-      "\023\n\017PUSH_TYPE_ALERT\020\001\022\030\n\024PUSH_TYPE_BACKGR" +
-      "OUND\020\002\022\022\n\016PUSH_TYPE_VOIP\020\003\022\032\n\026PUSH_TYPE_" +
-      "LIVEACTIVITY\020\004\022\032\n\026PUSH_TYPE_COMPLICATION" +
-      "\020\005\022\032\n\026PUSH_TYPE_FILEPROVIDER\020\006\022\021\n\rPUSH_T" +
-      "YPE_MDM\020\007\022\026\n\022PUSH_TYPE_LOCATION\020\010\022\030\n\024PUS" +
-      "H_TYPE_PUSHTOTALK\020\t\022\025\n\021PUSH_TYPE_WIDGETS" +
-      "\020\n\022\026\n\022PUSH_TYPE_CONTROLS\020\013*\241\001\n\023Registrat" +
-      "ionOutcome\022$\n REGISTRATION_OUTCOME_UNSPE" +
-      "CIFIED\020\000\022 \n\034REGISTRATION_OUTCOME_CREATED" +
-      "\020\001\022 \n\034REGISTRATION_OUTCOME_UPDATED\020\002\022 \n\034" +
-      "REGISTRATION_OUTCOME_INVALID\020\003*\373\001\n\021Notif" +
-      "icationState\022\"\n\036NOTIFICATION_STATE_UNSPE" +
-      "CIFIED\020\000\022\035\n\031NOTIFICATION_STATE_QUEUED\020\001\022" +
-      " \n\034NOTIFICATION_STATE_SCHEDULED\020\002\022\036\n\032NOT" +
-      "IFICATION_STATE_RUNNING\020\003\022 \n\034NOTIFICATIO" +
-      "N_STATE_COMPLETED\020\004\022\035\n\031NOTIFICATION_STAT" +
-      "E_FAILED\020\005\022 \n\034NOTIFICATION_STATE_CANCELL" +
-      "ED\020\006*\313\001\n\016DeliveryStatus\022\037\n\033DELIVERY_STAT" +
-      "US_UNSPECIFIED\020\000\022\035\n\031DELIVERY_STATUS_DELI" +
-      "VERED\020\001\022\032\n\026DELIVERY_STATUS_FAILED\020\002\022!\n\035D" +
-      "ELIVERY_STATUS_TOKEN_INVALID\020\003\022\033\n\027DELIVE" +
-      "RY_STATUS_EXPIRED\020\004\022\035\n\031DELIVERY_STATUS_C" +
-      "ANCELLED\020\0052\243\007\n\013PushService\022T\n\rRegisterTo" +
-      "ken\022 .pushsvc.v1.RegisterTokenRequest\032!." +
-      "pushsvc.v1.RegisterTokenResponse\022W\n\016Regi" +
-      "sterTokens\022!.pushsvc.v1.RegisterTokensRe" +
-      "quest\032\".pushsvc.v1.RegisterTokensRespons" +
-      "e\022Z\n\017UnregisterToken\022\".pushsvc.v1.Unregi" +
-      "sterTokenRequest\032#.pushsvc.v1.Unregister" +
-      "TokenResponse\0229\n\004Send\022\027.pushsvc.v1.SendR" +
-      "equest\032\030.pushsvc.v1.SendResponse\022Z\n\017GetN" +
-      "otification\022\".pushsvc.v1.GetNotification" +
-      "Request\032#.pushsvc.v1.GetNotificationResp" +
-      "onse\022<\n\005Prune\022\030.pushsvc.v1.PruneRequest\032" +
-      "\031.pushsvc.v1.PruneResponse\022Y\n\016StreamRece" +
-      "ipts\022!.pushsvc.v1.StreamReceiptsRequest\032" +
-      "\".pushsvc.v1.StreamReceiptsResponse0\001\022c\n" +
-      "\022CancelNotification\022%.pushsvc.v1.CancelN" +
-      "otificationRequest\032&.pushsvc.v1.CancelNo" +
-      "tificationResponse\022E\n\010GetToken\022\033.pushsvc" +
-      ".v1.GetTokenRequest\032\034.pushsvc.v1.GetToke" +
-      "nResponse\022K\n\nListTokens\022\035.pushsvc.v1.Lis" +
-      "tTokensRequest\032\036.pushsvc.v1.ListTokensRe" +
-      "sponse\022`\n\021ListNotifications\022$.pushsvc.v1" +
-      ".ListNotificationsRequest\032%.pushsvc.v1.L" +
-      "istNotificationsResponseB\221\001\n\016dev.pushsvc" +
-      ".v1B\tPushProtoP\001Z+pushsvc.dev/clients/go" +
-      "/pushsvc/v1;pushsvcv1\242\002\003PXX\252\002\nPushsvc.V1" +
-      "\312\002\nPushsvc\\V1\342\002\026Pushsvc\\V1\\GPBMetadata\352\002" +
-      "\013Pushsvc::V1b\006proto3"
+      "\003fcm\030\021 \001(\0132\026.pushsvc.v1.FcmOptionsR\003fcm\022" +
+      "@\n\tlocalized\030\024 \003(\0132\".pushsvc.v1.Message." +
+      "LocalizedEntryR\tlocalized\0327\n\tDataEntry\022\020" +
+      "\n\003key\030\001 \001(\tR\003key\022\024\n\005value\030\002 \001(\tR\005value:\002" +
+      "8\001\032Z\n\016LocalizedEntry\022\020\n\003key\030\001 \001(\tR\003key\0222" +
+      "\n\005value\030\002 \001(\0132\034.pushsvc.v1.LocalizedCont" +
+      "entR\005value:\0028\001B\010\n\006_badge\"\202\002\n\013SendRequest" +
+      "\022\025\n\006app_id\030\001 \001(\tR\005appId\022*\n\006target\030\002 \001(\0132" +
+      "\022.pushsvc.v1.TargetR\006target\022-\n\007message\030\003" +
+      " \001(\0132\023.pushsvc.v1.MessageR\007message\022\'\n\017id" +
+      "empotency_key\030\004 \001(\tR\016idempotencyKey\022#\n\rv" +
+      "alidate_only\030\005 \001(\010R\014validateOnly\0223\n\007send" +
+      "_at\030\006 \001(\0132\032.google.protobuf.TimestampR\006s" +
+      "endAt\"q\n\014SendResponse\022\'\n\017notification_id" +
+      "\030\001 \001(\tR\016notificationId\022\034\n\tduplicate\030\002 \001(" +
+      "\010R\tduplicate\022\032\n\010targeted\030\003 \001(\003R\010targeted" +
+      "\"X\n\026GetNotificationRequest\022\025\n\006app_id\030\001 \001" +
+      "(\tR\005appId\022\'\n\017notification_id\030\002 \001(\tR\016noti" +
+      "ficationId\"W\n\027GetNotificationResponse\022<\n" +
+      "\014notification\030\001 \001(\0132\030.pushsvc.v1.Notific" +
+      "ationR\014notification\"\337\005\n\014Notification\022\'\n\017" +
+      "notification_id\030\001 \001(\tR\016notificationId\022\025\n" +
+      "\006app_id\030\002 \001(\tR\005appId\0223\n\005state\030\003 \001(\0162\035.pu" +
+      "shsvc.v1.NotificationStateR\005state\022\032\n\010tar" +
+      "geted\030\004 \001(\003R\010targeted\022\034\n\tdelivered\030\005 \001(\003" +
+      "R\tdelivered\022\026\n\006failed\030\006 \001(\003R\006failed\022%\n\016i" +
+      "nvalid_tokens\030\007 \001(\003R\rinvalidTokens\022\030\n\007pe" +
+      "nding\030\010 \001(\003R\007pending\022\030\n\007expired\030\t \001(\003R\007e" +
+      "xpired\0229\n\ncreated_at\030\n \001(\0132\032.google.prot" +
+      "obuf.TimestampR\tcreatedAt\0223\n\007send_at\030\013 \001" +
+      "(\0132\032.google.protobuf.TimestampR\006sendAt\0229" +
+      "\n\nupdated_at\030\014 \001(\0132\032.google.protobuf.Tim" +
+      "estampR\tupdatedAt\022=\n\014completed_at\030\r \001(\0132" +
+      "\032.google.protobuf.TimestampR\013completedAt" +
+      "\022\024\n\005error\030\016 \001(\tR\005error\022\'\n\017idempotency_ke" +
+      "y\030\017 \001(\tR\016idempotencyKey\022\032\n\010vanished\030\020 \001(" +
+      "\003R\010vanished\022\034\n\tcancelled\030\021 \001(\003R\tcancelle" +
+      "d\022J\n\023cancel_requested_at\030\022 \001(\0132\032.google." +
+      "protobuf.TimestampR\021cancelRequestedAt\"\324\003" +
+      "\n\007Receipt\022\026\n\006cursor\030\001 \001(\tR\006cursor\022\'\n\017not" +
+      "ification_id\030\002 \001(\tR\016notificationId\022\025\n\006ap" +
+      "p_id\030\003 \001(\tR\005appId\022\024\n\005token\030\004 \001(\tR\005token\022" +
+      "0\n\010platform\030\005 \001(\0162\024.pushsvc.v1.PlatformR" +
+      "\010platform\022\027\n\007user_id\030\006 \001(\tR\006userId\0222\n\006st" +
+      "atus\030\007 \001(\0162\032.pushsvc.v1.DeliveryStatusR\006" +
+      "status\022.\n\023provider_message_id\030\010 \001(\tR\021pro" +
+      "viderMessageId\022\'\n\017provider_status\030\t \001(\005R" +
+      "\016providerStatus\022\026\n\006reason\030\n \001(\tR\006reason\022" +
+      "\032\n\010attempts\030\013 \001(\005R\010attempts\022#\n\rtoken_rem" +
+      "oved\030\014 \001(\010R\014tokenRemoved\022*\n\002at\030\r \001(\0132\032.g" +
+      "oogle.protobuf.TimestampR\002at\"m\n\025StreamRe" +
+      "ceiptsRequest\022\025\n\006app_id\030\001 \001(\tR\005appId\022\'\n\017" +
+      "notification_id\030\002 \001(\tR\016notificationId\022\024\n" +
+      "\005after\030\003 \001(\tR\005after\"G\n\026StreamReceiptsRes" +
+      "ponse\022-\n\007receipt\030\001 \001(\0132\023.pushsvc.v1.Rece" +
+      "iptR\007receipt\"[\n\031CancelNotificationReques" +
+      "t\022\025\n\006app_id\030\001 \001(\tR\005appId\022\'\n\017notification" +
+      "_id\030\002 \001(\tR\016notificationId\"Z\n\032CancelNotif" +
+      "icationResponse\022<\n\014notification\030\001 \001(\0132\030." +
+      "pushsvc.v1.NotificationR\014notification\"p\n" +
+      "\017GetTokenRequest\022\025\n\006app_id\030\001 \001(\tR\005appId\022" +
+      "0\n\010platform\030\002 \001(\0162\024.pushsvc.v1.PlatformR" +
+      "\010platform\022\024\n\005token\030\003 \001(\tR\005token\";\n\020GetTo" +
+      "kenResponse\022\'\n\005token\030\001 \001(\0132\021.pushsvc.v1." +
+      "TokenR\005token\"\321\002\n\021ListTokensRequest\022\025\n\006ap" +
+      "p_id\030\001 \001(\tR\005appId\022\027\n\007user_id\030\002 \001(\tR\006user" +
+      "Id\022\024\n\005topic\030\003 \001(\tR\005topic\0220\n\010platform\030\004 \001" +
+      "(\0162\024.pushsvc.v1.PlatformR\010platform\022D\n\020la" +
+      "st_seen_before\030\005 \001(\0132\032.google.protobuf.T" +
+      "imestampR\016lastSeenBefore\022B\n\017last_seen_af" +
+      "ter\030\006 \001(\0132\032.google.protobuf.TimestampR\rl" +
+      "astSeenAfter\022\033\n\tpage_size\030\007 \001(\005R\010pageSiz" +
+      "e\022\035\n\npage_token\030\010 \001(\tR\tpageToken\"g\n\022List" +
+      "TokensResponse\022)\n\006tokens\030\001 \003(\0132\021.pushsvc" +
+      ".v1.TokenR\006tokens\022&\n\017next_page_token\030\002 \001" +
+      "(\tR\rnextPageToken\"\246\002\n\030ListNotificationsR" +
+      "equest\022\025\n\006app_id\030\001 \001(\tR\005appId\0223\n\005state\030\002" +
+      " \001(\0162\035.pushsvc.v1.NotificationStateR\005sta" +
+      "te\022?\n\rcreated_after\030\003 \001(\0132\032.google.proto" +
+      "buf.TimestampR\014createdAfter\022A\n\016created_b" +
+      "efore\030\004 \001(\0132\032.google.protobuf.TimestampR" +
+      "\rcreatedBefore\022\033\n\tpage_size\030\005 \001(\005R\010pageS" +
+      "ize\022\035\n\npage_token\030\006 \001(\tR\tpageToken\"\203\001\n\031L" +
+      "istNotificationsResponse\022>\n\rnotification" +
+      "s\030\001 \003(\0132\030.pushsvc.v1.NotificationR\rnotif" +
+      "ications\022&\n\017next_page_token\030\002 \001(\tR\rnextP" +
+      "ageToken\"u\n\020LocalizedContent\022\024\n\005title\030\001 " +
+      "\001(\tR\005title\022\032\n\010subtitle\030\002 \001(\tR\010subtitle\022\022" +
+      "\n\004body\030\003 \001(\tR\004body\022\033\n\timage_url\030\004 \001(\tR\010i" +
+      "mageUrl*I\n\010Platform\022\030\n\024PLATFORM_UNSPECIF" +
+      "IED\020\000\022\021\n\rPLATFORM_APNS\020\001\022\020\n\014PLATFORM_FCM" +
+      "\020\002*r\n\017ApnsEnvironment\022 \n\034APNS_ENVIRONMEN" +
+      "T_UNSPECIFIED\020\000\022\037\n\033APNS_ENVIRONMENT_PROD" +
+      "UCTION\020\001\022\034\n\030APNS_ENVIRONMENT_SANDBOX\020\002*L" +
+      "\n\010Priority\022\030\n\024PRIORITY_UNSPECIFIED\020\000\022\021\n\r" +
+      "PRIORITY_HIGH\020\001\022\023\n\017PRIORITY_NORMAL\020\002*\260\002\n" +
+      "\010PushType\022\031\n\025PUSH_TYPE_UNSPECIFIED\020\000\022\023\n\017" +
+      "PUSH_TYPE_ALERT\020\001\022\030\n\024PUSH_TYPE_BACKGROUN" +
+      "D\020\002\022\022\n\016PUSH_TYPE_VOIP\020\003\022\032\n\026PUSH_TYPE_LIV" +
+      "EACTIVITY\020\004\022\032\n\026PUSH_TYPE_COMPLICATION\020\005\022" +
+      "\032\n\026PUSH_TYPE_FILEPROVIDER\020\006\022\021\n\rPUSH_TYPE" +
+      "_MDM\020\007\022\026\n\022PUSH_TYPE_LOCATION\020\010\022\030\n\024PUSH_T" +
+      "YPE_PUSHTOTALK\020\t\022\025\n\021PUSH_TYPE_WIDGETS\020\n\022" +
+      "\026\n\022PUSH_TYPE_CONTROLS\020\013*\241\001\n\023Registration" +
+      "Outcome\022$\n REGISTRATION_OUTCOME_UNSPECIF" +
+      "IED\020\000\022 \n\034REGISTRATION_OUTCOME_CREATED\020\001\022" +
+      " \n\034REGISTRATION_OUTCOME_UPDATED\020\002\022 \n\034REG" +
+      "ISTRATION_OUTCOME_INVALID\020\003*\373\001\n\021Notifica" +
+      "tionState\022\"\n\036NOTIFICATION_STATE_UNSPECIF" +
+      "IED\020\000\022\035\n\031NOTIFICATION_STATE_QUEUED\020\001\022 \n\034" +
+      "NOTIFICATION_STATE_SCHEDULED\020\002\022\036\n\032NOTIFI" +
+      "CATION_STATE_RUNNING\020\003\022 \n\034NOTIFICATION_S" +
+      "TATE_COMPLETED\020\004\022\035\n\031NOTIFICATION_STATE_F" +
+      "AILED\020\005\022 \n\034NOTIFICATION_STATE_CANCELLED\020" +
+      "\006*\313\001\n\016DeliveryStatus\022\037\n\033DELIVERY_STATUS_" +
+      "UNSPECIFIED\020\000\022\035\n\031DELIVERY_STATUS_DELIVER" +
+      "ED\020\001\022\032\n\026DELIVERY_STATUS_FAILED\020\002\022!\n\035DELI" +
+      "VERY_STATUS_TOKEN_INVALID\020\003\022\033\n\027DELIVERY_" +
+      "STATUS_EXPIRED\020\004\022\035\n\031DELIVERY_STATUS_CANC" +
+      "ELLED\020\0052\243\007\n\013PushService\022T\n\rRegisterToken" +
+      "\022 .pushsvc.v1.RegisterTokenRequest\032!.pus" +
+      "hsvc.v1.RegisterTokenResponse\022W\n\016Registe" +
+      "rTokens\022!.pushsvc.v1.RegisterTokensReque" +
+      "st\032\".pushsvc.v1.RegisterTokensResponse\022Z" +
+      "\n\017UnregisterToken\022\".pushsvc.v1.Unregiste" +
+      "rTokenRequest\032#.pushsvc.v1.UnregisterTok" +
+      "enResponse\0229\n\004Send\022\027.pushsvc.v1.SendRequ" +
+      "est\032\030.pushsvc.v1.SendResponse\022Z\n\017GetNoti" +
+      "fication\022\".pushsvc.v1.GetNotificationReq" +
+      "uest\032#.pushsvc.v1.GetNotificationRespons" +
+      "e\022<\n\005Prune\022\030.pushsvc.v1.PruneRequest\032\031.p" +
+      "ushsvc.v1.PruneResponse\022Y\n\016StreamReceipt" +
+      "s\022!.pushsvc.v1.StreamReceiptsRequest\032\".p" +
+      "ushsvc.v1.StreamReceiptsResponse0\001\022c\n\022Ca" +
+      "ncelNotification\022%.pushsvc.v1.CancelNoti" +
+      "ficationRequest\032&.pushsvc.v1.CancelNotif" +
+      "icationResponse\022E\n\010GetToken\022\033.pushsvc.v1" +
+      ".GetTokenRequest\032\034.pushsvc.v1.GetTokenRe" +
+      "sponse\022K\n\nListTokens\022\035.pushsvc.v1.ListTo" +
+      "kensRequest\032\036.pushsvc.v1.ListTokensRespo" +
+      "nse\022`\n\021ListNotifications\022$.pushsvc.v1.Li" +
+      "stNotificationsRequest\032%.pushsvc.v1.List" +
+      "NotificationsResponseB\221\001\n\016dev.pushsvc.v1" +
+      "B\tPushProtoP\001Z+pushsvc.dev/clients/go/pu" +
+      "shsvc/v1;pushsvcv1\242\002\003PXX\252\002\nPushsvc.V1\312\002\n" +
+      "Pushsvc\\V1\342\002\026Pushsvc\\V1\\GPBMetadata\352\002\013Pu" +
+      "shsvc::V1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -582,12 +599,18 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
     internal_static_pushsvc_v1_Message_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_Message_descriptor,
-        new java.lang.String[] { "Title", "Body", "Subtitle", "ImageUrl", "Sound", "Badge", "Data", "Category", "ThreadId", "CollapseKey", "Priority", "Ttl", "PushType", "ContentAvailable", "MutableContent", "Apns", "Fcm", });
+        new java.lang.String[] { "Title", "Body", "Subtitle", "ImageUrl", "Sound", "Badge", "Data", "Category", "ThreadId", "CollapseKey", "Priority", "Ttl", "PushType", "ContentAvailable", "MutableContent", "Apns", "Fcm", "Localized", });
     internal_static_pushsvc_v1_Message_DataEntry_descriptor =
       internal_static_pushsvc_v1_Message_descriptor.getNestedType(0);
     internal_static_pushsvc_v1_Message_DataEntry_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_Message_DataEntry_descriptor,
+        new java.lang.String[] { "Key", "Value", });
+    internal_static_pushsvc_v1_Message_LocalizedEntry_descriptor =
+      internal_static_pushsvc_v1_Message_descriptor.getNestedType(1);
+    internal_static_pushsvc_v1_Message_LocalizedEntry_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_pushsvc_v1_Message_LocalizedEntry_descriptor,
         new java.lang.String[] { "Key", "Value", });
     internal_static_pushsvc_v1_SendRequest_descriptor =
       getDescriptor().getMessageType(19);
@@ -685,6 +708,12 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_ListNotificationsResponse_descriptor,
         new java.lang.String[] { "Notifications", "NextPageToken", });
+    internal_static_pushsvc_v1_LocalizedContent_descriptor =
+      getDescriptor().getMessageType(35);
+    internal_static_pushsvc_v1_LocalizedContent_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_pushsvc_v1_LocalizedContent_descriptor,
+        new java.lang.String[] { "Title", "Subtitle", "Body", "ImageUrl", });
     descriptor.resolveAllFeaturesImmutable();
     com.google.protobuf.DurationProto.getDescriptor();
     com.google.protobuf.StructProto.getDescriptor();
