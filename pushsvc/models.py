@@ -228,6 +228,11 @@ class Message:
     fcm: FcmOptions = dataclasses.field(default_factory=FcmOptions)
     localized: Mapping[str, LocalizedContent] = dataclasses.field(default_factory=dict)
     """BCP 47 tag → that language's content (see `pushsvc.locales` for which device gets which)."""
+    title_loc_key: str = ""
+    """Device-side localization: a key of the app's own strings, passed through to the providers."""
+    title_loc_args: tuple[str, ...] = ()
+    body_loc_key: str = ""
+    body_loc_args: tuple[str, ...] = ()
 
     def variant(self, tag: str) -> Message:
         """This message with the content of its `tag` variant in place of its own, and no variants."""
@@ -244,7 +249,7 @@ class Message:
     @property
     def has_alert(self) -> bool:
         """True when the message has something a person would see."""
-        return bool(self.title or self.body or self.subtitle)
+        return bool(self.title or self.body or self.subtitle or self.title_loc_key or self.body_loc_key)
 
     def effective_push_type(self) -> PushType:
         """The push type, inferred from the content when unspecified."""

@@ -353,6 +353,14 @@ def _check_message(v: Violations, m: models.Message, limits: Limits) -> None:
             v.add(field, problem)
     if m.badge is not None and m.badge < 0:
         v.add("message.badge", "must not be negative")
+    for name in ("title_loc_key", "body_loc_key"):
+        _text(v, f"message.{name}", getattr(m, name), limits.max_attr_chars * 4)
+    for name in ("title_loc_args", "body_loc_args"):
+        args = getattr(m, name)
+        if len(args) > limits.max_data_entries:
+            v.add(f"message.{name}", f"at most {limits.max_data_entries} arguments (got {len(args)})")
+        for i, arg in enumerate(args[: limits.max_data_entries]):
+            _text(v, f"message.{name}[{i}]", arg, limits.max_text_chars)
     if len(m.localized) > limits.max_localized_variants:
         v.add("message.localized", f"at most {limits.max_localized_variants} variants (got {len(m.localized)})")
     seen: dict[str, str] = {}

@@ -231,6 +231,10 @@ def _message(m: pb.Message) -> models.Message:
             tag: models.LocalizedContent(title=c.title, subtitle=c.subtitle, body=c.body, image_url=c.image_url)
             for tag, c in m.localized.items()
         },
+        title_loc_key=m.title_loc_key,
+        title_loc_args=tuple(m.title_loc_args),
+        body_loc_key=m.body_loc_key,
+        body_loc_args=tuple(m.body_loc_args),
     )
 
 

@@ -331,7 +331,7 @@ class FcmOptions(_message.Message):
     def __init__(self, android: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., apns: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., webpush: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., analytics_label: _Optional[str] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("title", "body", "subtitle", "image_url", "sound", "badge", "data", "category", "thread_id", "collapse_key", "priority", "ttl", "push_type", "content_available", "mutable_content", "apns", "fcm", "localized")
+    __slots__ = ("title", "body", "subtitle", "image_url", "sound", "badge", "data", "category", "thread_id", "collapse_key", "priority", "ttl", "push_type", "content_available", "mutable_content", "apns", "fcm", "localized", "title_loc_key", "title_loc_args", "body_loc_key", "body_loc_args")
     class DataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -364,6 +364,10 @@ class Message(_message.Message):
     APNS_FIELD_NUMBER: _ClassVar[int]
     FCM_FIELD_NUMBER: _ClassVar[int]
     LOCALIZED_FIELD_NUMBER: _ClassVar[int]
+    TITLE_LOC_KEY_FIELD_NUMBER: _ClassVar[int]
+    TITLE_LOC_ARGS_FIELD_NUMBER: _ClassVar[int]
+    BODY_LOC_KEY_FIELD_NUMBER: _ClassVar[int]
+    BODY_LOC_ARGS_FIELD_NUMBER: _ClassVar[int]
     title: str
     body: str
     subtitle: str
@@ -382,7 +386,11 @@ class Message(_message.Message):
     apns: ApnsOptions
     fcm: FcmOptions
     localized: _containers.MessageMap[str, LocalizedContent]
-    def __init__(self, title: _Optional[str] = ..., body: _Optional[str] = ..., subtitle: _Optional[str] = ..., image_url: _Optional[str] = ..., sound: _Optional[str] = ..., badge: _Optional[int] = ..., data: _Optional[_Mapping[str, str]] = ..., category: _Optional[str] = ..., thread_id: _Optional[str] = ..., collapse_key: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., push_type: _Optional[_Union[PushType, str]] = ..., content_available: _Optional[bool] = ..., mutable_content: _Optional[bool] = ..., apns: _Optional[_Union[ApnsOptions, _Mapping]] = ..., fcm: _Optional[_Union[FcmOptions, _Mapping]] = ..., localized: _Optional[_Mapping[str, LocalizedContent]] = ...) -> None: ...
+    title_loc_key: str
+    title_loc_args: _containers.RepeatedScalarFieldContainer[str]
+    body_loc_key: str
+    body_loc_args: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, title: _Optional[str] = ..., body: _Optional[str] = ..., subtitle: _Optional[str] = ..., image_url: _Optional[str] = ..., sound: _Optional[str] = ..., badge: _Optional[int] = ..., data: _Optional[_Mapping[str, str]] = ..., category: _Optional[str] = ..., thread_id: _Optional[str] = ..., collapse_key: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., push_type: _Optional[_Union[PushType, str]] = ..., content_available: _Optional[bool] = ..., mutable_content: _Optional[bool] = ..., apns: _Optional[_Union[ApnsOptions, _Mapping]] = ..., fcm: _Optional[_Union[FcmOptions, _Mapping]] = ..., localized: _Optional[_Mapping[str, LocalizedContent]] = ..., title_loc_key: _Optional[str] = ..., title_loc_args: _Optional[_Iterable[str]] = ..., body_loc_key: _Optional[str] = ..., body_loc_args: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SendRequest(_message.Message):
     __slots__ = ("app_id", "target", "message", "idempotency_key", "validate_only", "send_at")

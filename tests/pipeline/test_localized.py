@@ -57,3 +57,28 @@ async def test_bad_tags_and_oversized_variants_are_field_violations(stack_stub: 
     del message.localized["en US"]
     bad = await violations(stack_stub.Send(pb.SendRequest(app_id=APP, target=pb.Target(all=True), message=message)))
     assert set(bad) == {"message.localized[de]"} and "FCM payload" in bad["message.localized[de]"]
+
+
+async def test_device_side_localization_keys_pass_through(stack: DevStack, stack_stub: push_pb2_grpc.PushServiceStub) -> None:
+    await register(stack_stub, apns(7), A, user_id="loc")
+    await register(stack_stub, "fcm-loc", F, user_id="loc")
+    message = pb.Message(
+        title_loc_key="WELCOME_TITLE", title_loc_args=["Ana"], body_loc_key="WELCOME_BODY", body_loc_args=["3", "days"],
+    )
+    sent = await stack_stub.Send(pb.SendRequest(app_id=APP, target=pb.Target(users=pb.UserList(user_ids=["loc"])), message=message))
+    got = by_token(await receipts(stack_stub, sent.notification_id))
+    assert {r.status for r in got.values()} == {pb.DELIVERY_STATUS_DELIVERED}
+    [apns_in] = stack.emulator.inbox.entries(platform="apns", token=apns(7))
+    assert apns_in.payload["aps"]["alert"] == {
+        "title-loc-key": "WELCOME_TITLE", "title-loc-args": ["Ana"], "loc-key": "WELCOME_BODY", "loc-args": ["3", "days"],
+    }
+    assert apns_in.headers["apns-push-type"] == "alert"  # keys alone make a visible alert
+    [fcm_in] = stack.emulator.inbox.entries(platform="fcm", token="fcm-loc")
+    android = fcm_in.payload["android"]["notification"]
+    assert (android["title_loc_key"], android["title_loc_args"], android["body_loc_key"], android["body_loc_args"]) == (
+        "WELCOME_TITLE", ["Ana"], "WELCOME_BODY", ["3", "days"]
+    )
+    assert fcm_in.payload["apns"]["payload"]["aps"]["alert"]["loc-key"] == "WELCOME_BODY"
+    too_many = pb.Message(title="x", body_loc_args=["a"] * 101, title_loc_key="k" * 300)
+    bad = await violations(stack_stub.Send(pb.SendRequest(app_id=APP, target=pb.Target(all=True), message=too_many)))
+    assert set(bad) == {"message.body_loc_args", "message.title_loc_key"}

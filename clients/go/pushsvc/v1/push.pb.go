@@ -1759,7 +1759,16 @@ type Message struct {
 	// to the message's. At most 50 variants; each is checked against the
 	// payload limits at Send time. (Numbered 20: 18 and 19 are left to other
 	// additions to Message.)
-	Localized     map[string]*LocalizedContent `protobuf:"bytes,20,rep,name=localized,proto3" json:"localized,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Localized map[string]*LocalizedContent `protobuf:"bytes,20,rep,name=localized,proto3" json:"localized,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// For apps that localize on the device: the key of a string in the app's
+	// own bundle, and the arguments it formats. They reach APNs as the alert's
+	// title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+	// android.notification's title_loc_key, title_loc_args, body_loc_key and
+	// body_loc_args (and in its apns block as for APNs).
+	TitleLocKey   string   `protobuf:"bytes,21,opt,name=title_loc_key,json=titleLocKey,proto3" json:"title_loc_key,omitempty"`
+	TitleLocArgs  []string `protobuf:"bytes,22,rep,name=title_loc_args,json=titleLocArgs,proto3" json:"title_loc_args,omitempty"`
+	BodyLocKey    string   `protobuf:"bytes,23,opt,name=body_loc_key,json=bodyLocKey,proto3" json:"body_loc_key,omitempty"`
+	BodyLocArgs   []string `protobuf:"bytes,24,rep,name=body_loc_args,json=bodyLocArgs,proto3" json:"body_loc_args,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1916,6 +1925,34 @@ func (x *Message) GetFcm() *FcmOptions {
 func (x *Message) GetLocalized() map[string]*LocalizedContent {
 	if x != nil {
 		return x.Localized
+	}
+	return nil
+}
+
+func (x *Message) GetTitleLocKey() string {
+	if x != nil {
+		return x.TitleLocKey
+	}
+	return ""
+}
+
+func (x *Message) GetTitleLocArgs() []string {
+	if x != nil {
+		return x.TitleLocArgs
+	}
+	return nil
+}
+
+func (x *Message) GetBodyLocKey() string {
+	if x != nil {
+		return x.BodyLocKey
+	}
+	return ""
+}
+
+func (x *Message) GetBodyLocArgs() []string {
+	if x != nil {
+		return x.BodyLocArgs
 	}
 	return nil
 }
@@ -3294,7 +3331,7 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\aandroid\x18\x01 \x01(\v2\x17.google.protobuf.StructR\aandroid\x12+\n" +
 	"\x04apns\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x04apns\x121\n" +
 	"\awebpush\x18\x03 \x01(\v2\x17.google.protobuf.StructR\awebpush\x12'\n" +
-	"\x0fanalytics_label\x18\x04 \x01(\tR\x0eanalyticsLabel\"\xcc\x06\n" +
+	"\x0fanalytics_label\x18\x04 \x01(\tR\x0eanalyticsLabel\"\xdc\a\n" +
 	"\aMessage\x12\x14\n" +
 	"\x05title\x18\x01 \x01(\tR\x05title\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\tR\x04body\x12\x1a\n" +
@@ -3314,7 +3351,12 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x0fmutable_content\x18\x0f \x01(\bR\x0emutableContent\x12+\n" +
 	"\x04apns\x18\x10 \x01(\v2\x17.pushsvc.v1.ApnsOptionsR\x04apns\x12(\n" +
 	"\x03fcm\x18\x11 \x01(\v2\x16.pushsvc.v1.FcmOptionsR\x03fcm\x12@\n" +
-	"\tlocalized\x18\x14 \x03(\v2\".pushsvc.v1.Message.LocalizedEntryR\tlocalized\x1a7\n" +
+	"\tlocalized\x18\x14 \x03(\v2\".pushsvc.v1.Message.LocalizedEntryR\tlocalized\x12\"\n" +
+	"\rtitle_loc_key\x18\x15 \x01(\tR\vtitleLocKey\x12$\n" +
+	"\x0etitle_loc_args\x18\x16 \x03(\tR\ftitleLocArgs\x12 \n" +
+	"\fbody_loc_key\x18\x17 \x01(\tR\n" +
+	"bodyLocKey\x12\"\n" +
+	"\rbody_loc_args\x18\x18 \x03(\tR\vbodyLocArgs\x1a7\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aZ\n" +

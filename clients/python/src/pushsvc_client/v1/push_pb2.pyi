@@ -869,6 +869,10 @@ class Message(_message.Message):
     APNS_FIELD_NUMBER: _builtins.int
     FCM_FIELD_NUMBER: _builtins.int
     LOCALIZED_FIELD_NUMBER: _builtins.int
+    TITLE_LOC_KEY_FIELD_NUMBER: _builtins.int
+    TITLE_LOC_ARGS_FIELD_NUMBER: _builtins.int
+    BODY_LOC_KEY_FIELD_NUMBER: _builtins.int
+    BODY_LOC_ARGS_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     body: _builtins.str
     subtitle: _builtins.str
@@ -883,6 +887,14 @@ class Message(_message.Message):
     push_type: Global___PushType.ValueType
     content_available: _builtins.bool
     mutable_content: _builtins.bool
+    title_loc_key: _builtins.str
+    """For apps that localize on the device: the key of a string in the app's
+    own bundle, and the arguments it formats. They reach APNs as the alert's
+    title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+    android.notification's title_loc_key, title_loc_args, body_loc_key and
+    body_loc_args (and in its apns block as for APNs).
+    """
+    body_loc_key: _builtins.str
     @_builtins.property
     def data(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -904,6 +916,10 @@ class Message(_message.Message):
         additions to Message.)
         """
 
+    @_builtins.property
+    def title_loc_args(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def body_loc_args(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -925,10 +941,14 @@ class Message(_message.Message):
         apns: Global___ApnsOptions | None = ...,
         fcm: Global___FcmOptions | None = ...,
         localized: _abc.Mapping[_builtins.str, Global___LocalizedContent] | None = ...,
+        title_loc_key: _builtins.str = ...,
+        title_loc_args: _abc.Iterable[_builtins.str] | None = ...,
+        body_loc_key: _builtins.str = ...,
+        body_loc_args: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_badge", b"_badge", "apns", b"apns", "badge", b"badge", "fcm", b"fcm", "ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_badge", b"_badge", "apns", b"apns", "badge", b"badge", "body", b"body", "category", b"category", "collapse_key", b"collapse_key", "content_available", b"content_available", "data", b"data", "fcm", b"fcm", "image_url", b"image_url", "localized", b"localized", "mutable_content", b"mutable_content", "priority", b"priority", "push_type", b"push_type", "sound", b"sound", "subtitle", b"subtitle", "thread_id", b"thread_id", "title", b"title", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_badge", b"_badge", "apns", b"apns", "badge", b"badge", "body", b"body", "body_loc_args", b"body_loc_args", "body_loc_key", b"body_loc_key", "category", b"category", "collapse_key", b"collapse_key", "content_available", b"content_available", "data", b"data", "fcm", b"fcm", "image_url", b"image_url", "localized", b"localized", "mutable_content", b"mutable_content", "priority", b"priority", "push_type", b"push_type", "sound", b"sound", "subtitle", b"subtitle", "thread_id", b"thread_id", "title", b"title", "title_loc_args", b"title_loc_args", "title_loc_key", b"title_loc_key", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__badge: _TypeAlias = _typing.Literal["badge"]  # noqa: Y015
     _WhichOneofArgType__badge: _TypeAlias = _typing.Literal["_badge", b"_badge"]  # noqa: Y015

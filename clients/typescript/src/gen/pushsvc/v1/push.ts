@@ -640,6 +640,17 @@ export interface Message {
    * additions to Message.)
    */
   localized: { [key: string]: LocalizedContent };
+  /**
+   * For apps that localize on the device: the key of a string in the app's
+   * own bundle, and the arguments it formats. They reach APNs as the alert's
+   * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+   * android.notification's title_loc_key, title_loc_args, body_loc_key and
+   * body_loc_args (and in its apns block as for APNs).
+   */
+  titleLocKey: string;
+  titleLocArgs: string[];
+  bodyLocKey: string;
+  bodyLocArgs: string[];
 }
 
 export interface Message_DataEntry {
@@ -3246,6 +3257,10 @@ function createBaseMessage(): Message {
     apns: undefined,
     fcm: undefined,
     localized: {},
+    titleLocKey: "",
+    titleLocArgs: [],
+    bodyLocKey: "",
+    bodyLocArgs: [],
   };
 }
 
@@ -3305,6 +3320,18 @@ export const Message: MessageFns<Message> = {
     globalThis.Object.entries(message.localized).forEach(([key, value]: [string, LocalizedContent]) => {
       Message_LocalizedEntry.encode({ key: key as any, value }, writer.uint32(162).fork()).join();
     });
+    if (message.titleLocKey !== "") {
+      writer.uint32(170).string(message.titleLocKey);
+    }
+    for (const v of message.titleLocArgs) {
+      writer.uint32(178).string(v!);
+    }
+    if (message.bodyLocKey !== "") {
+      writer.uint32(186).string(message.bodyLocKey);
+    }
+    for (const v of message.bodyLocArgs) {
+      writer.uint32(194).string(v!);
+    }
     return writer;
   },
 
@@ -3471,6 +3498,38 @@ export const Message: MessageFns<Message> = {
             }
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.titleLocKey = reader.string();
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.titleLocArgs.push(reader.string());
+            continue;
+          }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.bodyLocKey = reader.string();
+            continue;
+          }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.bodyLocArgs.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3553,6 +3612,26 @@ export const Message: MessageFns<Message> = {
           {},
         )
         : {},
+      titleLocKey: isSet(object.titleLocKey)
+        ? globalThis.String(object.titleLocKey)
+        : isSet(object.title_loc_key)
+        ? globalThis.String(object.title_loc_key)
+        : "",
+      titleLocArgs: globalThis.Array.isArray(object?.titleLocArgs)
+        ? object.titleLocArgs.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.title_loc_args)
+        ? object.title_loc_args.map((e: any) => globalThis.String(e))
+        : [],
+      bodyLocKey: isSet(object.bodyLocKey)
+        ? globalThis.String(object.bodyLocKey)
+        : isSet(object.body_loc_key)
+        ? globalThis.String(object.body_loc_key)
+        : "",
+      bodyLocArgs: globalThis.Array.isArray(object?.bodyLocArgs)
+        ? object.bodyLocArgs.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.body_loc_args)
+        ? object.body_loc_args.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -3624,6 +3703,18 @@ export const Message: MessageFns<Message> = {
         });
       }
     }
+    if (message.titleLocKey !== "") {
+      obj.titleLocKey = message.titleLocKey;
+    }
+    if (message.titleLocArgs?.length) {
+      obj.titleLocArgs = message.titleLocArgs;
+    }
+    if (message.bodyLocKey !== "") {
+      obj.bodyLocKey = message.bodyLocKey;
+    }
+    if (message.bodyLocArgs?.length) {
+      obj.bodyLocArgs = message.bodyLocArgs;
+    }
     return obj;
   },
 
@@ -3668,6 +3759,10 @@ export const Message: MessageFns<Message> = {
       },
       {},
     );
+    message.titleLocKey = object.titleLocKey ?? "";
+    message.titleLocArgs = object.titleLocArgs?.map((e) => e) || [];
+    message.bodyLocKey = object.bodyLocKey ?? "";
+    message.bodyLocArgs = object.bodyLocArgs?.map((e) => e) || [];
     return message;
   },
 };

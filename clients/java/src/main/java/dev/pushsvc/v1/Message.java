@@ -42,6 +42,12 @@ private static final long serialVersionUID = 0L;
     collapseKey_ = "";
     priority_ = 0;
     pushType_ = 0;
+    titleLocKey_ = "";
+    titleLocArgs_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    bodyLocKey_ = "";
+    bodyLocArgs_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -762,6 +768,174 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
     return map.get(key);
   }
 
+  public static final int TITLE_LOC_KEY_FIELD_NUMBER = 21;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object titleLocKey_ = "";
+  /**
+   * <pre>
+   * For apps that localize on the device: the key of a string in the app's
+   * own bundle, and the arguments it formats. They reach APNs as the alert's
+   * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+   * android.notification's title_loc_key, title_loc_args, body_loc_key and
+   * body_loc_args (and in its apns block as for APNs).
+   * </pre>
+   *
+   * <code>string title_loc_key = 21 [json_name = "titleLocKey"];</code>
+   * @return The titleLocKey.
+   */
+  @java.lang.Override
+  public java.lang.String getTitleLocKey() {
+    java.lang.Object ref = titleLocKey_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      titleLocKey_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * For apps that localize on the device: the key of a string in the app's
+   * own bundle, and the arguments it formats. They reach APNs as the alert's
+   * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+   * android.notification's title_loc_key, title_loc_args, body_loc_key and
+   * body_loc_args (and in its apns block as for APNs).
+   * </pre>
+   *
+   * <code>string title_loc_key = 21 [json_name = "titleLocKey"];</code>
+   * @return The bytes for titleLocKey.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getTitleLocKeyBytes() {
+    java.lang.Object ref = titleLocKey_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      titleLocKey_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
+  public static final int TITLE_LOC_ARGS_FIELD_NUMBER = 22;
+  @SuppressWarnings("serial")
+  private com.google.protobuf.LazyStringArrayList titleLocArgs_ =
+      com.google.protobuf.LazyStringArrayList.emptyList();
+  /**
+   * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+   * @return A list containing the titleLocArgs.
+   */
+  public com.google.protobuf.ProtocolStringList
+      getTitleLocArgsList() {
+    return titleLocArgs_;
+  }
+  /**
+   * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+   * @return The count of titleLocArgs.
+   */
+  public int getTitleLocArgsCount() {
+    return titleLocArgs_.size();
+  }
+  /**
+   * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+   * @param index The index of the element to return.
+   * @return The titleLocArgs at the given index.
+   */
+  public java.lang.String getTitleLocArgs(int index) {
+    return titleLocArgs_.get(index);
+  }
+  /**
+   * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the titleLocArgs at the given index.
+   */
+  public com.google.protobuf.ByteString
+      getTitleLocArgsBytes(int index) {
+    return titleLocArgs_.getByteString(index);
+  }
+
+  public static final int BODY_LOC_KEY_FIELD_NUMBER = 23;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object bodyLocKey_ = "";
+  /**
+   * <code>string body_loc_key = 23 [json_name = "bodyLocKey"];</code>
+   * @return The bodyLocKey.
+   */
+  @java.lang.Override
+  public java.lang.String getBodyLocKey() {
+    java.lang.Object ref = bodyLocKey_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      bodyLocKey_ = s;
+      return s;
+    }
+  }
+  /**
+   * <code>string body_loc_key = 23 [json_name = "bodyLocKey"];</code>
+   * @return The bytes for bodyLocKey.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getBodyLocKeyBytes() {
+    java.lang.Object ref = bodyLocKey_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      bodyLocKey_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
+  public static final int BODY_LOC_ARGS_FIELD_NUMBER = 24;
+  @SuppressWarnings("serial")
+  private com.google.protobuf.LazyStringArrayList bodyLocArgs_ =
+      com.google.protobuf.LazyStringArrayList.emptyList();
+  /**
+   * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+   * @return A list containing the bodyLocArgs.
+   */
+  public com.google.protobuf.ProtocolStringList
+      getBodyLocArgsList() {
+    return bodyLocArgs_;
+  }
+  /**
+   * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+   * @return The count of bodyLocArgs.
+   */
+  public int getBodyLocArgsCount() {
+    return bodyLocArgs_.size();
+  }
+  /**
+   * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+   * @param index The index of the element to return.
+   * @return The bodyLocArgs at the given index.
+   */
+  public java.lang.String getBodyLocArgs(int index) {
+    return bodyLocArgs_.get(index);
+  }
+  /**
+   * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the bodyLocArgs at the given index.
+   */
+  public com.google.protobuf.ByteString
+      getBodyLocArgsBytes(int index) {
+    return bodyLocArgs_.getByteString(index);
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -836,6 +1010,18 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
         internalGetLocalized(),
         LocalizedDefaultEntryHolder.defaultEntry,
         20);
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(titleLocKey_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 21, titleLocKey_);
+    }
+    for (int i = 0; i < titleLocArgs_.size(); i++) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 22, titleLocArgs_.getRaw(i));
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(bodyLocKey_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 23, bodyLocKey_);
+    }
+    for (int i = 0; i < bodyLocArgs_.size(); i++) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 24, bodyLocArgs_.getRaw(i));
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -916,6 +1102,28 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       size += com.google.protobuf.CodedOutputStream
           .computeMessageSize(20, localized__);
     }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(titleLocKey_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(21, titleLocKey_);
+    }
+    {
+      int dataSize = 0;
+      for (int i = 0; i < titleLocArgs_.size(); i++) {
+        dataSize += computeStringSizeNoTag(titleLocArgs_.getRaw(i));
+      }
+      size += dataSize;
+      size += 2 * getTitleLocArgsList().size();
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(bodyLocKey_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(23, bodyLocKey_);
+    }
+    {
+      int dataSize = 0;
+      for (int i = 0; i < bodyLocArgs_.size(); i++) {
+        dataSize += computeStringSizeNoTag(bodyLocArgs_.getRaw(i));
+      }
+      size += dataSize;
+      size += 2 * getBodyLocArgsList().size();
+    }
     return size;
   }
   @java.lang.Override
@@ -986,6 +1194,14 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
     }
     if (!internalGetLocalized().equals(
         other.internalGetLocalized())) return false;
+    if (!getTitleLocKey()
+        .equals(other.getTitleLocKey())) return false;
+    if (!getTitleLocArgsList()
+        .equals(other.getTitleLocArgsList())) return false;
+    if (!getBodyLocKey()
+        .equals(other.getBodyLocKey())) return false;
+    if (!getBodyLocArgsList()
+        .equals(other.getBodyLocArgsList())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -1046,6 +1262,18 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
     if (!internalGetLocalized().getMap().isEmpty()) {
       hash = (37 * hash) + LOCALIZED_FIELD_NUMBER;
       hash = (53 * hash) + internalGetLocalized().hashCode();
+    }
+    hash = (37 * hash) + TITLE_LOC_KEY_FIELD_NUMBER;
+    hash = (53 * hash) + getTitleLocKey().hashCode();
+    if (getTitleLocArgsCount() > 0) {
+      hash = (37 * hash) + TITLE_LOC_ARGS_FIELD_NUMBER;
+      hash = (53 * hash) + getTitleLocArgsList().hashCode();
+    }
+    hash = (37 * hash) + BODY_LOC_KEY_FIELD_NUMBER;
+    hash = (53 * hash) + getBodyLocKey().hashCode();
+    if (getBodyLocArgsCount() > 0) {
+      hash = (37 * hash) + BODY_LOC_ARGS_FIELD_NUMBER;
+      hash = (53 * hash) + getBodyLocArgsList().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -1246,6 +1474,12 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
         fcmBuilder_ = null;
       }
       internalGetMutableLocalized().clear();
+      titleLocKey_ = "";
+      titleLocArgs_ =
+          com.google.protobuf.LazyStringArrayList.emptyList();
+      bodyLocKey_ = "";
+      bodyLocArgs_ =
+          com.google.protobuf.LazyStringArrayList.emptyList();
       return this;
     }
 
@@ -1345,6 +1579,20 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       if (((from_bitField0_ & 0x00020000) != 0)) {
         result.localized_ = internalGetLocalized().build(LocalizedDefaultEntryHolder.defaultEntry);
       }
+      if (((from_bitField0_ & 0x00040000) != 0)) {
+        result.titleLocKey_ = titleLocKey_;
+      }
+      if (((from_bitField0_ & 0x00080000) != 0)) {
+        titleLocArgs_.makeImmutable();
+        result.titleLocArgs_ = titleLocArgs_;
+      }
+      if (((from_bitField0_ & 0x00100000) != 0)) {
+        result.bodyLocKey_ = bodyLocKey_;
+      }
+      if (((from_bitField0_ & 0x00200000) != 0)) {
+        bodyLocArgs_.makeImmutable();
+        result.bodyLocArgs_ = bodyLocArgs_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -1430,6 +1678,36 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       internalGetMutableLocalized().mergeFrom(
           other.internalGetLocalized());
       bitField0_ |= 0x00020000;
+      if (!other.getTitleLocKey().isEmpty()) {
+        titleLocKey_ = other.titleLocKey_;
+        bitField0_ |= 0x00040000;
+        onChanged();
+      }
+      if (!other.titleLocArgs_.isEmpty()) {
+        if (titleLocArgs_.isEmpty()) {
+          titleLocArgs_ = other.titleLocArgs_;
+          bitField0_ |= 0x00080000;
+        } else {
+          ensureTitleLocArgsIsMutable();
+          titleLocArgs_.addAll(other.titleLocArgs_);
+        }
+        onChanged();
+      }
+      if (!other.getBodyLocKey().isEmpty()) {
+        bodyLocKey_ = other.bodyLocKey_;
+        bitField0_ |= 0x00100000;
+        onChanged();
+      }
+      if (!other.bodyLocArgs_.isEmpty()) {
+        if (bodyLocArgs_.isEmpty()) {
+          bodyLocArgs_ = other.bodyLocArgs_;
+          bitField0_ |= 0x00200000;
+        } else {
+          ensureBodyLocArgsIsMutable();
+          bodyLocArgs_.addAll(other.bodyLocArgs_);
+        }
+        onChanged();
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -1558,6 +1836,26 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
               bitField0_ |= 0x00020000;
               break;
             } // case 162
+            case 170: {
+              titleLocKey_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00040000;
+              break;
+            } // case 170
+            case 178: {
+              ensureTitleLocArgsIsMutable();
+              titleLocArgs_.add(input.readStringRequireUtf8());
+              break;
+            } // case 178
+            case 186: {
+              bodyLocKey_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00100000;
+              break;
+            } // case 186
+            case 194: {
+              ensureBodyLocArgsIsMutable();
+              bodyLocArgs_.add(input.readStringRequireUtf8());
+              break;
+            } // case 194
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -3127,6 +3425,412 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
         builderMap.put(key, entry);
       }
       return (dev.pushsvc.v1.LocalizedContent.Builder) entry;
+    }
+
+    private java.lang.Object titleLocKey_ = "";
+    /**
+     * <pre>
+     * For apps that localize on the device: the key of a string in the app's
+     * own bundle, and the arguments it formats. They reach APNs as the alert's
+     * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+     * android.notification's title_loc_key, title_loc_args, body_loc_key and
+     * body_loc_args (and in its apns block as for APNs).
+     * </pre>
+     *
+     * <code>string title_loc_key = 21 [json_name = "titleLocKey"];</code>
+     * @return The titleLocKey.
+     */
+    public java.lang.String getTitleLocKey() {
+      java.lang.Object ref = titleLocKey_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        titleLocKey_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * For apps that localize on the device: the key of a string in the app's
+     * own bundle, and the arguments it formats. They reach APNs as the alert's
+     * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+     * android.notification's title_loc_key, title_loc_args, body_loc_key and
+     * body_loc_args (and in its apns block as for APNs).
+     * </pre>
+     *
+     * <code>string title_loc_key = 21 [json_name = "titleLocKey"];</code>
+     * @return The bytes for titleLocKey.
+     */
+    public com.google.protobuf.ByteString
+        getTitleLocKeyBytes() {
+      java.lang.Object ref = titleLocKey_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        titleLocKey_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * For apps that localize on the device: the key of a string in the app's
+     * own bundle, and the arguments it formats. They reach APNs as the alert's
+     * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+     * android.notification's title_loc_key, title_loc_args, body_loc_key and
+     * body_loc_args (and in its apns block as for APNs).
+     * </pre>
+     *
+     * <code>string title_loc_key = 21 [json_name = "titleLocKey"];</code>
+     * @param value The titleLocKey to set.
+     * @return This builder for chaining.
+     */
+    public Builder setTitleLocKey(
+        java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      titleLocKey_ = value;
+      bitField0_ |= 0x00040000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * For apps that localize on the device: the key of a string in the app's
+     * own bundle, and the arguments it formats. They reach APNs as the alert's
+     * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+     * android.notification's title_loc_key, title_loc_args, body_loc_key and
+     * body_loc_args (and in its apns block as for APNs).
+     * </pre>
+     *
+     * <code>string title_loc_key = 21 [json_name = "titleLocKey"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearTitleLocKey() {
+      titleLocKey_ = getDefaultInstance().getTitleLocKey();
+      bitField0_ = (bitField0_ & ~0x00040000);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * For apps that localize on the device: the key of a string in the app's
+     * own bundle, and the arguments it formats. They reach APNs as the alert's
+     * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+     * android.notification's title_loc_key, title_loc_args, body_loc_key and
+     * body_loc_args (and in its apns block as for APNs).
+     * </pre>
+     *
+     * <code>string title_loc_key = 21 [json_name = "titleLocKey"];</code>
+     * @param value The bytes for titleLocKey to set.
+     * @return This builder for chaining.
+     */
+    public Builder setTitleLocKeyBytes(
+        com.google.protobuf.ByteString value) {
+      java.util.Objects.requireNonNull(value);
+      checkByteStringIsUtf8(value);
+      titleLocKey_ = value;
+      bitField0_ |= 0x00040000;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.LazyStringArrayList titleLocArgs_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    private void ensureTitleLocArgsIsMutable() {
+      if (!titleLocArgs_.isModifiable()) {
+        titleLocArgs_ = new com.google.protobuf.LazyStringArrayList(titleLocArgs_);
+      }
+      bitField0_ |= 0x00080000;
+    }
+    /**
+     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * @return A list containing the titleLocArgs.
+     */
+    public com.google.protobuf.ProtocolStringList
+        getTitleLocArgsList() {
+      titleLocArgs_.makeImmutable();
+      return titleLocArgs_;
+    }
+    /**
+     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * @return The count of titleLocArgs.
+     */
+    public int getTitleLocArgsCount() {
+      return titleLocArgs_.size();
+    }
+    /**
+     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * @param index The index of the element to return.
+     * @return The titleLocArgs at the given index.
+     */
+    public java.lang.String getTitleLocArgs(int index) {
+      return titleLocArgs_.get(index);
+    }
+    /**
+     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * @param index The index of the value to return.
+     * @return The bytes of the titleLocArgs at the given index.
+     */
+    public com.google.protobuf.ByteString
+        getTitleLocArgsBytes(int index) {
+      return titleLocArgs_.getByteString(index);
+    }
+    /**
+     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * @param index The index to set the value at.
+     * @param value The titleLocArgs to set.
+     * @return This builder for chaining.
+     */
+    public Builder setTitleLocArgs(
+        int index, java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureTitleLocArgsIsMutable();
+      titleLocArgs_.set(index, value);
+      bitField0_ |= 0x00080000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * @param value The titleLocArgs to add.
+     * @return This builder for chaining.
+     */
+    public Builder addTitleLocArgs(
+        java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureTitleLocArgsIsMutable();
+      titleLocArgs_.add(value);
+      bitField0_ |= 0x00080000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * @param values The titleLocArgs to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAllTitleLocArgs(
+        java.lang.Iterable<java.lang.String> values) {
+      ensureTitleLocArgsIsMutable();
+      com.google.protobuf.AbstractMessageLite.Builder.addAll(
+          values, titleLocArgs_);
+      bitField0_ |= 0x00080000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearTitleLocArgs() {
+      titleLocArgs_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+      bitField0_ = (bitField0_ & ~0x00080000);;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * @param value The bytes of the titleLocArgs to add.
+     * @return This builder for chaining.
+     */
+    public Builder addTitleLocArgsBytes(
+        com.google.protobuf.ByteString value) {
+      java.util.Objects.requireNonNull(value);
+      checkByteStringIsUtf8(value);
+      ensureTitleLocArgsIsMutable();
+      titleLocArgs_.add(value);
+      bitField0_ |= 0x00080000;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object bodyLocKey_ = "";
+    /**
+     * <code>string body_loc_key = 23 [json_name = "bodyLocKey"];</code>
+     * @return The bodyLocKey.
+     */
+    public java.lang.String getBodyLocKey() {
+      java.lang.Object ref = bodyLocKey_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        bodyLocKey_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <code>string body_loc_key = 23 [json_name = "bodyLocKey"];</code>
+     * @return The bytes for bodyLocKey.
+     */
+    public com.google.protobuf.ByteString
+        getBodyLocKeyBytes() {
+      java.lang.Object ref = bodyLocKey_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        bodyLocKey_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <code>string body_loc_key = 23 [json_name = "bodyLocKey"];</code>
+     * @param value The bodyLocKey to set.
+     * @return This builder for chaining.
+     */
+    public Builder setBodyLocKey(
+        java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      bodyLocKey_ = value;
+      bitField0_ |= 0x00100000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>string body_loc_key = 23 [json_name = "bodyLocKey"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearBodyLocKey() {
+      bodyLocKey_ = getDefaultInstance().getBodyLocKey();
+      bitField0_ = (bitField0_ & ~0x00100000);
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>string body_loc_key = 23 [json_name = "bodyLocKey"];</code>
+     * @param value The bytes for bodyLocKey to set.
+     * @return This builder for chaining.
+     */
+    public Builder setBodyLocKeyBytes(
+        com.google.protobuf.ByteString value) {
+      java.util.Objects.requireNonNull(value);
+      checkByteStringIsUtf8(value);
+      bodyLocKey_ = value;
+      bitField0_ |= 0x00100000;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.LazyStringArrayList bodyLocArgs_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    private void ensureBodyLocArgsIsMutable() {
+      if (!bodyLocArgs_.isModifiable()) {
+        bodyLocArgs_ = new com.google.protobuf.LazyStringArrayList(bodyLocArgs_);
+      }
+      bitField0_ |= 0x00200000;
+    }
+    /**
+     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * @return A list containing the bodyLocArgs.
+     */
+    public com.google.protobuf.ProtocolStringList
+        getBodyLocArgsList() {
+      bodyLocArgs_.makeImmutable();
+      return bodyLocArgs_;
+    }
+    /**
+     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * @return The count of bodyLocArgs.
+     */
+    public int getBodyLocArgsCount() {
+      return bodyLocArgs_.size();
+    }
+    /**
+     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * @param index The index of the element to return.
+     * @return The bodyLocArgs at the given index.
+     */
+    public java.lang.String getBodyLocArgs(int index) {
+      return bodyLocArgs_.get(index);
+    }
+    /**
+     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * @param index The index of the value to return.
+     * @return The bytes of the bodyLocArgs at the given index.
+     */
+    public com.google.protobuf.ByteString
+        getBodyLocArgsBytes(int index) {
+      return bodyLocArgs_.getByteString(index);
+    }
+    /**
+     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * @param index The index to set the value at.
+     * @param value The bodyLocArgs to set.
+     * @return This builder for chaining.
+     */
+    public Builder setBodyLocArgs(
+        int index, java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureBodyLocArgsIsMutable();
+      bodyLocArgs_.set(index, value);
+      bitField0_ |= 0x00200000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * @param value The bodyLocArgs to add.
+     * @return This builder for chaining.
+     */
+    public Builder addBodyLocArgs(
+        java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureBodyLocArgsIsMutable();
+      bodyLocArgs_.add(value);
+      bitField0_ |= 0x00200000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * @param values The bodyLocArgs to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAllBodyLocArgs(
+        java.lang.Iterable<java.lang.String> values) {
+      ensureBodyLocArgsIsMutable();
+      com.google.protobuf.AbstractMessageLite.Builder.addAll(
+          values, bodyLocArgs_);
+      bitField0_ |= 0x00200000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearBodyLocArgs() {
+      bodyLocArgs_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+      bitField0_ = (bitField0_ & ~0x00200000);;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * @param value The bytes of the bodyLocArgs to add.
+     * @return This builder for chaining.
+     */
+    public Builder addBodyLocArgsBytes(
+        com.google.protobuf.ByteString value) {
+      java.util.Objects.requireNonNull(value);
+      checkByteStringIsUtf8(value);
+      ensureBodyLocArgsIsMutable();
+      bodyLocArgs_.add(value);
+      bitField0_ |= 0x00200000;
+      onChanged();
+      return this;
     }
 
     // @@protoc_insertion_point(builder_scope:pushsvc.v1.Message)
