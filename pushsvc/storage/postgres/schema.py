@@ -216,8 +216,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         $fn$;
         """,
     ),
+    # 4 is webhook_cursors, on main since this branch began; this one follows it there.
     Migration(
-        4,
+        5,
         "cancellation, the notification listing and localized variants: a cancelled counter, the cancel time, "
         "the variants' rendered bodies, (app, created_at) indexes",
         """
