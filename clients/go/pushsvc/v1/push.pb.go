@@ -1757,18 +1757,17 @@ type Message struct {
 	// cut at its last subtag, down to the language; else this message's own
 	// title, subtitle, body and image_url. A variant's empty field falls back
 	// to the message's. At most 50 variants; each is checked against the
-	// payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-	// additions to Message.)
-	Localized map[string]*LocalizedContent `protobuf:"bytes,20,rep,name=localized,proto3" json:"localized,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// payload limits at Send time.
+	Localized map[string]*LocalizedContent `protobuf:"bytes,18,rep,name=localized,proto3" json:"localized,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// For apps that localize on the device: the key of a string in the app's
 	// own bundle, and the arguments it formats. They reach APNs as the alert's
 	// title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
 	// android.notification's title_loc_key, title_loc_args, body_loc_key and
 	// body_loc_args (and in its apns block as for APNs).
-	TitleLocKey   string   `protobuf:"bytes,21,opt,name=title_loc_key,json=titleLocKey,proto3" json:"title_loc_key,omitempty"`
-	TitleLocArgs  []string `protobuf:"bytes,22,rep,name=title_loc_args,json=titleLocArgs,proto3" json:"title_loc_args,omitempty"`
-	BodyLocKey    string   `protobuf:"bytes,23,opt,name=body_loc_key,json=bodyLocKey,proto3" json:"body_loc_key,omitempty"`
-	BodyLocArgs   []string `protobuf:"bytes,24,rep,name=body_loc_args,json=bodyLocArgs,proto3" json:"body_loc_args,omitempty"`
+	TitleLocKey   string   `protobuf:"bytes,19,opt,name=title_loc_key,json=titleLocKey,proto3" json:"title_loc_key,omitempty"`
+	TitleLocArgs  []string `protobuf:"bytes,20,rep,name=title_loc_args,json=titleLocArgs,proto3" json:"title_loc_args,omitempty"`
+	BodyLocKey    string   `protobuf:"bytes,21,opt,name=body_loc_key,json=bodyLocKey,proto3" json:"body_loc_key,omitempty"`
+	BodyLocArgs   []string `protobuf:"bytes,22,rep,name=body_loc_args,json=bodyLocArgs,proto3" json:"body_loc_args,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3351,12 +3350,12 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x0fmutable_content\x18\x0f \x01(\bR\x0emutableContent\x12+\n" +
 	"\x04apns\x18\x10 \x01(\v2\x17.pushsvc.v1.ApnsOptionsR\x04apns\x12(\n" +
 	"\x03fcm\x18\x11 \x01(\v2\x16.pushsvc.v1.FcmOptionsR\x03fcm\x12@\n" +
-	"\tlocalized\x18\x14 \x03(\v2\".pushsvc.v1.Message.LocalizedEntryR\tlocalized\x12\"\n" +
-	"\rtitle_loc_key\x18\x15 \x01(\tR\vtitleLocKey\x12$\n" +
-	"\x0etitle_loc_args\x18\x16 \x03(\tR\ftitleLocArgs\x12 \n" +
-	"\fbody_loc_key\x18\x17 \x01(\tR\n" +
+	"\tlocalized\x18\x12 \x03(\v2\".pushsvc.v1.Message.LocalizedEntryR\tlocalized\x12\"\n" +
+	"\rtitle_loc_key\x18\x13 \x01(\tR\vtitleLocKey\x12$\n" +
+	"\x0etitle_loc_args\x18\x14 \x03(\tR\ftitleLocArgs\x12 \n" +
+	"\fbody_loc_key\x18\x15 \x01(\tR\n" +
 	"bodyLocKey\x12\"\n" +
-	"\rbody_loc_args\x18\x18 \x03(\tR\vbodyLocArgs\x1a7\n" +
+	"\rbody_loc_args\x18\x16 \x03(\tR\vbodyLocArgs\x1a7\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aZ\n" +

@@ -912,8 +912,7 @@ class Message(_message.Message):
         cut at its last subtag, down to the language; else this message's own
         title, subtitle, body and image_url. A variant's empty field falls back
         to the message's. At most 50 variants; each is checked against the
-        payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-        additions to Message.)
+        payload limits at Send time.
         """
 
     @_builtins.property

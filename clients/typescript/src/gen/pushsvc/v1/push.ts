@@ -636,8 +636,7 @@ export interface Message {
    * cut at its last subtag, down to the language; else this message's own
    * title, subtitle, body and image_url. A variant's empty field falls back
    * to the message's. At most 50 variants; each is checked against the
-   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-   * additions to Message.)
+   * payload limits at Send time.
    */
   localized: { [key: string]: LocalizedContent };
   /**
@@ -3318,19 +3317,19 @@ export const Message: MessageFns<Message> = {
       FcmOptions.encode(message.fcm, writer.uint32(138).fork()).join();
     }
     globalThis.Object.entries(message.localized).forEach(([key, value]: [string, LocalizedContent]) => {
-      Message_LocalizedEntry.encode({ key: key as any, value }, writer.uint32(162).fork()).join();
+      Message_LocalizedEntry.encode({ key: key as any, value }, writer.uint32(146).fork()).join();
     });
     if (message.titleLocKey !== "") {
-      writer.uint32(170).string(message.titleLocKey);
+      writer.uint32(154).string(message.titleLocKey);
     }
     for (const v of message.titleLocArgs) {
-      writer.uint32(178).string(v!);
+      writer.uint32(162).string(v!);
     }
     if (message.bodyLocKey !== "") {
-      writer.uint32(186).string(message.bodyLocKey);
+      writer.uint32(170).string(message.bodyLocKey);
     }
     for (const v of message.bodyLocArgs) {
-      writer.uint32(194).string(v!);
+      writer.uint32(178).string(v!);
     }
     return writer;
   },
@@ -3487,15 +3486,31 @@ export const Message: MessageFns<Message> = {
             message.fcm = FcmOptions.decode(reader, reader.uint32());
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            const entry18 = Message_LocalizedEntry.decode(reader, reader.uint32());
+            if (entry18.value !== undefined) {
+              message.localized[entry18.key] = entry18.value;
+            }
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.titleLocKey = reader.string();
+            continue;
+          }
           case 20: {
             if (tag !== 162) {
               break;
             }
 
-            const entry20 = Message_LocalizedEntry.decode(reader, reader.uint32());
-            if (entry20.value !== undefined) {
-              message.localized[entry20.key] = entry20.value;
-            }
+            message.titleLocArgs.push(reader.string());
             continue;
           }
           case 21: {
@@ -3503,27 +3518,11 @@ export const Message: MessageFns<Message> = {
               break;
             }
 
-            message.titleLocKey = reader.string();
+            message.bodyLocKey = reader.string();
             continue;
           }
           case 22: {
             if (tag !== 178) {
-              break;
-            }
-
-            message.titleLocArgs.push(reader.string());
-            continue;
-          }
-          case 23: {
-            if (tag !== 186) {
-              break;
-            }
-
-            message.bodyLocKey = reader.string();
-            continue;
-          }
-          case 24: {
-            if (tag !== 194) {
               break;
             }
 

@@ -67,7 +67,7 @@ private static final long serialVersionUID = 0L;
     switch (number) {
       case 7:
         return internalGetData();
-      case 20:
+      case 18:
         return internalGetLocalized();
       default:
         throw new RuntimeException(
@@ -649,7 +649,7 @@ java.lang.String defaultValue) {
     return fcm_ == null ? dev.pushsvc.v1.FcmOptions.getDefaultInstance() : fcm_;
   }
 
-  public static final int LOCALIZED_FIELD_NUMBER = 20;
+  public static final int LOCALIZED_FIELD_NUMBER = 18;
   private static final class LocalizedDefaultEntryHolder {
     static final com.google.protobuf.MapEntry<
         java.lang.String, dev.pushsvc.v1.LocalizedContent> defaultEntry =
@@ -682,11 +682,10 @@ java.lang.String defaultValue) {
    * cut at its last subtag, down to the language; else this message's own
    * title, subtitle, body and image_url. A variant's empty field falls back
    * to the message's. At most 50 variants; each is checked against the
-   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-   * additions to Message.)
+   * payload limits at Send time.
    * </pre>
    *
-   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
    */
   @java.lang.Override
   public boolean containsLocalized(
@@ -709,11 +708,10 @@ java.lang.String defaultValue) {
    * cut at its last subtag, down to the language; else this message's own
    * title, subtitle, body and image_url. A variant's empty field falls back
    * to the message's. At most 50 variants; each is checked against the
-   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-   * additions to Message.)
+   * payload limits at Send time.
    * </pre>
    *
-   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
    */
   @java.lang.Override
   public java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> getLocalizedMap() {
@@ -726,11 +724,10 @@ java.lang.String defaultValue) {
    * cut at its last subtag, down to the language; else this message's own
    * title, subtitle, body and image_url. A variant's empty field falls back
    * to the message's. At most 50 variants; each is checked against the
-   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-   * additions to Message.)
+   * payload limits at Send time.
    * </pre>
    *
-   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
    */
   @java.lang.Override
   public /* nullable */
@@ -750,11 +747,10 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
    * cut at its last subtag, down to the language; else this message's own
    * title, subtitle, body and image_url. A variant's empty field falls back
    * to the message's. At most 50 variants; each is checked against the
-   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-   * additions to Message.)
+   * payload limits at Send time.
    * </pre>
    *
-   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
    */
   @java.lang.Override
   public dev.pushsvc.v1.LocalizedContent getLocalizedOrThrow(
@@ -768,7 +764,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
     return map.get(key);
   }
 
-  public static final int TITLE_LOC_KEY_FIELD_NUMBER = 21;
+  public static final int TITLE_LOC_KEY_FIELD_NUMBER = 19;
   @SuppressWarnings("serial")
   private volatile java.lang.Object titleLocKey_ = "";
   /**
@@ -780,7 +776,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
    * body_loc_args (and in its apns block as for APNs).
    * </pre>
    *
-   * <code>string title_loc_key = 21 [json_name = "titleLocKey"];</code>
+   * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
    * @return The titleLocKey.
    */
   @java.lang.Override
@@ -805,7 +801,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
    * body_loc_args (and in its apns block as for APNs).
    * </pre>
    *
-   * <code>string title_loc_key = 21 [json_name = "titleLocKey"];</code>
+   * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
    * @return The bytes for titleLocKey.
    */
   @java.lang.Override
@@ -823,12 +819,12 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
     }
   }
 
-  public static final int TITLE_LOC_ARGS_FIELD_NUMBER = 22;
+  public static final int TITLE_LOC_ARGS_FIELD_NUMBER = 20;
   @SuppressWarnings("serial")
   private com.google.protobuf.LazyStringArrayList titleLocArgs_ =
       com.google.protobuf.LazyStringArrayList.emptyList();
   /**
-   * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+   * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
    * @return A list containing the titleLocArgs.
    */
   public com.google.protobuf.ProtocolStringList
@@ -836,14 +832,14 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
     return titleLocArgs_;
   }
   /**
-   * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+   * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
    * @return The count of titleLocArgs.
    */
   public int getTitleLocArgsCount() {
     return titleLocArgs_.size();
   }
   /**
-   * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+   * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
    * @param index The index of the element to return.
    * @return The titleLocArgs at the given index.
    */
@@ -851,7 +847,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
     return titleLocArgs_.get(index);
   }
   /**
-   * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+   * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
    * @param index The index of the value to return.
    * @return The bytes of the titleLocArgs at the given index.
    */
@@ -860,11 +856,11 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
     return titleLocArgs_.getByteString(index);
   }
 
-  public static final int BODY_LOC_KEY_FIELD_NUMBER = 23;
+  public static final int BODY_LOC_KEY_FIELD_NUMBER = 21;
   @SuppressWarnings("serial")
   private volatile java.lang.Object bodyLocKey_ = "";
   /**
-   * <code>string body_loc_key = 23 [json_name = "bodyLocKey"];</code>
+   * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
    * @return The bodyLocKey.
    */
   @java.lang.Override
@@ -881,7 +877,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
     }
   }
   /**
-   * <code>string body_loc_key = 23 [json_name = "bodyLocKey"];</code>
+   * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
    * @return The bytes for bodyLocKey.
    */
   @java.lang.Override
@@ -899,12 +895,12 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
     }
   }
 
-  public static final int BODY_LOC_ARGS_FIELD_NUMBER = 24;
+  public static final int BODY_LOC_ARGS_FIELD_NUMBER = 22;
   @SuppressWarnings("serial")
   private com.google.protobuf.LazyStringArrayList bodyLocArgs_ =
       com.google.protobuf.LazyStringArrayList.emptyList();
   /**
-   * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+   * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
    * @return A list containing the bodyLocArgs.
    */
   public com.google.protobuf.ProtocolStringList
@@ -912,14 +908,14 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
     return bodyLocArgs_;
   }
   /**
-   * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+   * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
    * @return The count of bodyLocArgs.
    */
   public int getBodyLocArgsCount() {
     return bodyLocArgs_.size();
   }
   /**
-   * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+   * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
    * @param index The index of the element to return.
    * @return The bodyLocArgs at the given index.
    */
@@ -927,7 +923,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
     return bodyLocArgs_.get(index);
   }
   /**
-   * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+   * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
    * @param index The index of the value to return.
    * @return The bytes of the bodyLocArgs at the given index.
    */
@@ -1009,18 +1005,18 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
         output,
         internalGetLocalized(),
         LocalizedDefaultEntryHolder.defaultEntry,
-        20);
+        18);
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(titleLocKey_)) {
-      com.google.protobuf.GeneratedMessage.writeString(output, 21, titleLocKey_);
+      com.google.protobuf.GeneratedMessage.writeString(output, 19, titleLocKey_);
     }
     for (int i = 0; i < titleLocArgs_.size(); i++) {
-      com.google.protobuf.GeneratedMessage.writeString(output, 22, titleLocArgs_.getRaw(i));
+      com.google.protobuf.GeneratedMessage.writeString(output, 20, titleLocArgs_.getRaw(i));
     }
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(bodyLocKey_)) {
-      com.google.protobuf.GeneratedMessage.writeString(output, 23, bodyLocKey_);
+      com.google.protobuf.GeneratedMessage.writeString(output, 21, bodyLocKey_);
     }
     for (int i = 0; i < bodyLocArgs_.size(); i++) {
-      com.google.protobuf.GeneratedMessage.writeString(output, 24, bodyLocArgs_.getRaw(i));
+      com.google.protobuf.GeneratedMessage.writeString(output, 22, bodyLocArgs_.getRaw(i));
     }
     getUnknownFields().writeTo(output);
   }
@@ -1100,10 +1096,10 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
           .setValue(entry.getValue())
           .buildPartial();
       size += com.google.protobuf.CodedOutputStream
-          .computeMessageSize(20, localized__);
+          .computeMessageSize(18, localized__);
     }
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(titleLocKey_)) {
-      size += com.google.protobuf.GeneratedMessage.computeStringSize(21, titleLocKey_);
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(19, titleLocKey_);
     }
     {
       int dataSize = 0;
@@ -1114,7 +1110,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       size += 2 * getTitleLocArgsList().size();
     }
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(bodyLocKey_)) {
-      size += com.google.protobuf.GeneratedMessage.computeStringSize(23, bodyLocKey_);
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(21, bodyLocKey_);
     }
     {
       int dataSize = 0;
@@ -1394,7 +1390,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       switch (number) {
         case 7:
           return internalGetData();
-        case 20:
+        case 18:
           return internalGetLocalized();
         default:
           throw new RuntimeException(
@@ -1407,7 +1403,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       switch (number) {
         case 7:
           return internalGetMutableData();
-        case 20:
+        case 18:
           return internalGetMutableLocalized();
         default:
           throw new RuntimeException(
@@ -1827,7 +1823,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
               bitField0_ |= 0x00010000;
               break;
             } // case 138
-            case 162: {
+            case 146: {
               com.google.protobuf.MapEntry<java.lang.String, dev.pushsvc.v1.LocalizedContent>
               localized__ = input.readMessage(
                   LocalizedDefaultEntryHolder.defaultEntry.getParserForType(), extensionRegistry);
@@ -1835,27 +1831,27 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
                   localized__.getKey(), localized__.getValue());
               bitField0_ |= 0x00020000;
               break;
-            } // case 162
-            case 170: {
+            } // case 146
+            case 154: {
               titleLocKey_ = input.readStringRequireUtf8();
               bitField0_ |= 0x00040000;
               break;
-            } // case 170
-            case 178: {
+            } // case 154
+            case 162: {
               ensureTitleLocArgsIsMutable();
               titleLocArgs_.add(input.readStringRequireUtf8());
               break;
-            } // case 178
-            case 186: {
+            } // case 162
+            case 170: {
               bodyLocKey_ = input.readStringRequireUtf8();
               bitField0_ |= 0x00100000;
               break;
-            } // case 186
-            case 194: {
+            } // case 170
+            case 178: {
               ensureBodyLocArgsIsMutable();
               bodyLocArgs_.add(input.readStringRequireUtf8());
               break;
-            } // case 194
+            } // case 178
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -3235,11 +3231,10 @@ java.lang.String defaultValue) {
      * cut at its last subtag, down to the language; else this message's own
      * title, subtitle, body and image_url. A variant's empty field falls back
      * to the message's. At most 50 variants; each is checked against the
-     * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-     * additions to Message.)
+     * payload limits at Send time.
      * </pre>
      *
-     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
      */
     @java.lang.Override
     public boolean containsLocalized(
@@ -3262,11 +3257,10 @@ java.lang.String defaultValue) {
      * cut at its last subtag, down to the language; else this message's own
      * title, subtitle, body and image_url. A variant's empty field falls back
      * to the message's. At most 50 variants; each is checked against the
-     * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-     * additions to Message.)
+     * payload limits at Send time.
      * </pre>
      *
-     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
      */
     @java.lang.Override
     public java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> getLocalizedMap() {
@@ -3279,11 +3273,10 @@ java.lang.String defaultValue) {
      * cut at its last subtag, down to the language; else this message's own
      * title, subtitle, body and image_url. A variant's empty field falls back
      * to the message's. At most 50 variants; each is checked against the
-     * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-     * additions to Message.)
+     * payload limits at Send time.
      * </pre>
      *
-     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
      */
     @java.lang.Override
     public /* nullable */
@@ -3302,11 +3295,10 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
      * cut at its last subtag, down to the language; else this message's own
      * title, subtitle, body and image_url. A variant's empty field falls back
      * to the message's. At most 50 variants; each is checked against the
-     * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-     * additions to Message.)
+     * payload limits at Send time.
      * </pre>
      *
-     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
      */
     @java.lang.Override
     public dev.pushsvc.v1.LocalizedContent getLocalizedOrThrow(
@@ -3330,11 +3322,10 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
      * cut at its last subtag, down to the language; else this message's own
      * title, subtitle, body and image_url. A variant's empty field falls back
      * to the message's. At most 50 variants; each is checked against the
-     * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-     * additions to Message.)
+     * payload limits at Send time.
      * </pre>
      *
-     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
      */
     public Builder removeLocalized(
         java.lang.String key) {
@@ -3359,11 +3350,10 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
      * cut at its last subtag, down to the language; else this message's own
      * title, subtitle, body and image_url. A variant's empty field falls back
      * to the message's. At most 50 variants; each is checked against the
-     * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-     * additions to Message.)
+     * payload limits at Send time.
      * </pre>
      *
-     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
      */
     public Builder putLocalized(
         java.lang.String key,
@@ -3382,11 +3372,10 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
      * cut at its last subtag, down to the language; else this message's own
      * title, subtitle, body and image_url. A variant's empty field falls back
      * to the message's. At most 50 variants; each is checked against the
-     * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-     * additions to Message.)
+     * payload limits at Send time.
      * </pre>
      *
-     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
      */
     public Builder putAllLocalized(
         java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> values) {
@@ -3406,11 +3395,10 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
      * cut at its last subtag, down to the language; else this message's own
      * title, subtitle, body and image_url. A variant's empty field falls back
      * to the message's. At most 50 variants; each is checked against the
-     * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-     * additions to Message.)
+     * payload limits at Send time.
      * </pre>
      *
-     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
      */
     public dev.pushsvc.v1.LocalizedContent.Builder putLocalizedBuilderIfAbsent(
         java.lang.String key) {
@@ -3437,7 +3425,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
      * body_loc_args (and in its apns block as for APNs).
      * </pre>
      *
-     * <code>string title_loc_key = 21 [json_name = "titleLocKey"];</code>
+     * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
      * @return The titleLocKey.
      */
     public java.lang.String getTitleLocKey() {
@@ -3461,7 +3449,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
      * body_loc_args (and in its apns block as for APNs).
      * </pre>
      *
-     * <code>string title_loc_key = 21 [json_name = "titleLocKey"];</code>
+     * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
      * @return The bytes for titleLocKey.
      */
     public com.google.protobuf.ByteString
@@ -3486,7 +3474,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
      * body_loc_args (and in its apns block as for APNs).
      * </pre>
      *
-     * <code>string title_loc_key = 21 [json_name = "titleLocKey"];</code>
+     * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
      * @param value The titleLocKey to set.
      * @return This builder for chaining.
      */
@@ -3507,7 +3495,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
      * body_loc_args (and in its apns block as for APNs).
      * </pre>
      *
-     * <code>string title_loc_key = 21 [json_name = "titleLocKey"];</code>
+     * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
      * @return This builder for chaining.
      */
     public Builder clearTitleLocKey() {
@@ -3525,7 +3513,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
      * body_loc_args (and in its apns block as for APNs).
      * </pre>
      *
-     * <code>string title_loc_key = 21 [json_name = "titleLocKey"];</code>
+     * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
      * @param value The bytes for titleLocKey to set.
      * @return This builder for chaining.
      */
@@ -3548,7 +3536,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       bitField0_ |= 0x00080000;
     }
     /**
-     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
      * @return A list containing the titleLocArgs.
      */
     public com.google.protobuf.ProtocolStringList
@@ -3557,14 +3545,14 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       return titleLocArgs_;
     }
     /**
-     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
      * @return The count of titleLocArgs.
      */
     public int getTitleLocArgsCount() {
       return titleLocArgs_.size();
     }
     /**
-     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
      * @param index The index of the element to return.
      * @return The titleLocArgs at the given index.
      */
@@ -3572,7 +3560,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       return titleLocArgs_.get(index);
     }
     /**
-     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
      * @param index The index of the value to return.
      * @return The bytes of the titleLocArgs at the given index.
      */
@@ -3581,7 +3569,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       return titleLocArgs_.getByteString(index);
     }
     /**
-     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
      * @param index The index to set the value at.
      * @param value The titleLocArgs to set.
      * @return This builder for chaining.
@@ -3596,7 +3584,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       return this;
     }
     /**
-     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
      * @param value The titleLocArgs to add.
      * @return This builder for chaining.
      */
@@ -3610,7 +3598,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       return this;
     }
     /**
-     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
      * @param values The titleLocArgs to add.
      * @return This builder for chaining.
      */
@@ -3624,7 +3612,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       return this;
     }
     /**
-     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
      * @return This builder for chaining.
      */
     public Builder clearTitleLocArgs() {
@@ -3635,7 +3623,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       return this;
     }
     /**
-     * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
      * @param value The bytes of the titleLocArgs to add.
      * @return This builder for chaining.
      */
@@ -3652,7 +3640,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
 
     private java.lang.Object bodyLocKey_ = "";
     /**
-     * <code>string body_loc_key = 23 [json_name = "bodyLocKey"];</code>
+     * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
      * @return The bodyLocKey.
      */
     public java.lang.String getBodyLocKey() {
@@ -3668,7 +3656,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       }
     }
     /**
-     * <code>string body_loc_key = 23 [json_name = "bodyLocKey"];</code>
+     * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
      * @return The bytes for bodyLocKey.
      */
     public com.google.protobuf.ByteString
@@ -3685,7 +3673,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       }
     }
     /**
-     * <code>string body_loc_key = 23 [json_name = "bodyLocKey"];</code>
+     * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
      * @param value The bodyLocKey to set.
      * @return This builder for chaining.
      */
@@ -3698,7 +3686,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       return this;
     }
     /**
-     * <code>string body_loc_key = 23 [json_name = "bodyLocKey"];</code>
+     * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
      * @return This builder for chaining.
      */
     public Builder clearBodyLocKey() {
@@ -3708,7 +3696,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       return this;
     }
     /**
-     * <code>string body_loc_key = 23 [json_name = "bodyLocKey"];</code>
+     * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
      * @param value The bytes for bodyLocKey to set.
      * @return This builder for chaining.
      */
@@ -3731,7 +3719,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       bitField0_ |= 0x00200000;
     }
     /**
-     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
      * @return A list containing the bodyLocArgs.
      */
     public com.google.protobuf.ProtocolStringList
@@ -3740,14 +3728,14 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       return bodyLocArgs_;
     }
     /**
-     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
      * @return The count of bodyLocArgs.
      */
     public int getBodyLocArgsCount() {
       return bodyLocArgs_.size();
     }
     /**
-     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
      * @param index The index of the element to return.
      * @return The bodyLocArgs at the given index.
      */
@@ -3755,7 +3743,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       return bodyLocArgs_.get(index);
     }
     /**
-     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
      * @param index The index of the value to return.
      * @return The bytes of the bodyLocArgs at the given index.
      */
@@ -3764,7 +3752,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       return bodyLocArgs_.getByteString(index);
     }
     /**
-     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
      * @param index The index to set the value at.
      * @param value The bodyLocArgs to set.
      * @return This builder for chaining.
@@ -3779,7 +3767,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       return this;
     }
     /**
-     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
      * @param value The bodyLocArgs to add.
      * @return This builder for chaining.
      */
@@ -3793,7 +3781,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       return this;
     }
     /**
-     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
      * @param values The bodyLocArgs to add.
      * @return This builder for chaining.
      */
@@ -3807,7 +3795,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       return this;
     }
     /**
-     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
      * @return This builder for chaining.
      */
     public Builder clearBodyLocArgs() {
@@ -3818,7 +3806,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue) {
       return this;
     }
     /**
-     * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
      * @param value The bytes of the bodyLocArgs to add.
      * @return This builder for chaining.
      */

@@ -257,11 +257,10 @@ java.lang.String defaultValue);
    * cut at its last subtag, down to the language; else this message's own
    * title, subtitle, body and image_url. A variant's empty field falls back
    * to the message's. At most 50 variants; each is checked against the
-   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-   * additions to Message.)
+   * payload limits at Send time.
    * </pre>
    *
-   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
    */
   int getLocalizedCount();
   /**
@@ -271,11 +270,10 @@ java.lang.String defaultValue);
    * cut at its last subtag, down to the language; else this message's own
    * title, subtitle, body and image_url. A variant's empty field falls back
    * to the message's. At most 50 variants; each is checked against the
-   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-   * additions to Message.)
+   * payload limits at Send time.
    * </pre>
    *
-   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
    */
   boolean containsLocalized(
       java.lang.String key);
@@ -292,11 +290,10 @@ java.lang.String defaultValue);
    * cut at its last subtag, down to the language; else this message's own
    * title, subtitle, body and image_url. A variant's empty field falls back
    * to the message's. At most 50 variants; each is checked against the
-   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-   * additions to Message.)
+   * payload limits at Send time.
    * </pre>
    *
-   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
    */
   java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent>
   getLocalizedMap();
@@ -307,11 +304,10 @@ java.lang.String defaultValue);
    * cut at its last subtag, down to the language; else this message's own
    * title, subtitle, body and image_url. A variant's empty field falls back
    * to the message's. At most 50 variants; each is checked against the
-   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-   * additions to Message.)
+   * payload limits at Send time.
    * </pre>
    *
-   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
    */
   /* nullable */
 dev.pushsvc.v1.LocalizedContent getLocalizedOrDefault(
@@ -325,11 +321,10 @@ dev.pushsvc.v1.LocalizedContent defaultValue);
    * cut at its last subtag, down to the language; else this message's own
    * title, subtitle, body and image_url. A variant's empty field falls back
    * to the message's. At most 50 variants; each is checked against the
-   * payload limits at Send time. (Numbered 20: 18 and 19 are left to other
-   * additions to Message.)
+   * payload limits at Send time.
    * </pre>
    *
-   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 20 [json_name = "localized"];</code>
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
    */
   dev.pushsvc.v1.LocalizedContent getLocalizedOrThrow(
       java.lang.String key);
@@ -343,7 +338,7 @@ dev.pushsvc.v1.LocalizedContent defaultValue);
    * body_loc_args (and in its apns block as for APNs).
    * </pre>
    *
-   * <code>string title_loc_key = 21 [json_name = "titleLocKey"];</code>
+   * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
    * @return The titleLocKey.
    */
   java.lang.String getTitleLocKey();
@@ -356,31 +351,31 @@ dev.pushsvc.v1.LocalizedContent defaultValue);
    * body_loc_args (and in its apns block as for APNs).
    * </pre>
    *
-   * <code>string title_loc_key = 21 [json_name = "titleLocKey"];</code>
+   * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
    * @return The bytes for titleLocKey.
    */
   com.google.protobuf.ByteString
       getTitleLocKeyBytes();
 
   /**
-   * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+   * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
    * @return A list containing the titleLocArgs.
    */
   java.util.List<java.lang.String>
       getTitleLocArgsList();
   /**
-   * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+   * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
    * @return The count of titleLocArgs.
    */
   int getTitleLocArgsCount();
   /**
-   * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+   * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
    * @param index The index of the element to return.
    * @return The titleLocArgs at the given index.
    */
   java.lang.String getTitleLocArgs(int index);
   /**
-   * <code>repeated string title_loc_args = 22 [json_name = "titleLocArgs"];</code>
+   * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
    * @param index The index of the value to return.
    * @return The bytes of the titleLocArgs at the given index.
    */
@@ -388,36 +383,36 @@ dev.pushsvc.v1.LocalizedContent defaultValue);
       getTitleLocArgsBytes(int index);
 
   /**
-   * <code>string body_loc_key = 23 [json_name = "bodyLocKey"];</code>
+   * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
    * @return The bodyLocKey.
    */
   java.lang.String getBodyLocKey();
   /**
-   * <code>string body_loc_key = 23 [json_name = "bodyLocKey"];</code>
+   * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
    * @return The bytes for bodyLocKey.
    */
   com.google.protobuf.ByteString
       getBodyLocKeyBytes();
 
   /**
-   * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+   * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
    * @return A list containing the bodyLocArgs.
    */
   java.util.List<java.lang.String>
       getBodyLocArgsList();
   /**
-   * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+   * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
    * @return The count of bodyLocArgs.
    */
   int getBodyLocArgsCount();
   /**
-   * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+   * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
    * @param index The index of the element to return.
    * @return The bodyLocArgs at the given index.
    */
   java.lang.String getBodyLocArgs(int index);
   /**
-   * <code>repeated string body_loc_args = 24 [json_name = "bodyLocArgs"];</code>
+   * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
    * @param index The index of the value to return.
    * @return The bytes of the bodyLocArgs at the given index.
    */

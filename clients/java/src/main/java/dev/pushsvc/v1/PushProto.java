@@ -326,11 +326,11 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
       "le_content\030\017 \001(\010R\016mutableContent\022+\n\004apns" +
       "\030\020 \001(\0132\027.pushsvc.v1.ApnsOptionsR\004apns\022(\n" +
       "\003fcm\030\021 \001(\0132\026.pushsvc.v1.FcmOptionsR\003fcm\022" +
-      "@\n\tlocalized\030\024 \003(\0132\".pushsvc.v1.Message." +
+      "@\n\tlocalized\030\022 \003(\0132\".pushsvc.v1.Message." +
       "LocalizedEntryR\tlocalized\022\"\n\rtitle_loc_k" +
-      "ey\030\025 \001(\tR\013titleLocKey\022$\n\016title_loc_args\030" +
-      "\026 \003(\tR\014titleLocArgs\022 \n\014body_loc_key\030\027 \001(" +
-      "\tR\nbodyLocKey\022\"\n\rbody_loc_args\030\030 \003(\tR\013bo" +
+      "ey\030\023 \001(\tR\013titleLocKey\022$\n\016title_loc_args\030" +
+      "\024 \003(\tR\014titleLocArgs\022 \n\014body_loc_key\030\025 \001(" +
+      "\tR\nbodyLocKey\022\"\n\rbody_loc_args\030\026 \003(\tR\013bo" +
       "dyLocArgs\0327\n\tDataEntry\022\020\n\003key\030\001 \001(\tR\003key" +
       "\022\024\n\005value\030\002 \001(\tR\005value:\0028\001\032Z\n\016LocalizedE" +
       "ntry\022\020\n\003key\030\001 \001(\tR\003key\0222\n\005value\030\002 \001(\0132\034." +
