@@ -9,7 +9,8 @@ Every replica runs one. The invariants it keeps:
   bounded by `batch_size` x `workers`, whatever the fan-out size.
 - Each batch costs three store calls: its targets, its receipts, and one
   commit of the checkpoint with the counters; from the second batch on, a
-  key read of the notification too, to stop at once when it was cancelled. The receipts are written before
+  key read of the notification too, to stop at once when it was cancelled.
+  The receipts are written before
   the commit; a crash in between resends that batch, the receipt log's
   uniqueness keeps one receipt per token all the same, and the counters are
   reconciled with the log when the notification completes.
