@@ -50,8 +50,9 @@ class Action(enum.Enum):
     REGISTER = "register"
     """RegisterToken, RegisterTokens and UnregisterToken: the app's own device registry."""
     SEND = "send"
+    """Send and CancelNotification."""
     READ = "read"
-    """GetNotification and StreamReceipts, the app's live feed included."""
+    """GetNotification, StreamReceipts (the app's live feed included), GetToken, ListTokens and ListNotifications."""
     PRUNE = "prune"
     ADMIN = "admin"
 

@@ -126,7 +126,9 @@ def _parser() -> argparse.ArgumentParser:
         ("send", "send a notification through a running server (needs pushsvc-client; see `pushsvc send -h`)"),
         ("receipts", "print a running server's receipts (needs pushsvc-client)"),
         ("prune", "prune stale tokens on a running server (needs pushsvc-client)"),
-        ("tokens", "`tokens import FILE`: bulk registration into a running server (needs pushsvc-client)"),
+        ("tokens", "`tokens import FILE`, `tokens list`: bulk registration and lookup on a running server (needs pushsvc-client)"),
+        ("cancel", "cancel a running or scheduled notification on a running server (needs pushsvc-client)"),
+        ("notifications", "`notifications list`: a running server's notifications (needs pushsvc-client)"),
     ]:
         sub.add_parser(name, help=text, add_help=False)
     deliver = sub.add_parser(
@@ -150,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-OPERATOR_COMMANDS = ("send", "receipts", "prune", "tokens")
+OPERATOR_COMMANDS = ("send", "receipts", "prune", "tokens", "cancel", "notifications")
 """Commands against a running server; they live in the client distribution (pushsvc_client.cli)."""
 
 

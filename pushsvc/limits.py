@@ -36,6 +36,12 @@ class Limits:
     max_schedule_ahead_s: float = 30 * 86400
     max_stale_after_s: float = 10 * 365 * 86400
     """Prune's stale_after beyond ten years is a mistake, and beyond ~2000 years a date overflow."""
+    default_page_size: int = 100
+    """ListTokens and ListNotifications items when the request says 0."""
+    max_page_size: int = 1_000
+    """A larger page_size is served as this."""
+    max_localized_variants: int = 50
+    """Variants of one message (Message.localized): each is rendered and stored once per platform."""
     max_payload_depth: int = 32
     """Nesting of objects and arrays in a custom payload (apns.payload, fcm.*); the top object is level 1.
 

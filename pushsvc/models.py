@@ -99,6 +99,7 @@ class DeliveryStatus(enum.Enum):
     FAILED = "failed"
     TOKEN_INVALID = "token_invalid"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
 TOKEN_ATTRIBUTES: tuple[str, ...] = ("locale", "timezone", "app_version")
@@ -219,6 +220,16 @@ class FcmOptions:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class LocalizedContent:
+    """One language's content of a Message; an empty field falls back to the message's own."""
+
+    title: str = ""
+    subtitle: str = ""
+    body: str = ""
+    image_url: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Message:
     """A platform-neutral notification; providers render it once per notification."""
 
@@ -239,11 +250,30 @@ class Message:
     mutable_content: bool = False
     apns: ApnsOptions = dataclasses.field(default_factory=ApnsOptions)
     fcm: FcmOptions = dataclasses.field(default_factory=FcmOptions)
+    localized: Mapping[str, LocalizedContent] = dataclasses.field(default_factory=dict)
+    """BCP 47 tag → that language's content (see `pushsvc.locales` for which device gets which)."""
+    title_loc_key: str = ""
+    """Device-side localization: a key of the app's own strings, passed through to the providers."""
+    title_loc_args: tuple[str, ...] = ()
+    body_loc_key: str = ""
+    body_loc_args: tuple[str, ...] = ()
+
+    def variant(self, tag: str) -> Message:
+        """This message with the content of its `tag` variant in place of its own, and no variants."""
+        content = self.localized[tag]
+        return dataclasses.replace(
+            self,
+            title=content.title or self.title,
+            subtitle=content.subtitle or self.subtitle,
+            body=content.body or self.body,
+            image_url=content.image_url or self.image_url,
+            localized={},
+        )
 
     @property
     def has_alert(self) -> bool:
         """True when the message has something a person would see."""
-        return bool(self.title or self.body or self.subtitle)
+        return bool(self.title or self.body or self.subtitle or self.title_loc_key or self.body_loc_key)
 
     def effective_push_type(self) -> PushType:
         """The push type, inferred from the content when unspecified."""
@@ -293,11 +323,15 @@ class NotificationView:
     idempotency_key: str = ""
     vanished: int = 0
     """Targets counted by Send that were no longer registered when the fan-out reached them."""
+    cancelled: int = 0
+    """Targets not sent because the notification was cancelled."""
+    cancel_requested_at: datetime | None = None
+    """When CancelNotification was accepted; the state stays unfinished until every target has its receipt."""
 
     @property
     def resolved(self) -> int:
         """Targets that have a receipt."""
-        return self.delivered + self.failed + self.invalid_tokens + self.expired
+        return self.delivered + self.failed + self.invalid_tokens + self.expired + self.cancelled
 
     @property
     def pending(self) -> int:
@@ -333,3 +367,29 @@ class PruneCommand:
     platforms: frozenset[Platform]
     dry_run: bool
 
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TokenFilter:
+    """ListTokens' filters in domain form; an empty or None field does not filter."""
+
+    app_id: str
+    user_id: str = ""
+    topic: str = ""
+    platform: Platform | None = None
+    last_seen_before: datetime | None = None
+    """Only tokens last seen strictly before this."""
+    last_seen_after: datetime | None = None
+    """Only tokens last seen at or after this."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotificationFilter:
+    """ListNotifications' filters in domain form; a None field does not filter."""
+
+    app_id: str
+    state: NotificationState | None = None
+    created_after: datetime | None = None
+    """Only notifications created at or after this."""
+    created_before: datetime | None = None
+    """Only notifications created strictly before this."""

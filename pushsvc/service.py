@@ -16,14 +16,14 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from pushsvc import errors, logs, models, validation
+from pushsvc import errors, logs, models, pagetokens, validation
 from pushsvc.apps import AppProfile
 from pushsvc.clock import Clock
 from pushsvc.config import DispatchSettings
 from pushsvc.dispatch.planning import plan_partitions
 from pushsvc.errors import FieldViolation
 from pushsvc.receipts import ReceiptFeed, parse_cursor
-from pushsvc.storage import DuplicateKey, NotificationDraft, NotificationStore, TargetQuery, TokenStore
+from pushsvc.storage import BadCursor, DuplicateKey, NotificationDraft, NotificationStore, TargetQuery, TokenStore
 
 
 class PushService:
@@ -156,7 +156,7 @@ class PushService:
         if missing:
             names = ", ".join(sorted(p.name for p in missing))
             raise errors.FailedPrecondition(f"app {cmd.app_id!r} has no credentials for {names}")
-        rendered = self._render(app, cmd.message, platforms)
+        rendered, localized = self._render(app, cmd.message, platforms)
         if query is not None:
             if platforms != set(models.PLATFORMS) and not target.platforms:
                 query = query.restricted_to(frozenset(platforms))
@@ -171,20 +171,27 @@ class PushService:
                 logs.notification_id.set(existing.notification_id)
                 return models.SendResult(existing.notification_id, True, existing.targeted)
         await self._check_queue_depth()
-        return await self._store(cmd, now, query, devices, platforms, rendered, targeted)
+        return await self._store(cmd, now, query, devices, platforms, rendered, localized, targeted)
 
     def _render(
         self, app: AppProfile, message: models.Message, platforms: set[models.Platform]
-    ) -> dict[models.Platform, Mapping[str, Any]]:
+    ) -> tuple[dict[models.Platform, Mapping[str, Any]], dict[str, dict[models.Platform, Mapping[str, Any]]]]:
+        """The message rendered once per platform, and each localized variant once per platform; sizes checked."""
         v = validation.Violations()
         rendered: dict[models.Platform, Mapping[str, Any]] = {}
-        for platform in sorted(platforms, key=lambda p: p.value):
-            r = app.renderers[platform](message)
-            if r.size_bytes > r.limit_bytes:
-                v.add("message", f"the {platform.name} payload is {r.size_bytes} bytes; the limit is {r.limit_bytes}")
-            rendered[platform] = r.body
+        localized: dict[str, dict[models.Platform, Mapping[str, Any]]] = {}
+        variants = [("", "message", message)] + [
+            (tag, f"message.localized[{tag}]", message.variant(tag)) for tag in message.localized
+        ]
+        for tag, field, content in variants:
+            bodies = localized.setdefault(tag, {}) if tag else rendered
+            for platform in sorted(platforms, key=lambda p: p.value):
+                r = app.renderers[platform](content)
+                if r.size_bytes > r.limit_bytes:
+                    v.add(field, f"the {platform.name} payload is {r.size_bytes} bytes; the limit is {r.limit_bytes}")
+                bodies[platform] = r.body
         v.raise_if_any()
-        return rendered
+        return rendered, localized
 
     async def _check_queue_depth(self) -> None:
         mono = self._clock.monotonic()
@@ -205,6 +212,7 @@ class PushService:
         devices: list[models.Device],
         platforms: set[models.Platform],
         rendered: dict[models.Platform, Mapping[str, Any]],
+        localized: dict[str, dict[models.Platform, Mapping[str, Any]]],
         targeted: int,
     ) -> models.SendResult:
         scheduled = cmd.send_at is not None and cmd.send_at > now
@@ -232,6 +240,7 @@ class PushService:
             send_at=cmd.send_at,
             expires_at=start + timedelta(seconds=cmd.message.ttl_s) if cmd.message.ttl_s is not None else None,
             idempotency_key=cmd.idempotency_key,
+            localized=localized,
         )
         # The rest of this call's log lines (the audit line among them) name the notification.
         logs.notification_id.set(draft.notification_id)
@@ -264,6 +273,69 @@ class PushService:
                 raise errors.NotFound(f"notification {notification_id!r} not found for app {app_id!r}")
             return self._feed.follow_notification(app_id, notification_id, nseq)
         return self._feed.follow_app(app_id, seq)
+
+    async def cancel_notification(self, app_id: str, notification_id: str) -> models.NotificationView:
+        """Cancels an unfinished notification; its unsent targets get CANCELLED receipts.
+
+        Cancelling one that is cancelled or being cancelled returns it as it is;
+        one that has finished otherwise (or is failing as a whole) is
+        FAILED_PRECONDITION.
+        """
+        validation.validate_notification_ref(app_id, notification_id, self._limits)
+        view = await self._notifications.cancel(app_id, notification_id, self._clock.now())
+        if view is None:
+            raise errors.NotFound(f"notification {notification_id!r} not found for app {app_id!r}")
+        if view.state is models.NotificationState.CANCELLED or (
+            not view.state.finished and view.cancel_requested_at is not None
+        ):
+            # The sweep of a scheduled notification runs now, not at its send time.
+            self._on_queued()
+            return view
+        if view.state.finished:
+            raise errors.FailedPrecondition(
+                f"notification {notification_id!r} has already finished ({view.state.value}); nothing to cancel"
+            )
+        raise errors.FailedPrecondition(
+            f"notification {notification_id!r} is failing as a whole ({view.error}); it cannot be cancelled"
+        )
+
+    # ------------------------------------------------------------ look up
+
+    async def get_token(self, app_id: str, platform: models.Platform, token: str) -> models.DeviceToken:
+        """Returns one registered token."""
+        validation.validate_token_ref(app_id, platform, token, self._limits)
+        found = await self._tokens.get(app_id, platform, token)
+        if found is None:
+            raise errors.NotFound(f"{platform.name} token not registered for app {app_id!r}")
+        return found
+
+    async def list_tokens(
+        self, where: models.TokenFilter, page_size: int, page_token: str
+    ) -> tuple[list[models.DeviceToken], str]:
+        """A page of the app's tokens and the token of the next page ("" on the last)."""
+        v = validation.validate_token_filter(where, self._limits)
+        limit = validation.page_size(v, page_size, self._limits)
+        v.raise_if_any()
+        after = pagetokens.decode(page_token, where)
+        try:
+            page = await self._tokens.list(where, after, limit)
+        except BadCursor:
+            raise pagetokens.bad_key() from None
+        return page.items, pagetokens.encode(page.after, where)
+
+    async def list_notifications(
+        self, where: models.NotificationFilter, page_size: int, page_token: str
+    ) -> tuple[list[models.NotificationView], str]:
+        """A page of the app's notifications, newest first, and the token of the next page ("" on the last)."""
+        v = validation.validate_notification_filter(where, self._limits)
+        limit = validation.page_size(v, page_size, self._limits)
+        v.raise_if_any()
+        after = pagetokens.decode(page_token, where)
+        try:
+            page = await self._notifications.list(where, after, limit)
+        except BadCursor:
+            raise pagetokens.bad_key() from None
+        return page.items, pagetokens.encode(page.after, where)
 
     def _check_ids(self, app_id: str, notification_id: str) -> None:
         v = validation.Violations()

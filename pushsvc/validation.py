@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from pushsvc import models
+from pushsvc import locales, models
 from pushsvc.channels import registry
 from pushsvc.channels.base import check_opaque_token
 from pushsvc.errors import FieldViolation, InvalidArgument
@@ -156,6 +156,47 @@ def validate_token_ref(app_id: str, platform: models.Platform, token: str, limit
     v.raise_if_any()
 
 
+def validate_notification_ref(app_id: str, notification_id: str, limits: Limits) -> None:
+    """Validates a request that names one notification (CancelNotification); raises InvalidArgument."""
+    v = Violations()
+    check_app_id(v, app_id, limits)
+    _identifier(v, "notification_id", notification_id, limits.max_id_chars, required=True)
+    v.raise_if_any()
+
+
+def page_size(v: Violations, size: int, limits: Limits) -> int:
+    """A listing's page size: 0 means the default, more than the maximum is the maximum."""
+    if size < 0:
+        v.add("page_size", "must not be negative")
+        return 0
+    return min(size or limits.default_page_size, limits.max_page_size)
+
+
+def validate_token_filter(where: models.TokenFilter, limits: Limits) -> Violations:
+    """Checks ListTokens' filters; returns the violations so far (the caller adds the page's)."""
+    v = Violations()
+    check_app_id(v, where.app_id, limits)
+    _identifier(v, "user_id", where.user_id, limits.max_id_chars)
+    _identifier(v, "topic", where.topic, limits.max_topic_chars)
+    if where.platform is models.Platform.UNSPECIFIED:
+        v.add("platform", "must be PLATFORM_UNSPECIFIED (any), PLATFORM_APNS or PLATFORM_FCM")
+    if (
+        where.last_seen_before is not None and where.last_seen_after is not None
+        and where.last_seen_before <= where.last_seen_after
+    ):
+        v.add("last_seen_before", "must be later than last_seen_after")
+    return v
+
+
+def validate_notification_filter(where: models.NotificationFilter, limits: Limits) -> Violations:
+    """Checks ListNotifications' filters; returns the violations so far (the caller adds the page's)."""
+    v = Violations()
+    check_app_id(v, where.app_id, limits)
+    if where.created_before is not None and where.created_after is not None and where.created_before <= where.created_after:
+        v.add("created_before", "must be later than created_after")
+    return v
+
+
 def validate_prune(cmd: models.PruneCommand, limits: Limits) -> None:
     """Validates a Prune request; raises InvalidArgument."""
     v = Violations()
@@ -265,6 +306,28 @@ def _check_message(v: Violations, m: models.Message, limits: Limits) -> None:
             v.add(field, problem)
     if m.badge is not None and m.badge < 0:
         v.add("message.badge", "must not be negative")
+    for name in ("title_loc_key", "body_loc_key"):
+        _text(v, f"message.{name}", getattr(m, name), limits.max_attr_chars * 4)
+    for name in ("title_loc_args", "body_loc_args"):
+        args = getattr(m, name)
+        if len(args) > limits.max_data_entries:
+            v.add(f"message.{name}", f"at most {limits.max_data_entries} arguments (got {len(args)})")
+        for i, arg in enumerate(args[: limits.max_data_entries]):
+            _text(v, f"message.{name}[{i}]", arg, limits.max_text_chars)
+    if len(m.localized) > limits.max_localized_variants:
+        v.add("message.localized", f"at most {limits.max_localized_variants} variants (got {len(m.localized)})")
+    seen: dict[str, str] = {}
+    for tag, content in m.localized.items() if len(m.localized) <= limits.max_localized_variants else ():
+        field = f"message.localized[{tag[:40]}]"
+        language = locales.canonical(tag)
+        if language is None:
+            v.add(field, "is not a BCP 47 language tag (such as en, pt-BR or zh-Hant-TW)")
+        elif language in seen:
+            v.add(field, f"names the same language as {seen[language]!r}")
+        else:
+            seen[language] = tag
+        for name in ("title", "body", "subtitle", "image_url"):
+            _text(v, f"{field}.{name}", getattr(content, name), limits.max_text_chars)
     if not (m.has_alert or m.data or m.badge is not None or m.sound or m.content_available or m.apns.payload
             or m.fcm.android or m.fcm.apns or m.fcm.webpush):
         v.add("message", "is empty: set a title, body, data, badge, sound, content_available or a custom payload")

@@ -18,7 +18,8 @@ import (
 )
 
 // ServiceConfig retries the idempotent calls (RegisterToken and RegisterTokens
-// upsert, UnregisterToken and Prune converge, GetNotification reads) on UNAVAILABLE and
+// upsert, UnregisterToken and Prune converge, GetNotification, GetToken, ListTokens and
+// ListNotifications read, a repeated CancelNotification answers as the first) on UNAVAILABLE and
 // gives every unary call a 10 s deadline. Send is not retried: it is idempotent
 // only with an idempotency_key. StreamReceipts is resumed by Follower.Run.
 const ServiceConfig = `{
@@ -29,7 +30,11 @@ const ServiceConfig = `{
         {"service": "pushsvc.v1.PushService", "method": "RegisterTokens"},
         {"service": "pushsvc.v1.PushService", "method": "UnregisterToken"},
         {"service": "pushsvc.v1.PushService", "method": "GetNotification"},
-        {"service": "pushsvc.v1.PushService", "method": "Prune"}
+        {"service": "pushsvc.v1.PushService", "method": "Prune"},
+        {"service": "pushsvc.v1.PushService", "method": "CancelNotification"},
+        {"service": "pushsvc.v1.PushService", "method": "GetToken"},
+        {"service": "pushsvc.v1.PushService", "method": "ListTokens"},
+        {"service": "pushsvc.v1.PushService", "method": "ListNotifications"}
       ],
       "timeout": "10s",
       "retryPolicy": {

@@ -23,7 +23,7 @@ _TRANSPORT = (
     transport.ConnectionLost, transport.DeadlineExceeded, transport.TransportClosed, transport.QueueTimeout,
 )
 
-_OWN = ("NoCredentials", "NotAttempted", "NotificationFailed", "TtlExpired", "OAuthRefreshError", "OAuthTransportError", "OAuthTimeout")
+_OWN = ("NoCredentials", "NotAttempted", "NotificationFailed", "NotificationCancelled", "TtlExpired", "OAuthRefreshError", "OAuthTransportError", "OAuthTimeout")
 """Reasons the dispatcher and the adapters give themselves."""
 
 KNOWN: frozenset[str] = frozenset(

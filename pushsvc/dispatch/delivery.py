@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from pushsvc import logs, models
 from pushsvc.clock import Clock
 from pushsvc.dispatch.retry import RetryPolicy
+from pushsvc.dispatch.variants import Variants
 from pushsvc.metrics import Metrics, ProviderMetrics
 from pushsvc.providers.base import Delivery, Outcome, Provider, ProviderResult, RenderedMessage
 from pushsvc.storage import NotificationRecord, ReceiptDraft, TargetToken, TokenStore
@@ -42,6 +43,9 @@ log = logging.getLogger("pushsvc.dispatch")
 
 NOTIFICATION_FAILED = "NotificationFailed"
 """The reason of a receipt for a target that was not sent because its notification failed as a whole."""
+
+NOTIFICATION_CANCELLED = "NotificationCancelled"
+"""The reason of a receipt for a target that was not sent because its notification was cancelled."""
 
 _OUTCOME_STATUS = {
     Outcome.DELIVERED: models.DeliveryStatus.DELIVERED,
@@ -63,24 +67,45 @@ _NO_CREDENTIALS = ProviderResult(Outcome.PERMANENT, reason="NoCredentials")
 
 
 class Condemnation:
-    """Why a partition's notification failed as a whole, once anything says so.
+    """Why a partition's notification stops as a whole (failed or cancelled), once anything says so.
 
     Set by a credential rejection in our own batch, by the notification we read
-    at the start, or by the renewer when another replica condemned it.
-    Deliveries waiting out a retry backoff wake at once: their token gets its
-    receipt now instead of a retry that would only be thrown away.
+    at the start, or by the renewer (or the read before each batch) when
+    another replica condemned it or a caller cancelled it. `error` is non-empty
+    once it is set; `status` and `reason` are what the unsent targets' receipts
+    say. The first verdict stays. Deliveries waiting out a retry backoff wake
+    at once: their token gets its receipt now instead of a retry that would
+    only be thrown away.
     """
 
-    def __init__(self, error: str = "") -> None:
+    def __init__(self, view: models.NotificationView | None = None) -> None:
         self.error = ""
+        self.status = models.DeliveryStatus.FAILED
+        self.reason = NOTIFICATION_FAILED
+        self.cancelled = False
         self.event = asyncio.Event()
-        if error:
-            self.condemn(error)
+        if view is not None:
+            self.adopt(view)
 
     def condemn(self, error: str) -> None:
         if not self.error:
             self.error = error
             self.event.set()
+
+    def cancel(self) -> None:
+        if not self.error:
+            self.error = NOTIFICATION_CANCELLED
+            self.status = models.DeliveryStatus.CANCELLED
+            self.reason = NOTIFICATION_CANCELLED
+            self.cancelled = True
+            self.event.set()
+
+    def adopt(self, view: models.NotificationView) -> None:
+        """Takes the verdict the store holds, if any."""
+        if view.error:
+            self.condemn(view.error)
+        elif view.cancel_requested_at is not None:
+            self.cancel()
 
 
 class InFlightBudget:
@@ -161,19 +186,24 @@ class BatchDelivery:
         self,
         app_id: str,
         record: NotificationRecord,
-        rendered: Mapping[models.Platform, RenderedMessage],
+        variants: Variants,
         targets: Sequence[TargetToken],
         condemned: Condemnation,
     ) -> list[ReceiptDraft]:
         """One receipt draft per target, in order, after its last attempt."""
         drafts: list[ReceiptDraft | None] = [None] * len(targets)
-        groups: dict[models.Platform, list[int]] = {}
+        # One send per platform and variant: targets of one language share one rendered message.
+        groups: dict[tuple[models.Platform, int], tuple[RenderedMessage | None, list[int]]] = {}
         for index, target in enumerate(targets):
-            groups.setdefault(target.platform, []).append(index)
+            platform = target.platform
+            message = variants.of(target).get(platform)
+            group = groups.get((platform, id(message)))
+            if group is None:
+                group = groups[(platform, id(message))] = (message, [])
+            group[1].append(index)
         runs = []
-        for platform, indices in groups.items():
+        for (platform, _), (message, indices) in groups.items():
             provider = self._providers.get((app_id, platform))
-            message = rendered.get(platform)
             if provider is None or message is None:
                 counters = self.counters(app_id, platform)
                 for index in indices:
@@ -187,10 +217,10 @@ class BatchDelivery:
             await asyncio.gather(*runs)
         return drafts  # type: ignore[return-value]  # every target is settled by now
 
-    def unsent(self, app_id: str, target: TargetToken) -> ReceiptDraft:
-        """The receipt of a target that is not sent because its notification failed as a whole."""
-        self.counters(app_id, target.platform).delivered(models.DeliveryStatus.FAILED.name, NOTIFICATION_FAILED)
-        return self._draft(target, models.DeliveryStatus.FAILED, _notification_failed(None), 0)
+    def unsent(self, app_id: str, target: TargetToken, condemned: Condemnation) -> ReceiptDraft:
+        """The receipt of a target that is not sent because its notification failed or was cancelled as a whole."""
+        self.counters(app_id, target.platform).delivered(condemned.status.name, condemned.reason)
+        return self._draft(target, condemned.status, _notification_failed(None, condemned.reason), 0)
 
     async def _deliver_platform(
         self,
@@ -233,7 +263,9 @@ class BatchDelivery:
             if condemned.error:
                 for group in (ready, *(group for _, _, group in waiting)):
                     for index in group:
-                        self._settle_unsent(drafts, index, targets[index], counters, last.get(index), attempts[index])
+                        self._settle_unsent(
+                            drafts, index, targets[index], counters, last.get(index), attempts[index], condemned
+                        )
                 return
             if expires_at is not None and clock.now() >= expires_at:
                 for group in (ready, *(group for _, _, group in waiting)):
@@ -401,10 +433,11 @@ class BatchDelivery:
         counters: ProviderMetrics,
         last: ProviderResult | None,
         attempts: int,
+        condemned: Condemnation,
     ) -> None:
-        result = _notification_failed(last)
-        drafts[index] = self._draft(target, models.DeliveryStatus.FAILED, result, attempts)
-        counters.delivered(models.DeliveryStatus.FAILED.name, result.reason)
+        result = _notification_failed(last, condemned.reason)
+        drafts[index] = self._draft(target, condemned.status, result, attempts)
+        counters.delivered(condemned.status.name, result.reason)
 
     def _settle_expired(
         self,
@@ -464,11 +497,11 @@ def _expired(last: ProviderResult) -> ProviderResult:
     )
 
 
-def _notification_failed(last: ProviderResult | None) -> ProviderResult:
+def _notification_failed(last: ProviderResult | None, reason: str) -> ProviderResult:
     # Keep what the provider last said to a token that was mid-retry.
     if last is None or last.reason == "NotAttempted":
-        return ProviderResult(Outcome.PERMANENT, reason=NOTIFICATION_FAILED)
+        return ProviderResult(Outcome.PERMANENT, reason=reason)
     return ProviderResult(
-        Outcome.PERMANENT, provider_status=last.provider_status, reason=NOTIFICATION_FAILED,
+        Outcome.PERMANENT, provider_status=last.provider_status, reason=reason,
         provider_message_id=last.provider_message_id,
     )

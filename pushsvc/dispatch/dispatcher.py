@@ -9,7 +9,9 @@ Every replica runs one. Delivering one batch (providers, retries, expiry) is
 - Targets are read batch by batch from one cursor per partition: memory is
   bounded by `batch_size` x `workers`, whatever the fan-out size.
 - Each batch costs three store calls: its targets, its receipts, and one
-  commit of the checkpoint with the counters. The receipts are written before
+  commit of the checkpoint with the counters; from the second batch on, a
+  key read of the notification too, to stop at once when it was cancelled.
+  The receipts are written before
   the commit; a crash in between resends that batch, the receipt log's
   uniqueness keeps one receipt per token all the same, and the counters are
   reconciled with the log when the notification completes.
@@ -25,6 +27,11 @@ Every replica runs one. Delivering one batch (providers, retries, expiry) is
   checkpoint, the same way it would have sent them. A crash or a takeover
   resumes that sweep from the checkpoint; the last partition settles the
   notification FAILED with counters that add up.
+- Cancellation takes the same path: `cancel` in the store marks the
+  notification; the record read at the start, or the read of it before each
+  later batch, notices, so no new batch is sent after the ones in flight; the
+  remaining targets get a CANCELLED receipt (reason "NotificationCancelled")
+  instead of a FAILED one, and the last partition settles it CANCELLED.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from pushsvc.clock import Clock
 from pushsvc.config import DispatchSettings
 from pushsvc.dispatch.delivery import BatchDelivery, Condemnation
 from pushsvc.dispatch.retry import RetryPolicy
+from pushsvc.dispatch.variants import Variants
 from pushsvc.metrics import NULL_METRICS, Metrics
 from pushsvc.providers.base import Provider, RenderedMessage
 from pushsvc.receipts import ReceiptSignal
@@ -304,13 +312,14 @@ class Dispatcher:
             await self._notifications.finish_partition(part.partition_id, self.owner, now)
             return
         await self._notifications.mark_running(part.notification_id, now)
-        # Rendered once at Send; restored whole (sizes included) once per partition.
+        # Rendered once at Send; restored whole (sizes included) once per partition, localized variants too.
         rendered = {p: self._restore_rendering(p, body) for p, body in record.rendered.items()}
+        variants = Variants(rendered, record.localized, self._restore_rendering)
         lost = asyncio.Event()
-        condemned = Condemnation(record.view.error)
+        condemned = Condemnation(record.view)
         renewer = asyncio.create_task(self._renew(part, lost, condemned))
         try:
-            await self._fan_out(part, record, rendered, lost, condemned)
+            await self._fan_out(part, record, variants, lost, condemned)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -325,10 +334,11 @@ class Dispatcher:
                     return
                 if not condemned.error:
                     # Another replica's partition may have condemned the
-                    # notification: this one stops sending within a renewal.
+                    # notification, or a caller cancelled it: this one stops
+                    # sending within a renewal.
                     record = await self._notifications.get(part.app_id, part.notification_id)
-                    if record is not None and record.view.error:
-                        condemned.condemn(record.view.error)
+                    if record is not None:
+                        condemned.adopt(record.view)
             except errors.StoreUnavailable:
                 continue
 
@@ -336,28 +346,36 @@ class Dispatcher:
         self,
         part: Partition,
         record: NotificationRecord,
-        rendered: Mapping[models.Platform, RenderedMessage],
+        variants: Variants,
         lost: asyncio.Event,
         condemned: Condemnation,
     ) -> None:
         retention = timedelta(days=self._settings.receipt_retention_days)
         # One span per batch (pushsvc.tracing): open while this loop's body sends, writes and checkpoints it.
         traced = self._tracer.batches(part.app_id, part.notification_id, self._batches(part, record))
+        first = True
         async with contextlib.aclosing(traced) as batches:
             async for batch, next_checkpoint in batches:
                 if lost.is_set():
                     raise _LeaseLost()
                 if self._stopping:
                     raise _Draining()
+                if not first and not condemned.error:
+                    # A cancel stops the fan-out before its next batch on every
+                    # replica, not at the next renewal: one key read per batch.
+                    fresh_record = await self._notifications.get(part.app_id, part.notification_id)
+                    if fresh_record is not None:
+                        condemned.adopt(fresh_record.view)
+                first = False
                 was_condemned = bool(condemned.error)
                 if was_condemned:
-                    drafts = [self._delivery.unsent(part.app_id, t) for t in batch]
+                    drafts = [self._delivery.unsent(part.app_id, t, condemned) for t in batch]
                 else:
-                    drafts = await self._delivery.deliver(part.app_id, record, rendered, batch, condemned)
+                    drafts = await self._delivery.deliver(part.app_id, record, variants, batch, condemned)
                 now = self._clock.now()
                 written = await self._receipts.append(part.app_id, part.notification_id, drafts, now + retention)
                 counts = Counter(receipt.status for receipt in written)
-                if condemned.error and not was_condemned:
+                if condemned.error and not was_condemned and not condemned.cancelled:
                     # After this batch's receipts, before its checkpoint: a crash
                     # in between resends the batch, which condemns it again.
                     await self._notifications.fail(part.notification_id, condemned.error, now)

@@ -90,8 +90,18 @@ def aps_dictionary(message: models.Message, push_type: models.PushType, *, with_
         alert["subtitle"] = message.subtitle
     if with_alert and message.body:
         alert["body"] = message.body
-    if alert:
-        aps["alert"] = alert
+    # Device-side localization keys: FCM's notification block has no place for them on iOS, so both renderers put them here.
+    alert_any: dict[str, Any] = dict(alert)
+    if message.title_loc_key:
+        alert_any["title-loc-key"] = message.title_loc_key
+    if message.title_loc_args:
+        alert_any["title-loc-args"] = list(message.title_loc_args)
+    if message.body_loc_key:
+        alert_any["loc-key"] = message.body_loc_key
+    if message.body_loc_args:
+        alert_any["loc-args"] = list(message.body_loc_args)
+    if alert_any:
+        aps["alert"] = alert_any
     if message.badge is not None:
         aps["badge"] = message.badge
     if message.sound:

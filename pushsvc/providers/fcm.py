@@ -124,9 +124,17 @@ def render_fcm(message: models.Message) -> base.RenderedMessage:
         android["priority"] = _ANDROID_PRIORITY[message.priority]
     if message.collapse_key:
         android["collapse_key"] = message.collapse_key
-    android_notification: dict[str, str] = {}
+    android_notification: dict[str, Any] = {}
     if message.sound:
         android_notification["sound"] = message.sound
+    if message.title_loc_key:
+        android_notification["title_loc_key"] = message.title_loc_key
+    if message.title_loc_args:
+        android_notification["title_loc_args"] = list(message.title_loc_args)
+    if message.body_loc_key:
+        android_notification["body_loc_key"] = message.body_loc_key
+    if message.body_loc_args:
+        android_notification["body_loc_args"] = list(message.body_loc_args)
     if message.collapse_key:
         android_notification["tag"] = message.collapse_key
     if message.category:

@@ -45,6 +45,10 @@ ACTIONS: dict[str, Action] = {
     "GetNotification": Action.READ,
     "StreamReceipts": Action.READ,
     "Prune": Action.PRUNE,
+    "CancelNotification": Action.SEND,
+    "GetToken": Action.READ,
+    "ListTokens": Action.READ,
+    "ListNotifications": Action.READ,
 }
 """The action each PushService RPC needs on its request's app."""
 

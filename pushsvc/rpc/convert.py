@@ -45,7 +45,9 @@ _STATUS_TO_PB = {
     models.DeliveryStatus.FAILED: pb.DELIVERY_STATUS_FAILED,
     models.DeliveryStatus.TOKEN_INVALID: pb.DELIVERY_STATUS_TOKEN_INVALID,
     models.DeliveryStatus.EXPIRED: pb.DELIVERY_STATUS_EXPIRED,
+    models.DeliveryStatus.CANCELLED: pb.DELIVERY_STATUS_CANCELLED,
 }
+_STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
 
 
 def platform(value: int) -> models.Platform:
@@ -246,6 +248,14 @@ def _message(m: pb.Message) -> models.Message:
             webpush=_struct(m.fcm, "webpush"),
             analytics_label=m.fcm.analytics_label,
         ),
+        localized={
+            tag: models.LocalizedContent(title=c.title, subtitle=c.subtitle, body=c.body, image_url=c.image_url)
+            for tag, c in m.localized.items()
+        },
+        title_loc_key=m.title_loc_key,
+        title_loc_args=tuple(m.title_loc_args),
+        body_loc_key=m.body_loc_key,
+        body_loc_args=tuple(m.body_loc_args),
     )
 
 
@@ -285,6 +295,40 @@ def notification(n: models.NotificationView) -> pb.Notification:
         error=n.error,
         idempotency_key=n.idempotency_key,
         vanished=n.vanished,
+        cancelled=n.cancelled,
+        cancel_requested_at=_ts(n.cancel_requested_at),
+    )
+
+
+def _optional_datetime(msg: Any, field: str) -> datetime | None:
+    return _datetime(getattr(msg, field), field) if msg.HasField(field) else None
+
+
+def token_filter(req: pb.ListTokensRequest) -> models.TokenFilter:
+    """ListTokensRequest → TokenFilter; an unknown platform number becomes Platform.UNSPECIFIED, which validation rejects."""
+    return models.TokenFilter(
+        app_id=req.app_id,
+        user_id=req.user_id,
+        topic=req.topic,
+        platform=None if req.platform == pb.PLATFORM_UNSPECIFIED else platform(req.platform),
+        last_seen_before=_optional_datetime(req, "last_seen_before"),
+        last_seen_after=_optional_datetime(req, "last_seen_after"),
+    )
+
+
+def notification_filter(req: pb.ListNotificationsRequest) -> models.NotificationFilter:
+    """ListNotificationsRequest → NotificationFilter."""
+    state = None
+    if req.state != pb.NOTIFICATION_STATE_UNSPECIFIED:
+        state = _STATE_FROM_PB.get(req.state)
+        if state is None:
+            # No domain value stands for an unknown state number, so the type forces the check here.
+            raise errors.InvalidArgument(FieldViolation("state", "is not a known NotificationState"))
+    return models.NotificationFilter(
+        app_id=req.app_id,
+        state=state,
+        created_after=_optional_datetime(req, "created_after"),
+        created_before=_optional_datetime(req, "created_before"),
     )
 
 

@@ -62,6 +62,40 @@ class PushServicer(pb_grpc.PushServiceServicer):
         view = await self._service.get_notification(request.app_id, request.notification_id)
         return pb.GetNotificationResponse(notification=convert.notification(view))
 
+    @status.unary
+    async def CancelNotification(  # noqa: N802
+        self, request: pb.CancelNotificationRequest, context: Ctx
+    ) -> pb.CancelNotificationResponse:
+        """See push.proto."""
+        view = await self._service.cancel_notification(request.app_id, request.notification_id)
+        return pb.CancelNotificationResponse(notification=convert.notification(view))
+
+    @status.unary
+    async def GetToken(self, request: pb.GetTokenRequest, context: Ctx) -> pb.GetTokenResponse:  # noqa: N802
+        """See push.proto."""
+        found = await self._service.get_token(request.app_id, convert.platform(request.platform), request.token)
+        return pb.GetTokenResponse(token=convert.token(found))
+
+    @status.unary
+    async def ListTokens(self, request: pb.ListTokensRequest, context: Ctx) -> pb.ListTokensResponse:  # noqa: N802
+        """See push.proto."""
+        tokens, next_token = await self._service.list_tokens(
+            convert.token_filter(request), request.page_size, request.page_token
+        )
+        return pb.ListTokensResponse(tokens=[convert.token(t) for t in tokens], next_page_token=next_token)
+
+    @status.unary
+    async def ListNotifications(  # noqa: N802
+        self, request: pb.ListNotificationsRequest, context: Ctx
+    ) -> pb.ListNotificationsResponse:
+        """See push.proto."""
+        views, next_token = await self._service.list_notifications(
+            convert.notification_filter(request), request.page_size, request.page_token
+        )
+        return pb.ListNotificationsResponse(
+            notifications=[convert.notification(v) for v in views], next_page_token=next_token
+        )
+
     @status.streaming
     async def StreamReceipts(  # noqa: N802
         self, request: pb.StreamReceiptsRequest, context: Ctx

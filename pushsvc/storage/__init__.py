@@ -13,11 +13,13 @@ from urllib.parse import urlsplit
 
 from pushsvc.clock import Clock, SystemClock
 from pushsvc.storage.base import (
+    BadCursor,
     DuplicateKey,
     LogEntry,
     NotificationDraft,
     NotificationRecord,
     NotificationStore,
+    Page,
     Partition,
     PartitionPlan,
     PartitionStatus,
@@ -59,11 +61,13 @@ def open_stores(url: str, *, clock: Clock | None = None, timeout_ms: int = 2000)
 
 __all__ = [
     "SCHEMES",
+    "BadCursor",
     "DuplicateKey",
     "LogEntry",
     "NotificationDraft",
     "NotificationRecord",
     "NotificationStore",
+    "Page",
     "Partition",
     "PartitionPlan",
     "PartitionStatus",

@@ -33,10 +33,44 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar
 
 from pushsvc import models
+
+_T = TypeVar("_T")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page(Generic[_T]):
+    """One page of a listing, and where the next one starts."""
+
+    items: list[_T]
+    after: tuple[str, ...] | None
+    """The key to pass back as `after` for the next page (strings only, so the service can
+    encode it as an opaque page token); None on the last page."""
+
+
+class BadCursor(ValueError):
+    """An `after` key that this listing did not hand out (wrong shape or values)."""
+
+
+def parse_notification_position(after: tuple[str, ...]) -> tuple[datetime, str]:
+    """A notification listing's `after`, (created_at ISO 8601 with offset, notification_id), read back.
+
+    Every adapter writes it the same way; raises BadCursor for anything else,
+    including instants that no store can hold once moved to UTC.
+    """
+    if len(after) != 2:
+        raise BadCursor("not a notification listing position")
+    try:
+        at = datetime.fromisoformat(after[0])
+        if at.tzinfo is None:
+            raise ValueError("no offset")
+        at = at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise BadCursor("not a notification listing position") from None
+    return at, after[1]
 
 
 @dataclasses.dataclass(slots=True)  # not frozen: built once per delivery, and frozen init costs 4x
@@ -51,6 +85,8 @@ class TargetToken:
     apns_environment: models.ApnsEnvironment
     registered: bool
     last_seen_at: datetime | None
+    locale: str = ""
+    """The registered locale, which chooses the message's variant; "" for unregistered devices."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -132,6 +168,16 @@ class TokenStore(Protocol):
         """Returns the registered ones among directly addressed devices."""
         ...
 
+    async def list(self, where: models.TokenFilter, after: tuple[str, ...] | None, limit: int) -> Page[models.DeviceToken]:
+        """A page of at most `limit` tokens that match every set filter, in the registry's key order.
+
+        The order is the one partitions scan in (bucket, platform, token), so
+        `after` is `(platform value, token)` of the last token of the previous
+        page. A user or topic filter is served by that index; the others
+        narrow the walk. Raises `BadCursor` for an `after` of the wrong shape.
+        """
+        ...
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PartitionPlan:
@@ -163,6 +209,8 @@ class NotificationDraft:
     send_at: datetime | None = None
     expires_at: datetime | None = None
     idempotency_key: str = ""
+    localized: Mapping[str, Mapping[models.Platform, Mapping[str, Any]]] = dataclasses.field(default_factory=dict)
+    """Variant tag → platform → the rendered body of that language, stored as is (see Message.localized)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -205,6 +253,8 @@ class NotificationRecord:
     expires_at: datetime | None
     receipt_seq: int
     """Per-notification receipt numbers allocated so far."""
+    localized: Mapping[str, Mapping[models.Platform, Mapping[str, Any]]] = dataclasses.field(default_factory=dict)
+    """Variant tag → platform → rendered body, as `NotificationDraft.localized` stored it."""
 
 
 class NotificationStore(Protocol):
@@ -281,8 +331,8 @@ class NotificationStore(Protocol):
     async def finish_partition(self, partition_id: str, owner: str, now: datetime) -> models.NotificationView | None:
         """Marks a partition done exactly once; settles the notification with the last one.
 
-        It settles FAILED with its error when `fail` condemned it, else
-        COMPLETED; either way the counters are reconciled with the receipt
+        It settles FAILED with its error when `fail` condemned it, CANCELLED
+        when `cancel` did, else COMPLETED; either way the counters are reconciled with the receipt
         log, and targets without a receipt count as vanished. Returns the
         notification after the update, or None when the partition was already
         done or not ours.
@@ -305,7 +355,34 @@ class NotificationStore(Protocol):
         holder knows which ones (its checkpoint), so the dispatcher gives each
         remaining target a FAILED receipt without sending it. When the last
         partition finishes, the notification settles FAILED with this error
-        (see `finish_partition`). A finished notification is left as it is.
+        (see `finish_partition`). A finished notification is left as it is,
+        and so is one being cancelled (the first verdict stays).
+        """
+        ...
+
+    async def cancel(self, app_id: str, notification_id: str, now: datetime) -> models.NotificationView | None:
+        """Cancels an unfinished notification: records `cancel_requested_at` (the first one stays).
+
+        The same shape as `fail`: the notification stays unfinished, its
+        partitions stay claimable and become runnable now (a scheduled one
+        does not wait for its send time), and each lease holder gives its
+        remaining targets a CANCELLED receipt. The last partition settles it
+        CANCELLED. A notification already condemned by `fail` keeps that
+        verdict (it settles FAILED); a finished one is left as it is. Returns
+        the notification after the update (finished or not: the caller tells
+        which), or None when this app has no such notification.
+        """
+        ...
+
+    async def list(
+        self, where: models.NotificationFilter, after: tuple[str, ...] | None, limit: int
+    ) -> Page[models.NotificationView]:
+        """A page of at most `limit` notifications matching every set filter, newest first.
+
+        Ordered by (created_at, notification_id), descending; `after` is the
+        adapter's key of the last notification of the previous page. Served by
+        an (app, created_at) index, and (app, state, created_at) with a state.
+        Raises `BadCursor` for an `after` of the wrong shape.
         """
         ...
 

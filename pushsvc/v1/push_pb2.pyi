@@ -71,6 +71,7 @@ class DeliveryStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DELIVERY_STATUS_FAILED: _ClassVar[DeliveryStatus]
     DELIVERY_STATUS_TOKEN_INVALID: _ClassVar[DeliveryStatus]
     DELIVERY_STATUS_EXPIRED: _ClassVar[DeliveryStatus]
+    DELIVERY_STATUS_CANCELLED: _ClassVar[DeliveryStatus]
 PLATFORM_UNSPECIFIED: Platform
 PLATFORM_APNS: Platform
 PLATFORM_FCM: Platform
@@ -110,6 +111,7 @@ DELIVERY_STATUS_DELIVERED: DeliveryStatus
 DELIVERY_STATUS_FAILED: DeliveryStatus
 DELIVERY_STATUS_TOKEN_INVALID: DeliveryStatus
 DELIVERY_STATUS_EXPIRED: DeliveryStatus
+DELIVERY_STATUS_CANCELLED: DeliveryStatus
 
 class Token(_message.Message):
     __slots__ = ("app_id", "token", "platform", "user_id", "topics", "device_id", "locale", "timezone", "app_version", "apns_environment", "created_at", "last_seen_at")
@@ -333,7 +335,7 @@ class FcmOptions(_message.Message):
     def __init__(self, android: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., apns: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., webpush: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., analytics_label: _Optional[str] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("title", "body", "subtitle", "image_url", "sound", "badge", "data", "category", "thread_id", "collapse_key", "priority", "ttl", "push_type", "content_available", "mutable_content", "apns", "fcm")
+    __slots__ = ("title", "body", "subtitle", "image_url", "sound", "badge", "data", "category", "thread_id", "collapse_key", "priority", "ttl", "push_type", "content_available", "mutable_content", "apns", "fcm", "localized", "title_loc_key", "title_loc_args", "body_loc_key", "body_loc_args")
     class DataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -341,6 +343,13 @@ class Message(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LocalizedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: LocalizedContent
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[LocalizedContent, _Mapping]] = ...) -> None: ...
     TITLE_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     SUBTITLE_FIELD_NUMBER: _ClassVar[int]
@@ -358,6 +367,11 @@ class Message(_message.Message):
     MUTABLE_CONTENT_FIELD_NUMBER: _ClassVar[int]
     APNS_FIELD_NUMBER: _ClassVar[int]
     FCM_FIELD_NUMBER: _ClassVar[int]
+    LOCALIZED_FIELD_NUMBER: _ClassVar[int]
+    TITLE_LOC_KEY_FIELD_NUMBER: _ClassVar[int]
+    TITLE_LOC_ARGS_FIELD_NUMBER: _ClassVar[int]
+    BODY_LOC_KEY_FIELD_NUMBER: _ClassVar[int]
+    BODY_LOC_ARGS_FIELD_NUMBER: _ClassVar[int]
     title: str
     body: str
     subtitle: str
@@ -375,7 +389,12 @@ class Message(_message.Message):
     mutable_content: bool
     apns: ApnsOptions
     fcm: FcmOptions
-    def __init__(self, title: _Optional[str] = ..., body: _Optional[str] = ..., subtitle: _Optional[str] = ..., image_url: _Optional[str] = ..., sound: _Optional[str] = ..., badge: _Optional[int] = ..., data: _Optional[_Mapping[str, str]] = ..., category: _Optional[str] = ..., thread_id: _Optional[str] = ..., collapse_key: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., push_type: _Optional[_Union[PushType, str]] = ..., content_available: _Optional[bool] = ..., mutable_content: _Optional[bool] = ..., apns: _Optional[_Union[ApnsOptions, _Mapping]] = ..., fcm: _Optional[_Union[FcmOptions, _Mapping]] = ...) -> None: ...
+    localized: _containers.MessageMap[str, LocalizedContent]
+    title_loc_key: str
+    title_loc_args: _containers.RepeatedScalarFieldContainer[str]
+    body_loc_key: str
+    body_loc_args: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, title: _Optional[str] = ..., body: _Optional[str] = ..., subtitle: _Optional[str] = ..., image_url: _Optional[str] = ..., sound: _Optional[str] = ..., badge: _Optional[int] = ..., data: _Optional[_Mapping[str, str]] = ..., category: _Optional[str] = ..., thread_id: _Optional[str] = ..., collapse_key: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., push_type: _Optional[_Union[PushType, str]] = ..., content_available: _Optional[bool] = ..., mutable_content: _Optional[bool] = ..., apns: _Optional[_Union[ApnsOptions, _Mapping]] = ..., fcm: _Optional[_Union[FcmOptions, _Mapping]] = ..., localized: _Optional[_Mapping[str, LocalizedContent]] = ..., title_loc_key: _Optional[str] = ..., title_loc_args: _Optional[_Iterable[str]] = ..., body_loc_key: _Optional[str] = ..., body_loc_args: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SendRequest(_message.Message):
     __slots__ = ("app_id", "target", "message", "idempotency_key", "validate_only", "send_at")
@@ -418,7 +437,7 @@ class GetNotificationResponse(_message.Message):
     def __init__(self, notification: _Optional[_Union[Notification, _Mapping]] = ...) -> None: ...
 
 class Notification(_message.Message):
-    __slots__ = ("notification_id", "app_id", "state", "targeted", "delivered", "failed", "invalid_tokens", "pending", "expired", "created_at", "send_at", "updated_at", "completed_at", "error", "idempotency_key", "vanished")
+    __slots__ = ("notification_id", "app_id", "state", "targeted", "delivered", "failed", "invalid_tokens", "pending", "expired", "created_at", "send_at", "updated_at", "completed_at", "error", "idempotency_key", "vanished", "cancelled", "cancel_requested_at")
     NOTIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
     APP_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -435,6 +454,8 @@ class Notification(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     VANISHED_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
     notification_id: str
     app_id: str
     state: NotificationState
@@ -451,7 +472,9 @@ class Notification(_message.Message):
     error: str
     idempotency_key: str
     vanished: int
-    def __init__(self, notification_id: _Optional[str] = ..., app_id: _Optional[str] = ..., state: _Optional[_Union[NotificationState, str]] = ..., targeted: _Optional[int] = ..., delivered: _Optional[int] = ..., failed: _Optional[int] = ..., invalid_tokens: _Optional[int] = ..., pending: _Optional[int] = ..., expired: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., send_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., vanished: _Optional[int] = ...) -> None: ...
+    cancelled: int
+    cancel_requested_at: _timestamp_pb2.Timestamp
+    def __init__(self, notification_id: _Optional[str] = ..., app_id: _Optional[str] = ..., state: _Optional[_Union[NotificationState, str]] = ..., targeted: _Optional[int] = ..., delivered: _Optional[int] = ..., failed: _Optional[int] = ..., invalid_tokens: _Optional[int] = ..., pending: _Optional[int] = ..., expired: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., send_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., vanished: _Optional[int] = ..., cancelled: _Optional[int] = ..., cancel_requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Receipt(_message.Message):
     __slots__ = ("cursor", "notification_id", "app_id", "token", "platform", "user_id", "status", "provider_message_id", "provider_status", "reason", "attempts", "token_removed", "at")
@@ -498,3 +521,97 @@ class StreamReceiptsResponse(_message.Message):
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
     receipt: Receipt
     def __init__(self, receipt: _Optional[_Union[Receipt, _Mapping]] = ...) -> None: ...
+
+class CancelNotificationRequest(_message.Message):
+    __slots__ = ("app_id", "notification_id")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    NOTIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    notification_id: str
+    def __init__(self, app_id: _Optional[str] = ..., notification_id: _Optional[str] = ...) -> None: ...
+
+class CancelNotificationResponse(_message.Message):
+    __slots__ = ("notification",)
+    NOTIFICATION_FIELD_NUMBER: _ClassVar[int]
+    notification: Notification
+    def __init__(self, notification: _Optional[_Union[Notification, _Mapping]] = ...) -> None: ...
+
+class GetTokenRequest(_message.Message):
+    __slots__ = ("app_id", "platform", "token")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    platform: Platform
+    token: str
+    def __init__(self, app_id: _Optional[str] = ..., platform: _Optional[_Union[Platform, str]] = ..., token: _Optional[str] = ...) -> None: ...
+
+class GetTokenResponse(_message.Message):
+    __slots__ = ("token",)
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    token: Token
+    def __init__(self, token: _Optional[_Union[Token, _Mapping]] = ...) -> None: ...
+
+class ListTokensRequest(_message.Message):
+    __slots__ = ("app_id", "user_id", "topic", "platform", "last_seen_before", "last_seen_after", "page_size", "page_token")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_AFTER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    user_id: str
+    topic: str
+    platform: Platform
+    last_seen_before: _timestamp_pb2.Timestamp
+    last_seen_after: _timestamp_pb2.Timestamp
+    page_size: int
+    page_token: str
+    def __init__(self, app_id: _Optional[str] = ..., user_id: _Optional[str] = ..., topic: _Optional[str] = ..., platform: _Optional[_Union[Platform, str]] = ..., last_seen_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListTokensResponse(_message.Message):
+    __slots__ = ("tokens", "next_page_token")
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[Token]
+    next_page_token: str
+    def __init__(self, tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListNotificationsRequest(_message.Message):
+    __slots__ = ("app_id", "state", "created_after", "created_before", "page_size", "page_token")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    state: NotificationState
+    created_after: _timestamp_pb2.Timestamp
+    created_before: _timestamp_pb2.Timestamp
+    page_size: int
+    page_token: str
+    def __init__(self, app_id: _Optional[str] = ..., state: _Optional[_Union[NotificationState, str]] = ..., created_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListNotificationsResponse(_message.Message):
+    __slots__ = ("notifications", "next_page_token")
+    NOTIFICATIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    notifications: _containers.RepeatedCompositeFieldContainer[Notification]
+    next_page_token: str
+    def __init__(self, notifications: _Optional[_Iterable[_Union[Notification, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class LocalizedContent(_message.Message):
+    __slots__ = ("title", "subtitle", "body", "image_url")
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    SUBTITLE_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_URL_FIELD_NUMBER: _ClassVar[int]
+    title: str
+    subtitle: str
+    body: str
+    image_url: str
+    def __init__(self, title: _Optional[str] = ..., subtitle: _Optional[str] = ..., body: _Optional[str] = ..., image_url: _Optional[str] = ...) -> None: ...

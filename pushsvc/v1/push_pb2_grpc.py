@@ -71,6 +71,26 @@ class PushServiceStub:
                 request_serializer=pushsvc_dot_v1_dot_push__pb2.StreamReceiptsRequest.SerializeToString,
                 response_deserializer=pushsvc_dot_v1_dot_push__pb2.StreamReceiptsResponse.FromString,
                 _registered_method=True)
+        self.CancelNotification = channel.unary_unary(
+                '/pushsvc.v1.PushService/CancelNotification',
+                request_serializer=pushsvc_dot_v1_dot_push__pb2.CancelNotificationRequest.SerializeToString,
+                response_deserializer=pushsvc_dot_v1_dot_push__pb2.CancelNotificationResponse.FromString,
+                _registered_method=True)
+        self.GetToken = channel.unary_unary(
+                '/pushsvc.v1.PushService/GetToken',
+                request_serializer=pushsvc_dot_v1_dot_push__pb2.GetTokenRequest.SerializeToString,
+                response_deserializer=pushsvc_dot_v1_dot_push__pb2.GetTokenResponse.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/pushsvc.v1.PushService/ListTokens',
+                request_serializer=pushsvc_dot_v1_dot_push__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=pushsvc_dot_v1_dot_push__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.ListNotifications = channel.unary_unary(
+                '/pushsvc.v1.PushService/ListNotifications',
+                request_serializer=pushsvc_dot_v1_dot_push__pb2.ListNotificationsRequest.SerializeToString,
+                response_deserializer=pushsvc_dot_v1_dot_push__pb2.ListNotificationsResponse.FromString,
+                _registered_method=True)
 
 
 class PushServiceServicer:
@@ -130,6 +150,39 @@ class PushServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelNotification(self, request, context):
+        """Cancels a queued, scheduled or running notification: nothing new is sent
+        after the batches in flight, and every target not sent gets a receipt with
+        DELIVERY_STATUS_CANCELLED (one receipt per token still holds). The
+        notification settles CANCELLED once those receipts are written.
+        FAILED_PRECONDITION once the notification has finished; cancelling one
+        that is already cancelling is not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetToken(self, request, context):
+        """Returns one registered token; NOT_FOUND when it is not registered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Lists an app's registered tokens, filtered, one page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNotifications(self, request, context):
+        """Lists an app's notifications, newest first, filtered, one page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PushServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -167,6 +220,26 @@ def add_PushServiceServicer_to_server(servicer, server):
                     servicer.StreamReceipts,
                     request_deserializer=pushsvc_dot_v1_dot_push__pb2.StreamReceiptsRequest.FromString,
                     response_serializer=pushsvc_dot_v1_dot_push__pb2.StreamReceiptsResponse.SerializeToString,
+            ),
+            'CancelNotification': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelNotification,
+                    request_deserializer=pushsvc_dot_v1_dot_push__pb2.CancelNotificationRequest.FromString,
+                    response_serializer=pushsvc_dot_v1_dot_push__pb2.CancelNotificationResponse.SerializeToString,
+            ),
+            'GetToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetToken,
+                    request_deserializer=pushsvc_dot_v1_dot_push__pb2.GetTokenRequest.FromString,
+                    response_serializer=pushsvc_dot_v1_dot_push__pb2.GetTokenResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=pushsvc_dot_v1_dot_push__pb2.ListTokensRequest.FromString,
+                    response_serializer=pushsvc_dot_v1_dot_push__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'ListNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotifications,
+                    request_deserializer=pushsvc_dot_v1_dot_push__pb2.ListNotificationsRequest.FromString,
+                    response_serializer=pushsvc_dot_v1_dot_push__pb2.ListNotificationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -360,6 +433,114 @@ class PushService:
             '/pushsvc.v1.PushService/StreamReceipts',
             pushsvc_dot_v1_dot_push__pb2.StreamReceiptsRequest.SerializeToString,
             pushsvc_dot_v1_dot_push__pb2.StreamReceiptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelNotification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pushsvc.v1.PushService/CancelNotification',
+            pushsvc_dot_v1_dot_push__pb2.CancelNotificationRequest.SerializeToString,
+            pushsvc_dot_v1_dot_push__pb2.CancelNotificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pushsvc.v1.PushService/GetToken',
+            pushsvc_dot_v1_dot_push__pb2.GetTokenRequest.SerializeToString,
+            pushsvc_dot_v1_dot_push__pb2.GetTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pushsvc.v1.PushService/ListTokens',
+            pushsvc_dot_v1_dot_push__pb2.ListTokensRequest.SerializeToString,
+            pushsvc_dot_v1_dot_push__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pushsvc.v1.PushService/ListNotifications',
+            pushsvc_dot_v1_dot_push__pb2.ListNotificationsRequest.SerializeToString,
+            pushsvc_dot_v1_dot_push__pb2.ListNotificationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

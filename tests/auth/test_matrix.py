@@ -14,13 +14,14 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from pushsvc import logs
 from pushsvc.v1 import push_pb2 as pb
@@ -38,6 +39,10 @@ NEEDS = {
     "StreamReceipts/notification": "read",
     "StreamReceipts/feed": "read",
     "Prune": "prune",
+    "CancelNotification": "send",
+    "GetToken": "read",
+    "ListTokens": "read",
+    "ListNotifications": "read",
 }
 
 
@@ -56,6 +61,8 @@ class Tenant:
     first_cursor: str
     spare_tokens: list[str] = dataclasses.field(default_factory=list)
     """Tokens that allowed UnregisterToken calls may remove."""
+    scheduled_id: str = ""
+    """A notification scheduled a day ahead, which an allowed CancelNotification may cancel."""
 
 
 async def setup_tenant(stub: push_pb2_grpc.PushServiceStub, admin: Metadata, app_id: str) -> Tenant:
@@ -84,7 +91,13 @@ async def setup_tenant(stub: push_pb2_grpc.PushServiceStub, admin: Metadata, app
         await stub.RegisterToken(
             pb.RegisterTokenRequest(app_id=app_id, token=token, platform=pb.PLATFORM_FCM), metadata=admin, timeout=10
         )
-    return Tenant(app_id, tokens, sent.notification_id, receipts[0].receipt.cursor, spare)
+    tomorrow = timestamp_pb2.Timestamp(seconds=int(time.time()) + 86400)
+    scheduled = await stub.Send(
+        pb.SendRequest(app_id=app_id, target=pb.Target(all=True), message=pb.Message(title="later"), send_at=tomorrow),
+        metadata=admin,
+        timeout=10,
+    )
+    return Tenant(app_id, tokens, sent.notification_id, receipts[0].receipt.cursor, spare, scheduled.notification_id)
 
 
 def request_for(rpc: str, tenant: Tenant, *, allowed: bool) -> Any:
@@ -106,6 +119,14 @@ def request_for(rpc: str, tenant: Tenant, *, allowed: bool) -> Any:
         return pb.StreamReceiptsRequest(app_id=app, notification_id=tenant.notification_id)
     if rpc == "StreamReceipts/feed":
         return pb.StreamReceiptsRequest(app_id=app, after=tenant.first_cursor)
+    if rpc == "CancelNotification":
+        return pb.CancelNotificationRequest(app_id=app, notification_id=tenant.scheduled_id)
+    if rpc == "GetToken":
+        return pb.GetTokenRequest(app_id=app, platform=pb.PLATFORM_FCM, token=tenant.tokens[1])
+    if rpc == "ListTokens":
+        return pb.ListTokensRequest(app_id=app, user_id=f"{app}-user")
+    if rpc == "ListNotifications":
+        return pb.ListNotificationsRequest(app_id=app)
     assert rpc == "Prune"
     # Allowed: a dry run. Elsewhere: would delete every token older than a second.
     if allowed:
@@ -210,6 +231,11 @@ async def test_matrix(
     assert counted.would_remove == len(beta.tokens) + len(beta.spare_tokens)
     for token in beta.tokens:
         assert len(s.emulator.inbox.entries(token=token)) == 1, token
+    still = await admin_stub.GetNotification(
+        pb.GetNotificationRequest(app_id="beta", notification_id=beta.scheduled_id), metadata=admin, timeout=10
+    )
+    assert still.notification.state == pb.NOTIFICATION_STATE_SCHEDULED
+    assert not still.notification.HasField("cancel_requested_at")
 
     # Secrets and device tokens appear nowhere in the server's output.
     out, err = capfd.readouterr()

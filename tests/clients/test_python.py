@@ -63,7 +63,7 @@ def test_python_channel_helper(client_python: Path) -> None:
     out = subprocess.run([str(client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_channel.py"],
                          cwd=CLIENT, capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "6 passed" in out.stdout
+    assert "7 passed" in out.stdout
 
 
 def test_python_public_names_match_the_snapshot(client_python: Path) -> None:
@@ -91,7 +91,7 @@ def test_python_smoke(client_python: Path, smoke_server: DevServer, live: LiveRu
 def test_python_operator_commands(client_python: Path, smoke_server: DevServer, live: LiveRun) -> None:
     out = live.run([str(client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cli_live.py"],
                    live.env(smoke_server), CLIENT, 240)
-    assert "6 passed" in out.stdout
+    assert "8 passed" in out.stdout
 
 
 def test_python_resume(client_python: Path, resume_server: DevServer, live: LiveRun) -> None:

@@ -199,6 +199,26 @@ async def test_every_command_the_adapter_sends_is_served_by_a_declared_index(
     await stores.notifications.mark_running("n2", now)
     await stores.notifications.fail("n2", "credentials", now)
     await stores.notifications.drop_partition(part.partition_id)
+
+    # Cancel (a scheduled notification's partitions become runnable) and the listings, with every filter.
+    await stores.notifications.create(
+        dataclasses.replace(draft, notification_id="n4", idempotency_key="", state=models.NotificationState.SCHEDULED,
+                            runnable_at=now + timedelta(hours=1)),
+        [PartitionPlan(0, (0, 1024))],
+    )
+    await stores.notifications.cancel("app", "n4", now)
+    await stores.notifications.cancel("app", "n4", now)  # again: read back as it is
+    for nfilter in (models.NotificationFilter("app"), models.NotificationFilter("app", state=models.NotificationState.FAILED),
+                    models.NotificationFilter("app", created_after=now - timedelta(days=1), created_before=now + timedelta(days=1))):
+        page = await stores.notifications.list(nfilter, None, 1)
+        if page.after is not None:
+            await stores.notifications.list(nfilter, page.after, 1)
+    for tfilter in (models.TokenFilter("app"), models.TokenFilter("app", user_id="u1"), models.TokenFilter("app", topic="news"),
+                    models.TokenFilter("app", platform=FCM, last_seen_before=now + timedelta(days=1),
+                                       last_seen_after=now - timedelta(days=1))):
+        tpage = await stores.tokens.list(tfilter, None, 2)
+        if tpage.after is not None:
+            await stores.tokens.list(tfilter, tpage.after, 2)
     await stores.sweep_expired(now)
 
     qs = queries(recorder.commands)

@@ -131,6 +131,19 @@ async def test_every_statement_is_served_by_an_index(loaded: tuple[PostgresStore
     await n.release_replica("r1", "r1/new", now)
     await n.fail("n1", "credentials", now)
     await n.drop_partition(part.partition_id)
+    # Cancel, and the listings with every filter, each for a first and a later page.
+    await n.create(draft("n2", now), [PartitionPlan(0, (0, 1024))])
+    await n.cancel("app", "n2", now)
+    await n.cancel("app", "n2", now)
+    for nfilter in (models.NotificationFilter("app"), models.NotificationFilter("app", state=models.NotificationState.QUEUED),
+                    models.NotificationFilter("app", created_after=now - timedelta(days=1), created_before=now + timedelta(days=1))):
+        npage = await n.list(nfilter, None, 1)
+        await n.list(nfilter, npage.after or ("2026-01-01T00:00:00+00:00", "x"), 1)
+    for tfilter in (models.TokenFilter("app"), models.TokenFilter("app", user_id="u10"), models.TokenFilter("app", topic="news"),
+                    models.TokenFilter("app", platform=FCM), models.TokenFilter("app", last_seen_before=now - timedelta(days=1)),
+                    models.TokenFilter("app", user_id="u10", topic="news", last_seen_after=now - timedelta(days=1))):
+        tpage = await t.list(tfilter, None, 50)
+        await t.list(tfilter, tpage.after or ("fcm", "tok-0"), 50)
     # Receipts: the app log, one notification's log (a replay), counts.
     await r.read_app("app", 5_000, 100)
     await r.read_notification("app", "bulk0", 5_000, 100)

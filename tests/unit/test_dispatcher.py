@@ -57,7 +57,7 @@ async def test_a_fan_out_delivers_every_token_once_and_counts_it(world: World) -
     assert all(p.done and p.finished_by == "w1" for p in await world.stores.notifications.partitions(nid))
 
 
-async def test_each_batch_is_one_read_one_append_and_one_commit(world: World) -> None:
+async def test_each_batch_is_one_read_one_append_and_one_commit_plus_a_key_read_of_its_notification(world: World) -> None:
     await world.register(35)
     nid = await send(world)
     calls: Counter[str] = Counter()
@@ -67,6 +67,9 @@ async def test_each_batch_is_one_read_one_append_and_one_commit(world: World) ->
     # 35 targets in batches of 10: 4 batches, one partition.
     assert calls["scan_targets"] == 1 and calls["pages"] == 4
     assert calls["append"] == 4 and calls["commit_batch"] == 4 and calls["finish_partition"] == 1
+    # The notification is read at the start and again before each later batch (a cancel stops it
+    # there), and once by this test's view() above.
+    assert calls["get"] == 1 + 3 + 1
 
 
 async def test_retries_back_off_honour_retry_after_and_stop_at_max_attempts(world: World) -> None:

@@ -51,6 +51,26 @@ class RecordingServicer(push_pb2_grpc.PushServiceServicer):
     def Prune(self, request: push_pb2.PruneRequest, context: grpc.ServicerContext) -> push_pb2.PruneResponse:  # noqa: N802
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this test")
 
+    def CancelNotification(  # noqa: N802
+        self, request: push_pb2.CancelNotificationRequest, context: grpc.ServicerContext
+    ) -> push_pb2.CancelNotificationResponse:
+        self._attempt("CancelNotification", context)
+        return push_pb2.CancelNotificationResponse(notification=push_pb2.Notification(notification_id=request.notification_id))
+
+    def GetToken(self, request: push_pb2.GetTokenRequest, context: grpc.ServicerContext) -> push_pb2.GetTokenResponse:  # noqa: N802
+        self._attempt("GetToken", context)
+        return push_pb2.GetTokenResponse(token=push_pb2.Token(token=request.token))
+
+    def ListTokens(self, request: push_pb2.ListTokensRequest, context: grpc.ServicerContext) -> push_pb2.ListTokensResponse:  # noqa: N802
+        self._attempt("ListTokens", context)
+        return push_pb2.ListTokensResponse(tokens=[push_pb2.Token(token="t1")])
+
+    def ListNotifications(  # noqa: N802
+        self, request: push_pb2.ListNotificationsRequest, context: grpc.ServicerContext
+    ) -> push_pb2.ListNotificationsResponse:
+        self._attempt("ListNotifications", context)
+        return push_pb2.ListNotificationsResponse(notifications=[push_pb2.Notification(notification_id="n1")])
+
     def StreamReceipts(  # noqa: N802
         self, request: push_pb2.StreamReceiptsRequest, context: grpc.ServicerContext
     ) -> Iterator[push_pb2.StreamReceiptsResponse]:
@@ -91,6 +111,19 @@ def test_idempotent_calls_are_retried_on_unavailable_and_send_is_not(flaky: tupl
             stub.Send(push_pb2.SendRequest(app_id="a"))
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert servicer.attempts == {"RegisterToken": 3, "RegisterTokens": 3, "Send": 1}
+
+
+def test_cancel_and_the_lookups_are_retried_on_unavailable(flaky: tuple[RecordingServicer, str]) -> None:
+    servicer, target = flaky
+    with connect(target) as channel:
+        stub = push_pb2_grpc.PushServiceStub(channel)
+        cancelled = stub.CancelNotification(push_pb2.CancelNotificationRequest(app_id="a", notification_id="n9"))
+        assert cancelled.notification.notification_id == "n9"
+        assert stub.GetToken(push_pb2.GetTokenRequest(app_id="a", token="t9")).token.token == "t9"
+        assert [t.token for t in stub.ListTokens(push_pb2.ListTokensRequest(app_id="a")).tokens] == ["t1"]
+        listed = stub.ListNotifications(push_pb2.ListNotificationsRequest(app_id="a"))
+        assert [n.notification_id for n in listed.notifications] == ["n1"]
+    assert servicer.attempts == {"CancelNotification": 3, "GetToken": 3, "ListTokens": 3, "ListNotifications": 3}
 
 
 def test_unary_calls_get_the_deadline() -> None:

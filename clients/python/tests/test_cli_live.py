@@ -136,3 +136,43 @@ def test_caller_mistakes_exit_non_zero_with_a_reason() -> None:
     assert out.returncode == 1 and "INVALID_ARGUMENT" in out.stderr
     out = cli("receipts", "--app", APP, check=False)
     assert out.returncode == 2 and "--follow" in out.stderr
+
+
+def test_cancel_a_scheduled_send_then_list_it_and_the_users_tokens(tmp_path: Path) -> None:
+    user = f"cli-{secrets.token_hex(4)}"
+    tokens = _register(user)
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    request = tmp_path / "later.json"
+    request.write_text(json.dumps({"target": {"users": {"userIds": [user]}}, "message": {"title": "later"}, "sendAt": later}))
+    nid = cli("send", "--app", APP, "--file", str(request)).stdout.strip()
+    out = cli("cancel", "--app", APP, nid)
+    assert out.stdout.startswith(f"{nid}: ") and ("cancelling" in out.stdout or "cancelled" in out.stdout)
+    rows = [json.loads(line) for line in cli("receipts", "--app", APP, "--notification", nid).stdout.splitlines()]
+    assert sorted(r["token"] for r in rows) == sorted(tokens)
+    assert {(r["status"], r["reason"]) for r in rows} == {("DELIVERY_STATUS_CANCELLED", "NotificationCancelled")}
+    again = cli("cancel", "--app", APP, nid)  # twice is not an error
+    assert f"{nid}: cancelled (0 delivered, 3 not sent)" in again.stdout
+
+    listed = cli("notifications", "list", "--app", APP, "--state", "cancelled", "--page-size", "2")
+    found = [json.loads(line) for line in listed.stdout.splitlines()]
+    mine = [n for n in found if n["notification_id"] == nid]
+    assert len(mine) == 1 and mine[0]["state"] == "NOTIFICATION_STATE_CANCELLED" and mine[0]["cancelled"] == "3"
+    table = cli("notifications", "list", "--app", APP, "--limit", "1", "--format", "table").stdout.splitlines()
+    assert table[0].split()[:3] == ["NOTIFICATION_ID", "STATE", "CREATED_AT"] and len(table) == 2
+
+    rows = [json.loads(line) for line in cli("tokens", "list", "--app", APP, "--user", user, "--page-size", "2").stdout.splitlines()]
+    assert sorted(r["token"] for r in rows) == sorted(tokens) and {r["user_id"] for r in rows} == {user}
+    one = cli("tokens", "list", "--app", APP, "--user", user, "--platform", "apns", "--limit", "1", "--format", "table")
+    lines = one.stdout.splitlines()
+    assert lines[0].split() == ["PLATFORM", "USER_ID", "LAST_SEEN_AT", "LOCALE", "TOKEN"] and len(lines) == 2
+    assert lines[1].split()[0] == "APNS" and lines[1].split()[-1] in tokens
+    assert cli("tokens", "list", "--app", APP, "--user", user, "--platform", "fcm").stdout == ""
+
+
+def test_cancel_and_list_mistakes_exit_non_zero_with_a_reason() -> None:
+    out = cli("cancel", "--app", APP, "n-does-not-exist", check=False)
+    assert out.returncode == 1 and "NOT_FOUND" in out.stderr
+    out = cli("tokens", "list", "--app", APP, "--last-seen-before", "yesterday", check=False)
+    assert out.returncode == 2 and "ISO 8601" in out.stderr
+    out = cli("notifications", "list", "--app", APP, "--page-size", "0", check=False)
+    assert out.returncode == 2 and "--page-size" in out.stderr

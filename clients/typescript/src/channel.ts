@@ -6,11 +6,15 @@ const SERVICE = "pushsvc.v1.PushService";
 
 /**
  * Calls that are safe to repeat: RegisterToken(s) upsert, UnregisterToken and
- * Prune converge, GetNotification reads. Send is idempotent only with an
+ * Prune converge, GetNotification and the lookups read, a repeated
+ * CancelNotification answers as the first. Send is idempotent only with an
  * idempotency_key, which a service config cannot see; StreamReceipts is resumed
  * by ReceiptFollower instead.
  */
-export const IDEMPOTENT_METHODS = ["RegisterToken", "RegisterTokens", "UnregisterToken", "GetNotification", "Prune"] as const;
+export const IDEMPOTENT_METHODS = [
+  "RegisterToken", "RegisterTokens", "UnregisterToken", "GetNotification", "Prune",
+  "CancelNotification", "GetToken", "ListTokens", "ListNotifications",
+] as const;
 
 /** Retries idempotent calls on UNAVAILABLE; a deadline on every unary call. */
 export function defaultServiceConfig(deadlineS = 10): object {

@@ -6,6 +6,7 @@ these stay plain objects; the per-token state is in `tokens` and `receipts`.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import dataclasses
 from collections import Counter
@@ -18,10 +19,12 @@ from pushsvc.storage.base import (
     DuplicateKey,
     NotificationDraft,
     NotificationRecord,
+    Page,
     Partition,
     PartitionPlan,
     PartitionStatus,
     TargetQuery,
+    parse_notification_position,
 )
 
 
@@ -32,6 +35,7 @@ class _Note:
     rendered: Mapping[models.Platform, Mapping[str, Any]]
     expires_at: datetime | None
     partitions_total: int
+    localized: Mapping[str, Mapping[models.Platform, Mapping[str, Any]]] = dataclasses.field(default_factory=dict)
     partitions_done: int = 0
     receipt_seq: int = 0
 
@@ -57,6 +61,8 @@ class Queue:
         self.parts_of: dict[str, list[str]] = {}
         self.keys: dict[tuple[str, str], str] = {}
         self.statuses: dict[str, Counter[models.DeliveryStatus]] = {}
+        self.by_app: dict[str, list[tuple[datetime, str]]] = {}
+        """App → (created_at, notification_id) of its notifications, ascending: the listing's index."""
 
 
 _COUNTERS = {
@@ -64,6 +70,7 @@ _COUNTERS = {
     models.DeliveryStatus.FAILED: "failed",
     models.DeliveryStatus.TOKEN_INVALID: "invalid_tokens",
     models.DeliveryStatus.EXPIRED: "expired",
+    models.DeliveryStatus.CANCELLED: "cancelled",
 }
 
 
@@ -113,6 +120,7 @@ class MemoryNotificationStore:
             rendered=copy.deepcopy(dict(draft.rendered)),
             expires_at=draft.expires_at,
             partitions_total=len(plans),
+            localized=copy.deepcopy({tag: dict(bodies) for tag, bodies in draft.localized.items()}),
         )
         if not state.finished:
             self._q.unfinished.add(nid)
@@ -124,6 +132,7 @@ class MemoryNotificationStore:
             self._q.open_parts[pid] = None
             ids.append(pid)
         self._q.parts_of[nid] = ids
+        bisect.insort(self._q.by_app.setdefault(draft.app_id, []), (draft.created_at, nid))
         return view
 
     async def get(self, app_id: str, notification_id: str) -> NotificationRecord | None:
@@ -131,7 +140,7 @@ class MemoryNotificationStore:
         note = self._q.notes.get(notification_id)
         if note is None or note.view.app_id != app_id:
             return None
-        return NotificationRecord(note.view, note.query, note.rendered, note.expires_at, note.receipt_seq)
+        return NotificationRecord(note.view, note.query, note.rendered, note.expires_at, note.receipt_seq, note.localized)
 
     async def partitions(self, notification_id: str) -> list[PartitionStatus]:
         """See `NotificationStore.partitions`."""
@@ -251,10 +260,15 @@ class MemoryNotificationStore:
         nid = note.view.notification_id
         logged = self._q.statuses.get(nid, Counter())
         resolved = sum(logged.values())
-        condemned = bool(note.view.error)
+        if note.view.error:
+            state = models.NotificationState.FAILED
+        elif note.view.cancel_requested_at is not None:
+            state = models.NotificationState.CANCELLED
+        else:
+            state = models.NotificationState.COMPLETED
         note.view = dataclasses.replace(
             note.view,
-            state=models.NotificationState.FAILED if condemned else models.NotificationState.COMPLETED,
+            state=state,
             completed_at=now,
             updated_at=now,
             targeted=max(note.view.targeted, resolved),
@@ -281,11 +295,53 @@ class MemoryNotificationStore:
     async def fail(self, notification_id: str, error: str, now: datetime) -> None:
         """See `NotificationStore.fail`."""
         note = self._q.notes.get(notification_id)
-        if note is None or note.view.state.finished or note.view.error:
+        if note is None or note.view.state.finished or note.view.error or note.view.cancel_requested_at is not None:
             return
         note.view = dataclasses.replace(note.view, error=error, updated_at=now)
         if note.partitions_done >= note.partitions_total:
             self._settle(note, now)  # nothing left to sweep
+
+    async def cancel(self, app_id: str, notification_id: str, now: datetime) -> models.NotificationView | None:
+        """See `NotificationStore.cancel`."""
+        note = self._q.notes.get(notification_id)
+        if note is None or note.view.app_id != app_id:
+            return None
+        v = note.view
+        if v.state.finished or v.error or v.cancel_requested_at is not None:
+            return v
+        note.view = dataclasses.replace(v, cancel_requested_at=now, updated_at=now)
+        for pid in self._q.parts_of.get(notification_id, ()):
+            p = self._q.parts.get(pid)
+            # A scheduled partition that nobody holds sweeps now instead of at its send time.
+            if p is not None and not p.done and p.owner is None and p.lease_expires_at > now:
+                p.lease_expires_at = now
+        if note.partitions_done >= note.partitions_total:
+            self._settle(note, now)  # nothing left to sweep
+        return note.view
+
+    async def list(
+        self, where: models.NotificationFilter, after: tuple[str, ...] | None, limit: int
+    ) -> Page[models.NotificationView]:
+        """See `NotificationStore.list`: walks the app's index backwards from `after`."""
+        keys = self._q.by_app.get(where.app_id, [])
+        end = len(keys)
+        if after is not None:
+            end = bisect.bisect_left(keys, parse_notification_position(after))
+        if where.created_before is not None:
+            end = min(end, bisect.bisect_left(keys, (where.created_before, "")))
+        out: list[models.NotificationView] = []
+        for i in range(end - 1, -1, -1):
+            created_at, nid = keys[i]
+            if where.created_after is not None and created_at < where.created_after:
+                break
+            view = self._q.notes[nid].view
+            if where.state is not None and view.state is not where.state:
+                continue
+            if len(out) == limit:
+                last = out[-1]
+                return Page(out, (last.created_at.isoformat(), last.notification_id))
+            out.append(view)
+        return Page(out, None)
 
 
 __all__ = ["MemoryNotificationStore", "Queue"]

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from pushsvc import models
-from pushsvc.storage.base import TargetQuery, TargetToken
+from pushsvc.storage.base import BadCursor, Page, TargetQuery, TargetToken
 
 _Ref = tuple[int, str, str]
 """A token's position in its app, the scan order and the checkpoint: (bucket, platform value, token)."""
@@ -49,6 +49,8 @@ SHARED: Final = 4
 TOPICS: Final = 0
 ENV: Final = 1
 ATTRS: Final = 2
+LOCALE: Final = ATTRS + models.TOKEN_ATTRIBUTES.index("locale")
+"""The locale's position in the shared part (the dispatcher picks a localized variant by it)."""
 
 _PLATFORM = {p.value: p for p in models.PLATFORMS}
 _ENV = {e.value: e for e in models.ApnsEnvironment}
@@ -335,7 +337,7 @@ class MemoryTokenStore:
                             continue  # removed since its bucket was read
                         page.append(TargetToken(
                             ref=(b, value, token), token=token, platform=platform, user_id=rec[USER],
-                            apns_environment=env[rec[SHARED][ENV]], registered=True, last_seen_at=rec[SEEN],
+                            apns_environment=env[rec[SHARED][ENV]], registered=True, last_seen_at=rec[SEEN], locale=rec[SHARED][LOCALE],
                         ))
                         if len(page) == batch_size:
                             yield page
@@ -351,7 +353,7 @@ class MemoryTokenStore:
                     continue
                 page.append(TargetToken(
                     ref=ref, token=ref[2], platform=platform, user_id=rec[USER], apns_environment=env[rec[SHARED][ENV]],
-                    registered=True, last_seen_at=rec[SEEN],
+                    registered=True, last_seen_at=rec[SEEN], locale=rec[SHARED][LOCALE],
                 ))
                 if len(page) == batch_size:
                     yield page
@@ -373,9 +375,72 @@ class MemoryTokenStore:
             if rec is not None:
                 out[(d.platform, d.token)] = TargetToken(
                     ref=(b, d.platform.value, d.token), token=d.token, platform=d.platform, user_id=rec[USER],
-                    apns_environment=_ENV[rec[SHARED][ENV]], registered=True, last_seen_at=rec[SEEN],
+                    apns_environment=_ENV[rec[SHARED][ENV]], registered=True, last_seen_at=rec[SEEN], locale=rec[SHARED][LOCALE],
                 )
         return out
+
+    async def list(self, where: models.TokenFilter, after: tuple[str, ...] | None, limit: int) -> Page[models.DeviceToken]:
+        """See `TokenStore.list`: the user or topic index when filtered so, else the buckets in order."""
+        start = _start(after)
+        platforms = [p for p in _ORDER if where.platform is None or p is where.platform]
+        tables = [(p.value, t) for p in platforms if (t := self._r.tables.get((where.app_id, p.value))) is not None]
+        out: list[models.DeviceToken] = []
+        for value, token, rec in _walk(tables, where, start):
+            if where.last_seen_before is not None and not rec[0] < where.last_seen_before:
+                continue
+            if where.last_seen_after is not None and not rec[0] >= where.last_seen_after:
+                continue
+            if len(out) == limit:
+                last = out[-1]
+                return Page(out, (last.platform.value, last.token))
+            out.append(_device_token(where.app_id, value, token, rec))
+        return Page(out, None)
+
+
+def _start(after: tuple[str, ...] | None) -> _Ref | None:
+    if after is None:
+        return None
+    if len(after) != 2 or after[0] not in _PLATFORM or not isinstance(after[1], str):
+        raise BadCursor("not a token listing position")
+    return (models.token_bucket(after[1]), after[0], after[1])
+
+
+def _walk(tables: list[tuple[str, Table]], where: models.TokenFilter, start: _Ref | None) -> Iterable[tuple[str, str, _Rec]]:
+    """(platform value, token, record) in ref order after `start`, narrowed by the user and topic indexes."""
+    bucket_of = models.token_bucket
+    if where.user_id or where.topic:
+        refs: list[_Ref] = []
+        for value, table in tables:
+            tokens: set[str] | None = None
+            if where.user_id:
+                tokens = set(_index_get(table.users, where.user_id))
+            if where.topic:
+                of_topic = set(_index_get(table.topics, where.topic))
+                tokens = of_topic if tokens is None else tokens & of_topic
+            refs.extend((bucket_of(t), value, t) for t in tokens or ())
+        refs.sort()
+        if start is not None:
+            refs = refs[bisect.bisect_right(refs, start) :]
+        by_value = dict(tables)
+        for b, value, token in refs:
+            rec = by_value[value].buckets[b].get(token)
+            if rec is not None:
+                yield value, token, rec
+        return
+    for b in range(0 if start is None else start[0], models.BUCKETS):
+        for value, table in tables:
+            bucket = table.buckets[b]
+            if not bucket:
+                continue
+            tokens_in = sorted(bucket)
+            if start is not None and b == start[0] and value <= start[1]:
+                if value < start[1]:
+                    continue
+                tokens_in = tokens_in[bisect.bisect_right(tokens_in, start[2]) :]
+            for token in tokens_in:
+                rec = bucket.get(token)
+                if rec is not None:
+                    yield value, token, rec
 
 
 __all__ = ["MemoryTokenStore", "Registry"]

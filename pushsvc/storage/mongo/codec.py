@@ -9,6 +9,7 @@ from typing import Any
 
 from pushsvc import models
 from pushsvc.storage.base import (
+    BadCursor,
     LogEntry,
     NotificationDraft,
     NotificationRecord,
@@ -19,6 +20,7 @@ from pushsvc.storage.base import (
     TargetQuery,
     TargetToken,
     WebhookCursor,
+    parse_notification_position,
 )
 from pushsvc.storage.mongo import schema
 
@@ -27,6 +29,7 @@ COUNTER_FIELDS: Mapping[models.DeliveryStatus, str] = {
     models.DeliveryStatus.FAILED: "failed",
     models.DeliveryStatus.TOKEN_INVALID: "invalid_tokens",
     models.DeliveryStatus.EXPIRED: "expired",
+    models.DeliveryStatus.CANCELLED: "cancelled",
 }
 """The notification's counter field of each receipt status."""
 
@@ -129,6 +132,7 @@ def target_from_doc(doc: Mapping[str, Any]) -> TargetToken:
         apns_environment=models.ApnsEnvironment(doc.get("apns_environment", "production")),
         registered=True,
         last_seen_at=aware(doc.get("last_seen_at")),
+        locale=doc.get("locale", ""),
     )
 
 
@@ -162,7 +166,75 @@ def partition_selector(app_id: str, query: TargetQuery, buckets: tuple[int, int]
     return flt
 
 
+def token_listing(where: models.TokenFilter, after: tuple[str, ...] | None) -> dict[str, Any]:
+    """ListTokens' filter: the app's `_id` range (the listing's order) after `after`, narrowed by the filters."""
+    flt: dict[str, Any] = {}
+    if after is None:
+        flt["_id"] = {"$gte": schema.bucket_bound(where.app_id, 0)}
+    else:
+        if len(after) != 2 or after[0] not in _PLATFORMS:
+            raise BadCursor("not a token listing position")
+        flt["_id"] = {"$gt": schema.token_key(where.app_id, models.Platform(after[0]), after[1])}
+    flt["_id"]["$lt"] = schema.bucket_bound(where.app_id, models.BUCKETS)
+    if where.user_id:
+        flt["app_id"] = where.app_id
+        flt["user_id"] = where.user_id
+    if where.topic:
+        flt["app_id"] = where.app_id
+        flt["topics"] = where.topic
+    if where.platform is not None:
+        flt["platform"] = where.platform.value
+    seen: dict[str, datetime] = {}
+    if where.last_seen_before is not None:
+        seen["$lt"] = where.last_seen_before
+    if where.last_seen_after is not None:
+        seen["$gte"] = where.last_seen_after
+    if seen:
+        flt["last_seen_at"] = seen
+    return flt
+
+
+TOKEN_ORDER = [("_id", 1)]
+"""ListTokens' sort: the registry key, the order partitions scan in."""
+
+
+def token_position(t: models.DeviceToken) -> tuple[str, ...]:
+    """The `after` of a listed token."""
+    return (t.platform.value, t.token)
+
+
+_PLATFORMS = frozenset(p.value for p in models.PLATFORMS)
+
+
 # ---------------------------------------------------------------- notifications
+
+
+NOTIFICATION_ORDER = [("created_at", -1), ("_id", -1)]
+"""ListNotifications' sort: newest first."""
+
+
+def notification_listing(where: models.NotificationFilter, after: tuple[str, ...] | None) -> dict[str, Any]:
+    """ListNotifications' filter, after `after` in NOTIFICATION_ORDER."""
+    flt: dict[str, Any] = {"app_id": where.app_id}
+    if where.state is not None:
+        flt["state"] = where.state.value
+    created: dict[str, datetime] = {}
+    if where.created_after is not None:
+        created["$gte"] = where.created_after
+    if where.created_before is not None:
+        created["$lt"] = where.created_before
+    if created:
+        flt["created_at"] = created
+    if after is not None:
+        at, nid = parse_notification_position(after)
+        flt["$or"] = [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": nid}}]
+    return flt
+
+
+def notification_position(v: models.NotificationView) -> tuple[str, ...]:
+    """The `after` of a listed notification (created_at as stored, so it matches itself)."""
+    return (v.created_at.isoformat(), v.notification_id)
+
 
 
 def _query_doc(query: TargetQuery | None) -> dict[str, Any] | None:
@@ -206,6 +278,11 @@ def notification_doc(draft: NotificationDraft, partitions_total: int) -> dict[st
         "receipt_seq": 0,
         # Stored as JSON text: data keys may hold characters BSON field names may not.
         "rendered": {p.value: json.dumps(body, separators=(",", ":")) for p, body in draft.rendered.items()},
+        # Tag → platform → JSON text; a language tag is a valid field name (letters, digits and "-").
+        "localized": {
+            tag: {p.value: json.dumps(body, separators=(",", ":")) for p, body in bodies.items()}
+            for tag, bodies in draft.localized.items()
+        },
         "target_kind": draft.target_kind,
         "query": _query_doc(draft.query),
         "error": "",
@@ -235,6 +312,8 @@ def view_from_doc(doc: Mapping[str, Any]) -> models.NotificationView:
         error=doc.get("error", ""),
         idempotency_key=doc.get("idempotency_key", ""),
         vanished=int(doc.get("vanished", 0)),
+        cancelled=int(doc.get("cancelled", 0)),
+        cancel_requested_at=aware(doc.get("cancel_requested_at")),
     )
 
 
@@ -244,6 +323,10 @@ def record_from_doc(doc: Mapping[str, Any]) -> NotificationRecord:
         view=view_from_doc(doc),
         query=_query_from_doc(doc.get("query")),
         rendered={models.Platform(k): json.loads(v) for k, v in doc.get("rendered", {}).items()},
+        localized={
+            tag: {models.Platform(k): json.loads(v) for k, v in bodies.items()}
+            for tag, bodies in (doc.get("localized") or {}).items()
+        },
         expires_at=aware(doc.get("expires_at")),
         receipt_seq=int(doc.get("receipt_seq", 0)),
     )

@@ -15,6 +15,7 @@ from pushsvc.storage.base import (
     DuplicateKey,
     NotificationDraft,
     NotificationRecord,
+    Page,
     Partition,
     PartitionPlan,
     PartitionStatus,
@@ -208,7 +209,12 @@ class MongoNotificationStore:
     def _settle(self, doc: Mapping[str, Any], now: datetime) -> Mapping[str, Any]:
         # The counters become what the receipt log holds: increments lost to a
         # crash between a batch's receipts and its commit are restored here.
-        state = models.NotificationState.FAILED if doc.get("error") else models.NotificationState.COMPLETED
+        if doc.get("error"):
+            state = models.NotificationState.FAILED
+        elif doc.get("cancel_requested_at") is not None:
+            state = models.NotificationState.CANCELLED
+        else:
+            state = models.NotificationState.COMPLETED
         update: dict[str, Any] = {"state": state.value, "completed_at": now, "updated_at": now}
         logged = tallied_counts(doc) if self._embedded else logged_counts(self._receipts, doc["_id"])
         update.update(codec.reconciled(doc, logged))
@@ -239,9 +245,49 @@ class MongoNotificationStore:
     def _fail(self, notification_id: str, error: str, now: datetime) -> None:
         # The first error stays: replicas that see the rejection at once agree on one.
         doc = self._notifications.find_one_and_update(
-            {"_id": notification_id, "state": {"$in": codec.UNFINISHED}, "error": {"$in": ["", None]}},
+            {
+                "_id": notification_id, "state": {"$in": codec.UNFINISHED}, "error": {"$in": ["", None]},
+                "cancel_requested_at": None,  # the first verdict stays
+            },
             {"$set": {"error": error, "updated_at": now}},
             return_document=ReturnDocument.AFTER,
         )
         if doc is not None and doc["partitions_done"] >= doc["partitions_total"]:
             self._settle(doc, now)  # nothing left to sweep
+
+    async def cancel(self, app_id: str, notification_id: str, now: datetime) -> models.NotificationView | None:
+        """See `NotificationStore.cancel`."""
+        return await self._run(self._cancel, app_id, notification_id, now)
+
+    def _cancel(self, app_id: str, notification_id: str, now: datetime) -> models.NotificationView | None:
+        doc = self._notifications.find_one_and_update(
+            {
+                "_id": notification_id, "app_id": app_id, "state": {"$in": codec.UNFINISHED},
+                "error": {"$in": ["", None]}, "cancel_requested_at": None,
+            },
+            {"$set": {"cancel_requested_at": now, "updated_at": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            # Not ours, unknown, finished, failing or already cancelling: as it is.
+            doc = self._notifications.find_one({"_id": notification_id, "app_id": app_id})
+            return None if doc is None else codec.view_from_doc(doc)
+        # A scheduled partition that nobody holds sweeps now instead of at its send time.
+        self._partitions.update_many(
+            {"notification_id": notification_id, "done": False, "owner": None, "lease_expires_at": {"$gt": now}},
+            {"$set": {"lease_expires_at": now}},
+        )
+        if doc["partitions_done"] >= doc["partitions_total"]:
+            doc = self._settle(doc, now)  # nothing left to sweep
+        return codec.view_from_doc(doc)
+
+    async def list(
+        self, where: models.NotificationFilter, after: tuple[str, ...] | None, limit: int
+    ) -> Page[models.NotificationView]:
+        """See `NotificationStore.list`: the by_created index, or by_state_created with a state."""
+        flt = codec.notification_listing(where, after)
+        docs = await self._run(
+            lambda: list(self._notifications.find(flt, sort=codec.NOTIFICATION_ORDER, limit=limit + 1))
+        )
+        items = [codec.view_from_doc(d) for d in docs[:limit]]
+        return Page(items, codec.notification_position(items[-1]) if len(docs) > limit else None)

@@ -49,6 +49,9 @@ INDEXES: tuple[Index, ...] = (
     # key); this index serves lookups by key.
     Index(NOTIFICATIONS, ("app_id", "idempotency_key"), "by_idempotency_key"),
     Index(NOTIFICATIONS, ("state",), "by_state"),
+    # ListNotifications: an app's notifications newest first, all or in one state.
+    Index(NOTIFICATIONS, ("app_id", "created_at", "_id"), "by_created"),
+    Index(NOTIFICATIONS, ("app_id", "state", "created_at", "_id"), "by_state_created"),
     Index(PARTITIONS, ("done", "lease_expires_at"), "claimable"),
     Index(PARTITIONS, ("notification_id", "index"), "by_notification"),
     Index(PARTITIONS, ("owner", "done"), "by_owner"),

@@ -11,7 +11,7 @@ import pymongo.errors
 from pymongo import DeleteOne, ReturnDocument, UpdateOne
 
 from pushsvc import errors, models
-from pushsvc.storage.base import TargetQuery, TargetToken
+from pushsvc.storage.base import Page, TargetQuery, TargetToken
 from pushsvc.storage.mongo import codec, schema
 from pushsvc.storage.mongo.client import Connection, ServerTraits
 from pushsvc.storage.mongo.runner import MongoRunner
@@ -243,6 +243,13 @@ class MongoTokenStore:
         flt = {"_id": {"$in": sorted({schema.token_key(app_id, d.platform, d.token) for d in devices})}}
         docs = await self._run(lambda: list(self._tokens.find(flt)))
         return {(models.Platform(d["platform"]), d["token"]): codec.target_from_doc(d) for d in docs}
+
+    async def list(self, where: models.TokenFilter, after: tuple[str, ...] | None, limit: int) -> Page[models.DeviceToken]:
+        """See `TokenStore.list`: the app's `_id` range in order (user and topic indexes narrow it)."""
+        flt = codec.token_listing(where, after)
+        docs = await self._run(lambda: list(self._tokens.find(flt, sort=codec.TOKEN_ORDER, limit=limit + 1)))
+        items = [codec.token_from_doc(d) for d in docs[:limit]]
+        return Page(items, codec.token_position(items[-1]) if len(docs) > limit else None)
 
 
 _BULK_OPS = 100

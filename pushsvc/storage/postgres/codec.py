@@ -6,13 +6,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pushsvc import models
-from pushsvc.storage.base import LogEntry, NotificationRecord, Partition, PartitionStatus, TargetQuery, TargetToken
+from pushsvc.storage.base import BadCursor, LogEntry, NotificationRecord, Partition, PartitionStatus, TargetQuery, TargetToken
 
 COUNTER_COLUMNS: Mapping[models.DeliveryStatus, str] = {
     models.DeliveryStatus.DELIVERED: "delivered",
     models.DeliveryStatus.FAILED: "failed",
     models.DeliveryStatus.TOKEN_INVALID: "invalid_tokens",
     models.DeliveryStatus.EXPIRED: "expired",
+    models.DeliveryStatus.CANCELLED: "cancelled",
 }
 """The notification's counter column of each receipt status."""
 
@@ -30,7 +31,7 @@ TOKEN_COLUMNS = (
 INPUT_COLUMNS = ("app_id", "bucket", "platform", "token", "user_id", "device_id", *models.TOKEN_ATTRIBUTES, "apns_environment")
 """A registration's values as the statements take them (`token_arrays`), followed by its topics and the time;
 the schema's register_token() takes its parameters in this order too."""
-TARGET_COLUMNS = "bucket, platform, token, user_id, apns_environment, last_seen_at"
+TARGET_COLUMNS = "bucket, platform, token, user_id, apns_environment, last_seen_at, locale"
 
 
 def token_values(r: models.TokenRegistration) -> tuple[Any, ...]:
@@ -68,10 +69,10 @@ def device_token(row: Mapping[str, Any]) -> models.DeviceToken:
 
 def target(row: Sequence[Any]) -> TargetToken:
     """A stored token as a fan-out target (row in `TARGET_COLUMNS` order); its ref is (bucket, platform, token)."""
-    bucket, platform, token, user_id, environment, last_seen_at = row
+    bucket, platform, token, user_id, environment, last_seen_at, locale = row
     return TargetToken(
         ref=(bucket, platform, token), token=token, platform=_PLATFORM[platform], user_id=user_id,
-        apns_environment=_ENV[environment], registered=True, last_seen_at=last_seen_at,
+        apns_environment=_ENV[environment], registered=True, last_seen_at=last_seen_at, locale=locale,
     )
 
 
@@ -131,7 +132,29 @@ def view(row: Mapping[str, Any]) -> models.NotificationView:
         error=row["error"],
         idempotency_key=row["idempotency_key"],
         vanished=int(row["vanished"]),
+        cancelled=int(row["cancelled"]),
+        cancel_requested_at=row["cancel_requested_at"],
     )
+
+
+def notification_position(v: models.NotificationView) -> tuple[str, ...]:
+    """The `after` of a listed notification: (created_at, notification_id)."""
+    return (v.created_at.isoformat(), v.notification_id)
+
+
+def token_position(t: models.DeviceToken) -> tuple[str, ...]:
+    """The `after` of a listed token: (platform, token); the bucket follows from the token."""
+    return (t.platform.value, t.token)
+
+
+def token_bound(after: tuple[str, ...]) -> tuple[int, str, str]:
+    """`token_position` read back as the (bucket, platform, token) key; raises BadCursor."""
+    if len(after) != 2 or after[0] not in _REAL_PLATFORMS:
+        raise BadCursor("not a token listing position")
+    return models.token_bucket(after[1]), after[0], after[1]
+
+
+_REAL_PLATFORMS = frozenset(p.value for p in models.PLATFORMS)
 
 
 def record(row: Mapping[str, Any]) -> NotificationRecord:
@@ -140,6 +163,7 @@ def record(row: Mapping[str, Any]) -> NotificationRecord:
         view=view(row),
         query=query_from_json(row["query"]),
         rendered={_PLATFORM[k]: v for k, v in row["rendered"].items()},
+        localized={tag: {_PLATFORM[k]: v for k, v in bodies.items()} for tag, bodies in (row["localized"] or {}).items()},
         expires_at=row["expires_at"],
         receipt_seq=int(row["receipt_seq"]),
     )

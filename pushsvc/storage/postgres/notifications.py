@@ -19,21 +19,23 @@ from pushsvc.storage.base import (
     DuplicateKey,
     NotificationDraft,
     NotificationRecord,
+    Page,
     Partition,
     PartitionPlan,
     PartitionStatus,
+    parse_notification_position,
 )
 from pushsvc.storage.postgres import codec
 from pushsvc.storage.postgres.database import LONG_STATEMENT_S, Database
 
 _NOTIFICATION_COLUMNS = (
     "notification_id, app_id, state, created_at, updated_at, completed_at, send_at, expires_at, targeted, "
-    "partitions_total, rendered, target_kind, query, idempotency_key"
+    "partitions_total, rendered, target_kind, query, idempotency_key, localized"
 )
 
 _INSERT_NOTIFICATION = f"""
 INSERT INTO notifications ({_NOTIFICATION_COLUMNS})
-VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING
 RETURNING *
 """
@@ -55,15 +57,15 @@ RETURNING *
 
 _ADD_COUNTS = """
 UPDATE notifications SET delivered = delivered + $2, failed = failed + $3, invalid_tokens = invalid_tokens + $4,
-    expired = expired + $5, updated_at = $6
+    expired = expired + $5, cancelled = cancelled + $6, updated_at = $7
 WHERE notification_id = $1
 """
 
 _SETTLE = """
 UPDATE notifications SET state = $2, completed_at = $3, updated_at = $3,
-    delivered = $4, failed = $5, invalid_tokens = $6, expired = $7,
-    targeted = greatest(targeted, $8), vanished = greatest(0, targeted - $8)
-WHERE notification_id = $1 AND state = ANY($9::text[])
+    delivered = $4, failed = $5, invalid_tokens = $6, expired = $7, cancelled = $8,
+    targeted = greatest(targeted, $9), vanished = greatest(0, targeted - $9)
+WHERE notification_id = $1 AND state = ANY($10::text[])
 RETURNING *
 """
 
@@ -99,6 +101,7 @@ class PostgresNotificationStore:
                 None if plans else draft.created_at, draft.send_at, draft.expires_at, draft.targeted, len(plans),
                 {p.value: body for p, body in draft.rendered.items()}, draft.target_kind, codec.query_json(draft.query),
                 draft.idempotency_key,
+                {tag: {p.value: body for p, body in bodies.items()} for tag, bodies in draft.localized.items()},
             )
             if row is None:
                 holder = await conn.fetchval(
@@ -262,13 +265,69 @@ class PostgresNotificationStore:
         async def fail(conn: asyncpg.Connection) -> None:
             row = await conn.fetchrow(
                 "UPDATE notifications SET error = $2, updated_at = $3 "
-                "WHERE notification_id = $1 AND state = ANY($4::text[]) AND error = '' RETURNING *",
+                "WHERE notification_id = $1 AND state = ANY($4::text[]) AND error = '' "
+                "AND cancel_requested_at IS NULL RETURNING *",  # the first verdict stays
                 notification_id, error, now, codec.UNFINISHED,
             )
             if row is not None and row["partitions_done"] >= row["partitions_total"]:
                 await _settle(conn, row, now)  # nothing left to sweep
 
         await self._db.run(fail, transaction=True)
+
+    async def cancel(self, app_id: str, notification_id: str, now: datetime) -> models.NotificationView | None:
+        """See `NotificationStore.cancel`: the mark, the partitions made runnable, in one transaction."""
+
+        async def cancel(conn: asyncpg.Connection) -> models.NotificationView | None:
+            row = await conn.fetchrow(
+                "UPDATE notifications SET cancel_requested_at = $3, updated_at = $3 "
+                "WHERE notification_id = $1 AND app_id = $2 AND state = ANY($4::text[]) AND error = '' "
+                "AND cancel_requested_at IS NULL RETURNING *",
+                notification_id, app_id, now, codec.UNFINISHED,
+            )
+            if row is None:
+                # Not ours, unknown, finished, failing or already cancelling: as it is.
+                row = await conn.fetchrow(
+                    "SELECT * FROM notifications WHERE notification_id = $1 AND app_id = $2", notification_id, app_id
+                )
+                return None if row is None else codec.view(row)
+            # A scheduled partition that nobody holds sweeps now instead of at its send time.
+            # (Partition rows are locked after the notification row here; claim locks only a
+            # partition, and no other transaction locks a partition after this notification.)
+            await conn.execute(
+                "UPDATE partitions SET lease_expires_at = $2 "
+                "WHERE notification_id = $1 AND NOT done AND owner IS NULL AND lease_expires_at > $2",
+                notification_id, now,
+            )
+            if row["partitions_done"] >= row["partitions_total"]:
+                row = await _settle(conn, row, now)  # nothing left to sweep
+            return codec.view(row)
+
+        return await self._db.run(cancel, transaction=True)
+
+    async def list(
+        self, where: models.NotificationFilter, after: tuple[str, ...] | None, limit: int
+    ) -> Page[models.NotificationView]:
+        """See `NotificationStore.list`: notifications_by_created, or notifications_by_state_created with a state."""
+        sql = ["SELECT * FROM notifications WHERE app_id = $1"]
+        args: list[Any] = [where.app_id]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if where.state is not None:
+            sql.append(f"AND state = {arg(where.state.value)}")
+        if where.created_after is not None:
+            sql.append(f"AND created_at >= {arg(where.created_after)}")
+        if where.created_before is not None:
+            sql.append(f"AND created_at < {arg(where.created_before)}")
+        if after is not None:
+            at, nid = parse_notification_position(after)
+            sql.append(f"AND (created_at, notification_id) < ({arg(at)}, {arg(nid)})")
+        sql.append(f"ORDER BY created_at DESC, notification_id DESC LIMIT {arg(limit + 1)}")
+        rows = await self._db.run(lambda conn: conn.fetch(" ".join(sql), *args))
+        items = [codec.view(r) for r in rows[:limit]]
+        return Page(items, codec.notification_position(items[-1]) if len(rows) > limit else None)
 
 
 async def _settle(conn: asyncpg.Connection, row: Mapping[str, Any], now: datetime) -> Mapping[str, Any]:
@@ -281,8 +340,13 @@ async def _settle(conn: asyncpg.Connection, row: Mapping[str, Any], now: datetim
         timeout=LONG_STATEMENT_S,  # a million-token notification has a million receipts to count
     )
     logged = {codec.status_of(r["status"]): int(r["n"]) for r in counts}
-    # A notification that `fail` condemned settles FAILED, with its error.
-    state = models.NotificationState.FAILED if row["error"] else models.NotificationState.COMPLETED
+    # A notification that `fail` condemned settles FAILED, with its error; one `cancel` marked, CANCELLED.
+    if row["error"]:
+        state = models.NotificationState.FAILED
+    elif row["cancel_requested_at"] is not None:
+        state = models.NotificationState.CANCELLED
+    else:
+        state = models.NotificationState.COMPLETED
     settled = await conn.fetchrow(
         _SETTLE, row["notification_id"], state.value, now, *codec.counter_updates(logged), sum(logged.values()),
         codec.UNFINISHED,

@@ -235,6 +235,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        5,
+        "cancellation, the notification listing and localized variants: a cancelled counter, the cancel time, "
+        "the variants' rendered bodies, (app, created_at) indexes",
+        """
+        -- Adding a column with a constant default rewrites nothing (PostgreSQL 11 and later).
+        ALTER TABLE notifications
+            ADD COLUMN cancelled bigint NOT NULL DEFAULT 0,
+            ADD COLUMN cancel_requested_at timestamptz,
+            -- Localized variants: tag -> platform -> rendered body (json, as `rendered`, for the same reason).
+            ADD COLUMN localized json NOT NULL DEFAULT '{}';
+        -- ListNotifications: an app's notifications newest first, all of them or those in one state.
+        CREATE INDEX notifications_by_created ON notifications (app_id, created_at DESC, notification_id DESC);
+        CREATE INDEX notifications_by_state_created
+            ON notifications (app_id, state, created_at DESC, notification_id DESC);
+        """,
+    ),
 )
 """In order; a migration, once released, is never edited: a change is a new one."""
 

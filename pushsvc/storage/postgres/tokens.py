@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from pushsvc import models
-from pushsvc.storage.base import TargetQuery, TargetToken
+from pushsvc.storage.base import Page, TargetQuery, TargetToken
 from pushsvc.storage.postgres import codec
 from pushsvc.storage.postgres.database import LONG_STATEMENT_S, Database
 
@@ -347,3 +347,40 @@ class PostgresTokenStore:
         )
         targets = [codec.target(r) for r in rows]
         return {(t.platform, t.token): t for t in targets}
+
+    async def list(self, where: models.TokenFilter, after: tuple[str, ...] | None, limit: int) -> Page[models.DeviceToken]:
+        """See `TokenStore.list`: a keyset page in (bucket, platform, token) order.
+
+        Served by the primary key, `tokens_by_user` with a user, and
+        `token_topics`' primary key with a topic.
+        """
+        bound = codec.token_bound(after) if after is not None else (-1, "", "")
+        cols = ", ".join(f"t.{c.strip()}" for c in codec.TOKEN_COLUMNS.split(","))
+        args: list[Any] = [where.app_id, *bound]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if where.topic:
+            sql = [
+                f"SELECT {cols} FROM token_topics k JOIN tokens t USING (app_id, bucket, platform, token) "
+                f"WHERE k.app_id = $1 AND k.topic = {arg(where.topic)} AND (k.bucket, k.platform, k.token) > ($2, $3, $4)"
+            ]
+            order = "k.bucket, k.platform, k.token"
+        else:
+            sql = [f"SELECT {cols} FROM tokens t WHERE t.app_id = $1 AND (t.bucket, t.platform, t.token) > ($2, $3, $4)"]
+            order = "t.bucket, t.platform, t.token"
+        if where.user_id:
+            # The literal lets the planner prove tokens_by_user's predicate for any parameter value.
+            sql.append(f"AND t.user_id = {arg(where.user_id)} AND t.user_id <> ''")
+        if where.platform is not None:
+            sql.append(f"AND t.platform = {arg(where.platform.value)}")
+        if where.last_seen_before is not None:
+            sql.append(f"AND t.last_seen_at < {arg(where.last_seen_before)}")
+        if where.last_seen_after is not None:
+            sql.append(f"AND t.last_seen_at >= {arg(where.last_seen_after)}")
+        sql.append(f"ORDER BY {order} LIMIT {arg(limit + 1)}")
+        rows = await self._db.run(lambda conn: conn.fetch(" ".join(sql), *args))
+        items = [codec.device_token(r) for r in rows[:limit]]
+        return Page(items, codec.token_position(items[-1]) if len(rows) > limit else None)

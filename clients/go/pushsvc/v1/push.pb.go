@@ -394,6 +394,8 @@ const (
 	DeliveryStatus_DELIVERY_STATUS_TOKEN_INVALID DeliveryStatus = 3
 	// The ttl passed before it could be delivered.
 	DeliveryStatus_DELIVERY_STATUS_EXPIRED DeliveryStatus = 4
+	// Not sent: the notification was cancelled first.
+	DeliveryStatus_DELIVERY_STATUS_CANCELLED DeliveryStatus = 5
 )
 
 // Enum value maps for DeliveryStatus.
@@ -404,6 +406,7 @@ var (
 		2: "DELIVERY_STATUS_FAILED",
 		3: "DELIVERY_STATUS_TOKEN_INVALID",
 		4: "DELIVERY_STATUS_EXPIRED",
+		5: "DELIVERY_STATUS_CANCELLED",
 	}
 	DeliveryStatus_value = map[string]int32{
 		"DELIVERY_STATUS_UNSPECIFIED":   0,
@@ -411,6 +414,7 @@ var (
 		"DELIVERY_STATUS_FAILED":        2,
 		"DELIVERY_STATUS_TOKEN_INVALID": 3,
 		"DELIVERY_STATUS_EXPIRED":       4,
+		"DELIVERY_STATUS_CANCELLED":     5,
 	}
 )
 
@@ -1757,8 +1761,24 @@ type Message struct {
 	MutableContent   bool                 `protobuf:"varint,15,opt,name=mutable_content,json=mutableContent,proto3" json:"mutable_content,omitempty"`
 	Apns             *ApnsOptions         `protobuf:"bytes,16,opt,name=apns,proto3" json:"apns,omitempty"`
 	Fcm              *FcmOptions          `protobuf:"bytes,17,opt,name=fcm,proto3" json:"fcm,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+	// Each token gets the variant of its locale: the exact tag, then the tag
+	// cut at its last subtag, down to the language; else this message's own
+	// title, subtitle, body and image_url. A variant's empty field falls back
+	// to the message's. At most 50 variants; each is checked against the
+	// payload limits at Send time.
+	Localized map[string]*LocalizedContent `protobuf:"bytes,18,rep,name=localized,proto3" json:"localized,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// For apps that localize on the device: the key of a string in the app's
+	// own bundle, and the arguments it formats. They reach APNs as the alert's
+	// title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+	// android.notification's title_loc_key, title_loc_args, body_loc_key and
+	// body_loc_args (and in its apns block as for APNs).
+	TitleLocKey   string   `protobuf:"bytes,19,opt,name=title_loc_key,json=titleLocKey,proto3" json:"title_loc_key,omitempty"`
+	TitleLocArgs  []string `protobuf:"bytes,20,rep,name=title_loc_args,json=titleLocArgs,proto3" json:"title_loc_args,omitempty"`
+	BodyLocKey    string   `protobuf:"bytes,21,opt,name=body_loc_key,json=bodyLocKey,proto3" json:"body_loc_key,omitempty"`
+	BodyLocArgs   []string `protobuf:"bytes,22,rep,name=body_loc_args,json=bodyLocArgs,proto3" json:"body_loc_args,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Message) Reset() {
@@ -1906,6 +1926,41 @@ func (x *Message) GetApns() *ApnsOptions {
 func (x *Message) GetFcm() *FcmOptions {
 	if x != nil {
 		return x.Fcm
+	}
+	return nil
+}
+
+func (x *Message) GetLocalized() map[string]*LocalizedContent {
+	if x != nil {
+		return x.Localized
+	}
+	return nil
+}
+
+func (x *Message) GetTitleLocKey() string {
+	if x != nil {
+		return x.TitleLocKey
+	}
+	return ""
+}
+
+func (x *Message) GetTitleLocArgs() []string {
+	if x != nil {
+		return x.TitleLocArgs
+	}
+	return nil
+}
+
+func (x *Message) GetBodyLocKey() string {
+	if x != nil {
+		return x.BodyLocKey
+	}
+	return ""
+}
+
+func (x *Message) GetBodyLocArgs() []string {
+	if x != nil {
+		return x.BodyLocArgs
 	}
 	return nil
 }
@@ -2180,9 +2235,14 @@ type Notification struct {
 	// Targets counted by Send that were no longer registered when the fan-out
 	// reached them (unregistered, pruned or rotated in between). Set when the
 	// notification completes; `targeted` keeps Send's count.
-	Vanished      int64 `protobuf:"varint,16,opt,name=vanished,proto3" json:"vanished,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Vanished int64 `protobuf:"varint,16,opt,name=vanished,proto3" json:"vanished,omitempty"`
+	// Targets not sent because the notification was cancelled.
+	Cancelled int64 `protobuf:"varint,17,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	// When CancelNotification was called; absent when it was not. The state
+	// stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+	CancelRequestedAt *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=cancel_requested_at,json=cancelRequestedAt,proto3" json:"cancel_requested_at,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Notification) Reset() {
@@ -2325,6 +2385,20 @@ func (x *Notification) GetVanished() int64 {
 		return x.Vanished
 	}
 	return 0
+}
+
+func (x *Notification) GetCancelled() int64 {
+	if x != nil {
+		return x.Cancelled
+	}
+	return 0
+}
+
+func (x *Notification) GetCancelRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CancelRequestedAt
+	}
+	return nil
 }
 
 // The delivery receipt of one token.
@@ -2580,6 +2654,579 @@ func (x *StreamReceiptsResponse) GetReceipt() *Receipt {
 	return nil
 }
 
+type CancelNotificationRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	AppId          string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	NotificationId string                 `protobuf:"bytes,2,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CancelNotificationRequest) Reset() {
+	*x = CancelNotificationRequest{}
+	mi := &file_pushsvc_v1_push_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelNotificationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelNotificationRequest) ProtoMessage() {}
+
+func (x *CancelNotificationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushsvc_v1_push_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelNotificationRequest.ProtoReflect.Descriptor instead.
+func (*CancelNotificationRequest) Descriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CancelNotificationRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *CancelNotificationRequest) GetNotificationId() string {
+	if x != nil {
+		return x.NotificationId
+	}
+	return ""
+}
+
+type CancelNotificationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The notification after the cancel; it settles CANCELLED once every
+	// target has its receipt.
+	Notification  *Notification `protobuf:"bytes,1,opt,name=notification,proto3" json:"notification,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelNotificationResponse) Reset() {
+	*x = CancelNotificationResponse{}
+	mi := &file_pushsvc_v1_push_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelNotificationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelNotificationResponse) ProtoMessage() {}
+
+func (x *CancelNotificationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pushsvc_v1_push_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelNotificationResponse.ProtoReflect.Descriptor instead.
+func (*CancelNotificationResponse) Descriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CancelNotificationResponse) GetNotification() *Notification {
+	if x != nil {
+		return x.Notification
+	}
+	return nil
+}
+
+type GetTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	Platform      Platform               `protobuf:"varint,2,opt,name=platform,proto3,enum=pushsvc.v1.Platform" json:"platform,omitempty"`
+	Token         string                 `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTokenRequest) Reset() {
+	*x = GetTokenRequest{}
+	mi := &file_pushsvc_v1_push_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTokenRequest) ProtoMessage() {}
+
+func (x *GetTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushsvc_v1_push_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTokenRequest.ProtoReflect.Descriptor instead.
+func (*GetTokenRequest) Descriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetTokenRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *GetTokenRequest) GetPlatform() Platform {
+	if x != nil {
+		return x.Platform
+	}
+	return Platform_PLATFORM_UNSPECIFIED
+}
+
+func (x *GetTokenRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+type GetTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *Token                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTokenResponse) Reset() {
+	*x = GetTokenResponse{}
+	mi := &file_pushsvc_v1_push_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTokenResponse) ProtoMessage() {}
+
+func (x *GetTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pushsvc_v1_push_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTokenResponse.ProtoReflect.Descriptor instead.
+func (*GetTokenResponse) Descriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GetTokenResponse) GetToken() *Token {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+type ListTokensRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	AppId string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	// Each filter that is set narrows the list; all are optional.
+	UserId   string   `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Topic    string   `protobuf:"bytes,3,opt,name=topic,proto3" json:"topic,omitempty"`
+	Platform Platform `protobuf:"varint,4,opt,name=platform,proto3,enum=pushsvc.v1.Platform" json:"platform,omitempty"`
+	// Only tokens last seen strictly before this.
+	LastSeenBefore *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_seen_before,json=lastSeenBefore,proto3" json:"last_seen_before,omitempty"`
+	// Only tokens last seen at or after this.
+	LastSeenAfter *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_seen_after,json=lastSeenAfter,proto3" json:"last_seen_after,omitempty"`
+	// At most this many tokens; 0 means 100, and more than 1,000 is 1,000.
+	PageSize int32 `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// A next_page_token from an earlier call with the same filters.
+	PageToken     string `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensRequest) Reset() {
+	*x = ListTokensRequest{}
+	mi := &file_pushsvc_v1_push_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensRequest) ProtoMessage() {}
+
+func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushsvc_v1_push_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListTokensRequest) Descriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListTokensRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *ListTokensRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ListTokensRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ListTokensRequest) GetPlatform() Platform {
+	if x != nil {
+		return x.Platform
+	}
+	return Platform_PLATFORM_UNSPECIFIED
+}
+
+func (x *ListTokensRequest) GetLastSeenBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeenBefore
+	}
+	return nil
+}
+
+func (x *ListTokensRequest) GetLastSeenAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeenAfter
+	}
+	return nil
+}
+
+func (x *ListTokensRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTokensRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListTokensResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// In a stable order that pages resume from.
+	Tokens []*Token `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensResponse) Reset() {
+	*x = ListTokensResponse{}
+	mi := &file_pushsvc_v1_push_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensResponse) ProtoMessage() {}
+
+func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pushsvc_v1_push_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListTokensResponse) Descriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListTokensResponse) GetTokens() []*Token {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+func (x *ListTokensResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type ListNotificationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	AppId string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	// Only notifications in this state; unspecified means any.
+	State NotificationState `protobuf:"varint,2,opt,name=state,proto3,enum=pushsvc.v1.NotificationState" json:"state,omitempty"`
+	// Only notifications created at or after this.
+	CreatedAfter *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_after,json=createdAfter,proto3" json:"created_after,omitempty"`
+	// Only notifications created strictly before this.
+	CreatedBefore *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_before,json=createdBefore,proto3" json:"created_before,omitempty"`
+	// At most this many notifications; 0 means 100, and more than 1,000 is 1,000.
+	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// A next_page_token from an earlier call with the same filters.
+	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNotificationsRequest) Reset() {
+	*x = ListNotificationsRequest{}
+	mi := &file_pushsvc_v1_push_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNotificationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNotificationsRequest) ProtoMessage() {}
+
+func (x *ListNotificationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushsvc_v1_push_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNotificationsRequest.ProtoReflect.Descriptor instead.
+func (*ListNotificationsRequest) Descriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListNotificationsRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *ListNotificationsRequest) GetState() NotificationState {
+	if x != nil {
+		return x.State
+	}
+	return NotificationState_NOTIFICATION_STATE_UNSPECIFIED
+}
+
+func (x *ListNotificationsRequest) GetCreatedAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAfter
+	}
+	return nil
+}
+
+func (x *ListNotificationsRequest) GetCreatedBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedBefore
+	}
+	return nil
+}
+
+func (x *ListNotificationsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListNotificationsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListNotificationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first.
+	Notifications []*Notification `protobuf:"bytes,1,rep,name=notifications,proto3" json:"notifications,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNotificationsResponse) Reset() {
+	*x = ListNotificationsResponse{}
+	mi := &file_pushsvc_v1_push_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNotificationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNotificationsResponse) ProtoMessage() {}
+
+func (x *ListNotificationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pushsvc_v1_push_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNotificationsResponse.ProtoReflect.Descriptor instead.
+func (*ListNotificationsResponse) Descriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListNotificationsResponse) GetNotifications() []*Notification {
+	if x != nil {
+		return x.Notifications
+	}
+	return nil
+}
+
+func (x *ListNotificationsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// The content of one language of a Message (see Message.localized).
+type LocalizedContent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Title         string                 `protobuf:"bytes,1,opt,name=title,proto3" json:"title,omitempty"`
+	Subtitle      string                 `protobuf:"bytes,2,opt,name=subtitle,proto3" json:"subtitle,omitempty"`
+	Body          string                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	ImageUrl      string                 `protobuf:"bytes,4,opt,name=image_url,json=imageUrl,proto3" json:"image_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocalizedContent) Reset() {
+	*x = LocalizedContent{}
+	mi := &file_pushsvc_v1_push_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocalizedContent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocalizedContent) ProtoMessage() {}
+
+func (x *LocalizedContent) ProtoReflect() protoreflect.Message {
+	mi := &file_pushsvc_v1_push_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocalizedContent.ProtoReflect.Descriptor instead.
+func (*LocalizedContent) Descriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *LocalizedContent) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *LocalizedContent) GetSubtitle() string {
+	if x != nil {
+		return x.Subtitle
+	}
+	return ""
+}
+
+func (x *LocalizedContent) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+func (x *LocalizedContent) GetImageUrl() string {
+	if x != nil {
+		return x.ImageUrl
+	}
+	return ""
+}
+
 var File_pushsvc_v1_push_proto protoreflect.FileDescriptor
 
 const file_pushsvc_v1_push_proto_rawDesc = "" +
@@ -2692,7 +3339,7 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\aandroid\x18\x01 \x01(\v2\x17.google.protobuf.StructR\aandroid\x12+\n" +
 	"\x04apns\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x04apns\x121\n" +
 	"\awebpush\x18\x03 \x01(\v2\x17.google.protobuf.StructR\awebpush\x12'\n" +
-	"\x0fanalytics_label\x18\x04 \x01(\tR\x0eanalyticsLabel\"\xae\x05\n" +
+	"\x0fanalytics_label\x18\x04 \x01(\tR\x0eanalyticsLabel\"\xdc\a\n" +
 	"\aMessage\x12\x14\n" +
 	"\x05title\x18\x01 \x01(\tR\x05title\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\tR\x04body\x12\x1a\n" +
@@ -2711,10 +3358,19 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x11content_available\x18\x0e \x01(\bR\x10contentAvailable\x12'\n" +
 	"\x0fmutable_content\x18\x0f \x01(\bR\x0emutableContent\x12+\n" +
 	"\x04apns\x18\x10 \x01(\v2\x17.pushsvc.v1.ApnsOptionsR\x04apns\x12(\n" +
-	"\x03fcm\x18\x11 \x01(\v2\x16.pushsvc.v1.FcmOptionsR\x03fcm\x1a7\n" +
+	"\x03fcm\x18\x11 \x01(\v2\x16.pushsvc.v1.FcmOptionsR\x03fcm\x12@\n" +
+	"\tlocalized\x18\x12 \x03(\v2\".pushsvc.v1.Message.LocalizedEntryR\tlocalized\x12\"\n" +
+	"\rtitle_loc_key\x18\x13 \x01(\tR\vtitleLocKey\x12$\n" +
+	"\x0etitle_loc_args\x18\x14 \x03(\tR\ftitleLocArgs\x12 \n" +
+	"\fbody_loc_key\x18\x15 \x01(\tR\n" +
+	"bodyLocKey\x12\"\n" +
+	"\rbody_loc_args\x18\x16 \x03(\tR\vbodyLocArgs\x1a7\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\b\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aZ\n" +
+	"\x0eLocalizedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
+	"\x05value\x18\x02 \x01(\v2\x1c.pushsvc.v1.LocalizedContentR\x05value:\x028\x01B\b\n" +
 	"\x06_badge\"\x82\x02\n" +
 	"\vSendRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12*\n" +
@@ -2731,7 +3387,7 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12'\n" +
 	"\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\"W\n" +
 	"\x17GetNotificationResponse\x12<\n" +
-	"\fnotification\x18\x01 \x01(\v2\x18.pushsvc.v1.NotificationR\fnotification\"\xf5\x04\n" +
+	"\fnotification\x18\x01 \x01(\v2\x18.pushsvc.v1.NotificationR\fnotification\"\xdf\x05\n" +
 	"\fNotification\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x123\n" +
@@ -2751,7 +3407,9 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\fcompleted_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x14\n" +
 	"\x05error\x18\x0e \x01(\tR\x05error\x12'\n" +
 	"\x0fidempotency_key\x18\x0f \x01(\tR\x0eidempotencyKey\x12\x1a\n" +
-	"\bvanished\x18\x10 \x01(\x03R\bvanished\"\xd4\x03\n" +
+	"\bvanished\x18\x10 \x01(\x03R\bvanished\x12\x1c\n" +
+	"\tcancelled\x18\x11 \x01(\x03R\tcancelled\x12J\n" +
+	"\x13cancel_requested_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\x11cancelRequestedAt\"\xd4\x03\n" +
 	"\aReceipt\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12'\n" +
 	"\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\x12\x15\n" +
@@ -2772,7 +3430,47 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\x12\x14\n" +
 	"\x05after\x18\x03 \x01(\tR\x05after\"G\n" +
 	"\x16StreamReceiptsResponse\x12-\n" +
-	"\areceipt\x18\x01 \x01(\v2\x13.pushsvc.v1.ReceiptR\areceipt*q\n" +
+	"\areceipt\x18\x01 \x01(\v2\x13.pushsvc.v1.ReceiptR\areceipt\"[\n" +
+	"\x19CancelNotificationRequest\x12\x15\n" +
+	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12'\n" +
+	"\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\"Z\n" +
+	"\x1aCancelNotificationResponse\x12<\n" +
+	"\fnotification\x18\x01 \x01(\v2\x18.pushsvc.v1.NotificationR\fnotification\"p\n" +
+	"\x0fGetTokenRequest\x12\x15\n" +
+	"\x06app_id\x18\x01 \x01(\tR\x05appId\x120\n" +
+	"\bplatform\x18\x02 \x01(\x0e2\x14.pushsvc.v1.PlatformR\bplatform\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\tR\x05token\";\n" +
+	"\x10GetTokenResponse\x12'\n" +
+	"\x05token\x18\x01 \x01(\v2\x11.pushsvc.v1.TokenR\x05token\"\xd1\x02\n" +
+	"\x11ListTokensRequest\x12\x15\n" +
+	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x14\n" +
+	"\x05topic\x18\x03 \x01(\tR\x05topic\x120\n" +
+	"\bplatform\x18\x04 \x01(\x0e2\x14.pushsvc.v1.PlatformR\bplatform\x12D\n" +
+	"\x10last_seen_before\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastSeenBefore\x12B\n" +
+	"\x0flast_seen_after\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rlastSeenAfter\x12\x1b\n" +
+	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\b \x01(\tR\tpageToken\"g\n" +
+	"\x12ListTokensResponse\x12)\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x11.pushsvc.v1.TokenR\x06tokens\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa6\x02\n" +
+	"\x18ListNotificationsRequest\x12\x15\n" +
+	"\x06app_id\x18\x01 \x01(\tR\x05appId\x123\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x1d.pushsvc.v1.NotificationStateR\x05state\x12?\n" +
+	"\rcreated_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\fcreatedAfter\x12A\n" +
+	"\x0ecreated_before\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rcreatedBefore\x12\x1b\n" +
+	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\"\x83\x01\n" +
+	"\x19ListNotificationsResponse\x12>\n" +
+	"\rnotifications\x18\x01 \x03(\v2\x18.pushsvc.v1.NotificationR\rnotifications\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"u\n" +
+	"\x10LocalizedContent\x12\x14\n" +
+	"\x05title\x18\x01 \x01(\tR\x05title\x12\x1a\n" +
+	"\bsubtitle\x18\x02 \x01(\tR\bsubtitle\x12\x12\n" +
+	"\x04body\x18\x03 \x01(\tR\x04body\x12\x1b\n" +
+	"\timage_url\x18\x04 \x01(\tR\bimageUrl*q\n" +
 	"\bPlatform\x12\x18\n" +
 	"\x14PLATFORM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rPLATFORM_APNS\x10\x01\x12\x10\n" +
@@ -2813,13 +3511,14 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x1aNOTIFICATION_STATE_RUNNING\x10\x03\x12 \n" +
 	"\x1cNOTIFICATION_STATE_COMPLETED\x10\x04\x12\x1d\n" +
 	"\x19NOTIFICATION_STATE_FAILED\x10\x05\x12 \n" +
-	"\x1cNOTIFICATION_STATE_CANCELLED\x10\x06*\xac\x01\n" +
+	"\x1cNOTIFICATION_STATE_CANCELLED\x10\x06*\xcb\x01\n" +
 	"\x0eDeliveryStatus\x12\x1f\n" +
 	"\x1bDELIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19DELIVERY_STATUS_DELIVERED\x10\x01\x12\x1a\n" +
 	"\x16DELIVERY_STATUS_FAILED\x10\x02\x12!\n" +
 	"\x1dDELIVERY_STATUS_TOKEN_INVALID\x10\x03\x12\x1b\n" +
-	"\x17DELIVERY_STATUS_EXPIRED\x10\x042\xc8\x04\n" +
+	"\x17DELIVERY_STATUS_EXPIRED\x10\x04\x12\x1d\n" +
+	"\x19DELIVERY_STATUS_CANCELLED\x10\x052\xa3\a\n" +
 	"\vPushService\x12T\n" +
 	"\rRegisterToken\x12 .pushsvc.v1.RegisterTokenRequest\x1a!.pushsvc.v1.RegisterTokenResponse\x12W\n" +
 	"\x0eRegisterTokens\x12!.pushsvc.v1.RegisterTokensRequest\x1a\".pushsvc.v1.RegisterTokensResponse\x12Z\n" +
@@ -2827,7 +3526,12 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x04Send\x12\x17.pushsvc.v1.SendRequest\x1a\x18.pushsvc.v1.SendResponse\x12Z\n" +
 	"\x0fGetNotification\x12\".pushsvc.v1.GetNotificationRequest\x1a#.pushsvc.v1.GetNotificationResponse\x12<\n" +
 	"\x05Prune\x12\x18.pushsvc.v1.PruneRequest\x1a\x19.pushsvc.v1.PruneResponse\x12Y\n" +
-	"\x0eStreamReceipts\x12!.pushsvc.v1.StreamReceiptsRequest\x1a\".pushsvc.v1.StreamReceiptsResponse0\x01B\x91\x01\n" +
+	"\x0eStreamReceipts\x12!.pushsvc.v1.StreamReceiptsRequest\x1a\".pushsvc.v1.StreamReceiptsResponse0\x01\x12c\n" +
+	"\x12CancelNotification\x12%.pushsvc.v1.CancelNotificationRequest\x1a&.pushsvc.v1.CancelNotificationResponse\x12E\n" +
+	"\bGetToken\x12\x1b.pushsvc.v1.GetTokenRequest\x1a\x1c.pushsvc.v1.GetTokenResponse\x12K\n" +
+	"\n" +
+	"ListTokens\x12\x1d.pushsvc.v1.ListTokensRequest\x1a\x1e.pushsvc.v1.ListTokensResponse\x12`\n" +
+	"\x11ListNotifications\x12$.pushsvc.v1.ListNotificationsRequest\x1a%.pushsvc.v1.ListNotificationsResponseB\x91\x01\n" +
 	"\x0edev.pushsvc.v1B\tPushProtoP\x01Z+pushsvc.dev/clients/go/pushsvc/v1;pushsvcv1\xa2\x02\x03PXX\xaa\x02\n" +
 	"Pushsvc.V1\xca\x02\n" +
 	"Pushsvc\\V1\xe2\x02\x16Pushsvc\\V1\\GPBMetadata\xea\x02\vPushsvc::V1b\x06proto3"
@@ -2845,53 +3549,63 @@ func file_pushsvc_v1_push_proto_rawDescGZIP() []byte {
 }
 
 var file_pushsvc_v1_push_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_pushsvc_v1_push_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_pushsvc_v1_push_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_pushsvc_v1_push_proto_goTypes = []any{
-	(Platform)(0),                   // 0: pushsvc.v1.Platform
-	(ApnsEnvironment)(0),            // 1: pushsvc.v1.ApnsEnvironment
-	(Priority)(0),                   // 2: pushsvc.v1.Priority
-	(PushType)(0),                   // 3: pushsvc.v1.PushType
-	(RegistrationOutcome)(0),        // 4: pushsvc.v1.RegistrationOutcome
-	(NotificationState)(0),          // 5: pushsvc.v1.NotificationState
-	(DeliveryStatus)(0),             // 6: pushsvc.v1.DeliveryStatus
-	(*Token)(nil),                   // 7: pushsvc.v1.Token
-	(*RegisterTokenRequest)(nil),    // 8: pushsvc.v1.RegisterTokenRequest
-	(*RegisterTokenResponse)(nil),   // 9: pushsvc.v1.RegisterTokenResponse
-	(*RegisterTokensRequest)(nil),   // 10: pushsvc.v1.RegisterTokensRequest
-	(*TokenRegistration)(nil),       // 11: pushsvc.v1.TokenRegistration
-	(*FieldViolation)(nil),          // 12: pushsvc.v1.FieldViolation
-	(*RegistrationResult)(nil),      // 13: pushsvc.v1.RegistrationResult
-	(*RegisterTokensResponse)(nil),  // 14: pushsvc.v1.RegisterTokensResponse
-	(*UnregisterTokenRequest)(nil),  // 15: pushsvc.v1.UnregisterTokenRequest
-	(*UnregisterTokenResponse)(nil), // 16: pushsvc.v1.UnregisterTokenResponse
-	(*PruneRequest)(nil),            // 17: pushsvc.v1.PruneRequest
-	(*PruneResponse)(nil),           // 18: pushsvc.v1.PruneResponse
-	(*Device)(nil),                  // 19: pushsvc.v1.Device
-	(*DeviceList)(nil),              // 20: pushsvc.v1.DeviceList
-	(*UserList)(nil),                // 21: pushsvc.v1.UserList
-	(*Target)(nil),                  // 22: pushsvc.v1.Target
-	(*ApnsOptions)(nil),             // 23: pushsvc.v1.ApnsOptions
-	(*FcmOptions)(nil),              // 24: pushsvc.v1.FcmOptions
-	(*Message)(nil),                 // 25: pushsvc.v1.Message
-	(*SendRequest)(nil),             // 26: pushsvc.v1.SendRequest
-	(*SendResponse)(nil),            // 27: pushsvc.v1.SendResponse
-	(*GetNotificationRequest)(nil),  // 28: pushsvc.v1.GetNotificationRequest
-	(*GetNotificationResponse)(nil), // 29: pushsvc.v1.GetNotificationResponse
-	(*Notification)(nil),            // 30: pushsvc.v1.Notification
-	(*Receipt)(nil),                 // 31: pushsvc.v1.Receipt
-	(*StreamReceiptsRequest)(nil),   // 32: pushsvc.v1.StreamReceiptsRequest
-	(*StreamReceiptsResponse)(nil),  // 33: pushsvc.v1.StreamReceiptsResponse
-	nil,                             // 34: pushsvc.v1.ApnsOptions.HeadersEntry
-	nil,                             // 35: pushsvc.v1.Message.DataEntry
-	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 37: google.protobuf.Duration
-	(*structpb.Struct)(nil),         // 38: google.protobuf.Struct
+	(Platform)(0),                      // 0: pushsvc.v1.Platform
+	(ApnsEnvironment)(0),               // 1: pushsvc.v1.ApnsEnvironment
+	(Priority)(0),                      // 2: pushsvc.v1.Priority
+	(PushType)(0),                      // 3: pushsvc.v1.PushType
+	(RegistrationOutcome)(0),           // 4: pushsvc.v1.RegistrationOutcome
+	(NotificationState)(0),             // 5: pushsvc.v1.NotificationState
+	(DeliveryStatus)(0),                // 6: pushsvc.v1.DeliveryStatus
+	(*Token)(nil),                      // 7: pushsvc.v1.Token
+	(*RegisterTokenRequest)(nil),       // 8: pushsvc.v1.RegisterTokenRequest
+	(*RegisterTokenResponse)(nil),      // 9: pushsvc.v1.RegisterTokenResponse
+	(*RegisterTokensRequest)(nil),      // 10: pushsvc.v1.RegisterTokensRequest
+	(*TokenRegistration)(nil),          // 11: pushsvc.v1.TokenRegistration
+	(*FieldViolation)(nil),             // 12: pushsvc.v1.FieldViolation
+	(*RegistrationResult)(nil),         // 13: pushsvc.v1.RegistrationResult
+	(*RegisterTokensResponse)(nil),     // 14: pushsvc.v1.RegisterTokensResponse
+	(*UnregisterTokenRequest)(nil),     // 15: pushsvc.v1.UnregisterTokenRequest
+	(*UnregisterTokenResponse)(nil),    // 16: pushsvc.v1.UnregisterTokenResponse
+	(*PruneRequest)(nil),               // 17: pushsvc.v1.PruneRequest
+	(*PruneResponse)(nil),              // 18: pushsvc.v1.PruneResponse
+	(*Device)(nil),                     // 19: pushsvc.v1.Device
+	(*DeviceList)(nil),                 // 20: pushsvc.v1.DeviceList
+	(*UserList)(nil),                   // 21: pushsvc.v1.UserList
+	(*Target)(nil),                     // 22: pushsvc.v1.Target
+	(*ApnsOptions)(nil),                // 23: pushsvc.v1.ApnsOptions
+	(*FcmOptions)(nil),                 // 24: pushsvc.v1.FcmOptions
+	(*Message)(nil),                    // 25: pushsvc.v1.Message
+	(*SendRequest)(nil),                // 26: pushsvc.v1.SendRequest
+	(*SendResponse)(nil),               // 27: pushsvc.v1.SendResponse
+	(*GetNotificationRequest)(nil),     // 28: pushsvc.v1.GetNotificationRequest
+	(*GetNotificationResponse)(nil),    // 29: pushsvc.v1.GetNotificationResponse
+	(*Notification)(nil),               // 30: pushsvc.v1.Notification
+	(*Receipt)(nil),                    // 31: pushsvc.v1.Receipt
+	(*StreamReceiptsRequest)(nil),      // 32: pushsvc.v1.StreamReceiptsRequest
+	(*StreamReceiptsResponse)(nil),     // 33: pushsvc.v1.StreamReceiptsResponse
+	(*CancelNotificationRequest)(nil),  // 34: pushsvc.v1.CancelNotificationRequest
+	(*CancelNotificationResponse)(nil), // 35: pushsvc.v1.CancelNotificationResponse
+	(*GetTokenRequest)(nil),            // 36: pushsvc.v1.GetTokenRequest
+	(*GetTokenResponse)(nil),           // 37: pushsvc.v1.GetTokenResponse
+	(*ListTokensRequest)(nil),          // 38: pushsvc.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),         // 39: pushsvc.v1.ListTokensResponse
+	(*ListNotificationsRequest)(nil),   // 40: pushsvc.v1.ListNotificationsRequest
+	(*ListNotificationsResponse)(nil),  // 41: pushsvc.v1.ListNotificationsResponse
+	(*LocalizedContent)(nil),           // 42: pushsvc.v1.LocalizedContent
+	nil,                                // 43: pushsvc.v1.ApnsOptions.HeadersEntry
+	nil,                                // 44: pushsvc.v1.Message.DataEntry
+	nil,                                // 45: pushsvc.v1.Message.LocalizedEntry
+	(*timestamppb.Timestamp)(nil),      // 46: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 47: google.protobuf.Duration
+	(*structpb.Struct)(nil),            // 48: google.protobuf.Struct
 }
 var file_pushsvc_v1_push_proto_depIdxs = []int32{
 	0,  // 0: pushsvc.v1.Token.platform:type_name -> pushsvc.v1.Platform
 	1,  // 1: pushsvc.v1.Token.apns_environment:type_name -> pushsvc.v1.ApnsEnvironment
-	36, // 2: pushsvc.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	36, // 3: pushsvc.v1.Token.last_seen_at:type_name -> google.protobuf.Timestamp
+	46, // 2: pushsvc.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	46, // 3: pushsvc.v1.Token.last_seen_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: pushsvc.v1.RegisterTokenRequest.platform:type_name -> pushsvc.v1.Platform
 	1,  // 5: pushsvc.v1.RegisterTokenRequest.apns_environment:type_name -> pushsvc.v1.ApnsEnvironment
 	7,  // 6: pushsvc.v1.RegisterTokenResponse.token:type_name -> pushsvc.v1.Token
@@ -2902,7 +3616,7 @@ var file_pushsvc_v1_push_proto_depIdxs = []int32{
 	12, // 11: pushsvc.v1.RegistrationResult.violations:type_name -> pushsvc.v1.FieldViolation
 	13, // 12: pushsvc.v1.RegisterTokensResponse.results:type_name -> pushsvc.v1.RegistrationResult
 	0,  // 13: pushsvc.v1.UnregisterTokenRequest.platform:type_name -> pushsvc.v1.Platform
-	37, // 14: pushsvc.v1.PruneRequest.stale_after:type_name -> google.protobuf.Duration
+	47, // 14: pushsvc.v1.PruneRequest.stale_after:type_name -> google.protobuf.Duration
 	0,  // 15: pushsvc.v1.PruneRequest.platforms:type_name -> pushsvc.v1.Platform
 	0,  // 16: pushsvc.v1.Device.platform:type_name -> pushsvc.v1.Platform
 	1,  // 17: pushsvc.v1.Device.apns_environment:type_name -> pushsvc.v1.ApnsEnvironment
@@ -2910,49 +3624,71 @@ var file_pushsvc_v1_push_proto_depIdxs = []int32{
 	20, // 19: pushsvc.v1.Target.devices:type_name -> pushsvc.v1.DeviceList
 	21, // 20: pushsvc.v1.Target.users:type_name -> pushsvc.v1.UserList
 	0,  // 21: pushsvc.v1.Target.platforms:type_name -> pushsvc.v1.Platform
-	38, // 22: pushsvc.v1.ApnsOptions.payload:type_name -> google.protobuf.Struct
-	34, // 23: pushsvc.v1.ApnsOptions.headers:type_name -> pushsvc.v1.ApnsOptions.HeadersEntry
-	38, // 24: pushsvc.v1.FcmOptions.android:type_name -> google.protobuf.Struct
-	38, // 25: pushsvc.v1.FcmOptions.apns:type_name -> google.protobuf.Struct
-	38, // 26: pushsvc.v1.FcmOptions.webpush:type_name -> google.protobuf.Struct
-	35, // 27: pushsvc.v1.Message.data:type_name -> pushsvc.v1.Message.DataEntry
+	48, // 22: pushsvc.v1.ApnsOptions.payload:type_name -> google.protobuf.Struct
+	43, // 23: pushsvc.v1.ApnsOptions.headers:type_name -> pushsvc.v1.ApnsOptions.HeadersEntry
+	48, // 24: pushsvc.v1.FcmOptions.android:type_name -> google.protobuf.Struct
+	48, // 25: pushsvc.v1.FcmOptions.apns:type_name -> google.protobuf.Struct
+	48, // 26: pushsvc.v1.FcmOptions.webpush:type_name -> google.protobuf.Struct
+	44, // 27: pushsvc.v1.Message.data:type_name -> pushsvc.v1.Message.DataEntry
 	2,  // 28: pushsvc.v1.Message.priority:type_name -> pushsvc.v1.Priority
-	37, // 29: pushsvc.v1.Message.ttl:type_name -> google.protobuf.Duration
+	47, // 29: pushsvc.v1.Message.ttl:type_name -> google.protobuf.Duration
 	3,  // 30: pushsvc.v1.Message.push_type:type_name -> pushsvc.v1.PushType
 	23, // 31: pushsvc.v1.Message.apns:type_name -> pushsvc.v1.ApnsOptions
 	24, // 32: pushsvc.v1.Message.fcm:type_name -> pushsvc.v1.FcmOptions
-	22, // 33: pushsvc.v1.SendRequest.target:type_name -> pushsvc.v1.Target
-	25, // 34: pushsvc.v1.SendRequest.message:type_name -> pushsvc.v1.Message
-	36, // 35: pushsvc.v1.SendRequest.send_at:type_name -> google.protobuf.Timestamp
-	30, // 36: pushsvc.v1.GetNotificationResponse.notification:type_name -> pushsvc.v1.Notification
-	5,  // 37: pushsvc.v1.Notification.state:type_name -> pushsvc.v1.NotificationState
-	36, // 38: pushsvc.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
-	36, // 39: pushsvc.v1.Notification.send_at:type_name -> google.protobuf.Timestamp
-	36, // 40: pushsvc.v1.Notification.updated_at:type_name -> google.protobuf.Timestamp
-	36, // 41: pushsvc.v1.Notification.completed_at:type_name -> google.protobuf.Timestamp
-	0,  // 42: pushsvc.v1.Receipt.platform:type_name -> pushsvc.v1.Platform
-	6,  // 43: pushsvc.v1.Receipt.status:type_name -> pushsvc.v1.DeliveryStatus
-	36, // 44: pushsvc.v1.Receipt.at:type_name -> google.protobuf.Timestamp
-	31, // 45: pushsvc.v1.StreamReceiptsResponse.receipt:type_name -> pushsvc.v1.Receipt
-	8,  // 46: pushsvc.v1.PushService.RegisterToken:input_type -> pushsvc.v1.RegisterTokenRequest
-	10, // 47: pushsvc.v1.PushService.RegisterTokens:input_type -> pushsvc.v1.RegisterTokensRequest
-	15, // 48: pushsvc.v1.PushService.UnregisterToken:input_type -> pushsvc.v1.UnregisterTokenRequest
-	26, // 49: pushsvc.v1.PushService.Send:input_type -> pushsvc.v1.SendRequest
-	28, // 50: pushsvc.v1.PushService.GetNotification:input_type -> pushsvc.v1.GetNotificationRequest
-	17, // 51: pushsvc.v1.PushService.Prune:input_type -> pushsvc.v1.PruneRequest
-	32, // 52: pushsvc.v1.PushService.StreamReceipts:input_type -> pushsvc.v1.StreamReceiptsRequest
-	9,  // 53: pushsvc.v1.PushService.RegisterToken:output_type -> pushsvc.v1.RegisterTokenResponse
-	14, // 54: pushsvc.v1.PushService.RegisterTokens:output_type -> pushsvc.v1.RegisterTokensResponse
-	16, // 55: pushsvc.v1.PushService.UnregisterToken:output_type -> pushsvc.v1.UnregisterTokenResponse
-	27, // 56: pushsvc.v1.PushService.Send:output_type -> pushsvc.v1.SendResponse
-	29, // 57: pushsvc.v1.PushService.GetNotification:output_type -> pushsvc.v1.GetNotificationResponse
-	18, // 58: pushsvc.v1.PushService.Prune:output_type -> pushsvc.v1.PruneResponse
-	33, // 59: pushsvc.v1.PushService.StreamReceipts:output_type -> pushsvc.v1.StreamReceiptsResponse
-	53, // [53:60] is the sub-list for method output_type
-	46, // [46:53] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	45, // 33: pushsvc.v1.Message.localized:type_name -> pushsvc.v1.Message.LocalizedEntry
+	22, // 34: pushsvc.v1.SendRequest.target:type_name -> pushsvc.v1.Target
+	25, // 35: pushsvc.v1.SendRequest.message:type_name -> pushsvc.v1.Message
+	46, // 36: pushsvc.v1.SendRequest.send_at:type_name -> google.protobuf.Timestamp
+	30, // 37: pushsvc.v1.GetNotificationResponse.notification:type_name -> pushsvc.v1.Notification
+	5,  // 38: pushsvc.v1.Notification.state:type_name -> pushsvc.v1.NotificationState
+	46, // 39: pushsvc.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
+	46, // 40: pushsvc.v1.Notification.send_at:type_name -> google.protobuf.Timestamp
+	46, // 41: pushsvc.v1.Notification.updated_at:type_name -> google.protobuf.Timestamp
+	46, // 42: pushsvc.v1.Notification.completed_at:type_name -> google.protobuf.Timestamp
+	46, // 43: pushsvc.v1.Notification.cancel_requested_at:type_name -> google.protobuf.Timestamp
+	0,  // 44: pushsvc.v1.Receipt.platform:type_name -> pushsvc.v1.Platform
+	6,  // 45: pushsvc.v1.Receipt.status:type_name -> pushsvc.v1.DeliveryStatus
+	46, // 46: pushsvc.v1.Receipt.at:type_name -> google.protobuf.Timestamp
+	31, // 47: pushsvc.v1.StreamReceiptsResponse.receipt:type_name -> pushsvc.v1.Receipt
+	30, // 48: pushsvc.v1.CancelNotificationResponse.notification:type_name -> pushsvc.v1.Notification
+	0,  // 49: pushsvc.v1.GetTokenRequest.platform:type_name -> pushsvc.v1.Platform
+	7,  // 50: pushsvc.v1.GetTokenResponse.token:type_name -> pushsvc.v1.Token
+	0,  // 51: pushsvc.v1.ListTokensRequest.platform:type_name -> pushsvc.v1.Platform
+	46, // 52: pushsvc.v1.ListTokensRequest.last_seen_before:type_name -> google.protobuf.Timestamp
+	46, // 53: pushsvc.v1.ListTokensRequest.last_seen_after:type_name -> google.protobuf.Timestamp
+	7,  // 54: pushsvc.v1.ListTokensResponse.tokens:type_name -> pushsvc.v1.Token
+	5,  // 55: pushsvc.v1.ListNotificationsRequest.state:type_name -> pushsvc.v1.NotificationState
+	46, // 56: pushsvc.v1.ListNotificationsRequest.created_after:type_name -> google.protobuf.Timestamp
+	46, // 57: pushsvc.v1.ListNotificationsRequest.created_before:type_name -> google.protobuf.Timestamp
+	30, // 58: pushsvc.v1.ListNotificationsResponse.notifications:type_name -> pushsvc.v1.Notification
+	42, // 59: pushsvc.v1.Message.LocalizedEntry.value:type_name -> pushsvc.v1.LocalizedContent
+	8,  // 60: pushsvc.v1.PushService.RegisterToken:input_type -> pushsvc.v1.RegisterTokenRequest
+	10, // 61: pushsvc.v1.PushService.RegisterTokens:input_type -> pushsvc.v1.RegisterTokensRequest
+	15, // 62: pushsvc.v1.PushService.UnregisterToken:input_type -> pushsvc.v1.UnregisterTokenRequest
+	26, // 63: pushsvc.v1.PushService.Send:input_type -> pushsvc.v1.SendRequest
+	28, // 64: pushsvc.v1.PushService.GetNotification:input_type -> pushsvc.v1.GetNotificationRequest
+	17, // 65: pushsvc.v1.PushService.Prune:input_type -> pushsvc.v1.PruneRequest
+	32, // 66: pushsvc.v1.PushService.StreamReceipts:input_type -> pushsvc.v1.StreamReceiptsRequest
+	34, // 67: pushsvc.v1.PushService.CancelNotification:input_type -> pushsvc.v1.CancelNotificationRequest
+	36, // 68: pushsvc.v1.PushService.GetToken:input_type -> pushsvc.v1.GetTokenRequest
+	38, // 69: pushsvc.v1.PushService.ListTokens:input_type -> pushsvc.v1.ListTokensRequest
+	40, // 70: pushsvc.v1.PushService.ListNotifications:input_type -> pushsvc.v1.ListNotificationsRequest
+	9,  // 71: pushsvc.v1.PushService.RegisterToken:output_type -> pushsvc.v1.RegisterTokenResponse
+	14, // 72: pushsvc.v1.PushService.RegisterTokens:output_type -> pushsvc.v1.RegisterTokensResponse
+	16, // 73: pushsvc.v1.PushService.UnregisterToken:output_type -> pushsvc.v1.UnregisterTokenResponse
+	27, // 74: pushsvc.v1.PushService.Send:output_type -> pushsvc.v1.SendResponse
+	29, // 75: pushsvc.v1.PushService.GetNotification:output_type -> pushsvc.v1.GetNotificationResponse
+	18, // 76: pushsvc.v1.PushService.Prune:output_type -> pushsvc.v1.PruneResponse
+	33, // 77: pushsvc.v1.PushService.StreamReceipts:output_type -> pushsvc.v1.StreamReceiptsResponse
+	35, // 78: pushsvc.v1.PushService.CancelNotification:output_type -> pushsvc.v1.CancelNotificationResponse
+	37, // 79: pushsvc.v1.PushService.GetToken:output_type -> pushsvc.v1.GetTokenResponse
+	39, // 80: pushsvc.v1.PushService.ListTokens:output_type -> pushsvc.v1.ListTokensResponse
+	41, // 81: pushsvc.v1.PushService.ListNotifications:output_type -> pushsvc.v1.ListNotificationsResponse
+	71, // [71:82] is the sub-list for method output_type
+	60, // [60:71] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_pushsvc_v1_push_proto_init() }
@@ -2974,7 +3710,7 @@ func file_pushsvc_v1_push_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushsvc_v1_push_proto_rawDesc), len(file_pushsvc_v1_push_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   29,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

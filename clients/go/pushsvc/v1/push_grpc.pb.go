@@ -19,13 +19,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PushService_RegisterToken_FullMethodName   = "/pushsvc.v1.PushService/RegisterToken"
-	PushService_RegisterTokens_FullMethodName  = "/pushsvc.v1.PushService/RegisterTokens"
-	PushService_UnregisterToken_FullMethodName = "/pushsvc.v1.PushService/UnregisterToken"
-	PushService_Send_FullMethodName            = "/pushsvc.v1.PushService/Send"
-	PushService_GetNotification_FullMethodName = "/pushsvc.v1.PushService/GetNotification"
-	PushService_Prune_FullMethodName           = "/pushsvc.v1.PushService/Prune"
-	PushService_StreamReceipts_FullMethodName  = "/pushsvc.v1.PushService/StreamReceipts"
+	PushService_RegisterToken_FullMethodName      = "/pushsvc.v1.PushService/RegisterToken"
+	PushService_RegisterTokens_FullMethodName     = "/pushsvc.v1.PushService/RegisterTokens"
+	PushService_UnregisterToken_FullMethodName    = "/pushsvc.v1.PushService/UnregisterToken"
+	PushService_Send_FullMethodName               = "/pushsvc.v1.PushService/Send"
+	PushService_GetNotification_FullMethodName    = "/pushsvc.v1.PushService/GetNotification"
+	PushService_Prune_FullMethodName              = "/pushsvc.v1.PushService/Prune"
+	PushService_StreamReceipts_FullMethodName     = "/pushsvc.v1.PushService/StreamReceipts"
+	PushService_CancelNotification_FullMethodName = "/pushsvc.v1.PushService/CancelNotification"
+	PushService_GetToken_FullMethodName           = "/pushsvc.v1.PushService/GetToken"
+	PushService_ListTokens_FullMethodName         = "/pushsvc.v1.PushService/ListTokens"
+	PushService_ListNotifications_FullMethodName  = "/pushsvc.v1.PushService/ListNotifications"
 )
 
 // PushServiceClient is the client API for PushService service.
@@ -52,6 +56,19 @@ type PushServiceClient interface {
 	// Streams delivery receipts: of one notification (ends by itself once it is
 	// finished) or the app's live feed (runs until cancelled).
 	StreamReceipts(ctx context.Context, in *StreamReceiptsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamReceiptsResponse], error)
+	// Cancels a queued, scheduled or running notification: nothing new is sent
+	// after the batches in flight, and every target not sent gets a receipt with
+	// DELIVERY_STATUS_CANCELLED (one receipt per token still holds). The
+	// notification settles CANCELLED once those receipts are written.
+	// FAILED_PRECONDITION once the notification has finished; cancelling one
+	// that is already cancelling is not an error.
+	CancelNotification(ctx context.Context, in *CancelNotificationRequest, opts ...grpc.CallOption) (*CancelNotificationResponse, error)
+	// Returns one registered token; NOT_FOUND when it is not registered.
+	GetToken(ctx context.Context, in *GetTokenRequest, opts ...grpc.CallOption) (*GetTokenResponse, error)
+	// Lists an app's registered tokens, filtered, one page at a time.
+	ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error)
+	// Lists an app's notifications, newest first, filtered, one page at a time.
+	ListNotifications(ctx context.Context, in *ListNotificationsRequest, opts ...grpc.CallOption) (*ListNotificationsResponse, error)
 }
 
 type pushServiceClient struct {
@@ -141,6 +158,46 @@ func (c *pushServiceClient) StreamReceipts(ctx context.Context, in *StreamReceip
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type PushService_StreamReceiptsClient = grpc.ServerStreamingClient[StreamReceiptsResponse]
 
+func (c *pushServiceClient) CancelNotification(ctx context.Context, in *CancelNotificationRequest, opts ...grpc.CallOption) (*CancelNotificationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelNotificationResponse)
+	err := c.cc.Invoke(ctx, PushService_CancelNotification_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pushServiceClient) GetToken(ctx context.Context, in *GetTokenRequest, opts ...grpc.CallOption) (*GetTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTokenResponse)
+	err := c.cc.Invoke(ctx, PushService_GetToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pushServiceClient) ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTokensResponse)
+	err := c.cc.Invoke(ctx, PushService_ListTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pushServiceClient) ListNotifications(ctx context.Context, in *ListNotificationsRequest, opts ...grpc.CallOption) (*ListNotificationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListNotificationsResponse)
+	err := c.cc.Invoke(ctx, PushService_ListNotifications_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PushServiceServer is the server API for PushService service.
 // All implementations must embed UnimplementedPushServiceServer
 // for forward compatibility.
@@ -165,6 +222,19 @@ type PushServiceServer interface {
 	// Streams delivery receipts: of one notification (ends by itself once it is
 	// finished) or the app's live feed (runs until cancelled).
 	StreamReceipts(*StreamReceiptsRequest, grpc.ServerStreamingServer[StreamReceiptsResponse]) error
+	// Cancels a queued, scheduled or running notification: nothing new is sent
+	// after the batches in flight, and every target not sent gets a receipt with
+	// DELIVERY_STATUS_CANCELLED (one receipt per token still holds). The
+	// notification settles CANCELLED once those receipts are written.
+	// FAILED_PRECONDITION once the notification has finished; cancelling one
+	// that is already cancelling is not an error.
+	CancelNotification(context.Context, *CancelNotificationRequest) (*CancelNotificationResponse, error)
+	// Returns one registered token; NOT_FOUND when it is not registered.
+	GetToken(context.Context, *GetTokenRequest) (*GetTokenResponse, error)
+	// Lists an app's registered tokens, filtered, one page at a time.
+	ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error)
+	// Lists an app's notifications, newest first, filtered, one page at a time.
+	ListNotifications(context.Context, *ListNotificationsRequest) (*ListNotificationsResponse, error)
 	mustEmbedUnimplementedPushServiceServer()
 }
 
@@ -195,6 +265,18 @@ func (UnimplementedPushServiceServer) Prune(context.Context, *PruneRequest) (*Pr
 }
 func (UnimplementedPushServiceServer) StreamReceipts(*StreamReceiptsRequest, grpc.ServerStreamingServer[StreamReceiptsResponse]) error {
 	return status.Error(codes.Unimplemented, "method StreamReceipts not implemented")
+}
+func (UnimplementedPushServiceServer) CancelNotification(context.Context, *CancelNotificationRequest) (*CancelNotificationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelNotification not implemented")
+}
+func (UnimplementedPushServiceServer) GetToken(context.Context, *GetTokenRequest) (*GetTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetToken not implemented")
+}
+func (UnimplementedPushServiceServer) ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTokens not implemented")
+}
+func (UnimplementedPushServiceServer) ListNotifications(context.Context, *ListNotificationsRequest) (*ListNotificationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListNotifications not implemented")
 }
 func (UnimplementedPushServiceServer) mustEmbedUnimplementedPushServiceServer() {}
 func (UnimplementedPushServiceServer) testEmbeddedByValue()                     {}
@@ -336,6 +418,78 @@ func _PushService_StreamReceipts_Handler(srv interface{}, stream grpc.ServerStre
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type PushService_StreamReceiptsServer = grpc.ServerStreamingServer[StreamReceiptsResponse]
 
+func _PushService_CancelNotification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelNotificationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).CancelNotification(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_CancelNotification_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).CancelNotification(ctx, req.(*CancelNotificationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PushService_GetToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).GetToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_GetToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).GetToken(ctx, req.(*GetTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PushService_ListTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).ListTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_ListTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).ListTokens(ctx, req.(*ListTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PushService_ListNotifications_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListNotificationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).ListNotifications(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_ListNotifications_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).ListNotifications(ctx, req.(*ListNotificationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PushService_ServiceDesc is the grpc.ServiceDesc for PushService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -366,6 +520,22 @@ var PushService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Prune",
 			Handler:    _PushService_Prune_Handler,
+		},
+		{
+			MethodName: "CancelNotification",
+			Handler:    _PushService_CancelNotification_Handler,
+		},
+		{
+			MethodName: "GetToken",
+			Handler:    _PushService_GetToken_Handler,
+		},
+		{
+			MethodName: "ListTokens",
+			Handler:    _PushService_ListTokens_Handler,
+		},
+		{
+			MethodName: "ListNotifications",
+			Handler:    _PushService_ListNotifications_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -14,7 +14,11 @@ SERVICE = "pushsvc.v1.PushService"
 # Prune converge on the same registry, GetNotification only reads. Send is not
 # here: it is idempotent only with an idempotency_key, which a service config
 # cannot see. StreamReceipts is resumed by ReceiptStream instead.
-IDEMPOTENT_METHODS = ("RegisterToken", "RegisterTokens", "UnregisterToken", "GetNotification", "Prune")
+IDEMPOTENT_METHODS = (
+    "RegisterToken", "RegisterTokens", "UnregisterToken", "GetNotification", "Prune",
+    # Lookups only read; a repeated cancel answers with the notification as it is.
+    "CancelNotification", "GetToken", "ListTokens", "ListNotifications",
+)
 
 DEFAULT_DEADLINE_S = 10.0
 

@@ -1,4 +1,5 @@
-"""`pushsvc-client`: operator commands against a running pushsvc (send, receipts, prune, tokens import).
+"""`pushsvc-client`: operator commands against a running pushsvc (send, cancel, receipts, prune, tokens import and
+list, notifications list).
 
 The server's `pushsvc` command runs the same commands through `main(prog="pushsvc")`.
 """
@@ -10,12 +11,13 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import grpc
-from google.protobuf import duration_pb2, json_format
+from google.protobuf import duration_pb2, json_format, message, timestamp_pb2
 
 from pushsvc_client import importer, progress, tokenfile
 from pushsvc_client.channel import connect
@@ -26,7 +28,15 @@ _PLATFORMS = {"apns": push_pb2.PLATFORM_APNS, "fcm": push_pb2.PLATFORM_FCM, "web
 _TABLE_COLUMNS = (("cursor", 12), ("status", 13), ("platform", 8), ("attempts", 8), ("provider_status", 15),
                   ("reason", 22), ("token", 0))
 """The table's columns and their widths; the token, of any length, comes last so it shifts nothing."""
-_ENUM_PREFIXES = {"status": "DELIVERY_STATUS_", "platform": "PLATFORM_"}
+_ENUM_PREFIXES = {"status": "DELIVERY_STATUS_", "platform": "PLATFORM_", "state": "NOTIFICATION_STATE_"}
+_STATES = {
+    name.removeprefix("NOTIFICATION_STATE_").lower(): number
+    for name, number in push_pb2.NotificationState.items()
+    if number != push_pb2.NOTIFICATION_STATE_UNSPECIFIED
+}
+_TOKEN_COLUMNS = (("platform", 8), ("user_id", 16), ("last_seen_at", 24), ("locale", 8), ("token", 0))
+_NOTIFICATION_COLUMNS = (("notification_id", 32), ("state", 9), ("created_at", 24), ("targeted", 8),
+                         ("delivered", 9), ("failed", 6), ("cancelled", 9), ("pending", 7))
 DEFAULT_SERVER = "localhost:50051"
 
 
@@ -100,6 +110,22 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     rec.add_argument("--after", default="", help="resume after this cursor")
     rec.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
 
+    cancel = sub.add_parser(
+        "cancel", parents=[common],
+        help="cancel a queued, scheduled or running notification; its unsent tokens get CANCELLED receipts",
+    )
+    cancel.add_argument("--app", required=True)
+    cancel.add_argument("notification", metavar="NOTIFICATION_ID")
+
+    notifications = sub.add_parser("notifications", help="the app's notifications")
+    notifications_sub = notifications.add_subparsers(dest="notifications_command", required=True)
+    nlist = notifications_sub.add_parser("list", parents=[common], help="list notifications, newest first")
+    nlist.add_argument("--app", required=True)
+    nlist.add_argument("--state", choices=sorted(_STATES))
+    nlist.add_argument("--created-after", metavar="TIME", help="ISO 8601; UTC unless it has an offset")
+    nlist.add_argument("--created-before", metavar="TIME", help="ISO 8601; UTC unless it has an offset")
+    _listing_options(nlist)
+
     prune = sub.add_parser("prune", help="remove tokens not seen for a while", parents=[common])
     prune.add_argument("--app", required=True)
     prune.add_argument("--stale-after-days", type=float, help="default: the server's configured staleness")
@@ -125,7 +151,21 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     imp.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto",
                      help="on stderr: a bar on a terminal, a line every few seconds otherwise (auto)")
     imp.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    tlist = tokens_sub.add_parser("list", parents=[common], help="list registered tokens, filtered")
+    tlist.add_argument("--app", required=True)
+    tlist.add_argument("--user", default="", help="only this user's tokens")
+    tlist.add_argument("--topic", default="", help="only tokens following this topic")
+    tlist.add_argument("--platform", choices=sorted(_PLATFORMS))
+    tlist.add_argument("--last-seen-before", metavar="TIME", help="ISO 8601; UTC unless it has an offset")
+    tlist.add_argument("--last-seen-after", metavar="TIME", help="ISO 8601; UTC unless it has an offset")
+    _listing_options(tlist)
     return parser
+
+
+def _listing_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--limit", type=int, default=0, help="stop after this many (default: all)")
+    parser.add_argument("--page-size", type=int, default=100, help="items per call (at most 1000; default 100)")
+    parser.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
 
 
 def _send_request(args: argparse.Namespace) -> push_pb2.SendRequest:
@@ -208,6 +248,81 @@ def _receipts(stub: push_pb2_grpc.PushServiceStub, args: argparse.Namespace, out
     finally:
         if stream.cursor:
             print(f"{prog}: last cursor {stream.cursor} (resume with --after {stream.cursor})", file=sys.stderr)
+    return 0
+
+
+def _timestamp(value: str | None, flag: str) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{flag} {value!r}: want an ISO 8601 time, e.g. 2026-12-06T09:00:00Z") from None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(at if at.tzinfo is not None else at.replace(tzinfo=UTC))
+    return ts
+
+
+def _pages(call: Callable[[Any], Any], request: Any, field: str, limit: int) -> Iterator[message.Message]:
+    """The items of every page of a List call (`request` is its List*Request), up to `limit` (0: all)."""
+    if limit < 0 or not 1 <= request.page_size <= 1000:
+        raise UsageError("--page-size must be 1 to 1000, and --limit at least 0")
+    shown = 0
+    while True:
+        reply = call(request)
+        for item in getattr(reply, field):
+            yield item
+            shown += 1
+            if shown == limit:
+                return
+        if not reply.next_page_token:
+            return
+        request.page_token = reply.next_page_token
+
+
+def _print_items(items: Iterable[message.Message], columns: Sequence[tuple[str, int]], fmt: str, out: TextIO) -> int:
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(f"{c:<{w}}" if w else c for c, (_, w) in zip(cells, columns, strict=True)).rstrip()
+
+    if fmt == "table":
+        out.write(line([c.upper() for c, _ in columns]) + "\n")
+    for item in items:
+        row = json_format.MessageToDict(item, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        if fmt == "jsonl":
+            out.write(json.dumps(row, sort_keys=True) + "\n")
+        else:
+            out.write(line([_table_cell(row, c) for c, _ in columns]) + "\n")
+    return 0
+
+
+def _list_tokens(stub: push_pb2_grpc.PushServiceStub, args: argparse.Namespace, out: TextIO) -> int:
+    request = push_pb2.ListTokensRequest(
+        app_id=args.app, user_id=args.user, topic=args.topic, page_size=args.page_size,
+        platform=_PLATFORMS[args.platform] if args.platform else push_pb2.PLATFORM_UNSPECIFIED,
+        last_seen_before=_timestamp(args.last_seen_before, "--last-seen-before"),
+        last_seen_after=_timestamp(args.last_seen_after, "--last-seen-after"),
+    )
+    return _print_items(_pages(stub.ListTokens, request, "tokens", args.limit), _TOKEN_COLUMNS, args.format, out)
+
+
+def _list_notifications(stub: push_pb2_grpc.PushServiceStub, args: argparse.Namespace, out: TextIO) -> int:
+    request = push_pb2.ListNotificationsRequest(
+        app_id=args.app, page_size=args.page_size,
+        state=_STATES[args.state] if args.state else push_pb2.NOTIFICATION_STATE_UNSPECIFIED,
+        created_after=_timestamp(args.created_after, "--created-after"),
+        created_before=_timestamp(args.created_before, "--created-before"),
+    )
+    items = _pages(stub.ListNotifications, request, "notifications", args.limit)
+    return _print_items(items, _NOTIFICATION_COLUMNS, args.format, out)
+
+
+def _cancel(stub: push_pb2_grpc.PushServiceStub, args: argparse.Namespace, out: TextIO) -> int:
+    n = stub.CancelNotification(push_pb2.CancelNotificationRequest(app_id=args.app, notification_id=args.notification)).notification
+    state = push_pb2.NotificationState.Name(n.state).removeprefix("NOTIFICATION_STATE_").lower()
+    if n.state == push_pb2.NOTIFICATION_STATE_CANCELLED:
+        out.write(f"{n.notification_id}: cancelled ({n.delivered} delivered, {n.cancelled} not sent)\n")
+    else:
+        out.write(f"{n.notification_id}: cancelling ({state}; {n.pending} token(s) still to get a receipt)\n")
     return 0
 
 
@@ -306,7 +421,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, prog: str 
             if args.command == "receipts":
                 return _receipts(stub, args, out, prog)
             if args.command == "tokens":
+                if args.tokens_command == "list":
+                    return _list_tokens(stub, args, out)
                 return _import(stub, args, out, prog)
+            if args.command == "notifications":
+                return _list_notifications(stub, args, out)
+            if args.command == "cancel":
+                return _cancel(stub, args, out)
             return _prune(stub, args, out)
     except UsageError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)

@@ -197,6 +197,8 @@ class _DeliveryStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Delive
     """The token is dead; removed if it was registered."""
     DELIVERY_STATUS_EXPIRED: _DeliveryStatus.ValueType  # 4
     """The ttl passed before it could be delivered."""
+    DELIVERY_STATUS_CANCELLED: _DeliveryStatus.ValueType  # 5
+    """Not sent: the notification was cancelled first."""
 
 class DeliveryStatus(_DeliveryStatus, metaclass=_DeliveryStatusEnumTypeWrapper):
     """What became of one target token."""
@@ -210,6 +212,8 @@ DELIVERY_STATUS_TOKEN_INVALID: DeliveryStatus.ValueType  # 3
 """The token is dead; removed if it was registered."""
 DELIVERY_STATUS_EXPIRED: DeliveryStatus.ValueType  # 4
 """The ttl passed before it could be delivered."""
+DELIVERY_STATUS_CANCELLED: DeliveryStatus.ValueType  # 5
+"""Not sent: the notification was cancelled first."""
 Global___DeliveryStatus: _TypeAlias = DeliveryStatus  # noqa: Y015
 
 @_typing.final
@@ -838,6 +842,27 @@ class Message(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class LocalizedEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___LocalizedContent: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___LocalizedContent | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TITLE_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
     SUBTITLE_FIELD_NUMBER: _builtins.int
@@ -855,6 +880,11 @@ class Message(_message.Message):
     MUTABLE_CONTENT_FIELD_NUMBER: _builtins.int
     APNS_FIELD_NUMBER: _builtins.int
     FCM_FIELD_NUMBER: _builtins.int
+    LOCALIZED_FIELD_NUMBER: _builtins.int
+    TITLE_LOC_KEY_FIELD_NUMBER: _builtins.int
+    TITLE_LOC_ARGS_FIELD_NUMBER: _builtins.int
+    BODY_LOC_KEY_FIELD_NUMBER: _builtins.int
+    BODY_LOC_ARGS_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     body: _builtins.str
     subtitle: _builtins.str
@@ -869,6 +899,14 @@ class Message(_message.Message):
     push_type: Global___PushType.ValueType
     content_available: _builtins.bool
     mutable_content: _builtins.bool
+    title_loc_key: _builtins.str
+    """For apps that localize on the device: the key of a string in the app's
+    own bundle, and the arguments it formats. They reach APNs as the alert's
+    title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+    android.notification's title_loc_key, title_loc_args, body_loc_key and
+    body_loc_args (and in its apns block as for APNs).
+    """
+    body_loc_key: _builtins.str
     @_builtins.property
     def data(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -879,6 +917,20 @@ class Message(_message.Message):
     def apns(self) -> Global___ApnsOptions: ...
     @_builtins.property
     def fcm(self) -> Global___FcmOptions: ...
+    @_builtins.property
+    def localized(self) -> _containers.MessageMap[_builtins.str, Global___LocalizedContent]:
+        """Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+        Each token gets the variant of its locale: the exact tag, then the tag
+        cut at its last subtag, down to the language; else this message's own
+        title, subtitle, body and image_url. A variant's empty field falls back
+        to the message's. At most 50 variants; each is checked against the
+        payload limits at Send time.
+        """
+
+    @_builtins.property
+    def title_loc_args(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def body_loc_args(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -899,10 +951,15 @@ class Message(_message.Message):
         mutable_content: _builtins.bool = ...,
         apns: Global___ApnsOptions | None = ...,
         fcm: Global___FcmOptions | None = ...,
+        localized: _abc.Mapping[_builtins.str, Global___LocalizedContent] | None = ...,
+        title_loc_key: _builtins.str = ...,
+        title_loc_args: _abc.Iterable[_builtins.str] | None = ...,
+        body_loc_key: _builtins.str = ...,
+        body_loc_args: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_badge", b"_badge", "apns", b"apns", "badge", b"badge", "fcm", b"fcm", "ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_badge", b"_badge", "apns", b"apns", "badge", b"badge", "body", b"body", "category", b"category", "collapse_key", b"collapse_key", "content_available", b"content_available", "data", b"data", "fcm", b"fcm", "image_url", b"image_url", "mutable_content", b"mutable_content", "priority", b"priority", "push_type", b"push_type", "sound", b"sound", "subtitle", b"subtitle", "thread_id", b"thread_id", "title", b"title", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_badge", b"_badge", "apns", b"apns", "badge", b"badge", "body", b"body", "body_loc_args", b"body_loc_args", "body_loc_key", b"body_loc_key", "category", b"category", "collapse_key", b"collapse_key", "content_available", b"content_available", "data", b"data", "fcm", b"fcm", "image_url", b"image_url", "localized", b"localized", "mutable_content", b"mutable_content", "priority", b"priority", "push_type", b"push_type", "sound", b"sound", "subtitle", b"subtitle", "thread_id", b"thread_id", "title", b"title", "title_loc_args", b"title_loc_args", "title_loc_key", b"title_loc_key", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__badge: _TypeAlias = _typing.Literal["badge"]  # noqa: Y015
     _WhichOneofArgType__badge: _TypeAlias = _typing.Literal["_badge", b"_badge"]  # noqa: Y015
@@ -1045,6 +1102,8 @@ class Notification(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     VANISHED_FIELD_NUMBER: _builtins.int
+    CANCELLED_FIELD_NUMBER: _builtins.int
+    CANCEL_REQUESTED_AT_FIELD_NUMBER: _builtins.int
     notification_id: _builtins.str
     app_id: _builtins.str
     state: Global___NotificationState.ValueType
@@ -1064,6 +1123,8 @@ class Notification(_message.Message):
     reached them (unregistered, pruned or rotated in between). Set when the
     notification completes; `targeted` keeps Send's count.
     """
+    cancelled: _builtins.int
+    """Targets not sent because the notification was cancelled."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1072,6 +1133,12 @@ class Notification(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def completed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def cancel_requested_at(self) -> _timestamp_pb2.Timestamp:
+        """When CancelNotification was called; absent when it was not. The state
+        stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+        """
+
     def __init__(
         self,
         *,
@@ -1091,10 +1158,12 @@ class Notification(_message.Message):
         error: _builtins.str = ...,
         idempotency_key: _builtins.str = ...,
         vanished: _builtins.int = ...,
+        cancelled: _builtins.int = ...,
+        cancel_requested_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "send_at", b"send_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_requested_at", b"cancel_requested_at", "completed_at", b"completed_at", "created_at", b"created_at", "send_at", b"send_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "completed_at", b"completed_at", "created_at", b"created_at", "delivered", b"delivered", "error", b"error", "expired", b"expired", "failed", b"failed", "idempotency_key", b"idempotency_key", "invalid_tokens", b"invalid_tokens", "notification_id", b"notification_id", "pending", b"pending", "send_at", b"send_at", "state", b"state", "targeted", b"targeted", "updated_at", b"updated_at", "vanished", b"vanished"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "cancel_requested_at", b"cancel_requested_at", "cancelled", b"cancelled", "completed_at", b"completed_at", "created_at", b"created_at", "delivered", b"delivered", "error", b"error", "expired", b"expired", "failed", b"failed", "idempotency_key", b"idempotency_key", "invalid_tokens", b"invalid_tokens", "notification_id", b"notification_id", "pending", b"pending", "send_at", b"send_at", "state", b"state", "targeted", b"targeted", "updated_at", b"updated_at", "vanished", b"vanished"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1212,3 +1281,268 @@ class StreamReceiptsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamReceiptsResponse: _TypeAlias = StreamReceiptsResponse  # noqa: Y015
+
+@_typing.final
+class CancelNotificationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    NOTIFICATION_ID_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    notification_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        notification_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "notification_id", b"notification_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelNotificationRequest: _TypeAlias = CancelNotificationRequest  # noqa: Y015
+
+@_typing.final
+class CancelNotificationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def notification(self) -> Global___Notification:
+        """The notification after the cancel; it settles CANCELLED once every
+        target has its receipt.
+        """
+
+    def __init__(
+        self,
+        *,
+        notification: Global___Notification | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelNotificationResponse: _TypeAlias = CancelNotificationResponse  # noqa: Y015
+
+@_typing.final
+class GetTokenRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    platform: Global___Platform.ValueType
+    token: _builtins.str
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        platform: Global___Platform.ValueType = ...,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "platform", b"platform", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTokenRequest: _TypeAlias = GetTokenRequest  # noqa: Y015
+
+@_typing.final
+class GetTokenResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def token(self) -> Global___Token: ...
+    def __init__(
+        self,
+        *,
+        token: Global___Token | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTokenResponse: _TypeAlias = GetTokenResponse  # noqa: Y015
+
+@_typing.final
+class ListTokensRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_BEFORE_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_AFTER_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    user_id: _builtins.str
+    """Each filter that is set narrows the list; all are optional."""
+    topic: _builtins.str
+    platform: Global___Platform.ValueType
+    page_size: _builtins.int
+    """At most this many tokens; 0 means 100, and more than 1,000 is 1,000."""
+    page_token: _builtins.str
+    """A next_page_token from an earlier call with the same filters."""
+    @_builtins.property
+    def last_seen_before(self) -> _timestamp_pb2.Timestamp:
+        """Only tokens last seen strictly before this."""
+
+    @_builtins.property
+    def last_seen_after(self) -> _timestamp_pb2.Timestamp:
+        """Only tokens last seen at or after this."""
+
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        topic: _builtins.str = ...,
+        platform: Global___Platform.ValueType = ...,
+        last_seen_before: _timestamp_pb2.Timestamp | None = ...,
+        last_seen_after: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen_after", b"last_seen_after", "last_seen_before", b"last_seen_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "last_seen_after", b"last_seen_after", "last_seen_before", b"last_seen_before", "page_size", b"page_size", "page_token", b"page_token", "platform", b"platform", "topic", b"topic", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTokensRequest: _TypeAlias = ListTokensRequest  # noqa: Y015
+
+@_typing.final
+class ListTokensResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKENS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedCompositeFieldContainer[Global___Token]:
+        """In a stable order that pages resume from."""
+
+    def __init__(
+        self,
+        *,
+        tokens: _abc.Iterable[Global___Token] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTokensResponse: _TypeAlias = ListTokensResponse  # noqa: Y015
+
+@_typing.final
+class ListNotificationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    state: Global___NotificationState.ValueType
+    """Only notifications in this state; unspecified means any."""
+    page_size: _builtins.int
+    """At most this many notifications; 0 means 100, and more than 1,000 is 1,000."""
+    page_token: _builtins.str
+    """A next_page_token from an earlier call with the same filters."""
+    @_builtins.property
+    def created_after(self) -> _timestamp_pb2.Timestamp:
+        """Only notifications created at or after this."""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp:
+        """Only notifications created strictly before this."""
+
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        state: Global___NotificationState.ValueType = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "created_after", b"created_after", "created_before", b"created_before", "page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNotificationsRequest: _TypeAlias = ListNotificationsRequest  # noqa: Y015
+
+@_typing.final
+class ListNotificationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def notifications(self) -> _containers.RepeatedCompositeFieldContainer[Global___Notification]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        notifications: _abc.Iterable[Global___Notification] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "notifications", b"notifications"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNotificationsResponse: _TypeAlias = ListNotificationsResponse  # noqa: Y015
+
+@_typing.final
+class LocalizedContent(_message.Message):
+    """The content of one language of a Message (see Message.localized)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TITLE_FIELD_NUMBER: _builtins.int
+    SUBTITLE_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    IMAGE_URL_FIELD_NUMBER: _builtins.int
+    title: _builtins.str
+    subtitle: _builtins.str
+    body: _builtins.str
+    image_url: _builtins.str
+    def __init__(
+        self,
+        *,
+        title: _builtins.str = ...,
+        subtitle: _builtins.str = ...,
+        body: _builtins.str = ...,
+        image_url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "image_url", b"image_url", "subtitle", b"subtitle", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocalizedContent: _TypeAlias = LocalizedContent  # noqa: Y015

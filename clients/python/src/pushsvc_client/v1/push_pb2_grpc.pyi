@@ -54,6 +54,20 @@ class PushServiceStub:
     """Streams delivery receipts: of one notification (ends by itself once it is
     finished) or the app's live feed (runs until cancelled).
     """
+    CancelNotification: _grpc.UnaryUnaryMultiCallable[_push_pb2.CancelNotificationRequest, _push_pb2.CancelNotificationResponse]
+    """Cancels a queued, scheduled or running notification: nothing new is sent
+    after the batches in flight, and every target not sent gets a receipt with
+    DELIVERY_STATUS_CANCELLED (one receipt per token still holds). The
+    notification settles CANCELLED once those receipts are written.
+    FAILED_PRECONDITION once the notification has finished; cancelling one
+    that is already cancelling is not an error.
+    """
+    GetToken: _grpc.UnaryUnaryMultiCallable[_push_pb2.GetTokenRequest, _push_pb2.GetTokenResponse]
+    """Returns one registered token; NOT_FOUND when it is not registered."""
+    ListTokens: _grpc.UnaryUnaryMultiCallable[_push_pb2.ListTokensRequest, _push_pb2.ListTokensResponse]
+    """Lists an app's registered tokens, filtered, one page at a time."""
+    ListNotifications: _grpc.UnaryUnaryMultiCallable[_push_pb2.ListNotificationsRequest, _push_pb2.ListNotificationsResponse]
+    """Lists an app's notifications, newest first, filtered, one page at a time."""
 
 @_typing.type_check_only
 class PushServiceAsyncStub(PushServiceStub):
@@ -81,6 +95,20 @@ class PushServiceAsyncStub(PushServiceStub):
     """Streams delivery receipts: of one notification (ends by itself once it is
     finished) or the app's live feed (runs until cancelled).
     """
+    CancelNotification: _aio.UnaryUnaryMultiCallable[_push_pb2.CancelNotificationRequest, _push_pb2.CancelNotificationResponse]  # type: ignore[assignment]
+    """Cancels a queued, scheduled or running notification: nothing new is sent
+    after the batches in flight, and every target not sent gets a receipt with
+    DELIVERY_STATUS_CANCELLED (one receipt per token still holds). The
+    notification settles CANCELLED once those receipts are written.
+    FAILED_PRECONDITION once the notification has finished; cancelling one
+    that is already cancelling is not an error.
+    """
+    GetToken: _aio.UnaryUnaryMultiCallable[_push_pb2.GetTokenRequest, _push_pb2.GetTokenResponse]  # type: ignore[assignment]
+    """Returns one registered token; NOT_FOUND when it is not registered."""
+    ListTokens: _aio.UnaryUnaryMultiCallable[_push_pb2.ListTokensRequest, _push_pb2.ListTokensResponse]  # type: ignore[assignment]
+    """Lists an app's registered tokens, filtered, one page at a time."""
+    ListNotifications: _aio.UnaryUnaryMultiCallable[_push_pb2.ListNotificationsRequest, _push_pb2.ListNotificationsResponse]  # type: ignore[assignment]
+    """Lists an app's notifications, newest first, filtered, one page at a time."""
 
 class PushServiceServicer(metaclass=_abc_1.ABCMeta):
     """PushService registers device tokens, sends notifications through APNs and
@@ -147,5 +175,43 @@ class PushServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams delivery receipts: of one notification (ends by itself once it is
         finished) or the app's live feed (runs until cancelled).
         """
+
+    @_abc_1.abstractmethod
+    def CancelNotification(
+        self,
+        request: _push_pb2.CancelNotificationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_push_pb2.CancelNotificationResponse, _abc.Awaitable[_push_pb2.CancelNotificationResponse]]:
+        """Cancels a queued, scheduled or running notification: nothing new is sent
+        after the batches in flight, and every target not sent gets a receipt with
+        DELIVERY_STATUS_CANCELLED (one receipt per token still holds). The
+        notification settles CANCELLED once those receipts are written.
+        FAILED_PRECONDITION once the notification has finished; cancelling one
+        that is already cancelling is not an error.
+        """
+
+    @_abc_1.abstractmethod
+    def GetToken(
+        self,
+        request: _push_pb2.GetTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_push_pb2.GetTokenResponse, _abc.Awaitable[_push_pb2.GetTokenResponse]]:
+        """Returns one registered token; NOT_FOUND when it is not registered."""
+
+    @_abc_1.abstractmethod
+    def ListTokens(
+        self,
+        request: _push_pb2.ListTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_push_pb2.ListTokensResponse, _abc.Awaitable[_push_pb2.ListTokensResponse]]:
+        """Lists an app's registered tokens, filtered, one page at a time."""
+
+    @_abc_1.abstractmethod
+    def ListNotifications(
+        self,
+        request: _push_pb2.ListNotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_push_pb2.ListNotificationsResponse, _abc.Awaitable[_push_pb2.ListNotificationsResponse]]:
+        """Lists an app's notifications, newest first, filtered, one page at a time."""
 
 def add_PushServiceServicer_to_server(servicer: PushServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

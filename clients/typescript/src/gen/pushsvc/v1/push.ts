@@ -388,6 +388,8 @@ export enum DeliveryStatus {
   DELIVERY_STATUS_TOKEN_INVALID = 3,
   /** DELIVERY_STATUS_EXPIRED - The ttl passed before it could be delivered. */
   DELIVERY_STATUS_EXPIRED = 4,
+  /** DELIVERY_STATUS_CANCELLED - Not sent: the notification was cancelled first. */
+  DELIVERY_STATUS_CANCELLED = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -408,6 +410,9 @@ export function deliveryStatusFromJSON(object: any): DeliveryStatus {
     case 4:
     case "DELIVERY_STATUS_EXPIRED":
       return DeliveryStatus.DELIVERY_STATUS_EXPIRED;
+    case 5:
+    case "DELIVERY_STATUS_CANCELLED":
+      return DeliveryStatus.DELIVERY_STATUS_CANCELLED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -427,6 +432,8 @@ export function deliveryStatusToJSON(object: DeliveryStatus): string {
       return "DELIVERY_STATUS_TOKEN_INVALID";
     case DeliveryStatus.DELIVERY_STATUS_EXPIRED:
       return "DELIVERY_STATUS_EXPIRED";
+    case DeliveryStatus.DELIVERY_STATUS_CANCELLED:
+      return "DELIVERY_STATUS_CANCELLED";
     case DeliveryStatus.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -637,12 +644,39 @@ export interface Message {
   contentAvailable: boolean;
   mutableContent: boolean;
   apns: ApnsOptions | undefined;
-  fcm: FcmOptions | undefined;
+  fcm:
+    | FcmOptions
+    | undefined;
+  /**
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time.
+   */
+  localized: { [key: string]: LocalizedContent };
+  /**
+   * For apps that localize on the device: the key of a string in the app's
+   * own bundle, and the arguments it formats. They reach APNs as the alert's
+   * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+   * android.notification's title_loc_key, title_loc_args, body_loc_key and
+   * body_loc_args (and in its apns block as for APNs).
+   */
+  titleLocKey: string;
+  titleLocArgs: string[];
+  bodyLocKey: string;
+  bodyLocArgs: string[];
 }
 
 export interface Message_DataEntry {
   key: string;
   value: string;
+}
+
+export interface Message_LocalizedEntry {
+  key: string;
+  value: LocalizedContent | undefined;
 }
 
 export interface SendRequest {
@@ -709,6 +743,13 @@ export interface Notification {
    * notification completes; `targeted` keeps Send's count.
    */
   vanished: number;
+  /** Targets not sent because the notification was cancelled. */
+  cancelled: number;
+  /**
+   * When CancelNotification was called; absent when it was not. The state
+   * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+   */
+  cancelRequestedAt: Date | undefined;
 }
 
 /** The delivery receipt of one token. */
@@ -748,6 +789,89 @@ export interface StreamReceiptsRequest {
 
 export interface StreamReceiptsResponse {
   receipt: Receipt | undefined;
+}
+
+export interface CancelNotificationRequest {
+  appId: string;
+  notificationId: string;
+}
+
+export interface CancelNotificationResponse {
+  /**
+   * The notification after the cancel; it settles CANCELLED once every
+   * target has its receipt.
+   */
+  notification: Notification | undefined;
+}
+
+export interface GetTokenRequest {
+  appId: string;
+  platform: Platform;
+  token: string;
+}
+
+export interface GetTokenResponse {
+  token: Token | undefined;
+}
+
+export interface ListTokensRequest {
+  appId: string;
+  /** Each filter that is set narrows the list; all are optional. */
+  userId: string;
+  topic: string;
+  platform: Platform;
+  /** Only tokens last seen strictly before this. */
+  lastSeenBefore:
+    | Date
+    | undefined;
+  /** Only tokens last seen at or after this. */
+  lastSeenAfter:
+    | Date
+    | undefined;
+  /** At most this many tokens; 0 means 100, and more than 1,000 is 1,000. */
+  pageSize: number;
+  /** A next_page_token from an earlier call with the same filters. */
+  pageToken: string;
+}
+
+export interface ListTokensResponse {
+  /** In a stable order that pages resume from. */
+  tokens: Token[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
+export interface ListNotificationsRequest {
+  appId: string;
+  /** Only notifications in this state; unspecified means any. */
+  state: NotificationState;
+  /** Only notifications created at or after this. */
+  createdAfter:
+    | Date
+    | undefined;
+  /** Only notifications created strictly before this. */
+  createdBefore:
+    | Date
+    | undefined;
+  /** At most this many notifications; 0 means 100, and more than 1,000 is 1,000. */
+  pageSize: number;
+  /** A next_page_token from an earlier call with the same filters. */
+  pageToken: string;
+}
+
+export interface ListNotificationsResponse {
+  /** Newest first. */
+  notifications: Notification[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
+/** The content of one language of a Message (see Message.localized). */
+export interface LocalizedContent {
+  title: string;
+  subtitle: string;
+  body: string;
+  imageUrl: string;
 }
 
 function createBaseToken(): Token {
@@ -3148,6 +3272,11 @@ function createBaseMessage(): Message {
     mutableContent: false,
     apns: undefined,
     fcm: undefined,
+    localized: {},
+    titleLocKey: "",
+    titleLocArgs: [],
+    bodyLocKey: "",
+    bodyLocArgs: [],
   };
 }
 
@@ -3203,6 +3332,21 @@ export const Message: MessageFns<Message> = {
     }
     if (message.fcm !== undefined) {
       FcmOptions.encode(message.fcm, writer.uint32(138).fork()).join();
+    }
+    globalThis.Object.entries(message.localized).forEach(([key, value]: [string, LocalizedContent]) => {
+      Message_LocalizedEntry.encode({ key: key as any, value }, writer.uint32(146).fork()).join();
+    });
+    if (message.titleLocKey !== "") {
+      writer.uint32(154).string(message.titleLocKey);
+    }
+    for (const v of message.titleLocArgs) {
+      writer.uint32(162).string(v!);
+    }
+    if (message.bodyLocKey !== "") {
+      writer.uint32(170).string(message.bodyLocKey);
+    }
+    for (const v of message.bodyLocArgs) {
+      writer.uint32(178).string(v!);
     }
     return writer;
   },
@@ -3359,6 +3503,49 @@ export const Message: MessageFns<Message> = {
             message.fcm = FcmOptions.decode(reader, reader.uint32());
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            const entry18 = Message_LocalizedEntry.decode(reader, reader.uint32());
+            if (entry18.value !== undefined) {
+              message.localized[entry18.key] = entry18.value;
+            }
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.titleLocKey = reader.string();
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.titleLocArgs.push(reader.string());
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.bodyLocKey = reader.string();
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.bodyLocArgs.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3427,6 +3614,40 @@ export const Message: MessageFns<Message> = {
         : false,
       apns: isSet(object.apns) ? ApnsOptions.fromJSON(object.apns) : undefined,
       fcm: isSet(object.fcm) ? FcmOptions.fromJSON(object.fcm) : undefined,
+      localized: isObject(object.localized)
+        ? (globalThis.Object.entries(object.localized) as [string, any][]).reduce(
+          (acc: { [key: string]: LocalizedContent }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: LocalizedContent.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      titleLocKey: isSet(object.titleLocKey)
+        ? globalThis.String(object.titleLocKey)
+        : isSet(object.title_loc_key)
+        ? globalThis.String(object.title_loc_key)
+        : "",
+      titleLocArgs: globalThis.Array.isArray(object?.titleLocArgs)
+        ? object.titleLocArgs.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.title_loc_args)
+        ? object.title_loc_args.map((e: any) => globalThis.String(e))
+        : [],
+      bodyLocKey: isSet(object.bodyLocKey)
+        ? globalThis.String(object.bodyLocKey)
+        : isSet(object.body_loc_key)
+        ? globalThis.String(object.body_loc_key)
+        : "",
+      bodyLocArgs: globalThis.Array.isArray(object?.bodyLocArgs)
+        ? object.bodyLocArgs.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.body_loc_args)
+        ? object.body_loc_args.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -3489,6 +3710,27 @@ export const Message: MessageFns<Message> = {
     if (message.fcm !== undefined) {
       obj.fcm = FcmOptions.toJSON(message.fcm);
     }
+    if (message.localized) {
+      const entries = globalThis.Object.entries(message.localized) as [string, LocalizedContent][];
+      if (entries.length > 0) {
+        obj.localized = {};
+        entries.forEach(([k, v]) => {
+          obj.localized[k] = LocalizedContent.toJSON(v);
+        });
+      }
+    }
+    if (message.titleLocKey !== "") {
+      obj.titleLocKey = message.titleLocKey;
+    }
+    if (message.titleLocArgs?.length) {
+      obj.titleLocArgs = message.titleLocArgs;
+    }
+    if (message.bodyLocKey !== "") {
+      obj.bodyLocKey = message.bodyLocKey;
+    }
+    if (message.bodyLocArgs?.length) {
+      obj.bodyLocArgs = message.bodyLocArgs;
+    }
     return obj;
   },
 
@@ -3524,6 +3766,19 @@ export const Message: MessageFns<Message> = {
       ? ApnsOptions.fromPartial(object.apns)
       : undefined;
     message.fcm = (object.fcm !== undefined && object.fcm !== null) ? FcmOptions.fromPartial(object.fcm) : undefined;
+    message.localized = (globalThis.Object.entries(object.localized ?? {}) as [string, LocalizedContent][]).reduce(
+      (acc: { [key: string]: LocalizedContent }, [key, value]: [string, LocalizedContent]) => {
+        if (value !== undefined) {
+          acc[key] = LocalizedContent.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.titleLocKey = object.titleLocKey ?? "";
+    message.titleLocArgs = object.titleLocArgs?.map((e) => e) || [];
+    message.bodyLocKey = object.bodyLocKey ?? "";
+    message.bodyLocArgs = object.bodyLocArgs?.map((e) => e) || [];
     return message;
   },
 };
@@ -3609,6 +3864,93 @@ export const Message_DataEntry: MessageFns<Message_DataEntry> = {
     const message = createBaseMessage_DataEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseMessage_LocalizedEntry(): Message_LocalizedEntry {
+  return { key: "", value: undefined };
+}
+
+export const Message_LocalizedEntry: MessageFns<Message_LocalizedEntry> = {
+  encode(message: Message_LocalizedEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      LocalizedContent.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Message_LocalizedEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMessage_LocalizedEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = LocalizedContent.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Message_LocalizedEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? LocalizedContent.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: Message_LocalizedEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = LocalizedContent.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Message_LocalizedEntry>): Message_LocalizedEntry {
+    return Message_LocalizedEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Message_LocalizedEntry>): Message_LocalizedEntry {
+    const message = createBaseMessage_LocalizedEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? LocalizedContent.fromPartial(object.value)
+      : undefined;
     return message;
   },
 };
@@ -4074,6 +4416,8 @@ function createBaseNotification(): Notification {
     error: "",
     idempotencyKey: "",
     vanished: 0,
+    cancelled: 0,
+    cancelRequestedAt: undefined,
   };
 }
 
@@ -4126,6 +4470,12 @@ export const Notification: MessageFns<Notification> = {
     }
     if (message.vanished !== 0) {
       writer.uint32(128).int64(message.vanished);
+    }
+    if (message.cancelled !== 0) {
+      writer.uint32(136).int64(message.cancelled);
+    }
+    if (message.cancelRequestedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.cancelRequestedAt), writer.uint32(146).fork()).join();
     }
     return writer;
   },
@@ -4271,6 +4621,22 @@ export const Notification: MessageFns<Notification> = {
             message.vanished = longToNumber(reader.int64());
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.cancelled = longToNumber(reader.int64());
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.cancelRequestedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4333,6 +4699,12 @@ export const Notification: MessageFns<Notification> = {
         ? globalThis.String(object.idempotency_key)
         : "",
       vanished: isSet(object.vanished) ? globalThis.Number(object.vanished) : 0,
+      cancelled: isSet(object.cancelled) ? globalThis.Number(object.cancelled) : 0,
+      cancelRequestedAt: isSet(object.cancelRequestedAt)
+        ? fromJsonTimestamp(object.cancelRequestedAt)
+        : isSet(object.cancel_requested_at)
+        ? fromJsonTimestamp(object.cancel_requested_at)
+        : undefined,
     };
   },
 
@@ -4386,6 +4758,12 @@ export const Notification: MessageFns<Notification> = {
     if (message.vanished !== 0) {
       obj.vanished = Math.round(message.vanished);
     }
+    if (message.cancelled !== 0) {
+      obj.cancelled = Math.round(message.cancelled);
+    }
+    if (message.cancelRequestedAt !== undefined) {
+      obj.cancelRequestedAt = message.cancelRequestedAt.toISOString();
+    }
     return obj;
   },
 
@@ -4410,6 +4788,8 @@ export const Notification: MessageFns<Notification> = {
     message.error = object.error ?? "";
     message.idempotencyKey = object.idempotencyKey ?? "";
     message.vanished = object.vanished ?? 0;
+    message.cancelled = object.cancelled ?? 0;
+    message.cancelRequestedAt = object.cancelRequestedAt ?? undefined;
     return message;
   },
 };
@@ -4891,6 +5271,1024 @@ export const StreamReceiptsResponse: MessageFns<StreamReceiptsResponse> = {
   },
 };
 
+function createBaseCancelNotificationRequest(): CancelNotificationRequest {
+  return { appId: "", notificationId: "" };
+}
+
+export const CancelNotificationRequest: MessageFns<CancelNotificationRequest> = {
+  encode(message: CancelNotificationRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.appId !== "") {
+      writer.uint32(10).string(message.appId);
+    }
+    if (message.notificationId !== "") {
+      writer.uint32(18).string(message.notificationId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelNotificationRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelNotificationRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.notificationId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelNotificationRequest {
+    return {
+      appId: isSet(object.appId)
+        ? globalThis.String(object.appId)
+        : isSet(object.app_id)
+        ? globalThis.String(object.app_id)
+        : "",
+      notificationId: isSet(object.notificationId)
+        ? globalThis.String(object.notificationId)
+        : isSet(object.notification_id)
+        ? globalThis.String(object.notification_id)
+        : "",
+    };
+  },
+
+  toJSON(message: CancelNotificationRequest): unknown {
+    const obj: any = {};
+    if (message.appId !== "") {
+      obj.appId = message.appId;
+    }
+    if (message.notificationId !== "") {
+      obj.notificationId = message.notificationId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CancelNotificationRequest>): CancelNotificationRequest {
+    return CancelNotificationRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CancelNotificationRequest>): CancelNotificationRequest {
+    const message = createBaseCancelNotificationRequest();
+    message.appId = object.appId ?? "";
+    message.notificationId = object.notificationId ?? "";
+    return message;
+  },
+};
+
+function createBaseCancelNotificationResponse(): CancelNotificationResponse {
+  return { notification: undefined };
+}
+
+export const CancelNotificationResponse: MessageFns<CancelNotificationResponse> = {
+  encode(message: CancelNotificationResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.notification !== undefined) {
+      Notification.encode(message.notification, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelNotificationResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelNotificationResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.notification = Notification.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelNotificationResponse {
+    return { notification: isSet(object.notification) ? Notification.fromJSON(object.notification) : undefined };
+  },
+
+  toJSON(message: CancelNotificationResponse): unknown {
+    const obj: any = {};
+    if (message.notification !== undefined) {
+      obj.notification = Notification.toJSON(message.notification);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CancelNotificationResponse>): CancelNotificationResponse {
+    return CancelNotificationResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CancelNotificationResponse>): CancelNotificationResponse {
+    const message = createBaseCancelNotificationResponse();
+    message.notification = (object.notification !== undefined && object.notification !== null)
+      ? Notification.fromPartial(object.notification)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetTokenRequest(): GetTokenRequest {
+  return { appId: "", platform: 0, token: "" };
+}
+
+export const GetTokenRequest: MessageFns<GetTokenRequest> = {
+  encode(message: GetTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.appId !== "") {
+      writer.uint32(10).string(message.appId);
+    }
+    if (message.platform !== 0) {
+      writer.uint32(16).int32(message.platform);
+    }
+    if (message.token !== "") {
+      writer.uint32(26).string(message.token);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTokenRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTokenRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.platform = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.token = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetTokenRequest {
+    return {
+      appId: isSet(object.appId)
+        ? globalThis.String(object.appId)
+        : isSet(object.app_id)
+        ? globalThis.String(object.app_id)
+        : "",
+      platform: isSet(object.platform) ? platformFromJSON(object.platform) : 0,
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
+    };
+  },
+
+  toJSON(message: GetTokenRequest): unknown {
+    const obj: any = {};
+    if (message.appId !== "") {
+      obj.appId = message.appId;
+    }
+    if (message.platform !== 0) {
+      obj.platform = platformToJSON(message.platform);
+    }
+    if (message.token !== "") {
+      obj.token = message.token;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetTokenRequest>): GetTokenRequest {
+    return GetTokenRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetTokenRequest>): GetTokenRequest {
+    const message = createBaseGetTokenRequest();
+    message.appId = object.appId ?? "";
+    message.platform = object.platform ?? 0;
+    message.token = object.token ?? "";
+    return message;
+  },
+};
+
+function createBaseGetTokenResponse(): GetTokenResponse {
+  return { token: undefined };
+}
+
+export const GetTokenResponse: MessageFns<GetTokenResponse> = {
+  encode(message: GetTokenResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.token !== undefined) {
+      Token.encode(message.token, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTokenResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTokenResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.token = Token.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetTokenResponse {
+    return { token: isSet(object.token) ? Token.fromJSON(object.token) : undefined };
+  },
+
+  toJSON(message: GetTokenResponse): unknown {
+    const obj: any = {};
+    if (message.token !== undefined) {
+      obj.token = Token.toJSON(message.token);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetTokenResponse>): GetTokenResponse {
+    return GetTokenResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetTokenResponse>): GetTokenResponse {
+    const message = createBaseGetTokenResponse();
+    message.token = (object.token !== undefined && object.token !== null) ? Token.fromPartial(object.token) : undefined;
+    return message;
+  },
+};
+
+function createBaseListTokensRequest(): ListTokensRequest {
+  return {
+    appId: "",
+    userId: "",
+    topic: "",
+    platform: 0,
+    lastSeenBefore: undefined,
+    lastSeenAfter: undefined,
+    pageSize: 0,
+    pageToken: "",
+  };
+}
+
+export const ListTokensRequest: MessageFns<ListTokensRequest> = {
+  encode(message: ListTokensRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.appId !== "") {
+      writer.uint32(10).string(message.appId);
+    }
+    if (message.userId !== "") {
+      writer.uint32(18).string(message.userId);
+    }
+    if (message.topic !== "") {
+      writer.uint32(26).string(message.topic);
+    }
+    if (message.platform !== 0) {
+      writer.uint32(32).int32(message.platform);
+    }
+    if (message.lastSeenBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastSeenBefore), writer.uint32(42).fork()).join();
+    }
+    if (message.lastSeenAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastSeenAfter), writer.uint32(50).fork()).join();
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(56).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(66).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTokensRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTokensRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.topic = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.platform = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.lastSeenBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.lastSeenAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTokensRequest {
+    return {
+      appId: isSet(object.appId)
+        ? globalThis.String(object.appId)
+        : isSet(object.app_id)
+        ? globalThis.String(object.app_id)
+        : "",
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      topic: isSet(object.topic) ? globalThis.String(object.topic) : "",
+      platform: isSet(object.platform) ? platformFromJSON(object.platform) : 0,
+      lastSeenBefore: isSet(object.lastSeenBefore)
+        ? fromJsonTimestamp(object.lastSeenBefore)
+        : isSet(object.last_seen_before)
+        ? fromJsonTimestamp(object.last_seen_before)
+        : undefined,
+      lastSeenAfter: isSet(object.lastSeenAfter)
+        ? fromJsonTimestamp(object.lastSeenAfter)
+        : isSet(object.last_seen_after)
+        ? fromJsonTimestamp(object.last_seen_after)
+        : undefined,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListTokensRequest): unknown {
+    const obj: any = {};
+    if (message.appId !== "") {
+      obj.appId = message.appId;
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.topic !== "") {
+      obj.topic = message.topic;
+    }
+    if (message.platform !== 0) {
+      obj.platform = platformToJSON(message.platform);
+    }
+    if (message.lastSeenBefore !== undefined) {
+      obj.lastSeenBefore = message.lastSeenBefore.toISOString();
+    }
+    if (message.lastSeenAfter !== undefined) {
+      obj.lastSeenAfter = message.lastSeenAfter.toISOString();
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListTokensRequest>): ListTokensRequest {
+    return ListTokensRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListTokensRequest>): ListTokensRequest {
+    const message = createBaseListTokensRequest();
+    message.appId = object.appId ?? "";
+    message.userId = object.userId ?? "";
+    message.topic = object.topic ?? "";
+    message.platform = object.platform ?? 0;
+    message.lastSeenBefore = object.lastSeenBefore ?? undefined;
+    message.lastSeenAfter = object.lastSeenAfter ?? undefined;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListTokensResponse(): ListTokensResponse {
+  return { tokens: [], nextPageToken: "" };
+}
+
+export const ListTokensResponse: MessageFns<ListTokensResponse> = {
+  encode(message: ListTokensResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.tokens) {
+      Token.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTokensResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTokensResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tokens.push(Token.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTokensResponse {
+    return {
+      tokens: globalThis.Array.isArray(object?.tokens) ? object.tokens.map((e: any) => Token.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListTokensResponse): unknown {
+    const obj: any = {};
+    if (message.tokens?.length) {
+      obj.tokens = message.tokens.map((e) => Token.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListTokensResponse>): ListTokensResponse {
+    return ListTokensResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListTokensResponse>): ListTokensResponse {
+    const message = createBaseListTokensResponse();
+    message.tokens = object.tokens?.map((e) => Token.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListNotificationsRequest(): ListNotificationsRequest {
+  return { appId: "", state: 0, createdAfter: undefined, createdBefore: undefined, pageSize: 0, pageToken: "" };
+}
+
+export const ListNotificationsRequest: MessageFns<ListNotificationsRequest> = {
+  encode(message: ListNotificationsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.appId !== "") {
+      writer.uint32(10).string(message.appId);
+    }
+    if (message.state !== 0) {
+      writer.uint32(16).int32(message.state);
+    }
+    if (message.createdAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAfter), writer.uint32(26).fork()).join();
+    }
+    if (message.createdBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdBefore), writer.uint32(34).fork()).join();
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(40).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(50).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListNotificationsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListNotificationsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.createdAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.createdBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListNotificationsRequest {
+    return {
+      appId: isSet(object.appId)
+        ? globalThis.String(object.appId)
+        : isSet(object.app_id)
+        ? globalThis.String(object.app_id)
+        : "",
+      state: isSet(object.state) ? notificationStateFromJSON(object.state) : 0,
+      createdAfter: isSet(object.createdAfter)
+        ? fromJsonTimestamp(object.createdAfter)
+        : isSet(object.created_after)
+        ? fromJsonTimestamp(object.created_after)
+        : undefined,
+      createdBefore: isSet(object.createdBefore)
+        ? fromJsonTimestamp(object.createdBefore)
+        : isSet(object.created_before)
+        ? fromJsonTimestamp(object.created_before)
+        : undefined,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListNotificationsRequest): unknown {
+    const obj: any = {};
+    if (message.appId !== "") {
+      obj.appId = message.appId;
+    }
+    if (message.state !== 0) {
+      obj.state = notificationStateToJSON(message.state);
+    }
+    if (message.createdAfter !== undefined) {
+      obj.createdAfter = message.createdAfter.toISOString();
+    }
+    if (message.createdBefore !== undefined) {
+      obj.createdBefore = message.createdBefore.toISOString();
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListNotificationsRequest>): ListNotificationsRequest {
+    return ListNotificationsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListNotificationsRequest>): ListNotificationsRequest {
+    const message = createBaseListNotificationsRequest();
+    message.appId = object.appId ?? "";
+    message.state = object.state ?? 0;
+    message.createdAfter = object.createdAfter ?? undefined;
+    message.createdBefore = object.createdBefore ?? undefined;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListNotificationsResponse(): ListNotificationsResponse {
+  return { notifications: [], nextPageToken: "" };
+}
+
+export const ListNotificationsResponse: MessageFns<ListNotificationsResponse> = {
+  encode(message: ListNotificationsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.notifications) {
+      Notification.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListNotificationsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListNotificationsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.notifications.push(Notification.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListNotificationsResponse {
+    return {
+      notifications: globalThis.Array.isArray(object?.notifications)
+        ? object.notifications.map((e: any) => Notification.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListNotificationsResponse): unknown {
+    const obj: any = {};
+    if (message.notifications?.length) {
+      obj.notifications = message.notifications.map((e) => Notification.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListNotificationsResponse>): ListNotificationsResponse {
+    return ListNotificationsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListNotificationsResponse>): ListNotificationsResponse {
+    const message = createBaseListNotificationsResponse();
+    message.notifications = object.notifications?.map((e) => Notification.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseLocalizedContent(): LocalizedContent {
+  return { title: "", subtitle: "", body: "", imageUrl: "" };
+}
+
+export const LocalizedContent: MessageFns<LocalizedContent> = {
+  encode(message: LocalizedContent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.title !== "") {
+      writer.uint32(10).string(message.title);
+    }
+    if (message.subtitle !== "") {
+      writer.uint32(18).string(message.subtitle);
+    }
+    if (message.body !== "") {
+      writer.uint32(26).string(message.body);
+    }
+    if (message.imageUrl !== "") {
+      writer.uint32(34).string(message.imageUrl);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LocalizedContent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLocalizedContent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subtitle = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.body = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.imageUrl = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LocalizedContent {
+    return {
+      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      subtitle: isSet(object.subtitle) ? globalThis.String(object.subtitle) : "",
+      body: isSet(object.body) ? globalThis.String(object.body) : "",
+      imageUrl: isSet(object.imageUrl)
+        ? globalThis.String(object.imageUrl)
+        : isSet(object.image_url)
+        ? globalThis.String(object.image_url)
+        : "",
+    };
+  },
+
+  toJSON(message: LocalizedContent): unknown {
+    const obj: any = {};
+    if (message.title !== "") {
+      obj.title = message.title;
+    }
+    if (message.subtitle !== "") {
+      obj.subtitle = message.subtitle;
+    }
+    if (message.body !== "") {
+      obj.body = message.body;
+    }
+    if (message.imageUrl !== "") {
+      obj.imageUrl = message.imageUrl;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LocalizedContent>): LocalizedContent {
+    return LocalizedContent.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LocalizedContent>): LocalizedContent {
+    const message = createBaseLocalizedContent();
+    message.title = object.title ?? "";
+    message.subtitle = object.subtitle ?? "";
+    message.body = object.body ?? "";
+    message.imageUrl = object.imageUrl ?? "";
+    return message;
+  },
+};
+
 /**
  * PushService registers device tokens, sends notifications through APNs and
  * FCM, prunes stale tokens and streams one delivery receipt per token.
@@ -4983,6 +6381,57 @@ export const PushServiceService = {
       Buffer.from(StreamReceiptsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StreamReceiptsResponse => StreamReceiptsResponse.decode(value),
   },
+  /**
+   * Cancels a queued, scheduled or running notification: nothing new is sent
+   * after the batches in flight, and every target not sent gets a receipt with
+   * DELIVERY_STATUS_CANCELLED (one receipt per token still holds). The
+   * notification settles CANCELLED once those receipts are written.
+   * FAILED_PRECONDITION once the notification has finished; cancelling one
+   * that is already cancelling is not an error.
+   */
+  cancelNotification: {
+    path: "/pushsvc.v1.PushService/CancelNotification" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CancelNotificationRequest): Buffer =>
+      Buffer.from(CancelNotificationRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CancelNotificationRequest => CancelNotificationRequest.decode(value),
+    responseSerialize: (value: CancelNotificationResponse): Buffer =>
+      Buffer.from(CancelNotificationResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CancelNotificationResponse => CancelNotificationResponse.decode(value),
+  },
+  /** Returns one registered token; NOT_FOUND when it is not registered. */
+  getToken: {
+    path: "/pushsvc.v1.PushService/GetToken" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetTokenRequest): Buffer => Buffer.from(GetTokenRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetTokenRequest => GetTokenRequest.decode(value),
+    responseSerialize: (value: GetTokenResponse): Buffer => Buffer.from(GetTokenResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetTokenResponse => GetTokenResponse.decode(value),
+  },
+  /** Lists an app's registered tokens, filtered, one page at a time. */
+  listTokens: {
+    path: "/pushsvc.v1.PushService/ListTokens" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListTokensRequest): Buffer => Buffer.from(ListTokensRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListTokensRequest => ListTokensRequest.decode(value),
+    responseSerialize: (value: ListTokensResponse): Buffer => Buffer.from(ListTokensResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListTokensResponse => ListTokensResponse.decode(value),
+  },
+  /** Lists an app's notifications, newest first, filtered, one page at a time. */
+  listNotifications: {
+    path: "/pushsvc.v1.PushService/ListNotifications" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListNotificationsRequest): Buffer =>
+      Buffer.from(ListNotificationsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListNotificationsRequest => ListNotificationsRequest.decode(value),
+    responseSerialize: (value: ListNotificationsResponse): Buffer =>
+      Buffer.from(ListNotificationsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListNotificationsResponse => ListNotificationsResponse.decode(value),
+  },
 } as const;
 
 export interface PushServiceServer extends UntypedServiceImplementation {
@@ -5007,6 +6456,21 @@ export interface PushServiceServer extends UntypedServiceImplementation {
    * finished) or the app's live feed (runs until cancelled).
    */
   streamReceipts: handleServerStreamingCall<StreamReceiptsRequest, StreamReceiptsResponse>;
+  /**
+   * Cancels a queued, scheduled or running notification: nothing new is sent
+   * after the batches in flight, and every target not sent gets a receipt with
+   * DELIVERY_STATUS_CANCELLED (one receipt per token still holds). The
+   * notification settles CANCELLED once those receipts are written.
+   * FAILED_PRECONDITION once the notification has finished; cancelling one
+   * that is already cancelling is not an error.
+   */
+  cancelNotification: handleUnaryCall<CancelNotificationRequest, CancelNotificationResponse>;
+  /** Returns one registered token; NOT_FOUND when it is not registered. */
+  getToken: handleUnaryCall<GetTokenRequest, GetTokenResponse>;
+  /** Lists an app's registered tokens, filtered, one page at a time. */
+  listTokens: handleUnaryCall<ListTokensRequest, ListTokensResponse>;
+  /** Lists an app's notifications, newest first, filtered, one page at a time. */
+  listNotifications: handleUnaryCall<ListNotificationsRequest, ListNotificationsResponse>;
 }
 
 export interface PushServiceClient extends Client {
@@ -5120,6 +6584,77 @@ export interface PushServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<StreamReceiptsResponse>;
+  /**
+   * Cancels a queued, scheduled or running notification: nothing new is sent
+   * after the batches in flight, and every target not sent gets a receipt with
+   * DELIVERY_STATUS_CANCELLED (one receipt per token still holds). The
+   * notification settles CANCELLED once those receipts are written.
+   * FAILED_PRECONDITION once the notification has finished; cancelling one
+   * that is already cancelling is not an error.
+   */
+  cancelNotification(
+    request: CancelNotificationRequest,
+    callback: (error: ServiceError | null, response: CancelNotificationResponse) => void,
+  ): ClientUnaryCall;
+  cancelNotification(
+    request: CancelNotificationRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CancelNotificationResponse) => void,
+  ): ClientUnaryCall;
+  cancelNotification(
+    request: CancelNotificationRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CancelNotificationResponse) => void,
+  ): ClientUnaryCall;
+  /** Returns one registered token; NOT_FOUND when it is not registered. */
+  getToken(
+    request: GetTokenRequest,
+    callback: (error: ServiceError | null, response: GetTokenResponse) => void,
+  ): ClientUnaryCall;
+  getToken(
+    request: GetTokenRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetTokenResponse) => void,
+  ): ClientUnaryCall;
+  getToken(
+    request: GetTokenRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetTokenResponse) => void,
+  ): ClientUnaryCall;
+  /** Lists an app's registered tokens, filtered, one page at a time. */
+  listTokens(
+    request: ListTokensRequest,
+    callback: (error: ServiceError | null, response: ListTokensResponse) => void,
+  ): ClientUnaryCall;
+  listTokens(
+    request: ListTokensRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListTokensResponse) => void,
+  ): ClientUnaryCall;
+  listTokens(
+    request: ListTokensRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListTokensResponse) => void,
+  ): ClientUnaryCall;
+  /** Lists an app's notifications, newest first, filtered, one page at a time. */
+  listNotifications(
+    request: ListNotificationsRequest,
+    callback: (error: ServiceError | null, response: ListNotificationsResponse) => void,
+  ): ClientUnaryCall;
+  listNotifications(
+    request: ListNotificationsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListNotificationsResponse) => void,
+  ): ClientUnaryCall;
+  listNotifications(
+    request: ListNotificationsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListNotificationsResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const PushServiceClient = makeGenericClientConstructor(

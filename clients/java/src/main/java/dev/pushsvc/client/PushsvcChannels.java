@@ -20,11 +20,14 @@ public final class PushsvcChannels {
 
   /**
    * Calls that are safe to repeat: RegisterToken(s) upsert, UnregisterToken and Prune converge,
-   * GetNotification reads. Send is idempotent only with an idempotency_key, which a service config
+   * GetNotification and the lookups read, a repeated CancelNotification answers as the first. Send
+   * is idempotent only with an idempotency_key, which a service config
    * cannot see; StreamReceipts is resumed by {@link ReceiptFollower} instead.
    */
   public static final List<String> IDEMPOTENT_METHODS =
-      List.of("RegisterToken", "RegisterTokens", "UnregisterToken", "GetNotification", "Prune");
+      List.of(
+          "RegisterToken", "RegisterTokens", "UnregisterToken", "GetNotification", "Prune",
+          "CancelNotification", "GetToken", "ListTokens", "ListNotifications");
 
   private PushsvcChannels() {}
 

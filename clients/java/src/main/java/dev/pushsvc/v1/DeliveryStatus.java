@@ -51,6 +51,14 @@ public enum DeliveryStatus
    * <code>DELIVERY_STATUS_EXPIRED = 4;</code>
    */
   DELIVERY_STATUS_EXPIRED(4),
+  /**
+   * <pre>
+   * Not sent: the notification was cancelled first.
+   * </pre>
+   *
+   * <code>DELIVERY_STATUS_CANCELLED = 5;</code>
+   */
+  DELIVERY_STATUS_CANCELLED(5),
   UNRECOGNIZED(-1),
   ;
 
@@ -99,6 +107,14 @@ public enum DeliveryStatus
    * <code>DELIVERY_STATUS_EXPIRED = 4;</code>
    */
   public static final int DELIVERY_STATUS_EXPIRED_VALUE = 4;
+  /**
+   * <pre>
+   * Not sent: the notification was cancelled first.
+   * </pre>
+   *
+   * <code>DELIVERY_STATUS_CANCELLED = 5;</code>
+   */
+  public static final int DELIVERY_STATUS_CANCELLED_VALUE = 5;
 
 
   public final int getNumber() {
@@ -130,6 +146,7 @@ public enum DeliveryStatus
       case 2: return DELIVERY_STATUS_FAILED;
       case 3: return DELIVERY_STATUS_TOKEN_INVALID;
       case 4: return DELIVERY_STATUS_EXPIRED;
+      case 5: return DELIVERY_STATUS_CANCELLED;
       default: return null;
     }
   }

@@ -42,6 +42,12 @@ private static final long serialVersionUID = 0L;
     collapseKey_ = "";
     priority_ = 0;
     pushType_ = 0;
+    titleLocKey_ = "";
+    titleLocArgs_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    bodyLocKey_ = "";
+    bodyLocArgs_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -61,6 +67,8 @@ private static final long serialVersionUID = 0L;
     switch (number) {
       case 7:
         return internalGetData();
+      case 18:
+        return internalGetLocalized();
       default:
         throw new RuntimeException(
             "Invalid map field number: " + number);
@@ -641,6 +649,289 @@ java.lang.String defaultValue) {
     return fcm_ == null ? dev.pushsvc.v1.FcmOptions.getDefaultInstance() : fcm_;
   }
 
+  public static final int LOCALIZED_FIELD_NUMBER = 18;
+  private static final class LocalizedDefaultEntryHolder {
+    static final com.google.protobuf.MapEntry<
+        java.lang.String, dev.pushsvc.v1.LocalizedContent> defaultEntry =
+            com.google.protobuf.MapEntry
+            .<java.lang.String, dev.pushsvc.v1.LocalizedContent>newDefaultInstance(
+                dev.pushsvc.v1.PushProto.internal_static_pushsvc_v1_Message_LocalizedEntry_descriptor, 
+                com.google.protobuf.WireFormat.FieldType.STRING,
+                "",
+                com.google.protobuf.WireFormat.FieldType.MESSAGE,
+                dev.pushsvc.v1.LocalizedContent.getDefaultInstance());
+  }
+  @SuppressWarnings("serial")
+  private com.google.protobuf.MapField<
+      java.lang.String, dev.pushsvc.v1.LocalizedContent> localized_;
+  private com.google.protobuf.MapField<java.lang.String, dev.pushsvc.v1.LocalizedContent>
+  internalGetLocalized() {
+    if (localized_ == null) {
+      return com.google.protobuf.MapField.emptyMapField(
+          LocalizedDefaultEntryHolder.defaultEntry);
+    }
+    return localized_;
+  }
+  public int getLocalizedCount() {
+    return internalGetLocalized().getMap().size();
+  }
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time.
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+   */
+  @java.lang.Override
+  public boolean containsLocalized(
+      java.lang.String key) {
+    java.util.Objects.requireNonNull(key, "map key");
+    return internalGetLocalized().getMap().containsKey(key);
+  }
+  /**
+   * Use {@link #getLocalizedMap()} instead.
+   */
+  @java.lang.Override
+  @java.lang.Deprecated
+  public java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> getLocalized() {
+    return getLocalizedMap();
+  }
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time.
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+   */
+  @java.lang.Override
+  public java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> getLocalizedMap() {
+    return internalGetLocalized().getMap();
+  }
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time.
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+   */
+  @java.lang.Override
+  public /* nullable */
+dev.pushsvc.v1.LocalizedContent getLocalizedOrDefault(
+      java.lang.String key,
+      /* nullable */
+dev.pushsvc.v1.LocalizedContent defaultValue) {
+    java.util.Objects.requireNonNull(key, "map key");
+    java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> map =
+        internalGetLocalized().getMap();
+    return map.containsKey(key) ? map.get(key) : defaultValue;
+  }
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time.
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+   */
+  @java.lang.Override
+  public dev.pushsvc.v1.LocalizedContent getLocalizedOrThrow(
+      java.lang.String key) {
+    java.util.Objects.requireNonNull(key, "map key");
+    java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> map =
+        internalGetLocalized().getMap();
+    if (!map.containsKey(key)) {
+      throw new java.lang.IllegalArgumentException();
+    }
+    return map.get(key);
+  }
+
+  public static final int TITLE_LOC_KEY_FIELD_NUMBER = 19;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object titleLocKey_ = "";
+  /**
+   * <pre>
+   * For apps that localize on the device: the key of a string in the app's
+   * own bundle, and the arguments it formats. They reach APNs as the alert's
+   * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+   * android.notification's title_loc_key, title_loc_args, body_loc_key and
+   * body_loc_args (and in its apns block as for APNs).
+   * </pre>
+   *
+   * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
+   * @return The titleLocKey.
+   */
+  @java.lang.Override
+  public java.lang.String getTitleLocKey() {
+    java.lang.Object ref = titleLocKey_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      titleLocKey_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * For apps that localize on the device: the key of a string in the app's
+   * own bundle, and the arguments it formats. They reach APNs as the alert's
+   * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+   * android.notification's title_loc_key, title_loc_args, body_loc_key and
+   * body_loc_args (and in its apns block as for APNs).
+   * </pre>
+   *
+   * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
+   * @return The bytes for titleLocKey.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getTitleLocKeyBytes() {
+    java.lang.Object ref = titleLocKey_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      titleLocKey_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
+  public static final int TITLE_LOC_ARGS_FIELD_NUMBER = 20;
+  @SuppressWarnings("serial")
+  private com.google.protobuf.LazyStringArrayList titleLocArgs_ =
+      com.google.protobuf.LazyStringArrayList.emptyList();
+  /**
+   * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+   * @return A list containing the titleLocArgs.
+   */
+  public com.google.protobuf.ProtocolStringList
+      getTitleLocArgsList() {
+    return titleLocArgs_;
+  }
+  /**
+   * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+   * @return The count of titleLocArgs.
+   */
+  public int getTitleLocArgsCount() {
+    return titleLocArgs_.size();
+  }
+  /**
+   * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+   * @param index The index of the element to return.
+   * @return The titleLocArgs at the given index.
+   */
+  public java.lang.String getTitleLocArgs(int index) {
+    return titleLocArgs_.get(index);
+  }
+  /**
+   * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the titleLocArgs at the given index.
+   */
+  public com.google.protobuf.ByteString
+      getTitleLocArgsBytes(int index) {
+    return titleLocArgs_.getByteString(index);
+  }
+
+  public static final int BODY_LOC_KEY_FIELD_NUMBER = 21;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object bodyLocKey_ = "";
+  /**
+   * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
+   * @return The bodyLocKey.
+   */
+  @java.lang.Override
+  public java.lang.String getBodyLocKey() {
+    java.lang.Object ref = bodyLocKey_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      bodyLocKey_ = s;
+      return s;
+    }
+  }
+  /**
+   * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
+   * @return The bytes for bodyLocKey.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getBodyLocKeyBytes() {
+    java.lang.Object ref = bodyLocKey_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      bodyLocKey_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
+  public static final int BODY_LOC_ARGS_FIELD_NUMBER = 22;
+  @SuppressWarnings("serial")
+  private com.google.protobuf.LazyStringArrayList bodyLocArgs_ =
+      com.google.protobuf.LazyStringArrayList.emptyList();
+  /**
+   * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+   * @return A list containing the bodyLocArgs.
+   */
+  public com.google.protobuf.ProtocolStringList
+      getBodyLocArgsList() {
+    return bodyLocArgs_;
+  }
+  /**
+   * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+   * @return The count of bodyLocArgs.
+   */
+  public int getBodyLocArgsCount() {
+    return bodyLocArgs_.size();
+  }
+  /**
+   * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+   * @param index The index of the element to return.
+   * @return The bodyLocArgs at the given index.
+   */
+  public java.lang.String getBodyLocArgs(int index) {
+    return bodyLocArgs_.get(index);
+  }
+  /**
+   * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the bodyLocArgs at the given index.
+   */
+  public com.google.protobuf.ByteString
+      getBodyLocArgsBytes(int index) {
+    return bodyLocArgs_.getByteString(index);
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -708,6 +999,24 @@ java.lang.String defaultValue) {
     }
     if (((bitField0_ & 0x00000008) != 0)) {
       output.writeMessage(17, getFcm());
+    }
+    com.google.protobuf.GeneratedMessage
+      .serializeStringMapTo(
+        output,
+        internalGetLocalized(),
+        LocalizedDefaultEntryHolder.defaultEntry,
+        18);
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(titleLocKey_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 19, titleLocKey_);
+    }
+    for (int i = 0; i < titleLocArgs_.size(); i++) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 20, titleLocArgs_.getRaw(i));
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(bodyLocKey_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 21, bodyLocKey_);
+    }
+    for (int i = 0; i < bodyLocArgs_.size(); i++) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 22, bodyLocArgs_.getRaw(i));
     }
     getUnknownFields().writeTo(output);
   }
@@ -779,6 +1088,38 @@ java.lang.String defaultValue) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(17, getFcm());
     }
+    for (java.util.Map.Entry<java.lang.String, dev.pushsvc.v1.LocalizedContent> entry
+         : internalGetLocalized().getMap().entrySet()) {
+      com.google.protobuf.MapEntry<java.lang.String, dev.pushsvc.v1.LocalizedContent>
+      localized__ = LocalizedDefaultEntryHolder.defaultEntry.newBuilderForType()
+          .setKey(entry.getKey())
+          .setValue(entry.getValue())
+          .buildPartial();
+      size += com.google.protobuf.CodedOutputStream
+          .computeMessageSize(18, localized__);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(titleLocKey_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(19, titleLocKey_);
+    }
+    {
+      int dataSize = 0;
+      for (int i = 0; i < titleLocArgs_.size(); i++) {
+        dataSize += computeStringSizeNoTag(titleLocArgs_.getRaw(i));
+      }
+      size += dataSize;
+      size += 2 * getTitleLocArgsList().size();
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(bodyLocKey_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(21, bodyLocKey_);
+    }
+    {
+      int dataSize = 0;
+      for (int i = 0; i < bodyLocArgs_.size(); i++) {
+        dataSize += computeStringSizeNoTag(bodyLocArgs_.getRaw(i));
+      }
+      size += dataSize;
+      size += 2 * getBodyLocArgsList().size();
+    }
     return size;
   }
   @java.lang.Override
@@ -847,6 +1188,16 @@ java.lang.String defaultValue) {
       if (!getFcm()
           .equals(other.getFcm())) return false;
     }
+    if (!internalGetLocalized().equals(
+        other.internalGetLocalized())) return false;
+    if (!getTitleLocKey()
+        .equals(other.getTitleLocKey())) return false;
+    if (!getTitleLocArgsList()
+        .equals(other.getTitleLocArgsList())) return false;
+    if (!getBodyLocKey()
+        .equals(other.getBodyLocKey())) return false;
+    if (!getBodyLocArgsList()
+        .equals(other.getBodyLocArgsList())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -903,6 +1254,22 @@ java.lang.String defaultValue) {
     if (hasFcm()) {
       hash = (37 * hash) + FCM_FIELD_NUMBER;
       hash = (53 * hash) + getFcm().hashCode();
+    }
+    if (!internalGetLocalized().getMap().isEmpty()) {
+      hash = (37 * hash) + LOCALIZED_FIELD_NUMBER;
+      hash = (53 * hash) + internalGetLocalized().hashCode();
+    }
+    hash = (37 * hash) + TITLE_LOC_KEY_FIELD_NUMBER;
+    hash = (53 * hash) + getTitleLocKey().hashCode();
+    if (getTitleLocArgsCount() > 0) {
+      hash = (37 * hash) + TITLE_LOC_ARGS_FIELD_NUMBER;
+      hash = (53 * hash) + getTitleLocArgsList().hashCode();
+    }
+    hash = (37 * hash) + BODY_LOC_KEY_FIELD_NUMBER;
+    hash = (53 * hash) + getBodyLocKey().hashCode();
+    if (getBodyLocArgsCount() > 0) {
+      hash = (37 * hash) + BODY_LOC_ARGS_FIELD_NUMBER;
+      hash = (53 * hash) + getBodyLocArgsList().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -1023,6 +1390,8 @@ java.lang.String defaultValue) {
       switch (number) {
         case 7:
           return internalGetData();
+        case 18:
+          return internalGetLocalized();
         default:
           throw new RuntimeException(
               "Invalid map field number: " + number);
@@ -1034,6 +1403,8 @@ java.lang.String defaultValue) {
       switch (number) {
         case 7:
           return internalGetMutableData();
+        case 18:
+          return internalGetMutableLocalized();
         default:
           throw new RuntimeException(
               "Invalid map field number: " + number);
@@ -1098,6 +1469,13 @@ java.lang.String defaultValue) {
         fcmBuilder_.dispose();
         fcmBuilder_ = null;
       }
+      internalGetMutableLocalized().clear();
+      titleLocKey_ = "";
+      titleLocArgs_ =
+          com.google.protobuf.LazyStringArrayList.emptyList();
+      bodyLocKey_ = "";
+      bodyLocArgs_ =
+          com.google.protobuf.LazyStringArrayList.emptyList();
       return this;
     }
 
@@ -1194,6 +1572,23 @@ java.lang.String defaultValue) {
             : fcmBuilder_.build();
         to_bitField0_ |= 0x00000008;
       }
+      if (((from_bitField0_ & 0x00020000) != 0)) {
+        result.localized_ = internalGetLocalized().build(LocalizedDefaultEntryHolder.defaultEntry);
+      }
+      if (((from_bitField0_ & 0x00040000) != 0)) {
+        result.titleLocKey_ = titleLocKey_;
+      }
+      if (((from_bitField0_ & 0x00080000) != 0)) {
+        titleLocArgs_.makeImmutable();
+        result.titleLocArgs_ = titleLocArgs_;
+      }
+      if (((from_bitField0_ & 0x00100000) != 0)) {
+        result.bodyLocKey_ = bodyLocKey_;
+      }
+      if (((from_bitField0_ & 0x00200000) != 0)) {
+        bodyLocArgs_.makeImmutable();
+        result.bodyLocArgs_ = bodyLocArgs_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -1275,6 +1670,39 @@ java.lang.String defaultValue) {
       }
       if (other.hasFcm()) {
         mergeFcm(other.getFcm());
+      }
+      internalGetMutableLocalized().mergeFrom(
+          other.internalGetLocalized());
+      bitField0_ |= 0x00020000;
+      if (!other.getTitleLocKey().isEmpty()) {
+        titleLocKey_ = other.titleLocKey_;
+        bitField0_ |= 0x00040000;
+        onChanged();
+      }
+      if (!other.titleLocArgs_.isEmpty()) {
+        if (titleLocArgs_.isEmpty()) {
+          titleLocArgs_ = other.titleLocArgs_;
+          bitField0_ |= 0x00080000;
+        } else {
+          ensureTitleLocArgsIsMutable();
+          titleLocArgs_.addAll(other.titleLocArgs_);
+        }
+        onChanged();
+      }
+      if (!other.getBodyLocKey().isEmpty()) {
+        bodyLocKey_ = other.bodyLocKey_;
+        bitField0_ |= 0x00100000;
+        onChanged();
+      }
+      if (!other.bodyLocArgs_.isEmpty()) {
+        if (bodyLocArgs_.isEmpty()) {
+          bodyLocArgs_ = other.bodyLocArgs_;
+          bitField0_ |= 0x00200000;
+        } else {
+          ensureBodyLocArgsIsMutable();
+          bodyLocArgs_.addAll(other.bodyLocArgs_);
+        }
+        onChanged();
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -1395,6 +1823,35 @@ java.lang.String defaultValue) {
               bitField0_ |= 0x00010000;
               break;
             } // case 138
+            case 146: {
+              com.google.protobuf.MapEntry<java.lang.String, dev.pushsvc.v1.LocalizedContent>
+              localized__ = input.readMessage(
+                  LocalizedDefaultEntryHolder.defaultEntry.getParserForType(), extensionRegistry);
+              internalGetMutableLocalized().ensureBuilderMap().put(
+                  localized__.getKey(), localized__.getValue());
+              bitField0_ |= 0x00020000;
+              break;
+            } // case 146
+            case 154: {
+              titleLocKey_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00040000;
+              break;
+            } // case 154
+            case 162: {
+              ensureTitleLocArgsIsMutable();
+              titleLocArgs_.add(input.readStringRequireUtf8());
+              break;
+            } // case 162
+            case 170: {
+              bodyLocKey_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00100000;
+              break;
+            } // case 170
+            case 178: {
+              ensureBodyLocArgsIsMutable();
+              bodyLocArgs_.add(input.readStringRequireUtf8());
+              break;
+            } // case 178
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2730,6 +3187,638 @@ java.lang.String defaultValue) {
         fcm_ = null;
       }
       return fcmBuilder_;
+    }
+
+    private static final class LocalizedConverter implements com.google.protobuf.MapFieldBuilder.Converter<java.lang.String, dev.pushsvc.v1.LocalizedContentOrBuilder, dev.pushsvc.v1.LocalizedContent> {
+      @java.lang.Override
+      public dev.pushsvc.v1.LocalizedContent build(dev.pushsvc.v1.LocalizedContentOrBuilder val) {
+        if (val instanceof dev.pushsvc.v1.LocalizedContent) { return (dev.pushsvc.v1.LocalizedContent) val; }
+        return ((dev.pushsvc.v1.LocalizedContent.Builder) val).build();
+      }
+
+      @java.lang.Override
+      public com.google.protobuf.MapEntry<java.lang.String, dev.pushsvc.v1.LocalizedContent> defaultEntry() {
+        return LocalizedDefaultEntryHolder.defaultEntry;
+      }
+    };
+    private static final LocalizedConverter localizedConverter = new LocalizedConverter();
+
+    private com.google.protobuf.MapFieldBuilder<
+        java.lang.String, dev.pushsvc.v1.LocalizedContentOrBuilder, dev.pushsvc.v1.LocalizedContent, dev.pushsvc.v1.LocalizedContent.Builder> localized_;
+    private com.google.protobuf.MapFieldBuilder<java.lang.String, dev.pushsvc.v1.LocalizedContentOrBuilder, dev.pushsvc.v1.LocalizedContent, dev.pushsvc.v1.LocalizedContent.Builder>
+        internalGetLocalized() {
+      if (localized_ == null) {
+        return new com.google.protobuf.MapFieldBuilder<>(localizedConverter);
+      }
+      return localized_;
+    }
+    private com.google.protobuf.MapFieldBuilder<java.lang.String, dev.pushsvc.v1.LocalizedContentOrBuilder, dev.pushsvc.v1.LocalizedContent, dev.pushsvc.v1.LocalizedContent.Builder>
+        internalGetMutableLocalized() {
+      if (localized_ == null) {
+        localized_ = new com.google.protobuf.MapFieldBuilder<>(localizedConverter);
+      }
+      bitField0_ |= 0x00020000;
+      onChanged();
+      return localized_;
+    }
+    public int getLocalizedCount() {
+      return internalGetLocalized().ensureBuilderMap().size();
+    }
+    /**
+     * <pre>
+     * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+     * Each token gets the variant of its locale: the exact tag, then the tag
+     * cut at its last subtag, down to the language; else this message's own
+     * title, subtitle, body and image_url. A variant's empty field falls back
+     * to the message's. At most 50 variants; each is checked against the
+     * payload limits at Send time.
+     * </pre>
+     *
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+     */
+    @java.lang.Override
+    public boolean containsLocalized(
+        java.lang.String key) {
+      java.util.Objects.requireNonNull(key, "map key");
+      return internalGetLocalized().ensureBuilderMap().containsKey(key);
+    }
+    /**
+     * Use {@link #getLocalizedMap()} instead.
+     */
+    @java.lang.Override
+    @java.lang.Deprecated
+    public java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> getLocalized() {
+      return getLocalizedMap();
+    }
+    /**
+     * <pre>
+     * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+     * Each token gets the variant of its locale: the exact tag, then the tag
+     * cut at its last subtag, down to the language; else this message's own
+     * title, subtitle, body and image_url. A variant's empty field falls back
+     * to the message's. At most 50 variants; each is checked against the
+     * payload limits at Send time.
+     * </pre>
+     *
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+     */
+    @java.lang.Override
+    public java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> getLocalizedMap() {
+      return internalGetLocalized().getImmutableMap();
+    }
+    /**
+     * <pre>
+     * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+     * Each token gets the variant of its locale: the exact tag, then the tag
+     * cut at its last subtag, down to the language; else this message's own
+     * title, subtitle, body and image_url. A variant's empty field falls back
+     * to the message's. At most 50 variants; each is checked against the
+     * payload limits at Send time.
+     * </pre>
+     *
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+     */
+    @java.lang.Override
+    public /* nullable */
+dev.pushsvc.v1.LocalizedContent getLocalizedOrDefault(
+        java.lang.String key,
+        /* nullable */
+dev.pushsvc.v1.LocalizedContent defaultValue) {
+      java.util.Objects.requireNonNull(key, "map key");
+      java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContentOrBuilder> map = internalGetMutableLocalized().ensureBuilderMap();
+      return map.containsKey(key) ? localizedConverter.build(map.get(key)) : defaultValue;
+    }
+    /**
+     * <pre>
+     * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+     * Each token gets the variant of its locale: the exact tag, then the tag
+     * cut at its last subtag, down to the language; else this message's own
+     * title, subtitle, body and image_url. A variant's empty field falls back
+     * to the message's. At most 50 variants; each is checked against the
+     * payload limits at Send time.
+     * </pre>
+     *
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+     */
+    @java.lang.Override
+    public dev.pushsvc.v1.LocalizedContent getLocalizedOrThrow(
+        java.lang.String key) {
+      java.util.Objects.requireNonNull(key, "map key");
+      java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContentOrBuilder> map = internalGetMutableLocalized().ensureBuilderMap();
+      if (!map.containsKey(key)) {
+        throw new java.lang.IllegalArgumentException();
+      }
+      return localizedConverter.build(map.get(key));
+    }
+    public Builder clearLocalized() {
+      bitField0_ = (bitField0_ & ~0x00020000);
+      internalGetMutableLocalized().clear();
+      return this;
+    }
+    /**
+     * <pre>
+     * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+     * Each token gets the variant of its locale: the exact tag, then the tag
+     * cut at its last subtag, down to the language; else this message's own
+     * title, subtitle, body and image_url. A variant's empty field falls back
+     * to the message's. At most 50 variants; each is checked against the
+     * payload limits at Send time.
+     * </pre>
+     *
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+     */
+    public Builder removeLocalized(
+        java.lang.String key) {
+      java.util.Objects.requireNonNull(key, "map key");
+      internalGetMutableLocalized().ensureBuilderMap()
+          .remove(key);
+      return this;
+    }
+    /**
+     * Use alternate mutation accessors instead.
+     */
+    @java.lang.Deprecated
+    public java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent>
+        getMutableLocalized() {
+      bitField0_ |= 0x00020000;
+      return internalGetMutableLocalized().ensureMessageMap();
+    }
+    /**
+     * <pre>
+     * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+     * Each token gets the variant of its locale: the exact tag, then the tag
+     * cut at its last subtag, down to the language; else this message's own
+     * title, subtitle, body and image_url. A variant's empty field falls back
+     * to the message's. At most 50 variants; each is checked against the
+     * payload limits at Send time.
+     * </pre>
+     *
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+     */
+    public Builder putLocalized(
+        java.lang.String key,
+        dev.pushsvc.v1.LocalizedContent value) {
+      java.util.Objects.requireNonNull(key, "map key");
+      java.util.Objects.requireNonNull(value, "map value");
+      internalGetMutableLocalized().ensureBuilderMap()
+          .put(key, value);
+      bitField0_ |= 0x00020000;
+      return this;
+    }
+    /**
+     * <pre>
+     * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+     * Each token gets the variant of its locale: the exact tag, then the tag
+     * cut at its last subtag, down to the language; else this message's own
+     * title, subtitle, body and image_url. A variant's empty field falls back
+     * to the message's. At most 50 variants; each is checked against the
+     * payload limits at Send time.
+     * </pre>
+     *
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+     */
+    public Builder putAllLocalized(
+        java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent> values) {
+      for (java.util.Map.Entry<java.lang.String, dev.pushsvc.v1.LocalizedContent> e : values.entrySet()) {
+        java.util.Objects.requireNonNull(e.getKey());
+        java.util.Objects.requireNonNull(e.getValue());
+      }
+      internalGetMutableLocalized().ensureBuilderMap()
+          .putAll(values);
+      bitField0_ |= 0x00020000;
+      return this;
+    }
+    /**
+     * <pre>
+     * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+     * Each token gets the variant of its locale: the exact tag, then the tag
+     * cut at its last subtag, down to the language; else this message's own
+     * title, subtitle, body and image_url. A variant's empty field falls back
+     * to the message's. At most 50 variants; each is checked against the
+     * payload limits at Send time.
+     * </pre>
+     *
+     * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+     */
+    public dev.pushsvc.v1.LocalizedContent.Builder putLocalizedBuilderIfAbsent(
+        java.lang.String key) {
+      java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContentOrBuilder> builderMap = internalGetMutableLocalized().ensureBuilderMap();
+      dev.pushsvc.v1.LocalizedContentOrBuilder entry = builderMap.get(key);
+      if (entry == null) {
+        entry = dev.pushsvc.v1.LocalizedContent.newBuilder();
+        builderMap.put(key, entry);
+      }
+      if (entry instanceof dev.pushsvc.v1.LocalizedContent) {
+        entry = ((dev.pushsvc.v1.LocalizedContent) entry).toBuilder();
+        builderMap.put(key, entry);
+      }
+      return (dev.pushsvc.v1.LocalizedContent.Builder) entry;
+    }
+
+    private java.lang.Object titleLocKey_ = "";
+    /**
+     * <pre>
+     * For apps that localize on the device: the key of a string in the app's
+     * own bundle, and the arguments it formats. They reach APNs as the alert's
+     * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+     * android.notification's title_loc_key, title_loc_args, body_loc_key and
+     * body_loc_args (and in its apns block as for APNs).
+     * </pre>
+     *
+     * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
+     * @return The titleLocKey.
+     */
+    public java.lang.String getTitleLocKey() {
+      java.lang.Object ref = titleLocKey_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        titleLocKey_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * For apps that localize on the device: the key of a string in the app's
+     * own bundle, and the arguments it formats. They reach APNs as the alert's
+     * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+     * android.notification's title_loc_key, title_loc_args, body_loc_key and
+     * body_loc_args (and in its apns block as for APNs).
+     * </pre>
+     *
+     * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
+     * @return The bytes for titleLocKey.
+     */
+    public com.google.protobuf.ByteString
+        getTitleLocKeyBytes() {
+      java.lang.Object ref = titleLocKey_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        titleLocKey_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * For apps that localize on the device: the key of a string in the app's
+     * own bundle, and the arguments it formats. They reach APNs as the alert's
+     * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+     * android.notification's title_loc_key, title_loc_args, body_loc_key and
+     * body_loc_args (and in its apns block as for APNs).
+     * </pre>
+     *
+     * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
+     * @param value The titleLocKey to set.
+     * @return This builder for chaining.
+     */
+    public Builder setTitleLocKey(
+        java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      titleLocKey_ = value;
+      bitField0_ |= 0x00040000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * For apps that localize on the device: the key of a string in the app's
+     * own bundle, and the arguments it formats. They reach APNs as the alert's
+     * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+     * android.notification's title_loc_key, title_loc_args, body_loc_key and
+     * body_loc_args (and in its apns block as for APNs).
+     * </pre>
+     *
+     * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearTitleLocKey() {
+      titleLocKey_ = getDefaultInstance().getTitleLocKey();
+      bitField0_ = (bitField0_ & ~0x00040000);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * For apps that localize on the device: the key of a string in the app's
+     * own bundle, and the arguments it formats. They reach APNs as the alert's
+     * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+     * android.notification's title_loc_key, title_loc_args, body_loc_key and
+     * body_loc_args (and in its apns block as for APNs).
+     * </pre>
+     *
+     * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
+     * @param value The bytes for titleLocKey to set.
+     * @return This builder for chaining.
+     */
+    public Builder setTitleLocKeyBytes(
+        com.google.protobuf.ByteString value) {
+      java.util.Objects.requireNonNull(value);
+      checkByteStringIsUtf8(value);
+      titleLocKey_ = value;
+      bitField0_ |= 0x00040000;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.LazyStringArrayList titleLocArgs_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    private void ensureTitleLocArgsIsMutable() {
+      if (!titleLocArgs_.isModifiable()) {
+        titleLocArgs_ = new com.google.protobuf.LazyStringArrayList(titleLocArgs_);
+      }
+      bitField0_ |= 0x00080000;
+    }
+    /**
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+     * @return A list containing the titleLocArgs.
+     */
+    public com.google.protobuf.ProtocolStringList
+        getTitleLocArgsList() {
+      titleLocArgs_.makeImmutable();
+      return titleLocArgs_;
+    }
+    /**
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+     * @return The count of titleLocArgs.
+     */
+    public int getTitleLocArgsCount() {
+      return titleLocArgs_.size();
+    }
+    /**
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+     * @param index The index of the element to return.
+     * @return The titleLocArgs at the given index.
+     */
+    public java.lang.String getTitleLocArgs(int index) {
+      return titleLocArgs_.get(index);
+    }
+    /**
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+     * @param index The index of the value to return.
+     * @return The bytes of the titleLocArgs at the given index.
+     */
+    public com.google.protobuf.ByteString
+        getTitleLocArgsBytes(int index) {
+      return titleLocArgs_.getByteString(index);
+    }
+    /**
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+     * @param index The index to set the value at.
+     * @param value The titleLocArgs to set.
+     * @return This builder for chaining.
+     */
+    public Builder setTitleLocArgs(
+        int index, java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureTitleLocArgsIsMutable();
+      titleLocArgs_.set(index, value);
+      bitField0_ |= 0x00080000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+     * @param value The titleLocArgs to add.
+     * @return This builder for chaining.
+     */
+    public Builder addTitleLocArgs(
+        java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureTitleLocArgsIsMutable();
+      titleLocArgs_.add(value);
+      bitField0_ |= 0x00080000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+     * @param values The titleLocArgs to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAllTitleLocArgs(
+        java.lang.Iterable<java.lang.String> values) {
+      ensureTitleLocArgsIsMutable();
+      com.google.protobuf.AbstractMessageLite.Builder.addAll(
+          values, titleLocArgs_);
+      bitField0_ |= 0x00080000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearTitleLocArgs() {
+      titleLocArgs_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+      bitField0_ = (bitField0_ & ~0x00080000);;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+     * @param value The bytes of the titleLocArgs to add.
+     * @return This builder for chaining.
+     */
+    public Builder addTitleLocArgsBytes(
+        com.google.protobuf.ByteString value) {
+      java.util.Objects.requireNonNull(value);
+      checkByteStringIsUtf8(value);
+      ensureTitleLocArgsIsMutable();
+      titleLocArgs_.add(value);
+      bitField0_ |= 0x00080000;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object bodyLocKey_ = "";
+    /**
+     * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
+     * @return The bodyLocKey.
+     */
+    public java.lang.String getBodyLocKey() {
+      java.lang.Object ref = bodyLocKey_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        bodyLocKey_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
+     * @return The bytes for bodyLocKey.
+     */
+    public com.google.protobuf.ByteString
+        getBodyLocKeyBytes() {
+      java.lang.Object ref = bodyLocKey_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        bodyLocKey_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
+     * @param value The bodyLocKey to set.
+     * @return This builder for chaining.
+     */
+    public Builder setBodyLocKey(
+        java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      bodyLocKey_ = value;
+      bitField0_ |= 0x00100000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearBodyLocKey() {
+      bodyLocKey_ = getDefaultInstance().getBodyLocKey();
+      bitField0_ = (bitField0_ & ~0x00100000);
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
+     * @param value The bytes for bodyLocKey to set.
+     * @return This builder for chaining.
+     */
+    public Builder setBodyLocKeyBytes(
+        com.google.protobuf.ByteString value) {
+      java.util.Objects.requireNonNull(value);
+      checkByteStringIsUtf8(value);
+      bodyLocKey_ = value;
+      bitField0_ |= 0x00100000;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.LazyStringArrayList bodyLocArgs_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+    private void ensureBodyLocArgsIsMutable() {
+      if (!bodyLocArgs_.isModifiable()) {
+        bodyLocArgs_ = new com.google.protobuf.LazyStringArrayList(bodyLocArgs_);
+      }
+      bitField0_ |= 0x00200000;
+    }
+    /**
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+     * @return A list containing the bodyLocArgs.
+     */
+    public com.google.protobuf.ProtocolStringList
+        getBodyLocArgsList() {
+      bodyLocArgs_.makeImmutable();
+      return bodyLocArgs_;
+    }
+    /**
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+     * @return The count of bodyLocArgs.
+     */
+    public int getBodyLocArgsCount() {
+      return bodyLocArgs_.size();
+    }
+    /**
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+     * @param index The index of the element to return.
+     * @return The bodyLocArgs at the given index.
+     */
+    public java.lang.String getBodyLocArgs(int index) {
+      return bodyLocArgs_.get(index);
+    }
+    /**
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+     * @param index The index of the value to return.
+     * @return The bytes of the bodyLocArgs at the given index.
+     */
+    public com.google.protobuf.ByteString
+        getBodyLocArgsBytes(int index) {
+      return bodyLocArgs_.getByteString(index);
+    }
+    /**
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+     * @param index The index to set the value at.
+     * @param value The bodyLocArgs to set.
+     * @return This builder for chaining.
+     */
+    public Builder setBodyLocArgs(
+        int index, java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureBodyLocArgsIsMutable();
+      bodyLocArgs_.set(index, value);
+      bitField0_ |= 0x00200000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+     * @param value The bodyLocArgs to add.
+     * @return This builder for chaining.
+     */
+    public Builder addBodyLocArgs(
+        java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      ensureBodyLocArgsIsMutable();
+      bodyLocArgs_.add(value);
+      bitField0_ |= 0x00200000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+     * @param values The bodyLocArgs to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAllBodyLocArgs(
+        java.lang.Iterable<java.lang.String> values) {
+      ensureBodyLocArgsIsMutable();
+      com.google.protobuf.AbstractMessageLite.Builder.addAll(
+          values, bodyLocArgs_);
+      bitField0_ |= 0x00200000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearBodyLocArgs() {
+      bodyLocArgs_ =
+        com.google.protobuf.LazyStringArrayList.emptyList();
+      bitField0_ = (bitField0_ & ~0x00200000);;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+     * @param value The bytes of the bodyLocArgs to add.
+     * @return This builder for chaining.
+     */
+    public Builder addBodyLocArgsBytes(
+        com.google.protobuf.ByteString value) {
+      java.util.Objects.requireNonNull(value);
+      checkByteStringIsUtf8(value);
+      ensureBodyLocArgsIsMutable();
+      bodyLocArgs_.add(value);
+      bitField0_ |= 0x00200000;
+      onChanged();
+      return this;
     }
 
     // @@protoc_insertion_point(builder_scope:pushsvc.v1.Message)

@@ -249,4 +249,173 @@ java.lang.String defaultValue);
    * <code>.pushsvc.v1.FcmOptions fcm = 17 [json_name = "fcm"];</code>
    */
   dev.pushsvc.v1.FcmOptionsOrBuilder getFcmOrBuilder();
+
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time.
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+   */
+  int getLocalizedCount();
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time.
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+   */
+  boolean containsLocalized(
+      java.lang.String key);
+  /**
+   * Use {@link #getLocalizedMap()} instead.
+   */
+  @java.lang.Deprecated
+  java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent>
+  getLocalized();
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time.
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+   */
+  java.util.Map<java.lang.String, dev.pushsvc.v1.LocalizedContent>
+  getLocalizedMap();
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time.
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+   */
+  /* nullable */
+dev.pushsvc.v1.LocalizedContent getLocalizedOrDefault(
+      java.lang.String key,
+      /* nullable */
+dev.pushsvc.v1.LocalizedContent defaultValue);
+  /**
+   * <pre>
+   * Per-language content, keyed by BCP 47 tag ("pt-BR", "pt", "zh-Hant-TW").
+   * Each token gets the variant of its locale: the exact tag, then the tag
+   * cut at its last subtag, down to the language; else this message's own
+   * title, subtitle, body and image_url. A variant's empty field falls back
+   * to the message's. At most 50 variants; each is checked against the
+   * payload limits at Send time.
+   * </pre>
+   *
+   * <code>map&lt;string, .pushsvc.v1.LocalizedContent&gt; localized = 18 [json_name = "localized"];</code>
+   */
+  dev.pushsvc.v1.LocalizedContent getLocalizedOrThrow(
+      java.lang.String key);
+
+  /**
+   * <pre>
+   * For apps that localize on the device: the key of a string in the app's
+   * own bundle, and the arguments it formats. They reach APNs as the alert's
+   * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+   * android.notification's title_loc_key, title_loc_args, body_loc_key and
+   * body_loc_args (and in its apns block as for APNs).
+   * </pre>
+   *
+   * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
+   * @return The titleLocKey.
+   */
+  java.lang.String getTitleLocKey();
+  /**
+   * <pre>
+   * For apps that localize on the device: the key of a string in the app's
+   * own bundle, and the arguments it formats. They reach APNs as the alert's
+   * title-loc-key, title-loc-args, loc-key and loc-args, and FCM as
+   * android.notification's title_loc_key, title_loc_args, body_loc_key and
+   * body_loc_args (and in its apns block as for APNs).
+   * </pre>
+   *
+   * <code>string title_loc_key = 19 [json_name = "titleLocKey"];</code>
+   * @return The bytes for titleLocKey.
+   */
+  com.google.protobuf.ByteString
+      getTitleLocKeyBytes();
+
+  /**
+   * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+   * @return A list containing the titleLocArgs.
+   */
+  java.util.List<java.lang.String>
+      getTitleLocArgsList();
+  /**
+   * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+   * @return The count of titleLocArgs.
+   */
+  int getTitleLocArgsCount();
+  /**
+   * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+   * @param index The index of the element to return.
+   * @return The titleLocArgs at the given index.
+   */
+  java.lang.String getTitleLocArgs(int index);
+  /**
+   * <code>repeated string title_loc_args = 20 [json_name = "titleLocArgs"];</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the titleLocArgs at the given index.
+   */
+  com.google.protobuf.ByteString
+      getTitleLocArgsBytes(int index);
+
+  /**
+   * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
+   * @return The bodyLocKey.
+   */
+  java.lang.String getBodyLocKey();
+  /**
+   * <code>string body_loc_key = 21 [json_name = "bodyLocKey"];</code>
+   * @return The bytes for bodyLocKey.
+   */
+  com.google.protobuf.ByteString
+      getBodyLocKeyBytes();
+
+  /**
+   * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+   * @return A list containing the bodyLocArgs.
+   */
+  java.util.List<java.lang.String>
+      getBodyLocArgsList();
+  /**
+   * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+   * @return The count of bodyLocArgs.
+   */
+  int getBodyLocArgsCount();
+  /**
+   * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+   * @param index The index of the element to return.
+   * @return The bodyLocArgs at the given index.
+   */
+  java.lang.String getBodyLocArgs(int index);
+  /**
+   * <code>repeated string body_loc_args = 22 [json_name = "bodyLocArgs"];</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the bodyLocArgs at the given index.
+   */
+  com.google.protobuf.ByteString
+      getBodyLocArgsBytes(int index);
 }

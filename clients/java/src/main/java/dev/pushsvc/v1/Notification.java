@@ -435,6 +435,62 @@ private static final long serialVersionUID = 0L;
     return vanished_;
   }
 
+  public static final int CANCELLED_FIELD_NUMBER = 17;
+  private long cancelled_ = 0L;
+  /**
+   * <pre>
+   * Targets not sent because the notification was cancelled.
+   * </pre>
+   *
+   * <code>int64 cancelled = 17 [json_name = "cancelled"];</code>
+   * @return The cancelled.
+   */
+  @java.lang.Override
+  public long getCancelled() {
+    return cancelled_;
+  }
+
+  public static final int CANCEL_REQUESTED_AT_FIELD_NUMBER = 18;
+  private com.google.protobuf.Timestamp cancelRequestedAt_;
+  /**
+   * <pre>
+   * When CancelNotification was called; absent when it was not. The state
+   * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+   * </pre>
+   *
+   * <code>.google.protobuf.Timestamp cancel_requested_at = 18 [json_name = "cancelRequestedAt"];</code>
+   * @return Whether the cancelRequestedAt field is set.
+   */
+  @java.lang.Override
+  public boolean hasCancelRequestedAt() {
+    return ((bitField0_ & 0x00000010) != 0);
+  }
+  /**
+   * <pre>
+   * When CancelNotification was called; absent when it was not. The state
+   * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+   * </pre>
+   *
+   * <code>.google.protobuf.Timestamp cancel_requested_at = 18 [json_name = "cancelRequestedAt"];</code>
+   * @return The cancelRequestedAt.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Timestamp getCancelRequestedAt() {
+    return cancelRequestedAt_ == null ? com.google.protobuf.Timestamp.getDefaultInstance() : cancelRequestedAt_;
+  }
+  /**
+   * <pre>
+   * When CancelNotification was called; absent when it was not. The state
+   * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+   * </pre>
+   *
+   * <code>.google.protobuf.Timestamp cancel_requested_at = 18 [json_name = "cancelRequestedAt"];</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.TimestampOrBuilder getCancelRequestedAtOrBuilder() {
+    return cancelRequestedAt_ == null ? com.google.protobuf.Timestamp.getDefaultInstance() : cancelRequestedAt_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -496,6 +552,12 @@ private static final long serialVersionUID = 0L;
     }
     if (vanished_ != 0L) {
       output.writeInt64(16, vanished_);
+    }
+    if (cancelled_ != 0L) {
+      output.writeInt64(17, cancelled_);
+    }
+    if (((bitField0_ & 0x00000010) != 0)) {
+      output.writeMessage(18, getCancelRequestedAt());
     }
     getUnknownFields().writeTo(output);
   }
@@ -560,6 +622,14 @@ private static final long serialVersionUID = 0L;
     if (vanished_ != 0L) {
       size += com.google.protobuf.CodedOutputStream
         .computeInt64Size(16, vanished_);
+    }
+    if (cancelled_ != 0L) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt64Size(17, cancelled_);
+    }
+    if (((bitField0_ & 0x00000010) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(18, getCancelRequestedAt());
     }
     return size;
   }
@@ -628,6 +698,13 @@ private static final long serialVersionUID = 0L;
         .equals(other.getIdempotencyKey())) return false;
     if (getVanished()
         != other.getVanished()) return false;
+    if (getCancelled()
+        != other.getCancelled()) return false;
+    if (hasCancelRequestedAt() != other.hasCancelRequestedAt()) return false;
+    if (hasCancelRequestedAt()) {
+      if (!getCancelRequestedAt()
+          .equals(other.getCancelRequestedAt())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -686,6 +763,13 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + VANISHED_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
         getVanished());
+    hash = (37 * hash) + CANCELLED_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        getCancelled());
+    if (hasCancelRequestedAt()) {
+      hash = (37 * hash) + CANCEL_REQUESTED_AT_FIELD_NUMBER;
+      hash = (53 * hash) + getCancelRequestedAt().hashCode();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -824,6 +908,7 @@ private static final long serialVersionUID = 0L;
         internalGetSendAtFieldBuilder();
         internalGetUpdatedAtFieldBuilder();
         internalGetCompletedAtFieldBuilder();
+        internalGetCancelRequestedAtFieldBuilder();
       }
     }
     @java.lang.Override
@@ -862,6 +947,12 @@ private static final long serialVersionUID = 0L;
       error_ = "";
       idempotencyKey_ = "";
       vanished_ = 0L;
+      cancelled_ = 0L;
+      cancelRequestedAt_ = null;
+      if (cancelRequestedAtBuilder_ != null) {
+        cancelRequestedAtBuilder_.dispose();
+        cancelRequestedAtBuilder_ = null;
+      }
       return this;
     }
 
@@ -956,6 +1047,15 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00008000) != 0)) {
         result.vanished_ = vanished_;
       }
+      if (((from_bitField0_ & 0x00010000) != 0)) {
+        result.cancelled_ = cancelled_;
+      }
+      if (((from_bitField0_ & 0x00020000) != 0)) {
+        result.cancelRequestedAt_ = cancelRequestedAtBuilder_ == null
+            ? cancelRequestedAt_
+            : cancelRequestedAtBuilder_.build();
+        to_bitField0_ |= 0x00000010;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -1026,6 +1126,12 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getVanished() != 0L) {
         setVanished(other.getVanished());
+      }
+      if (other.getCancelled() != 0L) {
+        setCancelled(other.getCancelled());
+      }
+      if (other.hasCancelRequestedAt()) {
+        mergeCancelRequestedAt(other.getCancelRequestedAt());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -1139,6 +1245,18 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00008000;
               break;
             } // case 128
+            case 136: {
+              cancelled_ = input.readInt64();
+              bitField0_ |= 0x00010000;
+              break;
+            } // case 136
+            case 146: {
+              input.readMessage(
+                  internalGetCancelRequestedAtFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00020000;
+              break;
+            } // case 146
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2256,6 +2374,214 @@ private static final long serialVersionUID = 0L;
       vanished_ = 0L;
       onChanged();
       return this;
+    }
+
+    private long cancelled_ ;
+    /**
+     * <pre>
+     * Targets not sent because the notification was cancelled.
+     * </pre>
+     *
+     * <code>int64 cancelled = 17 [json_name = "cancelled"];</code>
+     * @return The cancelled.
+     */
+    @java.lang.Override
+    public long getCancelled() {
+      return cancelled_;
+    }
+    /**
+     * <pre>
+     * Targets not sent because the notification was cancelled.
+     * </pre>
+     *
+     * <code>int64 cancelled = 17 [json_name = "cancelled"];</code>
+     * @param value The cancelled to set.
+     * @return This builder for chaining.
+     */
+    public Builder setCancelled(long value) {
+
+      cancelled_ = value;
+      bitField0_ |= 0x00010000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Targets not sent because the notification was cancelled.
+     * </pre>
+     *
+     * <code>int64 cancelled = 17 [json_name = "cancelled"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearCancelled() {
+      bitField0_ = (bitField0_ & ~0x00010000);
+      cancelled_ = 0L;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.Timestamp cancelRequestedAt_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Timestamp, com.google.protobuf.Timestamp.Builder, com.google.protobuf.TimestampOrBuilder> cancelRequestedAtBuilder_;
+    /**
+     * <pre>
+     * When CancelNotification was called; absent when it was not. The state
+     * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+     * </pre>
+     *
+     * <code>.google.protobuf.Timestamp cancel_requested_at = 18 [json_name = "cancelRequestedAt"];</code>
+     * @return Whether the cancelRequestedAt field is set.
+     */
+    public boolean hasCancelRequestedAt() {
+      return ((bitField0_ & 0x00020000) != 0);
+    }
+    /**
+     * <pre>
+     * When CancelNotification was called; absent when it was not. The state
+     * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+     * </pre>
+     *
+     * <code>.google.protobuf.Timestamp cancel_requested_at = 18 [json_name = "cancelRequestedAt"];</code>
+     * @return The cancelRequestedAt.
+     */
+    public com.google.protobuf.Timestamp getCancelRequestedAt() {
+      if (cancelRequestedAtBuilder_ == null) {
+        return cancelRequestedAt_ == null ? com.google.protobuf.Timestamp.getDefaultInstance() : cancelRequestedAt_;
+      } else {
+        return cancelRequestedAtBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * When CancelNotification was called; absent when it was not. The state
+     * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+     * </pre>
+     *
+     * <code>.google.protobuf.Timestamp cancel_requested_at = 18 [json_name = "cancelRequestedAt"];</code>
+     */
+    public Builder setCancelRequestedAt(com.google.protobuf.Timestamp value) {
+      if (cancelRequestedAtBuilder_ == null) {
+        java.util.Objects.requireNonNull(value);
+        cancelRequestedAt_ = value;
+      } else {
+        cancelRequestedAtBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00020000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * When CancelNotification was called; absent when it was not. The state
+     * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+     * </pre>
+     *
+     * <code>.google.protobuf.Timestamp cancel_requested_at = 18 [json_name = "cancelRequestedAt"];</code>
+     */
+    public Builder setCancelRequestedAt(
+        com.google.protobuf.Timestamp.Builder builderForValue) {
+      if (cancelRequestedAtBuilder_ == null) {
+        cancelRequestedAt_ = builderForValue.build();
+      } else {
+        cancelRequestedAtBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00020000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * When CancelNotification was called; absent when it was not. The state
+     * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+     * </pre>
+     *
+     * <code>.google.protobuf.Timestamp cancel_requested_at = 18 [json_name = "cancelRequestedAt"];</code>
+     */
+    public Builder mergeCancelRequestedAt(com.google.protobuf.Timestamp value) {
+      if (cancelRequestedAtBuilder_ == null) {
+        if (((bitField0_ & 0x00020000) != 0) &&
+          cancelRequestedAt_ != null &&
+          cancelRequestedAt_ != com.google.protobuf.Timestamp.getDefaultInstance()) {
+          getCancelRequestedAtBuilder().mergeFrom(value);
+        } else {
+          cancelRequestedAt_ = value;
+        }
+      } else {
+        cancelRequestedAtBuilder_.mergeFrom(value);
+      }
+      if (cancelRequestedAt_ != null) {
+        bitField0_ |= 0x00020000;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * When CancelNotification was called; absent when it was not. The state
+     * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+     * </pre>
+     *
+     * <code>.google.protobuf.Timestamp cancel_requested_at = 18 [json_name = "cancelRequestedAt"];</code>
+     */
+    public Builder clearCancelRequestedAt() {
+      bitField0_ = (bitField0_ & ~0x00020000);
+      cancelRequestedAt_ = null;
+      if (cancelRequestedAtBuilder_ != null) {
+        cancelRequestedAtBuilder_.dispose();
+        cancelRequestedAtBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * When CancelNotification was called; absent when it was not. The state
+     * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+     * </pre>
+     *
+     * <code>.google.protobuf.Timestamp cancel_requested_at = 18 [json_name = "cancelRequestedAt"];</code>
+     */
+    public com.google.protobuf.Timestamp.Builder getCancelRequestedAtBuilder() {
+      bitField0_ |= 0x00020000;
+      onChanged();
+      return internalGetCancelRequestedAtFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * When CancelNotification was called; absent when it was not. The state
+     * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+     * </pre>
+     *
+     * <code>.google.protobuf.Timestamp cancel_requested_at = 18 [json_name = "cancelRequestedAt"];</code>
+     */
+    public com.google.protobuf.TimestampOrBuilder getCancelRequestedAtOrBuilder() {
+      if (cancelRequestedAtBuilder_ != null) {
+        return cancelRequestedAtBuilder_.getMessageOrBuilder();
+      } else {
+        return cancelRequestedAt_ == null ?
+            com.google.protobuf.Timestamp.getDefaultInstance() : cancelRequestedAt_;
+      }
+    }
+    /**
+     * <pre>
+     * When CancelNotification was called; absent when it was not. The state
+     * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+     * </pre>
+     *
+     * <code>.google.protobuf.Timestamp cancel_requested_at = 18 [json_name = "cancelRequestedAt"];</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Timestamp, com.google.protobuf.Timestamp.Builder, com.google.protobuf.TimestampOrBuilder> 
+        internalGetCancelRequestedAtFieldBuilder() {
+      if (cancelRequestedAtBuilder_ == null) {
+        cancelRequestedAtBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Timestamp, com.google.protobuf.Timestamp.Builder, com.google.protobuf.TimestampOrBuilder>(
+                getCancelRequestedAt(),
+                getParentForChildren(),
+                isClean());
+        cancelRequestedAt_ = null;
+      }
+      return cancelRequestedAtBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:pushsvc.v1.Notification)

@@ -192,4 +192,44 @@ public interface NotificationOrBuilder extends
    * @return The vanished.
    */
   long getVanished();
+
+  /**
+   * <pre>
+   * Targets not sent because the notification was cancelled.
+   * </pre>
+   *
+   * <code>int64 cancelled = 17 [json_name = "cancelled"];</code>
+   * @return The cancelled.
+   */
+  long getCancelled();
+
+  /**
+   * <pre>
+   * When CancelNotification was called; absent when it was not. The state
+   * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+   * </pre>
+   *
+   * <code>.google.protobuf.Timestamp cancel_requested_at = 18 [json_name = "cancelRequestedAt"];</code>
+   * @return Whether the cancelRequestedAt field is set.
+   */
+  boolean hasCancelRequestedAt();
+  /**
+   * <pre>
+   * When CancelNotification was called; absent when it was not. The state
+   * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+   * </pre>
+   *
+   * <code>.google.protobuf.Timestamp cancel_requested_at = 18 [json_name = "cancelRequestedAt"];</code>
+   * @return The cancelRequestedAt.
+   */
+  com.google.protobuf.Timestamp getCancelRequestedAt();
+  /**
+   * <pre>
+   * When CancelNotification was called; absent when it was not. The state
+   * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
+   * </pre>
+   *
+   * <code>.google.protobuf.Timestamp cancel_requested_at = 18 [json_name = "cancelRequestedAt"];</code>
+   */
+  com.google.protobuf.TimestampOrBuilder getCancelRequestedAtOrBuilder();
 }

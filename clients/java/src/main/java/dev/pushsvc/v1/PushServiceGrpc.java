@@ -236,6 +236,130 @@ public final class PushServiceGrpc {
     return getStreamReceiptsMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<dev.pushsvc.v1.CancelNotificationRequest,
+      dev.pushsvc.v1.CancelNotificationResponse> getCancelNotificationMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "CancelNotification",
+      requestType = dev.pushsvc.v1.CancelNotificationRequest.class,
+      responseType = dev.pushsvc.v1.CancelNotificationResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<dev.pushsvc.v1.CancelNotificationRequest,
+      dev.pushsvc.v1.CancelNotificationResponse> getCancelNotificationMethod() {
+    io.grpc.MethodDescriptor<dev.pushsvc.v1.CancelNotificationRequest, dev.pushsvc.v1.CancelNotificationResponse> getCancelNotificationMethod;
+    if ((getCancelNotificationMethod = PushServiceGrpc.getCancelNotificationMethod) == null) {
+      synchronized (PushServiceGrpc.class) {
+        if ((getCancelNotificationMethod = PushServiceGrpc.getCancelNotificationMethod) == null) {
+          PushServiceGrpc.getCancelNotificationMethod = getCancelNotificationMethod =
+              io.grpc.MethodDescriptor.<dev.pushsvc.v1.CancelNotificationRequest, dev.pushsvc.v1.CancelNotificationResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "CancelNotification"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.pushsvc.v1.CancelNotificationRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.pushsvc.v1.CancelNotificationResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new PushServiceMethodDescriptorSupplier("CancelNotification"))
+              .build();
+        }
+      }
+    }
+    return getCancelNotificationMethod;
+  }
+
+  private static volatile io.grpc.MethodDescriptor<dev.pushsvc.v1.GetTokenRequest,
+      dev.pushsvc.v1.GetTokenResponse> getGetTokenMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "GetToken",
+      requestType = dev.pushsvc.v1.GetTokenRequest.class,
+      responseType = dev.pushsvc.v1.GetTokenResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<dev.pushsvc.v1.GetTokenRequest,
+      dev.pushsvc.v1.GetTokenResponse> getGetTokenMethod() {
+    io.grpc.MethodDescriptor<dev.pushsvc.v1.GetTokenRequest, dev.pushsvc.v1.GetTokenResponse> getGetTokenMethod;
+    if ((getGetTokenMethod = PushServiceGrpc.getGetTokenMethod) == null) {
+      synchronized (PushServiceGrpc.class) {
+        if ((getGetTokenMethod = PushServiceGrpc.getGetTokenMethod) == null) {
+          PushServiceGrpc.getGetTokenMethod = getGetTokenMethod =
+              io.grpc.MethodDescriptor.<dev.pushsvc.v1.GetTokenRequest, dev.pushsvc.v1.GetTokenResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "GetToken"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.pushsvc.v1.GetTokenRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.pushsvc.v1.GetTokenResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new PushServiceMethodDescriptorSupplier("GetToken"))
+              .build();
+        }
+      }
+    }
+    return getGetTokenMethod;
+  }
+
+  private static volatile io.grpc.MethodDescriptor<dev.pushsvc.v1.ListTokensRequest,
+      dev.pushsvc.v1.ListTokensResponse> getListTokensMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "ListTokens",
+      requestType = dev.pushsvc.v1.ListTokensRequest.class,
+      responseType = dev.pushsvc.v1.ListTokensResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<dev.pushsvc.v1.ListTokensRequest,
+      dev.pushsvc.v1.ListTokensResponse> getListTokensMethod() {
+    io.grpc.MethodDescriptor<dev.pushsvc.v1.ListTokensRequest, dev.pushsvc.v1.ListTokensResponse> getListTokensMethod;
+    if ((getListTokensMethod = PushServiceGrpc.getListTokensMethod) == null) {
+      synchronized (PushServiceGrpc.class) {
+        if ((getListTokensMethod = PushServiceGrpc.getListTokensMethod) == null) {
+          PushServiceGrpc.getListTokensMethod = getListTokensMethod =
+              io.grpc.MethodDescriptor.<dev.pushsvc.v1.ListTokensRequest, dev.pushsvc.v1.ListTokensResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "ListTokens"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.pushsvc.v1.ListTokensRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.pushsvc.v1.ListTokensResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new PushServiceMethodDescriptorSupplier("ListTokens"))
+              .build();
+        }
+      }
+    }
+    return getListTokensMethod;
+  }
+
+  private static volatile io.grpc.MethodDescriptor<dev.pushsvc.v1.ListNotificationsRequest,
+      dev.pushsvc.v1.ListNotificationsResponse> getListNotificationsMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "ListNotifications",
+      requestType = dev.pushsvc.v1.ListNotificationsRequest.class,
+      responseType = dev.pushsvc.v1.ListNotificationsResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<dev.pushsvc.v1.ListNotificationsRequest,
+      dev.pushsvc.v1.ListNotificationsResponse> getListNotificationsMethod() {
+    io.grpc.MethodDescriptor<dev.pushsvc.v1.ListNotificationsRequest, dev.pushsvc.v1.ListNotificationsResponse> getListNotificationsMethod;
+    if ((getListNotificationsMethod = PushServiceGrpc.getListNotificationsMethod) == null) {
+      synchronized (PushServiceGrpc.class) {
+        if ((getListNotificationsMethod = PushServiceGrpc.getListNotificationsMethod) == null) {
+          PushServiceGrpc.getListNotificationsMethod = getListNotificationsMethod =
+              io.grpc.MethodDescriptor.<dev.pushsvc.v1.ListNotificationsRequest, dev.pushsvc.v1.ListNotificationsResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "ListNotifications"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.pushsvc.v1.ListNotificationsRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.pushsvc.v1.ListNotificationsResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new PushServiceMethodDescriptorSupplier("ListNotifications"))
+              .build();
+        }
+      }
+    }
+    return getListNotificationsMethod;
+  }
+
   /**
    * Creates a new async stub that supports all call types for the service
    */
@@ -361,6 +485,51 @@ public final class PushServiceGrpc {
       io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getStreamReceiptsMethod(), responseObserver);
     }
 
+    /**
+     * <pre>
+     * Cancels a queued, scheduled or running notification: nothing new is sent
+     * after the batches in flight, and every target not sent gets a receipt with
+     * DELIVERY_STATUS_CANCELLED (one receipt per token still holds). The
+     * notification settles CANCELLED once those receipts are written.
+     * FAILED_PRECONDITION once the notification has finished; cancelling one
+     * that is already cancelling is not an error.
+     * </pre>
+     */
+    public void cancelNotification(dev.pushsvc.v1.CancelNotificationRequest request,
+        io.grpc.stub.StreamObserver<dev.pushsvc.v1.CancelNotificationResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getCancelNotificationMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
+     * Returns one registered token; NOT_FOUND when it is not registered.
+     * </pre>
+     */
+    public void getToken(dev.pushsvc.v1.GetTokenRequest request,
+        io.grpc.stub.StreamObserver<dev.pushsvc.v1.GetTokenResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getGetTokenMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
+     * Lists an app's registered tokens, filtered, one page at a time.
+     * </pre>
+     */
+    public void listTokens(dev.pushsvc.v1.ListTokensRequest request,
+        io.grpc.stub.StreamObserver<dev.pushsvc.v1.ListTokensResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getListTokensMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
+     * Lists an app's notifications, newest first, filtered, one page at a time.
+     * </pre>
+     */
+    public void listNotifications(dev.pushsvc.v1.ListNotificationsRequest request,
+        io.grpc.stub.StreamObserver<dev.pushsvc.v1.ListNotificationsResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getListNotificationsMethod(), responseObserver);
+    }
+
     @java.lang.Override public final io.grpc.ServerServiceDefinition bindService() {
       return io.grpc.ServerServiceDefinition.builder(getServiceDescriptor())
           .addMethod(
@@ -412,6 +581,34 @@ public final class PushServiceGrpc {
                 dev.pushsvc.v1.StreamReceiptsRequest,
                 dev.pushsvc.v1.StreamReceiptsResponse>(
                   this, METHODID_STREAM_RECEIPTS)))
+          .addMethod(
+            getCancelNotificationMethod(),
+            io.grpc.stub.ServerCalls.asyncUnaryCall(
+              new MethodHandlers<
+                dev.pushsvc.v1.CancelNotificationRequest,
+                dev.pushsvc.v1.CancelNotificationResponse>(
+                  this, METHODID_CANCEL_NOTIFICATION)))
+          .addMethod(
+            getGetTokenMethod(),
+            io.grpc.stub.ServerCalls.asyncUnaryCall(
+              new MethodHandlers<
+                dev.pushsvc.v1.GetTokenRequest,
+                dev.pushsvc.v1.GetTokenResponse>(
+                  this, METHODID_GET_TOKEN)))
+          .addMethod(
+            getListTokensMethod(),
+            io.grpc.stub.ServerCalls.asyncUnaryCall(
+              new MethodHandlers<
+                dev.pushsvc.v1.ListTokensRequest,
+                dev.pushsvc.v1.ListTokensResponse>(
+                  this, METHODID_LIST_TOKENS)))
+          .addMethod(
+            getListNotificationsMethod(),
+            io.grpc.stub.ServerCalls.asyncUnaryCall(
+              new MethodHandlers<
+                dev.pushsvc.v1.ListNotificationsRequest,
+                dev.pushsvc.v1.ListNotificationsResponse>(
+                  this, METHODID_LIST_NOTIFICATIONS)))
           .build();
     }
   }
@@ -513,6 +710,55 @@ public final class PushServiceGrpc {
       io.grpc.stub.ClientCalls.asyncServerStreamingCall(
           getChannel().newCall(getStreamReceiptsMethod(), getCallOptions()), request, responseObserver);
     }
+
+    /**
+     * <pre>
+     * Cancels a queued, scheduled or running notification: nothing new is sent
+     * after the batches in flight, and every target not sent gets a receipt with
+     * DELIVERY_STATUS_CANCELLED (one receipt per token still holds). The
+     * notification settles CANCELLED once those receipts are written.
+     * FAILED_PRECONDITION once the notification has finished; cancelling one
+     * that is already cancelling is not an error.
+     * </pre>
+     */
+    public void cancelNotification(dev.pushsvc.v1.CancelNotificationRequest request,
+        io.grpc.stub.StreamObserver<dev.pushsvc.v1.CancelNotificationResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getCancelNotificationMethod(), getCallOptions()), request, responseObserver);
+    }
+
+    /**
+     * <pre>
+     * Returns one registered token; NOT_FOUND when it is not registered.
+     * </pre>
+     */
+    public void getToken(dev.pushsvc.v1.GetTokenRequest request,
+        io.grpc.stub.StreamObserver<dev.pushsvc.v1.GetTokenResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getGetTokenMethod(), getCallOptions()), request, responseObserver);
+    }
+
+    /**
+     * <pre>
+     * Lists an app's registered tokens, filtered, one page at a time.
+     * </pre>
+     */
+    public void listTokens(dev.pushsvc.v1.ListTokensRequest request,
+        io.grpc.stub.StreamObserver<dev.pushsvc.v1.ListTokensResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getListTokensMethod(), getCallOptions()), request, responseObserver);
+    }
+
+    /**
+     * <pre>
+     * Lists an app's notifications, newest first, filtered, one page at a time.
+     * </pre>
+     */
+    public void listNotifications(dev.pushsvc.v1.ListNotificationsRequest request,
+        io.grpc.stub.StreamObserver<dev.pushsvc.v1.ListNotificationsResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getListNotificationsMethod(), getCallOptions()), request, responseObserver);
+    }
   }
 
   /**
@@ -606,6 +852,51 @@ public final class PushServiceGrpc {
       return io.grpc.stub.ClientCalls.blockingServerStreamingCall(
           getChannel(), getStreamReceiptsMethod(), getCallOptions(), request);
     }
+
+    /**
+     * <pre>
+     * Cancels a queued, scheduled or running notification: nothing new is sent
+     * after the batches in flight, and every target not sent gets a receipt with
+     * DELIVERY_STATUS_CANCELLED (one receipt per token still holds). The
+     * notification settles CANCELLED once those receipts are written.
+     * FAILED_PRECONDITION once the notification has finished; cancelling one
+     * that is already cancelling is not an error.
+     * </pre>
+     */
+    public dev.pushsvc.v1.CancelNotificationResponse cancelNotification(dev.pushsvc.v1.CancelNotificationRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getCancelNotificationMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * Returns one registered token; NOT_FOUND when it is not registered.
+     * </pre>
+     */
+    public dev.pushsvc.v1.GetTokenResponse getToken(dev.pushsvc.v1.GetTokenRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getGetTokenMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * Lists an app's registered tokens, filtered, one page at a time.
+     * </pre>
+     */
+    public dev.pushsvc.v1.ListTokensResponse listTokens(dev.pushsvc.v1.ListTokensRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getListTokensMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * Lists an app's notifications, newest first, filtered, one page at a time.
+     * </pre>
+     */
+    public dev.pushsvc.v1.ListNotificationsResponse listNotifications(dev.pushsvc.v1.ListNotificationsRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getListNotificationsMethod(), getCallOptions(), request);
+    }
   }
 
   /**
@@ -693,6 +984,55 @@ public final class PushServiceGrpc {
       return io.grpc.stub.ClientCalls.futureUnaryCall(
           getChannel().newCall(getPruneMethod(), getCallOptions()), request);
     }
+
+    /**
+     * <pre>
+     * Cancels a queued, scheduled or running notification: nothing new is sent
+     * after the batches in flight, and every target not sent gets a receipt with
+     * DELIVERY_STATUS_CANCELLED (one receipt per token still holds). The
+     * notification settles CANCELLED once those receipts are written.
+     * FAILED_PRECONDITION once the notification has finished; cancelling one
+     * that is already cancelling is not an error.
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<dev.pushsvc.v1.CancelNotificationResponse> cancelNotification(
+        dev.pushsvc.v1.CancelNotificationRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getCancelNotificationMethod(), getCallOptions()), request);
+    }
+
+    /**
+     * <pre>
+     * Returns one registered token; NOT_FOUND when it is not registered.
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<dev.pushsvc.v1.GetTokenResponse> getToken(
+        dev.pushsvc.v1.GetTokenRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getGetTokenMethod(), getCallOptions()), request);
+    }
+
+    /**
+     * <pre>
+     * Lists an app's registered tokens, filtered, one page at a time.
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<dev.pushsvc.v1.ListTokensResponse> listTokens(
+        dev.pushsvc.v1.ListTokensRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getListTokensMethod(), getCallOptions()), request);
+    }
+
+    /**
+     * <pre>
+     * Lists an app's notifications, newest first, filtered, one page at a time.
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<dev.pushsvc.v1.ListNotificationsResponse> listNotifications(
+        dev.pushsvc.v1.ListNotificationsRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getListNotificationsMethod(), getCallOptions()), request);
+    }
   }
 
   private static final int METHODID_REGISTER_TOKEN = 0;
@@ -702,6 +1042,10 @@ public final class PushServiceGrpc {
   private static final int METHODID_GET_NOTIFICATION = 4;
   private static final int METHODID_PRUNE = 5;
   private static final int METHODID_STREAM_RECEIPTS = 6;
+  private static final int METHODID_CANCEL_NOTIFICATION = 7;
+  private static final int METHODID_GET_TOKEN = 8;
+  private static final int METHODID_LIST_TOKENS = 9;
+  private static final int METHODID_LIST_NOTIFICATIONS = 10;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -747,6 +1091,22 @@ public final class PushServiceGrpc {
         case METHODID_STREAM_RECEIPTS:
           serviceImpl.streamReceipts((dev.pushsvc.v1.StreamReceiptsRequest) request,
               (io.grpc.stub.StreamObserver<dev.pushsvc.v1.StreamReceiptsResponse>) responseObserver);
+          break;
+        case METHODID_CANCEL_NOTIFICATION:
+          serviceImpl.cancelNotification((dev.pushsvc.v1.CancelNotificationRequest) request,
+              (io.grpc.stub.StreamObserver<dev.pushsvc.v1.CancelNotificationResponse>) responseObserver);
+          break;
+        case METHODID_GET_TOKEN:
+          serviceImpl.getToken((dev.pushsvc.v1.GetTokenRequest) request,
+              (io.grpc.stub.StreamObserver<dev.pushsvc.v1.GetTokenResponse>) responseObserver);
+          break;
+        case METHODID_LIST_TOKENS:
+          serviceImpl.listTokens((dev.pushsvc.v1.ListTokensRequest) request,
+              (io.grpc.stub.StreamObserver<dev.pushsvc.v1.ListTokensResponse>) responseObserver);
+          break;
+        case METHODID_LIST_NOTIFICATIONS:
+          serviceImpl.listNotifications((dev.pushsvc.v1.ListNotificationsRequest) request,
+              (io.grpc.stub.StreamObserver<dev.pushsvc.v1.ListNotificationsResponse>) responseObserver);
           break;
         default:
           throw new AssertionError();
@@ -816,6 +1176,10 @@ public final class PushServiceGrpc {
               .addMethod(getGetNotificationMethod())
               .addMethod(getPruneMethod())
               .addMethod(getStreamReceiptsMethod())
+              .addMethod(getCancelNotificationMethod())
+              .addMethod(getGetTokenMethod())
+              .addMethod(getListTokensMethod())
+              .addMethod(getListNotificationsMethod())
               .build();
         }
       }
