@@ -14,6 +14,12 @@ Read from the request as the device's OS would read it:
   and ``click_action`` as the category); ``apns.payload.aps`` gives the
   badge, and the sound or category when Android's are absent. The app is the
   project id of the message name.
+
+Beside what is shown, ``data`` is what the app receives: FCM's ``data``
+object, or an APNs payload's custom keys (every top-level key but ``aps``).
+``notification_id`` is pushsvc's id of the notification the push belongs to:
+the data key ``pushsvc_notification_id`` that pushsvc renders into every push
+(``NOTIFICATION_ID_KEY``; "" when absent, as for pushes not sent by pushsvc).
 """
 
 from __future__ import annotations
@@ -21,6 +27,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from typing import Any
+
+NOTIFICATION_ID_KEY = "pushsvc_notification_id"
+"""The data key pushsvc renders its notification id under. The emulator does not
+import pushsvc (it is a peer of it), so the name is repeated here; a test holds
+the two equal."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -35,6 +46,8 @@ class Display:
     sound: str = ""
     image: str = ""
     category: str = ""
+    data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    notification_id: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict."""
@@ -91,7 +104,12 @@ def _apns(headers: Mapping[str, str], payload: Mapping[str, Any]) -> Display:
         sound=_sound(aps.get("sound")),
         image=image,
         category=_text(aps.get("category")),
+        **_data({key: value for key, value in payload.items() if key != "aps"}),
     )
+
+
+def _data(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {"data": dict(data), "notification_id": _text(data.get(NOTIFICATION_ID_KEY))}
 
 
 def _fcm(message: Mapping[str, Any], message_id: str) -> Display:
@@ -109,4 +127,5 @@ def _fcm(message: Mapping[str, Any], message_id: str) -> Display:
         sound=_text(android.get("sound")) or _sound(aps.get("sound")),
         image=_text(android.get("image")) or _text(notification.get("image")),
         category=_text(android.get("click_action")) or _text(aps.get("category")),
+        **_data(_dict(message.get("data"))),
     )
