@@ -29,6 +29,7 @@ from pushsvc.providers.transport import (
     TlsConfig,
     TransportClosed,
     TransportError,
+    _Window,
 )
 
 Behaviour = Callable[[Request, int], "Response | None"]
@@ -316,6 +317,30 @@ async def test_close_fails_requests_in_flight_and_refuses_new_ones(serve) -> Non
         await transport.post(_url(server), [], b"")
 
 
+async def test_the_window_starts_small_and_grows_a_quarter_per_answer(serve) -> None:
+    in_flight: list[int] = []
+    arrived = answered = 0
+
+    def behaviour(request: Request, n: int) -> Response | None:
+        nonlocal arrived
+        arrived += 1
+        in_flight.append(arrived - answered)
+        return Response(200, delay_s=0.005)
+
+    server, transport = await serve(_Site(behaviour))
+    assert transport.stats().window == 4
+
+    async def post(i: int) -> None:
+        nonlocal answered
+        await transport.post(_url(server), [], str(i).encode())
+        answered += 1
+
+    await asyncio.gather(*(post(i) for i in range(100)))
+    # 4, plus a quarter for each of the 100 answers; never more in flight than the window then allowed.
+    assert transport.stats().window == 29
+    assert max(in_flight[:4]) <= 4 and max(in_flight) <= 29, in_flight
+
+
 async def test_connections_that_keep_dying_shrink_the_requests_in_flight_until_a_calm_spell(serve) -> None:
     dropping = True
     in_flight: list[int] = []
@@ -332,7 +357,7 @@ async def test_connections_that_keep_dying_shrink_the_requests_in_flight_until_a
 
     answered = 0
     server, transport = await serve(_Site(behaviour), calm_s=0.3)
-    assert transport.stats().window == 1000
+    assert transport.stats().window == 4
 
     async def post(i: int) -> object:
         nonlocal answered
@@ -348,16 +373,45 @@ async def test_connections_that_keep_dying_shrink_the_requests_in_flight_until_a
         results = await asyncio.gather(*(post(i) for i in range(100)))
         assert any(isinstance(r, ConnectionLost) for r in results)
         windows.append(transport.stats().window)
-    # A quarter of what was in flight at each loss; a round at a window of one or two outlasts the calm spell and grows it a little.
-    assert windows[0] <= 25 and all(w <= 6 for w in windows[1:]), windows
-    # The last round reached the server a few requests at a time, not in a burst of 100.
-    assert max(in_flight[-50:]) <= 10, in_flight[-50:]
+    # One in flight after each loss; a round at a window of one outlasts the calm spell and grows it a little.
+    assert all(w <= 6 for w in windows), windows
+    # Never a burst: the server saw a few requests at a time from the start.
+    assert max(in_flight) <= 16 and max(in_flight[-50:]) <= 5, in_flight
     shrunk = windows[-1]
 
     dropping = False
-    await asyncio.sleep(0.35)  # calm: the window grows by one per answer
+    await asyncio.sleep(0.35)  # calm: the window grows by a quarter per answer
     await asyncio.gather(*(post(i) for i in range(50)))
-    assert transport.stats().window >= shrunk + 40
+    assert transport.stats().window >= shrunk + 12
+
+
+def test_window_falls_to_its_floor_once_per_loss_and_regrows_after_calm() -> None:
+    now = [0.0]
+    window = _Window(1000, 2, 5.0, lambda: now[0])
+    assert window.size == 4
+    for _ in range(4):
+        assert window.try_acquire()
+    assert not window.try_acquire() and window.in_flight == 4
+    for _ in range(4):
+        window.release()
+        window.answered()
+    assert window.size == 5
+    for _ in range(5):
+        assert window.try_acquire()
+    window.lost(number=7, started=9)
+    assert window.size == 2  # straight to the floor
+    window.size = 3.0
+    window.lost(number=8, started=9)  # in flight at the same cut: the same loss, no second fall
+    assert window.size == 3
+    for _ in range(5):
+        window.release()
+        window.answered()  # within calm_s of the loss: no growth
+    assert window.size == 3
+    now[0] = 5.0
+    window.answered()
+    assert window.size == 3.25
+    assert _Window(1000, 8, 5.0, lambda: 0.0).size == 8  # never below the floor
+    assert _Window(2, 1, 5.0, lambda: 0.0).size == 2  # nor above the limit
 
 
 async def test_a_request_waiting_for_room_in_flight_times_out_without_being_sent(serve) -> None:
