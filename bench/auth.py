@@ -43,7 +43,7 @@ def _credentials(workdir: Path) -> dict[str, str]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from pushsvc.auth.apikeys import hash_key, new_key
+    from pushsvc.access import hash_key, new_key
 
     key = new_key()
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -161,8 +161,8 @@ class _Call:
 
 def _decision_cost(workdir: Path, bearers: dict[str, str], iterations: int) -> dict[str, float]:
     """Microseconds per auth decision (authenticate + authorize), in-process, per mode."""
-    from pushsvc.auth import build_authenticator
-    from pushsvc.auth.principal import Action
+    from pushsvc.access import Action
+    from pushsvc.auth.build import build_authenticator
     from pushsvc.clock import SystemClock
     from pushsvc.config import ApiKeySettings, AuthSettings, JwtIssuerSettings
 

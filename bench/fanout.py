@@ -18,9 +18,13 @@ With `--metrics` the Prometheus metrics are on (served on a free port, and
 scraped once at the end to check the delivery count); compare a run without it
 for what counting costs per delivery.
 
+With `--tracing` spans are made as with `[tracing] otlp_endpoint` set (the SDK's
+batch processor), into an in-memory exporter instead of a collector; compare a
+run without it for what tracing costs per delivery.
+
 Usage:
     python bench/fanout.py [-n 20000] [--store memory://]
-                           [--batch 500] [--in-flight 500] [--null-provider] [--metrics]
+                           [--batch 500] [--in-flight 500] [--null-provider] [--metrics] [--tracing]
                            [--out results.json]
 
 Prints one table and writes the results as JSON.
@@ -181,6 +185,26 @@ def nginx_app(manifest: Path, nginx: Any, workdir: Path) -> AppSettings:
     )
 
 
+def _tracing() -> tuple[Any, Any]:
+    """An SDK provider with the batch processor `[tracing]` uses, into memory; its exporter and tracer."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from pushsvc.tracing.otel import OtelTracer
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    exporter.provider = provider  # type: ignore[attr-defined]  # kept for the flush in _spans
+    return exporter, OtelTracer(provider)
+
+
+def _spans(exporter: Any) -> int:
+    exporter.provider.force_flush()
+    return len(exporter.get_finished_spans())
+
+
 async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSettings | None = None,
                   emulator_cpu_s: Any = None) -> dict[str, Any]:
     """Seeds N tokens, sends to all, waits for completion; returns timings."""
@@ -192,7 +216,8 @@ async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSet
     providers = None
     if args.null_provider:
         providers = {(DEMO_APP_ID, p): NullProvider(p) for p in models.PLATFORMS}
-    app = build_application(settings, providers=providers, metrics=args.metrics)
+    exporter, tracer = _tracing() if args.tracing else (None, None)
+    app = build_application(settings, providers=providers, metrics=args.metrics, tracer=tracer)
     await app.start()
     try:
         half = args.tokens // 2
@@ -228,6 +253,7 @@ async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSet
         # After the CPU figure: the scrape (and its imports) is not the fan-out's cost.
         counted = scrape_delivered(app.metrics_port) if args.metrics else None
         return {
+            "spans": _spans(exporter) if exporter is not None else None,
             "metrics_delivered": counted,
             "targeted": sent.targeted,
             "delivered": view.delivered,
@@ -282,6 +308,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--in-flight", type=int, default=500, help="max concurrent requests per provider")
     parser.add_argument("--metrics", action="store_true", help="Prometheus metrics on (off by default, as with metrics_port = 0)")
+    parser.add_argument("--tracing", action="store_true", help="spans on, into memory (off by default, as without tracing.otlp_endpoint)")
     parser.add_argument("--server-pid", type=int, default=0,
                         help="the store server's main process (PostgreSQL's postmaster): its CPU during the fan-out is reported too")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
@@ -323,11 +350,13 @@ def main() -> int:
     print(f"store: {args.store}")
     print(f"pinned: emulator on CPU {EMULATOR_CPU}, pushsvc and h2load on CPU {CLIENT_CPU}" if pinned else "not pinned")
     print(f"concurrency: {args.in_flight} requests in flight per provider, batches of {args.batch}; "
-          f"metrics {'on' if args.metrics else 'off'}")
+          f"metrics {'on' if args.metrics else 'off'}; tracing {'on' if args.tracing else 'off'}")
     print(f"{'what':34} {'value':>12}")
     print(f"{'Send accepted in':34} {result['accept_ms']:>9,.1f} ms")
     print(f"{'all receipts written after':34} {result['seconds']:>10,.2f} s")
     print(f"{'delivered':34} {result['delivered']:>12,} ({result['state']})")
+    if result["spans"] is not None:
+        print(f"{'spans made (one per batch)':34} {result['spans']:>12,}")
     if result["metrics_delivered"] is not None:
         print(f"{'delivered, as /metrics counts them':34} {result['metrics_delivered']:>12,.0f}")
     print(f"{'gateway throughput':34} {result['rate']:>8,.0f} /s")

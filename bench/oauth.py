@@ -2,26 +2,48 @@
 
 google-auth refreshes service-account tokens through `requests`, which speaks
 HTTP/1.1 only. The pushsvc emulator's OAuth endpoint now also speaks HTTP/1.1,
-so this is the fallback for one that does not: pushsvc's own
-`HttpxAuthRequest` over an HTTP/2 httpx client.
+so this is the fallback for one that does not: a google-auth `Request` over
+an HTTP/2 httpx client (httpx comes with the dev extra, not with the server).
 """
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import google.auth.exceptions
+import google.auth.transport
 import httpx
 from google.oauth2 import service_account
 
-from pushsvc.providers.fcm_auth import FCM_SCOPE, HttpxAuthRequest
+from pushsvc.providers.fcm_auth import FCM_SCOPE, UrllibAuthResponse
 
 
-class Http2Request(HttpxAuthRequest):
+class Http2Request(google.auth.transport.Request):
     """A google-auth `Request` that sends over httpx with HTTP/2, trusting one CA file."""
 
     def __init__(self, ca_file: Path) -> None:
-        super().__init__(httpx.Client(http2=True, verify=ssl.create_default_context(cafile=str(ca_file))))
+        self._client = httpx.Client(http2=True, verify=ssl.create_default_context(cafile=str(ca_file)))
+
+    def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> UrllibAuthResponse:
+        try:
+            response = self._client.request(method, url, content=body, headers=dict(headers or {}), timeout=timeout or 30.0)
+        except httpx.HTTPError as exc:
+            raise google.auth.exceptions.TransportError(type(exc).__name__) from exc
+        return UrllibAuthResponse(response.status_code, response.headers, response.content)
+
+    def close(self) -> None:
+        self._client.close()
 
 
 def fetch_access_token(service_account_file: Path, ca_file: Path) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from pushsvc import models
@@ -27,6 +27,8 @@ class AppProfile:
 
     app_id: str
     renderers: Mapping[models.Platform, Renderer]
+    token_checks: Mapping[models.Platform, Callable[[str], str]] = dataclasses.field(default_factory=dict)
+    """The app's own token checks (a Web Push endpoint against its allow-list): why a token cannot be used, or ""."""
 
     @property
     def platforms(self) -> frozenset[models.Platform]:

@@ -9,40 +9,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import gc
-import json
 import logging
-import os
 import socket
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
-from typing import Any
-
-import grpc
-from cryptography import x509
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from pushsvc import models
 from pushsvc.apps import AppProfile, Renderer
-from pushsvc.auth import AuthInterceptor, build_authenticator, build_tls
+from pushsvc.auth.build import build_authenticator, build_tls
+from pushsvc.channels import registry, secrets
+from pushsvc.channels.base import BuildContext
 from pushsvc.clock import Clock, SystemClock
-from pushsvc.config import AppSettings, ConfigError, DispatchSettings, Settings
+from pushsvc.config import ConfigError, Settings, TracingSettings
 from pushsvc.dispatch import Dispatcher
-from pushsvc.metrics import NULL_METRICS, Metrics, MetricsServer, PrometheusMetrics
-from pushsvc.providers.apns import ApnsProvider, apns_client_tls, render_apns
-from pushsvc.providers.apns_jwt import ApnsTokenSigner
+from pushsvc.metrics import NULL_METRICS, Metrics
+from pushsvc.prometheus import MetricsServer, PrometheusMetrics
 from pushsvc.providers.base import Provider
-from pushsvc.providers.fcm import FcmProvider, render_fcm
-from pushsvc.providers.fcm_auth import FcmAccessTokenSource
-from pushsvc.providers.transport import Http2Transport, TlsConfig
 from pushsvc.receipts import ReceiptFeed, ReceiptSignal
+from pushsvc.rpc.auth import AuthInterceptor
+from pushsvc.rpc.interception import MethodInterceptor
 from pushsvc.rpc.server import GrpcServer
 from pushsvc.rpc.telemetry import TelemetryInterceptor
+from pushsvc.rpc.tracing import TracingInterceptor
 from pushsvc.service import PushService
 from pushsvc.storage import Stores, open_stores
 from pushsvc.storage.watch import StoreCalls
+from pushsvc.tracing import NULL_TRACER, Tracer
+from pushsvc.tracing.otel import OtelTracer
+from pushsvc.webhooks import signing
+from pushsvc.webhooks.httpclient import HttpxPoster
+from pushsvc.webhooks.poster import WebhookPoster
+from pushsvc.webhooks.sender import Endpoint, WebhookSenders, build_senders
+
+if TYPE_CHECKING:
+    from pushsvc.connect import ConnectServer
 
 log = logging.getLogger("pushsvc")
+
 
 @dataclasses.dataclass
 class Application:
@@ -65,6 +69,10 @@ class Application:
     """What the components count (no-op when the endpoint is off)."""
     metrics_server: MetricsServer | None = None
     """Serves `metrics` at /metrics; None when the endpoint is off."""
+    webhooks: WebhookSenders | None = None
+    """The receipt webhook senders (one task per configured endpoint); None when none is configured."""
+    connect: ConnectServer | None = None
+    """PushService over Connect and gRPC-web; None when `connect_port` is off."""
     _tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
     _store_ok: bool = True
 
@@ -72,6 +80,11 @@ class Application:
     def port(self) -> int:
         """The bound gRPC port."""
         return self.server.port
+
+    @property
+    def connect_port(self) -> int:
+        """The bound Connect port (0 when it is off)."""
+        return self.connect.port if self.connect is not None else 0
 
     @property
     def metrics_port(self) -> int:
@@ -85,12 +98,17 @@ class Application:
         """
         port = await self.server.start()  # NOT_SERVING, and PushService refused, until the store is prepared
         try:
+            if self.connect is not None:
+                # Refused (UNAVAILABLE) like the gRPC port's calls until SERVING: the two share one gate.
+                await self.connect.start()
             if self.metrics_server is not None:
                 # Scrapable while starting: serving 0 says why traffic waits.
                 self.metrics_server.start()
             await self.stores.prepare()
         except BaseException:
             await self.server.stop(0)
+            if self.connect is not None:
+                await self.connect.stop(0)
             if self.metrics_server is not None:
                 await self.metrics_server.stop()
             raise
@@ -98,6 +116,8 @@ class Application:
         await self.server.set_serving(True)
         await self.dispatcher.reclaim()
         self.dispatcher.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
         self._tasks.append(asyncio.create_task(self._watch_store(), name="pushsvc-store-health"))
         if self.metrics_server is not None:
             self._tasks.append(asyncio.create_task(self._sample_queue(), name="pushsvc-queue-depth"))
@@ -202,7 +222,12 @@ class Application:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.webhooks is not None:
+            # First, and briefly: a POST cut short is offered again under its id by whoever sends next.
+            await self.webhooks.stop(min(_WEBHOOK_RELEASE_S, grace / 4))
         await self.server.begin_drain()
+        if self.connect is not None:
+            self.connect.begin_drain()
         self.dispatcher.drain()
         log.info(
             "drain: health NOT_SERVING, new calls refused; %d unary call(s) in flight, %d receipt stream(s) open, "
@@ -216,6 +241,9 @@ class Application:
             loop.time() - started, served.unary_in_flight - min(served.unary_in_flight, served.unary_cancelled),
             served.unary_cancelled, served.streams_cancelled,
         )
+        if self.connect is not None:
+            # Its unary calls were waited for with the gRPC ones (one LiveCalls); this closes its port.
+            await self.connect.stop(max(0.0, deadline - loop.time() - min(_DISPATCH_RESERVE_S, grace / 4)))
         dispatched = await self.dispatcher.stop(grace_s=max(0.0, deadline - loop.time()))
         log.info(
             "drain: dispatcher stopped after %.1f s: %d partition(s) were being sent, %d batch(es) cancelled; %s",
@@ -243,6 +271,8 @@ class Application:
 
 _DISPATCH_RESERVE_S = 1.0
 """The least part of the grace the dispatcher gets after the server's share (its batches run during both)."""
+_WEBHOOK_RELEASE_S = 1.0
+"""The most of the grace that giving the webhook leases back may take."""
 _CLOSE_MIN_S = 0.2
 """What closing the providers gets even when the grace has run out."""
 
@@ -265,96 +295,51 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-@contextlib.contextmanager
-def _credential(where: str) -> Iterator[None]:
-    """A secret that cannot be read or parsed becomes a ConfigError naming its setting.
-
-    serve and check-config print it as they print every config problem: by key
-    path, without a traceback, and never with the secret's content.
-    """
-    try:
-        yield
-    except ConfigError:
-        raise
-    except OSError as exc:
-        name = f" {exc.filename}" if exc.filename else ""
-        raise ConfigError(f"{where}: cannot read{name}: {exc.strerror or exc}") from None
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def _read(path: Path, where: str) -> bytes:
-    with _credential(where):
-        return path.read_bytes()
-
-
-def _ca(path: Path | None, where: str) -> bytes | None:
-    """An extra CA bundle, parsed here: libcurl would only reject it at the first connection."""
-    if path is None:
-        return None
-    pem = _read(path, where)
-    with _credential(where):
-        x509.load_pem_x509_certificates(pem)
-    return pem
-
-
-def _secret(path: Path | None, env_name: str, where: str) -> bytes:
-    """A provider secret from its file, or from the environment variable that holds it.
-
-    `where` is the key path of the setting that names it (`apps.shop.fcm.service_account_env`).
-    """
-    if path is not None:
-        return _read(path, where)
-    value = os.environ.get(env_name, "")
-    if not value:
-        raise ConfigError(f"{where}: environment variable {env_name} is not set")
-    return value.encode()
-
-
 def build_app_profiles(settings: Settings) -> dict[str, AppProfile]:
     """Which platforms each app can send to, and how to render for them."""
     profiles = {}
     for app_id, app in settings.apps.items():
         renderers: dict[models.Platform, Renderer] = {}
-        if app.apns is not None:
-            renderers[models.Platform.APNS] = functools.partial(render_apns, bundle_id=app.apns.bundle_id)
-        if app.fcm is not None:
-            renderers[models.Platform.FCM] = render_fcm
-        profiles[app_id] = AppProfile(app_id=app_id, renderers=renderers)
+        checks: dict[models.Platform, Callable[[str], str]] = {}
+        for channel in registry.CHANNELS:
+            section = getattr(app, channel.settings_key)
+            if section is not None:
+                renderers[channel.platform] = channel.renderer(section)
+            if channel.app_token_check is not None:
+                checks[channel.platform] = channel.app_token_check(section)
+        profiles[app_id] = AppProfile(app_id=app_id, renderers=renderers, token_checks=checks)
     return profiles
 
 
 def build_providers(
     settings: Settings, clock: Clock | None = None, metrics: Metrics = NULL_METRICS
 ) -> tuple[dict[tuple[str, models.Platform], Provider], list[Callable[[], None]]]:
-    """One provider per app and platform, each with its own HTTP/2 transport; one JWT signer per APNs key.
+    """One provider per app and channel, each with its own HTTP/2 transport; what a channel shares is its own (one JWT signer per APNs key).
 
     Returns the providers and the closers of what they share (OAuth token sources).
     `clock` is the process clock (the system clock when omitted); `metrics`
     counts JWT mints and OAuth fetches.
     """
-    clock = clock or SystemClock()
+    context = BuildContext(dispatch=settings.dispatch, clock=clock or SystemClock(), metrics=metrics, closers=[])
     providers: dict[tuple[str, models.Platform], Provider] = {}
-    closers: list[Callable[[], None]] = []
-    signers: dict[tuple[Path, str, str], ApnsTokenSigner] = {}
     problems: list[str] = []
     for app_id, app in settings.apps.items():
         # Every app and platform is tried, so one run names every bad credential.
-        if app.apns is not None:
+        for channel in registry.CHANNELS:
+            section = getattr(app, channel.settings_key)
+            if section is None:
+                continue
             try:
-                providers[(app_id, models.Platform.APNS)] = _apns_provider(app, signers, settings.dispatch, clock, metrics)
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-        if app.fcm is not None:
-            try:
-                providers[(app_id, models.Platform.FCM)] = _fcm_provider(app, closers, settings.dispatch, clock, metrics)
+                providers[(app_id, channel.platform)] = channel.build_provider(
+                    section, f"apps.{app_id}.{channel.settings_key}", context
+                )
             except ConfigError as exc:
                 problems.extend(exc.problems)
     if problems:
-        for close in closers:
+        for close in context.closers:
             close()
         raise ConfigError(*problems)
-    return providers, closers
+    return providers, context.closers
 
 
 def check_credentials(settings: Settings) -> None:
@@ -386,84 +371,77 @@ def check_credentials(settings: Settings) -> None:
             build_tls(settings.tls, clock)
         except ConfigError as exc:
             problems.extend(exc.problems)
+    try:
+        build_webhook_endpoints(settings)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if settings.connect_port:
+        try:
+            connect_server_class()
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    try:
+        _, flush = build_tracer(settings.tracing)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    else:
+        if flush is not None:
+            flush()
     if problems:
         raise ConfigError(*problems)
 
 
-def _fcm_provider(
-    app: AppSettings,
-    closers: list[Callable[[], None]],
-    dispatch: DispatchSettings,
-    clock: Clock,
-    metrics: Metrics,
-) -> FcmProvider:
-    fcm = app.fcm
-    assert fcm is not None
-    where = f"apps.{app.app_id}.fcm"
-    ca = _ca(fcm.ca_file, f"{where}.ca_file")
-    account = f"{where}.service_account_file" if fcm.service_account_file else f"{where}.service_account_env"
-    raw = _secret(fcm.service_account_file, fcm.service_account_env, account)
-    with _credential(account):
-        info: dict[str, Any] = json.loads(raw)
-        if not isinstance(info, dict):
-            raise ValueError("expected a service-account JSON object")
-        token_source = FcmAccessTokenSource.from_service_account_info(info, ca_pem=ca, clock=clock.time, metrics=metrics)
-    closers.append(token_source.close)
-    return FcmProvider(
-        transport=_transport(TlsConfig(ca_pem=ca), dispatch, clock),
-        base_url=fcm.base_url,
-        project_id=fcm.project_id or str(info.get("project_id", "")),
-        token_source=token_source,
-        clock=clock,
-    )
+def build_webhook_endpoints(settings: Settings) -> list[tuple[Endpoint, bytes | None]]:
+    """Every app's webhook endpoints, secrets read and CA files parsed; each with its extra CA's PEM (or None).
+
+    Raises:
+        ConfigError: every problem found, each naming its setting.
+    """
+    endpoints: list[tuple[Endpoint, bytes | None]] = []
+    problems: list[str] = []
+    for app_id, app in settings.apps.items():
+        for i, hook in enumerate(app.webhooks):
+            where = f"apps.{app_id}.webhooks[{i}]"
+            source = f"{where}.secret_file" if hook.secret_file else f"{where}.secret_env"
+            try:
+                ca = secrets.ca(hook.ca_file, f"{where}.ca_file")
+                raw = secrets.secret(hook.secret_file, hook.secret_env, source)
+                with secrets.credential(source):
+                    key = signing.signing_key(raw)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                continue
+            endpoint = Endpoint(
+                app_id=app_id, name=hook.endpoint, url=hook.url, key=key, max_batch=hook.max_batch,
+                max_delay_s=hook.max_delay_ms / 1000, initial_backoff_s=hook.initial_backoff_s,
+                max_backoff_s=hook.max_backoff_s, pause_after_s=hook.pause_after_s,
+            )
+            endpoints.append((endpoint, ca))
+    if problems:
+        raise ConfigError(*problems)
+    return endpoints
 
 
-def _transport(tls: TlsConfig, dispatch: DispatchSettings, clock: Clock) -> Http2Transport:
-    return Http2Transport(
-        tls=tls,
-        clock=clock,
-        connections_per_origin=dispatch.connections_per_provider,
-        request_timeout_s=dispatch.request_timeout_s,
-        connect_timeout_s=dispatch.connect_timeout_s,
-    )
+def connect_server_class() -> type[ConnectServer]:
+    """The Connect server, from the `connect` extra (connectrpc and uvicorn), imported only when the port is on."""
+    try:
+        from pushsvc.connect import ConnectServer
+    except ImportError:
+        raise ConfigError("connect_port: serving Connect and gRPC-web needs the connect extra: pip install 'pushsvc[connect]'") from None
+    return ConnectServer
 
 
-def _apns_provider(
-    app: AppSettings,
-    signers: dict[tuple[Path, str, str], ApnsTokenSigner],
-    dispatch: DispatchSettings,
-    clock: Clock,
-    metrics: Metrics,
-) -> ApnsProvider:
-    apns = app.apns
-    assert apns is not None
-    where = f"apps.{app.app_id}.apns"
-    ca = _ca(apns.ca_file, f"{where}.ca_file")
-    signer = None
-    if apns.key_file is not None or apns.key_env:
-        key = (apns.key_file.resolve() if apns.key_file else Path(f"env:{apns.key_env}"), apns.key_id, apns.team_id)
-        if key not in signers:
-            source = f"{where}.key_file" if apns.key_file else f"{where}.key_env"
-            pem = _secret(apns.key_file, apns.key_env, source)
-            with _credential(source):
-                signers[key] = ApnsTokenSigner(pem, apns.key_id, apns.team_id, clock=clock.time, metrics=metrics)
-        signer = signers[key]
-        tls = TlsConfig(ca_pem=ca)
-    else:
-        password = _read(apns.cert_password_file, f"{where}.cert_password_file").strip() if apns.cert_password_file else None
-        if apns.cert_key_file is not None:
-            _read(apns.cert_key_file, f"{where}.cert_key_file")
-        source = f"{where}.cert_file" if apns.cert_file else f"{where}.cert_env"
-        cert = apns.cert_file or _secret(None, apns.cert_env, source)
-        with _credential(source):
-            tls = apns_client_tls(cert, apns.cert_key_file, password, ca)
-    return ApnsProvider(
-        transport=_transport(tls, dispatch, clock),
-        production_url=apns.production_url,
-        sandbox_url=apns.sandbox_url,
-        signer=signer,
-        clock=clock,
-    )
+def build_tracer(settings: TracingSettings) -> tuple[Tracer, Callable[[], None] | None]:
+    """The tracer `settings` ask for, and the closer that flushes its exports; NULL_TRACER when no endpoint is set."""
+    if not settings.otlp_endpoint:
+        return NULL_TRACER, None
+    try:
+        # The SDK and exporter are the `otel` extra: imported only when an endpoint is configured.
+        from pushsvc.tracing.otlp import otlp_provider
+    except ImportError:
+        raise ConfigError("tracing.otlp_endpoint: exporting traces needs the otel extra: pip install 'pushsvc[otel]'") from None
+    provider = otlp_provider(settings.otlp_endpoint, settings.service_name, settings.sample_ratio, settings.export_timeout_s)
+    return OtelTracer(provider), provider.shutdown
 
 
 def build_application(
@@ -474,6 +452,8 @@ def build_application(
     owner: str | None = None,
     stores: Stores | None = None,
     metrics: bool | None = None,
+    connect: bool | None = None,
+    tracer: Tracer | None = None,
 ) -> Application:
     """Wires every component from settings. Connects to nothing until `start()`.
 
@@ -481,7 +461,9 @@ def build_application(
     in one process, as tests do with the embedded backend); the caller then
     closes it. The Prometheus endpoint is on when `settings.metrics_port` is
     not 0, or when `metrics` is True, which with port 0 binds a free port
-    (tests); `metrics=False` turns it off whatever the port.
+    (tests); `metrics=False` turns it off whatever the port. `connect` does
+    the same for the Connect port (`settings.connect_port`). `tracer` replaces
+    the one `settings.tracing` asks for (tests hand in one over an in-memory exporter).
     """
     clock = clock or SystemClock()
     serve_metrics = settings.metrics_port != 0 if metrics is None else metrics
@@ -511,6 +493,11 @@ def build_application(
     closers: list[Callable[[], None]] = []
     if providers is None:
         providers, closers = build_providers(settings, clock, counters)
+    replica_id = settings.dispatch.replica_id or socket.gethostname()
+    if tracer is None:
+        tracer, flush = build_tracer(settings.tracing)
+        if flush is not None:
+            closers.append(flush)
     dispatcher = Dispatcher(
         tokens=tokens,
         notifications=notifications,
@@ -520,9 +507,32 @@ def build_application(
         settings=settings.dispatch,
         signal=signal,
         owner=owner,
-        replica_id=settings.dispatch.replica_id or socket.gethostname(),
+        replica_id=replica_id,
         metrics=counters,
+        tracer=tracer,
     )
+    webhooks = None
+    endpoints = build_webhook_endpoints(settings)
+    if endpoints:
+        timeouts = {(app_id, hook.endpoint): hook.timeout_s for app_id, app in settings.apps.items() for hook in app.webhooks}
+        posted: list[tuple[Endpoint, WebhookPoster]] = [
+            (e, HttpxPoster(timeout_s=timeouts[(e.app_id, e.name)], ca_pem=ca)) for e, ca in endpoints
+        ]
+        webhooks = build_senders(
+            posted,
+            cursors=store_calls.watch(stores.webhooks),
+            receipts=receipts,
+            signal=signal,
+            clock=clock,
+            # The replica id, stable across restarts: a restarted replica takes its endpoints back at once.
+            owner=replica_id,
+            # A lease outlives a POST that runs to its deadline.
+            lease_s=max(settings.dispatch.lease_s, 3 * max(timeouts.values())),
+            poll_interval_s=settings.dispatch.poll_interval_s,
+            gap_grace_s=settings.dispatch.receipt_gap_grace_s,
+            log_interval_s=settings.dispatch.fault_log_interval_s,
+            metrics=counters,
+        )
     service = PushService(
         tokens=tokens,
         notifications=notifications,
@@ -534,7 +544,10 @@ def build_application(
         on_queued=dispatcher.wake,
     )
     authenticator = build_authenticator(settings.auth, clock)
-    interceptors: list[grpc.aio.ServerInterceptor] = [TelemetryInterceptor(counters, clock)]
+    interceptors: list[MethodInterceptor] = [TelemetryInterceptor(counters, clock)]
+    if tracer is not NULL_TRACER:
+        # After telemetry (and so after the live-call gate), before auth: refused credentials are spans too.
+        interceptors.append(TracingInterceptor(tracer))
     if authenticator is not None:
         interceptors.append(AuthInterceptor(authenticator))
     server = GrpcServer(
@@ -551,6 +564,16 @@ def build_application(
         credentials=build_tls(settings.tls, clock).credentials() if settings.tls is not None else None,
         metrics=counters,
     )
+    connect_server = None
+    if (settings.connect_port != 0 if connect is None else connect):
+        # The gRPC server's chain, its LiveCalls included, so both ports share one gate and one drain.
+        connect_server = connect_server_class()(
+            service,
+            clock=clock,
+            interceptors=[interceptors[0], server.calls, *interceptors[1:]],
+            host=settings.host,
+            port=settings.connect_port,
+        )
     return Application(
         settings=settings,
         stores=stores,
@@ -564,4 +587,6 @@ def build_application(
         closers=closers,
         metrics=counters,
         metrics_server=metrics_server,
+        webhooks=webhooks,
+        connect=connect_server,
     )

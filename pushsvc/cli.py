@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -20,6 +22,7 @@ pushsvc dev is serving on {addr} (app "{app}", store: {store})
   emulator  APNs {apns}  FCM {fcm}
   web inbox {inbox}  (open it in a browser)
   inbox     curl -s {inbox}inbox
+  web push  curl -s -X POST {inbox}webpush/subscriptions  (a test browser subscription: its JSON is a PLATFORM_WEBPUSH token)
 
 Try it (grpcurl comes with `pip install -e '.[dev]'`):
 
@@ -31,8 +34,41 @@ Try it (grpcurl comes with `pip install -e '.[dev]'`):
 
   grpcurl -plaintext -d '{{"app_id":"{app}","notification_id":"<id from Send>"}}' \\
     {addr} pushsvc.v1.PushService/StreamReceipts
-
+{connect}
 Ctrl-C stops it.
+"""
+
+_DEV_CONNECT_PORT = 8080
+
+
+def _dev_connect_port(host: str, asked: int | None) -> int | None:
+    """The Connect port dev binds: the one asked for, None for off (or without the connect extra), else 8080 unless taken (then a free one)."""
+    try:
+        installed = all(importlib.util.find_spec(name) is not None for name in ("connectrpc", "uvicorn"))
+    except ImportError:
+        installed = False
+    if not installed:
+        return None  # the help text says how to install it
+    if asked is not None:
+        return None if asked < 0 else asked
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, _DEV_CONNECT_PORT))
+        except OSError:
+            return 0  # another dev (or anything) has it: the printed URL names the port taken instead
+    return _DEV_CONNECT_PORT
+
+
+_DEV_NO_CONNECT = """
+Connect (JSON with curl) and gRPC-web need the connect extra: pip install 'pushsvc[connect]'
+"""
+
+_DEV_CONNECT = """
+Or without a gRPC client: the same service over Connect (JSON POSTs) and gRPC-web at {base} (docs/connect.md):
+
+  curl -s -H 'content-type: application/json' \\
+    -d '{{"app_id":"{app}","target":{{"users":{{"user_ids":["alice"]}}}},"message":{{"title":"Hello","body":"from curl"}}}}' \\
+    {base}/pushsvc.v1.PushService/Send
 """
 
 _DEV_METRICS = """\
@@ -50,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--store", default="mongomock://localhost/pushsvc", help="mongomock:// (default), mongodb://HOST:PORT/DB or postgresql://USER@HOST:PORT/DB")
     dev.add_argument("--state-dir", type=Path, default=Path(".pushsvc/dev"), help="where demo credentials are written")
     dev.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics at /metrics on this port (0: off)")
+    dev.add_argument("--connect-port", type=int, default=None,
+                     help=f"serve PushService over Connect (JSON with curl) and gRPC-web on this port (0: a free port, -1: off; "
+                          f"default {_DEV_CONNECT_PORT}, or a free port when that one is taken)")
     dev.add_argument("--control-port", type=int, default=0,
                      help="the emulator's web inbox and /_emulator/ endpoints over plain HTTP on 127.0.0.1 (0: a free port)")
     _log_flags(dev, default_format="text")
@@ -91,11 +130,21 @@ def _parser() -> argparse.ArgumentParser:
     ]:
         sub.add_parser(name, help=text, add_help=False)
     deliver = sub.add_parser(
-        "deliver", help="send one notification straight through the APNs/FCM adapters to a running `pushsvc emulator`"
+        "deliver", help="send one notification straight through the provider adapters to a running `pushsvc emulator`"
     )
     deliver.add_argument("--manifest", type=Path, default=Path(".pushsvc/emulator/emulator.json"))
-    deliver.add_argument("--apns-token", default="", help="hex APNs device token")
-    deliver.add_argument("--fcm-token", default="", help="FCM registration token")
+    # The channels' flags; imported here as the other commands' modules are, so `--help` stays quick.
+    from pushsvc.channels import registry
+
+    for channel in registry.CHANNELS:
+        deliver.add_argument(f"--{channel.settings_key}-token", default="", help=channel.deliver_help)
+    # A channel's own commands: `pushsvc <channel> <command>` (`pushsvc webpush keys`).
+    for channel in registry.CHANNELS:
+        if channel.commands:
+            group = sub.add_parser(channel.settings_key, help=f"{channel.display_name} helpers")
+            commands = group.add_subparsers(dest=f"{channel.settings_key}_command", required=True)
+            for name, (text, run) in channel.commands.items():
+                commands.add_parser(name, help=text).set_defaults(channel_command=run)
     deliver.add_argument("--title", default="Hello from pushsvc")
     deliver.add_argument("--body", default="delivered through the provider adapters")
     return parser
@@ -120,10 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] and (argv[0] in OPERATOR_COMMANDS or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"))):
         return _operator(argv)
     if argv[:1] == ["emulator"]:
+        if _emulator_missing("emulator"):
+            return 2
         from pushsvc.emulator import main as emulator_main
 
         return emulator_main(argv[1:])
     args = _parser().parse_args(argv)
+    if args.command in ("dev", "deliver") and _emulator_missing(args.command, store_url=getattr(args, "store", None)):
+        return 2
     if args.command == "dev":
         logs.configure(args.log_format, args.log_level or "INFO")
     elif args.command != "serve":  # serve configures logging once its settings are loaded
@@ -139,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_deliver(args))
         if args.command == "keys":
             return _keys_create(args)
+        if getattr(args, "channel_command", None) is not None:
+            return int(args.channel_command())
         if args.command == "check-config":
             return _check_config(args)
         if args.command == "migrate":
@@ -151,6 +206,29 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, errors.PushError) as exc:
         print(f"pushsvc: {exc}", file=sys.stderr)
         return 1
+
+
+EMULATOR_EXTRA_MODULES = frozenset({"h2", "h11", "hpack", "hyperframe", "trustme", "mongomock"})
+"""The top-level modules the `emulator` extra brings (with h2's own dependencies); `serve` needs none."""
+
+
+def _emulator_missing(command: str, *, store_url: str | None = None) -> bool:
+    """True, after saying how to install it, when the `emulator` extra is not installed.
+
+    The server's own wheel leaves the emulator's dependencies out, so a bare
+    `pip install pushsvc` gets a one-line hint here instead of a traceback.
+    """
+    try:
+        import pushsvc.emulator  # noqa: F401  (imported to find out whether its dependencies are installed)
+
+        if store_url is not None and store_url.startswith("mongomock:"):
+            import mongomock  # noqa: F401  (the embedded store's engine, `pushsvc dev`'s default)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in EMULATOR_EXTRA_MODULES:
+            raise
+        print(f"pushsvc {command} needs the emulator: pip install 'pushsvc[emulator]'", file=sys.stderr)
+        return True
+    return False
 
 
 def _operator(argv: list[str]) -> int:
@@ -219,8 +297,12 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
         state_dir=args.state_dir, port=args.port, host=args.host, store_url=args.store, metrics_port=args.metrics_port or None,
         # Plain HTTP on loopback: a browser opens the inbox without trusting the emulator's CA.
         emulator_config=EmulatorConfig(control_port=args.control_port),
+        connect_port=_dev_connect_port(args.host, args.connect_port),
     )
     try:
+        connect = _DEV_NO_CONNECT if args.connect_port is None or args.connect_port >= 0 else ""
+        if stack.app.connect is not None:
+            connect = _DEV_CONNECT.format(base=f"http://{args.host}:{stack.app.connect_port}", app=DEMO_APP_ID)
         help_text = _DEV_HELP.format(
             addr=f"{args.host}:{stack.app.port}",
             app=DEMO_APP_ID,
@@ -229,6 +311,7 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
             fcm=stack.emulator.fcm_url,
             inbox=f"{stack.emulator.control_url}/_emulator/",
             tok="a1" * 32,
+            connect=connect,
         )
         if stack.app.metrics_server is not None:
             metrics = _DEV_METRICS.format(host=args.host, port=stack.app.metrics_port)
@@ -256,6 +339,10 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     logging.getLogger("pushsvc").info("serving on %s:%d with %d app(s)", settings.host, port, len(settings.apps))
     if app.metrics_server is not None:
         logging.getLogger("pushsvc").info("metrics on http://%s:%d/metrics", settings.metrics_host, app.metrics_port)
+    if app.connect is not None:
+        logging.getLogger("pushsvc").info("Connect and gRPC-web on http://%s:%d", settings.host, app.connect_port)
+    if settings.tracing.otlp_endpoint:
+        logging.getLogger("pushsvc").info("traces exported to %s", settings.tracing.otlp_endpoint)
     try:
         await stop.wait()
     finally:
@@ -295,8 +382,8 @@ def _check_config(args: argparse.Namespace) -> int:
 def _keys_create(args: argparse.Namespace) -> int:
     import secrets
 
-    from pushsvc.auth.apikeys import config_snippet, hash_key, new_key
-    from pushsvc.auth.principal import AppScope, parse_actions
+    from pushsvc.access import AppScope, hash_key, new_key, parse_actions
+    from pushsvc.auth.apikeys import config_snippet
 
     try:
         AppScope.parse(args.app, "--app")
@@ -318,15 +405,17 @@ def _keys_create(args: argparse.Namespace) -> int:
 
 async def _deliver(args: argparse.Namespace) -> int:
     from pushsvc import models
+    from pushsvc.channels import registry
     from pushsvc.devstack import deliver_once
 
-    tokens = {}
-    if args.apns_token:
-        tokens[models.Platform.APNS] = args.apns_token
-    if args.fcm_token:
-        tokens[models.Platform.FCM] = args.fcm_token
+    tokens = {
+        c.platform: getattr(args, f"{c.settings_key}_token")
+        for c in registry.CHANNELS
+        if getattr(args, f"{c.settings_key}_token")
+    }
     if not tokens:
-        print("pushsvc deliver: give --apns-token and/or --fcm-token", file=sys.stderr)
+        flags = " and/or ".join(f"--{c.settings_key}-token" for c in registry.CHANNELS)
+        print(f"pushsvc deliver: give {flags}", file=sys.stderr)
         return 2
     message = models.Message(title=args.title, body=args.body)
     results = await deliver_once(args.manifest, message, tokens)

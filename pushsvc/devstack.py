@@ -13,10 +13,11 @@ from pathlib import Path
 
 from pushsvc import models
 from pushsvc.bootstrap import Application, build_app_profiles, build_application, build_providers
+from pushsvc.channels import registry
 from pushsvc.clock import Clock
-from pushsvc.config import ApnsAppSettings, AppSettings, DispatchSettings, FcmAppSettings, Settings
+from pushsvc.config import AppSettings, DispatchSettings, Settings
 from pushsvc.emulator import DemoCredentials, Emulator, EmulatorConfig, make_demo_credentials
-from pushsvc.emulator.credentials import read_manifest, write_manifest
+from pushsvc.emulator.credentials import hms_client, read_manifest, write_manifest
 from pushsvc.providers.base import Delivery, ProviderResult
 from pushsvc.storage import Stores
 
@@ -24,31 +25,18 @@ DEMO_APP_ID = "demo"
 
 
 def demo_app_settings(app_id: str, emulator: Emulator, credentials: DemoCredentials) -> AppSettings:
-    """An app whose APNs and FCM credentials point at a running emulator."""
-    urls = {"apns_url": emulator.apns_url, "apns_sandbox_url": emulator.apns_sandbox_url, "fcm_url": emulator.fcm_url}
+    """An app whose credentials point at a running emulator."""
+    urls = {
+        "apns_url": emulator.apns_url, "apns_sandbox_url": emulator.apns_sandbox_url, "fcm_url": emulator.fcm_url,
+        "webpush_url": emulator.webpush_url, "hms_url": emulator.hms_url,
+    }
     return app_settings_for(app_id, urls, credentials)
 
 
 def app_settings_for(app_id: str, urls: Mapping[str, str], credentials: DemoCredentials) -> AppSettings:
-    """An app using the emulator's demo credentials, at the given emulator URLs."""
-    return AppSettings(
-        app_id=app_id,
-        apns=ApnsAppSettings(
-            bundle_id=credentials.apns_bundle_id,
-            key_file=credentials.apns_key_file,
-            key_id=credentials.apns_key_id,
-            team_id=credentials.apns_team_id,
-            production_url=urls["apns_url"],
-            sandbox_url=urls["apns_sandbox_url"],
-            ca_file=credentials.ca_file,
-        ),
-        fcm=FcmAppSettings(
-            service_account_file=credentials.fcm_service_account_file,
-            project_id=credentials.fcm_project_id,
-            base_url=urls["fcm_url"],
-            ca_file=credentials.ca_file,
-        ),
-    )
+    """An app using the emulator's demo credentials, at the given emulator URLs: every channel the emulator speaks."""
+    sections = {c.settings_key: c.demo_settings(urls, credentials) for c in registry.CHANNELS if c.demo_settings}
+    return AppSettings(app_id=app_id, **{key: section for key, section in sections.items() if section is not None})
 
 
 async def deliver_once(
@@ -104,11 +92,13 @@ async def start_dev_stack(
     emulator_config: EmulatorConfig | None = None,
     metrics_port: int | None = None,
     metrics_host: str = "",
+    connect_port: int | None = None,
 ) -> DevStack:
     """Starts the emulator, writes demo credentials into state_dir, starts pushsvc with app "demo".
 
     `metrics_port` turns the Prometheus endpoint on (0: a free port); None leaves it off.
-    It binds `metrics_host`, or `host` when that is empty.
+    It binds `metrics_host`, or `host` when that is empty. `connect_port` turns
+    the Connect and gRPC-web port on (0: a free port) on `host`; None leaves it off.
     """
     emulator = Emulator(emulator_config or EmulatorConfig())
     await emulator.start()
@@ -118,6 +108,8 @@ async def start_dev_stack(
         )
         emulator.add_apns_key(apns_key)
         emulator.add_fcm_account(fcm_account)
+        if (client := hms_client(credentials)) is not None:
+            emulator.add_hms_client(client)
         write_manifest(state_dir, emulator, credentials)
         settings = Settings(
             store_url=store_url,
@@ -127,8 +119,11 @@ async def start_dev_stack(
             dispatch=dispatch or DispatchSettings(),
             metrics_port=metrics_port or 0,
             metrics_host=metrics_host or host,
+            connect_port=connect_port or 0,
         )
-        app = build_application(settings, clock=clock, stores=stores, metrics=metrics_port is not None)
+        app = build_application(
+            settings, clock=clock, stores=stores, metrics=metrics_port is not None, connect=connect_port is not None
+        )
         try:
             await app.start()
         except BaseException:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import operator
 import zlib
 from collections.abc import Mapping
 from datetime import datetime
@@ -23,9 +24,11 @@ class Platform(enum.Enum):
     UNSPECIFIED = "unspecified"
     APNS = "apns"
     FCM = "fcm"
+    WEBPUSH = "webpush"
+    HMS = "hms"
 
 
-PLATFORMS = (Platform.APNS, Platform.FCM)
+PLATFORMS = tuple(p for p in Platform if p is not Platform.UNSPECIFIED)
 """The real platforms, for iteration."""
 
 BUCKETS = 1024
@@ -98,6 +101,18 @@ class DeliveryStatus(enum.Enum):
     EXPIRED = "expired"
 
 
+TOKEN_ATTRIBUTES: tuple[str, ...] = ("locale", "timezone", "app_version")
+"""A token's descriptive strings: kept and returned as given, never a query's key, each at most
+`Limits.max_attr_chars` printable characters. They have the same names in `TokenRegistration`,
+`DeviceToken` and the proto's token messages, and every converter, check and store codec derives
+them from this list (`token_attributes`). A new one is declared here and in those two classes, in
+protos/ (RegisterTokenRequest, TokenRegistration, Token), and as a column in a new PostgreSQL
+migration (storage/postgres/schema.py, which also redefines register_token with its parameter)."""
+
+token_attributes: Any = operator.attrgetter(*TOKEN_ATTRIBUTES)
+"""`TOKEN_ATTRIBUTES`' values of a registration, a stored token or a proto message, as a tuple in that order."""
+
+
 @dataclasses.dataclass(slots=True)  # not frozen: RegisterTokens builds a million of these, and frozen init costs 3x
 class TokenRegistration:
     """A RegisterToken request in domain form (a value: never mutated)."""
@@ -147,6 +162,15 @@ class DeviceToken:
     apns_environment: ApnsEnvironment
     created_at: datetime
     last_seen_at: datetime
+
+    @classmethod
+    def registered(cls, reg: TokenRegistration, *, created_at: datetime, last_seen_at: datetime) -> DeviceToken:
+        """The token `reg` stored: its fields, with the store's two times."""
+        return cls(
+            app_id=reg.app_id, token=reg.token, platform=reg.platform, user_id=reg.user_id, topics=tuple(reg.topics),
+            device_id=reg.device_id, apns_environment=reg.apns_environment, created_at=created_at,
+            last_seen_at=last_seen_at, **dict(zip(TOKEN_ATTRIBUTES, token_attributes(reg), strict=True)),
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

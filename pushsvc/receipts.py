@@ -14,14 +14,15 @@ receipts; `ReceiptSignal` wakes local readers at once when this replica writes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 from pushsvc import errors, models
 from pushsvc.clock import Clock
 from pushsvc.errors import FieldViolation
 from pushsvc.storage import LogEntry, NotificationStore, ReceiptStore
 
-_READ_LIMIT = 500
+READ_LIMIT = 500
+"""Log entries read per store call."""
 _MAX_INT64 = 2**63 - 1
 
 
@@ -81,7 +82,7 @@ class ReceiptFeed:
     async def follow_app(self, app_id: str, after_seq: int | None) -> AsyncIterator[models.Receipt]:
         """Every receipt of the app after `after_seq` (None: from now on), until cancelled."""
         last = await self._receipts.last_seq(app_id) if after_seq is None else after_seq
-        reader = _DenseReader(lambda n: self._receipts.read_app(app_id, n, _READ_LIMIT), last, self._monotonic, self._grace_s, key=lambda e: e.seq)
+        reader = DenseReader(lambda n: self._receipts.read_app(app_id, n, READ_LIMIT), last, self._monotonic, self._grace_s, key=lambda e: e.seq)
         while True:
             async for receipt in reader.drain():
                 yield receipt
@@ -91,8 +92,8 @@ class ReceiptFeed:
         self, app_id: str, notification_id: str, after_nseq: int
     ) -> AsyncIterator[models.Receipt]:
         """Every receipt of one notification after `after_nseq`; ends once it is finished and all were sent."""
-        reader = _DenseReader(
-            lambda n: self._receipts.read_notification(app_id, notification_id, n, _READ_LIMIT),
+        reader = DenseReader(
+            lambda n: self._receipts.read_notification(app_id, notification_id, n, READ_LIMIT),
             after_nseq,
             self._monotonic,
             self._grace_s,
@@ -114,7 +115,7 @@ class ReceiptFeed:
             await self._signal.wait(self._poll_s)
 
 
-class _DenseReader:
+class DenseReader:
     """Reads a dense numbered log from `last`, waiting out gaps for a grace period."""
 
     def __init__(
@@ -125,8 +126,11 @@ class _DenseReader:
         grace_s: float,
         *,
         key: Callable[[LogEntry], int],
+        page: int = READ_LIMIT,
     ) -> None:
         self._read = read
+        self._page = page
+        """What `read` asks for: a shorter page means the end of the log."""
         self.last = last
         self._monotonic = monotonic
         self._grace_s = grace_s
@@ -145,7 +149,7 @@ class _DenseReader:
             return True
         return self._gap_expired()
 
-    async def drain(self) -> AsyncIterator[models.Receipt]:
+    async def drain(self) -> AsyncGenerator[models.Receipt, None]:
         """Yields every receipt available now, in order, stopping at an unexpired gap."""
         while True:
             entries = await self._read(self.last)
@@ -157,5 +161,5 @@ class _DenseReader:
                 self._gap_since = None
                 if entry.receipt is not None:
                     yield entry.receipt
-            if len(entries) < _READ_LIMIT:
+            if len(entries) < self._page:
                 return

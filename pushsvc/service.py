@@ -59,6 +59,9 @@ class PushService:
     async def register_token(self, reg: models.TokenRegistration) -> tuple[models.DeviceToken, bool]:
         """Upserts a token; returns it and whether it was new."""
         validation.validate_registration(reg, self._limits)
+        v = validation.Violations()
+        self._check_app_token(v, reg.app_id, reg.platform, reg.token, "token")
+        v.raise_if_any()
         return await self._tokens.upsert(reg, self._clock.now())
 
     async def register_tokens(
@@ -76,8 +79,12 @@ class PushService:
         positions: list[int] = []
         v = validation.Violations()
         check, limits = validation.check_registration, self._limits
+        profile = self._apps.get(app_id)
+        app_checks = profile.token_checks if profile is not None else {}
         for i, reg in enumerate(regs):
             check(v, reg, limits)
+            if not v.items and (app_check := app_checks.get(reg.platform)) is not None and (problem := app_check(reg.token)):
+                v.add("token", problem)
             if v.items:
                 results[i] = models.RegistrationResult(
                     i, violations=tuple(FieldViolation(f"items[{i}].{x.field}", x.description) for x in v.items)
@@ -90,6 +97,16 @@ class PushService:
         for i, new in zip(positions, created, strict=True):
             results[i] = models.RegistrationResult(i, created=new)
         return [r for r in results if r is not None]
+
+    def _check_app_token(
+        self, v: validation.Violations, app_id: str, platform: models.Platform, token: str, field: str
+    ) -> None:
+        # The app's own rules (a Web Push endpoint's host against its allow-list);
+        # an app this replica does not serve has none beyond the token's shape.
+        app = self._apps.get(app_id)
+        check = app.token_checks.get(platform) if app is not None else None
+        if check is not None and (problem := check(token)):
+            v.add(field, problem)
 
     async def unregister_token(self, app_id: str, platform: models.Platform, token: str) -> bool:
         """Removes a token; unknown tokens are not an error."""
@@ -117,6 +134,10 @@ class PushService:
         query: TargetQuery | None = None
         devices: list[models.Device] = []
         if target.kind == "devices":
+            v = validation.Violations()
+            for i, device in enumerate(target.devices):
+                self._check_app_token(v, cmd.app_id, device.platform, device.token, f"target.devices.devices[{i}].token")
+            v.raise_if_any()
             devices = _unique_devices(d for d in target.devices if target.selects(d.platform))
             platforms = {d.platform for d in devices}
             missing = platforms - app.platforms

@@ -6,7 +6,6 @@ one round trip. Field names are the request's protobuf field paths.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import unicodedata
@@ -14,9 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from pushsvc import models
+from pushsvc.channels import registry
+from pushsvc.channels.base import check_opaque_token
 from pushsvc.errors import FieldViolation, InvalidArgument
+from pushsvc.limits import Limits
 
-_HEX = re.compile(r"[0-9A-Fa-f]+")
+__all__ = ["Limits", "Violations"]
+
 # Matched with fullmatch: `^…$` would let a trailing newline through.
 _APP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 # RFC 9110 token characters, lowercase only: HTTP/2 forbids uppercase field names.
@@ -25,41 +28,6 @@ _FCM_RESERVED_PREFIXES = ("google.", "gcm.")
 _FCM_RESERVED_KEYS = frozenset({"from", "message_type", "notification", "collapse_key", "priority", "ttl"})
 FCM_MAX_TTL_S = 2_419_200
 """FCM accepts a ttl of 0 to 28 days."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    """Size limits on requests. Generous, but bounded so no input can exhaust a replica."""
-
-    max_id_chars: int = 128
-    """app_id, user_id, device_id, notification_id."""
-    apns_token_min_hex: int = 64
-    """APNs tokens are 32 bytes today; Apple says not to assume a size, so we allow longer."""
-    apns_token_max_hex: int = 200
-    max_token_chars: int = 4096
-    max_topic_chars: int = 256
-    max_topics_per_token: int = 100
-    max_attr_chars: int = 64
-    """locale, timezone, app_version."""
-    max_registrations_per_batch: int = 1_000
-    """Items of one RegisterTokens call; the server's message size bounds it too."""
-    max_devices_per_send: int = 10_000
-    max_users_per_send: int = 1_000
-    max_data_entries: int = 100
-    max_text_chars: int = 4096
-    max_idempotency_key_chars: int = 256
-    max_apns_headers: int = 16
-    max_collapse_key_bytes: int = 64
-    """APNs rejects longer apns-collapse-id values."""
-    max_schedule_ahead_s: float = 30 * 86400
-    max_stale_after_s: float = 10 * 365 * 86400
-    """Prune's stale_after beyond ten years is a mistake, and beyond ~2000 years a date overflow."""
-    max_payload_depth: int = 32
-    """Nesting of objects and arrays in a custom payload (apns.payload, fcm.*); the top object is level 1.
-
-    Real APNs and FCM payloads nest a few levels. 32 is also the deepest object
-    nesting the protobuf decoder's limit of 100 message levels lets through.
-    """
 
 
 class Violations:
@@ -106,7 +74,9 @@ def check_app_id(v: Violations, app_id: str, limits: Limits, field: str = "app_i
 
 
 # Bound once: an enum member's attribute lookup is a descriptor call, and these run per token.
-_UNSPECIFIED, _APNS = models.Platform.UNSPECIFIED, models.Platform.APNS
+_UNSPECIFIED = models.Platform.UNSPECIFIED
+_TOKEN_CHECKS = {c.platform: c.check_token for c in registry.CHANNELS}
+_PLATFORMS_RULE = f"must be {registry.PLATFORM_NAMES}"
 
 
 def check_notification_id(v: Violations, notification_id: str, limits: Limits) -> None:
@@ -117,28 +87,18 @@ def check_notification_id(v: Violations, notification_id: str, limits: Limits) -
 def check_platform(v: Violations, platform: models.Platform, field: str) -> None:
     """A concrete platform is required."""
     if platform is _UNSPECIFIED:
-        v.add(field, "must be PLATFORM_APNS or PLATFORM_FCM")
+        v.add(field, _PLATFORMS_RULE)
 
 
 def check_token(v: Violations, token: str, platform: models.Platform, limits: Limits, field: str) -> None:
-    """Tokens: required; APNs tokens are hex of a plausible length; FCM tokens are printable."""
+    """Tokens: required, and of the form their channel gives them (APNs hex, FCM printable, ...)."""
     if not token:
         v.add(field, "must not be empty")
         return
-    if platform is _APNS:
-        if not _HEX.fullmatch(token):
-            v.add(field, "an APNs device token must be hexadecimal")
-        elif not (limits.apns_token_min_hex <= len(token) <= limits.apns_token_max_hex) or len(token) % 2:
-            v.add(
-                field,
-                f"an APNs device token must be an even number of {limits.apns_token_min_hex} to "
-                f"{limits.apns_token_max_hex} hex digits (got {len(token)})",
-            )
-    elif len(token) > limits.max_token_chars:
-        v.add(field, f"must be at most {limits.max_token_chars} characters (got {len(token)})")
-    elif not token.isprintable() or " " in token:
-        # isprintable() is False for every other whitespace character (categories Cc and Z*).
-        v.add(field, "must be printable and contain no whitespace")
+    # No channel (UNSPECIFIED): check_platform reports it, and the token is checked as an opaque one.
+    problem = _TOKEN_CHECKS.get(platform, check_opaque_token)(token, limits)
+    if problem:
+        v.add(field, problem)
 
 
 def validate_registration(reg: models.TokenRegistration, limits: Limits) -> None:
@@ -157,16 +117,15 @@ def check_registration(v: Violations, reg: models.TokenRegistration, limits: Lim
     # The common case in a few C calls (a bulk import checks a million of
     # these): every optional field short enough and printable, so free of
     # control characters. Anything else takes the field-by-field checks.
+    values = models.token_attributes(reg)
     if not (
-        len(reg.user_id) <= ids and len(reg.device_id) <= ids and len(reg.locale) <= attrs
-        and len(reg.timezone) <= attrs and len(reg.app_version) <= attrs
-        and (reg.user_id + reg.device_id + reg.locale + reg.timezone + reg.app_version).isprintable()
+        len(reg.user_id) <= ids and len(reg.device_id) <= ids and max(map(len, values)) <= attrs
+        and (reg.user_id + reg.device_id + "".join(values)).isprintable()
     ):
         _identifier(v, "user_id", reg.user_id, ids)
         _identifier(v, "device_id", reg.device_id, ids)
-        _identifier(v, "locale", reg.locale, attrs)
-        _identifier(v, "timezone", reg.timezone, attrs)
-        _identifier(v, "app_version", reg.app_version, attrs)
+        for name, value in zip(models.TOKEN_ATTRIBUTES, values, strict=True):
+            _identifier(v, name, value, attrs)
     topics = reg.topics
     if len(topics) > limits.max_topics_per_token:
         v.add("topics", f"at most {limits.max_topics_per_token} topics per token (got {len(topics)})")
@@ -206,7 +165,7 @@ def validate_prune(cmd: models.PruneCommand, limits: Limits) -> None:
     elif cmd.stale_after_s is not None and cmd.stale_after_s > limits.max_stale_after_s:
         v.add("stale_after", f"must be at most {limits.max_stale_after_s / 86400:.0f} days")
     if models.Platform.UNSPECIFIED in cmd.platforms:
-        v.add("platforms", "must contain only PLATFORM_APNS or PLATFORM_FCM")
+        v.add("platforms", f"must contain only {registry.PLATFORM_NAMES}")
     v.raise_if_any()
 
 
@@ -224,7 +183,7 @@ def validate_send(cmd: models.SendCommand, send_at_ahead_s: float | None, limits
 
 def _check_target(v: Violations, target: models.Target, limits: Limits) -> None:
     if models.Platform.UNSPECIFIED in target.platforms:
-        v.add("target.platforms", "must contain only PLATFORM_APNS or PLATFORM_FCM")
+        v.add("target.platforms", f"must contain only {registry.PLATFORM_NAMES}")
     kind = target.kind
     if not kind:
         v.add("target", "set one of devices, users, topic or all")

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
-from pushsvc.auth.apikeys import hash_key, new_key
+from pushsvc.access import hash_key, new_key
 from pushsvc.config import ConfigError, Settings, load_settings
 from pushsvc.emulator.credentials import make_demo_credentials
 from pushsvc.v1 import push_pb2 as pb

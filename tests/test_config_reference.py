@@ -10,7 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from pushsvc import config
-from pushsvc.config_reference import Row, render, rows
+from pushsvc.config.schema import HmsAppSettings, WebPushAppSettings
+from scripts.config_reference import Row, render, rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,6 +52,14 @@ def _sample(row: Row) -> tuple[str, Any]:
     kind = row.type.split(",")[0]
     if row.key == "log_level":
         return "debug", "DEBUG"
+    if row.key.endswith(".hms.client_id"):
+        return "42", "42"
+    if row.key.endswith(".webpush.subject"):
+        return "https://example.com/contact", "https://example.com/contact"
+    if row.key == "tracing.otlp_endpoint":
+        return "http://collector:4318/v1/traces", "http://collector:4318/v1/traces"
+    if row.key == "tracing.sample_ratio":
+        return "0.25", 0.25
     if kind == '"json" or "text"':
         return "text", "text"
     if kind == "integer":
@@ -61,6 +70,8 @@ def _sample(row: Row) -> tuple[str, Any]:
         return "true", True
     if kind == "path":
         return "/run/pushsvc/x", Path("/run/pushsvc/x")
+    if kind == "array of strings":
+        return '["push.example.com"]', ("push.example.com",)
     assert kind == "string", row
     return "value-from-env", "value-from-env"
 
@@ -86,16 +97,29 @@ def test_each_documented_variable_sets_its_key(row: Row, tmp_path: Path) -> None
 
 def test_app_variables_set_app_keys() -> None:
     app_rows = [r for r in rows() if "<APP>" in r.env]
-    assert len(app_rows) == len(config.ApnsAppSettings.model_fields) + len(config.FcmAppSettings.model_fields)
+    webhook_rows = [r for r in app_rows if r.key == "apps.<app_id>.webhooks"]
+    assert len(webhook_rows) == 1, "the webhooks array is set as a whole, in JSON"
+    app_rows.remove(webhook_rows[0])
+    assert len(app_rows) == len(config.ApnsAppSettings.model_fields) + len(config.FcmAppSettings.model_fields) + len(WebPushAppSettings.model_fields) + len(HmsAppSettings.model_fields)
     base = {
         "PUSHSVC_APPS__DEMO__APNS__BUNDLE_ID": "com.example.demo",
         "PUSHSVC_APPS__DEMO__APNS__CERT_FILE": "/c.pem",
         "PUSHSVC_APPS__DEMO__FCM__SERVICE_ACCOUNT_FILE": "/sa.json",
+        "PUSHSVC_APPS__DEMO__WEBPUSH__SUBJECT": "mailto:ops@example.com",
+        "PUSHSVC_APPS__DEMO__WEBPUSH__VAPID_PRIVATE_KEY_FILE": "/vapid.pem",
+        "PUSHSVC_APPS__DEMO__HMS__CLIENT_ID": "103456789",
+        "PUSHSVC_APPS__DEMO__HMS__CLIENT_SECRET_FILE": "/hms-secret",
+        "PUSHSVC_APPS__DEMO__HMS__PROJECT_ID": "736430079244623135",
     }
     for row in app_rows:
         *_, platform, name = row.key.split(".")
-        if name in ("key_file", "key_env", "cert_env", "service_account_env"):
+        if name in ("key_file", "key_env", "cert_env", "service_account_env", "vapid_private_key_env", "client_secret_env"):
             continue  # one credential each: covered by the credential tests
         raw, expected = _sample(row)
         settings = config.load_settings(None, env={**base, row.env.replace("<APP>", "DEMO"): raw})
         assert getattr(getattr(settings.apps["demo"], platform), name) == expected, row.key
+    hooks = '[{"url": "https://hooks.example/receipts", "secret_env": "HOOK_SECRET", "max_batch": 7}]'
+    settings = config.load_settings(None, env={**base, webhook_rows[0].env.replace("<APP>", "DEMO"): hooks})
+    assert [(w.url, w.secret_env, w.max_batch) for w in settings.apps["demo"].webhooks] == [
+        ("https://hooks.example/receipts", "HOOK_SECRET", 7)
+    ]

@@ -1,21 +1,7 @@
-"""Caller security: principals, API keys, JWTs, mTLS identities, and the interceptor that enforces them."""
+"""Caller security: authenticators for API keys, JWTs and mTLS identities, the audit log, and building them from the config.
 
-from pushsvc.auth.authenticator import Authenticator, CredentialAuthenticator, OpenAuthenticator
-from pushsvc.auth.build import build_authenticator, build_tls
-from pushsvc.auth.interceptor import AuthInterceptor
-from pushsvc.auth.principal import Action, AppScope, Principal
-from pushsvc.auth.tls import CertificateReloader, TlsFiles
-
-__all__ = [
-    "Action",
-    "AppScope",
-    "AuthInterceptor",
-    "Authenticator",
-    "CertificateReloader",
-    "CredentialAuthenticator",
-    "OpenAuthenticator",
-    "Principal",
-    "TlsFiles",
-    "build_authenticator",
-    "build_tls",
-]
+The vocabulary (actions, app scopes, principals, the form of an API key) is
+`pushsvc.access`, a leaf that the config's models use too; the gRPC
+interceptor that enforces it is `pushsvc.rpc.auth`. The package re-exports
+nothing: import its modules.
+"""

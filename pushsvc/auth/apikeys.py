@@ -1,45 +1,18 @@
-"""API keys: 32 random bytes shown once, kept only as a SHA-256 hash.
+"""API keys: the configured ring of key hashes and the principals they authenticate.
 
-A fast hash is enough here because the key is not a password: it carries 256
-bits of entropy, so a stolen hash cannot be brute-forced however quick each
-guess is, and a slow KDF would only add latency to every call. Lookup is by
-the hash, and the stored hash is compared again with `hmac.compare_digest`,
-so timing reveals nothing about the key.
+The key's form and hash live in `pushsvc.access`. Lookup is by the hash, and
+the stored hash is compared again with `hmac.compare_digest`, so timing
+reveals nothing about the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import hmac
 import json
-import secrets
 from collections.abc import Iterable
 
-from pushsvc.auth.principal import Principal
-
-KEY_PREFIX = "psk_"
-"""Marks a pushsvc API key, so that secret scanners and humans recognise one."""
-HASH_PREFIX = "sha256:"
-
-
-def new_key() -> str:
-    """A fresh API key: the prefix and 32 random bytes, base64url."""
-    return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_key(key: str) -> str:
-    """The form kept in config: `sha256:<hex>`."""
-    return HASH_PREFIX + hashlib.sha256(key.encode()).hexdigest()
-
-
-def parse_hash(value: str, where: str = "hash") -> str:
-    """Validates a configured `sha256:<64 hex>` hash; returns it normalised."""
-    value = value.strip().lower()
-    digest = value.removeprefix(HASH_PREFIX)
-    if not value.startswith(HASH_PREFIX) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-        raise ValueError(f"{where}: expected 'sha256:' and 64 hex digits (from `pushsvc keys create`)")
-    return value
+from pushsvc.access import Principal, hash_key
 
 
 def config_snippet(name: str, key_hash: str, apps: Iterable[str], actions: Iterable[str]) -> str:

@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from pushsvc import logs
-from pushsvc.auth.principal import Principal
+from pushsvc.access import Principal
 from pushsvc.v1 import push_pb2 as pb
 
 log = logging.getLogger("pushsvc.audit")

@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from pushsvc import errors
-from pushsvc.auth.apikeys import KEY_PREFIX, ApiKeyRing
+from pushsvc.access import ANONYMOUS, KEY_PREFIX, Principal
+from pushsvc.auth.apikeys import ApiKeyRing
 from pushsvc.auth.jwts import JwtRejected, JwtVerifier
-from pushsvc.auth.principal import ANONYMOUS, Principal
 
 log = logging.getLogger("pushsvc.auth")
 

@@ -11,10 +11,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pushsvc.auth.apikeys import ApiKey, ApiKeyRing, parse_hash
+from pushsvc.access import AppScope, Principal, parse_actions, parse_hash
+from pushsvc.auth.apikeys import ApiKey, ApiKeyRing
 from pushsvc.auth.authenticator import Authenticator, CredentialAuthenticator, OpenAuthenticator
 from pushsvc.auth.jwts import Issuer, JwtVerifier, VerificationKey, jwks_keys, pem_key, shared_secret
-from pushsvc.auth.principal import AppScope, Principal, parse_actions
 from pushsvc.auth.tls import CertificateReloader, TlsFiles
 from pushsvc.clock import Clock
 from pushsvc.config import AuthSettings, ConfigError, JwtIssuerSettings, TlsSettings

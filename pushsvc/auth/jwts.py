@@ -24,7 +24,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from pushsvc.auth.principal import Action, AppScope, Principal, parse_actions
+from pushsvc.access import Action, AppScope, Principal, parse_actions
 from pushsvc.clock import Clock
 
 log = logging.getLogger("pushsvc.auth")

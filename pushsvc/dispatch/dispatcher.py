@@ -52,6 +52,7 @@ from pushsvc.storage import (
     TokenStore,
 )
 from pushsvc.throttle import LogThrottle
+from pushsvc.tracing import NULL_TRACER, Tracer
 
 log = logging.getLogger("pushsvc.dispatch")
 
@@ -135,6 +136,7 @@ class Dispatcher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         metrics: Metrics = NULL_METRICS,
+        tracer: Tracer = NULL_TRACER,
     ) -> None:
         self._tokens = tokens
         self._notifications = notifications
@@ -161,6 +163,7 @@ class Dispatcher:
         )
         self._limits = {key: asyncio.Semaphore(settings.max_in_flight_per_provider) for key in providers}
         self._metrics = metrics
+        self._tracer = tracer
         # Bound once per provider: the per-delivery cost is a few dict lookups.
         self._counters: dict[tuple[str, models.Platform], ProviderMetrics] = {
             (app_id, platform): metrics.provider(app_id, platform.value) for app_id, platform in providers
@@ -360,7 +363,9 @@ class Dispatcher:
         condemned: _Condemnation,
     ) -> None:
         retention = timedelta(days=self._settings.receipt_retention_days)
-        async with contextlib.aclosing(self._batches(part, record)) as batches:
+        # One span per batch (pushsvc.tracing): open while this loop's body sends, writes and checkpoints it.
+        traced = self._tracer.batches(part.app_id, part.notification_id, self._batches(part, record))
+        async with contextlib.aclosing(traced) as batches:
             async for batch, next_checkpoint in batches:
                 if lost.is_set():
                     raise _LeaseLost()

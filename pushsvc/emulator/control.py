@@ -15,6 +15,9 @@
   :class:`~pushsvc.emulator.faults.Faults` fields to change; both answer the
   current faults.
 - ``GET /_emulator/stats``: request counters.
+- ``POST /_emulator/webpush/subscriptions``: a new Web Push subscription, as
+  ``PushManager.subscribe()`` gives it (:mod:`.webpush`); the optional JSON
+  body names ``applicationServerKey`` and a test ``outcome``.
 - ``GET /_emulator/scenario``: the scenario in force (defaults merged in) as
   JSON; ``POST /_emulator/scenario`` loads one (:mod:`.scenario`): a TOML
   body, or JSON with ``content-type: application/json``; ``400
@@ -56,7 +59,9 @@ class ControlApi:
         stats: Stats,
         scenario: ScenarioPlayer,
         load_scenario: Callable[[Scenario | None], None],
+        subscribe: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
+        self._subscribe = subscribe
         self._inbox = inbox
         self._faults = faults
         self._stats = stats
@@ -114,6 +119,16 @@ class ControlApi:
             return _method_not_allowed("GET")
         if path == "/_emulator/scenario":
             return self._handle_scenario(request)
+        if path == "/_emulator/webpush/subscriptions" and self._subscribe is not None:
+            if method != "POST":
+                return _method_not_allowed("POST")
+            try:
+                options = json.loads(request.body or b"{}")
+                if not isinstance(options, dict):
+                    raise ValueError("body must be a JSON object")
+                return Response.json(201, self._subscribe(options))
+            except ValueError as exc:
+                return Response.json(400, {"error": str(exc)})
         if path in ("/_emulator/", "/_emulator/ui"):
             if method != "GET":
                 return _method_not_allowed("GET")

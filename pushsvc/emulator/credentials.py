@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .config import ApnsKey, FcmAccount
+from .hms import HmsClient
 
 _ID_ALPHABET = string.ascii_uppercase + string.digits
 
@@ -30,6 +31,11 @@ class DemoCredentials:
         fcm_service_account_file: The service-account JSON.
         fcm_project_id: The Firebase project id.
         ca_file: PEM of the CA that signed the emulator's server certificates.
+        webpush_vapid_key_file: The Web Push (VAPID) key, EC P-256 PKCS#8 PEM
+            (``vapid-key.pem``); None in a manifest from before Web Push.
+        hms_client_id: The Huawei OAuth client id (digits); "" before HMS.
+        hms_client_secret_file: The client secret (``hms-client-secret``).
+        hms_project_id: The AppGallery Connect project id.
     """
 
     apns_key_file: Path
@@ -39,6 +45,10 @@ class DemoCredentials:
     fcm_service_account_file: Path
     fcm_project_id: str
     ca_file: Path
+    webpush_vapid_key_file: Path | None = None
+    hms_client_id: str = ""
+    hms_client_secret_file: Path | None = None
+    hms_project_id: str = ""
 
 
 def _random_id(length: int = 10) -> str:
@@ -65,7 +75,7 @@ def make_demo_credentials(
     """Generate fresh demo keys, write them into ``directory`` and describe them.
 
     Writes ``apns-auth-key.p8``, ``service-account.json`` (with
-    ``token_uri``) and ``ca.pem``, all mode 0600.
+    ``token_uri``), ``vapid-key.pem`` and ``ca.pem``, all mode 0600.
 
     Args:
         directory: Where to write; created if missing.
@@ -111,6 +121,15 @@ def make_demo_credentials(
     _write_private(service_account_file, json.dumps(service_account, indent=2).encode())
     ca_file = directory / "ca.pem"
     _write_private(ca_file, ca_pem)
+    hms_secret_file = directory / "hms-client-secret"
+    _write_private(hms_secret_file, secrets.token_urlsafe(32).encode())
+    vapid_key_file = directory / "vapid-key.pem"
+    _write_private(
+        vapid_key_file,
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
 
     def public_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
         return key.public_key().public_bytes(
@@ -125,10 +144,22 @@ def make_demo_credentials(
         fcm_service_account_file=service_account_file,
         fcm_project_id=project_id,
         ca_file=ca_file,
+        webpush_vapid_key_file=vapid_key_file,
+        hms_client_id=str(100000000 + secrets.randbelow(900000000)),
+        hms_client_secret_file=hms_secret_file,
+        hms_project_id=str(736430079244600000 + secrets.randbelow(100000)),
     )
     apns_key = ApnsKey(key_id, team_id, public_pem(ec_key), (bundle_id,))
     fcm_account = FcmAccount(client_email, public_pem(rsa_key), project_id)
     return credentials, apns_key, fcm_account
+
+
+def hms_client(credentials: DemoCredentials) -> HmsClient | None:
+    """The Huawei OAuth client the emulator must accept for these credentials (None before HMS)."""
+    if credentials.hms_client_secret_file is None:
+        return None
+    secret = credentials.hms_client_secret_file.read_text().strip()
+    return HmsClient(credentials.hms_client_id, secret, credentials.hms_project_id)
 
 
 MANIFEST = "emulator.json"
@@ -153,6 +184,12 @@ def write_manifest(directory: Path, emulator: Any, credentials: DemoCredentials)
         "fcm_service_account_file": str(credentials.fcm_service_account_file),
         "fcm_project_id": credentials.fcm_project_id,
         "ca_file": str(credentials.ca_file),
+        "webpush_url": emulator.webpush_url,
+        "webpush_vapid_key_file": str(credentials.webpush_vapid_key_file or ""),
+        "hms_url": emulator.hms_url,
+        "hms_client_id": credentials.hms_client_id,
+        "hms_client_secret_file": str(credentials.hms_client_secret_file or ""),
+        "hms_project_id": credentials.hms_project_id,
     }
     path = directory / MANIFEST
     path.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -170,6 +207,10 @@ def read_manifest(path: Path) -> tuple[dict[str, str], DemoCredentials]:
         fcm_service_account_file=Path(data["fcm_service_account_file"]),
         fcm_project_id=data["fcm_project_id"],
         ca_file=Path(data["ca_file"]),
+        webpush_vapid_key_file=Path(data["webpush_vapid_key_file"]) if data.get("webpush_vapid_key_file") else None,
+        hms_client_id=data.get("hms_client_id", ""),
+        hms_client_secret_file=Path(data["hms_client_secret_file"]) if data.get("hms_client_secret_file") else None,
+        hms_project_id=data.get("hms_project_id", ""),
     )
-    urls = {k: data[k] for k in ("apns_url", "apns_sandbox_url", "fcm_url", "token_uri")}
+    urls = {k: data[k] for k in ("apns_url", "apns_sandbox_url", "fcm_url", "token_uri", "webpush_url", "hms_url") if k in data}
     return urls, credentials

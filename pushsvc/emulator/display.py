@@ -14,9 +14,12 @@ Read from the request as the device's OS would read it:
   and ``click_action`` as the category); ``apns.payload.aps`` gives the
   badge, and the sound or category when Android's are absent. The app is the
   project id of the message name.
+- Web Push: the decrypted payload's ``title``, ``body``, ``image``,
+  ``badge`` and ``sound`` (a payload that is not JSON is the body).
 
 Beside what is shown, ``data`` is what the app receives: FCM's ``data``
-object, or an APNs payload's custom keys (every top-level key but ``aps``).
+object, an APNs payload's custom keys (every top-level key but ``aps``),
+HMS's ``data`` (a JSON string, parsed) or a Web Push payload's ``data``.
 ``notification_id`` is pushsvc's id of the notification the push belongs to:
 the data key ``pushsvc_notification_id`` that pushsvc renders into every push
 (``NOTIFICATION_ID_KEY``; "" when absent, as for pushes not sent by pushsvc).
@@ -25,6 +28,7 @@ the data key ``pushsvc_notification_id`` that pushsvc renders into every push
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,7 +62,49 @@ def display_of(platform: str, headers: Mapping[str, str], payload: Mapping[str, 
     """Render one recorded request (an inbox entry's fields) as a phone would show it."""
     if platform == "apns":
         return _apns(headers, payload)
+    if platform == "webpush":
+        return _webpush(payload)
+    if platform == "hms":
+        return _hms(payload)
     return _fcm(payload, message_id)
+
+
+def _hms(message: Mapping[str, Any]) -> Display:
+    notification = _dict(message.get("notification"))
+    android = _dict(_dict(message.get("android")).get("notification"))
+    return Display(
+        app="hms",
+        title=_text(android.get("title")) or _text(notification.get("title")),
+        body=_text(android.get("body")) or _text(notification.get("body")),
+        badge=_badge(_dict(android.get("badge")).get("set_num")),
+        sound=_text(android.get("sound")),
+        image=_text(android.get("image")) or _text(notification.get("image")),
+        **_data(_json_object(message.get("data"))),
+    )
+
+
+def _json_object(text: Any) -> Mapping[str, Any]:
+    """HMS carries `data` as a JSON string: its object, or {} when it is not one."""
+    if not isinstance(text, str):
+        return {}
+    try:
+        return _dict(json.loads(text))
+    except ValueError:
+        return {}
+
+
+def _webpush(payload: Mapping[str, Any]) -> Display:
+    # The decrypted JSON pushsvc sends (title, body, image, tag, badge, sound); another sender's
+    # text is shown as the body.
+    return Display(
+        app="web",
+        title=_text(payload.get("title")),
+        body=_text(payload.get("body")) or _text(payload.get("text")) or _text(payload.get("decrypt_error")),
+        badge=_badge(payload.get("badge")),
+        sound=_text(payload.get("sound")),
+        image=_text(payload.get("image")),
+        **_data(_dict(payload.get("data"))),
+    )
 
 
 def _dict(value: Any) -> Mapping[str, Any]:

@@ -1,4 +1,4 @@
-"""The :class:`Emulator`: fake APNs (production and sandbox), FCM and OAuth."""
+"""The :class:`Emulator`: fake APNs (production and sandbox), FCM, OAuth, a Web Push service and Huawei Push Kit."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import random
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 from .apns import ApnsService, ApnsSite
 from .config import ApnsKey, EmulatorConfig, FcmAccount
 from .control import ControlApi
 from .faults import Faults
 from .fcm import FcmService, FcmSite
+from .hms import HmsClient, HmsService
 from .http2 import Http2Server
 from .inbox import Inbox
 from .oauth import OAuthService
@@ -19,6 +21,7 @@ from .proxy import PROXY_HOSTS, ProxyServer, Route
 from .scenario import Scenario, ScenarioPlayer
 from .stats import Stats
 from .tls import ServerTls
+from .webpush import WebPushService
 
 
 class Emulator:
@@ -61,7 +64,11 @@ class Emulator:
         self.stats = Stats()
         self.scenario = ScenarioPlayer(config.scenario)
         rng = random.Random()
-        control = ControlApi(self.inbox, self.faults, self.stats, self.scenario, self.load_scenario)
+        self.hms = HmsService(inbox=self.inbox, stats=self.stats, clock=clock)
+        self._webpush = WebPushService(inbox=self.inbox, stats=self.stats, clock=clock, origin=lambda: self.webpush_url)
+        control = ControlApi(
+            self.inbox, self.faults, self.stats, self.scenario, self.load_scenario, subscribe=self._webpush.subscribe
+        )
         self._apns = ApnsService(
             config.apns_keys,
             inbox=self.inbox,
@@ -90,7 +97,7 @@ class Emulator:
         # Google serves HTTP/1.1 too (google-auth's and firebase-admin's
         # default transport is requests); APNs is HTTP/2 only (protocols.md A.1).
         self._fcm_server = Http2Server(
-            FcmSite(fcm, self._oauth, control, config.fcm_max_streams),
+            FcmSite(fcm, self._oauth, control, config.fcm_max_streams, webpush=self._webpush, hms=self.hms),
             self._tls.server_context(alpn_protocols=("h2", "http/1.1")),
             http1=True,
         )
@@ -128,6 +135,24 @@ class Emulator:
     def fcm_url(self) -> str:
         """Base URL of the fake FCM API (``/v1/projects/{id}/messages:send``)."""
         return self._url(self._fcm_server)
+
+    @property
+    def webpush_url(self) -> str:
+        """Origin of the fake Web Push service (the FCM port; endpoints are ``/wp/<id>``)."""
+        return self.fcm_url
+
+    @property
+    def hms_url(self) -> str:
+        """Base URL of the fake Huawei Push Kit and its OAuth endpoint (the FCM port)."""
+        return self.fcm_url
+
+    def add_hms_client(self, client: HmsClient) -> None:
+        """Accept this Huawei OAuth client from now on."""
+        self.hms.add_client(client)
+
+    def subscribe_webpush(self, application_server_key: str = "", outcome: str = "") -> dict[str, Any]:
+        """A new test subscription, as ``POST /_emulator/webpush/subscriptions`` mints it."""
+        return self._webpush.subscribe({"applicationServerKey": application_server_key, "outcome": outcome})
 
     @property
     def control_url(self) -> str:

@@ -10,18 +10,21 @@ an asyncio gateway needs on top:
   little earlier than google-auth's own 3m45s), measured on an injected clock;
 - `invalidate()` for an OAuth 401, so the next caller fetches a new token.
 
-google-auth's HTTP calls go through `HttpxAuthRequest`, a small
-`google.auth.transport.Request` over a synchronous `httpx.Client`, so no
-`requests` dependency is needed and the emulator's CA can be trusted.
+google-auth's HTTP calls go through `UrllibAuthRequest`, a small
+`google.auth.transport.Request` over the standard library's urllib, so no
+HTTP client dependency is needed and the emulator's CA can be trusted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
 import ssl
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from datetime import UTC
 from pathlib import Path
@@ -30,7 +33,6 @@ from typing import Any
 import google.auth.credentials
 import google.auth.exceptions
 import google.auth.transport
-import httpx
 from google.oauth2 import service_account
 
 from pushsvc.metrics import NULL_METRICS, Metrics
@@ -44,38 +46,45 @@ _UNKNOWN_LIFETIME_S = 3600.0
 log = logging.getLogger("pushsvc.providers.fcm")
 
 
-class HttpxAuthResponse(google.auth.transport.Response):
-    """A google-auth response backed by an `httpx.Response`."""
+class UrllibAuthResponse(google.auth.transport.Response):
+    """A google-auth response: status, headers and the body, read in full."""
 
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
+    def __init__(self, status: int, headers: Mapping[str, str], data: bytes) -> None:
+        self._status = status
+        self._headers = headers
+        self._data = data
 
     @property
     def status(self) -> int:
         """The HTTP status."""
-        return self._response.status_code
+        return self._status
 
     @property
     def headers(self) -> Mapping[str, str]:
         """The response headers."""
-        return self._response.headers
+        return self._headers
 
     @property
     def data(self) -> bytes:
         """The response body."""
-        return self._response.content
+        return self._data
 
 
-class HttpxAuthRequest(google.auth.transport.Request):
-    """google-auth's transport interface over a synchronous `httpx.Client`.
+class UrllibAuthRequest(google.auth.transport.Request):
+    """google-auth's transport interface over the standard library's urllib (HTTP/1.1).
+
+    One POST an hour needs no HTTP/2 and no connection pool; the standard
+    library keeps the server's install free of an HTTP client of its own.
 
     Args:
-        client: The client to use; its TLS settings decide which CAs are trusted.
+        context: TLS settings: which CAs are trusted (None: the system store).
         default_timeout_s: Timeout when google-auth passes none.
     """
 
-    def __init__(self, client: httpx.Client, *, default_timeout_s: float = 30.0) -> None:
-        self._client = client
+    def __init__(self, *, context: ssl.SSLContext | None = None, default_timeout_s: float = 30.0) -> None:
+        context = context or ssl.create_default_context()
+        context.set_alpn_protocols(["http/1.1"])
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
         self._default_timeout_s = default_timeout_s
 
     def __call__(
@@ -86,27 +95,26 @@ class HttpxAuthRequest(google.auth.transport.Request):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         **kwargs: Any,
-    ) -> HttpxAuthResponse:
+    ) -> UrllibAuthResponse:
         """Performs one request for google-auth.
 
         Raises:
             google.auth.exceptions.TransportError: The request failed on the network.
         """
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        request = urllib.request.Request(url, data=data, headers=dict(headers or {}), method=method)
         try:
-            response = self._client.request(
-                method,
-                url,
-                content=body,
-                headers=dict(headers or {}),
-                timeout=timeout if timeout is not None else self._default_timeout_s,
-            )
-        except httpx.HTTPError as exc:
+            with self._opener.open(request, timeout=timeout if timeout is not None else self._default_timeout_s) as response:
+                return UrllibAuthResponse(response.status, dict(response.headers), response.read())
+        except urllib.error.HTTPError as exc:
+            # An HTTP error status is an answer google-auth reads (invalid_grant, 5xx), not a transport failure.
+            with exc:
+                return UrllibAuthResponse(exc.code, dict(exc.headers), exc.read())
+        except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
             raise google.auth.exceptions.TransportError(type(exc).__name__) from exc
-        return HttpxAuthResponse(response)
 
     def close(self) -> None:
-        """Closes the underlying client."""
-        self._client.close()
+        """Nothing to release: each request opens and closes its own connection."""
 
 
 class FcmAccessTokenSource:
@@ -167,11 +175,9 @@ class FcmAccessTokenSource:
             metrics: Counts the fetches.
         """
         credentials = service_account.Credentials.from_service_account_info(dict(info), scopes=[FCM_SCOPE])
-        verify: ssl.SSLContext | bool = True
-        if ca_pem is not None:
-            verify = ssl.create_default_context(cadata=ca_pem.decode("ascii"))
-        # http2: the emulator's token endpoint speaks HTTP/2 only; Google's speaks both.
-        request = HttpxAuthRequest(httpx.Client(verify=verify, http2=True), default_timeout_s=refresh_timeout_s)
+        context = ssl.create_default_context(cadata=ca_pem.decode("ascii")) if ca_pem is not None else None
+        # HTTP/1.1: Google's token endpoint and the emulator's both speak it.
+        request = UrllibAuthRequest(context=context, default_timeout_s=refresh_timeout_s)
         return cls(
             credentials,
             request=request,

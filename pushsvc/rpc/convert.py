@@ -13,10 +13,16 @@ from typing import Any
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from pushsvc import errors, models
+from pushsvc.channels import registry
 from pushsvc.errors import FieldViolation
 from pushsvc.v1 import push_pb2 as pb
 
-_PLATFORM_FROM_PB: dict[int, models.Platform] = {pb.PLATFORM_APNS: models.Platform.APNS, pb.PLATFORM_FCM: models.Platform.FCM}
+# The proto's Platform values mirror the channels' platforms by name (PLATFORM_<NAME>).
+_PLATFORM_FROM_PB: dict[int, models.Platform] = {
+    pb.Platform.Value(f"PLATFORM_{c.platform.name}"): c.platform for c in registry.CHANNELS
+}
+_CANONICAL = {c.platform: c.canonical_token for c in registry.CHANNELS if c.canonical_token is not str}
+"""Channels whose tokens have a canonical form (a Web Push subscription's JSON); the others are kept as given."""
 # Values are pb.Platform numbers; the generated stubs type the field as the enum's ValueType.
 _PLATFORM_TO_PB: dict[models.Platform, Any] = {v: k for k, v in _PLATFORM_FROM_PB.items()}
 _ENV_FROM_PB: dict[int, models.ApnsEnvironment] = {
@@ -45,6 +51,13 @@ _STATUS_TO_PB = {
 def platform(value: int) -> models.Platform:
     """A proto Platform; unknown or unspecified values become Platform.UNSPECIFIED."""
     return _PLATFORM_FROM_PB.get(value, models.Platform.UNSPECIFIED)
+
+
+def canonical_token(platform: models.Platform, token: str) -> str:
+    """The token in the form its channel stores and matches it (unchanged for opaque tokens, and for bad ones,
+    which validation then reports)."""
+    canon = _CANONICAL.get(platform)
+    return canon(token) if canon is not None else token
 
 
 def _environment(value: int) -> models.ApnsEnvironment:
@@ -107,17 +120,16 @@ def _value(v: struct_pb2.Value) -> Any:
 
 def registration(req: pb.RegisterTokenRequest) -> models.TokenRegistration:
     """RegisterTokenRequest → TokenRegistration."""
+    kind = platform(req.platform)
     return models.TokenRegistration(
         app_id=req.app_id,
-        token=req.token,
-        platform=platform(req.platform),
+        token=canonical_token(kind, req.token),
+        platform=kind,
         user_id=req.user_id,
         topics=tuple(req.topics),
         device_id=req.device_id,
-        locale=req.locale,
-        timezone=req.timezone,
-        app_version=req.app_version,
         apns_environment=_environment(req.apns_environment),
+        **dict(zip(models.TOKEN_ATTRIBUTES, models.token_attributes(req), strict=True)),
     )
 
 
@@ -126,14 +138,22 @@ def registrations(req: pb.RegisterTokensRequest) -> list[models.TokenRegistratio
     # The per-item work of a 1,000-item batch: lookups bound once, no helper calls.
     app_id, reg, platforms, envs = req.app_id, models.TokenRegistration, _PLATFORM_FROM_PB, _ENV_FROM_PB
     unspecified, production = models.Platform.UNSPECIFIED, models.ApnsEnvironment.PRODUCTION
-    return [
+    names, attributes = models.TOKEN_ATTRIBUTES, models.token_attributes
+    out = [
         reg(
-            app_id, item.token, platforms.get(item.platform, unspecified), item.user_id,
-            tuple(topics) if (topics := item.topics) else (),  # tuple() of an empty upb container costs 1 µs
-            item.device_id, item.locale, item.timezone, item.app_version, envs.get(item.apns_environment, production),
+            app_id=app_id, token=item.token, platform=platforms.get(item.platform, unspecified), user_id=item.user_id,
+            topics=tuple(topics) if (topics := item.topics) else (),  # tuple() of an empty upb container costs 1 µs
+            device_id=item.device_id, apns_environment=envs.get(item.apns_environment, production),
+            **dict(zip(names, attributes(item), strict=False)),  # one value per name; strict costs 0.3 µs an item
         )
         for item in req.items
     ]
+    if _CANONICAL:
+        canonical = _CANONICAL
+        for r in out:
+            if (canon := canonical.get(r.platform)) is not None:
+                r.token = canon(r.token)
+    return out
 
 
 def registration_results(results: list[models.RegistrationResult]) -> pb.RegisterTokensResponse:
@@ -166,9 +186,7 @@ def token(t: models.DeviceToken) -> pb.Token:
         user_id=t.user_id,
         topics=list(t.topics),
         device_id=t.device_id,
-        locale=t.locale,
-        timezone=t.timezone,
-        app_version=t.app_version,
+        **dict(zip(models.TOKEN_ATTRIBUTES, models.token_attributes(t), strict=True)),
         # Only APNs tokens have an environment; the model's default is not one to report for others.
         apns_environment=_ENV_TO_PB[t.apns_environment] if t.platform is models.Platform.APNS else pb.APNS_ENVIRONMENT_UNSPECIFIED,
         created_at=_ts(t.created_at),
@@ -191,8 +209,11 @@ def _target(t: pb.Target) -> models.Target:
     return models.Target(
         kind=kind,
         devices=tuple(
-            models.Device(token=d.token, platform=platform(d.platform), apns_environment=_environment(d.apns_environment))
+            models.Device(
+                token=canonical_token(kind, d.token), platform=kind, apns_environment=_environment(d.apns_environment)
+            )
             for d in t.devices.devices
+            for kind in (platform(d.platform),)
         ),
         user_ids=tuple(t.users.user_ids),
         topic=t.topic,

@@ -40,7 +40,8 @@ class PushServicer(pb_grpc.PushServiceServicer):
     @status.unary
     async def UnregisterToken(self, request: pb.UnregisterTokenRequest, context: Ctx) -> pb.UnregisterTokenResponse:  # noqa: N802
         """See push.proto."""
-        removed = await self._service.unregister_token(request.app_id, convert.platform(request.platform), request.token)
+        kind = convert.platform(request.platform)
+        removed = await self._service.unregister_token(request.app_id, kind, convert.canonical_token(kind, request.token))
         return pb.UnregisterTokenResponse(removed=removed)
 
     @status.unary

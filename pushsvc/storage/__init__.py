@@ -27,6 +27,8 @@ from pushsvc.storage.base import (
     TargetQuery,
     TargetToken,
     TokenStore,
+    WebhookCursor,
+    WebhookCursorStore,
 )
 
 SCHEMES = ("memory", "mongomock", "mongodb", "mongodb+srv", "postgresql", "postgres")
@@ -71,5 +73,7 @@ __all__ = [
     "TargetQuery",
     "TargetToken",
     "TokenStore",
+    "WebhookCursor",
+    "WebhookCursorStore",
     "open_stores",
 ]

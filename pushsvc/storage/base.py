@@ -20,6 +20,10 @@ guarantees callers rely on:
   a batch is retried; every receipt gets a dense per-app sequence number and a
   dense per-notification sequence number, so readers resume by cursor without
   loss or repetition.
+- Webhook cursors: per (app, endpoint), how far along the app's receipt log
+  the endpoint has acknowledged, leased to one owner at a time like a
+  partition; a cursor is only written by its lease holder and its `seq`
+  never goes backwards.
 
 All methods raise `pushsvc.errors.StoreUnavailable` when the store cannot be
 reached.
@@ -370,8 +374,52 @@ class ReceiptStore(Protocol):
         ...
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class WebhookCursor:
+    """How far one webhook endpoint has got along its app's receipt log."""
+
+    seq: int
+    """Every receipt of the app numbered up to `seq` has been acknowledged (a 2xx) by the endpoint."""
+    batch_end: int = 0
+    """The last seq of the batch being offered (0: none): a retry, even after a restart, offers the same range."""
+    failures: int = 0
+    """Failed attempts in a row (0 after a success)."""
+    failing_since: datetime | None = None
+    """When the first of those failures happened."""
+    retry_at: datetime | None = None
+    """No attempt before this time (backoff, or a paused endpoint); None: at once."""
+
+
+class WebhookCursorStore(Protocol):
+    """Per (app, endpoint) delivery cursors over the app's receipt log, each leased to one owner at a time."""
+
+    async def lease(
+        self, app_id: str, endpoint: str, owner: str, start_seq: int, now: datetime, lease_s: float
+    ) -> WebhookCursor | None:
+        """Takes or renews the lease on an endpoint's cursor; returns it, or None while another owner's lease runs.
+
+        A cursor that does not exist yet is created at `start_seq`. The lease is
+        free when it expired or when `owner` already holds it (an owner name is
+        stable across a replica's restarts, so a restarted replica resumes at once).
+        """
+        ...
+
+    async def save(
+        self, app_id: str, endpoint: str, owner: str, cursor: WebhookCursor, now: datetime, lease_s: float
+    ) -> bool:
+        """Stores `cursor` and renews the lease, only while `owner` holds it; False (nothing written) when lost.
+
+        A `seq` below the stored one is not written back: the stored seq stays.
+        """
+        ...
+
+    async def release(self, app_id: str, endpoint: str, owner: str) -> None:
+        """Gives the lease up (graceful stop), if `owner` holds it; the cursor stays."""
+        ...
+
+
 class Stores(Protocol):
-    """One backend's three stores, plus its lifecycle."""
+    """One backend's stores, plus its lifecycle."""
 
     @property
     def tokens(self) -> TokenStore:
@@ -386,6 +434,11 @@ class Stores(Protocol):
     @property
     def receipts(self) -> ReceiptStore:
         """The receipt log."""
+        ...
+
+    @property
+    def webhooks(self) -> WebhookCursorStore:
+        """The webhook delivery cursors."""
         ...
 
     @property

@@ -17,6 +17,8 @@ class Platform(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PLATFORM_UNSPECIFIED: _ClassVar[Platform]
     PLATFORM_APNS: _ClassVar[Platform]
     PLATFORM_FCM: _ClassVar[Platform]
+    PLATFORM_WEBPUSH: _ClassVar[Platform]
+    PLATFORM_HMS: _ClassVar[Platform]
 
 class ApnsEnvironment(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -72,6 +74,8 @@ class DeliveryStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 PLATFORM_UNSPECIFIED: Platform
 PLATFORM_APNS: Platform
 PLATFORM_FCM: Platform
+PLATFORM_WEBPUSH: Platform
+PLATFORM_HMS: Platform
 APNS_ENVIRONMENT_UNSPECIFIED: ApnsEnvironment
 APNS_ENVIRONMENT_PRODUCTION: ApnsEnvironment
 APNS_ENVIRONMENT_SANDBOX: ApnsEnvironment

@@ -11,7 +11,7 @@ import grpc
 import pytest
 import trustme
 
-from pushsvc.auth.apikeys import hash_key, new_key
+from pushsvc.access import hash_key, new_key
 from pushsvc.bootstrap import Application, build_application
 from pushsvc.config import (
     ApiKeySettings,

@@ -1,4 +1,4 @@
-"""The README's grpcurl calls, against the secured server: an independent client over TLS and mTLS."""
+"""The grpcurl calls of docs/operations/security.md, against the secured server: an independent client over TLS and mTLS."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ async def test_grpcurl_with_api_key_and_with_mesh_identity(secured: Secured, tmp
 
 async def test_health_check_through_reflection_needs_a_credential_and_works_with_one(secured: Secured, tmp_path: Path) -> None:
     # grpcurl asks reflection for the method first, and reflection needs a credential
-    # (kubelet's probes, which need none, do not use it): the README's -H form.
+    # (kubelet's probes, which need none, do not use it): the -H form of docs/operations/security.md.
     target = f"127.0.0.1:{secured.app.port}"
     method = "grpc.health.v1.Health/Check"
     code, out = await grpcurl(secured, tmp_path, "plain", target, method)

@@ -6,9 +6,10 @@ from typing import Any
 
 import grpc
 
-from pushsvc.auth import AuthInterceptor, CredentialAuthenticator
-from pushsvc.auth.apikeys import ApiKey, ApiKeyRing, hash_key, new_key
-from pushsvc.auth.principal import Action, AppScope, Principal
+from pushsvc.access import Action, AppScope, Principal, hash_key, new_key
+from pushsvc.auth.apikeys import ApiKey, ApiKeyRing
+from pushsvc.auth.authenticator import CredentialAuthenticator
+from pushsvc.rpc.auth import AuthInterceptor
 from pushsvc.v1 import push_pb2 as pb
 
 

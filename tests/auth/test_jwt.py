@@ -13,8 +13,8 @@ import grpc
 import jwt
 import pytest
 
+from pushsvc.access import Action
 from pushsvc.auth.jwts import Issuer, JwtRejected, JwtVerifier, jwks_keys, pem_key, shared_secret
-from pushsvc.auth.principal import Action
 from pushsvc.clock import ManualClock
 from pushsvc.v1 import push_pb2 as pb
 from pushsvc.v1 import push_pb2_grpc

@@ -12,7 +12,7 @@ import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from pushsvc.auth.apikeys import hash_key, new_key
+from pushsvc.access import hash_key, new_key
 from pushsvc.bootstrap import build_application
 from pushsvc.config import ApiKeySettings, AuthSettings, Settings, TlsSettings
 from tests.auth.conftest import Secured

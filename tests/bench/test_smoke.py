@@ -155,3 +155,16 @@ def test_tokens_import(tmp_path: Path) -> None:
         summary = record[run]["summary"]
         assert (summary["rows"], summary["created"], summary["bad"], summary["complete"]) == (n, n, 0, True), run
     assert (record["unary"]["rows"], record["unary"]["answered"]) == (unary_n, unary_n)
+
+
+# ------------------------------------------------------------------ bench/connect.py
+
+
+@pytest.mark.skipif(not (HAVE_GHZ and HAVE_H2LOAD), reason="needs ghz and h2load (nghttp2-client)")
+def test_connect(tmp_path: Path) -> None:
+    n = 200
+    record = _run(["bench/connect.py", "-n", str(n), "--rounds", "1"], tmp_path / "connect.json")
+    # The gRPC path (ghz) is the peer of the Connect path (h2load), in the same run against the same server.
+    assert [(r["path"], r["requests"], r["ok"]) for r in record["runs"]] == [("grpc", n, n), ("connect", n, n)]
+    assert all(r["server_cpu_s"] > 0 for r in record["runs"]), record["runs"]
+    assert record["ratio"] > 0 and record["goal"] == 1.2

@@ -66,6 +66,14 @@ def test_python_channel_helper(client_python: Path) -> None:
     assert "6 passed" in out.stdout
 
 
+def test_python_public_names_match_the_snapshot(client_python: Path) -> None:
+    """The installed distribution exports exactly the committed names (clients/python/tests/test_exports.py)."""
+    out = subprocess.run([str(client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_exports.py"],
+                         cwd=CLIENT, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "3 passed" in out.stdout
+
+
 def test_python_operator_options(client_python: Path) -> None:
     """--server and its deprecated alias, --version, the receipts table: without a server, and without the server's packages."""
     out = subprocess.run([str(client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cli.py"],

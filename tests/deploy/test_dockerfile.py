@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -41,7 +42,9 @@ def test_hadolint_does_flag_problems(tmp_path: Path) -> None:
 def test_multi_stage_slim_non_root_and_serve_only() -> None:
     text = DOCKERFILE.read_text()
     stages = re.findall(r"^FROM (\S+)(?: AS (\S+))?$", text, re.M)
-    assert [image for image, _ in stages] == ["python:3.11-slim-bookworm"] * 2
+    assert len(stages) == 2 and stages[0][0] == stages[1][0]
+    # Pinned by digest: a tag moves, a digest does not.
+    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", stages[0][0]), stages[0][0]
     assert stages[0][1] == "build" and "--wheel-dir /wheels" in text and "from=build" in text
     assert "[dev]" not in text and ".[" not in text  # no extras: only what serve needs
     [user] = re.findall(r"^USER (\S+)$", text, re.M)
@@ -53,3 +56,39 @@ def test_multi_stage_slim_non_root_and_serve_only() -> None:
     ports = {p["containerPort"] for p in pod["containers"][0]["ports"]}
     assert {int(p) for p in exposed.split()} == ports
     assert 'ENTRYPOINT ["pushsvc"]' in text
+
+
+LOCK = DEPLOY / "requirements.lock"
+
+
+def _lock() -> dict[str, list[str]]:
+    """The lock's pins, each with its hashes."""
+    pins: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=[a-z0-9])", LOCK.read_text()):
+        found = re.match(r"([a-z0-9._-]+)==(\S+)", block)
+        if found:
+            pins[found[1]] = re.findall(r"--hash=sha256:([0-9a-f]{64})", block)
+    return pins
+
+
+def test_the_image_installs_the_hashed_lock_then_the_wheel_alone() -> None:
+    text = DOCKERFILE.read_text()
+    assert "--require-hashes" in text and "-r /tmp/requirements.lock" in text
+    assert re.search(r"pip install --no-cache-dir --no-deps /wheels/pushsvc-\*\.whl", text)
+    assert "pip check" in text
+    assert "!deploy/requirements.lock" in (DEPLOY / "Dockerfile.dockerignore").read_text()
+    pins = _lock()
+    assert pins and all(pins.values()), [name for name, hashes in pins.items() if not hashes]
+
+
+def test_the_lock_pins_serve_s_dependencies_and_nothing_of_the_emulator() -> None:
+    # scripts/check-wheel proves the lock satisfies the wheel (pip check); this is the quick half.
+    project = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"]
+
+    def name(requirement: str) -> str:
+        return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+    pins = _lock()
+    assert {name(r) for r in project["dependencies"]} <= set(pins)
+    assert not {name(r) for r in project["optional-dependencies"]["emulator"]} & set(pins)
+    assert not {"httpx", "h2", "h11", "trustme", "mongomock", "pytest"} & set(pins)

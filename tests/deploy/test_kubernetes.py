@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from pushsvc.config import ConfigError, Settings, check_serve, load_settings
-from pushsvc.config_reference import rows
 from pushsvc.rpc.server import LIVENESS_SERVICE
+from scripts.config_reference import rows
 from tests.deploy.manifests import BASE, DEPLOY, build, by_kind, kustomize_command, read_base
 
 SECRET_EXAMPLE = BASE / "secret.example.yaml"
@@ -159,7 +159,7 @@ def test_the_config_map_loads_and_passes_serves_checks(base: dict[str, dict[str,
 
 
 def test_check_config_accepts_the_base_config() -> None:
-    # The README's command, off the cluster: the Secret's directory is missing, which is only noted.
+    # The command of docs/operations/deployment.md, off the cluster: the Secret's directory is missing, which is only noted.
     out = subprocess.run(
         [str(Path(sys.executable).parent / "pushsvc"), "check-config", "--no-secrets", str(BASE / "config.toml")],
         capture_output=True, text=True, timeout=60, check=False,

@@ -65,7 +65,7 @@ async def test_faults_over_http(client, emulator):
 async def test_stats_and_unknown_endpoints(client, emulator, make_jwt, access_token):
     await fill(client, emulator, make_jwt, access_token)
     stats = (await client.get(emulator.apns_url + "/_emulator/stats")).json()
-    assert stats == {"apns_requests": 2, "fcm_requests": 1, "oauth_tokens_issued": 1, "oauth_requests": 1}
+    assert stats == {"apns_requests": 2, "fcm_requests": 1, "oauth_tokens_issued": 1, "oauth_requests": 1, "webpush_requests": 0, "hms_requests": 0}
     assert (await client.get(emulator.apns_url + "/_emulator/nothing")).status_code == 404
     assert (await client.put(emulator.apns_url + "/_emulator/inbox")).status_code == 405
 

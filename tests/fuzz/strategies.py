@@ -15,6 +15,8 @@ endless varints and payloads nested past the decoder's depth limit.
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 from typing import Any
 
@@ -231,8 +233,29 @@ def _build(cls: type[message.Message], values: dict[str, Any]) -> message.Messag
 
 _hex_tokens = st.binary(min_size=32, max_size=32).map(bytes.hex)
 _fcm_tokens = st.integers(0, 10**6).map(lambda n: f"fuzz-{n}")
+
+# Web Push subscriptions: well-formed ones (on loopback, where nothing listens on port 9, or off the
+# allow-list, so no fuzzed Send leaves the machine), with bad keys, bad expiry, or not JSON at all.
+_P256 = (  # valid uncompressed P-256 points (0x04 ‖ X ‖ Y), base64url: RFC 8291's example key, a random key, and G
+    "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+    "BC-fX_bPEI7Z39o6gkI_ok-5b9Sp1yn72aJi_uJSZMcauAQDobv3g9iEgYYcte7oU0xkxNN_f5tKcYH0XaubTms",
+    "BGsX0fLhLEJH-Lzm5WOkQPJ3A32BLeszoPShOUXYmMKWT-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU",
+)
+_subscriptions = st.builds(
+    lambda host, path, p256dh, auth, expiry: json.dumps(
+        {"endpoint": f"https://{host}/wp/{path}", "expirationTime": expiry, "keys": {"p256dh": p256dh, "auth": auth}}
+    ),
+    st.sampled_from(["127.0.0.1:9", "push.invalid", "localhost:9"]),
+    st.text(max_size=20),
+    # ...and 65 bytes off the curve, which only the provider's point parsing rejects.
+    st.one_of(st.sampled_from(_P256), st.just("BA" + "A" * 85), st.text(max_size=90)),
+    st.binary(max_size=24).map(lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()),
+    st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=3)),
+)
+_webpush_tokens = st.one_of(_subscriptions, st.text(max_size=60))
 _platform_tokens = st.one_of(
-    st.tuples(st.just(pb.PLATFORM_APNS), _hex_tokens), st.tuples(st.just(pb.PLATFORM_FCM), _fcm_tokens)
+    st.tuples(st.just(pb.PLATFORM_APNS), _hex_tokens), st.tuples(st.just(pb.PLATFORM_FCM), _fcm_tokens),
+    st.tuples(st.just(pb.PLATFORM_WEBPUSH), _webpush_tokens), st.tuples(st.just(pb.PLATFORM_HMS), _fcm_tokens),
 )
 _targets = st.one_of(
     st.just(pb.Target(all=True)),

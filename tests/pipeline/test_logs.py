@@ -22,7 +22,7 @@ import grpc
 import pytest
 
 from pushsvc import logs
-from pushsvc.auth.apikeys import hash_key, new_key
+from pushsvc.access import hash_key, new_key
 from pushsvc.bootstrap import Application, build_application
 from pushsvc.config import ApiKeySettings, AuthSettings, JwtIssuerSettings, Settings
 from pushsvc.devstack import demo_app_settings

@@ -1,20 +1,24 @@
-"""FcmAccessTokenSource: google-auth flow over httpx, caching, single refresh, invalidate."""
+"""FcmAccessTokenSource: google-auth flow over urllib, caching, single refresh, invalidate."""
 
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
+import socket
+import ssl
 import threading
 import urllib.parse
 
 import google.auth.exceptions
-import httpx
 import jwt
 import pytest
+import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.oauth2 import service_account
 
-from pushsvc.providers.fcm_auth import FCM_SCOPE, FcmAccessTokenSource, HttpxAuthRequest
+from pushsvc.providers.fcm_auth import FCM_SCOPE, FcmAccessTokenSource, UrllibAuthRequest
 
 
 def _source(credentials, clock, **kwargs) -> FcmAccessTokenSource:
@@ -77,24 +81,75 @@ def service_account_info() -> dict:
     }
 
 
-async def test_google_auth_posts_a_jwt_grant_to_token_uri_through_httpx(service_account_info, clock) -> None:
-    seen: list[httpx.Request] = []
+class _TokenEndpoint:
+    """A real HTTP server on loopback (TLS when given a certificate) that answers every POST with `answer`."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={"access_token": "ya29.issued", "expires_in": 3599, "token_type": "Bearer"})
+    def __init__(self, answer: tuple[int, dict], cert: trustme.LeafCert | None = None) -> None:
+        self.seen: list[tuple[str, bytes]] = []
+        endpoint = self
 
-    info = {key: value for key, value in service_account_info.items() if not key.startswith("_")}
-    credentials = service_account.Credentials.from_service_account_info(info, scopes=[FCM_SCOPE])
-    source = FcmAccessTokenSource(
-        credentials, request=HttpxAuthRequest(httpx.Client(transport=httpx.MockTransport(handler))), clock=clock
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                endpoint.seen.append((self.path, self.rfile.read(int(self.headers["content-length"]))))
+                status, document = answer
+                body = json.dumps(document).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        scheme = "http"
+        if cert is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            cert.configure_cert(context)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://localhost:{self.server.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def token_endpoint():
+    endpoints: list[_TokenEndpoint] = []
+
+    def start(answer: tuple[int, dict], cert: trustme.LeafCert | None = None) -> _TokenEndpoint:
+        endpoints.append(_TokenEndpoint(answer, cert))
+        return endpoints[-1]
+
+    yield start
+    for endpoint in endpoints:
+        endpoint.close()
+
+
+def _info(service_account_info: dict, token_uri: str) -> dict:
+    return {key: value for key, value in service_account_info.items() if not key.startswith("_")} | {"token_uri": token_uri}
+
+
+async def test_google_auth_posts_a_jwt_grant_to_token_uri_over_tls(service_account_info, clock, token_endpoint) -> None:
+    ca = trustme.CA()
+    endpoint = token_endpoint(
+        (200, {"access_token": "ya29.issued", "expires_in": 3599, "token_type": "Bearer"}), ca.issue_cert("localhost")
     )
+    info = _info(service_account_info, endpoint.url)
+    # The emulator's way in: its CA, trusted for the token endpoint alone.
+    source = FcmAccessTokenSource.from_service_account_info(info, ca_pem=ca.cert_pem.bytes(), clock=clock)
     assert await source.access_token() == "ya29.issued"
     assert await source.access_token() == "ya29.issued"
-    assert len(seen) == 1
-    request = seen[0]
-    assert str(request.url) == "https://oauth.test/token"
-    form = dict(urllib.parse.parse_qsl(request.content.decode()))
+    assert len(endpoint.seen) == 1
+    path, body = endpoint.seen[0]
+    assert path == "/token"
+    form = dict(urllib.parse.parse_qsl(body.decode()))
     assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
     claims = jwt.decode(
         form["assertion"], service_account_info["_public"], algorithms=["RS256"], audience="https://oauth2.googleapis.com/token"
@@ -103,28 +158,36 @@ async def test_google_auth_posts_a_jwt_grant_to_token_uri_through_httpx(service_
     # Expires in 3599 s: with a 300 s margin the cache holds for ~55 minutes on the injected clock.
     clock.advance(3599 - 300 + 1)
     await source.access_token()
-    assert len(seen) == 2
+    assert len(endpoint.seen) == 2
     source.close()
 
 
-async def test_token_endpoint_refusal_surfaces_as_refresh_error(service_account_info, clock) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(400, json={"error": "invalid_grant", "error_description": "bad key"})
-
-    info = {key: value for key, value in service_account_info.items() if not key.startswith("_")}
-    credentials = service_account.Credentials.from_service_account_info(info, scopes=[FCM_SCOPE])
-    source = FcmAccessTokenSource(
-        credentials, request=HttpxAuthRequest(httpx.Client(transport=httpx.MockTransport(handler))), clock=clock
+async def test_an_untrusted_token_endpoint_is_a_transport_error(service_account_info, clock, token_endpoint) -> None:
+    endpoint = token_endpoint((200, {"access_token": "never", "expires_in": 3599}), trustme.CA().issue_cert("localhost"))
+    source = FcmAccessTokenSource.from_service_account_info(
+        _info(service_account_info, endpoint.url), ca_pem=trustme.CA().cert_pem.bytes(), clock=clock
     )
+    with pytest.raises(google.auth.exceptions.TransportError):
+        await source.access_token()
+    assert endpoint.seen == []
+
+
+async def test_token_endpoint_refusal_surfaces_as_refresh_error(service_account_info, clock, token_endpoint) -> None:
+    endpoint = token_endpoint((400, {"error": "invalid_grant", "error_description": "bad key"}))
+    credentials = service_account.Credentials.from_service_account_info(
+        _info(service_account_info, endpoint.url), scopes=[FCM_SCOPE]
+    )
+    source = FcmAccessTokenSource(credentials, request=UrllibAuthRequest(), clock=clock)
     with pytest.raises(google.auth.exceptions.RefreshError) as caught:
         await source.access_token()
     assert not caught.value.retryable
+    assert len(endpoint.seen) == 1
 
 
 def test_transport_errors_become_google_transport_errors() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused")
-
-    request = HttpxAuthRequest(httpx.Client(transport=httpx.MockTransport(handler)))
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    # Nothing listens on the port now: the connection is refused.
     with pytest.raises(google.auth.exceptions.TransportError):
-        request("https://oauth.test/token", method="POST", body=b"x")
+        UrllibAuthRequest()(f"http://127.0.0.1:{port}/token", method="POST", body=b"x")

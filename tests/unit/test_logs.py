@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from pushsvc import logs
-from pushsvc.auth.apikeys import new_key
+from pushsvc.access import new_key
 from tests.auth.pki import JwtSigner
 
 VALID_TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

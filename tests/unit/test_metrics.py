@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from pushsvc import models
+from pushsvc.channels import reasons
 from pushsvc.dispatch import Dispatcher
-from pushsvc.metrics import NULL_METRICS, PrometheusMetrics
-from pushsvc.providers import reasons
+from pushsvc.metrics import NULL_METRICS
+from pushsvc.prometheus import PrometheusMetrics
 from pushsvc.providers.base import Outcome, ProviderResult
 from tests.unit.conftest import APNS, APP, FCM, World
 

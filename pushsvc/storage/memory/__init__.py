@@ -46,16 +46,18 @@ from datetime import datetime
 from pushsvc.storage.memory.notifications import MemoryNotificationStore, Queue
 from pushsvc.storage.memory.receipts import MemoryReceiptStore
 from pushsvc.storage.memory.tokens import MemoryTokenStore, Registry
+from pushsvc.storage.memory.webhooks import MemoryWebhookCursorStore
 
 
 class MemoryStores:
-    """The three in-memory stores over one shared state (`pushsvc.storage.Stores`)."""
+    """The in-memory stores over one shared state (`pushsvc.storage.Stores`)."""
 
     def __init__(self) -> None:
         queue = Queue()
         self.tokens = MemoryTokenStore(Registry())
         self.notifications = MemoryNotificationStore(queue)
         self.receipts = MemoryReceiptStore(queue)
+        self.webhooks = MemoryWebhookCursorStore()
 
     @property
     def needs_sweep(self) -> bool:
@@ -80,4 +82,6 @@ class MemoryStores:
         """Nothing to release."""
 
 
-__all__ = ["MemoryNotificationStore", "MemoryReceiptStore", "MemoryStores", "MemoryTokenStore"]
+__all__ = [
+    "MemoryNotificationStore", "MemoryReceiptStore", "MemoryStores", "MemoryTokenStore", "MemoryWebhookCursorStore",
+]

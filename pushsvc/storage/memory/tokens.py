@@ -6,9 +6,12 @@ Layout (see the package docstring for why):
   `models.BUCKETS` dicts, token → record. The bucket is the token's own
   (`models.token_bucket`), so a key operation hashes the token once more and
   a partition's scan walks its buckets in order, with nothing else to look up.
-- A record is a 5-tuple `(last_seen_at, created_at, user_id, device_id, shared)`;
-  `shared` is `(topics, locale, timezone, app_version, apns_environment value)`,
-  interned with a count (`Interned`), since most tokens of an app share it.
+- A record is a 5-tuple `(last_seen_at, created_at, user_id, device_id, shared)`
+  (positions `SEEN`, `CREATED`, `USER`, `DEVICE`, `SHARED`); `shared` is
+  `(topics, apns_environment value, *attributes)` (`TOPICS`, `ENV`, then
+  `models.TOKEN_ATTRIBUTES` from `ATTRS`), interned with a count (`Interned`),
+  since most tokens of an app share it. Plain tuples, not named ones: the
+  collector untracks only exact tuples (see `_Rec`).
 - The user, topic and device indexes map to the token string (the same
   object as the bucket's key), or to a dict of them when more than one token
   shares the user or topic: no per-token tuple, no set.
@@ -19,15 +22,15 @@ from __future__ import annotations
 import bisect
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from pushsvc import models
 from pushsvc.storage.base import TargetQuery, TargetToken
 
 _Ref = tuple[int, str, str]
 """A token's position in its app, the scan order and the checkpoint: (bucket, platform value, token)."""
-_Shared = tuple[tuple[str, ...], str, str, str, str]
-"""(topics, locale, timezone, app_version, apns_environment value): interned, most tokens share one."""
+_Shared = tuple[Any, ...]
+"""(topics, apns_environment value, *the `models.TOKEN_ATTRIBUTES`): interned, most tokens share one."""
 _Rec = tuple[datetime, datetime, str, str, _Shared]
 """(last_seen_at, created_at, user_id, device_id, shared). Only strings, datetimes and tuples of them: the
 cyclic garbage collector stops tracking such tuples, and the dicts holding them, so a registry of a million
@@ -35,6 +38,17 @@ tokens adds nothing to every collection's work."""
 _Index = dict[str, "str | dict[str, None]"]
 """User id or topic → its token, or a dict of its tokens when there are several (dicts of strings are
 untracked by the collector, sets never are)."""
+
+# A record's positions (Final, so the type checker knows each one's type).
+SEEN: Final = 0
+CREATED: Final = 1
+USER: Final = 2
+DEVICE: Final = 3
+SHARED: Final = 4
+# The shared part's positions: topics, the APNs environment's value, and from ATTRS on the token's attributes.
+TOPICS: Final = 0
+ENV: Final = 1
+ATTRS: Final = 2
 
 _PLATFORM = {p.value: p for p in models.PLATFORMS}
 _ENV = {e.value: e for e in models.ApnsEnvironment}
@@ -131,8 +145,7 @@ class Registry:
 
     def record(self, reg: models.TokenRegistration, created_at: datetime, now: datetime) -> _Rec:
         """A new record for `reg`; it holds its shared part (released by `put` or `remove` when replaced)."""
-        shared = self.shared.hold((tuple(reg.topics), reg.locale, reg.timezone, reg.app_version,
-                                   reg.apns_environment.value))
+        shared = self.shared.hold((tuple(reg.topics), reg.apns_environment.value, *models.token_attributes(reg)))
         return (now, created_at, reg.user_id, reg.device_id, shared)
 
     def put(self, table: Table, bucket: dict[str, _Rec], token: str, rec: _Rec) -> None:
@@ -143,9 +156,9 @@ class Registry:
         else:
             self._unindex(table, token, before)
         bucket[token] = rec
-        if rec[2]:
-            _index_add(table.users, rec[2], token)
-        for topic in rec[4][0]:
+        if rec[USER]:
+            _index_add(table.users, rec[USER], token)
+        for topic in rec[SHARED][TOPICS]:
             _index_add(table.topics, topic, token)
 
     def remove(self, table: Table, token: str) -> _Rec | None:
@@ -154,16 +167,16 @@ class Registry:
         if rec is not None:
             table.count -= 1
             self._unindex(table, token, rec)
-            if rec[3] and table.devices.get(rec[3]) == token:
-                del table.devices[rec[3]]
+            if rec[DEVICE] and table.devices.get(rec[DEVICE]) == token:
+                del table.devices[rec[DEVICE]]
         return rec
 
     def _unindex(self, table: Table, token: str, rec: _Rec) -> None:
-        if rec[2]:
-            _index_discard(table.users, rec[2], token)
-        for topic in rec[4][0]:
+        if rec[USER]:
+            _index_discard(table.users, rec[USER], token)
+        for topic in rec[SHARED][TOPICS]:
             _index_discard(table.topics, topic, token)
-        self.shared.release(rec[4])
+        self.shared.release(rec[SHARED])
 
     def candidates(self, app_id: str, query: TargetQuery, platforms: Iterable[models.Platform]) -> set[_Ref] | None:
         """The refs a user or topic query selects; None for the whole app."""
@@ -186,10 +199,11 @@ class Registry:
 
 
 def _device_token(app_id: str, platform: str, token: str, r: _Rec) -> models.DeviceToken:
-    s = r[4]
+    s = r[SHARED]
     return models.DeviceToken(
-        app_id=app_id, token=token, platform=_PLATFORM[platform], user_id=r[2], topics=s[0], device_id=r[3],
-        locale=s[1], timezone=s[2], app_version=s[3], apns_environment=_ENV[s[4]], created_at=r[1], last_seen_at=r[0],
+        app_id=app_id, token=token, platform=_PLATFORM[platform], user_id=r[USER], topics=s[TOPICS], device_id=r[DEVICE],
+        apns_environment=_ENV[s[ENV]], created_at=r[CREATED], last_seen_at=r[SEEN],
+        **dict(zip(models.TOKEN_ATTRIBUTES, s[ATTRS:], strict=True)),
     )
 
 
@@ -214,14 +228,14 @@ class MemoryTokenStore:
         table = r.table(reg.app_id, reg.platform.value)
         bucket = table.buckets[models.token_bucket(reg.token)]
         before = bucket.get(reg.token)
-        rec = r.record(reg, before[1] if before else now, now)
+        rec = r.record(reg, before[CREATED] if before else now, now)
         r.put(table, bucket, reg.token, rec)
         if reg.device_id:
             held = table.devices.get(reg.device_id)
             table.devices[reg.device_id] = reg.token
             if held is not None and held != reg.token:
                 old = table.buckets[models.token_bucket(held)].get(held)
-                if old is not None and old[3] == reg.device_id:
+                if old is not None and old[DEVICE] == reg.device_id:
                     r.remove(table, held)
         return rec, before is None
 
@@ -253,7 +267,7 @@ class MemoryTokenStore:
         if table is None:
             return False
         stored = table.buckets[models.token_bucket(token)].get(token)
-        if stored is None or (invalid_since is not None and stored[0] >= invalid_since):
+        if stored is None or (invalid_since is not None and stored[SEEN] >= invalid_since):
             return False
         self._r.remove(table, token)
         return True
@@ -273,7 +287,7 @@ class MemoryTokenStore:
             table = self._r.tables.get((app_id, p.value))
             if table is None or (platforms and p not in platforms):
                 continue
-            stale = [t for bucket in table.buckets for t, rec in bucket.items() if rec[0] < stale_before]
+            stale = [t for bucket in table.buckets for t, rec in bucket.items() if rec[SEEN] < stale_before]
             if not dry_run:
                 for token in stale:
                     self._r.remove(table, token)
@@ -319,7 +333,10 @@ class MemoryTokenStore:
                         rec = bucket.get(token)
                         if rec is None:
                             continue  # removed since its bucket was read
-                        page.append(TargetToken((b, value, token), token, platform, rec[2], env[rec[4][4]], True, rec[0]))
+                        page.append(TargetToken(
+                            ref=(b, value, token), token=token, platform=platform, user_id=rec[USER],
+                            apns_environment=env[rec[SHARED][ENV]], registered=True, last_seen_at=rec[SEEN],
+                        ))
                         if len(page) == batch_size:
                             yield page
                             page = []
@@ -332,7 +349,10 @@ class MemoryTokenStore:
                 rec = self._r.tables[(app_id, ref[1])].buckets[ref[0]].get(ref[2])
                 if rec is None:
                     continue
-                page.append(TargetToken(ref, ref[2], platform, rec[2], env[rec[4][4]], True, rec[0]))
+                page.append(TargetToken(
+                    ref=ref, token=ref[2], platform=platform, user_id=rec[USER], apns_environment=env[rec[SHARED][ENV]],
+                    registered=True, last_seen_at=rec[SEEN],
+                ))
                 if len(page) == batch_size:
                     yield page
                     page = []
@@ -352,7 +372,8 @@ class MemoryTokenStore:
             rec = table.buckets[b].get(d.token)
             if rec is not None:
                 out[(d.platform, d.token)] = TargetToken(
-                    (b, d.platform.value, d.token), d.token, d.platform, rec[2], _ENV[rec[4][4]], True, rec[0]
+                    ref=(b, d.platform.value, d.token), token=d.token, platform=d.platform, user_id=rec[USER],
+                    apns_environment=_ENV[rec[SHARED][ENV]], registered=True, last_seen_at=rec[SEEN],
                 )
         return out
 

@@ -10,7 +10,7 @@ adapter copes, is listed in one place: `tests/storage/README.md`.
 Modules: `runner` (executor and circuit breaker), `client` (URL to client,
 server traits), `schema` (collections, keys, declared indexes), `codec`
 (documents ⇄ domain values), `embedded` (mongomock key lookups), and one
-module per repository (`tokens`, `notifications`, `receipts`).
+module per repository (`tokens`, `notifications`, `receipts`, `webhooks`).
 """
 
 from __future__ import annotations
@@ -30,15 +30,17 @@ from pushsvc.storage.mongo.notifications import MongoNotificationStore
 from pushsvc.storage.mongo.receipts import MongoReceiptStore
 from pushsvc.storage.mongo.runner import MongoRunner
 from pushsvc.storage.mongo.tokens import MongoTokenStore
+from pushsvc.storage.mongo.webhooks import MongoWebhookCursorStore
 
 
 @dataclasses.dataclass
 class MongoStores:
-    """The three stores over one database, plus its lifecycle (`pushsvc.storage.Stores`)."""
+    """The stores over one database, plus its lifecycle (`pushsvc.storage.Stores`)."""
 
     tokens: MongoTokenStore
     notifications: MongoNotificationStore
     receipts: MongoReceiptStore
+    webhooks: MongoWebhookCursorStore
     runner: MongoRunner
     connection: Connection
     traits: ServerTraits = dataclasses.field(default_factory=ServerTraits)
@@ -101,6 +103,7 @@ def open_mongo_stores(
         tokens=MongoTokenStore(runner, conn),
         notifications=MongoNotificationStore(runner, conn),
         receipts=MongoReceiptStore(runner, conn),
+        webhooks=MongoWebhookCursorStore(runner, conn),
         runner=runner,
         connection=conn,
     )

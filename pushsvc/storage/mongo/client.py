@@ -48,7 +48,10 @@ def connect(
     parts = urlsplit(url)
     db_name = database or parts.path.strip("/") or "pushsvc"
     if parts.scheme in EMBEDDED_SCHEMES:
-        import mongomock  # only the embedded backend needs it
+        try:
+            import mongomock  # only the embedded backend needs it, and only the `emulator` extra installs it
+        except ModuleNotFoundError:
+            raise ValueError(f"{parts.scheme}:// needs mongomock: pip install 'pushsvc[emulator]'") from None
 
         client: Any = mongomock.MongoClient(tz_aware=True)
         return Connection(client=client, db=client[db_name], embedded=True)

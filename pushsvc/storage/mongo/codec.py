@@ -18,6 +18,7 @@ from pushsvc.storage.base import (
     ReceiptDraft,
     TargetQuery,
     TargetToken,
+    WebhookCursor,
 )
 from pushsvc.storage.mongo import schema
 
@@ -67,10 +68,8 @@ def token_profile(reg: models.TokenRegistration) -> dict[str, Any]:
         "user_id": reg.user_id,
         "topics": list(reg.topics),
         "device_id": reg.device_id,
-        "locale": reg.locale,
-        "timezone": reg.timezone,
-        "app_version": reg.app_version,
         "apns_environment": reg.apns_environment.value,
+        **dict(zip(models.TOKEN_ATTRIBUTES, models.token_attributes(reg), strict=True)),
     }
 
 
@@ -112,9 +111,8 @@ def token_from_doc(doc: Mapping[str, Any]) -> models.DeviceToken:
         user_id=doc.get("user_id", ""),
         topics=tuple(doc.get("topics", ())),
         device_id=doc.get("device_id", ""),
-        locale=doc.get("locale", ""),
-        timezone=doc.get("timezone", ""),
-        app_version=doc.get("app_version", ""),
+        # A document written before an attribute existed lacks it.
+        **{name: doc.get(name, "") for name in models.TOKEN_ATTRIBUTES},
         apns_environment=models.ApnsEnvironment(doc.get("apns_environment", "production")),
         created_at=must(doc["created_at"]),
         last_seen_at=must(doc["last_seen_at"]),
@@ -388,3 +386,24 @@ def entry_from_doc(doc: Mapping[str, Any]) -> LogEntry:
     """A log entry: a receipt or a filler."""
     receipt = None if doc.get("filler") else receipt_from_doc(doc)
     return LogEntry(seq=int(doc["seq"]), nseq=int(doc["nseq"]), receipt=receipt)
+
+
+def webhook_cursor_fields(cursor: WebhookCursor) -> dict[str, Any]:
+    """The fields of a `webhook_cursors` document that hold the cursor (the lease is apart)."""
+    return {
+        "batch_end": cursor.batch_end,
+        "failures": cursor.failures,
+        "failing_since": cursor.failing_since,
+        "retry_at": cursor.retry_at,
+    }
+
+
+def webhook_cursor_from_doc(doc: Mapping[str, Any]) -> WebhookCursor:
+    """A `webhook_cursors` document as a cursor."""
+    return WebhookCursor(
+        seq=int(doc["seq"]),
+        batch_end=int(doc.get("batch_end", 0)),
+        failures=int(doc.get("failures", 0)),
+        failing_since=aware(doc.get("failing_since")),
+        retry_at=aware(doc.get("retry_at")),
+    )

@@ -23,6 +23,7 @@ PARTITIONS = "partitions"
 IDEMPOTENCY = "idempotency"
 RECEIPTS = "receipts"
 COUNTERS = "counters"
+WEBHOOK_CURSORS = "webhook_cursors"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +100,11 @@ def idempotency_key(app_id: str, key: str) -> str:
 def receipt_counter_key(app_id: str) -> str:
     """The `counters` `_id` of an app's receipt sequence."""
     return f"receipts\x00{app_id}"
+
+
+def webhook_cursor_key(app_id: str, endpoint: str) -> str:
+    """The `webhook_cursors` `_id`: one cursor per (app, endpoint)."""
+    return f"{app_id}\x00{endpoint}"
 
 
 def ensure_indexes(db: Database[Any], *, ttl: bool) -> bool:

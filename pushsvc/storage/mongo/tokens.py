@@ -54,20 +54,7 @@ class MongoTokenStore:
         if reg.device_id:
             self._rotate(reg)
         created_at = now if before is None else codec.must(before["created_at"])
-        token = models.DeviceToken(
-            app_id=reg.app_id,
-            token=reg.token,
-            platform=reg.platform,
-            user_id=reg.user_id,
-            topics=reg.topics,
-            device_id=reg.device_id,
-            locale=reg.locale,
-            timezone=reg.timezone,
-            app_version=reg.app_version,
-            apns_environment=reg.apns_environment,
-            created_at=created_at,
-            last_seen_at=now,
-        )
+        token = models.DeviceToken.registered(reg, created_at=created_at, last_seen_at=now)
         return token, before is None
 
     def _rotate(self, reg: models.TokenRegistration) -> None:

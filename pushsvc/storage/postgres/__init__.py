@@ -8,7 +8,7 @@ start and by `pushsvc migrate`.
 
 Modules: `database` (pool, error mapping, breaker), `schema` (migrations,
 receipt partitions), `codec` (rows ⇄ domain values), and one module per
-repository (`tokens`, `notifications`, `receipts`).
+repository (`tokens`, `notifications`, `receipts`, `webhooks`).
 """
 
 from __future__ import annotations
@@ -24,17 +24,19 @@ from pushsvc.storage.postgres.database import Database
 from pushsvc.storage.postgres.notifications import PostgresNotificationStore
 from pushsvc.storage.postgres.receipts import PostgresReceiptStore
 from pushsvc.storage.postgres.tokens import PostgresTokenStore
+from pushsvc.storage.postgres.webhooks import PostgresWebhookCursorStore
 
 SCHEMES = ("postgresql", "postgres")
 
 
 @dataclasses.dataclass
 class PostgresStores:
-    """The three stores over one schema, plus its lifecycle (`pushsvc.storage.Stores`)."""
+    """The stores over one schema, plus its lifecycle (`pushsvc.storage.Stores`)."""
 
     tokens: PostgresTokenStore
     notifications: PostgresNotificationStore
     receipts: PostgresReceiptStore
+    webhooks: PostgresWebhookCursorStore
     db: Database
 
     @property
@@ -80,6 +82,7 @@ def open_postgres_stores(
         tokens=PostgresTokenStore(db),
         notifications=PostgresNotificationStore(db),
         receipts=PostgresReceiptStore(db, clock),
+        webhooks=PostgresWebhookCursorStore(db),
         db=db,
     )
 

@@ -22,23 +22,30 @@ _PLATFORM = {p.value: p for p in models.Platform}
 _ENV = {e.value: e for e in models.ApnsEnvironment}
 _STATUS = {s.value: s for s in models.DeliveryStatus}
 
+ATTRIBUTE_COLUMNS = ", ".join(models.TOKEN_ATTRIBUTES)
+"""The token's attributes: a text column each, of the same name."""
 TOKEN_COLUMNS = (
-    "app_id, bucket, platform, token, user_id, topics, device_id, locale, timezone, app_version, "
-    "apns_environment, created_at, last_seen_at"
+    f"app_id, bucket, platform, token, user_id, topics, device_id, {ATTRIBUTE_COLUMNS}, apns_environment, created_at, last_seen_at"
 )
+INPUT_COLUMNS = ("app_id", "bucket", "platform", "token", "user_id", "device_id", *models.TOKEN_ATTRIBUTES, "apns_environment")
+"""A registration's values as the statements take them (`token_arrays`), followed by its topics and the time;
+the schema's register_token() takes its parameters in this order too."""
 TARGET_COLUMNS = "bucket, platform, token, user_id, apns_environment, last_seen_at"
 
 
+def token_values(r: models.TokenRegistration) -> tuple[Any, ...]:
+    """A registration's values in `INPUT_COLUMNS` order."""
+    return (
+        r.app_id, models.token_bucket(r.token), r.platform.value, r.token, r.user_id, r.device_id,
+        *models.token_attributes(r), r.apns_environment.value,
+    )
+
+
 def token_arrays(regs: Iterable[models.TokenRegistration]) -> list[list[Any]]:
-    """Column arrays of registrations, for `unnest`: app, bucket, platform, token, user, device, locale, tz, version, env."""
-    cols: list[list[Any]] = [[] for _ in range(10)]
+    """Column arrays of registrations, for `unnest`, in `INPUT_COLUMNS` order."""
+    cols: list[list[Any]] = [[] for _ in INPUT_COLUMNS]
     for r in regs:
-        for col, value in zip(
-            cols,
-            (r.app_id, models.token_bucket(r.token), r.platform.value, r.token, r.user_id, r.device_id,
-             r.locale, r.timezone, r.app_version, r.apns_environment.value),
-            strict=True,
-        ):
+        for col, value in zip(cols, token_values(r), strict=True):
             col.append(value)
     return cols
 
@@ -52,9 +59,7 @@ def device_token(row: Mapping[str, Any]) -> models.DeviceToken:
         user_id=row["user_id"],
         topics=tuple(row["topics"]),
         device_id=row["device_id"],
-        locale=row["locale"],
-        timezone=row["timezone"],
-        app_version=row["app_version"],
+        **{name: row[name] for name in models.TOKEN_ATTRIBUTES},
         apns_environment=_ENV[row["apns_environment"]],
         created_at=row["created_at"],
         last_seen_at=row["last_seen_at"],
@@ -63,7 +68,11 @@ def device_token(row: Mapping[str, Any]) -> models.DeviceToken:
 
 def target(row: Sequence[Any]) -> TargetToken:
     """A stored token as a fan-out target (row in `TARGET_COLUMNS` order); its ref is (bucket, platform, token)."""
-    return TargetToken((row[0], row[1], row[2]), row[2], _PLATFORM[row[1]], row[3], _ENV[row[4]], True, row[5])
+    bucket, platform, token, user_id, environment, last_seen_at = row
+    return TargetToken(
+        ref=(bucket, platform, token), token=token, platform=_PLATFORM[platform], user_id=user_id,
+        apns_environment=_ENV[environment], registered=True, last_seen_at=last_seen_at,
+    )
 
 
 def ref_bound(after: Any) -> tuple[int, str, str] | None:

@@ -216,6 +216,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         $fn$;
         """,
     ),
+    Migration(
+        4,
+        "webhook_cursors: how far each receipt webhook endpoint has got, and who sends to it",
+        """
+        CREATE TABLE webhook_cursors (
+            app_id text NOT NULL,
+            endpoint text NOT NULL,
+            -- Every receipt of the app numbered up to seq was acknowledged by the endpoint.
+            seq bigint NOT NULL,
+            batch_end bigint NOT NULL DEFAULT 0,
+            failures integer NOT NULL DEFAULT 0,
+            failing_since timestamptz,
+            retry_at timestamptz,
+            owner text NOT NULL DEFAULT '',
+            lease_expires_at timestamptz NOT NULL,
+            PRIMARY KEY (app_id, endpoint)
+        );
+        """,
+    ),
 )
 """In order; a migration, once released, is never edited: a change is a new one."""
 

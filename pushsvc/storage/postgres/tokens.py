@@ -24,11 +24,30 @@ _Key = tuple[str, str, str]
 # registers) must be done before `upsert` inserts, or a device's new token
 # would meet its old one in tokens_by_device; `upsert` reads rotate's count
 # for that. `untag` and `tag` then bring the topic index to the batch's topics.
+_INPUT = (
+    "unnest("
+    + ", ".join(f"${n}::{'smallint' if c == 'bucket' else 'text'}[]" for n, c in enumerate((*codec.INPUT_COLUMNS, "topics"), 1))
+    + f") AS i({', '.join(codec.INPUT_COLUMNS)}, topics)"
+)
+"""The batch as rows: one array parameter per `codec.INPUT_COLUMNS` (`codec.token_arrays`), then the topics as JSON."""
+_NOW = f"${len(codec.INPUT_COLUMNS) + 2}"
+_NEW_ROWS = f"""SELECT app_id, bucket, platform, token, user_id, ARRAY(SELECT json_array_elements_text(topics::json)), device_id,
+       {codec.ATTRIBUTE_COLUMNS}, apns_environment, {_NOW}, {_NOW}"""
+"""A new token's `codec.TOKEN_COLUMNS` from the input rows."""
+_REFRESH = ", ".join(
+    f"{c} = EXCLUDED.{c}" for c in ("user_id", "topics", "device_id", *models.TOKEN_ATTRIBUTES, "apns_environment", "last_seen_at")
+)
+"""What registering a known token again changes."""
+
+# One statement registers a batch, so a RegisterToken is one round trip and
+# needs no explicit transaction. Its parts run in a fixed order: `rotate`
+# (the tokens the batch's devices held before, other than tokens the batch
+# registers) must be done before `upsert` inserts, or a device's new token
+# would meet its old one in tokens_by_device; `upsert` reads rotate's count
+# for that. `untag` and `tag` then bring the topic index to the batch's topics.
 _UPSERT = f"""
 WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                         $8::text[], $9::text[], $10::text[], $11::text[])
-        AS i(app_id, bucket, platform, token, user_id, device_id, locale, timezone, app_version, apns_environment, topics)
+    SELECT * FROM {_INPUT}
 ), rotate AS (
     DELETE FROM tokens t USING input i
     WHERE i.device_id <> '' AND t.app_id = i.app_id AND t.platform = i.platform AND t.device_id = i.device_id
@@ -38,14 +57,10 @@ WITH input AS (
     RETURNING 1
 ), upsert AS (
     INSERT INTO tokens ({codec.TOKEN_COLUMNS})
-    SELECT app_id, bucket, platform, token, user_id, ARRAY(SELECT json_array_elements_text(topics::json)), device_id,
-           locale, timezone, app_version, apns_environment, $12, $12
+    {_NEW_ROWS}
     FROM input WHERE (SELECT count(*) FROM rotate) >= 0
     ORDER BY app_id, bucket, platform, token
-    ON CONFLICT (app_id, bucket, platform, token) DO UPDATE SET
-        user_id = EXCLUDED.user_id, topics = EXCLUDED.topics, device_id = EXCLUDED.device_id, locale = EXCLUDED.locale,
-        timezone = EXCLUDED.timezone, app_version = EXCLUDED.app_version, apns_environment = EXCLUDED.apns_environment,
-        last_seen_at = EXCLUDED.last_seen_at
+    ON CONFLICT (app_id, bucket, platform, token) DO UPDATE SET {_REFRESH}
     RETURNING app_id, bucket, platform, token, topics, created_at, (xmax = 0) AS created
 ), untag AS (
     DELETE FROM token_topics tt USING upsert u
@@ -60,15 +75,17 @@ WITH input AS (
 SELECT app_id, platform, token, created_at, created FROM upsert
 """
 
-_REGISTER = "SELECT o_created, o_created_at FROM register_token($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+_REGISTER = (
+    "SELECT o_created, o_created_at FROM register_token("
+    + ", ".join(f"${n}" for n in range(1, len(codec.INPUT_COLUMNS) + 3))
+    + ")"
+)
+"""register_token(the `codec.INPUT_COLUMNS`, topics, now)."""
 
 _INSERT_NEW = f"""
 INSERT INTO tokens ({codec.TOKEN_COLUMNS})
-SELECT app_id, bucket, platform, token, user_id, ARRAY(SELECT json_array_elements_text(topics::json)), device_id,
-       locale, timezone, app_version, apns_environment, $12, $12
-FROM unnest($1::text[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[], $9::text[], $10::text[], $11::text[])
-    AS i(app_id, bucket, platform, token, user_id, device_id, locale, timezone, app_version, apns_environment, topics)
+{_NEW_ROWS}
+FROM {_INPUT}
 ORDER BY app_id, bucket, platform, token
 ON CONFLICT DO NOTHING
 RETURNING app_id, bucket, platform, token, topics
@@ -100,25 +117,11 @@ class PostgresTokenStore:
         """See `TokenStore.upsert`: one call of the schema's register_token()."""
         row = await self._db.run(
             lambda conn: conn.fetchrow(
-                _REGISTER, reg.app_id, models.token_bucket(reg.token), reg.platform.value, reg.token, reg.user_id,
-                reg.device_id, reg.locale, reg.timezone, reg.app_version, reg.apns_environment.value, list(reg.topics), now,
+                _REGISTER, *codec.token_values(reg), list(reg.topics), now,
             ),
             retry_unique=True,
         )
-        token = models.DeviceToken(
-            app_id=reg.app_id,
-            token=reg.token,
-            platform=reg.platform,
-            user_id=reg.user_id,
-            topics=tuple(reg.topics),
-            device_id=reg.device_id,
-            locale=reg.locale,
-            timezone=reg.timezone,
-            app_version=reg.app_version,
-            apns_environment=reg.apns_environment,
-            created_at=row[1],
-            last_seen_at=now,
-        )
+        token = models.DeviceToken.registered(reg, created_at=row[1], last_seen_at=now)
         return token, bool(row[0])
 
     async def upsert_many(self, regs: Sequence[models.TokenRegistration], now: datetime) -> list[bool]:

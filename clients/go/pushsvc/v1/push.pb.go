@@ -31,6 +31,11 @@ const (
 	Platform_PLATFORM_UNSPECIFIED Platform = 0
 	Platform_PLATFORM_APNS        Platform = 1
 	Platform_PLATFORM_FCM         Platform = 2
+	// A browser's Web Push subscription (RFC 8030): the token is the page's
+	// JSON.stringify(PushSubscription), with endpoint and keys.p256dh, keys.auth.
+	Platform_PLATFORM_WEBPUSH Platform = 3
+	// Huawei Push Kit (HMS Core): an Android device's push token.
+	Platform_PLATFORM_HMS Platform = 4
 )
 
 // Enum value maps for Platform.
@@ -39,11 +44,15 @@ var (
 		0: "PLATFORM_UNSPECIFIED",
 		1: "PLATFORM_APNS",
 		2: "PLATFORM_FCM",
+		3: "PLATFORM_WEBPUSH",
+		4: "PLATFORM_HMS",
 	}
 	Platform_value = map[string]int32{
 		"PLATFORM_UNSPECIFIED": 0,
 		"PLATFORM_APNS":        1,
 		"PLATFORM_FCM":         2,
+		"PLATFORM_WEBPUSH":     3,
+		"PLATFORM_HMS":         4,
 	}
 )
 
@@ -2763,11 +2772,13 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\x12\x14\n" +
 	"\x05after\x18\x03 \x01(\tR\x05after\"G\n" +
 	"\x16StreamReceiptsResponse\x12-\n" +
-	"\areceipt\x18\x01 \x01(\v2\x13.pushsvc.v1.ReceiptR\areceipt*I\n" +
+	"\areceipt\x18\x01 \x01(\v2\x13.pushsvc.v1.ReceiptR\areceipt*q\n" +
 	"\bPlatform\x12\x18\n" +
 	"\x14PLATFORM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rPLATFORM_APNS\x10\x01\x12\x10\n" +
-	"\fPLATFORM_FCM\x10\x02*r\n" +
+	"\fPLATFORM_FCM\x10\x02\x12\x14\n" +
+	"\x10PLATFORM_WEBPUSH\x10\x03\x12\x10\n" +
+	"\fPLATFORM_HMS\x10\x04*r\n" +
 	"\x0fApnsEnvironment\x12 \n" +
 	"\x1cAPNS_ENVIRONMENT_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bAPNS_ENVIRONMENT_PRODUCTION\x10\x01\x12\x1c\n" +

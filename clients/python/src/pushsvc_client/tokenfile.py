@@ -10,7 +10,8 @@ required, the others optional (an empty cell is an empty field):
 
     token, platform, app_id, user_id, topics, device_id, locale, timezone, app_version, apns_environment
 
-`platform` is `apns` or `fcm` (or `PLATFORM_APNS`, `PLATFORM_FCM`, any case);
+`platform` is `apns`, `fcm`, `webpush` or `hms` (or `PLATFORM_APNS`, ..., any case; a
+`webpush` token is the browser's PushSubscription JSON, quoted as CSV quotes it);
 `topics` are separated by `;`; `apns_environment` is `production` (the
 default) or `sandbox`; `app_id`, when given, overrides `--app` for its row.
 
@@ -39,6 +40,8 @@ FORMATS = ("csv", "jsonl")
 _PLATFORMS = {
     "apns": push_pb2.PLATFORM_APNS, "platform_apns": push_pb2.PLATFORM_APNS,
     "fcm": push_pb2.PLATFORM_FCM, "platform_fcm": push_pb2.PLATFORM_FCM,
+    "webpush": push_pb2.PLATFORM_WEBPUSH, "platform_webpush": push_pb2.PLATFORM_WEBPUSH,
+    "hms": push_pb2.PLATFORM_HMS, "platform_hms": push_pb2.PLATFORM_HMS,
 }
 _ENVIRONMENTS = {
     "": push_pb2.APNS_ENVIRONMENT_UNSPECIFIED,
@@ -211,7 +214,7 @@ def _row(values: dict[str, Any], size: int) -> Row:
     platform_value = values.get("platform", "")
     platform = _PLATFORMS.get(platform_value.lower()) if isinstance(platform_value, str) else None
     if platform is None:
-        raise RowError(f"platform: must be apns or fcm (got {str(platform_value)[:40]!r})")
+        raise RowError(f"platform: must be apns, fcm, webpush or hms (got {str(platform_value)[:40]!r})")
     values["platform"] = platform
     env_value = values.get("apns_environment") or ""
     env = _ENVIRONMENTS.get(env_value.lower()) if isinstance(env_value, str) else None

@@ -31,6 +31,12 @@ class _PlatformEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Platform.Val
     PLATFORM_UNSPECIFIED: _Platform.ValueType  # 0
     PLATFORM_APNS: _Platform.ValueType  # 1
     PLATFORM_FCM: _Platform.ValueType  # 2
+    PLATFORM_WEBPUSH: _Platform.ValueType  # 3
+    """A browser's Web Push subscription (RFC 8030): the token is the page's
+    JSON.stringify(PushSubscription), with endpoint and keys.p256dh, keys.auth.
+    """
+    PLATFORM_HMS: _Platform.ValueType  # 4
+    """Huawei Push Kit (HMS Core): an Android device's push token."""
 
 class Platform(_Platform, metaclass=_PlatformEnumTypeWrapper):
     """The push provider a token belongs to."""
@@ -38,6 +44,12 @@ class Platform(_Platform, metaclass=_PlatformEnumTypeWrapper):
 PLATFORM_UNSPECIFIED: Platform.ValueType  # 0
 PLATFORM_APNS: Platform.ValueType  # 1
 PLATFORM_FCM: Platform.ValueType  # 2
+PLATFORM_WEBPUSH: Platform.ValueType  # 3
+"""A browser's Web Push subscription (RFC 8030): the token is the page's
+JSON.stringify(PushSubscription), with endpoint and keys.p256dh, keys.auth.
+"""
+PLATFORM_HMS: Platform.ValueType  # 4
+"""Huawei Push Kit (HMS Core): an Android device's push token."""
 Global___Platform: _TypeAlias = Platform  # noqa: Y015
 
 class _ApnsEnvironment:

@@ -33,6 +33,13 @@ export enum Platform {
   PLATFORM_UNSPECIFIED = 0,
   PLATFORM_APNS = 1,
   PLATFORM_FCM = 2,
+  /**
+   * PLATFORM_WEBPUSH - A browser's Web Push subscription (RFC 8030): the token is the page's
+   * JSON.stringify(PushSubscription), with endpoint and keys.p256dh, keys.auth.
+   */
+  PLATFORM_WEBPUSH = 3,
+  /** PLATFORM_HMS - Huawei Push Kit (HMS Core): an Android device's push token. */
+  PLATFORM_HMS = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -47,6 +54,12 @@ export function platformFromJSON(object: any): Platform {
     case 2:
     case "PLATFORM_FCM":
       return Platform.PLATFORM_FCM;
+    case 3:
+    case "PLATFORM_WEBPUSH":
+      return Platform.PLATFORM_WEBPUSH;
+    case 4:
+    case "PLATFORM_HMS":
+      return Platform.PLATFORM_HMS;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -62,6 +75,10 @@ export function platformToJSON(object: Platform): string {
       return "PLATFORM_APNS";
     case Platform.PLATFORM_FCM:
       return "PLATFORM_FCM";
+    case Platform.PLATFORM_WEBPUSH:
+      return "PLATFORM_WEBPUSH";
+    case Platform.PLATFORM_HMS:
+      return "PLATFORM_HMS";
     case Platform.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -27,6 +27,23 @@ public enum Platform
    * <code>PLATFORM_FCM = 2;</code>
    */
   PLATFORM_FCM(2),
+  /**
+   * <pre>
+   * A browser's Web Push subscription (RFC 8030): the token is the page's
+   * JSON.stringify(PushSubscription), with endpoint and keys.p256dh, keys.auth.
+   * </pre>
+   *
+   * <code>PLATFORM_WEBPUSH = 3;</code>
+   */
+  PLATFORM_WEBPUSH(3),
+  /**
+   * <pre>
+   * Huawei Push Kit (HMS Core): an Android device's push token.
+   * </pre>
+   *
+   * <code>PLATFORM_HMS = 4;</code>
+   */
+  PLATFORM_HMS(4),
   UNRECOGNIZED(-1),
   ;
 
@@ -51,6 +68,23 @@ public enum Platform
    * <code>PLATFORM_FCM = 2;</code>
    */
   public static final int PLATFORM_FCM_VALUE = 2;
+  /**
+   * <pre>
+   * A browser's Web Push subscription (RFC 8030): the token is the page's
+   * JSON.stringify(PushSubscription), with endpoint and keys.p256dh, keys.auth.
+   * </pre>
+   *
+   * <code>PLATFORM_WEBPUSH = 3;</code>
+   */
+  public static final int PLATFORM_WEBPUSH_VALUE = 3;
+  /**
+   * <pre>
+   * Huawei Push Kit (HMS Core): an Android device's push token.
+   * </pre>
+   *
+   * <code>PLATFORM_HMS = 4;</code>
+   */
+  public static final int PLATFORM_HMS_VALUE = 4;
 
 
   public final int getNumber() {
@@ -80,6 +114,8 @@ public enum Platform
       case 0: return PLATFORM_UNSPECIFIED;
       case 1: return PLATFORM_APNS;
       case 2: return PLATFORM_FCM;
+      case 3: return PLATFORM_WEBPUSH;
+      case 4: return PLATFORM_HMS;
       default: return null;
     }
   }

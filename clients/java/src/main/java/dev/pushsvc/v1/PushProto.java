@@ -323,9 +323,10 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
       "\001 \001(\tR\005appId\022\'\n\017notification_id\030\002 \001(\tR\016n" +
       "otificationId\022\024\n\005after\030\003 \001(\tR\005after\"G\n\026S" +
       "treamReceiptsResponse\022-\n\007receipt\030\001 \001(\0132\023" +
-      ".pushsvc.v1.ReceiptR\007receipt*I\n\010Platform" +
+      ".pushsvc.v1.ReceiptR\007receipt*q\n\010Platform" +
       "\022\030\n\024PLATFORM_UNSPECIFIED\020\000\022\021\n\rPLATFORM_A" +
-      "PNS\020\001\022\020\n\014PLATFORM_FCM\020\002*r\n\017ApnsEnvironme" +
+      "PNS\020\001\022\020\n\014PLATFORM_FCM\020\002\022\024\n\020PLATFORM_WEBP" +
+      "USH\020\003\022\020\n\014PLATFORM_HMS\020\004*r\n\017ApnsEnvironme" +
       "nt\022 \n\034APNS_ENVIRONMENT_UNSPECIFIED\020\000\022\037\n\033" +
       "APNS_ENVIRONMENT_PRODUCTION\020\001\022\034\n\030APNS_EN" +
       "VIRONMENT_SANDBOX\020\002*L\n\010Priority\022\030\n\024PRIOR" +

@@ -28,9 +28,9 @@ import grpc
 from google.protobuf import message
 
 from pushsvc import errors
+from pushsvc.access import Action, Principal
 from pushsvc.auth import audit
 from pushsvc.auth.authenticator import Authenticator
-from pushsvc.auth.principal import Action, Principal
 from pushsvc.rpc import status
 from pushsvc.rpc.interception import Handler, MethodInterceptor
 

@@ -1,38 +1,18 @@
-"""Settings: a TOML file, then secret files, then `PUSHSVC_*` environment variables, then CLI flags.
+"""The settings models: every table and field of the config, with its checks.
 
-The models are pydantic-settings models: frozen, with unknown keys rejected
-(a typo must not pass silently) and ranges checked. Every field's docstring is
-its description in the config reference (docs/config.md, made from these
-models by `scripts/gen-config-reference`).
-
-Environment overrides, for every field:
-
-- top-level fields: `PUSHSVC_<FIELD>` (`PUSHSVC_STORE_URL`, `PUSHSVC_PORT`);
-- nested fields, with `__` between the levels: `PUSHSVC_DISPATCH__LEASE_S`,
-  `PUSHSVC_APPS__DEMO__FCM__PROJECT_ID`, `PUSHSVC_TLS__CERT_FILE`; arrays of
-  tables (`auth.api_keys`) take JSON: `PUSHSVC_AUTH__API_KEYS='[{"name": ...}]'`;
-- the sections' fields also by their flat names, `PUSHSVC_DISPATCH_LEASE_S`,
-  `PUSHSVC_AUTH_API_KEYS_FILE`, `PUSHSVC_TLS_CERT_FILE`.
-
-Secrets are never inline: the config names files (a .p8 key, a service-account
-JSON) mounted from Kubernetes Secrets, or environment variables holding them
-(`key_env`, `cert_env`, `service_account_env`, `hash_env`, `secret_env`). An API
-key's SHA-256 hash may be inline. `secrets_dir` (or `PUSHSVC_SECRETS_DIR`) names a
-directory of files named like the environment variables above, each holding the
-value (a Secret mounted as a volume, e.g. /run/secrets/PUSHSVC_STORE_URL holding a
-store URL with its password); environment variables win over those files.
+Frozen models with unknown keys rejected (a typo must not pass silently) and
+ranges checked. Each field's docstring is its description in the config
+reference (docs/config.md, made by `scripts/gen-config-reference`). Reading
+the layers is `loader`'s job; explaining a config is `diagnostics`'.
 """
 
 from __future__ import annotations
 
-import difflib
-import logging
-import os
-import tomllib
-import typing
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -40,15 +20,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
-from pydantic_settings.exceptions import SettingsError
 
-log = logging.getLogger("pushsvc.config")
+# The access vocabulary is a leaf (pushsvc.access imports nothing of pushsvc),
+# so the models can check scopes and hashes where they are parsed.
+from pushsvc.access import AppScope, parse_actions, parse_hash
 
 APNS_PRODUCTION_URL = "https://api.push.apple.com"
 APNS_SANDBOX_URL = "https://api.sandbox.push.apple.com"
@@ -77,6 +56,16 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 def _empty_is_none(value: Any) -> Any:
     # An empty environment variable clears an optional path set in the file.
     return None if value == "" else value
+
+
+def _names(value: Any) -> Any:
+    # From the environment a list arrives as text: JSON (`["a", "b"]`) or comma separated (`a,b`).
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    return value
 
 
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
@@ -156,6 +145,116 @@ class FcmAppSettings(_Section):
         return self
 
 
+WEBPUSH_PUSH_SERVICES = (
+    "fcm.googleapis.com",
+    "updates.push.services.mozilla.com",
+    "*.push.apple.com",
+    "*.notify.windows.com",
+)
+"""The browsers' push services: Chrome and Edge on Android (FCM), Firefox, Safari, Edge on Windows."""
+
+
+class WebPushAppSettings(_Section):
+    """One app's Web Push (VAPID) credentials: `[apps.<app_id>.webpush]`."""
+
+    vapid_private_key_file: OptionalPath = None
+    """The VAPID key: PEM EC P-256, or the base64url private key `pushsvc webpush keys` prints; or vapid_private_key_env."""
+    vapid_private_key_env: str = ""
+    """An environment variable holding the VAPID private key, instead of vapid_private_key_file."""
+    subject: str = Field(pattern=r"^(mailto:[^\s<>]+@[^\s<>]+|https://\S+)$")
+    """The VAPID `sub`: a mailto: or https: contact for the push services' operators."""
+    allowed_hosts: Annotated[tuple[str, ...], BeforeValidator(_names)] = WEBPUSH_PUSH_SERVICES
+    """Push-service hosts a subscription's endpoint may name (`*.example.com` for subdomains): a subscription is caller input."""
+    default_ttl_s: int = Field(default=2_419_200, ge=0)
+    """The TTL header when a message sets no ttl (4 weeks)."""
+    max_concurrent_sends: int = Field(default=256, ge=1)
+    """Deliveries of one batch encrypted and in flight at once."""
+    ca_file: OptionalPath = None
+    """Extra CA to trust (the emulator's); unset means the system store."""
+
+    @model_validator(mode="after")
+    def _one_key(self) -> WebPushAppSettings:
+        if bool(self.vapid_private_key_file) == bool(self.vapid_private_key_env):
+            raise ValueError("set exactly one of vapid_private_key_file, vapid_private_key_env")
+        return self
+
+
+class HmsAppSettings(_Section):
+    """One app's Huawei Push Kit credentials (OAuth client credentials): `[apps.<app_id>.hms]`."""
+
+    client_id: str = Field(pattern=r"^[0-9]{1,64}$")
+    """The app's OAuth client id (AppGallery Connect: the app id)."""
+    client_secret_file: OptionalPath = None
+    """The OAuth client secret; or client_secret_env."""
+    client_secret_env: str = ""
+    """An environment variable holding the client secret, instead of client_secret_file."""
+    project_id: str = Field(min_length=1)
+    """The AppGallery Connect project id: the v2 send API's `/v2/<project_id>/messages:send`."""
+    base_url: str = "https://push-api.cloud.huawei.com"
+    """Push Kit's endpoint."""
+    token_url: str = "https://oauth-login.cloud.huawei.com/oauth2/v3/token"
+    """Huawei's OAuth token endpoint."""
+    ca_file: OptionalPath = None
+    """Extra CA to trust for Push Kit and the token endpoint (the emulator's)."""
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> HmsAppSettings:
+        if bool(self.client_secret_file) == bool(self.client_secret_env):
+            raise ValueError("set exactly one of client_secret_file, client_secret_env")
+        return self
+
+
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class WebhookSettings(_Section):
+    """One endpoint that receives the app's receipts in signed batches: a table `[[apps.<app_id>.webhooks]]`."""
+
+    url: str
+    """Where batches are POSTed as JSON: https, or http to a loopback host (localhost, 127.0.0.1, ::1)."""
+    name: str = ""
+    """The endpoint's name in metrics, logs and its stored cursor; empty means the URL. A new name starts at the log's end."""
+    secret_file: OptionalPath = None
+    """A file holding the signing secret (`whsec_<base64>` as Standard Webhooks prints it, or raw bytes)."""
+    secret_env: str = ""
+    """An environment variable holding the signing secret, instead of secret_file."""
+    max_batch: int = Field(default=100, gt=0, le=10000)
+    """Most receipts in one POST."""
+    max_delay_ms: int = Field(default=1000, ge=0)
+    """Longest a receipt waits for its batch to fill before the batch is sent anyway."""
+    timeout_s: PositiveSeconds = 10.0
+    """Deadline of one POST, connecting included."""
+    initial_backoff_s: PositiveSeconds = 1.0
+    """First retry delay after a failed POST; doubles per failure (with jitter)."""
+    max_backoff_s: PositiveSeconds = 300.0
+    """Longest retry delay: a paused endpoint is tried again this often."""
+    pause_after_s: PositiveSeconds = 60.0
+    """An endpoint failing this long is reported paused (metrics and a warning) until a POST succeeds."""
+    ca_file: OptionalPath = None
+    """Extra CA to trust for this endpoint; unset means the system store."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("expected an https:// URL")
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS and not parts.hostname.startswith("127."):
+            raise ValueError("http:// is allowed only to a loopback host; use https://")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> WebhookSettings:
+        if bool(self.secret_file) == bool(self.secret_env):
+            raise ValueError("set exactly one of secret_file, secret_env (never the secret itself)")
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint's stable name (its cursor's key)."""
+        return self.name or self.url
+
+
 class AppSettings(_Section):
     """One tenant app and its provider credentials: the table `[apps.<app_id>]`."""
 
@@ -165,6 +264,19 @@ class AppSettings(_Section):
     """APNs credentials; without them the app cannot send to iOS devices."""
     fcm: FcmAppSettings | None = None
     """FCM credentials; without them the app cannot send to Android devices."""
+    webpush: WebPushAppSettings | None = None
+    """Web Push (VAPID) credentials; without them the app cannot send to browsers."""
+    hms: HmsAppSettings | None = None
+    """Huawei Push Kit credentials; without them the app cannot send to Huawei devices without Google services."""
+    webhooks: tuple[WebhookSettings, ...] = ()
+    """Endpoints that receive the app's receipts (`[[apps.<app_id>.webhooks]]`); see docs/webhooks.md."""
+
+    @model_validator(mode="after")
+    def _distinct_webhooks(self) -> AppSettings:
+        names = [w.endpoint for w in self.webhooks]
+        if len(set(names)) != len(names):
+            raise ValueError("webhooks: two endpoints with the same name (or URL); give each its own `name`")
+        return self
 
 
 class DispatchSettings(_Section):
@@ -223,9 +335,6 @@ class DispatchSettings(_Section):
 
 
 def _check_scope(apps: tuple[str, ...], actions: tuple[str, ...]) -> None:
-    # Imported here: pushsvc.auth's package imports this module.
-    from pushsvc.auth.principal import AppScope, parse_actions
-
     AppScope.parse(apps, "apps")
     parse_actions(actions, "actions")
 
@@ -249,8 +358,6 @@ class ApiKeySettings(_Section):
     @field_validator("hash")
     @classmethod
     def _hash(cls, value: str) -> str:
-        from pushsvc.auth.apikeys import parse_hash
-
         try:
             return parse_hash(value) if value else value
         except ValueError as exc:
@@ -315,6 +422,26 @@ class IdentitySettings(_Section):
         return self
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry spans: one per RPC and one per fan-out batch, exported over OTLP only when an endpoint is set."""
+
+    otlp_endpoint: str = ""
+    """OTLP/HTTP traces endpoint, e.g. "http://otel-collector:4318/v1/traces"; "" exports nothing and makes no spans. Needs the `otel` extra (`pip install 'pushsvc[otel]'`)."""
+    service_name: str = "pushsvc"
+    """The `service.name` resource attribute of every span."""
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    """The share of new traces recorded; a caller's sampled `traceparent` is followed whatever this says."""
+    export_timeout_s: PositiveSeconds = 10.0
+    """Deadline of one export request to the endpoint."""
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+
 class AuthSettings(_Section):
     """Who may call, and what each caller may do."""
 
@@ -370,6 +497,8 @@ class Settings(_Section):
     """The gRPC listen address."""
     port: Port = 50051
     """The gRPC port (health and reflection are on it too); 0 picks a free one."""
+    connect_port: Port = 0
+    """The port serving PushService over the Connect protocol (JSON or binary POSTs, e.g. with curl) and gRPC-web, on `host`, plaintext HTTP/1.1; 0 disables it (`pushsvc dev` turns it on)."""
     metrics_host: str = "0.0.0.0"
     """The Prometheus endpoint's listen address."""
     metrics_port: Port = 0
@@ -410,6 +539,8 @@ class Settings(_Section):
     """Callers (`[auth]`)."""
     tls: TlsSettings | None = None
     """TLS on the gRPC port (`[tls]`); unset means plaintext (a mesh sidecar terminates TLS)."""
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    """OpenTelemetry traces (`[tracing]`); off unless `otlp_endpoint` is set."""
 
     @field_validator("log_level")
     @classmethod
@@ -432,6 +563,13 @@ class Settings(_Section):
         return {**data, "apps": apps}
 
     @model_validator(mode="after")
+    def _connect_plaintext(self) -> Settings:
+        if self.connect_port and self.tls is not None:
+            # The Connect port has no TLS of its own yet; a plaintext port beside a TLS one would carry the same credentials in the clear.
+            raise ValueError("connect_port: the Connect port is plaintext and cannot be combined with [tls]; terminate TLS in front of it, or set connect_port = 0")
+        return self
+
+    @model_validator(mode="after")
     def _app_ids_match(self) -> Settings:
         for app_id, app in self.apps.items():
             if app.app_id != app_id:
@@ -439,290 +577,7 @@ class Settings(_Section):
         return self
 
 
-class _SettingsSchema(BaseSettings, Settings):
-    """Settings as pydantic-settings sees them: how PUSHSVC_* names map onto the fields.
-
-    Only its schema is used (by _EnvironmentSource); values are validated by
-    Settings itself, which keeps construction free of hidden environment reads
-    and passes the config file's directory to the path fields.
-    """
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED_DELIMITER, case_sensitive=False
-    )
-
-
-class _EnvironmentSource(EnvSettingsSource):
-    """pydantic-settings' environment parsing over a given mapping instead of os.environ."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {name.lower(): value for name, value in self._environ.items()}
-
-
-_FLAT_SECTIONS: dict[str, type[BaseModel]] = {"dispatch": DispatchSettings, "auth": AuthSettings, "tls": TlsSettings}
-
-
-def _nest_flat_names(environ: Mapping[str, str]) -> dict[str, str]:
-    """`PUSHSVC_DISPATCH_LEASE_S` as `PUSHSVC_DISPATCH__LEASE_S`, for the sections' known fields.
-
-    Only known fields: other `PUSHSVC_*` variables (a client's, a test's) are
-    not settings and are left alone. The `__` spelling wins when both are set.
-    """
-    out: dict[str, str] = {}
-    aliases: dict[str, str] = {}
-    for name, value in environ.items():
-        upper = name.upper()
-        for section, model in _FLAT_SECTIONS.items():
-            head = f"{ENV_PREFIX}{section.upper()}_"
-            field = upper[len(head):].lower()
-            if upper.startswith(head) and not field.startswith("_") and field in model.model_fields:
-                aliases[f"{ENV_PREFIX}{section.upper()}{ENV_NESTED_DELIMITER}{field.upper()}"] = value
-                break
-        else:
-            out[upper] = value
-    for name, value in aliases.items():
-        out.setdefault(name, value)
-    return out
-
-
-def _read_secrets_dir(directory: Path) -> dict[str, str]:
-    if not directory.is_dir():
-        # As pydantic-settings does: a warning, so a deployment's config can be
-        # checked where its Secret is not mounted (check-config on a laptop).
-        log.warning("secrets_dir %s is not a directory; no settings are read from it", directory)
-        return {}
-    try:
-        entries = sorted(directory.iterdir())
-    except OSError as exc:
-        raise ConfigError(f"secrets_dir: cannot read {directory}: {exc.strerror}") from None
-    values = {}
-    for entry in entries:
-        # Kubernetes mounts a Secret with hidden ..data links beside the keys.
-        if entry.name.upper().startswith(ENV_PREFIX) and entry.is_file():
-            values[entry.name] = entry.read_text().rstrip("\r\n")
-    return values
-
-
-def _merge(low: Mapping[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
-    """`high` over `low`, table by table."""
-    out = dict(low)
-    for key, value in high.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _match_app_ids(values: dict[str, Any], known: Mapping[str, Any]) -> dict[str, Any]:
-    # Environment names are case-insensitive (PUSHSVC_APPS__SHOP__...): they
-    # address the file's app of that name whatever its case.
-    apps = values.get("apps")
-    if not isinstance(apps, Mapping):
-        return values
-    by_lower = {app_id.lower(): app_id for app_id in known}
-    return {**values, "apps": {by_lower.get(app_id, app_id): body for app_id, body in apps.items()}}
-
-
-def _environment_layer(environ: Mapping[str, str], file_apps: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        values = _EnvironmentSource(_SettingsSchema, _nest_flat_names(environ))()
-    except SettingsError as exc:
-        raise ConfigError(f"environment: {exc}") from None
-    return _match_app_ids(values, file_apps)
-
-
-def load_settings(
-    path: Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any
-) -> Settings:
-    """Reads a TOML file, then `secrets_dir`'s files, then `PUSHSVC_*` variables, then explicit overrides (CLI flags).
-
-    Args:
-        path: The TOML file; None means defaults and the environment only.
-        env: The environment (os.environ when None).
-        overrides: Top-level fields (None values are ignored: a flag not given).
-
-    Raises:
-        ConfigError: every problem, each with its key path (`dispatch.lease_s: ...`).
-    """
-    environ = os.environ if env is None else env
-    raw: dict[str, Any] = {}
-    base_dir = Path.cwd()
-    if path is not None:
-        try:
-            raw = tomllib.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
-        base_dir = path.parent
-    flags = {k: v for k, v in overrides.items() if v is not None}
-    apps = raw.get("apps")
-    file_apps: Mapping[str, Any] = apps if isinstance(apps, Mapping) else {}
-    from_env = _environment_layer(environ, file_apps)
-    layers: list[tuple[str, Mapping[str, Any]]] = [("flags", flags), ("environment", from_env)]
-    secrets_dir = flags.get("secrets_dir") or from_env.get("secrets_dir") or raw.get("secrets_dir")
-    if secrets_dir:
-        directory = Path(str(secrets_dir)).expanduser()
-        directory = directory if directory.is_absolute() else base_dir / directory
-        from_secrets = _environment_layer(_read_secrets_dir(directory), file_apps)
-        layers.append((f"secrets_dir {directory}", from_secrets))
-    layers.append((str(path) if path else "defaults", raw))
-    merged: dict[str, Any] = {}
-    for _, layer in reversed(layers):
-        merged = _merge(merged, layer)
-    try:
-        settings = Settings.model_validate(merged, context={"base_dir": base_dir})
-    except ValidationError as exc:
-        raise ConfigError(*_problems(exc, layers)) from None
-    if settings.auth.api_keys_file is not None:
-        settings = settings.model_copy(
-            update={"auth": settings.auth.model_copy(update={"api_keys": (*settings.auth.api_keys, *_api_keys_file(settings.auth.api_keys_file))})}
-        )
-    return settings
-
-
-class _ApiKeysFile(_Section):
+class ApiKeysFile(_Section):
     """The file auth.api_keys_file names: only `[[api_keys]]` tables."""
 
     api_keys: tuple[ApiKeySettings, ...] = ()
-
-
-def _api_keys_file(path: Path) -> tuple[ApiKeySettings, ...]:
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"auth.api_keys_file: {exc}") from exc
-    try:
-        return _ApiKeysFile.model_validate(raw, context={"base_dir": path.parent}).api_keys
-    except ValidationError as exc:
-        raise ConfigError(*_problems(exc, [(str(path), raw)], where=f"{path}: ")) from None
-
-
-def key_path(loc: tuple[int | str, ...]) -> str:
-    """`('auth', 'api_keys', 0, 'name')` as `auth.api_keys[0].name`."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _source(loc: tuple[int | str, ...], layers: list[tuple[str, Mapping[str, Any]]]) -> str:
-    """Which layer gave the value at loc (the highest that has it)."""
-    for label, layer in layers:
-        node: Any = layer
-        for part in loc:
-            if isinstance(node, Mapping) and part in node:
-                node = node[part]
-            elif isinstance(node, list | tuple) and isinstance(part, int) and part < len(node):
-                node = node[part]
-            else:
-                break
-        else:
-            if not isinstance(node, Mapping):  # a value, not a table several layers may fill
-                return label
-    return ""
-
-
-def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
-    """The field names of the table at loc, for "did you mean"."""
-    model: type[BaseModel] = Settings
-    parts = list(loc)
-    while parts:
-        part = parts.pop(0)
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return []
-        origin = typing.get_origin(field.annotation)
-        if parts and (origin is tuple or origin in (Mapping, dict)):
-            parts.pop(0)  # an array index or an app id
-        found = _model_type(field.annotation)
-        if found is None:
-            return []
-        model = found
-    return list(model.model_fields)
-
-
-def _model_type(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return next((m for arg in typing.get_args(annotation) if (m := _model_type(arg)) is not None), None)
-
-
-def _problems(exc: ValidationError, layers: list[tuple[str, Mapping[str, Any]]], where: str = "") -> list[str]:
-    problems = []
-    for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            near = difflib.get_close_matches(str(loc[-1]), _known_keys(loc[:-1]), n=1)
-            message = "unknown key" + (f" (did you mean {near[0]!r}?)" if near else "")
-        source = _source(loc, layers) if loc else ""
-        origin = f" (from the {source})" if source in ("environment", "flags") or source.startswith("secrets_dir") else ""
-        problems.append(f"{where}{key_path(loc) or 'config'}: {message}{origin}")
-    return problems
-
-
-SERVE_STORE_SCHEMES = ("mongodb://", "mongodb+srv://", "postgresql://", "postgres://")
-
-
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
-
-
-def summary(settings: Settings) -> list[str]:
-    """What a config amounts to, for `pushsvc check-config`: apps, store scheme, principals; never a secret."""
-    apps = ", ".join(
-        f"{app_id} ({'+'.join(p for p in ('apns', 'fcm') if getattr(app, p) is not None) or 'no providers'})"
-        for app_id, app in sorted(settings.apps.items())
-    )
-    auth = settings.auth
-    principals = (
-        "off (--insecure-no-auth)"
-        if auth.insecure_no_auth
-        else ", ".join((
-            _count(len(auth.api_keys), "API key", "API keys"),
-            _count(len(auth.jwt), "JWT issuer", "JWT issuers"),
-            _count(len(auth.identities), "mTLS identity", "mTLS identities"),
-        ))
-    )
-    tls = "off" if settings.tls is None else ("mTLS" if settings.tls.require_client_cert else "on")
-    secrets = []
-    if settings.secrets_dir is not None:
-        found = "" if settings.secrets_dir.is_dir() else " (not found here: its values are missing)"
-        secrets = [f"secrets_dir: {settings.secrets_dir}{found}"]
-    return [
-        f"apps:  {apps or 'none'}",
-        f"store: {settings.store_url.split('://', 1)[0]}://",
-        f"auth:  {principals}",
-        f"tls:   {tls}",
-        f"grpc:  {settings.host}:{settings.port}, metrics: {settings.metrics_port or 'off'}, grace: {settings.grace_s:g} s",
-        *secrets,
-    ]
-
-
-def check_serve(settings: Settings) -> None:
-    """The safety checks of `pushsvc serve`: a real store, and auth unless explicitly switched off.
-
-    Raises:
-        ConfigError: a one-line reason.
-    """
-    if not settings.store_url.startswith(SERVE_STORE_SCHEMES):
-        raise ConfigError(
-            "serve needs store_url = 'postgresql://...', 'mongodb://...' or 'mongodb+srv://...' (or PUSHSVC_STORE_URL); "
-            "the in-memory store is for `pushsvc dev` only"
-        )
-    if settings.auth.configured and settings.auth.insecure_no_auth:
-        raise ConfigError("--insecure-no-auth conflicts with the configured [auth] principals; drop one")
-    if not settings.auth.configured and not settings.auth.insecure_no_auth:
-        raise ConfigError(
-            "serve needs [auth] api_keys, jwt or identities; pass --insecure-no-auth to serve without auth"
-        )
-    tls = settings.tls
-    if settings.auth.identities and (tls is None or tls.client_ca_file is None or not tls.require_client_cert):
-        # Without require_client_cert grpc does not ask for a client certificate at all.
-        raise ConfigError(
-            "auth.identities need mTLS: set [tls] cert_file, key_file, client_ca_file and require_client_cert = true"
-        )

@@ -1,10 +1,47 @@
-"""Principal: who a caller is, and which apps and actions it may touch."""
+"""Who may do what: actions, app scopes and principals, and the form of an API key and its hash.
+
+A leaf of the package tree: the config's models check scopes, actions and key
+hashes where they are parsed, and the auth package builds principals from the
+config, so this vocabulary imports nothing of pushsvc's (keeping config and
+auth out of a cycle).
+
+API keys are 32 random bytes shown once, kept only as a SHA-256 hash. A fast
+hash is enough because the key is not a password: it carries 256 bits of
+entropy, so a stolen hash cannot be brute-forced however quick each guess is,
+and a slow KDF would only add latency to every call.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
+import secrets
 from collections.abc import Iterable
+
+KEY_PREFIX = "psk_"
+"""Marks a pushsvc API key, so that secret scanners and humans recognise one."""
+HASH_PREFIX = "sha256:"
+
+
+def new_key() -> str:
+    """A fresh API key: the prefix and 32 random bytes, base64url."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    """The form kept in config: `sha256:<hex>`."""
+    return HASH_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_hash(value: str, where: str = "hash") -> str:
+    """Validates a configured `sha256:<64 hex>` hash; returns it normalised."""
+    value = value.strip().lower()
+    digest = value.removeprefix(HASH_PREFIX)
+    if not value.startswith(HASH_PREFIX) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"{where}: expected 'sha256:' and 64 hex digits (from `pushsvc keys create`)")
+    return value
+
 
 
 class Action(enum.Enum):

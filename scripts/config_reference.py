@@ -3,7 +3,9 @@
 Every key, its type, default, environment variable and description come from
 pushsvc.config, so the reference cannot drift from the code:
 `scripts/gen-config-reference` writes it, and a test fails when the committed
-file differs (a field added without being documented).
+file differs (a field added without being documented). A development tool,
+so it lives here and not in the wheel; `python scripts/config_reference.py`
+prints the reference.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pushsvc import config
 _HEADER = """\
 # Configuration reference
 
-<!-- Made by scripts/gen-config-reference from pushsvc/config.py; do not edit by hand. -->
+<!-- Made by scripts/gen-config-reference from pushsvc/config/schema.py; do not edit by hand. -->
 
 `pushsvc serve --config FILE` reads a TOML file; `pushsvc check-config FILE` validates one. Each value
 can be overridden, in this order of precedence (highest first):
@@ -137,3 +139,9 @@ def _default(field: FieldInfo) -> str:
     if isinstance(value, tuple):
         value = list(value)
     return f"`{json.dumps(value)}`"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(render())

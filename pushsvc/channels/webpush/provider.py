@@ -1,0 +1,223 @@
+"""The Web Push adapter: render once per notification, encrypt and send per subscription, classify.
+
+`render_webpush` builds the plaintext (a JSON object a service worker reads
+with `event.data.json()`) and the RFC 8030 headers that do not change per
+subscription: Urgency from the priority, Topic from the collapse key.
+`WebPushProvider.send` encrypts for the subscription's keys, signs VAPID for
+its origin (cached per origin) and POSTs to the endpoint, byte-exact. Answers
+(reference/protocols-webpush-hms.md §1.3):
+
+- 201/202 (any 2xx): DELIVERED; the `Location` header is the message id;
+- 404, 410: the subscription is gone: TOKEN_INVALID (removed);
+- 401, 403: VAPID rejected: CREDENTIALS_REJECTED. Apple is said to answer 403
+  for a revoked subscription too, but 403 is also a key mismatch, and pruning
+  on it could delete every subscription of the app;
+- 413: PERMANENT (Send rejects it first when the encrypted record is over 4096 bytes);
+- 429, 5xx: RETRYABLE with Retry-After;
+- anything else (400: a malformed request): PERMANENT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import enum
+import hashlib
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pushsvc import models
+from pushsvc.channels.webpush import crypto, subscription
+from pushsvc.channels.webpush.vapid import VapidSigner
+from pushsvc.clock import Clock
+from pushsvc.providers import base, failures, rendering
+from pushsvc.providers.transport import Transport, TransportError
+
+MAX_TOPIC_CHARS = 32
+"""RFC 8030 §5.4: a Topic is at most 32 characters of the URL-safe base64 alphabet."""
+_TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_URGENCY = {models.Priority.HIGH: "high", models.Priority.NORMAL: "normal", models.Priority.UNSPECIFIED: "normal"}
+
+
+class WebPushReason(enum.StrEnum):
+    """The reasons the Web Push adapter gives (push services answer with statuses, not reason codes)."""
+
+    SUBSCRIPTION_GONE = "SubscriptionGone"
+    """410."""
+    SUBSCRIPTION_NOT_FOUND = "SubscriptionNotFound"
+    """404."""
+    PAYLOAD_TOO_LARGE = "PayloadTooLarge"
+    """413."""
+    TOO_MANY_REQUESTS = "TooManyRequests"
+    """429."""
+    SERVICE_UNAVAILABLE = "PushServiceError"
+    """5xx."""
+    VAPID_REJECTED = "VapidRejected"
+    """401 or 403."""
+    BAD_REQUEST = "BadRequest"
+    """400: a request the push service finds malformed."""
+    UNEXPECTED_STATUS = "UnexpectedStatus"
+    """Any other status."""
+    INVALID_SUBSCRIPTION = "InvalidSubscription"
+    """The stored token is not a usable subscription (nothing was sent)."""
+    ENDPOINT_NOT_ALLOWED = "EndpointNotAllowed"
+    """The endpoint's host is not on the app's allow-list (nothing was sent)."""
+
+
+def topic_of(collapse_key: str) -> str:
+    """The RFC 8030 Topic for a collapse key: itself when it fits, else 32 characters of its SHA-256 (stable)."""
+    if _TOPIC.fullmatch(collapse_key):
+        return collapse_key
+    digest = base64.urlsafe_b64encode(hashlib.sha256(collapse_key.encode()).digest()).decode()
+    return digest[:MAX_TOPIC_CHARS]
+
+
+def render_webpush(message: models.Message, *, notification_id: str = "") -> base.RenderedMessage:
+    """The plaintext a service worker receives and the per-notification headers.
+
+    The plaintext is compact JSON: `title`, `body`, `image`, `tag` (the collapse
+    key, so a newer notification replaces the shown one), `badge`, `sound`,
+    `data` (with the notification id under `rendering.NOTIFICATION_ID_KEY`
+    when given). Its size is measured as the encrypted record the push
+    service limits to 4096 bytes.
+    """
+    payload: dict[str, Any] = {}
+    for name, value in (
+        ("title", message.title), ("body", message.body), ("image", message.image_url),
+        ("tag", message.collapse_key), ("sound", message.sound),
+    ):
+        if value:
+            payload[name] = value
+    if message.badge is not None:
+        payload["badge"] = message.badge
+    if message.data:
+        payload["data"] = {str(key): str(value) for key, value in message.data.items()}
+    if notification_id:
+        payload.setdefault("data", {})[rendering.NOTIFICATION_ID_KEY] = notification_id
+    text = rendering.compact_json(payload)
+    headers = {"urgency": _URGENCY.get(message.priority, "normal")}
+    if message.collapse_key:
+        headers["topic"] = topic_of(message.collapse_key)
+    return base.RenderedMessage(
+        platform=models.Platform.WEBPUSH,
+        body={"payload": text, "headers": headers},
+        size_bytes=rendering.utf8_len(text) + crypto.OVERHEAD_BYTES,
+        limit_bytes=crypto.MAX_RECORD_BYTES,
+    )
+
+
+_O = base.Outcome
+_R = WebPushReason
+
+
+def classify_webpush_response(status: int, headers: Mapping[str, str], *, now: float) -> base.ProviderResult:
+    """Maps one push-service answer onto a `ProviderResult` (pure; no I/O)."""
+    if 200 <= status < 300:
+        return base.ProviderResult(outcome=_O.DELIVERED, provider_status=status, provider_message_id=headers.get("location", ""))
+    if status in (404, 410):
+        reason = _R.SUBSCRIPTION_GONE if status == 410 else _R.SUBSCRIPTION_NOT_FOUND
+        return base.ProviderResult(outcome=_O.TOKEN_INVALID, provider_status=status, reason=reason)
+    if status in (401, 403):
+        return base.ProviderResult(outcome=_O.CREDENTIALS_REJECTED, provider_status=status, reason=_R.VAPID_REJECTED)
+    if status == 429 or status >= 500:
+        return base.ProviderResult(
+            outcome=_O.RETRYABLE,
+            provider_status=status,
+            reason=_R.TOO_MANY_REQUESTS if status == 429 else _R.SERVICE_UNAVAILABLE,
+            retry_after_s=failures.parse_retry_after(headers.get("retry-after"), now=now),
+        )
+    reason = {413: _R.PAYLOAD_TOO_LARGE, 400: _R.BAD_REQUEST}.get(status, _R.UNEXPECTED_STATUS)
+    return base.ProviderResult(outcome=_O.PERMANENT, provider_status=status, reason=reason)
+
+
+class WebPushProvider:
+    """Sends deliveries to the subscriptions' push services over one shared transport.
+
+    Args:
+        transport: HTTP/2 where the push service offers it, HTTP/1.1 otherwise
+            (`Http2Transport` negotiates per origin); one for every origin.
+        signer: The app's VAPID signer.
+        allowed_hosts: Push-service hosts an endpoint may name (checked again
+            at send: the list may have changed since registration).
+        default_ttl_s: The TTL header when the notification has no expiry.
+        max_concurrent_sends: Deliveries of one `send_batch` in flight at once.
+        clock: The process clock; it drives the remaining TTL and Retry-After dates.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        signer: VapidSigner,
+        allowed_hosts: Iterable[str],
+        default_ttl_s: int,
+        clock: Clock,
+        max_concurrent_sends: int = 256,
+    ) -> None:
+        self._transport = transport
+        self._signer = signer
+        self._allowed = tuple(allowed_hosts)
+        self._default_ttl_s = default_ttl_s
+        self._clock = clock
+        self._batch_limit = max_concurrent_sends
+
+    @property
+    def platform(self) -> models.Platform:
+        """Always `Platform.WEBPUSH`."""
+        return models.Platform.WEBPUSH
+
+    async def send(self, delivery: base.Delivery) -> base.ProviderResult:
+        """Encrypts and sends one delivery; never raises for provider, network or subscription errors."""
+        rendered = delivery.rendered
+        if rendered.platform is not models.Platform.WEBPUSH:
+            raise ValueError(f"WebPushProvider cannot send a message rendered for {rendered.platform.value}")
+        try:
+            sub = subscription.parse(delivery.token, max_chars=1 << 20)
+        except subscription.SubscriptionError:
+            return base.ProviderResult(outcome=_O.PERMANENT, reason=_R.INVALID_SUBSCRIPTION)
+        if not subscription.host_allowed(sub.host, self._allowed):
+            return base.ProviderResult(outcome=_O.PERMANENT, reason=_R.ENDPOINT_NOT_ALLOWED)
+        try:
+            body = crypto.encrypt(str(rendered.body["payload"]).encode(), sub.p256dh, sub.auth)
+        except ValueError:
+            # A p256dh that is 65 bytes but not a point on the curve.
+            return base.ProviderResult(outcome=_O.PERMANENT, reason=_R.INVALID_SUBSCRIPTION)
+        headers = [
+            "content-type: application/octet-stream",
+            "content-encoding: aes128gcm",
+            f"ttl: {self._ttl_s(delivery)}",
+            f"authorization: {self._signer.authorization(sub.origin)}",
+            *(f"{name}: {value}" for name, value in rendered.body.get("headers", {}).items()),
+        ]
+        try:
+            response = await self._transport.post(sub.endpoint, headers, body)
+        except TransportError as exc:
+            return failures.transport_failure(exc)
+        return classify_webpush_response(response.status, response.headers, now=self._clock.time())
+
+    async def send_batch(self, deliveries: Sequence[base.Delivery]) -> list[base.ProviderResult]:
+        """Sends a batch, at most `max_concurrent_sends` at once; one result per delivery, in order."""
+        gate = asyncio.Semaphore(self._batch_limit)
+
+        async def one(delivery: base.Delivery) -> base.ProviderResult:
+            async with gate:
+                return await self.send(delivery)
+
+        return list(await asyncio.gather(*(one(d) for d in deliveries)))
+
+    def _ttl_s(self, delivery: base.Delivery) -> int:
+        if delivery.expires_at is None:
+            return self._default_ttl_s
+        return max(0, math.ceil(delivery.expires_at.timestamp() - self._clock.time()))
+
+    async def aclose(self) -> None:
+        """Closes the transport and its connections."""
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> WebPushProvider:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
