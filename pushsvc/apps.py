@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from pushsvc import models
 from pushsvc.providers.base import RenderedMessage
 
-Renderer = Callable[[models.Message], RenderedMessage]
-"""Renders a message once per notification for one platform of one app."""
+
+class Renderer(Protocol):
+    """Renders a message once per notification for one platform of one app.
+
+    A non-empty `notification_id` is rendered into the payload as the data key
+    `NOTIFICATION_ID_KEY` (pushsvc.providers.rendering), so that a device, an app
+    or the emulator's inbox can tell which notification a push belongs to.
+    """
+
+    def __call__(self, message: models.Message, *, notification_id: str = "") -> RenderedMessage: ...
 
 
 @dataclasses.dataclass(frozen=True)

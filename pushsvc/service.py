@@ -156,7 +156,9 @@ class PushService:
         if missing:
             names = ", ".join(sorted(p.name for p in missing))
             raise errors.FailedPrecondition(f"app {cmd.app_id!r} has no credentials for {names}")
-        rendered, localized = self._render(app, cmd.message, platforms)
+        # The id is drawn before rendering: the payload carries it (Renderer).
+        notification_id = uuid.uuid4().hex
+        rendered, localized = self._render(app, cmd.message, platforms, notification_id)
         if query is not None:
             if platforms != set(models.PLATFORMS) and not target.platforms:
                 query = query.restricted_to(frozenset(platforms))
@@ -171,10 +173,10 @@ class PushService:
                 logs.notification_id.set(existing.notification_id)
                 return models.SendResult(existing.notification_id, True, existing.targeted)
         await self._check_queue_depth()
-        return await self._store(cmd, now, query, devices, platforms, rendered, localized, targeted)
+        return await self._store(cmd, now, query, devices, platforms, rendered, localized, targeted, notification_id)
 
     def _render(
-        self, app: AppProfile, message: models.Message, platforms: set[models.Platform]
+        self, app: AppProfile, message: models.Message, platforms: set[models.Platform], notification_id: str
     ) -> tuple[dict[models.Platform, Mapping[str, Any]], dict[str, dict[models.Platform, Mapping[str, Any]]]]:
         """The message rendered once per platform, and each localized variant once per platform; sizes checked."""
         v = validation.Violations()
@@ -186,7 +188,7 @@ class PushService:
         for tag, field, content in variants:
             bodies = localized.setdefault(tag, {}) if tag else rendered
             for platform in sorted(platforms, key=lambda p: p.value):
-                r = app.renderers[platform](content)
+                r = app.renderers[platform](content, notification_id=notification_id)
                 if r.size_bytes > r.limit_bytes:
                     v.add(field, f"the {platform.name} payload is {r.size_bytes} bytes; the limit is {r.limit_bytes}")
                 bodies[platform] = r.body
@@ -214,6 +216,7 @@ class PushService:
         rendered: dict[models.Platform, Mapping[str, Any]],
         localized: dict[str, dict[models.Platform, Mapping[str, Any]]],
         targeted: int,
+        notification_id: str,
     ) -> models.SendResult:
         scheduled = cmd.send_at is not None and cmd.send_at > now
         start = cmd.send_at if scheduled and cmd.send_at else now
@@ -228,7 +231,7 @@ class PushService:
             else []
         )
         draft = NotificationDraft(
-            notification_id=uuid.uuid4().hex,
+            notification_id=notification_id,
             app_id=cmd.app_id,
             state=models.NotificationState.SCHEDULED if scheduled else models.NotificationState.QUEUED,
             created_at=now,

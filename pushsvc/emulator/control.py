@@ -1,6 +1,8 @@
 """Control endpoints served on every emulator port under ``/_emulator/``.
 
-- ``GET /_emulator/inbox[?platform=apns|fcm][&token=...]``: JSON list of entries.
+- ``GET /_emulator/inbox[?platform=apns|fcm][&token=...][&notification_id=...]``:
+  JSON list of entries; ``notification_id`` keeps the pushes of one pushsvc
+  notification (the ``pushsvc_notification_id`` data key, :mod:`.display`).
   ``&rejected=1`` merges in the scenario's error answers
   (:class:`~.inbox.Rejection`), every item then with ``status`` and
   ``reason``; ``&format=jsonl`` gives JSON lines (always with ``status`` and
@@ -80,8 +82,9 @@ class ControlApi:
                 token = params.get("token", [None])[0]
                 rejected = params.get("rejected", ["0"])[0] in ("1", "true")
                 jsonl = params.get("format", ["json"])[0] == "jsonl"
+                notification_id = params.get("notification_id", [None])[0]
                 if rejected or jsonl:
-                    items = self._inbox.answered(platform=platform, token=token)
+                    items = _of_notification(self._inbox.answered(platform=platform, token=token), notification_id)
                     if not rejected:
                         items = [item for item in items if item["status"] == 200]
                     if params.get("display", ["0"])[0] in ("1", "true"):
@@ -91,7 +94,7 @@ class ControlApi:
                         return Response(200, [("content-type", "application/jsonl")], body.encode())
                     return Response.json(200, items)
                 entries = self._inbox.entries(platform=platform, token=token)
-                return Response.json(200, [e.to_json() for e in entries])
+                return Response.json(200, _of_notification([e.to_json() for e in entries], notification_id))
             if method == "DELETE":
                 cleared = len(self._inbox)
                 self._inbox.clear()
@@ -158,6 +161,18 @@ class ControlApi:
             return Response.json(400, {"error": str(exc), "key": exc.key})
         self._load_scenario(scenario)
         return Response.json(200, self._scenario.scenario.to_json())
+
+
+def _of_notification(items: list[dict[str, Any]], notification_id: str | None) -> list[dict[str, Any]]:
+    """The items of one pushsvc notification (all of them when ``notification_id`` is None)."""
+    if notification_id is None:
+        return items
+    return [
+        item
+        for item in items
+        if display_of(item["platform"], item["headers"], item["payload"], item["message_id"]).notification_id
+        == notification_id
+    ]
 
 
 def _with_display(item: dict[str, Any]) -> dict[str, Any]:

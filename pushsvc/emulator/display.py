@@ -16,13 +16,26 @@ Read from the request as the device's OS would read it:
   project id of the message name.
 - Web Push: the decrypted payload's ``title``, ``body``, ``image``,
   ``badge`` and ``sound`` (a payload that is not JSON is the body).
+
+Beside what is shown, ``data`` is what the app receives: FCM's ``data``
+object, an APNs payload's custom keys (every top-level key but ``aps``),
+HMS's ``data`` (a JSON string, parsed) or a Web Push payload's ``data``.
+``notification_id`` is pushsvc's id of the notification the push belongs to:
+the data key ``pushsvc_notification_id`` that pushsvc renders into every push
+(``NOTIFICATION_ID_KEY``; "" when absent, as for pushes not sent by pushsvc).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any
+
+NOTIFICATION_ID_KEY = "pushsvc_notification_id"
+"""The data key pushsvc renders its notification id under. The emulator does not
+import pushsvc (it is a peer of it), so the name is repeated here; a test holds
+the two equal."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -37,6 +50,8 @@ class Display:
     sound: str = ""
     image: str = ""
     category: str = ""
+    data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    notification_id: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict."""
@@ -64,7 +79,18 @@ def _hms(message: Mapping[str, Any]) -> Display:
         badge=_badge(_dict(android.get("badge")).get("set_num")),
         sound=_text(android.get("sound")),
         image=_text(android.get("image")) or _text(notification.get("image")),
+        **_data(_json_object(message.get("data"))),
     )
+
+
+def _json_object(text: Any) -> Mapping[str, Any]:
+    """HMS carries `data` as a JSON string: its object, or {} when it is not one."""
+    if not isinstance(text, str):
+        return {}
+    try:
+        return _dict(json.loads(text))
+    except ValueError:
+        return {}
 
 
 def _webpush(payload: Mapping[str, Any]) -> Display:
@@ -77,6 +103,7 @@ def _webpush(payload: Mapping[str, Any]) -> Display:
         badge=_badge(payload.get("badge")),
         sound=_text(payload.get("sound")),
         image=_text(payload.get("image")),
+        **_data(_dict(payload.get("data"))),
     )
 
 
@@ -123,7 +150,12 @@ def _apns(headers: Mapping[str, str], payload: Mapping[str, Any]) -> Display:
         sound=_sound(aps.get("sound")),
         image=image,
         category=_text(aps.get("category")),
+        **_data({key: value for key, value in payload.items() if key != "aps"}),
     )
+
+
+def _data(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {"data": dict(data), "notification_id": _text(data.get(NOTIFICATION_ID_KEY))}
 
 
 def _fcm(message: Mapping[str, Any], message_id: str) -> Display:
@@ -141,4 +173,5 @@ def _fcm(message: Mapping[str, Any], message_id: str) -> Display:
         sound=_text(android.get("sound")) or _sound(aps.get("sound")),
         image=_text(android.get("image")) or _text(notification.get("image")),
         category=_text(android.get("click_action")) or _text(aps.get("category")),
+        **_data(_dict(message.get("data"))),
     )

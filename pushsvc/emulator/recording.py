@@ -31,7 +31,8 @@ or from the shell, with the expectations in TOML (exit status 1 if any fails)::
 An expectation selects records by any of ``platform``, ``token``, ``prefix``
 (of the token), ``app`` (APNs topic or FCM project), ``environment``,
 ``status``, ``reason`` and the displayed ``title``, ``subtitle``, ``body``,
-``badge``, ``sound``, ``image``, ``category`` (see :mod:`.display`), and
+``badge``, ``sound``, ``image``, ``category``, and pushsvc's
+``notification_id`` (see :mod:`.display`), and
 bounds how many there are: ``count`` (exactly), ``at_least``, ``at_most``;
 with no bound, at least one.
 """
@@ -48,7 +49,7 @@ from typing import Any
 from .display import Display, display_of
 
 SELECTORS = frozenset({"platform", "token", "prefix", "app", "environment", "status", "reason"})
-DISPLAY_SELECTORS = frozenset({"title", "subtitle", "body", "badge", "sound", "image", "category"})
+DISPLAY_SELECTORS = frozenset({"title", "subtitle", "body", "badge", "sound", "image", "category", "notification_id"})
 BOUNDS = frozenset({"count", "at_least", "at_most"})
 
 

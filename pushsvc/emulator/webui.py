@@ -5,10 +5,14 @@ package: no CDN, no build step. The page embeds a first snapshot of the
 inbox, the faults and the scenario, so it shows them at once, then polls the
 JSON endpoints every second (``/_emulator/inbox?rejected=1&display=1``,
 ``/_emulator/faults``, ``/_emulator/scenario``). It lists notifications newest
-first, rendered roughly as a phone shows them (:mod:`.display`), each with its
-raw request (headers and payload) one click away; filters by app, platform,
-token and status (accepted, or rejected by the scenario); and shows the
-faults in force and the test-token table (the scenario's rules).
+first, rendered roughly as a phone shows them (:mod:`.display`), each with
+its arrival as a UTC date and time, its ``data`` (FCM data, APNs custom keys)
+and its raw request (headers and payload) one click away, and a link to every
+push of the same pushsvc notification (the ``pushsvc_notification_id`` data
+key); filters by app, platform, token, notification id and status (accepted,
+or rejected by the scenario); clears the inbox with a button (``DELETE
+/_emulator/inbox``); and shows the faults in force and the test-token table
+(the scenario's rules).
 
 Serve it on the plain-HTTP control port (``EmulatorConfig.control_port``,
 ``pushsvc emulator --control-port``) to open it in a browser without

@@ -145,12 +145,13 @@ REASON_OUTCOMES: Mapping[str, base.Outcome] = {
 """The outcome of every documented APNs reason."""
 
 
-def render_apns(message: models.Message, *, bundle_id: str) -> base.RenderedMessage:
+def render_apns(message: models.Message, *, bundle_id: str, notification_id: str = "") -> base.RenderedMessage:
     """Renders a message for APNs once per notification.
 
     The payload is `aps` (alert, badge, sound, category, thread-id,
     content-available, mutable-content), then `message.data` as top-level
-    custom keys, then `message.apns.payload` deep-merged on top (its keys win).
+    custom keys, then `message.apns.payload` deep-merged on top (its keys win),
+    then the notification id as the custom key `rendering.NOTIFICATION_ID_KEY`.
     The headers are apns-push-type, apns-priority, apns-topic and
     apns-collapse-id, then `message.apns.headers` (which win).
 
@@ -162,6 +163,7 @@ def render_apns(message: models.Message, *, bundle_id: str) -> base.RenderedMess
         message: The platform-neutral message.
         bundle_id: The app's bundle id; the topic is derived from it unless
             `message.apns.topic` is set.
+        notification_id: pushsvc's id of the notification ("" leaves it out).
 
     Returns:
         The rendered message; body is {"headers": {...}, "payload": "<json>"}.
@@ -176,6 +178,8 @@ def render_apns(message: models.Message, *, bundle_id: str) -> base.RenderedMess
     payload.update(message.data)
     if message.apns.payload:
         payload = rendering.deep_merge(payload, message.apns.payload)
+    if notification_id:
+        payload[rendering.NOTIFICATION_ID_KEY] = notification_id
     payload_text = rendering.compact_json(payload)
 
     headers: dict[str, str] = {

@@ -92,7 +92,7 @@ _TEMPLATE_CACHE_SIZE = 64
 _ANDROID_PRIORITY = {models.Priority.HIGH: "HIGH", models.Priority.NORMAL: "NORMAL"}
 
 
-def render_fcm(message: models.Message) -> base.RenderedMessage:
+def render_fcm(message: models.Message, *, notification_id: str = "") -> base.RenderedMessage:
     """Renders a message as an FCM v1 `message` object without a target.
 
     Contains notification {title, body, image}, data, android {priority,
@@ -103,6 +103,10 @@ def render_fcm(message: models.Message) -> base.RenderedMessage:
 
     The Android notification `tag` is the collapse key, so a newer notification
     replaces the displayed one as apns-collapse-id does on iOS.
+
+    A non-empty `notification_id` goes into `data` under
+    `rendering.NOTIFICATION_ID_KEY`, so the app (and the emulator's inbox) can
+    tell which of pushsvc's notifications a message belongs to.
     """
     push_type = message.effective_push_type()
     body: dict[str, Any] = {}
@@ -118,6 +122,8 @@ def render_fcm(message: models.Message) -> base.RenderedMessage:
         body["notification"] = notification
     if message.data:
         body["data"] = {str(key): str(value) for key, value in message.data.items()}
+    if notification_id:
+        body.setdefault("data", {})[rendering.NOTIFICATION_ID_KEY] = notification_id
 
     android: dict[str, Any] = {}
     if message.priority in _ANDROID_PRIORITY:

@@ -6,6 +6,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+NOTIFICATION_ID_KEY = "pushsvc_notification_id"
+"""The data key that carries pushsvc's notification id in every push: an APNs
+top-level custom key, an FCM `data` entry. Its 56 bytes or so count toward the
+provider's payload limit. It is pushsvc's: a caller's data key of the same name
+is replaced, so that the id a device (or the emulator's inbox) sees is true."""
+
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Returns a new dict: `base` with `override` merged in, recursively.

@@ -130,7 +130,7 @@ def good_csv_row(i: int) -> tuple[str, str, str]:
 
 
 BAD_CSV_ROWS = {
-    "bad platform": ("tok-1,windows,u,,,,", "platform: must be apns or fcm (got 'windows')"),
+    "bad platform": ("tok-1,windows,u,,,,", "platform: must be apns, fcm, webpush or hms (got 'windows')"),
     "empty token": (",fcm,u,,,,", "token: must not be empty"),
     "bad hex APNs token": ("zz" * 32 + ",apns,u,,,,", "token: an APNs device token must be hexadecimal"),
     "malformed CSV": ('"quoted"garbage,fcm,u,,,,', "malformed CSV: ',' expected after '\"'"),

@@ -115,3 +115,18 @@ def test_a_bad_line_is_named():
     with pytest.raises(recording.RecordingError, match="line 2"):
         recording.loads('{"platform":"fcm","token":"t","environment":"","headers":{},"payload":{},'
                         '"message_id":"m","received_at":1}\n[1, 2]\n')
+
+
+def test_select_by_pushsvcs_notification_id():
+    lines = [
+        {"platform": "fcm", "token": "t1", "environment": "", "headers": {}, "message_id": "projects/p/messages/1",
+         "received_at": 1.0, "payload": {"data": {"pushsvc_notification_id": "n1", "k": "v"}}},
+        {"platform": "apns", "token": "t2", "environment": "production", "headers": {"apns-topic": "b"},
+         "message_id": "m2", "received_at": 2.0, "payload": {"aps": {}, "pushsvc_notification_id": "n1"}},
+        {"platform": "apns", "token": "t3", "environment": "production", "headers": {"apns-topic": "b"},
+         "message_id": "m3", "received_at": 3.0, "payload": {"aps": {}, "pushsvc_notification_id": "n2"}},
+    ]
+    run = recording.loads("\n".join(json.dumps(line) for line in lines))
+    assert [r.token for r in run.select(notification_id="n1")] == ["t1", "t2"]
+    run.expect(notification_id="n2", count=1)
+    assert run.records[0].display.data == {"pushsvc_notification_id": "n1", "k": "v"}

@@ -10,17 +10,28 @@ import asyncio
 import json
 import os
 import shutil
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
+import grpc
 import httpx
 import pytest
 from PIL import Image
 
-from pushsvc.emulator import Emulator
+from pushsvc.config import DispatchSettings
+from pushsvc.devstack import DevStack, start_dev_stack
+from pushsvc.emulator import Emulator, EmulatorConfig
+from pushsvc.emulator.display import NOTIFICATION_ID_KEY
+from pushsvc.providers import rendering
+from pushsvc.v1 import push_pb2 as pb
+from pushsvc.v1 import push_pb2_grpc
 
-from .conftest import BUNDLE, JWT_GRANT, PROJECT, hex_token, ssl_ctx_from
+from .browser import Browser
+from .conftest import BUNDLE, JWT_GRANT, PROJECT, START, hex_token, ssl_ctx_from
 
 CHROMIUM_TIMEOUT_S = 90.0
 WINDOW = (1200, 900)
@@ -64,7 +75,8 @@ async def _send_three(emulator: Emulator, make_jwt, access_token: str) -> None:
                 "badge": 3,
                 "sound": "chime.caf",
                 "category": "ORDER",
-            }
+            },
+            "order_id": "A-1001",
         }
         headers = {"apns-topic": BUNDLE, "authorization": f"bearer {make_jwt()}"}
         for token, title in ((hex_token("aa"), "Order shipped"), (hex_token("0410"), "Stale device")):
@@ -76,7 +88,8 @@ async def _send_three(emulator: Emulator, make_jwt, access_token: str) -> None:
         response = await client.post(
             f"{emulator.fcm_url}/v1/projects/{PROJECT}/messages:send",
             headers={"authorization": f"Bearer {access_token}"},
-            json={"message": {"token": "pixel-7", "notification": {"title": "Hi from FCM", "body": "Dinner at 8?", "image": IMAGE}}},
+            json={"message": {"token": "pixel-7", "notification": {"title": "Hi from FCM", "body": "Dinner at 8?", "image": IMAGE},
+                              "data": {"chat": "dinner", "seats": "4"}}},
         )
         assert response.status_code == 200, response.text
 
@@ -217,3 +230,128 @@ async def test_page_on_every_tls_port_embeds_the_snapshot(ui):
         assert (root.status_code, root.headers["location"]) == (302, "/_emulator/")
         feed = (await plain.get(ui.control_url + "/_emulator/inbox?rejected=1&display=1")).json()
         assert [item["display"]["title"] for item in feed] == ["Order shipped", "Stale device", "Hi from FCM"]
+
+
+# --- Clicking in the page: Chromium over the DevTools protocol (tests/emulator/browser.py).
+
+CARDS = "[...document.querySelectorAll('#list .notification')]"
+
+
+def _cards_in(browser: Browser) -> list[dict[str, Any]]:
+    return browser.evaluate(
+        CARDS + """.map(c => ({
+            token: c.dataset.token,
+            when: c.querySelector('.when').textContent,
+            link: c.querySelector('a.notification-id') && c.querySelector('a.notification-id').getAttribute('href'),
+            linkText: c.querySelector('a.notification-id') && c.querySelector('a.notification-id').textContent,
+            data: c.querySelector('details.data') ? Object.fromEntries([...c.querySelectorAll('details.data tr')]
+                .map(r => [r.querySelector('th').textContent, r.querySelector('td').textContent])) : null,
+        }))"""
+    )
+
+
+def _in_browser(tmp_path: Path, steps: Callable[[Browser], Any]) -> Any:
+    browser = Browser(chromium_binary(), tmp_path / "profile", window=WINDOW, timeout_s=CHROMIUM_TIMEOUT_S)
+    try:
+        return steps(browser)
+    finally:
+        browser.close()
+
+
+async def test_clear_button_empties_the_inbox_through_the_control_api(ui, tmp_path):
+    assert len(ui.inbox.answered()) == 3
+
+    def steps(browser: Browser) -> tuple[int, str, int]:
+        browser.open(ui.control_url + "/_emulator/")
+        before = browser.evaluate(CARDS + ".length")
+        browser.click("#clear")
+        browser.wait_for("document.querySelector('#list .empty') !== null", "the list to empty")
+        empty = browser.evaluate("document.querySelector('#list').textContent")
+        # A reload shows what the emulator holds, not what the page remembers.
+        browser.open(ui.control_url + "/_emulator/?reloaded=1")
+        return before, empty, browser.evaluate(CARDS + ".length")
+
+    before, empty, after_reload = await asyncio.to_thread(_in_browser, tmp_path, steps)
+    assert before == 3
+    assert empty == "No notifications yet." and after_reload == 0
+    assert len(ui.inbox) == 0 and ui.inbox.answered() == []  # the rejection went too
+    async with httpx.AsyncClient(timeout=10) as plain:
+        assert (await plain.get(ui.control_url + "/_emulator/inbox?rejected=1")).json() == []
+
+
+async def test_data_payload_opens_per_delivery_and_times_carry_a_utc_date(ui, tmp_path):
+    def steps(browser: Browser) -> tuple[list[dict[str, Any]], list[bool], list[bool]]:
+        browser.open(ui.control_url + "/_emulator/")
+        cards = _cards_in(browser)
+        shown = "[...document.querySelectorAll('details.data table')].map(t => t.checkVisibility())"
+        closed = browser.evaluate(shown)
+        browser.click("#list .notification[data-token='pixel-7'] details.data summary")
+        return cards, closed, browser.evaluate(shown)
+
+    cards, closed, opened = await asyncio.to_thread(_in_browser, tmp_path, steps)
+    by_token = {c["token"]: c for c in cards}
+    assert by_token["pixel-7"]["data"] == {"chat": "dinner", "seats": "4"}  # FCM data
+    assert by_token[hex_token("aa")]["data"] == {"order_id": "A-1001"}  # APNs custom keys, without aps
+    # Collapsed until clicked: newest first, so the FCM card's table is the first.
+    assert closed == [False, False, False] and opened == [True, False, False]
+    arrived = datetime.fromtimestamp(START, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    assert [c["when"] for c in cards] == [arrived] * 3
+    assert all(c["link"] is None for c in cards)  # not sent by pushsvc: no notification id to link
+
+
+@pytest.fixture
+async def pushsvc_stack(tmp_path: Path) -> AsyncIterator[DevStack]:
+    """pushsvc with its emulator (and the emulator's plain-HTTP control port), on the memory store."""
+    stack = await start_dev_stack(
+        state_dir=tmp_path / "dev", port=0, store_url=f"memory://webui-{uuid.uuid4().hex}",
+        dispatch=DispatchSettings(poll_interval_s=0.05, initial_backoff_s=0.05, max_backoff_s=0.5),
+        emulator_config=EmulatorConfig(control_port=0),
+    )
+    try:
+        yield stack
+    finally:
+        await stack.stop(0)
+
+
+async def test_each_delivery_links_to_its_pushsvc_notification(pushsvc_stack, tmp_path):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{pushsvc_stack.app.port}") as channel:
+        stub = push_pb2_grpc.PushServiceStub(channel)
+        sent = []
+        for n in range(2):
+            devices = [pb.Device(token=hex_token(f"a{n}"), platform=pb.PLATFORM_APNS),
+                       pb.Device(token=f"fcm-{n}", platform=pb.PLATFORM_FCM)]
+            reply = await stub.Send(pb.SendRequest(
+                app_id="demo", target=pb.Target(devices=pb.DeviceList(devices=devices)),
+                message=pb.Message(title=f"Notification {n}", data={"n": str(n)})))
+            sent.append(reply.notification_id)
+            async for _ in stub.StreamReceipts(pb.StreamReceiptsRequest(app_id="demo", notification_id=reply.notification_id)):
+                pass
+    first, second = sent
+    emulator = pushsvc_stack.emulator
+    async with httpx.AsyncClient(timeout=10) as plain:
+        only_first = (await plain.get(f"{emulator.control_url}/_emulator/inbox?notification_id={first}")).json()
+    assert sorted(e["token"] for e in only_first) == sorted([hex_token("a0"), "fcm-0"])
+
+    def steps(browser: Browser) -> tuple[list[dict[str, Any]], str, list[dict[str, Any]]]:
+        browser.open(emulator.control_url + "/_emulator/")
+        every = _cards_in(browser)
+        browser.click(f"#list .notification[data-token='{hex_token('a0')}'] a.notification-id")
+        browser.wait_for(f"location.search === '?notification={first}' && document.readyState === 'complete'", "the link")
+        return every, browser.evaluate("document.getElementById('f-notification').value"), _cards_in(browser)
+
+    every, filter_value, linked = await asyncio.to_thread(_in_browser, tmp_path, steps)
+    by_token = {c["token"]: c for c in every}
+    assert set(by_token) == {hex_token("a0"), "fcm-0", hex_token("a1"), "fcm-1"}
+    for n, notification_id in enumerate(sent):
+        for token in (hex_token(f"a{n}"), f"fcm-{n}"):
+            card = by_token[token]
+            assert card["link"] == f"?notification={notification_id}" and notification_id in card["linkText"]
+            # pushsvc's id rides in the data payload beside the caller's own keys, on both platforms.
+            assert card["data"] == {"n": str(n), "pushsvc_notification_id": notification_id}, card
+    # Following the link shows that notification's pushes and no other.
+    assert filter_value == first
+    assert sorted(c["token"] for c in linked) == sorted([hex_token("a0"), "fcm-0"])
+
+
+def test_the_emulator_knows_pushsvcs_notification_id_key():
+    assert NOTIFICATION_ID_KEY == rendering.NOTIFICATION_ID_KEY

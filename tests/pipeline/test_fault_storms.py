@@ -223,11 +223,13 @@ async def test_answers_lost_with_their_connection_never_make_a_push_failed(tmp_p
         tmp_path, {"error_rate": 0.2, "reset_after": 200, "latency_s": 0.001}, tokens, RATE_LIMITS_AND_PERMANENT_ERRORS, seen
     )
     duplicates = _assert_truthful(rs, accepted)
-    # Not the 1% of the storms above: each drop takes the answers in flight
-    # with it, the first one a whole burst. The transport's window on requests
-    # in flight shrinks after each drop, so the rest cost a few each (without
-    # it, 34% of the tokens here; measured with it: 5 to 8%).
-    assert duplicates <= 0.1 * len(tokens), f"{duplicates} duplicate deliveries"
+    # The 1% of the storms above. Each drop takes the answers in flight with
+    # it, so the transport's window on requests in flight decides: it starts
+    # small and grows a quarter per answer, so the first drop takes a few dozen
+    # requests at most, not a burst; after each drop it is one request, the one
+    # the drop refused. Measured: 0.05 to 0.6% (with no window, 34%; with a
+    # window that started full and kept a quarter after a drop, 7%).
+    assert duplicates <= DUPLICATE_BUDGET * len(tokens), f"{duplicates} duplicate deliveries"
     rejected = Counter(r.entry.token for r in seen if isinstance(r, Rejection))
     permanent = [t for t, _ in tokens if t.startswith(("perm-", "0413"))]
     for t in permanent:

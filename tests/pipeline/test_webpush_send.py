@@ -47,5 +47,7 @@ async def test_subscriptions_get_the_notification_a_busy_one_after_a_retry_and_a
     assert got[gone["endpoint"]].reason == "SubscriptionGone"
     assert got[busy["endpoint"]].status == pb.DELIVERY_STATUS_DELIVERED and got[busy["endpoint"]].attempts == 2
     entry = stack.emulator.inbox.entries(platform="webpush", token=live["endpoint"])[0]
-    assert entry.payload == {"title": "Hello", "body": "browser", "tag": "greeting"}
+    assert entry.payload == {
+        "title": "Hello", "body": "browser", "tag": "greeting", "data": {"pushsvc_notification_id": sent.notification_id},
+    }
     assert entry.headers["urgency"] == "high" and entry.headers["topic"] == "greeting"

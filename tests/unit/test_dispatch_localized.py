@@ -44,9 +44,11 @@ async def test_rendering_is_once_per_variant_and_platform_never_per_token(world:
     calls: list[tuple[str, str]] = []
     app = world.service._apps[APP]  # noqa: SLF001 - the renderers are the profile's; counting them is the point
     for platform, render in list(app.renderers.items()):
-        def counting(m: models.Message, render: Any = render, platform: models.Platform = platform) -> Any:
+        def counting(
+            m: models.Message, render: Any = render, platform: models.Platform = platform, notification_id: str = ""
+        ) -> Any:
             calls.append((platform.value, m.title))
-            return render(m)
+            return render(m, notification_id=notification_id)
         app.renderers[platform] = counting  # type: ignore[index]  # the test's own profile, mutable on purpose
     await world.service.send(models.SendCommand(APP, ALL, models.Message(title="Hello", localized=VARIANTS)))
     await world.drain()

@@ -50,8 +50,9 @@ async def test_send_plans_partitions_and_stores_the_rendered_bodies_as_rendered(
     assert len(status) == 3  # 120 targets / partition_size 50
     record = await world.stores.notifications.get(APP, sent.notification_id)
     # The body the dispatcher gets is the renderer's, unchanged (data keys with dots and dollars included).
-    assert record is not None and record.rendered[FCM] == render_fcm(HELLO).body
-    assert record.rendered[FCM]["data"] == {"k.$": "v"}
+    assert record is not None and record.rendered[FCM] == render_fcm(HELLO, notification_id=sent.notification_id).body
+    # pushsvc's notification id rides along as a data key, beside the caller's.
+    assert record.rendered[FCM]["data"] == {"k.$": "v", "pushsvc_notification_id": sent.notification_id}
 
 
 async def test_send_renders_every_platform_of_the_app(world: World) -> None:

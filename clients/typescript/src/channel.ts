@@ -1,6 +1,6 @@
 import { credentials, InterceptingCall, type ChannelOptions, type Interceptor, type ServiceError } from "@grpc/grpc-js";
 
-import { PushServiceClient } from "./gen/pushsvc/v1/push";
+import { PushServiceClient } from "./gen/pushsvc/v1/push.js";
 
 const SERVICE = "pushsvc.v1.PushService";
 

@@ -3,6 +3,6 @@
  * `connect` (TLS, credentials, retries, deadlines) and `ReceiptFollower`, which
  * resumes a receipt stream from its last cursor.
  */
-export * from "./gen/pushsvc/v1/push";
-export { connect, credentialMetadata, defaultServiceConfig, IDEMPOTENT_METHODS, unary, type ConnectOptions } from "./channel";
-export { ReceiptFollower, type FollowOptions } from "./receipts";
+export * from "./gen/pushsvc/v1/push.js";
+export { connect, credentialMetadata, defaultServiceConfig, IDEMPOTENT_METHODS, unary, type ConnectOptions } from "./channel.js";
+export { ReceiptFollower, type FollowOptions } from "./receipts.js";

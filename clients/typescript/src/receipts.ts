@@ -1,6 +1,6 @@
 import { status, type ServiceError } from "@grpc/grpc-js";
 
-import { type PushServiceClient, type Receipt, StreamReceiptsRequest } from "./gen/pushsvc/v1/push";
+import { type PushServiceClient, type Receipt, StreamReceiptsRequest } from "./gen/pushsvc/v1/push.js";
 
 export interface FollowOptions {
   /** Where to start (empty: the beginning of the notification, or now for the live feed). */

@@ -82,8 +82,11 @@ def reason_of(code: str) -> str:
 _URGENCY = {models.Priority.HIGH: "HIGH", models.Priority.NORMAL: "NORMAL"}
 
 
-def render_hms(message: models.Message) -> base.RenderedMessage:
-    """The v2 `message` object without its tokens; `data` is a JSON string, as Push Kit requires."""
+def render_hms(message: models.Message, *, notification_id: str = "") -> base.RenderedMessage:
+    """The v2 `message` object without its tokens; `data` is a JSON string, as Push Kit requires.
+
+    A non-empty `notification_id` goes into `data` under `rendering.NOTIFICATION_ID_KEY`.
+    """
     body: dict[str, Any] = {}
     notification = {k: v for k, v in (("title", message.title), ("body", message.body), ("image", message.image_url)) if v}
     android: dict[str, Any] = {}
@@ -98,8 +101,11 @@ def render_hms(message: models.Message) -> base.RenderedMessage:
         if message.badge is not None:
             android_notification["badge"] = {"set_num": message.badge}
         android["notification"] = android_notification
-    if message.data:
-        body["data"] = rendering.compact_json({str(k): str(v) for k, v in message.data.items()})
+    data = {str(k): str(v) for k, v in message.data.items()}
+    if notification_id:
+        data[rendering.NOTIFICATION_ID_KEY] = notification_id
+    if data:
+        body["data"] = rendering.compact_json(data)
     if message.priority in _URGENCY:
         android["urgency"] = _URGENCY[message.priority]
     if android:

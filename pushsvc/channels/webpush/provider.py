@@ -74,13 +74,14 @@ def topic_of(collapse_key: str) -> str:
     return digest[:MAX_TOPIC_CHARS]
 
 
-def render_webpush(message: models.Message) -> base.RenderedMessage:
+def render_webpush(message: models.Message, *, notification_id: str = "") -> base.RenderedMessage:
     """The plaintext a service worker receives and the per-notification headers.
 
     The plaintext is compact JSON: `title`, `body`, `image`, `tag` (the collapse
     key, so a newer notification replaces the shown one), `badge`, `sound`,
-    `data`. Its size is measured as the encrypted record the push service
-    limits to 4096 bytes.
+    `data` (with the notification id under `rendering.NOTIFICATION_ID_KEY`
+    when given). Its size is measured as the encrypted record the push
+    service limits to 4096 bytes.
     """
     payload: dict[str, Any] = {}
     for name, value in (
@@ -93,6 +94,8 @@ def render_webpush(message: models.Message) -> base.RenderedMessage:
         payload["badge"] = message.badge
     if message.data:
         payload["data"] = {str(key): str(value) for key, value in message.data.items()}
+    if notification_id:
+        payload.setdefault("data", {})[rendering.NOTIFICATION_ID_KEY] = notification_id
     text = rendering.compact_json(payload)
     headers = {"urgency": _URGENCY.get(message.priority, "normal")}
     if message.collapse_key:

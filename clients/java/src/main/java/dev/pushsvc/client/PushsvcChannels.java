@@ -46,7 +46,7 @@ public final class PushsvcChannels {
       return this;
     }
 
-    /** Sent as "authorization: Bearer <key>" on every call. */
+    /** Sent as {@code "authorization: Bearer <key>"} on every call. */
     public Options apiKey(String apiKey) {
       this.apiKey = apiKey;
       return this;
