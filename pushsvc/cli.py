@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check_config(args)
         if args.command == "migrate":
             return asyncio.run(_migrate(args))
-        return _exit_now(asyncio.run(_until_signal(lambda stop: _serve(args, stop))))
+        signalled = _Signalled()
+        return _exit_now(asyncio.run(_until_signal(lambda stop: _serve(args, stop), signalled)), signalled)
     except config.ConfigError as exc:
         for problem in exc.problems or (str(exc),):
             print(f"pushsvc: config error: {problem}", file=sys.stderr)
@@ -250,18 +251,23 @@ def _operator(argv: list[str]) -> int:
 
 
 _log = logging.getLogger("pushsvc")
-_signalled_at: float | None = None
-"""When the first SIGTERM or SIGINT came (monotonic), for the exit line."""
 
 
-async def _until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+class _Signalled:
+    """When the first SIGTERM or SIGINT came (monotonic), for the exit line; one per run of a command."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+
+async def _until_signal(run: Callable[[asyncio.Event], Awaitable[None]], signalled: _Signalled | None = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    signalled = signalled or _Signalled()
 
     def on_signal(signum: signal.Signals) -> None:
-        global _signalled_at
-        if _signalled_at is None:
-            _signalled_at = time.monotonic()
+        if signalled.at is None:
+            signalled.at = time.monotonic()
             _log.info("received %s: draining", signum.name)
         stop.set()
 
@@ -271,14 +277,14 @@ async def _until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> int:
     return 0
 
 
-def _exit_now(code: int) -> int:
+def _exit_now(code: int, signalled: _Signalled) -> int:
     """Logs the exit; exits at once when a thread is still blocked in a call that never came back.
 
     The drain bounds every store and provider call it makes, but a thread
     blocked in one (a store that accepts and never answers) would otherwise
     hold the interpreter's exit until its socket timeout, past the grace.
     """
-    since = f", {time.monotonic() - _signalled_at:.1f} s after the signal" if _signalled_at is not None else ""
+    since = f", {time.monotonic() - signalled.at:.1f} s after the signal" if signalled.at is not None else ""
     blocked = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
     if not blocked:
         _log.info("exit %d%s", code, since)
