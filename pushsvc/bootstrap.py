@@ -38,7 +38,7 @@ from pushsvc.storage.watch import StoreCalls
 from pushsvc.tracing import NULL_TRACER, Tracer
 from pushsvc.tracing.otel import OtelTracer
 from pushsvc.webhooks import signing
-from pushsvc.webhooks.httpclient import HttpxPoster
+from pushsvc.webhooks.httpclient import TransportPoster
 from pushsvc.webhooks.poster import WebhookPoster
 from pushsvc.webhooks.sender import Endpoint, WebhookSenders, build_senders
 
@@ -516,7 +516,7 @@ def build_application(
     if endpoints:
         timeouts = {(app_id, hook.endpoint): hook.timeout_s for app_id, app in settings.apps.items() for hook in app.webhooks}
         posted: list[tuple[Endpoint, WebhookPoster]] = [
-            (e, HttpxPoster(timeout_s=timeouts[(e.app_id, e.name)], ca_pem=ca)) for e, ca in endpoints
+            (e, TransportPoster(timeout_s=timeouts[(e.app_id, e.name)], clock=clock, ca_pem=ca)) for e, ca in endpoints
         ]
         webhooks = build_senders(
             posted,

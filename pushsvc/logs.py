@@ -251,9 +251,6 @@ def configure(log_format: str = "json", level: str = "INFO", stream: TextIO | No
     root.addHandler(handler)
     root.setLevel(max(numeric, logging.INFO))
     logging.getLogger("pushsvc").setLevel(numeric)
-    # httpx logs every request at INFO: a line per webhook batch. pushsvc reports
-    # the ones that matter itself (failures, pauses), rate-limited.
-    logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
     return handler
 
 

@@ -231,7 +231,7 @@ class WebhookSettings(_Section):
     pause_after_s: PositiveSeconds = 60.0
     """An endpoint failing this long is reported paused (metrics and a warning) until a POST succeeds."""
     ca_file: OptionalPath = None
-    """Extra CA to trust for this endpoint; unset means the system store."""
+    """A CA to trust for this endpoint instead of the system store (a private CA); unset means the system store."""
 
     @field_validator("url")
     @classmethod

@@ -1,38 +1,44 @@
-"""`WebhookPoster` over httpx: one client (and connection pool) per endpoint; httpx errors end here."""
+"""`WebhookPoster` over the providers' transport (libcurl): transport errors end here.
+
+Why not an HTTP client library: the server already carries libcurl for the
+push services, with HTTP/2 where offered and HTTP/1.1 otherwise, deadlines,
+and its errors mapped to a few kinds; a second client (httpx brings httpcore,
+h11 and anyio) would only add to the server's install for a few POSTs a second.
+"""
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
 
-import httpx
-
+from pushsvc.clock import Clock
+from pushsvc.providers.transport import ConnectFailed, DeadlineExceeded, Http2Transport, QueueTimeout, TlsConfig, TransportError
 from pushsvc.webhooks.poster import PostFailed
 
 
-class HttpxPoster:
-    """POSTs with httpx, HTTP/1.1, the system trust store plus an optional extra CA."""
+class TransportPoster:
+    """POSTs through one `Http2Transport` per endpoint: the system trust store, or the endpoint's own CA instead."""
 
-    def __init__(self, *, timeout_s: float, ca_pem: bytes | None = None) -> None:
-        context = ssl.create_default_context()
-        if ca_pem is not None:
-            context.load_verify_locations(cadata=ca_pem.decode())
-        self._client = httpx.AsyncClient(
-            verify=context, timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False
+    def __init__(self, *, timeout_s: float, clock: Clock, ca_pem: bytes | None = None) -> None:
+        self._transport = Http2Transport(
+            tls=TlsConfig(ca_pem=ca_pem),
+            clock=clock,
+            request_timeout_s=timeout_s,
+            connect_timeout_s=timeout_s,
+            user_agent="pushsvc-webhooks",
         )
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
         """See `WebhookPoster.post`; the response body is read and dropped."""
         try:
-            response = await self._client.post(url, content=body, headers=dict(headers))
-        except httpx.TimeoutException as exc:
+            response = await self._transport.post(url, [f"{name}: {value}" for name, value in headers.items()], body)
+        except (DeadlineExceeded, QueueTimeout) as exc:
             raise PostFailed("timeout", type(exc).__name__) from None
-        except (httpx.ConnectError, OSError) as exc:
+        except ConnectFailed as exc:
             raise PostFailed("connect", str(exc)[:200]) from None
-        except httpx.HTTPError as exc:
+        except TransportError as exc:
             raise PostFailed("protocol", f"{type(exc).__name__}: {str(exc)[:200]}") from None
-        return response.status_code
+        return response.status
 
     async def aclose(self) -> None:
         """See `WebhookPoster.aclose`."""
-        await self._client.aclose()
+        await self._transport.aclose()

@@ -1,4 +1,4 @@
-"""The edge webhooks leave by: one POST to one endpoint (the port; `http` is the httpx adapter)."""
+"""The edge webhooks leave by: one POST to one endpoint (the port; `httpclient` is the adapter over the providers' transport)."""
 
 from __future__ import annotations
 
