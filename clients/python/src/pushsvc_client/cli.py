@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -259,7 +259,8 @@ def _timestamp(value: str | None, flag: str) -> timestamp_pb2.Timestamp | None:
     except ValueError:
         raise UsageError(f"{flag} {value!r}: want an ISO 8601 time, e.g. 2026-12-06T09:00:00Z") from None
     ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(at if at.tzinfo is not None else at.replace(tzinfo=UTC))
+    # timezone.utc, not datetime.UTC imported by name: that constant would count as a public name (tests/test_exports.py).
+    ts.FromDatetime(at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc))  # noqa: UP017 - see above
     return ts
 
 
