@@ -12,6 +12,7 @@ import json
 import uuid
 from typing import Any
 
+from pushsvc.v1 import push_pb2
 from tests.connect.conftest import ConnectStack, CurlAnswer, bad_request_fields, curl, envelope, unenvelope
 
 SERVICE = "/pushsvc.v1.PushService/"
@@ -76,6 +77,22 @@ async def test_every_rpc_over_connect_json(stack: ConnectStack) -> None:
     pruned = await call(stack, "Prune", {"appId": "alpha", "dryRun": True, "staleAfter": "3600s"}, keys["prune"])
     assert pruned.status == 200, pruned
     assert "removed" not in pruned.json() and int(pruned.json().get("wouldRemove", "0")) == 0  # every token was seen just now
+
+    token = await call(stack, "GetToken", {"appId": "alpha", "platform": "PLATFORM_FCM", "token": tokens[0]}, keys["read"])
+    assert token.status == 200 and token.json()["token"]["token"] == tokens[0], token
+    listed = await call(stack, "ListTokens", {"appId": "alpha", "userId": "u1"}, keys["read"])
+    assert listed.status == 200 and [t["token"] for t in listed.json()["tokens"]] == [tokens[0]], listed
+    notes = await call(stack, "ListNotifications", {"appId": "alpha"}, keys["read"])
+    assert notes.status == 200 and nid in [n["notificationId"] for n in notes.json()["notifications"]], notes
+    # The notification is finished: cancelling it is FAILED_PRECONDITION, over Connect as over gRPC.
+    cancelled = await call(stack, "CancelNotification", {"appId": "alpha", "notificationId": nid}, keys["send"])
+    assert cancelled.status == 400 and cancelled.json()["code"] == "failed_precondition", cancelled
+    missing = await call(stack, "GetToken", {"appId": "alpha", "platform": "PLATFORM_FCM", "token": "nope"}, keys["read"])
+    assert missing.status == 404 and missing.json()["code"] == "not_found", missing
+
+    called = {"RegisterToken", "RegisterTokens", "Send", "StreamReceipts", "GetNotification", "UnregisterToken", "Prune",
+              "GetToken", "ListTokens", "ListNotifications", "CancelNotification"}
+    assert called == {m.name for m in push_pb2.DESCRIPTOR.services_by_name["PushService"].methods}, "every RPC, once"
 
 
 async def test_auth_matrix_key_cases(stack: ConnectStack) -> None:
