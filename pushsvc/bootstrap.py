@@ -542,6 +542,7 @@ def build_application(
         dispatch=settings.dispatch,
         stale_after_days=settings.stale_after_days,
         on_queued=dispatcher.wake,
+        tracer=tracer,
     )
     authenticator = build_authenticator(settings.auth, clock)
     interceptors: list[MethodInterceptor] = [TelemetryInterceptor(counters, clock)]

@@ -24,6 +24,7 @@ from pushsvc.dispatch.planning import plan_partitions
 from pushsvc.errors import FieldViolation
 from pushsvc.receipts import ReceiptFeed, parse_cursor
 from pushsvc.storage import BadCursor, DuplicateKey, NotificationDraft, NotificationStore, TargetQuery, TokenStore
+from pushsvc.tracing import NULL_TRACER, Tracer
 
 
 class PushService:
@@ -41,6 +42,7 @@ class PushService:
         stale_after_days: float,
         limits: validation.Limits | None = None,
         on_queued: Callable[[], None] = lambda: None,
+        tracer: Tracer = NULL_TRACER,
     ) -> None:
         self._tokens = tokens
         self._notifications = notifications
@@ -51,6 +53,7 @@ class PushService:
         self._stale_after_s = stale_after_days * 86400
         self._limits = limits or validation.Limits()
         self._on_queued = on_queued
+        self._tracer = tracer
         self._depth = 0
         self._depth_at = -math.inf
 
@@ -244,6 +247,8 @@ class PushService:
             expires_at=start + timedelta(seconds=cmd.message.ttl_s) if cmd.message.ttl_s is not None else None,
             idempotency_key=cmd.idempotency_key,
             localized=localized,
+            # The Send's span, so each batch span of the fan-out can link back to it.
+            traceparent=self._tracer.current_traceparent(),
         )
         # The rest of this call's log lines (the audit line among them) name the notification.
         logs.notification_id.set(draft.notification_id)

@@ -352,7 +352,7 @@ class Dispatcher:
     ) -> None:
         retention = timedelta(days=self._settings.receipt_retention_days)
         # One span per batch (pushsvc.tracing): open while this loop's body sends, writes and checkpoints it.
-        traced = self._tracer.batches(part.app_id, part.notification_id, self._batches(part, record))
+        traced = self._tracer.batches(part.app_id, part.notification_id, self._batches(part, record), link=record.traceparent)
         first = True
         async with contextlib.aclosing(traced) as batches:
             async for batch, next_checkpoint in batches:

@@ -211,6 +211,8 @@ class NotificationDraft:
     idempotency_key: str = ""
     localized: Mapping[str, Mapping[models.Platform, Mapping[str, Any]]] = dataclasses.field(default_factory=dict)
     """Variant tag → platform → the rendered body of that language, stored as is (see Message.localized)."""
+    traceparent: str = ""
+    """The W3C traceparent of the Send that queued it ("" when not tracing); the fan-out's spans link to it."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -255,6 +257,8 @@ class NotificationRecord:
     """Per-notification receipt numbers allocated so far."""
     localized: Mapping[str, Mapping[models.Platform, Mapping[str, Any]]] = dataclasses.field(default_factory=dict)
     """Variant tag → platform → rendered body, as `NotificationDraft.localized` stored it."""
+    traceparent: str = ""
+    """As `NotificationDraft.traceparent` stored it."""
 
 
 class NotificationStore(Protocol):

@@ -9,7 +9,8 @@ gRPC interceptor that makes the RPC spans is `pushsvc.rpc.tracing`, so this
 package imports nothing of rpc/ (dispatch/ imports the port).
 
 Spans: one per RPC (server side, the caller's `traceparent` as parent) and one
-per batch of a fan-out, never one per token.
+per batch of a fan-out, never one per token, linked to the Send that queued it
+(the Send's traceparent, stored with the notification).
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ class Tracer(Protocol):
         """
         ...
 
+    def current_traceparent(self) -> str:
+        """The W3C traceparent of the span current in this context ("" when none, or when not tracing).
+
+        Send stores it with the notification, so the fan-out's batch spans can link to the Send that queued them.
+        """
+        ...
+
 
 class _NullSpan:
     __slots__ = ()
@@ -76,6 +84,10 @@ class NullTracer:
     ) -> AsyncGenerator[tuple[list[_Batch], object], None]:
         """`batches` itself."""
         return batches
+
+    def current_traceparent(self) -> str:
+        """Nothing: no span, so nothing to link to."""
+        return ""
 
 
 NULL_TRACER: Tracer = NullTracer()

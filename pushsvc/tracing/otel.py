@@ -57,6 +57,13 @@ class OtelTracer:
         ) as span:
             yield _RpcSpan(span)
 
+    def current_traceparent(self) -> str:
+        """See `Tracer.current_traceparent`: the current span's context, formatted as W3C trace context (version 00)."""
+        context = trace.get_current_span().get_span_context()
+        if not context.is_valid:
+            return ""
+        return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
     async def batches(
         self, app_id: str, notification_id: str, batches: AsyncGenerator[tuple[list[_Batch], object], None], *, link: str = ""
     ) -> AsyncGenerator[tuple[list[_Batch], object], None]:

@@ -65,3 +65,18 @@ def test_rpc_span_takes_any_code(tracer: Tracer, traceparent: str) -> None:
     for code in ("OK", "INVALID_ARGUMENT", "INTERNAL", "CANCELLED", "NOT_A_CODE"):
         with tracer.rpc("/pushsvc.v1.PushService/Send", traceparent) as span:
             span.finished(code)
+
+
+def test_current_traceparent_is_the_open_rpc_span(tracer: Tracer) -> None:
+    assert tracer.current_traceparent() == "", "outside any span there is nothing to link to"
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with tracer.rpc("/pushsvc.v1.PushService/Send", caller) as span:
+        inside = tracer.current_traceparent()
+        span.finished("OK")
+    if tracer is NULL_TRACER:
+        assert inside == ""
+    else:
+        version, trace_id, span_id, flags = inside.split("-")
+        assert (version, trace_id, flags) == ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01")
+        assert len(span_id) == 16 and span_id not in ("00f067aa0ba902b7", "0" * 16), "the server span's own id"
+    assert tracer.current_traceparent() == ""

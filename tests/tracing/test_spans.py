@@ -111,6 +111,46 @@ async def test_rpc_spans_and_one_span_per_batch(traced: tuple[Application, InMem
     assert len(spans) == len(rpc) + len(batches), "no span per token, nor any other"
 
 
+async def test_batch_spans_link_to_the_send_that_queued_them(traced: tuple[Application, InMemorySpanExporter]) -> None:
+    """Send stores its server span's context with the notification; every batch span of the fan-out links to it."""
+    app, exporter = traced
+    tokens = [f"tok-{i}-{uuid.uuid4().hex}" for i in range(25)]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        stub = push_pb2_grpc.PushServiceStub(channel)
+        await stub.RegisterTokens(
+            pb.RegisterTokensRequest(app_id="demo", items=[pb.TokenRegistration(token=t, platform=pb.PLATFORM_FCM) for t in tokens]),
+            timeout=10,
+        )
+        sent = {}
+        for caller in (CALLER, ""):  # inside the client's trace, and a Send that starts a trace of its own
+            metadata = (("traceparent", caller),) if caller else ()
+            reply = await stub.Send(
+                pb.SendRequest(app_id="demo", target=pb.Target(all=True), message=pb.Message(title="linked")),
+                metadata=metadata, timeout=10,
+            )
+            receipts = [r async for r in stub.StreamReceipts(
+                pb.StreamReceiptsRequest(app_id="demo", notification_id=reply.notification_id), timeout=30)]
+            assert len(receipts) == 25
+            sent[caller] = reply.notification_id
+
+    spans = exporter.get_finished_spans()
+    sends = [s for s in spans if s.name == "pushsvc.v1.PushService/Send"]
+    assert len(sends) == 2
+    for caller, send in zip((CALLER, ""), sends, strict=True):
+        if caller:
+            assert f"{send.context.trace_id:032x}" == TRACE_ID
+        else:
+            assert send.parent is None and f"{send.context.trace_id:032x}" != TRACE_ID
+        batches = [s for s in spans if s.name == "pushsvc.fanout.batch" and s.attributes["pushsvc.notification_id"] == sent[caller]]
+        assert sorted(s.attributes["pushsvc.batch_size"] for s in batches) == [5, 10, 10]
+        for batch in batches:
+            assert batch.parent is None and batch.context.trace_id != send.context.trace_id  # a trace of its own
+            [link] = batch.links
+            assert link.context.trace_id == send.context.trace_id
+            assert link.context.span_id == send.context.span_id
+            assert link.context.trace_flags.sampled
+
+
 def test_nothing_is_traced_or_exported_by_default() -> None:
     tracer, flush = build_tracer(TracingSettings())
     assert tracer is NULL_TRACER and flush is None
@@ -158,7 +198,7 @@ async def test_otlp_export_when_configured() -> None:
 
 
 async def test_a_batch_span_links_to_the_send_it_is_given() -> None:
-    """The port carries the Send's traceparent to the batch span as a link (the dispatcher has none to give yet)."""
+    """The port carries the Send's traceparent to the batch span as a link."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))

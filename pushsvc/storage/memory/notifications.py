@@ -36,6 +36,7 @@ class _Note:
     expires_at: datetime | None
     partitions_total: int
     localized: Mapping[str, Mapping[models.Platform, Mapping[str, Any]]] = dataclasses.field(default_factory=dict)
+    traceparent: str = ""
     partitions_done: int = 0
     receipt_seq: int = 0
 
@@ -121,6 +122,7 @@ class MemoryNotificationStore:
             expires_at=draft.expires_at,
             partitions_total=len(plans),
             localized=copy.deepcopy({tag: dict(bodies) for tag, bodies in draft.localized.items()}),
+            traceparent=draft.traceparent,
         )
         if not state.finished:
             self._q.unfinished.add(nid)
@@ -140,7 +142,9 @@ class MemoryNotificationStore:
         note = self._q.notes.get(notification_id)
         if note is None or note.view.app_id != app_id:
             return None
-        return NotificationRecord(note.view, note.query, note.rendered, note.expires_at, note.receipt_seq, note.localized)
+        return NotificationRecord(
+            note.view, note.query, note.rendered, note.expires_at, note.receipt_seq, note.localized, note.traceparent
+        )
 
     async def partitions(self, notification_id: str) -> list[PartitionStatus]:
         """See `NotificationStore.partitions`."""

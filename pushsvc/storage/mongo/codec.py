@@ -291,6 +291,8 @@ def notification_doc(draft: NotificationDraft, partitions_total: int) -> dict[st
         doc["completed_at"] = draft.created_at
     if draft.idempotency_key:
         doc["idempotency_key"] = draft.idempotency_key
+    if draft.traceparent:
+        doc["traceparent"] = draft.traceparent
     return doc
 
 
@@ -329,6 +331,7 @@ def record_from_doc(doc: Mapping[str, Any]) -> NotificationRecord:
         },
         expires_at=aware(doc.get("expires_at")),
         receipt_seq=int(doc.get("receipt_seq", 0)),
+        traceparent=doc.get("traceparent", ""),
     )
 
 

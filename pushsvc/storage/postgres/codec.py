@@ -166,6 +166,7 @@ def record(row: Mapping[str, Any]) -> NotificationRecord:
         localized={tag: {_PLATFORM[k]: v for k, v in bodies.items()} for tag, bodies in (row["localized"] or {}).items()},
         expires_at=row["expires_at"],
         receipt_seq=int(row["receipt_seq"]),
+        traceparent=row["traceparent"],
     )
 
 

@@ -30,12 +30,12 @@ from pushsvc.storage.postgres.database import LONG_STATEMENT_S, Database
 
 _NOTIFICATION_COLUMNS = (
     "notification_id, app_id, state, created_at, updated_at, completed_at, send_at, expires_at, targeted, "
-    "partitions_total, rendered, target_kind, query, idempotency_key, localized"
+    "partitions_total, rendered, target_kind, query, idempotency_key, localized, traceparent"
 )
 
 _INSERT_NOTIFICATION = f"""
 INSERT INTO notifications ({_NOTIFICATION_COLUMNS})
-VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING
 RETURNING *
 """
@@ -102,6 +102,7 @@ class PostgresNotificationStore:
                 {p.value: body for p, body in draft.rendered.items()}, draft.target_kind, codec.query_json(draft.query),
                 draft.idempotency_key,
                 {tag: {p.value: body for p, body in bodies.items()} for tag, bodies in draft.localized.items()},
+                draft.traceparent,
             )
             if row is None:
                 holder = await conn.fetchval(

@@ -252,6 +252,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             ON notifications (app_id, state, created_at DESC, notification_id DESC);
         """,
     ),
+    Migration(
+        6,
+        "the traceparent of the Send that queued a notification, which the fan-out's spans link to",
+        """
+        -- A constant default: no rewrite. '' for notifications queued untraced (and before this migration).
+        ALTER TABLE notifications ADD COLUMN traceparent text NOT NULL DEFAULT '';
+        """,
+    ),
 )
 """In order; a migration, once released, is never edited: a change is a new one."""
 
