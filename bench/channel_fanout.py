@@ -13,13 +13,14 @@ import asyncio
 import gc
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bench.fanout import MESSAGE, RUN_TIMEOUT_S, GcClock, current_rss_mib
 from pushsvc import models
 from pushsvc.bootstrap import build_application
 from pushsvc.config import AppSettings, DispatchSettings, Settings
+from pushsvc.providers.base import Provider
 
 APP_ID = "bench"
 
@@ -31,11 +32,15 @@ async def fan_out(
     batch: int = 500,
     in_flight: int = 500,
     endpoint_cpu_s: Callable[[], float] | None = None,
+    providers: Mapping[tuple[str, models.Platform], Provider] | None = None,
 ) -> dict[str, Any]:
-    """Loads `registrations` (of app `APP_ID`), sends `MESSAGE` to all, waits until finished; returns timings."""
+    """Loads `registrations` (of app `APP_ID`), sends `MESSAGE` to all, waits until finished; returns timings.
+
+    `providers` replaces the ones the app's settings would build (`bench.fanout.NullProvider`: the gateway alone).
+    """
     dispatch = DispatchSettings(batch_size=batch, max_in_flight_per_provider=in_flight, lease_s=60)
     settings = Settings(store_url="memory://", host="127.0.0.1", port=0, apps={APP_ID: app_settings.model_copy(update={"app_id": APP_ID})}, dispatch=dispatch)
-    app = build_application(settings)
+    app = build_application(settings, providers=providers)
     await app.start()
     try:
         for i in range(0, len(registrations), 5000):

@@ -14,8 +14,12 @@ endpoint, one connection with `--h2load-m` streams. Its deliveries per second
 are requests per second times the tokens per request; the fan-out's rate over
 that is the figure the goal ("at the emulator's ceiling") is read from.
 
+With `--gateway-alone` the same fan-out runs once more with every delivery
+answered in-process (`bench.fanout.NullProvider`, no HTTP), for what the
+gateway's own pipeline reaches at this N and batch size on this machine now.
+
 Usage:
-    python -m bench.hms [-n 100000] [--batch 500] [--h2load-n 400] [--out results.json]
+    python -m bench.hms [-n 100000] [--batch 500] [--h2load-n 400] [--gateway-alone] [--out results.json]
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import h2load  # noqa: E402
 from bench.channel_fanout import APP_ID, fan_out  # noqa: E402
 from bench.emulator import EmulatorEndpoint  # noqa: E402
-from bench.fanout import CLIENT_CPU, EMULATOR_CPU, MESSAGE  # noqa: E402
+from bench.fanout import CLIENT_CPU, EMULATOR_CPU, MESSAGE, NullProvider  # noqa: E402
 from bench.machine import run_context  # noqa: E402
 from pushsvc import models  # noqa: E402
 from pushsvc.channels.hms.channel import demo_settings  # noqa: E402
@@ -75,6 +79,8 @@ def main() -> int:
     parser.add_argument("--in-flight", type=int, default=500, help="max concurrent deliveries per provider")
     parser.add_argument("--h2load-n", type=int, default=400, help="requests of the ceiling run (each of --batch tokens)")
     parser.add_argument("--h2load-m", type=int, default=4, help="streams of the ceiling run's one connection")
+    parser.add_argument("--gateway-alone", action="store_true",
+                        help="run the fan-out again with an in-process provider (no HTTP): the gateway's own rate")
     parser.add_argument("--no-pin", dest="pin", action="store_false")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -93,6 +99,11 @@ def main() -> int:
         load_before = os.getloadavg()
         result = asyncio.run(fan_out(AppSettings(hms=hms), registrations, batch=args.batch, in_flight=args.in_flight,
                                      endpoint_cpu_s=emulator.cpu_s))
+        alone = None
+        if args.gateway_alone:
+            null = {(APP_ID, models.Platform.HMS): NullProvider(models.Platform.HMS)}
+            alone = asyncio.run(fan_out(AppSettings(hms=hms), registrations, batch=args.batch, in_flight=args.in_flight,
+                                        providers=null))
         del registrations
         cpu_started = emulator.cpu_s()
         top = ceiling(hms, args.batch, args.h2load_n, args.h2load_m, CLIENT_CPU if pinned else None)
@@ -112,6 +123,9 @@ def main() -> int:
     print(f"{'gateway CPU per delivery':40} {result['gateway_cpu_us_per_delivery']:>11,.1f} us")
     if result["endpoint_cpu_s"] is not None:
         print(f"{'emulator CPU per delivery':40} {1e6 * result['endpoint_cpu_s'] / max(1, result['delivered']):>11,.1f} us")
+    if alone is not None:
+        print(f"{'gateway alone (in-process provider)':40} {alone['rate']:>10,.0f} /s, "
+              f"{alone['gateway_cpu_us_per_delivery']:,.1f} us per delivery ({alone['delivered']:,} delivered)")
     if ceiling_rate is not None:
         print(f"{'emulator ceiling (h2load)':40} {ceiling_rate:>10,.0f} /s ({top.shown} req/s x {args.batch} tokens, "
               f"{top.ok_2xx}/{top.requests} 2xx), emulator "
@@ -123,13 +137,14 @@ def main() -> int:
     record: dict[str, Any] = {
         "context": dataclasses.asdict(context), "args": {k: str(v) for k, v in vars(args).items()},
         "path": "end to end: Send through the dispatcher, HmsProvider, emulator's v2 send endpoint",
-        "result": result, "ceiling": dataclasses.asdict(top), "ceiling_deliveries_per_s": ceiling_rate,
+        "result": result, "gateway_alone": alone, "ceiling": dataclasses.asdict(top), "ceiling_deliveries_per_s": ceiling_rate,
         "ceiling_emulator_cpu_s": ceiling_cpu_s, "ratio": ratio, "pinned": pinned,
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
     }
     out.write_text(json.dumps(record, indent=2))
     print(f"results: {out}")
-    return 0 if result["delivered"] == args.tokens else 1
+    ok = result["delivered"] == args.tokens and (alone is None or alone["delivered"] == args.tokens)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -34,10 +34,13 @@ def test_webpush(tmp_path: Path) -> None:
 
 def test_hms(tmp_path: Path) -> None:
     n, batch, h2load_n = 600, 100, 40
-    record = _run(["-m", "bench.hms", "-n", str(n), "--batch", str(batch), "--h2load-n", str(h2load_n)],
+    record = _run(["-m", "bench.hms", "-n", str(n), "--batch", str(batch), "--h2load-n", str(h2load_n), "--gateway-alone"],
                   tmp_path / "hms.json")
     result = record["result"]
     assert (result["targeted"], result["delivered"], result["state"]) == (n, n, "completed"), result
+    assert result["endpoint_cpu_s"] is not None, result
+    alone = record["gateway_alone"]
+    assert (alone["targeted"], alone["delivered"], alone["state"]) == (n, n, "completed"), alone
     assert record["ceiling"]["requests"] == h2load_n
     _check_ceiling(record["ceiling"])
     if record["ceiling"]["req_per_s"] is not None:
