@@ -1,4 +1,4 @@
-"""A static HTTP/2 endpoint on loopback: Debian's nginx-light answering like APNs, FCM and OAuth.
+"""A static HTTP/2 endpoint on loopback: Debian's nginx-light answering like APNs, FCM, Web Push and OAuth.
 
 It answers without doing any work, so a client measured against it is measured
 on its own cost, and h2load shows how far the endpoint itself could go. The
@@ -8,6 +8,8 @@ routes are the few a provider client needs:
   request's (clients such as aioapns match responses by it), or a fresh UUID.
 - `POST /v1/projects/<project>/messages:send`: 200 `{"name":"projects/<project>/messages/<id>"}`.
 - `POST /token`: 200 with an OAuth access token valid for an hour.
+- `POST /wp/<anything>`: 201 (Created), an empty body and a `location` header,
+  as a Web Push service answers a push message (RFC 8030 §5).
 - anything else: 404.
 
 The endpoint never looks at credentials: any JWT or access token is accepted.
@@ -94,6 +96,11 @@ http {{
             limit_except POST {{ deny all; }}
             default_type application/json;
             return 200 '{{"access_token":"{token}","expires_in":3600,"token_type":"Bearer"}}';
+        }}
+        location ~ ^/wp/.+$ {{
+            limit_except POST {{ deny all; }}
+            add_header location /m/$request_id always;
+            return 201;
         }}
         location / {{
             return 404;
