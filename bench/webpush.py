@@ -154,7 +154,6 @@ def main() -> int:
                          for s in subscriptions]
         app = AppSettings(webpush=WebPushAppSettings(
             vapid_private_key_file=vapid_key, subject=SUBJECT, allowed_hosts=("127.0.0.1",), ca_file=nginx.ca_file,
-            max_concurrent_sends=args.in_flight,
         ))
         load_before = os.getloadavg()
         result = asyncio.run(fan_out(app, registrations, batch=args.batch, in_flight=args.in_flight,

@@ -167,8 +167,6 @@ class WebPushAppSettings(_Section):
     """Push-service hosts a subscription's endpoint may name (`*.example.com` for subdomains): a subscription is caller input."""
     default_ttl_s: int = Field(default=2_419_200, ge=0)
     """The TTL header when a message sets no ttl (4 weeks)."""
-    max_concurrent_sends: int = Field(default=256, ge=1)
-    """Deliveries of one batch encrypted and in flight at once."""
     ca_file: OptionalPath = None
     """Extra CA to trust (the emulator's); unset means the system store."""
 

@@ -66,7 +66,6 @@ def build_provider(webpush: WebPushAppSettings, where: str, ctx: BuildContext) -
         signer=VapidSigner(key, webpush.subject, ctx.clock.time),
         allowed_hosts=webpush.allowed_hosts,
         default_ttl_s=webpush.default_ttl_s,
-        max_concurrent_sends=webpush.max_concurrent_sends,
         clock=ctx.clock,
     )
 

@@ -19,7 +19,6 @@ its origin (cached per origin) and POSTs to the endpoint, byte-exact. Answers
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import enum
 import hashlib
@@ -150,7 +149,6 @@ class WebPushProvider:
         allowed_hosts: Push-service hosts an endpoint may name (checked again
             at send: the list may have changed since registration).
         default_ttl_s: The TTL header when the notification has no expiry.
-        max_concurrent_sends: Deliveries of one `send_batch` in flight at once.
         clock: The process clock; it drives the remaining TTL and Retry-After dates.
     """
 
@@ -162,14 +160,12 @@ class WebPushProvider:
         allowed_hosts: Iterable[str],
         default_ttl_s: int,
         clock: Clock,
-        max_concurrent_sends: int = 256,
     ) -> None:
         self._transport = transport
         self._signer = signer
         self._allowed = tuple(allowed_hosts)
         self._default_ttl_s = default_ttl_s
         self._clock = clock
-        self._batch_limit = max_concurrent_sends
 
     @property
     def platform(self) -> models.Platform:
@@ -178,6 +174,36 @@ class WebPushProvider:
 
     async def send(self, delivery: base.Delivery) -> base.ProviderResult:
         """Encrypts and sends one delivery; never raises for provider, network or subscription errors."""
+        return (await self.send_batch((delivery,)))[0]
+
+    async def send_batch(self, deliveries: Sequence[base.Delivery]) -> list[base.ProviderResult]:
+        """Encrypts a batch and sends it as one `post_many`; one result per delivery, in order.
+
+        A subscription that cannot be used gets its PERMANENT result at once and
+        never reaches the transport; the rest cross to it together, as the
+        APNs and FCM batches do (no task per delivery).
+        """
+        results: list[base.ProviderResult | None] = [None] * len(deliveries)
+        requests: list[tuple[str, list[str], bytes]] = []
+        sent: list[int] = []
+        for index, delivery in enumerate(deliveries):
+            prepared = self._prepare(delivery)
+            if isinstance(prepared, base.ProviderResult):
+                results[index] = prepared
+            else:
+                requests.append(prepared)
+                sent.append(index)
+        if requests:
+            now = self._clock.time
+            for index, answer in zip(sent, await self._transport.post_many(requests), strict=True):
+                if isinstance(answer, TransportError):
+                    results[index] = failures.transport_failure(answer)
+                else:
+                    results[index] = classify_webpush_response(answer.status, answer.headers, now=now())
+        return results  # type: ignore[return-value]  # every delivery has its result by now
+
+    def _prepare(self, delivery: base.Delivery) -> tuple[str, list[str], bytes] | base.ProviderResult:
+        """The delivery's request (endpoint, headers, encrypted body), or why it cannot be sent."""
         rendered = delivery.rendered
         if rendered.platform is not models.Platform.WEBPUSH:
             raise ValueError(f"WebPushProvider cannot send a message rendered for {rendered.platform.value}")
@@ -199,21 +225,7 @@ class WebPushProvider:
             f"authorization: {self._signer.authorization(sub.origin)}",
             *(f"{name}: {value}" for name, value in rendered.body.get("headers", {}).items()),
         ]
-        try:
-            response = await self._transport.post(sub.endpoint, headers, body)
-        except TransportError as exc:
-            return failures.transport_failure(exc)
-        return classify_webpush_response(response.status, response.headers, now=self._clock.time())
-
-    async def send_batch(self, deliveries: Sequence[base.Delivery]) -> list[base.ProviderResult]:
-        """Sends a batch, at most `max_concurrent_sends` at once; one result per delivery, in order."""
-        gate = asyncio.Semaphore(self._batch_limit)
-
-        async def one(delivery: base.Delivery) -> base.ProviderResult:
-            async with gate:
-                return await self.send(delivery)
-
-        return list(await asyncio.gather(*(one(d) for d in deliveries)))
+        return sub.endpoint, headers, body
 
     def _ttl_s(self, delivery: base.Delivery) -> int:
         if delivery.expires_at is None:

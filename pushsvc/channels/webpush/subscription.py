@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_SPACE = re.compile(r"\s")
 P256DH_BYTES = 65
 """An uncompressed P-256 point (0x04 ‖ X ‖ Y)."""
 MIN_AUTH_BYTES = 16
@@ -29,24 +30,15 @@ class Subscription:
     endpoint: str
     p256dh: bytes
     auth: bytes
-    p256dh_text: str
-    auth_text: str
-
-    @property
-    def origin(self) -> str:
-        """scheme://host[:port] of the endpoint: the VAPID `aud`."""
-        parts = urllib.parse.urlsplit(self.endpoint)
-        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-
-    @property
-    def host(self) -> str:
-        """The endpoint's host name, lower-case."""
-        return (urllib.parse.urlsplit(self.endpoint).hostname or "").lower()
+    origin: str
+    """scheme://host[:port] of the endpoint: the VAPID `aud`."""
+    host: str
+    """The endpoint's host name, lower-case."""
 
     def canonical(self) -> str:
         """The stored form: compact JSON with endpoint and keys, keys without padding."""
         return json.dumps(
-            {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh_text, "auth": self.auth_text}},
+            {"endpoint": self.endpoint, "keys": {"p256dh": b64url(self.p256dh), "auth": b64url(self.auth)}},
             separators=(",", ":"),
             ensure_ascii=False,
         )
@@ -84,7 +76,7 @@ def parse(token: str, *, max_chars: int = 4096) -> Subscription:
     endpoint = value.get("endpoint")
     if not isinstance(endpoint, str) or not endpoint:
         raise SubscriptionError("the subscription's endpoint must be a non-empty string")
-    if not endpoint.isprintable() or any(c.isspace() for c in endpoint):
+    if not endpoint.isprintable() or _SPACE.search(endpoint):
         raise SubscriptionError("the subscription's endpoint must be printable and contain no whitespace")
     try:
         parts = urllib.parse.urlsplit(endpoint)
@@ -114,7 +106,9 @@ def parse(token: str, *, max_chars: int = 4096) -> Subscription:
         raise SubscriptionError(f"keys.p256dh must be an uncompressed P-256 point ({P256DH_BYTES} bytes)")
     if len(auth) < MIN_AUTH_BYTES:
         raise SubscriptionError(f"keys.auth must be at least {MIN_AUTH_BYTES} bytes")
-    return Subscription(endpoint, p256dh, auth, b64url(p256dh), b64url(auth))
+    # Parsed once here: a fan-out parses each subscription once, at its send.
+    origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    return Subscription(endpoint, p256dh, auth, origin, parts.hostname.lower())
 
 
 def canonical(token: str) -> str:
