@@ -23,6 +23,12 @@ from pushsvc.storage import Stores
 
 DEMO_APP_ID = "demo"
 
+DEV_BATCH_SIZE = 100
+"""dev's batch size (serve's default is 500). A batch's receipts are written
+together, once its last token is settled (a 429's retry included), so smaller
+batches let a person, and a client's resume test, see a Send's receipts arrive
+batch by batch while the rest is still being sent."""
+
 
 def demo_app_settings(app_id: str, emulator: Emulator, credentials: DemoCredentials) -> AppSettings:
     """An app whose credentials point at a running emulator."""
@@ -116,7 +122,7 @@ async def start_dev_stack(
             host=host,
             port=port,
             apps={DEMO_APP_ID: demo_app_settings(DEMO_APP_ID, emulator, credentials)},
-            dispatch=dispatch or DispatchSettings(),
+            dispatch=dispatch or DispatchSettings(batch_size=DEV_BATCH_SIZE),
             metrics_port=metrics_port or 0,
             metrics_host=metrics_host or host,
             connect_port=connect_port or 0,
