@@ -30,8 +30,10 @@ LATENCY_S = 0.05
 
 
 def _campaign_size(store_url: str) -> int:
-    # FerretDB 1.x on SQLite scans for every filter (see test_replicas): the same test at 4k.
-    return 4_000 if store_url.startswith("mongodb") else 20_000
+    # FerretDB 1.x on SQLite evaluates every filter but _id with a full scan
+    # (tests/storage/README.md), so each store call of the one-token Send costs
+    # in proportion to the campaign's tokens and receipts: the same test at 2k, as test_replicas does.
+    return 2_000 if store_url.startswith("mongodb") else 20_000
 
 
 async def _replica(dev: DevStack) -> Application:
@@ -90,7 +92,6 @@ async def test_a_one_token_high_priority_send_is_not_queued_behind_a_campaign(
             got = by_token(await receipts(stub, login.notification_id, timeout_s=30))
             took_s = time.monotonic() - started
             assert got["login-code"].status == pb.DELIVERY_STATUS_DELIVERED
-            print(f"EXPRESS {store_url} {replicas} {took_s:.3f}")
             assert took_s < 1.0, f"the one-token send took {took_s:.2f} s behind the campaign"
             running = await notification(stub, bulk.notification_id)
             assert running.state != pb.NOTIFICATION_STATE_COMPLETED, "the campaign was still running"
