@@ -48,15 +48,18 @@ SELECT $1 || '/' || i, $1, $2, i, lo, hi, d::jsonb, $3, $4, $9
 FROM unnest($5::integer[], $6::integer[], $7::integer[], $8::text[]) AS p(i, lo, hi, d)
 """
 
-# One lane per statement: the express claim is served by the partial index
-# `partitions_express`, the bulk one by `partitions_claimable`.
 _CLAIM = """
 UPDATE partitions SET owner = $1, lease_expires_at = $3, claims = claims + 1
 WHERE partition_id = (
-    SELECT partition_id FROM partitions WHERE NOT done AND lane = $4 AND lease_expires_at <= $2
+    SELECT partition_id FROM partitions WHERE NOT done AND lane = '{lane}' AND lease_expires_at <= $2
     ORDER BY lease_expires_at LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING *
 """
+
+# One statement per lane, with the lane written in: a prepared statement's
+# generic plan cannot use the partial index `partitions_express` for a lane
+# given as a parameter. The bulk claim is served by `partitions_claimable`.
+_CLAIMS = {lane: _CLAIM.format(lane=lane.value) for lane in Lane}
 
 _ADD_COUNTS = """
 UPDATE notifications SET delivered = delivered + $2, failed = failed + $3, invalid_tokens = invalid_tokens + $4,
@@ -157,7 +160,7 @@ class PostgresNotificationStore:
 
         async def claim(conn: asyncpg.Connection) -> asyncpg.Record | None:
             for queue in lanes:
-                row = await conn.fetchrow(_CLAIM, owner, now, _lease_end(now, lease_s), queue.value)
+                row = await conn.fetchrow(_CLAIMS[queue], owner, now, _lease_end(now, lease_s))
                 if row is not None:
                     return row
             return None
