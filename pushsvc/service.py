@@ -20,7 +20,7 @@ from pushsvc import errors, logs, models, pagetokens, validation
 from pushsvc.apps import AppProfile
 from pushsvc.clock import Clock
 from pushsvc.config import DispatchSettings
-from pushsvc.dispatch.planning import plan_partitions
+from pushsvc.dispatch.planning import lane_of, plan_partitions
 from pushsvc.errors import FieldViolation
 from pushsvc.receipts import ReceiptFeed, parse_cursor
 from pushsvc.storage import BadCursor, DuplicateKey, NotificationDraft, NotificationStore, TargetQuery, TokenStore
@@ -249,6 +249,9 @@ class PushService:
             localized=localized,
             # The Send's span, so each batch span of the fan-out can link back to it.
             traceparent=self._tracer.current_traceparent(),
+            lane=lane_of(
+                priority=cmd.message.priority, targeted=targeted, express_max_targets=self._dispatch.express_max_targets
+            ),
         )
         # The rest of this call's log lines (the audit line among them) name the notification.
         logs.notification_id.set(draft.notification_id)

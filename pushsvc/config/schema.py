@@ -282,6 +282,13 @@ class DispatchSettings(_Section):
 
     workers: int = Field(default=2, ge=0)
     """Partitions this replica works on at once; 0 sends nothing (an API-only replica)."""
+    express_workers: int = Field(default=1, ge=0)
+    """Workers on top of `workers` that claim only express partitions (a high-priority send to
+    at most `express_max_targets`), so a campaign can never fill every worker of a replica
+    while a login code waits. Each replica keeps its own; none when `workers` is 0."""
+    express_max_targets: int = Field(default=500, ge=0)
+    """Most targets a high-priority send may have and still go in the express lane; bigger
+    sends, and any send without high priority, go in the bulk lane (see docs/campaigns.md)."""
     lease_s: PositiveSeconds = 10.0
     """How long a claimed partition stays ours without renewal (renewed every third of it).
     When a replica dies for good, another one resumes its partitions after this long."""

@@ -116,9 +116,15 @@ class InFlightBudget:
         self.used = 0
         self._waiting: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
 
-    async def acquire(self, count: int) -> None:
-        """Takes `count` (at most `limit`) places, in arrival order."""
-        if not self._waiting and self.used + count <= self.limit:
+    async def acquire(self, count: int, *, express: bool = False) -> None:
+        """Takes `count` (at most `limit`) places, in arrival order; an express batch's at once.
+
+        Express batches (a few targets each, see `storage.Lane`) never queue
+        behind a campaign's batches: they may take the budget over `limit` by
+        at most their own size, so the bound becomes `limit` plus
+        `express_workers` x `express_max_targets`.
+        """
+        if express or (not self._waiting and self.used + count <= self.limit):
             self.used += count
             return
         place = asyncio.get_running_loop().create_future()
@@ -189,8 +195,10 @@ class BatchDelivery:
         variants: Variants,
         targets: Sequence[TargetToken],
         condemned: Condemnation,
+        *,
+        express: bool = False,
     ) -> list[ReceiptDraft]:
-        """One receipt draft per target, in order, after its last attempt."""
+        """One receipt draft per target, in order, after its last attempt; `express` for an express-lane partition's batch."""
         drafts: list[ReceiptDraft | None] = [None] * len(targets)
         # One send per platform and variant: targets of one language share one rendered message.
         groups: dict[tuple[models.Platform, int], tuple[RenderedMessage | None, list[int]]] = {}
@@ -210,7 +218,11 @@ class BatchDelivery:
                     drafts[index] = self._draft(targets[index], models.DeliveryStatus.FAILED, _NO_CREDENTIALS, 0)
                     counters.delivered(models.DeliveryStatus.FAILED.name, _NO_CREDENTIALS.reason)
                 continue
-            runs.append(self._deliver_platform(app_id, platform, provider, message, record, targets, indices, drafts, condemned))
+            runs.append(
+                self._deliver_platform(
+                    app_id, platform, provider, message, record, targets, indices, drafts, condemned, express
+                )
+            )
         if len(runs) == 1:
             await runs[0]
         elif runs:
@@ -233,6 +245,7 @@ class BatchDelivery:
         indices: list[int],
         drafts: list[ReceiptDraft | None],
         condemned: Condemnation,
+        express: bool,
     ) -> None:
         counters = self.counters(app_id, platform)
         expires_at = record.expires_at
@@ -276,7 +289,9 @@ class BatchDelivery:
                 return
             for index in ready:
                 attempts[index] += 1
-            results = await self._send(app_id, platform, provider, [deliveries[index] for index in ready], counters)
+            results = await self._send(
+                app_id, platform, provider, [deliveries[index] for index in ready], counters, express
+            )
             answered_at = clock.now()
             delivered = counters.delivered
             # One draw of jitter per wave: the wave's retries stay together.
@@ -339,12 +354,15 @@ class BatchDelivery:
         provider: Provider,
         deliveries: list[Delivery],
         counters: ProviderMetrics,
+        express: bool,
     ) -> list[ProviderResult]:
         limit = self._max_in_flight
         if len(deliveries) <= limit:
-            return await self._send_chunk(app_id, platform, provider, deliveries, counters)
+            return await self._send_chunk(app_id, platform, provider, deliveries, counters, express)
         chunks = [deliveries[lo : lo + limit] for lo in range(0, len(deliveries), limit)]
-        answers = await asyncio.gather(*(self._send_chunk(app_id, platform, provider, c, counters) for c in chunks))
+        answers = await asyncio.gather(
+            *(self._send_chunk(app_id, platform, provider, c, counters, express) for c in chunks)
+        )
         return [result for chunk in answers for result in chunk]
 
     async def _send_chunk(
@@ -354,12 +372,13 @@ class BatchDelivery:
         provider: Provider,
         deliveries: list[Delivery],
         counters: ProviderMetrics,
+        express: bool,
     ) -> list[ProviderResult]:
         budget = self._budgets.get((app_id, platform))
         if budget is None:
             budget = self._budgets[(app_id, platform)] = InFlightBudget(self._max_in_flight)
         count = len(deliveries)
-        await budget.acquire(count)
+        await budget.acquire(count, express=express)
         try:
             for _ in range(count):
                 counters.request_started()

@@ -7,7 +7,20 @@ Every replica runs one. Delivering one batch (providers, retries, expiry) is
   we lose (renewal or checkpoint says so) makes us stop after the batch in
   flight, so duplicates after a takeover are bounded by one batch.
 - Targets are read batch by batch from one cursor per partition: memory is
-  bounded by `batch_size` x `workers`, whatever the fan-out size.
+  bounded by `batch_size` x (`workers` + `express_workers`), whatever the
+  fan-out size.
+- Transactional sends never wait behind a campaign: priority lanes plus
+  reserved workers. Send puts a notification's partitions in the express
+  lane when it is high priority and targets at most `express_max_targets`
+  (`planning.lane_of`), in the bulk lane otherwise; the size limit is what
+  keeps a fan-out out of the express lane, whatever its priority. Every
+  worker claims express partitions first. On top of the `workers` that then
+  claim bulk ones, each replica runs `express_workers` that claim only
+  express ones, so however many bulk partitions a campaign has, every
+  replica has a worker free for the next express send: it holds on one
+  replica as on many, with no coordination between them. (Interleaving the
+  queue instead would still leave a send waiting for a worker to finish a
+  bulk batch.)
 - Each batch costs three store calls: its targets, its receipts, and one
   commit of the checkpoint with the counters; from the second batch on, a
   key read of the notification too, to stop at once when it was cancelled.
@@ -16,7 +29,9 @@ Every replica runs one. Delivering one batch (providers, retries, expiry) is
   uniqueness keeps one receipt per token all the same, and the counters are
   reconciled with the log when the notification completes.
 - Concurrent requests per provider are bounded by a count taken per batch
-  sent (`delivery.InFlightBudget`, `max_in_flight_per_provider`).
+  sent (`delivery.InFlightBudget`, `max_in_flight_per_provider`); an express
+  batch takes its places at once instead of queueing behind bulk batches, so
+  the bound is exceeded by at most the express batches in flight.
 - A batch's retries are regrouped: those falling due together are resent as
   one smaller batch, and the batch's receipts are written after its last
   retry (or expiry, or condemnation).
@@ -58,6 +73,7 @@ from pushsvc.metrics import NULL_METRICS, Metrics
 from pushsvc.providers.base import Provider, RenderedMessage
 from pushsvc.receipts import ReceiptSignal
 from pushsvc.storage import (
+    Lane,
     NotificationRecord,
     NotificationStore,
     Partition,
@@ -99,7 +115,7 @@ class _Draining(Exception):
 
 
 class Dispatcher:
-    """Runs `settings.workers` partition workers until stopped."""
+    """Runs `settings.workers` partition workers, and `settings.express_workers` express-only ones, until stopped."""
 
     def __init__(
         self,
@@ -183,7 +199,14 @@ class Dispatcher:
     def start(self) -> None:
         """Starts the workers; they run until `stop()`."""
         self._stopping = False
-        self._tasks = [asyncio.create_task(self._worker(i), name=f"{self.owner}-{i}") for i in range(self._settings.workers)]
+        workers = self._settings.workers
+        # An API-only replica (no workers) sends nothing, express included.
+        express = self._settings.express_workers if workers else 0
+        self._tasks = [asyncio.create_task(self._worker(i), name=f"{self.owner}-{i}") for i in range(workers)]
+        self._tasks += [
+            asyncio.create_task(self._worker(workers + i, Lane.EXPRESS), name=f"{self.owner}-express-{i}")
+            for i in range(express)
+        ]
 
     @property
     def working(self) -> int:
@@ -245,11 +268,11 @@ class Dispatcher:
                 )
         return DispatcherDrain(in_flight, cancelled, released)
 
-    async def _worker(self, index: int) -> None:
+    async def _worker(self, index: int, lane: Lane | None = None) -> None:
         backoff_s = self._settings.poll_interval_s
         while not self._stopping:
             try:
-                worked = await self.run_once()
+                worked = await self.run_once(lane)
                 backoff_s = self._settings.poll_interval_s
                 if self._store_down:
                     self._store_down = False
@@ -269,10 +292,10 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), backoff_s)
 
-    async def run_once(self) -> bool:
-        """Claims and works one partition; False when nothing was runnable."""
+    async def run_once(self, lane: Lane | None = None) -> bool:
+        """Claims and works one partition of `lane` (None: express first, then bulk); False when nothing was runnable."""
         async with self._claiming:
-            part = await self._notifications.claim(self.owner, self._clock.now(), self._settings.lease_s)
+            part = await self._notifications.claim(self.owner, self._clock.now(), self._settings.lease_s, lane)
         if part is None:
             return False
         self._working += 1
@@ -371,7 +394,9 @@ class Dispatcher:
                 if was_condemned:
                     drafts = [self._delivery.unsent(part.app_id, t, condemned) for t in batch]
                 else:
-                    drafts = await self._delivery.deliver(part.app_id, record, variants, batch, condemned)
+                    drafts = await self._delivery.deliver(
+                        part.app_id, record, variants, batch, condemned, express=part.lane is Lane.EXPRESS
+                    )
                 now = self._clock.now()
                 written = await self._receipts.append(part.app_id, part.notification_id, drafts, now + retention)
                 counts = Counter(receipt.status for receipt in written)

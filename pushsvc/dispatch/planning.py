@@ -4,6 +4,11 @@ Stored-token queries split the token-bucket space into equal ranges, enough
 that each holds about `partition_size` targets (at most `max_partitions`), so
 replicas share a big fan-out. Device lists are cut into slices of
 `partition_size` devices.
+
+The lane of the partitions is decided here too (`lane_of`): a high-priority
+send to a few targets is express, everything else bulk. The size limit is
+what keeps the express lane from being filled by a fan-out: a campaign sent
+with high priority is still bulk.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import math
 from collections.abc import Sequence
 
 from pushsvc import models
-from pushsvc.storage import PartitionPlan
+from pushsvc.storage import Lane, PartitionPlan
 
 
 def plan_partitions(
@@ -27,3 +32,10 @@ def plan_partitions(
     count = max(1, min(max_partitions, math.ceil(targeted / partition_size)))
     edges = [models.BUCKETS * i // count for i in range(count + 1)]
     return [PartitionPlan(index=i, buckets=(edges[i], edges[i + 1])) for i in range(count)]
+
+
+def lane_of(*, priority: models.Priority, targeted: int, express_max_targets: int) -> Lane:
+    """The claim lane of a notification: express for an explicitly high-priority send to at most `express_max_targets`."""
+    if priority is models.Priority.HIGH and targeted <= express_max_targets:
+        return Lane.EXPRESS
+    return Lane.BULK

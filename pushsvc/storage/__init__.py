@@ -15,6 +15,7 @@ from pushsvc.clock import Clock, SystemClock
 from pushsvc.storage.base import (
     BadCursor,
     DuplicateKey,
+    Lane,
     LogEntry,
     NotificationDraft,
     NotificationRecord,
@@ -69,6 +70,7 @@ __all__ = [
     "NotificationStore",
     "Page",
     "Partition",
+    "Lane",
     "PartitionPlan",
     "PartitionStatus",
     "ReceiptDraft",

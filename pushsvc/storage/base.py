@@ -32,6 +32,7 @@ reached.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -179,6 +180,18 @@ class TokenStore(Protocol):
         ...
 
 
+class Lane(enum.Enum):
+    """The claim queue a notification's partitions wait in, decided once at Send time (`dispatch.planning.lane_of`).
+
+    Express partitions are claimed before bulk ones, and each replica keeps
+    workers that claim only express ones, so a campaign's partitions can never
+    hold up a small high-priority send.
+    """
+
+    EXPRESS = "express"
+    BULK = "bulk"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class PartitionPlan:
     """One slice of a fan-out, as Send decides it (see `pushsvc.dispatch.planning`)."""
@@ -213,6 +226,8 @@ class NotificationDraft:
     """Variant tag → platform → the rendered body of that language, stored as is (see Message.localized)."""
     traceparent: str = ""
     """The W3C traceparent of the Send that queued it ("" when not tracing); the fan-out's spans link to it."""
+    lane: Lane = Lane.BULK
+    """The claim queue of all its partitions."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -229,6 +244,7 @@ class Partition:
     checkpoint: Any
     """Last completed ref (queries) or count of devices done (device lists); None at the start."""
     created_at: datetime
+    lane: Lane = Lane.BULK
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -289,8 +305,13 @@ class NotificationStore(Protocol):
         """Counts unfinished, runnable-or-scheduled notifications."""
         ...
 
-    async def claim(self, owner: str, now: datetime, lease_s: float) -> Partition | None:
-        """Atomically leases one runnable partition whose lease is free or expired."""
+    async def claim(self, owner: str, now: datetime, lease_s: float, lane: Lane | None = None) -> Partition | None:
+        """Atomically leases one runnable partition whose lease is free or expired.
+
+        With a `lane`, only a partition of that lane; with None, an express one
+        if any is runnable, else a bulk one. Within a lane, the lease that ran
+        out first.
+        """
         ...
 
     async def renew(self, partition_id: str, owner: str, now: datetime, lease_s: float) -> bool:

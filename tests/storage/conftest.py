@@ -9,7 +9,7 @@ import pytest
 
 from pushsvc import models
 from pushsvc.clock import ManualClock
-from pushsvc.storage import NotificationDraft, PartitionPlan, Stores, TargetQuery, open_stores
+from pushsvc.storage import Lane, NotificationDraft, PartitionPlan, Stores, TargetQuery, open_stores
 
 
 @pytest.fixture
@@ -33,6 +33,7 @@ def draft(
     runnable_at: datetime | None = None,
     idempotency_key: str = "",
     rendered: dict[models.Platform, dict[str, object]] | None = None,
+    lane: Lane = Lane.BULK,
 ) -> NotificationDraft:
     """A notification to the whole app."""
     return NotificationDraft(
@@ -46,6 +47,7 @@ def draft(
         runnable_at=runnable_at or now,
         target_kind="all",
         idempotency_key=idempotency_key,
+        lane=lane,
     )
 
 

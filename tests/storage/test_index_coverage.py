@@ -113,7 +113,12 @@ def test_the_checker_rejects_what_no_index_serves() -> None:
     assert unserved(bad) == bad
     good = [
         Query(schema.TOKENS, {"app_id": "a", "user_id": {"$in": ["u", "v"]}, "_id": {"$gt": "x"}}, ("_id",), "find"),
-        Query(schema.PARTITIONS, {"done": False, "lease_expires_at": {"$lte": 1}}, ("lease_expires_at",), "findAndModify"),
+        Query(
+            schema.PARTITIONS,
+            {"done": False, "lane": {"$in": ["bulk", None]}, "lease_expires_at": {"$lte": 1}},
+            ("lease_expires_at",),
+            "findAndModify",
+        ),
     ]
     assert unserved(good) == []
 

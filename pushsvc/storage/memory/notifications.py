@@ -17,6 +17,7 @@ from typing import Any
 from pushsvc import models
 from pushsvc.storage.base import (
     DuplicateKey,
+    Lane,
     NotificationDraft,
     NotificationRecord,
     Page,
@@ -58,7 +59,8 @@ class Queue:
         self.notes: dict[str, _Note] = {}
         self.unfinished: set[str] = set()
         self.parts: dict[str, _Part] = {}
-        self.open_parts: dict[str, None] = {}
+        self.open_parts: dict[Lane, dict[str, None]] = {lane: {} for lane in Lane}
+        """Lane → its unfinished partitions: an express claim looks at express ones only."""
         self.parts_of: dict[str, list[str]] = {}
         self.keys: dict[tuple[str, str], str] = {}
         self.statuses: dict[str, Counter[models.DeliveryStatus]] = {}
@@ -129,9 +131,11 @@ class MemoryNotificationStore:
         ids = []
         for plan in plans:
             pid = f"{nid}:{plan.index:04d}"
-            partition = Partition(pid, nid, draft.app_id, plan.index, plan.buckets, tuple(plan.devices), None, draft.created_at)
+            partition = Partition(
+                pid, nid, draft.app_id, plan.index, plan.buckets, tuple(plan.devices), None, draft.created_at, draft.lane
+            )
             self._q.parts[pid] = _Part(partition, lease_expires_at=draft.runnable_at)
-            self._q.open_parts[pid] = None
+            self._q.open_parts[draft.lane][pid] = None
             ids.append(pid)
         self._q.parts_of[nid] = ids
         bisect.insort(self._q.by_app.setdefault(draft.app_id, []), (draft.created_at, nid))
@@ -159,13 +163,16 @@ class MemoryNotificationStore:
         """See `NotificationStore.queue_depth`."""
         return len(self._q.unfinished)
 
-    async def claim(self, owner: str, now: datetime, lease_s: float) -> Partition | None:
-        """See `NotificationStore.claim`: the runnable open partition whose lease ran out first."""
+    async def claim(self, owner: str, now: datetime, lease_s: float, lane: Lane | None = None) -> Partition | None:
+        """See `NotificationStore.claim`: the runnable open partition of the lane whose lease ran out first."""
         best: _Part | None = None
-        for pid in self._q.open_parts:
-            p = self._q.parts[pid]
-            if p.lease_expires_at <= now and (best is None or p.lease_expires_at < best.lease_expires_at):
-                best = p
+        for queue in (Lane.EXPRESS, Lane.BULK) if lane is None else (lane,):
+            for pid in self._q.open_parts[queue]:
+                p = self._q.parts[pid]
+                if p.lease_expires_at <= now and (best is None or p.lease_expires_at < best.lease_expires_at):
+                    best = p
+            if best is not None:
+                break
         if best is None:
             return None
         best.owner = owner
@@ -220,7 +227,7 @@ class MemoryNotificationStore:
     async def release_all(self, owner: str, now: datetime) -> int:
         """See `NotificationStore.release_all`."""
         n = 0
-        for pid in self._q.open_parts:
+        for pid in self._open():
             p = self._q.parts[pid]
             if p.owner == owner:
                 p.owner = None
@@ -231,7 +238,7 @@ class MemoryNotificationStore:
     async def release_replica(self, replica_id: str, keep_owner: str, now: datetime) -> int:
         """See `NotificationStore.release_replica`."""
         n = 0
-        for pid in self._q.open_parts:
+        for pid in self._open():
             p = self._q.parts[pid]
             if p.owner is not None and p.owner != keep_owner and p.owner.startswith(f"{replica_id}/"):
                 p.owner = None
@@ -239,10 +246,13 @@ class MemoryNotificationStore:
                 n += 1
         return n
 
+    def _open(self) -> list[str]:
+        return [pid for queue in self._q.open_parts.values() for pid in queue]
+
     def _retire(self, p: _Part) -> None:
         p.done = True
         p.owner = None
-        self._q.open_parts.pop(p.partition.partition_id, None)
+        self._q.open_parts[p.partition.lane].pop(p.partition.partition_id, None)
 
     async def finish_partition(self, partition_id: str, owner: str, now: datetime) -> models.NotificationView | None:
         """See `NotificationStore.finish_partition`."""
@@ -284,8 +294,8 @@ class MemoryNotificationStore:
     async def drop_partition(self, partition_id: str) -> None:
         """See `NotificationStore.drop_partition`."""
         p = self._q.parts.pop(partition_id, None)
-        self._q.open_parts.pop(partition_id, None)
         if p is not None:
+            self._q.open_parts[p.partition.lane].pop(partition_id, None)
             ids = self._q.parts_of.get(p.partition.notification_id, [])
             if partition_id in ids:
                 ids.remove(partition_id)

@@ -10,6 +10,7 @@ from typing import Any
 from pushsvc import models
 from pushsvc.storage.base import (
     BadCursor,
+    Lane,
     LogEntry,
     NotificationDraft,
     NotificationRecord,
@@ -371,9 +372,15 @@ def partition_docs(draft: NotificationDraft, plans: Sequence[PartitionPlan]) -> 
             "lease_expires_at": draft.runnable_at,
             "created_at": draft.created_at,
             "claims": 0,
+            "lane": draft.lane.value,
         }
         for plan in plans
     ]
+
+
+def lane_filter(lane: Lane) -> Any:
+    """The `lane` filter of a claim; bulk matches partitions stored before lanes existed (no field)."""
+    return lane.value if lane is Lane.EXPRESS else {"$in": [Lane.BULK.value, None]}
 
 
 def partition_from_doc(doc: Mapping[str, Any]) -> Partition:
@@ -394,6 +401,7 @@ def partition_from_doc(doc: Mapping[str, Any]) -> Partition:
         ),
         checkpoint=doc.get("checkpoint"),
         created_at=must(doc["created_at"]),
+        lane=Lane(doc.get("lane") or Lane.BULK.value),
     )
 
 

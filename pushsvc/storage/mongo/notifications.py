@@ -13,6 +13,7 @@ from pymongo import ReturnDocument
 from pushsvc import models
 from pushsvc.storage.base import (
     DuplicateKey,
+    Lane,
     NotificationDraft,
     NotificationRecord,
     Page,
@@ -103,16 +104,19 @@ class MongoNotificationStore:
         """See `NotificationStore.queue_depth`."""
         return int(await self._run(self._notifications.count_documents, {"state": {"$in": codec.UNFINISHED}}))
 
-    async def claim(self, owner: str, now: datetime, lease_s: float) -> Partition | None:
-        """See `NotificationStore.claim`."""
-        doc = await self._run(
-            self._partitions.find_one_and_update,
-            {"done": False, "lease_expires_at": {"$lte": now}},
-            {"$set": {"owner": owner, "lease_expires_at": now + timedelta(seconds=lease_s)}, "$inc": {"claims": 1}},
-            sort=[("lease_expires_at", 1)],
-            return_document=ReturnDocument.AFTER,
-        )
-        return None if doc is None else codec.partition_from_doc(doc)
+    async def claim(self, owner: str, now: datetime, lease_s: float, lane: Lane | None = None) -> Partition | None:
+        """See `NotificationStore.claim`: one find-and-modify per lane, express first."""
+        for queue in (Lane.EXPRESS, Lane.BULK) if lane is None else (lane,):
+            doc = await self._run(
+                self._partitions.find_one_and_update,
+                {"done": False, "lane": codec.lane_filter(queue), "lease_expires_at": {"$lte": now}},
+                {"$set": {"owner": owner, "lease_expires_at": now + timedelta(seconds=lease_s)}, "$inc": {"claims": 1}},
+                sort=[("lease_expires_at", 1)],
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                return codec.partition_from_doc(doc)
+        return None
 
     async def renew(self, partition_id: str, owner: str, now: datetime, lease_s: float) -> bool:
         """See `NotificationStore.renew`."""

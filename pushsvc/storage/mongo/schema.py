@@ -52,7 +52,10 @@ INDEXES: tuple[Index, ...] = (
     # ListNotifications: an app's notifications newest first, all or in one state.
     Index(NOTIFICATIONS, ("app_id", "created_at", "_id"), "by_created"),
     Index(NOTIFICATIONS, ("app_id", "state", "created_at", "_id"), "by_state_created"),
-    Index(PARTITIONS, ("done", "lease_expires_at"), "claimable"),
+    # A claim is per lane (express first): an express claim never walks a
+    # campaign's bulk partitions. (It replaces `claimable` on (done, lease_expires_at),
+    # which a database made before lanes still has and nothing uses.)
+    Index(PARTITIONS, ("done", "lane", "lease_expires_at"), "claimable_by_lane"),
     Index(PARTITIONS, ("notification_id", "index"), "by_notification"),
     Index(PARTITIONS, ("owner", "done"), "by_owner"),
     # Not unique: the numbers come from atomic counters, and one receipt per

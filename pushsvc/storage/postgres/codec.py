@@ -6,7 +6,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pushsvc import models
-from pushsvc.storage.base import BadCursor, LogEntry, NotificationRecord, Partition, PartitionStatus, TargetQuery, TargetToken
+from pushsvc.storage.base import (
+    BadCursor,
+    Lane,
+    LogEntry,
+    NotificationRecord,
+    Partition,
+    PartitionStatus,
+    TargetQuery,
+    TargetToken,
+)
 
 COUNTER_COLUMNS: Mapping[models.DeliveryStatus, str] = {
     models.DeliveryStatus.DELIVERED: "delivered",
@@ -194,6 +203,7 @@ def partition(row: Mapping[str, Any]) -> Partition:
         ),
         checkpoint=tuple(checkpoint) if isinstance(checkpoint, list) else checkpoint,
         created_at=row["created_at"],
+        lane=Lane(row["lane"]),
     )
 
 

@@ -17,6 +17,7 @@ import asyncpg
 from pushsvc import models
 from pushsvc.storage.base import (
     DuplicateKey,
+    Lane,
     NotificationDraft,
     NotificationRecord,
     Page,
@@ -42,18 +43,23 @@ RETURNING *
 
 _INSERT_PARTITIONS = """
 INSERT INTO partitions (partition_id, notification_id, app_id, part_index, bucket_lo, bucket_hi, devices, created_at,
-                        lease_expires_at)
-SELECT $1 || '/' || i, $1, $2, i, lo, hi, d::jsonb, $3, $4
+                        lease_expires_at, lane)
+SELECT $1 || '/' || i, $1, $2, i, lo, hi, d::jsonb, $3, $4, $9
 FROM unnest($5::integer[], $6::integer[], $7::integer[], $8::text[]) AS p(i, lo, hi, d)
 """
 
 _CLAIM = """
 UPDATE partitions SET owner = $1, lease_expires_at = $3, claims = claims + 1
 WHERE partition_id = (
-    SELECT partition_id FROM partitions WHERE NOT done AND lease_expires_at <= $2
+    SELECT partition_id FROM partitions WHERE NOT done AND lane = '{lane}' AND lease_expires_at <= $2
     ORDER BY lease_expires_at LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING *
 """
+
+# One statement per lane, with the lane written in: a prepared statement's
+# generic plan cannot use the partial index `partitions_express` for a lane
+# given as a parameter. The bulk claim is served by `partitions_claimable`.
+_CLAIMS = {lane: _CLAIM.format(lane=lane.value) for lane in Lane}
 
 _ADD_COUNTS = """
 UPDATE notifications SET delivered = delivered + $2, failed = failed + $3, invalid_tokens = invalid_tokens + $4,
@@ -116,7 +122,7 @@ class PostgresNotificationStore:
                     _INSERT_PARTITIONS,
                     draft.notification_id, draft.app_id, draft.created_at, draft.runnable_at,
                     [p.index for p in plans], [p.buckets[0] for p in plans], [p.buckets[1] for p in plans],
-                    [json.dumps(codec.devices_json(p.devices)) for p in plans],
+                    [json.dumps(codec.devices_json(p.devices)) for p in plans], draft.lane.value,
                 )
             return codec.view(row)
 
@@ -149,9 +155,18 @@ class PostgresNotificationStore:
         )
         return int(n)
 
-    async def claim(self, owner: str, now: datetime, lease_s: float) -> Partition | None:
-        """See `NotificationStore.claim`: the oldest free lease, locked with SKIP LOCKED so racing claimants never share one."""
-        row = await self._db.run(lambda conn: conn.fetchrow(_CLAIM, owner, now, _lease_end(now, lease_s)))
+    async def claim(self, owner: str, now: datetime, lease_s: float, lane: Lane | None = None) -> Partition | None:
+        """See `NotificationStore.claim`: the lane's oldest free lease, locked with SKIP LOCKED so racing claimants never share one."""
+        lanes = (Lane.EXPRESS, Lane.BULK) if lane is None else (lane,)
+
+        async def claim(conn: asyncpg.Connection) -> asyncpg.Record | None:
+            for queue in lanes:
+                row = await conn.fetchrow(_CLAIMS[queue], owner, now, _lease_end(now, lease_s))
+                if row is not None:
+                    return row
+            return None
+
+        row = await self._db.run(claim)
         return None if row is None else codec.partition(row)
 
     async def renew(self, partition_id: str, owner: str, now: datetime, lease_s: float) -> bool:

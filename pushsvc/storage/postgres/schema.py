@@ -260,6 +260,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE notifications ADD COLUMN traceparent text NOT NULL DEFAULT '';
         """,
     ),
+    Migration(
+        7,
+        "claim lanes: a partition's lane (express or bulk), and an index for the express claim",
+        """
+        -- Existing partitions are bulk: nothing before this migration was sent in the express lane.
+        ALTER TABLE partitions ADD COLUMN lane text NOT NULL DEFAULT 'bulk';
+        -- The express claim walks only runnable express partitions, however many
+        -- bulk ones a campaign has queued; the bulk claim keeps partitions_claimable.
+        CREATE INDEX partitions_express ON partitions (lease_expires_at) WHERE NOT done AND lane = 'express';
+        """,
+    ),
 )
 """In order; a migration, once released, is never edited: a change is a new one."""
 
