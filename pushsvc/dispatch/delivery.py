@@ -134,7 +134,7 @@ class InFlightBudget:
         except asyncio.CancelledError:
             if place.done() and not place.cancelled():
                 self.release(count)  # granted as we were cancelled: hand it on
-            else:
+            elif (count, place) in self._waiting:  # `_grant` drops cancelled places itself
                 self._waiting.remove((count, place))
                 self._grant()
             raise
