@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pushsvc import errors, logs, models, pagetokens, validation
 from pushsvc.apps import AppProfile
@@ -23,8 +23,11 @@ from pushsvc.config import DispatchSettings
 from pushsvc.dispatch.planning import lane_of, plan_partitions
 from pushsvc.errors import FieldViolation
 from pushsvc.receipts import ReceiptFeed, parse_cursor
-from pushsvc.storage import BadCursor, DuplicateKey, NotificationDraft, NotificationStore, TargetQuery, TokenStore
+from pushsvc.storage import BadCursor, DuplicateKey, NotificationDraft, NotificationStore, Page, TargetQuery, TokenStore
 from pushsvc.tracing import NULL_TRACER, Tracer
+
+_T = TypeVar("_T")
+"""A listing's item type (`PushService._page`)."""
 
 
 class PushService:
@@ -325,25 +328,29 @@ class PushService:
     ) -> tuple[list[models.DeviceToken], str]:
         """A page of the app's tokens and the token of the next page ("" on the last)."""
         v = validation.validate_token_filter(where, self._limits)
-        limit = validation.page_size(v, page_size, self._limits)
-        v.raise_if_any()
-        after = pagetokens.decode(page_token, where)
-        try:
-            page = await self._tokens.list(where, after, limit)
-        except BadCursor:
-            raise pagetokens.bad_key() from None
-        return page.items, pagetokens.encode(page.after, where)
+        return await self._page(v, where, page_size, page_token, self._tokens.list)
 
     async def list_notifications(
         self, where: models.NotificationFilter, page_size: int, page_token: str
     ) -> tuple[list[models.NotificationView], str]:
         """A page of the app's notifications, newest first, and the token of the next page ("" on the last)."""
         v = validation.validate_notification_filter(where, self._limits)
+        return await self._page(v, where, page_size, page_token, self._notifications.list)
+
+    async def _page(
+        self,
+        v: validation.Violations,
+        where: Any,
+        page_size: int,
+        page_token: str,
+        fetch: Callable[[Any, tuple[str, ...] | None, int], Awaitable[Page[_T]]],
+    ) -> tuple[list[_T], str]:
+        """One page of a listing whose filter `where` was checked into `v`: the page token decoded, and the next one made."""
         limit = validation.page_size(v, page_size, self._limits)
         v.raise_if_any()
         after = pagetokens.decode(page_token, where)
         try:
-            page = await self._notifications.list(where, after, limit)
+            page = await fetch(where, after, limit)
         except BadCursor:
             raise pagetokens.bad_key() from None
         return page.items, pagetokens.encode(page.after, where)
