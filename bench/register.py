@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -49,8 +50,10 @@ STARTUP_TIMEOUT_S = 120.0
 async def serve_pushsvc(store: str, preload: int, port_file: Path) -> None:
     """pushsvc with no provider credentials (RegisterToken needs none), `preload` tokens registered."""
     from pushsvc import models
-    from pushsvc.bootstrap import build_application
+    from pushsvc.bootstrap import build_application, tune_garbage_collector
     from pushsvc.config import Settings
+
+    tune_garbage_collector()  # as `pushsvc serve` and `pushsvc dev` do
 
     app = build_application(Settings(store_url=store, host="127.0.0.1", port=0), providers={})
     port = await app.start()
@@ -112,15 +115,29 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def ghz(args: argparse.Namespace, port: int, *, proto: Path, call: str, data: str, rps: int = 0) -> dict[str, Any]:
-    """One ghz run; returns rate, latencies (ms) and status counts."""
+def process_cpu_s(pid: int) -> float:
+    """A process's CPU seconds so far (user + system, all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command: state(0) ... utime(11) stime(12), in clock ticks.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ghz(args: argparse.Namespace, port: int, *, proto: Path, call: str, data: str, rps: int = 0,
+        server_pid: int = 0) -> dict[str, Any]:
+    """One ghz run; returns rate, latencies (ms), status counts and the server's CPU per call.
+
+    The server's CPU per call does not depend on how much of the machine the
+    run got, so it compares two servers on a busy machine, where the rates do not.
+    """
     command = [args.ghz, "--insecure", "--proto", str(proto), "--call", call, "-d", data,
                "-c", str(args.concurrency), "-n", str(args.requests), "--connections", "1",
                "-O", "json", "--timeout", "10s"]
     if rps:
         command += ["--rps", str(rps)]
     command.append(f"127.0.0.1:{port}")
+    cpu_started = process_cpu_s(server_pid) if server_pid else 0.0
     out = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True).stdout
+    cpu_s = process_cpu_s(server_pid) - cpu_started if server_pid else 0.0
     report = json.loads(out)
     latency = {d["percentage"]: d["latency"] / 1e6 for d in report.get("latencyDistribution") or []}
     return {
@@ -130,6 +147,7 @@ def ghz(args: argparse.Namespace, port: int, *, proto: Path, call: str, data: st
         "p99_ms": latency.get(99, 0.0),
         "status": report.get("statusCodeDistribution", {}),
         "errors": report.get("errorDistribution", {}),
+        "server_cpu_us_per_call": 1e6 * cpu_s / max(1, report["count"]) if server_pid else None,
     }
 
 
@@ -163,29 +181,39 @@ def main() -> int:
         # changes during the run shows up as two different echo rates.
         proc, port = start("echo", args, Path(tmp))
         try:
-            echo_before = ghz(args, port, proto=ECHO_PROTO, call="pushsvc.bench.v1.Echo/Echo", data=echo_data)
+            echo_before = ghz(args, port, proto=ECHO_PROTO, call="pushsvc.bench.v1.Echo/Echo", data=echo_data,
+                              server_pid=proc.pid)
             proc2, port2 = start("pushsvc", args, Path(tmp))
             try:
-                full = ghz(args, port2, proto=PROTO, call="pushsvc.v1.PushService/RegisterToken", data=register)
+                full = ghz(args, port2, proto=PROTO, call="pushsvc.v1.PushService/RegisterToken", data=register,
+                           server_pid=proc2.pid)
                 half_rps = max(1, int(full["rps"] / 2))
                 half = ghz(args, port2, proto=PROTO, call="pushsvc.v1.PushService/RegisterToken", data=register, rps=half_rps)
             finally:
                 stop(proc2)
-            echo_after = ghz(args, port, proto=ECHO_PROTO, call="pushsvc.bench.v1.Echo/Echo", data=echo_data)
+            echo_after = ghz(args, port, proto=ECHO_PROTO, call="pushsvc.bench.v1.Echo/Echo", data=echo_data,
+                             server_pid=proc.pid)
         finally:
             stop(proc)
     echo = dict(echo_before, rps=(echo_before["rps"] + echo_after["rps"]) / 2)
     print(f"RegisterToken under ghz: {args.requests:,} requests, {args.concurrency} concurrent, one connection; "
           f"{args.preload:,} tokens registered first; store {args.store}")
     print(context.header)
-    print(f"{'run':38} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8}  status")
+    print(f"{'run':38} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'server CPU/call':>16}  status")
     for name, r in [("bare grpc.aio echo, before", echo_before), ("bare grpc.aio echo, after", echo_after),
                     ("RegisterToken, full load", full),
                     (f"RegisterToken at half load ({half_rps}/s)", half)]:
-        print(f"{name:38} {r['rps']:>9,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f}  {r['status']}")
+        cpu = f"{r['server_cpu_us_per_call']:,.0f} us" if r["server_cpu_us_per_call"] is not None else "-"
+        print(f"{name:38} {r['rps']:>9,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {cpu:>16}  {r['status']}")
     print(f"{'RegisterToken / mean echo':38} {full['rps'] / echo['rps']:>9.2f}x")
+    echo_cpu = (echo_before["server_cpu_us_per_call"] + echo_after["server_cpu_us_per_call"]) / 2
+    print(f"{'echo CPU / RegisterToken CPU per call':38} {echo_cpu / full['server_cpu_us_per_call']:>9.2f}x"
+          f"  (the rate ratio the servers' CPU alone allows; it holds on a busy machine)")
     args.out.write_text(json.dumps({"context": dataclasses.asdict(context), "args": {k: str(v) for k, v in vars(args).items()},
-                                    "echo_before": echo_before, "echo_after": echo_after, "full": full, "half": half},
+                                    "echo_before": echo_before, "echo_after": echo_after, "full": full, "half": half,
+                                    "ratio": full["rps"] / echo["rps"],
+                                    "cpu_ratio": echo_cpu / full["server_cpu_us_per_call"],
+                                    "load_average_after": os.getloadavg()},
                                    indent=2))
     print(f"results: {args.out}")
     ok = all(set(r["status"]) == {"OK"} for r in (echo_before, echo_after, full, half))
