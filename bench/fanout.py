@@ -365,6 +365,9 @@ def main() -> int:
                 mix = ceilings["mix"]
                 ceiling = h2load.Ceiling(mix["req_per_s"], mix["requests"], mix["ok_2xx"], mix["failed"],
                                          mix["command"], mix["error"])
+    cpu_ratio = None
+    if ceilings and result.get("emulator_cpu_s") and result["delivered"]:
+        cpu_ratio = ceilings["mix"]["emulator_cpu_us_per_req"] / (1e6 * result["emulator_cpu_s"] / result["delivered"])
     where = ("in-process null provider" if args.null_provider
              else "static nginx HTTP/2 endpoint" if args.endpoint == "nginx" else "emulator in a separate process")
     print(f"Fan-out: Send to {args.tokens:,} registered tokens (50% APNs, 50% FCM), {where}")
@@ -408,6 +411,11 @@ def main() -> int:
                   f"({row['ok_2xx']}/{row['requests']} 2xx), emulator {row['emulator_cpu_us_per_req']:,.0f} us/req")
         if ceiling is not None and ceiling.req_per_s:
             print(f"{'fan-out / 50/50 ceiling':34} {result['rate'] / ceiling.req_per_s:>12.2f}")
+        if cpu_ratio is not None:
+            # The emulator's CPU per request under h2load's 50/50 over its CPU per delivery in the
+            # fan-out: the rate ratio when the emulator is saturated in both; a busy machine skews
+            # the rates, not this.
+            print(f"{'emulator CPU/req: 50/50 / fan-out':34} {cpu_ratio:>12.2f}")
         commands = " | ".join(f"{name}: {row['command']}" for name, row in ceilings.items())
         print(f"ceilings: {commands}")
     else:
@@ -418,6 +426,7 @@ def main() -> int:
                                     "ceiling": dataclasses.asdict(ceiling) if ceiling else None,
                                     "emulator_ceilings": ceilings, "pinned": pinned,
                                     "load_average_after": os.getloadavg(),
+                                    "emulator_cpu_ratio": cpu_ratio,
                                     "gateway_busy": result["gateway_cpu_s"] / result["seconds"],
                                     "emulator_busy": (result["emulator_cpu_s"] / result["seconds"]
                                                       if result.get("emulator_cpu_s") is not None else None)}, indent=2))
