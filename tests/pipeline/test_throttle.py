@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -44,9 +45,14 @@ async def _replica_with_default(dev: DevStack, default_max_per_second: int) -> A
     return replica
 
 
-def _span_s(got: dict[str, pb.Receipt]) -> float:
-    times = sorted(r.at.ToDatetime() for r in got.values())
-    return (times[-1] - times[0]).total_seconds()
+def _last_after_s(got: dict[str, pb.Receipt], before: datetime) -> float:
+    """How long after `before` (taken just before the Send) the last receipt was answered.
+
+    The first booking starts no earlier than `before`, so the last batch
+    starts no earlier than `before` plus the bookings ahead of it; the first
+    receipt is no reference (the first batch also sets up the connections).
+    """
+    return (max(r.at.ToDatetime(tzinfo=UTC) for r in got.values()) - before).total_seconds()
 
 
 async def test_a_throttled_send_is_sent_no_faster_than_its_rate(
@@ -54,13 +60,14 @@ async def test_a_throttled_send_is_sent_no_faster_than_its_rate(
 ) -> None:
     tokens = [f"fcm-thr-{i:03d}" for i in range(60)]
     await seed(stack.app.stores, [(t, models.Platform.FCM) for t in tokens])
+    before = datetime.now(UTC)
     sent = await stack_stub.Send(pb.SendRequest(app_id=APP, target=pb.Target(all=True), message=HELLO, max_per_second=40))
     n = await notification(stack_stub, sent.notification_id)
     assert n.max_per_second == 40
     got = by_token(await receipts(stack_stub, sent.notification_id, timeout_s=60))
     assert set(got) == set(tokens) and {r.status for r in got.values()} == {pb.DELIVERY_STATUS_DELIVERED}
-    # 60 at 40/s in batches of 1 (40 // 50 rounds up to 1): the last starts 59/40 s after the first.
-    assert _span_s(got) >= 59 / 40 * 0.95
+    # 60 at 40/s in batches of 4 (100 ms of the rate): the last starts 56/40 s after the first.
+    assert _last_after_s(got, before) >= 56 / 40 - 0.01
     n = await notification(stack_stub, sent.notification_id)
     assert (n.state, n.delivered, n.pending, n.max_per_second) == (pb.NOTIFICATION_STATE_COMPLETED, 60, 0, 40)
 
@@ -75,6 +82,7 @@ async def test_the_apps_default_rate_applies_and_two_replicas_share_it(store_url
         await seed(dev.app.stores, [(t, models.Platform.FCM) for t in tokens])
         async with grpc.aio.insecure_channel(f"127.0.0.1:{replica.port}") as channel:
             stub = push_pb2_grpc.PushServiceStub(channel)
+            before = datetime.now(UTC)
             sent = await stub.Send(pb.SendRequest(app_id=APP, target=pb.Target(all=True), message=HELLO))
             assert (await notification(stub, sent.notification_id)).max_per_second == 50
             got = by_token(await receipts(stub, sent.notification_id, timeout_s=60))
@@ -86,7 +94,8 @@ async def test_the_apps_default_rate_applies_and_two_replicas_share_it(store_url
         await replica.stop(0)
         await dev.stop(0)
     assert set(got) == set(tokens)
-    assert _span_s(got) >= 79 / 50 * 0.95, "two replicas together stay within the one rate"
+    # 80 at 50/s in batches of 5: the last starts 75/50 s after the first, whichever replica sends it.
+    assert _last_after_s(got, before) >= 75 / 50 - 0.01, "two replicas together stay within the one rate"
     assert set(owners) == {dev.app.dispatcher.owner, replica.dispatcher.owner}, owners
 
 
@@ -126,9 +135,9 @@ async def test_a_cancel_stops_a_throttled_fan_out_and_every_token_has_one_receip
     assert set(got) == set(tokens)
     statuses = Counter(r.status for r in got.values())
     assert set(statuses) == {pb.DELIVERY_STATUS_DELIVERED, pb.DELIVERY_STATUS_CANCELLED}
-    # At 20/s the fan-out would take 5 s; it stopped within a batch per worker of the cancel.
+    # At 20/s (batches of 2) the fan-out would take 5 s; it stopped within a batch per worker of the cancel.
     late = [r for r in got.values() if r.status == pb.DELIVERY_STATUS_DELIVERED and r.at.ToDatetime() > cancelled_at]
-    assert len(late) <= stack.app.settings.dispatch.workers, len(late)
+    assert len(late) <= 2 * stack.app.settings.dispatch.workers, len(late)
     assert statuses[pb.DELIVERY_STATUS_CANCELLED] >= 50
     n = await notification(stack_stub, sent.notification_id)
     assert (n.state, n.delivered, n.cancelled, n.pending) == (
