@@ -66,7 +66,7 @@ async def test_a_throttled_send_is_sent_no_faster_than_its_rate(
     assert n.max_per_second == 40
     got = by_token(await receipts(stack_stub, sent.notification_id, timeout_s=60))
     assert set(got) == set(tokens) and {r.status for r in got.values()} == {pb.DELIVERY_STATUS_DELIVERED}
-    # 60 at 40/s in batches of 4 (100 ms of the rate): the last starts 56/40 s after the first.
+    # 60 at 40/s in batches of 8 (200 ms of the rate): the last starts 56/40 s after the first.
     assert _last_after_s(got, before) >= 56 / 40 - 0.01
     n = await notification(stack_stub, sent.notification_id)
     assert (n.state, n.delivered, n.pending, n.max_per_second) == (pb.NOTIFICATION_STATE_COMPLETED, 60, 0, 40)
@@ -94,8 +94,8 @@ async def test_the_apps_default_rate_applies_and_two_replicas_share_it(store_url
         await replica.stop(0)
         await dev.stop(0)
     assert set(got) == set(tokens)
-    # 80 at 50/s in batches of 5: the last starts 75/50 s after the first, whichever replica sends it.
-    assert _last_after_s(got, before) >= 75 / 50 - 0.01, "two replicas together stay within the one rate"
+    # 80 at 50/s in batches of 10: the last starts 70/50 s after the first, whichever replica sends it.
+    assert _last_after_s(got, before) >= 70 / 50 - 0.01, "two replicas together stay within the one rate"
     assert set(owners) == {dev.app.dispatcher.owner, replica.dispatcher.owner}, owners
 
 
@@ -135,9 +135,9 @@ async def test_a_cancel_stops_a_throttled_fan_out_and_every_token_has_one_receip
     assert set(got) == set(tokens)
     statuses = Counter(r.status for r in got.values())
     assert set(statuses) == {pb.DELIVERY_STATUS_DELIVERED, pb.DELIVERY_STATUS_CANCELLED}
-    # At 20/s (batches of 2) the fan-out would take 5 s; it stopped within a batch per worker of the cancel.
+    # At 20/s (batches of 4) the fan-out would take 5 s; it stopped within a batch per worker of the cancel.
     late = [r for r in got.values() if r.status == pb.DELIVERY_STATUS_DELIVERED and r.at.ToDatetime() > cancelled_at]
-    assert len(late) <= 2 * stack.app.settings.dispatch.workers, len(late)
+    assert len(late) <= 4 * stack.app.settings.dispatch.workers, len(late)
     assert statuses[pb.DELIVERY_STATUS_CANCELLED] >= 50
     n = await notification(stack_stub, sent.notification_id)
     assert (n.state, n.delivered, n.cancelled, n.pending) == (

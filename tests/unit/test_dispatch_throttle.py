@@ -148,7 +148,7 @@ async def test_an_unthrottled_send_uses_full_batches_and_no_budget(world: World)
     assert len(world.fcm.sent) == 30 and world.sleep.delays == []
 
 
-async def test_a_throttled_batch_is_a_tenth_of_the_rate(world: World) -> None:
+async def test_a_throttled_batch_is_a_fifth_of_the_rate(world: World) -> None:
     await world.register(30)
     batches: list[int] = []
     inner = world.stores.notifications.reserve
@@ -158,11 +158,11 @@ async def test_a_throttled_batch_is_a_tenth_of_the_rate(world: World) -> None:
         return await inner(nid, count, per_second, now)
 
     world.stores.notifications.reserve = spy  # type: ignore[method-assign]  # a spy on the one store call
-    sent = await world.service.send(models.SendCommand(APP, ALL, models.Message(title="hi"), max_per_second=40))
+    sent = await world.service.send(models.SendCommand(APP, ALL, models.Message(title="hi"), max_per_second=20))
     assert await world.drain() == 1
-    assert batches == [4] * 7 + [2]  # 40/s: 4 per batch (100 ms), the batch_size of 10 not reached
-    # The one replica waited for each of its bookings after the first: 4/40 s apart.
-    assert world.sleep.delays == pytest.approx([0.1] * 7)
+    assert batches == [4] * 7 + [2]  # 20/s: 4 per batch (200 ms), the batch_size of 10 not reached
+    # The one replica waited for each of its bookings after the first: 4/20 s apart.
+    assert world.sleep.delays == pytest.approx([0.2] * 7)
     record = await world.stores.notifications.get(APP, sent.notification_id)
     assert record is not None and record.view.delivered == 30
 
