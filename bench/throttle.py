@@ -147,7 +147,7 @@ def main() -> int:
           f"min {result['window_min']:,}, max {result['window_max']:,}, expected {result['window_expected']:,.0f}; "
           f"worst {100 * result['worst_deviation']:.1f}% (goal <= {100 * BOUND:.0f}%): "
           f"{'met' if result['within_bound'] else 'MISSED'}")
-    out = args.out or RESULTS / f"throttle-{time.strftime('%Y%m%dT%H%MZ', time.gmtime())}-pg-{args.tokens}-{args.rate}.json"
+    out = args.out or RESULTS / f"throttle-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-pg-{args.tokens}-{args.rate}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"context": context.__dict__, "args": {k: str(v) for k, v in vars(args).items()},
                                "result": result, "load_average_after": os.getloadavg()}, indent=2, default=str))

@@ -59,7 +59,11 @@ Every replica runs one. Delivering one batch (providers, retries, expiry) is
   `batch_size`): a batch is 200 ms of the budget, so a 10 s window holds
   its count within 2% whatever batch it cuts, and each of the workers on
   the notification has 200 ms per booked batch for its store calls (a
-  loaded machine missed the rate with 100 ms). A waiting worker holds one
+  loaded machine missed the rate with 100 ms). A booking may start one
+  batch in the past (GCRA's tolerance): a worker that comes back late takes
+  back that much of the time it missed, so a busy machine does not fall
+  short of the rate, and a window gets at most one batch more (4% in all).
+  A waiting worker holds one
   partition and its lease (the renewer keeps renewing it); every worker waits
   for at most the batches booked before its own, one per worker on the
   notification, and a cancel or a lost lease ends the wait at once. It is one
@@ -98,6 +102,7 @@ from pushsvc.storage import (
     ReceiptStore,
     TargetToken,
     TokenStore,
+    booked,
 )
 from pushsvc.throttle import LogThrottle
 from pushsvc.tracing import NULL_TRACER, Tracer
@@ -454,7 +459,11 @@ class Dispatcher:
         (raises `_LeaseLost`: the booking is forfeited, nothing is sent). A
         drain does not end it: the batch counts as in flight once booked.
         """
-        start = await self._notifications.reserve(part.notification_id, count, rate, self._clock.now())
+        # GCRA's tolerance of one batch: a booking that comes late (a slow store
+        # call, a busy machine) may take back that much of the time it missed,
+        # and no more, so a window gets at most one batch more than its share.
+        length = booked(count, rate)
+        start = await self._notifications.reserve(part.notification_id, count, rate, self._clock.now() - length)
         delay_s = (start - self._clock.now()).total_seconds()
         if delay_s > 0:
             sleeper = asyncio.ensure_future(self._sleep(delay_s))

@@ -413,18 +413,20 @@ class NotificationStore(Protocol):
         """
         ...
 
-    async def reserve(self, notification_id: str, count: int, per_second: int, now: datetime) -> datetime:
+    async def reserve(self, notification_id: str, count: int, per_second: int, not_before: datetime) -> datetime:
         """Books `count` sends of a throttled notification's budget; returns when they may start.
 
         One atomic step on the notification's next free instant (virtual-time
-        scheduling, as in GCRA): `start = max(next, now)`, then
+        scheduling, as in GCRA): `start = max(next, not_before)`, then
         `next = start + count / per_second`; returns `start`. Every replica's
         workers book through here, so their bookings never overlap and add up
-        to the rate whatever the replica count or partition progress; unused
-        time is not saved up (an idle budget does not allow a burst later).
-        Concurrent callers, on any connection, get disjoint intervals. The
-        instant is kept to the microsecond. A notification that does not exist
-        books nothing and returns `now`.
+        to the rate whatever the replica count or partition progress. Unused
+        time before `not_before` is not saved up: a caller passes the present
+        instant, or a little before it (GCRA's tolerance) so that a booker
+        that came late may catch up that much and no more. Concurrent callers,
+        on any connection, get disjoint intervals. The instant is kept to the
+        microsecond. A notification that does not exist books nothing and
+        returns `not_before`.
         """
         ...
 

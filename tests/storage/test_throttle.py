@@ -65,6 +65,17 @@ async def test_idle_time_is_not_saved_up(stores: Stores, clock: ManualClock) -> 
     assert await n.reserve("n1", 1, 100, later) == later + timedelta(seconds=1)
 
 
+async def test_a_caller_may_let_a_late_booking_start_a_little_in_the_past(stores: Stores, clock: ManualClock) -> None:
+    n = stores.notifications
+    await n.create(draft("n1", clock.now()), plans(1))
+    await n.reserve("n1", 10, 100, clock.now())  # booked until now + 0.1 s
+    clock.advance(5)
+    grace = clock.now() - timedelta(seconds=0.2)
+    # Idle since: the booking starts where the caller allows (a tolerance of 0.2 s), not back at the last one.
+    assert await n.reserve("n1", 20, 100, grace) == grace
+    assert await n.reserve("n1", 1, 100, grace) == clock.now()
+
+
 async def test_a_booking_is_rounded_up_to_the_microsecond(stores: Stores, clock: ManualClock) -> None:
     n = stores.notifications
     await n.create(draft("n1", clock.now()), plans(1))

@@ -133,7 +133,9 @@ async def test_two_replicas_hold_the_rate_within_ten_percent_over_every_ten_seco
     start = min(sent_at)
     windows = _windows(sent_at, start, 10, 0.5)
     assert windows, "the fan-out lasted less than one window"
-    assert all(abs(n - 10 * rate) <= rate for n in windows), (min(windows), max(windows))
+    assert all(abs(n - 10 * rate) <= rate for n in windows), (min(windows), max(windows))  # the goal: 10%
+    # The design's own bound in virtual time: one batch (2%) where a window cuts one, one more of tolerance.
+    assert all(abs(n - 10 * rate) <= 0.04 * 10 * rate for n in windows), (min(windows), max(windows))
     # Both replicas sent: the budget was shared, not held by one.
     record = await world.stores.notifications.get(APP, nid)
     assert record is not None and record.view.max_per_second == rate
@@ -161,8 +163,9 @@ async def test_a_throttled_batch_is_a_fifth_of_the_rate(world: World) -> None:
     sent = await world.service.send(models.SendCommand(APP, ALL, models.Message(title="hi"), max_per_second=20))
     assert await world.drain() == 1
     assert batches == [4] * 7 + [2]  # 20/s: 4 per batch (200 ms), the batch_size of 10 not reached
-    # The one replica waited for each of its bookings after the first: 4/20 s apart.
-    assert world.sleep.delays == pytest.approx([0.2] * 7)
+    # The first two went at once (the first booking may start one batch back: the tolerance),
+    # then the one replica waited for each of its bookings: 4/20 s apart.
+    assert world.sleep.delays == pytest.approx([0.2] * 6)
     record = await world.stores.notifications.get(APP, sent.notification_id)
     assert record is not None and record.view.delivered == 30
 
@@ -170,7 +173,7 @@ async def test_a_throttled_batch_is_a_fifth_of_the_rate(world: World) -> None:
 async def test_a_cancel_while_waiting_for_the_budget_sends_nothing_more(world: World) -> None:
     tokens = await world.register(20)
     time = VirtualTime(world.clock)
-    # 1/s: batches of one, a second apart.
+    # 1/s: batches of one, a second apart (the first two at once: one batch of tolerance).
     sent = await world.service.send(models.SendCommand(APP, ALL, models.Message(title="hi"), max_per_second=1))
     nid = sent.notification_id
     d = _replica(world, "r1", time, lease_s=0.3)  # the renewer looks every 0.1 s of real time
@@ -179,11 +182,11 @@ async def test_a_cancel_while_waiting_for_the_budget_sends_nothing_more(world: W
         await asyncio.sleep(0)
         if time._sleepers:
             break
-    # The first token went at once; the worker now waits a (virtual) second for the second.
-    assert len(world.fcm.sent) == 1 and time._sleepers
+    # Two tokens went at once; the worker now waits a (virtual) second for the third.
+    assert len(world.fcm.sent) == 2 and time._sleepers
     await world.service.cancel_notification(APP, nid)
     assert await asyncio.wait_for(running, 5)
-    assert len(world.fcm.sent) == 1
+    assert len(world.fcm.sent) == 2
     counts: Counter[models.DeliveryStatus] = Counter()
     seen = set()
     async for r in world.feed.follow_notification(APP, nid, 0):
@@ -191,7 +194,7 @@ async def test_a_cancel_while_waiting_for_the_budget_sends_nothing_more(world: W
         seen.add(r.token)
         counts[r.status] += 1
     assert seen == set(tokens)
-    assert counts == {models.DeliveryStatus.DELIVERED: 1, models.DeliveryStatus.CANCELLED: 19}
+    assert counts == {models.DeliveryStatus.DELIVERED: 2, models.DeliveryStatus.CANCELLED: 18}
     record = await world.stores.notifications.get(APP, nid)
     assert record is not None and record.view.state is models.NotificationState.CANCELLED
 

@@ -337,12 +337,12 @@ class MemoryNotificationStore:
             self._settle(note, now)  # nothing left to sweep
         return note.view
 
-    async def reserve(self, notification_id: str, count: int, per_second: int, now: datetime) -> datetime:
+    async def reserve(self, notification_id: str, count: int, per_second: int, not_before: datetime) -> datetime:
         """See `NotificationStore.reserve`: atomic because it never awaits."""
         note = self._q.notes.get(notification_id)
         if note is None:
-            return now
-        start = now if note.throttle_next_at is None else max(note.throttle_next_at, now)
+            return not_before
+        start = not_before if note.throttle_next_at is None else max(note.throttle_next_at, not_before)
         note.throttle_next_at = start + booked(count, per_second)
         return start
 

@@ -286,8 +286,8 @@ class MongoNotificationStore:
             doc = self._settle(doc, now)  # nothing left to sweep
         return codec.view_from_doc(doc)
 
-    async def reserve(self, notification_id: str, count: int, per_second: int, now: datetime) -> datetime:
-        """See `NotificationStore.reserve`: a `$max` to now, then an `$inc` by the booking, each atomic.
+    async def reserve(self, notification_id: str, count: int, per_second: int, not_before: datetime) -> datetime:
+        """See `NotificationStore.reserve`: a `$max` to `not_before`, then an `$inc` by the booking, each atomic.
 
         The booking is `(after - length, after]` of the `$inc`: a counter that
         only grows hands out disjoint intervals, and a `$max` between two
@@ -295,11 +295,11 @@ class MongoNotificationStore:
         FerretDB 1.24 has no pipeline updates; `$max` and `$inc` are everywhere.)
         """
         length = booked(count, per_second) // timedelta(microseconds=1)
-        return await self._run(self._reserve, notification_id, length, now)
+        return await self._run(self._reserve, notification_id, length, not_before)
 
-    def _reserve(self, notification_id: str, length_us: int, now: datetime) -> datetime:
+    def _reserve(self, notification_id: str, length_us: int, not_before: datetime) -> datetime:
         field = codec.THROTTLE_NEXT
-        self._notifications.update_one({"_id": notification_id}, {"$max": {field: codec.epoch_us(now)}})
+        self._notifications.update_one({"_id": notification_id}, {"$max": {field: codec.epoch_us(not_before)}})
         doc = self._notifications.find_one_and_update(
             {"_id": notification_id},
             {"$inc": {field: length_us}},
@@ -307,7 +307,7 @@ class MongoNotificationStore:
             return_document=ReturnDocument.AFTER,
         )
         if doc is None:
-            return now
+            return not_before
         return codec.from_epoch_us(int(doc[field]) - length_us)
 
     async def list(

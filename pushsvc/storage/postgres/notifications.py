@@ -331,10 +331,12 @@ class PostgresNotificationStore:
 
         return await self._db.run(cancel, transaction=True)
 
-    async def reserve(self, notification_id: str, count: int, per_second: int, now: datetime) -> datetime:
+    async def reserve(self, notification_id: str, count: int, per_second: int, not_before: datetime) -> datetime:
         """See `NotificationStore.reserve`: one UPDATE ... RETURNING."""
-        start = await self._db.run(lambda conn: conn.fetchval(_RESERVE, notification_id, now, booked(count, per_second)))
-        return now if start is None else start
+        start = await self._db.run(
+            lambda conn: conn.fetchval(_RESERVE, notification_id, not_before, booked(count, per_second))
+        )
+        return not_before if start is None else start
 
     async def list(
         self, where: models.NotificationFilter, after: tuple[str, ...] | None, limit: int
