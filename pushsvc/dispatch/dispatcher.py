@@ -63,12 +63,12 @@ Every replica runs one. Delivering one batch (providers, retries, expiry) is
   batch in the past (GCRA's tolerance): a worker that comes back late takes
   back that much of the time it missed, so a busy machine does not fall
   short of the rate, and a window gets at most one batch more (4% in all).
-  A waiting worker holds one
-  partition and its lease (the renewer keeps renewing it); every worker waits
-  for at most the batches booked before its own, one per worker on the
-  notification, and a cancel or a lost lease ends the wait at once. It is one
-  of the replica's workers; the others claim other notifications' partitions,
-  and a throttled notification never goes in the express lane.
+  A waiting worker holds one partition and its lease (the renewer keeps
+  renewing it); it waits for at most the batches booked before its own, one
+  per worker on the notification, and a cancel or a lost lease ends the wait
+  at once. It is one of the replica's workers; the others claim other
+  notifications' partitions, and a throttled notification never goes in the
+  express lane.
 """
 
 from __future__ import annotations
