@@ -205,3 +205,39 @@ async def test_a_throttled_high_priority_send_stays_out_of_the_express_lane(worl
     await world.service.send(models.SendCommand(APP, ALL, message, max_per_second=10))
     assert await world.stores.notifications.claim("x", world.clock.now(), 30, Lane.EXPRESS) is None
     assert await world.stores.notifications.claim("x", world.clock.now(), 30, Lane.BULK) is not None
+
+
+async def test_a_throttled_campaign_leaves_the_replicas_other_worker_to_other_sends(world: World) -> None:
+    await world.register(20)
+    time = VirtualTime(world.clock)
+    slow = await world.service.send(models.SendCommand(APP, ALL, models.Message(title="sale"), max_per_second=1))
+    replica = _replica(world, "r1", time)  # two workers
+    replica.start()
+    try:
+        for _ in range(100):  # one worker takes the campaign's one partition and waits for its budget
+            await asyncio.sleep(0)
+            if time._sleepers:
+                break
+        fast = await world.service.send(models.SendCommand(APP, ALL, models.Message(title="news")))
+        replica.wake()  # as the server's Send does (its idle worker polls in real time)
+        done = asyncio.Event()
+
+        async def finished() -> None:
+            while True:
+                record = await world.stores.notifications.get(APP, fast.notification_id)
+                if record is not None and record.view.state.finished:
+                    done.set()
+                    return
+                await asyncio.sleep(0.001)
+
+        watcher = asyncio.get_running_loop().create_task(finished())
+        await time.run_until(done, limit_s=10)
+        watcher.cancel()
+        fast_view = await world.stores.notifications.get(APP, fast.notification_id)
+        slow_view = await world.stores.notifications.get(APP, slow.notification_id)
+    finally:
+        await replica.stop(grace_s=0)
+    assert fast_view is not None and fast_view.view.delivered == 20
+    # The unthrottled send finished within seconds of virtual time, while the campaign is still at 1/s.
+    assert slow_view is not None and slow_view.view.state is models.NotificationState.RUNNING
+    assert slow_view.view.delivered < 20
