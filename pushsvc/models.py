@@ -292,6 +292,8 @@ class SendCommand:
     idempotency_key: str = ""
     validate_only: bool = False
     send_at: datetime | None = None
+    max_per_second: int = 0
+    """Most targets sent per second across every replica; 0 takes the app's default (negative is invalid)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -327,6 +329,8 @@ class NotificationView:
     """Targets not sent because the notification was cancelled."""
     cancel_requested_at: datetime | None = None
     """When CancelNotification was accepted; the state stays unfinished until every target has its receipt."""
+    max_per_second: int = 0
+    """The rate its fan-out is held to, in targets per second across every replica; 0: unthrottled."""
 
     @property
     def resolved(self) -> int:

@@ -179,7 +179,11 @@ class PushService:
                 logs.notification_id.set(existing.notification_id)
                 return models.SendResult(existing.notification_id, True, existing.targeted)
         await self._check_queue_depth()
-        return await self._store(cmd, now, query, devices, platforms, rendered, localized, targeted, notification_id)
+        # The Send's own rate, else the app's default (0 there too: unthrottled).
+        rate = cmd.max_per_second or app.default_max_per_second
+        return await self._store(
+            cmd, now, query, devices, platforms, rendered, localized, targeted, notification_id, rate
+        )
 
     def _render(
         self, app: AppProfile, message: models.Message, platforms: set[models.Platform], notification_id: str
@@ -223,6 +227,7 @@ class PushService:
         localized: dict[str, dict[models.Platform, Mapping[str, Any]]],
         targeted: int,
         notification_id: str,
+        max_per_second: int,
     ) -> models.SendResult:
         scheduled = cmd.send_at is not None and cmd.send_at > now
         start = cmd.send_at if scheduled and cmd.send_at else now
@@ -253,8 +258,10 @@ class PushService:
             # The Send's span, so each batch span of the fan-out can link back to it.
             traceparent=self._tracer.current_traceparent(),
             lane=lane_of(
-                priority=cmd.message.priority, targeted=targeted, express_max_targets=self._dispatch.express_max_targets
+                priority=cmd.message.priority, targeted=targeted, express_max_targets=self._dispatch.express_max_targets,
+                max_per_second=max_per_second,
             ),
+            max_per_second=max_per_second,
         )
         # The rest of this call's log lines (the audit line among them) name the notification.
         logs.notification_id.set(draft.notification_id)

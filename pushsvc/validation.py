@@ -219,6 +219,8 @@ def validate_send(cmd: models.SendCommand, send_at_ahead_s: float | None, limits
     _check_message(v, cmd.message, limits)
     if send_at_ahead_s is not None and send_at_ahead_s > limits.max_schedule_ahead_s:
         v.add("send_at", f"must be at most {limits.max_schedule_ahead_s / 86400:.0f} days ahead")
+    if cmd.max_per_second < 0:
+        v.add("max_per_second", "must be positive, or 0 for the app's default")
     v.raise_if_any()
 
 

@@ -268,6 +268,9 @@ class AppSettings(_Section):
     """Huawei Push Kit credentials; without them the app cannot send to Huawei devices without Google services."""
     webhooks: tuple[WebhookSettings, ...] = ()
     """Endpoints that receive the app's receipts (`[[apps.<app_id>.webhooks]]`); see docs/webhooks.md."""
+    default_max_per_second: int = Field(default=0, ge=0, le=2_147_483_647)
+    """Targets per second, across every replica, that a Send of this app is held to when it
+    sets no `max_per_second` of its own; 0 leaves such sends unthrottled (see docs/campaigns.md)."""
 
     @model_validator(mode="after")
     def _distinct_webhooks(self) -> AppSettings:

@@ -268,6 +268,7 @@ def send(req: pb.SendRequest) -> models.SendCommand:
         idempotency_key=req.idempotency_key,
         validate_only=req.validate_only,
         send_at=_datetime(req.send_at, "send_at") if req.HasField("send_at") else None,
+        max_per_second=req.max_per_second,
     )
 
 
@@ -297,6 +298,7 @@ def notification(n: models.NotificationView) -> pb.Notification:
         vanished=n.vanished,
         cancelled=n.cancelled,
         cancel_requested_at=_ts(n.cancel_requested_at),
+        max_per_second=n.max_per_second,
     )
 
 
