@@ -1,0 +1,252 @@
+"""A cancel during a fan-out: what is delivered after CancelNotification returns, and whether every token is accounted for.
+
+pushsvc runs in this process as one replica does (store, dispatcher, the
+providers, and the real gRPC server, which the bench calls with the generated
+stubs), sending to a static nginx HTTP/2 endpoint (bench/nginx.py) that logs
+every request with its wall-clock time in milliseconds. The tokens are half
+APNs, half FCM.
+
+1. The ceiling: a Send to all N tokens, uncancelled, until its receipts are
+   written; its rate is what the endpoint and gateway reach in this run.
+2. The cancel: a Send to the same N tokens; once `--cancel-at` of them are
+   delivered (GetNotification, polled), CancelNotification. Then the bench
+   reads the receipt stream to its end and the final counters, and counts
+   the requests nginx answered after CancelNotification returned.
+
+Issue 21's goal: fewer than batch_size x partitions deliveries after the
+cancel returned (the batches that may be in flight), and the receipts plus
+the counters account for all N: one receipt per token, and
+delivered + cancelled + the other outcomes = N, in the receipts and in the
+counters alike. nginx logs a request when it has answered it, so a request
+that arrived just before the cancel but was answered after it counts as
+"after": the count errs on the high side.
+
+Usage:
+    python -m bench.cancel [-n 100000] [--cancel-at 0.3] [--batch 500] [--partition-size 5000]
+                           [--store memory://] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# Run as a file (python bench/cancel.py), bench/ is on sys.path instead of the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import grpc  # noqa: E402
+
+from bench.machine import run_context  # noqa: E402
+from bench.nginx import _LOG_FLUSH_S, NginxEndpoint  # noqa: E402
+from pushsvc import models  # noqa: E402
+from pushsvc.bootstrap import build_application  # noqa: E402
+from pushsvc.config import ApnsAppSettings, AppSettings, DispatchSettings, FcmAppSettings, Settings  # noqa: E402
+from pushsvc.dispatch.planning import plan_partitions  # noqa: E402
+from pushsvc.emulator import make_demo_credentials  # noqa: E402
+from pushsvc.v1 import push_pb2 as pb  # noqa: E402
+from pushsvc.v1 import push_pb2_grpc  # noqa: E402
+
+APP = "bench"
+RUN_TIMEOUT_S = 900.0
+POLL_S = 0.01
+"""How often the cancel phase polls GetNotification for the point to cancel at."""
+
+
+def app_settings(nginx: NginxEndpoint, workdir: Path) -> AppSettings:
+    """APNs and FCM pointed at nginx, with fresh demo keys (nginx checks none)."""
+    creds, _, _ = make_demo_credentials(workdir / "creds", token_uri=nginx.token_uri, ca_pem=nginx.ca_pem)
+    base, ca = nginx.base_url, nginx.ca_file
+    return AppSettings(
+        app_id=APP,
+        apns=ApnsAppSettings(bundle_id=creds.apns_bundle_id, key_file=creds.apns_key_file, key_id=creds.apns_key_id,
+                             team_id=creds.apns_team_id, production_url=base, sandbox_url=base, ca_file=ca),
+        fcm=FcmAppSettings(service_account_file=creds.fcm_service_account_file, project_id=creds.fcm_project_id,
+                           base_url=base, ca_file=ca),
+    )
+
+
+def counters(n: pb.Notification) -> dict[str, int]:
+    return {"targeted": n.targeted, "delivered": n.delivered, "failed": n.failed, "invalid_tokens": n.invalid_tokens,
+            "expired": n.expired, "cancelled": n.cancelled, "vanished": n.vanished, "pending": n.pending}
+
+
+async def receipts(stub: push_pb2_grpc.PushServiceStub, notification_id: str) -> dict[str, Any]:
+    """The notification's receipt stream, read to its end: how many, of how many tokens, by status."""
+    by_status: collections.Counter[str] = collections.Counter()
+    tokens: set[tuple[int, str]] = set()
+    count = 0
+    request = pb.StreamReceiptsRequest(app_id=APP, notification_id=notification_id)
+    async for item in stub.StreamReceipts(request, timeout=RUN_TIMEOUT_S):
+        count += 1
+        by_status[pb.DeliveryStatus.Name(item.receipt.status)] += 1
+        tokens.add((item.receipt.platform, item.receipt.token))
+    return {"receipts": count, "tokens": len(tokens), "by_status": dict(by_status)}
+
+
+async def wait_finished(stub: push_pb2_grpc.PushServiceStub, notification_id: str, deadline: float) -> pb.Notification:
+    request = pb.GetNotificationRequest(app_id=APP, notification_id=notification_id)
+    while True:
+        notification = (await stub.GetNotification(request)).notification
+        if notification.state in FINISHED or time.monotonic() > deadline:
+            return notification
+        await asyncio.sleep(0.05)
+
+
+def deliveries(arrivals: list[tuple[float, int, str]]) -> list[tuple[float, int, str]]:
+    """The APNs and FCM sends among nginx's requests (not the OAuth token's)."""
+    return [row for row in arrivals if row[2].startswith("/3/device/") or row[2].endswith("/messages:send")]
+
+
+FINISHED = {pb.NOTIFICATION_STATE_COMPLETED, pb.NOTIFICATION_STATE_FAILED, pb.NOTIFICATION_STATE_CANCELLED}
+
+
+async def measure(args: argparse.Namespace, nginx: NginxEndpoint, workdir: Path) -> dict[str, Any]:
+    dispatch = DispatchSettings(batch_size=args.batch, partition_size=args.partition_size, lease_s=60)
+    settings = Settings(store_url=args.store, host="127.0.0.1", port=0, apps={APP: app_settings(nginx, workdir)},
+                        dispatch=dispatch)
+    app = build_application(settings)
+    await app.start()
+    try:
+        half = args.tokens // 2
+        regs = [models.TokenRegistration(APP, f"{i:064x}", models.Platform.APNS) for i in range(half)]
+        regs += [models.TokenRegistration(APP, f"bench-{i}", models.Platform.FCM) for i in range(args.tokens - half)]
+        for lo in range(0, len(regs), 5000):
+            await app.stores.tokens.insert_new(regs[lo : lo + 5000], app.clock.now())
+        del regs
+        partitions = len(plan_partitions(targeted=args.tokens, devices=None, partition_size=args.partition_size,
+                                         max_partitions=dispatch.max_partitions))
+        everyone = pb.SendRequest(app_id=APP, target=pb.Target(all=True), message=pb.Message(title="bench", body="cancel"))
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            stub = push_pb2_grpc.PushServiceStub(channel)
+            # 1. The ceiling: the same Send, uncancelled.
+            load_ceiling = os.getloadavg()[0]
+            started = time.monotonic()
+            sent = await stub.Send(everyone)
+            full = await wait_finished(stub, sent.notification_id, started + RUN_TIMEOUT_S)
+            ceiling_s = time.monotonic() - started
+            await asyncio.sleep(_LOG_FLUSH_S + 0.5)
+            offset = nginx.access_log_path.stat().st_size
+            ceiling_requests = len(deliveries(nginx.arrivals()))
+            # 2. The cancel, at `--cancel-at` of the tokens delivered.
+            load_cancel = os.getloadavg()[0]
+            started = time.monotonic()
+            sent = await stub.Send(everyone)
+            get = pb.GetNotificationRequest(app_id=APP, notification_id=sent.notification_id)
+            at_cancel = None
+            while time.monotonic() < started + RUN_TIMEOUT_S:
+                at_cancel = (await stub.GetNotification(get)).notification
+                if at_cancel.delivered >= args.cancel_at * args.tokens or at_cancel.state in FINISHED:
+                    break
+                await asyncio.sleep(POLL_S)
+            cancel_called = time.time()
+            answer = await stub.CancelNotification(pb.CancelNotificationRequest(app_id=APP, notification_id=sent.notification_id))
+            cancel_returned = time.time()
+            cancel_returned_mono = time.monotonic()
+            stream = await receipts(stub, sent.notification_id)
+            final = await wait_finished(stub, sent.notification_id, time.monotonic() + RUN_TIMEOUT_S)
+            settled_s = time.monotonic() - cancel_returned_mono
+            await asyncio.sleep(_LOG_FLUSH_S + 0.5)
+        arrivals = deliveries(nginx.arrivals(offset))
+    finally:
+        await app.stop(0)
+    after = sum(1 for at, _, _ in arrivals if at > cancel_returned)
+    during_call = sum(1 for at, _, _ in arrivals if cancel_called < at <= cancel_returned)
+    return {
+        "partitions": partitions,
+        "bound": args.batch * partitions,
+        "in_flight_bound": args.batch * dispatch.workers,
+        "workers": dispatch.workers,
+        "ceiling": {"notification": counters(full), "seconds": ceiling_s, "rate": full.delivered / ceiling_s,
+                    "state": pb.NotificationState.Name(full.state), "nginx_requests": ceiling_requests,
+                    "load_average": load_ceiling},
+        "cancel": {
+            "load_average": load_cancel,
+            "at_cancel": counters(at_cancel) if at_cancel is not None else None,
+            "cancel_rpc_ms": 1000 * (cancel_returned - cancel_called),
+            "answer": counters(answer.notification),
+            "answer_state": pb.NotificationState.Name(answer.notification.state),
+            "final": counters(final),
+            "final_state": pb.NotificationState.Name(final.state),
+            "settled_after_cancel_s": settled_s,
+            "stream": stream,
+            "nginx_requests": len(arrivals),
+            "nginx_non_2xx": sum(1 for _, status, _ in arrivals if not 200 <= status < 300),
+            "delivered_after_cancel_returned": after,
+            "delivered_during_cancel_call": during_call,
+        },
+    }
+
+
+def verdict(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, bool]:
+    """Each check of the goal, by name."""
+    c, n = result["cancel"], args.tokens
+    final, stream = c["final"], c["stream"]
+    statuses = stream["by_status"]
+    counted = sum(final[k] for k in ("delivered", "failed", "invalid_tokens", "expired", "cancelled", "vanished"))
+    return {
+        "after_cancel_below_bound": c["delivered_after_cancel_returned"] < result["bound"],
+        "one_receipt_per_token": stream["receipts"] == stream["tokens"] == n,
+        "receipts_add_up": sum(statuses.values()) == n,
+        "counters_add_up": counted == final["targeted"] == n and final["pending"] == 0,
+        "receipts_match_counters": statuses.get("DELIVERY_STATUS_DELIVERED", 0) == final["delivered"]
+        and statuses.get("DELIVERY_STATUS_CANCELLED", 0) == final["cancelled"],
+        "nginx_saw_every_delivery": c["nginx_requests"] == final["delivered"] and c["nginx_non_2xx"] == 0,
+        "some_cancelled": final["cancelled"] > 0 and c["final_state"] == "NOTIFICATION_STATE_CANCELLED",
+        "ceiling_complete": result["ceiling"]["notification"]["delivered"] == n,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", "--tokens", type=int, default=100_000)
+    parser.add_argument("--cancel-at", type=float, default=0.3, help="cancel once this share of the tokens is delivered")
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--partition-size", type=int, default=5000)
+    parser.add_argument("--store", default="memory://")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON file (default bench/results/cancel-<UTC time>.json)")
+    args = parser.parse_args()
+    context = run_context(packages=("grpcio", "pycurl"))
+    with tempfile.TemporaryDirectory() as tmp, NginxEndpoint(access_log=True) as nginx:
+        result = asyncio.run(measure(args, nginx, Path(tmp)))
+    checks = verdict(args, result)
+    c, ceiling = result["cancel"], result["ceiling"]
+    print(f"Cancel during a fan-out: Send to {args.tokens:,} tokens (50% APNs, 50% FCM), static nginx HTTP/2 endpoint, "
+          f"CancelNotification at {args.cancel_at:.0%} delivered")
+    print(context.header)
+    print(f"store: {args.store}; batches of {args.batch}, partitions of {args.partition_size} "
+          f"({result['partitions']} partitions), {result['workers']} dispatch workers")
+    print(f"ceiling, uncancelled Send: {ceiling['rate']:,.0f} deliveries/s ({ceiling['notification']['delivered']:,} in "
+          f"{ceiling['seconds']:.2f} s), load average {ceiling['load_average']:.2f}")
+    print(f"cancel phase, load average {c['load_average']:.2f}:")
+    at = c["at_cancel"] or {}
+    print(f"  delivered when CancelNotification was called  {at.get('delivered', 0):>9,}")
+    print(f"  CancelNotification took                       {c['cancel_rpc_ms']:>9,.1f} ms")
+    print(f"  delivered while the call ran (nginx log)      {c['delivered_during_cancel_call']:>9,}")
+    print(f"  delivered after it returned (nginx log)       {c['delivered_after_cancel_returned']:>9,}   "
+          f"bound batch_size x partitions = {result['bound']:,} (batch_size x workers = {result['in_flight_bound']:,})")
+    print(f"  settled {c['final_state']} after               {c['settled_after_cancel_s']:>9,.2f} s")
+    print(f"  counters: {json.dumps(c['final'])}")
+    print(f"  receipts: {c['stream']['receipts']:,} for {c['stream']['tokens']:,} tokens: {json.dumps(c['stream']['by_status'])}")
+    print(f"  nginx answered {c['nginx_requests']:,} requests in this phase ({c['nginx_non_2xx']} not 2xx)")
+    for name, ok in checks.items():
+        print(f"  {'ok ' if ok else 'NO '} {name}")
+    out = args.out or Path("bench/results") / f"cancel-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"context": dataclasses.asdict(context), "args": {k: str(v) for k, v in vars(args).items()},
+                               "result": result, "checks": checks, "load_average_after": os.getloadavg()}, indent=2))
+    print(f"results: {out}")
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
