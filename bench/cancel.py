@@ -2,9 +2,17 @@
 
 pushsvc runs in this process as one replica does (store, dispatcher, the
 providers, and the real gRPC server, which the bench calls with the generated
-stubs), sending to a static nginx HTTP/2 endpoint (bench/nginx.py) that logs
-every request with its wall-clock time in milliseconds. The tokens are half
-APNs, half FCM.
+stubs). The tokens are half APNs, half FCM. The endpoint records each
+delivery's time:
+
+- `--endpoint nginx` (the default): a static nginx HTTP/2 endpoint
+  (bench/nginx.py) that answers at once and logs every request with the
+  wall-clock time of its answer, in milliseconds. A request that arrived just
+  before the cancel but was answered after it counts as "after": the count
+  errs on the high side.
+- `--endpoint emulator`: the pushsvc emulator in this process (as `pushsvc
+  dev` runs it), whose inbox records each request's arrival time;
+  `--latency-s` delays every answer, so batches stay in flight for that long.
 
 1. The ceiling: a Send to all N tokens, uncancelled, until its receipts are
    written; its rate is what the endpoint and gateway reach in this run.
@@ -12,19 +20,18 @@ APNs, half FCM.
    delivered (GetNotification, polled), CancelNotification. Then the bench
    reads the receipt stream to its end (in this process, through gRPC, so the
    time to its end includes the reading) and the final counters, and counts
-   the requests nginx answered after CancelNotification returned.
+   the deliveries the endpoint timed after CancelNotification returned.
 
 Issue 21's goal: fewer than batch_size x partitions deliveries after the
 cancel returned (the batches that may be in flight), and the receipts plus
 the counters account for all N: one receipt per token, and
 delivered + cancelled + the other outcomes = N, in the receipts and in the
-counters alike. nginx logs a request when it has answered it, so a request
-that arrived just before the cancel but was answered after it counts as
-"after": the count errs on the high side.
+counters alike, and as many deliveries at the endpoint as counted delivered.
 
 Usage:
     python -m bench.cancel [-n 100000] [--cancel-at 0.3] [--batch 500] [--partition-size 5000]
-                           [--store memory://] [--out results.json]
+                           [--store memory://] [--endpoint nginx | --endpoint emulator --latency-s 0.2]
+                           [--out results.json]
 """
 
 from __future__ import annotations
@@ -51,8 +58,9 @@ from bench.nginx import _LOG_FLUSH_S, NginxEndpoint  # noqa: E402
 from pushsvc import models  # noqa: E402
 from pushsvc.bootstrap import build_application  # noqa: E402
 from pushsvc.config import ApnsAppSettings, AppSettings, DispatchSettings, FcmAppSettings, Settings  # noqa: E402
+from pushsvc.devstack import DEMO_APP_ID, start_dev_stack  # noqa: E402
 from pushsvc.dispatch.planning import plan_partitions  # noqa: E402
-from pushsvc.emulator import make_demo_credentials  # noqa: E402
+from pushsvc.emulator import EmulatorConfig, make_demo_credentials  # noqa: E402
 from pushsvc.v1 import push_pb2 as pb  # noqa: E402
 from pushsvc.v1 import push_pb2_grpc  # noqa: E402
 
@@ -80,12 +88,12 @@ def counters(n: pb.Notification) -> dict[str, int]:
             "expired": n.expired, "cancelled": n.cancelled, "vanished": n.vanished, "pending": n.pending}
 
 
-async def receipts(stub: push_pb2_grpc.PushServiceStub, notification_id: str) -> dict[str, Any]:
+async def receipts(stub: push_pb2_grpc.PushServiceStub, app_id: str, notification_id: str) -> dict[str, Any]:
     """The notification's receipt stream, read to its end: how many, of how many tokens, by status."""
     by_status: collections.Counter[str] = collections.Counter()
     tokens: set[tuple[int, str]] = set()
     count = 0
-    request = pb.StreamReceiptsRequest(app_id=APP, notification_id=notification_id)
+    request = pb.StreamReceiptsRequest(app_id=app_id, notification_id=notification_id)
     async for item in stub.StreamReceipts(request, timeout=RUN_TIMEOUT_S):
         count += 1
         by_status[pb.DeliveryStatus.Name(item.receipt.status)] += 1
@@ -93,8 +101,10 @@ async def receipts(stub: push_pb2_grpc.PushServiceStub, notification_id: str) ->
     return {"receipts": count, "tokens": len(tokens), "by_status": dict(by_status)}
 
 
-async def wait_finished(stub: push_pb2_grpc.PushServiceStub, notification_id: str, deadline: float) -> pb.Notification:
-    request = pb.GetNotificationRequest(app_id=APP, notification_id=notification_id)
+async def wait_finished(
+    stub: push_pb2_grpc.PushServiceStub, app_id: str, notification_id: str, deadline: float
+) -> pb.Notification:
+    request = pb.GetNotificationRequest(app_id=app_id, notification_id=notification_id)
     while True:
         notification = (await stub.GetNotification(request)).notification
         if notification.state in FINISHED or time.monotonic() > deadline:
@@ -110,55 +120,103 @@ def deliveries(arrivals: list[tuple[float, int, str]]) -> list[tuple[float, int,
 FINISHED = {pb.NOTIFICATION_STATE_COMPLETED, pb.NOTIFICATION_STATE_FAILED, pb.NOTIFICATION_STATE_CANCELLED}
 
 
-async def measure(args: argparse.Namespace, nginx: NginxEndpoint, workdir: Path) -> dict[str, Any]:
+class NginxArrivals:
+    """Deliveries as nginx's access log records them (answer times)."""
+
+    flush_s = _LOG_FLUSH_S + 0.5
+
+    def __init__(self, nginx: NginxEndpoint) -> None:
+        self._nginx = nginx
+
+    def mark(self) -> int:
+        return self._nginx.access_log_path.stat().st_size
+
+    def since(self, mark: int) -> list[tuple[float, int, str]]:
+        return deliveries(self._nginx.arrivals(mark))
+
+
+class EmulatorArrivals:
+    """Deliveries as the emulator's inbox records them (arrival times, before its `--latency-s`)."""
+
+    flush_s = 0.0
+
+    def __init__(self, emulator: Any) -> None:
+        self._inbox = emulator.inbox
+
+    def mark(self) -> int:
+        # The inbox is bounded; emptied between the phases so that nothing of the second is dropped.
+        self._inbox.clear()
+        return 0
+
+    def since(self, mark: int) -> list[tuple[float, int, str]]:
+        return [(entry.received_at, 200, entry.platform) for entry in self._inbox.entries()[mark:]]
+
+
+async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Starts pushsvc and the endpoint; runs the ceiling and the cancel phase."""
     dispatch = DispatchSettings(batch_size=args.batch, partition_size=args.partition_size, lease_s=60)
-    settings = Settings(store_url=args.store, host="127.0.0.1", port=0, apps={APP: app_settings(nginx, workdir)},
-                        dispatch=dispatch)
-    app = build_application(settings)
-    await app.start()
+    if args.endpoint == "nginx":
+        with NginxEndpoint(access_log=True) as nginx:
+            settings = Settings(store_url=args.store, host="127.0.0.1", port=0,
+                                apps={APP: app_settings(nginx, workdir)}, dispatch=dispatch)
+            app = build_application(settings)
+            await app.start()
+            try:
+                return await phases(args, app, APP, dispatch, NginxArrivals(nginx))
+            finally:
+                await app.stop(0)
+    dev = await start_dev_stack(state_dir=workdir / "dev", port=0, store_url=args.store, dispatch=dispatch,
+                                emulator_config=EmulatorConfig(inbox_limit=2 * args.tokens))
     try:
-        half = args.tokens // 2
-        regs = [models.TokenRegistration(APP, f"{i:064x}", models.Platform.APNS) for i in range(half)]
-        regs += [models.TokenRegistration(APP, f"bench-{i}", models.Platform.FCM) for i in range(args.tokens - half)]
-        for lo in range(0, len(regs), 5000):
-            await app.stores.tokens.insert_new(regs[lo : lo + 5000], app.clock.now())
-        del regs
-        partitions = len(plan_partitions(targeted=args.tokens, devices=None, partition_size=args.partition_size,
-                                         max_partitions=dispatch.max_partitions))
-        everyone = pb.SendRequest(app_id=APP, target=pb.Target(all=True), message=pb.Message(title="bench", body="cancel"))
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-            stub = push_pb2_grpc.PushServiceStub(channel)
-            # 1. The ceiling: the same Send, uncancelled.
-            load_ceiling = os.getloadavg()[0]
-            started = time.monotonic()
-            sent = await stub.Send(everyone)
-            full = await wait_finished(stub, sent.notification_id, started + RUN_TIMEOUT_S)
-            ceiling_s = time.monotonic() - started
-            await asyncio.sleep(_LOG_FLUSH_S + 0.5)
-            offset = nginx.access_log_path.stat().st_size
-            ceiling_requests = len(deliveries(nginx.arrivals()))
-            # 2. The cancel, at `--cancel-at` of the tokens delivered.
-            load_cancel = os.getloadavg()[0]
-            started = time.monotonic()
-            sent = await stub.Send(everyone)
-            get = pb.GetNotificationRequest(app_id=APP, notification_id=sent.notification_id)
-            at_cancel = None
-            while time.monotonic() < started + RUN_TIMEOUT_S:
-                at_cancel = (await stub.GetNotification(get)).notification
-                if at_cancel.delivered >= args.cancel_at * args.tokens or at_cancel.state in FINISHED:
-                    break
-                await asyncio.sleep(POLL_S)
-            cancel_called = time.time()
-            answer = await stub.CancelNotification(pb.CancelNotificationRequest(app_id=APP, notification_id=sent.notification_id))
-            cancel_returned = time.time()
-            cancel_returned_mono = time.monotonic()
-            stream = await receipts(stub, sent.notification_id)
-            final = await wait_finished(stub, sent.notification_id, time.monotonic() + RUN_TIMEOUT_S)
-            settled_s = time.monotonic() - cancel_returned_mono
-            await asyncio.sleep(_LOG_FLUSH_S + 0.5)
-        arrivals = deliveries(nginx.arrivals(offset))
+        dev.emulator.faults.latency_s = args.latency_s
+        return await phases(args, dev.app, DEMO_APP_ID, dispatch, EmulatorArrivals(dev.emulator))
     finally:
-        await app.stop(0)
+        dev.emulator.faults.latency_s = 0.0
+        await dev.stop(0)
+
+
+async def phases(args: argparse.Namespace, app: Any, app_id: str, dispatch: DispatchSettings, endpoint: Any) -> dict[str, Any]:
+    """The uncancelled Send (the ceiling), then the cancelled one; what each endpoint saw."""
+    half = args.tokens // 2
+    regs = [models.TokenRegistration(app_id, f"{i:064x}", models.Platform.APNS) for i in range(half)]
+    regs += [models.TokenRegistration(app_id, f"bench-{i}", models.Platform.FCM) for i in range(args.tokens - half)]
+    for lo in range(0, len(regs), 5000):
+        await app.stores.tokens.insert_new(regs[lo : lo + 5000], app.clock.now())
+    del regs
+    partitions = len(plan_partitions(targeted=args.tokens, devices=None, partition_size=args.partition_size,
+                                     max_partitions=dispatch.max_partitions))
+    everyone = pb.SendRequest(app_id=app_id, target=pb.Target(all=True), message=pb.Message(title="bench", body="cancel"))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        stub = push_pb2_grpc.PushServiceStub(channel)
+        # 1. The ceiling: the same Send, uncancelled.
+        load_ceiling = os.getloadavg()[0]
+        started = time.monotonic()
+        sent = await stub.Send(everyone)
+        full = await wait_finished(stub, app_id, sent.notification_id, started + RUN_TIMEOUT_S)
+        ceiling_s = time.monotonic() - started
+        await asyncio.sleep(endpoint.flush_s)
+        ceiling_requests = len(endpoint.since(0))
+        offset = endpoint.mark()
+        # 2. The cancel, at `--cancel-at` of the tokens delivered.
+        load_cancel = os.getloadavg()[0]
+        started = time.monotonic()
+        sent = await stub.Send(everyone)
+        get = pb.GetNotificationRequest(app_id=app_id, notification_id=sent.notification_id)
+        at_cancel = None
+        while time.monotonic() < started + RUN_TIMEOUT_S:
+            at_cancel = (await stub.GetNotification(get)).notification
+            if at_cancel.delivered >= args.cancel_at * args.tokens or at_cancel.state in FINISHED:
+                break
+            await asyncio.sleep(POLL_S)
+        cancel_called = time.time()
+        answer = await stub.CancelNotification(pb.CancelNotificationRequest(app_id=app_id, notification_id=sent.notification_id))
+        cancel_returned = time.time()
+        cancel_returned_mono = time.monotonic()
+        stream = await receipts(stub, app_id, sent.notification_id)
+        final = await wait_finished(stub, app_id, sent.notification_id, time.monotonic() + RUN_TIMEOUT_S)
+        settled_s = time.monotonic() - cancel_returned_mono
+        await asyncio.sleep(endpoint.flush_s)
+    arrivals = endpoint.since(offset)
     after = sum(1 for at, _, _ in arrivals if at > cancel_returned)
     during_call = sum(1 for at, _, _ in arrivals if cancel_called < at <= cancel_returned)
     return {
@@ -167,7 +225,7 @@ async def measure(args: argparse.Namespace, nginx: NginxEndpoint, workdir: Path)
         "in_flight_bound": args.batch * dispatch.workers,
         "workers": dispatch.workers,
         "ceiling": {"notification": counters(full), "seconds": ceiling_s, "rate": full.delivered / ceiling_s,
-                    "state": pb.NotificationState.Name(full.state), "nginx_requests": ceiling_requests,
+                    "state": pb.NotificationState.Name(full.state), "endpoint_requests": ceiling_requests,
                     "load_average": load_ceiling},
         "cancel": {
             "load_average": load_cancel,
@@ -179,8 +237,8 @@ async def measure(args: argparse.Namespace, nginx: NginxEndpoint, workdir: Path)
             "final_state": pb.NotificationState.Name(final.state),
             "stream_ended_after_cancel_s": settled_s,
             "stream": stream,
-            "nginx_requests": len(arrivals),
-            "nginx_non_2xx": sum(1 for _, status, _ in arrivals if not 200 <= status < 300),
+            "endpoint_requests": len(arrivals),
+            "endpoint_non_2xx": sum(1 for _, status, _ in arrivals if not 200 <= status < 300),
             "delivered_after_cancel_returned": after,
             "delivered_during_cancel_call": during_call,
         },
@@ -200,7 +258,7 @@ def verdict(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, bool]
         "counters_add_up": counted == final["targeted"] == n and final["pending"] == 0,
         "receipts_match_counters": statuses.get("DELIVERY_STATUS_DELIVERED", 0) == final["delivered"]
         and statuses.get("DELIVERY_STATUS_CANCELLED", 0) == final["cancelled"],
-        "nginx_saw_every_delivery": c["nginx_requests"] == final["delivered"] and c["nginx_non_2xx"] == 0,
+        "endpoint_saw_every_delivery": c["endpoint_requests"] == final["delivered"] and c["endpoint_non_2xx"] == 0,
         "some_cancelled": final["cancelled"] > 0 and c["final_state"] == "NOTIFICATION_STATE_CANCELLED",
         "ceiling_complete": result["ceiling"]["notification"]["delivered"] == n,
     }
@@ -213,15 +271,21 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--partition-size", type=int, default=5000)
     parser.add_argument("--store", default="memory://")
+    parser.add_argument("--endpoint", choices=("nginx", "emulator"), default="nginx",
+                        help="nginx (answers at once; its access log times each answer) or the in-process emulator "
+                        "(its inbox times each arrival; --latency-s before every answer)")
+    parser.add_argument("--latency-s", type=float, default=0.0, help="with --endpoint emulator: delay of every answer")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON file (default bench/results/cancel-<UTC time>.json)")
     args = parser.parse_args()
     context = run_context(packages=("grpcio", "pycurl"))
-    with tempfile.TemporaryDirectory() as tmp, NginxEndpoint(access_log=True) as nginx:
-        result = asyncio.run(measure(args, nginx, Path(tmp)))
+    with tempfile.TemporaryDirectory() as tmp:
+        result = asyncio.run(measure(args, Path(tmp)))
     checks = verdict(args, result)
     c, ceiling = result["cancel"], result["ceiling"]
-    print(f"Cancel during a fan-out: Send to {args.tokens:,} tokens (50% APNs, 50% FCM), static nginx HTTP/2 endpoint, "
+    where = ("static nginx HTTP/2 endpoint" if args.endpoint == "nginx"
+             else f"in-process emulator, {args.latency_s} s per answer")
+    print(f"Cancel during a fan-out: Send to {args.tokens:,} tokens (50% APNs, 50% FCM), {where}, "
           f"CancelNotification at {args.cancel_at:.0%} delivered")
     print(context.header)
     print(f"store: {args.store}; batches of {args.batch}, partitions of {args.partition_size} "
@@ -232,13 +296,13 @@ def main() -> int:
     at = c["at_cancel"] or {}
     print(f"  delivered when CancelNotification was called  {at.get('delivered', 0):>9,}")
     print(f"  CancelNotification took                       {c['cancel_rpc_ms']:>9,.1f} ms")
-    print(f"  delivered while the call ran (nginx log)      {c['delivered_during_cancel_call']:>9,}")
-    print(f"  delivered after it returned (nginx log)       {c['delivered_after_cancel_returned']:>9,}   "
+    print(f"  delivered while the call ran (endpoint)      {c['delivered_during_cancel_call']:>9,}")
+    print(f"  delivered after it returned (endpoint)       {c['delivered_after_cancel_returned']:>9,}   "
           f"bound batch_size x partitions = {result['bound']:,} (batch_size x workers = {result['in_flight_bound']:,})")
     print(f"  receipt stream read to its end after          {c['stream_ended_after_cancel_s']:>9,.2f} s ({c['final_state']})")
     print(f"  counters: {json.dumps(c['final'])}")
     print(f"  receipts: {c['stream']['receipts']:,} for {c['stream']['tokens']:,} tokens: {json.dumps(c['stream']['by_status'])}")
-    print(f"  nginx answered {c['nginx_requests']:,} requests in this phase ({c['nginx_non_2xx']} not 2xx)")
+    print(f"  the endpoint got {c['endpoint_requests']:,} sends in this phase ({c['endpoint_non_2xx']} not 2xx)")
     for name, ok in checks.items():
         print(f"  {'ok ' if ok else 'NO '} {name}")
     out = args.out or Path("bench/results") / f"cancel-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
