@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from pushsvc import errors, logs, models, pagetokens, validation
+from pushsvc import errors, locales, logs, models, pagetokens, validation
 from pushsvc.apps import AppProfile
 from pushsvc.clock import Clock
 from pushsvc.config import DispatchSettings
@@ -193,7 +193,7 @@ class PushService:
         rendered: dict[models.Platform, Mapping[str, Any]] = {}
         localized: dict[str, dict[models.Platform, Mapping[str, Any]]] = {}
         variants = [("", "message", message)] + [
-            (tag, f"message.localized[{tag}]", message.variant(tag)) for tag in message.localized
+            (tag, f"message.localized[{tag}]", _marked(message.variant(tag), tag)) for tag in message.localized
         ]
         for tag, field, content in variants:
             bodies = localized.setdefault(tag, {}) if tag else rendered
@@ -378,6 +378,11 @@ def _unique_devices(devices: Any) -> list[models.Device]:
             seen.add(key)
             out.append(d)
     return out
+
+
+def _marked(variant: models.Message, tag: str) -> models.Message:
+    """A variant whose pushes name it: `locales.VARIANT_KEY` in their data, rendered and size-checked like any key."""
+    return dataclasses.replace(variant, data={**variant.data, locales.VARIANT_KEY: tag})
 
 
 __all__ = ["PushService"]

@@ -287,6 +287,8 @@ def _check_message(v: Violations, m: models.Message, limits: Limits) -> None:
             v.add(f"message.data[{key[:64]}]", "is a key reserved by FCM")
         elif key == "aps":
             v.add("message.data[aps]", "is the APNs payload's own key; use message fields or apns.payload")
+        elif key == locales.VARIANT_KEY:
+            v.add(f"message.data[{key}]", "is pushsvc's own key: it names the localized variant a push carries")
     if len(m.apns.headers) > limits.max_apns_headers:
         v.add("message.apns.headers", f"at most {limits.max_apns_headers} headers")
     for name, value in m.apns.headers.items() if len(m.apns.headers) <= limits.max_apns_headers else ():

@@ -7,7 +7,8 @@
   (:class:`~.inbox.Rejection`), every item then with ``status`` and
   ``reason``; ``&format=jsonl`` gives JSON lines (always with ``status`` and
   ``reason``), the recording format of :mod:`.recording`; ``&display=1``
-  (with either) adds each item's ``display`` (:mod:`.display`).
+  (with or without them) adds each item's ``display`` (:mod:`.display`), whose
+  ``locale`` is the localized variant pushsvc chose for that device.
 - ``DELETE /_emulator/inbox``: clear the inbox (and the rejections); answers
   ``{"cleared": n}``.
 - ``GET /_emulator/`` (or ``/_emulator/ui``): the web inbox page (:mod:`.webui`).
@@ -81,20 +82,22 @@ class ControlApi:
                 platform = params.get("platform", [None])[0]
                 token = params.get("token", [None])[0]
                 rejected = params.get("rejected", ["0"])[0] in ("1", "true")
+                display = params.get("display", ["0"])[0] in ("1", "true")
                 jsonl = params.get("format", ["json"])[0] == "jsonl"
                 notification_id = params.get("notification_id", [None])[0]
                 if rejected or jsonl:
                     items = _of_notification(self._inbox.answered(platform=platform, token=token), notification_id)
                     if not rejected:
                         items = [item for item in items if item["status"] == 200]
-                    if params.get("display", ["0"])[0] in ("1", "true"):
+                    if display:
                         items = [_with_display(item) for item in items]
                     if jsonl:
                         body = "".join(json.dumps(item, separators=(",", ":")) + "\n" for item in items)
                         return Response(200, [("content-type", "application/jsonl")], body.encode())
                     return Response.json(200, items)
                 entries = self._inbox.entries(platform=platform, token=token)
-                return Response.json(200, _of_notification([e.to_json() for e in entries], notification_id))
+                items = _of_notification([e.to_json() for e in entries], notification_id)
+                return Response.json(200, [_with_display(item) for item in items] if display else items)
             if method == "DELETE":
                 cleared = len(self._inbox)
                 self._inbox.clear()

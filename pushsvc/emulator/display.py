@@ -23,6 +23,10 @@ HMS's ``data`` (a JSON string, parsed) or a Web Push payload's ``data``.
 ``notification_id`` is pushsvc's id of the notification the push belongs to:
 the data key ``pushsvc_notification_id`` that pushsvc renders into every push
 (``NOTIFICATION_ID_KEY``; "" when absent, as for pushes not sent by pushsvc).
+``locale`` is the localized variant pushsvc chose for the device: the tag in
+the data key ``pushsvc_locale`` (``LOCALE_KEY``); "" when absent, which is the
+message's own content (pushsvc marks only the variants) or a push from
+another sender.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ NOTIFICATION_ID_KEY = "pushsvc_notification_id"
 """The data key pushsvc renders its notification id under. The emulator does not
 import pushsvc (it is a peer of it), so the name is repeated here; a test holds
 the two equal."""
+LOCALE_KEY = "pushsvc_locale"
+"""The data key pushsvc names a localized variant's tag under (pushsvc.locales.VARIANT_KEY; a test holds the two equal)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,6 +58,8 @@ class Display:
     category: str = ""
     data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     notification_id: str = ""
+    locale: str = ""
+    """The localized variant's tag pushsvc chose for this device; "" for the message's own content."""
 
     def to_json(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict."""
@@ -155,7 +163,7 @@ def _apns(headers: Mapping[str, str], payload: Mapping[str, Any]) -> Display:
 
 
 def _data(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {"data": dict(data), "notification_id": _text(data.get(NOTIFICATION_ID_KEY))}
+    return {"data": dict(data), "notification_id": _text(data.get(NOTIFICATION_ID_KEY)), "locale": _text(data.get(LOCALE_KEY))}
 
 
 def _fcm(message: Mapping[str, Any], message_id: str) -> Display:
