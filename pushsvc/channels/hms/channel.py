@@ -11,7 +11,7 @@ from pushsvc.channels import secrets
 from pushsvc.channels.base import BuildContext, Channel, check_opaque_token
 from pushsvc.channels.hms.auth import HmsTokenSource
 from pushsvc.channels.hms.provider import REASONS, HmsProvider, render_hms, rendered_from_body
-from pushsvc.config.schema import HmsAppSettings
+from pushsvc.channels.hms.settings import HmsAppSettings
 from pushsvc.providers.transport import TlsConfig
 
 
@@ -49,6 +49,8 @@ CHANNEL = Channel(
     platform=models.Platform.HMS,
     display_name="HMS",
     settings_key="hms",
+    settings=HmsAppSettings,
+    settings_help="Huawei Push Kit credentials; without them the app cannot send to Huawei devices without Google services.",
     reasons=REASONS,
     check_token=check_opaque_token,
     renderer=renderer,

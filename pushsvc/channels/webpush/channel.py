@@ -13,8 +13,8 @@ from pushsvc.channels import secrets
 from pushsvc.channels.base import BuildContext, Channel
 from pushsvc.channels.webpush import keys, subscription
 from pushsvc.channels.webpush.provider import WebPushProvider, WebPushReason, render_webpush, rendered_from_body
+from pushsvc.channels.webpush.settings import WEBPUSH_PUSH_SERVICES, WebPushAppSettings
 from pushsvc.channels.webpush.vapid import VapidSigner, load_private_key
-from pushsvc.config.schema import WEBPUSH_PUSH_SERVICES, WebPushAppSettings
 from pushsvc.limits import Limits
 from pushsvc.providers.transport import TlsConfig
 
@@ -87,6 +87,8 @@ CHANNEL = Channel(
     platform=models.Platform.WEBPUSH,
     display_name="Web Push",
     settings_key="webpush",
+    settings=WebPushAppSettings,
+    settings_help="Web Push (VAPID) credentials; without them the app cannot send to browsers.",
     reasons=frozenset(r.value for r in WebPushReason),
     check_token=check_token,
     canonical_token=subscription.canonical,
