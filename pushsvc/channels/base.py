@@ -98,6 +98,10 @@ class Channel:
     """The rendered message of a body Send stored with a notification, its size and limit measured again."""
     deliver_help: str
     """The help of `pushsvc deliver --<settings_key>-token`."""
+    emulator_handler: str = ""
+    """The module of the channel's emulator handler (`pushsvc.emulator.handlers.HandlerSpec` named HANDLER),
+    served on the emulator's shared port; named, not imported, so serve never loads the emulator. "": the
+    emulator's built-in servers speak the channel (APNs, FCM)."""
     demo_settings: Callable[[Mapping[str, str], Any], Any] | None = None
     """The dev stack's settings section from the emulator's URLs and its DemoCredentials; None: not in the dev stack."""
     commands: Mapping[str, tuple[str, Callable[[], int]]] = dataclasses.field(default_factory=dict)

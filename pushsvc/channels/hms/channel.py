@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pushsvc import models
@@ -32,13 +33,13 @@ def build_provider(hms: HmsAppSettings, where: str, ctx: BuildContext) -> HmsPro
 
 def demo_settings(urls: Mapping[str, str], credentials: Any) -> HmsAppSettings | None:
     """The emulator's demo OAuth client; None for an emulator without HMS."""
-    secret_file = getattr(credentials, "hms_client_secret_file", None)
-    if secret_file is None or "hms_url" not in urls:
+    entries = credentials.channels
+    if not entries.get("hms_client_secret_file") or "hms_url" not in urls:
         return None
     return HmsAppSettings(
-        client_id=credentials.hms_client_id,
-        client_secret_file=secret_file,
-        project_id=credentials.hms_project_id,
+        client_id=entries["hms_client_id"],
+        client_secret_file=Path(entries["hms_client_secret_file"]),
+        project_id=entries["hms_project_id"],
         base_url=urls["hms_url"],
         token_url=f"{urls['hms_url']}/oauth2/v3/token",
         ca_file=credentials.ca_file,
@@ -56,6 +57,7 @@ CHANNEL = Channel(
     renderer=renderer,
     restore_rendering=rendered_from_body,
     build_provider=build_provider,
+    emulator_handler="pushsvc.emulator.hms",
     deliver_help="Huawei Push Kit token",
     demo_settings=demo_settings,
 )

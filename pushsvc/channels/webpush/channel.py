@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -72,11 +73,11 @@ def build_provider(webpush: WebPushAppSettings, where: str, ctx: BuildContext) -
 
 def demo_settings(urls: Mapping[str, str], credentials: Any) -> WebPushAppSettings | None:
     """The emulator's demo VAPID key; its push service is on loopback. None for an emulator without Web Push."""
-    key_file = getattr(credentials, "webpush_vapid_key_file", None)
-    if key_file is None or "webpush_url" not in urls:
+    key_file = credentials.channels.get("webpush_vapid_key_file")
+    if not key_file or "webpush_url" not in urls:
         return None
     return WebPushAppSettings(
-        vapid_private_key_file=key_file,
+        vapid_private_key_file=Path(key_file),
         subject="mailto:demo@pushsvc.invalid",
         allowed_hosts=(*WEBPUSH_PUSH_SERVICES, "127.0.0.1", "localhost"),
         ca_file=credentials.ca_file,
@@ -96,6 +97,7 @@ CHANNEL = Channel(
     renderer=renderer,
     restore_rendering=rendered_from_body,
     build_provider=build_provider,
+    emulator_handler="pushsvc.emulator.webpush",
     commands={"keys": ("print a new VAPID key pair and the applicationServerKey a page subscribes with", keys.print_keys)},
     deliver_help="a browser's PushSubscription JSON (as JSON.stringify(subscription) gives it)",
     demo_settings=demo_settings,
