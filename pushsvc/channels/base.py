@@ -79,7 +79,7 @@ class Channel:
 
     platform: models.Platform
     display_name: str
-    """How messages name it ("APNs", "Web Push")."""
+    """How messages name it ("APNs", "FCM")."""
     settings_key: str
     """The app's config table, `[apps.<app_id>.<settings_key>]`, and the AppSettings attribute."""
     settings: type[Section]
@@ -104,6 +104,8 @@ class Channel:
     emulator's built-in servers speak the channel (APNs, FCM)."""
     demo_settings: Callable[[Mapping[str, str], Any], Any] | None = None
     """The dev stack's settings section from the emulator's URLs and its DemoCredentials; None: not in the dev stack."""
+    dev_hint: str = ""
+    """A line of `pushsvc dev`'s banner, how to get a test token from the emulator; `{inbox}` is its control URL."""
     commands: Mapping[str, tuple[str, Callable[[], int]]] = dataclasses.field(default_factory=dict)
     """`pushsvc <settings_key> <name>` commands: name -> (help, run returning the exit status)."""
     canonical_token: Callable[[str], str] = str

@@ -126,7 +126,7 @@ def channel_settings_model(name: str) -> type[_Section]:
     """A channel's settings model by its class name (`FcmAppSettings`); AttributeError when none has it.
 
     The models live in their channels; `pushsvc.config.FcmAppSettings` and
-    `pushsvc.config.schema.WebPushAppSettings` still resolve through this, for
+    `pushsvc.config.schema.<Name>AppSettings` still resolve through this, for
     code written before they moved.
     """
     for channel in registry.CHANNELS:

@@ -16,8 +16,8 @@
   current faults.
 - ``GET /_emulator/stats``: request counters.
 - ``POST /_emulator/<channel>/<action>`` with a JSON object: a channel
-  handler's own endpoint (:mod:`.handlers`), such as the Web Push handler's
-  test subscriptions.
+  handler's own endpoint (:mod:`.handlers`), such as a handler's test
+  subscriptions.
 - ``GET /_emulator/scenario``: the scenario in force (defaults merged in) as
   JSON; ``POST /_emulator/scenario`` loads one (:mod:`.scenario`): a TOML
   body, or JSON with ``content-type: application/json``; ``400

@@ -31,7 +31,7 @@ class DemoCredentials:
         fcm_project_id: The Firebase project id.
         ca_file: PEM of the CA that signed the emulator's server certificates.
         channels: What each channel handler's ``demo_credentials`` wrote, by
-            manifest key (``webpush_vapid_key_file``: a path); the channels'
+            manifest key (``<channel>_..._file``: a path); the channels'
             ``demo_settings`` read their own. Empty in a manifest from before them.
     """
 

@@ -138,7 +138,7 @@ class Emulator:
         return self._url(self._fcm_server)
 
     def channel_urls(self) -> dict[str, str]:
-        """Every channel handler's URLs (``{"webpush_url": ...}``), for the manifest and the demo app's settings."""
+        """Every channel handler's URLs (``{"<channel>_url": ...}``), for the manifest and the demo app's settings."""
         return {key: url for channel in self._channels.values() for key, url in channel.urls().items()}
 
     def accept_demo_credentials(self, credentials: DemoCredentials) -> None:
@@ -147,8 +147,8 @@ class Emulator:
             channel.accept(credentials.channels)
 
     def __getattr__(self, name: str) -> Any:
-        # What a channel handler offers by name (`emulator.hms_url`,
-        # `emulator.subscribe_webpush(...)`), so the emulator names no channel.
+        # What a channel handler offers by name (`emulator.<channel>_url`, its
+        # test helpers: ChannelHandler.attributes), so the emulator names no channel.
         for channel in self.__dict__.get("_channels", {}).values():
             getter = channel.attributes().get(name)
             if getter is not None:

@@ -2,7 +2,7 @@
 
 A channel that the emulator speaks beyond its built-in APNs and FCM servers
 names its handler module in its registry entry (`Channel.emulator_handler`,
-a module path such as ``pushsvc.emulator.webpush``), so `serve` never imports
+a module path such as ``pushsvc.emulator.<channel>``), so `serve` never imports
 it and the emulator's servers, control endpoints, demo credentials and
 manifest loop over the handlers instead of naming the channels. A handler
 module holds one :class:`HandlerSpec` named ``HANDLER``.
@@ -63,7 +63,7 @@ class ChannelHandler(Protocol):
         ...
 
     def attributes(self) -> Mapping[str, Callable[[], Any]]:
-        """What `Emulator` offers for this channel by name (``hms_url``, ``subscribe_webpush``): name -> getter."""
+        """What `Emulator` offers for this channel by name (``<channel>_url``, test helpers): name -> getter."""
         ...
 
 

@@ -35,7 +35,7 @@ class Stats:
         self.channel_requests[channel] = self.channel_requests.get(channel, 0) + 1
 
     def __getattr__(self, name: str) -> int:
-        # `stats.webpush_requests`: a channel's counter by the name to_json gives it.
+        # `stats.<channel>_requests`: a channel's counter by the name to_json gives it.
         channel = name.removesuffix("_requests")
         requests = self.__dict__.get("channel_requests", {})
         if name.endswith("_requests") and channel in requests:

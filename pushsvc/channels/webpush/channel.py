@@ -98,6 +98,7 @@ CHANNEL = Channel(
     restore_rendering=rendered_from_body,
     build_provider=build_provider,
     emulator_handler="pushsvc.emulator.webpush",
+    dev_hint="web push  curl -s -X POST {inbox}webpush/subscriptions  (a test browser subscription: its JSON is a PLATFORM_WEBPUSH token)",
     commands={"keys": ("print a new VAPID key pair and the applicationServerKey a page subscribes with", keys.print_keys)},
     deliver_help="a browser's PushSubscription JSON (as JSON.stringify(subscription) gives it)",
     demo_settings=demo_settings,
