@@ -24,7 +24,10 @@ from pushsvc_client.channel import connect
 from pushsvc_client.receipts import ReceiptStream
 from pushsvc_client.v1 import push_pb2, push_pb2_grpc
 
-_PLATFORMS = tokenfile.PLATFORMS
+_PLATFORMS: dict[str, push_pb2.Platform.ValueType] = {
+    name.removeprefix("PLATFORM_").lower(): value for name, value in push_pb2.Platform.items() if value
+}
+"""The platforms by their short names (`apns`), from the generated enum."""
 _TABLE_COLUMNS = (("cursor", 12), ("status", 13), ("platform", 8), ("attempts", 8), ("provider_status", 15),
                   ("reason", 22), ("token", 0))
 """The table's columns and their widths; the token, of any length, comes last so it shifts nothing."""
@@ -181,7 +184,8 @@ def _send_request(args: argparse.Namespace) -> push_pb2.SendRequest:
         for spec in args.token:
             platform, sep, token = spec.partition(":")
             if not sep or platform not in _PLATFORMS or not token:
-                raise UsageError(f"--token {spec!r}: want PLATFORM:TOKEN, PLATFORM one of {', '.join(_PLATFORMS)}")
+                specs = [f"{name}:TOKEN" for name in _PLATFORMS]
+                raise UsageError(f"--token {spec!r}: want {', '.join(specs[:-1])} or {specs[-1]}")
             devices.append(push_pb2.Device(token=token, platform=_PLATFORMS[platform]))
         request.target.devices.CopyFrom(push_pb2.DeviceList(devices=devices))
     elif args.user:

@@ -37,12 +37,12 @@ REQUIRED = ("token", "platform")
 TOPIC_SEPARATOR = ";"
 FORMATS = ("csv", "jsonl")
 
-PLATFORMS: dict[str, int] = {
+_SHORT_NAMES: dict[str, push_pb2.Platform.ValueType] = {
     name.removeprefix("PLATFORM_").lower(): value for name, value in push_pb2.Platform.items() if value
 }
 """Every platform of the API by its short name (`apns`), from the generated enum."""
-_PLATFORMS = {**PLATFORMS, **{f"platform_{name}": value for name, value in PLATFORMS.items()}}
-_PLATFORM_CHOICES = ", ".join(list(PLATFORMS)[:-1]) + " or " + list(PLATFORMS)[-1]
+_PLATFORMS = {**_SHORT_NAMES, **{f"platform_{name}": value for name, value in _SHORT_NAMES.items()}}
+_PLATFORM_CHOICES = ", ".join(list(_SHORT_NAMES)[:-1]) + " or " + list(_SHORT_NAMES)[-1]
 _ENVIRONMENTS = {
     "": push_pb2.APNS_ENVIRONMENT_UNSPECIFIED,
     "production": push_pb2.APNS_ENVIRONMENT_PRODUCTION, "apns_environment_production": push_pb2.APNS_ENVIRONMENT_PRODUCTION,
