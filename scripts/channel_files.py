@@ -24,10 +24,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PATTERNS = {"webpush": re.compile(r"web[ _-]?push", re.IGNORECASE)}
+PATTERNS = {
+    "webpush": re.compile(r"web[ _-]?push", re.IGNORECASE),
+    "hms": re.compile(r"(?<![a-z])hms(?![a-z])|huawei|push kit", re.IGNORECASE),
+}
 """How each channel's name is written anywhere (identifiers, prose, file names)."""
 
-OWN = {"webpush": ("pushsvc/channels/webpush/", "pushsvc/emulator/webpush.py", "docs/api/webpush.md")}
+OWN = {
+    "webpush": ("pushsvc/channels/webpush/", "pushsvc/emulator/webpush.py", "docs/api/webpush.md"),
+    "hms": ("pushsvc/channels/hms/", "pushsvc/emulator/hms.py", "docs/api/hms.md"),
+}
 """A channel's own modules: its package, its emulator handler and its own page of the docs."""
 
 GENERATED = (

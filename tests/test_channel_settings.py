@@ -69,3 +69,12 @@ def test_platform_is_the_protos_enum() -> None:
     assert [p.value for p in models.Platform] == [p.name.lower() for p in models.Platform]
     # Every real platform is a registered channel, and every channel a platform.
     assert {c.platform for c in registry.CHANNELS} == set(models.PLATFORMS)
+
+
+def test_the_dev_banner_has_each_channels_hint() -> None:
+    from pushsvc.cli import _dev_hints
+
+    hints = _dev_hints("http://127.0.0.1:8025/_emulator/")
+    with_hint = [c for c in registry.CHANNELS if c.dev_hint]
+    assert with_hint and hints.count("\n") == len(with_hint)
+    assert "curl -s -X POST http://127.0.0.1:8025/_emulator/webpush/subscriptions" in hints
