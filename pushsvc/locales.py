@@ -16,7 +16,7 @@ content. Variant tags are checked at Send time (`is_tag`).
 Every push of a variant says which one it is: the data key `VARIANT_KEY`
 (`pushsvc_locale`) holds the variant's tag as the message spelled it. It is
 put in at Send time, before rendering, so every channel carries it where it
-carries data (an APNs custom key, an FCM, HMS or Web Push data entry) and it
+carries data (for example an APNs custom key or an FCM data entry) and it
 counts toward the payload limit checked then. The message's own content (the
 default, and every message without variants) carries no such key, so its
 payload is what it was before variants existed; a caller may not set the key.

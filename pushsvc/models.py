@@ -17,16 +17,9 @@ from typing import Any
 
 from pushsvc.errors import FieldViolation
 
-
-class Platform(enum.Enum):
-    """The push provider a token belongs to. UNSPECIFIED only ever reaches validation, which rejects it."""
-
-    UNSPECIFIED = "unspecified"
-    APNS = "apns"
-    FCM = "fcm"
-    WEBPUSH = "webpush"
-    HMS = "hms"
-
+# Platform is push.proto's enum, generated without protobuf (scripts/gen), so a
+# new channel's platform needs no edit here; every layer names it models.Platform.
+from pushsvc.v1.platform import Platform as Platform
 
 PLATFORMS = tuple(p for p in Platform if p is not Platform.UNSPECIFIED)
 """The real platforms, for iteration."""

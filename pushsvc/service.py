@@ -107,7 +107,7 @@ class PushService:
     def _check_app_token(
         self, v: validation.Violations, app_id: str, platform: models.Platform, token: str, field: str
     ) -> None:
-        # The app's own rules (a Web Push endpoint's host against its allow-list);
+        # The app's own rules (Channel.app_token_check: a token's host against the app's allow-list);
         # an app this replica does not serve has none beyond the token's shape.
         app = self._apps.get(app_id)
         check = app.token_checks.get(platform) if app is not None else None

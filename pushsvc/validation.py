@@ -179,7 +179,7 @@ def validate_token_filter(where: models.TokenFilter, limits: Limits) -> Violatio
     _identifier(v, "user_id", where.user_id, limits.max_id_chars)
     _identifier(v, "topic", where.topic, limits.max_topic_chars)
     if where.platform is models.Platform.UNSPECIFIED:
-        v.add("platform", "must be PLATFORM_UNSPECIFIED (any), PLATFORM_APNS or PLATFORM_FCM")
+        v.add("platform", f"must be PLATFORM_UNSPECIFIED (any), {registry.PLATFORM_NAMES}")
     if (
         where.last_seen_before is not None and where.last_seen_after is not None
         and where.last_seen_before <= where.last_seen_after

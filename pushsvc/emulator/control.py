@@ -16,9 +16,9 @@
   :class:`~pushsvc.emulator.faults.Faults` fields to change; both answer the
   current faults.
 - ``GET /_emulator/stats``: request counters.
-- ``POST /_emulator/webpush/subscriptions``: a new Web Push subscription, as
-  ``PushManager.subscribe()`` gives it (:mod:`.webpush`); the optional JSON
-  body names ``applicationServerKey`` and a test ``outcome``.
+- ``POST /_emulator/<channel>/<action>`` with a JSON object: a channel
+  handler's own endpoint (:mod:`.handlers`), such as a handler's test
+  subscriptions.
 - ``GET /_emulator/scenario``: the scenario in force (defaults merged in) as
   JSON; ``POST /_emulator/scenario`` loads one (:mod:`.scenario`): a TOML
   body, or JSON with ``content-type: application/json``; ``400
@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .display import display_of
 from .faults import Faults
+from .handlers import ChannelHandler
 from .inbox import Inbox
 from .scenario import Scenario, ScenarioError, ScenarioPlayer, parse_scenario, parse_scenario_json
 from .site import ClientConnection, Request, Response
@@ -60,9 +61,9 @@ class ControlApi:
         stats: Stats,
         scenario: ScenarioPlayer,
         load_scenario: Callable[[Scenario | None], None],
-        subscribe: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        channels: Mapping[str, ChannelHandler] | None = None,
     ) -> None:
-        self._subscribe = subscribe
+        self._channels = channels or {}
         self._inbox = inbox
         self._faults = faults
         self._stats = stats
@@ -122,16 +123,9 @@ class ControlApi:
             return _method_not_allowed("GET")
         if path == "/_emulator/scenario":
             return self._handle_scenario(request)
-        if path == "/_emulator/webpush/subscriptions" and self._subscribe is not None:
-            if method != "POST":
-                return _method_not_allowed("POST")
-            try:
-                options = json.loads(request.body or b"{}")
-                if not isinstance(options, dict):
-                    raise ValueError("body must be a JSON object")
-                return Response.json(201, self._subscribe(options))
-            except ValueError as exc:
-                return Response.json(400, {"error": str(exc)})
+        channel, _, action = path.removeprefix(self.PREFIX).partition("/")
+        if channel in self._channels and action:
+            return self._handle_channel(self._channels[channel], action, request)
         if path in ("/_emulator/", "/_emulator/ui"):
             if method != "GET":
                 return _method_not_allowed("GET")
@@ -142,7 +136,23 @@ class ControlApi:
                     "scenario": self._scenario.scenario.to_json(),
                 }
             )
-        return Response.json(404, {"error": f"no control endpoint {path}"})
+        return _no_endpoint(path)
+
+    def _handle_channel(self, channel: ChannelHandler, action: str, request: Request) -> Response:
+        # A channel handler's own endpoint, `POST /_emulator/<channel>/<action>` with a JSON object.
+        run = channel.control(action)
+        if run is None:
+            return _no_endpoint(request.path)
+        if request.method != "POST":
+            return _method_not_allowed("POST")
+        try:
+            options = json.loads(request.body or b"{}")
+            if not isinstance(options, dict):
+                raise ValueError("body must be a JSON object")
+            status, body = run(options)
+        except ValueError as exc:
+            return Response.json(400, {"error": str(exc)})
+        return Response.json(status, body)
 
     def _handle_scenario(self, request: Request) -> Response:
         if request.method == "GET":
@@ -181,6 +191,10 @@ def _of_notification(items: list[dict[str, Any]], notification_id: str | None) -
 def _with_display(item: dict[str, Any]) -> dict[str, Any]:
     display = display_of(item["platform"], item["headers"], item["payload"], item["message_id"])
     return {**item, "display": display.to_json()}
+
+
+def _no_endpoint(path: str) -> Response:
+    return Response.json(404, {"error": f"no control endpoint {path.partition('?')[0]}"})
 
 
 def _method_not_allowed(allow: str) -> Response:

@@ -22,7 +22,7 @@ _PLATFORM_FROM_PB: dict[int, models.Platform] = {
     pb.Platform.Value(f"PLATFORM_{c.platform.name}"): c.platform for c in registry.CHANNELS
 }
 _CANONICAL = {c.platform: c.canonical_token for c in registry.CHANNELS if c.canonical_token is not str}
-"""Channels whose tokens have a canonical form (a Web Push subscription's JSON); the others are kept as given."""
+"""Channels whose tokens have a canonical form (Channel.canonical_token: JSON in one spelling); the others are kept as given."""
 # Values are pb.Platform numbers; the generated stubs type the field as the enum's ValueType.
 _PLATFORM_TO_PB: dict[models.Platform, Any] = {v: k for k, v in _PLATFORM_FROM_PB.items()}
 _ENV_FROM_PB: dict[int, models.ApnsEnvironment] = {
