@@ -32,17 +32,23 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .display import display_of
+from .display import Display, display_of
 from .faults import Faults
-from .handlers import ChannelHandler
+from .handlers import ChannelHandler, HandlerSpec
 from .inbox import Inbox
 from .scenario import Scenario, ScenarioError, ScenarioPlayer, parse_scenario, parse_scenario_json
 from .site import ClientConnection, Request, Response
 from .stats import Stats
 from .webui import WebInbox
+
+_BUILT_IN = (
+    {"platform": "apns", "label": "APNs", "icon": "A", "color": "#5b6cff"},
+    {"platform": "fcm", "label": "FCM", "icon": "F", "color": "#f6a21a"},
+)
+"""How the web inbox names and marks the built-in servers' deliveries (handlers bring their own)."""
 
 
 class ControlApi:
@@ -62,8 +68,12 @@ class ControlApi:
         scenario: ScenarioPlayer,
         load_scenario: Callable[[Scenario | None], None],
         channels: Mapping[str, ChannelHandler] | None = None,
+        specs: Sequence[HandlerSpec] = (),
     ) -> None:
         self._channels = channels or {}
+        # How the handlers' channels are shown; APNs and FCM are the built-in servers, read by .display.
+        self._views = {spec.channel: spec.display for spec in specs if spec.display is not None}
+        self._presentations = [*_BUILT_IN, *(spec.presentation() for spec in specs)]
         self._inbox = inbox
         self._faults = faults
         self._stats = stats
@@ -87,18 +97,18 @@ class ControlApi:
                 jsonl = params.get("format", ["json"])[0] == "jsonl"
                 notification_id = params.get("notification_id", [None])[0]
                 if rejected or jsonl:
-                    items = _of_notification(self._inbox.answered(platform=platform, token=token), notification_id)
+                    items = self._of_notification(self._inbox.answered(platform=platform, token=token), notification_id)
                     if not rejected:
                         items = [item for item in items if item["status"] == 200]
                     if display:
-                        items = [_with_display(item) for item in items]
+                        items = [self._with_display(item) for item in items]
                     if jsonl:
                         body = "".join(json.dumps(item, separators=(",", ":")) + "\n" for item in items)
                         return Response(200, [("content-type", "application/jsonl")], body.encode())
                     return Response.json(200, items)
                 entries = self._inbox.entries(platform=platform, token=token)
-                items = _of_notification([e.to_json() for e in entries], notification_id)
-                return Response.json(200, [_with_display(item) for item in items] if display else items)
+                items = self._of_notification([e.to_json() for e in entries], notification_id)
+                return Response.json(200, [self._with_display(item) for item in items] if display else items)
             if method == "DELETE":
                 cleared = len(self._inbox)
                 self._inbox.clear()
@@ -131,9 +141,10 @@ class ControlApi:
                 return _method_not_allowed("GET")
             return self._web.page(
                 {
-                    "inbox": [_with_display(item) for item in self._inbox.answered()],
+                    "inbox": [self._with_display(item) for item in self._inbox.answered()],
                     "faults": self._faults.to_json(),
                     "scenario": self._scenario.scenario.to_json(),
+                    "channels": self._presentations,
                 }
             )
         return _no_endpoint(path)
@@ -153,6 +164,18 @@ class ControlApi:
         except ValueError as exc:
             return Response.json(400, {"error": str(exc)})
         return Response.json(status, body)
+
+    def _display(self, item: dict[str, Any]) -> Display:
+        return display_of(item["platform"], item["headers"], item["payload"], item["message_id"], self._views)
+
+    def _of_notification(self, items: list[dict[str, Any]], notification_id: str | None) -> list[dict[str, Any]]:
+        """The items of one pushsvc notification (all of them when ``notification_id`` is None)."""
+        if notification_id is None:
+            return items
+        return [item for item in items if self._display(item).notification_id == notification_id]
+
+    def _with_display(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {**item, "display": self._display(item).to_json()}
 
     def _handle_scenario(self, request: Request) -> Response:
         if request.method == "GET":
@@ -174,23 +197,6 @@ class ControlApi:
             return Response.json(400, {"error": str(exc), "key": exc.key})
         self._load_scenario(scenario)
         return Response.json(200, self._scenario.scenario.to_json())
-
-
-def _of_notification(items: list[dict[str, Any]], notification_id: str | None) -> list[dict[str, Any]]:
-    """The items of one pushsvc notification (all of them when ``notification_id`` is None)."""
-    if notification_id is None:
-        return items
-    return [
-        item
-        for item in items
-        if display_of(item["platform"], item["headers"], item["payload"], item["message_id"]).notification_id
-        == notification_id
-    ]
-
-
-def _with_display(item: dict[str, Any]) -> dict[str, Any]:
-    display = display_of(item["platform"], item["headers"], item["payload"], item["message_id"])
-    return {**item, "display": display.to_json()}
 
 
 def _no_endpoint(path: str) -> Response:

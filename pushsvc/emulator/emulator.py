@@ -68,8 +68,11 @@ class Emulator:
         rng = random.Random()
         # Each channel handler's service shares the FCM port (its origin is that port's URL).
         context = handlers.HandlerContext(inbox=self.inbox, stats=self.stats, clock=clock, origin=lambda: self.fcm_url)
-        self._channels = {spec.channel: spec.build(context) for spec in handlers.registered()}
-        control = ControlApi(self.inbox, self.faults, self.stats, self.scenario, self.load_scenario, channels=self._channels)
+        specs = handlers.registered()
+        self._channels = {spec.channel: spec.build(context) for spec in specs}
+        control = ControlApi(
+            self.inbox, self.faults, self.stats, self.scenario, self.load_scenario, channels=self._channels, specs=specs
+        )
         self._apns = ApnsService(
             config.apns_keys,
             inbox=self.inbox,

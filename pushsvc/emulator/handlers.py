@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from pushsvc.channels import registry
 
+from .display import Display
 from .inbox import Inbox
 from .site import Request, Response
 from .stats import Stats
@@ -77,6 +78,18 @@ class HandlerSpec:
     """A handler for one emulator."""
     demo_credentials: Callable[[Path], dict[str, str]]
     """Writes the channel's demo secrets into a directory (mode 0600) and returns their manifest entries."""
+    display: Callable[[Mapping[str, Any]], Display] | None = None
+    """What a phone or browser would show for one recorded payload (:mod:`.display`); None: the raw payload only."""
+    label: str = ""
+    """The channel's name in the web inbox ("" shows the channel key)."""
+    icon: str = "?"
+    """The one-letter mark of its deliveries in the web inbox."""
+    color: str = "#777777"
+    """Its mark's CSS colour in the web inbox."""
+
+    def presentation(self) -> dict[str, str]:
+        """How the web inbox names and marks this channel's deliveries (``GET /_emulator/channels``)."""
+        return {"platform": self.channel, "label": self.label or self.channel, "icon": self.icon, "color": self.color}
 
 
 def write_private(path: Path, data: bytes) -> None:

@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .display import Display, badge, mapping, shown_data, text
 from .handlers import HandlerSpec, write_private
 from .inbox import Inbox, InboxEntry
 from .site import Request, Response
@@ -246,9 +247,38 @@ def demo_credentials(directory: Path) -> dict[str, str]:
     }
 
 
+def display(message: Mapping[str, Any]) -> Display:
+    """What a Huawei phone shows: ``android.notification`` over ``notification``; ``data`` is a JSON string."""
+    notification = mapping(message.get("notification"))
+    android = mapping(mapping(message.get("android")).get("notification"))
+    return Display(
+        app="hms",
+        title=text(android.get("title")) or text(notification.get("title")),
+        body=text(android.get("body")) or text(notification.get("body")),
+        badge=badge(mapping(android.get("badge")).get("set_num")),
+        sound=text(android.get("sound")),
+        image=text(android.get("image")) or text(notification.get("image")),
+        **shown_data(_json_object(message.get("data"))),
+    )
+
+
+def _json_object(value: Any) -> Mapping[str, Any]:
+    """HMS carries `data` as a JSON string: its object, or {} when it is not one."""
+    if not isinstance(value, str):
+        return {}
+    try:
+        return mapping(json.loads(value))
+    except ValueError:
+        return {}
+
+
 HANDLER = HandlerSpec(
     channel=CHANNEL,
     build=lambda ctx: HmsService(inbox=ctx.inbox, stats=ctx.stats, clock=ctx.clock, origin=ctx.origin),
     demo_credentials=demo_credentials,
+    display=display,
+    label="HMS",
+    icon="H",
+    color="#cf0a2c",
 )
 """The HMS channel's emulator handler (named by its registry entry)."""

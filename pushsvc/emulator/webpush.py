@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .display import Display, badge, mapping, shown_data, text
 from .handlers import HandlerSpec, write_private
 from .inbox import Inbox, InboxEntry
 from .site import Request, Response
@@ -317,9 +318,30 @@ def demo_credentials(directory: Path) -> dict[str, str]:
     return {"webpush_vapid_key_file": str(path)}
 
 
+def display(payload: Mapping[str, Any]) -> Display:
+    """What a browser shows: the decrypted JSON pushsvc sends (title, body, image, badge, sound, data).
+
+    Another sender's text is shown as the body, and a payload that could not
+    be decrypted shows why.
+    """
+    return Display(
+        app="web",
+        title=text(payload.get("title")),
+        body=text(payload.get("body")) or text(payload.get("text")) or text(payload.get("decrypt_error")),
+        badge=badge(payload.get("badge")),
+        sound=text(payload.get("sound")),
+        image=text(payload.get("image")),
+        **shown_data(mapping(payload.get("data"))),
+    )
+
+
 HANDLER = HandlerSpec(
     channel=CHANNEL,
     build=lambda ctx: WebPushService(inbox=ctx.inbox, stats=ctx.stats, clock=ctx.clock, origin=ctx.origin),
     demo_credentials=demo_credentials,
+    display=display,
+    label="Web Push",
+    icon="W",
+    color="#2a9d5b",
 )
 """The Web Push channel's emulator handler (named by its registry entry)."""
