@@ -202,11 +202,10 @@ class WebPushProvider:
         results: list[base.ProviderResult | None] = [None] * len(deliveries)
         requests: list[tuple[str, list[str], bytes]] = []
         sent: list[int] = []
-        # A batch is mostly one notification: its plaintext, its headers and
-        # each origin's Authorization are built once per batch, not per delivery.
-        plaintexts: dict[int, tuple[bytes, list[str]]] = {}
-        ttls: dict[datetime | None, str] = {}
-        authorizations: dict[str, str] = {}
+        # A batch is mostly one notification to one push service or a few: its
+        # plaintext and its header lines (TTL and each origin's Authorization
+        # included) are built once and shared by the requests that match.
+        shared: dict[tuple[int, datetime | None, str], tuple[bytes, list[str]]] = {}
         for index, delivery in enumerate(deliveries):
             rendered = delivery.rendered
             if rendered.platform is not models.Platform.WEBPUSH:
@@ -219,25 +218,24 @@ class WebPushProvider:
             if not subscription.host_allowed(sub.host, self._allowed):
                 results[index] = base.ProviderResult(outcome=_O.PERMANENT, reason=_R.ENDPOINT_NOT_ALLOWED)
                 continue
-            message = plaintexts.get(id(rendered))
-            if message is None:
-                message = plaintexts[id(rendered)] = (
+            request = shared.get((id(rendered), delivery.expires_at, sub.origin))
+            if request is None:
+                request = shared[id(rendered), delivery.expires_at, sub.origin] = (
                     str(rendered.body["payload"]).encode(),
-                    [f"{name}: {value}" for name, value in rendered.body.get("headers", {}).items()],
+                    [
+                        *_CONTENT_HEADERS,
+                        f"ttl: {self._ttl_s(delivery)}",
+                        f"authorization: {self._signer.authorization(sub.origin)}",
+                        *(f"{name}: {value}" for name, value in rendered.body.get("headers", {}).items()),
+                    ],
                 )
-            ttl = ttls.get(delivery.expires_at)
-            if ttl is None:
-                ttl = ttls[delivery.expires_at] = f"ttl: {self._ttl_s(delivery)}"
-            authorization = authorizations.get(sub.origin)
-            if authorization is None:
-                authorization = authorizations[sub.origin] = f"authorization: {self._signer.authorization(sub.origin)}"
             try:
-                body = crypto.encrypt(message[0], sub.p256dh, sub.auth, key)
+                body = crypto.encrypt(request[0], sub.p256dh, sub.auth, key)
             except ValueError:
                 # Not expected once the key has loaded; never let one subscription fail the batch.
                 results[index] = base.ProviderResult(outcome=_O.PERMANENT, reason=_R.INVALID_SUBSCRIPTION)
                 continue
-            requests.append((sub.endpoint, [*_CONTENT_HEADERS, ttl, authorization, *message[1]], body))
+            requests.append((sub.endpoint, request[1], body))
             sent.append(index)
         if requests:
             now = self._clock.time
