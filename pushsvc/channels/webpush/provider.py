@@ -163,6 +163,8 @@ class WebPushProvider:
             at send: the list may have changed since registration).
         default_ttl_s: The TTL header when the notification has no expiry.
         clock: The process clock; it drives the remaining TTL and Retry-After dates.
+        max_cached_subscriptions: How many parsed subscriptions (with loaded
+            keys) to keep for later sends; 0 keeps none.
     """
 
     def __init__(
