@@ -34,8 +34,12 @@ def plan_partitions(
     return [PartitionPlan(index=i, buckets=(edges[i], edges[i + 1])) for i in range(count)]
 
 
-def lane_of(*, priority: models.Priority, targeted: int, express_max_targets: int) -> Lane:
-    """The claim lane of a notification: express for an explicitly high-priority send to at most `express_max_targets`."""
-    if priority is models.Priority.HIGH and targeted <= express_max_targets:
+def lane_of(*, priority: models.Priority, targeted: int, express_max_targets: int, max_per_second: int = 0) -> Lane:
+    """The claim lane of a notification: express for an explicitly high-priority send to at most `express_max_targets`.
+
+    A throttled send (`max_per_second` > 0) is always bulk: its workers wait for
+    its budget, and an express worker must never be the one waiting.
+    """
+    if priority is models.Priority.HIGH and targeted <= express_max_targets and not max_per_second:
         return Lane.EXPRESS
     return Lane.BULK

@@ -696,7 +696,16 @@ export interface SendRequest {
    */
   validateOnly: boolean;
   /** Delivery starts no earlier than this. */
-  sendAt: Date | undefined;
+  sendAt:
+    | Date
+    | undefined;
+  /**
+   * The most targets sent per second, counted across every replica together
+   * (within 10% over any 10 s window). 0 takes the app's
+   * `default_max_per_second` (itself 0, unthrottled, unless configured);
+   * negative is INVALID_ARGUMENT.
+   */
+  maxPerSecond: number;
 }
 
 export interface SendResponse {
@@ -749,7 +758,14 @@ export interface Notification {
    * When CancelNotification was called; absent when it was not. The state
    * stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
    */
-  cancelRequestedAt: Date | undefined;
+  cancelRequestedAt:
+    | Date
+    | undefined;
+  /**
+   * The rate the fan-out is held to, in targets per second across every
+   * replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
+   */
+  maxPerSecond: number;
 }
 
 /** The delivery receipt of one token. */
@@ -3963,6 +3979,7 @@ function createBaseSendRequest(): SendRequest {
     idempotencyKey: "",
     validateOnly: false,
     sendAt: undefined,
+    maxPerSecond: 0,
   };
 }
 
@@ -3985,6 +4002,9 @@ export const SendRequest: MessageFns<SendRequest> = {
     }
     if (message.sendAt !== undefined) {
       Timestamp.encode(toTimestamp(message.sendAt), writer.uint32(50).fork()).join();
+    }
+    if (message.maxPerSecond !== 0) {
+      writer.uint32(64).int32(message.maxPerSecond);
     }
     return writer;
   },
@@ -4050,6 +4070,14 @@ export const SendRequest: MessageFns<SendRequest> = {
             message.sendAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.maxPerSecond = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4086,6 +4114,11 @@ export const SendRequest: MessageFns<SendRequest> = {
         : isSet(object.send_at)
         ? fromJsonTimestamp(object.send_at)
         : undefined,
+      maxPerSecond: isSet(object.maxPerSecond)
+        ? globalThis.Number(object.maxPerSecond)
+        : isSet(object.max_per_second)
+        ? globalThis.Number(object.max_per_second)
+        : 0,
     };
   },
 
@@ -4109,6 +4142,9 @@ export const SendRequest: MessageFns<SendRequest> = {
     if (message.sendAt !== undefined) {
       obj.sendAt = message.sendAt.toISOString();
     }
+    if (message.maxPerSecond !== 0) {
+      obj.maxPerSecond = Math.round(message.maxPerSecond);
+    }
     return obj;
   },
 
@@ -4127,6 +4163,7 @@ export const SendRequest: MessageFns<SendRequest> = {
     message.idempotencyKey = object.idempotencyKey ?? "";
     message.validateOnly = object.validateOnly ?? false;
     message.sendAt = object.sendAt ?? undefined;
+    message.maxPerSecond = object.maxPerSecond ?? 0;
     return message;
   },
 };
@@ -4418,6 +4455,7 @@ function createBaseNotification(): Notification {
     vanished: 0,
     cancelled: 0,
     cancelRequestedAt: undefined,
+    maxPerSecond: 0,
   };
 }
 
@@ -4476,6 +4514,9 @@ export const Notification: MessageFns<Notification> = {
     }
     if (message.cancelRequestedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.cancelRequestedAt), writer.uint32(146).fork()).join();
+    }
+    if (message.maxPerSecond !== 0) {
+      writer.uint32(160).int32(message.maxPerSecond);
     }
     return writer;
   },
@@ -4637,6 +4678,14 @@ export const Notification: MessageFns<Notification> = {
             message.cancelRequestedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.maxPerSecond = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4705,6 +4754,11 @@ export const Notification: MessageFns<Notification> = {
         : isSet(object.cancel_requested_at)
         ? fromJsonTimestamp(object.cancel_requested_at)
         : undefined,
+      maxPerSecond: isSet(object.maxPerSecond)
+        ? globalThis.Number(object.maxPerSecond)
+        : isSet(object.max_per_second)
+        ? globalThis.Number(object.max_per_second)
+        : 0,
     };
   },
 
@@ -4764,6 +4818,9 @@ export const Notification: MessageFns<Notification> = {
     if (message.cancelRequestedAt !== undefined) {
       obj.cancelRequestedAt = message.cancelRequestedAt.toISOString();
     }
+    if (message.maxPerSecond !== 0) {
+      obj.maxPerSecond = Math.round(message.maxPerSecond);
+    }
     return obj;
   },
 
@@ -4790,6 +4847,7 @@ export const Notification: MessageFns<Notification> = {
     message.vanished = object.vanished ?? 0;
     message.cancelled = object.cancelled ?? 0;
     message.cancelRequestedAt = object.cancelRequestedAt ?? undefined;
+    message.maxPerSecond = object.maxPerSecond ?? 0;
     return message;
   },
 };

@@ -491,6 +491,22 @@ private static final long serialVersionUID = 0L;
     return cancelRequestedAt_ == null ? com.google.protobuf.Timestamp.getDefaultInstance() : cancelRequestedAt_;
   }
 
+  public static final int MAX_PER_SECOND_FIELD_NUMBER = 20;
+  private int maxPerSecond_ = 0;
+  /**
+   * <pre>
+   * The rate the fan-out is held to, in targets per second across every
+   * replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
+   * </pre>
+   *
+   * <code>int32 max_per_second = 20 [json_name = "maxPerSecond"];</code>
+   * @return The maxPerSecond.
+   */
+  @java.lang.Override
+  public int getMaxPerSecond() {
+    return maxPerSecond_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -558,6 +574,9 @@ private static final long serialVersionUID = 0L;
     }
     if (((bitField0_ & 0x00000010) != 0)) {
       output.writeMessage(18, getCancelRequestedAt());
+    }
+    if (maxPerSecond_ != 0) {
+      output.writeInt32(20, maxPerSecond_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -630,6 +649,10 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000010) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(18, getCancelRequestedAt());
+    }
+    if (maxPerSecond_ != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt32Size(20, maxPerSecond_);
     }
     return size;
   }
@@ -705,6 +728,8 @@ private static final long serialVersionUID = 0L;
       if (!getCancelRequestedAt()
           .equals(other.getCancelRequestedAt())) return false;
     }
+    if (getMaxPerSecond()
+        != other.getMaxPerSecond()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -770,6 +795,8 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + CANCEL_REQUESTED_AT_FIELD_NUMBER;
       hash = (53 * hash) + getCancelRequestedAt().hashCode();
     }
+    hash = (37 * hash) + MAX_PER_SECOND_FIELD_NUMBER;
+    hash = (53 * hash) + getMaxPerSecond();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -953,6 +980,7 @@ private static final long serialVersionUID = 0L;
         cancelRequestedAtBuilder_.dispose();
         cancelRequestedAtBuilder_ = null;
       }
+      maxPerSecond_ = 0;
       return this;
     }
 
@@ -1056,6 +1084,9 @@ private static final long serialVersionUID = 0L;
             : cancelRequestedAtBuilder_.build();
         to_bitField0_ |= 0x00000010;
       }
+      if (((from_bitField0_ & 0x00040000) != 0)) {
+        result.maxPerSecond_ = maxPerSecond_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -1132,6 +1163,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasCancelRequestedAt()) {
         mergeCancelRequestedAt(other.getCancelRequestedAt());
+      }
+      if (other.getMaxPerSecond() != 0) {
+        setMaxPerSecond(other.getMaxPerSecond());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -1257,6 +1291,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00020000;
               break;
             } // case 146
+            case 160: {
+              maxPerSecond_ = input.readInt32();
+              bitField0_ |= 0x00040000;
+              break;
+            } // case 160
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2582,6 +2621,53 @@ private static final long serialVersionUID = 0L;
         cancelRequestedAt_ = null;
       }
       return cancelRequestedAtBuilder_;
+    }
+
+    private int maxPerSecond_ ;
+    /**
+     * <pre>
+     * The rate the fan-out is held to, in targets per second across every
+     * replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
+     * </pre>
+     *
+     * <code>int32 max_per_second = 20 [json_name = "maxPerSecond"];</code>
+     * @return The maxPerSecond.
+     */
+    @java.lang.Override
+    public int getMaxPerSecond() {
+      return maxPerSecond_;
+    }
+    /**
+     * <pre>
+     * The rate the fan-out is held to, in targets per second across every
+     * replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
+     * </pre>
+     *
+     * <code>int32 max_per_second = 20 [json_name = "maxPerSecond"];</code>
+     * @param value The maxPerSecond to set.
+     * @return This builder for chaining.
+     */
+    public Builder setMaxPerSecond(int value) {
+
+      maxPerSecond_ = value;
+      bitField0_ |= 0x00040000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The rate the fan-out is held to, in targets per second across every
+     * replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
+     * </pre>
+     *
+     * <code>int32 max_per_second = 20 [json_name = "maxPerSecond"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearMaxPerSecond() {
+      bitField0_ = (bitField0_ & ~0x00040000);
+      maxPerSecond_ = 0;
+      onChanged();
+      return this;
     }
 
     // @@protoc_insertion_point(builder_scope:pushsvc.v1.Notification)

@@ -245,6 +245,24 @@ private static final long serialVersionUID = 0L;
     return sendAt_ == null ? com.google.protobuf.Timestamp.getDefaultInstance() : sendAt_;
   }
 
+  public static final int MAX_PER_SECOND_FIELD_NUMBER = 8;
+  private int maxPerSecond_ = 0;
+  /**
+   * <pre>
+   * The most targets sent per second, counted across every replica together
+   * (within 10% over any 10 s window). 0 takes the app's
+   * `default_max_per_second` (itself 0, unthrottled, unless configured);
+   * negative is INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>int32 max_per_second = 8 [json_name = "maxPerSecond"];</code>
+   * @return The maxPerSecond.
+   */
+  @java.lang.Override
+  public int getMaxPerSecond() {
+    return maxPerSecond_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -277,6 +295,9 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000004) != 0)) {
       output.writeMessage(6, getSendAt());
     }
+    if (maxPerSecond_ != 0) {
+      output.writeInt32(8, maxPerSecond_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -302,6 +323,10 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000004) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(6, getSendAt());
+    }
+    if (maxPerSecond_ != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt32Size(8, maxPerSecond_);
     }
     return size;
   }
@@ -348,6 +373,8 @@ private static final long serialVersionUID = 0L;
       if (!getSendAt()
           .equals(other.getSendAt())) return false;
     }
+    if (getMaxPerSecond()
+        != other.getMaxPerSecond()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -378,6 +405,8 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + SEND_AT_FIELD_NUMBER;
       hash = (53 * hash) + getSendAt().hashCode();
     }
+    hash = (37 * hash) + MAX_PER_SECOND_FIELD_NUMBER;
+    hash = (53 * hash) + getMaxPerSecond();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -535,6 +564,7 @@ private static final long serialVersionUID = 0L;
         sendAtBuilder_.dispose();
         sendAtBuilder_ = null;
       }
+      maxPerSecond_ = 0;
       return this;
     }
 
@@ -596,6 +626,9 @@ private static final long serialVersionUID = 0L;
             : sendAtBuilder_.build();
         to_bitField0_ |= 0x00000004;
       }
+      if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.maxPerSecond_ = maxPerSecond_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -632,6 +665,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasSendAt()) {
         mergeSendAt(other.getSendAt());
+      }
+      if (other.getMaxPerSecond() != 0) {
+        setMaxPerSecond(other.getMaxPerSecond());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -693,6 +729,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000020;
               break;
             } // case 50
+            case 64: {
+              maxPerSecond_ = input.readInt32();
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 64
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1317,6 +1358,59 @@ private static final long serialVersionUID = 0L;
         sendAt_ = null;
       }
       return sendAtBuilder_;
+    }
+
+    private int maxPerSecond_ ;
+    /**
+     * <pre>
+     * The most targets sent per second, counted across every replica together
+     * (within 10% over any 10 s window). 0 takes the app's
+     * `default_max_per_second` (itself 0, unthrottled, unless configured);
+     * negative is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>int32 max_per_second = 8 [json_name = "maxPerSecond"];</code>
+     * @return The maxPerSecond.
+     */
+    @java.lang.Override
+    public int getMaxPerSecond() {
+      return maxPerSecond_;
+    }
+    /**
+     * <pre>
+     * The most targets sent per second, counted across every replica together
+     * (within 10% over any 10 s window). 0 takes the app's
+     * `default_max_per_second` (itself 0, unthrottled, unless configured);
+     * negative is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>int32 max_per_second = 8 [json_name = "maxPerSecond"];</code>
+     * @param value The maxPerSecond to set.
+     * @return This builder for chaining.
+     */
+    public Builder setMaxPerSecond(int value) {
+
+      maxPerSecond_ = value;
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The most targets sent per second, counted across every replica together
+     * (within 10% over any 10 s window). 0 takes the app's
+     * `default_max_per_second` (itself 0, unthrottled, unless configured);
+     * negative is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>int32 max_per_second = 8 [json_name = "maxPerSecond"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearMaxPerSecond() {
+      bitField0_ = (bitField0_ & ~0x00000040);
+      maxPerSecond_ = 0;
+      onChanged();
+      return this;
     }
 
     // @@protoc_insertion_point(builder_scope:pushsvc.v1.SendRequest)

@@ -111,4 +111,17 @@ public interface SendRequestOrBuilder extends
    * <code>.google.protobuf.Timestamp send_at = 6 [json_name = "sendAt"];</code>
    */
   com.google.protobuf.TimestampOrBuilder getSendAtOrBuilder();
+
+  /**
+   * <pre>
+   * The most targets sent per second, counted across every replica together
+   * (within 10% over any 10 s window). 0 takes the app's
+   * `default_max_per_second` (itself 0, unthrottled, unless configured);
+   * negative is INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>int32 max_per_second = 8 [json_name = "maxPerSecond"];</code>
+   * @return The maxPerSecond.
+   */
+  int getMaxPerSecond();
 }
