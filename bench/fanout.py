@@ -146,14 +146,23 @@ EMULATOR_CPU, CLIENT_CPU = 1, 0
 """With --pin (the default): the emulator on CPU 1, pushsvc and h2load on CPU 0."""
 
 
-def apns_load(manifest: Path, requests: int) -> h2load.Load:
-    """The APNs request pushsvc sends in the fan-out (same token shape, headers and payload), with its JWT."""
+def apns_load(manifest: Path, requests: int, *, one_path: bool = False) -> h2load.Load:
+    """The APNs requests pushsvc sends in the fan-out (same device tokens, headers and payload), with its JWT.
+
+    Each request goes to its own device token's path, as in the fan-out
+    (`one_path`: every request to one token, h2load's usual way, which lets
+    the emulator's HPACK caches serve the `:path`). What h2load cannot vary
+    per request: pushsvc's `apns-id` (unique per request; h2load sends none,
+    and the emulator then makes one), and libcurl's WINDOW_UPDATE frames
+    (pushsvc's libcurl sends about 1.6 per request, h2load none).
+    """
     urls, creds = read_manifest(manifest)
     signer = ApnsTokenSigner(creds.apns_key_file.read_bytes(), creds.apns_key_id, creds.apns_team_id)
     rendered = render_apns(MESSAGE, bundle_id=creds.apns_bundle_id)
     headers = [f"authorization: {signer.authorization()}"]
     headers += [f"{name}: {value}" for name, value in rendered.body["headers"].items()]
-    return h2load.Load(f"{urls['apns_url']}/3/device/{1:064x}", headers, rendered.body["payload"].encode(), requests)
+    paths = () if one_path else [f"/3/device/{i:064x}" for i in range(requests)]
+    return h2load.Load(f"{urls['apns_url']}/3/device/{1:064x}", headers, rendered.body["payload"].encode(), requests, paths)
 
 
 def fcm_load(manifest: Path, requests: int) -> h2load.Load:
@@ -170,7 +179,8 @@ def fcm_load(manifest: Path, requests: int) -> h2load.Load:
     return h2load.Load(f"{app.fcm.base_url}/v1/projects/{project}/messages:send", headers, body, requests)
 
 
-def emulator_ceilings(emulator: EmulatorEndpoint, requests: int, streams: int, cpu: int | None) -> dict[str, Any]:
+def emulator_ceilings(emulator: EmulatorEndpoint, requests: int, streams: int, cpu: int | None,
+                      *, one_path: bool = False) -> dict[str, Any]:
     """h2load's APNs, FCM and 50/50 ceilings of the emulator, each with the emulator's CPU per request.
 
     One connection per origin with `streams` streams, as pushsvc holds per
@@ -179,9 +189,9 @@ def emulator_ceilings(emulator: EmulatorEndpoint, requests: int, streams: int, c
     """
     manifest = emulator.manifest
     runs = {
-        "apns": [apns_load(manifest, requests // 2)],
+        "apns": [apns_load(manifest, requests // 2, one_path=one_path)],
         "fcm": [fcm_load(manifest, requests // 2)],
-        "mix": [apns_load(manifest, requests // 2), fcm_load(manifest, requests - requests // 2)],
+        "mix": [apns_load(manifest, requests // 2, one_path=one_path), fcm_load(manifest, requests - requests // 2)],
     }
     out: dict[str, Any] = {}
     for name, loads in runs.items():
@@ -365,6 +375,9 @@ def main() -> int:
                         help=f"do not pin (by default the emulator runs on CPU {EMULATOR_CPU}, pushsvc and h2load on CPU {CLIENT_CPU})")
     parser.add_argument("--h2load-n", type=int, default=20_000,
                         help="requests for each emulator ceiling (APNs only, FCM only, 50/50), half of them per origin")
+    parser.add_argument("--h2load-one-path", action="store_true",
+                        help="h2load's APNs requests all to one device token (before: the emulator's HPACK caches serve "
+                        "the :path), instead of one token per request as in the fan-out")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                         help="the gateway's event loop (uvloop must be installed; it is not a pushsvc dependency)")
     parser.add_argument("--locales", type=int, choices=range(len(LOCALES) + 1), default=0,
@@ -400,7 +413,8 @@ def main() -> int:
             if not args.null_provider:
                 # Measured the same way in the same run: the emulator as the fan-out found it (inbox
                 # full), one connection per origin, the fan-out's streams, 50/50 APNs/FCM.
-                ceilings = emulator_ceilings(emulator, args.h2load_n, args.in_flight, CLIENT_CPU if pinned else None)
+                ceilings = emulator_ceilings(emulator, args.h2load_n, args.in_flight, CLIENT_CPU if pinned else None,
+                                             one_path=args.h2load_one_path)
                 mix = ceilings["mix"]
                 ceiling = h2load.Ceiling(mix["req_per_s"], mix["requests"], mix["ok_2xx"], mix["failed"],
                                          mix["command"], mix["error"])
@@ -408,6 +422,9 @@ def main() -> int:
     # /metrics and the spans count every Send of the run; the check below compares them with all deliveries.
     result["metrics_delivered"], result["spans"] = runs[-1]["metrics_delivered"], runs[-1]["spans"]
     delivered_total = sum(r["delivered"] for r in runs)
+    cpu_ratio = None
+    if ceilings and result.get("emulator_cpu_s") and result["delivered"]:
+        cpu_ratio = ceilings["mix"]["emulator_cpu_us_per_req"] / (1e6 * result["emulator_cpu_s"] / result["delivered"])
     where = ("in-process null provider" if args.null_provider
              else "static nginx HTTP/2 endpoint" if args.endpoint == "nginx" else "emulator in a separate process")
     print(f"Fan-out: Send to {args.tokens:,} registered tokens (50% APNs, 50% FCM), {where}")
@@ -433,6 +450,10 @@ def main() -> int:
         print(f"{'store server CPU per delivery':34} {1e6 * result['store_server_cpu_s'] / max(1, result['delivered']):>9,.0f} us")
     if result.get("emulator_cpu_s") is not None:
         print(f"{'emulator CPU per delivery':34} {1e6 * result['emulator_cpu_s'] / max(1, result['delivered']):>9,.0f} us")
+    # Which side bounds the run: a process near 1.0 of a core is saturated (with pinning each has one core).
+    print(f"{'gateway CPU / wall (cores busy)':34} {result['gateway_cpu_s'] / result['seconds']:>12.2f}")
+    if result.get("emulator_cpu_s") is not None:
+        print(f"{'emulator CPU / wall (cores busy)':34} {result['emulator_cpu_s'] / result['seconds']:>12.2f}")
     print(f"{'garbage collector, during fan-out':34} {result['gc_s']:>10,.2f} s")
     print(f"{'gateway peak RSS':34} {result['peak_rss_mib']:>8,.0f} MiB")
     print(f"{'RSS after loading the registry':34} {result['loaded_rss_mib']:>8,.0f} MiB")
@@ -450,6 +471,11 @@ def main() -> int:
                   f"({row['ok_2xx']}/{row['requests']} 2xx), emulator {row['emulator_cpu_us_per_req']:,.0f} us/req")
         if ceiling is not None and ceiling.req_per_s:
             print(f"{'fan-out / 50/50 ceiling':34} {result['rate'] / ceiling.req_per_s:>12.2f}")
+        if cpu_ratio is not None:
+            # The emulator's CPU per request under h2load's 50/50 over its CPU per delivery in the
+            # fan-out: the rate ratio when the emulator is saturated in both; a busy machine skews
+            # the rates, not this.
+            print(f"{'emulator CPU/req: 50/50 / fan-out':34} {cpu_ratio:>12.2f}")
         commands = " | ".join(f"{name}: {row['command']}" for name, row in ceilings.items())
         print(f"ceilings: {commands}")
     else:
@@ -473,7 +499,11 @@ def main() -> int:
                                     "emulator_ceiling": ceiling.req_per_s if ceiling else None,
                                     "ceiling": dataclasses.asdict(ceiling) if ceiling else None,
                                     "emulator_ceilings": ceilings, "pinned": pinned,
-                                    "load_average_after": os.getloadavg()}, indent=2))
+                                    "load_average_after": os.getloadavg(),
+                                    "emulator_cpu_ratio": cpu_ratio,
+                                    "gateway_busy": result["gateway_cpu_s"] / result["seconds"],
+                                    "emulator_busy": (result["emulator_cpu_s"] / result["seconds"]
+                                                      if result.get("emulator_cpu_s") is not None else None)}, indent=2))
     print(f"results: {args.out}")
     counted_ok = result["metrics_delivered"] is None or result["metrics_delivered"] == delivered_total
     return 0 if all(r["delivered"] == args.tokens for r in runs) and counted_ok else 1

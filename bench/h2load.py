@@ -52,18 +52,33 @@ def measure(
     streams: int = 100,
     timeout_s: float = TIMEOUT_S,
     cpu: int | None = None,
+    paths: Sequence[str] = (),
 ) -> Ceiling:
-    """POSTs `body` to `url` with `headers` ("name: value"), `requests` times."""
+    """POSTs `body` to `url` with `headers` ("name: value"), `requests` times.
+
+    With `paths`, the requests go to those paths of `url`'s origin in turn
+    (h2load's `-i`), as a fan-out sends each to its own device token; the
+    `:path` then differs per request, and so does the server's work to decode
+    it (h2load's one repeated path would reach the server's caches instead).
+    """
     options = ["-n", str(requests), "-c", str(connections), "-m", str(streams)]
-    shown = "h2load " + " ".join(options)
+    shown = "h2load " + " ".join(options) + (f" -i <{len(paths):,} paths>" if paths else "")
     if not available():
         return Ceiling(None, requests, 0, 0, shown, "h2load not installed (apt-get install nghttp2-client)")
-    with tempfile.NamedTemporaryFile(prefix="pushsvc-bench-h2load-", suffix=".json") as body_file:
-        Path(body_file.name).write_bytes(body)
-        command = ["h2load", *options, "-d", body_file.name]
+    with tempfile.TemporaryDirectory(prefix="pushsvc-bench-h2load-") as tmp:
+        body_file = Path(tmp) / "body"
+        body_file.write_bytes(body)
+        command = ["h2load", *options, "-d", str(body_file)]
         for header in headers:
             command += ["-H", header]
-        command.append(url)
+        if paths:
+            # h2load takes the first URI's origin for all; the others give only their paths.
+            origin = url.split("/", 3)
+            uris = Path(tmp) / "uris"
+            uris.write_text("".join(f"{origin[0]}//{origin[2]}{path}\n" for path in paths))
+            command += ["-i", str(uris)]
+        else:
+            command.append(url)
         try:
             output = subprocess.run(
                 command,
@@ -97,6 +112,8 @@ class Load:
     headers: Sequence[str]
     body: bytes
     requests: int
+    paths: Sequence[str] = ()
+    """Paths to send to in turn (see `measure`); empty: `url` every time."""
 
 
 def measure_mix(loads: Sequence[Load], *, connections: int = 1, streams: int = 100, cpu: int | None = None) -> Ceiling:
@@ -109,7 +126,7 @@ def measure_mix(loads: Sequence[Load], *, connections: int = 1, streams: int = 1
     with concurrent.futures.ThreadPoolExecutor(len(loads)) as pool:
         ceilings = list(pool.map(
             lambda load: measure(load.url, load.headers, load.body, requests=load.requests,
-                                 connections=connections, streams=streams, cpu=cpu),
+                                 connections=connections, streams=streams, cpu=cpu, paths=load.paths),
             loads,
         ))
     requests = sum(c.requests for c in ceilings)

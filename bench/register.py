@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -49,8 +50,10 @@ STARTUP_TIMEOUT_S = 120.0
 async def serve_pushsvc(store: str, preload: int, port_file: Path) -> None:
     """pushsvc with no provider credentials (RegisterToken needs none), `preload` tokens registered."""
     from pushsvc import models
-    from pushsvc.bootstrap import build_application
+    from pushsvc.bootstrap import build_application, tune_garbage_collector
     from pushsvc.config import Settings
+
+    tune_garbage_collector()  # as `pushsvc serve` and `pushsvc dev` do
 
     app = build_application(Settings(store_url=store, host="127.0.0.1", port=0), providers={})
     port = await app.start()
@@ -87,6 +90,78 @@ async def serve_echo(port_file: Path) -> None:
     await server.stop(1)
 
 
+async def handler_chain_us(store: str, calls: int) -> float:
+    """pushsvc's own CPU per RegisterToken, without gRPC: µs per call, best of three rounds.
+
+    The method's handler as the server runs it (its deserializer, the
+    telemetry and live-call wrappers, the servicer, the service, the store,
+    the serializer), awaited in a loop with a stand-in for grpc's context: the
+    part of a call that is pushsvc's, measured by process time, so a busy
+    machine barely moves it (the ghz rates above move a lot).
+    """
+    import logging
+
+    from pushsvc.bootstrap import build_application
+    from pushsvc.config import Settings
+    from pushsvc.metrics import NULL_METRICS
+    from pushsvc.rpc import methods
+    from pushsvc.rpc.servicers import PushServicer
+    from pushsvc.rpc.telemetry import TelemetryInterceptor
+    from pushsvc.throttle import LogThrottle
+    from pushsvc.v1 import push_pb2
+
+    class Capture:
+        handlers: Any = None
+
+        def add_generic_rpc_handlers(self, handlers: Any) -> None:
+            self.handlers = handlers[0]
+
+        def add_registered_method_handlers(self, *_: Any) -> None:
+            pass
+
+    class Context:
+        done: Any = None
+
+        def invocation_metadata(self) -> tuple[()]:
+            return ()
+
+        def code(self) -> None:
+            return None
+
+        def add_done_callback(self, callback: Any) -> None:
+            self.done = callback
+
+    class Details:
+        method = "/pushsvc.v1.PushService/RegisterToken"
+
+    app = build_application(Settings(store_url=store, host="127.0.0.1", port=0), providers={})
+    await app.start()
+    try:
+        capture = Capture()
+        methods.add_to_server(PushServicer(app.service, asyncio.Event()), capture,
+                              LogThrottle(logging.getLogger("bench"), app.clock, interval_s=1.0))
+        handler = capture.handlers.service(Details())
+        # As GrpcServer chains them: telemetry outermost, then the live-call gate.
+        handler = app.server.calls.wrap(Details.method, handler)
+        handler = TelemetryInterceptor(NULL_METRICS, app.clock).wrap(Details.method, handler)
+        call, parse, serialize = handler.unary_unary, handler.request_deserializer, handler.response_serializer
+        requests = [push_pb2.RegisterTokenRequest(app_id=APP, token=f"chain-{i}", platform=push_pb2.PLATFORM_FCM,
+                                                  device_id=f"chain-device-{i}").SerializeToString()
+                    for i in range(4 * calls)]
+        best = float("inf")
+        for round_ in range(4):  # the first round warms up
+            started = time.process_time()
+            for data in requests[round_ * calls : (round_ + 1) * calls]:
+                context = Context()
+                serialize(await call(parse(data), context))
+                context.done(context)
+            if round_:
+                best = min(best, 1e6 * (time.process_time() - started) / calls)
+        return best
+    finally:
+        await app.stop(1)
+
+
 # ------------------------------------------------------------------ the driver
 
 
@@ -112,15 +187,29 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def ghz(args: argparse.Namespace, port: int, *, proto: Path, call: str, data: str, rps: int = 0) -> dict[str, Any]:
-    """One ghz run; returns rate, latencies (ms) and status counts."""
+def process_cpu_s(pid: int) -> float:
+    """A process's CPU seconds so far (user + system, all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command: state(0) ... utime(11) stime(12), in clock ticks.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ghz(args: argparse.Namespace, port: int, *, proto: Path, call: str, data: str, rps: int = 0,
+        server_pid: int = 0) -> dict[str, Any]:
+    """One ghz run; returns rate, latencies (ms), status counts and the server's CPU per call.
+
+    The server's CPU per call does not depend on how much of the machine the
+    run got, so it compares two servers on a busy machine, where the rates do not.
+    """
     command = [args.ghz, "--insecure", "--proto", str(proto), "--call", call, "-d", data,
                "-c", str(args.concurrency), "-n", str(args.requests), "--connections", "1",
                "-O", "json", "--timeout", "10s"]
     if rps:
         command += ["--rps", str(rps)]
     command.append(f"127.0.0.1:{port}")
+    cpu_started = process_cpu_s(server_pid) if server_pid else 0.0
     out = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True).stdout
+    cpu_s = process_cpu_s(server_pid) - cpu_started if server_pid else 0.0
     report = json.loads(out)
     latency = {d["percentage"]: d["latency"] / 1e6 for d in report.get("latencyDistribution") or []}
     return {
@@ -130,6 +219,7 @@ def ghz(args: argparse.Namespace, port: int, *, proto: Path, call: str, data: st
         "p99_ms": latency.get(99, 0.0),
         "status": report.get("statusCodeDistribution", {}),
         "errors": report.get("errorDistribution", {}),
+        "server_cpu_us_per_call": 1e6 * cpu_s / max(1, report["count"]) if server_pid else None,
     }
 
 
@@ -139,6 +229,8 @@ def main() -> int:
     parser.add_argument("-c", "--concurrency", type=int, default=50)
     parser.add_argument("--preload", type=int, default=100_000, help="tokens registered before the run")
     parser.add_argument("--store", default="memory://")
+    parser.add_argument("--chain-calls", type=int, default=10_000,
+                        help="calls per round of the in-process handler-chain measurement")
     parser.add_argument("--ghz", default=shutil.which("ghz") or str(Path.home() / "go/bin/ghz"))
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pushsvc-bench-register.json")
     parser.add_argument("--serve", choices=["pushsvc", "echo"], help=argparse.SUPPRESS)
@@ -163,29 +255,42 @@ def main() -> int:
         # changes during the run shows up as two different echo rates.
         proc, port = start("echo", args, Path(tmp))
         try:
-            echo_before = ghz(args, port, proto=ECHO_PROTO, call="pushsvc.bench.v1.Echo/Echo", data=echo_data)
+            echo_before = ghz(args, port, proto=ECHO_PROTO, call="pushsvc.bench.v1.Echo/Echo", data=echo_data,
+                              server_pid=proc.pid)
             proc2, port2 = start("pushsvc", args, Path(tmp))
             try:
-                full = ghz(args, port2, proto=PROTO, call="pushsvc.v1.PushService/RegisterToken", data=register)
+                full = ghz(args, port2, proto=PROTO, call="pushsvc.v1.PushService/RegisterToken", data=register,
+                           server_pid=proc2.pid)
                 half_rps = max(1, int(full["rps"] / 2))
                 half = ghz(args, port2, proto=PROTO, call="pushsvc.v1.PushService/RegisterToken", data=register, rps=half_rps)
             finally:
                 stop(proc2)
-            echo_after = ghz(args, port, proto=ECHO_PROTO, call="pushsvc.bench.v1.Echo/Echo", data=echo_data)
+            echo_after = ghz(args, port, proto=ECHO_PROTO, call="pushsvc.bench.v1.Echo/Echo", data=echo_data,
+                             server_pid=proc.pid)
         finally:
             stop(proc)
     echo = dict(echo_before, rps=(echo_before["rps"] + echo_after["rps"]) / 2)
+    chain_us = asyncio.run(handler_chain_us(args.store, args.chain_calls))
     print(f"RegisterToken under ghz: {args.requests:,} requests, {args.concurrency} concurrent, one connection; "
           f"{args.preload:,} tokens registered first; store {args.store}")
     print(context.header)
-    print(f"{'run':38} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8}  status")
+    print(f"{'run':38} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'server CPU/call':>16}  status")
     for name, r in [("bare grpc.aio echo, before", echo_before), ("bare grpc.aio echo, after", echo_after),
                     ("RegisterToken, full load", full),
                     (f"RegisterToken at half load ({half_rps}/s)", half)]:
-        print(f"{name:38} {r['rps']:>9,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f}  {r['status']}")
+        cpu = f"{r['server_cpu_us_per_call']:,.0f} us" if r["server_cpu_us_per_call"] is not None else "-"
+        print(f"{name:38} {r['rps']:>9,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {cpu:>16}  {r['status']}")
     print(f"{'RegisterToken / mean echo':38} {full['rps'] / echo['rps']:>9.2f}x")
+    echo_cpu = (echo_before["server_cpu_us_per_call"] + echo_after["server_cpu_us_per_call"]) / 2
+    print(f"{'pushsvc handler chain, no gRPC':38} {chain_us:>9.1f} us per call (in-process, best of 3)")
+    print(f"{'echo CPU / RegisterToken CPU per call':38} {echo_cpu / full['server_cpu_us_per_call']:>9.2f}x"
+          f"  (the rate ratio the servers' CPU alone allows; it holds on a busy machine)")
     args.out.write_text(json.dumps({"context": dataclasses.asdict(context), "args": {k: str(v) for k, v in vars(args).items()},
-                                    "echo_before": echo_before, "echo_after": echo_after, "full": full, "half": half},
+                                    "echo_before": echo_before, "echo_after": echo_after, "full": full, "half": half,
+                                    "ratio": full["rps"] / echo["rps"],
+                                    "handler_chain_us": chain_us,
+                                    "cpu_ratio": echo_cpu / full["server_cpu_us_per_call"],
+                                    "load_average_after": os.getloadavg()},
                                    indent=2))
     print(f"results: {args.out}")
     ok = all(set(r["status"]) == {"OK"} for r in (echo_before, echo_after, full, half))

@@ -72,12 +72,20 @@ def _push_type(value: int) -> models.PushType:
     return models.PushType[name.removeprefix("PUSH_TYPE_")]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _ts(dt: datetime | None) -> timestamp_pb2.Timestamp | None:
     if dt is None:
         return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(dt.astimezone(UTC))
-    return ts
+    if dt.tzinfo is None:
+        # A naive datetime is local time, as astimezone() reads it.
+        dt = dt.astimezone(UTC)
+    # Exact integer arithmetic on the timedelta, the same value as
+    # Timestamp.FromDatetime at a quarter of its cost (it goes through
+    # utctimetuple and calendar.timegm); a token's answer carries two.
+    since = dt - _EPOCH
+    return timestamp_pb2.Timestamp(seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000)
 
 
 def _seconds(d: duration_pb2.Duration, field: str) -> float:

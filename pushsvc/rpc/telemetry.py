@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
-import uuid
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -73,7 +74,7 @@ class _Call:
 
     __slots__ = ("request", "tokens")
 
-    def __init__(self, context: Ctx, request: Any) -> None:
+    def __init__(self, context: Ctx, request: Any, fresh_id: Callable[[], str]) -> None:
         self.request = request
         rid = tp = ""
         for key, value in context.invocation_metadata() or ():
@@ -82,7 +83,7 @@ class _Call:
             elif key == "traceparent" and isinstance(value, str):
                 tp = logs.valid_traceparent(value)
         self.tokens: list[tuple[Any, Any]] = [
-            (logs.request_id, logs.request_id.set(rid or uuid.uuid4().hex)),
+            (logs.request_id, logs.request_id.set(rid or fresh_id())),
             (logs.traceparent, logs.traceparent.set(tp)),
         ]
         nid = getattr(request, "notification_id", "")
@@ -103,6 +104,11 @@ class TelemetryInterceptor(MethodInterceptor):
         super().__init__()
         self._metrics = metrics
         self._clock = clock
+        # A call without an x-request-id gets a fresh one: 32 hex digits, a
+        # random prefix per process and a counter, so ids are unique across
+        # replicas without uuid4's getrandom() system call on every call.
+        prefix, counter = secrets.token_hex(8), itertools.count()
+        self._fresh_id: Callable[[], str] = lambda: f"{prefix}{next(counter):016x}"
 
     def wrap(self, path: str, handler: Handler) -> Handler:
         service, _, name = path.lstrip("/").rpartition("/")
@@ -142,7 +148,7 @@ class TelemetryInterceptor(MethodInterceptor):
 
     def _unary(self, path: str, counters: RpcMetrics, inner: Any) -> Callable[..., Awaitable[Any]]:
         async def unary(request: Any, context: Ctx) -> Any:
-            call = _Call(context, request)
+            call = _Call(context, request, self._fresh_id)
             started = self._clock.monotonic()
             code = "UNKNOWN"
             try:
@@ -163,7 +169,7 @@ class TelemetryInterceptor(MethodInterceptor):
 
     def _streaming(self, path: str, counters: RpcMetrics, inner: Any) -> Callable[..., AsyncIterator[Any]]:
         async def streaming(request: Any, context: Ctx) -> AsyncIterator[Any]:
-            call = _Call(context, request)
+            call = _Call(context, request, self._fresh_id)
             started = self._clock.monotonic()
             code = "UNKNOWN"
             try:

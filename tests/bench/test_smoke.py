@@ -128,6 +128,11 @@ def test_fanout(tmp_path: Path, variant: str) -> None:
             _check_ceiling(ceiling)
             assert ceiling["emulator_cpu_us_per_req"] > 0, ceiling
         assert record["ceiling"]["req_per_s"] == record["emulator_ceilings"]["mix"]["req_per_s"]
+        # h2load's APNs requests go to one device token each, as the fan-out's do (all answered 2xx above).
+        assert "-i <300 paths>" in record["emulator_ceilings"]["apns"]["command"], record["emulator_ceilings"]
+        # Both sides' share of their core during the fan-out, to tell which one bounds it.
+        assert 0 < record["gateway_busy"] and 0 < record["emulator_busy"], record
+        assert record["emulator_cpu_ratio"] > 0, record
 
 
 # ------------------------------------------------------------------ bench/register.py
@@ -136,10 +141,14 @@ def test_fanout(tmp_path: Path, variant: str) -> None:
 @pytest.mark.skipif(not HAVE_GHZ, reason="needs ghz (go install github.com/bojand/ghz/cmd/ghz@v0.120.0)")
 def test_register(tmp_path: Path) -> None:
     n = 300
-    record = _run(["bench/register.py", "-n", str(n), "--preload", "300"], tmp_path / "register.json")
+    record = _run(["bench/register.py", "-n", str(n), "--preload", "300", "--chain-calls", "200"], tmp_path / "register.json")
     # The echo server before and after is the peer; RegisterToken at full and at half load.
     for run in ("echo_before", "echo_after", "full", "half"):
         assert (record[run]["count"], record[run]["status"], record[run]["errors"]) == (n, {"OK": n}, {}), run
+    # Each server's CPU per call, read from /proc around its runs (clock ticks: a tiny echo run may read 0).
+    assert all(record[run]["server_cpu_us_per_call"] >= 0 for run in ("echo_before", "echo_after")), record
+    assert record["full"]["server_cpu_us_per_call"] > 0 and record["cpu_ratio"] >= 0, record
+    assert record["handler_chain_us"] > 0, record
 
 
 # ------------------------------------------------------------------ bench/tokens_import.py
