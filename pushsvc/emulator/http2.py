@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import ssl
 from typing import Any
@@ -47,7 +46,6 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import hpack
-import hpack.hpack
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
@@ -108,25 +106,11 @@ class _PlainEncoder(hpack.Encoder):
 
 # Clients send ``authorization`` (a ~300-byte JWT or access token) as a
 # never-indexed, Huffman-coded literal on every request, as RFC 7541 §7.1.3
-# advises for credentials (nghttp2 and libcurl do so), so it cannot come from
-# the dynamic table. hpack's Huffman decoder is pure Python: decoding that one
-# value was ~17% of the emulator's CPU under pushsvc's fan-out. The same token
-# arrives thousands of times, so its decoding is remembered (Huffman decoding
-# is a pure function of the coded bytes; a bounded LRU keeps unique values
-# such as APNs device-token paths from growing it).
-_HUFFMAN_CACHE_SIZE = 4096
-_decode_huffman = hpack.hpack.decode_huffman
-_decode_huffman_cached = functools.lru_cache(maxsize=_HUFFMAN_CACHE_SIZE)(_decode_huffman)
-
-
-def _decode_huffman_remembered(huffman_string: bytes | bytearray | memoryview | None) -> bytes:
-    # hpack hands over bytes; anything else (unhashable) is decoded as before.
-    if type(huffman_string) is bytes:
-        return _decode_huffman_cached(huffman_string)
-    return _decode_huffman(huffman_string)
-
-
-hpack.hpack.decode_huffman = _decode_huffman_remembered
+# advises for credentials, and hpack's pure-Python Huffman decoder spends a
+# measurable share of the emulator's CPU on it. It is not remembered: hpack
+# calls its module-level decoder directly, and replacing that would change
+# hpack for every user in the process (pushsvc's own code included), which
+# pushsvc never does to a third-party module.
 
 
 @dataclasses.dataclass(slots=True)
