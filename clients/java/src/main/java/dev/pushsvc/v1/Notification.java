@@ -491,6 +491,22 @@ private static final long serialVersionUID = 0L;
     return cancelRequestedAt_ == null ? com.google.protobuf.Timestamp.getDefaultInstance() : cancelRequestedAt_;
   }
 
+  public static final int WAITING_FIELD_NUMBER = 19;
+  private long waiting_ = 0L;
+  /**
+   * <pre>
+   * Targets of a local-time send whose local time has not come yet: their
+   * delivery has not started. Zero for other sends.
+   * </pre>
+   *
+   * <code>int64 waiting = 19 [json_name = "waiting"];</code>
+   * @return The waiting.
+   */
+  @java.lang.Override
+  public long getWaiting() {
+    return waiting_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -558,6 +574,9 @@ private static final long serialVersionUID = 0L;
     }
     if (((bitField0_ & 0x00000010) != 0)) {
       output.writeMessage(18, getCancelRequestedAt());
+    }
+    if (waiting_ != 0L) {
+      output.writeInt64(19, waiting_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -630,6 +649,10 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000010) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(18, getCancelRequestedAt());
+    }
+    if (waiting_ != 0L) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt64Size(19, waiting_);
     }
     return size;
   }
@@ -705,6 +728,8 @@ private static final long serialVersionUID = 0L;
       if (!getCancelRequestedAt()
           .equals(other.getCancelRequestedAt())) return false;
     }
+    if (getWaiting()
+        != other.getWaiting()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -770,6 +795,9 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + CANCEL_REQUESTED_AT_FIELD_NUMBER;
       hash = (53 * hash) + getCancelRequestedAt().hashCode();
     }
+    hash = (37 * hash) + WAITING_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        getWaiting());
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -953,6 +981,7 @@ private static final long serialVersionUID = 0L;
         cancelRequestedAtBuilder_.dispose();
         cancelRequestedAtBuilder_ = null;
       }
+      waiting_ = 0L;
       return this;
     }
 
@@ -1056,6 +1085,9 @@ private static final long serialVersionUID = 0L;
             : cancelRequestedAtBuilder_.build();
         to_bitField0_ |= 0x00000010;
       }
+      if (((from_bitField0_ & 0x00040000) != 0)) {
+        result.waiting_ = waiting_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -1132,6 +1164,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasCancelRequestedAt()) {
         mergeCancelRequestedAt(other.getCancelRequestedAt());
+      }
+      if (other.getWaiting() != 0L) {
+        setWaiting(other.getWaiting());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -1257,6 +1292,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00020000;
               break;
             } // case 146
+            case 152: {
+              waiting_ = input.readInt64();
+              bitField0_ |= 0x00040000;
+              break;
+            } // case 152
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2582,6 +2622,53 @@ private static final long serialVersionUID = 0L;
         cancelRequestedAt_ = null;
       }
       return cancelRequestedAtBuilder_;
+    }
+
+    private long waiting_ ;
+    /**
+     * <pre>
+     * Targets of a local-time send whose local time has not come yet: their
+     * delivery has not started. Zero for other sends.
+     * </pre>
+     *
+     * <code>int64 waiting = 19 [json_name = "waiting"];</code>
+     * @return The waiting.
+     */
+    @java.lang.Override
+    public long getWaiting() {
+      return waiting_;
+    }
+    /**
+     * <pre>
+     * Targets of a local-time send whose local time has not come yet: their
+     * delivery has not started. Zero for other sends.
+     * </pre>
+     *
+     * <code>int64 waiting = 19 [json_name = "waiting"];</code>
+     * @param value The waiting to set.
+     * @return This builder for chaining.
+     */
+    public Builder setWaiting(long value) {
+
+      waiting_ = value;
+      bitField0_ |= 0x00040000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Targets of a local-time send whose local time has not come yet: their
+     * delivery has not started. Zero for other sends.
+     * </pre>
+     *
+     * <code>int64 waiting = 19 [json_name = "waiting"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearWaiting() {
+      bitField0_ = (bitField0_ & ~0x00040000);
+      waiting_ = 0L;
+      onChanged();
+      return this;
     }
 
     // @@protoc_insertion_point(builder_scope:pushsvc.v1.Notification)

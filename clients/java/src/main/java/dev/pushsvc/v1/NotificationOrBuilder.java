@@ -232,4 +232,15 @@ public interface NotificationOrBuilder extends
    * <code>.google.protobuf.Timestamp cancel_requested_at = 18 [json_name = "cancelRequestedAt"];</code>
    */
   com.google.protobuf.TimestampOrBuilder getCancelRequestedAtOrBuilder();
+
+  /**
+   * <pre>
+   * Targets of a local-time send whose local time has not come yet: their
+   * delivery has not started. Zero for other sends.
+   * </pre>
+   *
+   * <code>int64 waiting = 19 [json_name = "waiting"];</code>
+   * @return The waiting.
+   */
+  long getWaiting();
 }

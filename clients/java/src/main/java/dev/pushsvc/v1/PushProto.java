@@ -142,6 +142,11 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_pushsvc_v1_SendRequest_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_pushsvc_v1_LocalTime_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_pushsvc_v1_LocalTime_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_pushsvc_v1_SendResponse_descriptor;
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
@@ -335,148 +340,156 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
       "\022\024\n\005value\030\002 \001(\tR\005value:\0028\001\032Z\n\016LocalizedE" +
       "ntry\022\020\n\003key\030\001 \001(\tR\003key\0222\n\005value\030\002 \001(\0132\034." +
       "pushsvc.v1.LocalizedContentR\005value:\0028\001B\010" +
-      "\n\006_badge\"\202\002\n\013SendRequest\022\025\n\006app_id\030\001 \001(\t" +
+      "\n\006_badge\"\270\002\n\013SendRequest\022\025\n\006app_id\030\001 \001(\t" +
       "R\005appId\022*\n\006target\030\002 \001(\0132\022.pushsvc.v1.Tar" +
       "getR\006target\022-\n\007message\030\003 \001(\0132\023.pushsvc.v" +
       "1.MessageR\007message\022\'\n\017idempotency_key\030\004 " +
       "\001(\tR\016idempotencyKey\022#\n\rvalidate_only\030\005 \001" +
       "(\010R\014validateOnly\0223\n\007send_at\030\006 \001(\0132\032.goog" +
-      "le.protobuf.TimestampR\006sendAt\"q\n\014SendRes" +
-      "ponse\022\'\n\017notification_id\030\001 \001(\tR\016notifica" +
-      "tionId\022\034\n\tduplicate\030\002 \001(\010R\tduplicate\022\032\n\010" +
-      "targeted\030\003 \001(\003R\010targeted\"X\n\026GetNotificat" +
-      "ionRequest\022\025\n\006app_id\030\001 \001(\tR\005appId\022\'\n\017not" +
-      "ification_id\030\002 \001(\tR\016notificationId\"W\n\027Ge" +
-      "tNotificationResponse\022<\n\014notification\030\001 " +
-      "\001(\0132\030.pushsvc.v1.NotificationR\014notificat" +
-      "ion\"\337\005\n\014Notification\022\'\n\017notification_id\030" +
-      "\001 \001(\tR\016notificationId\022\025\n\006app_id\030\002 \001(\tR\005a" +
-      "ppId\0223\n\005state\030\003 \001(\0162\035.pushsvc.v1.Notific" +
-      "ationStateR\005state\022\032\n\010targeted\030\004 \001(\003R\010tar" +
-      "geted\022\034\n\tdelivered\030\005 \001(\003R\tdelivered\022\026\n\006f" +
-      "ailed\030\006 \001(\003R\006failed\022%\n\016invalid_tokens\030\007 " +
-      "\001(\003R\rinvalidTokens\022\030\n\007pending\030\010 \001(\003R\007pen" +
-      "ding\022\030\n\007expired\030\t \001(\003R\007expired\0229\n\ncreate" +
-      "d_at\030\n \001(\0132\032.google.protobuf.TimestampR\t" +
-      "createdAt\0223\n\007send_at\030\013 \001(\0132\032.google.prot" +
-      "obuf.TimestampR\006sendAt\0229\n\nupdated_at\030\014 \001" +
-      "(\0132\032.google.protobuf.TimestampR\tupdatedA" +
-      "t\022=\n\014completed_at\030\r \001(\0132\032.google.protobu" +
-      "f.TimestampR\013completedAt\022\024\n\005error\030\016 \001(\tR" +
-      "\005error\022\'\n\017idempotency_key\030\017 \001(\tR\016idempot" +
-      "encyKey\022\032\n\010vanished\030\020 \001(\003R\010vanished\022\034\n\tc" +
-      "ancelled\030\021 \001(\003R\tcancelled\022J\n\023cancel_requ" +
-      "ested_at\030\022 \001(\0132\032.google.protobuf.Timesta" +
-      "mpR\021cancelRequestedAt\"\324\003\n\007Receipt\022\026\n\006cur" +
-      "sor\030\001 \001(\tR\006cursor\022\'\n\017notification_id\030\002 \001" +
-      "(\tR\016notificationId\022\025\n\006app_id\030\003 \001(\tR\005appI" +
-      "d\022\024\n\005token\030\004 \001(\tR\005token\0220\n\010platform\030\005 \001(" +
-      "\0162\024.pushsvc.v1.PlatformR\010platform\022\027\n\007use" +
-      "r_id\030\006 \001(\tR\006userId\0222\n\006status\030\007 \001(\0162\032.pus" +
-      "hsvc.v1.DeliveryStatusR\006status\022.\n\023provid" +
-      "er_message_id\030\010 \001(\tR\021providerMessageId\022\'" +
-      "\n\017provider_status\030\t \001(\005R\016providerStatus\022" +
-      "\026\n\006reason\030\n \001(\tR\006reason\022\032\n\010attempts\030\013 \001(" +
-      "\005R\010attempts\022#\n\rtoken_removed\030\014 \001(\010R\014toke" +
-      "nRemoved\022*\n\002at\030\r \001(\0132\032.google.protobuf.T" +
-      "imestampR\002at\"m\n\025StreamReceiptsRequest\022\025\n" +
-      "\006app_id\030\001 \001(\tR\005appId\022\'\n\017notification_id\030" +
-      "\002 \001(\tR\016notificationId\022\024\n\005after\030\003 \001(\tR\005af" +
-      "ter\"G\n\026StreamReceiptsResponse\022-\n\007receipt" +
-      "\030\001 \001(\0132\023.pushsvc.v1.ReceiptR\007receipt\"[\n\031" +
-      "CancelNotificationRequest\022\025\n\006app_id\030\001 \001(" +
+      "le.protobuf.TimestampR\006sendAt\0224\n\nlocal_t" +
+      "ime\030\007 \001(\0132\025.pushsvc.v1.LocalTimeR\tlocalT" +
+      "ime\"\236\001\n\tLocalTime\022\022\n\004hour\030\001 \001(\005R\004hour\022\026\n" +
+      "\006minute\030\002 \001(\005R\006minute\022+\n\021fallback_timezo" +
+      "ne\030\003 \001(\tR\020fallbackTimezone\0228\n\tif_passed\030" +
+      "\004 \001(\0162\033.pushsvc.v1.LocalTimePassedR\010ifPa" +
+      "ssed\"q\n\014SendResponse\022\'\n\017notification_id\030" +
+      "\001 \001(\tR\016notificationId\022\034\n\tduplicate\030\002 \001(\010" +
+      "R\tduplicate\022\032\n\010targeted\030\003 \001(\003R\010targeted\"" +
+      "X\n\026GetNotificationRequest\022\025\n\006app_id\030\001 \001(" +
       "\tR\005appId\022\'\n\017notification_id\030\002 \001(\tR\016notif" +
-      "icationId\"Z\n\032CancelNotificationResponse\022" +
-      "<\n\014notification\030\001 \001(\0132\030.pushsvc.v1.Notif" +
-      "icationR\014notification\"p\n\017GetTokenRequest" +
-      "\022\025\n\006app_id\030\001 \001(\tR\005appId\0220\n\010platform\030\002 \001(" +
-      "\0162\024.pushsvc.v1.PlatformR\010platform\022\024\n\005tok" +
-      "en\030\003 \001(\tR\005token\";\n\020GetTokenResponse\022\'\n\005t" +
-      "oken\030\001 \001(\0132\021.pushsvc.v1.TokenR\005token\"\321\002\n" +
-      "\021ListTokensRequest\022\025\n\006app_id\030\001 \001(\tR\005appI" +
-      "d\022\027\n\007user_id\030\002 \001(\tR\006userId\022\024\n\005topic\030\003 \001(" +
-      "\tR\005topic\0220\n\010platform\030\004 \001(\0162\024.pushsvc.v1." +
-      "PlatformR\010platform\022D\n\020last_seen_before\030\005" +
-      " \001(\0132\032.google.protobuf.TimestampR\016lastSe" +
-      "enBefore\022B\n\017last_seen_after\030\006 \001(\0132\032.goog" +
-      "le.protobuf.TimestampR\rlastSeenAfter\022\033\n\t" +
-      "page_size\030\007 \001(\005R\010pageSize\022\035\n\npage_token\030" +
-      "\010 \001(\tR\tpageToken\"g\n\022ListTokensResponse\022)" +
-      "\n\006tokens\030\001 \003(\0132\021.pushsvc.v1.TokenR\006token" +
-      "s\022&\n\017next_page_token\030\002 \001(\tR\rnextPageToke" +
-      "n\"\246\002\n\030ListNotificationsRequest\022\025\n\006app_id" +
-      "\030\001 \001(\tR\005appId\0223\n\005state\030\002 \001(\0162\035.pushsvc.v" +
-      "1.NotificationStateR\005state\022?\n\rcreated_af" +
-      "ter\030\003 \001(\0132\032.google.protobuf.TimestampR\014c" +
-      "reatedAfter\022A\n\016created_before\030\004 \001(\0132\032.go" +
-      "ogle.protobuf.TimestampR\rcreatedBefore\022\033" +
-      "\n\tpage_size\030\005 \001(\005R\010pageSize\022\035\n\npage_toke" +
-      "n\030\006 \001(\tR\tpageToken\"\203\001\n\031ListNotifications" +
-      "Response\022>\n\rnotifications\030\001 \003(\0132\030.pushsv" +
-      "c.v1.NotificationR\rnotifications\022&\n\017next" +
-      "_page_token\030\002 \001(\tR\rnextPageToken\"u\n\020Loca" +
-      "lizedContent\022\024\n\005title\030\001 \001(\tR\005title\022\032\n\010su" +
-      "btitle\030\002 \001(\tR\010subtitle\022\022\n\004body\030\003 \001(\tR\004bo" +
-      "dy\022\033\n\timage_url\030\004 \001(\tR\010imageUrl*q\n\010Platf" +
-      "orm\022\030\n\024PLATFORM_UNSPECIFIED\020\000\022\021\n\rPLATFOR" +
-      "M_APNS\020\001\022\020\n\014PLATFORM_FCM\020\002\022\024\n\020PLATFORM_W" +
-      "EBPUSH\020\003\022\020\n\014PLATFORM_HMS\020\004*r\n\017ApnsEnviro" +
-      "nment\022 \n\034APNS_ENVIRONMENT_UNSPECIFIED\020\000\022" +
-      "\037\n\033APNS_ENVIRONMENT_PRODUCTION\020\001\022\034\n\030APNS" +
-      "_ENVIRONMENT_SANDBOX\020\002*L\n\010Priority\022\030\n\024PR" +
-      "IORITY_UNSPECIFIED\020\000\022\021\n\rPRIORITY_HIGH\020\001\022" +
-      "\023\n\017PRIORITY_NORMAL\020\002*\260\002\n\010PushType\022\031\n\025PUS" +
-      "H_TYPE_UNSPECIFIED\020\000\022\023\n\017PUSH_TYPE_ALERT\020" +
-      "\001\022\030\n\024PUSH_TYPE_BACKGROUND\020\002\022\022\n\016PUSH_TYPE" +
-      "_VOIP\020\003\022\032\n\026PUSH_TYPE_LIVEACTIVITY\020\004\022\032\n\026P" +
-      "USH_TYPE_COMPLICATION\020\005\022\032\n\026PUSH_TYPE_FIL" +
-      "EPROVIDER\020\006\022\021\n\rPUSH_TYPE_MDM\020\007\022\026\n\022PUSH_T" +
-      "YPE_LOCATION\020\010\022\030\n\024PUSH_TYPE_PUSHTOTALK\020\t" +
-      "\022\025\n\021PUSH_TYPE_WIDGETS\020\n\022\026\n\022PUSH_TYPE_CON" +
-      "TROLS\020\013*\241\001\n\023RegistrationOutcome\022$\n REGIS" +
-      "TRATION_OUTCOME_UNSPECIFIED\020\000\022 \n\034REGISTR" +
-      "ATION_OUTCOME_CREATED\020\001\022 \n\034REGISTRATION_" +
-      "OUTCOME_UPDATED\020\002\022 \n\034REGISTRATION_OUTCOM" +
-      "E_INVALID\020\003*\373\001\n\021NotificationState\022\"\n\036NOT" +
-      "IFICATION_STATE_UNSPECIFIED\020\000\022\035\n\031NOTIFIC" +
-      "ATION_STATE_QUEUED\020\001\022 \n\034NOTIFICATION_STA" +
-      "TE_SCHEDULED\020\002\022\036\n\032NOTIFICATION_STATE_RUN" +
-      "NING\020\003\022 \n\034NOTIFICATION_STATE_COMPLETED\020\004" +
-      "\022\035\n\031NOTIFICATION_STATE_FAILED\020\005\022 \n\034NOTIF" +
-      "ICATION_STATE_CANCELLED\020\006*\313\001\n\016DeliverySt" +
-      "atus\022\037\n\033DELIVERY_STATUS_UNSPECIFIED\020\000\022\035\n" +
-      "\031DELIVERY_STATUS_DELIVERED\020\001\022\032\n\026DELIVERY" +
-      "_STATUS_FAILED\020\002\022!\n\035DELIVERY_STATUS_TOKE" +
-      "N_INVALID\020\003\022\033\n\027DELIVERY_STATUS_EXPIRED\020\004" +
-      "\022\035\n\031DELIVERY_STATUS_CANCELLED\020\0052\243\007\n\013Push" +
-      "Service\022T\n\rRegisterToken\022 .pushsvc.v1.Re" +
-      "gisterTokenRequest\032!.pushsvc.v1.Register" +
-      "TokenResponse\022W\n\016RegisterTokens\022!.pushsv" +
-      "c.v1.RegisterTokensRequest\032\".pushsvc.v1." +
-      "RegisterTokensResponse\022Z\n\017UnregisterToke" +
-      "n\022\".pushsvc.v1.UnregisterTokenRequest\032#." +
-      "pushsvc.v1.UnregisterTokenResponse\0229\n\004Se" +
-      "nd\022\027.pushsvc.v1.SendRequest\032\030.pushsvc.v1" +
-      ".SendResponse\022Z\n\017GetNotification\022\".pushs" +
-      "vc.v1.GetNotificationRequest\032#.pushsvc.v" +
-      "1.GetNotificationResponse\022<\n\005Prune\022\030.pus" +
-      "hsvc.v1.PruneRequest\032\031.pushsvc.v1.PruneR" +
-      "esponse\022Y\n\016StreamReceipts\022!.pushsvc.v1.S" +
-      "treamReceiptsRequest\032\".pushsvc.v1.Stream" +
-      "ReceiptsResponse0\001\022c\n\022CancelNotification" +
-      "\022%.pushsvc.v1.CancelNotificationRequest\032" +
-      "&.pushsvc.v1.CancelNotificationResponse\022" +
-      "E\n\010GetToken\022\033.pushsvc.v1.GetTokenRequest" +
-      "\032\034.pushsvc.v1.GetTokenResponse\022K\n\nListTo" +
-      "kens\022\035.pushsvc.v1.ListTokensRequest\032\036.pu" +
-      "shsvc.v1.ListTokensResponse\022`\n\021ListNotif" +
-      "ications\022$.pushsvc.v1.ListNotificationsR" +
-      "equest\032%.pushsvc.v1.ListNotificationsRes" +
-      "ponseB\221\001\n\016dev.pushsvc.v1B\tPushProtoP\001Z+p" +
-      "ushsvc.dev/clients/go/pushsvc/v1;pushsvc" +
-      "v1\242\002\003PXX\252\002\nPushsvc.V1\312\002\nPushsvc\\V1\342\002\026Pus" +
-      "hsvc\\V1\\GPBMetadata\352\002\013Pushsvc::V1b\006proto" +
-      "3"
+      "icationId\"W\n\027GetNotificationResponse\022<\n\014" +
+      "notification\030\001 \001(\0132\030.pushsvc.v1.Notifica" +
+      "tionR\014notification\"\371\005\n\014Notification\022\'\n\017n" +
+      "otification_id\030\001 \001(\tR\016notificationId\022\025\n\006" +
+      "app_id\030\002 \001(\tR\005appId\0223\n\005state\030\003 \001(\0162\035.pus" +
+      "hsvc.v1.NotificationStateR\005state\022\032\n\010targ" +
+      "eted\030\004 \001(\003R\010targeted\022\034\n\tdelivered\030\005 \001(\003R" +
+      "\tdelivered\022\026\n\006failed\030\006 \001(\003R\006failed\022%\n\016in" +
+      "valid_tokens\030\007 \001(\003R\rinvalidTokens\022\030\n\007pen" +
+      "ding\030\010 \001(\003R\007pending\022\030\n\007expired\030\t \001(\003R\007ex" +
+      "pired\0229\n\ncreated_at\030\n \001(\0132\032.google.proto" +
+      "buf.TimestampR\tcreatedAt\0223\n\007send_at\030\013 \001(" +
+      "\0132\032.google.protobuf.TimestampR\006sendAt\0229\n" +
+      "\nupdated_at\030\014 \001(\0132\032.google.protobuf.Time" +
+      "stampR\tupdatedAt\022=\n\014completed_at\030\r \001(\0132\032" +
+      ".google.protobuf.TimestampR\013completedAt\022" +
+      "\024\n\005error\030\016 \001(\tR\005error\022\'\n\017idempotency_key" +
+      "\030\017 \001(\tR\016idempotencyKey\022\032\n\010vanished\030\020 \001(\003" +
+      "R\010vanished\022\034\n\tcancelled\030\021 \001(\003R\tcancelled" +
+      "\022J\n\023cancel_requested_at\030\022 \001(\0132\032.google.p" +
+      "rotobuf.TimestampR\021cancelRequestedAt\022\030\n\007" +
+      "waiting\030\023 \001(\003R\007waiting\"\324\003\n\007Receipt\022\026\n\006cu" +
+      "rsor\030\001 \001(\tR\006cursor\022\'\n\017notification_id\030\002 " +
+      "\001(\tR\016notificationId\022\025\n\006app_id\030\003 \001(\tR\005app" +
+      "Id\022\024\n\005token\030\004 \001(\tR\005token\0220\n\010platform\030\005 \001" +
+      "(\0162\024.pushsvc.v1.PlatformR\010platform\022\027\n\007us" +
+      "er_id\030\006 \001(\tR\006userId\0222\n\006status\030\007 \001(\0162\032.pu" +
+      "shsvc.v1.DeliveryStatusR\006status\022.\n\023provi" +
+      "der_message_id\030\010 \001(\tR\021providerMessageId\022" +
+      "\'\n\017provider_status\030\t \001(\005R\016providerStatus" +
+      "\022\026\n\006reason\030\n \001(\tR\006reason\022\032\n\010attempts\030\013 \001" +
+      "(\005R\010attempts\022#\n\rtoken_removed\030\014 \001(\010R\014tok" +
+      "enRemoved\022*\n\002at\030\r \001(\0132\032.google.protobuf." +
+      "TimestampR\002at\"m\n\025StreamReceiptsRequest\022\025" +
+      "\n\006app_id\030\001 \001(\tR\005appId\022\'\n\017notification_id" +
+      "\030\002 \001(\tR\016notificationId\022\024\n\005after\030\003 \001(\tR\005a" +
+      "fter\"G\n\026StreamReceiptsResponse\022-\n\007receip" +
+      "t\030\001 \001(\0132\023.pushsvc.v1.ReceiptR\007receipt\"[\n" +
+      "\031CancelNotificationRequest\022\025\n\006app_id\030\001 \001" +
+      "(\tR\005appId\022\'\n\017notification_id\030\002 \001(\tR\016noti" +
+      "ficationId\"Z\n\032CancelNotificationResponse" +
+      "\022<\n\014notification\030\001 \001(\0132\030.pushsvc.v1.Noti" +
+      "ficationR\014notification\"p\n\017GetTokenReques" +
+      "t\022\025\n\006app_id\030\001 \001(\tR\005appId\0220\n\010platform\030\002 \001" +
+      "(\0162\024.pushsvc.v1.PlatformR\010platform\022\024\n\005to" +
+      "ken\030\003 \001(\tR\005token\";\n\020GetTokenResponse\022\'\n\005" +
+      "token\030\001 \001(\0132\021.pushsvc.v1.TokenR\005token\"\321\002" +
+      "\n\021ListTokensRequest\022\025\n\006app_id\030\001 \001(\tR\005app" +
+      "Id\022\027\n\007user_id\030\002 \001(\tR\006userId\022\024\n\005topic\030\003 \001" +
+      "(\tR\005topic\0220\n\010platform\030\004 \001(\0162\024.pushsvc.v1" +
+      ".PlatformR\010platform\022D\n\020last_seen_before\030" +
+      "\005 \001(\0132\032.google.protobuf.TimestampR\016lastS" +
+      "eenBefore\022B\n\017last_seen_after\030\006 \001(\0132\032.goo" +
+      "gle.protobuf.TimestampR\rlastSeenAfter\022\033\n" +
+      "\tpage_size\030\007 \001(\005R\010pageSize\022\035\n\npage_token" +
+      "\030\010 \001(\tR\tpageToken\"g\n\022ListTokensResponse\022" +
+      ")\n\006tokens\030\001 \003(\0132\021.pushsvc.v1.TokenR\006toke" +
+      "ns\022&\n\017next_page_token\030\002 \001(\tR\rnextPageTok" +
+      "en\"\246\002\n\030ListNotificationsRequest\022\025\n\006app_i" +
+      "d\030\001 \001(\tR\005appId\0223\n\005state\030\002 \001(\0162\035.pushsvc." +
+      "v1.NotificationStateR\005state\022?\n\rcreated_a" +
+      "fter\030\003 \001(\0132\032.google.protobuf.TimestampR\014" +
+      "createdAfter\022A\n\016created_before\030\004 \001(\0132\032.g" +
+      "oogle.protobuf.TimestampR\rcreatedBefore\022" +
+      "\033\n\tpage_size\030\005 \001(\005R\010pageSize\022\035\n\npage_tok" +
+      "en\030\006 \001(\tR\tpageToken\"\203\001\n\031ListNotification" +
+      "sResponse\022>\n\rnotifications\030\001 \003(\0132\030.pushs" +
+      "vc.v1.NotificationR\rnotifications\022&\n\017nex" +
+      "t_page_token\030\002 \001(\tR\rnextPageToken\"u\n\020Loc" +
+      "alizedContent\022\024\n\005title\030\001 \001(\tR\005title\022\032\n\010s" +
+      "ubtitle\030\002 \001(\tR\010subtitle\022\022\n\004body\030\003 \001(\tR\004b" +
+      "ody\022\033\n\timage_url\030\004 \001(\tR\010imageUrl*q\n\010Plat" +
+      "form\022\030\n\024PLATFORM_UNSPECIFIED\020\000\022\021\n\rPLATFO" +
+      "RM_APNS\020\001\022\020\n\014PLATFORM_FCM\020\002\022\024\n\020PLATFORM_" +
+      "WEBPUSH\020\003\022\020\n\014PLATFORM_HMS\020\004*r\n\017ApnsEnvir" +
+      "onment\022 \n\034APNS_ENVIRONMENT_UNSPECIFIED\020\000" +
+      "\022\037\n\033APNS_ENVIRONMENT_PRODUCTION\020\001\022\034\n\030APN" +
+      "S_ENVIRONMENT_SANDBOX\020\002*L\n\010Priority\022\030\n\024P" +
+      "RIORITY_UNSPECIFIED\020\000\022\021\n\rPRIORITY_HIGH\020\001" +
+      "\022\023\n\017PRIORITY_NORMAL\020\002*\260\002\n\010PushType\022\031\n\025PU" +
+      "SH_TYPE_UNSPECIFIED\020\000\022\023\n\017PUSH_TYPE_ALERT" +
+      "\020\001\022\030\n\024PUSH_TYPE_BACKGROUND\020\002\022\022\n\016PUSH_TYP" +
+      "E_VOIP\020\003\022\032\n\026PUSH_TYPE_LIVEACTIVITY\020\004\022\032\n\026" +
+      "PUSH_TYPE_COMPLICATION\020\005\022\032\n\026PUSH_TYPE_FI" +
+      "LEPROVIDER\020\006\022\021\n\rPUSH_TYPE_MDM\020\007\022\026\n\022PUSH_" +
+      "TYPE_LOCATION\020\010\022\030\n\024PUSH_TYPE_PUSHTOTALK\020" +
+      "\t\022\025\n\021PUSH_TYPE_WIDGETS\020\n\022\026\n\022PUSH_TYPE_CO" +
+      "NTROLS\020\013*\241\001\n\023RegistrationOutcome\022$\n REGI" +
+      "STRATION_OUTCOME_UNSPECIFIED\020\000\022 \n\034REGIST" +
+      "RATION_OUTCOME_CREATED\020\001\022 \n\034REGISTRATION" +
+      "_OUTCOME_UPDATED\020\002\022 \n\034REGISTRATION_OUTCO" +
+      "ME_INVALID\020\003*t\n\017LocalTimePassed\022!\n\035LOCAL" +
+      "_TIME_PASSED_UNSPECIFIED\020\000\022\036\n\032LOCAL_TIME" +
+      "_PASSED_NEXT_DAY\020\001\022\036\n\032LOCAL_TIME_PASSED_" +
+      "SEND_NOW\020\002*\373\001\n\021NotificationState\022\"\n\036NOTI" +
+      "FICATION_STATE_UNSPECIFIED\020\000\022\035\n\031NOTIFICA" +
+      "TION_STATE_QUEUED\020\001\022 \n\034NOTIFICATION_STAT" +
+      "E_SCHEDULED\020\002\022\036\n\032NOTIFICATION_STATE_RUNN" +
+      "ING\020\003\022 \n\034NOTIFICATION_STATE_COMPLETED\020\004\022" +
+      "\035\n\031NOTIFICATION_STATE_FAILED\020\005\022 \n\034NOTIFI" +
+      "CATION_STATE_CANCELLED\020\006*\313\001\n\016DeliverySta" +
+      "tus\022\037\n\033DELIVERY_STATUS_UNSPECIFIED\020\000\022\035\n\031" +
+      "DELIVERY_STATUS_DELIVERED\020\001\022\032\n\026DELIVERY_" +
+      "STATUS_FAILED\020\002\022!\n\035DELIVERY_STATUS_TOKEN" +
+      "_INVALID\020\003\022\033\n\027DELIVERY_STATUS_EXPIRED\020\004\022" +
+      "\035\n\031DELIVERY_STATUS_CANCELLED\020\0052\243\007\n\013PushS" +
+      "ervice\022T\n\rRegisterToken\022 .pushsvc.v1.Reg" +
+      "isterTokenRequest\032!.pushsvc.v1.RegisterT" +
+      "okenResponse\022W\n\016RegisterTokens\022!.pushsvc" +
+      ".v1.RegisterTokensRequest\032\".pushsvc.v1.R" +
+      "egisterTokensResponse\022Z\n\017UnregisterToken" +
+      "\022\".pushsvc.v1.UnregisterTokenRequest\032#.p" +
+      "ushsvc.v1.UnregisterTokenResponse\0229\n\004Sen" +
+      "d\022\027.pushsvc.v1.SendRequest\032\030.pushsvc.v1." +
+      "SendResponse\022Z\n\017GetNotification\022\".pushsv" +
+      "c.v1.GetNotificationRequest\032#.pushsvc.v1" +
+      ".GetNotificationResponse\022<\n\005Prune\022\030.push" +
+      "svc.v1.PruneRequest\032\031.pushsvc.v1.PruneRe" +
+      "sponse\022Y\n\016StreamReceipts\022!.pushsvc.v1.St" +
+      "reamReceiptsRequest\032\".pushsvc.v1.StreamR" +
+      "eceiptsResponse0\001\022c\n\022CancelNotification\022" +
+      "%.pushsvc.v1.CancelNotificationRequest\032&" +
+      ".pushsvc.v1.CancelNotificationResponse\022E" +
+      "\n\010GetToken\022\033.pushsvc.v1.GetTokenRequest\032" +
+      "\034.pushsvc.v1.GetTokenResponse\022K\n\nListTok" +
+      "ens\022\035.pushsvc.v1.ListTokensRequest\032\036.pus" +
+      "hsvc.v1.ListTokensResponse\022`\n\021ListNotifi" +
+      "cations\022$.pushsvc.v1.ListNotificationsRe" +
+      "quest\032%.pushsvc.v1.ListNotificationsResp" +
+      "onseB\221\001\n\016dev.pushsvc.v1B\tPushProtoP\001Z+pu" +
+      "shsvc.dev/clients/go/pushsvc/v1;pushsvcv" +
+      "1\242\002\003PXX\252\002\nPushsvc.V1\312\002\nPushsvc\\V1\342\002\026Push" +
+      "svc\\V1\\GPBMetadata\352\002\013Pushsvc::V1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -622,99 +635,105 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
     internal_static_pushsvc_v1_SendRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_SendRequest_descriptor,
-        new java.lang.String[] { "AppId", "Target", "Message", "IdempotencyKey", "ValidateOnly", "SendAt", });
-    internal_static_pushsvc_v1_SendResponse_descriptor =
+        new java.lang.String[] { "AppId", "Target", "Message", "IdempotencyKey", "ValidateOnly", "SendAt", "LocalTime", });
+    internal_static_pushsvc_v1_LocalTime_descriptor =
       getDescriptor().getMessageType(20);
+    internal_static_pushsvc_v1_LocalTime_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_pushsvc_v1_LocalTime_descriptor,
+        new java.lang.String[] { "Hour", "Minute", "FallbackTimezone", "IfPassed", });
+    internal_static_pushsvc_v1_SendResponse_descriptor =
+      getDescriptor().getMessageType(21);
     internal_static_pushsvc_v1_SendResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_SendResponse_descriptor,
         new java.lang.String[] { "NotificationId", "Duplicate", "Targeted", });
     internal_static_pushsvc_v1_GetNotificationRequest_descriptor =
-      getDescriptor().getMessageType(21);
+      getDescriptor().getMessageType(22);
     internal_static_pushsvc_v1_GetNotificationRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_GetNotificationRequest_descriptor,
         new java.lang.String[] { "AppId", "NotificationId", });
     internal_static_pushsvc_v1_GetNotificationResponse_descriptor =
-      getDescriptor().getMessageType(22);
+      getDescriptor().getMessageType(23);
     internal_static_pushsvc_v1_GetNotificationResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_GetNotificationResponse_descriptor,
         new java.lang.String[] { "Notification", });
     internal_static_pushsvc_v1_Notification_descriptor =
-      getDescriptor().getMessageType(23);
+      getDescriptor().getMessageType(24);
     internal_static_pushsvc_v1_Notification_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_Notification_descriptor,
-        new java.lang.String[] { "NotificationId", "AppId", "State", "Targeted", "Delivered", "Failed", "InvalidTokens", "Pending", "Expired", "CreatedAt", "SendAt", "UpdatedAt", "CompletedAt", "Error", "IdempotencyKey", "Vanished", "Cancelled", "CancelRequestedAt", });
+        new java.lang.String[] { "NotificationId", "AppId", "State", "Targeted", "Delivered", "Failed", "InvalidTokens", "Pending", "Expired", "CreatedAt", "SendAt", "UpdatedAt", "CompletedAt", "Error", "IdempotencyKey", "Vanished", "Cancelled", "CancelRequestedAt", "Waiting", });
     internal_static_pushsvc_v1_Receipt_descriptor =
-      getDescriptor().getMessageType(24);
+      getDescriptor().getMessageType(25);
     internal_static_pushsvc_v1_Receipt_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_Receipt_descriptor,
         new java.lang.String[] { "Cursor", "NotificationId", "AppId", "Token", "Platform", "UserId", "Status", "ProviderMessageId", "ProviderStatus", "Reason", "Attempts", "TokenRemoved", "At", });
     internal_static_pushsvc_v1_StreamReceiptsRequest_descriptor =
-      getDescriptor().getMessageType(25);
+      getDescriptor().getMessageType(26);
     internal_static_pushsvc_v1_StreamReceiptsRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_StreamReceiptsRequest_descriptor,
         new java.lang.String[] { "AppId", "NotificationId", "After", });
     internal_static_pushsvc_v1_StreamReceiptsResponse_descriptor =
-      getDescriptor().getMessageType(26);
+      getDescriptor().getMessageType(27);
     internal_static_pushsvc_v1_StreamReceiptsResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_StreamReceiptsResponse_descriptor,
         new java.lang.String[] { "Receipt", });
     internal_static_pushsvc_v1_CancelNotificationRequest_descriptor =
-      getDescriptor().getMessageType(27);
+      getDescriptor().getMessageType(28);
     internal_static_pushsvc_v1_CancelNotificationRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_CancelNotificationRequest_descriptor,
         new java.lang.String[] { "AppId", "NotificationId", });
     internal_static_pushsvc_v1_CancelNotificationResponse_descriptor =
-      getDescriptor().getMessageType(28);
+      getDescriptor().getMessageType(29);
     internal_static_pushsvc_v1_CancelNotificationResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_CancelNotificationResponse_descriptor,
         new java.lang.String[] { "Notification", });
     internal_static_pushsvc_v1_GetTokenRequest_descriptor =
-      getDescriptor().getMessageType(29);
+      getDescriptor().getMessageType(30);
     internal_static_pushsvc_v1_GetTokenRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_GetTokenRequest_descriptor,
         new java.lang.String[] { "AppId", "Platform", "Token", });
     internal_static_pushsvc_v1_GetTokenResponse_descriptor =
-      getDescriptor().getMessageType(30);
+      getDescriptor().getMessageType(31);
     internal_static_pushsvc_v1_GetTokenResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_GetTokenResponse_descriptor,
         new java.lang.String[] { "Token", });
     internal_static_pushsvc_v1_ListTokensRequest_descriptor =
-      getDescriptor().getMessageType(31);
+      getDescriptor().getMessageType(32);
     internal_static_pushsvc_v1_ListTokensRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_ListTokensRequest_descriptor,
         new java.lang.String[] { "AppId", "UserId", "Topic", "Platform", "LastSeenBefore", "LastSeenAfter", "PageSize", "PageToken", });
     internal_static_pushsvc_v1_ListTokensResponse_descriptor =
-      getDescriptor().getMessageType(32);
+      getDescriptor().getMessageType(33);
     internal_static_pushsvc_v1_ListTokensResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_ListTokensResponse_descriptor,
         new java.lang.String[] { "Tokens", "NextPageToken", });
     internal_static_pushsvc_v1_ListNotificationsRequest_descriptor =
-      getDescriptor().getMessageType(33);
+      getDescriptor().getMessageType(34);
     internal_static_pushsvc_v1_ListNotificationsRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_ListNotificationsRequest_descriptor,
         new java.lang.String[] { "AppId", "State", "CreatedAfter", "CreatedBefore", "PageSize", "PageToken", });
     internal_static_pushsvc_v1_ListNotificationsResponse_descriptor =
-      getDescriptor().getMessageType(34);
+      getDescriptor().getMessageType(35);
     internal_static_pushsvc_v1_ListNotificationsResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_ListNotificationsResponse_descriptor,
         new java.lang.String[] { "Notifications", "NextPageToken", });
     internal_static_pushsvc_v1_LocalizedContent_descriptor =
-      getDescriptor().getMessageType(35);
+      getDescriptor().getMessageType(36);
     internal_static_pushsvc_v1_LocalizedContent_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_LocalizedContent_descriptor,
