@@ -46,6 +46,7 @@ from pushsvc.bootstrap import Application, build_application  # noqa: E402
 from pushsvc.clock import ManualClock  # noqa: E402
 from pushsvc.config import DispatchSettings, Settings  # noqa: E402
 from pushsvc.devstack import DEMO_APP_ID, demo_app_settings, start_dev_stack  # noqa: E402
+from pushsvc.emulator import EmulatorConfig  # noqa: E402
 from pushsvc.storage import open_stores  # noqa: E402
 from pushsvc.v1 import push_pb2 as pb  # noqa: E402
 from pushsvc.v1 import push_pb2_grpc  # noqa: E402
@@ -88,11 +89,11 @@ class _Seen:
         return new
 
 
-async def _wait(predicate: Any, timeout_s: float) -> None:
+async def _wait(predicate: Any, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
-            raise TimeoutError("a group did not arrive in time")
+            raise TimeoutError(f"{what} did not arrive in {timeout_s} s")
         await asyncio.sleep(0.02)
 
 
@@ -102,8 +103,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                                 lease_s=60.0)
     stores = open_stores("memory://localtime-bench", clock=clock)
     with tempfile.TemporaryDirectory() as tmp:
+        # The inbox keeps every delivery of the run, repeats included (it drops the oldest beyond its limit).
         dev = await start_dev_stack(state_dir=Path(tmp), port=0, store_url="memory://localtime-bench", dispatch=dispatch,
-                                    stores=stores, clock=clock)
+                                    stores=stores, clock=clock,
+                                    emulator_config=EmulatorConfig(inbox_limit=args.tokens + 10 * args.batch + 1000))
         app: Application = dev.app
         try:
             expected: dict[str, datetime] = {}
@@ -155,7 +158,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                         delivered.update(seen.update())
                         return len(group & delivered) >= len(group) // 4
 
-                    await _wait(partly, 300)
+                    await _wait(partly, 300, f"a quarter of group {step}")
                     await app.stop(0)
                     delivered.update(seen.update())
                     restart = {"group_tokens": len(group), "arrived_before_stop": len(group & delivered)}
@@ -171,7 +174,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     delivered.update(seen.update())
                     return group <= delivered
 
-                await _wait(arrived, 600)
+                await _wait(arrived, 600, f"group {step} ({len(group & delivered)} of {len(group)} so far)")
                 group_rows.append({"due_utc": due.isoformat(), "tokens": len(group), "wall_s": time.monotonic() - started})
             async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
                 stub = push_pb2_grpc.PushServiceStub(channel)
