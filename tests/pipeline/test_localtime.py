@@ -241,3 +241,23 @@ async def test_a_device_list_waits_for_each_device_s_zone_and_unregistered_ones_
     assert set(got) == {"fcm-tokyo", "fcm-unregistered"}
     n = await notification(stub, sent.notification_id)
     assert (n.state, n.waiting) == (pb.NOTIFICATION_STATE_COMPLETED, 0)
+
+
+async def test_cancelling_a_local_time_send_ends_its_waiting_groups_at_once(
+    served: tuple[DevStack, push_pb2_grpc.PushServiceStub],
+) -> None:
+    dev, stub = served
+    for token, zone in (("fcm-a", "Asia/Tokyo"), ("fcm-b", "America/New_York"), ("fcm-c", "")):
+        await register(stub, token, pb.PLATFORM_FCM, timezone=zone)
+    sent = await stub.Send(pb.SendRequest(
+        app_id=APP, target=pb.Target(all=True), message=pb.Message(title="x"), local_time=pb.LocalTime(hour=23, minute=59),
+    ))
+    n = await notification(stub, sent.notification_id)
+    assert (n.state, n.waiting, n.targeted) == (pb.NOTIFICATION_STATE_SCHEDULED, 3, 3)
+    await stub.CancelNotification(pb.CancelNotificationRequest(app_id=APP, notification_id=sent.notification_id))
+    dev.app.dispatcher.wake()
+    got = by_token(await receipts(stub, sent.notification_id))
+    assert {t: r.status for t, r in got.items()} == dict.fromkeys(("fcm-a", "fcm-b", "fcm-c"), pb.DELIVERY_STATUS_CANCELLED)
+    n = await notification(stub, sent.notification_id)
+    assert (n.state, n.waiting, n.cancelled, n.delivered) == (pb.NOTIFICATION_STATE_CANCELLED, 0, 3, 0)
+    assert dev.emulator.inbox.entries() == []
