@@ -18,6 +18,14 @@ With `--metrics` the Prometheus metrics are on (served on a free port, and
 scraped once at the end to check the delivery count); compare a run without it
 for what counting costs per delivery.
 
+With `--locales K` (1-5) the tokens are registered in K locales (token i in
+the (i mod K)-th of de-DE, fr-FR, es-MX, pt-BR, ja-JP) and the run makes
+`--pairs` pairs of Sends on that one registry: the unlocalized message, and the
+same message with K localized variants (de, fr, es, pt-BR, ja: exact tags and
+language fallbacks both), alternating which goes first. It prints the CPU per
+delivery of each, and localized ÷ unlocalized of the medians (issue 21's goal:
+at most 1.1).
+
 With `--tracing` spans are made as with `[tracing] otlp_endpoint` set (the SDK's
 batch processor), into an in-memory exporter instead of a collector; compare a
 run without it for what tracing costs per delivery.
@@ -25,6 +33,7 @@ run without it for what tracing costs per delivery.
 Usage:
     python bench/fanout.py [-n 20000] [--store memory://]
                            [--batch 500] [--in-flight 500] [--null-provider] [--metrics] [--tracing]
+                           [--locales 5 [--pairs 2]]
                            [--out results.json]
 
 Prints one table and writes the results as JSON.
@@ -65,6 +74,22 @@ from pushsvc.providers.fcm import render_fcm
 MESSAGE = models.Message(title="bench", body="fan-out")
 """What the fan-out sends, and what h2load's requests carry."""
 RUN_TIMEOUT_S = 1800.0
+
+LOCALES = (("de-DE", "de"), ("fr-FR", "fr"), ("es-MX", "es"), ("pt-BR", "pt-BR"), ("ja-JP", "ja"))
+"""(a device's locale, the variant tag it gets) for `--locales`: language fallbacks and exact tags."""
+
+
+def localized_message(locales: int) -> models.Message:
+    """MESSAGE with one variant per locale of `--locales` (content of about the same size)."""
+    return dataclasses.replace(MESSAGE, localized={
+        tag: models.LocalizedContent(title=f"bench {tag}", body=f"fan-out {tag}") for _, tag in LOCALES[:locales]
+    })
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 class NullProvider:
@@ -207,8 +232,8 @@ def _spans(exporter: Any) -> int:
 
 
 async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSettings | None = None,
-                  emulator_cpu_s: Any = None) -> dict[str, Any]:
-    """Seeds N tokens, sends to all, waits for completion; returns timings."""
+                  emulator_cpu_s: Any = None) -> list[dict[str, Any]]:
+    """Seeds N tokens, sends to all (once, or `--pairs` pairs with `--locales`), waits for each; returns timings."""
     urls, creds = read_manifest(manifest)
     dispatch = DispatchSettings(batch_size=args.batch, max_in_flight_per_provider=args.in_flight, lease_s=60)
     app_settings = app_settings or app_settings_for(DEMO_APP_ID, urls, creds)
@@ -222,57 +247,81 @@ async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSet
     await app.start()
     try:
         half = args.tokens // 2
-        regs = [models.TokenRegistration(DEMO_APP_ID, f"{i:064x}", models.Platform.APNS) for i in range(half)]
-        regs += [models.TokenRegistration(DEMO_APP_ID, f"bench-{i}", models.Platform.FCM) for i in range(args.tokens - half)]
+        locales = [device for device, _ in LOCALES[: args.locales]] or [""]
+        regs = [models.TokenRegistration(DEMO_APP_ID, f"{i:064x}", models.Platform.APNS, locale=locales[i % len(locales)])
+                for i in range(half)]
+        regs += [models.TokenRegistration(DEMO_APP_ID, f"bench-{i}", models.Platform.FCM, locale=locales[i % len(locales)])
+                 for i in range(args.tokens - half)]
         for i in range(0, len(regs), 5000):
             await app.stores.tokens.insert_new(regs[i : i + 5000], app.clock.now())
         del regs
         gc.collect()
         loaded_rss_mib = current_rss_mib()
-        gc_clock = GcClock()
-        gc.callbacks.append(gc_clock)
-        server_cpu = _server_cpu(args.server_pid)
-        started = time.perf_counter()
-        cpu_started = time.process_time()
-        server_started = server_cpu()
-        emulator_started = emulator_cpu_s() if emulator_cpu_s else 0.0
-        sent = await app.service.send(
-            models.SendCommand(DEMO_APP_ID, models.Target(kind="all", all=True), MESSAGE)
-        )
-        accepted_s = time.perf_counter() - started
-        deadline = started + RUN_TIMEOUT_S
-        while True:
-            view = await app.service.get_notification(DEMO_APP_ID, sent.notification_id)
-            if view.state.finished or time.perf_counter() > deadline:
-                break
-            await asyncio.sleep(0.1)
-        elapsed = time.perf_counter() - started
-        gateway_cpu_s = time.process_time() - cpu_started
-        server_cpu_s = server_cpu() - server_started if args.server_pid else None
-        emulator_s = emulator_cpu_s() - emulator_started if emulator_cpu_s else None
-        gc.callbacks.remove(gc_clock)
-        # After the CPU figure: the scrape (and its imports) is not the fan-out's cost.
-        counted = scrape_delivered(app.metrics_port) if args.metrics else None
-        return {
-            "spans": _spans(exporter) if exporter is not None else None,
-            "metrics_delivered": counted,
-            "targeted": sent.targeted,
-            "delivered": view.delivered,
-            "state": view.state.value,
-            "accept_ms": accepted_s * 1000,
-            "seconds": elapsed,
-            "rate": view.delivered / elapsed if elapsed else 0.0,
-            "gateway_cpu_s": gateway_cpu_s,
-            "store_server_cpu_s": server_cpu_s,
-            "emulator_cpu_s": emulator_s,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "loaded_rss_mib": loaded_rss_mib,
-            "gc_s": gc_clock.seconds,
-            "gc_by_generation": gc_clock.by_generation,
-            "end_rss_mib": current_rss_mib(),
-        }
+        sends = [("plain", MESSAGE)]
+        if args.locales:
+            localized = ("localized", localized_message(args.locales))
+            sends = []
+            for pair in range(args.pairs):
+                # Alternating which goes first, so that neither always meets the fuller receipt log.
+                sends += [("plain", MESSAGE), localized] if pair % 2 == 0 else [localized, ("plain", MESSAGE)]
+        results = []
+        for kind, message in sends:
+            result = await _send_once(app, args, message, emulator_cpu_s)
+            results.append({"kind": kind, **result, "loaded_rss_mib": loaded_rss_mib,
+                            "load_average_before": result.pop("load_average_before")})
+        if results:
+            # After the CPU figure: the scrape (and its imports) is not the fan-out's cost.
+            counted = scrape_delivered(app.metrics_port) if args.metrics else None
+            results[-1]["metrics_delivered"] = counted
+            results[-1]["spans"] = _spans(exporter) if exporter is not None else None
+        return results
     finally:
         await app.stop(0)
+
+
+async def _send_once(app: Any, args: argparse.Namespace, message: models.Message, emulator_cpu_s: Any) -> dict[str, Any]:
+    """One Send to every token, timed until the notification finishes."""
+    load_before = os.getloadavg()[0]
+    gc.collect()
+    gc_clock = GcClock()
+    gc.callbacks.append(gc_clock)
+    server_cpu = _server_cpu(args.server_pid)
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    server_started = server_cpu()
+    emulator_started = emulator_cpu_s() if emulator_cpu_s else 0.0
+    sent = await app.service.send(models.SendCommand(DEMO_APP_ID, models.Target(kind="all", all=True), message))
+    accepted_s = time.perf_counter() - started
+    deadline = started + RUN_TIMEOUT_S
+    while True:
+        view = await app.service.get_notification(DEMO_APP_ID, sent.notification_id)
+        if view.state.finished or time.perf_counter() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    elapsed = time.perf_counter() - started
+    gateway_cpu_s = time.process_time() - cpu_started
+    server_cpu_s = server_cpu() - server_started if args.server_pid else None
+    emulator_s = emulator_cpu_s() - emulator_started if emulator_cpu_s else None
+    gc.callbacks.remove(gc_clock)
+    return {
+        "spans": None,
+        "metrics_delivered": None,
+        "targeted": sent.targeted,
+        "delivered": view.delivered,
+        "state": view.state.value,
+        "accept_ms": accepted_s * 1000,
+        "seconds": elapsed,
+        "rate": view.delivered / elapsed if elapsed else 0.0,
+        "gateway_cpu_s": gateway_cpu_s,
+        "cpu_us_per_delivery": 1e6 * gateway_cpu_s / max(1, view.delivered),
+        "store_server_cpu_s": server_cpu_s,
+        "emulator_cpu_s": emulator_s,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "gc_s": gc_clock.seconds,
+        "gc_by_generation": gc_clock.by_generation,
+        "end_rss_mib": current_rss_mib(),
+        "load_average_before": load_before,
+    }
 
 
 def _server_cpu(pid: int) -> Any:
@@ -318,6 +367,10 @@ def main() -> int:
                         help="requests for each emulator ceiling (APNs only, FCM only, 50/50), half of them per origin")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                         help="the gateway's event loop (uvloop must be installed; it is not a pushsvc dependency)")
+    parser.add_argument("--locales", type=int, choices=range(len(LOCALES) + 1), default=0,
+                        help="register the tokens in this many locales and compare an unlocalized Send with a "
+                        "localized one (as many variants) in the same run")
+    parser.add_argument("--pairs", type=int, default=2, help="with --locales: pairs of Sends, alternating the order")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pushsvc-bench-fanout.json")
     args = parser.parse_args()
     run = asyncio.run
@@ -337,13 +390,13 @@ def main() -> int:
             from bench.nginx import NginxEndpoint
 
             with NginxEndpoint() as nginx:
-                result = run(fan_out(manifest, args, nginx_app(manifest, nginx, Path(tmp))))
+                runs = run(fan_out(manifest, args, nginx_app(manifest, nginx, Path(tmp))))
                 ceiling = h2load.measure(
                     f"{nginx.base_url}/3/device/{'ab' * 32}", ["apns-topic: bench", "apns-push-type: alert"],
                     b'{"aps":{"alert":{"title":"bench","body":"fan-out"}}}', requests=max(args.tokens, 50_000),
                 )
         else:
-            result = run(fan_out(manifest, args, emulator_cpu_s=emulator.cpu_s))
+            runs = run(fan_out(manifest, args, emulator_cpu_s=emulator.cpu_s))
             if not args.null_provider:
                 # Measured the same way in the same run: the emulator as the fan-out found it (inbox
                 # full), one connection per origin, the fan-out's streams, 50/50 APNs/FCM.
@@ -351,6 +404,10 @@ def main() -> int:
                 mix = ceilings["mix"]
                 ceiling = h2load.Ceiling(mix["req_per_s"], mix["requests"], mix["ok_2xx"], mix["failed"],
                                          mix["command"], mix["error"])
+    result = runs[0]
+    # /metrics and the spans count every Send of the run; the check below compares them with all deliveries.
+    result["metrics_delivered"], result["spans"] = runs[-1]["metrics_delivered"], runs[-1]["spans"]
+    delivered_total = sum(r["delivered"] for r in runs)
     where = ("in-process null provider" if args.null_provider
              else "static nginx HTTP/2 endpoint" if args.endpoint == "nginx" else "emulator in a separate process")
     print(f"Fan-out: Send to {args.tokens:,} registered tokens (50% APNs, 50% FCM), {where}")
@@ -363,6 +420,9 @@ def main() -> int:
     print(f"{'Send accepted in':34} {result['accept_ms']:>9,.1f} ms")
     print(f"{'all receipts written after':34} {result['seconds']:>10,.2f} s")
     print(f"{'delivered':34} {result['delivered']:>12,} ({result['state']})")
+    if args.locales:
+        print(f"first Send ({result['kind']}) below; --locales {args.locales}: {len(runs)} Sends, "
+              f"{', '.join(device for device, _ in LOCALES[: args.locales])}")
     if result["spans"] is not None:
         print(f"{'spans made (one per batch)':34} {result['spans']:>12,}")
     if result["metrics_delivered"] is not None:
@@ -394,15 +454,29 @@ def main() -> int:
         print(f"ceilings: {commands}")
     else:
         print(f"{args.endpoint + ' ceiling (h2load, APNs)':34} {shown:>12}")
+    locales: dict[str, Any] | None = None
+    if args.locales:
+        plain = [r["cpu_us_per_delivery"] for r in runs if r["kind"] == "plain"]
+        local = [r["cpu_us_per_delivery"] for r in runs if r["kind"] == "localized"]
+        locales = {"locales": args.locales, "plain_cpu_us": plain, "localized_cpu_us": local,
+                   "plain_median_us": median(plain), "localized_median_us": median(local),
+                   "ratio": median(local) / median(plain) if median(plain) else None}
+        print(f"{'Send':10} {'order':>5} {'CPU us/delivery':>16} {'rate /s':>9} {'GC s':>6} {'load 1-min':>10}")
+        for order, r in enumerate(runs, 1):
+            print(f"{r['kind']:10} {order:>5} {r['cpu_us_per_delivery']:>16,.1f} {r['rate']:>9,.0f} {r['gc_s']:>6.2f} "
+                  f"{r['load_average_before']:>10.2f}")
+        ratio = locales["ratio"]
+        print(f"localized / unlocalized CPU per delivery (medians {locales['localized_median_us']:,.1f} / "
+              f"{locales['plain_median_us']:,.1f} us): {ratio:.3f} (goal <= 1.1)" if ratio else "ratio: n/a")
     args.out.write_text(json.dumps({"context": dataclasses.asdict(context), "args": {k: str(v) for k, v in vars(args).items()},
-                                    "result": result,
+                                    "result": result, "runs": runs, "locales": locales,
                                     "emulator_ceiling": ceiling.req_per_s if ceiling else None,
                                     "ceiling": dataclasses.asdict(ceiling) if ceiling else None,
                                     "emulator_ceilings": ceilings, "pinned": pinned,
                                     "load_average_after": os.getloadavg()}, indent=2))
     print(f"results: {args.out}")
-    counted_ok = result["metrics_delivered"] is None or result["metrics_delivered"] == result["delivered"]
-    return 0 if result["delivered"] == args.tokens and counted_ok else 1
+    counted_ok = result["metrics_delivered"] is None or result["metrics_delivered"] == delivered_total
+    return 0 if all(r["delivered"] == args.tokens for r in runs) and counted_ok else 1
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ ACCESS_TOKEN = "bench-access-token"
 """The access token `/token` hands out."""
 STARTUP_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
+_LOG_FLUSH_S = 1
+"""How long nginx may hold access-log lines in its buffer (access_log=True)."""
 _START_ATTEMPTS = 3
 """A free port can be taken between probing it and nginx binding it; then we try another."""
 
@@ -54,7 +56,7 @@ events {{
 }}
 
 http {{
-    access_log off;
+    {access_log}
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
     fastcgi_temp_path {dir}/fastcgi;
@@ -136,8 +138,10 @@ class NginxEndpoint:
 
     host = "127.0.0.1"
 
-    def __init__(self, *, binary: str = NGINX_BINARY) -> None:
+    def __init__(self, *, binary: str = NGINX_BINARY, access_log: bool = False) -> None:
         self._binary = binary
+        self._access_log = access_log
+        """Log every request with its wall-clock time (`arrivals()`); off by default, as logging costs nginx CPU."""
         self._dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -171,6 +175,26 @@ class NginxEndpoint:
         """The nginx master's pid."""
         assert self._process is not None, "the endpoint is not running"
         return self._process.pid
+
+    @property
+    def access_log_path(self) -> Path:
+        """With `access_log=True`: one line per request, `<unix time, ms resolution> <status> <uri>`."""
+        return self.directory / "access.log"
+
+    def arrivals(self, offset: int = 0) -> list[tuple[float, int, str]]:
+        """(wall-clock time, status, uri) of each request logged from byte `offset` on, in log order.
+
+        nginx writes a line when it has answered the request, so the time is
+        the answer's, a little after the request arrived. The log is buffered
+        for at most `_LOG_FLUSH_S`: wait that long after the last request.
+        """
+        rows = []
+        with self.access_log_path.open("rb") as log:
+            log.seek(offset)
+            for line in log.read().decode().splitlines():
+                at, status, uri = line.split(" ", 2)
+                rows.append((float(at), int(status), uri))
+        return rows
 
     def worker_pids(self) -> list[int]:
         """The worker processes' pids: the ones that serve requests and spend the endpoint's CPU."""
@@ -222,7 +246,13 @@ class NginxEndpoint:
         assert self._dir is not None
         self.port = _free_port(self.host)
         config = self._dir / "nginx.conf"
-        config.write_text(_CONFIG.format(dir=self._dir, host=self.host, port=self.port, token=ACCESS_TOKEN))
+        access_log = (
+            f"log_format arrivals '$msec $status $request_uri';\n"
+            f"    access_log {self._dir}/access.log arrivals buffer=256k flush={_LOG_FLUSH_S}s;"
+            if self._access_log else "access_log off;"
+        )
+        config.write_text(_CONFIG.format(dir=self._dir, host=self.host, port=self.port, token=ACCESS_TOKEN,
+                                         access_log=access_log))
         self._process = subprocess.Popen(
             [self._binary, "-p", str(self._dir), "-e", str(self._dir / "error.log"), "-c", str(config),
              "-g", "daemon off;"],

@@ -138,7 +138,9 @@ def _toml(value: object) -> str:
 class Replica:
     """One `pushsvc serve` process on the shared store."""
 
-    def __init__(self, name: str, store_url: str, creds: Any, nginx: NginxEndpoint, workdir: Path) -> None:
+    def __init__(
+        self, name: str, store_url: str, creds: Any, nginx: NginxEndpoint, workdir: Path, partition_size: int = 5000
+    ) -> None:
         self.name = name
         self.port = _free_port()
         self.config = workdir / f"{name}.toml"
@@ -147,7 +149,7 @@ class Replica:
         self.config.write_text(
             f"store_url = {_toml(store_url)}\nhost = \"127.0.0.1\"\nport = {self.port}\nmetrics_port = 0\n"
             f"log_level = \"WARNING\"\n"
-            f"[dispatch]\nreplica_id = {_toml(name)}\nworkers = 2\nbatch_size = 500\npartition_size = 5000\n"
+            f"[dispatch]\nreplica_id = {_toml(name)}\nworkers = 2\nbatch_size = 500\npartition_size = {partition_size}\n"
             f"[apps.{APP}.apns]\nbundle_id = {_toml(creds.apns_bundle_id)}\nkey_file = {_toml(creds.apns_key_file)}\n"
             f"key_id = {_toml(creds.apns_key_id)}\nteam_id = {_toml(creds.apns_team_id)}\n"
             f"production_url = {_toml(base)}\nsandbox_url = {_toml(base)}\nca_file = {_toml(ca)}\n"

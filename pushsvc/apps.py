@@ -28,7 +28,9 @@ class AppProfile:
     app_id: str
     renderers: Mapping[models.Platform, Renderer]
     token_checks: Mapping[models.Platform, Callable[[str], str]] = dataclasses.field(default_factory=dict)
-    """The app's own token checks (a Web Push endpoint against its allow-list): why a token cannot be used, or ""."""
+    """The app's own token checks (Channel.app_token_check, such as an endpoint against an allow-list): why a token cannot be used, or ""."""
+    default_max_per_second: int = 0
+    """The rate a Send without its own `max_per_second` is held to; 0: unthrottled."""
 
     @property
     def platforms(self) -> frozenset[models.Platform]:

@@ -307,7 +307,9 @@ def build_app_profiles(settings: Settings) -> dict[str, AppProfile]:
                 renderers[channel.platform] = channel.renderer(section)
             if channel.app_token_check is not None:
                 checks[channel.platform] = channel.app_token_check(section)
-        profiles[app_id] = AppProfile(app_id=app_id, renderers=renderers, token_checks=checks)
+        profiles[app_id] = AppProfile(
+            app_id=app_id, renderers=renderers, token_checks=checks, default_max_per_second=app.default_max_per_second
+        )
     return profiles
 
 

@@ -22,8 +22,7 @@ pushsvc dev is serving on {addr} (app "{app}", store: {store})
   emulator  APNs {apns}  FCM {fcm}
   web inbox {inbox}  (open it in a browser)
   inbox     curl -s {inbox}inbox
-  web push  curl -s -X POST {inbox}webpush/subscriptions  (a test browser subscription: its JSON is a PLATFORM_WEBPUSH token)
-
+{hints}
 Try it (grpcurl comes with `pip install -e '.[dev]'`):
 
   grpcurl -plaintext -d '{{"app_id":"{app}","token":"{tok}","platform":"PLATFORM_APNS","user_id":"alice"}}' \\
@@ -39,6 +38,13 @@ Ctrl-C stops it.
 """
 
 _DEV_CONNECT_PORT = 8080
+
+
+def _dev_hints(inbox: str) -> str:
+    """The channels' lines of the dev banner (Channel.dev_hint), each ending in a newline."""
+    from pushsvc.channels import registry
+
+    return "".join(f"  {c.dev_hint.format(inbox=inbox)}\n" for c in registry.CHANNELS if c.dev_hint)
 
 
 def _dev_connect_port(host: str, asked: int | None) -> int | None:
@@ -140,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for channel in registry.CHANNELS:
         deliver.add_argument(f"--{channel.settings_key}-token", default="", help=channel.deliver_help)
-    # A channel's own commands: `pushsvc <channel> <command>` (`pushsvc webpush keys`).
+    # A channel's own commands: `pushsvc <channel> <command>` (Channel.commands).
     for channel in registry.CHANNELS:
         if channel.commands:
             group = sub.add_parser(channel.settings_key, help=f"{channel.display_name} helpers")
@@ -318,6 +324,7 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
             apns=stack.emulator.apns_url,
             fcm=stack.emulator.fcm_url,
             inbox=f"{stack.emulator.control_url}/_emulator/",
+            hints=_dev_hints(f"{stack.emulator.control_url}/_emulator/"),
             tok="a1" * 32,
             connect=connect,
         )

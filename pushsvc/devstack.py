@@ -17,7 +17,7 @@ from pushsvc.channels import registry
 from pushsvc.clock import Clock
 from pushsvc.config import AppSettings, DispatchSettings, Settings
 from pushsvc.emulator import DemoCredentials, Emulator, EmulatorConfig, make_demo_credentials
-from pushsvc.emulator.credentials import hms_client, read_manifest, write_manifest
+from pushsvc.emulator.credentials import read_manifest, write_manifest
 from pushsvc.providers.base import Delivery, ProviderResult
 from pushsvc.storage import Stores
 
@@ -34,7 +34,7 @@ def demo_app_settings(app_id: str, emulator: Emulator, credentials: DemoCredenti
     """An app whose credentials point at a running emulator."""
     urls = {
         "apns_url": emulator.apns_url, "apns_sandbox_url": emulator.apns_sandbox_url, "fcm_url": emulator.fcm_url,
-        "webpush_url": emulator.webpush_url, "hms_url": emulator.hms_url,
+        **emulator.channel_urls(),
     }
     return app_settings_for(app_id, urls, credentials)
 
@@ -114,8 +114,7 @@ async def start_dev_stack(
         )
         emulator.add_apns_key(apns_key)
         emulator.add_fcm_account(fcm_account)
-        if (client := hms_client(credentials)) is not None:
-            emulator.add_hms_client(client)
+        emulator.accept_demo_credentials(credentials)
         write_manifest(state_dir, emulator, credentials)
         settings = Settings(
             store_url=store_url,

@@ -12,6 +12,14 @@ A more general device locale never takes a more specific variant: a device in
 `pt` does not get `pt-BR`, since nothing says which region it prefers. An
 empty locale, or one that is not a well-formed tag, gets the message's own
 content. Variant tags are checked at Send time (`is_tag`).
+
+Every push of a variant says which one it is: the data key `VARIANT_KEY`
+(`pushsvc_locale`) holds the variant's tag as the message spelled it. It is
+put in at Send time, before rendering, so every channel carries it where it
+carries data (for example an APNs custom key or an FCM data entry) and it
+counts toward the payload limit checked then. The message's own content (the
+default, and every message without variants) carries no such key, so its
+payload is what it was before variants existed; a caller may not set the key.
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ from collections.abc import Iterable
 
 _TAG = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
 """A BCP 47 tag's shape: a 2-8 letter language, then subtags of 1-8 letters or digits."""
+
+VARIANT_KEY = "pushsvc_locale"
+"""The data key naming the localized variant a push carries (absent on the message's own content)."""
 
 MAX_TAG_CHARS = 35
 """Longer than any tag a registry lists (RFC 5646 asks implementations to take at least 35)."""
@@ -71,4 +82,4 @@ class VariantChooser:
         return ""
 
 
-__all__ = ["MAX_TAG_CHARS", "VariantChooser", "canonical", "is_tag"]
+__all__ = ["MAX_TAG_CHARS", "VARIANT_KEY", "VariantChooser", "canonical", "is_tag"]

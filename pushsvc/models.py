@@ -17,16 +17,9 @@ from typing import Any
 
 from pushsvc.errors import FieldViolation
 
-
-class Platform(enum.Enum):
-    """The push provider a token belongs to. UNSPECIFIED only ever reaches validation, which rejects it."""
-
-    UNSPECIFIED = "unspecified"
-    APNS = "apns"
-    FCM = "fcm"
-    WEBPUSH = "webpush"
-    HMS = "hms"
-
+# Platform is push.proto's enum, generated without protobuf (scripts/gen), so a
+# new channel's platform needs no edit here; every layer names it models.Platform.
+from pushsvc.v1.platform import Platform as Platform
 
 PLATFORMS = tuple(p for p in Platform if p is not Platform.UNSPECIFIED)
 """The real platforms, for iteration."""
@@ -315,6 +308,8 @@ class SendCommand:
     send_at: datetime | None = None
     local_time: LocalTime | None = None
     """None: everyone at once (or at send_at)."""
+    max_per_second: int = 0
+    """Most targets sent per second across every replica; 0 takes the app's default (negative is invalid)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -352,6 +347,8 @@ class NotificationView:
     """When CancelNotification was accepted; the state stays unfinished until every target has its receipt."""
     waiting: int = 0
     """Targets of a local-time send whose partitions are not due yet and have not started (GetNotification fills it)."""
+    max_per_second: int = 0
+    """The rate its fan-out is held to, in targets per second across every replica; 0: unthrottled."""
 
     @property
     def resolved(self) -> int:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from pushsvc import errors, logs, models, pagetokens, validation
+from pushsvc import errors, locales, logs, models, pagetokens, validation
 from pushsvc.apps import AppProfile
 from pushsvc.clock import Clock
 from pushsvc.config import DispatchSettings
@@ -116,7 +116,7 @@ class PushService:
     def _check_app_token(
         self, v: validation.Violations, app_id: str, platform: models.Platform, token: str, field: str
     ) -> None:
-        # The app's own rules (a Web Push endpoint's host against its allow-list);
+        # The app's own rules (Channel.app_token_check: a token's host against the app's allow-list);
         # an app this replica does not serve has none beyond the token's shape.
         app = self._apps.get(app_id)
         check = app.token_checks.get(platform) if app is not None else None
@@ -188,7 +188,11 @@ class PushService:
                 logs.notification_id.set(existing.notification_id)
                 return models.SendResult(existing.notification_id, True, existing.targeted)
         await self._check_queue_depth()
-        return await self._store(cmd, now, query, devices, platforms, rendered, localized, targeted, notification_id)
+        # The Send's own rate, else the app's default (0 there too: unthrottled).
+        rate = cmd.max_per_second or app.default_max_per_second
+        return await self._store(
+            cmd, now, query, devices, platforms, rendered, localized, targeted, notification_id, rate
+        )
 
     def _render(
         self, app: AppProfile, message: models.Message, platforms: set[models.Platform], notification_id: str
@@ -198,7 +202,7 @@ class PushService:
         rendered: dict[models.Platform, Mapping[str, Any]] = {}
         localized: dict[str, dict[models.Platform, Mapping[str, Any]]] = {}
         variants = [("", "message", message)] + [
-            (tag, f"message.localized[{tag}]", message.variant(tag)) for tag in message.localized
+            (tag, f"message.localized[{tag}]", _marked(message.variant(tag), tag)) for tag in message.localized
         ]
         for tag, field, content in variants:
             bodies = localized.setdefault(tag, {}) if tag else rendered
@@ -232,6 +236,7 @@ class PushService:
         localized: dict[str, dict[models.Platform, Mapping[str, Any]]],
         targeted: int,
         notification_id: str,
+        max_per_second: int,
     ) -> models.SendResult:
         start = cmd.send_at if cmd.send_at is not None and cmd.send_at > now else now
         ends_at = start
@@ -271,7 +276,9 @@ class PushService:
             lane=lane_of(
                 priority=cmd.message.priority, targeted=targeted, express_max_targets=self._dispatch.express_max_targets,
                 local_time=cmd.local_time is not None,
+                max_per_second=max_per_second,
             ),
+            max_per_second=max_per_second,
         )
         # The rest of this call's log lines (the audit line among them) name the notification.
         logs.notification_id.set(draft.notification_id)
@@ -417,6 +424,11 @@ def _unique_devices(devices: Any) -> list[models.Device]:
             seen.add(key)
             out.append(d)
     return out
+
+
+def _marked(variant: models.Message, tag: str) -> models.Message:
+    """A variant whose pushes name it: `locales.VARIANT_KEY` in their data, rendered and size-checked like any key."""
+    return dataclasses.replace(variant, data={**variant.data, locales.VARIANT_KEY: tag})
 
 
 __all__ = ["PushService"]

@@ -183,7 +183,7 @@ def validate_token_filter(where: models.TokenFilter, limits: Limits) -> Violatio
     _identifier(v, "user_id", where.user_id, limits.max_id_chars)
     _identifier(v, "topic", where.topic, limits.max_topic_chars)
     if where.platform is models.Platform.UNSPECIFIED:
-        v.add("platform", "must be PLATFORM_UNSPECIFIED (any), PLATFORM_APNS or PLATFORM_FCM")
+        v.add("platform", f"must be PLATFORM_UNSPECIFIED (any), {registry.PLATFORM_NAMES}")
     if (
         where.last_seen_before is not None and where.last_seen_after is not None
         and where.last_seen_before <= where.last_seen_after
@@ -225,6 +225,8 @@ def validate_send(cmd: models.SendCommand, send_at_ahead_s: float | None, limits
         v.add("send_at", f"must be at most {limits.max_schedule_ahead_s / 86400:.0f} days ahead")
     if cmd.local_time is not None:
         _check_local_time(v, cmd.local_time, limits)
+    if cmd.max_per_second < 0:
+        v.add("max_per_second", "must be positive, or 0 for the app's default")
     v.raise_if_any()
 
 
@@ -305,6 +307,8 @@ def _check_message(v: Violations, m: models.Message, limits: Limits) -> None:
             v.add(f"message.data[{key[:64]}]", "is a key reserved by FCM")
         elif key == "aps":
             v.add("message.data[aps]", "is the APNs payload's own key; use message fields or apns.payload")
+        elif key == locales.VARIANT_KEY:
+            v.add(f"message.data[{key}]", "is pushsvc's own key: it names the localized variant a push carries")
     if len(m.apns.headers) > limits.max_apns_headers:
         v.add("message.apns.headers", f"at most {limits.max_apns_headers} headers")
     for name, value in m.apns.headers.items() if len(m.apns.headers) <= limits.max_apns_headers else ():

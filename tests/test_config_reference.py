@@ -100,6 +100,11 @@ def test_app_variables_set_app_keys() -> None:
     webhook_rows = [r for r in app_rows if r.key == "apps.<app_id>.webhooks"]
     assert len(webhook_rows) == 1, "the webhooks array is set as a whole, in JSON"
     app_rows.remove(webhook_rows[0])
+    # The app's own settings (not a channel's): `apps.<app_id>.<name>`.
+    own_rows = [r for r in app_rows if r.key.count(".") == 2]
+    assert [r.key for r in own_rows] == ["apps.<app_id>.default_max_per_second"]
+    for r in own_rows:
+        app_rows.remove(r)
     assert len(app_rows) == len(config.ApnsAppSettings.model_fields) + len(config.FcmAppSettings.model_fields) + len(WebPushAppSettings.model_fields) + len(HmsAppSettings.model_fields)
     base = {
         "PUSHSVC_APPS__DEMO__APNS__BUNDLE_ID": "com.example.demo",
@@ -118,6 +123,10 @@ def test_app_variables_set_app_keys() -> None:
         raw, expected = _sample(row)
         settings = config.load_settings(None, env={**base, row.env.replace("<APP>", "DEMO"): raw})
         assert getattr(getattr(settings.apps["demo"], platform), name) == expected, row.key
+    for row in own_rows:
+        raw, expected = _sample(row)
+        settings = config.load_settings(None, env={**base, row.env.replace("<APP>", "DEMO"): raw})
+        assert getattr(settings.apps["demo"], row.key.rsplit(".", 1)[1]) == expected, row.key
     hooks = '[{"url": "https://hooks.example/receipts", "secret_env": "HOOK_SECRET", "max_batch": 7}]'
     settings = config.load_settings(None, env={**base, webhook_rows[0].env.replace("<APP>", "DEMO"): hooks})
     assert [(w.url, w.secret_env, w.max_batch) for w in settings.apps["demo"].webhooks] == [

@@ -8,18 +8,65 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, model_validator
+
 from pushsvc import models
 from pushsvc.apps import Renderer
 from pushsvc.channels import secrets
 from pushsvc.channels.base import BuildContext, Channel
-from pushsvc.config import ApnsAppSettings
 from pushsvc.limits import Limits
 from pushsvc.providers.apns import ApnsProvider, apns_client_tls, render_apns, rendered_from_body
 from pushsvc.providers.apns_jwt import ApnsTokenSigner
 from pushsvc.providers.aps import ApnsReason
 from pushsvc.providers.transport import TlsConfig
+from pushsvc.sections import OptionalPath, Section
 
 _HEX = re.compile(r"[0-9A-Fa-f]+")
+
+APNS_PRODUCTION_URL = "https://api.push.apple.com"
+APNS_SANDBOX_URL = "https://api.sandbox.push.apple.com"
+
+
+class ApnsAppSettings(Section):
+    """One app's APNs credentials: token auth (key_file or key_env) or certificate auth (cert_file or cert_env)."""
+
+    bundle_id: str = Field(min_length=1)
+    """The app's bundle id, the default apns-topic; push types add their suffix (".voip", ...)."""
+    key_file: OptionalPath = None
+    """The .p8 signing key (token auth)."""
+    key_env: str = ""
+    """An environment variable holding the .p8 key's PEM text, instead of key_file."""
+    key_id: str = ""
+    """The signing key's 10-character Key ID (token auth)."""
+    team_id: str = ""
+    """The Apple developer Team ID (token auth)."""
+    cert_file: OptionalPath = None
+    """PEM or P12 client certificate (certificate auth)."""
+    cert_env: str = ""
+    """An environment variable holding the PEM client certificate (and its key, unless cert_key_file), instead of cert_file."""
+    cert_key_file: OptionalPath = None
+    """PEM private key when it is not with the certificate."""
+    cert_password_file: OptionalPath = None
+    """File holding the P12 or key password."""
+    production_url: str = APNS_PRODUCTION_URL
+    """APNs production endpoint."""
+    sandbox_url: str = APNS_SANDBOX_URL
+    """APNs sandbox (development) endpoint."""
+    ca_file: OptionalPath = None
+    """Extra CA to trust (the emulator's); unset means the system store."""
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> ApnsAppSettings:
+        token = [n for n in ("key_file", "key_env") if getattr(self, n)]
+        cert = [n for n in ("cert_file", "cert_env") if getattr(self, n)]
+        if not token and not cert:
+            raise ValueError("set key_file or key_env (token auth), or cert_file or cert_env (certificate auth)")
+        if len(token) + len(cert) > 1:
+            raise ValueError(f"set one credential, not {' and '.join(token + cert)}")
+        if token and not (self.key_id and self.team_id):
+            raise ValueError("token auth needs key_id and team_id")
+        return self
+
 
 
 def check_token(token: str, limits: Limits) -> str:
@@ -90,6 +137,8 @@ CHANNEL = Channel(
     platform=models.Platform.APNS,
     display_name="APNs",
     settings_key="apns",
+    settings=ApnsAppSettings,
+    settings_help="APNs credentials; without them the app cannot send to iOS devices.",
     reasons=frozenset(r.value for r in ApnsReason),
     check_token=check_token,
     renderer=renderer,

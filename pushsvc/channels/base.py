@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from pushsvc import models
 from pushsvc.apps import Renderer
 from pushsvc.clock import Clock
-from pushsvc.config import DispatchSettings
 from pushsvc.limits import Limits
 from pushsvc.metrics import Metrics
 from pushsvc.providers.base import Provider, RenderedMessage
 from pushsvc.providers.transport import Http2Transport, TlsConfig
+from pushsvc.sections import Section
 
 
 def check_opaque_token(token: str, limits: Limits) -> str:
@@ -31,11 +31,30 @@ def check_opaque_token(token: str, limits: Limits) -> str:
     return ""
 
 
+class TransportSizing(Protocol):
+    """How big and patient a provider's transport is (the `[dispatch]` settings give it)."""
+
+    @property
+    def connections_per_provider(self) -> int:
+        """HTTP/2 connections per origin."""
+        ...
+
+    @property
+    def request_timeout_s(self) -> float:
+        """Deadline of one request."""
+        ...
+
+    @property
+    def connect_timeout_s(self) -> float:
+        """Deadline of one connection set-up."""
+        ...
+
+
 @dataclasses.dataclass
 class BuildContext:
     """What building a provider may use, and where it leaves what providers share."""
 
-    dispatch: DispatchSettings
+    dispatch: TransportSizing
     clock: Clock
     metrics: Metrics
     closers: list[Callable[[], None]]
@@ -60,9 +79,13 @@ class Channel:
 
     platform: models.Platform
     display_name: str
-    """How messages name it ("APNs", "Web Push")."""
+    """How messages name it ("APNs", "FCM")."""
     settings_key: str
     """The app's config table, `[apps.<app_id>.<settings_key>]`, and the AppSettings attribute."""
+    settings: type[Section]
+    """The model of that table: the config composes AppSettings from every channel's."""
+    settings_help: str
+    """The table's description in the config reference (docs/config.md)."""
     reasons: frozenset[str]
     """Every reason the adapter can give, counted under its own name in metrics."""
     check_token: Callable[[str, Limits], str]
@@ -75,8 +98,14 @@ class Channel:
     """The rendered message of a body Send stored with a notification, its size and limit measured again."""
     deliver_help: str
     """The help of `pushsvc deliver --<settings_key>-token`."""
+    emulator_handler: str = ""
+    """The module of the channel's emulator handler (`pushsvc.emulator.handlers.HandlerSpec` named HANDLER),
+    served on the emulator's shared port; named, not imported, so serve never loads the emulator. "": the
+    emulator's built-in servers speak the channel (APNs, FCM)."""
     demo_settings: Callable[[Mapping[str, str], Any], Any] | None = None
     """The dev stack's settings section from the emulator's URLs and its DemoCredentials; None: not in the dev stack."""
+    dev_hint: str = ""
+    """A line of `pushsvc dev`'s banner, how to get a test token from the emulator; `{inbox}` is its control URL."""
     commands: Mapping[str, tuple[str, Callable[[], int]]] = dataclasses.field(default_factory=dict)
     """`pushsvc <settings_key> <name>` commands: name -> (help, run returning the exit status)."""
     canonical_token: Callable[[str], str] = str

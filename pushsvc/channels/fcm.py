@@ -6,14 +6,16 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import model_validator
+
 from pushsvc import models
 from pushsvc.apps import Renderer
 from pushsvc.channels import secrets
 from pushsvc.channels.base import BuildContext, Channel, check_opaque_token
-from pushsvc.config import FcmAppSettings
 from pushsvc.providers.fcm import FcmErrorCode, FcmProvider, render_fcm, rendered_from_body
 from pushsvc.providers.fcm_auth import FcmAccessTokenSource
 from pushsvc.providers.transport import TlsConfig
+from pushsvc.sections import OptionalPath, Section
 
 GOOGLE_RPC_CODES = (
     "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
@@ -21,6 +23,30 @@ GOOGLE_RPC_CODES = (
     "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
 )
 """google.rpc.Code names: FCM's `error.status` when its body carries no FcmError code."""
+
+FCM_URL = "https://fcm.googleapis.com"
+
+
+class FcmAppSettings(Section):
+    """One app's FCM HTTP v1 credentials."""
+
+    service_account_file: OptionalPath = None
+    """The service-account JSON; or service_account_env."""
+    service_account_env: str = ""
+    """An environment variable holding the service-account JSON, instead of service_account_file."""
+    project_id: str = ""
+    """The Firebase project; empty means the service account's project_id."""
+    base_url: str = FCM_URL
+    """FCM endpoint."""
+    ca_file: OptionalPath = None
+    """Extra CA to trust for FCM and the OAuth token_uri (the emulator's)."""
+
+    @model_validator(mode="after")
+    def _one_account(self) -> FcmAppSettings:
+        if bool(self.service_account_file) == bool(self.service_account_env):
+            raise ValueError("set exactly one of service_account_file, service_account_env")
+        return self
+
 
 
 def renderer(settings: FcmAppSettings) -> Renderer:
@@ -64,6 +90,8 @@ CHANNEL = Channel(
     platform=models.Platform.FCM,
     display_name="FCM",
     settings_key="fcm",
+    settings=FcmAppSettings,
+    settings_help="FCM credentials; without them the app cannot send to Android devices.",
     reasons=frozenset({*(c.value for c in FcmErrorCode), *GOOGLE_RPC_CODES}),
     check_token=check_opaque_token,
     renderer=renderer,

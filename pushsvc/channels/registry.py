@@ -1,7 +1,9 @@
 """The registry: every channel pushsvc speaks, by platform.
 
-Adding a channel is its package, its Platform value (proto and models), and
-one line here.
+Adding a channel is its package (settings model, credentials, renderer,
+adapter, reasons, and the module path of its emulator handler), its Platform
+value in push.proto (scripts/gen makes `models.Platform` from it), one line
+here, and its docs; `scripts/channel_files.py` counts what else names it.
 """
 
 from __future__ import annotations

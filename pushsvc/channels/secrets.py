@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from pushsvc.config import ConfigError
+from pushsvc.sections import ConfigError
 
 
 @contextlib.contextmanager

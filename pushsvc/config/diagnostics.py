@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from pushsvc.config.schema import AppSettings, ConfigError, Settings
+from pushsvc.config.schema import AppSettings, Settings
+from pushsvc.sections import ConfigError
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:

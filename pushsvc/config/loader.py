@@ -21,12 +21,12 @@ from pushsvc.config.schema import (
     ApiKeySettings,
     ApiKeysFile,
     AuthSettings,
-    ConfigError,
     DispatchSettings,
     Settings,
     TlsSettings,
     TracingSettings,
 )
+from pushsvc.sections import ConfigError
 
 log = logging.getLogger("pushsvc.config")
 

@@ -8,199 +8,25 @@ the layers is `loader`'s job; explaining a config is `diagnostics`'.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, create_model, field_validator, model_validator
 
 # The access vocabulary is a leaf (pushsvc.access imports nothing of pushsvc),
 # so the models can check scopes and hashes where they are parsed.
 from pushsvc.access import AppScope, parse_actions, parse_hash
 
-APNS_PRODUCTION_URL = "https://api.push.apple.com"
-APNS_SANDBOX_URL = "https://api.sandbox.push.apple.com"
-FCM_URL = "https://fcm.googleapis.com"
+# Each channel brings its own table ([apps.<app_id>.<settings_key>]); the
+# channels build on pushsvc.sections and never import this package, so the
+# registry is a dependency of the config and not the other way round.
+from pushsvc.channels import registry
+from pushsvc.sections import ConfigPath, OptionalPath, Port, PositiveSeconds, Seconds
+from pushsvc.sections import Section as _Section
 
 ENV_PREFIX = "PUSHSVC_"
 ENV_NESTED_DELIMITER = "__"
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; each problem names its key path."""
-
-    def __init__(self, *problems: str) -> None:
-        super().__init__("\n".join(problems))
-        self.problems: tuple[str, ...] = problems
-
-
-def _resolve_path(value: Path, info: ValidationInfo) -> Path:
-    # Relative paths are relative to the config file (load_settings passes its
-    # directory as the validation context), so a config and its secrets move together.
-    value = value.expanduser()
-    base_dir = (info.context or {}).get("base_dir")
-    return base_dir / value if base_dir is not None and not value.is_absolute() else value
-
-
-def _empty_is_none(value: Any) -> Any:
-    # An empty environment variable clears an optional path set in the file.
-    return None if value == "" else value
-
-
-def _names(value: Any) -> Any:
-    # From the environment a list arrives as text: JSON (`["a", "b"]`) or comma separated (`a,b`).
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return tuple(part.strip() for part in text.split(",") if part.strip())
-    return value
-
-
-ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
-"""A path, relative to the config file's directory when not absolute."""
-OptionalPath = Annotated[ConfigPath | None, BeforeValidator(_empty_is_none)]
-"""An optional path; an empty string means none."""
-Port = Annotated[int, Field(ge=0, le=65535)]
-PositiveSeconds = Annotated[float, Field(gt=0)]
-Seconds = Annotated[float, Field(ge=0)]
-
-
-class _Section(BaseModel):
-    """A table of the config: frozen, unknown keys rejected, field docstrings as descriptions."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
-
-
-class ApnsAppSettings(_Section):
-    """One app's APNs credentials: token auth (key_file or key_env) or certificate auth (cert_file or cert_env)."""
-
-    bundle_id: str = Field(min_length=1)
-    """The app's bundle id, the default apns-topic; push types add their suffix (".voip", ...)."""
-    key_file: OptionalPath = None
-    """The .p8 signing key (token auth)."""
-    key_env: str = ""
-    """An environment variable holding the .p8 key's PEM text, instead of key_file."""
-    key_id: str = ""
-    """The signing key's 10-character Key ID (token auth)."""
-    team_id: str = ""
-    """The Apple developer Team ID (token auth)."""
-    cert_file: OptionalPath = None
-    """PEM or P12 client certificate (certificate auth)."""
-    cert_env: str = ""
-    """An environment variable holding the PEM client certificate (and its key, unless cert_key_file), instead of cert_file."""
-    cert_key_file: OptionalPath = None
-    """PEM private key when it is not with the certificate."""
-    cert_password_file: OptionalPath = None
-    """File holding the P12 or key password."""
-    production_url: str = APNS_PRODUCTION_URL
-    """APNs production endpoint."""
-    sandbox_url: str = APNS_SANDBOX_URL
-    """APNs sandbox (development) endpoint."""
-    ca_file: OptionalPath = None
-    """Extra CA to trust (the emulator's); unset means the system store."""
-
-    @model_validator(mode="after")
-    def _one_credential(self) -> ApnsAppSettings:
-        token = [n for n in ("key_file", "key_env") if getattr(self, n)]
-        cert = [n for n in ("cert_file", "cert_env") if getattr(self, n)]
-        if not token and not cert:
-            raise ValueError("set key_file or key_env (token auth), or cert_file or cert_env (certificate auth)")
-        if len(token) + len(cert) > 1:
-            raise ValueError(f"set one credential, not {' and '.join(token + cert)}")
-        if token and not (self.key_id and self.team_id):
-            raise ValueError("token auth needs key_id and team_id")
-        return self
-
-
-class FcmAppSettings(_Section):
-    """One app's FCM HTTP v1 credentials."""
-
-    service_account_file: OptionalPath = None
-    """The service-account JSON; or service_account_env."""
-    service_account_env: str = ""
-    """An environment variable holding the service-account JSON, instead of service_account_file."""
-    project_id: str = ""
-    """The Firebase project; empty means the service account's project_id."""
-    base_url: str = FCM_URL
-    """FCM endpoint."""
-    ca_file: OptionalPath = None
-    """Extra CA to trust for FCM and the OAuth token_uri (the emulator's)."""
-
-    @model_validator(mode="after")
-    def _one_account(self) -> FcmAppSettings:
-        if bool(self.service_account_file) == bool(self.service_account_env):
-            raise ValueError("set exactly one of service_account_file, service_account_env")
-        return self
-
-
-WEBPUSH_PUSH_SERVICES = (
-    "fcm.googleapis.com",
-    "updates.push.services.mozilla.com",
-    "*.push.apple.com",
-    "*.notify.windows.com",
-)
-"""The browsers' push services: Chrome and Edge on Android (FCM), Firefox, Safari, Edge on Windows."""
-
-
-class WebPushAppSettings(_Section):
-    """One app's Web Push (VAPID) credentials: `[apps.<app_id>.webpush]`."""
-
-    vapid_private_key_file: OptionalPath = None
-    """The VAPID key: PEM EC P-256, or the base64url private key `pushsvc webpush keys` prints; or vapid_private_key_env."""
-    vapid_private_key_env: str = ""
-    """An environment variable holding the VAPID private key, instead of vapid_private_key_file."""
-    subject: str = Field(pattern=r"^(mailto:[^\s<>]+@[^\s<>]+|https://\S+)$")
-    """The VAPID `sub`: a mailto: or https: contact for the push services' operators."""
-    allowed_hosts: Annotated[tuple[str, ...], BeforeValidator(_names)] = WEBPUSH_PUSH_SERVICES
-    """Push-service hosts a subscription's endpoint may name (`*.example.com` for subdomains): a subscription is caller input."""
-    default_ttl_s: int = Field(default=2_419_200, ge=0)
-    """The TTL header when a message sets no ttl (4 weeks)."""
-    ca_file: OptionalPath = None
-    """Extra CA to trust (the emulator's); unset means the system store."""
-
-    @model_validator(mode="after")
-    def _one_key(self) -> WebPushAppSettings:
-        if bool(self.vapid_private_key_file) == bool(self.vapid_private_key_env):
-            raise ValueError("set exactly one of vapid_private_key_file, vapid_private_key_env")
-        return self
-
-
-class HmsAppSettings(_Section):
-    """One app's Huawei Push Kit credentials (OAuth client credentials): `[apps.<app_id>.hms]`."""
-
-    client_id: str = Field(pattern=r"^[0-9]{1,64}$")
-    """The app's OAuth client id (AppGallery Connect: the app id)."""
-    client_secret_file: OptionalPath = None
-    """The OAuth client secret; or client_secret_env."""
-    client_secret_env: str = ""
-    """An environment variable holding the client secret, instead of client_secret_file."""
-    project_id: str = Field(min_length=1)
-    """The AppGallery Connect project id: the v2 send API's `/v2/<project_id>/messages:send`."""
-    base_url: str = "https://push-api.cloud.huawei.com"
-    """Push Kit's endpoint."""
-    token_url: str = "https://oauth-login.cloud.huawei.com/oauth2/v3/token"
-    """Huawei's OAuth token endpoint."""
-    ca_file: OptionalPath = None
-    """Extra CA to trust for Push Kit and the token endpoint (the emulator's)."""
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> HmsAppSettings:
-        if bool(self.client_secret_file) == bool(self.client_secret_env):
-            raise ValueError("set exactly one of client_secret_file, client_secret_env")
-        return self
-
 
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
@@ -253,28 +79,70 @@ class WebhookSettings(_Section):
         return self.name or self.url
 
 
-class AppSettings(_Section):
-    """One tenant app and its provider credentials: the table `[apps.<app_id>]`."""
+class AppSettingsBase(_Section):
+    """One tenant app and its provider credentials: the table `[apps.<app_id>]`.
+
+    `AppSettings` is this model with one optional table per channel of the
+    registry, `[apps.<app_id>.<settings_key>]`, each the channel's own settings
+    model: a new channel adds its table without an edit here.
+    """
 
     app_id: str = ""
     """The app's id; taken from the table name."""
-    apns: ApnsAppSettings | None = None
-    """APNs credentials; without them the app cannot send to iOS devices."""
-    fcm: FcmAppSettings | None = None
-    """FCM credentials; without them the app cannot send to Android devices."""
-    webpush: WebPushAppSettings | None = None
-    """Web Push (VAPID) credentials; without them the app cannot send to browsers."""
-    hms: HmsAppSettings | None = None
-    """Huawei Push Kit credentials; without them the app cannot send to Huawei devices without Google services."""
     webhooks: tuple[WebhookSettings, ...] = ()
     """Endpoints that receive the app's receipts (`[[apps.<app_id>.webhooks]]`); see docs/webhooks.md."""
+    default_max_per_second: int = Field(default=0, ge=0, le=2_147_483_647)
+    """Targets per second, across every replica, that a Send of this app is held to when it
+    sets no `max_per_second` of its own; 0 leaves such sends unthrottled (see docs/campaigns.md)."""
 
     @model_validator(mode="after")
-    def _distinct_webhooks(self) -> AppSettings:
+    def _distinct_webhooks(self) -> AppSettingsBase:
         names = [w.endpoint for w in self.webhooks]
         if len(set(names)) != len(names):
             raise ValueError("webhooks: two endpoints with the same name (or URL); give each its own `name`")
         return self
+
+    def channel_settings(self, settings_key: str) -> Any:
+        """The app's table of one channel (`[apps.<app_id>.<settings_key>]`, the channel's settings model), or None."""
+        return getattr(self, settings_key, None)
+
+
+def _app_settings_model() -> type[AppSettingsBase]:
+    """AppSettingsBase with each registered channel's table, in the registry's order."""
+    tables: dict[str, Any] = {
+        c.settings_key: (c.settings | None, Field(default=None, description=c.settings_help)) for c in registry.CHANNELS
+    }
+    return create_model(
+        "AppSettings", __base__=AppSettingsBase, __module__=__name__, __doc__=AppSettingsBase.__doc__, **tables
+    )
+
+
+if TYPE_CHECKING:
+    # What type checking can know of an app's tables is the base: the channels'
+    # tables are read by their settings_key (`channel_settings`), never by name.
+    AppSettings = AppSettingsBase
+else:
+    AppSettings = _app_settings_model()
+
+
+def channel_settings_model(name: str) -> type[_Section]:
+    """A channel's settings model by its class name (`FcmAppSettings`); AttributeError when none has it.
+
+    The models live in their channels; `pushsvc.config.FcmAppSettings` and
+    `pushsvc.config.schema.<Name>AppSettings` still resolve through this, for
+    code written before they moved.
+    """
+    for channel in registry.CHANNELS:
+        if channel.settings.__name__ == name:
+            return channel.settings
+    raise AttributeError(name)
+
+
+def __getattr__(name: str) -> type[_Section]:
+    try:
+        return channel_settings_model(name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 
 
 class DispatchSettings(_Section):
@@ -537,7 +405,7 @@ class Settings(_Section):
     secrets_dir: OptionalPath = None
     """A directory of files named like the PUSHSVC_* variables, each holding a value (a mounted Secret); the environment wins."""
     apps: Mapping[str, AppSettings] = Field(default_factory=dict)
-    """The tenant apps, `[apps.<app_id>]` with `[apps.<app_id>.apns]` and `[apps.<app_id>.fcm]`."""
+    """The tenant apps, `[apps.<app_id>]`, each with a table per channel it sends to (`[apps.<app_id>.<channel>]`)."""
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     """The delivery pipeline (`[dispatch]`)."""
     auth: AuthSettings = Field(default_factory=AuthSettings)

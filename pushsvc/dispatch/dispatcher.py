@@ -47,6 +47,28 @@ Every replica runs one. Delivering one batch (providers, retries, expiry) is
   later batch, notices, so no new batch is sent after the ones in flight; the
   remaining targets get a CANCELLED receipt (reason "NotificationCancelled")
   instead of a FAILED one, and the last partition settles it CANCELLED.
+- A throttled notification (`max_per_second` > 0) has one send budget shared
+  by every worker of every replica, kept in the store: before sending a batch
+  its worker books the batch's sends (`NotificationStore.reserve`, one atomic
+  step on the notification's next free instant) and waits until the start it
+  was given. Bookings never overlap, so the rate holds for any replica count
+  and any progress of the partitions, with nothing to rebalance (shares per
+  partition would have to be handed on as partitions finish, and a replica
+  that died with a share would hold it until its lease ran out). Its batches
+  are small, `max_per_second / 5` targets (at least 1, at most
+  `batch_size`): a batch is 200 ms of the budget, so a 10 s window holds
+  its count within 2% whatever batch it cuts, and each of the workers on
+  the notification has 200 ms per booked batch for its store calls (a
+  loaded machine missed the rate with 100 ms). A booking may start one
+  batch in the past (GCRA's tolerance): a worker that comes back late takes
+  back that much of the time it missed, so a busy machine does not fall
+  short of the rate, and a window gets at most one batch more (4% in all).
+  A waiting worker holds one partition and its lease (the renewer keeps
+  renewing it); it waits for at most the batches booked before its own, one
+  per worker on the notification, and a cancel or a lost lease ends the wait
+  at once. It is one of the replica's workers; the others claim other
+  notifications' partitions, and a throttled notification never goes in the
+  express lane.
 """
 
 from __future__ import annotations
@@ -80,6 +102,7 @@ from pushsvc.storage import (
     ReceiptStore,
     TargetToken,
     TokenStore,
+    booked,
 )
 from pushsvc.throttle import LogThrottle
 from pushsvc.tracing import NULL_TRACER, Tracer
@@ -108,6 +131,10 @@ _RELEASE_RESERVE_S = 1.0
 
 _RELEASE_MIN_S = 0.1
 """What giving the leases back gets even when the grace has run out."""
+
+
+_THROTTLED_BATCHES_PER_S = 5
+"""A throttled notification's batches per second (at most): its batch is 200 ms of its rate."""
 
 
 class _Draining(Exception):
@@ -167,6 +194,7 @@ class Dispatcher:
             rand=rand,
         )
         self._tracer = tracer
+        self._sleep = sleep
         # Send stores each platform's rendered body; its channel makes the message whole again.
         self._restore_rendering = restore_rendering
         self._wake = asyncio.Event()
@@ -390,6 +418,9 @@ class Dispatcher:
                     if fresh_record is not None:
                         condemned.adopt(fresh_record.view)
                 first = False
+                rate = record.view.max_per_second
+                if rate and not condemned.error:
+                    await self._take_turn(part, len(batch), rate, lost, condemned)
                 was_condemned = bool(condemned.error)
                 if was_condemned:
                     drafts = [self._delivery.unsent(part.app_id, t, condemned) for t in batch]
@@ -418,9 +449,43 @@ class Dispatcher:
         if finished is not None and finished.state is models.NotificationState.COMPLETED:
             _log_summary(finished)
 
+    async def _take_turn(
+        self, part: Partition, count: int, rate: int, lost: asyncio.Event, condemned: Condemnation
+    ) -> None:
+        """Books `count` sends of a throttled notification's shared budget and waits for their start.
+
+        The wait ends early when the notification is condemned or cancelled
+        (its targets then get their receipts unsent) or the lease is lost
+        (raises `_LeaseLost`: the booking is forfeited, nothing is sent). A
+        drain does not end it: the batch counts as in flight once booked.
+        """
+        # GCRA's tolerance of one batch: a booking that comes late (a slow store
+        # call, a busy machine) may take back that much of the time it missed,
+        # and no more, so a window gets at most one batch more than its share.
+        length = booked(count, rate)
+        start = await self._notifications.reserve(part.notification_id, count, rate, self._clock.now() - length)
+        delay_s = (start - self._clock.now()).total_seconds()
+        if delay_s > 0:
+            sleeper = asyncio.ensure_future(self._sleep(delay_s))
+            waiters = [asyncio.ensure_future(condemned.event.wait()), asyncio.ensure_future(lost.wait())]
+            try:
+                await asyncio.wait((sleeper, *waiters), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (sleeper, *waiters):
+                    task.cancel()
+        if lost.is_set():
+            raise _LeaseLost()
+
+    def _batch_size(self, record: NotificationRecord) -> int:
+        """Targets per batch: `batch_size`, or 200 ms of a throttled notification's budget (see the module docstring)."""
+        rate = record.view.max_per_second
+        if not rate:
+            return self._settings.batch_size
+        return max(1, min(self._settings.batch_size, rate // _THROTTLED_BATCHES_PER_S))
+
     async def _batches(self, part: Partition, record: NotificationRecord) -> AsyncGenerator[tuple[list[TargetToken], Any], None]:
         """The partition's targets, batch by batch, each with the checkpoint that follows it."""
-        size = self._settings.batch_size
+        size = self._batch_size(record)
         if record.query is not None:
             query = record.query
             if part.timezones is not None:

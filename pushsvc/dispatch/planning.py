@@ -144,12 +144,16 @@ def plan_local_devices(
     return plans
 
 
-def lane_of(*, priority: models.Priority, targeted: int, express_max_targets: int, local_time: bool = False) -> Lane:
+def lane_of(
+    *, priority: models.Priority, targeted: int, express_max_targets: int, max_per_second: int = 0, local_time: bool = False
+) -> Lane:
     """The claim lane of a notification: express for an explicitly high-priority send to at most `express_max_targets`.
 
-    A local-time send is always bulk: its point is to wait for each zone's
+    A throttled send (`max_per_second` > 0) is always bulk: its workers wait for
+    its budget, and an express worker must never be the one waiting. A
+    local-time send is always bulk too: its point is to wait for each zone's
     time, and its groups must not take the express workers when they come due.
     """
-    if priority is models.Priority.HIGH and targeted <= express_max_targets and not local_time:
+    if priority is models.Priority.HIGH and targeted <= express_max_targets and not max_per_second and not local_time:
         return Lane.EXPRESS
     return Lane.BULK

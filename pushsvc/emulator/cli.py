@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import recording
 from .config import EmulatorConfig
-from .credentials import MANIFEST, hms_client, make_demo_credentials, write_manifest
+from .credentials import MANIFEST, make_demo_credentials, write_manifest
 from .emulator import Emulator
 from .oauth import GOOGLE_TOKEN_URI
 from .scenario import Scenario, ScenarioError, parse_scenario
@@ -99,8 +99,7 @@ async def _run(args: argparse.Namespace, scenario: Scenario | None) -> None:
             )
             emulator.add_apns_key(apns_key)
             emulator.add_fcm_account(fcm_account)
-            if (client := hms_client(credentials)) is not None:
-                emulator.add_hms_client(client)
+            emulator.accept_demo_credentials(credentials)
             write_manifest(args.state_dir, emulator, credentials)
             lines = [
                 "pushsvc emulator is running (Ctrl-C to stop)",

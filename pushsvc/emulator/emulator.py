@@ -1,4 +1,4 @@
-"""The :class:`Emulator`: fake APNs (production and sandbox), FCM, OAuth, a Web Push service and Huawei Push Kit."""
+"""The :class:`Emulator`: fake APNs (production and sandbox), FCM, OAuth, and each channel handler's service (:mod:`.handlers`)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import random
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import handlers
 from .apns import ApnsService, ApnsSite
 from .config import ApnsKey, EmulatorConfig, FcmAccount
 from .control import ControlApi
 from .faults import Faults
 from .fcm import FcmService, FcmSite
-from .hms import HmsClient, HmsService
 from .http2 import Http2Server
 from .inbox import Inbox
 from .oauth import OAuthService
@@ -21,7 +21,9 @@ from .proxy import PROXY_HOSTS, ProxyServer, Route
 from .scenario import Scenario, ScenarioPlayer
 from .stats import Stats
 from .tls import ServerTls
-from .webpush import WebPushService
+
+if TYPE_CHECKING:
+    from .credentials import DemoCredentials
 
 
 class Emulator:
@@ -64,10 +66,12 @@ class Emulator:
         self.stats = Stats()
         self.scenario = ScenarioPlayer(config.scenario)
         rng = random.Random()
-        self.hms = HmsService(inbox=self.inbox, stats=self.stats, clock=clock)
-        self._webpush = WebPushService(inbox=self.inbox, stats=self.stats, clock=clock, origin=lambda: self.webpush_url)
+        # Each channel handler's service shares the FCM port (its origin is that port's URL).
+        context = handlers.HandlerContext(inbox=self.inbox, stats=self.stats, clock=clock, origin=lambda: self.fcm_url)
+        specs = handlers.registered()
+        self._channels = {spec.channel: spec.build(context) for spec in specs}
         control = ControlApi(
-            self.inbox, self.faults, self.stats, self.scenario, self.load_scenario, subscribe=self._webpush.subscribe
+            self.inbox, self.faults, self.stats, self.scenario, self.load_scenario, channels=self._channels, specs=specs
         )
         self._apns = ApnsService(
             config.apns_keys,
@@ -97,7 +101,7 @@ class Emulator:
         # Google serves HTTP/1.1 too (google-auth's and firebase-admin's
         # default transport is requests); APNs is HTTP/2 only (protocols.md A.1).
         self._fcm_server = Http2Server(
-            FcmSite(fcm, self._oauth, control, config.fcm_max_streams, webpush=self._webpush, hms=self.hms),
+            FcmSite(fcm, self._oauth, control, config.fcm_max_streams, channels=tuple(self._channels.values())),
             self._tls.server_context(alpn_protocols=("h2", "http/1.1")),
             http1=True,
         )
@@ -136,23 +140,23 @@ class Emulator:
         """Base URL of the fake FCM API (``/v1/projects/{id}/messages:send``)."""
         return self._url(self._fcm_server)
 
-    @property
-    def webpush_url(self) -> str:
-        """Origin of the fake Web Push service (the FCM port; endpoints are ``/wp/<id>``)."""
-        return self.fcm_url
+    def channel_urls(self) -> dict[str, str]:
+        """Every channel handler's URLs (``{"<channel>_url": ...}``), for the manifest and the demo app's settings."""
+        return {key: url for channel in self._channels.values() for key, url in channel.urls().items()}
 
-    @property
-    def hms_url(self) -> str:
-        """Base URL of the fake Huawei Push Kit and its OAuth endpoint (the FCM port)."""
-        return self.fcm_url
+    def accept_demo_credentials(self, credentials: DemoCredentials) -> None:
+        """Accept the channel handlers' demo credentials (``make_demo_credentials`` wrote them) from now on."""
+        for channel in self._channels.values():
+            channel.accept(credentials.channels)
 
-    def add_hms_client(self, client: HmsClient) -> None:
-        """Accept this Huawei OAuth client from now on."""
-        self.hms.add_client(client)
-
-    def subscribe_webpush(self, application_server_key: str = "", outcome: str = "") -> dict[str, Any]:
-        """A new test subscription, as ``POST /_emulator/webpush/subscriptions`` mints it."""
-        return self._webpush.subscribe({"applicationServerKey": application_server_key, "outcome": outcome})
+    def __getattr__(self, name: str) -> Any:
+        # What a channel handler offers by name (`emulator.<channel>_url`, its
+        # test helpers: ChannelHandler.attributes), so the emulator names no channel.
+        for channel in self.__dict__.get("_channels", {}).values():
+            getter = channel.attributes().get(name)
+            if getter is not None:
+                return getter()
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def control_url(self) -> str:

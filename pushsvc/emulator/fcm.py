@@ -79,14 +79,12 @@ import h2.settings
 
 from .control import ControlApi
 from .faults import GOAWAY_DEBUG, Faults, plan_faults
-from .hms import HmsService, is_hms_path
+from .handlers import ChannelHandler
 from .inbox import Inbox, InboxEntry
 from .oauth import AccessGrant, OAuthService
 from .scenario import Play, ScenarioPlayer, Step
 from .site import ClientConnection, Request, Response
 from .stats import Stats
-from .webpush import PATH_PREFIX as WEBPUSH_PREFIX
-from .webpush import WebPushService
 
 MESSAGE_LIMIT = 4096
 TOPIC_MESSAGE_LIMIT = 2048
@@ -444,12 +442,10 @@ class FcmSite:
 
     def __init__(
         self, fcm: FcmService, oauth: OAuthService, control: ControlApi, max_streams: int,
-        webpush: WebPushService | None = None,
-        hms: HmsService | None = None,
+        channels: tuple[ChannelHandler, ...] = (),
     ) -> None:
-        self._hms = hms
         self._fcm = fcm
-        self._webpush = webpush
+        self._channels = channels
         self._oauth = oauth
         self._control = control
         self._max_streams = max_streams
@@ -465,8 +461,7 @@ class FcmSite:
             return self._control.handle(request)
         if path.partition("?")[0] == "/token":
             return self._oauth.handle(request)
-        if self._webpush is not None and path.startswith(WEBPUSH_PREFIX):
-            return self._webpush.handle(request)
-        if self._hms is not None and is_hms_path(path):
-            return self._hms.handle(request)
+        for channel in self._channels:
+            if channel.owns(path):
+                return channel.handle(request)
         return self._fcm.handle(request)

@@ -35,12 +35,18 @@ import json
 import re
 import secrets
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
+from .display import Display, badge, mapping, shown_data, text
+from .handlers import HandlerSpec, write_private
 from .inbox import Inbox, InboxEntry
 from .site import Request, Response
 from .stats import Stats
+
+CHANNEL = "hms"
+"""The channel's settings_key: its counter and manifest entries are named by it."""
 
 TOKEN_LIFETIME_S = 3600
 SEND_PATH = re.compile(r"/v([12])/([^/]+)/messages:send")
@@ -75,10 +81,14 @@ def is_hms_path(path: str) -> bool:
 class HmsService:
     """The token endpoint and the send API."""
 
-    def __init__(self, *, inbox: Inbox, stats: Stats, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, *, inbox: Inbox, stats: Stats, clock: Callable[[], float], origin: Callable[[], str] | None = None
+    ) -> None:
         self._inbox = inbox
         self._stats = stats
         self._clock = clock
+        self._origin = origin
+        stats.register(CHANNEL)
         self._clients: dict[str, HmsClient] = {}
         self._grants: dict[str, _Grant] = {}
         self._answered_once: set[str] = set()
@@ -87,9 +97,31 @@ class HmsService:
         """Accept this OAuth client from now on."""
         self._clients[client.client_id] = client
 
+    def owns(self, path: str) -> bool:
+        """The token endpoint and the send API (see `is_hms_path`)."""
+        return is_hms_path(path)
+
+    def control(self, action: str) -> Callable[[dict[str, Any]], tuple[int, Any]] | None:
+        """No control endpoints of its own."""
+        return None
+
+    def accept(self, entries: Mapping[str, str]) -> None:
+        """The demo OAuth client `demo_credentials` wrote (none in a manifest from before HMS)."""
+        if entries.get("hms_client_secret_file"):
+            secret = Path(entries["hms_client_secret_file"]).read_text().strip()
+            self.add_client(HmsClient(entries["hms_client_id"], secret, entries["hms_project_id"]))
+
+    def urls(self) -> dict[str, str]:
+        """Push Kit's base URL; its token endpoint is ``/oauth2/v3/token`` there."""
+        return {"hms_url": self._origin()} if self._origin is not None else {}
+
+    def attributes(self) -> Mapping[str, Callable[[], Any]]:
+        """`Emulator.hms` (this service), `Emulator.hms_url` and `Emulator.add_hms_client`."""
+        return {"hms": lambda: self, "hms_url": lambda: self.urls()["hms_url"], "add_hms_client": lambda: self.add_client}
+
     def handle(self, request: Request) -> Response:
         """One request to the token endpoint or the send API."""
-        self._stats.hms_requests += 1
+        self._stats.count(CHANNEL)
         if request.method != "POST":
             return Response.json(405, {"error": "method not allowed"}, [("allow", "POST")])
         path = request.path.partition("?")[0]
@@ -202,3 +234,51 @@ def _result(status: int, code: str, msg: str, headers: list[tuple[str, str]] | N
 
 def _oauth_error(status: int, error: int, sub_error: int, description: str) -> Response:
     return Response.json(status, {"error": error, "sub_error": sub_error, "error_description": description})
+
+
+def demo_credentials(directory: Path) -> dict[str, str]:
+    """A demo OAuth client: a digits client id, its secret (``hms-client-secret``) and a project id."""
+    path = directory / "hms-client-secret"
+    write_private(path, secrets.token_urlsafe(32).encode())
+    return {
+        "hms_client_id": str(100000000 + secrets.randbelow(900000000)),
+        "hms_client_secret_file": str(path),
+        "hms_project_id": str(736430079244600000 + secrets.randbelow(100000)),
+    }
+
+
+def display(message: Mapping[str, Any]) -> Display:
+    """What a Huawei phone shows: ``android.notification`` over ``notification``; ``data`` is a JSON string."""
+    notification = mapping(message.get("notification"))
+    android = mapping(mapping(message.get("android")).get("notification"))
+    return Display(
+        app="hms",
+        title=text(android.get("title")) or text(notification.get("title")),
+        body=text(android.get("body")) or text(notification.get("body")),
+        badge=badge(mapping(android.get("badge")).get("set_num")),
+        sound=text(android.get("sound")),
+        image=text(android.get("image")) or text(notification.get("image")),
+        **shown_data(_json_object(message.get("data"))),
+    )
+
+
+def _json_object(value: Any) -> Mapping[str, Any]:
+    """HMS carries `data` as a JSON string: its object, or {} when it is not one."""
+    if not isinstance(value, str):
+        return {}
+    try:
+        return mapping(json.loads(value))
+    except ValueError:
+        return {}
+
+
+HANDLER = HandlerSpec(
+    channel=CHANNEL,
+    build=lambda ctx: HmsService(inbox=ctx.inbox, stats=ctx.stats, clock=ctx.clock, origin=ctx.origin),
+    demo_credentials=demo_credentials,
+    display=display,
+    label="HMS",
+    icon="H",
+    color="#cf0a2c",
+)
+"""The HMS channel's emulator handler (named by its registry entry)."""

@@ -37,7 +37,8 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -47,9 +48,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .display import Display, badge, mapping, shown_data, text
+from .handlers import HandlerSpec, write_private
 from .inbox import Inbox, InboxEntry
 from .site import Request, Response
 from .stats import Stats
+
+CHANNEL = "webpush"
+"""The channel's settings_key: its counter, control endpoints and manifest entries are named by it."""
 
 PATH_PREFIX = "/wp/"
 MAX_BODY_BYTES = 4096
@@ -140,6 +146,7 @@ class WebPushService:
         self._clock = clock
         self._origin = origin
         self._subscriptions: dict[str, _Subscription] = {}
+        stats.register(CHANNEL)
 
     def subscribe(self, options: dict[str, Any]) -> dict[str, Any]:
         """Mints a subscription; raises ValueError for bad options."""
@@ -169,9 +176,32 @@ class WebPushService:
             "keys": {"p256dh": _b64(public), "auth": _b64(auth)},
         }
 
+    def subscribe_for_test(self, application_server_key: str = "", outcome: str = "") -> dict[str, Any]:
+        """A new test subscription, as ``POST /_emulator/webpush/subscriptions`` mints it (`Emulator.subscribe_webpush`)."""
+        return self.subscribe({"applicationServerKey": application_server_key, "outcome": outcome})
+
+    def owns(self, path: str) -> bool:
+        """Push endpoints, ``/wp/<id>``."""
+        return path.startswith(PATH_PREFIX)
+
+    def control(self, action: str) -> Callable[[dict[str, Any]], tuple[int, Any]] | None:
+        """``POST /_emulator/webpush/subscriptions``: a new subscription (201)."""
+        return (lambda options: (201, self.subscribe(options))) if action == "subscriptions" else None
+
+    def accept(self, entries: Mapping[str, str]) -> None:
+        """Nothing to accept: a push service takes any VAPID key (a subscription may pin one)."""
+
+    def urls(self) -> dict[str, str]:
+        """The push service's origin."""
+        return {"webpush_url": self._origin()}
+
+    def attributes(self) -> Mapping[str, Callable[[], Any]]:
+        """`Emulator.webpush_url` and `Emulator.subscribe_webpush`."""
+        return {"webpush_url": self._origin, "subscribe_webpush": lambda: self.subscribe_for_test}
+
     def handle(self, request: Request) -> Response:
         """One push request to ``/wp/<id>``."""
-        self._stats.webpush_requests += 1
+        self._stats.count(CHANNEL)
         sub_id = request.path.partition("?")[0][len(PATH_PREFIX):]
         sub = self._subscriptions.get(sub_id)
         if request.method != "POST":
@@ -276,3 +306,42 @@ def _error(status: int, message: str, headers: list[tuple[str, str]] | None = No
 def _bad_jwt(message: str) -> Response:
     # Apple's form (and RFC 8292's status for an invalid token); Mozilla answers 401 for every fault.
     return Response.json(403, {"reason": "BadJwtToken", "error": message})
+
+
+def demo_credentials(directory: Path) -> dict[str, str]:
+    """A demo VAPID key, EC P-256 PKCS#8 PEM (``vapid-key.pem``)."""
+    path = directory / "vapid-key.pem"
+    key = ec.generate_private_key(_CURVE)
+    write_private(
+        path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return {"webpush_vapid_key_file": str(path)}
+
+
+def display(payload: Mapping[str, Any]) -> Display:
+    """What a browser shows: the decrypted JSON pushsvc sends (title, body, image, badge, sound, data).
+
+    Another sender's text is shown as the body, and a payload that could not
+    be decrypted shows why.
+    """
+    return Display(
+        app="web",
+        title=text(payload.get("title")),
+        body=text(payload.get("body")) or text(payload.get("text")) or text(payload.get("decrypt_error")),
+        badge=badge(payload.get("badge")),
+        sound=text(payload.get("sound")),
+        image=text(payload.get("image")),
+        **shown_data(mapping(payload.get("data"))),
+    )
+
+
+HANDLER = HandlerSpec(
+    channel=CHANNEL,
+    build=lambda ctx: WebPushService(inbox=ctx.inbox, stats=ctx.stats, clock=ctx.clock, origin=ctx.origin),
+    demo_credentials=demo_credentials,
+    display=display,
+    label="Web Push",
+    icon="W",
+    color="#2a9d5b",
+)
+"""The Web Push channel's emulator handler (named by its registry entry)."""

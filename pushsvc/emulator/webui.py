@@ -9,7 +9,9 @@ first, rendered roughly as a phone shows them (:mod:`.display`), each with
 its arrival as a UTC date and time, its ``data`` (FCM data, APNs custom keys)
 and its raw request (headers and payload) one click away, and a link to every
 push of the same pushsvc notification (the ``pushsvc_notification_id`` data
-key); filters by app, platform, token, notification id and status (accepted,
+key), and the localized variant pushsvc chose for the device (a "locale:"
+chip, from the ``pushsvc_locale`` data key; none for the message's own
+content); filters by app, platform, token, notification id and status (accepted,
 or rejected by the scenario); clears the inbox with a button (``DELETE
 /_emulator/inbox``); and shows the faults in force and the test-token table
 (the scenario's rules).

@@ -22,7 +22,7 @@ _PLATFORM_FROM_PB: dict[int, models.Platform] = {
     pb.Platform.Value(f"PLATFORM_{c.platform.name}"): c.platform for c in registry.CHANNELS
 }
 _CANONICAL = {c.platform: c.canonical_token for c in registry.CHANNELS if c.canonical_token is not str}
-"""Channels whose tokens have a canonical form (a Web Push subscription's JSON); the others are kept as given."""
+"""Channels whose tokens have a canonical form (Channel.canonical_token: JSON in one spelling); the others are kept as given."""
 # Values are pb.Platform numbers; the generated stubs type the field as the enum's ValueType.
 _PLATFORM_TO_PB: dict[models.Platform, Any] = {v: k for k, v in _PLATFORM_FROM_PB.items()}
 _ENV_FROM_PB: dict[int, models.ApnsEnvironment] = {
@@ -273,6 +273,7 @@ def send(req: pb.SendRequest) -> models.SendCommand:
         idempotency_key=req.idempotency_key,
         validate_only=req.validate_only,
         send_at=_datetime(req.send_at, "send_at") if req.HasField("send_at") else None,
+        max_per_second=req.max_per_second,
         local_time=_local_time(req.local_time) if req.HasField("local_time") else None,
     )
 
@@ -311,6 +312,7 @@ def notification(n: models.NotificationView) -> pb.Notification:
         cancelled=n.cancelled,
         cancel_requested_at=_ts(n.cancel_requested_at),
         waiting=n.waiting,
+        max_per_second=n.max_per_second,
     )
 
 

@@ -32,6 +32,7 @@ from pushsvc.storage.base import (
     TokenStore,
     WebhookCursor,
     WebhookCursorStore,
+    booked,
 )
 
 SCHEMES = ("memory", "mongomock", "mongodb", "mongodb+srv", "postgresql", "postgres")
@@ -81,5 +82,6 @@ __all__ = [
     "TokenStore",
     "WebhookCursor",
     "WebhookCursorStore",
+    "booked",
     "open_stores",
 ]

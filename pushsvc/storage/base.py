@@ -20,6 +20,9 @@ guarantees callers rely on:
   a batch is retried; every receipt gets a dense per-app sequence number and a
   dense per-notification sequence number, so readers resume by cursor without
   loss or repetition.
+- Throttle: a throttled notification's next free send instant is booked by
+  one atomic step (`NotificationStore.reserve`), so bookings from every
+  replica never overlap.
 - Webhook cursors: per (app, endpoint), how far along the app's receipt log
   the endpoint has acknowledged, leased to one owner at a time like a
   partition; a cursor is only written by its lease holder and its `seq`
@@ -34,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 from pushsvc import models
@@ -205,6 +208,15 @@ class Lane(enum.Enum):
     BULK = "bulk"
 
 
+def booked(count: int, per_second: int) -> timedelta:
+    """How long `count` sends take at `per_second` (`NotificationStore.reserve`), rounded up to the microsecond.
+
+    Rounded up so that bookings never add up to more than the rate; every
+    adapter books with this, so they agree to the microsecond.
+    """
+    return timedelta(microseconds=-(-count * 1_000_000 // per_second))
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class PartitionPlan:
     """One slice of a fan-out, as Send decides it (see `pushsvc.dispatch.planning`)."""
@@ -248,6 +260,8 @@ class NotificationDraft:
     """The W3C traceparent of the Send that queued it ("" when not tracing); the fan-out's spans link to it."""
     lane: Lane = Lane.BULK
     """The claim queue of all its partitions."""
+    max_per_second: int = 0
+    """The fan-out's rate across every replica, kept with `NotificationStore.reserve`; 0: unthrottled."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -422,6 +436,23 @@ class NotificationStore(Protocol):
         verdict (it settles FAILED); a finished one is left as it is. Returns
         the notification after the update (finished or not: the caller tells
         which), or None when this app has no such notification.
+        """
+        ...
+
+    async def reserve(self, notification_id: str, count: int, per_second: int, not_before: datetime) -> datetime:
+        """Books `count` sends of a throttled notification's budget; returns when they may start.
+
+        One atomic step on the notification's next free instant (virtual-time
+        scheduling, as in GCRA): `start = max(next, not_before)`, then
+        `next = start + count / per_second`; returns `start`. Every replica's
+        workers book through here, so their bookings never overlap and add up
+        to the rate whatever the replica count or partition progress. Unused
+        time before `not_before` is not saved up: a caller passes the present
+        instant, or a little before it (GCRA's tolerance) so that a booker
+        that came late may catch up that much and no more. Concurrent callers,
+        on any connection, get disjoint intervals. The instant is kept to the
+        microsecond. A notification that does not exist books nothing and
+        returns `not_before`.
         """
         ...
 

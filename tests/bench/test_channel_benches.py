@@ -19,10 +19,12 @@ pytestmark = pytest.mark.timeout(150)
 @needs_nginx
 def test_webpush(tmp_path: Path) -> None:
     n, peer_n, h2load_n = 300, 50, 500
-    record = _run(["-m", "bench.webpush", "-n", str(n), "--peer-n", str(peer_n), "--h2load-n", str(h2load_n)],
-                  tmp_path / "webpush.json")
+    record = _run(["-m", "bench.webpush", "-n", str(n), "--peer-n", str(peer_n), "--h2load-n", str(h2load_n),
+                   "--resend"], tmp_path / "webpush.json")
     result = record["result"]
     assert (result["targeted"], result["delivered"], result["state"]) == (n, n, "completed"), result
+    again = result["resend"]
+    assert (again["targeted"], again["delivered"], again["state"]) == (n, n, "completed"), again
     assert result["gateway_cpu_s"] > 0, result
     # The peer, pywebpush, sent its sample to the same endpoint in the same run, every answer a 201.
     peer = record["peer"]

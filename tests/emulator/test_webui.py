@@ -22,10 +22,11 @@ import httpx
 import pytest
 from PIL import Image
 
+from pushsvc import locales
 from pushsvc.config import DispatchSettings
 from pushsvc.devstack import DevStack, start_dev_stack
 from pushsvc.emulator import Emulator, EmulatorConfig
-from pushsvc.emulator.display import NOTIFICATION_ID_KEY
+from pushsvc.emulator.display import LOCALE_KEY, NOTIFICATION_ID_KEY
 from pushsvc.providers import rendering
 from pushsvc.v1 import push_pb2 as pb
 from pushsvc.v1 import push_pb2_grpc
@@ -355,3 +356,49 @@ async def test_each_delivery_links_to_its_pushsvc_notification(pushsvc_stack, tm
 
 def test_the_emulator_knows_pushsvcs_notification_id_key():
     assert NOTIFICATION_ID_KEY == rendering.NOTIFICATION_ID_KEY
+
+
+def test_the_emulator_knows_pushsvcs_locale_key():
+    assert LOCALE_KEY == locales.VARIANT_KEY
+
+
+async def test_each_delivery_shows_the_locale_pushsvc_chose(pushsvc_stack, tmp_path):
+    chosen = {  # token → (platform, device locale, the variant it gets: "" is the message's own content)
+        hex_token("de"): (pb.PLATFORM_APNS, "de-AT", "de"),
+        "fcm-br": (pb.PLATFORM_FCM, "pt-BR", "pt-BR"),
+        "fcm-en": (pb.PLATFORM_FCM, "en-GB", ""),
+    }
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{pushsvc_stack.app.port}") as channel:
+        stub = push_pb2_grpc.PushServiceStub(channel)
+        for token, (platform, locale, _) in chosen.items():
+            await stub.RegisterToken(pb.RegisterTokenRequest(app_id="demo", token=token, platform=platform,
+                                                             locale=locale, user_id="ana"))
+        message = pb.Message(title="Hello", body="World", localized={
+            "de": pb.LocalizedContent(title="Hallo", body="Welt"),
+            "pt-BR": pb.LocalizedContent(title="Olá", body="Mundo"),
+        })
+        sent = await stub.Send(pb.SendRequest(app_id="demo", target=pb.Target(users=pb.UserList(user_ids=["ana"])),
+                                              message=message))
+        statuses = [r.receipt.status async for r in stub.StreamReceipts(
+            pb.StreamReceiptsRequest(app_id="demo", notification_id=sent.notification_id))]
+    assert statuses == [pb.DELIVERY_STATUS_DELIVERED] * 3
+    emulator = pushsvc_stack.emulator
+    async with httpx.AsyncClient(timeout=10) as plain:
+        feed = (await plain.get(f"{emulator.control_url}/_emulator/inbox?notification_id={sent.notification_id}"
+                                "&display=1")).json()
+    # The inbox JSON: each delivery's display names its variant, beside the content of that variant.
+    shown = {item["token"]: (item["display"]["locale"], item["display"]["title"]) for item in feed}
+    assert shown == {hex_token("de"): ("de", "Hallo"), "fcm-br": ("pt-BR", "Olá"), "fcm-en": ("", "Hello")}
+
+    def steps(browser: Browser) -> list[dict[str, Any]]:
+        browser.open(emulator.control_url + "/_emulator/")
+        return browser.evaluate(CARDS + """.map(c => ({
+            token: c.dataset.token,
+            title: c.querySelector('.title').textContent,
+            locale: c.querySelector('.chip.locale') && c.querySelector('.chip.locale').textContent,
+        }))""")
+
+    cards = await asyncio.to_thread(_in_browser, tmp_path, steps)
+    assert {c["token"]: (c["locale"], c["title"]) for c in cards} == {
+        hex_token("de"): ("locale: de", "Hallo"), "fcm-br": ("locale: pt-BR", "Olá"), "fcm-en": (None, "Hello"),
+    }

@@ -295,11 +295,13 @@ VALID: dict[str, st.SearchStrategy[message.Message]] = {
         lambda pt: pb.UnregisterTokenRequest(app_id="demo", platform=pt[0], token=pt[1])
     ),
     "pushsvc.v1.SendRequest": st.builds(
-        lambda target, validate_only, local_time: pb.SendRequest(
+        lambda target, validate_only, rate, local_time: pb.SendRequest(
             app_id="demo", target=target, message=pb.Message(title="hi", body="there"), validate_only=validate_only,
-            local_time=local_time,
+            max_per_second=rate, local_time=local_time,
         ),
-        _targets, st.booleans(), _local_times,
+        # The rate: unset, negative (INVALID_ARGUMENT), throttled, or at the int32 edges.
+        _targets, st.booleans(), st.one_of(st.sampled_from([0, -1, 50, 2**31 - 1, -(2**31)]), st.integers(-(2**31), 2**31 - 1)),
+        _local_times,
     ),
     "pushsvc.v1.GetNotificationRequest": st.just(pb.GetNotificationRequest(app_id="demo", notification_id="0" * 32)),
     "pushsvc.v1.PruneRequest": st.just(pb.PruneRequest(app_id="demo", dry_run=True)),

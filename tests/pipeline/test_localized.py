@@ -82,3 +82,19 @@ async def test_device_side_localization_keys_pass_through(stack: DevStack, stack
     too_many = pb.Message(title="x", body_loc_args=["a"] * 101, title_loc_key="k" * 300)
     bad = await violations(stack_stub.Send(pb.SendRequest(app_id=APP, target=pb.Target(all=True), message=too_many)))
     assert set(bad) == {"message.body_loc_args", "message.title_loc_key"}
+
+
+async def test_each_push_names_its_variant_and_the_caller_cannot(stack: DevStack, stack_stub: push_pb2_grpc.PushServiceStub) -> None:
+    await register(stack_stub, apns(8), A, locale="pt-BR", user_id="named")
+    await register(stack_stub, "fcm-named", F, locale="fr", user_id="named")
+    message = pb.Message(title="Hello", data={"k": "v"}, localized={"pt-BR": pb.LocalizedContent(title="Olá")})
+    sent = await stack_stub.Send(pb.SendRequest(app_id=APP, target=pb.Target(users=pb.UserList(user_ids=["named"])), message=message))
+    got = by_token(await receipts(stack_stub, sent.notification_id))
+    assert {r.status for r in got.values()} == {pb.DELIVERY_STATUS_DELIVERED}
+    [apns_in] = stack.emulator.inbox.entries(platform="apns", token=apns(8))
+    assert (apns_in.payload["pushsvc_locale"], apns_in.payload["k"]) == ("pt-BR", "v")
+    [fcm_in] = stack.emulator.inbox.entries(platform="fcm", token="fcm-named")
+    assert "pushsvc_locale" not in fcm_in.payload["data"] and fcm_in.payload["data"]["k"] == "v"  # the message's own content
+    message.data["pushsvc_locale"] = "fr"
+    bad = await violations(stack_stub.Send(pb.SendRequest(app_id=APP, target=pb.Target(all=True), message=message)))
+    assert set(bad) == {"message.data[pushsvc_locale]"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 
@@ -119,3 +120,30 @@ def test_the_rendered_body_counts_what_push_kit_limits() -> None:
     assert small.size_bytes == len(json.dumps({"validate_only": False, "message": small.body}, separators=(",", ":")))
     big = render_hms(models.Message(body="x" * 4096))
     assert big.size_bytes > big.limit_bytes
+
+
+async def test_results_stay_in_order_across_requests_of_1000(hms, emulator) -> None:
+    provider, _ = hms
+    tokens = [f"invalid-{i}" if i in (3, 1500, 2099) else f"t{i}" for i in range(2100)]
+    results = await provider.send_batch(_batch(*tokens))
+    assert [i for i, r in enumerate(results) if r.outcome is Outcome.TOKEN_INVALID] == [3, 1500, 2099]
+    assert sum(r.outcome is Outcome.DELIVERED for r in results) == 2097
+    assert emulator.stats.hms_requests == 1 + 3
+
+
+async def test_a_batch_of_two_notifications_is_one_request_each_with_results_in_order(hms, emulator) -> None:
+    provider, _ = hms
+    other = render_hms(models.Message(title="Other"))
+    soon = SystemClock().now() + timedelta(seconds=300)
+    batch = [Delivery(token="good-1", rendered=MESSAGE), Delivery(token="invalid-1", rendered=other),
+             Delivery(token="invalid-2", rendered=MESSAGE), Delivery(token="good-2", rendered=other),
+             Delivery(token="good-3", rendered=MESSAGE, expires_at=soon)]
+    results = await provider.send_batch(batch)
+    assert [r.outcome for r in results] == [
+        Outcome.DELIVERED, Outcome.TOKEN_INVALID, Outcome.TOKEN_INVALID, Outcome.DELIVERED, Outcome.DELIVERED
+    ]
+    entries = {e.token: e.payload for e in emulator.inbox.entries(platform="hms")}
+    assert sorted(entries) == ["good-1", "good-2", "good-3"]
+    assert entries["good-1"]["notification"]["title"] == "Hi" and entries["good-2"]["notification"]["title"] == "Other"
+    assert "ttl" not in entries["good-1"]["android"] and entries["good-3"]["android"]["ttl"] in ("299s", "300s")
+    assert emulator.stats.hms_requests == 1 + 3  # one token fetch; one request per (message, expiry)

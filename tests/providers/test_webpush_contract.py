@@ -22,13 +22,16 @@ def vapid_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _provider(emulator, key: ec.EllipticCurvePrivateKey, *, allowed: tuple[str, ...] = ("127.0.0.1",)) -> WebPushProvider:
+def _provider(
+    emulator, key: ec.EllipticCurvePrivateKey, *, allowed: tuple[str, ...] = ("127.0.0.1",), **kw
+) -> WebPushProvider:
     return WebPushProvider(
         transport=Http2Transport(tls=TlsConfig(ca_pem=emulator.ca_pem), request_timeout_s=5.0),
         signer=VapidSigner(key, "mailto:ops@example.com", SystemClock().time),
         allowed_hosts=allowed,
         default_ttl_s=3600,
         clock=SystemClock(),
+        **kw,
     )
 
 
@@ -139,3 +142,52 @@ async def test_a_stored_key_off_the_curve_is_permanent_and_not_sent(provider, em
     result = await provider.send(_delivery(sub))
     assert (result.outcome, result.reason) == (Outcome.PERMANENT, "InvalidSubscription")
     assert emulator.stats.webpush_requests == 0
+
+
+@pytest.mark.parametrize("cached", [0, 1, 100])
+async def test_resends_to_the_same_subscriptions_are_each_decrypted(emulator, vapid_key, cached) -> None:
+    # 0: nothing kept; 1: each send evicts the other subscription; 100: both kept.
+    provider = _provider(emulator, vapid_key, max_cached_subscriptions=cached)
+    first, second = emulator.subscribe_webpush(), emulator.subscribe_webpush()
+    order = [first, second, first, first, second]
+    try:
+        for n, sub in enumerate(order):
+            message = models.Message(title=f"send {n}")
+            assert (await provider.send(_delivery(sub, message))).outcome is Outcome.DELIVERED
+    finally:
+        await provider.aclose()
+    for sub in (first, second):
+        titles = [e.payload["title"] for e in emulator.inbox.entries(platform="webpush", token=sub["endpoint"])]
+        assert sorted(titles) == sorted(f"send {n}" for n, s in enumerate(order) if s is sub)
+
+
+async def test_a_resent_key_off_the_curve_stays_permanent(provider, emulator) -> None:
+    sub = emulator.subscribe_webpush()
+    sub["keys"]["p256dh"] = "BA" + "A" * 85
+    for _ in range(2):
+        result = await provider.send(_delivery(sub))
+        assert (result.outcome, result.reason) == (Outcome.PERMANENT, "InvalidSubscription")
+    assert emulator.stats.webpush_requests == 0
+
+
+async def test_a_batch_of_two_notifications_keeps_each_ones_payload_headers_and_ttl(provider, emulator) -> None:
+    subs = [emulator.subscribe_webpush() for _ in range(4)]
+    soon = SystemClock().now() + timedelta(seconds=120)
+    urgent = models.Message(title="urgent", collapse_key="a", priority=models.Priority.HIGH)
+    later = models.Message(title="later")
+    # One rendered message per notification, shared by its deliveries, as the dispatcher hands them over.
+    rendered = {id(urgent): render_webpush(urgent), id(later): render_webpush(later)}
+    deliveries = [
+        Delivery(token=json.dumps(sub), rendered=rendered[id(message)], expires_at=soon if message is urgent else None)
+        for sub, message in zip(subs, (urgent, later, urgent, later), strict=True)
+    ]
+    assert [r.outcome for r in await provider.send_batch(deliveries)] == [Outcome.DELIVERED] * 4
+    for sub, message in zip(subs, (urgent, later, urgent, later), strict=True):
+        [entry] = emulator.inbox.entries(platform="webpush", token=sub["endpoint"])
+        assert entry.payload == {"title": message.title, **({"tag": "a"} if message is urgent else {})}
+        assert entry.headers["urgency"] == ("high" if message is urgent else "normal")
+        assert entry.headers.get("topic") == ("a" if message is urgent else None)
+        if message is urgent:
+            assert 118 <= int(entry.headers["ttl"]) <= 120
+        else:
+            assert entry.headers["ttl"] == "3600"

@@ -134,3 +134,33 @@ def test_bad_subscriptions_say_why(token: str, problem: str) -> None:
     with pytest.raises(subscription.SubscriptionError, match=problem):
         subscription.parse(token)
     assert subscription.canonical(token) == token
+
+
+def test_http_ece_decrypts_with_a_key_loaded_once_and_a_fresh_sender_key_each_time() -> None:
+    key, public, auth = _browser()
+    loaded = crypto.load_public_key(public)
+    bodies = [crypto.encrypt(b"again", public, auth, loaded) for _ in range(3)]
+    for body in bodies:
+        assert http_ece.decrypt(body, private_key=key, auth_secret=auth, version="aes128gcm") == b"again"
+    assert len({body[21:86] for body in bodies}) == 3 and len({body[:16] for body in bodies}) == 3
+
+
+def test_a_p256dh_off_the_curve_does_not_load() -> None:
+    with pytest.raises(ValueError):
+        crypto.load_public_key(b"\x04" + bytes(64))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "=", "a+b/", "ab+c", "ab/c", "a=bc", "ab c", "ab\ncd", "abcde", "abcde===", "é", "ab\x00c", "YQ=x"],
+)
+def test_b64url_decode_rejects_what_is_not_url_safe_base64(text: str) -> None:
+    with pytest.raises(subscription.SubscriptionError, match="URL-safe base64"):
+        subscription.b64url_decode(text)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 16, 32, 65])
+def test_b64url_decode_reads_keys_with_and_without_padding(size: int) -> None:
+    data = bytes(range(256 - size, 256))  # high bytes: the encoding holds `-` and `_`
+    encoded = base64.urlsafe_b64encode(data).decode()
+    assert subscription.b64url_decode(encoded) == subscription.b64url_decode(encoded.rstrip("=")) == data

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from pushsvc import errors, models
+from pushsvc import errors, locales, models
 from tests.unit.conftest import APNS, APP, FCM, World
 
 ALL = models.Target(kind="all", all=True)
@@ -71,3 +72,47 @@ async def test_every_variant_is_checked_against_the_payload_limits_at_send(world
     with pytest.raises(errors.InvalidArgument) as info:
         await world.service.send(models.SendCommand(APP, ALL, bad))
     assert {v.field for v in info.value.violations} == {"message.localized[not a tag]", "message.localized[pt-br]"}
+
+
+async def test_each_variant_push_names_its_tag_and_the_default_names_none(world: World) -> None:
+    for locale, token in {"pt-BR": "t-br", "pt-PT": "t-pt", "fr": "t-fr"}.items():
+        await world.service.register_token(models.TokenRegistration(APP, token, FCM, locale=locale))
+    await world.service.register_token(models.TokenRegistration(APP, f"{1:064x}", APNS, locale="zh-Hant-TW"))
+    message = models.Message(title="Hello", data={"order": "7"}, localized=VARIANTS)
+    await world.service.send(models.SendCommand(APP, ALL, message))
+    await world.drain()
+    fcm_data = {d.token: d.rendered.body["data"] for d in world.fcm.sent}
+    # The tag as the message spelled it, beside the caller's own data and pushsvc's notification id.
+    assert {token: data.get(locales.VARIANT_KEY) for token, data in fcm_data.items()} == {
+        "t-br": "pt-BR", "t-pt": "pt", "t-fr": None,
+    }
+    assert all(data["order"] == "7" for data in fcm_data.values())
+    [apns] = world.apns.sent
+    assert json.loads(apns.rendered.body["payload"])[locales.VARIANT_KEY] == "zh-Hant"  # an APNs custom key
+
+
+async def test_the_variant_key_counts_toward_the_payload_limit(world: World) -> None:
+    await world.register(1)
+    app = world.service._apps[APP]  # noqa: SLF001 - the app's own renderers give the sizes the Send checks
+    notification_id = "0" * 32  # Send's ids are uuid4 hex: 32 characters
+    longest = []
+    for render in app.renderers.values():
+        one = render(models.Message(title="Hi", body="x"), notification_id=notification_id)
+        longest.append(1 + one.limit_bytes - one.size_bytes)
+    # A body that fills the tightest platform's payload exactly, without the variant's key.
+    body = "x" * min(longest)
+    await world.service.send(models.SendCommand(APP, ALL, models.Message(title="Hi", body=body)))
+    at_limit = models.Message(title="Hi", body="y", localized={"de": models.LocalizedContent(body=body)})
+    with pytest.raises(errors.InvalidArgument) as info:
+        await world.service.send(models.SendCommand(APP, ALL, at_limit))
+    assert {v.field for v in info.value.violations} == {"message.localized[de]"}
+    shorter = models.Message(title="Hi", body="y", localized={"de": models.LocalizedContent(body=body[len(',"pushsvc_locale":"de"'):])})
+    await world.service.send(models.SendCommand(APP, ALL, shorter))
+
+
+async def test_a_caller_cannot_set_the_variant_key(world: World) -> None:
+    await world.register(1)
+    message = models.Message(title="Hi", data={locales.VARIANT_KEY: "fr"})
+    with pytest.raises(errors.InvalidArgument) as info:
+        await world.service.send(models.SendCommand(APP, ALL, message))
+    assert {v.field for v in info.value.violations} == {f"message.data[{locales.VARIANT_KEY}]"}

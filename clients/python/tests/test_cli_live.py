@@ -199,3 +199,17 @@ def test_send_at_local_time_waits_for_each_zone_then_cancel() -> None:
     assert out.returncode == 2 and "--local-time" in out.stderr
     out = cli("send", "--app", APP, "--all", "--local-time", "09:00", "--fallback-timezone", "Mars/Base", check=False)
     assert out.returncode == 1 and "INVALID_ARGUMENT" in out.stderr and "fallback_timezone" in out.stderr
+
+
+def test_send_with_a_rate_and_a_negative_rate_named() -> None:
+    user = f"cli-{secrets.token_hex(4)}"
+    _register(user)
+    nid = cli("send", "--app", APP, "--user", user, "--title", "Hi", "--max-per-second", "20").stdout.strip()
+    with connect(TARGET) as channel:
+        stub = push_pb2_grpc.PushServiceStub(channel)
+        got = stub.GetNotification(push_pb2.GetNotificationRequest(app_id=APP, notification_id=nid))
+    assert got.notification.max_per_second == 20
+    bad = cli("send", "--app", APP, "--user", user, "--title", "Hi", "--max-per-second", "-5", check=False)
+    assert bad.returncode != 0 and "max_per_second" in bad.stderr and "Traceback" not in bad.stderr
+    huge = cli("send", "--app", APP, "--user", user, "--max-per-second", str(2**31), check=False)
+    assert huge.returncode == 2 and "--max-per-second: out of range" in huge.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pushsvc import models
@@ -11,7 +12,7 @@ from pushsvc.channels import secrets
 from pushsvc.channels.base import BuildContext, Channel, check_opaque_token
 from pushsvc.channels.hms.auth import HmsTokenSource
 from pushsvc.channels.hms.provider import REASONS, HmsProvider, render_hms, rendered_from_body
-from pushsvc.config.schema import HmsAppSettings
+from pushsvc.channels.hms.settings import HmsAppSettings
 from pushsvc.providers.transport import TlsConfig
 
 
@@ -32,13 +33,13 @@ def build_provider(hms: HmsAppSettings, where: str, ctx: BuildContext) -> HmsPro
 
 def demo_settings(urls: Mapping[str, str], credentials: Any) -> HmsAppSettings | None:
     """The emulator's demo OAuth client; None for an emulator without HMS."""
-    secret_file = getattr(credentials, "hms_client_secret_file", None)
-    if secret_file is None or "hms_url" not in urls:
+    entries = credentials.channels
+    if not entries.get("hms_client_secret_file") or "hms_url" not in urls:
         return None
     return HmsAppSettings(
-        client_id=credentials.hms_client_id,
-        client_secret_file=secret_file,
-        project_id=credentials.hms_project_id,
+        client_id=entries["hms_client_id"],
+        client_secret_file=Path(entries["hms_client_secret_file"]),
+        project_id=entries["hms_project_id"],
         base_url=urls["hms_url"],
         token_url=f"{urls['hms_url']}/oauth2/v3/token",
         ca_file=credentials.ca_file,
@@ -49,11 +50,14 @@ CHANNEL = Channel(
     platform=models.Platform.HMS,
     display_name="HMS",
     settings_key="hms",
+    settings=HmsAppSettings,
+    settings_help="Huawei Push Kit credentials; without them the app cannot send to Huawei devices without Google services.",
     reasons=REASONS,
     check_token=check_opaque_token,
     renderer=renderer,
     restore_rendering=rendered_from_body,
     build_provider=build_provider,
+    emulator_handler="pushsvc.emulator.hms",
     deliver_help="Huawei Push Kit token",
     demo_settings=demo_settings,
 )

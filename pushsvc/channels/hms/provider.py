@@ -152,6 +152,20 @@ class HmsProvider:
 
     async def send_batch(self, deliveries: Sequence[base.Delivery]) -> list[base.ProviderResult]:
         """One request per 1,000 deliveries of the same rendered message; one result per delivery, in order."""
+        if not deliveries:
+            return []
+        first = deliveries[0]
+        rendered, expires_at = first.rendered, first.expires_at
+        if all(d.rendered is rendered and d.expires_at == expires_at for d in deliveries):
+            # The usual batch: one notification's deliveries. Its requests are
+            # slices of the batch, and its results concatenate in order, with
+            # no per-token grouping or index bookkeeping.
+            if rendered.platform is not models.Platform.HMS:
+                raise ValueError(f"HmsProvider cannot send a message rendered for {rendered.platform.value}")
+            sent: list[base.ProviderResult] = []
+            for start in range(0, len(deliveries), MAX_TOKENS_PER_REQUEST):
+                sent += await self._send_chunk(deliveries[start : start + MAX_TOKENS_PER_REQUEST])
+            return sent
         results: list[base.ProviderResult | None] = [None] * len(deliveries)
         groups: dict[tuple[int, float | None], list[int]] = {}
         for i, delivery in enumerate(deliveries):
@@ -167,7 +181,7 @@ class HmsProvider:
                     results[i] = result
         return [r for r in results if r is not None]
 
-    async def _send_chunk(self, chunk: list[base.Delivery]) -> list[base.ProviderResult]:
+    async def _send_chunk(self, chunk: Sequence[base.Delivery]) -> list[base.ProviderResult]:
         first = chunk[0]
         message = dict(first.rendered.body)
         message["token"] = [d.token for d in chunk]
@@ -193,7 +207,7 @@ class HmsProvider:
         raise AssertionError("unreachable: the second attempt always returns")
 
     def _classify(
-        self, chunk: list[base.Delivery], status: int, headers: Mapping[str, str], code: str, msg: str, request_id: str
+        self, chunk: Sequence[base.Delivery], status: int, headers: Mapping[str, str], code: str, msg: str, request_id: str
     ) -> list[base.ProviderResult]:
         n = len(chunk)
         if code == HmsCode.SUCCESS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -13,8 +14,8 @@ from pushsvc.channels import secrets
 from pushsvc.channels.base import BuildContext, Channel
 from pushsvc.channels.webpush import keys, subscription
 from pushsvc.channels.webpush.provider import WebPushProvider, WebPushReason, render_webpush, rendered_from_body
+from pushsvc.channels.webpush.settings import WEBPUSH_PUSH_SERVICES, WebPushAppSettings
 from pushsvc.channels.webpush.vapid import VapidSigner, load_private_key
-from pushsvc.config.schema import WEBPUSH_PUSH_SERVICES, WebPushAppSettings
 from pushsvc.limits import Limits
 from pushsvc.providers.transport import TlsConfig
 
@@ -72,11 +73,11 @@ def build_provider(webpush: WebPushAppSettings, where: str, ctx: BuildContext) -
 
 def demo_settings(urls: Mapping[str, str], credentials: Any) -> WebPushAppSettings | None:
     """The emulator's demo VAPID key; its push service is on loopback. None for an emulator without Web Push."""
-    key_file = getattr(credentials, "webpush_vapid_key_file", None)
-    if key_file is None or "webpush_url" not in urls:
+    key_file = credentials.channels.get("webpush_vapid_key_file")
+    if not key_file or "webpush_url" not in urls:
         return None
     return WebPushAppSettings(
-        vapid_private_key_file=key_file,
+        vapid_private_key_file=Path(key_file),
         subject="mailto:demo@pushsvc.invalid",
         allowed_hosts=(*WEBPUSH_PUSH_SERVICES, "127.0.0.1", "localhost"),
         ca_file=credentials.ca_file,
@@ -87,6 +88,8 @@ CHANNEL = Channel(
     platform=models.Platform.WEBPUSH,
     display_name="Web Push",
     settings_key="webpush",
+    settings=WebPushAppSettings,
+    settings_help="Web Push (VAPID) credentials; without them the app cannot send to browsers.",
     reasons=frozenset(r.value for r in WebPushReason),
     check_token=check_token,
     canonical_token=subscription.canonical,
@@ -94,6 +97,8 @@ CHANNEL = Channel(
     renderer=renderer,
     restore_rendering=rendered_from_body,
     build_provider=build_provider,
+    emulator_handler="pushsvc.emulator.webpush",
+    dev_hint="web push  curl -s -X POST {inbox}webpush/subscriptions  (a test browser subscription: its JSON is a PLATFORM_WEBPUSH token)",
     commands={"keys": ("print a new VAPID key pair and the applicationServerKey a page subscribes with", keys.print_keys)},
     deliver_help="a browser's PushSubscription JSON (as JSON.stringify(subscription) gives it)",
     demo_settings=demo_settings,

@@ -25,6 +25,7 @@ from pushsvc.storage.base import (
     PartitionPlan,
     PartitionStatus,
     TargetQuery,
+    booked,
     parse_notification_position,
 )
 
@@ -40,6 +41,8 @@ class _Note:
     traceparent: str = ""
     partitions_done: int = 0
     receipt_seq: int = 0
+    throttle_next_at: datetime | None = None
+    """The throttle's next free send instant (`reserve`); None before the first booking."""
 
 
 @dataclasses.dataclass
@@ -116,6 +119,7 @@ class MemoryNotificationStore:
             send_at=draft.send_at,
             completed_at=None if plans else draft.created_at,
             idempotency_key=draft.idempotency_key,
+            max_per_second=draft.max_per_second,
         )
         nid = draft.notification_id
         self._q.notes[nid] = _Note(
@@ -336,6 +340,15 @@ class MemoryNotificationStore:
         if note.partitions_done >= note.partitions_total:
             self._settle(note, now)  # nothing left to sweep
         return note.view
+
+    async def reserve(self, notification_id: str, count: int, per_second: int, not_before: datetime) -> datetime:
+        """See `NotificationStore.reserve`: atomic because it never awaits."""
+        note = self._q.notes.get(notification_id)
+        if note is None:
+            return not_before
+        start = not_before if note.throttle_next_at is None else max(note.throttle_next_at, not_before)
+        note.throttle_next_at = start + booked(count, per_second)
+        return start
 
     async def list(
         self, where: models.NotificationFilter, after: tuple[str, ...] | None, limit: int

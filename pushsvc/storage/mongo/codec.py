@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pushsvc import models
@@ -300,6 +300,8 @@ def notification_doc(draft: NotificationDraft, partitions_total: int) -> dict[st
         doc["idempotency_key"] = draft.idempotency_key
     if draft.traceparent:
         doc["traceparent"] = draft.traceparent
+    if draft.max_per_second:
+        doc["max_per_second"] = draft.max_per_second
     return doc
 
 
@@ -323,6 +325,7 @@ def view_from_doc(doc: Mapping[str, Any]) -> models.NotificationView:
         vanished=int(doc.get("vanished", 0)),
         cancelled=int(doc.get("cancelled", 0)),
         cancel_requested_at=aware(doc.get("cancel_requested_at")),
+        max_per_second=int(doc.get("max_per_second", 0)),
     )
 
 
@@ -340,6 +343,22 @@ def record_from_doc(doc: Mapping[str, Any]) -> NotificationRecord:
         receipt_seq=int(doc.get("receipt_seq", 0)),
         traceparent=doc.get("traceparent", ""),
     )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+THROTTLE_NEXT = "throttle_next_us"
+"""The throttle's next free send instant, in microseconds since the epoch (an integer, which `$inc` can add to)."""
+
+
+def epoch_us(at: datetime) -> int:
+    """An aware instant as whole microseconds since the epoch."""
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_epoch_us(us: int) -> datetime:
+    """`epoch_us` read back."""
+    return _EPOCH + timedelta(microseconds=us)
 
 
 def counter_inc(counts: Mapping[models.DeliveryStatus, int]) -> dict[str, int]:

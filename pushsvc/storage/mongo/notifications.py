@@ -20,6 +20,7 @@ from pushsvc.storage.base import (
     Partition,
     PartitionPlan,
     PartitionStatus,
+    booked,
 )
 from pushsvc.storage.mongo import codec, schema
 from pushsvc.storage.mongo.client import Connection
@@ -284,6 +285,30 @@ class MongoNotificationStore:
         if doc["partitions_done"] >= doc["partitions_total"]:
             doc = self._settle(doc, now)  # nothing left to sweep
         return codec.view_from_doc(doc)
+
+    async def reserve(self, notification_id: str, count: int, per_second: int, not_before: datetime) -> datetime:
+        """See `NotificationStore.reserve`: a `$max` to `not_before`, then an `$inc` by the booking, each atomic.
+
+        The booking is `(after - length, after]` of the `$inc`: a counter that
+        only grows hands out disjoint intervals, and a `$max` between two
+        bookings only skips idle time. (One pipeline update would do both, but
+        FerretDB 1.24 has no pipeline updates; `$max` and `$inc` are everywhere.)
+        """
+        length = booked(count, per_second) // timedelta(microseconds=1)
+        return await self._run(self._reserve, notification_id, length, not_before)
+
+    def _reserve(self, notification_id: str, length_us: int, not_before: datetime) -> datetime:
+        field = codec.THROTTLE_NEXT
+        self._notifications.update_one({"_id": notification_id}, {"$max": {field: codec.epoch_us(not_before)}})
+        doc = self._notifications.find_one_and_update(
+            {"_id": notification_id},
+            {"$inc": {field: length_us}},
+            # No projection: FerretDB 1.24's findAndModify has none.
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            return not_before
+        return codec.from_epoch_us(int(doc[field]) - length_us)
 
     async def list(
         self, where: models.NotificationFilter, after: tuple[str, ...] | None, limit: int

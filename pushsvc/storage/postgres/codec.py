@@ -144,6 +144,7 @@ def view(row: Mapping[str, Any]) -> models.NotificationView:
         vanished=int(row["vanished"]),
         cancelled=int(row["cancelled"]),
         cancel_requested_at=row["cancel_requested_at"],
+        max_per_second=int(row["max_per_second"]),
     )
 
 

@@ -24,6 +24,7 @@ from pushsvc.storage.base import (
     Partition,
     PartitionPlan,
     PartitionStatus,
+    booked,
     parse_notification_position,
 )
 from pushsvc.storage.postgres import codec
@@ -31,12 +32,12 @@ from pushsvc.storage.postgres.database import LONG_STATEMENT_S, Database
 
 _NOTIFICATION_COLUMNS = (
     "notification_id, app_id, state, created_at, updated_at, completed_at, send_at, expires_at, targeted, "
-    "partitions_total, rendered, target_kind, query, idempotency_key, localized, traceparent"
+    "partitions_total, rendered, target_kind, query, idempotency_key, localized, traceparent, max_per_second"
 )
 
 _INSERT_NOTIFICATION = f"""
 INSERT INTO notifications ({_NOTIFICATION_COLUMNS})
-VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING
 RETURNING *
 """
@@ -78,6 +79,16 @@ RETURNING *
 """
 
 
+# One statement, so one row lock: a concurrent booking waits for this one and
+# then re-reads the row (READ COMMITTED re-evaluates SET on the newest version),
+# so bookings never overlap. greatest() skips the NULL of a first booking.
+_RESERVE = """
+UPDATE notifications SET throttle_next_at = greatest(throttle_next_at, $2::timestamptz) + $3::interval
+WHERE notification_id = $1
+RETURNING throttle_next_at - $3::interval
+"""
+
+
 def _lease_end(now: datetime, lease_s: float) -> datetime:
     return now + timedelta(seconds=lease_s)
 
@@ -110,7 +121,7 @@ class PostgresNotificationStore:
                 {p.value: body for p, body in draft.rendered.items()}, draft.target_kind, codec.query_json(draft.query),
                 draft.idempotency_key,
                 {tag: {p.value: body for p, body in bodies.items()} for tag, bodies in draft.localized.items()},
-                draft.traceparent,
+                draft.traceparent, draft.max_per_second,
             )
             if row is None:
                 holder = await conn.fetchval(
@@ -325,6 +336,13 @@ class PostgresNotificationStore:
             return codec.view(row)
 
         return await self._db.run(cancel, transaction=True)
+
+    async def reserve(self, notification_id: str, count: int, per_second: int, not_before: datetime) -> datetime:
+        """See `NotificationStore.reserve`: one UPDATE ... RETURNING."""
+        start = await self._db.run(
+            lambda conn: conn.fetchval(_RESERVE, notification_id, not_before, booked(count, per_second))
+        )
+        return not_before if start is None else start
 
     async def list(
         self, where: models.NotificationFilter, after: tuple[str, ...] | None, limit: int

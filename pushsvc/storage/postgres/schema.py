@@ -284,6 +284,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX tokens_by_timezone ON tokens (app_id, timezone, bucket, platform, token);
         """,
     ),
+    Migration(
+        9,
+        "throttled fan-out: a notification's rate, and the next free instant of its shared send budget",
+        """
+        -- Constant defaults: no rewrite. 0 is unthrottled, as every notification before this migration.
+        ALTER TABLE notifications
+            ADD COLUMN max_per_second integer NOT NULL DEFAULT 0,
+            -- NotificationStore.reserve books sends from here; NULL until the first booking.
+            ADD COLUMN throttle_next_at timestamptz;
+        """,
+    ),
 )
 """In order; a migration, once released, is never edited: a change is a new one."""
 

@@ -2030,6 +2030,11 @@ type SendRequest struct {
 	ValidateOnly bool `protobuf:"varint,5,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
 	// Delivery starts no earlier than this.
 	SendAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=send_at,json=sendAt,proto3" json:"send_at,omitempty"`
+	// The most targets sent per second, counted across every replica together
+	// (within 10% over any 10 s window). 0 takes the app's
+	// `default_max_per_second` (itself 0, unthrottled, unless configured);
+	// negative is INVALID_ARGUMENT.
+	MaxPerSecond int32 `protobuf:"varint,8,opt,name=max_per_second,json=maxPerSecond,proto3" json:"max_per_second,omitempty"`
 	// Deliver to each token when this wall-clock time arrives in the token's
 	// own time zone (its registered IANA `timezone`), instead of all at once.
 	// The reference instant is send_at when set, else the time of the Send.
@@ -2109,6 +2114,13 @@ func (x *SendRequest) GetSendAt() *timestamppb.Timestamp {
 		return x.SendAt
 	}
 	return nil
+}
+
+func (x *SendRequest) GetMaxPerSecond() int32 {
+	if x != nil {
+		return x.MaxPerSecond
+	}
+	return 0
 }
 
 func (x *SendRequest) GetLocalTime() *LocalTime {
@@ -2383,7 +2395,10 @@ type Notification struct {
 	CancelRequestedAt *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=cancel_requested_at,json=cancelRequestedAt,proto3" json:"cancel_requested_at,omitempty"`
 	// Targets of a local-time send whose local time has not come yet: their
 	// delivery has not started. Zero for other sends.
-	Waiting       int64 `protobuf:"varint,19,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	Waiting int64 `protobuf:"varint,19,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	// The rate the fan-out is held to, in targets per second across every
+	// replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
+	MaxPerSecond  int32 `protobuf:"varint,20,opt,name=max_per_second,json=maxPerSecond,proto3" json:"max_per_second,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2547,6 +2562,13 @@ func (x *Notification) GetCancelRequestedAt() *timestamppb.Timestamp {
 func (x *Notification) GetWaiting() int64 {
 	if x != nil {
 		return x.Waiting
+	}
+	return 0
+}
+
+func (x *Notification) GetMaxPerSecond() int32 {
+	if x != nil {
+		return x.MaxPerSecond
 	}
 	return 0
 }
@@ -3521,14 +3543,15 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x0eLocalizedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
 	"\x05value\x18\x02 \x01(\v2\x1c.pushsvc.v1.LocalizedContentR\x05value:\x028\x01B\b\n" +
-	"\x06_badge\"\xb8\x02\n" +
+	"\x06_badge\"\xde\x02\n" +
 	"\vSendRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12*\n" +
 	"\x06target\x18\x02 \x01(\v2\x12.pushsvc.v1.TargetR\x06target\x12-\n" +
 	"\amessage\x18\x03 \x01(\v2\x13.pushsvc.v1.MessageR\amessage\x12'\n" +
 	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\x12#\n" +
 	"\rvalidate_only\x18\x05 \x01(\bR\fvalidateOnly\x123\n" +
-	"\asend_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06sendAt\x124\n" +
+	"\asend_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06sendAt\x12$\n" +
+	"\x0emax_per_second\x18\b \x01(\x05R\fmaxPerSecond\x124\n" +
 	"\n" +
 	"local_time\x18\a \x01(\v2\x15.pushsvc.v1.LocalTimeR\tlocalTime\"\x9e\x01\n" +
 	"\tLocalTime\x12\x12\n" +
@@ -3544,7 +3567,7 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12'\n" +
 	"\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\"W\n" +
 	"\x17GetNotificationResponse\x12<\n" +
-	"\fnotification\x18\x01 \x01(\v2\x18.pushsvc.v1.NotificationR\fnotification\"\xf9\x05\n" +
+	"\fnotification\x18\x01 \x01(\v2\x18.pushsvc.v1.NotificationR\fnotification\"\x9f\x06\n" +
 	"\fNotification\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x123\n" +
@@ -3567,7 +3590,8 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\bvanished\x18\x10 \x01(\x03R\bvanished\x12\x1c\n" +
 	"\tcancelled\x18\x11 \x01(\x03R\tcancelled\x12J\n" +
 	"\x13cancel_requested_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\x11cancelRequestedAt\x12\x18\n" +
-	"\awaiting\x18\x13 \x01(\x03R\awaiting\"\xd4\x03\n" +
+	"\awaiting\x18\x13 \x01(\x03R\awaiting\x12$\n" +
+	"\x0emax_per_second\x18\x14 \x01(\x05R\fmaxPerSecond\"\xd4\x03\n" +
 	"\aReceipt\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12'\n" +
 	"\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\x12\x15\n" +

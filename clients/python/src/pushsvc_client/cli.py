@@ -24,7 +24,10 @@ from pushsvc_client.channel import connect
 from pushsvc_client.receipts import ReceiptStream
 from pushsvc_client.v1 import push_pb2, push_pb2_grpc
 
-_PLATFORMS = {"apns": push_pb2.PLATFORM_APNS, "fcm": push_pb2.PLATFORM_FCM, "webpush": push_pb2.PLATFORM_WEBPUSH, "hms": push_pb2.PLATFORM_HMS}
+_PLATFORMS: dict[str, push_pb2.Platform.ValueType] = {
+    name.removeprefix("PLATFORM_").lower(): value for name, value in push_pb2.Platform.items() if value
+}
+"""The platforms by their short names (`apns`), from the generated enum."""
 _TABLE_COLUMNS = (("cursor", 12), ("status", 13), ("platform", 8), ("attempts", 8), ("provider_status", 15),
                   ("reason", 22), ("token", 0))
 """The table's columns and their widths; the token, of any length, comes last so it shifts nothing."""
@@ -93,7 +96,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     send.add_argument("--app", required=True)
     send.add_argument("--file", type=Path, help="a SendRequest in protobuf JSON; flags given as well override it")
     who = send.add_mutually_exclusive_group()
-    who.add_argument("--token", action="append", default=[], help="PLATFORM:TOKEN, e.g. apns:ab12…, or webpush:<PushSubscription JSON> (repeatable)")
+    who.add_argument("--token", action="append", default=[], help=f"PLATFORM:TOKEN, PLATFORM one of {', '.join(_PLATFORMS)}, e.g. apns:ab12… (repeatable)")
     who.add_argument("--user", action="append", default=[], help="a user id (repeatable)")
     who.add_argument("--topic")
     who.add_argument("--all", action="store_true", help="every token of the app")
@@ -102,6 +105,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     send.add_argument("--data", action="append", default=[], help="KEY=VALUE (repeatable)")
     send.add_argument("--idempotency-key")
     send.add_argument("--validate-only", action="store_true", help="count the targets and check the payload; send nothing")
+    send.add_argument("--max-per-second", type=_int32, metavar="N",
+                      help="send to at most N targets per second, across every replica (default: the app's default rate)")
     send.add_argument("--local-time", metavar="HH:MM",
                       help="deliver to each token at this wall-clock time in its own time zone")
     send.add_argument("--fallback-timezone", metavar="ZONE",
@@ -188,7 +193,8 @@ def _send_request(args: argparse.Namespace) -> push_pb2.SendRequest:
         for spec in args.token:
             platform, sep, token = spec.partition(":")
             if not sep or platform not in _PLATFORMS or not token:
-                raise UsageError(f"--token {spec!r}: want apns:TOKEN, fcm:TOKEN or webpush:SUBSCRIPTION_JSON")
+                specs = [f"{name}:TOKEN" for name in _PLATFORMS]
+                raise UsageError(f"--token {spec!r}: want {', '.join(specs[:-1])} or {specs[-1]}")
             devices.append(push_pb2.Device(token=token, platform=_PLATFORMS[platform]))
         request.target.devices.CopyFrom(push_pb2.DeviceList(devices=devices))
     elif args.user:
@@ -212,6 +218,9 @@ def _send_request(args: argparse.Namespace) -> push_pb2.SendRequest:
         request.idempotency_key = args.idempotency_key
     if args.validate_only:
         request.validate_only = True
+    if args.max_per_second is not None:
+        # Passed on as given: the server names a bad rate (a negative one) among the request's violations.
+        request.max_per_second = args.max_per_second
     if args.local_time is not None:
         request.local_time.CopyFrom(_local_time(args.local_time))
     elif args.fallback_timezone is not None or args.if_passed is not None:
@@ -228,6 +237,17 @@ def _local_time(value: str) -> push_pb2.LocalTime:
     if not (sep and value.isascii() and hour.isdigit() and minute.isdigit() and len(minute) == 2 and int(hour) < 24 and int(minute) < 60):
         raise UsageError(f"--local-time {value!r}: want HH:MM, e.g. 09:30")
     return push_pb2.LocalTime(hour=int(hour), minute=int(minute))
+
+
+def _int32(text: str) -> int:
+    """An argparse type: an integer that fits SendRequest's int32 fields."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not -(2**31) <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"out of range: {text}")
+    return value
 
 
 def _receipt_row(receipt: push_pb2.Receipt) -> dict[str, object]:

@@ -10,8 +10,8 @@ required, the others optional (an empty cell is an empty field):
 
     token, platform, app_id, user_id, topics, device_id, locale, timezone, app_version, apns_environment
 
-`platform` is `apns`, `fcm`, `webpush` or `hms` (or `PLATFORM_APNS`, ..., any case; a
-`webpush` token is the browser's PushSubscription JSON, quoted as CSV quotes it);
+`platform` is a Platform of the API by its short name, `apns`, `fcm`, ... (or
+`PLATFORM_APNS`, ..., any case; a token that is JSON is quoted as CSV quotes it);
 `topics` are separated by `;`; `apns_environment` is `production` (the
 default) or `sandbox`; `app_id`, when given, overrides `--app` for its row.
 
@@ -37,12 +37,12 @@ REQUIRED = ("token", "platform")
 TOPIC_SEPARATOR = ";"
 FORMATS = ("csv", "jsonl")
 
-_PLATFORMS = {
-    "apns": push_pb2.PLATFORM_APNS, "platform_apns": push_pb2.PLATFORM_APNS,
-    "fcm": push_pb2.PLATFORM_FCM, "platform_fcm": push_pb2.PLATFORM_FCM,
-    "webpush": push_pb2.PLATFORM_WEBPUSH, "platform_webpush": push_pb2.PLATFORM_WEBPUSH,
-    "hms": push_pb2.PLATFORM_HMS, "platform_hms": push_pb2.PLATFORM_HMS,
+_SHORT_NAMES: dict[str, push_pb2.Platform.ValueType] = {
+    name.removeprefix("PLATFORM_").lower(): value for name, value in push_pb2.Platform.items() if value
 }
+"""Every platform of the API by its short name (`apns`), from the generated enum."""
+_PLATFORMS = {**_SHORT_NAMES, **{f"platform_{name}": value for name, value in _SHORT_NAMES.items()}}
+_PLATFORM_CHOICES = ", ".join(list(_SHORT_NAMES)[:-1]) + " or " + list(_SHORT_NAMES)[-1]
 _ENVIRONMENTS = {
     "": push_pb2.APNS_ENVIRONMENT_UNSPECIFIED,
     "production": push_pb2.APNS_ENVIRONMENT_PRODUCTION, "apns_environment_production": push_pb2.APNS_ENVIRONMENT_PRODUCTION,
@@ -214,7 +214,7 @@ def _row(values: dict[str, Any], size: int) -> Row:
     platform_value = values.get("platform", "")
     platform = _PLATFORMS.get(platform_value.lower()) if isinstance(platform_value, str) else None
     if platform is None:
-        raise RowError(f"platform: must be apns, fcm, webpush or hms (got {str(platform_value)[:40]!r})")
+        raise RowError(f"platform: must be {_PLATFORM_CHOICES} (got {str(platform_value)[:40]!r})")
     values["platform"] = platform
     env_value = values.get("apns_environment") or ""
     env = _ENVIRONMENTS.get(env_value.lower()) if isinstance(env_value, str) else None

@@ -1000,6 +1000,7 @@ class SendRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     SEND_AT_FIELD_NUMBER: _builtins.int
+    MAX_PER_SECOND_FIELD_NUMBER: _builtins.int
     LOCAL_TIME_FIELD_NUMBER: _builtins.int
     app_id: _builtins.str
     idempotency_key: _builtins.str
@@ -1009,6 +1010,12 @@ class SendRequest(_message.Message):
     validate_only: _builtins.bool
     """Resolves and counts the targets and validates the payload; stores and
     sends nothing.
+    """
+    max_per_second: _builtins.int
+    """The most targets sent per second, counted across every replica together
+    (within 10% over any 10 s window). 0 takes the app's
+    `default_max_per_second` (itself 0, unthrottled, unless configured);
+    negative is INVALID_ARGUMENT.
     """
     @_builtins.property
     def target(self) -> Global___Target: ...
@@ -1035,11 +1042,12 @@ class SendRequest(_message.Message):
         idempotency_key: _builtins.str = ...,
         validate_only: _builtins.bool = ...,
         send_at: _timestamp_pb2.Timestamp | None = ...,
+        max_per_second: _builtins.int = ...,
         local_time: Global___LocalTime | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["local_time", b"local_time", "message", b"message", "send_at", b"send_at", "target", b"target"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "idempotency_key", b"idempotency_key", "local_time", b"local_time", "message", b"message", "send_at", b"send_at", "target", b"target", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "idempotency_key", b"idempotency_key", "local_time", b"local_time", "max_per_second", b"max_per_second", "message", b"message", "send_at", b"send_at", "target", b"target", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1177,6 +1185,7 @@ class Notification(_message.Message):
     CANCELLED_FIELD_NUMBER: _builtins.int
     CANCEL_REQUESTED_AT_FIELD_NUMBER: _builtins.int
     WAITING_FIELD_NUMBER: _builtins.int
+    MAX_PER_SECOND_FIELD_NUMBER: _builtins.int
     notification_id: _builtins.str
     app_id: _builtins.str
     state: Global___NotificationState.ValueType
@@ -1201,6 +1210,10 @@ class Notification(_message.Message):
     waiting: _builtins.int
     """Targets of a local-time send whose local time has not come yet: their
     delivery has not started. Zero for other sends.
+    """
+    max_per_second: _builtins.int
+    """The rate the fan-out is held to, in targets per second across every
+    replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
     """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -1238,10 +1251,11 @@ class Notification(_message.Message):
         cancelled: _builtins.int = ...,
         cancel_requested_at: _timestamp_pb2.Timestamp | None = ...,
         waiting: _builtins.int = ...,
+        max_per_second: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_requested_at", b"cancel_requested_at", "completed_at", b"completed_at", "created_at", b"created_at", "send_at", b"send_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "cancel_requested_at", b"cancel_requested_at", "cancelled", b"cancelled", "completed_at", b"completed_at", "created_at", b"created_at", "delivered", b"delivered", "error", b"error", "expired", b"expired", "failed", b"failed", "idempotency_key", b"idempotency_key", "invalid_tokens", b"invalid_tokens", "notification_id", b"notification_id", "pending", b"pending", "send_at", b"send_at", "state", b"state", "targeted", b"targeted", "updated_at", b"updated_at", "vanished", b"vanished", "waiting", b"waiting"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "cancel_requested_at", b"cancel_requested_at", "cancelled", b"cancelled", "completed_at", b"completed_at", "created_at", b"created_at", "delivered", b"delivered", "error", b"error", "expired", b"expired", "failed", b"failed", "idempotency_key", b"idempotency_key", "invalid_tokens", b"invalid_tokens", "max_per_second", b"max_per_second", "notification_id", b"notification_id", "pending", b"pending", "send_at", b"send_at", "state", b"state", "targeted", b"targeted", "updated_at", b"updated_at", "vanished", b"vanished", "waiting", b"waiting"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

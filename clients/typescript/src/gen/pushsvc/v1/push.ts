@@ -742,6 +742,13 @@ export interface SendRequest {
     | Date
     | undefined;
   /**
+   * The most targets sent per second, counted across every replica together
+   * (within 10% over any 10 s window). 0 takes the app's
+   * `default_max_per_second` (itself 0, unthrottled, unless configured);
+   * negative is INVALID_ARGUMENT.
+   */
+  maxPerSecond: number;
+  /**
    * Deliver to each token when this wall-clock time arrives in the token's
    * own time zone (its registered IANA `timezone`), instead of all at once.
    * The reference instant is send_at when set, else the time of the Send.
@@ -827,6 +834,11 @@ export interface Notification {
    * delivery has not started. Zero for other sends.
    */
   waiting: number;
+  /**
+   * The rate the fan-out is held to, in targets per second across every
+   * replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
+   */
+  maxPerSecond: number;
 }
 
 /** The delivery receipt of one token. */
@@ -4040,6 +4052,7 @@ function createBaseSendRequest(): SendRequest {
     idempotencyKey: "",
     validateOnly: false,
     sendAt: undefined,
+    maxPerSecond: 0,
     localTime: undefined,
   };
 }
@@ -4063,6 +4076,9 @@ export const SendRequest: MessageFns<SendRequest> = {
     }
     if (message.sendAt !== undefined) {
       Timestamp.encode(toTimestamp(message.sendAt), writer.uint32(50).fork()).join();
+    }
+    if (message.maxPerSecond !== 0) {
+      writer.uint32(64).int32(message.maxPerSecond);
     }
     if (message.localTime !== undefined) {
       LocalTime.encode(message.localTime, writer.uint32(58).fork()).join();
@@ -4131,6 +4147,14 @@ export const SendRequest: MessageFns<SendRequest> = {
             message.sendAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.maxPerSecond = reader.int32();
+            continue;
+          }
           case 7: {
             if (tag !== 58) {
               break;
@@ -4175,6 +4199,11 @@ export const SendRequest: MessageFns<SendRequest> = {
         : isSet(object.send_at)
         ? fromJsonTimestamp(object.send_at)
         : undefined,
+      maxPerSecond: isSet(object.maxPerSecond)
+        ? globalThis.Number(object.maxPerSecond)
+        : isSet(object.max_per_second)
+        ? globalThis.Number(object.max_per_second)
+        : 0,
       localTime: isSet(object.localTime)
         ? LocalTime.fromJSON(object.localTime)
         : isSet(object.local_time)
@@ -4203,6 +4232,9 @@ export const SendRequest: MessageFns<SendRequest> = {
     if (message.sendAt !== undefined) {
       obj.sendAt = message.sendAt.toISOString();
     }
+    if (message.maxPerSecond !== 0) {
+      obj.maxPerSecond = Math.round(message.maxPerSecond);
+    }
     if (message.localTime !== undefined) {
       obj.localTime = LocalTime.toJSON(message.localTime);
     }
@@ -4224,6 +4256,7 @@ export const SendRequest: MessageFns<SendRequest> = {
     message.idempotencyKey = object.idempotencyKey ?? "";
     message.validateOnly = object.validateOnly ?? false;
     message.sendAt = object.sendAt ?? undefined;
+    message.maxPerSecond = object.maxPerSecond ?? 0;
     message.localTime = (object.localTime !== undefined && object.localTime !== null)
       ? LocalTime.fromPartial(object.localTime)
       : undefined;
@@ -4644,6 +4677,7 @@ function createBaseNotification(): Notification {
     cancelled: 0,
     cancelRequestedAt: undefined,
     waiting: 0,
+    maxPerSecond: 0,
   };
 }
 
@@ -4705,6 +4739,9 @@ export const Notification: MessageFns<Notification> = {
     }
     if (message.waiting !== 0) {
       writer.uint32(152).int64(message.waiting);
+    }
+    if (message.maxPerSecond !== 0) {
+      writer.uint32(160).int32(message.maxPerSecond);
     }
     return writer;
   },
@@ -4874,6 +4911,14 @@ export const Notification: MessageFns<Notification> = {
             message.waiting = longToNumber(reader.int64());
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.maxPerSecond = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4943,6 +4988,11 @@ export const Notification: MessageFns<Notification> = {
         ? fromJsonTimestamp(object.cancel_requested_at)
         : undefined,
       waiting: isSet(object.waiting) ? globalThis.Number(object.waiting) : 0,
+      maxPerSecond: isSet(object.maxPerSecond)
+        ? globalThis.Number(object.maxPerSecond)
+        : isSet(object.max_per_second)
+        ? globalThis.Number(object.max_per_second)
+        : 0,
     };
   },
 
@@ -5005,6 +5055,9 @@ export const Notification: MessageFns<Notification> = {
     if (message.waiting !== 0) {
       obj.waiting = Math.round(message.waiting);
     }
+    if (message.maxPerSecond !== 0) {
+      obj.maxPerSecond = Math.round(message.maxPerSecond);
+    }
     return obj;
   },
 
@@ -5032,6 +5085,7 @@ export const Notification: MessageFns<Notification> = {
     message.cancelled = object.cancelled ?? 0;
     message.cancelRequestedAt = object.cancelRequestedAt ?? undefined;
     message.waiting = object.waiting ?? 0;
+    message.maxPerSecond = object.maxPerSecond ?? 0;
     return message;
   },
 };

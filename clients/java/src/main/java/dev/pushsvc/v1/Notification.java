@@ -507,6 +507,22 @@ private static final long serialVersionUID = 0L;
     return waiting_;
   }
 
+  public static final int MAX_PER_SECOND_FIELD_NUMBER = 20;
+  private int maxPerSecond_ = 0;
+  /**
+   * <pre>
+   * The rate the fan-out is held to, in targets per second across every
+   * replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
+   * </pre>
+   *
+   * <code>int32 max_per_second = 20 [json_name = "maxPerSecond"];</code>
+   * @return The maxPerSecond.
+   */
+  @java.lang.Override
+  public int getMaxPerSecond() {
+    return maxPerSecond_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -577,6 +593,9 @@ private static final long serialVersionUID = 0L;
     }
     if (waiting_ != 0L) {
       output.writeInt64(19, waiting_);
+    }
+    if (maxPerSecond_ != 0) {
+      output.writeInt32(20, maxPerSecond_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -654,6 +673,10 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeInt64Size(19, waiting_);
     }
+    if (maxPerSecond_ != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt32Size(20, maxPerSecond_);
+    }
     return size;
   }
   @java.lang.Override
@@ -730,6 +753,8 @@ private static final long serialVersionUID = 0L;
     }
     if (getWaiting()
         != other.getWaiting()) return false;
+    if (getMaxPerSecond()
+        != other.getMaxPerSecond()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -798,6 +823,8 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + WAITING_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
         getWaiting());
+    hash = (37 * hash) + MAX_PER_SECOND_FIELD_NUMBER;
+    hash = (53 * hash) + getMaxPerSecond();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -982,6 +1009,7 @@ private static final long serialVersionUID = 0L;
         cancelRequestedAtBuilder_ = null;
       }
       waiting_ = 0L;
+      maxPerSecond_ = 0;
       return this;
     }
 
@@ -1088,6 +1116,9 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00040000) != 0)) {
         result.waiting_ = waiting_;
       }
+      if (((from_bitField0_ & 0x00080000) != 0)) {
+        result.maxPerSecond_ = maxPerSecond_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -1167,6 +1198,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getWaiting() != 0L) {
         setWaiting(other.getWaiting());
+      }
+      if (other.getMaxPerSecond() != 0) {
+        setMaxPerSecond(other.getMaxPerSecond());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -1297,6 +1331,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00040000;
               break;
             } // case 152
+            case 160: {
+              maxPerSecond_ = input.readInt32();
+              bitField0_ |= 0x00080000;
+              break;
+            } // case 160
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2667,6 +2706,53 @@ private static final long serialVersionUID = 0L;
     public Builder clearWaiting() {
       bitField0_ = (bitField0_ & ~0x00040000);
       waiting_ = 0L;
+      onChanged();
+      return this;
+    }
+
+    private int maxPerSecond_ ;
+    /**
+     * <pre>
+     * The rate the fan-out is held to, in targets per second across every
+     * replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
+     * </pre>
+     *
+     * <code>int32 max_per_second = 20 [json_name = "maxPerSecond"];</code>
+     * @return The maxPerSecond.
+     */
+    @java.lang.Override
+    public int getMaxPerSecond() {
+      return maxPerSecond_;
+    }
+    /**
+     * <pre>
+     * The rate the fan-out is held to, in targets per second across every
+     * replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
+     * </pre>
+     *
+     * <code>int32 max_per_second = 20 [json_name = "maxPerSecond"];</code>
+     * @param value The maxPerSecond to set.
+     * @return This builder for chaining.
+     */
+    public Builder setMaxPerSecond(int value) {
+
+      maxPerSecond_ = value;
+      bitField0_ |= 0x00080000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The rate the fan-out is held to, in targets per second across every
+     * replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
+     * </pre>
+     *
+     * <code>int32 max_per_second = 20 [json_name = "maxPerSecond"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearMaxPerSecond() {
+      bitField0_ = (bitField0_ & ~0x00080000);
+      maxPerSecond_ = 0;
       onChanged();
       return this;
     }

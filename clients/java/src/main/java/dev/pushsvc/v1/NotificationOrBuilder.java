@@ -243,4 +243,15 @@ public interface NotificationOrBuilder extends
    * @return The waiting.
    */
   long getWaiting();
+
+  /**
+   * <pre>
+   * The rate the fan-out is held to, in targets per second across every
+   * replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
+   * </pre>
+   *
+   * <code>int32 max_per_second = 20 [json_name = "maxPerSecond"];</code>
+   * @return The maxPerSecond.
+   */
+  int getMaxPerSecond();
 }

@@ -245,6 +245,24 @@ private static final long serialVersionUID = 0L;
     return sendAt_ == null ? com.google.protobuf.Timestamp.getDefaultInstance() : sendAt_;
   }
 
+  public static final int MAX_PER_SECOND_FIELD_NUMBER = 8;
+  private int maxPerSecond_ = 0;
+  /**
+   * <pre>
+   * The most targets sent per second, counted across every replica together
+   * (within 10% over any 10 s window). 0 takes the app's
+   * `default_max_per_second` (itself 0, unthrottled, unless configured);
+   * negative is INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>int32 max_per_second = 8 [json_name = "maxPerSecond"];</code>
+   * @return The maxPerSecond.
+   */
+  @java.lang.Override
+  public int getMaxPerSecond() {
+    return maxPerSecond_;
+  }
+
   public static final int LOCAL_TIME_FIELD_NUMBER = 7;
   private dev.pushsvc.v1.LocalTime localTime_;
   /**
@@ -327,6 +345,9 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000008) != 0)) {
       output.writeMessage(7, getLocalTime());
     }
+    if (maxPerSecond_ != 0) {
+      output.writeInt32(8, maxPerSecond_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -356,6 +377,10 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000008) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(7, getLocalTime());
+    }
+    if (maxPerSecond_ != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt32Size(8, maxPerSecond_);
     }
     return size;
   }
@@ -402,6 +427,8 @@ private static final long serialVersionUID = 0L;
       if (!getSendAt()
           .equals(other.getSendAt())) return false;
     }
+    if (getMaxPerSecond()
+        != other.getMaxPerSecond()) return false;
     if (hasLocalTime() != other.hasLocalTime()) return false;
     if (hasLocalTime()) {
       if (!getLocalTime()
@@ -437,6 +464,8 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + SEND_AT_FIELD_NUMBER;
       hash = (53 * hash) + getSendAt().hashCode();
     }
+    hash = (37 * hash) + MAX_PER_SECOND_FIELD_NUMBER;
+    hash = (53 * hash) + getMaxPerSecond();
     if (hasLocalTime()) {
       hash = (37 * hash) + LOCAL_TIME_FIELD_NUMBER;
       hash = (53 * hash) + getLocalTime().hashCode();
@@ -599,6 +628,7 @@ private static final long serialVersionUID = 0L;
         sendAtBuilder_.dispose();
         sendAtBuilder_ = null;
       }
+      maxPerSecond_ = 0;
       localTime_ = null;
       if (localTimeBuilder_ != null) {
         localTimeBuilder_.dispose();
@@ -666,6 +696,9 @@ private static final long serialVersionUID = 0L;
         to_bitField0_ |= 0x00000004;
       }
       if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.maxPerSecond_ = maxPerSecond_;
+      }
+      if (((from_bitField0_ & 0x00000080) != 0)) {
         result.localTime_ = localTimeBuilder_ == null
             ? localTime_
             : localTimeBuilder_.build();
@@ -707,6 +740,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasSendAt()) {
         mergeSendAt(other.getSendAt());
+      }
+      if (other.getMaxPerSecond() != 0) {
+        setMaxPerSecond(other.getMaxPerSecond());
       }
       if (other.hasLocalTime()) {
         mergeLocalTime(other.getLocalTime());
@@ -775,9 +811,14 @@ private static final long serialVersionUID = 0L;
               input.readMessage(
                   internalGetLocalTimeFieldBuilder().getBuilder(),
                   extensionRegistry);
-              bitField0_ |= 0x00000040;
+              bitField0_ |= 0x00000080;
               break;
             } // case 58
+            case 64: {
+              maxPerSecond_ = input.readInt32();
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 64
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1404,6 +1445,59 @@ private static final long serialVersionUID = 0L;
       return sendAtBuilder_;
     }
 
+    private int maxPerSecond_ ;
+    /**
+     * <pre>
+     * The most targets sent per second, counted across every replica together
+     * (within 10% over any 10 s window). 0 takes the app's
+     * `default_max_per_second` (itself 0, unthrottled, unless configured);
+     * negative is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>int32 max_per_second = 8 [json_name = "maxPerSecond"];</code>
+     * @return The maxPerSecond.
+     */
+    @java.lang.Override
+    public int getMaxPerSecond() {
+      return maxPerSecond_;
+    }
+    /**
+     * <pre>
+     * The most targets sent per second, counted across every replica together
+     * (within 10% over any 10 s window). 0 takes the app's
+     * `default_max_per_second` (itself 0, unthrottled, unless configured);
+     * negative is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>int32 max_per_second = 8 [json_name = "maxPerSecond"];</code>
+     * @param value The maxPerSecond to set.
+     * @return This builder for chaining.
+     */
+    public Builder setMaxPerSecond(int value) {
+
+      maxPerSecond_ = value;
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The most targets sent per second, counted across every replica together
+     * (within 10% over any 10 s window). 0 takes the app's
+     * `default_max_per_second` (itself 0, unthrottled, unless configured);
+     * negative is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>int32 max_per_second = 8 [json_name = "maxPerSecond"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearMaxPerSecond() {
+      bitField0_ = (bitField0_ & ~0x00000040);
+      maxPerSecond_ = 0;
+      onChanged();
+      return this;
+    }
+
     private dev.pushsvc.v1.LocalTime localTime_;
     private com.google.protobuf.SingleFieldBuilder<
         dev.pushsvc.v1.LocalTime, dev.pushsvc.v1.LocalTime.Builder, dev.pushsvc.v1.LocalTimeOrBuilder> localTimeBuilder_;
@@ -1419,7 +1513,7 @@ private static final long serialVersionUID = 0L;
      * @return Whether the localTime field is set.
      */
     public boolean hasLocalTime() {
-      return ((bitField0_ & 0x00000040) != 0);
+      return ((bitField0_ & 0x00000080) != 0);
     }
     /**
      * <pre>
@@ -1456,7 +1550,7 @@ private static final long serialVersionUID = 0L;
       } else {
         localTimeBuilder_.setMessage(value);
       }
-      bitField0_ |= 0x00000040;
+      bitField0_ |= 0x00000080;
       onChanged();
       return this;
     }
@@ -1477,7 +1571,7 @@ private static final long serialVersionUID = 0L;
       } else {
         localTimeBuilder_.setMessage(builderForValue.build());
       }
-      bitField0_ |= 0x00000040;
+      bitField0_ |= 0x00000080;
       onChanged();
       return this;
     }
@@ -1493,7 +1587,7 @@ private static final long serialVersionUID = 0L;
      */
     public Builder mergeLocalTime(dev.pushsvc.v1.LocalTime value) {
       if (localTimeBuilder_ == null) {
-        if (((bitField0_ & 0x00000040) != 0) &&
+        if (((bitField0_ & 0x00000080) != 0) &&
           localTime_ != null &&
           localTime_ != dev.pushsvc.v1.LocalTime.getDefaultInstance()) {
           getLocalTimeBuilder().mergeFrom(value);
@@ -1504,7 +1598,7 @@ private static final long serialVersionUID = 0L;
         localTimeBuilder_.mergeFrom(value);
       }
       if (localTime_ != null) {
-        bitField0_ |= 0x00000040;
+        bitField0_ |= 0x00000080;
         onChanged();
       }
       return this;
@@ -1520,7 +1614,7 @@ private static final long serialVersionUID = 0L;
      * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
      */
     public Builder clearLocalTime() {
-      bitField0_ = (bitField0_ & ~0x00000040);
+      bitField0_ = (bitField0_ & ~0x00000080);
       localTime_ = null;
       if (localTimeBuilder_ != null) {
         localTimeBuilder_.dispose();
@@ -1540,7 +1634,7 @@ private static final long serialVersionUID = 0L;
      * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
      */
     public dev.pushsvc.v1.LocalTime.Builder getLocalTimeBuilder() {
-      bitField0_ |= 0x00000040;
+      bitField0_ |= 0x00000080;
       onChanged();
       return internalGetLocalTimeFieldBuilder().getBuilder();
     }

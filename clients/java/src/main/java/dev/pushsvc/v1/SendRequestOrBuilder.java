@@ -114,6 +114,19 @@ public interface SendRequestOrBuilder extends
 
   /**
    * <pre>
+   * The most targets sent per second, counted across every replica together
+   * (within 10% over any 10 s window). 0 takes the app's
+   * `default_max_per_second` (itself 0, unthrottled, unless configured);
+   * negative is INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>int32 max_per_second = 8 [json_name = "maxPerSecond"];</code>
+   * @return The maxPerSecond.
+   */
+  int getMaxPerSecond();
+
+  /**
+   * <pre>
    * Deliver to each token when this wall-clock time arrives in the token's
    * own time zone (its registered IANA `timezone`), instead of all at once.
    * The reference instant is send_at when set, else the time of the Send.
