@@ -275,6 +275,27 @@ class Message:
         return PushType.ALERT if self.has_alert or self.sound or self.badge is not None else PushType.BACKGROUND
 
 
+class LocalTimePassed(enum.Enum):
+    """What a local-time send does in a zone where its time has already passed (see `LocalTime`)."""
+
+    NEXT_DAY = "next_day"
+    """That wall-clock time on the next local day."""
+    SEND_NOW = "send_now"
+    """At the reference instant."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LocalTime:
+    """Deliver at this wall-clock time in each token's own zone (`pushsvc.dispatch.localtime` has the rule)."""
+
+    hour: int
+    minute: int
+    fallback_timezone: str = ""
+    """The zone of tokens with none (or with one no longer known) and of unregistered devices; "" is UTC."""
+    if_passed: LocalTimePassed | None = LocalTimePassed.NEXT_DAY
+    """None: a value this server does not know (validation rejects it)."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class SendCommand:
     """A Send request in domain form."""
@@ -285,6 +306,8 @@ class SendCommand:
     idempotency_key: str = ""
     validate_only: bool = False
     send_at: datetime | None = None
+    local_time: LocalTime | None = None
+    """None: everyone at once (or at send_at)."""
     max_per_second: int = 0
     """Most targets sent per second across every replica; 0 takes the app's default (negative is invalid)."""
 
@@ -322,6 +345,8 @@ class NotificationView:
     """Targets not sent because the notification was cancelled."""
     cancel_requested_at: datetime | None = None
     """When CancelNotification was accepted; the state stays unfinished until every target has its receipt."""
+    waiting: int = 0
+    """Targets of a local-time send whose partitions are not due yet and have not started (GetNotification fills it)."""
     max_per_second: int = 0
     """The rate its fan-out is held to, in targets per second across every replica; 0: unthrottled."""
 

@@ -20,10 +20,19 @@ from pushsvc import errors, locales, logs, models, pagetokens, validation
 from pushsvc.apps import AppProfile
 from pushsvc.clock import Clock
 from pushsvc.config import DispatchSettings
-from pushsvc.dispatch.planning import lane_of, plan_partitions
+from pushsvc.dispatch.planning import due_groups, lane_of, plan_local_devices, plan_local_time, plan_partitions
 from pushsvc.errors import FieldViolation
 from pushsvc.receipts import ReceiptFeed, parse_cursor
-from pushsvc.storage import BadCursor, DuplicateKey, NotificationDraft, NotificationStore, Page, TargetQuery, TokenStore
+from pushsvc.storage import (
+    BadCursor,
+    DuplicateKey,
+    NotificationDraft,
+    NotificationStore,
+    Page,
+    PartitionPlan,
+    TargetQuery,
+    TokenStore,
+)
 from pushsvc.tracing import NULL_TRACER, Tracer
 
 _T = TypeVar("_T")
@@ -229,18 +238,24 @@ class PushService:
         notification_id: str,
         max_per_second: int,
     ) -> models.SendResult:
-        scheduled = cmd.send_at is not None and cmd.send_at > now
-        start = cmd.send_at if scheduled and cmd.send_at else now
-        plans = (
-            plan_partitions(
+        start = cmd.send_at if cmd.send_at is not None and cmd.send_at > now else now
+        ends_at = start
+        if not platforms:
+            plans: list[PartitionPlan] = []
+        elif cmd.local_time is not None:
+            plans = await self._plan_local_time(cmd.app_id, cmd.local_time, cmd.send_at or now, query, devices)
+            if plans:
+                # Each partition waits for its group's instant; the notification is runnable with the first.
+                start = max(now, min(p.runnable_at or now for p in plans))
+                ends_at = max(start, max(p.runnable_at or now for p in plans))
+        else:
+            plans = plan_partitions(
                 targeted=targeted,
                 devices=None if query is not None else devices,
                 partition_size=self._dispatch.partition_size,
                 max_partitions=self._dispatch.max_partitions,
             )
-            if platforms
-            else []
-        )
+        scheduled = start > now
         draft = NotificationDraft(
             notification_id=notification_id,
             app_id=cmd.app_id,
@@ -252,13 +267,15 @@ class PushService:
             runnable_at=start,
             target_kind=cmd.target.kind,
             send_at=cmd.send_at,
-            expires_at=start + timedelta(seconds=cmd.message.ttl_s) if cmd.message.ttl_s is not None else None,
+            # A local-time send's ttl counts from its last group's instant, so no group expires before its turn.
+            expires_at=ends_at + timedelta(seconds=cmd.message.ttl_s) if cmd.message.ttl_s is not None else None,
             idempotency_key=cmd.idempotency_key,
             localized=localized,
             # The Send's span, so each batch span of the fan-out can link back to it.
             traceparent=self._tracer.current_traceparent(),
             lane=lane_of(
                 priority=cmd.message.priority, targeted=targeted, express_max_targets=self._dispatch.express_max_targets,
+                local_time=cmd.local_time is not None,
                 max_per_second=max_per_second,
             ),
             max_per_second=max_per_second,
@@ -273,6 +290,24 @@ class PushService:
         self._on_queued()
         return models.SendResult(view.notification_id, False, targeted)
 
+    async def _plan_local_time(
+        self, app_id: str, at: models.LocalTime, reference: datetime, query: TargetQuery | None,
+        devices: list[models.Device],
+    ) -> list[PartitionPlan]:
+        """A local-time send's partitions: one set per due instant, from the targets' stored zones."""
+        if query is not None:
+            counts = await self._tokens.count_by_timezone(app_id, query)
+            return plan_local_time(
+                groups=due_groups(at, reference, counts),
+                partition_size=self._dispatch.partition_size,
+                max_partitions=self._dispatch.max_partitions,
+            )
+        registered = await self._tokens.lookup(app_id, devices)
+        return plan_local_devices(
+            at=at, reference=reference, devices=devices,
+            zones={key: t.timezone for key, t in registered.items()}, partition_size=self._dispatch.partition_size,
+        )
+
     # ------------------------------------------------------------ inspect
 
     async def get_notification(self, app_id: str, notification_id: str) -> models.NotificationView:
@@ -281,7 +316,18 @@ class PushService:
         record = await self._notifications.get(app_id, notification_id)
         if record is None:
             raise errors.NotFound(f"notification {notification_id!r} not found for app {app_id!r}")
-        return record.view
+        view = record.view
+        if view.state.finished:
+            return view
+        # Waiting: the planned targets of partitions not yet due that nobody has
+        # started (only a local-time send plans per-partition targets).
+        now = self._clock.now()
+        waiting = sum(
+            p.targets
+            for p in await self._notifications.partitions(notification_id)
+            if not p.done and not p.claims and p.not_before is not None and p.not_before > now
+        )
+        return dataclasses.replace(view, waiting=waiting) if waiting else view
 
     async def stream_receipts(
         self, app_id: str, notification_id: str, after: str

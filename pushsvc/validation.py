@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from pushsvc import locales, models
+from pushsvc import locales, models, timezones
 from pushsvc.channels import registry
 from pushsvc.channels.base import check_opaque_token
 from pushsvc.errors import FieldViolation, InvalidArgument
@@ -126,6 +126,10 @@ def check_registration(v: Violations, reg: models.TokenRegistration, limits: Lim
         _identifier(v, "device_id", reg.device_id, ids)
         for name, value in zip(models.TOKEN_ATTRIBUTES, values, strict=True):
             _identifier(v, name, value, attrs)
+    # A zone is checked against the tz database (memoized per name): a local-time
+    # send could not tell when a made-up zone's time comes.
+    if reg.timezone and len(reg.timezone) <= attrs and reg.timezone.isprintable() and not timezones.known(reg.timezone):
+        v.add("timezone", f"must be an IANA time zone name such as Europe/Paris (got {reg.timezone[:64]!r})")
     topics = reg.topics
     if len(topics) > limits.max_topics_per_token:
         v.add("topics", f"at most {limits.max_topics_per_token} topics per token (got {len(topics)})")
@@ -219,9 +223,25 @@ def validate_send(cmd: models.SendCommand, send_at_ahead_s: float | None, limits
     _check_message(v, cmd.message, limits)
     if send_at_ahead_s is not None and send_at_ahead_s > limits.max_schedule_ahead_s:
         v.add("send_at", f"must be at most {limits.max_schedule_ahead_s / 86400:.0f} days ahead")
+    if cmd.local_time is not None:
+        _check_local_time(v, cmd.local_time, limits)
     if cmd.max_per_second < 0:
         v.add("max_per_second", "must be positive, or 0 for the app's default")
     v.raise_if_any()
+
+
+def _check_local_time(v: Violations, at: models.LocalTime, limits: Limits) -> None:
+    if not 0 <= at.hour <= 23:
+        v.add("local_time.hour", f"must be 0-23 (got {at.hour})")
+    if not 0 <= at.minute <= 59:
+        v.add("local_time.minute", f"must be 0-59 (got {at.minute})")
+    name = at.fallback_timezone
+    if len(name) > limits.max_attr_chars:
+        v.add("local_time.fallback_timezone", f"must be at most {limits.max_attr_chars} characters (got {len(name)})")
+    elif name and not timezones.known(name):
+        v.add("local_time.fallback_timezone", f"must be empty (UTC) or an IANA time zone name such as Europe/Paris (got {name[:64]!r})")
+    if at.if_passed is None:
+        v.add("local_time.if_passed", "must be LOCAL_TIME_PASSED_UNSPECIFIED, LOCAL_TIME_PASSED_NEXT_DAY or LOCAL_TIME_PASSED_SEND_NOW")
 
 
 def _check_target(v: Violations, target: models.Target, limits: Limits) -> None:

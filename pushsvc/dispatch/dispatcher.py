@@ -487,8 +487,12 @@ class Dispatcher:
         """The partition's targets, batch by batch, each with the checkpoint that follows it."""
         size = self._batch_size(record)
         if record.query is not None:
+            query = record.query
+            if part.timezones is not None:
+                # A local-time send: this partition's due group of zones only.
+                query = dataclasses.replace(query, timezones=part.timezones)
             async with contextlib.aclosing(
-                self._tokens.scan_targets(part.app_id, record.query, part.buckets, part.checkpoint, size)
+                self._tokens.scan_targets(part.app_id, query, part.buckets, part.checkpoint, size)
             ) as pages:
                 async for page in pages:
                     yield page, page[-1].ref

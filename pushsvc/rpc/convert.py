@@ -48,6 +48,11 @@ _STATUS_TO_PB = {
     models.DeliveryStatus.CANCELLED: pb.DELIVERY_STATUS_CANCELLED,
 }
 _STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
+_PASSED_FROM_PB = {
+    pb.LOCAL_TIME_PASSED_UNSPECIFIED: models.LocalTimePassed.NEXT_DAY,
+    pb.LOCAL_TIME_PASSED_NEXT_DAY: models.LocalTimePassed.NEXT_DAY,
+    pb.LOCAL_TIME_PASSED_SEND_NOW: models.LocalTimePassed.SEND_NOW,
+}
 
 
 def platform(value: int) -> models.Platform:
@@ -277,6 +282,14 @@ def send(req: pb.SendRequest) -> models.SendCommand:
         validate_only=req.validate_only,
         send_at=_datetime(req.send_at, "send_at") if req.HasField("send_at") else None,
         max_per_second=req.max_per_second,
+        local_time=_local_time(req.local_time) if req.HasField("local_time") else None,
+    )
+
+
+def _local_time(t: pb.LocalTime) -> models.LocalTime:
+    # An if_passed value this server does not know stays None, for validation to name.
+    return models.LocalTime(
+        hour=t.hour, minute=t.minute, fallback_timezone=t.fallback_timezone, if_passed=_PASSED_FROM_PB.get(t.if_passed)
     )
 
 
@@ -306,6 +319,7 @@ def notification(n: models.NotificationView) -> pb.Notification:
         vanished=n.vanished,
         cancelled=n.cancelled,
         cancel_requested_at=_ts(n.cancel_requested_at),
+        waiting=n.waiting,
         max_per_second=n.max_per_second,
     )
 

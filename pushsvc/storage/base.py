@@ -91,6 +91,9 @@ class TargetToken:
     last_seen_at: datetime | None
     locale: str = ""
     """The registered locale, which chooses the message's variant; "" for unregistered devices."""
+    timezone: str = ""
+    """The registered zone name, as stored. Set by `lookup` (a local-time Send groups a device list by it);
+    `scan_targets` may leave it "", since its query already names the zones it wants."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -102,6 +105,9 @@ class TargetQuery:
     user_ids: tuple[str, ...] = ()
     topic: str = ""
     platforms: frozenset[models.Platform] = frozenset()
+    timezones: frozenset[str] | None = None
+    """Only tokens whose stored zone name is one of these ("" selects tokens with none); None: any zone.
+    A local-time send's partitions each scan one due group's zones."""
 
     def restricted_to(self, platforms: frozenset[models.Platform]) -> TargetQuery:
         """The same selector with another platform filter."""
@@ -156,6 +162,13 @@ class TokenStore(Protocol):
 
     async def count_targets(self, app_id: str, query: TargetQuery) -> int:
         """Counts the tokens a query selects."""
+        ...
+
+    async def count_by_timezone(self, app_id: str, query: TargetQuery) -> dict[str, int]:
+        """Counts the tokens a query selects per stored zone name ("" for tokens without one); no zero counts.
+
+        A local-time Send groups the zones by due instant from these counts.
+        """
         ...
 
     def scan_targets(
@@ -213,6 +226,13 @@ class PartitionPlan:
     """Token-bucket range [lo, hi) for stored-token queries; (0, 0) for device lists."""
     devices: tuple[models.Device, ...] = ()
     """Directly addressed devices (target kind "devices"); empty for stored-token queries."""
+    runnable_at: datetime | None = None
+    """When it may first be claimed; None: the notification's `runnable_at`. A local-time send's
+    partitions each carry their due group's instant."""
+    timezones: frozenset[str] | None = None
+    """The stored zone names it scans (`TargetQuery.timezones`); None: every zone."""
+    targets: int = 0
+    """How many targets it was planned for (a local-time send's; 0 otherwise): `waiting` adds these up."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -259,6 +279,8 @@ class Partition:
     """Last completed ref (queries) or count of devices done (device lists); None at the start."""
     created_at: datetime
     lane: Lane = Lane.BULK
+    timezones: frozenset[str] | None = None
+    """As `PartitionPlan.timezones` stored it: the scan's zone filter."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -271,6 +293,10 @@ class PartitionStatus:
     owner: str | None
     finished_by: str | None
     claims: int
+    targets: int = 0
+    """As `PartitionPlan.targets` stored it."""
+    not_before: datetime | None = None
+    """When it may next be claimed (its lease's end); before its first claim, its runnable time."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

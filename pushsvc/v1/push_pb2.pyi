@@ -54,6 +54,12 @@ class RegistrationOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REGISTRATION_OUTCOME_UPDATED: _ClassVar[RegistrationOutcome]
     REGISTRATION_OUTCOME_INVALID: _ClassVar[RegistrationOutcome]
 
+class LocalTimePassed(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOCAL_TIME_PASSED_UNSPECIFIED: _ClassVar[LocalTimePassed]
+    LOCAL_TIME_PASSED_NEXT_DAY: _ClassVar[LocalTimePassed]
+    LOCAL_TIME_PASSED_SEND_NOW: _ClassVar[LocalTimePassed]
+
 class NotificationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     NOTIFICATION_STATE_UNSPECIFIED: _ClassVar[NotificationState]
@@ -99,6 +105,9 @@ REGISTRATION_OUTCOME_UNSPECIFIED: RegistrationOutcome
 REGISTRATION_OUTCOME_CREATED: RegistrationOutcome
 REGISTRATION_OUTCOME_UPDATED: RegistrationOutcome
 REGISTRATION_OUTCOME_INVALID: RegistrationOutcome
+LOCAL_TIME_PASSED_UNSPECIFIED: LocalTimePassed
+LOCAL_TIME_PASSED_NEXT_DAY: LocalTimePassed
+LOCAL_TIME_PASSED_SEND_NOW: LocalTimePassed
 NOTIFICATION_STATE_UNSPECIFIED: NotificationState
 NOTIFICATION_STATE_QUEUED: NotificationState
 NOTIFICATION_STATE_SCHEDULED: NotificationState
@@ -397,7 +406,7 @@ class Message(_message.Message):
     def __init__(self, title: _Optional[str] = ..., body: _Optional[str] = ..., subtitle: _Optional[str] = ..., image_url: _Optional[str] = ..., sound: _Optional[str] = ..., badge: _Optional[int] = ..., data: _Optional[_Mapping[str, str]] = ..., category: _Optional[str] = ..., thread_id: _Optional[str] = ..., collapse_key: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., push_type: _Optional[_Union[PushType, str]] = ..., content_available: _Optional[bool] = ..., mutable_content: _Optional[bool] = ..., apns: _Optional[_Union[ApnsOptions, _Mapping]] = ..., fcm: _Optional[_Union[FcmOptions, _Mapping]] = ..., localized: _Optional[_Mapping[str, LocalizedContent]] = ..., title_loc_key: _Optional[str] = ..., title_loc_args: _Optional[_Iterable[str]] = ..., body_loc_key: _Optional[str] = ..., body_loc_args: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SendRequest(_message.Message):
-    __slots__ = ("app_id", "target", "message", "idempotency_key", "validate_only", "send_at", "max_per_second")
+    __slots__ = ("app_id", "target", "message", "idempotency_key", "validate_only", "send_at", "max_per_second", "local_time")
     APP_ID_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -405,6 +414,7 @@ class SendRequest(_message.Message):
     VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     SEND_AT_FIELD_NUMBER: _ClassVar[int]
     MAX_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_TIME_FIELD_NUMBER: _ClassVar[int]
     app_id: str
     target: Target
     message: Message
@@ -412,7 +422,20 @@ class SendRequest(_message.Message):
     validate_only: bool
     send_at: _timestamp_pb2.Timestamp
     max_per_second: int
-    def __init__(self, app_id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., message: _Optional[_Union[Message, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., validate_only: _Optional[bool] = ..., send_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_per_second: _Optional[int] = ...) -> None: ...
+    local_time: LocalTime
+    def __init__(self, app_id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., message: _Optional[_Union[Message, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., validate_only: _Optional[bool] = ..., send_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_per_second: _Optional[int] = ..., local_time: _Optional[_Union[LocalTime, _Mapping]] = ...) -> None: ...
+
+class LocalTime(_message.Message):
+    __slots__ = ("hour", "minute", "fallback_timezone", "if_passed")
+    HOUR_FIELD_NUMBER: _ClassVar[int]
+    MINUTE_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    IF_PASSED_FIELD_NUMBER: _ClassVar[int]
+    hour: int
+    minute: int
+    fallback_timezone: str
+    if_passed: LocalTimePassed
+    def __init__(self, hour: _Optional[int] = ..., minute: _Optional[int] = ..., fallback_timezone: _Optional[str] = ..., if_passed: _Optional[_Union[LocalTimePassed, str]] = ...) -> None: ...
 
 class SendResponse(_message.Message):
     __slots__ = ("notification_id", "duplicate", "targeted")
@@ -439,7 +462,7 @@ class GetNotificationResponse(_message.Message):
     def __init__(self, notification: _Optional[_Union[Notification, _Mapping]] = ...) -> None: ...
 
 class Notification(_message.Message):
-    __slots__ = ("notification_id", "app_id", "state", "targeted", "delivered", "failed", "invalid_tokens", "pending", "expired", "created_at", "send_at", "updated_at", "completed_at", "error", "idempotency_key", "vanished", "cancelled", "cancel_requested_at", "max_per_second")
+    __slots__ = ("notification_id", "app_id", "state", "targeted", "delivered", "failed", "invalid_tokens", "pending", "expired", "created_at", "send_at", "updated_at", "completed_at", "error", "idempotency_key", "vanished", "cancelled", "cancel_requested_at", "waiting", "max_per_second")
     NOTIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
     APP_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -458,6 +481,7 @@ class Notification(_message.Message):
     VANISHED_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
     CANCEL_REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
     MAX_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     notification_id: str
     app_id: str
@@ -477,8 +501,9 @@ class Notification(_message.Message):
     vanished: int
     cancelled: int
     cancel_requested_at: _timestamp_pb2.Timestamp
+    waiting: int
     max_per_second: int
-    def __init__(self, notification_id: _Optional[str] = ..., app_id: _Optional[str] = ..., state: _Optional[_Union[NotificationState, str]] = ..., targeted: _Optional[int] = ..., delivered: _Optional[int] = ..., failed: _Optional[int] = ..., invalid_tokens: _Optional[int] = ..., pending: _Optional[int] = ..., expired: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., send_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., vanished: _Optional[int] = ..., cancelled: _Optional[int] = ..., cancel_requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_per_second: _Optional[int] = ...) -> None: ...
+    def __init__(self, notification_id: _Optional[str] = ..., app_id: _Optional[str] = ..., state: _Optional[_Union[NotificationState, str]] = ..., targeted: _Optional[int] = ..., delivered: _Optional[int] = ..., failed: _Optional[int] = ..., invalid_tokens: _Optional[int] = ..., pending: _Optional[int] = ..., expired: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., send_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., vanished: _Optional[int] = ..., cancelled: _Optional[int] = ..., cancel_requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., waiting: _Optional[int] = ..., max_per_second: _Optional[int] = ...) -> None: ...
 
 class Receipt(_message.Message):
     __slots__ = ("cursor", "notification_id", "app_id", "token", "platform", "user_id", "status", "provider_message_id", "provider_status", "reason", "attempts", "token_removed", "at")

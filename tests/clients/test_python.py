@@ -91,7 +91,7 @@ def test_python_smoke(client_python: Path, smoke_server: DevServer, live: LiveRu
 def test_python_operator_commands(client_python: Path, smoke_server: DevServer, live: LiveRun) -> None:
     out = live.run([str(client_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cli_live.py"],
                    live.env(smoke_server), CLIENT, 240)
-    assert "9 passed" in out.stdout
+    assert "10 passed" in out.stdout
 
 
 def test_python_resume(client_python: Path, resume_server: DevServer, live: LiveRun) -> None:

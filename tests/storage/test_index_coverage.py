@@ -160,6 +160,12 @@ async def test_every_command_the_adapter_sends_is_served_by_a_declared_index(
             pass
         async for _ in stores.tokens.scan_targets("app", query, (100, 900), "app\x000200\x00", 7):
             pass
+        # A local-time send: the per-zone count at Send, and each due group's zone-filtered scan.
+        zoned = dataclasses.replace(query, timezones=frozenset({"Europe/Paris", ""}))
+        await stores.tokens.count_by_timezone("app", query)
+        await stores.tokens.count_by_timezone("app", zoned)
+        async for _ in stores.tokens.scan_targets("app", zoned, (0, 512), None, 7):
+            pass
     await stores.tokens.prune("app", now - timedelta(days=1), frozenset({FCM}), dry_run=True)
     await stores.tokens.prune("app", now - timedelta(days=1), frozenset(), dry_run=False)
     await stores.tokens.delete_invalid("app", FCM, "fcm-1", now)

@@ -104,6 +104,13 @@ async def test_every_statement_is_served_by_an_index(loaded: tuple[PostgresStore
                 break
             break
         await pages.aclose()
+        # A local-time send: the per-zone count at Send, and each due group's zone-filtered scan.
+        zoned = dataclasses.replace(query, timezones=frozenset({"Europe/Paris", ""}))
+        await t.count_by_timezone("app", query)
+        await t.count_by_timezone("app", zoned)
+        await t.count_targets("app", zoned)
+        async for _ in t.scan_targets("app", zoned, (0, 64), None, 100):
+            break
     await t.prune("app", now - timedelta(days=30), frozenset(), dry_run=True)
     await t.prune("app", now - timedelta(days=30), frozenset({APNS}), dry_run=False)
     await t.delete("app", FCM, "new-2")

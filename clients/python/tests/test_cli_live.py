@@ -178,6 +178,29 @@ def test_cancel_and_list_mistakes_exit_non_zero_with_a_reason() -> None:
     assert out.returncode == 2 and "--page-size" in out.stderr
 
 
+def test_send_at_local_time_waits_for_each_zone_then_cancel() -> None:
+    user = f"cli-{secrets.token_hex(4)}"
+    tokens = _register(user)
+    # Two hours from now on the UTC wall clock: the fallback zone of these tokens (registered without one).
+    at = time.strftime("%H:%M", time.gmtime(time.time() + 7200))
+    nid = cli("send", "--app", APP, "--user", user, "--title", "at nine", "--local-time", at,
+              "--fallback-timezone", "UTC", "--if-passed", "next-day").stdout.strip()
+    with connect(TARGET) as channel:
+        stub = push_pb2_grpc.PushServiceStub(channel)
+        n = stub.GetNotification(push_pb2.GetNotificationRequest(app_id=APP, notification_id=nid)).notification
+    assert (n.state, n.waiting, n.targeted) == (push_pb2.NOTIFICATION_STATE_SCHEDULED, 3, 3)
+    cli("cancel", "--app", APP, nid)
+    rows = [json.loads(line) for line in cli("receipts", "--app", APP, "--notification", nid).stdout.splitlines()]
+    assert sorted(r["token"] for r in rows) == sorted(tokens)
+    assert {r["status"] for r in rows} == {"DELIVERY_STATUS_CANCELLED"}
+    out = cli("send", "--app", APP, "--all", "--local-time", "25:00", check=False)
+    assert out.returncode == 2 and "HH:MM" in out.stderr
+    out = cli("send", "--app", APP, "--all", "--if-passed", "send-now", check=False)
+    assert out.returncode == 2 and "--local-time" in out.stderr
+    out = cli("send", "--app", APP, "--all", "--local-time", "09:00", "--fallback-timezone", "Mars/Base", check=False)
+    assert out.returncode == 1 and "INVALID_ARGUMENT" in out.stderr and "fallback_timezone" in out.stderr
+
+
 def test_send_with_a_rate_and_a_negative_rate_named() -> None:
     user = f"cli-{secrets.token_hex(4)}"
     _register(user)

@@ -49,6 +49,7 @@ class _Note:
 class _Part:
     partition: Partition
     lease_expires_at: datetime
+    targets: int = 0
     done: bool = False
     owner: str | None = None
     finished_by: str | None = None
@@ -136,9 +137,10 @@ class MemoryNotificationStore:
         for plan in plans:
             pid = f"{nid}:{plan.index:04d}"
             partition = Partition(
-                pid, nid, draft.app_id, plan.index, plan.buckets, tuple(plan.devices), None, draft.created_at, draft.lane
+                pid, nid, draft.app_id, plan.index, plan.buckets, tuple(plan.devices), None, draft.created_at, draft.lane,
+                plan.timezones,
             )
-            self._q.parts[pid] = _Part(partition, lease_expires_at=draft.runnable_at)
+            self._q.parts[pid] = _Part(partition, lease_expires_at=plan.runnable_at or draft.runnable_at, targets=plan.targets)
             self._q.open_parts[draft.lane][pid] = None
             ids.append(pid)
         self._q.parts_of[nid] = ids
@@ -160,7 +162,9 @@ class MemoryNotificationStore:
         for pid in self._q.parts_of.get(notification_id, ()):
             p = self._q.parts.get(pid)
             if p is not None:
-                out.append(PartitionStatus(pid, p.partition.index, p.done, p.owner, p.finished_by, p.claims))
+                out.append(PartitionStatus(
+                    pid, p.partition.index, p.done, p.owner, p.finished_by, p.claims, p.targets, p.lease_expires_at
+                ))
         return out
 
     async def queue_depth(self) -> int:

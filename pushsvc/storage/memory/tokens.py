@@ -51,6 +51,8 @@ ENV: Final = 1
 ATTRS: Final = 2
 LOCALE: Final = ATTRS + models.TOKEN_ATTRIBUTES.index("locale")
 """The locale's position in the shared part (the dispatcher picks a localized variant by it)."""
+TIMEZONE: Final = ATTRS + models.TOKEN_ATTRIBUTES.index("timezone")
+"""The zone name's position in the shared part (a local-time send's partitions scan by it)."""
 
 _PLATFORM = {p.value: p for p in models.PLATFORMS}
 _ENV = {e.value: e for e in models.ApnsEnvironment}
@@ -298,12 +300,39 @@ class MemoryTokenStore:
 
     async def count_targets(self, app_id: str, query: TargetQuery) -> int:
         """See `TokenStore.count_targets`."""
+        if query.timezones is not None:
+            counts = await self.count_by_timezone(app_id, query)
+            return sum(n for zone, n in counts.items() if zone in query.timezones)
         platforms = [p for p in _ORDER if not query.platforms or p in query.platforms]
         refs = self._r.candidates(app_id, query, platforms)
         if refs is not None:
             return len(refs)
         tables = self._r.tables
         return sum(t.count for p in platforms if (t := tables.get((app_id, p.value))) is not None)
+
+    async def count_by_timezone(self, app_id: str, query: TargetQuery) -> dict[str, int]:
+        """See `TokenStore.count_by_timezone`: a walk of the selected records (once per local-time Send)."""
+        platforms = [p for p in _ORDER if not query.platforms or p in query.platforms]
+        refs = self._r.candidates(app_id, query, platforms)
+        counts: dict[str, int] = {}
+        if refs is None:
+            records: Iterable[_Rec] = (
+                rec
+                for p in platforms
+                if (table := self._r.tables.get((app_id, p.value))) is not None
+                for bucket in table.buckets
+                for rec in bucket.values()
+            )
+        else:
+            records = (
+                rec for ref in refs if (rec := self._r.tables[(app_id, ref[1])].buckets[ref[0]].get(ref[2])) is not None
+            )
+        for rec in records:
+            zone = rec[SHARED][TIMEZONE]
+            counts[zone] = counts.get(zone, 0) + 1
+        if query.timezones is not None:
+            counts = {zone: n for zone, n in counts.items() if zone in query.timezones}
+        return counts
 
     async def scan_targets(
         self, app_id: str, query: TargetQuery, buckets: tuple[int, int], after: Any, batch_size: int
@@ -314,6 +343,7 @@ class MemoryTokenStore:
         platforms = [p for p in _ORDER if not query.platforms or p in query.platforms]
         refs = self._r.candidates(app_id, query, platforms)
         env = _ENV
+        zones = query.timezones
         page: list[TargetToken] = []
         if refs is None:
             all_tables = self._r.tables
@@ -335,6 +365,8 @@ class MemoryTokenStore:
                         rec = bucket.get(token)
                         if rec is None:
                             continue  # removed since its bucket was read
+                        if zones is not None and rec[SHARED][TIMEZONE] not in zones:
+                            continue
                         page.append(TargetToken(
                             ref=(b, value, token), token=token, platform=platform, user_id=rec[USER],
                             apns_environment=env[rec[SHARED][ENV]], registered=True, last_seen_at=rec[SEEN], locale=rec[SHARED][LOCALE],
@@ -349,7 +381,7 @@ class MemoryTokenStore:
             for ref in chosen:
                 platform = _PLATFORM[ref[1]]
                 rec = self._r.tables[(app_id, ref[1])].buckets[ref[0]].get(ref[2])
-                if rec is None:
+                if rec is None or (zones is not None and rec[SHARED][TIMEZONE] not in zones):
                     continue
                 page.append(TargetToken(
                     ref=ref, token=ref[2], platform=platform, user_id=rec[USER], apns_environment=env[rec[SHARED][ENV]],
@@ -376,6 +408,7 @@ class MemoryTokenStore:
                 out[(d.platform, d.token)] = TargetToken(
                     ref=(b, d.platform.value, d.token), token=d.token, platform=d.platform, user_id=rec[USER],
                     apns_environment=_ENV[rec[SHARED][ENV]], registered=True, last_seen_at=rec[SEEN], locale=rec[SHARED][LOCALE],
+                    timezone=rec[SHARED][TIMEZONE],
                 )
         return out
 

@@ -134,6 +134,7 @@ def target_from_doc(doc: Mapping[str, Any]) -> TargetToken:
         registered=True,
         last_seen_at=aware(doc.get("last_seen_at")),
         locale=doc.get("locale", ""),
+        timezone=doc.get("timezone") or "",
     )
 
 
@@ -148,6 +149,11 @@ def selector(app_id: str, query: TargetQuery) -> dict[str, Any]:
         raise ValueError(f"unknown target query kind {query.kind!r}")
     if query.platforms:
         flt["platform"] = {"$in": sorted(p.value for p in query.platforms)}
+    if query.timezones is not None:
+        zones: list[Any] = sorted(query.timezones)
+        if "" in query.timezones:
+            zones.append(None)  # a document written before the attribute existed has no zone
+        flt["timezone"] = {"$in": zones}
     return flt
 
 
@@ -388,10 +394,13 @@ def partition_docs(draft: NotificationDraft, plans: Sequence[PartitionPlan]) -> 
             "checkpoint": None,
             "done": False,
             "owner": None,
-            "lease_expires_at": draft.runnable_at,
+            "lease_expires_at": plan.runnable_at or draft.runnable_at,
             "created_at": draft.created_at,
             "claims": 0,
             "lane": draft.lane.value,
+            # A local-time send's: its due group's zones (absent: every zone), and its planned targets.
+            **({} if plan.timezones is None else {"timezones": sorted(plan.timezones)}),
+            "targets": plan.targets,
         }
         for plan in plans
     ]
@@ -421,6 +430,7 @@ def partition_from_doc(doc: Mapping[str, Any]) -> Partition:
         checkpoint=doc.get("checkpoint"),
         created_at=must(doc["created_at"]),
         lane=Lane(doc.get("lane") or Lane.BULK.value),
+        timezones=None if doc.get("timezones") is None else frozenset(doc["timezones"]),
     )
 
 
@@ -433,6 +443,8 @@ def partition_status_from_doc(doc: Mapping[str, Any]) -> PartitionStatus:
         owner=doc.get("owner"),
         finished_by=doc.get("finished_by"),
         claims=int(doc.get("claims", 0)),
+        targets=int(doc.get("targets", 0)),
+        not_before=aware(doc.get("lease_expires_at")),
     )
 
 

@@ -45,6 +45,8 @@ INDEXES: tuple[Index, ...] = (
     Index(TOKENS, ("app_id", "topics"), "by_topic"),
     Index(TOKENS, ("app_id", "last_seen_at"), "by_last_seen"),
     Index(TOKENS, ("app_id", "device_id"), "by_device"),
+    # A local-time Send counts an app's tokens per zone.
+    Index(TOKENS, ("app_id", "timezone"), "by_timezone"),
     # The idempotency key's uniqueness lives in `idempotency` (`_id` = app and
     # key); this index serves lookups by key.
     Index(NOTIFICATIONS, ("app_id", "idempotency_key"), "by_idempotency_key"),

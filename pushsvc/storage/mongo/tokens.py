@@ -215,6 +215,16 @@ class MongoTokenStore:
         """See `TokenStore.count_targets`."""
         return int(await self._run(self._tokens.count_documents, codec.selector(app_id, query)))
 
+    async def count_by_timezone(self, app_id: str, query: TargetQuery) -> dict[str, int]:
+        """See `TokenStore.count_by_timezone`: one grouping over the query's index (`by_timezone` for the whole app)."""
+        pipeline = [{"$match": codec.selector(app_id, query)}, {"$group": {"_id": "$timezone", "n": {"$sum": 1}}}]
+        rows = await self._run(lambda: list(self._tokens.aggregate(pipeline)))
+        counts: dict[str, int] = {}
+        for r in rows:
+            zone = r["_id"] or ""  # no field: a document written before the attribute existed
+            counts[zone] = counts.get(zone, 0) + int(r["n"])
+        return counts
+
     async def scan_targets(
         self, app_id: str, query: TargetQuery, buckets: tuple[int, int], after: Any, batch_size: int
     ) -> AsyncGenerator[list[TargetToken], None]:

@@ -40,7 +40,7 @@ TOKEN_COLUMNS = (
 INPUT_COLUMNS = ("app_id", "bucket", "platform", "token", "user_id", "device_id", *models.TOKEN_ATTRIBUTES, "apns_environment")
 """A registration's values as the statements take them (`token_arrays`), followed by its topics and the time;
 the schema's register_token() takes its parameters in this order too."""
-TARGET_COLUMNS = "bucket, platform, token, user_id, apns_environment, last_seen_at, locale"
+TARGET_COLUMNS = "bucket, platform, token, user_id, apns_environment, last_seen_at, locale, timezone"
 
 
 def token_values(r: models.TokenRegistration) -> tuple[Any, ...]:
@@ -78,10 +78,11 @@ def device_token(row: Mapping[str, Any]) -> models.DeviceToken:
 
 def target(row: Sequence[Any]) -> TargetToken:
     """A stored token as a fan-out target (row in `TARGET_COLUMNS` order); its ref is (bucket, platform, token)."""
-    bucket, platform, token, user_id, environment, last_seen_at, locale = row
+    bucket, platform, token, user_id, environment, last_seen_at, locale, timezone = row
     return TargetToken(
         ref=(bucket, platform, token), token=token, platform=_PLATFORM[platform], user_id=user_id,
         apns_environment=_ENV[environment], registered=True, last_seen_at=last_seen_at, locale=locale,
+        timezone=timezone,
     )
 
 
@@ -205,6 +206,7 @@ def partition(row: Mapping[str, Any]) -> Partition:
         checkpoint=tuple(checkpoint) if isinstance(checkpoint, list) else checkpoint,
         created_at=row["created_at"],
         lane=Lane(row["lane"]),
+        timezones=None if row["timezones"] is None else frozenset(row["timezones"]),
     )
 
 
@@ -216,6 +218,9 @@ def partition_status(row: Mapping[str, Any]) -> PartitionStatus:
         owner=row["owner"],
         finished_by=row["finished_by"],
         claims=int(row["claims"]),
+        targets=int(row["targets"]),
+        # Unowned and unclaimed, lease_expires_at is when it becomes runnable.
+        not_before=row["lease_expires_at"],
     )
 
 

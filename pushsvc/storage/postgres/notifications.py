@@ -44,9 +44,11 @@ RETURNING *
 
 _INSERT_PARTITIONS = """
 INSERT INTO partitions (partition_id, notification_id, app_id, part_index, bucket_lo, bucket_hi, devices, created_at,
-                        lease_expires_at, lane)
-SELECT $1 || '/' || i, $1, $2, i, lo, hi, d::jsonb, $3, $4, $9
-FROM unnest($5::integer[], $6::integer[], $7::integer[], $8::text[]) AS p(i, lo, hi, d)
+                        lease_expires_at, lane, timezones, targets)
+SELECT $1 || '/' || i, $1, $2, i, lo, hi, d::jsonb, $3, coalesce(r, $4), $9,
+       CASE WHEN z IS NULL THEN NULL ELSE ARRAY(SELECT json_array_elements_text(z::json)) END, n
+FROM unnest($5::integer[], $6::integer[], $7::integer[], $8::text[], $10::timestamptz[], $11::text[], $12::bigint[])
+     AS p(i, lo, hi, d, r, z, n)
 """
 
 _CLAIM = """
@@ -134,6 +136,10 @@ class PostgresNotificationStore:
                     draft.notification_id, draft.app_id, draft.created_at, draft.runnable_at,
                     [p.index for p in plans], [p.buckets[0] for p in plans], [p.buckets[1] for p in plans],
                     [json.dumps(codec.devices_json(p.devices)) for p in plans], draft.lane.value,
+                    # A local-time send's partitions: each its own runnable time, zones and planned targets.
+                    [p.runnable_at for p in plans],
+                    [None if p.timezones is None else json.dumps(sorted(p.timezones)) for p in plans],
+                    [p.targets for p in plans],
                 )
             return codec.view(row)
 

@@ -272,6 +272,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
+        8,
+        "delivery at local time: a partition's zones and planned targets, and tokens by (app, zone)",
+        """
+        -- NULL: every zone (all partitions before this migration, and every send not at local time).
+        ALTER TABLE partitions
+            ADD COLUMN timezones text[],
+            ADD COLUMN targets bigint NOT NULL DEFAULT 0;
+        -- A local-time Send counts an app's tokens per zone from this index alone, and each
+        -- due group's partitions read only their zones' tokens, in the scan's key order per zone.
+        CREATE INDEX tokens_by_timezone ON tokens (app_id, timezone, bucket, platform, token);
+        """,
+    ),
+    Migration(
         9,
         "throttled fan-out: a notification's rate, and the next free instant of its shared send budget",
         """

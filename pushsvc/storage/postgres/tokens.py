@@ -266,6 +266,8 @@ class PostgresTokenStore:
 
     async def count_targets(self, app_id: str, query: TargetQuery) -> int:
         """See `TokenStore.count_targets`."""
+        if query.timezones is not None:
+            return sum((await self.count_by_timezone(app_id, query)).values())
         platforms = codec.platform_values(query.platforms)
         if query.kind == "all":
             sql = "SELECT count(*) FROM tokens WHERE app_id = $1 AND ($2::text[] IS NULL OR platform = ANY($2))"
@@ -287,35 +289,70 @@ class PostgresTokenStore:
         # A whole app's count reads every one of its index entries.
         return int(await self._db.run(lambda conn: conn.fetchval(sql, *args, timeout=LONG_STATEMENT_S)))
 
+    async def count_by_timezone(self, app_id: str, query: TargetQuery) -> dict[str, int]:
+        """See `TokenStore.count_by_timezone`: the whole app from `tokens_by_timezone`, users and topics from theirs."""
+        platforms = codec.platform_values(query.platforms)
+        zones = None if query.timezones is None else sorted(query.timezones)
+        where = "($2::text[] IS NULL OR t.platform = ANY($2)) AND ($3::text[] IS NULL OR t.timezone = ANY($3))"
+        if query.kind == "all":
+            sql = f"SELECT t.timezone, count(*) FROM tokens t WHERE t.app_id = $1 AND {where} GROUP BY t.timezone"
+            args: tuple[Any, ...] = (app_id, platforms, zones)
+        elif query.kind == "users":
+            sql = (
+                f"SELECT t.timezone, count(*) FROM tokens t WHERE t.app_id = $1 AND t.user_id = ANY($4::text[]) "
+                f"AND t.user_id <> '' AND {where} GROUP BY t.timezone"
+            )
+            args = (app_id, platforms, zones, list(query.user_ids))
+        elif query.kind == "topic":
+            sql = (
+                "SELECT t.timezone, count(*) FROM token_topics tt JOIN tokens t USING (app_id, bucket, platform, token) "
+                f"WHERE tt.app_id = $1 AND tt.topic = $4 AND {where} GROUP BY t.timezone"
+            )
+            args = (app_id, platforms, zones, query.topic)
+        else:
+            raise ValueError(f"unknown target query kind {query.kind!r}")
+        rows = await self._db.run(lambda conn: conn.fetch(sql, *args, timeout=LONG_STATEMENT_S))
+        return {r[0]: int(r[1]) for r in rows}
+
     async def scan_targets(
         self, app_id: str, query: TargetQuery, buckets: tuple[int, int], after: Any, batch_size: int
     ) -> AsyncGenerator[list[TargetToken], None]:
         """See `TokenStore.scan_targets`: keyset pages in (bucket, platform, token) order, one statement each."""
         bound = codec.ref_bound(after) or (buckets[0], "", "")
         platforms = codec.platform_values(query.platforms)
-        if query.kind == "all":
+        zones = None if query.timezones is None else sorted(query.timezones)
+        if query.kind == "all" and zones is not None:
+            # A local-time partition: served by tokens_by_timezone, one range per zone of its group.
+            sql = (
+                f"SELECT {codec.TARGET_COLUMNS} FROM tokens WHERE app_id = $1 AND timezone = ANY($8::text[]) "
+                "AND bucket < $2 AND (bucket, platform, token) > ($3, $4, $5) "
+                "AND ($6::text[] IS NULL OR platform = ANY($6)) ORDER BY bucket, platform, token LIMIT $7"
+            )
+            extra: tuple[Any, ...] = (zones,)
+        elif query.kind == "all":
             sql = (
                 f"SELECT {codec.TARGET_COLUMNS} FROM tokens WHERE app_id = $1 AND bucket < $2 "
                 "AND (bucket, platform, token) > ($3, $4, $5) AND ($6::text[] IS NULL OR platform = ANY($6)) "
                 "ORDER BY bucket, platform, token LIMIT $7"
             )
-            extra: tuple[Any, ...] = ()
+            extra = ()
         elif query.kind == "users":
             sql = (
                 f"SELECT {codec.TARGET_COLUMNS} FROM tokens WHERE app_id = $1 AND bucket < $2 "
                 "AND (bucket, platform, token) > ($3, $4, $5) AND ($6::text[] IS NULL OR platform = ANY($6)) "
-                "AND user_id = ANY($8::text[]) AND user_id <> '' ORDER BY bucket, platform, token LIMIT $7"
+                "AND user_id = ANY($8::text[]) AND user_id <> '' "
+                "AND ($9::text[] IS NULL OR timezone = ANY($9)) ORDER BY bucket, platform, token LIMIT $7"
             )
-            extra = (list(query.user_ids),)
+            extra = (list(query.user_ids), zones)
         elif query.kind == "topic":
             cols = ", ".join(f"t.{c.strip()}" for c in codec.TARGET_COLUMNS.split(","))
             sql = (
                 f"SELECT {cols} FROM token_topics tt JOIN tokens t USING (app_id, bucket, platform, token) "
                 "WHERE tt.app_id = $1 AND tt.topic = $8 AND tt.bucket < $2 "
                 "AND (tt.bucket, tt.platform, tt.token) > ($3, $4, $5) AND ($6::text[] IS NULL OR tt.platform = ANY($6)) "
-                "ORDER BY tt.bucket, tt.platform, tt.token LIMIT $7"
+                "AND ($9::text[] IS NULL OR t.timezone = ANY($9)) ORDER BY tt.bucket, tt.platform, tt.token LIMIT $7"
             )
-            extra = (query.topic,)
+            extra = (query.topic, zones)
         else:
             raise ValueError(f"unknown target query kind {query.kind!r}")
         async def page_after(conn: asyncpg.Connection, b: tuple[int, str, str]) -> list[Any]:

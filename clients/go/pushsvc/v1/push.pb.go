@@ -319,6 +319,58 @@ func (RegistrationOutcome) EnumDescriptor() ([]byte, []int) {
 	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{4}
 }
 
+type LocalTimePassed int32
+
+const (
+	// The same as LOCAL_TIME_PASSED_NEXT_DAY.
+	LocalTimePassed_LOCAL_TIME_PASSED_UNSPECIFIED LocalTimePassed = 0
+	// Deliver at that time on the next local day.
+	LocalTimePassed_LOCAL_TIME_PASSED_NEXT_DAY LocalTimePassed = 1
+	// Deliver at the reference instant (at once, or at send_at).
+	LocalTimePassed_LOCAL_TIME_PASSED_SEND_NOW LocalTimePassed = 2
+)
+
+// Enum value maps for LocalTimePassed.
+var (
+	LocalTimePassed_name = map[int32]string{
+		0: "LOCAL_TIME_PASSED_UNSPECIFIED",
+		1: "LOCAL_TIME_PASSED_NEXT_DAY",
+		2: "LOCAL_TIME_PASSED_SEND_NOW",
+	}
+	LocalTimePassed_value = map[string]int32{
+		"LOCAL_TIME_PASSED_UNSPECIFIED": 0,
+		"LOCAL_TIME_PASSED_NEXT_DAY":    1,
+		"LOCAL_TIME_PASSED_SEND_NOW":    2,
+	}
+)
+
+func (x LocalTimePassed) Enum() *LocalTimePassed {
+	p := new(LocalTimePassed)
+	*p = x
+	return p
+}
+
+func (x LocalTimePassed) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LocalTimePassed) Descriptor() protoreflect.EnumDescriptor {
+	return file_pushsvc_v1_push_proto_enumTypes[5].Descriptor()
+}
+
+func (LocalTimePassed) Type() protoreflect.EnumType {
+	return &file_pushsvc_v1_push_proto_enumTypes[5]
+}
+
+func (x LocalTimePassed) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LocalTimePassed.Descriptor instead.
+func (LocalTimePassed) EnumDescriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{5}
+}
+
 // Lifecycle of a notification.
 type NotificationState int32
 
@@ -365,11 +417,11 @@ func (x NotificationState) String() string {
 }
 
 func (NotificationState) Descriptor() protoreflect.EnumDescriptor {
-	return file_pushsvc_v1_push_proto_enumTypes[5].Descriptor()
+	return file_pushsvc_v1_push_proto_enumTypes[6].Descriptor()
 }
 
 func (NotificationState) Type() protoreflect.EnumType {
-	return &file_pushsvc_v1_push_proto_enumTypes[5]
+	return &file_pushsvc_v1_push_proto_enumTypes[6]
 }
 
 func (x NotificationState) Number() protoreflect.EnumNumber {
@@ -378,7 +430,7 @@ func (x NotificationState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NotificationState.Descriptor instead.
 func (NotificationState) EnumDescriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{5}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{6}
 }
 
 // What became of one target token.
@@ -429,11 +481,11 @@ func (x DeliveryStatus) String() string {
 }
 
 func (DeliveryStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_pushsvc_v1_push_proto_enumTypes[6].Descriptor()
+	return file_pushsvc_v1_push_proto_enumTypes[7].Descriptor()
 }
 
 func (DeliveryStatus) Type() protoreflect.EnumType {
-	return &file_pushsvc_v1_push_proto_enumTypes[6]
+	return &file_pushsvc_v1_push_proto_enumTypes[7]
 }
 
 func (x DeliveryStatus) Number() protoreflect.EnumNumber {
@@ -442,7 +494,7 @@ func (x DeliveryStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DeliveryStatus.Descriptor instead.
 func (DeliveryStatus) EnumDescriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{6}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{7}
 }
 
 // A registered device token.
@@ -1982,7 +2034,12 @@ type SendRequest struct {
 	// (within 10% over any 10 s window). 0 takes the app's
 	// `default_max_per_second` (itself 0, unthrottled, unless configured);
 	// negative is INVALID_ARGUMENT.
-	MaxPerSecond  int32 `protobuf:"varint,8,opt,name=max_per_second,json=maxPerSecond,proto3" json:"max_per_second,omitempty"`
+	MaxPerSecond int32 `protobuf:"varint,8,opt,name=max_per_second,json=maxPerSecond,proto3" json:"max_per_second,omitempty"`
+	// Deliver to each token when this wall-clock time arrives in the token's
+	// own time zone (its registered IANA `timezone`), instead of all at once.
+	// The reference instant is send_at when set, else the time of the Send.
+	// Such a send always fans out in the bulk lane.
+	LocalTime     *LocalTime `protobuf:"bytes,7,opt,name=local_time,json=localTime,proto3" json:"local_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2066,6 +2123,89 @@ func (x *SendRequest) GetMaxPerSecond() int32 {
 	return 0
 }
 
+func (x *SendRequest) GetLocalTime() *LocalTime {
+	if x != nil {
+		return x.LocalTime
+	}
+	return nil
+}
+
+// A wall-clock time of day, delivered in each token's own time zone.
+type LocalTime struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0-23.
+	Hour int32 `protobuf:"varint,1,opt,name=hour,proto3" json:"hour,omitempty"`
+	// 0-59.
+	Minute int32 `protobuf:"varint,2,opt,name=minute,proto3" json:"minute,omitempty"`
+	// The IANA zone (such as "Europe/Paris") of tokens registered without one,
+	// of directly addressed devices that are not registered, and of tokens
+	// whose stored zone is no longer known. Empty means "UTC".
+	FallbackTimezone string `protobuf:"bytes,3,opt,name=fallback_timezone,json=fallbackTimezone,proto3" json:"fallback_timezone,omitempty"`
+	// What happens in a zone where the time has already passed on the local
+	// date of the reference instant.
+	IfPassed      LocalTimePassed `protobuf:"varint,4,opt,name=if_passed,json=ifPassed,proto3,enum=pushsvc.v1.LocalTimePassed" json:"if_passed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocalTime) Reset() {
+	*x = LocalTime{}
+	mi := &file_pushsvc_v1_push_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocalTime) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocalTime) ProtoMessage() {}
+
+func (x *LocalTime) ProtoReflect() protoreflect.Message {
+	mi := &file_pushsvc_v1_push_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocalTime.ProtoReflect.Descriptor instead.
+func (*LocalTime) Descriptor() ([]byte, []int) {
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *LocalTime) GetHour() int32 {
+	if x != nil {
+		return x.Hour
+	}
+	return 0
+}
+
+func (x *LocalTime) GetMinute() int32 {
+	if x != nil {
+		return x.Minute
+	}
+	return 0
+}
+
+func (x *LocalTime) GetFallbackTimezone() string {
+	if x != nil {
+		return x.FallbackTimezone
+	}
+	return ""
+}
+
+func (x *LocalTime) GetIfPassed() LocalTimePassed {
+	if x != nil {
+		return x.IfPassed
+	}
+	return LocalTimePassed_LOCAL_TIME_PASSED_UNSPECIFIED
+}
+
 type SendResponse struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	NotificationId string                 `protobuf:"bytes,1,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
@@ -2078,7 +2218,7 @@ type SendResponse struct {
 
 func (x *SendResponse) Reset() {
 	*x = SendResponse{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[20]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +2230,7 @@ func (x *SendResponse) String() string {
 func (*SendResponse) ProtoMessage() {}
 
 func (x *SendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[20]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +2243,7 @@ func (x *SendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResponse.ProtoReflect.Descriptor instead.
 func (*SendResponse) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{20}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SendResponse) GetNotificationId() string {
@@ -2137,7 +2277,7 @@ type GetNotificationRequest struct {
 
 func (x *GetNotificationRequest) Reset() {
 	*x = GetNotificationRequest{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[21]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2289,7 @@ func (x *GetNotificationRequest) String() string {
 func (*GetNotificationRequest) ProtoMessage() {}
 
 func (x *GetNotificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[21]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2302,7 @@ func (x *GetNotificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNotificationRequest.ProtoReflect.Descriptor instead.
 func (*GetNotificationRequest) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{21}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetNotificationRequest) GetAppId() string {
@@ -2188,7 +2328,7 @@ type GetNotificationResponse struct {
 
 func (x *GetNotificationResponse) Reset() {
 	*x = GetNotificationResponse{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[22]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2200,7 +2340,7 @@ func (x *GetNotificationResponse) String() string {
 func (*GetNotificationResponse) ProtoMessage() {}
 
 func (x *GetNotificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[22]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2213,7 +2353,7 @@ func (x *GetNotificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNotificationResponse.ProtoReflect.Descriptor instead.
 func (*GetNotificationResponse) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{22}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetNotificationResponse) GetNotification() *Notification {
@@ -2253,6 +2393,9 @@ type Notification struct {
 	// When CancelNotification was called; absent when it was not. The state
 	// stays QUEUED, SCHEDULED or RUNNING until every target has its receipt.
 	CancelRequestedAt *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=cancel_requested_at,json=cancelRequestedAt,proto3" json:"cancel_requested_at,omitempty"`
+	// Targets of a local-time send whose local time has not come yet: their
+	// delivery has not started. Zero for other sends.
+	Waiting int64 `protobuf:"varint,19,opt,name=waiting,proto3" json:"waiting,omitempty"`
 	// The rate the fan-out is held to, in targets per second across every
 	// replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
 	MaxPerSecond  int32 `protobuf:"varint,20,opt,name=max_per_second,json=maxPerSecond,proto3" json:"max_per_second,omitempty"`
@@ -2262,7 +2405,7 @@ type Notification struct {
 
 func (x *Notification) Reset() {
 	*x = Notification{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[23]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2274,7 +2417,7 @@ func (x *Notification) String() string {
 func (*Notification) ProtoMessage() {}
 
 func (x *Notification) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[23]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2287,7 +2430,7 @@ func (x *Notification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notification.ProtoReflect.Descriptor instead.
 func (*Notification) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{23}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Notification) GetNotificationId() string {
@@ -2416,6 +2559,13 @@ func (x *Notification) GetCancelRequestedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Notification) GetWaiting() int64 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
+}
+
 func (x *Notification) GetMaxPerSecond() int32 {
 	if x != nil {
 		return x.MaxPerSecond
@@ -2449,7 +2599,7 @@ type Receipt struct {
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[24]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2461,7 +2611,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[24]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2474,7 +2624,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{24}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Receipt) GetCursor() string {
@@ -2583,7 +2733,7 @@ type StreamReceiptsRequest struct {
 
 func (x *StreamReceiptsRequest) Reset() {
 	*x = StreamReceiptsRequest{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[25]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2595,7 +2745,7 @@ func (x *StreamReceiptsRequest) String() string {
 func (*StreamReceiptsRequest) ProtoMessage() {}
 
 func (x *StreamReceiptsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[25]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2608,7 +2758,7 @@ func (x *StreamReceiptsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamReceiptsRequest.ProtoReflect.Descriptor instead.
 func (*StreamReceiptsRequest) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{25}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StreamReceiptsRequest) GetAppId() string {
@@ -2641,7 +2791,7 @@ type StreamReceiptsResponse struct {
 
 func (x *StreamReceiptsResponse) Reset() {
 	*x = StreamReceiptsResponse{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[26]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +2803,7 @@ func (x *StreamReceiptsResponse) String() string {
 func (*StreamReceiptsResponse) ProtoMessage() {}
 
 func (x *StreamReceiptsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[26]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +2816,7 @@ func (x *StreamReceiptsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamReceiptsResponse.ProtoReflect.Descriptor instead.
 func (*StreamReceiptsResponse) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{26}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StreamReceiptsResponse) GetReceipt() *Receipt {
@@ -2686,7 +2836,7 @@ type CancelNotificationRequest struct {
 
 func (x *CancelNotificationRequest) Reset() {
 	*x = CancelNotificationRequest{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[27]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2698,7 +2848,7 @@ func (x *CancelNotificationRequest) String() string {
 func (*CancelNotificationRequest) ProtoMessage() {}
 
 func (x *CancelNotificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[27]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2711,7 +2861,7 @@ func (x *CancelNotificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelNotificationRequest.ProtoReflect.Descriptor instead.
 func (*CancelNotificationRequest) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{27}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CancelNotificationRequest) GetAppId() string {
@@ -2739,7 +2889,7 @@ type CancelNotificationResponse struct {
 
 func (x *CancelNotificationResponse) Reset() {
 	*x = CancelNotificationResponse{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[28]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2751,7 +2901,7 @@ func (x *CancelNotificationResponse) String() string {
 func (*CancelNotificationResponse) ProtoMessage() {}
 
 func (x *CancelNotificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[28]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2764,7 +2914,7 @@ func (x *CancelNotificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelNotificationResponse.ProtoReflect.Descriptor instead.
 func (*CancelNotificationResponse) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{28}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CancelNotificationResponse) GetNotification() *Notification {
@@ -2785,7 +2935,7 @@ type GetTokenRequest struct {
 
 func (x *GetTokenRequest) Reset() {
 	*x = GetTokenRequest{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[29]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2797,7 +2947,7 @@ func (x *GetTokenRequest) String() string {
 func (*GetTokenRequest) ProtoMessage() {}
 
 func (x *GetTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[29]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2810,7 +2960,7 @@ func (x *GetTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTokenRequest.ProtoReflect.Descriptor instead.
 func (*GetTokenRequest) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{29}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetTokenRequest) GetAppId() string {
@@ -2843,7 +2993,7 @@ type GetTokenResponse struct {
 
 func (x *GetTokenResponse) Reset() {
 	*x = GetTokenResponse{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[30]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2855,7 +3005,7 @@ func (x *GetTokenResponse) String() string {
 func (*GetTokenResponse) ProtoMessage() {}
 
 func (x *GetTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[30]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2868,7 +3018,7 @@ func (x *GetTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTokenResponse.ProtoReflect.Descriptor instead.
 func (*GetTokenResponse) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{30}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetTokenResponse) GetToken() *Token {
@@ -2899,7 +3049,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[31]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2911,7 +3061,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[31]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2924,7 +3074,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{31}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListTokensRequest) GetAppId() string {
@@ -2995,7 +3145,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[32]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3007,7 +3157,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[32]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3020,7 +3170,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{32}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListTokensResponse) GetTokens() []*Token {
@@ -3056,7 +3206,7 @@ type ListNotificationsRequest struct {
 
 func (x *ListNotificationsRequest) Reset() {
 	*x = ListNotificationsRequest{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[33]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3068,7 +3218,7 @@ func (x *ListNotificationsRequest) String() string {
 func (*ListNotificationsRequest) ProtoMessage() {}
 
 func (x *ListNotificationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[33]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3081,7 +3231,7 @@ func (x *ListNotificationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNotificationsRequest.ProtoReflect.Descriptor instead.
 func (*ListNotificationsRequest) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{33}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListNotificationsRequest) GetAppId() string {
@@ -3138,7 +3288,7 @@ type ListNotificationsResponse struct {
 
 func (x *ListNotificationsResponse) Reset() {
 	*x = ListNotificationsResponse{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[34]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3150,7 +3300,7 @@ func (x *ListNotificationsResponse) String() string {
 func (*ListNotificationsResponse) ProtoMessage() {}
 
 func (x *ListNotificationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[34]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3163,7 +3313,7 @@ func (x *ListNotificationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNotificationsResponse.ProtoReflect.Descriptor instead.
 func (*ListNotificationsResponse) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{34}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListNotificationsResponse) GetNotifications() []*Notification {
@@ -3193,7 +3343,7 @@ type LocalizedContent struct {
 
 func (x *LocalizedContent) Reset() {
 	*x = LocalizedContent{}
-	mi := &file_pushsvc_v1_push_proto_msgTypes[35]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3205,7 +3355,7 @@ func (x *LocalizedContent) String() string {
 func (*LocalizedContent) ProtoMessage() {}
 
 func (x *LocalizedContent) ProtoReflect() protoreflect.Message {
-	mi := &file_pushsvc_v1_push_proto_msgTypes[35]
+	mi := &file_pushsvc_v1_push_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3218,7 +3368,7 @@ func (x *LocalizedContent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalizedContent.ProtoReflect.Descriptor instead.
 func (*LocalizedContent) Descriptor() ([]byte, []int) {
-	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{35}
+	return file_pushsvc_v1_push_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LocalizedContent) GetTitle() string {
@@ -3393,7 +3543,7 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x0eLocalizedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
 	"\x05value\x18\x02 \x01(\v2\x1c.pushsvc.v1.LocalizedContentR\x05value:\x028\x01B\b\n" +
-	"\x06_badge\"\xa8\x02\n" +
+	"\x06_badge\"\xde\x02\n" +
 	"\vSendRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12*\n" +
 	"\x06target\x18\x02 \x01(\v2\x12.pushsvc.v1.TargetR\x06target\x12-\n" +
@@ -3401,7 +3551,14 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\x12#\n" +
 	"\rvalidate_only\x18\x05 \x01(\bR\fvalidateOnly\x123\n" +
 	"\asend_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06sendAt\x12$\n" +
-	"\x0emax_per_second\x18\b \x01(\x05R\fmaxPerSecond\"q\n" +
+	"\x0emax_per_second\x18\b \x01(\x05R\fmaxPerSecond\x124\n" +
+	"\n" +
+	"local_time\x18\a \x01(\v2\x15.pushsvc.v1.LocalTimeR\tlocalTime\"\x9e\x01\n" +
+	"\tLocalTime\x12\x12\n" +
+	"\x04hour\x18\x01 \x01(\x05R\x04hour\x12\x16\n" +
+	"\x06minute\x18\x02 \x01(\x05R\x06minute\x12+\n" +
+	"\x11fallback_timezone\x18\x03 \x01(\tR\x10fallbackTimezone\x128\n" +
+	"\tif_passed\x18\x04 \x01(\x0e2\x1b.pushsvc.v1.LocalTimePassedR\bifPassed\"q\n" +
 	"\fSendResponse\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12\x1a\n" +
@@ -3410,7 +3567,7 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12'\n" +
 	"\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\"W\n" +
 	"\x17GetNotificationResponse\x12<\n" +
-	"\fnotification\x18\x01 \x01(\v2\x18.pushsvc.v1.NotificationR\fnotification\"\x85\x06\n" +
+	"\fnotification\x18\x01 \x01(\v2\x18.pushsvc.v1.NotificationR\fnotification\"\x9f\x06\n" +
 	"\fNotification\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x123\n" +
@@ -3432,7 +3589,8 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	"\x0fidempotency_key\x18\x0f \x01(\tR\x0eidempotencyKey\x12\x1a\n" +
 	"\bvanished\x18\x10 \x01(\x03R\bvanished\x12\x1c\n" +
 	"\tcancelled\x18\x11 \x01(\x03R\tcancelled\x12J\n" +
-	"\x13cancel_requested_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\x11cancelRequestedAt\x12$\n" +
+	"\x13cancel_requested_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\x11cancelRequestedAt\x12\x18\n" +
+	"\awaiting\x18\x13 \x01(\x03R\awaiting\x12$\n" +
 	"\x0emax_per_second\x18\x14 \x01(\x05R\fmaxPerSecond\"\xd4\x03\n" +
 	"\aReceipt\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12'\n" +
@@ -3527,7 +3685,11 @@ const file_pushsvc_v1_push_proto_rawDesc = "" +
 	" REGISTRATION_OUTCOME_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cREGISTRATION_OUTCOME_CREATED\x10\x01\x12 \n" +
 	"\x1cREGISTRATION_OUTCOME_UPDATED\x10\x02\x12 \n" +
-	"\x1cREGISTRATION_OUTCOME_INVALID\x10\x03*\xfb\x01\n" +
+	"\x1cREGISTRATION_OUTCOME_INVALID\x10\x03*t\n" +
+	"\x0fLocalTimePassed\x12!\n" +
+	"\x1dLOCAL_TIME_PASSED_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aLOCAL_TIME_PASSED_NEXT_DAY\x10\x01\x12\x1e\n" +
+	"\x1aLOCAL_TIME_PASSED_SEND_NOW\x10\x02*\xfb\x01\n" +
 	"\x11NotificationState\x12\"\n" +
 	"\x1eNOTIFICATION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19NOTIFICATION_STATE_QUEUED\x10\x01\x12 \n" +
@@ -3572,147 +3734,151 @@ func file_pushsvc_v1_push_proto_rawDescGZIP() []byte {
 	return file_pushsvc_v1_push_proto_rawDescData
 }
 
-var file_pushsvc_v1_push_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_pushsvc_v1_push_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_pushsvc_v1_push_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_pushsvc_v1_push_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_pushsvc_v1_push_proto_goTypes = []any{
 	(Platform)(0),                      // 0: pushsvc.v1.Platform
 	(ApnsEnvironment)(0),               // 1: pushsvc.v1.ApnsEnvironment
 	(Priority)(0),                      // 2: pushsvc.v1.Priority
 	(PushType)(0),                      // 3: pushsvc.v1.PushType
 	(RegistrationOutcome)(0),           // 4: pushsvc.v1.RegistrationOutcome
-	(NotificationState)(0),             // 5: pushsvc.v1.NotificationState
-	(DeliveryStatus)(0),                // 6: pushsvc.v1.DeliveryStatus
-	(*Token)(nil),                      // 7: pushsvc.v1.Token
-	(*RegisterTokenRequest)(nil),       // 8: pushsvc.v1.RegisterTokenRequest
-	(*RegisterTokenResponse)(nil),      // 9: pushsvc.v1.RegisterTokenResponse
-	(*RegisterTokensRequest)(nil),      // 10: pushsvc.v1.RegisterTokensRequest
-	(*TokenRegistration)(nil),          // 11: pushsvc.v1.TokenRegistration
-	(*FieldViolation)(nil),             // 12: pushsvc.v1.FieldViolation
-	(*RegistrationResult)(nil),         // 13: pushsvc.v1.RegistrationResult
-	(*RegisterTokensResponse)(nil),     // 14: pushsvc.v1.RegisterTokensResponse
-	(*UnregisterTokenRequest)(nil),     // 15: pushsvc.v1.UnregisterTokenRequest
-	(*UnregisterTokenResponse)(nil),    // 16: pushsvc.v1.UnregisterTokenResponse
-	(*PruneRequest)(nil),               // 17: pushsvc.v1.PruneRequest
-	(*PruneResponse)(nil),              // 18: pushsvc.v1.PruneResponse
-	(*Device)(nil),                     // 19: pushsvc.v1.Device
-	(*DeviceList)(nil),                 // 20: pushsvc.v1.DeviceList
-	(*UserList)(nil),                   // 21: pushsvc.v1.UserList
-	(*Target)(nil),                     // 22: pushsvc.v1.Target
-	(*ApnsOptions)(nil),                // 23: pushsvc.v1.ApnsOptions
-	(*FcmOptions)(nil),                 // 24: pushsvc.v1.FcmOptions
-	(*Message)(nil),                    // 25: pushsvc.v1.Message
-	(*SendRequest)(nil),                // 26: pushsvc.v1.SendRequest
-	(*SendResponse)(nil),               // 27: pushsvc.v1.SendResponse
-	(*GetNotificationRequest)(nil),     // 28: pushsvc.v1.GetNotificationRequest
-	(*GetNotificationResponse)(nil),    // 29: pushsvc.v1.GetNotificationResponse
-	(*Notification)(nil),               // 30: pushsvc.v1.Notification
-	(*Receipt)(nil),                    // 31: pushsvc.v1.Receipt
-	(*StreamReceiptsRequest)(nil),      // 32: pushsvc.v1.StreamReceiptsRequest
-	(*StreamReceiptsResponse)(nil),     // 33: pushsvc.v1.StreamReceiptsResponse
-	(*CancelNotificationRequest)(nil),  // 34: pushsvc.v1.CancelNotificationRequest
-	(*CancelNotificationResponse)(nil), // 35: pushsvc.v1.CancelNotificationResponse
-	(*GetTokenRequest)(nil),            // 36: pushsvc.v1.GetTokenRequest
-	(*GetTokenResponse)(nil),           // 37: pushsvc.v1.GetTokenResponse
-	(*ListTokensRequest)(nil),          // 38: pushsvc.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),         // 39: pushsvc.v1.ListTokensResponse
-	(*ListNotificationsRequest)(nil),   // 40: pushsvc.v1.ListNotificationsRequest
-	(*ListNotificationsResponse)(nil),  // 41: pushsvc.v1.ListNotificationsResponse
-	(*LocalizedContent)(nil),           // 42: pushsvc.v1.LocalizedContent
-	nil,                                // 43: pushsvc.v1.ApnsOptions.HeadersEntry
-	nil,                                // 44: pushsvc.v1.Message.DataEntry
-	nil,                                // 45: pushsvc.v1.Message.LocalizedEntry
-	(*timestamppb.Timestamp)(nil),      // 46: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 47: google.protobuf.Duration
-	(*structpb.Struct)(nil),            // 48: google.protobuf.Struct
+	(LocalTimePassed)(0),               // 5: pushsvc.v1.LocalTimePassed
+	(NotificationState)(0),             // 6: pushsvc.v1.NotificationState
+	(DeliveryStatus)(0),                // 7: pushsvc.v1.DeliveryStatus
+	(*Token)(nil),                      // 8: pushsvc.v1.Token
+	(*RegisterTokenRequest)(nil),       // 9: pushsvc.v1.RegisterTokenRequest
+	(*RegisterTokenResponse)(nil),      // 10: pushsvc.v1.RegisterTokenResponse
+	(*RegisterTokensRequest)(nil),      // 11: pushsvc.v1.RegisterTokensRequest
+	(*TokenRegistration)(nil),          // 12: pushsvc.v1.TokenRegistration
+	(*FieldViolation)(nil),             // 13: pushsvc.v1.FieldViolation
+	(*RegistrationResult)(nil),         // 14: pushsvc.v1.RegistrationResult
+	(*RegisterTokensResponse)(nil),     // 15: pushsvc.v1.RegisterTokensResponse
+	(*UnregisterTokenRequest)(nil),     // 16: pushsvc.v1.UnregisterTokenRequest
+	(*UnregisterTokenResponse)(nil),    // 17: pushsvc.v1.UnregisterTokenResponse
+	(*PruneRequest)(nil),               // 18: pushsvc.v1.PruneRequest
+	(*PruneResponse)(nil),              // 19: pushsvc.v1.PruneResponse
+	(*Device)(nil),                     // 20: pushsvc.v1.Device
+	(*DeviceList)(nil),                 // 21: pushsvc.v1.DeviceList
+	(*UserList)(nil),                   // 22: pushsvc.v1.UserList
+	(*Target)(nil),                     // 23: pushsvc.v1.Target
+	(*ApnsOptions)(nil),                // 24: pushsvc.v1.ApnsOptions
+	(*FcmOptions)(nil),                 // 25: pushsvc.v1.FcmOptions
+	(*Message)(nil),                    // 26: pushsvc.v1.Message
+	(*SendRequest)(nil),                // 27: pushsvc.v1.SendRequest
+	(*LocalTime)(nil),                  // 28: pushsvc.v1.LocalTime
+	(*SendResponse)(nil),               // 29: pushsvc.v1.SendResponse
+	(*GetNotificationRequest)(nil),     // 30: pushsvc.v1.GetNotificationRequest
+	(*GetNotificationResponse)(nil),    // 31: pushsvc.v1.GetNotificationResponse
+	(*Notification)(nil),               // 32: pushsvc.v1.Notification
+	(*Receipt)(nil),                    // 33: pushsvc.v1.Receipt
+	(*StreamReceiptsRequest)(nil),      // 34: pushsvc.v1.StreamReceiptsRequest
+	(*StreamReceiptsResponse)(nil),     // 35: pushsvc.v1.StreamReceiptsResponse
+	(*CancelNotificationRequest)(nil),  // 36: pushsvc.v1.CancelNotificationRequest
+	(*CancelNotificationResponse)(nil), // 37: pushsvc.v1.CancelNotificationResponse
+	(*GetTokenRequest)(nil),            // 38: pushsvc.v1.GetTokenRequest
+	(*GetTokenResponse)(nil),           // 39: pushsvc.v1.GetTokenResponse
+	(*ListTokensRequest)(nil),          // 40: pushsvc.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),         // 41: pushsvc.v1.ListTokensResponse
+	(*ListNotificationsRequest)(nil),   // 42: pushsvc.v1.ListNotificationsRequest
+	(*ListNotificationsResponse)(nil),  // 43: pushsvc.v1.ListNotificationsResponse
+	(*LocalizedContent)(nil),           // 44: pushsvc.v1.LocalizedContent
+	nil,                                // 45: pushsvc.v1.ApnsOptions.HeadersEntry
+	nil,                                // 46: pushsvc.v1.Message.DataEntry
+	nil,                                // 47: pushsvc.v1.Message.LocalizedEntry
+	(*timestamppb.Timestamp)(nil),      // 48: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 49: google.protobuf.Duration
+	(*structpb.Struct)(nil),            // 50: google.protobuf.Struct
 }
 var file_pushsvc_v1_push_proto_depIdxs = []int32{
 	0,  // 0: pushsvc.v1.Token.platform:type_name -> pushsvc.v1.Platform
 	1,  // 1: pushsvc.v1.Token.apns_environment:type_name -> pushsvc.v1.ApnsEnvironment
-	46, // 2: pushsvc.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	46, // 3: pushsvc.v1.Token.last_seen_at:type_name -> google.protobuf.Timestamp
+	48, // 2: pushsvc.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	48, // 3: pushsvc.v1.Token.last_seen_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: pushsvc.v1.RegisterTokenRequest.platform:type_name -> pushsvc.v1.Platform
 	1,  // 5: pushsvc.v1.RegisterTokenRequest.apns_environment:type_name -> pushsvc.v1.ApnsEnvironment
-	7,  // 6: pushsvc.v1.RegisterTokenResponse.token:type_name -> pushsvc.v1.Token
-	11, // 7: pushsvc.v1.RegisterTokensRequest.items:type_name -> pushsvc.v1.TokenRegistration
+	8,  // 6: pushsvc.v1.RegisterTokenResponse.token:type_name -> pushsvc.v1.Token
+	12, // 7: pushsvc.v1.RegisterTokensRequest.items:type_name -> pushsvc.v1.TokenRegistration
 	0,  // 8: pushsvc.v1.TokenRegistration.platform:type_name -> pushsvc.v1.Platform
 	1,  // 9: pushsvc.v1.TokenRegistration.apns_environment:type_name -> pushsvc.v1.ApnsEnvironment
 	4,  // 10: pushsvc.v1.RegistrationResult.outcome:type_name -> pushsvc.v1.RegistrationOutcome
-	12, // 11: pushsvc.v1.RegistrationResult.violations:type_name -> pushsvc.v1.FieldViolation
-	13, // 12: pushsvc.v1.RegisterTokensResponse.results:type_name -> pushsvc.v1.RegistrationResult
+	13, // 11: pushsvc.v1.RegistrationResult.violations:type_name -> pushsvc.v1.FieldViolation
+	14, // 12: pushsvc.v1.RegisterTokensResponse.results:type_name -> pushsvc.v1.RegistrationResult
 	0,  // 13: pushsvc.v1.UnregisterTokenRequest.platform:type_name -> pushsvc.v1.Platform
-	47, // 14: pushsvc.v1.PruneRequest.stale_after:type_name -> google.protobuf.Duration
+	49, // 14: pushsvc.v1.PruneRequest.stale_after:type_name -> google.protobuf.Duration
 	0,  // 15: pushsvc.v1.PruneRequest.platforms:type_name -> pushsvc.v1.Platform
 	0,  // 16: pushsvc.v1.Device.platform:type_name -> pushsvc.v1.Platform
 	1,  // 17: pushsvc.v1.Device.apns_environment:type_name -> pushsvc.v1.ApnsEnvironment
-	19, // 18: pushsvc.v1.DeviceList.devices:type_name -> pushsvc.v1.Device
-	20, // 19: pushsvc.v1.Target.devices:type_name -> pushsvc.v1.DeviceList
-	21, // 20: pushsvc.v1.Target.users:type_name -> pushsvc.v1.UserList
+	20, // 18: pushsvc.v1.DeviceList.devices:type_name -> pushsvc.v1.Device
+	21, // 19: pushsvc.v1.Target.devices:type_name -> pushsvc.v1.DeviceList
+	22, // 20: pushsvc.v1.Target.users:type_name -> pushsvc.v1.UserList
 	0,  // 21: pushsvc.v1.Target.platforms:type_name -> pushsvc.v1.Platform
-	48, // 22: pushsvc.v1.ApnsOptions.payload:type_name -> google.protobuf.Struct
-	43, // 23: pushsvc.v1.ApnsOptions.headers:type_name -> pushsvc.v1.ApnsOptions.HeadersEntry
-	48, // 24: pushsvc.v1.FcmOptions.android:type_name -> google.protobuf.Struct
-	48, // 25: pushsvc.v1.FcmOptions.apns:type_name -> google.protobuf.Struct
-	48, // 26: pushsvc.v1.FcmOptions.webpush:type_name -> google.protobuf.Struct
-	44, // 27: pushsvc.v1.Message.data:type_name -> pushsvc.v1.Message.DataEntry
+	50, // 22: pushsvc.v1.ApnsOptions.payload:type_name -> google.protobuf.Struct
+	45, // 23: pushsvc.v1.ApnsOptions.headers:type_name -> pushsvc.v1.ApnsOptions.HeadersEntry
+	50, // 24: pushsvc.v1.FcmOptions.android:type_name -> google.protobuf.Struct
+	50, // 25: pushsvc.v1.FcmOptions.apns:type_name -> google.protobuf.Struct
+	50, // 26: pushsvc.v1.FcmOptions.webpush:type_name -> google.protobuf.Struct
+	46, // 27: pushsvc.v1.Message.data:type_name -> pushsvc.v1.Message.DataEntry
 	2,  // 28: pushsvc.v1.Message.priority:type_name -> pushsvc.v1.Priority
-	47, // 29: pushsvc.v1.Message.ttl:type_name -> google.protobuf.Duration
+	49, // 29: pushsvc.v1.Message.ttl:type_name -> google.protobuf.Duration
 	3,  // 30: pushsvc.v1.Message.push_type:type_name -> pushsvc.v1.PushType
-	23, // 31: pushsvc.v1.Message.apns:type_name -> pushsvc.v1.ApnsOptions
-	24, // 32: pushsvc.v1.Message.fcm:type_name -> pushsvc.v1.FcmOptions
-	45, // 33: pushsvc.v1.Message.localized:type_name -> pushsvc.v1.Message.LocalizedEntry
-	22, // 34: pushsvc.v1.SendRequest.target:type_name -> pushsvc.v1.Target
-	25, // 35: pushsvc.v1.SendRequest.message:type_name -> pushsvc.v1.Message
-	46, // 36: pushsvc.v1.SendRequest.send_at:type_name -> google.protobuf.Timestamp
-	30, // 37: pushsvc.v1.GetNotificationResponse.notification:type_name -> pushsvc.v1.Notification
-	5,  // 38: pushsvc.v1.Notification.state:type_name -> pushsvc.v1.NotificationState
-	46, // 39: pushsvc.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
-	46, // 40: pushsvc.v1.Notification.send_at:type_name -> google.protobuf.Timestamp
-	46, // 41: pushsvc.v1.Notification.updated_at:type_name -> google.protobuf.Timestamp
-	46, // 42: pushsvc.v1.Notification.completed_at:type_name -> google.protobuf.Timestamp
-	46, // 43: pushsvc.v1.Notification.cancel_requested_at:type_name -> google.protobuf.Timestamp
-	0,  // 44: pushsvc.v1.Receipt.platform:type_name -> pushsvc.v1.Platform
-	6,  // 45: pushsvc.v1.Receipt.status:type_name -> pushsvc.v1.DeliveryStatus
-	46, // 46: pushsvc.v1.Receipt.at:type_name -> google.protobuf.Timestamp
-	31, // 47: pushsvc.v1.StreamReceiptsResponse.receipt:type_name -> pushsvc.v1.Receipt
-	30, // 48: pushsvc.v1.CancelNotificationResponse.notification:type_name -> pushsvc.v1.Notification
-	0,  // 49: pushsvc.v1.GetTokenRequest.platform:type_name -> pushsvc.v1.Platform
-	7,  // 50: pushsvc.v1.GetTokenResponse.token:type_name -> pushsvc.v1.Token
-	0,  // 51: pushsvc.v1.ListTokensRequest.platform:type_name -> pushsvc.v1.Platform
-	46, // 52: pushsvc.v1.ListTokensRequest.last_seen_before:type_name -> google.protobuf.Timestamp
-	46, // 53: pushsvc.v1.ListTokensRequest.last_seen_after:type_name -> google.protobuf.Timestamp
-	7,  // 54: pushsvc.v1.ListTokensResponse.tokens:type_name -> pushsvc.v1.Token
-	5,  // 55: pushsvc.v1.ListNotificationsRequest.state:type_name -> pushsvc.v1.NotificationState
-	46, // 56: pushsvc.v1.ListNotificationsRequest.created_after:type_name -> google.protobuf.Timestamp
-	46, // 57: pushsvc.v1.ListNotificationsRequest.created_before:type_name -> google.protobuf.Timestamp
-	30, // 58: pushsvc.v1.ListNotificationsResponse.notifications:type_name -> pushsvc.v1.Notification
-	42, // 59: pushsvc.v1.Message.LocalizedEntry.value:type_name -> pushsvc.v1.LocalizedContent
-	8,  // 60: pushsvc.v1.PushService.RegisterToken:input_type -> pushsvc.v1.RegisterTokenRequest
-	10, // 61: pushsvc.v1.PushService.RegisterTokens:input_type -> pushsvc.v1.RegisterTokensRequest
-	15, // 62: pushsvc.v1.PushService.UnregisterToken:input_type -> pushsvc.v1.UnregisterTokenRequest
-	26, // 63: pushsvc.v1.PushService.Send:input_type -> pushsvc.v1.SendRequest
-	28, // 64: pushsvc.v1.PushService.GetNotification:input_type -> pushsvc.v1.GetNotificationRequest
-	17, // 65: pushsvc.v1.PushService.Prune:input_type -> pushsvc.v1.PruneRequest
-	32, // 66: pushsvc.v1.PushService.StreamReceipts:input_type -> pushsvc.v1.StreamReceiptsRequest
-	34, // 67: pushsvc.v1.PushService.CancelNotification:input_type -> pushsvc.v1.CancelNotificationRequest
-	36, // 68: pushsvc.v1.PushService.GetToken:input_type -> pushsvc.v1.GetTokenRequest
-	38, // 69: pushsvc.v1.PushService.ListTokens:input_type -> pushsvc.v1.ListTokensRequest
-	40, // 70: pushsvc.v1.PushService.ListNotifications:input_type -> pushsvc.v1.ListNotificationsRequest
-	9,  // 71: pushsvc.v1.PushService.RegisterToken:output_type -> pushsvc.v1.RegisterTokenResponse
-	14, // 72: pushsvc.v1.PushService.RegisterTokens:output_type -> pushsvc.v1.RegisterTokensResponse
-	16, // 73: pushsvc.v1.PushService.UnregisterToken:output_type -> pushsvc.v1.UnregisterTokenResponse
-	27, // 74: pushsvc.v1.PushService.Send:output_type -> pushsvc.v1.SendResponse
-	29, // 75: pushsvc.v1.PushService.GetNotification:output_type -> pushsvc.v1.GetNotificationResponse
-	18, // 76: pushsvc.v1.PushService.Prune:output_type -> pushsvc.v1.PruneResponse
-	33, // 77: pushsvc.v1.PushService.StreamReceipts:output_type -> pushsvc.v1.StreamReceiptsResponse
-	35, // 78: pushsvc.v1.PushService.CancelNotification:output_type -> pushsvc.v1.CancelNotificationResponse
-	37, // 79: pushsvc.v1.PushService.GetToken:output_type -> pushsvc.v1.GetTokenResponse
-	39, // 80: pushsvc.v1.PushService.ListTokens:output_type -> pushsvc.v1.ListTokensResponse
-	41, // 81: pushsvc.v1.PushService.ListNotifications:output_type -> pushsvc.v1.ListNotificationsResponse
-	71, // [71:82] is the sub-list for method output_type
-	60, // [60:71] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	24, // 31: pushsvc.v1.Message.apns:type_name -> pushsvc.v1.ApnsOptions
+	25, // 32: pushsvc.v1.Message.fcm:type_name -> pushsvc.v1.FcmOptions
+	47, // 33: pushsvc.v1.Message.localized:type_name -> pushsvc.v1.Message.LocalizedEntry
+	23, // 34: pushsvc.v1.SendRequest.target:type_name -> pushsvc.v1.Target
+	26, // 35: pushsvc.v1.SendRequest.message:type_name -> pushsvc.v1.Message
+	48, // 36: pushsvc.v1.SendRequest.send_at:type_name -> google.protobuf.Timestamp
+	28, // 37: pushsvc.v1.SendRequest.local_time:type_name -> pushsvc.v1.LocalTime
+	5,  // 38: pushsvc.v1.LocalTime.if_passed:type_name -> pushsvc.v1.LocalTimePassed
+	32, // 39: pushsvc.v1.GetNotificationResponse.notification:type_name -> pushsvc.v1.Notification
+	6,  // 40: pushsvc.v1.Notification.state:type_name -> pushsvc.v1.NotificationState
+	48, // 41: pushsvc.v1.Notification.created_at:type_name -> google.protobuf.Timestamp
+	48, // 42: pushsvc.v1.Notification.send_at:type_name -> google.protobuf.Timestamp
+	48, // 43: pushsvc.v1.Notification.updated_at:type_name -> google.protobuf.Timestamp
+	48, // 44: pushsvc.v1.Notification.completed_at:type_name -> google.protobuf.Timestamp
+	48, // 45: pushsvc.v1.Notification.cancel_requested_at:type_name -> google.protobuf.Timestamp
+	0,  // 46: pushsvc.v1.Receipt.platform:type_name -> pushsvc.v1.Platform
+	7,  // 47: pushsvc.v1.Receipt.status:type_name -> pushsvc.v1.DeliveryStatus
+	48, // 48: pushsvc.v1.Receipt.at:type_name -> google.protobuf.Timestamp
+	33, // 49: pushsvc.v1.StreamReceiptsResponse.receipt:type_name -> pushsvc.v1.Receipt
+	32, // 50: pushsvc.v1.CancelNotificationResponse.notification:type_name -> pushsvc.v1.Notification
+	0,  // 51: pushsvc.v1.GetTokenRequest.platform:type_name -> pushsvc.v1.Platform
+	8,  // 52: pushsvc.v1.GetTokenResponse.token:type_name -> pushsvc.v1.Token
+	0,  // 53: pushsvc.v1.ListTokensRequest.platform:type_name -> pushsvc.v1.Platform
+	48, // 54: pushsvc.v1.ListTokensRequest.last_seen_before:type_name -> google.protobuf.Timestamp
+	48, // 55: pushsvc.v1.ListTokensRequest.last_seen_after:type_name -> google.protobuf.Timestamp
+	8,  // 56: pushsvc.v1.ListTokensResponse.tokens:type_name -> pushsvc.v1.Token
+	6,  // 57: pushsvc.v1.ListNotificationsRequest.state:type_name -> pushsvc.v1.NotificationState
+	48, // 58: pushsvc.v1.ListNotificationsRequest.created_after:type_name -> google.protobuf.Timestamp
+	48, // 59: pushsvc.v1.ListNotificationsRequest.created_before:type_name -> google.protobuf.Timestamp
+	32, // 60: pushsvc.v1.ListNotificationsResponse.notifications:type_name -> pushsvc.v1.Notification
+	44, // 61: pushsvc.v1.Message.LocalizedEntry.value:type_name -> pushsvc.v1.LocalizedContent
+	9,  // 62: pushsvc.v1.PushService.RegisterToken:input_type -> pushsvc.v1.RegisterTokenRequest
+	11, // 63: pushsvc.v1.PushService.RegisterTokens:input_type -> pushsvc.v1.RegisterTokensRequest
+	16, // 64: pushsvc.v1.PushService.UnregisterToken:input_type -> pushsvc.v1.UnregisterTokenRequest
+	27, // 65: pushsvc.v1.PushService.Send:input_type -> pushsvc.v1.SendRequest
+	30, // 66: pushsvc.v1.PushService.GetNotification:input_type -> pushsvc.v1.GetNotificationRequest
+	18, // 67: pushsvc.v1.PushService.Prune:input_type -> pushsvc.v1.PruneRequest
+	34, // 68: pushsvc.v1.PushService.StreamReceipts:input_type -> pushsvc.v1.StreamReceiptsRequest
+	36, // 69: pushsvc.v1.PushService.CancelNotification:input_type -> pushsvc.v1.CancelNotificationRequest
+	38, // 70: pushsvc.v1.PushService.GetToken:input_type -> pushsvc.v1.GetTokenRequest
+	40, // 71: pushsvc.v1.PushService.ListTokens:input_type -> pushsvc.v1.ListTokensRequest
+	42, // 72: pushsvc.v1.PushService.ListNotifications:input_type -> pushsvc.v1.ListNotificationsRequest
+	10, // 73: pushsvc.v1.PushService.RegisterToken:output_type -> pushsvc.v1.RegisterTokenResponse
+	15, // 74: pushsvc.v1.PushService.RegisterTokens:output_type -> pushsvc.v1.RegisterTokensResponse
+	17, // 75: pushsvc.v1.PushService.UnregisterToken:output_type -> pushsvc.v1.UnregisterTokenResponse
+	29, // 76: pushsvc.v1.PushService.Send:output_type -> pushsvc.v1.SendResponse
+	31, // 77: pushsvc.v1.PushService.GetNotification:output_type -> pushsvc.v1.GetNotificationResponse
+	19, // 78: pushsvc.v1.PushService.Prune:output_type -> pushsvc.v1.PruneResponse
+	35, // 79: pushsvc.v1.PushService.StreamReceipts:output_type -> pushsvc.v1.StreamReceiptsResponse
+	37, // 80: pushsvc.v1.PushService.CancelNotification:output_type -> pushsvc.v1.CancelNotificationResponse
+	39, // 81: pushsvc.v1.PushService.GetToken:output_type -> pushsvc.v1.GetTokenResponse
+	41, // 82: pushsvc.v1.PushService.ListTokens:output_type -> pushsvc.v1.ListTokensResponse
+	43, // 83: pushsvc.v1.PushService.ListNotifications:output_type -> pushsvc.v1.ListNotificationsResponse
+	73, // [73:84] is the sub-list for method output_type
+	62, // [62:73] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_pushsvc_v1_push_proto_init() }
@@ -3733,8 +3899,8 @@ func file_pushsvc_v1_push_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushsvc_v1_push_proto_rawDesc), len(file_pushsvc_v1_push_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   39,
+			NumEnums:      8,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ _TABLE_COLUMNS = (("cursor", 12), ("status", 13), ("platform", 8), ("attempts", 
                   ("reason", 22), ("token", 0))
 """The table's columns and their widths; the token, of any length, comes last so it shifts nothing."""
 _ENUM_PREFIXES = {"status": "DELIVERY_STATUS_", "platform": "PLATFORM_", "state": "NOTIFICATION_STATE_"}
+_IF_PASSED = {"next-day": push_pb2.LOCAL_TIME_PASSED_NEXT_DAY, "send-now": push_pb2.LOCAL_TIME_PASSED_SEND_NOW}
 _STATES = {
     name.removeprefix("NOTIFICATION_STATE_").lower(): number
     for name, number in push_pb2.NotificationState.items()
@@ -106,6 +107,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     send.add_argument("--validate-only", action="store_true", help="count the targets and check the payload; send nothing")
     send.add_argument("--max-per-second", type=_int32, metavar="N",
                       help="send to at most N targets per second, across every replica (default: the app's default rate)")
+    send.add_argument("--local-time", metavar="HH:MM",
+                      help="deliver to each token at this wall-clock time in its own time zone")
+    send.add_argument("--fallback-timezone", metavar="ZONE",
+                      help="with --local-time: the IANA zone of tokens without one (default UTC)")
+    send.add_argument("--if-passed", choices=sorted(_IF_PASSED),
+                      help="with --local-time: where the time has passed today, the next day (default) or at once")
 
     rec = sub.add_parser("receipts", help="print receipts as JSON lines or a table, resuming after UNAVAILABLE",
                          parents=[common])
@@ -214,7 +221,22 @@ def _send_request(args: argparse.Namespace) -> push_pb2.SendRequest:
     if args.max_per_second is not None:
         # Passed on as given: the server names a bad rate (a negative one) among the request's violations.
         request.max_per_second = args.max_per_second
+    if args.local_time is not None:
+        request.local_time.CopyFrom(_local_time(args.local_time))
+    elif args.fallback_timezone is not None or args.if_passed is not None:
+        raise UsageError("--fallback-timezone and --if-passed go with --local-time")
+    if args.fallback_timezone is not None:
+        request.local_time.fallback_timezone = args.fallback_timezone
+    if args.if_passed is not None:
+        request.local_time.if_passed = _IF_PASSED[args.if_passed]
     return request
+
+
+def _local_time(value: str) -> push_pb2.LocalTime:
+    hour, sep, minute = value.partition(":")
+    if not (sep and value.isascii() and hour.isdigit() and minute.isdigit() and len(minute) == 2 and int(hour) < 24 and int(minute) < 60):
+        raise UsageError(f"--local-time {value!r}: want HH:MM, e.g. 09:30")
+    return push_pb2.LocalTime(hour=int(hour), minute=int(minute))
 
 
 def _int32(text: str) -> int:

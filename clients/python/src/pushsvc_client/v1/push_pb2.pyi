@@ -156,6 +156,29 @@ REGISTRATION_OUTCOME_INVALID: RegistrationOutcome.ValueType  # 3
 """The item is invalid (see violations); nothing was stored for it."""
 Global___RegistrationOutcome: _TypeAlias = RegistrationOutcome  # noqa: Y015
 
+class _LocalTimePassed:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LocalTimePassedEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LocalTimePassed.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOCAL_TIME_PASSED_UNSPECIFIED: _LocalTimePassed.ValueType  # 0
+    """The same as LOCAL_TIME_PASSED_NEXT_DAY."""
+    LOCAL_TIME_PASSED_NEXT_DAY: _LocalTimePassed.ValueType  # 1
+    """Deliver at that time on the next local day."""
+    LOCAL_TIME_PASSED_SEND_NOW: _LocalTimePassed.ValueType  # 2
+    """Deliver at the reference instant (at once, or at send_at)."""
+
+class LocalTimePassed(_LocalTimePassed, metaclass=_LocalTimePassedEnumTypeWrapper): ...
+
+LOCAL_TIME_PASSED_UNSPECIFIED: LocalTimePassed.ValueType  # 0
+"""The same as LOCAL_TIME_PASSED_NEXT_DAY."""
+LOCAL_TIME_PASSED_NEXT_DAY: LocalTimePassed.ValueType  # 1
+"""Deliver at that time on the next local day."""
+LOCAL_TIME_PASSED_SEND_NOW: LocalTimePassed.ValueType  # 2
+"""Deliver at the reference instant (at once, or at send_at)."""
+Global___LocalTimePassed: _TypeAlias = LocalTimePassed  # noqa: Y015
+
 class _NotificationState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -978,6 +1001,7 @@ class SendRequest(_message.Message):
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     SEND_AT_FIELD_NUMBER: _builtins.int
     MAX_PER_SECOND_FIELD_NUMBER: _builtins.int
+    LOCAL_TIME_FIELD_NUMBER: _builtins.int
     app_id: _builtins.str
     idempotency_key: _builtins.str
     """Unique per app: a repeat returns the first notification_id with
@@ -1001,6 +1025,14 @@ class SendRequest(_message.Message):
     def send_at(self) -> _timestamp_pb2.Timestamp:
         """Delivery starts no earlier than this."""
 
+    @_builtins.property
+    def local_time(self) -> Global___LocalTime:
+        """Deliver to each token when this wall-clock time arrives in the token's
+        own time zone (its registered IANA `timezone`), instead of all at once.
+        The reference instant is send_at when set, else the time of the Send.
+        Such a send always fans out in the bulk lane.
+        """
+
     def __init__(
         self,
         *,
@@ -1011,14 +1043,54 @@ class SendRequest(_message.Message):
         validate_only: _builtins.bool = ...,
         send_at: _timestamp_pb2.Timestamp | None = ...,
         max_per_second: _builtins.int = ...,
+        local_time: Global___LocalTime | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "send_at", b"send_at", "target", b"target"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["local_time", b"local_time", "message", b"message", "send_at", b"send_at", "target", b"target"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "idempotency_key", b"idempotency_key", "max_per_second", b"max_per_second", "message", b"message", "send_at", b"send_at", "target", b"target", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "idempotency_key", b"idempotency_key", "local_time", b"local_time", "max_per_second", b"max_per_second", "message", b"message", "send_at", b"send_at", "target", b"target", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SendRequest: _TypeAlias = SendRequest  # noqa: Y015
+
+@_typing.final
+class LocalTime(_message.Message):
+    """A wall-clock time of day, delivered in each token's own time zone."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOUR_FIELD_NUMBER: _builtins.int
+    MINUTE_FIELD_NUMBER: _builtins.int
+    FALLBACK_TIMEZONE_FIELD_NUMBER: _builtins.int
+    IF_PASSED_FIELD_NUMBER: _builtins.int
+    hour: _builtins.int
+    """0-23."""
+    minute: _builtins.int
+    """0-59."""
+    fallback_timezone: _builtins.str
+    """The IANA zone (such as "Europe/Paris") of tokens registered without one,
+    of directly addressed devices that are not registered, and of tokens
+    whose stored zone is no longer known. Empty means "UTC".
+    """
+    if_passed: Global___LocalTimePassed.ValueType
+    """What happens in a zone where the time has already passed on the local
+    date of the reference instant.
+    """
+    def __init__(
+        self,
+        *,
+        hour: _builtins.int = ...,
+        minute: _builtins.int = ...,
+        fallback_timezone: _builtins.str = ...,
+        if_passed: Global___LocalTimePassed.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fallback_timezone", b"fallback_timezone", "hour", b"hour", "if_passed", b"if_passed", "minute", b"minute"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocalTime: _TypeAlias = LocalTime  # noqa: Y015
 
 @_typing.final
 class SendResponse(_message.Message):
@@ -1112,6 +1184,7 @@ class Notification(_message.Message):
     VANISHED_FIELD_NUMBER: _builtins.int
     CANCELLED_FIELD_NUMBER: _builtins.int
     CANCEL_REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    WAITING_FIELD_NUMBER: _builtins.int
     MAX_PER_SECOND_FIELD_NUMBER: _builtins.int
     notification_id: _builtins.str
     app_id: _builtins.str
@@ -1134,6 +1207,10 @@ class Notification(_message.Message):
     """
     cancelled: _builtins.int
     """Targets not sent because the notification was cancelled."""
+    waiting: _builtins.int
+    """Targets of a local-time send whose local time has not come yet: their
+    delivery has not started. Zero for other sends.
+    """
     max_per_second: _builtins.int
     """The rate the fan-out is held to, in targets per second across every
     replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
@@ -1173,11 +1250,12 @@ class Notification(_message.Message):
         vanished: _builtins.int = ...,
         cancelled: _builtins.int = ...,
         cancel_requested_at: _timestamp_pb2.Timestamp | None = ...,
+        waiting: _builtins.int = ...,
         max_per_second: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_requested_at", b"cancel_requested_at", "completed_at", b"completed_at", "created_at", b"created_at", "send_at", b"send_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "cancel_requested_at", b"cancel_requested_at", "cancelled", b"cancelled", "completed_at", b"completed_at", "created_at", b"created_at", "delivered", b"delivered", "error", b"error", "expired", b"expired", "failed", b"failed", "idempotency_key", b"idempotency_key", "invalid_tokens", b"invalid_tokens", "max_per_second", b"max_per_second", "notification_id", b"notification_id", "pending", b"pending", "send_at", b"send_at", "state", b"state", "targeted", b"targeted", "updated_at", b"updated_at", "vanished", b"vanished"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "cancel_requested_at", b"cancel_requested_at", "cancelled", b"cancelled", "completed_at", b"completed_at", "created_at", b"created_at", "delivered", b"delivered", "error", b"error", "expired", b"expired", "failed", b"failed", "idempotency_key", b"idempotency_key", "invalid_tokens", b"invalid_tokens", "max_per_second", b"max_per_second", "notification_id", b"notification_id", "pending", b"pending", "send_at", b"send_at", "state", b"state", "targeted", b"targeted", "updated_at", b"updated_at", "vanished", b"vanished", "waiting", b"waiting"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

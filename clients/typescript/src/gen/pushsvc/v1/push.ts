@@ -313,6 +313,48 @@ export function registrationOutcomeToJSON(object: RegistrationOutcome): string {
   }
 }
 
+export enum LocalTimePassed {
+  /** LOCAL_TIME_PASSED_UNSPECIFIED - The same as LOCAL_TIME_PASSED_NEXT_DAY. */
+  LOCAL_TIME_PASSED_UNSPECIFIED = 0,
+  /** LOCAL_TIME_PASSED_NEXT_DAY - Deliver at that time on the next local day. */
+  LOCAL_TIME_PASSED_NEXT_DAY = 1,
+  /** LOCAL_TIME_PASSED_SEND_NOW - Deliver at the reference instant (at once, or at send_at). */
+  LOCAL_TIME_PASSED_SEND_NOW = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function localTimePassedFromJSON(object: any): LocalTimePassed {
+  switch (object) {
+    case 0:
+    case "LOCAL_TIME_PASSED_UNSPECIFIED":
+      return LocalTimePassed.LOCAL_TIME_PASSED_UNSPECIFIED;
+    case 1:
+    case "LOCAL_TIME_PASSED_NEXT_DAY":
+      return LocalTimePassed.LOCAL_TIME_PASSED_NEXT_DAY;
+    case 2:
+    case "LOCAL_TIME_PASSED_SEND_NOW":
+      return LocalTimePassed.LOCAL_TIME_PASSED_SEND_NOW;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return LocalTimePassed.UNRECOGNIZED;
+  }
+}
+
+export function localTimePassedToJSON(object: LocalTimePassed): string {
+  switch (object) {
+    case LocalTimePassed.LOCAL_TIME_PASSED_UNSPECIFIED:
+      return "LOCAL_TIME_PASSED_UNSPECIFIED";
+    case LocalTimePassed.LOCAL_TIME_PASSED_NEXT_DAY:
+      return "LOCAL_TIME_PASSED_NEXT_DAY";
+    case LocalTimePassed.LOCAL_TIME_PASSED_SEND_NOW:
+      return "LOCAL_TIME_PASSED_SEND_NOW";
+    case LocalTimePassed.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Lifecycle of a notification. */
 export enum NotificationState {
   NOTIFICATION_STATE_UNSPECIFIED = 0,
@@ -706,6 +748,32 @@ export interface SendRequest {
    * negative is INVALID_ARGUMENT.
    */
   maxPerSecond: number;
+  /**
+   * Deliver to each token when this wall-clock time arrives in the token's
+   * own time zone (its registered IANA `timezone`), instead of all at once.
+   * The reference instant is send_at when set, else the time of the Send.
+   * Such a send always fans out in the bulk lane.
+   */
+  localTime: LocalTime | undefined;
+}
+
+/** A wall-clock time of day, delivered in each token's own time zone. */
+export interface LocalTime {
+  /** 0-23. */
+  hour: number;
+  /** 0-59. */
+  minute: number;
+  /**
+   * The IANA zone (such as "Europe/Paris") of tokens registered without one,
+   * of directly addressed devices that are not registered, and of tokens
+   * whose stored zone is no longer known. Empty means "UTC".
+   */
+  fallbackTimezone: string;
+  /**
+   * What happens in a zone where the time has already passed on the local
+   * date of the reference instant.
+   */
+  ifPassed: LocalTimePassed;
 }
 
 export interface SendResponse {
@@ -761,6 +829,11 @@ export interface Notification {
   cancelRequestedAt:
     | Date
     | undefined;
+  /**
+   * Targets of a local-time send whose local time has not come yet: their
+   * delivery has not started. Zero for other sends.
+   */
+  waiting: number;
   /**
    * The rate the fan-out is held to, in targets per second across every
    * replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
@@ -3980,6 +4053,7 @@ function createBaseSendRequest(): SendRequest {
     validateOnly: false,
     sendAt: undefined,
     maxPerSecond: 0,
+    localTime: undefined,
   };
 }
 
@@ -4005,6 +4079,9 @@ export const SendRequest: MessageFns<SendRequest> = {
     }
     if (message.maxPerSecond !== 0) {
       writer.uint32(64).int32(message.maxPerSecond);
+    }
+    if (message.localTime !== undefined) {
+      LocalTime.encode(message.localTime, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -4078,6 +4155,14 @@ export const SendRequest: MessageFns<SendRequest> = {
             message.maxPerSecond = reader.int32();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.localTime = LocalTime.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4119,6 +4204,11 @@ export const SendRequest: MessageFns<SendRequest> = {
         : isSet(object.max_per_second)
         ? globalThis.Number(object.max_per_second)
         : 0,
+      localTime: isSet(object.localTime)
+        ? LocalTime.fromJSON(object.localTime)
+        : isSet(object.local_time)
+        ? LocalTime.fromJSON(object.local_time)
+        : undefined,
     };
   },
 
@@ -4145,6 +4235,9 @@ export const SendRequest: MessageFns<SendRequest> = {
     if (message.maxPerSecond !== 0) {
       obj.maxPerSecond = Math.round(message.maxPerSecond);
     }
+    if (message.localTime !== undefined) {
+      obj.localTime = LocalTime.toJSON(message.localTime);
+    }
     return obj;
   },
 
@@ -4164,6 +4257,134 @@ export const SendRequest: MessageFns<SendRequest> = {
     message.validateOnly = object.validateOnly ?? false;
     message.sendAt = object.sendAt ?? undefined;
     message.maxPerSecond = object.maxPerSecond ?? 0;
+    message.localTime = (object.localTime !== undefined && object.localTime !== null)
+      ? LocalTime.fromPartial(object.localTime)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseLocalTime(): LocalTime {
+  return { hour: 0, minute: 0, fallbackTimezone: "", ifPassed: 0 };
+}
+
+export const LocalTime: MessageFns<LocalTime> = {
+  encode(message: LocalTime, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hour !== 0) {
+      writer.uint32(8).int32(message.hour);
+    }
+    if (message.minute !== 0) {
+      writer.uint32(16).int32(message.minute);
+    }
+    if (message.fallbackTimezone !== "") {
+      writer.uint32(26).string(message.fallbackTimezone);
+    }
+    if (message.ifPassed !== 0) {
+      writer.uint32(32).int32(message.ifPassed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LocalTime {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLocalTime();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.hour = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.minute = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.fallbackTimezone = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.ifPassed = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LocalTime {
+    return {
+      hour: isSet(object.hour) ? globalThis.Number(object.hour) : 0,
+      minute: isSet(object.minute) ? globalThis.Number(object.minute) : 0,
+      fallbackTimezone: isSet(object.fallbackTimezone)
+        ? globalThis.String(object.fallbackTimezone)
+        : isSet(object.fallback_timezone)
+        ? globalThis.String(object.fallback_timezone)
+        : "",
+      ifPassed: isSet(object.ifPassed)
+        ? localTimePassedFromJSON(object.ifPassed)
+        : isSet(object.if_passed)
+        ? localTimePassedFromJSON(object.if_passed)
+        : 0,
+    };
+  },
+
+  toJSON(message: LocalTime): unknown {
+    const obj: any = {};
+    if (message.hour !== 0) {
+      obj.hour = Math.round(message.hour);
+    }
+    if (message.minute !== 0) {
+      obj.minute = Math.round(message.minute);
+    }
+    if (message.fallbackTimezone !== "") {
+      obj.fallbackTimezone = message.fallbackTimezone;
+    }
+    if (message.ifPassed !== 0) {
+      obj.ifPassed = localTimePassedToJSON(message.ifPassed);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LocalTime>): LocalTime {
+    return LocalTime.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LocalTime>): LocalTime {
+    const message = createBaseLocalTime();
+    message.hour = object.hour ?? 0;
+    message.minute = object.minute ?? 0;
+    message.fallbackTimezone = object.fallbackTimezone ?? "";
+    message.ifPassed = object.ifPassed ?? 0;
     return message;
   },
 };
@@ -4455,6 +4676,7 @@ function createBaseNotification(): Notification {
     vanished: 0,
     cancelled: 0,
     cancelRequestedAt: undefined,
+    waiting: 0,
     maxPerSecond: 0,
   };
 }
@@ -4514,6 +4736,9 @@ export const Notification: MessageFns<Notification> = {
     }
     if (message.cancelRequestedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.cancelRequestedAt), writer.uint32(146).fork()).join();
+    }
+    if (message.waiting !== 0) {
+      writer.uint32(152).int64(message.waiting);
     }
     if (message.maxPerSecond !== 0) {
       writer.uint32(160).int32(message.maxPerSecond);
@@ -4678,6 +4903,14 @@ export const Notification: MessageFns<Notification> = {
             message.cancelRequestedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.waiting = longToNumber(reader.int64());
+            continue;
+          }
           case 20: {
             if (tag !== 160) {
               break;
@@ -4754,6 +4987,7 @@ export const Notification: MessageFns<Notification> = {
         : isSet(object.cancel_requested_at)
         ? fromJsonTimestamp(object.cancel_requested_at)
         : undefined,
+      waiting: isSet(object.waiting) ? globalThis.Number(object.waiting) : 0,
       maxPerSecond: isSet(object.maxPerSecond)
         ? globalThis.Number(object.maxPerSecond)
         : isSet(object.max_per_second)
@@ -4818,6 +5052,9 @@ export const Notification: MessageFns<Notification> = {
     if (message.cancelRequestedAt !== undefined) {
       obj.cancelRequestedAt = message.cancelRequestedAt.toISOString();
     }
+    if (message.waiting !== 0) {
+      obj.waiting = Math.round(message.waiting);
+    }
     if (message.maxPerSecond !== 0) {
       obj.maxPerSecond = Math.round(message.maxPerSecond);
     }
@@ -4847,6 +5084,7 @@ export const Notification: MessageFns<Notification> = {
     message.vanished = object.vanished ?? 0;
     message.cancelled = object.cancelled ?? 0;
     message.cancelRequestedAt = object.cancelRequestedAt ?? undefined;
+    message.waiting = object.waiting ?? 0;
     message.maxPerSecond = object.maxPerSecond ?? 0;
     return message;
   },

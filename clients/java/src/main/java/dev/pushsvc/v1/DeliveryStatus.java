@@ -177,7 +177,7 @@ public enum DeliveryStatus
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.pushsvc.v1.PushProto.getDescriptor().getEnumType(6);
+    return dev.pushsvc.v1.PushProto.getDescriptor().getEnumType(7);
   }
 
   private static final DeliveryStatus[] VALUES = values();

@@ -491,6 +491,22 @@ private static final long serialVersionUID = 0L;
     return cancelRequestedAt_ == null ? com.google.protobuf.Timestamp.getDefaultInstance() : cancelRequestedAt_;
   }
 
+  public static final int WAITING_FIELD_NUMBER = 19;
+  private long waiting_ = 0L;
+  /**
+   * <pre>
+   * Targets of a local-time send whose local time has not come yet: their
+   * delivery has not started. Zero for other sends.
+   * </pre>
+   *
+   * <code>int64 waiting = 19 [json_name = "waiting"];</code>
+   * @return The waiting.
+   */
+  @java.lang.Override
+  public long getWaiting() {
+    return waiting_;
+  }
+
   public static final int MAX_PER_SECOND_FIELD_NUMBER = 20;
   private int maxPerSecond_ = 0;
   /**
@@ -575,6 +591,9 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000010) != 0)) {
       output.writeMessage(18, getCancelRequestedAt());
     }
+    if (waiting_ != 0L) {
+      output.writeInt64(19, waiting_);
+    }
     if (maxPerSecond_ != 0) {
       output.writeInt32(20, maxPerSecond_);
     }
@@ -649,6 +668,10 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000010) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(18, getCancelRequestedAt());
+    }
+    if (waiting_ != 0L) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt64Size(19, waiting_);
     }
     if (maxPerSecond_ != 0) {
       size += com.google.protobuf.CodedOutputStream
@@ -728,6 +751,8 @@ private static final long serialVersionUID = 0L;
       if (!getCancelRequestedAt()
           .equals(other.getCancelRequestedAt())) return false;
     }
+    if (getWaiting()
+        != other.getWaiting()) return false;
     if (getMaxPerSecond()
         != other.getMaxPerSecond()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
@@ -795,6 +820,9 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + CANCEL_REQUESTED_AT_FIELD_NUMBER;
       hash = (53 * hash) + getCancelRequestedAt().hashCode();
     }
+    hash = (37 * hash) + WAITING_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        getWaiting());
     hash = (37 * hash) + MAX_PER_SECOND_FIELD_NUMBER;
     hash = (53 * hash) + getMaxPerSecond();
     hash = (29 * hash) + getUnknownFields().hashCode();
@@ -980,6 +1008,7 @@ private static final long serialVersionUID = 0L;
         cancelRequestedAtBuilder_.dispose();
         cancelRequestedAtBuilder_ = null;
       }
+      waiting_ = 0L;
       maxPerSecond_ = 0;
       return this;
     }
@@ -1085,6 +1114,9 @@ private static final long serialVersionUID = 0L;
         to_bitField0_ |= 0x00000010;
       }
       if (((from_bitField0_ & 0x00040000) != 0)) {
+        result.waiting_ = waiting_;
+      }
+      if (((from_bitField0_ & 0x00080000) != 0)) {
         result.maxPerSecond_ = maxPerSecond_;
       }
       result.bitField0_ |= to_bitField0_;
@@ -1163,6 +1195,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasCancelRequestedAt()) {
         mergeCancelRequestedAt(other.getCancelRequestedAt());
+      }
+      if (other.getWaiting() != 0L) {
+        setWaiting(other.getWaiting());
       }
       if (other.getMaxPerSecond() != 0) {
         setMaxPerSecond(other.getMaxPerSecond());
@@ -1291,9 +1326,14 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00020000;
               break;
             } // case 146
+            case 152: {
+              waiting_ = input.readInt64();
+              bitField0_ |= 0x00040000;
+              break;
+            } // case 152
             case 160: {
               maxPerSecond_ = input.readInt32();
-              bitField0_ |= 0x00040000;
+              bitField0_ |= 0x00080000;
               break;
             } // case 160
             default: {
@@ -2623,6 +2663,53 @@ private static final long serialVersionUID = 0L;
       return cancelRequestedAtBuilder_;
     }
 
+    private long waiting_ ;
+    /**
+     * <pre>
+     * Targets of a local-time send whose local time has not come yet: their
+     * delivery has not started. Zero for other sends.
+     * </pre>
+     *
+     * <code>int64 waiting = 19 [json_name = "waiting"];</code>
+     * @return The waiting.
+     */
+    @java.lang.Override
+    public long getWaiting() {
+      return waiting_;
+    }
+    /**
+     * <pre>
+     * Targets of a local-time send whose local time has not come yet: their
+     * delivery has not started. Zero for other sends.
+     * </pre>
+     *
+     * <code>int64 waiting = 19 [json_name = "waiting"];</code>
+     * @param value The waiting to set.
+     * @return This builder for chaining.
+     */
+    public Builder setWaiting(long value) {
+
+      waiting_ = value;
+      bitField0_ |= 0x00040000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Targets of a local-time send whose local time has not come yet: their
+     * delivery has not started. Zero for other sends.
+     * </pre>
+     *
+     * <code>int64 waiting = 19 [json_name = "waiting"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearWaiting() {
+      bitField0_ = (bitField0_ & ~0x00040000);
+      waiting_ = 0L;
+      onChanged();
+      return this;
+    }
+
     private int maxPerSecond_ ;
     /**
      * <pre>
@@ -2650,7 +2737,7 @@ private static final long serialVersionUID = 0L;
     public Builder setMaxPerSecond(int value) {
 
       maxPerSecond_ = value;
-      bitField0_ |= 0x00040000;
+      bitField0_ |= 0x00080000;
       onChanged();
       return this;
     }
@@ -2664,7 +2751,7 @@ private static final long serialVersionUID = 0L;
      * @return This builder for chaining.
      */
     public Builder clearMaxPerSecond() {
-      bitField0_ = (bitField0_ & ~0x00040000);
+      bitField0_ = (bitField0_ & ~0x00080000);
       maxPerSecond_ = 0;
       onChanged();
       return this;

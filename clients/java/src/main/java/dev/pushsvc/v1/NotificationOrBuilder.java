@@ -235,6 +235,17 @@ public interface NotificationOrBuilder extends
 
   /**
    * <pre>
+   * Targets of a local-time send whose local time has not come yet: their
+   * delivery has not started. Zero for other sends.
+   * </pre>
+   *
+   * <code>int64 waiting = 19 [json_name = "waiting"];</code>
+   * @return The waiting.
+   */
+  long getWaiting();
+
+  /**
+   * <pre>
    * The rate the fan-out is held to, in targets per second across every
    * replica: SendRequest.max_per_second, or the app's default. 0: unthrottled.
    * </pre>

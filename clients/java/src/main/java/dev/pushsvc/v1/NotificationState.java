@@ -146,7 +146,7 @@ public enum NotificationState
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.pushsvc.v1.PushProto.getDescriptor().getEnumType(5);
+    return dev.pushsvc.v1.PushProto.getDescriptor().getEnumType(6);
   }
 
   private static final NotificationState[] VALUES = values();

@@ -142,6 +142,11 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_pushsvc_v1_SendRequest_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_pushsvc_v1_LocalTime_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_pushsvc_v1_LocalTime_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_pushsvc_v1_SendResponse_descriptor;
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
@@ -335,149 +340,158 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
       "\022\024\n\005value\030\002 \001(\tR\005value:\0028\001\032Z\n\016LocalizedE" +
       "ntry\022\020\n\003key\030\001 \001(\tR\003key\0222\n\005value\030\002 \001(\0132\034." +
       "pushsvc.v1.LocalizedContentR\005value:\0028\001B\010" +
-      "\n\006_badge\"\250\002\n\013SendRequest\022\025\n\006app_id\030\001 \001(\t" +
+      "\n\006_badge\"\336\002\n\013SendRequest\022\025\n\006app_id\030\001 \001(\t" +
       "R\005appId\022*\n\006target\030\002 \001(\0132\022.pushsvc.v1.Tar" +
       "getR\006target\022-\n\007message\030\003 \001(\0132\023.pushsvc.v" +
       "1.MessageR\007message\022\'\n\017idempotency_key\030\004 " +
       "\001(\tR\016idempotencyKey\022#\n\rvalidate_only\030\005 \001" +
       "(\010R\014validateOnly\0223\n\007send_at\030\006 \001(\0132\032.goog" +
       "le.protobuf.TimestampR\006sendAt\022$\n\016max_per" +
-      "_second\030\010 \001(\005R\014maxPerSecond\"q\n\014SendRespo" +
-      "nse\022\'\n\017notification_id\030\001 \001(\tR\016notificati" +
-      "onId\022\034\n\tduplicate\030\002 \001(\010R\tduplicate\022\032\n\010ta" +
-      "rgeted\030\003 \001(\003R\010targeted\"X\n\026GetNotificatio" +
-      "nRequest\022\025\n\006app_id\030\001 \001(\tR\005appId\022\'\n\017notif" +
-      "ication_id\030\002 \001(\tR\016notificationId\"W\n\027GetN" +
-      "otificationResponse\022<\n\014notification\030\001 \001(" +
-      "\0132\030.pushsvc.v1.NotificationR\014notificatio" +
-      "n\"\205\006\n\014Notification\022\'\n\017notification_id\030\001 " +
-      "\001(\tR\016notificationId\022\025\n\006app_id\030\002 \001(\tR\005app" +
-      "Id\0223\n\005state\030\003 \001(\0162\035.pushsvc.v1.Notificat" +
-      "ionStateR\005state\022\032\n\010targeted\030\004 \001(\003R\010targe" +
-      "ted\022\034\n\tdelivered\030\005 \001(\003R\tdelivered\022\026\n\006fai" +
-      "led\030\006 \001(\003R\006failed\022%\n\016invalid_tokens\030\007 \001(" +
-      "\003R\rinvalidTokens\022\030\n\007pending\030\010 \001(\003R\007pendi" +
-      "ng\022\030\n\007expired\030\t \001(\003R\007expired\0229\n\ncreated_" +
-      "at\030\n \001(\0132\032.google.protobuf.TimestampR\tcr" +
-      "eatedAt\0223\n\007send_at\030\013 \001(\0132\032.google.protob" +
-      "uf.TimestampR\006sendAt\0229\n\nupdated_at\030\014 \001(\013" +
-      "2\032.google.protobuf.TimestampR\tupdatedAt\022" +
-      "=\n\014completed_at\030\r \001(\0132\032.google.protobuf." +
-      "TimestampR\013completedAt\022\024\n\005error\030\016 \001(\tR\005e" +
-      "rror\022\'\n\017idempotency_key\030\017 \001(\tR\016idempoten" +
-      "cyKey\022\032\n\010vanished\030\020 \001(\003R\010vanished\022\034\n\tcan" +
-      "celled\030\021 \001(\003R\tcancelled\022J\n\023cancel_reques" +
-      "ted_at\030\022 \001(\0132\032.google.protobuf.Timestamp" +
-      "R\021cancelRequestedAt\022$\n\016max_per_second\030\024 " +
-      "\001(\005R\014maxPerSecond\"\324\003\n\007Receipt\022\026\n\006cursor\030" +
-      "\001 \001(\tR\006cursor\022\'\n\017notification_id\030\002 \001(\tR\016" +
-      "notificationId\022\025\n\006app_id\030\003 \001(\tR\005appId\022\024\n" +
-      "\005token\030\004 \001(\tR\005token\0220\n\010platform\030\005 \001(\0162\024." +
-      "pushsvc.v1.PlatformR\010platform\022\027\n\007user_id" +
-      "\030\006 \001(\tR\006userId\0222\n\006status\030\007 \001(\0162\032.pushsvc" +
-      ".v1.DeliveryStatusR\006status\022.\n\023provider_m" +
-      "essage_id\030\010 \001(\tR\021providerMessageId\022\'\n\017pr" +
-      "ovider_status\030\t \001(\005R\016providerStatus\022\026\n\006r" +
-      "eason\030\n \001(\tR\006reason\022\032\n\010attempts\030\013 \001(\005R\010a" +
-      "ttempts\022#\n\rtoken_removed\030\014 \001(\010R\014tokenRem" +
-      "oved\022*\n\002at\030\r \001(\0132\032.google.protobuf.Times" +
-      "tampR\002at\"m\n\025StreamReceiptsRequest\022\025\n\006app" +
-      "_id\030\001 \001(\tR\005appId\022\'\n\017notification_id\030\002 \001(" +
-      "\tR\016notificationId\022\024\n\005after\030\003 \001(\tR\005after\"" +
-      "G\n\026StreamReceiptsResponse\022-\n\007receipt\030\001 \001" +
-      "(\0132\023.pushsvc.v1.ReceiptR\007receipt\"[\n\031Canc" +
-      "elNotificationRequest\022\025\n\006app_id\030\001 \001(\tR\005a" +
-      "ppId\022\'\n\017notification_id\030\002 \001(\tR\016notificat" +
-      "ionId\"Z\n\032CancelNotificationResponse\022<\n\014n" +
-      "otification\030\001 \001(\0132\030.pushsvc.v1.Notificat" +
-      "ionR\014notification\"p\n\017GetTokenRequest\022\025\n\006" +
-      "app_id\030\001 \001(\tR\005appId\0220\n\010platform\030\002 \001(\0162\024." +
-      "pushsvc.v1.PlatformR\010platform\022\024\n\005token\030\003" +
-      " \001(\tR\005token\";\n\020GetTokenResponse\022\'\n\005token" +
-      "\030\001 \001(\0132\021.pushsvc.v1.TokenR\005token\"\321\002\n\021Lis" +
-      "tTokensRequest\022\025\n\006app_id\030\001 \001(\tR\005appId\022\027\n" +
-      "\007user_id\030\002 \001(\tR\006userId\022\024\n\005topic\030\003 \001(\tR\005t" +
-      "opic\0220\n\010platform\030\004 \001(\0162\024.pushsvc.v1.Plat" +
-      "formR\010platform\022D\n\020last_seen_before\030\005 \001(\013" +
-      "2\032.google.protobuf.TimestampR\016lastSeenBe" +
-      "fore\022B\n\017last_seen_after\030\006 \001(\0132\032.google.p" +
-      "rotobuf.TimestampR\rlastSeenAfter\022\033\n\tpage" +
-      "_size\030\007 \001(\005R\010pageSize\022\035\n\npage_token\030\010 \001(" +
-      "\tR\tpageToken\"g\n\022ListTokensResponse\022)\n\006to" +
-      "kens\030\001 \003(\0132\021.pushsvc.v1.TokenR\006tokens\022&\n" +
-      "\017next_page_token\030\002 \001(\tR\rnextPageToken\"\246\002" +
-      "\n\030ListNotificationsRequest\022\025\n\006app_id\030\001 \001" +
-      "(\tR\005appId\0223\n\005state\030\002 \001(\0162\035.pushsvc.v1.No" +
-      "tificationStateR\005state\022?\n\rcreated_after\030" +
-      "\003 \001(\0132\032.google.protobuf.TimestampR\014creat" +
-      "edAfter\022A\n\016created_before\030\004 \001(\0132\032.google" +
-      ".protobuf.TimestampR\rcreatedBefore\022\033\n\tpa" +
-      "ge_size\030\005 \001(\005R\010pageSize\022\035\n\npage_token\030\006 " +
-      "\001(\tR\tpageToken\"\203\001\n\031ListNotificationsResp" +
-      "onse\022>\n\rnotifications\030\001 \003(\0132\030.pushsvc.v1" +
-      ".NotificationR\rnotifications\022&\n\017next_pag" +
-      "e_token\030\002 \001(\tR\rnextPageToken\"u\n\020Localize" +
-      "dContent\022\024\n\005title\030\001 \001(\tR\005title\022\032\n\010subtit" +
-      "le\030\002 \001(\tR\010subtitle\022\022\n\004body\030\003 \001(\tR\004body\022\033" +
-      "\n\timage_url\030\004 \001(\tR\010imageUrl*q\n\010Platform\022" +
-      "\030\n\024PLATFORM_UNSPECIFIED\020\000\022\021\n\rPLATFORM_AP" +
-      "NS\020\001\022\020\n\014PLATFORM_FCM\020\002\022\024\n\020PLATFORM_WEBPU" +
-      "SH\020\003\022\020\n\014PLATFORM_HMS\020\004*r\n\017ApnsEnvironmen" +
-      "t\022 \n\034APNS_ENVIRONMENT_UNSPECIFIED\020\000\022\037\n\033A" +
-      "PNS_ENVIRONMENT_PRODUCTION\020\001\022\034\n\030APNS_ENV" +
-      "IRONMENT_SANDBOX\020\002*L\n\010Priority\022\030\n\024PRIORI" +
-      "TY_UNSPECIFIED\020\000\022\021\n\rPRIORITY_HIGH\020\001\022\023\n\017P" +
-      "RIORITY_NORMAL\020\002*\260\002\n\010PushType\022\031\n\025PUSH_TY" +
-      "PE_UNSPECIFIED\020\000\022\023\n\017PUSH_TYPE_ALERT\020\001\022\030\n" +
-      "\024PUSH_TYPE_BACKGROUND\020\002\022\022\n\016PUSH_TYPE_VOI" +
-      "P\020\003\022\032\n\026PUSH_TYPE_LIVEACTIVITY\020\004\022\032\n\026PUSH_" +
-      "TYPE_COMPLICATION\020\005\022\032\n\026PUSH_TYPE_FILEPRO" +
-      "VIDER\020\006\022\021\n\rPUSH_TYPE_MDM\020\007\022\026\n\022PUSH_TYPE_" +
-      "LOCATION\020\010\022\030\n\024PUSH_TYPE_PUSHTOTALK\020\t\022\025\n\021" +
-      "PUSH_TYPE_WIDGETS\020\n\022\026\n\022PUSH_TYPE_CONTROL" +
-      "S\020\013*\241\001\n\023RegistrationOutcome\022$\n REGISTRAT" +
-      "ION_OUTCOME_UNSPECIFIED\020\000\022 \n\034REGISTRATIO" +
-      "N_OUTCOME_CREATED\020\001\022 \n\034REGISTRATION_OUTC" +
-      "OME_UPDATED\020\002\022 \n\034REGISTRATION_OUTCOME_IN" +
-      "VALID\020\003*\373\001\n\021NotificationState\022\"\n\036NOTIFIC" +
-      "ATION_STATE_UNSPECIFIED\020\000\022\035\n\031NOTIFICATIO" +
-      "N_STATE_QUEUED\020\001\022 \n\034NOTIFICATION_STATE_S" +
-      "CHEDULED\020\002\022\036\n\032NOTIFICATION_STATE_RUNNING" +
-      "\020\003\022 \n\034NOTIFICATION_STATE_COMPLETED\020\004\022\035\n\031" +
-      "NOTIFICATION_STATE_FAILED\020\005\022 \n\034NOTIFICAT" +
-      "ION_STATE_CANCELLED\020\006*\313\001\n\016DeliveryStatus" +
-      "\022\037\n\033DELIVERY_STATUS_UNSPECIFIED\020\000\022\035\n\031DEL" +
-      "IVERY_STATUS_DELIVERED\020\001\022\032\n\026DELIVERY_STA" +
-      "TUS_FAILED\020\002\022!\n\035DELIVERY_STATUS_TOKEN_IN" +
-      "VALID\020\003\022\033\n\027DELIVERY_STATUS_EXPIRED\020\004\022\035\n\031" +
-      "DELIVERY_STATUS_CANCELLED\020\0052\243\007\n\013PushServ" +
-      "ice\022T\n\rRegisterToken\022 .pushsvc.v1.Regist" +
-      "erTokenRequest\032!.pushsvc.v1.RegisterToke" +
-      "nResponse\022W\n\016RegisterTokens\022!.pushsvc.v1" +
-      ".RegisterTokensRequest\032\".pushsvc.v1.Regi" +
-      "sterTokensResponse\022Z\n\017UnregisterToken\022\"." +
-      "pushsvc.v1.UnregisterTokenRequest\032#.push" +
-      "svc.v1.UnregisterTokenResponse\0229\n\004Send\022\027" +
-      ".pushsvc.v1.SendRequest\032\030.pushsvc.v1.Sen" +
-      "dResponse\022Z\n\017GetNotification\022\".pushsvc.v" +
-      "1.GetNotificationRequest\032#.pushsvc.v1.Ge" +
-      "tNotificationResponse\022<\n\005Prune\022\030.pushsvc" +
-      ".v1.PruneRequest\032\031.pushsvc.v1.PruneRespo" +
-      "nse\022Y\n\016StreamReceipts\022!.pushsvc.v1.Strea" +
-      "mReceiptsRequest\032\".pushsvc.v1.StreamRece" +
-      "iptsResponse0\001\022c\n\022CancelNotification\022%.p" +
-      "ushsvc.v1.CancelNotificationRequest\032&.pu" +
-      "shsvc.v1.CancelNotificationResponse\022E\n\010G" +
-      "etToken\022\033.pushsvc.v1.GetTokenRequest\032\034.p" +
-      "ushsvc.v1.GetTokenResponse\022K\n\nListTokens" +
-      "\022\035.pushsvc.v1.ListTokensRequest\032\036.pushsv" +
-      "c.v1.ListTokensResponse\022`\n\021ListNotificat" +
-      "ions\022$.pushsvc.v1.ListNotificationsReque" +
-      "st\032%.pushsvc.v1.ListNotificationsRespons" +
-      "eB\221\001\n\016dev.pushsvc.v1B\tPushProtoP\001Z+pushs" +
-      "vc.dev/clients/go/pushsvc/v1;pushsvcv1\242\002" +
-      "\003PXX\252\002\nPushsvc.V1\312\002\nPushsvc\\V1\342\002\026Pushsvc" +
-      "\\V1\\GPBMetadata\352\002\013Pushsvc::V1b\006proto3"
+      "_second\030\010 \001(\005R\014maxPerSecond\0224\n\nlocal_tim" +
+      "e\030\007 \001(\0132\025.pushsvc.v1.LocalTimeR\tlocalTim" +
+      "e\"\236\001\n\tLocalTime\022\022\n\004hour\030\001 \001(\005R\004hour\022\026\n\006m" +
+      "inute\030\002 \001(\005R\006minute\022+\n\021fallback_timezone" +
+      "\030\003 \001(\tR\020fallbackTimezone\0228\n\tif_passed\030\004 " +
+      "\001(\0162\033.pushsvc.v1.LocalTimePassedR\010ifPass" +
+      "ed\"q\n\014SendResponse\022\'\n\017notification_id\030\001 " +
+      "\001(\tR\016notificationId\022\034\n\tduplicate\030\002 \001(\010R\t" +
+      "duplicate\022\032\n\010targeted\030\003 \001(\003R\010targeted\"X\n" +
+      "\026GetNotificationRequest\022\025\n\006app_id\030\001 \001(\tR" +
+      "\005appId\022\'\n\017notification_id\030\002 \001(\tR\016notific" +
+      "ationId\"W\n\027GetNotificationResponse\022<\n\014no" +
+      "tification\030\001 \001(\0132\030.pushsvc.v1.Notificati" +
+      "onR\014notification\"\237\006\n\014Notification\022\'\n\017not" +
+      "ification_id\030\001 \001(\tR\016notificationId\022\025\n\006ap" +
+      "p_id\030\002 \001(\tR\005appId\0223\n\005state\030\003 \001(\0162\035.pushs" +
+      "vc.v1.NotificationStateR\005state\022\032\n\010target" +
+      "ed\030\004 \001(\003R\010targeted\022\034\n\tdelivered\030\005 \001(\003R\td" +
+      "elivered\022\026\n\006failed\030\006 \001(\003R\006failed\022%\n\016inva" +
+      "lid_tokens\030\007 \001(\003R\rinvalidTokens\022\030\n\007pendi" +
+      "ng\030\010 \001(\003R\007pending\022\030\n\007expired\030\t \001(\003R\007expi" +
+      "red\0229\n\ncreated_at\030\n \001(\0132\032.google.protobu" +
+      "f.TimestampR\tcreatedAt\0223\n\007send_at\030\013 \001(\0132" +
+      "\032.google.protobuf.TimestampR\006sendAt\0229\n\nu" +
+      "pdated_at\030\014 \001(\0132\032.google.protobuf.Timest" +
+      "ampR\tupdatedAt\022=\n\014completed_at\030\r \001(\0132\032.g" +
+      "oogle.protobuf.TimestampR\013completedAt\022\024\n" +
+      "\005error\030\016 \001(\tR\005error\022\'\n\017idempotency_key\030\017" +
+      " \001(\tR\016idempotencyKey\022\032\n\010vanished\030\020 \001(\003R\010" +
+      "vanished\022\034\n\tcancelled\030\021 \001(\003R\tcancelled\022J" +
+      "\n\023cancel_requested_at\030\022 \001(\0132\032.google.pro" +
+      "tobuf.TimestampR\021cancelRequestedAt\022\030\n\007wa" +
+      "iting\030\023 \001(\003R\007waiting\022$\n\016max_per_second\030\024" +
+      " \001(\005R\014maxPerSecond\"\324\003\n\007Receipt\022\026\n\006cursor" +
+      "\030\001 \001(\tR\006cursor\022\'\n\017notification_id\030\002 \001(\tR" +
+      "\016notificationId\022\025\n\006app_id\030\003 \001(\tR\005appId\022\024" +
+      "\n\005token\030\004 \001(\tR\005token\0220\n\010platform\030\005 \001(\0162\024" +
+      ".pushsvc.v1.PlatformR\010platform\022\027\n\007user_i" +
+      "d\030\006 \001(\tR\006userId\0222\n\006status\030\007 \001(\0162\032.pushsv" +
+      "c.v1.DeliveryStatusR\006status\022.\n\023provider_" +
+      "message_id\030\010 \001(\tR\021providerMessageId\022\'\n\017p" +
+      "rovider_status\030\t \001(\005R\016providerStatus\022\026\n\006" +
+      "reason\030\n \001(\tR\006reason\022\032\n\010attempts\030\013 \001(\005R\010" +
+      "attempts\022#\n\rtoken_removed\030\014 \001(\010R\014tokenRe" +
+      "moved\022*\n\002at\030\r \001(\0132\032.google.protobuf.Time" +
+      "stampR\002at\"m\n\025StreamReceiptsRequest\022\025\n\006ap" +
+      "p_id\030\001 \001(\tR\005appId\022\'\n\017notification_id\030\002 \001" +
+      "(\tR\016notificationId\022\024\n\005after\030\003 \001(\tR\005after" +
+      "\"G\n\026StreamReceiptsResponse\022-\n\007receipt\030\001 " +
+      "\001(\0132\023.pushsvc.v1.ReceiptR\007receipt\"[\n\031Can" +
+      "celNotificationRequest\022\025\n\006app_id\030\001 \001(\tR\005" +
+      "appId\022\'\n\017notification_id\030\002 \001(\tR\016notifica" +
+      "tionId\"Z\n\032CancelNotificationResponse\022<\n\014" +
+      "notification\030\001 \001(\0132\030.pushsvc.v1.Notifica" +
+      "tionR\014notification\"p\n\017GetTokenRequest\022\025\n" +
+      "\006app_id\030\001 \001(\tR\005appId\0220\n\010platform\030\002 \001(\0162\024" +
+      ".pushsvc.v1.PlatformR\010platform\022\024\n\005token\030" +
+      "\003 \001(\tR\005token\";\n\020GetTokenResponse\022\'\n\005toke" +
+      "n\030\001 \001(\0132\021.pushsvc.v1.TokenR\005token\"\321\002\n\021Li" +
+      "stTokensRequest\022\025\n\006app_id\030\001 \001(\tR\005appId\022\027" +
+      "\n\007user_id\030\002 \001(\tR\006userId\022\024\n\005topic\030\003 \001(\tR\005" +
+      "topic\0220\n\010platform\030\004 \001(\0162\024.pushsvc.v1.Pla" +
+      "tformR\010platform\022D\n\020last_seen_before\030\005 \001(" +
+      "\0132\032.google.protobuf.TimestampR\016lastSeenB" +
+      "efore\022B\n\017last_seen_after\030\006 \001(\0132\032.google." +
+      "protobuf.TimestampR\rlastSeenAfter\022\033\n\tpag" +
+      "e_size\030\007 \001(\005R\010pageSize\022\035\n\npage_token\030\010 \001" +
+      "(\tR\tpageToken\"g\n\022ListTokensResponse\022)\n\006t" +
+      "okens\030\001 \003(\0132\021.pushsvc.v1.TokenR\006tokens\022&" +
+      "\n\017next_page_token\030\002 \001(\tR\rnextPageToken\"\246" +
+      "\002\n\030ListNotificationsRequest\022\025\n\006app_id\030\001 " +
+      "\001(\tR\005appId\0223\n\005state\030\002 \001(\0162\035.pushsvc.v1.N" +
+      "otificationStateR\005state\022?\n\rcreated_after" +
+      "\030\003 \001(\0132\032.google.protobuf.TimestampR\014crea" +
+      "tedAfter\022A\n\016created_before\030\004 \001(\0132\032.googl" +
+      "e.protobuf.TimestampR\rcreatedBefore\022\033\n\tp" +
+      "age_size\030\005 \001(\005R\010pageSize\022\035\n\npage_token\030\006" +
+      " \001(\tR\tpageToken\"\203\001\n\031ListNotificationsRes" +
+      "ponse\022>\n\rnotifications\030\001 \003(\0132\030.pushsvc.v" +
+      "1.NotificationR\rnotifications\022&\n\017next_pa" +
+      "ge_token\030\002 \001(\tR\rnextPageToken\"u\n\020Localiz" +
+      "edContent\022\024\n\005title\030\001 \001(\tR\005title\022\032\n\010subti" +
+      "tle\030\002 \001(\tR\010subtitle\022\022\n\004body\030\003 \001(\tR\004body\022" +
+      "\033\n\timage_url\030\004 \001(\tR\010imageUrl*q\n\010Platform" +
+      "\022\030\n\024PLATFORM_UNSPECIFIED\020\000\022\021\n\rPLATFORM_A" +
+      "PNS\020\001\022\020\n\014PLATFORM_FCM\020\002\022\024\n\020PLATFORM_WEBP" +
+      "USH\020\003\022\020\n\014PLATFORM_HMS\020\004*r\n\017ApnsEnvironme" +
+      "nt\022 \n\034APNS_ENVIRONMENT_UNSPECIFIED\020\000\022\037\n\033" +
+      "APNS_ENVIRONMENT_PRODUCTION\020\001\022\034\n\030APNS_EN" +
+      "VIRONMENT_SANDBOX\020\002*L\n\010Priority\022\030\n\024PRIOR" +
+      "ITY_UNSPECIFIED\020\000\022\021\n\rPRIORITY_HIGH\020\001\022\023\n\017" +
+      "PRIORITY_NORMAL\020\002*\260\002\n\010PushType\022\031\n\025PUSH_T" +
+      "YPE_UNSPECIFIED\020\000\022\023\n\017PUSH_TYPE_ALERT\020\001\022\030" +
+      "\n\024PUSH_TYPE_BACKGROUND\020\002\022\022\n\016PUSH_TYPE_VO" +
+      "IP\020\003\022\032\n\026PUSH_TYPE_LIVEACTIVITY\020\004\022\032\n\026PUSH" +
+      "_TYPE_COMPLICATION\020\005\022\032\n\026PUSH_TYPE_FILEPR" +
+      "OVIDER\020\006\022\021\n\rPUSH_TYPE_MDM\020\007\022\026\n\022PUSH_TYPE" +
+      "_LOCATION\020\010\022\030\n\024PUSH_TYPE_PUSHTOTALK\020\t\022\025\n" +
+      "\021PUSH_TYPE_WIDGETS\020\n\022\026\n\022PUSH_TYPE_CONTRO" +
+      "LS\020\013*\241\001\n\023RegistrationOutcome\022$\n REGISTRA" +
+      "TION_OUTCOME_UNSPECIFIED\020\000\022 \n\034REGISTRATI" +
+      "ON_OUTCOME_CREATED\020\001\022 \n\034REGISTRATION_OUT" +
+      "COME_UPDATED\020\002\022 \n\034REGISTRATION_OUTCOME_I" +
+      "NVALID\020\003*t\n\017LocalTimePassed\022!\n\035LOCAL_TIM" +
+      "E_PASSED_UNSPECIFIED\020\000\022\036\n\032LOCAL_TIME_PAS" +
+      "SED_NEXT_DAY\020\001\022\036\n\032LOCAL_TIME_PASSED_SEND" +
+      "_NOW\020\002*\373\001\n\021NotificationState\022\"\n\036NOTIFICA" +
+      "TION_STATE_UNSPECIFIED\020\000\022\035\n\031NOTIFICATION" +
+      "_STATE_QUEUED\020\001\022 \n\034NOTIFICATION_STATE_SC" +
+      "HEDULED\020\002\022\036\n\032NOTIFICATION_STATE_RUNNING\020" +
+      "\003\022 \n\034NOTIFICATION_STATE_COMPLETED\020\004\022\035\n\031N" +
+      "OTIFICATION_STATE_FAILED\020\005\022 \n\034NOTIFICATI" +
+      "ON_STATE_CANCELLED\020\006*\313\001\n\016DeliveryStatus\022" +
+      "\037\n\033DELIVERY_STATUS_UNSPECIFIED\020\000\022\035\n\031DELI" +
+      "VERY_STATUS_DELIVERED\020\001\022\032\n\026DELIVERY_STAT" +
+      "US_FAILED\020\002\022!\n\035DELIVERY_STATUS_TOKEN_INV" +
+      "ALID\020\003\022\033\n\027DELIVERY_STATUS_EXPIRED\020\004\022\035\n\031D" +
+      "ELIVERY_STATUS_CANCELLED\020\0052\243\007\n\013PushServi" +
+      "ce\022T\n\rRegisterToken\022 .pushsvc.v1.Registe" +
+      "rTokenRequest\032!.pushsvc.v1.RegisterToken" +
+      "Response\022W\n\016RegisterTokens\022!.pushsvc.v1." +
+      "RegisterTokensRequest\032\".pushsvc.v1.Regis" +
+      "terTokensResponse\022Z\n\017UnregisterToken\022\".p" +
+      "ushsvc.v1.UnregisterTokenRequest\032#.pushs" +
+      "vc.v1.UnregisterTokenResponse\0229\n\004Send\022\027." +
+      "pushsvc.v1.SendRequest\032\030.pushsvc.v1.Send" +
+      "Response\022Z\n\017GetNotification\022\".pushsvc.v1" +
+      ".GetNotificationRequest\032#.pushsvc.v1.Get" +
+      "NotificationResponse\022<\n\005Prune\022\030.pushsvc." +
+      "v1.PruneRequest\032\031.pushsvc.v1.PruneRespon" +
+      "se\022Y\n\016StreamReceipts\022!.pushsvc.v1.Stream" +
+      "ReceiptsRequest\032\".pushsvc.v1.StreamRecei" +
+      "ptsResponse0\001\022c\n\022CancelNotification\022%.pu" +
+      "shsvc.v1.CancelNotificationRequest\032&.pus" +
+      "hsvc.v1.CancelNotificationResponse\022E\n\010Ge" +
+      "tToken\022\033.pushsvc.v1.GetTokenRequest\032\034.pu" +
+      "shsvc.v1.GetTokenResponse\022K\n\nListTokens\022" +
+      "\035.pushsvc.v1.ListTokensRequest\032\036.pushsvc" +
+      ".v1.ListTokensResponse\022`\n\021ListNotificati" +
+      "ons\022$.pushsvc.v1.ListNotificationsReques" +
+      "t\032%.pushsvc.v1.ListNotificationsResponse" +
+      "B\221\001\n\016dev.pushsvc.v1B\tPushProtoP\001Z+pushsv" +
+      "c.dev/clients/go/pushsvc/v1;pushsvcv1\242\002\003" +
+      "PXX\252\002\nPushsvc.V1\312\002\nPushsvc\\V1\342\002\026Pushsvc\\" +
+      "V1\\GPBMetadata\352\002\013Pushsvc::V1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -623,99 +637,105 @@ public final class PushProto extends com.google.protobuf.GeneratedFile {
     internal_static_pushsvc_v1_SendRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_SendRequest_descriptor,
-        new java.lang.String[] { "AppId", "Target", "Message", "IdempotencyKey", "ValidateOnly", "SendAt", "MaxPerSecond", });
-    internal_static_pushsvc_v1_SendResponse_descriptor =
+        new java.lang.String[] { "AppId", "Target", "Message", "IdempotencyKey", "ValidateOnly", "SendAt", "MaxPerSecond", "LocalTime", });
+    internal_static_pushsvc_v1_LocalTime_descriptor =
       getDescriptor().getMessageType(20);
+    internal_static_pushsvc_v1_LocalTime_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_pushsvc_v1_LocalTime_descriptor,
+        new java.lang.String[] { "Hour", "Minute", "FallbackTimezone", "IfPassed", });
+    internal_static_pushsvc_v1_SendResponse_descriptor =
+      getDescriptor().getMessageType(21);
     internal_static_pushsvc_v1_SendResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_SendResponse_descriptor,
         new java.lang.String[] { "NotificationId", "Duplicate", "Targeted", });
     internal_static_pushsvc_v1_GetNotificationRequest_descriptor =
-      getDescriptor().getMessageType(21);
+      getDescriptor().getMessageType(22);
     internal_static_pushsvc_v1_GetNotificationRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_GetNotificationRequest_descriptor,
         new java.lang.String[] { "AppId", "NotificationId", });
     internal_static_pushsvc_v1_GetNotificationResponse_descriptor =
-      getDescriptor().getMessageType(22);
+      getDescriptor().getMessageType(23);
     internal_static_pushsvc_v1_GetNotificationResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_GetNotificationResponse_descriptor,
         new java.lang.String[] { "Notification", });
     internal_static_pushsvc_v1_Notification_descriptor =
-      getDescriptor().getMessageType(23);
+      getDescriptor().getMessageType(24);
     internal_static_pushsvc_v1_Notification_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_Notification_descriptor,
-        new java.lang.String[] { "NotificationId", "AppId", "State", "Targeted", "Delivered", "Failed", "InvalidTokens", "Pending", "Expired", "CreatedAt", "SendAt", "UpdatedAt", "CompletedAt", "Error", "IdempotencyKey", "Vanished", "Cancelled", "CancelRequestedAt", "MaxPerSecond", });
+        new java.lang.String[] { "NotificationId", "AppId", "State", "Targeted", "Delivered", "Failed", "InvalidTokens", "Pending", "Expired", "CreatedAt", "SendAt", "UpdatedAt", "CompletedAt", "Error", "IdempotencyKey", "Vanished", "Cancelled", "CancelRequestedAt", "Waiting", "MaxPerSecond", });
     internal_static_pushsvc_v1_Receipt_descriptor =
-      getDescriptor().getMessageType(24);
+      getDescriptor().getMessageType(25);
     internal_static_pushsvc_v1_Receipt_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_Receipt_descriptor,
         new java.lang.String[] { "Cursor", "NotificationId", "AppId", "Token", "Platform", "UserId", "Status", "ProviderMessageId", "ProviderStatus", "Reason", "Attempts", "TokenRemoved", "At", });
     internal_static_pushsvc_v1_StreamReceiptsRequest_descriptor =
-      getDescriptor().getMessageType(25);
+      getDescriptor().getMessageType(26);
     internal_static_pushsvc_v1_StreamReceiptsRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_StreamReceiptsRequest_descriptor,
         new java.lang.String[] { "AppId", "NotificationId", "After", });
     internal_static_pushsvc_v1_StreamReceiptsResponse_descriptor =
-      getDescriptor().getMessageType(26);
+      getDescriptor().getMessageType(27);
     internal_static_pushsvc_v1_StreamReceiptsResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_StreamReceiptsResponse_descriptor,
         new java.lang.String[] { "Receipt", });
     internal_static_pushsvc_v1_CancelNotificationRequest_descriptor =
-      getDescriptor().getMessageType(27);
+      getDescriptor().getMessageType(28);
     internal_static_pushsvc_v1_CancelNotificationRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_CancelNotificationRequest_descriptor,
         new java.lang.String[] { "AppId", "NotificationId", });
     internal_static_pushsvc_v1_CancelNotificationResponse_descriptor =
-      getDescriptor().getMessageType(28);
+      getDescriptor().getMessageType(29);
     internal_static_pushsvc_v1_CancelNotificationResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_CancelNotificationResponse_descriptor,
         new java.lang.String[] { "Notification", });
     internal_static_pushsvc_v1_GetTokenRequest_descriptor =
-      getDescriptor().getMessageType(29);
+      getDescriptor().getMessageType(30);
     internal_static_pushsvc_v1_GetTokenRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_GetTokenRequest_descriptor,
         new java.lang.String[] { "AppId", "Platform", "Token", });
     internal_static_pushsvc_v1_GetTokenResponse_descriptor =
-      getDescriptor().getMessageType(30);
+      getDescriptor().getMessageType(31);
     internal_static_pushsvc_v1_GetTokenResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_GetTokenResponse_descriptor,
         new java.lang.String[] { "Token", });
     internal_static_pushsvc_v1_ListTokensRequest_descriptor =
-      getDescriptor().getMessageType(31);
+      getDescriptor().getMessageType(32);
     internal_static_pushsvc_v1_ListTokensRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_ListTokensRequest_descriptor,
         new java.lang.String[] { "AppId", "UserId", "Topic", "Platform", "LastSeenBefore", "LastSeenAfter", "PageSize", "PageToken", });
     internal_static_pushsvc_v1_ListTokensResponse_descriptor =
-      getDescriptor().getMessageType(32);
+      getDescriptor().getMessageType(33);
     internal_static_pushsvc_v1_ListTokensResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_ListTokensResponse_descriptor,
         new java.lang.String[] { "Tokens", "NextPageToken", });
     internal_static_pushsvc_v1_ListNotificationsRequest_descriptor =
-      getDescriptor().getMessageType(33);
+      getDescriptor().getMessageType(34);
     internal_static_pushsvc_v1_ListNotificationsRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_ListNotificationsRequest_descriptor,
         new java.lang.String[] { "AppId", "State", "CreatedAfter", "CreatedBefore", "PageSize", "PageToken", });
     internal_static_pushsvc_v1_ListNotificationsResponse_descriptor =
-      getDescriptor().getMessageType(34);
+      getDescriptor().getMessageType(35);
     internal_static_pushsvc_v1_ListNotificationsResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_ListNotificationsResponse_descriptor,
         new java.lang.String[] { "Notifications", "NextPageToken", });
     internal_static_pushsvc_v1_LocalizedContent_descriptor =
-      getDescriptor().getMessageType(35);
+      getDescriptor().getMessageType(36);
     internal_static_pushsvc_v1_LocalizedContent_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pushsvc_v1_LocalizedContent_descriptor,

@@ -263,6 +263,53 @@ private static final long serialVersionUID = 0L;
     return maxPerSecond_;
   }
 
+  public static final int LOCAL_TIME_FIELD_NUMBER = 7;
+  private dev.pushsvc.v1.LocalTime localTime_;
+  /**
+   * <pre>
+   * Deliver to each token when this wall-clock time arrives in the token's
+   * own time zone (its registered IANA `timezone`), instead of all at once.
+   * The reference instant is send_at when set, else the time of the Send.
+   * Such a send always fans out in the bulk lane.
+   * </pre>
+   *
+   * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
+   * @return Whether the localTime field is set.
+   */
+  @java.lang.Override
+  public boolean hasLocalTime() {
+    return ((bitField0_ & 0x00000008) != 0);
+  }
+  /**
+   * <pre>
+   * Deliver to each token when this wall-clock time arrives in the token's
+   * own time zone (its registered IANA `timezone`), instead of all at once.
+   * The reference instant is send_at when set, else the time of the Send.
+   * Such a send always fans out in the bulk lane.
+   * </pre>
+   *
+   * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
+   * @return The localTime.
+   */
+  @java.lang.Override
+  public dev.pushsvc.v1.LocalTime getLocalTime() {
+    return localTime_ == null ? dev.pushsvc.v1.LocalTime.getDefaultInstance() : localTime_;
+  }
+  /**
+   * <pre>
+   * Deliver to each token when this wall-clock time arrives in the token's
+   * own time zone (its registered IANA `timezone`), instead of all at once.
+   * The reference instant is send_at when set, else the time of the Send.
+   * Such a send always fans out in the bulk lane.
+   * </pre>
+   *
+   * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
+   */
+  @java.lang.Override
+  public dev.pushsvc.v1.LocalTimeOrBuilder getLocalTimeOrBuilder() {
+    return localTime_ == null ? dev.pushsvc.v1.LocalTime.getDefaultInstance() : localTime_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -295,6 +342,9 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000004) != 0)) {
       output.writeMessage(6, getSendAt());
     }
+    if (((bitField0_ & 0x00000008) != 0)) {
+      output.writeMessage(7, getLocalTime());
+    }
     if (maxPerSecond_ != 0) {
       output.writeInt32(8, maxPerSecond_);
     }
@@ -323,6 +373,10 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000004) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(6, getSendAt());
+    }
+    if (((bitField0_ & 0x00000008) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(7, getLocalTime());
     }
     if (maxPerSecond_ != 0) {
       size += com.google.protobuf.CodedOutputStream
@@ -375,6 +429,11 @@ private static final long serialVersionUID = 0L;
     }
     if (getMaxPerSecond()
         != other.getMaxPerSecond()) return false;
+    if (hasLocalTime() != other.hasLocalTime()) return false;
+    if (hasLocalTime()) {
+      if (!getLocalTime()
+          .equals(other.getLocalTime())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -407,6 +466,10 @@ private static final long serialVersionUID = 0L;
     }
     hash = (37 * hash) + MAX_PER_SECOND_FIELD_NUMBER;
     hash = (53 * hash) + getMaxPerSecond();
+    if (hasLocalTime()) {
+      hash = (37 * hash) + LOCAL_TIME_FIELD_NUMBER;
+      hash = (53 * hash) + getLocalTime().hashCode();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -540,6 +603,7 @@ private static final long serialVersionUID = 0L;
         internalGetTargetFieldBuilder();
         internalGetMessageFieldBuilder();
         internalGetSendAtFieldBuilder();
+        internalGetLocalTimeFieldBuilder();
       }
     }
     @java.lang.Override
@@ -565,6 +629,11 @@ private static final long serialVersionUID = 0L;
         sendAtBuilder_ = null;
       }
       maxPerSecond_ = 0;
+      localTime_ = null;
+      if (localTimeBuilder_ != null) {
+        localTimeBuilder_.dispose();
+        localTimeBuilder_ = null;
+      }
       return this;
     }
 
@@ -629,6 +698,12 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000040) != 0)) {
         result.maxPerSecond_ = maxPerSecond_;
       }
+      if (((from_bitField0_ & 0x00000080) != 0)) {
+        result.localTime_ = localTimeBuilder_ == null
+            ? localTime_
+            : localTimeBuilder_.build();
+        to_bitField0_ |= 0x00000008;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -668,6 +743,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getMaxPerSecond() != 0) {
         setMaxPerSecond(other.getMaxPerSecond());
+      }
+      if (other.hasLocalTime()) {
+        mergeLocalTime(other.getLocalTime());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -729,6 +807,13 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000020;
               break;
             } // case 50
+            case 58: {
+              input.readMessage(
+                  internalGetLocalTimeFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00000080;
+              break;
+            } // case 58
             case 64: {
               maxPerSecond_ = input.readInt32();
               bitField0_ |= 0x00000040;
@@ -1411,6 +1496,188 @@ private static final long serialVersionUID = 0L;
       maxPerSecond_ = 0;
       onChanged();
       return this;
+    }
+
+    private dev.pushsvc.v1.LocalTime localTime_;
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.pushsvc.v1.LocalTime, dev.pushsvc.v1.LocalTime.Builder, dev.pushsvc.v1.LocalTimeOrBuilder> localTimeBuilder_;
+    /**
+     * <pre>
+     * Deliver to each token when this wall-clock time arrives in the token's
+     * own time zone (its registered IANA `timezone`), instead of all at once.
+     * The reference instant is send_at when set, else the time of the Send.
+     * Such a send always fans out in the bulk lane.
+     * </pre>
+     *
+     * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
+     * @return Whether the localTime field is set.
+     */
+    public boolean hasLocalTime() {
+      return ((bitField0_ & 0x00000080) != 0);
+    }
+    /**
+     * <pre>
+     * Deliver to each token when this wall-clock time arrives in the token's
+     * own time zone (its registered IANA `timezone`), instead of all at once.
+     * The reference instant is send_at when set, else the time of the Send.
+     * Such a send always fans out in the bulk lane.
+     * </pre>
+     *
+     * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
+     * @return The localTime.
+     */
+    public dev.pushsvc.v1.LocalTime getLocalTime() {
+      if (localTimeBuilder_ == null) {
+        return localTime_ == null ? dev.pushsvc.v1.LocalTime.getDefaultInstance() : localTime_;
+      } else {
+        return localTimeBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Deliver to each token when this wall-clock time arrives in the token's
+     * own time zone (its registered IANA `timezone`), instead of all at once.
+     * The reference instant is send_at when set, else the time of the Send.
+     * Such a send always fans out in the bulk lane.
+     * </pre>
+     *
+     * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
+     */
+    public Builder setLocalTime(dev.pushsvc.v1.LocalTime value) {
+      if (localTimeBuilder_ == null) {
+        java.util.Objects.requireNonNull(value);
+        localTime_ = value;
+      } else {
+        localTimeBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Deliver to each token when this wall-clock time arrives in the token's
+     * own time zone (its registered IANA `timezone`), instead of all at once.
+     * The reference instant is send_at when set, else the time of the Send.
+     * Such a send always fans out in the bulk lane.
+     * </pre>
+     *
+     * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
+     */
+    public Builder setLocalTime(
+        dev.pushsvc.v1.LocalTime.Builder builderForValue) {
+      if (localTimeBuilder_ == null) {
+        localTime_ = builderForValue.build();
+      } else {
+        localTimeBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Deliver to each token when this wall-clock time arrives in the token's
+     * own time zone (its registered IANA `timezone`), instead of all at once.
+     * The reference instant is send_at when set, else the time of the Send.
+     * Such a send always fans out in the bulk lane.
+     * </pre>
+     *
+     * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
+     */
+    public Builder mergeLocalTime(dev.pushsvc.v1.LocalTime value) {
+      if (localTimeBuilder_ == null) {
+        if (((bitField0_ & 0x00000080) != 0) &&
+          localTime_ != null &&
+          localTime_ != dev.pushsvc.v1.LocalTime.getDefaultInstance()) {
+          getLocalTimeBuilder().mergeFrom(value);
+        } else {
+          localTime_ = value;
+        }
+      } else {
+        localTimeBuilder_.mergeFrom(value);
+      }
+      if (localTime_ != null) {
+        bitField0_ |= 0x00000080;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Deliver to each token when this wall-clock time arrives in the token's
+     * own time zone (its registered IANA `timezone`), instead of all at once.
+     * The reference instant is send_at when set, else the time of the Send.
+     * Such a send always fans out in the bulk lane.
+     * </pre>
+     *
+     * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
+     */
+    public Builder clearLocalTime() {
+      bitField0_ = (bitField0_ & ~0x00000080);
+      localTime_ = null;
+      if (localTimeBuilder_ != null) {
+        localTimeBuilder_.dispose();
+        localTimeBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Deliver to each token when this wall-clock time arrives in the token's
+     * own time zone (its registered IANA `timezone`), instead of all at once.
+     * The reference instant is send_at when set, else the time of the Send.
+     * Such a send always fans out in the bulk lane.
+     * </pre>
+     *
+     * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
+     */
+    public dev.pushsvc.v1.LocalTime.Builder getLocalTimeBuilder() {
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return internalGetLocalTimeFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Deliver to each token when this wall-clock time arrives in the token's
+     * own time zone (its registered IANA `timezone`), instead of all at once.
+     * The reference instant is send_at when set, else the time of the Send.
+     * Such a send always fans out in the bulk lane.
+     * </pre>
+     *
+     * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
+     */
+    public dev.pushsvc.v1.LocalTimeOrBuilder getLocalTimeOrBuilder() {
+      if (localTimeBuilder_ != null) {
+        return localTimeBuilder_.getMessageOrBuilder();
+      } else {
+        return localTime_ == null ?
+            dev.pushsvc.v1.LocalTime.getDefaultInstance() : localTime_;
+      }
+    }
+    /**
+     * <pre>
+     * Deliver to each token when this wall-clock time arrives in the token's
+     * own time zone (its registered IANA `timezone`), instead of all at once.
+     * The reference instant is send_at when set, else the time of the Send.
+     * Such a send always fans out in the bulk lane.
+     * </pre>
+     *
+     * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.pushsvc.v1.LocalTime, dev.pushsvc.v1.LocalTime.Builder, dev.pushsvc.v1.LocalTimeOrBuilder> 
+        internalGetLocalTimeFieldBuilder() {
+      if (localTimeBuilder_ == null) {
+        localTimeBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            dev.pushsvc.v1.LocalTime, dev.pushsvc.v1.LocalTime.Builder, dev.pushsvc.v1.LocalTimeOrBuilder>(
+                getLocalTime(),
+                getParentForChildren(),
+                isClean());
+        localTime_ = null;
+      }
+      return localTimeBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:pushsvc.v1.SendRequest)

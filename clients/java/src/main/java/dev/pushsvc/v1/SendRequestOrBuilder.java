@@ -124,4 +124,40 @@ public interface SendRequestOrBuilder extends
    * @return The maxPerSecond.
    */
   int getMaxPerSecond();
+
+  /**
+   * <pre>
+   * Deliver to each token when this wall-clock time arrives in the token's
+   * own time zone (its registered IANA `timezone`), instead of all at once.
+   * The reference instant is send_at when set, else the time of the Send.
+   * Such a send always fans out in the bulk lane.
+   * </pre>
+   *
+   * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
+   * @return Whether the localTime field is set.
+   */
+  boolean hasLocalTime();
+  /**
+   * <pre>
+   * Deliver to each token when this wall-clock time arrives in the token's
+   * own time zone (its registered IANA `timezone`), instead of all at once.
+   * The reference instant is send_at when set, else the time of the Send.
+   * Such a send always fans out in the bulk lane.
+   * </pre>
+   *
+   * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
+   * @return The localTime.
+   */
+  dev.pushsvc.v1.LocalTime getLocalTime();
+  /**
+   * <pre>
+   * Deliver to each token when this wall-clock time arrives in the token's
+   * own time zone (its registered IANA `timezone`), instead of all at once.
+   * The reference instant is send_at when set, else the time of the Send.
+   * Such a send always fans out in the bulk lane.
+   * </pre>
+   *
+   * <code>.pushsvc.v1.LocalTime local_time = 7 [json_name = "localTime"];</code>
+   */
+  dev.pushsvc.v1.LocalTimeOrBuilder getLocalTimeOrBuilder();
 }
