@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from pushsvc import models
 from pushsvc.clock import ManualClock
+from pushsvc.providers.apns import ApnsIds
 from pushsvc.storage import ReceiptDraft, TargetQuery, open_stores
 from tests.storage.conftest import draft, plans
 
@@ -183,3 +184,31 @@ async def test_a_reused_row_keeps_nothing_of_its_former_token() -> None:
     assert created.created_at == created.last_seen_at == clock.now()
     assert await stores.tokens.count_targets("app", TargetQuery("users", user_ids=("u1",))) == 0
     assert await stores.tokens.count_targets("app", TargetQuery("topic", topic="x")) == 0
+
+
+async def test_provider_message_ids_are_packed_and_read_back_exactly() -> None:
+    clock = ManualClock()
+    stores = open_stores("memory://", clock=clock)
+    now = clock.now()
+    await stores.notifications.create(draft("n1", now), plans(1))
+    ids = ApnsIds()
+    drafts = []
+    for i in range(600):
+        platform = models.PLATFORMS[i % 2]
+        mid = ids.next() if platform is models.Platform.APNS else f"projects/p/messages/{i * 7919:020d}"
+        drafts.append(ReceiptDraft(f"t{i}", platform, "", models.DeliveryStatus.DELIVERED, mid, 200, "", 1, False, now))
+    drafts.append(ReceiptDraft("t0", models.PLATFORMS[0], "", models.DeliveryStatus.DELIVERED, "", 200, "", 1, False, now))
+    new = await stores.receipts.append("app", "n1", drafts, now + timedelta(days=1))
+    (segment,) = stores.receipts._app_logs["app"]._segments  # type: ignore[attr-defined]  # white-box: the layout under test
+    column = segment[10]
+    assert isinstance(column[1], str) and isinstance(column[2], array)  # one string of remainders, not 601 strings
+    assert len(column[1]) < sum(len(d.provider_message_id) for d in drafts) // 2
+    assert [r.provider_message_id for r in new] == [d.provider_message_id for d in drafts[:600]]
+    page = await stores.receipts.read_notification("app", "n1", 299, 1000)
+    assert [e.receipt.provider_message_id if e.receipt else None for e in page] == [
+        *(d.provider_message_id for d in drafts[299:600]), None]
+    same = [ReceiptDraft(f"s{i}", models.Platform.APNS, "", models.DeliveryStatus.DELIVERED, mid, 200, "", 1, False, now)
+            for i, mid in enumerate(["abc", "abc", "", "ab"])]  # a value that is its group's whole shared prefix
+    await stores.receipts.append("app", "n1", same, now + timedelta(days=1))
+    tail = await stores.receipts.read_notification("app", "n1", 601, 10)
+    assert [e.receipt.provider_message_id for e in tail if e.receipt] == ["abc", "abc", "", "ab"]

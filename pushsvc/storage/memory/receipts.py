@@ -4,8 +4,10 @@ One `append` numbers its receipts with consecutive seqs (per app) and nseqs
 (per notification), for one notification, with one `expires_at`. So a segment
 stores those once, and each receipt field as a column: a tuple of the values,
 or a 1-tuple when every receipt of the segment has the same value (status,
-reason, attempts... usually do), platform and status as one byte each, and
-`at` as microseconds in an `array`. A token costs a pointer: the string is the
+reason, attempts... usually do), platform and status as one byte each, `at`
+as microseconds in an `array`, and the provider message ids (unique to each
+receipt) packed as each platform's shared prefix plus one string of the
+remainders (`_texts`). A token costs a pointer: the string is the
 registry's. The app's log and the notification's log hold the same segments;
 readers find theirs by bisecting the segments' first numbers. The sweep drops
 whole segments past `expires_at`, which leaves holes in the numbering, as
@@ -19,7 +21,8 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from itertools import repeat
+from itertools import accumulate, repeat
+from os.path import commonprefix
 from typing import Any
 
 from pushsvc import errors, models
@@ -38,8 +41,8 @@ _US = timedelta(microseconds=1)
 _Seg = tuple[Any, ...]
 """(seq0, nseq0, count, app_id, notification_id, expires_at, tokens, platforms, user_ids, statuses,
 provider_message_ids, provider_statuses, reasons, attempts, tokens_removed, ats). `tokens` has one entry per
-receipt, None for a filler (a retried token's number, kept so the log stays dense); every other column is
-`_column`'s or `_codes`'s."""
+receipt, None for a filler (a retried token's number, kept so the log stays dense); provider_message_ids is
+`_texts`'s, ats `_times`'s, every other column `_column`'s or `_codes`'s."""
 _SEQ0, _NSEQ0, _COUNT, _APP, _NID, _EXPIRES, _TOKENS = range(7)
 
 
@@ -54,6 +57,44 @@ def _codes(values: list[Any], code: dict[Any, int]) -> bytes:
     enum member stays tracked by the garbage collector)."""
     first = values[0]
     return bytes((code[first],)) if values.count(first) == len(values) else bytes(code[v] for v in values)
+
+
+def _texts(values: list[str], platforms: list[models.Platform]) -> tuple[Any, ...]:
+    """Strings unique to each receipt (provider message ids), packed: `(value,)` when all are equal, else
+    `(prefixes, chars, ends)`: per platform code the prefix its non-empty values share (shorter than each),
+    then every value's remainder concatenated into one string, with where each remainder ends in an
+    `array("I")`; an empty remainder is "".
+
+    An apns-id or FCM message name is a 36-60 character string, about 100 bytes as an object (and 8 for
+    the pointer); a batch's ids share most of their characters (one provider's random prefix and a counter,
+    or "projects/<project>/messages/"), so what stays is a few bytes each.
+    """
+    first = values[0]
+    if values.count(first) == len(values):
+        return (first,)
+    by_code: dict[int, list[str]] = {}
+    for value, p in zip(values, platforms, strict=True):
+        if value:  # "" (no answer) is stored as an empty remainder, and must not cut the others' prefix
+            by_code.setdefault(_PLATFORM_CODE[p], []).append(value)
+    prefixes = [""] * len(_PLATFORMS)
+    for code, of_code in by_code.items():
+        # Shorter than every value, so that each leaves a remainder and an empty one can only mean "".
+        prefixes[code] = commonprefix(of_code)[: min(map(len, of_code)) - 1]
+    rests = [v[len(prefixes[_PLATFORM_CODE[p]]) :] if v else "" for v, p in zip(values, platforms, strict=True)]
+    return (tuple(prefixes), "".join(rests), array("I", accumulate(map(len, rests))))
+
+
+def _text_values(column: tuple[Any, ...], platforms: Sequence[int], first: int, stop: int) -> Iterable[str]:
+    """A `_texts` column's values for entries `first` ≤ k < `stop` (`platforms`: the segment's platform codes)."""
+    if len(column) == 1:
+        return repeat(column[0], stop - first)
+    prefixes, chars, ends = column
+    one_platform = len(platforms) == 1
+    out = []
+    for k in range(first, stop):
+        rest = chars[ends[k - 1] if k else 0 : ends[k]]
+        out.append(prefixes[platforms[0 if one_platform else k]] + rest if rest else "")
+    return out
 
 
 def _times(values: list[datetime]) -> tuple[datetime, ...] | array[int]:
@@ -82,7 +123,7 @@ def _receipts(seg: _Seg, first: int, stop: int) -> list[LogEntry]:
     seq, nseq = seq0 + first, nseq0 + first
     for token, p, user, status, mid, pstatus, reason, tries, gone, at in zip(
         tokens[first:stop], _values(platforms, first, stop), _values(users, first, stop),
-        _values(statuses, first, stop), _values(mids, first, stop), _values(pstatuses, first, stop),
+        _values(statuses, first, stop), _text_values(mids, platforms, first, stop), _values(pstatuses, first, stop),
         _values(reasons, first, stop), _values(attempts, first, stop), _values(removed, first, stop),
         _values(ats, first, stop), strict=True,
     ):
@@ -190,7 +231,7 @@ class MemoryReceiptStore:
             _codes([d.platform for d in drafts], _PLATFORM_CODE),
             _column([d.user_id for d in drafts]),
             _codes([d.status for d in drafts], _STATUS_CODE),
-            _column([d.provider_message_id for d in drafts]),
+            _texts([d.provider_message_id for d in drafts], [d.platform for d in drafts]),
             _column([d.provider_status for d in drafts]),
             _column([d.reason for d in drafts]),
             _column([d.attempts for d in drafts]),
