@@ -30,9 +30,9 @@ from pushsvc.storage.base import LogEntry, ReceiptDraft
 from pushsvc.storage.memory.notifications import Queue
 
 _PLATFORMS = tuple(models.Platform)
-_PLATFORM_CODE = {p: i for i, p in enumerate(_PLATFORMS)}
+_PLATFORM_CODE = {p._value_: i for i, p in enumerate(_PLATFORMS)}
 _STATUSES = tuple(models.DeliveryStatus)
-_STATUS_CODE = {s: i for i, s in enumerate(_STATUSES)}
+_STATUS_CODE = {s._value_: i for i, s in enumerate(_STATUSES)}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
@@ -53,17 +53,20 @@ def _column(values: list[Any]) -> tuple[Any, ...]:
 
 
 def _codes(values: list[Any], code: dict[Any, int]) -> bytes:
-    """Enum members as one byte each, or one byte when all are equal (codes, not members: a tuple holding an
-    enum member stays tracked by the garbage collector)."""
+    """Enum members as one byte each (`code` is keyed by their `_value_`: an enum member hashes in Python, its
+    value in C), or one byte when all are equal (codes, not members: a tuple holding an enum member stays
+    tracked by the garbage collector)."""
     first = values[0]
-    return bytes((code[first],)) if values.count(first) == len(values) else bytes(code[v] for v in values)
+    if values.count(first) == len(values):
+        return bytes((code[first._value_],))
+    return bytes([code[v._value_] for v in values])
 
 
-def _texts(values: list[str], platforms: list[models.Platform]) -> tuple[Any, ...]:
+def _texts(values: list[str], codes: bytes) -> tuple[Any, ...]:
     """Strings unique to each receipt (provider message ids), packed: `(value,)` when all are equal, else
     `(prefixes, chars, ends)`: per platform code the prefix its non-empty values share (shorter than each),
     then every value's remainder concatenated into one string, with where each remainder ends in an
-    `array("I")`; an empty remainder is "".
+    `array("I")`; an empty remainder is "". `codes` is the platform column (`_codes`).
 
     An apns-id or FCM message name is a 36-60 character string, about 100 bytes as an object (and 8 for
     the pointer); a batch's ids share most of their characters (one provider's random prefix and a counter,
@@ -72,16 +75,24 @@ def _texts(values: list[str], platforms: list[models.Platform]) -> tuple[Any, ..
     first = values[0]
     if values.count(first) == len(values):
         return (first,)
-    by_code: dict[int, list[str]] = {}
-    for value, p in zip(values, platforms, strict=True):
-        if value:  # "" (no answer) is stored as an empty remainder, and must not cut the others' prefix
-            by_code.setdefault(_PLATFORM_CODE[p], []).append(value)
     prefixes = [""] * len(_PLATFORMS)
-    for code, of_code in by_code.items():
-        # Shorter than every value, so that each leaves a remainder and an empty one can only mean "".
-        prefixes[code] = commonprefix(of_code)[: min(map(len, of_code)) - 1]
-    rests = [v[len(prefixes[_PLATFORM_CODE[p]]) :] if v else "" for v, p in zip(values, platforms, strict=True)]
+    one_platform = len(codes) == 1
+    for code in set(codes):
+        prefixes[code] = _shared_prefix(values if one_platform else [v for v, c in zip(values, codes, strict=True) if c == code])
+    if one_platform:
+        cut = len(prefixes[codes[0]])
+        rests = [v[cut:] for v in values]
+    else:
+        cuts = [len(prefix) for prefix in prefixes]
+        rests = [v[cuts[c]:] for v, c in zip(values, codes, strict=True)]
     return (tuple(prefixes), "".join(rests), array("I", accumulate(map(len, rests))))
+
+
+def _shared_prefix(values: list[str]) -> str:
+    """The prefix all non-empty `values` share, shorter than each of them ("" is stored as an empty
+    remainder, so it must not cut the others' prefix, and a non-empty value must leave one)."""
+    present = [v for v in values if v]
+    return commonprefix(present)[: min(map(len, present)) - 1] if present else ""
 
 
 def _text_values(column: tuple[Any, ...], platforms: Sequence[int], first: int, stop: int) -> Iterable[str]:
@@ -226,12 +237,12 @@ class MemoryReceiptStore:
                 f"{seq0 + k}.{nseq0 + k}", notification_id, app_id, d.token, d.platform, d.user_id, d.status,
                 d.provider_message_id, d.provider_status, d.reason, d.attempts, d.token_removed, d.at,
             ))
+        platforms = _codes([d.platform for d in drafts], _PLATFORM_CODE)
         seg = (
-            seq0, nseq0, len(drafts), app_id, notification_id, expires_at, tuple(tokens),
-            _codes([d.platform for d in drafts], _PLATFORM_CODE),
+            seq0, nseq0, len(drafts), app_id, notification_id, expires_at, tuple(tokens), platforms,
             _column([d.user_id for d in drafts]),
             _codes([d.status for d in drafts], _STATUS_CODE),
-            _texts([d.provider_message_id for d in drafts], [d.platform for d in drafts]),
+            _texts([d.provider_message_id for d in drafts], platforms),
             _column([d.provider_status for d in drafts]),
             _column([d.reason for d in drafts]),
             _column([d.attempts for d in drafts]),
