@@ -33,7 +33,7 @@ takes 130 bytes a token, so no registry holds them for less.
   notification's log. The token is a pointer to the registry's string. What
   stays per receipt is the segment's few bytes and the entry in the
   notification's dict of the tokens that have a receipt, which the
-  contract's "one receipt per token" needs: 67 bytes a receipt with real
+  contract's "one receipt per token" needs: 68 bytes a receipt with real
   apns-ids and FCM message names (159 with one string per id). Nothing is
   dropped before `expires_at`, so the log's numbering, cursors and
   `count_by_status` stay exact; the sweep drops whole segments past it and
