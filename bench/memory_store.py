@@ -8,8 +8,9 @@ as the gateway's RSS does):
 - `tokens`: N tokens as bench/fanout.py makes them (half 64-hex APNs
   tokens, half `bench-{i}` FCM tokens, no user, no topic), loaded through
   `insert_new` in batches of 5,000; then one Send's worth of receipts (a
-  draft per token, each with its own `at`, as the dispatcher makes them),
-  appended in batches of 500, for the receipt log's bytes per receipt.
+  draft per token, each with its own `at` and its own provider message id,
+  as the dispatcher makes them from real answers), appended in batches of
+  500, for the receipt log's bytes per receipt.
 - `users`: the same tokens, with a user id on every other token (a user per
   token) and the topic "news" on every tenth.
 - `set` (the peer): the same token strings in a plain `set`: no registry
@@ -25,6 +26,7 @@ import argparse
 import asyncio
 import gc
 import json
+import random
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,7 @@ from typing import Any
 from bench.machine import REPO, run_context
 from pushsvc import models
 from pushsvc.clock import SystemClock
+from pushsvc.providers.apns import ApnsIds
 from pushsvc.storage import NotificationDraft, PartitionPlan, ReceiptDraft, TargetQuery, open_stores
 
 CASES = ("set", "tokens", "users")
@@ -66,6 +69,18 @@ def registration(i: int, n: int, users: bool) -> models.TokenRegistration:
                                     topics=("news",) if i % 10 == 0 else ())
 
 
+_IDS = ApnsIds()
+_NAMES = random.Random(20)
+
+
+def message_id(platform: models.Platform) -> str:
+    """A provider message id as a real provider answers it: pushsvc's apns-id, or an FCM message name
+    (bench/nginx.py's, with a random 32-hex id)."""
+    if platform is models.Platform.APNS:
+        return _IDS.next()
+    return f"projects/bench/messages/{_NAMES.getrandbits(128):032x}"
+
+
 def token_string(i: int, n: int) -> str:
     return f"{i:064x}" if i < n // 2 else f"bench-{i}"
 
@@ -92,8 +107,8 @@ async def measure_store(n: int, users: bool) -> dict[str, Any]:
     receipts = 0
     expires_at = now + timedelta(days=7)
     async for page in stores.tokens.scan_targets(APP, TargetQuery("all"), (0, models.BUCKETS), None, 500):
-        drafts = [ReceiptDraft(t.token, t.platform, t.user_id, models.DeliveryStatus.DELIVERED, "null", 200, "", 1,
-                               False, clock.now()) for t in page]
+        drafts = [ReceiptDraft(t.token, t.platform, t.user_id, models.DeliveryStatus.DELIVERED, message_id(t.platform),
+                               200, "", 1, False, clock.now()) for t in page]
         receipts += len(await stores.receipts.append(APP, "bench-note", drafts, expires_at))
     del page, drafts
     logged = settled_rss_kib()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import gc
 from array import array
+from collections import Counter
 from datetime import timedelta
 
 from pushsvc import models
 from pushsvc.clock import ManualClock
+from pushsvc.providers.apns import ApnsIds
 from pushsvc.storage import ReceiptDraft, TargetQuery, open_stores
 from tests.storage.conftest import draft, plans
 
@@ -137,3 +139,76 @@ async def test_the_sweep_forgets_expired_receipts_tokens_as_a_ttl_index_would() 
     assert stores.receipts._seen == {} and stores.receipts._note_logs == {}  # type: ignore[attr-defined]  # white-box: the layout under test
     assert await stores.receipts.last_seq("app") == 7
     assert await stores.receipts.read_app("app", 0, 10) == []
+
+
+async def test_rows_of_deleted_tokens_are_reused_and_row_numbers_are_shared_between_buckets() -> None:
+    clock = ManualClock()
+    stores = open_stores("memory://", clock=clock)
+    tokens = [f"t{i}" for i in range(5000)]
+    await stores.tokens.insert_new([models.TokenRegistration("app", t, models.Platform.FCM) for t in tokens], clock.now())
+    table = stores.tokens._r.tables[("app", "fcm")]  # type: ignore[attr-defined]  # white-box: the layout under test
+    rows_before = sum(len(c[0]) for c in table.columns if c is not None)
+    assert rows_before == 5000
+    by_number: dict[int, int] = {}
+    for bucket in table.buckets:
+        for row in bucket.values():
+            assert by_number.setdefault(row, id(row)) == id(row)  # one int object per row number, whatever the bucket
+    for t in tokens[:2500]:
+        assert await stores.tokens.delete("app", models.Platform.FCM, t)
+    freed = Counter(models.token_bucket(t) for t in tokens[:2500])  # per bucket, as many new tokens as it lost
+    fresh = []
+    for t in (f"n{i}" for i in range(10**6)):
+        if freed[models.token_bucket(t)] > 0:
+            freed[models.token_bucket(t)] -= 1
+            fresh.append(t)
+            if len(fresh) == 2500:
+                break
+    await stores.tokens.upsert_many([models.TokenRegistration("app", t, models.Platform.FCM) for t in fresh], clock.now())
+    assert await stores.tokens.count_targets("app", TargetQuery("all")) == 5000
+    assert sum(len(c[0]) for c in table.columns if c is not None) == rows_before  # the freed rows, not new ones
+    got = await stores.tokens.get("app", models.Platform.FCM, "n7")
+    assert got is not None and got.created_at == clock.now() and got.user_id == "" and got.device_id == ""
+
+
+async def test_a_reused_row_keeps_nothing_of_its_former_token() -> None:
+    clock = ManualClock()
+    stores = open_stores("memory://", clock=clock)
+    token = "gone"
+    await stores.tokens.upsert(models.TokenRegistration("app", token, models.Platform.FCM, user_id="u1", device_id="d1",
+                                                        topics=("x",), locale="fr"), clock.now())
+    assert await stores.tokens.delete("app", models.Platform.FCM, token)
+    clock.advance(5)
+    same_bucket = next(f"b{i}" for i in range(10_000) if models.token_bucket(f"b{i}") == models.token_bucket(token))
+    created, _ = await stores.tokens.upsert(models.TokenRegistration("app", same_bucket, models.Platform.FCM), clock.now())
+    assert (created.user_id, created.device_id, created.topics, created.locale) == ("", "", (), "")
+    assert created.created_at == created.last_seen_at == clock.now()
+    assert await stores.tokens.count_targets("app", TargetQuery("users", user_ids=("u1",))) == 0
+    assert await stores.tokens.count_targets("app", TargetQuery("topic", topic="x")) == 0
+
+
+async def test_provider_message_ids_are_packed_and_read_back_exactly() -> None:
+    clock = ManualClock()
+    stores = open_stores("memory://", clock=clock)
+    now = clock.now()
+    await stores.notifications.create(draft("n1", now), plans(1))
+    ids = ApnsIds()
+    drafts = []
+    for i in range(600):
+        platform = models.PLATFORMS[i % 2]
+        mid = ids.next() if platform is models.Platform.APNS else f"projects/p/messages/{i * 7919:020d}"
+        drafts.append(ReceiptDraft(f"t{i}", platform, "", models.DeliveryStatus.DELIVERED, mid, 200, "", 1, False, now))
+    drafts.append(ReceiptDraft("t0", models.PLATFORMS[0], "", models.DeliveryStatus.DELIVERED, "", 200, "", 1, False, now))
+    new = await stores.receipts.append("app", "n1", drafts, now + timedelta(days=1))
+    (segment,) = stores.receipts._app_logs["app"]._segments  # type: ignore[attr-defined]  # white-box: the layout under test
+    column = segment[10]
+    assert isinstance(column[1], str) and isinstance(column[2], array)  # one string of remainders, not 601 strings
+    assert len(column[1]) < sum(len(d.provider_message_id) for d in drafts) // 2
+    assert [r.provider_message_id for r in new] == [d.provider_message_id for d in drafts[:600]]
+    page = await stores.receipts.read_notification("app", "n1", 299, 1000)
+    assert [e.receipt.provider_message_id if e.receipt else None for e in page] == [
+        *(d.provider_message_id for d in drafts[299:600]), None]
+    same = [ReceiptDraft(f"s{i}", models.Platform.APNS, "", models.DeliveryStatus.DELIVERED, mid, 200, "", 1, False, now)
+            for i, mid in enumerate(["abc", "abc", "", "ab"])]  # a value that is its group's whole shared prefix
+    await stores.receipts.append("app", "n1", same, now + timedelta(days=1))
+    tail = await stores.receipts.read_notification("app", "n1", 601, 10)
+    assert [e.receipt.provider_message_id for e in tail if e.receipt] == ["abc", "abc", "", "ab"]

@@ -10,31 +10,35 @@ not a production store: nothing survives the process, and one process is one
 
 Memory layout. A registry of a million tokens and the log of a million-token
 fan-out live in this process, so both are laid out to cost little per item
-and to stay out of the cyclic garbage collector's passes (tuples and dicts of
-strings, numbers and datetimes only: the collector stops tracking them):
+and to stay out of the cyclic garbage collector's passes (dicts of strings
+and ints, arrays, and tuples of them only: the collector stops tracking
+them). Figures are bench/memory_store.py's at 1,000,000 tokens (half 64-hex
+APNs tokens, half short FCM ones); a plain `set` of the same token strings
+takes 130 bytes a token, so no registry holds them for less.
 
-- `tokens`: per (app, platform), `models.BUCKETS` dicts, token → a 5-tuple
-  record. The token string is stored once, as that dict's key; the bucket is
-  computed from the token, so no key tuple, no ref tuple and no second dict
-  per token. What most tokens share (topics, locale, timezone, app version,
-  APNs environment) is one interned tuple. User and topic indexes map to the
-  token string itself (a dict of them only when several share a user or
-  topic). At a million tokens like bench/fanout.py's: 206 bytes a token,
-  against 444 with a tuple key, a record and a ref per token in two dicts;
-  a plain `set` of the same strings takes 130 (bench/memory_store.py). A
-  shorter record gains nothing: the allocator rounds objects to 16 bytes,
-  and 4- and 5-tuples both take 80.
+- `tokens`: per (app, platform), `models.BUCKETS` dicts, token → row
+  number; the token string is stored once, as that dict's key, and the
+  bucket is computed from the token. A row's fields are in its bucket's
+  columns: the two timestamps as microseconds in `array("q")`, the id of its
+  interned shared part (topics, locale, timezone, app version, APNs
+  environment) in an `array("I")`, user and device ids in dicts holding only
+  the rows that have one. The row numbers are one int object per number,
+  shared by all buckets. User and topic indexes map to the token string
+  itself. 151 bytes a token (206 with a 5-tuple record per token, 444 with
+  a tuple key, a record and a ref per token in two dicts).
 - `receipts`: one immutable segment per `append` call, in columns (a
   constant column is stored once; platform and status as bytes; `at` as
-  microseconds), shared by the app's log and the notification's log. The
-  token is a pointer to the registry's string. The sweep drops whole segments
-  past retention and forgets their tokens, as a TTL index with a unique index
-  would, so the log's memory is bounded by retention. What stays per receipt is the segment's few bytes and the
-  entry in the notification's dict of the tokens that have a receipt,
-  which the contract's "one receipt per token" needs: 44 bytes a receipt,
-  against 396 with a tuple per entry (bench/memory_store.py). Nothing is
-  dropped before `expires_at`: the log's numbering, cursors and
-  `count_by_status` stay exact.
+  microseconds; the provider message ids as each platform's shared prefix
+  and one string of the remainders), shared by the app's log and the
+  notification's log. The token is a pointer to the registry's string. What
+  stays per receipt is the segment's few bytes and the entry in the
+  notification's dict of the tokens that have a receipt, which the
+  contract's "one receipt per token" needs: 68 bytes a receipt with real
+  apns-ids and FCM message names (159 with one string per id). Nothing is
+  dropped before `expires_at`, so the log's numbering, cursors and
+  `count_by_status` stay exact; the sweep drops whole segments past it and
+  forgets their tokens, as a TTL index with a unique index would, so the
+  log's memory is bounded by retention.
 - `notifications`: plain objects, a few per fan-out.
 """
 

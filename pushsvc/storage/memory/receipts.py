@@ -4,8 +4,10 @@ One `append` numbers its receipts with consecutive seqs (per app) and nseqs
 (per notification), for one notification, with one `expires_at`. So a segment
 stores those once, and each receipt field as a column: a tuple of the values,
 or a 1-tuple when every receipt of the segment has the same value (status,
-reason, attempts... usually do), platform and status as one byte each, and
-`at` as microseconds in an `array`. A token costs a pointer: the string is the
+reason, attempts... usually do), platform and status as one byte each, `at`
+as microseconds in an `array`, and the provider message ids (unique to each
+receipt) packed as each platform's shared prefix plus one string of the
+remainders (`_texts`). A token costs a pointer: the string is the
 registry's. The app's log and the notification's log hold the same segments;
 readers find theirs by bisecting the segments' first numbers. The sweep drops
 whole segments past `expires_at`, which leaves holes in the numbering, as
@@ -19,7 +21,8 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from itertools import repeat
+from itertools import accumulate, repeat
+from os.path import commonprefix
 from typing import Any
 
 from pushsvc import errors, models
@@ -27,9 +30,9 @@ from pushsvc.storage.base import LogEntry, ReceiptDraft
 from pushsvc.storage.memory.notifications import Queue
 
 _PLATFORMS = tuple(models.Platform)
-_PLATFORM_CODE = {p: i for i, p in enumerate(_PLATFORMS)}
+_PLATFORM_CODE = {p._value_: i for i, p in enumerate(_PLATFORMS)}
 _STATUSES = tuple(models.DeliveryStatus)
-_STATUS_CODE = {s: i for i, s in enumerate(_STATUSES)}
+_STATUS_CODE = {s._value_: i for i, s in enumerate(_STATUSES)}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
@@ -38,8 +41,8 @@ _US = timedelta(microseconds=1)
 _Seg = tuple[Any, ...]
 """(seq0, nseq0, count, app_id, notification_id, expires_at, tokens, platforms, user_ids, statuses,
 provider_message_ids, provider_statuses, reasons, attempts, tokens_removed, ats). `tokens` has one entry per
-receipt, None for a filler (a retried token's number, kept so the log stays dense); every other column is
-`_column`'s or `_codes`'s."""
+receipt, None for a filler (a retried token's number, kept so the log stays dense); provider_message_ids is
+`_texts`'s, ats `_times`'s, every other column `_column`'s or `_codes`'s."""
 _SEQ0, _NSEQ0, _COUNT, _APP, _NID, _EXPIRES, _TOKENS = range(7)
 
 
@@ -50,10 +53,59 @@ def _column(values: list[Any]) -> tuple[Any, ...]:
 
 
 def _codes(values: list[Any], code: dict[Any, int]) -> bytes:
-    """Enum members as one byte each, or one byte when all are equal (codes, not members: a tuple holding an
-    enum member stays tracked by the garbage collector)."""
+    """Enum members as one byte each (`code` is keyed by their `_value_`: an enum member hashes in Python, its
+    value in C), or one byte when all are equal (codes, not members: a tuple holding an enum member stays
+    tracked by the garbage collector)."""
     first = values[0]
-    return bytes((code[first],)) if values.count(first) == len(values) else bytes(code[v] for v in values)
+    if values.count(first) == len(values):
+        return bytes((code[first._value_],))
+    return bytes([code[v._value_] for v in values])
+
+
+def _texts(values: list[str], codes: bytes) -> tuple[Any, ...]:
+    """Strings unique to each receipt (provider message ids), packed: `(value,)` when all are equal, else
+    `(prefixes, chars, ends)`: per platform code the prefix its non-empty values share (shorter than each),
+    then every value's remainder concatenated into one string, with where each remainder ends in an
+    `array("I")`; an empty remainder is "". `codes` is the platform column (`_codes`).
+
+    An apns-id or FCM message name is a 36-60 character string, about 100 bytes as an object (and 8 for
+    the pointer); a batch's ids share most of their characters (one provider's random prefix and a counter,
+    or "projects/<project>/messages/"), so what stays is a few bytes each.
+    """
+    first = values[0]
+    if values.count(first) == len(values):
+        return (first,)
+    prefixes = [""] * len(_PLATFORMS)
+    one_platform = len(codes) == 1
+    for code in set(codes):
+        prefixes[code] = _shared_prefix(values if one_platform else [v for v, c in zip(values, codes, strict=True) if c == code])
+    if one_platform:
+        cut = len(prefixes[codes[0]])
+        rests = [v[cut:] for v in values]
+    else:
+        cuts = [len(prefix) for prefix in prefixes]
+        rests = [v[cuts[c]:] for v, c in zip(values, codes, strict=True)]
+    return (tuple(prefixes), "".join(rests), array("I", accumulate(map(len, rests))))
+
+
+def _shared_prefix(values: list[str]) -> str:
+    """The prefix all non-empty `values` share, shorter than each of them ("" is stored as an empty
+    remainder, so it must not cut the others' prefix, and a non-empty value must leave one)."""
+    present = [v for v in values if v]
+    return commonprefix(present)[: min(map(len, present)) - 1] if present else ""
+
+
+def _text_values(column: tuple[Any, ...], platforms: Sequence[int], first: int, stop: int) -> Iterable[str]:
+    """A `_texts` column's values for entries `first` ≤ k < `stop` (`platforms`: the segment's platform codes)."""
+    if len(column) == 1:
+        return repeat(column[0], stop - first)
+    prefixes, chars, ends = column
+    one_platform = len(platforms) == 1
+    out = []
+    for k in range(first, stop):
+        rest = chars[ends[k - 1] if k else 0 : ends[k]]
+        out.append(prefixes[platforms[0 if one_platform else k]] + rest if rest else "")
+    return out
 
 
 def _times(values: list[datetime]) -> tuple[datetime, ...] | array[int]:
@@ -82,7 +134,7 @@ def _receipts(seg: _Seg, first: int, stop: int) -> list[LogEntry]:
     seq, nseq = seq0 + first, nseq0 + first
     for token, p, user, status, mid, pstatus, reason, tries, gone, at in zip(
         tokens[first:stop], _values(platforms, first, stop), _values(users, first, stop),
-        _values(statuses, first, stop), _values(mids, first, stop), _values(pstatuses, first, stop),
+        _values(statuses, first, stop), _text_values(mids, platforms, first, stop), _values(pstatuses, first, stop),
         _values(reasons, first, stop), _values(attempts, first, stop), _values(removed, first, stop),
         _values(ats, first, stop), strict=True,
     ):
@@ -185,12 +237,12 @@ class MemoryReceiptStore:
                 f"{seq0 + k}.{nseq0 + k}", notification_id, app_id, d.token, d.platform, d.user_id, d.status,
                 d.provider_message_id, d.provider_status, d.reason, d.attempts, d.token_removed, d.at,
             ))
+        platforms = _codes([d.platform for d in drafts], _PLATFORM_CODE)
         seg = (
-            seq0, nseq0, len(drafts), app_id, notification_id, expires_at, tuple(tokens),
-            _codes([d.platform for d in drafts], _PLATFORM_CODE),
+            seq0, nseq0, len(drafts), app_id, notification_id, expires_at, tuple(tokens), platforms,
             _column([d.user_id for d in drafts]),
             _codes([d.status for d in drafts], _STATUS_CODE),
-            _column([d.provider_message_id for d in drafts]),
+            _texts([d.provider_message_id for d in drafts], platforms),
             _column([d.provider_status for d in drafts]),
             _column([d.reason for d in drafts]),
             _column([d.attempts for d in drafts]),
