@@ -1,4 +1,4 @@
-"""Delivery at local time end to end: a real gRPC server and dispatcher, the emulator, a manual clock.
+"""Delivery at local time end to end on every backend: a real gRPC server and dispatcher, the emulator, a manual clock.
 
 Tokens in 30 zones (and some with none) get one local-time Send; the test
 walks the manual clock to each zone's due instant and checks, at every step,
@@ -87,10 +87,10 @@ async def _settled(stores: Stores, notification_id: str, now: datetime) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_thirty_zones_each_at_their_own_nine_thirty_through_a_restart(tmp_path: Path) -> None:
+async def test_thirty_zones_each_at_their_own_nine_thirty_through_a_restart(tmp_path: Path, store_url: str) -> None:
     clock = ManualClock(start=START)
-    stores = open_stores("memory://localtime", clock=clock)
-    dev = await start_dev_stack(state_dir=tmp_path, port=0, store_url="memory://localtime", dispatch=DISPATCH,
+    stores = open_stores(store_url, clock=clock)
+    dev = await start_dev_stack(state_dir=tmp_path, port=0, store_url=store_url, dispatch=DISPATCH,
                                 stores=stores, clock=clock)
     app = dev.app
     expected: dict[str, datetime] = {}
@@ -168,9 +168,10 @@ async def test_thirty_zones_each_at_their_own_nine_thirty_through_a_restart(tmp_
 
 
 @pytest.fixture
-async def served(tmp_path: Path) -> object:
+async def served(tmp_path: Path, store_url: str) -> object:
+    """A dev stack on each backend in turn, with a manual clock: the validation, device-list and cancel cases run on all of them."""
     clock = ManualClock(start=START)
-    dev = await start_dev_stack(state_dir=tmp_path, port=0, store_url="memory://localtime-bad", dispatch=DISPATCH, clock=clock)
+    dev = await start_dev_stack(state_dir=tmp_path, port=0, store_url=store_url, dispatch=DISPATCH, clock=clock)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{dev.app.port}") as channel:
             yield dev, push_pb2_grpc.PushServiceStub(channel)
