@@ -26,6 +26,10 @@ language fallbacks both), alternating which goes first. It prints the CPU per
 delivery of each, and localized ÷ unlocalized of the medians (issue 21's goal:
 at most 1.1).
 
+The garbage collector is tuned as `pushsvc serve` tunes it (thresholds at
+start, the startup heap frozen once the application runs); `--python-gc`
+leaves Python's defaults, as the bench did before 2026-12-07.
+
 With `--tracing` spans are made as with `[tracing] otlp_endpoint` set (the SDK's
 batch processor), into an in-memory exporter instead of a collector; compare a
 run without it for what tracing costs per delivery.
@@ -62,7 +66,7 @@ from bench import h2load  # noqa: E402
 from bench.emulator import EmulatorEndpoint  # noqa: E402
 from bench.machine import run_context  # noqa: E402
 from pushsvc import models
-from pushsvc.bootstrap import build_application
+from pushsvc.bootstrap import build_application, freeze_startup_heap, tune_garbage_collector
 from pushsvc.config import AppSettings, DispatchSettings, Settings
 from pushsvc.devstack import DEMO_APP_ID, app_settings_for
 from pushsvc.emulator.credentials import read_manifest
@@ -132,6 +136,20 @@ class GcClock:
             row = self.by_generation.setdefault(info["generation"], [0, 0.0])
             row[0] += 1
             row[1] += spent
+
+
+def loop_thread_times() -> tuple[float, float]:
+    """Seconds the calling thread (the event loop's) has run on a CPU, and waited runnable for one (/proc schedstat).
+
+    Over a fan-out, wall time minus both is the time the loop had nothing to
+    do (it waited on the network or a store's executor): whether the gateway
+    is CPU-bound or idles, even on a machine other work keeps busy.
+    """
+    try:
+        on_cpu_ns, waited_ns, _ = Path("/proc/thread-self/schedstat").read_text().split()
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return int(on_cpu_ns) / 1e9, int(waited_ns) / 1e9
 
 
 def current_rss_mib() -> float:
@@ -245,7 +263,8 @@ async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSet
                   emulator_cpu_s: Any = None) -> list[dict[str, Any]]:
     """Seeds N tokens, sends to all (once, or `--pairs` pairs with `--locales`), waits for each; returns timings."""
     urls, creds = read_manifest(manifest)
-    dispatch = DispatchSettings(batch_size=args.batch, max_in_flight_per_provider=args.in_flight, lease_s=60)
+    dispatch = DispatchSettings(batch_size=args.batch, max_in_flight_per_provider=args.in_flight, lease_s=60,
+                                workers=getattr(args, "workers", DispatchSettings().workers))
     app_settings = app_settings or app_settings_for(DEMO_APP_ID, urls, creds)
     settings = Settings(store_url=args.store, host="127.0.0.1", port=0,
                         apps={DEMO_APP_ID: app_settings}, dispatch=dispatch)
@@ -255,6 +274,8 @@ async def fan_out(manifest: Path, args: argparse.Namespace, app_settings: AppSet
     exporter, tracer = _tracing() if args.tracing else (None, None)
     app = build_application(settings, providers=providers, metrics=args.metrics, tracer=tracer)
     await app.start()
+    if getattr(args, "serve_gc", False):
+        freeze_startup_heap()  # as serve does once started (main() tuned the thresholds as serve does)
     try:
         gc.collect()
         started_rss_mib = current_rss_mib()  # the process with no token: what the registry's RSS adds to
@@ -303,6 +324,7 @@ async def _send_once(app: Any, args: argparse.Namespace, message: models.Message
     server_cpu = _server_cpu(args.server_pid)
     started = time.perf_counter()
     cpu_started = time.process_time()
+    loop_started = loop_thread_times()
     server_started = server_cpu()
     emulator_started = emulator_cpu_s() if emulator_cpu_s else 0.0
     sent = await app.service.send(models.SendCommand(DEMO_APP_ID, models.Target(kind="all", all=True), message))
@@ -315,6 +337,7 @@ async def _send_once(app: Any, args: argparse.Namespace, message: models.Message
         await asyncio.sleep(0.1)
     elapsed = time.perf_counter() - started
     gateway_cpu_s = time.process_time() - cpu_started
+    loop_cpu_s, loop_waited_s = (b - a for a, b in zip(loop_started, loop_thread_times(), strict=True))
     server_cpu_s = server_cpu() - server_started if args.server_pid else None
     emulator_s = emulator_cpu_s() - emulator_started if emulator_cpu_s else None
     gc.callbacks.remove(gc_clock)
@@ -329,6 +352,9 @@ async def _send_once(app: Any, args: argparse.Namespace, message: models.Message
         "rate": view.delivered / elapsed if elapsed else 0.0,
         "gateway_cpu_s": gateway_cpu_s,
         "cpu_us_per_delivery": 1e6 * gateway_cpu_s / max(1, view.delivered),
+        "loop_cpu_s": loop_cpu_s,
+        "loop_waited_for_cpu_s": loop_waited_s,
+        "loop_idle_s": max(0.0, elapsed - loop_cpu_s - loop_waited_s),
         "store_server_cpu_s": server_cpu_s,
         "emulator_cpu_s": emulator_s,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -372,6 +398,7 @@ def main() -> int:
                         "(bench/nginx.py; run as python -m bench.fanout)")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--in-flight", type=int, default=500, help="max concurrent requests per provider")
+    parser.add_argument("--workers", type=int, default=DispatchSettings().workers, help="partition workers (dispatch.workers)")
     parser.add_argument("--metrics", action="store_true", help="Prometheus metrics on (off by default, as with metrics_port = 0)")
     parser.add_argument("--tracing", action="store_true", help="spans on, into memory (off by default, as without tracing.otlp_endpoint)")
     parser.add_argument("--server-pid", type=int, default=0,
@@ -389,8 +416,13 @@ def main() -> int:
                         help="register the tokens in this many locales and compare an unlocalized Send with a "
                         "localized one (as many variants) in the same run")
     parser.add_argument("--pairs", type=int, default=2, help="with --locales: pairs of Sends, alternating the order")
+    parser.add_argument("--python-gc", dest="serve_gc", action="store_false",
+                        help="leave the garbage collector at Python's defaults (the bench's behaviour before 2026-12-07) "
+                        "instead of tuning it as serve does (young collections every 20,000 allocations, the startup heap frozen)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pushsvc-bench-fanout.json")
     args = parser.parse_args()
+    if args.serve_gc:
+        tune_garbage_collector()
     run = asyncio.run
     if args.loop == "uvloop":
         import uvloop
@@ -436,7 +468,8 @@ def main() -> int:
     print(context.header)
     print(f"store: {args.store}")
     print(f"pinned: emulator on CPU {EMULATOR_CPU}, pushsvc and h2load on CPU {CLIENT_CPU}" if pinned else "not pinned")
-    print(f"concurrency: {args.in_flight} requests in flight per provider, batches of {args.batch}; "
+    print(f"garbage collector: {'as serve tunes it' if args.serve_gc else 'Python defaults'}")
+    print(f"concurrency: {args.in_flight} requests in flight per provider, batches of {args.batch}, {args.workers} workers; "
           f"metrics {'on' if args.metrics else 'off'}; tracing {'on' if args.tracing else 'off'}; event loop {args.loop}")
     print(f"{'what':34} {'value':>12}")
     print(f"{'Send accepted in':34} {result['accept_ms']:>9,.1f} ms")
@@ -459,6 +492,8 @@ def main() -> int:
     print(f"{'gateway CPU / wall (cores busy)':34} {result['gateway_cpu_s'] / result['seconds']:>12.2f}")
     if result.get("emulator_cpu_s") is not None:
         print(f"{'emulator CPU / wall (cores busy)':34} {result['emulator_cpu_s'] / result['seconds']:>12.2f}")
+    print(f"{'event loop: on CPU / waiting for one':34} {result['loop_cpu_s']:>5,.1f} s / {result['loop_waited_for_cpu_s']:,.1f} s")
+    print(f"{'event loop: idle (nothing to run)':34} {result['loop_idle_s']:>10,.2f} s")
     print(f"{'garbage collector, during fan-out':34} {result['gc_s']:>10,.2f} s")
     print(f"{'gateway peak RSS':34} {result['peak_rss_mib']:>8,.0f} MiB")
     print(f"{'RSS started, before loading':34} {result['started_rss_mib']:>8,.0f} MiB")

@@ -295,6 +295,23 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
+def freeze_startup_heap() -> int:
+    """Takes what is alive once the application has started out of the collector's walks (`gc.freeze`); returns how many objects.
+
+    `serve` and `pushsvc dev` call it after `Application.start`. By then the
+    process holds some 62,000 tracked objects (modules, classes, gRPC,
+    pydantic models, the settings) that live as long as it does, and every
+    full collection walked them all: 30 to 37 ms each, 37 of them (1.4 s) in
+    a 1,000,000-token fan-out on memory://. Frozen, a full collection walks
+    only what came after. The garbage bootstrap left is collected first;
+    a frozen object that later becomes part of an unreachable cycle is never
+    freed, which for what startup builds (and keeps) is nothing.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def build_app_profiles(settings: Settings) -> dict[str, AppProfile]:
     """Which platforms each app can send to, and how to render for them."""
     profiles = {}

@@ -303,6 +303,7 @@ def _exit_now(code: int, signalled: _Signalled) -> int:
 
 
 async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    from pushsvc.bootstrap import freeze_startup_heap
     from pushsvc.devstack import DEMO_APP_ID, start_dev_stack
     from pushsvc.emulator import EmulatorConfig
 
@@ -313,6 +314,7 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
         emulator_config=EmulatorConfig(control_port=args.control_port),
         connect_port=_dev_connect_port(args.host, args.connect_port),
     )
+    freeze_startup_heap()
     try:
         connect = _DEV_NO_CONNECT if args.connect_port is None or args.connect_port >= 0 else ""
         if stack.app.connect is not None:
@@ -338,7 +340,7 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
 
 
 async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    from pushsvc.bootstrap import build_application, check_credentials
+    from pushsvc.bootstrap import build_application, check_credentials, freeze_startup_heap
 
     settings = config.load_settings(
         args.config, port=args.port, metrics_port=args.metrics_port, log_format=args.log_format, log_level=args.log_level
@@ -351,6 +353,7 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     check_credentials(settings)
     app = build_application(settings)
     port = await app.start()
+    freeze_startup_heap()
     logging.getLogger("pushsvc").info("serving on %s:%d with %d app(s)", settings.host, port, len(settings.apps))
     if app.metrics_server is not None:
         logging.getLogger("pushsvc").info("metrics on http://%s:%d/metrics", settings.metrics_host, app.metrics_port)

@@ -104,19 +104,26 @@ def test_auth(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "variant",
-    ["emulator", pytest.param("nginx", marks=needs_nginx), "null-provider"],
+    ["emulator", pytest.param("nginx", marks=needs_nginx), "null-provider", "python-gc"],
 )
 def test_fanout(tmp_path: Path, variant: str) -> None:
     n = 300
     extra = {"emulator": ["--h2load-n", "600"], "nginx": ["--endpoint", "nginx"],
-             "null-provider": ["--null-provider", "--metrics"]}[variant]
+             "null-provider": ["--null-provider", "--metrics"],
+             "python-gc": ["--null-provider", "--python-gc", "--workers", "3"]}[variant]
     record = _run(["-m", "bench.fanout", "-n", str(n), *extra], tmp_path / "fanout.json")
     result = record["result"]
     assert (result["targeted"], result["delivered"], result["state"]) == (n, n, "completed"), result
-    if variant == "null-provider":
+    # The event loop's thread: its CPU is part of the process's, and its idle time part of the wall time.
+    assert 0 < result["loop_cpu_s"] <= result["gateway_cpu_s"] + 0.01, result
+    assert 0 <= result["loop_idle_s"] <= result["seconds"], result
+    assert result["loop_waited_for_cpu_s"] >= 0, result
+    assert record["args"]["serve_gc"] == str(variant != "python-gc")
+    assert record["args"]["workers"] == ("3" if variant == "python-gc" else "2")
+    if "--null-provider" in extra:
         # No request leaves the process, so there is no endpoint to measure; /metrics counted every delivery.
         assert record["ceiling"] is None
-        assert result["metrics_delivered"] == n
+        assert result["metrics_delivered"] == (n if "--metrics" in extra else None)
     else:
         _check_ceiling(record["ceiling"])
     if variant == "emulator":

@@ -123,6 +123,10 @@ def token_from_doc(doc: Mapping[str, Any]) -> models.DeviceToken:
     )
 
 
+TARGET_FIELDS = {"_id": 1, "token": 1, "platform": 1, "user_id": 1, "apns_environment": 1, "last_seen_at": 1, "locale": 1}
+"""The projection of a fan-out scan: what `target_from_doc` reads, and no more (topics, attributes and dates stay on the server)."""
+
+
 def target_from_doc(doc: Mapping[str, Any]) -> TargetToken:
     """A stored token as a fan-out target; its ref is the `_id`."""
     return TargetToken(
@@ -454,8 +458,14 @@ def partition_status_from_doc(doc: Mapping[str, Any]) -> PartitionStatus:
 def receipt_doc(
     app_id: str, notification_id: str, seq: int, nseq: int, d: ReceiptDraft, expires_at: datetime
 ) -> dict[str, Any]:
-    """A numbered receipt."""
-    return {
+    """A numbered receipt; a field at the value `receipt_from_doc` assumes when absent is left out.
+
+    Most receipts are DELIVERED with no user, reason or removal, so this
+    leaves 10 fields of 16 to encode, send and store per receipt (and, on
+    mongomock, to validate, encode and copy: about a third of a fan-out's
+    receipt cost there). No query filters on the fields left out.
+    """
+    doc: dict[str, Any] = {
         "_id": schema.receipt_key(notification_id, d.platform, d.token),
         "app_id": app_id,
         "notification_id": notification_id,
@@ -463,16 +473,23 @@ def receipt_doc(
         "nseq": nseq,
         "token": d.token,
         "platform": d.platform.value,
-        "user_id": d.user_id,
         "status": d.status.value,
-        "provider_message_id": d.provider_message_id,
-        "provider_status": d.provider_status,
-        "reason": d.reason,
-        "attempts": d.attempts,
-        "token_removed": d.token_removed,
         "at": d.at,
         "expires_at": expires_at,
     }
+    if d.user_id:
+        doc["user_id"] = d.user_id
+    if d.provider_message_id:
+        doc["provider_message_id"] = d.provider_message_id
+    if d.provider_status:
+        doc["provider_status"] = d.provider_status
+    if d.reason:
+        doc["reason"] = d.reason
+    if d.attempts:
+        doc["attempts"] = d.attempts
+    if d.token_removed:
+        doc["token_removed"] = True
+    return doc
 
 
 def filler_doc(app_id: str, notification_id: str, seq: int, nseq: int, expires_at: datetime) -> dict[str, Any]:
