@@ -161,7 +161,7 @@ def current_rss_mib() -> float:
 
 
 EMULATOR_CPU, CLIENT_CPU = 1, 0
-"""With --pin (the default): the emulator on CPU 1, pushsvc and h2load on CPU 0."""
+"""With --pin (the default): the emulator (or the nginx worker) on CPU 1, pushsvc and h2load on CPU 0."""
 
 
 def apns_load(manifest: Path, requests: int, *, one_path: bool = False) -> h2load.Load:
@@ -440,6 +440,11 @@ def main() -> int:
             from bench.nginx import NginxEndpoint
 
             with NginxEndpoint() as nginx:
+                if pinned:
+                    # The endpoint on its own core, as the emulator is: left free, the scheduler put the nginx
+                    # worker beside pushsvc on CPU 0 for part of a run, and each waited for the other.
+                    for pid in nginx.worker_pids():
+                        os.sched_setaffinity(pid, {EMULATOR_CPU})
                 runs = run(fan_out(manifest, args, nginx_app(manifest, nginx, Path(tmp))))
                 ceiling = h2load.measure(
                     f"{nginx.base_url}/3/device/{'ab' * 32}", ["apns-topic: bench", "apns-push-type: alert"],
