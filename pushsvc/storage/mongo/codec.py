@@ -123,7 +123,7 @@ def token_from_doc(doc: Mapping[str, Any]) -> models.DeviceToken:
     )
 
 
-TARGET_FIELDS = {"_id": 1, "token": 1, "platform": 1, "user_id": 1, "apns_environment": 1, "last_seen_at": 1, "locale": 1}
+TARGET_FIELDS = {"_id": 1, "token": 1, "platform": 1, "user_id": 1, "apns_environment": 1, "last_seen_at": 1, "locale": 1, "timezone": 1}
 """The projection of a fan-out scan: what `target_from_doc` reads, and no more (topics, attributes and dates stay on the server)."""
 
 
