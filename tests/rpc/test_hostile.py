@@ -89,7 +89,10 @@ async def channel(app: Application) -> grpc.aio.Channel:
 async def test_unparsable_bytes_get_invalid_argument_and_one_short_line(
     channel: grpc.aio.Channel, method: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    # pushsvc's and grpc's records at every level (a traceback at DEBUG counts too); not every library's:
+    # pymongo's DEBUG records (one per command, formatted with redaction) slowed a FerretDB run past its timeout.
+    caplog.set_level(logging.DEBUG, logger="pushsvc")
+    caplog.set_level(logging.DEBUG, logger="grpc")
     type_name = SERVICE.methods_by_name[method].input_type.full_name
     for data, field in UNPARSABLE.items():
         err = await _raw_call(channel, method, data)

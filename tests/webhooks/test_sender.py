@@ -216,7 +216,10 @@ async def test_an_unreachable_endpoint_is_retried_with_backoff_stored_in_the_cur
 
 
 async def test_only_the_lease_holder_sends_and_a_restart_resumes_from_the_cursor(world: World) -> None:
-    a, b = world.senders(owner="r1"), world.senders(owner="r2")
+    # A lease far longer than the test, so that r2 cannot take over by expiry even when the machine stalls
+    # (a 3 s lease expired in a slow CI run); r1's restart takes it back at once, whatever its length.
+    a, b = world.senders(owner="r1", lease_s=60.0), world.senders(owner="r2", lease_s=60.0)
+    restarted: WebhookSenders | None = None
     a.start()
     await asyncio.sleep(0.1)
     b.start()
@@ -231,13 +234,14 @@ async def test_only_the_lease_holder_sends_and_a_restart_resumes_from_the_cursor
         await asyncio.sleep(0.5)
         assert len(delivered_tokens(world.receiver.accepted())) == 70
         # ... unless r1 restarts: the same owner takes its endpoint back at once, from the stored cursor.
-        restarted = world.senders(owner="r1")
+        restarted = world.senders(owner="r1", lease_s=60.0)
         restarted.start()
         await until(lambda: len(delivered_tokens(world.receiver.accepted())) >= 100, within_s=2.0)
     finally:
         await a.stop(1.0)
         await b.stop(1.0)
-        await restarted.stop(1.0)
+        if restarted is not None:
+            await restarted.stop(1.0)
     assert delivered_tokens(world.receiver.accepted()) == tokens
     # Given back on stop, the lease passes at once: r2 can take it now.
     assert await world.stores.webhooks.lease(APP, "audit", "r2", 0, world.clock.now(), 1) is not None
