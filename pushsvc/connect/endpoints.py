@@ -16,6 +16,7 @@ from google.protobuf import message_factory
 
 from pushsvc.connect.call import ConnectCall
 from pushsvc.rpc import methods
+from pushsvc.rpc.chain import HandlerChain
 from pushsvc.rpc.interception import MethodInterceptor
 from pushsvc.throttle import LogThrottle
 
@@ -41,16 +42,15 @@ class _Registrar:
 def handler_chain(
     servicer: Any, interceptors: Sequence[MethodInterceptor], throttle: LogThrottle
 ) -> dict[str, Handler]:
-    """Each PushService method's handler, wrapped by `interceptors` (outermost first) as grpc would."""
+    """Each PushService method's handler, wrapped by `interceptors` (outermost first), as the gRPC port wraps them."""
     registrar = _Registrar()
-    methods.add_to_server(servicer, registrar, throttle)  # type: ignore[arg-type]  # duck-typed: the two registration calls of a grpc.aio.Server
-    chain: dict[str, Handler] = {}
+    methods.add_to_server(servicer, registrar, throttle)
+    chain = HandlerChain(interceptors)
+    wrapped: dict[str, Handler] = {}
     for name, handler in registrar.handlers.items():
         path = f"/{methods.SERVICE.full_name}/{name}"
-        for interceptor in reversed(interceptors):
-            handler = interceptor.wrap(path, handler)
-        chain[path] = handler
-    return chain
+        wrapped[path] = chain.wrap(path, handler)
+    return wrapped
 
 
 def endpoints(chain: Mapping[str, Handler]) -> dict[str, Any]:

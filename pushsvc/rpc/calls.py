@@ -1,7 +1,7 @@
 """LiveCalls: the PushService calls in flight, and the gate that refuses new ones.
 
-A `grpc.aio.ServerInterceptor`, outermost, so it sees every PushService call
-before auth and the servicer. It exists for the drain (see `GrpcServer.stop`):
+A `MethodInterceptor`, right inside telemetry, so it sees every PushService
+call before auth and the servicer. It exists for the drain (see `GrpcServer.stop`):
 
 - while the replica is starting or draining, a new call is answered
   UNAVAILABLE at once, so the caller retries on another replica, while health

@@ -1,8 +1,11 @@
 """MethodInterceptor: the shared shape of pushsvc's server interceptors.
 
 A grpc.aio interceptor sees the method name, not the decoded request, so each
-of pushsvc's (telemetry, live calls, auth) wraps a method's handler instead,
-once per method, and keeps the wrapped handler.
+of pushsvc's (telemetry, live calls, tracing, auth) wraps a method's handler
+instead, once per method. pushsvc's servers apply them when handlers are
+registered (`pushsvc.rpc.chain`), so no interceptor runs per call; each is
+still a grpc.aio ServerInterceptor (`intercept_service`, wrapping at a
+method's first call and keeping the result) for a server built with it.
 """
 
 from __future__ import annotations

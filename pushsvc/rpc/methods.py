@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import message, message_factory
@@ -76,7 +76,19 @@ def _deserializer(cls: type[message.Message]) -> Callable[[bytes], message.Messa
     return deserialize
 
 
-def add_to_server(servicer: Any, server: grpc.aio.Server, throttle: LogThrottle) -> None:
+class Registrar(Protocol):
+    """What handlers are registered on: a grpc.aio.Server's two registration calls."""
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        """Registers handlers found per call by method name."""
+        ...
+
+    def add_registered_method_handlers(self, service_name: str, method_handlers: Mapping[str, grpc.RpcMethodHandler]) -> None:
+        """Registers the methods of `service_name`, by method name."""
+        ...
+
+
+def add_to_server(servicer: Any, server: Registrar, throttle: LogThrottle) -> None:
     """Registers every PushService method of `servicer` on `server`.
 
     Unparsable requests get INVALID_ARGUMENT and at most one WARNING line per

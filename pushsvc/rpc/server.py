@@ -34,12 +34,14 @@ from collections.abc import Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from pushsvc.clock import Clock
 from pushsvc.metrics import NULL_METRICS, Metrics
 from pushsvc.rpc import methods
 from pushsvc.rpc.calls import LiveCalls
+from pushsvc.rpc.chain import ChainedServer, HandlerChain
+from pushsvc.rpc.interception import MethodInterceptor
 from pushsvc.rpc.servicers import PushServicer
 from pushsvc.rpc.symbols import MethodSymbols
 from pushsvc.service import PushService
@@ -79,7 +81,7 @@ class GrpcServer:
         keepalive_min_ping_interval_s: float = 30.0,
         max_connection_age_s: float = 300.0,
         max_connection_age_grace_s: float = 30.0,
-        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        interceptors: Sequence[MethodInterceptor] = (),
         credentials: grpc.ServerCredentials | None = None,
         metrics: Metrics = NULL_METRICS,
     ) -> None:
@@ -106,25 +108,31 @@ class GrpcServer:
                 ("grpc.max_connection_age_grace_ms", _ms(max_connection_age_grace_s)),
                 ("grpc.so_reuseport", 0),
             ],
-            # Telemetry (pushsvc.rpc.telemetry, first of `interceptors`) sees every
-            # answer; then LiveCalls, so a call refused while starting or draining
-            # costs no auth work; then auth (pushsvc.auth.AuthInterceptor) decides
-            # every call before a servicer runs.
-            interceptors=[*interceptors[:1], self.calls, *interceptors[1:]],
+            # No grpc.aio interceptors: they would run on every call. The chain is
+            # applied to each handler once, at registration (pushsvc.rpc.chain).
         )
+        # Telemetry (pushsvc.rpc.telemetry, first of `interceptors`) sees every
+        # answer; then LiveCalls, so a call refused while starting or draining
+        # costs no auth work; then auth (pushsvc.auth.AuthInterceptor) decides
+        # every call before a servicer runs. Every service goes through it.
+        registrar = ChainedServer(self._server, HandlerChain([*interceptors[:1], self.calls, *interceptors[1:]]))
         self._credentials = credentials
         # Not the generated add_PushServiceServicer_to_server: its deserializer
         # turns a malformed request into UNKNOWN and a logged traceback.
         methods.add_to_server(
-            PushServicer(service, self._draining), self._server, LogThrottle(log, clock, interval_s=1.0)
+            PushServicer(service, self._draining), registrar, LogThrottle(log, clock, interval_s=1.0)
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        # MethodSymbols: reflection resolves method names too, so grpcurl
-        # describe and ghz work on methods without a proto file.
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self._server,
-            pool=MethodSymbols(),  # type: ignore[arg-type]  # duck-typed: the pool's API plus method names
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
+        # What reflection.enable_server_reflection does for a grpc.aio server
+        # (it picks the asyncio servicer only for a grpc.aio.Server, which the
+        # registrar is not). MethodSymbols: reflection resolves method names
+        # too, so grpcurl describe and ghz work on methods without a proto file.
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer(
+                (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+                pool=MethodSymbols(),
+            ),
+            registrar,
         )
         self._address = f"{host}:{port}"
         self.port = 0

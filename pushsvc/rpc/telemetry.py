@@ -97,6 +97,29 @@ class _Call:
                 pass
 
 
+class _Counters:
+    """A method's RPC metrics, bound at its first finished call.
+
+    Handlers are wrapped when they are registered, but a method's series
+    (its latency histogram is one per method) appear once it has been called,
+    not for every method the server knows.
+    """
+
+    __slots__ = ("_bound", "_method", "_metrics", "_service")
+
+    def __init__(self, metrics: Metrics, service: str, method: str) -> None:
+        self._metrics = metrics
+        self._service = service
+        self._method = method
+        self._bound: RpcMetrics | None = None
+
+    def finished(self, code: str, seconds: float) -> None:
+        bound = self._bound
+        if bound is None:
+            bound = self._bound = self._metrics.rpc(self._service, self._method)
+        bound.finished(code, seconds)
+
+
 class TelemetryInterceptor(MethodInterceptor):
     """Request context and RPC metrics for every call; see the module docstring."""
 
@@ -112,7 +135,7 @@ class TelemetryInterceptor(MethodInterceptor):
 
     def wrap(self, path: str, handler: Handler) -> Handler:
         service, _, name = path.lstrip("/").rpartition("/")
-        counters = self._metrics.rpc(service, name)
+        counters = _Counters(self._metrics, service, name)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(path, counters, handler.unary_unary),

@@ -114,3 +114,13 @@ async def test_health_is_open_and_reflection_needs_credentials(secured: Secured)
     except grpc.aio.AioRpcError as exc:
         assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "pushsvc.v1.PushService" in await services((("authorization", f"Bearer {secured.admin_key}"),))
+
+
+async def test_unknown_methods_are_unimplemented_whatever_the_credentials(secured: Secured) -> None:
+    # No handler, so nothing of pushsvc's runs: not auth (no UNAUTHENTICATED), not the live-call gate.
+    channel = secured.channel()
+    for method in ("/pushsvc.v1.PushService/Nope", "/grpc.health.v1.Health/Nope", "/pushsvc.v9.Other/Send"):
+        for metadata in ((), (("authorization", "Bearer not-a-key"),), (("authorization", f"Bearer {secured.admin_key}"),)):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await channel.unary_unary(method)(b"", metadata=metadata, timeout=5)
+            assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED, (method, metadata)

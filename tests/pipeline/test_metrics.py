@@ -152,6 +152,9 @@ async def test_health_checks_and_unknown_methods_stay_bounded(metered: DevStack)
     samples = await asyncio.to_thread(scrape, metered.app.metrics_port)
     assert get(samples, "pushsvc_rpcs_total", service="grpc.health.v1.Health", method="Check", code="OK") == 1
     assert not [ls for n, ls in samples if n == "pushsvc_rpcs_total" and ("method", "Nope0") in ls]
+    # A method's series appear once it has been called: none for Watch, which nobody called.
+    assert [ls for n, ls in samples if n == "pushsvc_rpc_duration_seconds_count" and ("method", "Check") in ls]
+    assert not [ls for n, ls in samples if n.startswith("pushsvc_rpc_duration_seconds") and ("method", "Watch") in ls]
 
 
 async def test_the_endpoint_stops_with_the_application(tmp_path: Path) -> None:
