@@ -1,4 +1,8 @@
-"""PushServicer: translates protobuf to domain calls and back, nothing else."""
+"""PushServicer: translates protobuf to domain calls and back, nothing else.
+
+Errors it raises become gRPC statuses in the method handlers that call it
+(`pushsvc.rpc.methods`, through `pushsvc.rpc.status`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 import grpc
 
 from pushsvc import errors
-from pushsvc.rpc import convert, status
+from pushsvc.rpc import convert
 from pushsvc.service import PushService
 from pushsvc.v1 import push_pb2 as pb
 from pushsvc.v1 import push_pb2_grpc as pb_grpc
@@ -25,44 +29,37 @@ class PushServicer(pb_grpc.PushServiceServicer):
         self._service = service
         self._draining = draining
 
-    @status.unary
     async def RegisterToken(self, request: pb.RegisterTokenRequest, context: Ctx) -> pb.RegisterTokenResponse:  # noqa: N802
         """See push.proto."""
         token, created = await self._service.register_token(convert.registration(request))
         return pb.RegisterTokenResponse(token=convert.token(token), created=created)
 
-    @status.unary
     async def RegisterTokens(self, request: pb.RegisterTokensRequest, context: Ctx) -> pb.RegisterTokensResponse:  # noqa: N802
         """See push.proto."""
         results = await self._service.register_tokens(request.app_id, convert.registrations(request))
         return convert.registration_results(results)
 
-    @status.unary
     async def UnregisterToken(self, request: pb.UnregisterTokenRequest, context: Ctx) -> pb.UnregisterTokenResponse:  # noqa: N802
         """See push.proto."""
         kind = convert.platform(request.platform)
         removed = await self._service.unregister_token(request.app_id, kind, convert.canonical_token(kind, request.token))
         return pb.UnregisterTokenResponse(removed=removed)
 
-    @status.unary
     async def Prune(self, request: pb.PruneRequest, context: Ctx) -> pb.PruneResponse:  # noqa: N802
         """See push.proto."""
         count = await self._service.prune(convert.prune(request))
         # A dry run removed nothing: its count has a field of its own, so it is never read as done.
         return pb.PruneResponse(would_remove=count) if request.dry_run else pb.PruneResponse(removed=count)
 
-    @status.unary
     async def Send(self, request: pb.SendRequest, context: Ctx) -> pb.SendResponse:  # noqa: N802
         """See push.proto."""
         return convert.send_result(await self._service.send(convert.send(request)))
 
-    @status.unary
     async def GetNotification(self, request: pb.GetNotificationRequest, context: Ctx) -> pb.GetNotificationResponse:  # noqa: N802
         """See push.proto."""
         view = await self._service.get_notification(request.app_id, request.notification_id)
         return pb.GetNotificationResponse(notification=convert.notification(view))
 
-    @status.unary
     async def CancelNotification(  # noqa: N802
         self, request: pb.CancelNotificationRequest, context: Ctx
     ) -> pb.CancelNotificationResponse:
@@ -70,13 +67,11 @@ class PushServicer(pb_grpc.PushServiceServicer):
         view = await self._service.cancel_notification(request.app_id, request.notification_id)
         return pb.CancelNotificationResponse(notification=convert.notification(view))
 
-    @status.unary
     async def GetToken(self, request: pb.GetTokenRequest, context: Ctx) -> pb.GetTokenResponse:  # noqa: N802
         """See push.proto."""
         found = await self._service.get_token(request.app_id, convert.platform(request.platform), request.token)
         return pb.GetTokenResponse(token=convert.token(found))
 
-    @status.unary
     async def ListTokens(self, request: pb.ListTokensRequest, context: Ctx) -> pb.ListTokensResponse:  # noqa: N802
         """See push.proto."""
         tokens, next_token = await self._service.list_tokens(
@@ -84,7 +79,6 @@ class PushServicer(pb_grpc.PushServiceServicer):
         )
         return pb.ListTokensResponse(tokens=[convert.token(t) for t in tokens], next_page_token=next_token)
 
-    @status.unary
     async def ListNotifications(  # noqa: N802
         self, request: pb.ListNotificationsRequest, context: Ctx
     ) -> pb.ListNotificationsResponse:
@@ -96,7 +90,6 @@ class PushServicer(pb_grpc.PushServiceServicer):
             notifications=[convert.notification(v) for v in views], next_page_token=next_token
         )
 
-    @status.streaming
     async def StreamReceipts(  # noqa: N802
         self, request: pb.StreamReceiptsRequest, context: Ctx
     ) -> AsyncIterator[pb.StreamReceiptsResponse]:

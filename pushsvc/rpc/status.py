@@ -7,10 +7,8 @@ bad input must never get there, so an INTERNAL is always a bug to fix.
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
@@ -66,44 +64,3 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> 
         await context.abort(status.code, status.details, status.trailing_metadata)
     log.exception("unexpected error", exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-
-
-_Req = TypeVar("_Req")
-_Resp = TypeVar("_Resp")
-_Self = TypeVar("_Self")
-
-
-def unary(
-    fn: Callable[[_Self, _Req, grpc.aio.ServicerContext[_Req, _Resp]], Awaitable[_Resp]],
-) -> Callable[[_Self, _Req, grpc.aio.ServicerContext[_Req, _Resp]], Awaitable[_Resp]]:
-    """Maps errors raised by a unary handler."""
-
-    @functools.wraps(fn)
-    async def wrapper(self: _Self, request: _Req, context: grpc.aio.ServicerContext[_Req, _Resp]) -> _Resp:
-        try:
-            return await fn(self, request, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await abort(context, exc)
-            raise AssertionError("unreachable") from exc
-
-    return wrapper
-
-
-def streaming(
-    fn: Callable[[_Self, _Req, grpc.aio.ServicerContext[_Req, _Resp]], AsyncIterator[_Resp]],
-) -> Callable[[_Self, _Req, grpc.aio.ServicerContext[_Req, _Resp]], AsyncIterator[_Resp]]:
-    """Maps errors raised by a server-streaming handler."""
-
-    @functools.wraps(fn)
-    async def wrapper(self: _Self, request: _Req, context: grpc.aio.ServicerContext[_Req, _Resp]) -> AsyncIterator[_Resp]:
-        try:
-            async for item in fn(self, request, context):
-                yield item
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await abort(context, exc)
-
-    return wrapper
