@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import gc
 import json
 import os
@@ -65,7 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import h2load  # noqa: E402
 from bench.emulator import EmulatorEndpoint  # noqa: E402
 from bench.machine import run_context  # noqa: E402
-from pushsvc import models
+from pushsvc import eventloop, models
 from pushsvc.bootstrap import build_application, freeze_startup_heap, tune_garbage_collector
 from pushsvc.config import AppSettings, DispatchSettings, Settings
 from pushsvc.devstack import DEMO_APP_ID, app_settings_for
@@ -410,8 +411,8 @@ def main() -> int:
     parser.add_argument("--h2load-one-path", action="store_true",
                         help="h2load's APNs requests all to one device token (before: the emulator's HPACK caches serve "
                         "the :path), instead of one token per request as in the fan-out")
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
-                        help="the gateway's event loop (uvloop must be installed; it is not a pushsvc dependency)")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default=Settings().event_loop,
+                        help="the gateway's event loop (default: the one `pushsvc serve` runs on, its `event_loop` setting)")
     parser.add_argument("--locales", type=int, choices=range(len(LOCALES) + 1), default=0,
                         help="register the tokens in this many locales and compare an unlocalized Send with a "
                         "localized one (as many variants) in the same run")
@@ -423,11 +424,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.serve_gc:
         tune_garbage_collector()
-    run = asyncio.run
-    if args.loop == "uvloop":
-        import uvloop
-
-        run = uvloop.run
+    run = functools.partial(eventloop.run, loop=args.loop)
     context = run_context(packages=("grpcio", "pycurl"), tools={"h2load": ["h2load", "--version"]})
     pinned = args.pin and {EMULATOR_CPU, CLIENT_CPU} <= os.sched_getaffinity(0)
     if pinned:

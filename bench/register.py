@@ -10,7 +10,11 @@ goal (p99 at half load).
 
 Usage:
     python bench/register.py [-n 20000] [-c 50] [--preload 100000] [--store memory://]
-                             [--ghz PATH] [--out results.json]
+                             [--pushsvc-loop uvloop|asyncio] [--ghz PATH] [--out results.json]
+
+pushsvc's server runs on the loop `pushsvc serve` runs on (the `event_loop`
+setting's default, uvloop) unless --pushsvc-loop says otherwise; the echo
+always runs on asyncio's, the bare grpc.aio baseline.
 
 ghz: `go install github.com/bojand/ghz/cmd/ghz@v0.120.0` (put it on PATH or pass --ghz).
 Prints one table and writes the results as JSON.
@@ -165,10 +169,16 @@ async def handler_chain_us(store: str, calls: int) -> float:
 # ------------------------------------------------------------------ the driver
 
 
+def _default_loop() -> str:
+    from pushsvc.config import Settings
+
+    return Settings().event_loop
+
+
 def start(kind: str, args: argparse.Namespace, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     port_file = tmp / f"{kind}.port"
     command = [sys.executable, __file__, "--serve", kind, "--port-file", str(port_file),
-               "--store", args.store, "--preload", str(args.preload)]
+               "--store", args.store, "--preload", str(args.preload), "--pushsvc-loop", args.pushsvc_loop]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while not port_file.exists() or not port_file.read_text():
@@ -233,11 +243,16 @@ def main() -> int:
                         help="calls per round of the in-process handler-chain measurement")
     parser.add_argument("--ghz", default=shutil.which("ghz") or str(Path.home() / "go/bin/ghz"))
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "pushsvc-bench-register.json")
+    parser.add_argument("--pushsvc-loop", choices=["uvloop", "asyncio"], default=_default_loop(),
+                        help="the event loop pushsvc's server runs on (default: serve's, the `event_loop` setting's default)")
     parser.add_argument("--serve", choices=["pushsvc", "echo"], help=argparse.SUPPRESS)
     parser.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve == "pushsvc":
-        asyncio.run(serve_pushsvc(args.store, args.preload, args.port_file))
+        # On the loop `pushsvc serve` runs on (its `event_loop` setting), unless --pushsvc-loop says otherwise.
+        from pushsvc import eventloop
+
+        eventloop.run(serve_pushsvc(args.store, args.preload, args.port_file), args.pushsvc_loop)
         return 0
     if args.serve == "echo":
         asyncio.run(serve_echo(args.port_file))
@@ -272,7 +287,8 @@ def main() -> int:
     echo = dict(echo_before, rps=(echo_before["rps"] + echo_after["rps"]) / 2)
     chain_us = asyncio.run(handler_chain_us(args.store, args.chain_calls))
     print(f"RegisterToken under ghz: {args.requests:,} requests, {args.concurrency} concurrent, one connection; "
-          f"{args.preload:,} tokens registered first; store {args.store}")
+          f"{args.preload:,} tokens registered first; store {args.store}; pushsvc on {args.pushsvc_loop}, "
+          f"the echo on asyncio")
     print(context.header)
     print(f"{'run':38} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'server CPU/call':>16}  status")
     for name, r in [("bare grpc.aio echo, before", echo_before), ("bare grpc.aio echo, after", echo_after),

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pushsvc import __version__, config, errors, logs
+from pushsvc import __version__, config, errors, eventloop, logs
 
 _DEV_HELP = """\
 pushsvc dev is serving on {addr} (app "{app}", store: {store})
@@ -207,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate":
             return asyncio.run(_migrate(args))
         signalled = _Signalled()
-        return _exit_now(asyncio.run(_until_signal(lambda stop: _serve(args, stop), signalled)), signalled)
+        settings = _serve_settings(args)
+        return _exit_now(
+            eventloop.run(_until_signal(lambda stop: _serve(settings, stop), signalled), settings.event_loop), signalled
+        )
     except config.ConfigError as exc:
         for problem in exc.problems or (str(exc),):
             print(f"pushsvc: config error: {problem}", file=sys.stderr)
@@ -339,9 +342,8 @@ async def _dev(args: argparse.Namespace, stop: asyncio.Event) -> None:
         await stack.stop(grace_s=stack.app.settings.grace_s)
 
 
-async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    from pushsvc.bootstrap import build_application, check_credentials, freeze_startup_heap
-
+def _serve_settings(args: argparse.Namespace) -> config.Settings:
+    """serve's settings, checked, with logging configured: read before the loop starts, which they choose."""
     settings = config.load_settings(
         args.config, port=args.port, metrics_port=args.metrics_port, log_format=args.log_format, log_level=args.log_level
     )
@@ -349,6 +351,12 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     if args.insecure_no_auth:
         settings = settings.model_copy(update={"auth": settings.auth.model_copy(update={"insecure_no_auth": True})})
     config.check_serve(settings)
+    return settings
+
+
+async def _serve(settings: config.Settings, stop: asyncio.Event) -> None:
+    from pushsvc.bootstrap import build_application, check_credentials, freeze_startup_heap
+
     # Every secret first, each problem by its key path, as check-config reports them.
     check_credentials(settings)
     app = build_application(settings)

@@ -62,6 +62,8 @@ def _sample(row: Row) -> tuple[str, Any]:
         return "0.25", 0.25
     if kind == '"json" or "text"':
         return "text", "text"
+    if kind == '"uvloop" or "asyncio"':
+        return "asyncio", "asyncio"
     if kind == "integer":
         return "4242", 4242
     if kind == "float":

@@ -32,7 +32,9 @@ class PushServicer(pb_grpc.PushServiceServicer):
     async def RegisterToken(self, request: pb.RegisterTokenRequest, context: Ctx) -> pb.RegisterTokenResponse:  # noqa: N802
         """See push.proto."""
         token, created = await self._service.register_token(convert.registration(request))
-        return pb.RegisterTokenResponse(token=convert.token(token), created=created)
+        answer = pb.RegisterTokenResponse(created=created)
+        convert.token(token, answer.token)
+        return answer
 
     async def RegisterTokens(self, request: pb.RegisterTokensRequest, context: Ctx) -> pb.RegisterTokensResponse:  # noqa: N802
         """See push.proto."""
@@ -70,14 +72,20 @@ class PushServicer(pb_grpc.PushServiceServicer):
     async def GetToken(self, request: pb.GetTokenRequest, context: Ctx) -> pb.GetTokenResponse:  # noqa: N802
         """See push.proto."""
         found = await self._service.get_token(request.app_id, convert.platform(request.platform), request.token)
-        return pb.GetTokenResponse(token=convert.token(found))
+        answer = pb.GetTokenResponse()
+        convert.token(found, answer.token)
+        return answer
 
     async def ListTokens(self, request: pb.ListTokensRequest, context: Ctx) -> pb.ListTokensResponse:  # noqa: N802
         """See push.proto."""
         tokens, next_token = await self._service.list_tokens(
             convert.token_filter(request), request.page_size, request.page_token
         )
-        return pb.ListTokensResponse(tokens=[convert.token(t) for t in tokens], next_page_token=next_token)
+        answer = pb.ListTokensResponse(next_page_token=next_token)
+        add = answer.tokens.add
+        for t in tokens:
+            convert.token(t, add())
+        return answer
 
     async def ListNotifications(  # noqa: N802
         self, request: pb.ListNotificationsRequest, context: Ctx

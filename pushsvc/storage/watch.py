@@ -100,7 +100,21 @@ class _Watched:
 
             @functools.wraps(attr)
             async def call(*args: Any, **kwargs: Any) -> Any:
-                return await calls.timed(lambda: attr(*args, **kwargs))
+                # `StoreCalls.timed`, inlined: one coroutine and one closure
+                # less on every store call (RegisterToken makes one per call).
+                key = next(calls._ids)
+                calls._started[key] = calls._clock.monotonic()
+                try:
+                    result = await attr(*args, **kwargs)
+                except errors.StoreUnavailable:
+                    raise
+                except Exception:
+                    calls.answered += 1
+                    raise
+                finally:
+                    del calls._started[key]
+                calls.answered += 1
+                return result
 
             wrapped: Any = call
         elif inspect.isasyncgenfunction(attr):
