@@ -116,7 +116,8 @@ class LiveCalls(MethodInterceptor):
             inner_unary = handler.unary_unary
 
             async def unary(request: Any, context: Ctx) -> Any:
-                await self._admit(context)
+                if self.phase is not Phase.SERVING:  # checked here first: no coroutine per call to admit it
+                    await self._admit(context)
                 key = object()
                 self._unary.add(key)
                 # Done when the answer has gone out, not when the handler returns.

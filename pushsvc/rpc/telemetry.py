@@ -82,12 +82,15 @@ class _Call:
                 rid = logs.valid_request_id(value)
             elif key == "traceparent" and isinstance(value, str):
                 tp = logs.valid_traceparent(value)
-        self.tokens: list[tuple[Any, Any]] = [
-            (logs.request_id, logs.request_id.set(rid or fresh_id())),
-            (logs.traceparent, logs.traceparent.set(tp)),
-        ]
+        self.tokens: list[tuple[Any, Any]] = [(logs.request_id, logs.request_id.set(rid or fresh_id()))]
+        # The others are set only when they differ from what the call's context
+        # already holds (almost always ""): a set and a reset less per call.
+        if tp != logs.traceparent.get():
+            self.tokens.append((logs.traceparent, logs.traceparent.set(tp)))
         nid = getattr(request, "notification_id", "")
-        self.tokens.append((logs.notification_id, logs.notification_id.set(nid if isinstance(nid, str) else "")))
+        nid = nid if isinstance(nid, str) else ""
+        if nid != logs.notification_id.get():
+            self.tokens.append((logs.notification_id, logs.notification_id.set(nid)))
 
     def reset(self) -> None:
         for var, token in reversed(self.tokens):

@@ -233,7 +233,7 @@ class Registry:
             if created_us is not None:
                 cols[CREATED][row] = created_us
         cols[SEEN][row] = now_us
-        shared = (tuple(reg.topics), reg.apns_environment.value, *models.token_attributes(reg))
+        shared = (tuple(reg.topics), reg.apns_environment._value_, *models.token_attributes(reg))
         cols[SHARED][row] = self.shared.hold(shared)
         if reg.user_id:
             cols[USER][row] = reg.user_id
@@ -317,7 +317,7 @@ class MemoryTokenStore:
         """See `TokenStore.upsert`."""
         table, b, created = self._upsert(reg, _micros(now))
         row = table.buckets[b][reg.token]
-        return self._r.device_token(reg.app_id, reg.platform.value, table, b, reg.token, row), created
+        return self._r.device_token(reg.app_id, reg.platform._value_, table, b, reg.token, row), created
 
     async def upsert_many(self, regs: Sequence[models.TokenRegistration], now: datetime) -> list[bool]:
         """See `TokenStore.upsert_many`: `upsert` in order, with no await in between, so the batch is atomic."""
@@ -327,7 +327,7 @@ class MemoryTokenStore:
 
     def _upsert(self, reg: models.TokenRegistration, now_us: int) -> tuple[Table, int, bool]:
         r = self._r
-        table = r.table(reg.app_id, reg.platform.value)
+        table = r.table(reg.app_id, reg.platform._value_)  # `_value_`: the value without enum's property lookup, on every call
         b = models.token_bucket(reg.token)
         created = reg.token not in table.buckets[b]
         r.put(table, b, reg.token, reg, None, now_us)
