@@ -316,8 +316,9 @@ class MemoryTokenStore:
     async def upsert(self, reg: models.TokenRegistration, now: datetime) -> tuple[models.DeviceToken, bool]:
         """See `TokenStore.upsert`."""
         table, b, created = self._upsert(reg, _micros(now))
-        row = table.buckets[b][reg.token]
-        return self._r.device_token(reg.app_id, reg.platform._value_, table, b, reg.token, row), created
+        # What was just stored is `reg` with the two times, as the other adapters answer it: no read-back.
+        created_at = now if created else _datetime(table.bucket_columns(b)[CREATED][table.buckets[b][reg.token]])
+        return models.DeviceToken.registered(reg, created_at=created_at, last_seen_at=now), created
 
     async def upsert_many(self, regs: Sequence[models.TokenRegistration], now: datetime) -> list[bool]:
         """See `TokenStore.upsert_many`: `upsert` in order, with no await in between, so the batch is atomic."""
