@@ -83,6 +83,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def _ts(dt: datetime | None) -> timestamp_pb2.Timestamp | None:
     if dt is None:
         return None
+    ts = timestamp_pb2.Timestamp()
+    _set_ts(ts, dt)
+    return ts
+
+
+def _set_ts(ts: timestamp_pb2.Timestamp, dt: datetime) -> None:
     if dt.tzinfo is None:
         # A naive datetime is local time, as astimezone() reads it.
         dt = dt.astimezone(UTC)
@@ -90,7 +96,8 @@ def _ts(dt: datetime | None) -> timestamp_pb2.Timestamp | None:
     # Timestamp.FromDatetime at a quarter of its cost (it goes through
     # utctimetuple and calendar.timegm); a token's answer carries two.
     since = dt - _EPOCH
-    return timestamp_pb2.Timestamp(seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000)
+    ts.seconds = since.days * 86_400 + since.seconds
+    ts.nanos = since.microseconds * 1000
 
 
 def _seconds(d: duration_pb2.Duration, field: str) -> float:
@@ -219,14 +226,6 @@ def token(t: models.DeviceToken, out: pb.Token | None = None) -> pb.Token:
     _set_ts(m.created_at, t.created_at)
     _set_ts(m.last_seen_at, t.last_seen_at)
     return m
-
-
-def _set_ts(ts: timestamp_pb2.Timestamp, dt: datetime) -> None:
-    if dt.tzinfo is None:
-        dt = dt.astimezone(UTC)  # naive means local time, as in _ts
-    since = dt - _EPOCH
-    ts.seconds = since.days * 86_400 + since.seconds
-    ts.nanos = since.microseconds * 1000
 
 
 def prune(req: pb.PruneRequest) -> models.PruneCommand:

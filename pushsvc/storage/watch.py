@@ -57,12 +57,12 @@ class StoreCalls:
         """`store` with every call timed (the same Protocol: only its methods are wrapped)."""
         return _Watched(store, self)  # type: ignore[return-value]  # a proxy with the same methods
 
-    async def timed(self, call: Callable[[], Awaitable[_T]]) -> _T:
-        """Awaits `call()` while it counts as in flight."""
+    async def timed(self, call: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
+        """Awaits `call(*args, **kwargs)` while it counts as in flight."""
         key = next(self._ids)
         self._started[key] = self._clock.monotonic()
         try:
-            result = await call()
+            result = await call(*args, **kwargs)
         except errors.StoreUnavailable:
             raise
         except Exception:
@@ -100,21 +100,8 @@ class _Watched:
 
             @functools.wraps(attr)
             async def call(*args: Any, **kwargs: Any) -> Any:
-                # `StoreCalls.timed`, inlined: one coroutine and one closure
-                # less on every store call (RegisterToken makes one per call).
-                key = next(calls._ids)
-                calls._started[key] = calls._clock.monotonic()
-                try:
-                    result = await attr(*args, **kwargs)
-                except errors.StoreUnavailable:
-                    raise
-                except Exception:
-                    calls.answered += 1
-                    raise
-                finally:
-                    del calls._started[key]
-                calls.answered += 1
-                return result
+                # The arguments go through as they are: no closure per store call.
+                return await calls.timed(attr, *args, **kwargs)
 
             wrapped: Any = call
         elif inspect.isasyncgenfunction(attr):

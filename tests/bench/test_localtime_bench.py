@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-CONTEXT_FIELDS = {"cpu", "cores", "ram_gib", "load_average", "python", "date_utc", "commit", "versions"}
+from tests.bench.runs import run_bench
 
 pytestmark = pytest.mark.timeout(200)
 
 
 def test_localtime_bench(tmp_path: Path) -> None:
-    out = tmp_path / "localtime.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.localtime", "-n", "1000", "--batch", "10", "--partition-size", "100", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for fact in ("machine:", "date:", "commit:"):
-        assert fact in proc.stdout, proc.stdout
-    record = json.loads(out.read_text())
-    assert CONTEXT_FIELDS <= set(record["context"]), record["context"]
+    record = run_bench(["-m", "bench.localtime", "-n", "1000", "--batch", "10", "--partition-size", "100"],
+                       tmp_path / "localtime.json", timeout_s=180)
     result = record["result"]
     # Every group arrived at its instant and none before; the restart lost nothing and repeated at most a batch per worker.
     assert (result["early"], result["missing"], result["delivered"]) == (0, 0, 1000), result

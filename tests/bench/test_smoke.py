@@ -15,41 +15,23 @@ checking the ceiling's count.
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.bench.runs import run_bench
+
 HAVE_NGINX = Path("/usr/sbin/nginx").exists()
 HAVE_H2LOAD = shutil.which("h2load") is not None
 HAVE_GHZ = shutil.which("ghz") is not None or (Path.home() / "go/bin/ghz").exists()
 needs_nginx = pytest.mark.skipif(not HAVE_NGINX, reason="needs nginx-light (/usr/sbin/nginx, bench/nginx.py)")
 
 TEST_TIMEOUT_S = 150
-"""Per test; each bench gets a little less, so a hung one fails with its output rather than pytest's dump."""
-RUN_TIMEOUT_S = 130
-CONTEXT_FIELDS = {"cpu", "cores", "ram_gib", "load_average", "python", "date_utc", "commit", "versions"}
+"""Per test; each bench gets a little less (runs.RUN_TIMEOUT_S)."""
 
 pytestmark = pytest.mark.timeout(TEST_TIMEOUT_S)
-
-
-def _run(args: list[str], out: Path) -> dict[str, Any]:
-    """Runs one bench from the repository root; checks its exit status, header and JSON context."""
-    proc = subprocess.run([sys.executable, *args, "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT_S, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for fact in ("machine:", "date:", "commit:"):
-        assert fact in proc.stdout, proc.stdout
-    record = dict(json.loads(out.read_text()))
-    context = record["context"]
-    assert CONTEXT_FIELDS <= set(context), context
-    assert context["commit"] and context["commit"] != "unknown", context
-    return record
 
 
 def _check_ceiling(ceiling: dict[str, Any]) -> None:
@@ -67,7 +49,7 @@ def _check_ceiling(ceiling: dict[str, Any]) -> None:
 @pytest.mark.parametrize("endpoint", ["emulator", pytest.param("nginx", marks=needs_nginx)])
 def test_providers(tmp_path: Path, endpoint: str) -> None:
     n, h2load_n = 200, 500
-    record = _run(["-m", "bench.providers", "-n", str(n), "--endpoints", endpoint, "--h2load-n", str(h2load_n),
+    record = run_bench(["-m", "bench.providers", "-n", str(n), "--endpoints", endpoint, "--h2load-n", str(h2load_n),
                    "--timeout-s", "60"], tmp_path / "providers.json")
     rows = record["rows"]
     assert {r["client"] for r in rows} == {"pushsvc-apns", "pushsvc-fcm", "aioapns", "firebase-admin"}
@@ -89,7 +71,7 @@ def test_providers(tmp_path: Path, endpoint: str) -> None:
 
 def test_auth(tmp_path: Path) -> None:
     n = 300
-    record = _run(["-m", "bench.auth", "-n", str(n), "--repeat", "1", "--decisions", "100"], tmp_path / "auth.json")
+    record = run_bench(["-m", "bench.auth", "-n", str(n), "--repeat", "1", "--decisions", "100"], tmp_path / "auth.json")
     runs = record["runs"]
     assert set(runs) == {"none", "open", "api_key", "jwt"}
     for mode, rounds in runs.items():
@@ -111,7 +93,7 @@ def test_fanout(tmp_path: Path, variant: str) -> None:
     extra = {"emulator": ["--h2load-n", "600"], "nginx": ["--endpoint", "nginx"],
              "null-provider": ["--null-provider", "--metrics"],
              "python-gc": ["--null-provider", "--python-gc", "--workers", "3"]}[variant]
-    record = _run(["-m", "bench.fanout", "-n", str(n), *extra], tmp_path / "fanout.json")
+    record = run_bench(["-m", "bench.fanout", "-n", str(n), *extra], tmp_path / "fanout.json")
     result = record["result"]
     assert (result["targeted"], result["delivered"], result["state"]) == (n, n, "completed"), result
     # The event loop's thread: its CPU is part of the process's, and its idle time part of the wall time.
@@ -148,7 +130,7 @@ def test_fanout(tmp_path: Path, variant: str) -> None:
 @pytest.mark.skipif(not HAVE_GHZ, reason="needs ghz (go install github.com/bojand/ghz/cmd/ghz@v0.120.0)")
 def test_register(tmp_path: Path) -> None:
     n = 300
-    record = _run(["bench/register.py", "-n", str(n), "--preload", "300", "--chain-calls", "200"], tmp_path / "register.json")
+    record = run_bench(["bench/register.py", "-n", str(n), "--preload", "300", "--chain-calls", "200"], tmp_path / "register.json")
     # The echo server before and after is the peer; RegisterToken at full and at half load.
     for run in ("echo_before", "echo_after", "full", "half"):
         assert (record[run]["count"], record[run]["status"], record[run]["errors"]) == (n, {"OK": n}, {}), run
@@ -163,7 +145,7 @@ def test_register(tmp_path: Path) -> None:
 
 def test_tokens_import(tmp_path: Path) -> None:
     n, unary_n = 300, 200
-    record = _run(["-m", "bench.tokens_import", "-n", str(n), "--batch-size", "100", "--unary-n", str(unary_n)],
+    record = run_bench(["-m", "bench.tokens_import", "-n", str(n), "--batch-size", "100", "--unary-n", str(unary_n)],
                   tmp_path / "import.json")
     assert record["ok"] is True
     assert record["registered"] == n
@@ -179,7 +161,7 @@ def test_tokens_import(tmp_path: Path) -> None:
 @pytest.mark.skipif(not (HAVE_GHZ and HAVE_H2LOAD), reason="needs ghz and h2load (nghttp2-client)")
 def test_connect(tmp_path: Path) -> None:
     n = 200
-    record = _run(["bench/connect.py", "-n", str(n), "--rounds", "1"], tmp_path / "connect.json")
+    record = run_bench(["bench/connect.py", "-n", str(n), "--rounds", "1"], tmp_path / "connect.json")
     # The gRPC path (ghz) is the peer of the Connect path (h2load), in the same run against the same server.
     assert [(r["path"], r["requests"], r["ok"]) for r in record["runs"]] == [("grpc", n, n), ("connect", n, n)]
     assert all(r["server_cpu_s"] > 0 for r in record["runs"]), record["runs"]
