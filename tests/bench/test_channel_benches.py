@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.test_smoke import _check_ceiling, _run, needs_nginx
+from tests.bench.runs import run_bench
+from tests.bench.test_smoke import _check_ceiling, needs_nginx
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.timeout(150)
 @needs_nginx
 def test_webpush(tmp_path: Path) -> None:
     n, peer_n, h2load_n = 300, 50, 500
-    record = _run(["-m", "bench.webpush", "-n", str(n), "--peer-n", str(peer_n), "--h2load-n", str(h2load_n),
+    record = run_bench(["-m", "bench.webpush", "-n", str(n), "--peer-n", str(peer_n), "--h2load-n", str(h2load_n),
                    "--resend"], tmp_path / "webpush.json")
     result = record["result"]
     assert (result["targeted"], result["delivered"], result["state"]) == (n, n, "completed"), result
@@ -36,7 +37,7 @@ def test_webpush(tmp_path: Path) -> None:
 
 def test_hms(tmp_path: Path) -> None:
     n, batch, h2load_n = 600, 100, 40
-    record = _run(["-m", "bench.hms", "-n", str(n), "--batch", str(batch), "--h2load-n", str(h2load_n), "--gateway-alone"],
+    record = run_bench(["-m", "bench.hms", "-n", str(n), "--batch", str(batch), "--h2load-n", str(h2load_n), "--gateway-alone"],
                   tmp_path / "hms.json")
     result = record["result"]
     assert (result["targeted"], result["delivered"], result["state"]) == (n, n, "completed"), result
