@@ -12,15 +12,19 @@ an asyncio gateway needs on top:
 
 google-auth's HTTP calls go through `UrllibAuthRequest`, a small
 `google.auth.transport.Request` over the standard library's urllib, so no
-HTTP client dependency is needed and the emulator's CA can be trusted.
+HTTP client dependency is needed and the emulator's CA can be trusted. Like
+the push requests, it calls the token endpoint directly: no proxy from the
+environment.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import http.client
 import json
 import logging
+import socket
 import ssl
 import time
 import urllib.error
@@ -70,6 +74,64 @@ class UrllibAuthResponse(google.auth.transport.Response):
         return self._data
 
 
+class _WrappedFirstConnection(http.client.HTTPSConnection):
+    """An HTTPS connection whose socket is wrapped in TLS before it connects.
+
+    The standard library connects a socket, then wraps it. Before Python 3.11.8
+    and 3.12.2, a peer that reset the connection between the two (a token
+    endpoint going down, a proxy refusing) left the wrapped socket open until
+    the garbage collector found it (CPython gh-113280). Wrapped first, as in the
+    ssl module's own client example, the socket stays in hands that close it.
+
+    Args:
+        host: The endpoint's host, also the name its certificate must carry.
+        timeout: Seconds for the connection and for each read (urllib passes
+            the one `UrllibAuthRequest` gives each request).
+        tls: Which CAs are trusted, and the ALPN offered.
+    """
+
+    def __init__(self, host: str, *, timeout: float | None, tls: ssl.SSLContext) -> None:
+        super().__init__(host, timeout=timeout, context=tls)
+        self._tls = tls
+
+    def connect(self) -> None:
+        """Tries each address of the host in turn; the last failure is raised."""
+        failure: OSError = OSError(f"no address for {self.host}")
+        for family, kind, proto, _, address in socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM):
+            plain = socket.socket(family, kind, proto)
+            try:
+                secure = self._tls.wrap_socket(plain, server_hostname=self.host)
+            except BaseException:
+                plain.close()
+                raise
+            try:
+                secure.settimeout(self.timeout)
+                secure.connect(address)  # TCP, then the TLS handshake
+                secure.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError as exc:
+                secure.close()
+                failure = exc
+                continue
+            except BaseException:
+                secure.close()
+                raise
+            self.sock = secure
+            return
+        raise failure
+
+
+class _WrappedFirstHandler(urllib.request.HTTPSHandler):
+    """urllib's HTTPS handler, opening `_WrappedFirstConnection`s."""
+
+    def __init__(self, tls: ssl.SSLContext) -> None:
+        super().__init__(context=tls)
+        self._tls = tls
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        """Opens `req` over a connection wrapped before it connects."""
+        return self.do_open(functools.partial(_WrappedFirstConnection, tls=self._tls), req)
+
+
 class UrllibAuthRequest(google.auth.transport.Request):
     """google-auth's transport interface over the standard library's urllib (HTTP/1.1).
 
@@ -84,7 +146,8 @@ class UrllibAuthRequest(google.auth.transport.Request):
     def __init__(self, *, context: ssl.SSLContext | None = None, default_timeout_s: float = 30.0) -> None:
         context = context or ssl.create_default_context()
         context.set_alpn_protocols(["http/1.1"])
-        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+        # No proxy from the environment: the token endpoint is called directly, as the push services are.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _WrappedFirstHandler(context))
         self._default_timeout_s = default_timeout_s
 
     def __call__(

@@ -7,8 +7,11 @@ import http.server
 import json
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import urllib.parse
+from pathlib import Path
 
 import google.auth.exceptions
 import jwt
@@ -19,6 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.oauth2 import service_account
 
 from pushsvc.providers.fcm_auth import FCM_SCOPE, FcmAccessTokenSource, UrllibAuthRequest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _source(credentials, clock, **kwargs) -> FcmAccessTokenSource:
@@ -191,3 +196,16 @@ def test_transport_errors_become_google_transport_errors() -> None:
     # Nothing listens on the port now: the connection is refused.
     with pytest.raises(google.auth.exceptions.TransportError):
         UrllibAuthRequest()(f"http://127.0.0.1:{port}/token", method="POST", body=b"x")
+
+
+
+def test_a_token_endpoint_that_resets_the_connection_leaves_no_socket_open() -> None:
+    # In a child process: its audit hook widens the race it needs, and
+    # audit hooks cannot be removed once added.
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.providers.reset_peer", "5"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome == {"requests": 5, "transport_errors": 5, "unclosed_warnings": [], "fds_left_open": 0}, outcome
