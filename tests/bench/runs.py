@@ -14,12 +14,19 @@ RUN_TIMEOUT_S = 130
 """Per bench run: a little less than its test's timeout, so a hung bench fails with its output rather than pytest's dump."""
 
 
-def run_bench(args: list[str], out: Path, *, timeout_s: float = RUN_TIMEOUT_S) -> dict[str, Any]:
-    """Runs one bench from the repository root; checks its exit status, header and JSON context."""
+def run_bench(args: list[str], out: Path, *, timeout_s: float = RUN_TIMEOUT_S, facts: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Runs one bench from the repository root; checks its exit status, header and JSON context.
+
+    Args:
+        args: What follows the interpreter: `-m bench.x` or a script, and its options (not `--out`).
+        out: Where the bench writes its JSON.
+        timeout_s: How long the run may take.
+        facts: More text its output must show (a table's title, a ratio's name).
+    """
     proc = subprocess.run([sys.executable, *args, "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout_s, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for fact in ("machine:", "date:", "commit:"):
+    for fact in ("machine:", "date:", "commit:", *facts):
         assert fact in proc.stdout, proc.stdout
     record = dict(json.loads(out.read_text()))
     context = record["context"]

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-CONTEXT_FIELDS = {"cpu", "cores", "ram_gib", "load_average", "python", "date_utc", "commit", "versions"}
+from tests.bench.runs import run_bench
 
 pytestmark = pytest.mark.timeout(150)
 needs_nginx = pytest.mark.skipif(not Path("/usr/sbin/nginx").exists(), reason="needs nginx-light (/usr/sbin/nginx, bench/nginx.py)")
@@ -21,16 +17,8 @@ def test_cancel_bench(tmp_path: Path, endpoint: str) -> None:
     n = 3000
     out = tmp_path / "cancel.json"
     extra = ["--endpoint", "emulator", "--latency-s", "0.02"] if endpoint == "emulator" else []
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.cancel", "-n", str(n), "--batch", "50", "--partition-size", "300",
-         "--cancel-at", "0.2", *extra, "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=130, check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for fact in ("machine:", "date:", "commit:"):
-        assert fact in proc.stdout, proc.stdout
-    record = json.loads(out.read_text())
-    assert CONTEXT_FIELDS <= set(record["context"]), record["context"]
+    record = run_bench(["-m", "bench.cancel", "-n", str(n), "--batch", "50", "--partition-size", "300",
+                        "--cancel-at", "0.2", *extra], out)
     assert record["checks"] and all(record["checks"].values()), record["checks"]
     result = record["result"]
     assert result["partitions"] == 10 and result["bound"] == 500, result

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-CONTEXT_FIELDS = {"cpu", "cores", "ram_gib", "load_average", "python", "date_utc", "commit", "versions"}
+from tests.bench.runs import run_bench
 
 pytestmark = pytest.mark.timeout(150)
 
 
 def test_express_bench(tmp_path: Path) -> None:
     out = tmp_path / "express.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.express", "-n", "1000", "--tries", "3", "--partition-size", "250", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=130, check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for fact in ("machine:", "date:", "commit:"):
-        assert fact in proc.stdout, proc.stdout
-    record = json.loads(out.read_text())
-    assert CONTEXT_FIELDS <= set(record["context"]), record["context"]
+    record = run_bench(["-m", "bench.express", "-n", "1000", "--tries", "3", "--partition-size", "250"], out)
     result = record["result"]
     # Every try was timed, idle (the ceiling of the same run) and during the fan-out, which delivered everything.
     assert len(result["idle_s"]) == 3 and len(result["during_fan_out_s"]) == 3, result

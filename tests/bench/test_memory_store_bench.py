@@ -7,26 +7,19 @@ by hand at 1,000,000 tokens (bench/README.md), never asserted here.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.bench.runs import run_bench
 
 pytestmark = pytest.mark.timeout(300)
 
 
 def test_memory_store_bench(tmp_path: Path) -> None:
     out = tmp_path / "memory.json"
-    proc = subprocess.run([sys.executable, "-m", "bench.memory_store", "-n", "2000", "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=240, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "machine:" in proc.stdout and "commit:" in proc.stdout, proc.stdout
-    assert "registry / plain set of its tokens" in proc.stdout, proc.stdout
-    record = json.loads(out.read_text())
+    record = run_bench(["-m", "bench.memory_store", "-n", "2000"], out, timeout_s=240,
+                       facts=("registry / plain set of its tokens",))
     results = record["results"]
     assert set(results) == {"set", "tokens", "users"}
     assert [results[c]["tokens"] for c in ("set", "tokens", "users")] == [2000, 2000, 2000]

@@ -7,16 +7,14 @@ hand on a quiet machine (bench/README.md), never asserted here.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.bench.runs import run_bench
+
 HAVE_POSTGRES = bool(list(Path("/usr/lib/postgresql").glob("*/bin/postgres")))
 HAVE_NGINX = Path("/usr/sbin/nginx").exists()
 
@@ -28,11 +26,7 @@ pytestmark = [
 
 
 def _run(args: list[str], out: Path) -> dict[str, object]:
-    proc = subprocess.run([sys.executable, *args, "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=540, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "machine:" in proc.stdout and "commit:" in proc.stdout, proc.stdout
-    return dict(json.loads(out.read_text()))
+    return run_bench(args, out, timeout_s=540)
 
 
 def test_pg_driver(tmp_path: Path) -> None:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-CONTEXT_FIELDS = {"cpu", "cores", "ram_gib", "load_average", "python", "date_utc", "commit", "versions"}
+from tests.bench.runs import run_bench
+
 HAVE_POSTGRES = bool(list(Path("/usr/lib/postgresql").glob("*/bin/postgres")))
 HAVE_NGINX = Path("/usr/sbin/nginx").exists()
 
@@ -26,16 +23,8 @@ pytestmark = [
 
 def test_throttle_bench(tmp_path: Path) -> None:
     out = tmp_path / "throttle.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.throttle", "-n", "200", "--rate", "100", "--window-s", "1",
-         "--partition-size", "50", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=280, check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for fact in ("machine:", "date:", "commit:", "unthrottled (ceiling):", "windows of 1 s"):
-        assert fact in proc.stdout, proc.stdout
-    record = json.loads(out.read_text())
-    assert CONTEXT_FIELDS <= set(record["context"]), record["context"]
+    record = run_bench(["-m", "bench.throttle", "-n", "200", "--rate", "100", "--window-s", "1", "--partition-size", "50"],
+                       out, timeout_s=280, facts=("unthrottled (ceiling):", "windows of 1 s"))
     result = record["result"]
     # Every token got its receipt in both sends, the throttled one carried its rate, and windows were counted.
     assert result["ceiling"]["receipts"] == result["throttled"]["receipts"] == 200, result

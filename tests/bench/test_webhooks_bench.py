@@ -6,30 +6,19 @@ facts, and that the JSON accounts for every receipt in every case.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.bench.runs import run_bench
 
 pytestmark = pytest.mark.timeout(150)
 
 
 def test_webhooks_bench(tmp_path: Path) -> None:
     out = tmp_path / "webhooks.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.webhooks", "-n", "300", "--down-s", "2", "--initial-backoff-s", "0.1",
-         "--max-backoff-s", "0.5", "--max-delay-ms", "50", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=130, check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for fact in ("machine:", "date:", "commit:"):
-        assert fact in proc.stdout, proc.stdout
-    record = json.loads(out.read_text())
-    assert {"cpu", "cores", "date_utc", "commit"} <= set(record["context"])
+    record = run_bench(["-m", "bench.webhooks", "-n", "300", "--down-s", "2", "--initial-backoff-s", "0.1",
+                        "--max-backoff-s", "0.5", "--max-delay-ms", "50"], out)
     rows = {r["case"]: r for r in record["rows"]}
     assert set(rows) == {"none", "up", "down"}
     assert all(r["delivered"] == 300 for r in rows.values())
