@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(150)
 def test_webpush(tmp_path: Path) -> None:
     n, peer_n, h2load_n = 300, 50, 500
     record = run_bench(["-m", "bench.webpush", "-n", str(n), "--peer-n", str(peer_n), "--h2load-n", str(h2load_n),
-                   "--resend"], tmp_path / "webpush.json")
+                       "--resend"], tmp_path / "webpush.json")
     result = record["result"]
     assert (result["targeted"], result["delivered"], result["state"]) == (n, n, "completed"), result
     again = result["resend"]
@@ -38,7 +38,7 @@ def test_webpush(tmp_path: Path) -> None:
 def test_hms(tmp_path: Path) -> None:
     n, batch, h2load_n = 600, 100, 40
     record = run_bench(["-m", "bench.hms", "-n", str(n), "--batch", str(batch), "--h2load-n", str(h2load_n), "--gateway-alone"],
-                  tmp_path / "hms.json")
+                       tmp_path / "hms.json")
     result = record["result"]
     assert (result["targeted"], result["delivered"], result["state"]) == (n, n, "completed"), result
     assert result["endpoint_cpu_s"] is not None, result

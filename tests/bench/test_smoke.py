@@ -50,7 +50,7 @@ def _check_ceiling(ceiling: dict[str, Any]) -> None:
 def test_providers(tmp_path: Path, endpoint: str) -> None:
     n, h2load_n = 200, 500
     record = run_bench(["-m", "bench.providers", "-n", str(n), "--endpoints", endpoint, "--h2load-n", str(h2load_n),
-                   "--timeout-s", "60"], tmp_path / "providers.json")
+                       "--timeout-s", "60"], tmp_path / "providers.json")
     rows = record["rows"]
     assert {r["client"] for r in rows} == {"pushsvc-apns", "pushsvc-fcm", "aioapns", "firebase-admin"}
     for row in rows:
@@ -146,7 +146,7 @@ def test_register(tmp_path: Path) -> None:
 def test_tokens_import(tmp_path: Path) -> None:
     n, unary_n = 300, 200
     record = run_bench(["-m", "bench.tokens_import", "-n", str(n), "--batch-size", "100", "--unary-n", str(unary_n)],
-                  tmp_path / "import.json")
+                       tmp_path / "import.json")
     assert record["ok"] is True
     assert record["registered"] == n
     for run in ("ceiling", "bulk"):

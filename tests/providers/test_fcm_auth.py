@@ -198,7 +198,6 @@ def test_transport_errors_become_google_transport_errors() -> None:
         UrllibAuthRequest()(f"http://127.0.0.1:{port}/token", method="POST", body=b"x")
 
 
-
 def test_a_token_endpoint_that_resets_the_connection_leaves_no_socket_open() -> None:
     # In a child process: its audit hook widens the race it needs, and
     # audit hooks cannot be removed once added.
